@@ -1,0 +1,401 @@
+"""Reading-batch wire format: a columnar, versioned, checksummed batch of CEMS readings.
+
+One batch holds the readings one agent took from one emission source over a short interval. It is
+columnar so both ends move whole numpy arrays: encoding and decoding cost a few memory copies and one
+checksum pass, never a Python loop per reading.
+
+Wire layout, version 1 (every integer little-endian; offsets in bytes)::
+
+    off  size  field
+    0    4     magic        b"CEMB"
+    4    2     version      u16, 1
+    6    2     reserved     u16, must be 0
+    8    4     n            u32, number of readings
+    12   4     meta_len     u32, bytes of metadata after the fixed header (padding included)
+    16   8     seq          u64, per-agent batch sequence number
+    24   ...   metadata     agent_id, source_id: u16 length + UTF-8 each;
+                            u16 channel count, then per channel:
+                            id, quantity, unit: u8 length + UTF-8 each;
+                            zero padding up to a multiple of 8
+    .    8n    ts_ns        i64, nanoseconds since 1970-01-01T00:00:00Z (UTC, no leap seconds)
+    .    8n    value        f64, in the channel's unit; NaN = no value
+    .    2n    channel      u16, index into the channel table
+    .    1n    flag         u8, :class:`schemas.quantities.Flag` code (HJ 212-2017 Table 8)
+    end  4     crc32        u32, CRC-32 (zlib/ISO-HDLC) of every byte before it
+
+Columns start 8-byte aligned, so decoding is zero-copy views of the input. The total length follows
+from the header, so truncation and trailing garbage are caught before the checksum is computed.
+
+Contract enforced on both encode and decode (a batch that breaks it is rejected whole):
+
+* ids are 1-128 bytes of printable UTF-8; channel ids are unique within a batch; quantity codes are
+  1-16 characters ``[A-Za-z0-9_-]``; units 1-32 bytes of printable UTF-8;
+* every channel index points into the channel table; every flag is a known code;
+* timestamps lie in [2000-01-01, 2200-01-01) UTC, which also catches seconds or milliseconds
+  mistaken for nanoseconds;
+* values are finite or NaN; a normal (``N``) reading must be finite.
+
+Versioning: the decoder keeps reading every version it ever wrote, so old agents keep working; a
+newer version raises :class:`~schemas.errors.UnsupportedSchemaVersion` for ingest to dead-letter.
+"""
+
+from __future__ import annotations
+
+import re
+import struct
+import zlib
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import numpy as np
+
+from .errors import BatchDecodeError, BatchError, UnsupportedSchemaVersion
+from .quantities import FLAG_IS_VALID_CODE, Flag
+
+__all__ = [
+    "MAGIC",
+    "SCHEMA_VERSION",
+    "SUPPORTED_VERSIONS",
+    "ChannelSpec",
+    "ReadingBatch",
+    "decode_batch",
+    "encode_batch",
+    "peek_header",
+]
+
+MAGIC = b"CEMB"
+SCHEMA_VERSION = 1
+SUPPORTED_VERSIONS = (1,)
+
+_FIXED = struct.Struct("<4sHHIIQ")  # magic, version, reserved, n, meta_len, seq
+_CRC = struct.Struct("<I")
+_BYTES_PER_READING = 8 + 8 + 2 + 1
+_MAX_U32 = 2**32 - 1
+
+#: 2000-01-01T00:00:00Z and 2200-01-01T00:00:00Z in ns.
+TS_MIN_NS = 946_684_800 * 10**9
+TS_MAX_NS = 7_258_118_400 * 10**9
+
+_QUANTITY_RE = re.compile(r"[A-Za-z0-9_-]{1,16}")
+
+
+class ChannelSpec(NamedTuple):
+    """One entry of a batch's channel table: what the values of a channel index mean."""
+
+    id: str  # the channel id of the site model, e.g. "co2_dry"
+    quantity: str  # HJ 212 factor code or project extension, e.g. "a05001"
+    unit: str  # canonical unit, e.g. "mg/m3" (schemas.quantities.UNITS)
+
+
+@dataclass(frozen=True, eq=False)
+class ReadingBatch:
+    """A validated batch of readings. Build with :meth:`from_columns`; columns are read-only arrays.
+
+    Parameters
+    ----------
+    agent_id, source_id : str
+        The sending edge agent and the emission source (stack) the readings belong to.
+    seq : int
+        Per-agent batch sequence number, [0, 2**64). The centre deduplicates on (agent_id, seq).
+    channels : tuple of ChannelSpec
+        Channel table; ``channel`` values index into it.
+    ts_ns : ndarray of int64
+        Reading times [ns since Unix epoch, UTC].
+    channel : ndarray of uint16
+        Channel index of each reading.
+    value : ndarray of float64
+        Reading values [the channel's unit]; NaN where there is no value.
+    flag : ndarray of uint8
+        :class:`~schemas.quantities.Flag` code of each reading.
+    """
+
+    agent_id: str
+    source_id: str
+    seq: int
+    channels: tuple[ChannelSpec, ...]
+    ts_ns: np.ndarray
+    channel: np.ndarray
+    value: np.ndarray
+    flag: np.ndarray
+    version: int = SCHEMA_VERSION
+
+    @classmethod
+    def from_columns(
+        cls,
+        *,
+        agent_id: str,
+        source_id: str,
+        seq: int,
+        channels,
+        ts_ns,
+        channel,
+        value,
+        flag,
+    ) -> ReadingBatch:
+        """Validate and coerce columns (any array-likes) into a batch; raises :class:`BatchError`."""
+        try:
+            chans = tuple(ChannelSpec(*c) for c in channels)
+        except TypeError as exc:
+            raise BatchError("bad_metadata", f"channel table entries must be (id, quantity, unit): {exc}") from None
+        cols = {
+            "ts_ns": _as_column(ts_ns, np.int64, "ts_ns"),
+            "channel": _as_column(channel, np.uint16, "channel"),
+            "value": _as_column(value, np.float64, "value"),
+            "flag": _as_column(flag, np.uint8, "flag"),
+        }
+        _check_header(agent_id, source_id, seq, chans)
+        _check_columns(len(chans), **cols)
+        for arr in cols.values():
+            arr.setflags(write=False)
+        return cls(agent_id, source_id, int(seq), chans, **cols)
+
+    def __len__(self) -> int:
+        return int(self.ts_ns.shape[0])
+
+    @property
+    def timestamps(self) -> np.ndarray:
+        """Reading times as ``datetime64[ns]`` (UTC), without copying."""
+        return self.ts_ns.view("datetime64[ns]")
+
+    def equals(self, other: ReadingBatch) -> bool:
+        """Exact equality, NaN equal to NaN (what a round trip must preserve)."""
+        return (
+            (self.agent_id, self.source_id, self.seq, self.channels)
+            == (other.agent_id, other.source_id, other.seq, other.channels)
+            and np.array_equal(self.ts_ns, other.ts_ns)
+            and np.array_equal(self.channel, other.channel)
+            and np.array_equal(self.flag, other.flag)
+            and np.array_equal(self.value.view(np.uint64), other.value.view(np.uint64))
+        )
+
+    def encode(self) -> bytes:
+        return encode_batch(self)
+
+
+def _as_column(data, dtype, name: str) -> np.ndarray:
+    """Coerce to a 1-D contiguous column of ``dtype`` without silent wrap-around or truncation."""
+    try:
+        arr = np.asarray(data)
+    except (TypeError, ValueError) as exc:
+        raise BatchError("bad_column", f"{name}: not array-like ({exc})") from None
+    if arr.ndim != 1:
+        raise BatchError("bad_column", f"{name}: expected a 1-D column, got shape {arr.shape}")
+    target = np.dtype(dtype)
+    if arr.dtype == target:
+        return np.array(arr, dtype=target, copy=True)  # own the memory: callers may mutate theirs
+    if target.kind in "iu":
+        if arr.size and arr.dtype.kind not in "iub":
+            raise BatchError("bad_column", f"{name}: expected integers, got dtype {arr.dtype}")
+        info = np.iinfo(target)
+        if arr.size and (arr.min() < info.min or arr.max() > info.max):
+            raise BatchError("bad_column", f"{name}: values outside the {target} range")
+    elif arr.size and arr.dtype.kind not in "iuf":
+        raise BatchError("bad_column", f"{name}: expected numbers, got dtype {arr.dtype}")
+    return np.ascontiguousarray(arr, dtype=target)
+
+
+def _check_text(value, what: str, max_bytes: int) -> None:
+    if not isinstance(value, str):
+        raise BatchError("bad_metadata", f"{what} must be a string, got {type(value).__name__}")
+    try:
+        size = len(value.encode("utf-8"))
+    except UnicodeEncodeError:
+        raise BatchError("bad_metadata", f"{what} {value!r} is not valid Unicode") from None
+    if not 1 <= size <= max_bytes:
+        raise BatchError("bad_metadata", f"{what} must be 1-{max_bytes} bytes of UTF-8, got {size}")
+    if not value.isprintable():
+        raise BatchError("bad_metadata", f"{what} {value!r} contains control or unprintable characters")
+
+
+def _check_header(agent_id, source_id, seq, channels: tuple[ChannelSpec, ...]) -> None:
+    _check_text(agent_id, "agent_id", 128)
+    _check_text(source_id, "source_id", 128)
+    if not isinstance(seq, (int, np.integer)) or isinstance(seq, bool) or not 0 <= int(seq) < 2**64:
+        raise BatchError("bad_metadata", f"seq must be an integer in [0, 2**64), got {seq!r}")
+    if len(channels) > 65535:
+        raise BatchError("bad_metadata", f"{len(channels)} channels; at most 65535")
+    seen: set[str] = set()
+    for i, c in enumerate(channels):
+        _check_text(c.id, f"channel {i} id", 64)
+        if not isinstance(c.quantity, str) or not _QUANTITY_RE.fullmatch(c.quantity):
+            raise BatchError("bad_metadata", f"channel {i} quantity {c.quantity!r} is not 1-16 of [A-Za-z0-9_-]")
+        _check_text(c.unit, f"channel {i} unit", 32)
+        if c.id in seen:
+            raise BatchError("bad_metadata", f"channel id {c.id!r} appears twice in the channel table")
+        seen.add(c.id)
+
+
+def _check_columns(n_channels: int, ts_ns: np.ndarray, channel: np.ndarray, value: np.ndarray, flag: np.ndarray) -> None:
+    """The per-reading rules, each one vectorised pass over a column."""
+    n = ts_ns.shape[0]
+    if not channel.shape[0] == value.shape[0] == flag.shape[0] == n:
+        raise BatchError(
+            "bad_column",
+            f"column lengths differ: ts_ns {n}, channel {channel.shape[0]}, value {value.shape[0]}, flag {flag.shape[0]}",
+        )
+    if n > _MAX_U32:
+        raise BatchError("bad_column", f"{n} readings; at most {_MAX_U32} per batch")
+    if n == 0:
+        return
+    bad = (ts_ns < TS_MIN_NS) | (ts_ns >= TS_MAX_NS)
+    if bad.any():
+        i = int(np.argmax(bad))
+        raise BatchError(
+            "bad_timestamp",
+            f"reading {i}: ts_ns {int(ts_ns[i])} is outside [2000-01-01, 2200-01-01) UTC "
+            "(seconds or milliseconds instead of nanoseconds?)",
+        )
+    cmax = int(channel.max())
+    if cmax >= n_channels:
+        i = int(np.argmax(channel >= n_channels))
+        raise BatchError("bad_channel_index", f"reading {i}: channel index {cmax} but the table has {n_channels} channels")
+    known = FLAG_IS_VALID_CODE[flag]
+    if not known.all():
+        i = int(np.argmin(known))
+        raise BatchError("bad_flag", f"reading {i}: flag code {int(flag[i])} is not an HJ 212 flag (0-{len(Flag) - 1})")
+    if np.isinf(value).any():
+        i = int(np.argmax(np.isinf(value)))
+        raise BatchError("bad_value", f"reading {i}: value is infinite; send NaN with a non-normal flag instead")
+    nan_normal = np.isnan(value) & (flag == Flag.N)
+    if nan_normal.any():
+        i = int(np.argmax(nan_normal))
+        raise BatchError("bad_value", f"reading {i}: value is NaN but the flag is N (normal)")
+
+
+def _pad8(n: int) -> int:
+    return -n % 8
+
+
+def _encode_meta(batch: ReadingBatch) -> bytes:
+    parts = []
+    for text in (batch.agent_id, batch.source_id):
+        raw = text.encode("utf-8")
+        parts += [struct.pack("<H", len(raw)), raw]
+    parts.append(struct.pack("<H", len(batch.channels)))
+    for c in batch.channels:
+        for text in c:
+            raw = text.encode("utf-8")
+            parts += [struct.pack("<B", len(raw)), raw]
+    meta = b"".join(parts)
+    return meta + bytes(_pad8(_FIXED.size + len(meta)))
+
+
+def encode_batch(batch: ReadingBatch) -> bytes:
+    """Serialise a batch to the version-1 wire format (see module docstring)."""
+    meta = _encode_meta(batch)
+    n = len(batch)
+    head = _FIXED.pack(MAGIC, SCHEMA_VERSION, 0, n, len(meta), batch.seq)
+    body_len = len(head) + len(meta) + n * _BYTES_PER_READING
+    out = bytearray(body_len + _CRC.size)
+    out[: len(head)] = head
+    off = len(head)
+    out[off : off + len(meta)] = meta
+    off += len(meta)
+    for col, dtype in ((batch.ts_ns, "<i8"), (batch.value, "<f8"), (batch.channel, "<u2"), (batch.flag, "u1")):
+        view = np.frombuffer(out, dtype=dtype, count=n, offset=off)
+        view[...] = col
+        off += view.nbytes
+    _CRC.pack_into(out, off, zlib.crc32(memoryview(out)[:off]))
+    return bytes(out)
+
+
+class _Header(NamedTuple):
+    version: int
+    n: int
+    meta_len: int
+    seq: int
+
+
+def _read_fixed(buf: bytes) -> _Header:
+    if len(buf) < _FIXED.size + _CRC.size:
+        raise BatchDecodeError("truncated", f"{len(buf)} bytes; a batch has at least {_FIXED.size + _CRC.size}")
+    magic, version, reserved, n, meta_len, seq = _FIXED.unpack_from(buf)
+    if magic != MAGIC:
+        raise BatchDecodeError("bad_magic", f"starts with {magic!r}, not {MAGIC!r}: not a CEMS reading batch")
+    if version not in SUPPORTED_VERSIONS:
+        raise UnsupportedSchemaVersion(version, SUPPORTED_VERSIONS)
+    if reserved != 0:
+        raise BatchDecodeError("bad_header", f"reserved header field is {reserved}, must be 0")
+    if meta_len % 8 != (-_FIXED.size) % 8:
+        raise BatchDecodeError("bad_header", f"metadata length {meta_len} breaks 8-byte column alignment")
+    return _Header(version, n, meta_len, seq)
+
+
+def peek_header(data: bytes) -> tuple[int, int]:
+    """Return (schema version, seq) after checking only the fixed header: cheap routing and dedup.
+
+    Raises :class:`~schemas.errors.BatchDecodeError` like :func:`decode_batch`.
+    """
+    return (h := _read_fixed(bytes(data[: _FIXED.size + _CRC.size]))).version, h.seq
+
+
+class _Reader:
+    """Bounds-checked cursor over the metadata block; every overrun is a BatchDecodeError."""
+
+    def __init__(self, buf: bytes, start: int, end: int) -> None:
+        self.buf, self.pos, self.end = buf, start, end
+
+    def take(self, size: int, what: str) -> bytes:
+        if self.pos + size > self.end:
+            raise BatchDecodeError("bad_metadata", f"metadata ends inside {what}")
+        out = self.buf[self.pos : self.pos + size]
+        self.pos += size
+        return out
+
+    def uint(self, size: int, what: str) -> int:
+        return int.from_bytes(self.take(size, what), "little")
+
+    def text(self, len_size: int, what: str) -> str:
+        raw = self.take(self.uint(len_size, f"{what} length"), what)
+        try:
+            return raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise BatchDecodeError("bad_metadata", f"{what} is not valid UTF-8") from None
+
+
+def decode_batch(data) -> ReadingBatch:
+    """Parse and validate wire bytes into a :class:`ReadingBatch`.
+
+    Raises :class:`~schemas.errors.BatchDecodeError` (and nothing else) for any input that is not a
+    complete, valid batch; there is no partial result. Columns are read-only zero-copy views of
+    ``data`` (copied once first if ``data`` is mutable).
+    """
+    if not isinstance(data, bytes):
+        try:
+            data = bytes(data)
+        except TypeError:
+            raise BatchDecodeError("bad_input", f"expected bytes, got {type(data).__name__}") from None
+    h = _read_fixed(data)
+    cols_at = _FIXED.size + h.meta_len
+    expected = cols_at + h.n * _BYTES_PER_READING + _CRC.size
+    if len(data) != expected:
+        kind = "truncated" if len(data) < expected else "trailing_bytes"
+        raise BatchDecodeError(kind, f"header announces {h.n} readings in {expected} bytes, got {len(data)} bytes")
+    body = memoryview(data)[:-_CRC.size]
+    (stored,) = _CRC.unpack_from(data, len(body))
+    if zlib.crc32(body) != stored:
+        raise BatchDecodeError("checksum", "CRC-32 mismatch: the batch was corrupted in transit or storage")
+
+    r = _Reader(data, _FIXED.size, cols_at)
+    agent_id = r.text(2, "agent_id")
+    source_id = r.text(2, "source_id")
+    channels = tuple(
+        ChannelSpec(r.text(1, f"channel {i} id"), r.text(1, f"channel {i} quantity"), r.text(1, f"channel {i} unit"))
+        for i in range(r.uint(2, "channel count"))
+    )
+    if any(data[r.pos : cols_at]):
+        raise BatchDecodeError("bad_metadata", "non-zero bytes in metadata padding")
+
+    cols = {}
+    off = cols_at
+    for name, dtype in (("ts_ns", "<i8"), ("value", "<f8"), ("channel", "<u2"), ("flag", "u1")):
+        cols[name] = np.frombuffer(data, dtype=dtype, count=h.n, offset=off)
+        off += cols[name].nbytes
+    try:
+        _check_header(agent_id, source_id, h.seq, channels)
+        _check_columns(len(channels), **cols)
+    except BatchDecodeError:
+        raise
+    except BatchError as exc:
+        raise BatchDecodeError(exc.reason, exc.detail) from None
+    return ReadingBatch(agent_id, source_id, h.seq, channels, version=h.version, **cols)
