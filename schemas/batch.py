@@ -307,11 +307,11 @@ class _Header(NamedTuple):
 
 
 def _read_fixed(buf: bytes) -> _Header:
+    if buf[:4] != MAGIC[: len(buf)]:  # say "not a batch" before "too short" when both are true
+        raise BatchDecodeError("bad_magic", f"starts with {buf[:4]!r}, not {MAGIC!r}: not a CEMS reading batch")
     if len(buf) < _FIXED.size + _CRC.size:
         raise BatchDecodeError("truncated", f"{len(buf)} bytes; a batch has at least {_FIXED.size + _CRC.size}")
-    magic, version, reserved, n, meta_len, seq = _FIXED.unpack_from(buf)
-    if magic != MAGIC:
-        raise BatchDecodeError("bad_magic", f"starts with {magic!r}, not {MAGIC!r}: not a CEMS reading batch")
+    _, version, reserved, n, meta_len, seq = _FIXED.unpack_from(buf)
     if version not in SUPPORTED_VERSIONS:
         raise UnsupportedSchemaVersion(version, SUPPORTED_VERSIONS)
     if reserved != 0:
@@ -326,7 +326,12 @@ def peek_header(data: bytes) -> tuple[int, int]:
 
     Raises :class:`~schemas.errors.BatchDecodeError` like :func:`decode_batch`.
     """
-    return (h := _read_fixed(bytes(data[: _FIXED.size + _CRC.size]))).version, h.seq
+    try:
+        head = memoryview(data)[: _FIXED.size + _CRC.size].tobytes()
+    except TypeError:
+        raise BatchDecodeError("bad_input", f"expected bytes, got {type(data).__name__}") from None
+    h = _read_fixed(head)
+    return h.version, h.seq
 
 
 class _Reader:
@@ -362,7 +367,7 @@ def decode_batch(data) -> ReadingBatch:
     """
     if not isinstance(data, bytes):
         try:
-            data = bytes(data)
+            data = memoryview(data).tobytes()  # not bytes(data): bytes(5) would be five zero bytes
         except TypeError:
             raise BatchDecodeError("bad_input", f"expected bytes, got {type(data).__name__}") from None
     h = _read_fixed(data)
@@ -383,8 +388,8 @@ def decode_batch(data) -> ReadingBatch:
         ChannelSpec(r.text(1, f"channel {i} id"), r.text(1, f"channel {i} quantity"), r.text(1, f"channel {i} unit"))
         for i in range(r.uint(2, "channel count"))
     )
-    if any(data[r.pos : cols_at]):
-        raise BatchDecodeError("bad_metadata", "non-zero bytes in metadata padding")
+    if cols_at - r.pos >= 8 or any(data[r.pos : cols_at]):
+        raise BatchDecodeError("bad_metadata", "metadata padding is not 0-7 zero bytes")
 
     cols = {}
     off = cols_at

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from .configfile import load_config
 from .quantities import QUANTITIES
@@ -69,12 +69,13 @@ class Channel(_Frozen):
             raise ValueError(f"unknown quantity code {code!r}; known codes: {', '.join(sorted(QUANTITIES))}")
         return code
 
-    @model_validator(mode="after")
-    def _unit_fits_quantity(self) -> Channel:
-        q = QUANTITIES[self.quantity]
-        if self.unit not in q.units:
-            raise ValueError(f"unit {self.unit!r} is not valid for {q.code} ({q.name}); use one of {list(q.units)}")
-        return self
+    @field_validator("unit")
+    @classmethod
+    def _unit_fits_quantity(cls, unit: str, info: ValidationInfo) -> str:
+        q = QUANTITIES.get(info.data.get("quantity", ""))  # absent when the quantity itself was invalid
+        if q is not None and unit not in q.units:
+            raise ValueError(f"unit {unit!r} is not valid for {q.code} ({q.name}); use one of {list(q.units)}")
+        return unit
 
 
 class EmissionSource(_Frozen):

@@ -1,0 +1,119 @@
+"""Reading-batch codec throughput: the vectorised codec against a per-reading baseline, in one run.
+
+    python bench/bench_codec.py [--readings 1000000] [--channels 8] [--repeat 5]
+
+The baseline encodes and decodes the same version-1 layout one reading at a time with ``struct``
+(what a straightforward implementation does); its output is checked to be byte-identical, so the
+two are doing the same work. It runs on a slice (``--baseline-readings``) because it is slow; rates
+are per reading either way. Figures are wall-clock on one core.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import platform
+import statistics
+import struct
+import sys
+import time
+import zlib
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from schemas.batch import _FIXED, ReadingBatch, _encode_meta, decode_batch, encode_batch  # noqa: E402
+from schemas.quantities import FLAG_IS_VALID_CODE, Flag  # noqa: E402
+
+T0 = 1_767_225_600 * 10**9
+
+
+def make_batch(n: int, n_channels: int) -> ReadingBatch:
+    rng = np.random.default_rng(1)
+    flag = np.where(rng.random(n) < 0.02, Flag.C, Flag.N).astype(np.uint8)
+    return ReadingBatch.from_columns(
+        agent_id="gw-bench",
+        source_id="stack-1",
+        seq=1,
+        channels=[(f"ch{i}", "a05001", "%") for i in range(n_channels)],
+        ts_ns=T0 + np.arange(n, dtype=np.int64) * 10**9 // n_channels,
+        channel=np.arange(n) % n_channels,
+        value=rng.normal(10.0, 1.0, n),
+        flag=flag,
+    )
+
+
+def baseline_encode(b: ReadingBatch) -> bytes:
+    """Per-reading encoder of the same layout."""
+    meta = _encode_meta(b)
+    parts = [_FIXED.pack(b"CEMB", 1, 0, len(b), len(meta), b.seq), meta]
+    ts, ch, val, fl = b.ts_ns.tolist(), b.channel.tolist(), b.value.tolist(), b.flag.tolist()
+    parts += [struct.pack("<q", t) for t in ts]
+    parts += [struct.pack("<d", v) for v in val]
+    parts += [struct.pack("<H", c) for c in ch]
+    parts += [struct.pack("<B", f) for f in fl]
+    body = b"".join(parts)
+    return body + struct.pack("<I", zlib.crc32(body))
+
+
+def baseline_decode(data: bytes, n_channels: int) -> list[tuple]:
+    """Per-reading decoder of the same layout, with the same per-reading checks."""
+    _, _, _, n, meta_len, _ = _FIXED.unpack_from(data)
+    if zlib.crc32(data[:-4]) != struct.unpack_from("<I", data, len(data) - 4)[0]:
+        raise ValueError("checksum")
+    off = _FIXED.size + meta_len
+    rows = []
+    for i in range(n):
+        (t,) = struct.unpack_from("<q", data, off + 8 * i)
+        (v,) = struct.unpack_from("<d", data, off + 8 * n + 8 * i)
+        (c,) = struct.unpack_from("<H", data, off + 16 * n + 2 * i)
+        f = data[off + 18 * n + i]
+        if c >= n_channels or not FLAG_IS_VALID_CODE[f] or math.isinf(v) or (f == 0 and math.isnan(v)):
+            raise ValueError(f"reading {i}")
+        rows.append((t, c, v, f))
+    return rows
+
+
+def timed(fn, repeat: int) -> float:
+    """Median wall time of ``repeat`` calls [s]."""
+    times = []
+    for _ in range(repeat):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--readings", type=int, default=1_000_000)
+    ap.add_argument("--baseline-readings", type=int, default=100_000)
+    ap.add_argument("--channels", type=int, default=8)
+    ap.add_argument("--repeat", type=int, default=5)
+    args = ap.parse_args()
+
+    big = make_batch(args.readings, args.channels)
+    small = make_batch(args.baseline_readings, args.channels)
+    raw, raw_small = encode_batch(big), encode_batch(small)
+    assert baseline_encode(small) == raw_small, "baseline and codec disagree on the bytes"
+    assert decode_batch(raw).equals(big)
+
+    t_enc = timed(lambda: encode_batch(big), args.repeat)
+    t_dec = timed(lambda: decode_batch(raw), args.repeat)
+    t_benc = timed(lambda: baseline_encode(small), max(1, args.repeat // 2))
+    t_bdec = timed(lambda: baseline_decode(raw_small, args.channels), max(1, args.repeat // 2))
+
+    n, nb = args.readings, args.baseline_readings
+    print(f"reading-batch codec v1 | Python {platform.python_version()}, numpy {np.__version__}, {platform.machine()}")
+    print(f"batch: {n:,} readings, {args.channels} channels, {len(raw):,} bytes ({len(raw) / n:.2f} B/reading)")
+    print(f"{'':10}{'vectorised':>16}{'per-reading':>16}{'speed-up':>10}")
+    for name, t, tb in (("encode", t_enc, t_benc), ("decode", t_dec, t_bdec)):
+        rate, brate = n / t, nb / tb
+        print(f"{name:10}{rate / 1e6:>11.1f} M/s{brate / 1e6:>11.2f} M/s{rate / brate:>9.0f}x"
+              f"   ({len(raw) / t / 1e9:.2f} GB/s; {t * 1e3:.1f} ms per {n:,})")
+
+
+if __name__ == "__main__":
+    main()

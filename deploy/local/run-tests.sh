@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# The whole test suite from a fresh clone, in one command:
+#   1. a virtualenv in .venv with the project and its test dependencies (reinstalled when pyproject changes),
+#   2. the real Kafka broker and InfluxDB server on 127.0.0.1 (fetched/built once, cached; see services.sh),
+#   3. pytest (extra arguments are passed through, e.g. `-k kafka` or `tests/unit`).
+# Services this script started are stopped on exit; services that were already running are left running.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/../.."
+SERVICE=tests
+source deploy/local/lib.sh
+
+t_all=$(_t0)
+
+python_for_venv() {
+    local py
+    for py in "${PYTHON:-}" python3.11 python3.12 python3.13 python3; do
+        [ -n "$py" ] && command -v "$py" >/dev/null 2>&1 || continue
+        if "$py" -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then echo "$py"; return 0; fi
+    done
+    die "Python >= 3.11 is required (set PYTHON=/path/to/python3.11)"
+}
+
+setup_venv() {
+    local stamp=.venv/.cems-install-stamp want
+    want=$(cat pyproject.toml | sha256sum | cut -d' ' -f1)
+    if [ ! -x .venv/bin/python ]; then
+        "$(python_for_venv)" -m venv .venv
+    fi
+    if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+        quietly .venv/pip-install.log .venv/bin/python -m pip install --upgrade pip
+        quietly .venv/pip-install.log .venv/bin/python -m pip install -e ".[all,test]"
+        echo "$want" >"$stamp"
+    fi
+}
+step "python environment (.venv)" setup_venv
+
+started=0
+if deploy/local/kafka.sh check >/dev/null 2>&1 && deploy/local/influxdb.sh check >/dev/null 2>&1; then
+    log "using the Kafka and InfluxDB already running"
+else
+    step "services" deploy/local/services.sh up >/dev/null
+    started=1
+fi
+cleanup() {
+    if [ "$started" -eq 1 ]; then deploy/local/services.sh down; fi
+    log "total $(_since "$t_all") s"
+}
+trap cleanup EXIT
+
+eval "$(deploy/local/services.sh env | sed 's/^/export /')"
+t=$(_t0)
+rc=0
+.venv/bin/python -m pytest "$@" || rc=$?
+log "pytest: exit $rc in $(_since "$t") s"
+exit "$rc"

@@ -1,0 +1,1 @@
+"""Central entry points: reading batches from Kafka, self-reported monthly accounting parameters."""
