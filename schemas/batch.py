@@ -134,6 +134,8 @@ class ReadingBatch:
     ) -> ReadingBatch:
         """Validate and coerce columns (any array-likes) into a batch; raises :class:`BatchError`."""
         try:
+            if any(isinstance(c, (str, bytes)) for c in channels):
+                raise TypeError("got a string")  # "abc" would otherwise unpack into three fields
             chans = tuple(ChannelSpec(*c) for c in channels)
         except TypeError as exc:
             raise BatchError("bad_metadata", f"channel table entries must be (id, quantity, unit): {exc}") from None

@@ -253,6 +253,7 @@ def test_column_rules_apply_on_decode_too():
         (dict(channels=[("co2", "a05001", "%"), ("co2", "a19001", "%")]), "bad_metadata"),
         (dict(channels=[("co2", "a05 001", "%"), ("o2", "a19001", "%")]), "bad_metadata"),
         (dict(channels=[("co2", "a05001"), ("o2", "a19001", "%")]), "bad_metadata"),
+        (dict(channels=["abc", ("o2", "a19001", "%")]), "bad_metadata"),
         (dict(agent_id=""), "bad_metadata"),
         (dict(agent_id="gw\n01"), "bad_metadata"),
         (dict(source_id="x" * 129), "bad_metadata"),
