@@ -39,8 +39,8 @@ fetch() {
 </project>
 POM
     rm -rf "$HOME_DIR/libs"
-    mvn -B -q -Dstyle.color=never -f "$HOME_DIR/pom.xml" "$MAVEN_DEP_PLUGIN:copy-dependencies" \
-        -DincludeScope=runtime -DoutputDirectory="$HOME_DIR/libs" >&2
+    quietly "$HOME_DIR/maven.log" mvn -B -Dstyle.color=never -f "$HOME_DIR/pom.xml" \
+        "$MAVEN_DEP_PLUGIN:copy-dependencies" -DincludeScope=runtime -DoutputDirectory="$HOME_DIR/libs"
     ls "$HOME_DIR/libs"/kafka_2.13-"$KAFKA_VERSION".jar >/dev/null || die "Maven did not deliver kafka_2.13-$KAFKA_VERSION.jar"
     cat > "$HOME_DIR/log4j2.properties" <<'L4J'
 status = warn
