@@ -1,0 +1,47 @@
+"""Multi-gas totals: CO2-equivalent with versioned GWP sets (100-year horizon).
+
+Aluminium smelters report CO2, CF4 and C2F6 (China ETS expansion, 2025). Which IPCC assessment the
+aluminium guideline CETS-AG-04.01 prescribes is unconfirmed (``cems-standards.md`` §4.6 and §10 item 3),
+so the set is a configuration value, recorded with every CO2e figure.
+
+Sources: AR4 values as used by the IAI [S]; AR5 values as in EU MRR 2018/2066 Annex VI [U, memory];
+AR6 values from IPCC AR6 WG1 Chapter 7 Table 7.SM.7 [U: not in the project's reference, from memory;
+verify before relying on it].
+"""
+
+from __future__ import annotations
+
+from types import MappingProxyType
+
+import numpy as np
+
+__all__ = ["DEFAULT_GWP_SET", "GWP_SETS", "co2e"]
+
+GWP_SETS = MappingProxyType(
+    {
+        "AR4": MappingProxyType({"CO2": 1.0, "CF4": 7390.0, "C2F6": 12200.0}),
+        "AR5": MappingProxyType({"CO2": 1.0, "CF4": 6630.0, "C2F6": 11100.0}),
+        "AR6": MappingProxyType({"CO2": 1.0, "CF4": 7380.0, "C2F6": 12400.0}),
+    }
+)
+#: Default until CETS-AG-04.01 Appendix A is read: AR4, which the IAI uses for sector statistics.
+DEFAULT_GWP_SET = "AR4"
+
+
+def co2e(masses: dict[str, np.ndarray | float], gwp_set: str = DEFAULT_GWP_SET) -> np.ndarray:
+    """Sum of mass x GWP over gases, e.g. ``co2e({"CO2": t_co2, "CF4": t_cf4, "C2F6": t_c2f6}, "AR5")``.
+
+    Masses in any one unit (t, kg); the result is in that unit of CO2e. An unknown gas or set raises
+    ``KeyError`` naming what is known; NaN in any gas gives NaN (a missing gas is not zero).
+    """
+    try:
+        gwp = GWP_SETS[gwp_set]
+    except KeyError:
+        raise KeyError(f"unknown GWP set {gwp_set!r}; known: {sorted(GWP_SETS)}") from None
+    unknown = set(masses) - set(gwp)
+    if unknown:
+        raise KeyError(f"no GWP for {sorted(unknown)} in {gwp_set}; known gases: {sorted(gwp)}")
+    total = np.zeros(np.broadcast_shapes(*(np.shape(m) for m in masses.values())) if masses else ())
+    for gas, mass in masses.items():  # a handful of gases, not readings
+        total = total + np.asarray(mass, dtype=np.float64) * gwp[gas]
+    return total
