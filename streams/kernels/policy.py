@@ -1,0 +1,114 @@
+"""Validity rules as named, configurable policies. China (HJ 75/76/212) is the default.
+
+Sources (``shared/reference/cems-standards.md``):
+
+* minute: HJ 212-2017 App. D Eq. (23): mean of valid instantaneous values sampled at most every 5 s,
+  valid with n >= 12 [P]; HJ 76-2017 App. B: one data set at least every 5 s [S].
+* hour: China HJ 212 App. D Eq. (24), HJ 75/76: k >= 45 valid minutes [P/S]. EU MRR 2018/2066 Art. 44:
+  pro rata from the remaining points if >= 80 % of the maximum possible points exist [P]. US 40 CFR
+  75.10(d): at least one valid point in each 15-minute quadrant in which the unit operated [P].
+* day: HJ 212 App. D Eq. (25), HJ 76 App. B: m >= 20 valid hours [P/S].
+* month: HJ 76-2017 App. B: >= 25 valid days, >= 23 in February [S].
+* flags: HJ 212-2017 App. C notes: an aggregate is flagged N when more than 75 % of its parts are
+  normal, otherwise D [P]. The EU and US rules define no flag; the same rule is used.
+
+Rules the sources do not give are project choices, named as such: the 5-second spacing is checked as
+"each of the twelve 5-s slots of the minute holds a valid sample"; a source is *stopped* in an hour
+when more than half of its readings carry flag F (no regulation found; configurable).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from schemas.quantities import Flag
+
+from .standardise import REFERENCE_CONDITIONS, ReferenceConditions
+
+__all__ = ["POLICIES", "DayRule", "HourRule", "MinuteRule", "MonthRule", "ValidityPolicy", "get_policy"]
+
+
+@dataclass(frozen=True)
+class MinuteRule:
+    """Samples -> minute."""
+
+    min_valid_samples: int
+    slot_s: int = 5  # width of the spacing slots [s]; 60 must be a multiple
+    min_valid_slots: int = 0  # slots that must each hold a valid sample (12 = "every 5 s")
+
+
+@dataclass(frozen=True)
+class HourRule:
+    """Minutes -> hour."""
+
+    method: Literal["min_valid_minutes", "pro_rata_points", "operating_quadrants"]
+    min_valid_minutes: int = 45  # method "min_valid_minutes"
+    min_point_fraction: float = 0.8  # method "pro_rata_points": share of the possible points
+    points_per_hour: int = 3600  # method "pro_rata_points": possible points (readings) per hour
+
+
+@dataclass(frozen=True)
+class DayRule:
+    min_valid_hours: int = 20
+
+
+@dataclass(frozen=True)
+class MonthRule:
+    min_valid_days: int = 25
+    min_valid_days_february: int = 23
+
+
+@dataclass(frozen=True)
+class ValidityPolicy:
+    name: str
+    minute: MinuteRule
+    hour: HourRule
+    day: DayRule | None
+    month: MonthRule | None
+    reference: ReferenceConditions
+    normal_share: float = 0.75  # aggregate flagged N when strictly more than this share of parts is N
+    non_normal_flag: Flag = Flag.D
+    stopped_share: float = 0.5  # hour non-operating when strictly more than this share of readings is F
+    source: str = field(default="", compare=False)
+
+
+POLICIES: dict[str, ValidityPolicy] = {
+    p.name: p
+    for p in (
+        ValidityPolicy(
+            "cn-hj75",
+            MinuteRule(min_valid_samples=12, slot_s=5, min_valid_slots=12),
+            HourRule("min_valid_minutes", min_valid_minutes=45),
+            DayRule(20),
+            MonthRule(25, 23),
+            REFERENCE_CONDITIONS["hj212"],
+            source="HJ 212-2017 App. C, D; HJ 75-2017; HJ 76-2017 App. B",
+        ),
+        ValidityPolicy(
+            "eu-mrr",
+            MinuteRule(min_valid_samples=1),
+            HourRule("pro_rata_points", min_point_fraction=0.8, points_per_hour=3600),
+            None,
+            None,
+            REFERENCE_CONDITIONS["eu-mrr"],
+            source="Regulation (EU) 2018/2066 Art. 44, 45",
+        ),
+        ValidityPolicy(
+            "us-part75",
+            MinuteRule(min_valid_samples=1),
+            HourRule("operating_quadrants"),
+            None,
+            None,
+            REFERENCE_CONDITIONS["us-part98"],
+            source="40 CFR 75.10(d)",
+        ),
+    )
+}
+
+
+def get_policy(name: str) -> ValidityPolicy:
+    try:
+        return POLICIES[name]
+    except KeyError:
+        raise KeyError(f"unknown validity policy {name!r}; known: {sorted(POLICIES)}") from None

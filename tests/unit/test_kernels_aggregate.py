@@ -1,0 +1,243 @@
+"""Aggregation kernels (streams/kernels/aggregate.py): validity rules at their boundaries, flags,
+hand-computed means, and split/merge/order invariance."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from schemas.quantities import Flag
+from streams.kernels.aggregate import HOUR_NS, MINUTE_NS, Accumulator, hours_from_minutes, readings_to_minutes
+from streams.kernels.policy import POLICIES, get_policy
+
+CN, EU, US = POLICIES["cn-hj75"], POLICIES["eu-mrr"], POLICIES["us-part75"]
+T0 = 1_767_225_600 * 10**9  # 2026-01-01T00:00:00Z, a whole hour
+S = 10**9
+
+
+def minutes(ts_s, values, flags=None, series=None, policy=CN):
+    ts = T0 + np.asarray(ts_s, dtype=np.int64) * S
+    flags = np.zeros(ts.size, np.uint8) if flags is None else np.asarray(flags, np.uint8)
+    series = np.zeros(ts.size, np.int64) if series is None else np.asarray(series)
+    return readings_to_minutes(series, ts, np.asarray(values, float), flags).close(policy)
+
+
+def hour_from_minute_values(valid_minute_values: dict[int, float], policy=CN, per_minute=12, flag_of=None):
+    """One series, one hour: minute m gets ``per_minute`` readings of its value at 5-s spacing."""
+    ts, vals, flags = [], [], []
+    for minute in range(60):
+        f = (flag_of or {}).get(minute, Flag.N if minute in valid_minute_values else Flag.D)
+        for k in range(per_minute):
+            ts.append(minute * 60 + k * (60 // per_minute))
+            vals.append(valid_minute_values.get(minute, np.nan) if f == Flag.N else np.nan)
+            flags.append(f)
+    m = minutes(ts, vals, flags, policy=policy)
+    return hours_from_minutes(m).close(policy)
+
+
+# --- samples -> minute (HJ 212 App. D Eq. 23: n >= 12 at <= 5 s) ----------------------------------
+
+
+def test_minute_mean_of_valid_samples_only():
+    # 12 samples every 5 s with values 1..12, plus a calibration reading at :02 that must not count.
+    # mean = (1 + 2 + ... + 12)/12 = 78/12 = 6.5
+    m = minutes(list(range(0, 60, 5)) + [2], list(range(1, 13)) + [999.0], [0] * 12 + [Flag.C])
+    assert len(m) == 1 and m.valid[0]
+    assert m.mean[0] == 6.5
+    assert m.valid_parts[0] == 12 and m.part_flags[0, Flag.C] == 1
+    assert m.label[0] == Flag.N  # 12 of 13 normal = 92 % > 75 %
+
+
+def test_minute_needs_twelve_valid_samples():
+    eleven = minutes(list(range(0, 55, 5)), [1.0] * 11)
+    assert not eleven.valid[0] and np.isnan(eleven.mean[0])
+    assert minutes(list(range(0, 60, 5)), [1.0] * 12).valid[0]
+
+
+def test_minute_needs_every_five_second_slot():
+    # 1 Hz with a 6-second gap (:05..:10 missing): 54 valid samples, but slot [5 s, 10 s) is empty.
+    ts = [t for t in range(60) if not 5 <= t <= 10]
+    assert len(ts) == 54
+    cn = minutes(ts, [1.0] * 54)
+    assert not cn.valid[0] and bin(int(cn.valid_slots[0])).count("1") == 11
+    assert minutes(ts, [1.0] * 54, policy=EU).valid[0]  # no spacing rule in the EU policy
+
+
+def test_minute_label_needs_more_than_75_percent_normal():
+    # 12 N + 4 C = 75.0 % normal: not "more than 75 %" -> D.  13 N + 4 C = 76.5 % -> N.
+    ts = list(range(0, 60, 5)) + [1, 2, 3, 4]
+    exactly = minutes(ts, [1.0] * 12 + [0.0] * 4, [0] * 12 + [Flag.C] * 4)
+    assert exactly.label[0] == Flag.D and exactly.valid[0]
+    more = minutes(ts + [6], [1.0] * 12 + [0.0] * 4 + [1.0], [0] * 12 + [Flag.C] * 4 + [0])
+    assert more.label[0] == Flag.N
+
+
+def test_non_finite_and_huge_normal_readings_are_flagged_out_of_range():
+    m = minutes([0, 1, 2], [np.nan, np.inf, 1e300], policy=EU)
+    assert m.part_flags[0, Flag.T] == 3 and m.valid_parts[0] == 0 and np.isnan(m.mean[0])
+
+
+# --- minutes -> hour -----------------------------------------------------------------------------
+
+
+def test_cn_hour_needs_45_valid_minutes():
+    # 44 valid minutes of value 10.0: invalid. 45: valid, mean 10.0.
+    assert not hour_from_minute_values({m: 10.0 for m in range(44)}).valid[0]
+    h = hour_from_minute_values({m: 10.0 for m in range(45)})
+    assert h.valid[0] and h.mean[0] == 10.0 and h.valid_parts[0] == 45
+
+
+def test_cn_hour_mean_is_the_mean_of_valid_minute_means():
+    # minutes 0..44 at 10.0 and minutes 45..59 at 20.0: (45 x 10 + 15 x 20)/60 = 750/60 = 12.5
+    values = {m: (10.0 if m < 45 else 20.0) for m in range(60)}
+    assert hour_from_minute_values(values).mean[0] == 12.5
+
+
+def test_hour_label_more_than_75_percent_of_minutes_normal():
+    # 45 N minutes of 60 = 75 % -> D; 46 -> N (HJ 212-2017 App. C)
+    assert hour_from_minute_values({m: 1.0 for m in range(45)}).label[0] == Flag.D
+    assert hour_from_minute_values({m: 1.0 for m in range(46)}).label[0] == Flag.N
+
+
+def test_eu_hour_needs_80_percent_of_possible_points_pro_rata():
+    # 1 Hz, 3600 possible points. 2879 valid = 79.97 %: invalid. 2880 = 80.0 %: valid.
+    def hour(n_valid):
+        ts = np.arange(3600)
+        flags = np.where(ts < n_valid, Flag.N, Flag.M).astype(np.uint8)
+        values = np.where(ts < n_valid, 5.0 + (ts % 2), np.nan)  # alternating 5, 6: mean 5.5
+        return hours_from_minutes(minutes(ts, values, flags, policy=EU)).close(EU)
+
+    assert not hour(2879).valid[0]
+    h = hour(2880)
+    assert h.valid[0] and h.valid_samples[0] == 2880
+    assert h.mean[0] == 5.5  # pro rata: mean of all 2880 valid points
+
+
+def test_eu_pro_rata_weights_points_not_minutes():
+    # minute 0: 60 points at 1.0; minute 1: 10 points at 4.0 (rest missing). Points mean:
+    # (60 x 1 + 10 x 4)/70 = 100/70 = 1.4285714; a mean of minute means would give 2.5.
+    rule = get_policy("eu-mrr")
+    import dataclasses
+
+    lenient = dataclasses.replace(rule, hour=dataclasses.replace(rule.hour, min_point_fraction=0.0))
+    ts = list(range(60)) + list(range(60, 70))
+    h = hours_from_minutes(minutes(ts, [1.0] * 60 + [4.0] * 10, policy=lenient)).close(lenient)
+    assert h.mean[0] == pytest.approx(100 / 70, abs=2**-24)
+
+
+def test_us_hour_needs_a_point_in_each_operating_quadrant():
+    # One valid minute in each quadrant (minutes 0, 15, 30, 45): valid. Mean (1 + 2 + 3 + 4)/4 = 2.5.
+    h = hour_from_minute_values({0: 1.0, 15: 2.0, 30: 3.0, 45: 4.0}, policy=US)
+    assert h.valid[0] and h.mean[0] == 2.5 and h.valid_slots[0] == 0b1111
+    # Empty third quadrant: invalid.
+    assert not hour_from_minute_values({0: 1.0, 15: 2.0, 45: 4.0}, policy=US).valid[0]
+    # Source stopped (F) for the whole third quadrant: it is not an operating quadrant, so valid.
+    stopped = {m: Flag.F for m in range(30, 45)}
+    h = hour_from_minute_values({0: 1.0, 15: 2.0, 45: 4.0}, policy=US, flag_of=stopped)
+    assert h.valid[0] and h.operating_slots[0] == 0b1011 and h.mean[0] == pytest.approx(7 / 3, abs=2**-24)
+
+
+def test_stopped_hour_is_not_operating():
+    h = hour_from_minute_values({}, flag_of={m: Flag.F for m in range(60)})
+    assert h.stopped[0] and not h.valid[0]
+    h = hour_from_minute_values({m: 1.0 for m in range(31)}, flag_of={m: Flag.F for m in range(31, 60)})
+    assert not h.stopped[0]  # 29 of 60 minutes stopped: the source ran most of the hour
+
+
+def test_many_series_and_hours_at_once():
+    # 3 series x 2 hours at 1 Hz; series s has value s + hour index
+    ts = np.arange(7200)
+    series = np.repeat([0, 1, 2], ts.size)
+    t_all = np.tile(ts, 3)
+    values = series + t_all // 3600
+    h = hours_from_minutes(minutes(t_all, values, series=series)).close(CN)
+    assert len(h) == 6
+    np.testing.assert_array_equal(h.series, [0, 0, 1, 1, 2, 2])
+    np.testing.assert_array_equal(h.start_ns, np.tile([T0, T0 + HOUR_NS], 3))
+    np.testing.assert_array_equal(h.mean, [0.0, 1.0, 1.0, 2.0, 2.0, 3.0])
+
+
+# --- incremental: split, merge, order, duplicates ------------------------------------------------
+
+
+@st.composite
+def reading_streams(draw):
+    n = draw(st.integers(1, 400))
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    series = rng.integers(0, 3, n)
+    ts = T0 + rng.integers(0, 2 * 3600, n) * S  # two hours, random seconds (duplicated seconds allowed)
+    values = rng.normal(100.0, 30.0, n)
+    flags = rng.choice(np.array([0, 0, 0, 0, 5, 2, 1, 4], np.uint8), n)
+    return series, ts, values, flags
+
+
+def _batches(stream, cuts, order):
+    series, ts, values, flags = stream
+    bounds = [0, *sorted(cuts), len(ts)]
+    parts = [(i, slice(a, b)) for i, (a, b) in enumerate(zip(bounds, bounds[1:], strict=False))]
+    return [(i, series[s], ts[s], values[s], flags[s]) for i, s in (parts[k] for k in order(len(parts)))]
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(reading_streams(), st.lists(st.integers(0, 400), max_size=6), st.randoms(use_true_random=False))
+def test_any_split_and_order_gives_identical_state_and_records(stream, cuts, rnd):
+    cuts = [c for c in cuts if c <= len(stream[1])]
+    whole = readings_to_minutes(*stream)
+
+    def shuffled(k):
+        order = list(range(k))
+        rnd.shuffle(order)
+        return order
+
+    inc = Accumulator.empty(MINUTE_NS)
+    for i, *cols in _batches(stream, cuts, shuffled):
+        inc = inc.absorb_readings(*cols, batch_id=("gw", i))
+    assert inc.equals(whole)
+
+    # merge of two independently built halves, in both orders
+    parts = _batches(stream, cuts, lambda k: list(range(k)))
+    left, right = Accumulator.empty(MINUTE_NS), Accumulator.empty(MINUTE_NS)
+    for i, *cols in parts:
+        target = rnd.choice(["l", "r"])
+        if target == "l":
+            left = left.absorb_readings(*cols, batch_id=("gw", i))
+        else:
+            right = right.absorb_readings(*cols, batch_id=("gw", i))
+    assert left.merge(right).equals(whole) and right.merge(left).equals(whole)
+
+    for policy in (CN, EU, US):
+        a = hours_from_minutes(whole.close(policy)).close(policy)
+        b = hours_from_minutes(inc.close(policy)).close(policy)
+        assert np.array_equal(a.mean, b.mean, equal_nan=True)
+        assert np.array_equal(a.valid, b.valid) and np.array_equal(a.label, b.label)
+
+
+def test_a_batch_applied_twice_counts_once():
+    ts = T0 + np.arange(120) * S
+    cols = (np.zeros(120, int), ts, np.ones(120), np.zeros(120, np.uint8))
+    once = Accumulator.empty(MINUTE_NS).absorb_readings(*cols, batch_id=("gw-1", 7))
+    twice = once.absorb_readings(*cols, batch_id=("gw-1", 7))
+    assert twice.equals(once) and twice.valid_samples.sum() == 120
+    with pytest.raises(ValueError, match="count them twice"):
+        once.merge(once)
+
+
+def test_split_closed_by_watermark():
+    acc = readings_to_minutes(np.zeros(180, int), T0 + np.arange(180) * S, np.ones(180), np.zeros(180, np.uint8))
+    done, still_open = acc.split_closed(T0 + 2 * MINUTE_NS)
+    assert done.start_ns.tolist() == [T0, T0 + MINUTE_NS]
+    assert still_open.start_ns.tolist() == [T0 + 2 * MINUTE_NS]
+    assert done.merge(still_open).equals(acc)
+
+
+def test_a_stray_reading_far_away_does_not_blow_up_memory():
+    ts = np.concatenate([T0 + np.arange(60) * S, [T0 - 365 * 24 * HOUR_NS]])
+    acc = readings_to_minutes(np.zeros(61, int), ts, np.ones(61), np.zeros(61, np.uint8))
+    assert len(acc) == 2
+
+
+def test_unknown_policy_name():
+    with pytest.raises(KeyError, match="unknown validity policy 'cn'"):
+        get_policy("cn")
