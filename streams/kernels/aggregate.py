@@ -16,6 +16,7 @@ Python loop per reading.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, fields
 
 import numpy as np
@@ -66,8 +67,7 @@ def _counts(inv: np.ndarray, m: int, weights=None) -> np.ndarray:
 
 def _slot_bits(inv: np.ndarray, slot: np.ndarray, m: int) -> np.ndarray:
     """OR of ``1 << slot`` per cell."""
-    hit = np.bincount(inv * _MAX_SLOTS + slot, minlength=m * _MAX_SLOTS).reshape(m, _MAX_SLOTS) > 0
-    return (hit * (1 << np.arange(_MAX_SLOTS, dtype=np.int64))).sum(axis=1)
+    return _pack_bits(np.bincount(inv * _MAX_SLOTS + slot, minlength=m * _MAX_SLOTS).reshape(m, _MAX_SLOTS) > 0)
 
 
 @dataclass(frozen=True, eq=False)
@@ -110,6 +110,10 @@ class Accumulator:
 
     def __len__(self) -> int:
         return int(self.key.size)
+
+    @property
+    def nbytes(self) -> int:
+        return sum(getattr(self, n).nbytes for n in ("key",) + self._ROW_FIELDS + self._OR_FIELDS)
 
     @property
     def series(self) -> np.ndarray:
@@ -173,28 +177,7 @@ class Accumulator:
 
     def merge(self, other: Accumulator) -> Accumulator:
         """Combine two states of the same period. Refuses states that share a batch (double count)."""
-        if other.period_ns != self.period_ns:
-            raise ValueError(f"cannot merge {self.period_ns} ns periods with {other.period_ns} ns periods")
-        shared = self.batches & other.batches
-        if shared:
-            raise ValueError(f"both states already contain batches {sorted(shared)[:5]}: merging would count them twice")
-        if not len(other):
-            return Accumulator(**{**self._as_dict(), "batches": self.batches | other.batches})
-        if not len(self):
-            return Accumulator(**{**other._as_dict(), "batches": self.batches | other.batches})
-        key = np.union1d(self.key, other.key)
-        ia, ib = np.searchsorted(key, self.key), np.searchsorted(key, other.key)
-        out = {"period_ns": self.period_ns, "key": key, "batches": self.batches | other.batches}
-        for name in self._ROW_FIELDS + self._OR_FIELDS:
-            a, b = getattr(self, name), getattr(other, name)
-            arr = np.zeros((key.size,) + a.shape[1:], dtype=np.int64)
-            arr[ia] = a
-            if name in self._OR_FIELDS:
-                arr[ib] |= b
-            else:
-                arr[ib] += b
-            out[name] = arr
-        return Accumulator(**out)
+        return combine([self, other])
 
     def _as_dict(self) -> dict:
         return {f.name: getattr(self, f.name) for f in fields(self)}
@@ -252,6 +235,51 @@ class Accumulator:
         )
 
 
+def combine(states: list[Accumulator]) -> Accumulator:
+    """Merge any number of states of one period length in one pass (sums add, slot masks OR).
+
+    Refuses states that share a batch id: that batch would be counted twice.
+    """
+    period = {a.period_ns for a in states}
+    if len(period) != 1:
+        raise ValueError(f"cannot merge states of different periods: {sorted(period)} ns")
+    batches: frozenset = frozenset()
+    for a in states:
+        shared = batches & a.batches
+        if shared:
+            raise ValueError(f"states share batches {sorted(shared)[:5]}: merging would count them twice")
+        batches |= a.batches
+    states = [a for a in states if len(a)]
+    if len(states) <= 1:
+        base = states[0] if states else Accumulator.empty(period.pop())
+        return dataclasses.replace(base, batches=batches)
+    keys = np.concatenate([a.key for a in states])
+    uniq, inv = np.unique(keys, return_inverse=True)
+    m = uniq.size
+    out = {"period_ns": states[0].period_ns, "key": uniq, "batches": batches}
+    for name in Accumulator._ROW_FIELDS:
+        if name.startswith("sample_") or name == "valid_samples":
+            twin = {"sample_flags": "part_flags", "valid_samples": "valid_parts", "sample_qsum": "part_qsum"}[name]
+            if all(getattr(a, name) is getattr(a, twin) for a in states):  # minutes: samples are the parts
+                out[name] = out[twin]
+                continue
+        col = np.concatenate([getattr(a, name) for a in states])
+        if name.endswith("qsum"):
+            out[name] = exact.segment_sum(inv, col, m)
+        elif col.ndim == 2:  # counts: float bincount is exact below 2**53
+            w = col.shape[1]
+            idx = (inv[:, None] * w + np.arange(w)).ravel()
+            out[name] = np.bincount(idx, weights=col.ravel(), minlength=m * w).reshape(m, w).astype(np.int64)
+        else:
+            out[name] = np.bincount(inv, weights=col, minlength=m).astype(np.int64)
+    for name in Accumulator._OR_FIELDS:
+        col = np.concatenate([getattr(a, name) for a in states])
+        acc = np.zeros(m, dtype=np.int64)
+        np.bitwise_or.at(acc, inv, col)
+        out[name] = acc
+    return Accumulator(**out)
+
+
 def _div(qsum: np.ndarray, n: np.ndarray) -> np.ndarray:
     """Quantised mean, rounded to the grid (deterministic: a function of the exact integers only)."""
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -307,21 +335,97 @@ class PeriodTable:
         return (self.key & _PERIOD_MASK) * self.period_ns
 
 
+#: Readings per chunk: temporaries of 2 MiB stay in cache and are reused by the allocator, where
+#: batch-sized ones would be fresh pages every time (measured: page faults cost more than the math).
+CHUNK = 1 << 18
+
+
 def readings_to_minutes(series, ts_ns, value, flag, batch_id=None) -> Accumulator:
-    """Group raw readings into minute cells (the first kernel stage)."""
+    """Group raw readings into minute cells (the first kernel stage, and the hot path).
+
+    Readings flagged N whose value is NaN, infinite or beyond :data:`exact.MAX_ABS_VALUE` count as
+    out of range (T): flagged, never summed. Cells are addressed through a dense
+    ``(series, minute)`` index over each chunk's span, so every statistic is one ``np.bincount``.
+    """
     series = np.asarray(series, dtype=np.int64)
     ts_ns = np.asarray(ts_ns, dtype=np.int64)
     value = np.asarray(value, dtype=np.float64)
     flag = np.asarray(flag, dtype=np.uint8)
-    with np.errstate(invalid="ignore"):
-        in_range = np.abs(value) < exact.MAX_ABS_VALUE  # False for NaN and inf as well
-    flag = np.where((flag == Flag.N) & ~in_range, np.uint8(Flag.T), flag)
+    if not series.shape == ts_ns.shape == value.shape == flag.shape:
+        raise ValueError("series, ts_ns, value and flag must have the same length")
+    chunks = [  # a few chunks per batch, not a loop per reading
+        _minutes_of_chunk(series[lo : lo + CHUNK], ts_ns[lo : lo + CHUNK], value[lo : lo + CHUNK], flag[lo : lo + CHUNK])
+        for lo in range(0, ts_ns.size, CHUNK)
+    ]
+    acc = combine(chunks) if chunks else Accumulator.empty(MINUTE_NS)
+    return dataclasses.replace(acc, batches=frozenset() if batch_id is None else frozenset([batch_id]))
+
+
+def _minutes_of_chunk(series, ts_ns, value, flag) -> Accumulator:
     valid = flag == Flag.N
-    q = np.zeros(value.shape, dtype=np.int64)
-    q[valid] = exact.quantise(value[valid])
-    slot = (ts_ns % MINUTE_NS) // (5 * 10**9)
-    keys = cell_keys(series, ts_ns, MINUTE_NS)
-    return Accumulator.from_parts(MINUTE_NS, keys, flag, valid, q, slot, flag != Flag.F, batch_id=batch_id)
+    qf = np.where(valid, value, 0.0)
+    vmax = max(qf.max(), -qf.min())
+    if not vmax < exact.MAX_ABS_VALUE:  # NaN, inf or huge among normal readings: flag them T
+        with np.errstate(invalid="ignore"):
+            bad = valid & ~(np.abs(value) < exact.MAX_ABS_VALUE)
+        flag = np.where(bad, np.uint8(Flag.T), flag)
+        valid &= ~bad
+        qf[bad] = 0.0
+        vmax = max(qf.max(), -qf.min())
+    m0 = int(ts_ns.min()) // MINUTE_NS
+    rel = ts_ns - m0 * MINUTE_NS
+    minute = rel // MINUTE_NS  # relative to m0
+    slot = rel // (5 * 10**9)
+    slot -= minute * 12
+    s0 = int(series.min())
+    span = int(minute.max()) + 1
+    size = (int(series.max()) - s0 + 1) * span
+    if size > 4 * ts_ns.size + 4096:  # sparse batch (a stray old reading): the general path
+        q = exact.quantise(qf)  # zero where not valid
+        keys = cell_keys(series, ts_ns, MINUTE_NS)
+        return Accumulator.from_parts(MINUTE_NS, keys, flag, valid, q, slot, flag != Flag.F)
+
+    cell = series * span  # in-place steps below: these arrays are the size of the batch
+    cell += minute
+    cell -= s0 * span
+    idx = cell * _N_FLAGS
+    idx += flag
+    part_flags = np.bincount(idx, minlength=size * _N_FLAGS).reshape(size, _N_FLAGS)
+    qf *= exact.SCALE
+    np.rint(qf, out=qf)  # integer-valued floats on the 2**-24 grid
+    if (vmax * exact.SCALE + 1) * int(part_flags.max()) < 2.0**53:  # all partial sums exact integers
+        qsum = np.bincount(cell, weights=qf, minlength=size).astype(np.int64)
+    else:
+        qsum = exact.segment_sum(cell, qf.astype(np.int64), size)
+    # Per (cell, 5-s slot): readings + 2**20 x valid readings, in one pass. Exact (counts << 2**53).
+    idx = cell * _MAX_SLOTS
+    idx += slot
+    per_slot = np.bincount(idx, weights=np.where(valid, 1048577.0, 1.0), minlength=size * _MAX_SLOTS)
+    per_slot = per_slot.reshape(size, _MAX_SLOTS)
+    valid_slots = _pack_bits(per_slot >= 1048576.0)
+    if (flag == Flag.F).any():
+        op = np.bincount(idx, weights=flag != Flag.F, minlength=size * _MAX_SLOTS)
+        operating_slots = _pack_bits(op.reshape(size, _MAX_SLOTS) > 0)
+    else:
+        operating_slots = _pack_bits(per_slot > 0)
+
+    cells = np.flatnonzero(part_flags.any(axis=1))
+    part_flags = part_flags[cells].astype(np.int64)
+    keys = ((cells // span + s0) << _PERIOD_BITS) | (cells % span + m0)
+    valid_parts, qsum = part_flags[:, Flag.N].copy(), qsum[cells]
+    valid_slots, operating_slots = valid_slots[cells], operating_slots[cells]
+    return Accumulator(
+        MINUTE_NS, keys, part_flags, valid_parts, qsum, part_flags, valid_parts, qsum, valid_slots, operating_slots
+    )
+
+
+_SLOT_BIT_VALUES = (1 << np.arange(_MAX_SLOTS)).astype(np.float64)
+
+
+def _pack_bits(hit: np.ndarray) -> np.ndarray:
+    """Boolean [cells, 16] -> int64 bitmask per cell (bit i = slot i). A float matrix-vector product
+    (exact: at most 2**16 - 1) measured 3x faster here than np.packbits."""
+    return (hit @ _SLOT_BIT_VALUES).astype(np.int64)
 
 
 def minutes_from_readings(series, ts_ns, value, flag, policy: ValidityPolicy) -> PeriodTable:
