@@ -28,6 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from schemas.site import EmissionSource  # noqa: E402
 from streams.kernels.aggregate import HOUR_NS, MINUTE_NS, Accumulator, hours_from_minutes  # noqa: E402
 from streams.kernels.emissions import StackLayout, hourly_emissions  # noqa: E402
+from streams.kernels.plausibility import series_bounds  # noqa: E402
 from streams.kernels.policy import POLICIES  # noqa: E402
 
 T0 = 1_767_225_600 * 10**9
@@ -65,12 +66,13 @@ def run_kernels(n_stacks, seconds, batch_readings, seed=1):
     layout = StackLayout.from_sources(stacks(n_stacks), {(f"s{i}", c[0]): i * nch + j for i in range(n_stacks)
                                                          for j, c in enumerate(CHANNELS)})
     n_hours = math.ceil(seconds / 3600)
+    bounds = series_bounds([(q, u) for _ in range(n_stacks) for _, q, u in CHANNELS])
     t = time.perf_counter()
     # As a stream worker does: absorb a batch, close the minutes the watermark has passed, fold them
     # into the hour state; open minutes stay in the (small) minute state.
     minute_state, hour_state, state_bytes = Accumulator.empty(MINUTE_NS), Accumulator.empty(HOUR_NS), 0
     for i, b in enumerate(batches):
-        minute_state = minute_state.absorb_readings(*b, batch_id=("bench", i))
+        minute_state = minute_state.absorb_readings(*b, batch_id=("bench", i), bounds=bounds)
         closed, minute_state = minute_state.split_closed(int(b[1].max()) // MINUTE_NS * MINUTE_NS)
         hour_state = hour_state.merge(hours_from_minutes(closed.close(POLICY)))
         state_bytes = max(state_bytes, minute_state.nbytes + hour_state.nbytes)
@@ -89,13 +91,15 @@ def run_per_reading(n_stacks, seconds, seed=1, batch_readings=5_000_000):
     secs_per_batch = max(1, batch_readings // (n_stacks * nch))
     data = [readings(n_stacks, a, min(a + secs_per_batch, seconds), seed + a) for a in range(0, seconds, secs_per_batch)]
     rows = [list(zip(*(c.tolist() for c in b), strict=True)) for b in data]
+    low, high = series_bounds([(q, u) for _ in range(n_stacks) for _, q, u in CHANNELS])
+    low, high = low.tolist(), high.tolist()
     t = time.perf_counter()
     minute = defaultdict(lambda: [0, 0.0, set(), 0, 0])  # n_valid, sum, slots, n_total, n_normal
     for batch in rows:
         for series, ts, value, flag in batch:
             cell = minute[(series, ts // MINUTE_NS)]
             cell[3] += 1
-            if flag == 0:
+            if flag == 0 and low[series] <= value <= high[series]:
                 cell[0] += 1
                 cell[1] += value
                 cell[2].add((ts % MINUTE_NS) // (5 * S))

@@ -163,15 +163,14 @@ class Accumulator:
             operating_slots, batches,
         )
 
-    def absorb_readings(self, series, ts_ns, value, flag, batch_id=None) -> Accumulator:
+    def absorb_readings(self, series, ts_ns, value, flag, batch_id=None, bounds=None) -> Accumulator:
         """Add raw readings (period must be a minute). A ``batch_id`` already absorbed is a no-op.
 
-        Readings flagged N whose value is NaN, infinite or beyond :data:`exact.MAX_ABS_VALUE` count as
-        out of range (T): flagged, never summed.
+        Out-of-range handling as in :func:`readings_to_minutes`.
         """
         if batch_id is not None and batch_id in self.batches:
             return self
-        return self.merge(readings_to_minutes(series, ts_ns, value, flag, batch_id))
+        return self.merge(readings_to_minutes(series, ts_ns, value, flag, batch_id, bounds))
 
     # -- combining --------------------------------------------------------------------------
 
@@ -340,12 +339,14 @@ class PeriodTable:
 CHUNK = 1 << 18
 
 
-def readings_to_minutes(series, ts_ns, value, flag, batch_id=None) -> Accumulator:
+def readings_to_minutes(series, ts_ns, value, flag, batch_id=None, bounds=None) -> Accumulator:
     """Group raw readings into minute cells (the first kernel stage, and the hot path).
 
     Readings flagged N whose value is NaN, infinite or beyond :data:`exact.MAX_ABS_VALUE` count as
-    out of range (T): flagged, never summed. Cells are addressed through a dense
-    ``(series, minute)`` index over each chunk's span, so every statistic is one ``np.bincount``.
+    out of range (T): flagged, never summed. With ``bounds = (low, high)``, arrays indexed by series
+    (see :func:`.plausibility.series_bounds`), normal readings outside ``[low, high]`` are T too.
+    Cells are addressed through a dense ``(series, minute)`` index over each chunk's span, so every
+    statistic is one ``np.bincount``.
     """
     series = np.asarray(series, dtype=np.int64)
     ts_ns = np.asarray(ts_ns, dtype=np.int64)
@@ -353,16 +354,27 @@ def readings_to_minutes(series, ts_ns, value, flag, batch_id=None) -> Accumulato
     flag = np.asarray(flag, dtype=np.uint8)
     if not series.shape == ts_ns.shape == value.shape == flag.shape:
         raise ValueError("series, ts_ns, value and flag must have the same length")
+    if bounds is not None:
+        bounds = tuple(np.asarray(b, dtype=np.float64) for b in bounds)
+        if series.size and series.max() >= bounds[0].size:
+            raise ValueError(f"bounds cover {bounds[0].size} series; readings name series {int(series.max())}")
     chunks = [  # a few chunks per batch, not a loop per reading
-        _minutes_of_chunk(series[lo : lo + CHUNK], ts_ns[lo : lo + CHUNK], value[lo : lo + CHUNK], flag[lo : lo + CHUNK])
+        _minutes_of_chunk(series[lo : lo + CHUNK], ts_ns[lo : lo + CHUNK], value[lo : lo + CHUNK], flag[lo : lo + CHUNK],
+                          bounds)
         for lo in range(0, ts_ns.size, CHUNK)
     ]
     acc = combine(chunks) if chunks else Accumulator.empty(MINUTE_NS)
     return dataclasses.replace(acc, batches=frozenset() if batch_id is None else frozenset([batch_id]))
 
 
-def _minutes_of_chunk(series, ts_ns, value, flag) -> Accumulator:
+def _minutes_of_chunk(series, ts_ns, value, flag, bounds) -> Accumulator:
     valid = flag == Flag.N
+    if bounds is not None:
+        with np.errstate(invalid="ignore"):
+            implausible = valid & ~((value >= bounds[0][series]) & (value <= bounds[1][series]))
+        if implausible.any():
+            flag = np.where(implausible, np.uint8(Flag.T), flag)
+            valid &= ~implausible
     qf = np.where(valid, value, 0.0)
     vmax = max(qf.max(), -qf.min())
     if not vmax < exact.MAX_ABS_VALUE:  # NaN, inf or huge among normal readings: flag them T

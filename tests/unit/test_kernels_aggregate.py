@@ -241,3 +241,15 @@ def test_a_stray_reading_far_away_does_not_blow_up_memory():
 def test_unknown_policy_name():
     with pytest.raises(KeyError, match="unknown validity policy 'cn'"):
         get_policy("cn")
+
+
+def test_physically_implausible_readings_are_flagged_out_of_range():
+    from streams.kernels.plausibility import series_bounds
+
+    bounds = series_bounds([("a19001", "%"), ("a01014", "%")])  # O2 0..21 %, moisture 0..100 %
+    ts = T0 + np.array([0, 5, 0, 5]) * S
+    acc = readings_to_minutes([0, 0, 1, 1], ts, [20.5, 22.0, -1.0, 40.0], np.zeros(4, np.uint8), bounds=bounds)
+    # O2 22 % (above air) and moisture -1 % are T; 20.5 % O2 and 40 % moisture are kept
+    assert acc.part_flags[:, Flag.T].tolist() == [1, 1]
+    assert acc.valid_parts.tolist() == [1, 1]
+    assert (acc.part_qsum / 2**24).tolist() == [20.5, 40.0]
