@@ -253,7 +253,7 @@ def combine(states: list[Accumulator]) -> Accumulator:
         base = states[0] if states else Accumulator.empty(period.pop())
         return dataclasses.replace(base, batches=batches)
     keys = np.concatenate([a.key for a in states])
-    uniq, inv = np.unique(keys, return_inverse=True)
+    uniq, inv = _factorize(keys)  # O(n) when the keys form a compact block, else a sort
     m = uniq.size
     out = {"period_ns": states[0].period_ns, "key": uniq, "batches": batches}
     for name in Accumulator._ROW_FIELDS:
@@ -266,9 +266,9 @@ def combine(states: list[Accumulator]) -> Accumulator:
         if name.endswith("qsum"):
             out[name] = exact.segment_sum(inv, col, m)
         elif col.ndim == 2:  # counts: float bincount is exact below 2**53
-            w = col.shape[1]
-            idx = (inv[:, None] * w + np.arange(w)).ravel()
-            out[name] = np.bincount(idx, weights=col.ravel(), minlength=m * w).reshape(m, w).astype(np.int64)
+            out[name] = np.stack(
+                [np.bincount(inv, weights=col[:, j], minlength=m) for j in range(col.shape[1])], axis=1
+            ).astype(np.int64)
         else:
             out[name] = np.bincount(inv, weights=col, minlength=m).astype(np.int64)
     for name in Accumulator._OR_FIELDS:
