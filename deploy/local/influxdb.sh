@@ -69,11 +69,7 @@ start() {
     local keep=0
     [ "${1:-}" = "--keep-data" ] && keep=1
     fetch
-    if pid_alive "$PIDFILE"; then
-        log "already running (pid $(cat "$PIDFILE")) on $URL"
-        return 0
-    fi
-    port_open "$CEMS_INFLUX_PORT" && die "127.0.0.1:$CEMS_INFLUX_PORT is taken by another process"
+    refuse_if_running "$PIDFILE" "$CEMS_INFLUX_PORT" "$URL" || return 0
     [ "$keep" -eq 1 ] || rm -rf "$RUN_DIR/data"
     mkdir -p "$RUN_DIR/data"
     local t; t=$(_t0)
@@ -102,17 +98,12 @@ status() {
     fi
 }
 
-kill_now() {
-    pid_alive "$PIDFILE" && kill -KILL "$(cat "$PIDFILE")" && log "killed (SIGKILL)"
-    rm -f "$PIDFILE"
-}
-
 case "${1:-}" in
     fetch) step "fetch InfluxDB $INFLUX_VERSION" fetch ;;
     start) shift; start "$@" ;;
     check) check ;;
     stop) stop_pid "$PIDFILE" ;;
-    kill) kill_now ;;
+    kill) kill_pid "$PIDFILE" ;;
     status) status ;;
     env)
         echo "CEMS_INFLUX_URL=$URL"

@@ -89,11 +89,7 @@ start() {
     local keep=0
     [ "${1:-}" = "--keep-data" ] && keep=1
     fetch
-    if pid_alive "$PIDFILE"; then
-        log "already running (pid $(cat "$PIDFILE")) on 127.0.0.1:$CEMS_KAFKA_PORT"
-        return 0
-    fi
-    port_open "$CEMS_KAFKA_PORT" && die "127.0.0.1:$CEMS_KAFKA_PORT is taken by another process"
+    refuse_if_running "$PIDFILE" "$CEMS_KAFKA_PORT" "127.0.0.1:$CEMS_KAFKA_PORT" || return 0
     write_config
     local cp="$HOME_DIR/libs/*"
     # shellcheck disable=SC2046
@@ -136,17 +132,12 @@ status() {
     fi
 }
 
-kill_now() {
-    pid_alive "$PIDFILE" && kill -KILL "$(cat "$PIDFILE")" && log "killed (SIGKILL)"
-    rm -f "$PIDFILE"
-}
-
 case "${1:-}" in
     fetch) step "fetch Kafka $KAFKA_VERSION (Maven Central)" fetch ;;
     start) shift; start "$@" ;;
     check) check ;;
     stop) stop_pid "$PIDFILE" ;;
-    kill) kill_now ;;
+    kill) kill_pid "$PIDFILE" ;;
     status) status ;;
     env) echo "CEMS_KAFKA_BOOTSTRAP=127.0.0.1:$CEMS_KAFKA_PORT" ;;
     *) sed -n '2,12p' "$0" >&2; exit 2 ;;

@@ -68,6 +68,26 @@ wait_for() {
 
 pid_alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
 
+# refuse_if_running PIDFILE PORT WHERE: return 1 (nothing to do) if our process runs; die if a stranger holds PORT.
+refuse_if_running() {
+    if pid_alive "$1"; then
+        log "already running (pid $(cat "$1")) on $3"
+        return 1
+    fi
+    if port_open "$2"; then die "127.0.0.1:$2 is taken by another process"; fi
+}
+
+# kill_pid PIDFILE: SIGKILL at once (crash tests); returns once the process is gone and its ports are free.
+kill_pid() {
+    if pid_alive "$1"; then
+        local pid; pid=$(cat "$1")
+        kill -KILL "$pid" 2>/dev/null || true
+        wait_for "exit" 30 bash -c "! kill -0 $pid 2>/dev/null" || die "pid $pid survived SIGKILL for 30 s"
+        log "killed (SIGKILL, pid $pid)"
+    fi
+    rm -f "$1"
+}
+
 # stop_pid PIDFILE: SIGTERM (graceful), SIGKILL after 30 s.
 stop_pid() {
     local pidfile="$1"

@@ -70,8 +70,26 @@ def _slot_bits(inv: np.ndarray, slot: np.ndarray, m: int) -> np.ndarray:
     return _pack_bits(np.bincount(inv * _MAX_SLOTS + slot, minlength=m * _MAX_SLOTS).reshape(m, _MAX_SLOTS) > 0)
 
 
+class _Cells:
+    """Accessors shared by everything keyed ``series << 32 | period index`` (needs ``key``, ``period_ns``)."""
+
+    key: np.ndarray
+    period_ns: int
+
+    def __len__(self) -> int:
+        return int(self.key.size)
+
+    @property
+    def series(self) -> np.ndarray:
+        return self.key >> _PERIOD_BITS
+
+    @property
+    def start_ns(self) -> np.ndarray:
+        return (self.key & _PERIOD_MASK) * self.period_ns
+
+
 @dataclass(frozen=True, eq=False)
-class Accumulator:
+class Accumulator(_Cells):
     """Running state of many cells of one period length. Immutable: operations return new states.
 
     Attributes (one row per cell, sorted by ``key``)
@@ -108,20 +126,9 @@ class Accumulator:
         z, zf = np.zeros(0, np.int64), np.zeros((0, _N_FLAGS), np.int64)
         return cls(period_ns, z, zf, z, z, zf, z, z, z, z)
 
-    def __len__(self) -> int:
-        return int(self.key.size)
-
     @property
     def nbytes(self) -> int:
         return sum(getattr(self, n).nbytes for n in ("key",) + self._ROW_FIELDS + self._OR_FIELDS)
-
-    @property
-    def series(self) -> np.ndarray:
-        return self.key >> _PERIOD_BITS
-
-    @property
-    def start_ns(self) -> np.ndarray:
-        return (self.key & _PERIOD_MASK) * self.period_ns
 
     # -- building ---------------------------------------------------------------------------
 
@@ -303,7 +310,7 @@ def _hour_rule(acc: Accumulator, policy: ValidityPolicy) -> tuple[np.ndarray, np
 
 
 @dataclass(frozen=True, eq=False)
-class PeriodTable:
+class PeriodTable(_Cells):
     """Closed periods (minutes or hours) of many series: one row per cell, with every count kept so
     another policy can be re-evaluated later. ``mean`` is NaN where the period is not valid."""
 
@@ -321,17 +328,6 @@ class PeriodTable:
     valid_slots: np.ndarray
     operating_slots: np.ndarray
     policy: str
-
-    def __len__(self) -> int:
-        return int(self.key.size)
-
-    @property
-    def series(self) -> np.ndarray:
-        return self.key >> _PERIOD_BITS
-
-    @property
-    def start_ns(self) -> np.ndarray:
-        return (self.key & _PERIOD_MASK) * self.period_ns
 
 
 #: Readings per chunk: temporaries of 2 MiB stay in cache and are reused by the allocator, where
