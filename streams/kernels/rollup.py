@@ -70,6 +70,13 @@ class PeriodTotals:
     valid: np.ndarray
 
     @property
+    def mean(self) -> np.ndarray:
+        """Mean of the measured hours, NaN where the period is not valid (HJ 212 App. D Eq. 25: the
+        day mean is the mean of the valid hour means; for concentrations, flows, O2...)."""
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(self.valid & (self.measured_hours > 0), self.measured_total / self.measured_hours, np.nan)
+
+    @property
     def completeness(self) -> np.ndarray:
         """Measured share of operating hours (NaN when the source never ran)."""
         with np.errstate(invalid="ignore", divide="ignore"):

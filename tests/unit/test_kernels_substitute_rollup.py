@@ -136,6 +136,8 @@ def test_days_follow_the_local_calendar_and_need_20_valid_hours():
     assert days.valid[0].tolist()[:3] == [True, False, True]
     # day 0: 20 measured x 1.0 + 4 substituted x 2.0 = 28.0
     assert days.total[0, 0] == 28.0 and days.measured_total[0, 0] == 20.0 and days.substituted_hours[0, 0] == 4
+    # day mean of the valid hours: 20 x 1.0 / 20 = 1.0; day 1 (19 valid hours) has no mean
+    assert days.mean[0, 0] == 1.0 and np.isnan(days.mean[0, 1])
     assert months.labels.tolist() == [np.datetime64("2026-02", "M")]
 
 
