@@ -390,21 +390,23 @@ def _minutes_of_chunk(series, ts_ns, value, flag, bounds) -> Accumulator:
         qf[bad] = 0.0
         vmax = max(qf.max(), -qf.min())
     m0 = int(ts_ns.min()) // MINUTE_NS
-    rel = ts_ns - m0 * MINUTE_NS
-    minute = rel // MINUTE_NS  # relative to m0
-    slot = rel // (5 * 10**9)
-    slot -= minute * _MINUTE_SLOTS
+    t5 = ts_ns - m0 * MINUTE_NS
+    t5 //= 5 * 10**9  # 5-s slots since the chunk's first minute: minute * 12 + slot
     s0 = int(series.min())
-    span = int(minute.max()) + 1
+    span = int(t5.max()) // _MINUTE_SLOTS + 1
     size = (int(series.max()) - s0 + 1) * span
     if size > 4 * ts_ns.size + 4096:  # sparse batch (a stray old reading): the general path
         q = exact.quantise(qf)  # zero where not valid
         keys = cell_keys(series, ts_ns, MINUTE_NS)
+        slot = t5 % _MINUTE_SLOTS
         return Accumulator.from_parts(MINUTE_NS, keys, flag, valid, q, slot, flag != Flag.F)
 
-    cell = series * span  # in-place steps below: these arrays are the size of the batch
-    cell += minute
-    cell -= s0 * span
+    # (cell, slot) index = (series - s0) * span * 12 + t5; the cell is that // 12. In place: these
+    # arrays are the size of the chunk.
+    cell_slot = series * (span * _MINUTE_SLOTS)
+    cell_slot += t5
+    cell_slot -= s0 * span * _MINUTE_SLOTS
+    cell = cell_slot // _MINUTE_SLOTS
     idx = cell * _N_FLAGS
     idx += flag
     part_flags = np.bincount(idx, minlength=size * _N_FLAGS).reshape(size, _N_FLAGS)
@@ -415,13 +417,11 @@ def _minutes_of_chunk(series, ts_ns, value, flag, bounds) -> Accumulator:
     else:
         qsum = exact.segment_sum(cell, qf.astype(np.int64), size)
     # Per (cell, 5-s slot): readings + 2**20 x valid readings, in one pass. Exact (counts << 2**53).
-    idx = cell * _MINUTE_SLOTS
-    idx += slot
-    per_slot = np.bincount(idx, weights=np.where(valid, 1048577.0, 1.0), minlength=size * _MINUTE_SLOTS)
+    per_slot = np.bincount(cell_slot, weights=np.where(valid, 1048577.0, 1.0), minlength=size * _MINUTE_SLOTS)
     per_slot = per_slot.reshape(size, _MINUTE_SLOTS)
     valid_slots = _pack_bits(per_slot >= 1048576.0)
     if (flag == Flag.F).any():
-        op = np.bincount(idx, weights=flag != Flag.F, minlength=size * _MINUTE_SLOTS)
+        op = np.bincount(cell_slot, weights=flag != Flag.F, minlength=size * _MINUTE_SLOTS)
         operating_slots = _pack_bits(op.reshape(size, _MINUTE_SLOTS) > 0)
     else:
         operating_slots = _pack_bits(per_slot > 0)
