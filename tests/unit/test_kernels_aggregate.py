@@ -253,3 +253,17 @@ def test_physically_implausible_readings_are_flagged_out_of_range():
     assert acc.part_flags[:, Flag.T].tolist() == [1, 1]
     assert acc.valid_parts.tolist() == [1, 1]
     assert (acc.part_qsum / 2**24).tolist() == [20.5, 40.0]
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(reading_streams(), st.sampled_from([1, 7, 64]))
+def test_chunked_processing_equals_one_chunk(stream, chunk):
+    import streams.kernels.aggregate as agg
+
+    whole = readings_to_minutes(*stream)
+    saved, agg.CHUNK = agg.CHUNK, chunk
+    try:
+        chunked = readings_to_minutes(*stream)
+    finally:
+        agg.CHUNK = saved
+    assert chunked.equals(whole)
