@@ -1,0 +1,108 @@
+"""What to read from a Modbus device: one :class:`ModbusPoint` per measured value.
+
+Addresses are the 0-based protocol addresses on the wire. Device manuals often print 1-based
+"register numbers" (40001 = holding register 0); Telegraf's and PLC4X's issue trackers are full of
+that off-by-one (``shared/reference/peers.md`` §1.2), so the configuration says which it uses
+(``address_base``) and the model always stores the wire address.
+
+Byte and word order use the four usual names for a 32-bit value with bytes A B C D, most
+significant first (as Telegraf and PLC4X name them): ``ABCD`` big-endian, ``CDAB`` word-swapped,
+``BADC`` byte-swapped within each register, ``DCBA`` little-endian. The same two choices (word
+order, byte order within a register) extend to 64-bit values; 16-bit values only use the byte order.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+__all__ = ["ByteOrder", "DataType", "ModbusPoint", "RegisterType", "WORDS"]
+
+
+class RegisterType(StrEnum):
+    holding = "holding"  # function 3, 16-bit words
+    input = "input"  # function 4, 16-bit words
+    coil = "coil"  # function 1, bits
+    discrete = "discrete"  # function 2, bits
+
+    @property
+    def is_bits(self) -> bool:
+        return self in (RegisterType.coil, RegisterType.discrete)
+
+
+class DataType(StrEnum):
+    bool = "bool"
+    int16 = "int16"
+    uint16 = "uint16"
+    int32 = "int32"
+    uint32 = "uint32"
+    float32 = "float32"
+    float64 = "float64"
+
+
+#: Registers (16-bit words) per data type; a bool takes one bit.
+WORDS = {
+    DataType.bool: 1,
+    DataType.int16: 1,
+    DataType.uint16: 1,
+    DataType.int32: 2,
+    DataType.uint32: 2,
+    DataType.float32: 2,
+    DataType.float64: 4,
+}
+
+
+class ByteOrder(StrEnum):
+    ABCD = "ABCD"  # big-endian words, big-endian bytes (Modbus default)
+    CDAB = "CDAB"  # little-endian word order, big-endian bytes in each register
+    BADC = "BADC"  # big-endian word order, bytes swapped in each register
+    DCBA = "DCBA"  # little-endian throughout
+
+    @property
+    def words_swapped(self) -> bool:
+        return self in (ByteOrder.CDAB, ByteOrder.DCBA)
+
+    @property
+    def bytes_swapped(self) -> bool:
+        return self in (ByteOrder.BADC, ByteOrder.DCBA)
+
+
+class ModbusPoint(BaseModel):
+    """One value read from a device and the channel it feeds."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    channel: str = Field(description="Site-model channel id this point feeds.")
+    unit_id: int = Field(default=1, ge=0, le=255, description="Modbus unit (slave/device) id.")
+    register_type: RegisterType = Field(default=RegisterType.holding, alias="register")
+    address: int = Field(ge=0, le=65535, description="0-based protocol address.")
+    data_type: DataType = DataType.float32
+    byte_order: ByteOrder = ByteOrder.ABCD
+    scale: float = Field(default=1.0, description="value = raw * scale + offset")
+    offset: float = 0.0
+    low: float | None = Field(default=None, description="Below this the reading is flagged T (out of range).")
+    high: float | None = Field(default=None, description="Above this the reading is flagged T (out of range).")
+    address_base: Literal[0, 1] = Field(
+        default=0, description="1 if `address` was copied from a manual that counts registers from 1."
+    )
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ModbusPoint:
+        if self.register_type.is_bits != (self.data_type == DataType.bool):
+            raise ValueError(f"{self.register_type} registers hold {'bits' if self.register_type.is_bits else '16-bit words'}; "
+                             f"data_type {self.data_type} does not fit")
+        if self.address < self.address_base:
+            raise ValueError(f"address {self.address} is below the base {self.address_base} it is counted from")
+        if self.wire_address + self.words > 65536:
+            raise ValueError(f"address {self.address} + {self.words} registers runs past 65535")
+        return self
+
+    @property
+    def words(self) -> int:
+        return WORDS[self.data_type]
+
+    @property
+    def wire_address(self) -> int:
+        return self.address - self.address_base
