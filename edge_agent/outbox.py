@@ -1,0 +1,129 @@
+"""Durable outbox: every batch is on disk before it is sent, and leaves only after Kafka acknowledged it.
+
+Layout of the outbox directory::
+
+    00000000000000000042.batch   one encoded reading batch per file, named by its sequence number
+    next_seq                      the next sequence number, as decimal text
+    *.tmp                         a write in progress (a crash leaves at most one; removed on open)
+
+A batch is written to a temporary file, fsync'd, and renamed into place (atomic on POSIX), then the
+directory is fsync'd: a SIGKILL or power loss at any moment leaves either the whole batch or none of
+it, never a torn file. ``next_seq`` is written after the batch, so on reopening the next number is
+the larger of the file and the highest batch on disk + 1: numbers never repeat and never skip,
+whatever moment the process died at. Files are read back in sequence order for sending.
+
+When the outbox holds ``max_bytes``, :meth:`Outbox.put` raises :class:`OutboxFull` rather than
+dropping anything: the agent raises its alarm and stops taking new batches until the uplink drains
+(readings stay flagged and counted on the device side; nothing already stored is ever dropped).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+from pathlib import Path
+
+from schemas.errors import CemsError
+
+__all__ = ["Outbox", "OutboxFull", "sign", "verify"]
+
+_SUFFIX = ".batch"
+_WIDTH = 20  # digits: 2**64 - 1 has 20
+
+
+class OutboxFull(CemsError):
+    """The outbox reached its size limit (or the disk is full); nothing was written."""
+
+
+def sign(key: bytes, data: bytes) -> bytes:
+    """HMAC-SHA256 of a batch's bytes with the agent's key (RFC 2104; FIPS 180-4)."""
+    return hmac.new(key, data, hashlib.sha256).digest()
+
+
+def verify(key: bytes, data: bytes, signature: bytes) -> bool:
+    return hmac.compare_digest(sign(key, data), signature)
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+class Outbox:
+    """A directory of pending batches in sequence order. Not thread-safe: one owner per directory."""
+
+    def __init__(self, directory: str | Path, max_bytes: int = 2 * 2**30) -> None:
+        self.dir = Path(directory)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.max_bytes = max_bytes
+        for tmp in self.dir.glob("*.tmp"):  # a write the last process did not finish
+            tmp.unlink()
+        pending = self.pending()
+        on_disk_next = pending[-1] + 1 if pending else 0
+        try:
+            recorded = int((self.dir / "next_seq").read_text().strip() or 0)
+        except FileNotFoundError:
+            recorded = 0
+        self._next = max(recorded, on_disk_next)
+        self._bytes = sum(self._path(s).stat().st_size for s in pending)
+
+    def _path(self, seq: int) -> Path:
+        return self.dir / f"{seq:0{_WIDTH}d}{_SUFFIX}"
+
+    @property
+    def next_seq(self) -> int:
+        return self._next
+
+    @property
+    def size_bytes(self) -> int:
+        return self._bytes
+
+    def pending(self) -> list[int]:
+        """Sequence numbers on disk, oldest first."""
+        return sorted(int(p.name[: -len(_SUFFIX)]) for p in self.dir.glob(f"*{_SUFFIX}"))
+
+    def put(self, make_batch) -> int:
+        """Store the batch ``make_batch(seq)`` returns (encoded bytes) under the next sequence number.
+
+        The number is only consumed once the batch is safely on disk.
+        """
+        seq = self._next
+        data = make_batch(seq)
+        if self._bytes + len(data) > self.max_bytes:
+            raise OutboxFull(f"outbox {self.dir} holds {self._bytes} bytes; limit {self.max_bytes}")
+        try:
+            _write_atomic(self._path(seq), data)
+            _fsync_dir(self.dir)
+            self._next = seq + 1
+            _write_atomic(self.dir / "next_seq", str(self._next).encode())
+        except OSError as exc:  # ENOSPC and friends: say so, keep what is stored
+            self._path(seq).with_name(self._path(seq).name + ".tmp").unlink(missing_ok=True)
+            raise OutboxFull(f"cannot write to outbox {self.dir}: {exc.strerror or exc}") from exc
+        self._bytes += len(data)
+        return seq
+
+    def read(self, seq: int) -> bytes:
+        return self._path(seq).read_bytes()
+
+    def ack(self, seq: int) -> None:
+        """Kafka acknowledged batch ``seq``: forget it."""
+        path = self._path(seq)
+        try:
+            size = path.stat().st_size
+            path.unlink()
+        except FileNotFoundError:
+            return
+        self._bytes -= size

@@ -1,0 +1,87 @@
+"""Kafka uplink: drain the outbox to the readings topic, oldest first, at least once.
+
+Each message carries the encoded batch as its value, the source id as its key (one source, one
+partition, order kept), and three headers: ``cems-agent`` (agent id), ``cems-seq`` (the batch's
+sequence number) and ``cems-sig`` (HMAC-SHA256 of the value with the agent's key), so the centre
+can detect tampering, gaps and duplicates (``ARCHITECTURE.md``, "Delivery and state"). A file is
+removed from the outbox only after Kafka acknowledged its message with ``acks=all``; a broker that
+is down, slow or refusing leaves every unacknowledged batch on disk for the next drain. Retried
+sends can duplicate a message; the centre deduplicates on (agent, seq).
+"""
+
+from __future__ import annotations
+
+import logging
+
+from schemas.batch import decode_batch
+from schemas.errors import BatchDecodeError
+
+from .outbox import Outbox, sign
+
+__all__ = ["KafkaUplink"]
+
+log = logging.getLogger(__name__)
+
+
+class KafkaUplink:
+    def __init__(self, outbox: Outbox, *, topic: str, agent_id: str, key: bytes, producer_config: dict) -> None:
+        self.outbox, self.topic, self.agent_id, self.key = outbox, topic, agent_id, key
+        self.producer_config = {
+            "acks": "all",
+            "enable_idempotence": True,
+            "retries": 5,
+            "linger_ms": 5,
+            "max_request_size": 16 * 2**20,
+            **producer_config,
+        }
+        self._producer = None
+
+    def _connect(self):
+        from kafka import KafkaProducer
+
+        if self._producer is None:
+            self._producer = KafkaProducer(**self.producer_config)
+        return self._producer
+
+    def drain(self, max_batches: int = 1000, timeout_s: float = 30.0) -> int:
+        """Send up to ``max_batches`` pending batches; return how many Kafka acknowledged."""
+        from kafka.errors import KafkaError
+
+        pending = self.outbox.pending()[:max_batches]
+        if not pending:
+            return 0
+        try:
+            producer = self._connect()
+        except KafkaError as exc:
+            log.warning("uplink: broker unreachable (%s); %d batches wait in the outbox", exc, len(pending))
+            return 0
+        sent = []
+        for seq in pending:
+            data = self.outbox.read(seq)
+            try:
+                source = decode_batch(data).source_id
+            except BatchDecodeError as exc:  # a corrupted file: keep it for inspection, never send it
+                log.error("uplink: outbox batch %d is corrupt (%s); kept, not sent", seq, exc)
+                continue
+            headers = [("cems-agent", self.agent_id.encode()), ("cems-seq", str(seq).encode()),
+                       ("cems-sig", sign(self.key, data))]
+            sent.append((seq, producer.send(self.topic, key=source.encode(), value=data, headers=headers)))
+        try:
+            producer.flush(timeout=timeout_s)
+        except KafkaError as exc:
+            log.warning("uplink: flush did not complete (%s)", exc)
+        acked = 0
+        for seq, future in sent:
+            try:
+                future.get(timeout=0)
+            except Exception as exc:  # noqa: BLE001 - any failure means "not acknowledged": keep the batch
+                log.warning("uplink: batch %d not acknowledged (%s); it stays in the outbox", seq, exc)
+                continue
+            self.outbox.ack(seq)
+            acked += 1
+        return acked
+
+    def close(self) -> None:
+        if self._producer is not None:
+            self._producer.close(timeout=5)
+            self._producer = None
