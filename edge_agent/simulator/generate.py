@@ -1,0 +1,122 @@
+"""Vectorised generator: a stack's CEMS readings at 1 Hz for any period, with scripted faults.
+
+Deterministic from a seed. The load follows a daily cycle with slow random variation; the analysers
+add white noise; every value is computed from :mod:`.physics`, so the truth (CO2 produced, fuel and
+its carbon burnt) is known exactly and returned alongside the readings.
+
+Faults (``Fault(kind, start_s, duration_s, channel, amount)``), each as an HJ 212 flag would show it:
+
+* ``calibration``: the analyser reads its span gas (``amount``), flagged C;
+* ``comm_loss``: no value, flagged B;
+* ``stuck``: the channel repeats its value at ``start_s``, flagged N (an undetected failure);
+* ``drift``: a linear drift reaching ``amount`` (relative) at the end, flagged N;
+* ``bias``: a tampered analyser reading ``amount`` (relative, e.g. -0.10) low or high, flagged N;
+* ``out_of_range``: values above the analyser range, flagged T;
+* ``stopped``: the source stops (no fuel), every channel flagged F.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from schemas.quantities import Flag
+
+from .physics import COAL, Fuel, flue_gas
+
+__all__ = ["CHANNELS", "Fault", "StackModel", "simulate_stack"]
+
+#: Channel id -> (HJ 212 quantity, unit), the order of the generated series.
+CHANNELS = {
+    "co2": ("a05001", "%"),
+    "o2": ("a19001", "%"),
+    "moisture": ("a01014", "%"),
+    "temp": ("a01012", "degC"),
+    "pstatic": ("a01013", "kPa"),
+    "velocity": ("a01011", "m/s"),
+    "fuel_rate": ("xf0001", "t/h"),
+}
+_NOISE = {"co2": 0.05, "o2": 0.05, "moisture": 0.1, "temp": 0.5, "pstatic": 0.005, "velocity": 0.1, "fuel_rate": 0.05}
+
+
+@dataclass(frozen=True)
+class Fault:
+    kind: str
+    start_s: int
+    duration_s: int
+    channel: str = "co2"
+    amount: float = 0.0
+
+
+@dataclass(frozen=True)
+class StackModel:
+    fuel: Fuel = COAL
+    fuel_t_h: float = 12.0  # mean firing rate
+    load_swing: float = 0.10  # daily relative amplitude
+    excess_air: float = 1.35
+    process_co2_kmol_h_per_fuel_t_h: float = 0.0  # e.g. calcination CO2 in a cement kiln, scales with load
+    temperature_c: float = 96.0
+    static_pressure_kpa: float = -0.45
+    ambient_pressure_pa: float = 100_800.0
+    duct_area_m2: float = 12.57
+    faults: tuple[Fault, ...] = field(default_factory=tuple)
+
+
+def simulate_stack(model: StackModel, start_ns: int, seconds: int, seed: int = 0):
+    """Return ``(readings, truth)``: readings maps channel id -> (value [float64], flag [uint8]) at 1 Hz
+    from ``start_ns``; truth holds per-second ``co2_kg_h``, ``fuel_t_h`` and ``fuel_carbon_t_h``."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(seconds, dtype=np.float64)
+    hours = int(np.ceil(seconds / 3600)) + 2
+    slow = np.interp(t / 3600.0, np.arange(hours), 1.0 + 0.03 * rng.standard_normal(hours))
+    phase = ((start_ns // 10**9) % 86_400 + t) / 86_400.0
+    load = (1.0 + model.load_swing * np.sin(2 * np.pi * phase)) * slow
+    running = np.ones(seconds, dtype=bool)
+    for f in model.faults:
+        if f.kind == "stopped":
+            running[f.start_s : f.start_s + f.duration_s] = False
+    fuel = np.where(running, model.fuel_t_h * load, 0.0)
+    lam = model.excess_air + 0.02 * np.interp(t / 3600.0, np.arange(hours), rng.standard_normal(hours))
+    gas = flue_gas(model.fuel, fuel, lam, model.process_co2_kmol_h_per_fuel_t_h * fuel)
+    temp = np.full(seconds, model.temperature_c)
+    ps_kpa = np.full(seconds, model.static_pressure_kpa)
+    q_actual = gas.actual_wet_flow_m3_h(temp, ps_kpa * 1000.0, model.ambient_pressure_pa)
+    true = {
+        "co2": gas.co2_dry_pct, "o2": gas.o2_dry_pct, "moisture": gas.moisture_pct, "temp": temp,
+        "pstatic": ps_kpa, "velocity": q_actual / 3600.0 / model.duct_area_m2, "fuel_rate": fuel,
+    }
+    readings = {}
+    for ch, v in true.items():  # seven channels, each vectorised over every second
+        noisy = v + _NOISE[ch] * rng.standard_normal(seconds) * (running | (ch in ("temp", "pstatic")))
+        readings[ch] = [noisy, np.full(seconds, Flag.N, dtype=np.uint8)]
+    for f in model.faults:
+        sl = slice(f.start_s, f.start_s + f.duration_s)
+        chans = list(readings) if f.kind == "stopped" else [f.channel]
+        for ch in chans:
+            value, flag = readings[ch]
+            if f.kind == "stopped":
+                flag[sl] = Flag.F
+            elif f.kind == "calibration":
+                value[sl], flag[sl] = f.amount, Flag.C
+            elif f.kind == "comm_loss":
+                value[sl], flag[sl] = np.nan, Flag.B
+            elif f.kind == "stuck":
+                value[sl] = value[f.start_s]
+            elif f.kind == "drift":
+                n = len(value[sl])
+                value[sl] *= 1.0 + f.amount * np.arange(1, n + 1) / max(n, 1)
+            elif f.kind == "bias":
+                value[sl] *= 1.0 + f.amount
+            elif f.kind == "out_of_range":
+                value[sl], flag[sl] = f.amount, Flag.T
+            else:
+                raise ValueError(f"unknown fault kind {f.kind!r}")
+    truth = {
+        "co2_kg_h": gas.co2_kg_h,
+        "fuel_t_h": fuel,
+        "fuel_carbon_t_h": fuel * model.fuel.carbon,
+        "process_co2_kg_h": model.process_co2_kmol_h_per_fuel_t_h * fuel * 44.009,
+        "running": running,
+    }
+    return {ch: (v, f) for ch, (v, f) in readings.items()}, truth
