@@ -61,8 +61,12 @@ def _field_path(loc: tuple) -> str:
     return out or "(top level)"
 
 
-def parse_config(text: str, model: type[M], source: str = "<string>") -> M:
-    """Parse YAML/JSON ``text`` into ``model``; raise :class:`ConfigError` listing every problem."""
+def parse_config(text: str, model: type[M], source: str = "<string>", checks=None) -> M:
+    """Parse YAML/JSON ``text`` into ``model``; raise :class:`ConfigError` listing every problem.
+
+    ``checks(obj)`` may return further ``(location, message)`` problems found across fields (for
+    example against another section of the file); they are reported with lines like schema errors.
+    """
     try:
         data = yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - SafeLoader subclass
         root = yaml.compose(text, Loader=yaml.SafeLoader)
@@ -75,17 +79,18 @@ def parse_config(text: str, model: type[M], source: str = "<string>") -> M:
     if not isinstance(data, dict):
         raise ConfigError(f"{source}:1: expected a mapping at the top level, got {type(data).__name__}")
     try:
-        return model.model_validate(data)
+        obj = model.model_validate(data)
     except ValidationError as exc:
-        lines = []
-        for err in exc.errors(include_url=False):
-            line = _line_of(root, err["loc"])
-            msg = err["msg"].removeprefix("Value error, ")
-            lines.append(f"{source}:{line or '?'}: {_field_path(err['loc'])}: {msg}")
-        raise ConfigError("\n".join(lines)) from None
+        problems = [(err["loc"], err["msg"].removeprefix("Value error, ")) for err in exc.errors(include_url=False)]
+    else:
+        problems = list(checks(obj)) if checks else []
+        if not problems:
+            return obj
+    lines = [f"{source}:{_line_of(root, loc) or '?'}: {_field_path(loc)}: {msg}" for loc, msg in problems]
+    raise ConfigError("\n".join(lines)) from None
 
 
-def load_config(path: str | Path, model: type[M]) -> M:
+def load_config(path: str | Path, model: type[M], checks=None) -> M:
     """Read ``path`` (YAML or JSON) into ``model``; errors name the file, line and field."""
     path = Path(path)
     try:
@@ -94,4 +99,4 @@ def load_config(path: str | Path, model: type[M]) -> M:
         raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from None
     except UnicodeDecodeError as exc:
         raise ConfigError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
-    return parse_config(text, model, str(path))
+    return parse_config(text, model, str(path), checks)

@@ -15,15 +15,29 @@ JSON_SCHEMA_DIR = Path(__file__).resolve().parent.parent / "schemas" / "json"
 
 
 def _json_schemas() -> dict[str, dict]:
+    from edge_agent.config import GatewayConfig
     from schemas.site import site_json_schema
 
-    return {"site": site_json_schema()}
+    gateway = GatewayConfig.model_json_schema(by_alias=True)
+    gateway = {"$schema": "https://json-schema.org/draft/2020-12/schema",
+               "title": "CEMS gateway (agent, Kafka, site, devices and points)",
+               **{k: v for k, v in gateway.items() if k != "title"}}
+    return {"site": site_json_schema(), "gateway": gateway}
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="cems-pipeline", prog_name="cems")
 def main() -> None:
     """CEMS pipeline: edge agents, stream processing and reconciliation for carbon-market emitters."""
+
+
+def _edge():
+    from edge_agent.cli import edge
+
+    return edge
+
+
+main.add_command(_edge(), name="edge")  # edge_agent.cli imports only click at module level
 
 
 @main.group()
@@ -59,7 +73,7 @@ def schema() -> None:
 
 
 @schema.command("show")
-@click.argument("name", type=click.Choice(["site"]))
+@click.argument("name", type=click.Choice(["site", "gateway"]))
 def schema_show(name: str) -> None:
     """Print one JSON Schema."""
     click.echo(json.dumps(_json_schemas()[name], indent=2))

@@ -125,9 +125,14 @@ def test_unreadable_file(tmp_path):
         load_site(bad)
 
 
-def test_committed_json_schema_is_current():
-    committed = json.loads((REPO / "schemas" / "json" / "site.schema.json").read_text())
-    assert committed == site_json_schema(), "run `cems schema export` and commit schemas/json"
+def test_committed_json_schemas_are_current():
+    from streams.cli import _json_schemas
+
+    schemas = _json_schemas()
+    assert schemas["site"] == site_json_schema()
+    for name, doc in schemas.items():
+        committed = json.loads((REPO / "schemas" / "json" / f"{name}.schema.json").read_text())
+        assert committed == doc, f"run `cems schema export` and commit schemas/json ({name})"
 
 
 def test_cli_site_check(tmp_path):

@@ -1,0 +1,123 @@
+"""``cems edge``: what a plant engineer runs on a gateway. Heavy imports stay inside the commands."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from schemas.errors import ConfigError
+
+
+def _load(path: Path):
+    from .config import load_gateway_config
+
+    try:
+        return load_gateway_config(path)
+    except ConfigError as exc:
+        click.echo(str(exc), err=True)
+        sys.exit(1)
+
+
+@click.group()
+def edge() -> None:
+    """Edge agent: read CEMS analysers and meters, keep batches on disk, send them to Kafka."""
+
+
+@edge.command("check")
+@click.argument("config", type=click.Path(dir_okay=False, path_type=Path))
+def check(config: Path) -> None:
+    """Validate a gateway file and show the read plan: what each poll cycle will ask each device."""
+    from .config import status_point
+    from .modbus.planner import plan_reads
+
+    cfg = _load(config)
+    click.echo(f"{config}: OK: agent {cfg.agent.id}, site {cfg.site.id} ({cfg.site.sector}), "
+               f"{len(cfg.devices)} device(s), Kafka {cfg.kafka.bootstrap_servers} ({cfg.kafka.security_protocol})")
+    for d in cfg.devices:
+        points = list(d.points) + ([status_point(d)] if d.status else [])
+        plan = plan_reads(points, max_gap_registers=d.max_gap_registers)
+        click.echo(f"  device {d.id}: {d.protocol} {d.host}:{d.port} -> source {d.source}, {len(d.points)} points"
+                   f"{' + status word' if d.status else ''}, {len(plan)} request(s) every {d.poll_interval_s:g} s")
+        for r in plan:
+            click.echo(f"    unit {r.unit_id} {r.register.value:<8} address {r.address}..{r.address + r.count - 1}"
+                       f" ({r.count} {'bits' if r.register.is_bits else 'registers'}): "
+                       + ", ".join(points[i].channel for i in r.points))
+    problems = []
+    if not cfg.agent.key_file.is_file():
+        problems.append(f"key file {cfg.agent.key_file} does not exist (create it: head -c 32 /dev/urandom > FILE)")
+    if cfg.agent.outbox_dir.exists() and not cfg.agent.outbox_dir.is_dir():
+        problems.append(f"outbox_dir {cfg.agent.outbox_dir} is not a directory")
+    for p in problems:
+        click.echo(f"  warning: {p}", err=True)
+
+
+@edge.command("probe")
+@click.argument("config", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("device")
+@click.argument("channel", required=False)
+def probe(config: Path, device: str, channel: str | None) -> None:
+    """Read points of DEVICE now (or only CHANNEL): raw registers, decoded value and flag.
+
+    What an engineer commissioning a site needs first: is the address right, is the word order right.
+    """
+    import asyncio
+
+    cfg = _load(config)
+    dev = next((d for d in cfg.devices if d.id == device), None)
+    if dev is None:
+        click.echo(f"no device {device!r} in {config}; devices: {[d.id for d in cfg.devices]}", err=True)
+        sys.exit(2)
+    points = [p for p in dev.points if channel is None or p.channel == channel]
+    if not points:
+        click.echo(f"device {device!r} has no channel {channel!r}; channels: {[p.channel for p in dev.points]}",
+                   err=True)
+        sys.exit(2)
+    sys.exit(asyncio.run(_probe(dev, points)))
+
+
+async def _probe(dev, points) -> int:
+    from pymodbus.client import AsyncModbusTcpClient
+    from pymodbus.exceptions import ModbusException
+
+    from schemas.quantities import Flag
+
+    from .config import status_point
+    from .modbus.client import compile_plan, read_plan
+    from .modbus.planner import plan_reads
+
+    client = AsyncModbusTcpClient(dev.host, port=dev.port, timeout=dev.timeout_s, retries=0)
+    if not await client.connect():
+        click.echo(f"cannot connect to {dev.host}:{dev.port} (device {dev.id})", err=True)
+        return 1
+    try:
+        click.echo(f"device {dev.id} at {dev.host}:{dev.port}")
+        for p in points:
+            read = client.read_coils if p.register_type.value == "coil" else (
+                client.read_discrete_inputs if p.register_type.value == "discrete" else (
+                    client.read_input_registers if p.register_type.value == "input" else client.read_holding_registers))
+            try:
+                resp = await read(p.wire_address, count=p.words, device_id=p.unit_id)
+            except ModbusException as exc:
+                click.echo(f"  {p.channel:<12} {p.register_type.value} {p.wire_address}: no answer ({exc})")
+                continue
+            if resp.isError():
+                click.echo(f"  {p.channel:<12} {p.register_type.value} {p.wire_address}: exception code "
+                           f"{getattr(resp, 'exception_code', '?')}")
+                continue
+            raw = resp.bits[: p.words] if p.register_type.is_bits else resp.registers
+            result = await read_plan(client, compile_plan(plan_reads([p]), [p]), 1)
+            click.echo(f"  {p.channel:<12} {p.register_type.value} {p.wire_address} {p.data_type.value} "
+                       f"{p.byte_order.value}: raw [{' '.join(f'0x{int(w):04X}' for w in raw)}] -> "
+                       f"{result.value[0]:.6g} (flag {Flag(result.flag[0]).name})")
+        sp = status_point(dev)
+        if sp is not None:
+            result = await read_plan(client, compile_plan(plan_reads([sp]), [sp]), 1)
+            if result.flag[0] == Flag.N:
+                word = int(result.value[0])
+                click.echo(f"  status word {sp.wire_address}: 0x{word:04X} -> readings flagged "
+                           f"{Flag(dev.status.flag_of(word)).name}")
+    finally:
+        client.close()
+    return 0

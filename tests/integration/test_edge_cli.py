@@ -1,0 +1,121 @@
+"""``cems edge check`` and ``cems edge probe`` on a gateway file, probe against a real pymodbus TCP server."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from pathlib import Path
+
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from edge_agent.modbus.decode import encode_value
+from edge_agent.modbus.points import ByteOrder, DataType
+from streams.cli import main
+from tests.integration.test_modbus_tcp import free_port
+
+pytestmark = pytest.mark.integration
+logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
+EXAMPLE = Path(__file__).resolve().parents[2] / "deploy" / "examples" / "gateway-cement.yaml"
+
+
+def gateway_file(tmp_path, port=502, edit=None) -> Path:
+    doc = yaml.safe_load(EXAMPLE.read_text())
+    doc["devices"][0]["host"], doc["devices"][0]["port"] = "127.0.0.1", port
+    doc["agent"]["key_file"] = str(tmp_path / "agent.key")
+    (tmp_path / "agent.key").write_bytes(b"k" * 32)
+    if edit:
+        edit(doc)
+    path = tmp_path / "gateway.yaml"
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    return path
+
+
+def test_check_example_and_errors(tmp_path):
+    runner = CliRunner()
+    res = runner.invoke(main, ["edge", "check", str(gateway_file(tmp_path))])
+    assert res.exit_code == 0, res.output
+    assert "6 points + status word, 2 request(s) every 1 s" in res.output
+    assert "unit 1 holding  address 0..8 (9 registers): co2, o2, moisture, temp, pstatic, velocity" in res.output
+
+    def wrong_channel(doc):
+        doc["devices"][0]["points"][1]["channel"] = "nox"
+
+    path = gateway_file(tmp_path, edit=wrong_channel)
+    res = runner.invoke(main, ["edge", "check", str(path)])
+    assert res.exit_code == 1
+    line = 1 + next(i for i, text in enumerate(path.read_text().splitlines()) if "channel: nox" in text)
+    assert f"{path}:{line}: devices[0].points[1].channel: channel 'nox' is not a channel of source 'kiln1-stack'" \
+        in res.output
+
+    def sasl_without_password(doc):
+        del doc["kafka"]["sasl_password"]
+
+    res = runner.invoke(main, ["edge", "check", str(gateway_file(tmp_path, edit=sasl_without_password))])
+    assert res.exit_code == 1 and "kafka: SASL_SSL needs sasl_mechanism, sasl_username and sasl_password" in res.output
+
+
+class ServerThread:
+    """A pymodbus TCP server with its own event loop, so a synchronous CLI can talk to it."""
+
+    def __init__(self, holding: list[int]) -> None:
+        self.port = free_port()
+        self.loop = asyncio.new_event_loop()
+        self.ready = threading.Event()
+        self.thread = threading.Thread(target=self._run, args=(holding,), daemon=True)
+        self.thread.start()
+        assert self.ready.wait(10)
+
+    def _run(self, holding):
+        asyncio.set_event_loop(self.loop)
+        self.loop.run_until_complete(self._serve(holding))
+
+    async def _serve(self, holding):
+        from pymodbus.server import ModbusTcpServer
+        from pymodbus.simulator import DataType as SimType
+        from pymodbus.simulator import SimData, SimDevice
+
+        device = SimDevice(1, simdata=(
+            [SimData(0, count=8, values=False, datatype=SimType.BITS)],
+            [SimData(0, count=8, values=False, datatype=SimType.BITS)],
+            [SimData(0, values=holding, datatype=SimType.REGISTERS)],
+            [SimData(0, values=[0] * 8, datatype=SimType.REGISTERS)],
+        ))
+        self.server = ModbusTcpServer(device, address=("127.0.0.1", self.port))
+        self.loop.call_later(0.3, self.ready.set)
+        await self.server.serve_forever()
+
+    def stop(self):
+        asyncio.run_coroutine_threadsafe(self.server.shutdown(), self.loop).result(10)
+        self.thread.join(10)
+
+
+def test_probe_prints_raw_registers_decoded_values_and_status(tmp_path):
+    regs = [0] * 48
+    regs[0:2] = encode_value(18.5, DataType.float32, ByteOrder.ABCD)   # co2 %
+    regs[2:4] = encode_value(7.25, DataType.float32, ByteOrder.ABCD)   # o2 %
+    regs[4:6] = encode_value(9.5, DataType.float32, ByteOrder.CDAB)    # moisture %, word-swapped device
+    regs[6] = 964                                                      # temp 96.4 °C (scale 0.1)
+    regs[7] = 65536 - 431                                              # pstatic -431 Pa -> -0.431 kPa
+    regs[8] = 1465                                                     # velocity 14.65 m/s (scale 0.01)
+    regs[40] = 0b001                                                   # status bit 0: calibration
+    server = ServerThread(regs)
+    try:
+        res = CliRunner().invoke(main, ["edge", "probe", str(gateway_file(tmp_path, server.port)), "cems-kiln1"])
+    finally:
+        server.stop()
+    assert res.exit_code == 0, res.output
+    lines = [text.strip() for text in res.output.splitlines()]
+    assert "co2          holding 0 float32 ABCD: raw [0x4194 0x0000] -> 18.5 (flag N)" in lines
+    assert "moisture     holding 4 float32 CDAB: raw [0x0000 0x4118] -> 9.5 (flag N)" in lines
+    assert "temp         holding 6 int16 ABCD: raw [0x03C4] -> 96.4 (flag N)" in lines
+    assert "pstatic      holding 7 int16 ABCD: raw [0xFE51] -> -0.431 (flag N)" in lines
+    assert "velocity     holding 8 uint16 ABCD: raw [0x05B9] -> 14.65 (flag N)" in lines
+    assert "status word 40: 0x0001 -> readings flagged C" in lines
+
+
+def test_probe_unreachable_device(tmp_path):
+    res = CliRunner().invoke(main, ["edge", "probe", str(gateway_file(tmp_path, free_port())), "cems-kiln1", "co2"])
+    assert res.exit_code == 1 and "cannot connect to 127.0.0.1" in res.output
