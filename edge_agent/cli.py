@@ -53,6 +53,35 @@ def check(config: Path) -> None:
         click.echo(f"  warning: {p}", err=True)
 
 
+@edge.command("run")
+@click.argument("config", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--log-level", default="INFO", show_default=True)
+def run(config: Path, log_level: str) -> None:
+    """Run the agent until SIGTERM or SIGINT: poll, store batches on disk, send them to Kafka."""
+    import asyncio
+    import logging
+    import signal
+
+    from .agent import EdgeAgent
+
+    logging.basicConfig(level=log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    cfg = _load(config)
+    try:
+        key = cfg.agent.key_file.read_bytes()
+    except OSError as exc:
+        click.echo(f"cannot read key_file {cfg.agent.key_file}: {exc.strerror}", err=True)
+        sys.exit(1)
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await EdgeAgent(cfg, key).run(stop)
+
+    asyncio.run(main())
+
+
 @edge.command("probe")
 @click.argument("config", type=click.Path(dir_okay=False, path_type=Path))
 @click.argument("device")
