@@ -30,6 +30,7 @@ from schemas.batch import ChannelSpec, ReadingBatch
 from schemas.quantities import Flag
 
 from .config import GatewayConfig, ModbusTcpDevice, status_point
+from .metrics import AgentMetrics
 from .modbus.client import compile_plan, read_plan
 from .modbus.planner import plan_reads
 from .outbox import Outbox, OutboxFull
@@ -61,6 +62,7 @@ class EdgeAgent:
         self.uplink = KafkaUplink(self.outbox, topic=cfg.kafka.topic, agent_id=cfg.agent.id, key=key,
                                   producer_config=cfg.kafka.producer_config())
         self.outbox_full = False
+        self.metrics = AgentMetrics()
         self.cycles = 0
         self._drain_lock = threading.Lock()  # a cancelled task's drain thread may still be running
         self.buffers: dict[str, _SourceBuffer] = {}
@@ -98,15 +100,24 @@ class EdgeAgent:
                     else:
                         next_connect = time.monotonic() + backoff
                         backoff = min(backoff * 2, 60.0)
+                t0 = time.perf_counter()
                 if client.connected:
                     result = await read_plan(client, plan, len(points))
+                    self.metrics.requests.labels(device.id).inc(result.requests)
+                    comm = result.failed_requests - len(result.exception_codes)
+                    self.metrics.request_errors.labels(device.id, "comm").inc(comm)
+                    self.metrics.request_errors.labels(device.id, "exception").inc(len(result.exception_codes))
                     value, flag = result.value[:n], result.flag[:n]
                     if device.status is not None and result.flag[n] == Flag.N:
                         status = device.status.flag_of(int(result.value[n]))
                         flag = np.where(flag == Flag.N, np.uint8(status), flag)
-                else:
+                else:  # not connected: the cycle is a communication failure
+                    self.metrics.request_errors.labels(device.id, "comm").inc()
                     value, flag = np.full(n, np.nan), np.full(n, Flag.B, dtype=np.uint8)
                 self.buffers[device.source].add(now_ns, channel_idx, value, flag)
+                self.metrics.poll_seconds.labels(device.id).observe(time.perf_counter() - t0)
+                for code, count in zip(*np.unique(flag, return_counts=True), strict=True):
+                    self.metrics.readings.labels(device.id, Flag(int(code)).name).inc(int(count))
                 self.cycles += 1
                 next_poll += device.poll_interval_s
                 await asyncio.sleep(max(0.0, next_poll - time.monotonic()))
@@ -128,11 +139,19 @@ class EdgeAgent:
                 if not self.outbox_full:
                     log.error("ALARM outbox full: %s; readings stay in memory until it drains", exc)
                 self.outbox_full = True
+                self.metrics.outbox_full.set(1)
                 return stored
             buf.parts.clear()
             stored += 1
+            self.metrics.batches_stored.inc()
         self.outbox_full = False
+        self.metrics.outbox_full.set(0)
+        self._observe_outbox()
         return stored
+
+    def _observe_outbox(self) -> None:
+        self.metrics.outbox_batches.set(len(self.outbox.pending()))
+        self.metrics.outbox_bytes.set(self.outbox.size_bytes)
 
     async def _batcher(self) -> None:
         while True:
@@ -141,7 +160,12 @@ class EdgeAgent:
 
     def _drain(self) -> int:
         with self._drain_lock:
-            return self.uplink.drain()
+            sent = self.uplink.drain()
+            if sent:
+                self.metrics.batches_sent.inc(sent)
+                self.metrics.last_send.set(time.time())
+            self._observe_outbox()
+            return sent
 
     async def _uplink(self) -> None:
         backoff = 1.0

@@ -56,7 +56,9 @@ def check(config: Path) -> None:
 @edge.command("run")
 @click.argument("config", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--log-level", default="INFO", show_default=True)
-def run(config: Path, log_level: str) -> None:
+@click.option("--metrics-port", type=int, default=9108, show_default=True, help="Prometheus metrics; 0 disables.")
+@click.option("--metrics-address", default="127.0.0.1", show_default=True)
+def run(config: Path, log_level: str, metrics_port: int, metrics_address: str) -> None:
     """Run the agent until SIGTERM or SIGINT: poll, store batches on disk, send them to Kafka."""
     import asyncio
     import logging
@@ -77,7 +79,12 @@ def run(config: Path, log_level: str) -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-        await EdgeAgent(cfg, key).run(stop)
+        agent = EdgeAgent(cfg, key)
+        if metrics_port:
+            from prometheus_client import start_http_server
+
+            start_http_server(metrics_port, addr=metrics_address, registry=agent.metrics.registry)
+        await agent.run(stop)
 
     asyncio.run(main())
 

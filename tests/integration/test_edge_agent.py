@@ -57,6 +57,14 @@ async def test_agent_polls_flags_batches_and_delivers(tmp_path, kafka_bootstrap)
 
     assert agent.outbox.pending() == []  # everything acknowledged by Kafka
     n_batches = agent.outbox.next_seq
+    m = agent.metrics
+    assert m.value("cems_edge_batches_stored_total") == m.value("cems_edge_batches_sent_total") == n_batches
+    assert m.value("cems_edge_outbox_batches") == 0 and m.value("cems_edge_outbox_full") == 0
+    assert m.value("cems_edge_last_successful_send_timestamp_seconds") > 0
+    assert m.value("cems_edge_readings_total", device="cems-kiln1", flag="C") > 0
+    assert m.value("cems_edge_readings_total", device="cems-kiln1", flag="B") > 0
+    assert m.value("cems_edge_requests_total", device="cems-kiln1") > 10
+    assert m.value("cems_edge_request_errors_total", device="cems-kiln1", kind="comm") > 0
     records = read_topic(kafka_bootstrap, topic, n_batches)
     batches = [decode_batch(r.value) for r in records]
     assert sorted(b.seq for b in batches) == list(range(n_batches)) and n_batches >= 6
