@@ -87,6 +87,10 @@ class EdgeAgent:
         from pymodbus.client import AsyncModbusTcpClient
 
         n = len(device.points)
+        m = self.metrics  # label children resolved once, not every cycle
+        poll_seconds, requests = m.poll_seconds.labels(device.id), m.requests.labels(device.id)
+        comm_errors, exc_errors = m.request_errors.labels(device.id, "comm"), m.request_errors.labels(device.id, "exception")
+        by_flag = [m.readings.labels(device.id, f.name) for f in Flag]
         client = AsyncModbusTcpClient(device.host, port=device.port, timeout=device.timeout_s, retries=0,
                                       reconnect_delay=0)
         backoff, next_connect = 1.0, 0.0
@@ -103,21 +107,21 @@ class EdgeAgent:
                 t0 = time.perf_counter()
                 if client.connected:
                     result = await read_plan(client, plan, len(points))
-                    self.metrics.requests.labels(device.id).inc(result.requests)
-                    comm = result.failed_requests - len(result.exception_codes)
-                    self.metrics.request_errors.labels(device.id, "comm").inc(comm)
-                    self.metrics.request_errors.labels(device.id, "exception").inc(len(result.exception_codes))
+                    requests.inc(result.requests)
+                    comm_errors.inc(result.failed_requests - len(result.exception_codes))
+                    exc_errors.inc(len(result.exception_codes))
                     value, flag = result.value[:n], result.flag[:n]
                     if device.status is not None and result.flag[n] == Flag.N:
                         status = device.status.flag_of(int(result.value[n]))
                         flag = np.where(flag == Flag.N, np.uint8(status), flag)
                 else:  # not connected: the cycle is a communication failure
-                    self.metrics.request_errors.labels(device.id, "comm").inc()
+                    comm_errors.inc()
                     value, flag = np.full(n, np.nan), np.full(n, Flag.B, dtype=np.uint8)
                 self.buffers[device.source].add(now_ns, channel_idx, value, flag)
-                self.metrics.poll_seconds.labels(device.id).observe(time.perf_counter() - t0)
-                for code, count in zip(*np.unique(flag, return_counts=True), strict=True):
-                    self.metrics.readings.labels(device.id, Flag(int(code)).name).inc(int(count))
+                poll_seconds.observe(time.perf_counter() - t0)
+                for code, count in enumerate(np.bincount(flag, minlength=len(Flag)).tolist()):
+                    if count:
+                        by_flag[code].inc(count)
                 self.cycles += 1
                 next_poll += device.poll_interval_s
                 await asyncio.sleep(max(0.0, next_poll - time.monotonic()))

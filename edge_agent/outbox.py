@@ -8,9 +8,10 @@ Layout of the outbox directory::
 
 A batch is written to a temporary file, fsync'd, and renamed into place (atomic on POSIX), then the
 directory is fsync'd: a SIGKILL or power loss at any moment leaves either the whole batch or none of
-it, never a torn file. ``next_seq`` is written after the batch, so on reopening the next number is
-the larger of the file and the highest batch on disk + 1: numbers never repeat and never skip,
-whatever moment the process died at. Files are read back in sequence order for sending.
+it, never a torn file. On reopening, the next number is one past the highest batch on disk; only
+when the newest batch is about to be removed (acknowledged) is ``next_seq`` written first, so the
+number survives an empty outbox. Numbers never repeat and never skip, whatever moment the process
+died at. Files are read back in sequence order for sending.
 
 When the outbox holds ``max_bytes``, :meth:`Outbox.put` raises :class:`OutboxFull` rather than
 dropping anything: the agent raises its alarm and stops taking new batches until the uplink drains
@@ -108,7 +109,6 @@ class Outbox:
             _write_atomic(self._path(seq), data)
             _fsync_dir(self.dir)
             self._next = seq + 1
-            _write_atomic(self.dir / "next_seq", str(self._next).encode())
         except OSError as exc:  # ENOSPC and friends: say so, keep what is stored
             self._path(seq).with_name(self._path(seq).name + ".tmp").unlink(missing_ok=True)
             raise OutboxFull(f"cannot write to outbox {self.dir}: {exc.strerror or exc}") from exc
@@ -123,7 +123,9 @@ class Outbox:
         path = self._path(seq)
         try:
             size = path.stat().st_size
-            path.unlink()
         except FileNotFoundError:
             return
+        if seq == self._next - 1:  # the newest batch carries the count: persist it before it goes
+            _write_atomic(self.dir / "next_seq", str(self._next).encode())
+        path.unlink()
         self._bytes -= size

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from edge_agent.modbus.client import compile_plan, read_plan
-from edge_agent.modbus.decode import encode_value
+from edge_agent.modbus.decode import decode_block, encode_value
 from edge_agent.modbus.planner import plan_reads
 from edge_agent.modbus.points import ByteOrder, DataType, ModbusPoint
 from schemas.quantities import Flag
@@ -126,3 +126,31 @@ async def test_device_behaviour_becomes_flags_never_exceptions():
     client.close()
     assert (second.flag == Flag.B).all() and np.isnan(second.value).all()
     assert second.failed_requests == second.requests == 3
+
+
+async def test_simulator_server_publishes_the_generator_readings():
+    from pymodbus.client import AsyncModbusTcpClient
+
+    from edge_agent.simulator.generate import StackModel, simulate_stack
+    from edge_agent.simulator.modbus_server import STACK_REGISTERS, STATUS_OFFSET, ModbusSimulator, gateway_points
+
+    t0 = 1_767_225_600 * 10**9
+    sim = ModbusSimulator(2, 5, start_ns=t0, seed=3)
+    port = free_port()
+    serving = asyncio.create_task(sim.serve(port))
+    await asyncio.sleep(0.3)
+    client = AsyncModbusTcpClient("127.0.0.1", port=port, timeout=2, retries=0)
+    try:
+        assert await client.connect()
+        rr = await client.read_holding_registers(0, count=2 * STACK_REGISTERS, device_id=1)
+    finally:
+        client.close()
+        serving.cancel()
+        await asyncio.gather(serving, return_exceptions=True)
+    points = gateway_points(2)
+    assert len(points) == 14 and points[7] == {"stack": 1, "channel": "co2", "address": 16, "data_type": "float32",
+                                               "byte_order": "ABCD"}
+    readings, _ = simulate_stack(StackModel(fuel_t_h=9.0), t0, 5, seed=4)  # stack 1: fuel 8 + 1, seed 3 + 1
+    co2 = decode_block(rr.registers, [STACK_REGISTERS], DataType.float32, ByteOrder.ABCD)[0]
+    assert co2 == pytest.approx(readings["co2"][0][0], rel=1e-6)  # float32 of the generated second 0
+    assert rr.registers[STACK_REGISTERS + STATUS_OFFSET] == 0  # no fault at t = 0
