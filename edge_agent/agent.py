@@ -154,7 +154,7 @@ class EdgeAgent:
         return stored
 
     def _observe_outbox(self) -> None:
-        self.metrics.outbox_batches.set(len(self.outbox.pending()))
+        self.metrics.outbox_batches.set(self.outbox.count)
         self.metrics.outbox_bytes.set(self.outbox.size_bytes)
 
     async def _batcher(self) -> None:
@@ -175,7 +175,7 @@ class EdgeAgent:
         backoff = 1.0
         while True:
             sent = await asyncio.to_thread(self._drain)
-            if sent == 0 and self.outbox.pending():
+            if sent == 0 and self.outbox.count:
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 60.0)
             else:

@@ -22,7 +22,10 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import itertools
 import os
+import threading
+from collections import deque
 from pathlib import Path
 
 from schemas.errors import CemsError
@@ -64,7 +67,8 @@ def _write_atomic(path: Path, data: bytes) -> None:
 
 
 class Outbox:
-    """A directory of pending batches in sequence order. Not thread-safe: one owner per directory."""
+    """A directory of pending batches in sequence order. One process per directory; within it, one
+    thread may put while another reads and acknowledges (the agent's poller and uplink)."""
 
     def __init__(self, directory: str | Path, max_bytes: int = 2 * 2**30) -> None:
         self.dir = Path(directory)
@@ -72,7 +76,11 @@ class Outbox:
         self.max_bytes = max_bytes
         for tmp in self.dir.glob("*.tmp"):  # a write the last process did not finish
             tmp.unlink()
-        pending = self.pending()
+        # The directory is listed once; afterwards the index follows put/ack (a long outage can leave
+        # a million files, and the uplink asks for the oldest ones several times a second).
+        pending = sorted(int(p.name[: -len(_SUFFIX)]) for p in self.dir.glob(f"*{_SUFFIX}"))
+        self._pending = deque(pending)
+        self._lock = threading.Lock()  # guards the index and the byte count
         on_disk_next = pending[-1] + 1 if pending else 0
         try:
             recorded = int((self.dir / "next_seq").read_text().strip() or 0)
@@ -92,9 +100,15 @@ class Outbox:
     def size_bytes(self) -> int:
         return self._bytes
 
-    def pending(self) -> list[int]:
-        """Sequence numbers on disk, oldest first."""
-        return sorted(int(p.name[: -len(_SUFFIX)]) for p in self.dir.glob(f"*{_SUFFIX}"))
+    @property
+    def count(self) -> int:
+        """Batches waiting."""
+        return len(self._pending)
+
+    def pending(self, limit: int | None = None) -> list[int]:
+        """Sequence numbers on disk, oldest first (the ``limit`` oldest when given)."""
+        with self._lock:
+            return list(itertools.islice(self._pending, limit))
 
     def put(self, make_batch) -> int:
         """Store the batch ``make_batch(seq)`` returns (encoded bytes) under the next sequence number.
@@ -108,11 +122,13 @@ class Outbox:
         try:
             _write_atomic(self._path(seq), data)
             _fsync_dir(self.dir)
-            self._next = seq + 1
         except OSError as exc:  # ENOSPC and friends: say so, keep what is stored
             self._path(seq).with_name(self._path(seq).name + ".tmp").unlink(missing_ok=True)
             raise OutboxFull(f"cannot write to outbox {self.dir}: {exc.strerror or exc}") from exc
-        self._bytes += len(data)
+        with self._lock:
+            self._next = seq + 1
+            self._pending.append(seq)  # numbers only grow: the index stays sorted
+            self._bytes += len(data)
         return seq
 
     def read(self, seq: int) -> bytes:
@@ -128,4 +144,9 @@ class Outbox:
         if seq == self._next - 1:  # the newest batch carries the count: persist it before it goes
             _write_atomic(self.dir / "next_seq", str(self._next).encode())
         path.unlink()
-        self._bytes -= size
+        with self._lock:
+            self._bytes -= size
+            if self._pending and self._pending[0] == seq:  # the usual case: the oldest was acknowledged
+                self._pending.popleft()
+            else:
+                self._pending.remove(seq)

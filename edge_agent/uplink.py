@@ -47,7 +47,7 @@ class KafkaUplink:
         """Send up to ``max_batches`` pending batches; return how many Kafka acknowledged."""
         from kafka.errors import KafkaError
 
-        pending = self.outbox.pending()[:max_batches]
+        pending = self.outbox.pending(max_batches)
         if not pending:
             return 0
         try:
