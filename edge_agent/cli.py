@@ -115,13 +115,15 @@ def probe(config: Path, device: str, channel: str | None) -> None:
 
 async def _probe(dev, points) -> int:
     from pymodbus.client import AsyncModbusTcpClient
-    from pymodbus.exceptions import ModbusException
 
     from schemas.quantities import Flag
 
     from .config import status_point
     from .modbus.client import compile_plan, read_plan
     from .modbus.planner import plan_reads
+
+    def read_one(p):  # the agent's own read path, one point at a time
+        return read_plan(client, compile_plan(plan_reads([p]), [p]), 1)
 
     client = AsyncModbusTcpClient(dev.host, port=dev.port, timeout=dev.timeout_s, retries=0)
     if not await client.connect():
@@ -130,26 +132,19 @@ async def _probe(dev, points) -> int:
     try:
         click.echo(f"device {dev.id} at {dev.host}:{dev.port}")
         for p in points:
-            read = client.read_coils if p.register_type.value == "coil" else (
-                client.read_discrete_inputs if p.register_type.value == "discrete" else (
-                    client.read_input_registers if p.register_type.value == "input" else client.read_holding_registers))
-            try:
-                resp = await read(p.wire_address, count=p.words, device_id=p.unit_id)
-            except ModbusException as exc:
-                click.echo(f"  {p.channel:<12} {p.register_type.value} {p.wire_address}: no answer ({exc})")
-                continue
-            if resp.isError():
-                click.echo(f"  {p.channel:<12} {p.register_type.value} {p.wire_address}: exception code "
-                           f"{getattr(resp, 'exception_code', '?')}")
-                continue
-            raw = resp.bits[: p.words] if p.register_type.is_bits else resp.registers
-            result = await read_plan(client, compile_plan(plan_reads([p]), [p]), 1)
-            click.echo(f"  {p.channel:<12} {p.register_type.value} {p.wire_address} {p.data_type.value} "
-                       f"{p.byte_order.value}: raw [{' '.join(f'0x{int(w):04X}' for w in raw)}] -> "
-                       f"{result.value[0]:.6g} (flag {Flag(result.flag[0]).name})")
+            result = await read_one(p)
+            where = f"  {p.channel:<12} {p.register_type.value} {p.wire_address}"
+            if 0 in result.exception_codes:
+                click.echo(f"{where}: exception code {result.exception_codes[0]}")
+            elif 0 not in result.raw:
+                click.echo(f"{where}: no answer")
+            else:
+                raw = " ".join(f"0x{int(w):04X}" for w in result.raw[0][: p.words])
+                click.echo(f"{where} {p.data_type.value} {p.byte_order.value}: raw [{raw}] -> "
+                           f"{result.value[0]:.6g} (flag {Flag(result.flag[0]).name})")
         sp = status_point(dev)
         if sp is not None:
-            result = await read_plan(client, compile_plan(plan_reads([sp]), [sp]), 1)
+            result = await read_one(sp)
             if result.flag[0] == Flag.N:
                 word = int(result.value[0])
                 click.echo(f"  status word {sp.wire_address}: 0x{word:04X} -> readings flagged "

@@ -43,6 +43,7 @@ class PollResult:
         self.requests = 0
         self.failed_requests = 0
         self.exception_codes: dict[int, int] = {}  # request index -> Modbus exception code
+        self.raw: dict[int, np.ndarray] = {}  # request index -> registers or bits as received
 
 
 @dataclass(frozen=True)
@@ -104,6 +105,7 @@ async def read_plan(client, plan: list[CompiledRequest], n_points: int) -> PollR
             result.exception_codes[r] = int(getattr(resp, "exception_code", 0) or 0)
             continue
         block = np.asarray(resp.bits[: req.count] if req.register.is_bits else resp.registers)
+        result.raw[r] = block
         for d in compiled.decoders:
             values = decode_block(block, d.offsets, d.data_type, d.order, d.scale, d.offset)
             finite = np.isfinite(values)
