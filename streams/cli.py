@@ -9,6 +9,7 @@ from pathlib import Path
 
 import click
 
+from edge_agent.cli import edge
 from schemas.errors import BatchDecodeError, ConfigError
 
 JSON_SCHEMA_DIR = Path(__file__).resolve().parent.parent / "schemas" / "json"
@@ -31,13 +32,7 @@ def main() -> None:
     """CEMS pipeline: edge agents, stream processing and reconciliation for carbon-market emitters."""
 
 
-def _edge():
-    from edge_agent.cli import edge
-
-    return edge
-
-
-main.add_command(_edge(), name="edge")  # edge_agent.cli imports only click at module level
+main.add_command(edge)  # edge_agent.cli imports only click at module level; its commands import the rest
 
 
 @main.group()

@@ -133,6 +133,7 @@ class Accumulator(_Cells):
 
     _ROW_FIELDS = ("part_flags", "valid_parts", "part_qsum", "sample_flags", "valid_samples", "sample_qsum")
     _OR_FIELDS = ("valid_slots", "operating_slots")
+    _ARRAYS = ("key",) + _ROW_FIELDS + _OR_FIELDS  # every per-cell array
 
     @classmethod
     def empty(cls, period_ns: int) -> Accumulator:
@@ -141,7 +142,7 @@ class Accumulator(_Cells):
 
     @property
     def nbytes(self) -> int:
-        return sum(getattr(self, n).nbytes for n in ("key",) + self._ROW_FIELDS + self._OR_FIELDS)
+        return sum(getattr(self, n).nbytes for n in self._ARRAYS)
 
     # -- building ---------------------------------------------------------------------------
 
@@ -204,7 +205,7 @@ class Accumulator(_Cells):
     def select(self, mask: np.ndarray) -> Accumulator:
         """The cells where ``mask`` is true (batch ids are kept: they describe the whole stream)."""
         d = self._as_dict()
-        for name in ("key",) + self._ROW_FIELDS + self._OR_FIELDS:
+        for name in self._ARRAYS:
             d[name] = d[name][mask]
         return Accumulator(**d)
 
@@ -215,7 +216,7 @@ class Accumulator(_Cells):
 
     def equals(self, other: Accumulator) -> bool:
         return self.period_ns == other.period_ns and all(
-            np.array_equal(getattr(self, n), getattr(other, n)) for n in ("key",) + self._ROW_FIELDS + self._OR_FIELDS
+            np.array_equal(getattr(self, n), getattr(other, n)) for n in self._ARRAYS
         )
 
     # -- closing ----------------------------------------------------------------------------
