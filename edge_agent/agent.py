@@ -29,10 +29,9 @@ import numpy as np
 from schemas.batch import ChannelSpec, ReadingBatch
 from schemas.quantities import Flag
 
-from .config import GatewayConfig, ModbusTcpDevice, status_point
+from .config import GatewayConfig, point_source
+from .driver import CycleReadings, Driver
 from .metrics import AgentMetrics
-from .modbus.client import compile_plan, read_plan
-from .modbus.planner import plan_reads
 from .outbox import Outbox, OutboxFull
 from .uplink import KafkaUplink
 
@@ -48,11 +47,43 @@ class _SourceBuffer:
         self.source_id, self.channels = source_id, channels
         self.parts: list[tuple[np.ndarray, ...]] = []
 
-    def add(self, ts_ns: int, channel: np.ndarray, value: np.ndarray, flag: np.ndarray) -> None:
-        self.parts.append((np.full(channel.size, ts_ns, dtype=np.int64), channel, value, flag))
+    def add(self, ts_ns: np.ndarray, channel: np.ndarray, value: np.ndarray, flag: np.ndarray) -> None:
+        self.parts.append((ts_ns, channel, value, flag))
 
     def columns(self):
         return [np.concatenate(c) for c in zip(*self.parts, strict=True)]
+
+
+class _Route:
+    """Where a device's readings go: per point, the source buffer and the channel index within it."""
+
+    def __init__(self, device, driver: Driver, buffers: list[_SourceBuffer], buffer_of: list[int],
+                 channel_of: list[int]) -> None:
+        self.device, self.driver, self.buffers = device, driver, buffers
+        self.buffer_of = np.array(buffer_of, dtype=np.intp)
+        self.channel_of = np.array(channel_of, dtype=np.uint16)
+
+    def deliver(self, r: CycleReadings) -> None:
+        channel = self.channel_of[r.point]
+        if len(self.buffers) == 1:
+            self.buffers[0].add(r.ts_ns, channel, r.value, r.flag)
+            return
+        which = self.buffer_of[r.point]
+        for b, buf in enumerate(self.buffers):
+            sel = which == b
+            if sel.any():
+                buf.add(r.ts_ns[sel], channel[sel], r.value[sel], r.flag[sel])
+
+
+def make_driver(device, serial_lines: dict) -> Driver:
+    """The protocol driver of a configured device (imports the protocol library only when used)."""
+    if device.protocol == "opcua":
+        from .opcua.driver import OpcUaDriver
+
+        return OpcUaDriver(device)
+    from .modbus.driver import modbus_driver
+
+    return modbus_driver(device, serial_lines)
 
 
 class EdgeAgent:
@@ -66,67 +97,84 @@ class EdgeAgent:
         self.cycles = 0
         self._drain_lock = threading.Lock()  # a cancelled task's drain thread may still be running
         self.buffers: dict[str, _SourceBuffer] = {}
-        self._devices = []
+        self._serial_lines: dict = {}
+        self._routes: list[_Route] = []
         sources = {s.id: s for s in cfg.site.sources}
         for d in cfg.devices:  # configuration, once
-            buf = self.buffers.get(d.source)
-            if buf is None:
-                buf = self.buffers[d.source] = _SourceBuffer(d.source, [])
-            index = {c.id: i for i, c in enumerate(buf.channels)}
+            used: list[_SourceBuffer] = []
+            buffer_of, channel_of = [], []
             for p in d.points:
+                src = point_source(d, p)
+                buf = self.buffers.get(src)
+                if buf is None:
+                    buf = self.buffers[src] = _SourceBuffer(src, [])
+                if buf not in used:
+                    used.append(buf)
+                index = {c.id: i for i, c in enumerate(buf.channels)}
                 if p.channel not in index:
-                    ch = sources[d.source].channel(p.channel)
+                    ch = sources[src].channel(p.channel)
                     index[p.channel] = len(buf.channels)
                     buf.channels.append(ChannelSpec(ch.id, ch.quantity, ch.unit))
-            points = list(d.points) + ([status_point(d)] if d.status else [])
-            plan = compile_plan(plan_reads(points, max_gap_registers=d.max_gap_registers), points)
-            log.info("device %s: %d points in %d request(s)", d.id, len(points), len(plan))
-            self._devices.append((d, points, plan, np.array([index[p.channel] for p in d.points], dtype=np.uint16)))
+                buffer_of.append(used.index(buf))
+                channel_of.append(index[p.channel])
+            driver = make_driver(d, self._serial_lines)
+            log.info("device %s: %s, %d points", d.id, d.endpoint, len(d.points),
+                     extra={"device": d.id, "event": "configured"})
+            self._routes.append(_Route(d, driver, used, buffer_of, channel_of))
 
-    async def _poll(self, device: ModbusTcpDevice, points, plan, channel_idx) -> None:
-        from pymodbus.client import AsyncModbusTcpClient
-
-        n = len(device.points)
+    async def _poll(self, route: _Route) -> None:
+        device, driver = route.device, route.driver
         m = self.metrics  # label children resolved once, not every cycle
         poll_seconds, requests = m.poll_seconds.labels(device.id), m.requests.labels(device.id)
-        comm_errors, exc_errors = m.request_errors.labels(device.id, "comm"), m.request_errors.labels(device.id, "exception")
+        comm_errors, dev_errors = m.request_errors.labels(device.id, "comm"), m.request_errors.labels(device.id, "exception")
         by_flag = [m.readings.labels(device.id, f.name) for f in Flag]
-        client = AsyncModbusTcpClient(device.host, port=device.port, timeout=device.timeout_s, retries=0,
-                                      reconnect_delay=0)
-        backoff, next_connect = 1.0, 0.0
+        ctx = {"device": device.id, "endpoint": device.endpoint}
+        backoff, next_connect, was_up = 1.0, 0.0, None
         next_poll = time.monotonic()
         try:
             while True:
                 now_ns = time.time_ns()
-                if not client.connected and time.monotonic() >= next_connect:
-                    if await client.connect():
+                if not driver.connected and time.monotonic() >= next_connect:
+                    try:
+                        up = await driver.connect()
+                    except Exception:  # a driver bug must not stop the other devices
+                        log.exception("device %s: connect failed", device.id, extra=ctx | {"event": "connect_error"})
+                        up = False
+                    if up:
                         backoff = 1.0
                     else:
                         next_connect = time.monotonic() + backoff
                         backoff = min(backoff * 2, 60.0)
+                    if up != was_up:
+                        log.log(logging.INFO if up else logging.WARNING, "device %s %s", device.id,
+                                "connected" if up else f"unreachable; retrying with backoff up to 60 s",
+                                extra=ctx | {"event": "connected" if up else "unreachable"})
+                        was_up = up
                 t0 = time.perf_counter()
-                if client.connected:
-                    result = await read_plan(client, plan, len(points))
-                    requests.inc(result.requests)
-                    comm_errors.inc(result.failed_requests - len(result.exception_codes))
-                    exc_errors.inc(len(result.exception_codes))
-                    value, flag = result.value[:n], result.flag[:n]
-                    if device.status is not None and result.flag[n] == Flag.N:
-                        status = device.status.flag_of(int(result.value[n]))
-                        flag = np.where(flag == Flag.N, np.uint8(status), flag)
-                else:  # not connected: the cycle is a communication failure
-                    comm_errors.inc()
-                    value, flag = np.full(n, np.nan), np.full(n, Flag.B, dtype=np.uint8)
-                self.buffers[device.source].add(now_ns, channel_idx, value, flag)
+                readings = None
+                if driver.connected:
+                    try:
+                        readings = await driver.poll(now_ns)
+                    except Exception:
+                        log.exception("device %s: poll failed", device.id, extra=ctx | {"event": "poll_error"})
+                if readings is None:  # not connected: the cycle is a communication failure
+                    readings = CycleReadings.all_flagged(now_ns, driver.n_points, comm_errors=1)
+                    if was_up:
+                        log.warning("device %s connection lost", device.id, extra=ctx | {"event": "disconnected"})
+                        was_up = False
+                route.deliver(readings)
+                requests.inc(readings.requests)
+                comm_errors.inc(readings.comm_errors)
+                dev_errors.inc(readings.device_errors)
                 poll_seconds.observe(time.perf_counter() - t0)
-                for code, count in enumerate(np.bincount(flag, minlength=len(Flag)).tolist()):
+                for code, count in enumerate(np.bincount(readings.flag, minlength=len(Flag)).tolist()):
                     if count:
                         by_flag[code].inc(count)
                 self.cycles += 1
                 next_poll += device.poll_interval_s
                 await asyncio.sleep(max(0.0, next_poll - time.monotonic()))
         finally:
-            client.close()
+            await driver.close()
 
     def cut_batches(self) -> int:
         """Move every source's buffered readings into the outbox; return how many batches were stored."""
@@ -184,7 +232,7 @@ class EdgeAgent:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Run until ``stop`` is set; then cut what is buffered and make one last attempt to send it."""
-        tasks = [asyncio.create_task(self._poll(*d)) for d in self._devices]
+        tasks = [asyncio.create_task(self._poll(r)) for r in self._routes]
         tasks += [asyncio.create_task(self._batcher()), asyncio.create_task(self._uplink())]
         try:
             await stop.wait()

@@ -29,17 +29,24 @@ def edge() -> None:
 @click.argument("config", type=click.Path(dir_okay=False, path_type=Path))
 def check(config: Path) -> None:
     """Validate a gateway file and show the read plan: what each poll cycle will ask each device."""
-    from .config import status_point
+    from .config import point_source, status_point
     from .modbus.planner import plan_reads
 
     cfg = _load(config)
     click.echo(f"{config}: OK: agent {cfg.agent.id}, site {cfg.site.id} ({cfg.site.sector}), "
                f"{len(cfg.devices)} device(s), Kafka {cfg.kafka.bootstrap_servers} ({cfg.kafka.security_protocol})")
     for d in cfg.devices:
+        sources = sorted({point_source(d, p) for p in d.points})
+        head = f"  device {d.id}: {d.protocol} {d.endpoint} -> source {', '.join(sources)}, {len(d.points)} points"
+        if d.protocol == "opcua":
+            click.echo(f"{head}{' + status word' if d.status else ''}, {d.mode} every {d.poll_interval_s:g} s, "
+                       f"security {d.security.policy} {d.security.mode}")
+            for p in d.points:
+                click.echo(f"    {p.channel:<14} {p.node_id}")
+            continue
         points = list(d.points) + ([status_point(d)] if d.status else [])
         plan = plan_reads(points, max_gap_registers=d.max_gap_registers)
-        click.echo(f"  device {d.id}: {d.protocol} {d.host}:{d.port} -> source {d.source}, {len(d.points)} points"
-                   f"{' + status word' if d.status else ''}, {len(plan)} request(s) every {d.poll_interval_s:g} s")
+        click.echo(f"{head}{' + status word' if d.status else ''}, {len(plan)} request(s) every {d.poll_interval_s:g} s")
         for r in plan:
             click.echo(f"    unit {r.unit_id} {r.register.value:<8} address {r.address}..{r.address + r.count - 1}"
                        f" ({r.count} {'bits' if r.register.is_bits else 'registers'}): "
@@ -110,27 +117,27 @@ def probe(config: Path, device: str, channel: str | None) -> None:
         click.echo(f"device {device!r} has no channel {channel!r}; channels: {[p.channel for p in dev.points]}",
                    err=True)
         sys.exit(2)
-    sys.exit(asyncio.run(_probe(dev, points)))
+    sys.exit(asyncio.run(_probe_opcua(dev, points) if dev.protocol == "opcua" else _probe_modbus(dev, points)))
 
 
-async def _probe(dev, points) -> int:
-    from pymodbus.client import AsyncModbusTcpClient
-
+async def _probe_modbus(dev, points) -> int:
     from schemas.quantities import Flag
 
     from .config import status_point
     from .modbus.client import compile_plan, read_plan
+    from .modbus.driver import modbus_driver
     from .modbus.planner import plan_reads
 
     def read_one(p):  # the agent's own read path, one point at a time
         return read_plan(client, compile_plan(plan_reads([p]), [p]), 1)
 
-    client = AsyncModbusTcpClient(dev.host, port=dev.port, timeout=dev.timeout_s, retries=0)
-    if not await client.connect():
-        click.echo(f"cannot connect to {dev.host}:{dev.port} (device {dev.id})", err=True)
+    driver = modbus_driver(dev, {})
+    client = driver.client
+    if not await driver.connect():
+        click.echo(f"cannot connect to {dev.endpoint} (device {dev.id})", err=True)
         return 1
     try:
-        click.echo(f"device {dev.id} at {dev.host}:{dev.port}")
+        click.echo(f"device {dev.id} at {dev.endpoint}")
         for p in points:
             result = await read_one(p)
             where = f"  {p.channel:<12} {p.register_type.value} {p.wire_address}"
@@ -150,5 +157,5 @@ async def _probe(dev, points) -> int:
                 click.echo(f"  status word {sp.wire_address}: 0x{word:04X} -> readings flagged "
                            f"{Flag(dev.status.flag_of(word)).name}")
     finally:
-        client.close()
+        await driver.close()
     return 0

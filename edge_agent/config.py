@@ -8,9 +8,9 @@ source of the site, each point a channel of that source, and no channel is fed t
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, SecretStr, Tag, model_validator
 
 from schemas.configfile import load_config
 from schemas.quantities import Flag
@@ -18,7 +18,8 @@ from schemas.site import Entity, Identifier
 
 from .modbus.points import ModbusPoint
 
-__all__ = ["AgentSettings", "GatewayConfig", "KafkaSettings", "ModbusTcpDevice", "StatusWord", "load_gateway_config"]
+__all__ = ["AgentSettings", "Device", "GatewayConfig", "KafkaSettings", "ModbusRtuDevice", "ModbusTcpDevice", "StatusWord",
+           "load_gateway_config", "point_source"]
 
 
 class _Strict(BaseModel):
@@ -70,6 +71,7 @@ class StatusWord(_Strict):
 
     address: int = Field(ge=0, le=65535)
     register_type: Literal["holding", "input"] = Field(default="holding", alias="register")
+    unit_id: int | None = Field(default=None, ge=0, le=255, description="Modbus unit; default: the first point's.")
     bits: dict[int, Literal["C", "M", "D", "T", "F"]] = Field(
         description="Bit number (0 = least significant) -> HJ 212 flag applied to every point of the device.")
 
@@ -81,57 +83,117 @@ class StatusWord(_Strict):
         return Flag.N.value
 
 
-class ModbusTcpDevice(_Strict):
+class _ModbusDevice(_Strict):
+    """What Modbus TCP and RTU devices share: timing, read planning, the points and the status word."""
+
     id: Identifier
+    timeout_s: float = Field(default=2.0, gt=0, le=60)
+    poll_interval_s: float = Field(default=1.0, gt=0, le=3600)
+    max_gap_registers: int = Field(default=8, ge=0, le=124,
+                                   description="Unused registers a read may span to merge two blocks.")
+    source: Identifier | None = Field(
+        default=None, description="Site source (stack) these points feed; a point's own `source` overrides it.")
+    status: StatusWord | None = None
+    points: list[ModbusPoint] = Field(min_length=1)
+
+
+class ModbusTcpDevice(_ModbusDevice):
     protocol: Literal["modbus_tcp"] = "modbus_tcp"
     host: str
     port: int = Field(default=502, ge=1, le=65535)
-    timeout_s: float = Field(default=2.0, gt=0, le=60)
-    poll_interval_s: float = Field(default=1.0, gt=0, le=3600)
-    max_gap_registers: int = Field(default=8, ge=0, le=124)
-    source: Identifier = Field(description="Site source (stack) whose channels these points feed.")
-    status: StatusWord | None = None
-    points: list[ModbusPoint] = Field(min_length=1)
+
+    @property
+    def endpoint(self) -> str:
+        return f"{self.host}:{self.port}"
+
+
+class ModbusRtuDevice(_ModbusDevice):
+    """A device on an RS-485/RS-232 line. Devices that name the same ``serial_port`` share one connection and
+    take turns (one master per line); each point's ``unit_id`` addresses the device on the line.
+
+    Line defaults follow *Modbus over Serial Line* V1.02 §2.5.1: 8 data bits, even parity, 1 stop bit
+    (use 2 stop bits with no parity)."""
+
+    protocol: Literal["modbus_rtu"] = "modbus_rtu"
+    serial_port: str = Field(description="Device path, e.g. /dev/ttyUSB0 or /dev/ttyS1.")
+    baudrate: Literal[1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200] = 9600
+    bytesize: Literal[7, 8] = 8
+    parity: Literal["N", "E", "O"] = "E"
+    stopbits: Literal[1, 2] = 1
+
+    @property
+    def endpoint(self) -> str:
+        return f"{self.serial_port} {self.baudrate} {self.bytesize}{self.parity}{self.stopbits}"
+
+
+def _protocol(value) -> str:
+    """Discriminator of a device entry; ``modbus_tcp`` when the file does not say (older files)."""
+    return value.get("protocol", "modbus_tcp") if isinstance(value, dict) else value.protocol
+
+
+Device = Annotated[
+    Annotated[ModbusTcpDevice, Tag("modbus_tcp")] | Annotated[ModbusRtuDevice, Tag("modbus_rtu")],
+    Discriminator(_protocol),
+]
 
 
 class GatewayConfig(_Strict):
     agent: AgentSettings
     kafka: KafkaSettings
     site: Entity
-    devices: list[ModbusTcpDevice] = Field(min_length=1)  # a discriminated union once OPC UA lands
+    devices: list[Device] = Field(min_length=1)
 
     def site_problems(self) -> list[tuple[tuple, str]]:
-        """Devices against the site: each feeds a known source, each point a channel of it, no channel
-        twice. Returned as (location, message) so the loader can point at the offending line."""
+        """Devices against the site: each point feeds a channel of a known source, no channel twice.
+        Returned as (location, message) so the loader can point at the offending line."""
         sources = {s.id: s for s in self.site.sources}
+        known = f"(known: {sorted(sources)})"
         problems, seen, fed = [], set(), {}
         for i, d in enumerate(self.devices):
             if d.id in seen:
                 problems.append((("devices", i, "id"), f"device id {d.id!r} appears twice"))
             seen.add(d.id)
-            if d.source not in sources:
-                problems.append((("devices", i, "source"),
-                                 f"source {d.source!r} is not in the site (known: {sorted(sources)})"))
+            if d.source is not None and d.source not in sources:
+                problems.append((("devices", i, "source"), f"source {d.source!r} is not in the site {known}"))
                 continue
-            channels = {c.id for c in sources[d.source].channels}
             for j, p in enumerate(d.points):
+                src = point_source(d, p)
+                if src is None:
+                    problems.append((("devices", i, "points", j),
+                                     "no source: give the device a `source` or the point its own"))
+                    continue
+                if src not in sources:
+                    problems.append((("devices", i, "points", j, "source"), f"source {src!r} is not in the site {known}"))
+                    continue
                 where = ("devices", i, "points", j, "channel")
-                if p.channel not in channels:
-                    problems.append((where, f"channel {p.channel!r} is not a channel of source {d.source!r} "
-                                            f"(known: {sorted(channels)})"))
-                elif (d.source, p.channel) in fed:
-                    problems.append((where, f"channel {d.source}/{p.channel} is already fed by device "
-                                            f"{fed[(d.source, p.channel)]!r}"))
-                fed.setdefault((d.source, p.channel), d.id)
+                if p.channel not in {c.id for c in sources[src].channels}:
+                    problems.append((where, f"channel {p.channel!r} is not a channel of source {src!r} "
+                                            f"(known: {sorted(c.id for c in sources[src].channels)})"))
+                elif (src, p.channel) in fed:
+                    problems.append((where, f"channel {src}/{p.channel} is already fed by device {fed[(src, p.channel)]!r}"))
+                fed.setdefault((src, p.channel), d.id)
+        lines = {}
+        for i, d in enumerate(self.devices):
+            if d.protocol == "modbus_rtu":
+                line = (d.baudrate, d.bytesize, d.parity, d.stopbits)
+                if lines.setdefault(d.serial_port, line) != line:
+                    problems.append((("devices", i, "baudrate"), f"devices on {d.serial_port} must share one line "
+                                                                 f"setting; another device uses {lines[d.serial_port]}"))
         return problems
 
 
-def status_point(device: ModbusTcpDevice) -> ModbusPoint | None:
+def point_source(device, point) -> str | None:
+    """The source a point feeds: its own, else its device's."""
+    return point.source or device.source
+
+
+def status_point(device: ModbusTcpDevice | ModbusRtuDevice) -> ModbusPoint | None:
     """The status word as one more point to read (uint16), planned together with the others."""
     if device.status is None:
         return None
-    return ModbusPoint(channel="__status__", register=device.status.register_type, address=device.status.address,
-                       data_type="uint16")
+    st = device.status
+    return ModbusPoint(channel="__status__", register=st.register_type, address=st.address, data_type="uint16",
+                       unit_id=device.points[0].unit_id if st.unit_id is None else st.unit_id)
 
 
 def load_gateway_config(path: str | Path) -> GatewayConfig:

@@ -75,6 +75,8 @@ class ModbusPoint(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
     channel: str = Field(description="Site-model channel id this point feeds.")
+    source: str | None = Field(default=None, description="Site source of the channel, when not the device's "
+                                                         "(a datalogger serving several stacks).")
     unit_id: int = Field(default=1, ge=0, le=255, description="Modbus unit (slave/device) id.")
     register_type: RegisterType = Field(default=RegisterType.holding, alias="register")
     address: int = Field(ge=0, le=65535, description="0-based protocol address.")
