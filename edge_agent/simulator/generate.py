@@ -25,7 +25,7 @@ from schemas.quantities import Flag
 
 from .physics import COAL, Fuel, flue_gas
 
-__all__ = ["CHANNELS", "Fault", "StackModel", "simulate_stack"]
+__all__ = ["CHANNELS", "Fault", "StackModel", "simulate_stack", "simulator_stack_model"]
 
 #: Channel id -> (HJ 212 quantity, unit), the order of the generated series.
 CHANNELS = {
@@ -36,8 +36,14 @@ CHANNELS = {
     "pstatic": ("a01013", "kPa"),
     "velocity": ("a01011", "m/s"),
     "fuel_rate": ("xf0001", "t/h"),
+    "fuel_total": ("xf0003", "t"),
+    "product_rate": ("xp0001", "t/h"),
+    "product_total": ("xp0002", "t"),
 }
-_NOISE = {"co2": 0.05, "o2": 0.05, "moisture": 0.1, "temp": 0.5, "pstatic": 0.005, "velocity": 0.1, "fuel_rate": 0.05}
+#: Standard deviation of each channel's white noise, in its unit. Totalisers integrate inside the meter and
+#: carry no sample noise of their own; their error is the meter's bias (a ``bias`` fault).
+_NOISE = {"co2": 0.05, "o2": 0.05, "moisture": 0.1, "temp": 0.5, "pstatic": 0.005, "velocity": 0.1, "fuel_rate": 0.05,
+          "fuel_total": 0.0, "product_rate": 0.2, "product_total": 0.0}
 
 
 @dataclass(frozen=True)
@@ -60,12 +66,25 @@ class StackModel:
     static_pressure_kpa: float = -0.45
     ambient_pressure_pa: float = 100_800.0
     duct_area_m2: float = 12.57
+    product_t_per_fuel_t: float = 0.0  # weigher output, e.g. about 7.8 t clinker per t coal in a cement kiln; 0: none
+    fuel_total_start_t: float = 0.0  # totaliser readings at the start of the series
+    product_total_start_t: float = 0.0
     faults: tuple[Fault, ...] = field(default_factory=tuple)
+
+
+def simulator_stack_model(k: int) -> StackModel:
+    """Stack ``k`` of the protocol simulators: coal firing 8-14 t/h, a weigher (7.8 t product per t fuel,
+    about a cement kiln's clinker to coal ratio) and totalisers that start at plausible non-zero readings."""
+    return StackModel(fuel_t_h=8.0 + k % 7, product_t_per_fuel_t=7.8, fuel_total_start_t=10_000.0 * (k + 1),
+                      product_total_start_t=80_000.0 * (k + 1))
 
 
 def simulate_stack(model: StackModel, start_ns: int, seconds: int, seed: int = 0):
     """Return ``(readings, truth)``: readings maps channel id -> (value [float64], flag [uint8]) at 1 Hz
-    from ``start_ns``; truth holds per-second ``co2_kg_h``, ``fuel_t_h`` and ``fuel_carbon_t_h``."""
+    from ``start_ns``; truth holds per-second ``co2_kg_h``, ``fuel_t_h``, ``fuel_carbon_t_h``, ``product_t_h``.
+
+    The fuel meter reads rate and totaliser, the weigher product rate and totaliser; a totaliser reading is
+    its start value plus the integral of the true rate, so meter totals reconcile exactly with the truth."""
     rng = np.random.default_rng(seed)
     t = np.arange(seconds, dtype=np.float64)
     hours = int(np.ceil(seconds / 3600)) + 2
@@ -82,13 +101,17 @@ def simulate_stack(model: StackModel, start_ns: int, seconds: int, seed: int = 0
     temp = np.full(seconds, model.temperature_c)
     ps_kpa = np.full(seconds, model.static_pressure_kpa)
     q_actual = gas.actual_wet_flow_m3_h(temp, ps_kpa * 1000.0, model.ambient_pressure_pa)
+    product = fuel * model.product_t_per_fuel_t
     true = {
         "co2": gas.co2_dry_pct, "o2": gas.o2_dry_pct, "moisture": gas.moisture_pct, "temp": temp,
         "pstatic": ps_kpa, "velocity": q_actual / 3600.0 / model.duct_area_m2, "fuel_rate": fuel,
+        "fuel_total": model.fuel_total_start_t + np.cumsum(fuel) / 3600.0,  # t: each second adds rate [t/h] / 3600
+        "product_rate": product,
+        "product_total": model.product_total_start_t + np.cumsum(product) / 3600.0,
     }
     readings = {}
     for ch, v in true.items():  # seven channels, each vectorised over every second
-        noisy = v + _NOISE[ch] * rng.standard_normal(seconds) * (running | (ch in ("temp", "pstatic")))
+        noisy = v + _NOISE[ch] * rng.standard_normal(seconds) * (running | (ch in ("temp", "pstatic"))) if _NOISE[ch] else v.copy()
         readings[ch] = [noisy, np.full(seconds, Flag.N, dtype=np.uint8)]
     for f in model.faults:
         sl = slice(f.start_s, f.start_s + f.duration_s)
@@ -115,6 +138,7 @@ def simulate_stack(model: StackModel, start_ns: int, seconds: int, seed: int = 0
     truth = {
         "co2_kg_h": gas.co2_kg_h,
         "fuel_t_h": fuel,
+        "product_t_h": product,
         "fuel_carbon_t_h": fuel * model.fuel.carbon,
         "process_co2_kg_h": model.process_co2_kmol_h_per_fuel_t_h * fuel * 44.009,
         "running": running,

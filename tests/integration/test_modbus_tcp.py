@@ -131,7 +131,7 @@ async def test_device_behaviour_becomes_flags_never_exceptions():
 async def test_simulator_server_publishes_the_generator_readings():
     from pymodbus.client import AsyncModbusTcpClient
 
-    from edge_agent.simulator.generate import StackModel, simulate_stack
+    from edge_agent.simulator.generate import simulate_stack, simulator_stack_model
     from edge_agent.simulator.modbus_server import STACK_REGISTERS, STATUS_OFFSET, ModbusSimulator, gateway_points
 
     t0 = 1_767_225_600 * 10**9
@@ -148,9 +148,14 @@ async def test_simulator_server_publishes_the_generator_readings():
         serving.cancel()
         await asyncio.gather(serving, return_exceptions=True)
     points = gateway_points(2)
-    assert len(points) == 14 and points[7] == {"stack": 1, "channel": "co2", "address": 16, "data_type": "float32",
-                                               "byte_order": "ABCD"}
-    readings, _ = simulate_stack(StackModel(fuel_t_h=9.0), t0, 5, seed=4)  # stack 1: fuel 8 + 1, seed 3 + 1
+    assert len(points) == 20 and points[10] == {"stack": 1, "channel": "co2", "address": 32, "data_type": "float32",
+                                                "byte_order": "ABCD"}
+    assert points[17] == {"stack": 1, "channel": "fuel_total", "address": 48, "data_type": "float64",
+                          "byte_order": "ABCD"}
+    readings, _ = simulate_stack(simulator_stack_model(1), t0, 5, seed=4)  # stack 1: seed 3 + 1
     co2 = decode_block(rr.registers, [STACK_REGISTERS], DataType.float32, ByteOrder.ABCD)[0]
     assert co2 == pytest.approx(readings["co2"][0][0], rel=1e-6)  # float32 of the generated second 0
+    fuel_total = decode_block(rr.registers, [48], DataType.float64, ByteOrder.ABCD)[0]
+    assert fuel_total == readings["fuel_total"][0][0]  # float64: exact
+    assert 20_000 < fuel_total < 20_001  # stack 1 starts at 20,000 t and adds about 9 t/h / 3600 per second
     assert rr.registers[STACK_REGISTERS + STATUS_OFFSET] == 0  # no fault at t = 0

@@ -91,3 +91,18 @@ def test_faults_show_as_their_flags_and_a_tampered_analyser_reads_low():
     true_kg = truth["co2_kg_h"].reshape(4, 3600).mean(axis=1)
     assert e.co2_kg[0, 2] / true_kg[2] - 1 == pytest.approx(-0.10, abs=3e-3)  # undetected by validity rules
     assert e.co2_kg[0, 3] == 0.0 and not e.operating[0, 3]  # stopped: emits nothing, not missing
+
+
+def test_fuel_meter_and_weigher_totalisers_integrate_the_true_rates():
+    model = StackModel(fuel_t_h=12.0, load_swing=0.0, product_t_per_fuel_t=7.8, fuel_total_start_t=5_000.0,
+                       product_total_start_t=40_000.0, faults=(Fault("stopped", 1800, 600),))
+    readings, truth = simulate_stack(model, T0, 3600, seed=5)
+    fuel_total, product_total = readings["fuel_total"][0], readings["product_total"][0]
+    # each second adds the true rate [t/h] / 3600: the totaliser is exact, the rate reading noisy
+    assert fuel_total[-1] - fuel_total[0] == pytest.approx(truth["fuel_t_h"][1:].sum() / 3600, rel=1e-12)
+    # 50 running minutes of about 12 t/h (slow load variation within a few %): about 10 t of fuel...
+    assert fuel_total[-1] - 5_000.0 == pytest.approx(12.0 * 50 / 60, rel=0.05)
+    # ...and 7.8 t of product per t of fuel
+    assert product_total[-1] - 40_000.0 == pytest.approx(7.8 * (fuel_total[-1] - 5_000.0), rel=1e-9)
+    stopped = slice(1800, 2400)
+    assert np.ptp(fuel_total[stopped]) == 0 and (readings["product_rate"][1][stopped] == Flag.F).all()
