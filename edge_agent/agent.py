@@ -189,7 +189,8 @@ class EdgeAgent:
                     ts_ns=ts, channel=channel, value=value, flag=flag).encode())
             except OutboxFull as exc:
                 if not self.outbox_full:
-                    log.error("ALARM outbox full: %s; readings stay in memory until it drains", exc)
+                    log.error("ALARM outbox full: %s; readings stay in memory until it drains", exc,
+                              extra={"event": "outbox_full", "outbox_batches": self.outbox.count})
                 self.outbox_full = True
                 self.metrics.outbox_full.set(1)
                 return stored
@@ -210,8 +211,10 @@ class EdgeAgent:
             await asyncio.sleep(self.cfg.agent.batch_interval_s)
             self.cut_batches()
 
-    def _drain(self) -> int:
+    def _drain(self, last: bool = False) -> int:
         with self._drain_lock:
+            if last and self.uplink.reachable is False:  # no second wait on a broker that just refused: data is on disk
+                return 0
             sent = self.uplink.drain()
             if sent:
                 self.metrics.batches_sent.inc(sent)
@@ -241,6 +244,8 @@ class EdgeAgent:
                 t.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             self.cut_batches()
-            await asyncio.to_thread(self._drain)
+            await asyncio.to_thread(self._drain, True)
             with self._drain_lock:
                 self.uplink.close()
+            log.info("stopped; %d batch(es) wait in the outbox", self.outbox.count,
+                     extra={"event": "stopped", "outbox_batches": self.outbox.count})

@@ -63,17 +63,19 @@ def check(config: Path) -> None:
 @edge.command("run")
 @click.argument("config", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--log-level", default="INFO", show_default=True)
+@click.option("--log-format", type=click.Choice(["text", "json"]), default="text", show_default=True,
+              help="json: one object per line with device/event fields (for journald, Loki...).")
 @click.option("--metrics-port", type=int, default=9108, show_default=True, help="Prometheus metrics; 0 disables.")
 @click.option("--metrics-address", default="127.0.0.1", show_default=True)
-def run(config: Path, log_level: str, metrics_port: int, metrics_address: str) -> None:
+def run(config: Path, log_level: str, log_format: str, metrics_port: int, metrics_address: str) -> None:
     """Run the agent until SIGTERM or SIGINT: poll, store batches on disk, send them to Kafka."""
     import asyncio
-    import logging
     import signal
 
     from .agent import EdgeAgent
+    from .logs import configure_logging
 
-    logging.basicConfig(level=log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    configure_logging(log_level, log_format)
     cfg = _load(config)
     try:
         key = cfg.agent.key_file.read_bytes()

@@ -32,9 +32,15 @@ class KafkaUplink:
             "retries": 5,
             "linger_ms": 5,
             "max_request_size": 16 * 2**20,
+            # Fail fast while the broker is down: the outbox holds the data and the agent retries with its own
+            # backoff, so a blocked bootstrap (30 s by default) would only delay shutdown and reconnection.
+            "bootstrap_timeout_ms": 10_000,
+            "max_block_ms": 10_000,
+            "reconnect_backoff_max_ms": 10_000,
             **producer_config,
         }
         self._producer = None
+        self.reachable: bool | None = None  # outcome of the last connection attempt (None: not tried yet)
 
     def _connect(self):
         from kafka import KafkaProducer
@@ -52,8 +58,11 @@ class KafkaUplink:
             return 0
         try:
             producer = self._connect()
+            self.reachable = True
         except KafkaError as exc:
-            log.warning("uplink: broker unreachable (%s); %d batches wait in the outbox", exc, len(pending))
+            self.reachable = False
+            log.warning("uplink: broker unreachable (%s); %d batches wait in the outbox", exc, len(pending),
+                        extra={"event": "broker_unreachable", "outbox_batches": len(pending)})
             return 0
         sent = []
         for seq in pending:
@@ -61,7 +70,8 @@ class KafkaUplink:
             try:
                 source = decode_batch(data).source_id
             except BatchDecodeError as exc:  # a corrupted file: keep it for inspection, never send it
-                log.error("uplink: outbox batch %d is corrupt (%s); kept, not sent", seq, exc)
+                log.error("uplink: outbox batch %d is corrupt (%s); kept, not sent", seq, exc,
+                          extra={"event": "corrupt_batch", "seq": seq})
                 continue
             headers = [("cems-agent", self.agent_id.encode()), ("cems-seq", str(seq).encode()),
                        ("cems-sig", sign(self.key, data))]
@@ -69,13 +79,14 @@ class KafkaUplink:
         try:
             producer.flush(timeout=timeout_s)
         except KafkaError as exc:
-            log.warning("uplink: flush did not complete (%s)", exc)
+            log.warning("uplink: flush did not complete (%s)", exc, extra={"event": "flush_incomplete"})
         acked = 0
         for seq, future in sent:
             try:
                 future.get(timeout=0)
             except Exception as exc:  # noqa: BLE001 - any failure means "not acknowledged": keep the batch
-                log.warning("uplink: batch %d not acknowledged (%s); it stays in the outbox", seq, exc)
+                log.warning("uplink: batch %d not acknowledged (%s); it stays in the outbox", seq, exc,
+                            extra={"event": "not_acknowledged", "seq": seq})
                 continue
             self.outbox.ack(seq)
             acked += 1

@@ -119,3 +119,33 @@ def test_probe_prints_raw_registers_decoded_values_and_status(tmp_path):
 def test_probe_unreachable_device(tmp_path):
     res = CliRunner().invoke(main, ["edge", "probe", str(gateway_file(tmp_path, free_port())), "cems-kiln1", "co2"])
     assert res.exit_code == 1 and "cannot connect to 127.0.0.1" in res.output
+
+
+def test_run_logs_json_events_for_an_unreachable_device_and_broker(tmp_path):
+    """`cems edge run --log-format json`: one JSON object per line, with the device and event as fields."""
+    import json
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    def edit(doc):
+        doc["agent"] |= {"outbox_dir": str(tmp_path / "outbox"), "batch_interval_s": 0.5}
+        doc["kafka"] = {"bootstrap_servers": f"127.0.0.1:{free_port()}"}  # nobody listens
+        doc["devices"][0] |= {"poll_interval_s": 0.2, "timeout_s": 0.2}
+
+    path = gateway_file(tmp_path, port=free_port(), edit=edit)
+    repo = EXAMPLE.parents[2]
+    proc = subprocess.Popen([sys.executable, "-m", "streams.cli", "edge", "run", str(path), "--metrics-port", "0",
+                             "--log-format", "json"], cwd=repo, env={**os.environ, "PYTHONPATH": str(repo)},
+                            stderr=subprocess.PIPE, text=True)
+    time.sleep(4.0)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=30)  # the last drain gives up on the broker after 10 s
+    assert proc.returncode == 0, err
+    docs = [json.loads(line) for line in err.splitlines() if line.startswith("{")]
+    assert len(docs) == len([ln for ln in err.splitlines() if ln.strip()]), err  # nothing but JSON lines
+    events = {(d.get("event"), d.get("device")) for d in docs}
+    assert ("unreachable", "cems-kiln1") in events and ("broker_unreachable", None) in events
+    assert all({"ts", "level", "logger", "msg"} <= d.keys() for d in docs)
