@@ -1,6 +1,6 @@
 """Edge agent cost: one agent polling ~500 points at 1 Hz against the Modbus simulator.
 
-    python bench/bench_edge.py [--stacks 71] [--seconds 30]
+    python bench/bench_edge.py [--stacks 50] [--seconds 30]
 
 The simulator (``edge_agent.simulator.modbus_server``) runs in its own process, so its CPU is not
 counted; the agent runs in this process against the real local Kafka broker
@@ -100,7 +100,7 @@ def outbox_rates(tmp: Path, n_readings: int, n_batches: int, topic: str):
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--stacks", type=int, default=71)
+    ap.add_argument("--stacks", type=int, default=50, help="10 points + a status word each")
     ap.add_argument("--seconds", type=float, default=30.0)
     args = ap.parse_args()
     port = free_port()

@@ -15,9 +15,9 @@ import numpy as np
 
 from schemas.quantities import Flag
 
-from .decode import decode_block
+from .decode import _BIG_ENDIAN
 from .planner import ReadRequest
-from .points import ByteOrder, DataType, ModbusPoint, RegisterType
+from .points import WORDS, DataType, ModbusPoint, RegisterType
 
 try:
     from pymodbus.exceptions import ModbusException
@@ -25,6 +25,8 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
     raise ImportError("edge_agent.modbus needs the 'edge' extra: pip install 'cems-pipeline[edge]'") from exc
 
 __all__ = ["CompiledRequest", "PollResult", "compile_plan", "read_plan"]
+
+_N, _D, _T = np.uint8(Flag.N), np.uint8(Flag.D), np.uint8(Flag.T)
 
 _READ = {
     RegisterType.holding: "read_holding_registers",
@@ -48,16 +50,30 @@ class PollResult:
 
 @dataclass(frozen=True)
 class _Decoder:
-    """Points of one request sharing a data type and byte order, with their constants as arrays."""
+    """Points of one request sharing a data type and byte order, with everything precomputed as arrays:
+    which registers to gather (word order already applied), and scale, offset and range only when used."""
 
     data_type: DataType
-    order: ByteOrder
     points: np.ndarray  # indices into the point list
-    offsets: np.ndarray  # starts within the response
-    scale: np.ndarray
-    offset: np.ndarray
-    low: np.ndarray
-    high: np.ndarray
+    gather: np.ndarray  # (points, words) register indices into the response, in big-endian word order
+    bytes_swapped: bool
+    scale: np.ndarray | None
+    offset: np.ndarray | None
+    low: np.ndarray | None
+    high: np.ndarray | None
+
+    def decode(self, block: np.ndarray) -> np.ndarray:
+        """Values of these points from one response (uint16 registers or bits)."""
+        w = block[self.gather]
+        if self.data_type == DataType.bool:
+            values = (w[:, 0] != 0).astype(np.float64)
+        else:
+            if self.bytes_swapped:
+                w = w.byteswap()
+            values = w.astype(">u2").view(_BIG_ENDIAN[self.data_type]).reshape(-1).astype(np.float64)
+        if self.scale is not None:
+            values = values * self.scale + self.offset
+        return values
 
 
 @dataclass(frozen=True)
@@ -69,7 +85,7 @@ class CompiledRequest:
 
 def compile_plan(plan: list[ReadRequest], points: list[ModbusPoint]) -> list[CompiledRequest]:
     """Precompute, once at start-up, every array the poll loop needs (Telegraf compiles its converters
-    the same way): the loop then only slices responses and calls numpy."""
+    the same way): the loop then only indexes responses and calls numpy a few times per request."""
     out = []
     for req in plan:
         groups: dict[tuple, list[int]] = {}
@@ -77,13 +93,18 @@ def compile_plan(plan: list[ReadRequest], points: list[ModbusPoint]) -> list[Com
             groups.setdefault((points[i].data_type, points[i].byte_order), []).append(j)
         decoders = []
         for (dtype, order), js in groups.items():
-            idx = [req.points[j] for j in js]
-            decoders.append(_Decoder(
-                dtype, order, np.array(idx), np.array([req.offsets[j] for j in js]),
-                np.array([points[i].scale for i in idx]), np.array([points[i].offset for i in idx]),
-                np.array([-np.inf if points[i].low is None else points[i].low for i in idx]),
-                np.array([np.inf if points[i].high is None else points[i].high for i in idx]),
-            ))
+            pts = [points[req.points[j]] for j in js]
+            k = WORDS[dtype]
+            words = np.arange(k)[::-1] if order.words_swapped and dtype != DataType.bool else np.arange(k)
+            gather = np.array([req.offsets[j] for j in js])[:, None] + words
+            scale, offset = np.array([p.scale for p in pts]), np.array([p.offset for p in pts])
+            low = np.array([-np.inf if p.low is None else p.low for p in pts])
+            high = np.array([np.inf if p.high is None else p.high for p in pts])
+            identity = bool((scale == 1).all() and (offset == 0).all())
+            bounded = bool(np.isfinite(low).any() or np.isfinite(high).any())
+            decoders.append(_Decoder(dtype, np.array([req.points[j] for j in js]), gather, order.bytes_swapped,
+                                     None if identity else scale, None if identity else offset,
+                                     low if bounded else None, high if bounded else None))
         out.append(CompiledRequest(req, np.array(req.points), tuple(decoders)))
     return out
 
@@ -104,12 +125,14 @@ async def read_plan(client, plan: list[CompiledRequest], n_points: int) -> PollR
             result.flag[compiled.members] = Flag.D
             result.exception_codes[r] = int(getattr(resp, "exception_code", 0) or 0)
             continue
-        block = np.asarray(resp.bits[: req.count] if req.register.is_bits else resp.registers)
+        block = np.array(resp.bits[: req.count] if req.register.is_bits else resp.registers, dtype=np.uint16)
         result.raw[r] = block
         for d in compiled.decoders:
-            values = decode_block(block, d.offsets, d.data_type, d.order, d.scale, d.offset)
+            values = d.decode(block)
             finite = np.isfinite(values)
+            flag = np.where(finite, _N, _D)
+            if d.low is not None:
+                flag[finite & ((values < d.low) | (values > d.high))] = _T
             result.value[d.points] = np.where(finite, values, np.nan)
-            out_of_range = (values < d.low) | (values > d.high)
-            result.flag[d.points] = np.where(~finite, Flag.D, np.where(out_of_range, Flag.T, Flag.N))
+            result.flag[d.points] = flag
     return result
