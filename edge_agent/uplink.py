@@ -61,7 +61,10 @@ class KafkaUplink:
             self.reachable = True
         except KafkaError as exc:
             self.reachable = False
-            log.warning("uplink: broker unreachable (%s); %d batches wait in the outbox", exc, len(pending),
+            secured = self.producer_config.get("security_protocol", "PLAINTEXT") != "PLAINTEXT"
+            why = "broker unreachable or refused TLS/SASL (kafka.net errors above say which)" if secured \
+                else "broker unreachable"
+            log.warning("uplink: %s (%s); %d batches wait in the outbox", why, exc, len(pending),
                         extra={"event": "broker_unreachable", "outbox_batches": len(pending)})
             return 0
         sent = []

@@ -6,10 +6,18 @@ import os
 import socket
 import urllib.request
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
 KAFKA_BOOTSTRAP = os.environ.get("CEMS_KAFKA_BOOTSTRAP", "127.0.0.1:19092")
+# The broker's second listener: SASL_SSL, SCRAM-SHA-256/512, certificate from a test CA that kafka.sh makes under
+# $CEMS_RUN/kafka/tls. Test-only credentials of a loopback broker (defaults as in deploy/local/lib.sh).
+_CEMS_RUN = os.environ.get("CEMS_RUN") or os.path.join(os.environ.get("TMPDIR") or "/tmp", "cems-local-run")
+KAFKA_SASL_BOOTSTRAP = os.environ.get("CEMS_KAFKA_SASL_BOOTSTRAP", "127.0.0.1:19094")
+KAFKA_SASL_CAFILE = os.environ.get("CEMS_KAFKA_SASL_CAFILE", os.path.join(_CEMS_RUN, "kafka", "tls", "ca.pem"))
+KAFKA_SASL_USERNAME = os.environ.get("CEMS_KAFKA_SASL_USERNAME", "cems-agent")
+KAFKA_SASL_PASSWORD = os.environ.get("CEMS_KAFKA_SASL_PASSWORD", "cems-agent-loopback-test-only")
 INFLUX_URL = os.environ.get("CEMS_INFLUX_URL", "http://127.0.0.1:18086")
 INFLUX_ORG = os.environ.get("CEMS_INFLUX_ORG", "cems")
 INFLUX_TOKEN = os.environ.get("CEMS_INFLUX_TOKEN", "cems-local-operator-token")
@@ -46,6 +54,24 @@ def _influx_healthy(url: str) -> bool:
 def kafka_bootstrap() -> str:
     _require("Kafka", _tcp_open(KAFKA_BOOTSTRAP), KAFKA_BOOTSTRAP)
     return KAFKA_BOOTSTRAP
+
+
+@dataclass(frozen=True)
+class KafkaSasl:
+    """The broker's SASL_SSL listener: where it is, the CA that signed its certificate, the SCRAM user."""
+
+    bootstrap: str
+    cafile: Path
+    username: str
+    password: str
+
+
+@pytest.fixture(scope="session")
+def kafka_sasl() -> KafkaSasl:
+    _require("Kafka's SASL_SSL listener", _tcp_open(KAFKA_SASL_BOOTSTRAP),
+             f"{KAFKA_SASL_BOOTSTRAP} (a broker started by an older kafka.sh has none: restart it)")
+    _require("Kafka's test CA file", os.path.isfile(KAFKA_SASL_CAFILE), KAFKA_SASL_CAFILE)
+    return KafkaSasl(KAFKA_SASL_BOOTSTRAP, Path(KAFKA_SASL_CAFILE), KAFKA_SASL_USERNAME, KAFKA_SASL_PASSWORD)
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,11 @@ DEPLOY_LOCAL_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 # Connection settings (the tests read the same variables, with the same defaults).
 CEMS_KAFKA_PORT="${CEMS_KAFKA_PORT:-19092}"
 CEMS_KAFKA_CONTROLLER_PORT="${CEMS_KAFKA_CONTROLLER_PORT:-19093}"
+# Second client listener, SASL_SSL with SCRAM-SHA-256/512 (TLS material made by kafka.sh under $CEMS_RUN/kafka/tls).
+# Test-only credentials for a loopback broker; the password may use letters, digits and - _ . only.
+CEMS_KAFKA_SASL_PORT="${CEMS_KAFKA_SASL_PORT:-19094}"
+CEMS_KAFKA_SASL_USERNAME="${CEMS_KAFKA_SASL_USERNAME:-cems-agent}"
+CEMS_KAFKA_SASL_PASSWORD="${CEMS_KAFKA_SASL_PASSWORD:-cems-agent-loopback-test-only}"
 CEMS_INFLUX_PORT="${CEMS_INFLUX_PORT:-18086}"
 CEMS_INFLUX_ORG="${CEMS_INFLUX_ORG:-cems}"
 CEMS_INFLUX_BUCKET="${CEMS_INFLUX_BUCKET:-cems}"
