@@ -57,9 +57,9 @@ class _SourceBuffer:
 class _Route:
     """Where a device's readings go: per point, the source buffer and the channel index within it."""
 
-    def __init__(self, device, driver: Driver, buffers: list[_SourceBuffer], buffer_of: list[int],
-                 channel_of: list[int]) -> None:
-        self.device, self.driver, self.buffers = device, driver, buffers
+    def __init__(self, device, buffers: list[_SourceBuffer], buffer_of: list[int], channel_of: list[int]) -> None:
+        self.device, self.buffers = device, buffers
+        self.driver: Driver | None = None  # created in the event loop (protocol clients bind to it)
         self.buffer_of = np.array(buffer_of, dtype=np.intp)
         self.channel_of = np.array(channel_of, dtype=np.uint16)
 
@@ -117,13 +117,13 @@ class EdgeAgent:
                     buf.channels.append(ChannelSpec(ch.id, ch.quantity, ch.unit))
                 buffer_of.append(used.index(buf))
                 channel_of.append(index[p.channel])
-            driver = make_driver(d, self._serial_lines)
             log.info("device %s: %s, %d points", d.id, d.endpoint, len(d.points),
                      extra={"device": d.id, "event": "configured"})
-            self._routes.append(_Route(d, driver, used, buffer_of, channel_of))
+            self._routes.append(_Route(d, used, buffer_of, channel_of))
 
     async def _poll(self, route: _Route) -> None:
-        device, driver = route.device, route.driver
+        device = route.device
+        driver = route.driver = make_driver(device, self._serial_lines)
         m = self.metrics  # label children resolved once, not every cycle
         poll_seconds, requests = m.poll_seconds.labels(device.id), m.requests.labels(device.id)
         comm_errors, dev_errors = m.request_errors.labels(device.id, "comm"), m.request_errors.labels(device.id, "exception")
