@@ -17,6 +17,7 @@ from schemas.quantities import Flag
 from schemas.site import Entity, Identifier
 
 from .modbus.points import ModbusPoint
+from .opcua.config import OpcUaDevice
 
 __all__ = ["AgentSettings", "Device", "GatewayConfig", "KafkaSettings", "ModbusRtuDevice", "ModbusTcpDevice", "StatusWord",
            "load_gateway_config", "point_source"]
@@ -132,7 +133,8 @@ def _protocol(value) -> str:
 
 
 Device = Annotated[
-    Annotated[ModbusTcpDevice, Tag("modbus_tcp")] | Annotated[ModbusRtuDevice, Tag("modbus_rtu")],
+    Annotated[ModbusTcpDevice, Tag("modbus_tcp")] | Annotated[ModbusRtuDevice, Tag("modbus_rtu")]
+    | Annotated[OpcUaDevice, Tag("opcua")],
     Discriminator(_protocol),
 ]
 

@@ -1,0 +1,1 @@
+"""OPC UA: device and point configuration (:mod:`.config`) and the driver (:mod:`.driver`, needs asyncua)."""
