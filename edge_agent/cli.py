@@ -161,3 +161,146 @@ async def _probe_modbus(dev, points) -> int:
     finally:
         await driver.close()
     return 0
+
+
+async def _probe_opcua(dev, points) -> int:
+    """Per point: the DataValue as the server sends it (type, value, status code, source timestamp)."""
+    from datetime import UTC, datetime
+
+    from schemas.quantities import Flag
+
+    from .opcua.driver import probe_node
+
+    def when(ns):
+        return "-" if ns is None else datetime.fromtimestamp(ns / 1e9, UTC).isoformat(timespec="milliseconds")
+
+    click.echo(f"device {dev.id} at {dev.endpoint} (security {dev.security.policy} {dev.security.mode})")
+    failed = 0
+    targets = [(p.channel, p.node_id, p) for p in points]
+    if dev.status is not None:
+        targets.append(("status word", dev.status.node_id, None))
+    for name, node, p in targets:
+        r = await probe_node(dev, node)
+        if r["error"]:
+            failed += 1
+            click.echo(f"  {name:<14} {node}: {r['error']}")
+            continue
+        line = f"  {name:<14} {node}: {r['data_type'] or r['variant_type']} {r['value']!r} status {r['status']}, " \
+               f"source time {when(r['source_ts_ns'])}"
+        if p is not None and isinstance(r["value"], int | float):
+            line += f" -> {r['value'] * p.scale + p.offset:.6g}"
+        elif p is None and isinstance(r["value"], int):
+            line += f" -> readings flagged {Flag(dev.status.flag_of(r['value'])).name}"
+        click.echo(line)
+    return 1 if failed == len(targets) else 0
+
+
+def _fault(text: str):
+    """``kind:stack:start_s:duration_s[:channel[:amount]]``, e.g. ``bias:0:3600:7200:co2:-0.1``."""
+    from .simulator.generate import Fault
+
+    parts = text.split(":")
+    if len(parts) < 4:
+        raise click.BadParameter(f"{text!r}: expected kind:stack:start_s:duration_s[:channel[:amount]]")
+    kind, stack, start, duration = parts[0], int(parts[1]), int(parts[2]), int(parts[3])
+    return stack, Fault(kind, start, duration, *(parts[4:5] or ["co2"]), *[float(a) for a in parts[5:6]])
+
+
+@edge.command("simulate")
+@click.option("--stacks", default=2, show_default=True, help="Simulated stacks (CEMS racks with fuel meter and weigher).")
+@click.option("--seconds", default=86_400, show_default=True, help="Length of the simulated series (1 Hz).")
+@click.option("--seed", default=0, show_default=True)
+@click.option("--modbus-port", default=5020, show_default=True, help="Modbus TCP port; 0: none.")
+@click.option("--rtu", "rtu_port", default=None, help="Also serve Modbus RTU on this serial device (8E1, 9600 baud).")
+@click.option("--opcua-port", default=4840, show_default=True, help="OPC UA port; 0: none.")
+@click.option("--opcua-certs", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Serve OPC UA with Basic256Sha256 only, with self-signed certificates kept in this directory.")
+@click.option("--fault", "faults", multiple=True, metavar="KIND:STACK:START_S:DURATION_S[:CHANNEL[:AMOUNT]]",
+              help="Script a fault (calibration, comm_loss, stuck, drift, bias, out_of_range, stopped); repeatable.")
+@click.option("--gateway-out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write a gateway file for `cems edge run` that reads this simulator.")
+@click.option("--host", default="127.0.0.1", show_default=True)
+def simulate(stacks, seconds, seed, modbus_port, rtu_port, opcua_port, opcua_certs, faults, gateway_out, host) -> None:
+    """Serve a simulated plant (CO2, O2, moisture, temperature, pressure, velocity, status word, fuel meter,
+    weigher) over Modbus TCP/RTU and OPC UA, deterministic from --seed, starting at the current second."""
+    import asyncio
+    import dataclasses
+    import time
+
+    from .simulator.generate import simulator_stack_model
+    from .simulator.modbus_server import ModbusSimulator
+    from .simulator.opcua_server import OpcUaSimulator, ServerSecurity, make_certificates
+
+    start_ns = time.time_ns() // 10**9 * 10**9
+    scripted = [_fault(f) for f in faults]
+    models = [dataclasses.replace(simulator_stack_model(k), faults=tuple(f for s, f in scripted if s == k))
+              for k in range(stacks)]
+
+    async def main() -> None:
+        tasks, certs = [], None
+        if modbus_port or rtu_port:
+            mb = ModbusSimulator(stacks, seconds, start_ns=start_ns, seed=seed, models=models)
+            if modbus_port:
+                tasks.append(mb.serve(modbus_port, host))
+                click.echo(f"Modbus TCP on {host}:{modbus_port} (unit 1, {stacks} stacks x 32 holding registers)")
+            if rtu_port:
+                tasks.append(mb.serve_rtu(rtu_port))
+                click.echo(f"Modbus RTU on {rtu_port} (unit 1, 9600 8E1)")
+        if opcua_port:
+            security = None
+            if opcua_certs:
+                certs = await make_certificates(opcua_certs)
+                security = ServerSecurity(certs.server_certificate, certs.server_key)
+            ua_sim = OpcUaSimulator(stacks, seconds, start_ns=start_ns, seed=seed, models=models)
+            tasks.append(ua_sim.serve(opcua_port, host, security=security))
+            click.echo(f"OPC UA on opc.tcp://{host}:{opcua_port}/ ({'Basic256Sha256' if security else 'no security'})")
+        if gateway_out:
+            gateway_out.write_text(_simulated_gateway(stacks, host, modbus_port, opcua_port, certs))
+            click.echo(f"wrote {gateway_out}: run it with `cems edge run {gateway_out}`")
+        if not tasks:
+            raise click.UsageError("nothing to serve: give --modbus-port, --rtu or --opcua-port")
+        await asyncio.gather(*tasks)
+
+    try:
+        asyncio.run(main())
+    except KeyboardInterrupt:
+        pass
+
+
+def _simulated_gateway(stacks: int, host: str, modbus_port: int, opcua_port: int, certs) -> str:
+    """A gateway file reading the simulator: Modbus TCP for even stacks, OPC UA for odd ones when both run."""
+    import yaml
+
+    from .simulator.generate import CHANNELS
+    from .simulator.modbus_server import STACK_REGISTERS, STATUS_OFFSET, gateway_points
+    from .simulator.opcua_server import STATUS_BITS, node_points, status_node_id
+
+    devices = []
+    for k in range(stacks):
+        use_opcua = opcua_port and (not modbus_port or k % 2)
+        if use_opcua:
+            dev = {"id": f"stack{k}-opcua", "protocol": "opcua", "endpoint": f"opc.tcp://{host}:{opcua_port}/",
+                   "source": f"stack{k}", "status": {"node_id": status_node_id(k), "bits": STATUS_BITS},
+                   "points": [{"channel": p["channel"], "node_id": p["node_id"]} for p in node_points(stacks)
+                              if p["stack"] == k]}
+            if certs:
+                dev["security"] = {"policy": "Basic256Sha256", "mode": "SignAndEncrypt",
+                                   "certificate": str(certs.client_certificate), "private_key": str(certs.client_key),
+                                   "server_certificate": str(certs.server_certificate)}
+        else:
+            dev = {"id": f"stack{k}-modbus", "protocol": "modbus_tcp", "host": host, "port": modbus_port,
+                   "source": f"stack{k}",
+                   "status": {"address": k * STACK_REGISTERS + STATUS_OFFSET, "bits": {0: "C", 1: "M", 2: "D"}},
+                   "points": [{key: v for key, v in p.items() if key != "stack"} for p in gateway_points(stacks)
+                              if p["stack"] == k]}
+        devices.append(dev)
+    doc = {
+        "agent": {"id": "gw-simulator", "key_file": "./agent.key", "outbox_dir": "./outbox"},
+        "kafka": {"bootstrap_servers": "127.0.0.1:19092"},
+        "site": {"id": "simulated-plant", "name": "Simulated cement plant", "sector": "cement", "sources": [
+            {"id": f"stack{k}", "name": f"kiln {k} stack", "duct_area_m2": 12.57,
+             "channels": [{"id": c, "quantity": q, "unit": u} for c, (q, u) in CHANNELS.items()]}
+            for k in range(stacks)]},
+        "devices": devices,
+    }
+    return "# written by `cems edge simulate`\n" + yaml.safe_dump(doc, sort_keys=False)

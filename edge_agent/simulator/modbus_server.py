@@ -47,11 +47,14 @@ def gateway_points(n_stacks: int) -> list[dict]:
 class ModbusSimulator:
     """Serve ``n_stacks`` simulated stacks from precomputed 1 Hz series (deterministic from ``seed``)."""
 
-    def __init__(self, n_stacks: int, seconds: int, *, start_ns: int, seed: int = 0, model: StackModel | None = None):
+    def __init__(self, n_stacks: int, seconds: int, *, start_ns: int, seed: int = 0, model: StackModel | None = None,
+                 models: list[StackModel] | None = None):
+        """``model`` for every stack, or ``models`` one per stack; default :func:`simulator_stack_model`."""
         self.n_stacks, self.seconds = n_stacks, seconds
         regs = np.zeros((seconds, n_stacks * STACK_REGISTERS), dtype=np.uint16)
         for k in range(n_stacks):  # per stack: whole series at once
-            readings, _ = simulate_stack(model or simulator_stack_model(k), start_ns, seconds, seed=seed + k)
+            stack_model = models[k] if models else model or simulator_stack_model(k)
+            readings, _ = simulate_stack(stack_model, start_ns, seconds, seed=seed + k)
             status = np.zeros(seconds, dtype=np.uint16)
             for ch, (value, flag) in readings.items():
                 offset, dtype = REGISTER_MAP[ch]
