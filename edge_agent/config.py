@@ -13,7 +13,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, SecretStr, Tag, model_validator
 
 from schemas.configfile import load_config
-from schemas.quantities import Flag
+from schemas.quantities import status_word_flag
 from schemas.site import Entity, Identifier
 
 from .modbus.points import ModbusPoint
@@ -77,11 +77,8 @@ class StatusWord(_Strict):
         description="Bit number (0 = least significant) -> HJ 212 flag applied to every point of the device.")
 
     def flag_of(self, word: int) -> int:
-        """The flag a status word means: the first set bit in HJ 212 order of severity (F, D, C, M, T)."""
-        for letter in ("F", "D", "C", "M", "T"):
-            if any(word >> bit & 1 for bit, f in self.bits.items() if f == letter):
-                return Flag[letter].value
-        return Flag.N.value
+        """The flag a status word means: the most severe set bit (F, D, C, M, T)."""
+        return status_word_flag(self.bits, word)
 
 
 class _ModbusDevice(_Strict):

@@ -14,7 +14,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-__all__ = ["FLAG_IS_VALID_CODE", "QUANTITIES", "UNITS", "Flag", "Quantity", "flag_codes", "flag_letters"]
+__all__ = ["FLAG_IS_VALID_CODE", "QUANTITIES", "UNITS", "Flag", "Quantity", "flag_codes", "flag_letters", "status_word_flag"]
 
 
 class Flag(IntEnum):
@@ -134,3 +134,16 @@ QUANTITIES: dict[str, Quantity] = {
         _q("xs0001", "analyzer status word", ("1",), _EXT),
     )
 }
+
+
+#: Flags a status word can raise, most severe first: a stopped source (F) outranks a fault (D), which
+#: outranks calibration (C), maintenance (M) and out of range (T).
+_STATUS_SEVERITY = ("F", "D", "C", "M", "T")
+
+
+def status_word_flag(bits: dict[int, str], word: int) -> int:
+    """The flag an analyser status word means, given its bit -> flag letter map: the most severe set bit."""
+    for letter in _STATUS_SEVERITY:
+        if any(word >> bit & 1 for bit, f in bits.items() if f == letter):
+            return Flag[letter].value
+    return Flag.N.value

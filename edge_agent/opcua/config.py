@@ -21,7 +21,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
-from schemas.quantities import Flag
+from schemas.quantities import status_word_flag
 from schemas.site import Identifier
 
 __all__ = ["OpcUaDevice", "OpcUaPoint", "OpcUaSecurity", "OpcUaStatus", "validate_node_id"]
@@ -98,11 +98,8 @@ class OpcUaStatus(_Strict):
         return bits
 
     def flag_of(self, word: int) -> int:
-        """The flag a status word means: the first set bit in HJ 212 order of severity (F, D, C, M, T)."""
-        for letter in ("F", "D", "C", "M", "T"):
-            if any(word >> bit & 1 for bit, f in self.bits.items() if f == letter):
-                return Flag[letter].value
-        return Flag.N.value
+        """The flag a status word means: the most severe set bit (F, D, C, M, T)."""
+        return status_word_flag(self.bits, word)
 
 
 class OpcUaSecurity(_Strict):
