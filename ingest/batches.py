@@ -1,0 +1,104 @@
+"""First stop of a reading batch at the centre: is it from a known agent, untampered, and decodable?
+
+:func:`check_message` is pure (no Kafka): it takes a message's value and headers as the edge uplink
+wrote them (``edge_agent/uplink.py``: ``cems-agent``, ``cems-seq``, ``cems-sig``) and returns either the
+decoded :class:`~schemas.batch.ReadingBatch` or a :class:`Rejection` with a stable reason code. A
+rejection goes to the dead-letter topic with the original bytes, the original headers and
+:func:`dead_letter_headers`, never to the floor and never as an exception out of a worker.
+
+Order of the checks, cheapest and least trusting first: the agent must be known, the HMAC-SHA256
+signature must verify over the exact bytes received (RFC 2104; before decoding anything, so a forged
+batch is never parsed further), the bytes must decode (CRC, framing, schema version), and the
+batch's own header must agree with the message headers (agent id, sequence number).
+"""
+
+from __future__ import annotations
+
+import hmac
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from schemas.batch import ReadingBatch, decode_batch
+from schemas.errors import BatchDecodeError, UnsupportedSchemaVersion
+
+__all__ = ["KeyRing", "Rejection", "check_message", "dead_letter_headers", "REASONS"]
+
+#: Reason codes of a rejected batch (dead-letter header ``cems-dlq-reason``; a metric label).
+REASONS = {
+    "missing_header": "a cems-agent, cems-seq or cems-sig header is missing or malformed",
+    "unknown_agent": "no key is enrolled for the agent",
+    "bad_signature": "the HMAC-SHA256 signature does not match the bytes (tampered, or signed with another key)",
+    "unsupported_version": "a schema version this worker cannot read (a newer agent)",
+    "undecodable": "not a valid reading batch (truncated, checksum, framing, bad column)",
+    "header_mismatch": "the batch's own agent id or sequence number differs from the message headers",
+}
+
+
+@dataclass(frozen=True)
+class Rejection:
+    reason: str  # a key of REASONS
+    detail: str
+
+
+class KeyRing:
+    """Agent id -> HMAC key, read from a directory holding one ``<agent id>.key`` file per agent.
+
+    Enrolling an agent is dropping its key file in the directory (the same bytes as the gateway's
+    ``agent.key_file``); an unknown agent triggers one re-read, so no worker restart is needed."""
+
+    def __init__(self, directory: str | Path | None = None, keys: dict[str, bytes] | None = None) -> None:
+        self.directory = Path(directory) if directory is not None else None
+        self._keys = dict(keys or {})
+        self._read()
+
+    def _read(self) -> None:
+        if self.directory is not None and self.directory.is_dir():
+            for path in self.directory.glob("*.key"):
+                self._keys.setdefault(path.stem, path.read_bytes())
+
+    def get(self, agent_id: str) -> bytes | None:
+        key = self._keys.get(agent_id)
+        if key is None and self.directory is not None:
+            self._read()
+            key = self._keys.get(agent_id)
+        return key
+
+
+def _header(headers: dict[str, bytes], name: str) -> bytes | None:
+    value = headers.get(name)
+    return value if isinstance(value, bytes | bytearray) and value else None
+
+
+def check_message(value: bytes, headers: dict[str, bytes], keys: KeyRing) -> ReadingBatch | Rejection:
+    """Verify and decode one readings-topic message; never raises on bad input."""
+    agent, seq_text, sig = (_header(headers, h) for h in ("cems-agent", "cems-seq", "cems-sig"))
+    if agent is None or seq_text is None or sig is None or not seq_text.isdigit():
+        return Rejection("missing_header", f"headers present: {sorted(headers)}")
+    agent_id = agent.decode("utf-8", "replace")
+    key = keys.get(agent_id)
+    if key is None:
+        return Rejection("unknown_agent", f"agent {agent_id!r} has no enrolled key")
+    if not hmac.compare_digest(hmac.new(key, value, "sha256").digest(), bytes(sig)):
+        return Rejection("bad_signature", f"agent {agent_id!r} seq {seq_text.decode()}: signature does not verify")
+    try:
+        batch = decode_batch(value)
+    except UnsupportedSchemaVersion as exc:
+        return Rejection("unsupported_version", exc.detail)
+    except BatchDecodeError as exc:
+        return Rejection("undecodable", f"{exc.reason}: {exc.detail}")
+    if batch.agent_id != agent_id or batch.seq != int(seq_text):
+        return Rejection("header_mismatch", f"headers say {agent_id!r} seq {int(seq_text)}, "
+                                            f"the batch says {batch.agent_id!r} seq {batch.seq}")
+    return batch
+
+
+def dead_letter_headers(rejection: Rejection, *, topic: str, partition: int, offset: int,
+                        now_s: float | None = None) -> list[tuple[str, bytes]]:
+    """Headers added to a dead-lettered message (its value and original headers are kept as they were)."""
+    return [
+        ("cems-dlq-reason", rejection.reason.encode()),
+        ("cems-dlq-detail", rejection.detail.encode("utf-8", "replace")[:4096]),
+        ("cems-dlq-source", f"{topic}/{partition}/{offset}".encode()),
+        ("cems-dlq-at", f"{time.time() if now_s is None else now_s:.3f}".encode()),
+    ]
