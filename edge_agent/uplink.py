@@ -1,12 +1,14 @@
 """Kafka uplink: drain the outbox to the readings topic, oldest first, at least once.
 
-Each message carries the encoded batch as its value, the source id as its key (one source, one
-partition, order kept), and three headers: ``cems-agent`` (agent id), ``cems-seq`` (the batch's
-sequence number) and ``cems-sig`` (HMAC-SHA256 of the value with the agent's key), so the centre
-can detect tampering, gaps and duplicates (``ARCHITECTURE.md``, "Delivery and state"). A file is
-removed from the outbox only after Kafka acknowledged its message with ``acks=all``; a broker that
-is down, slow or refusing leaves every unacknowledged batch on disk for the next drain. Retried
-sends can duplicate a message; the centre deduplicates on (agent, seq).
+Each message carries the encoded batch as its value, the agent id as its key, and three headers:
+``cems-agent`` (agent id), ``cems-seq`` (the batch's sequence number) and ``cems-sig`` (HMAC-SHA256 of
+the value with the agent's key), so the centre can detect tampering, gaps and duplicates
+(``ARCHITECTURE.md``, "Delivery and state"). Keying by agent rather than by source puts an agent's
+whole numbered sequence in one partition, in order: the centre's duplicate and hole detection is then
+exact with a few integers of state per agent (``ingest/sequence.py``), and every source of the agent
+still keeps its order. A file is removed from the outbox only after Kafka acknowledged its message with
+``acks=all``; a broker that is down, slow or refusing leaves every unacknowledged batch on disk for the
+next drain. Retried sends can duplicate a message; the centre deduplicates on (agent, seq).
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ class KafkaUplink:
             "reconnect_backoff_max_ms": 10_000,
             **producer_config,
         }
+        self._key = agent_id.encode()
         self._producer = None
         self.reachable: bool | None = None  # outcome of the last connection attempt (None: not tried yet)
 
@@ -71,14 +74,14 @@ class KafkaUplink:
         for seq in pending:
             data = self.outbox.read(seq)
             try:
-                source = decode_batch(data).source_id
+                decode_batch(data)  # checksum and framing: a corrupt file is never sent
             except BatchDecodeError as exc:  # a corrupted file: keep it for inspection, never send it
                 log.error("uplink: outbox batch %d is corrupt (%s); kept, not sent", seq, exc,
                           extra={"event": "corrupt_batch", "seq": seq})
                 continue
             headers = [("cems-agent", self.agent_id.encode()), ("cems-seq", str(seq).encode()),
                        ("cems-sig", sign(self.key, data))]
-            sent.append((seq, producer.send(self.topic, key=source.encode(), value=data, headers=headers)))
+            sent.append((seq, producer.send(self.topic, key=self._key, value=data, headers=headers)))
         try:
             producer.flush(timeout=timeout_s)
         except KafkaError as exc:

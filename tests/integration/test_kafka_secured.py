@@ -100,7 +100,7 @@ def assert_delivered(outbox: Outbox, settings: KafkaSettings, n: int) -> None:
         headers = dict(r.headers)
         assert headers["cems-agent"] == b"gw-1" and int(headers["cems-seq"]) == decode_batch(r.value).seq
         assert verify(KEY, r.value, headers["cems-sig"])
-        assert r.key == b"kiln1"
+        assert r.key == b"gw-1"
 
 
 @pytest.mark.timeout(30)

@@ -58,4 +58,4 @@ def test_outage_then_drain_delivers_every_batch_in_order_signed(tmp_path, kafka_
         headers = dict(r.headers)
         assert headers["cems-agent"] == b"gw-1" and int(headers["cems-seq"]) == decode_batch(r.value).seq
         assert verify(KEY, r.value, headers["cems-sig"])
-        assert r.key == b"kiln1"
+        assert r.key == b"gw-1"
