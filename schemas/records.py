@@ -1,0 +1,65 @@
+"""Records the centre publishes: one per (source, hour), revised when late data changes it.
+
+An hourly record is keyed by ``{source_id}/{hour start, UTC ISO 8601}`` on the compacted topic
+``cems.hourly.v1``; every revision carries the next ``revision`` number and the ``reason`` it was
+issued (``closed``: the hour's first publication once event time passed its end plus the allowed
+lateness; ``late_data``: readings arrived for an hour already published). Compaction keeps the last
+revision per key, the InfluxDB sink overwrites the same point, so a consumer never counts an hour twice.
+Missing numbers are JSON ``null`` (an hour with no valid CO2 has no concentration, not a zero).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+
+__all__ = ["HourlyRecord"]
+
+
+def _num(x: float) -> float | None:
+    return None if x is None or (isinstance(x, float) and math.isnan(x)) else float(x)
+
+
+@dataclass(frozen=True)
+class HourlyRecord:
+    entity_id: str
+    source_id: str
+    hour_start_ns: int  # UTC, ns since the epoch; the hour's timestamp is its start
+    revision: int  # 0 for the first publication, +1 per revision
+    reason: str  # "closed" | "late_data"
+    policy: str  # validity policy the hour was judged under (e.g. "cn-hj75")
+    co2_kg: float | None  # CO2 mass of the hour [kg]; 0 when stopped; None when missing (needs substitution)
+    co2_mg_m3: float | None  # standard dry CO2 concentration [mg/m³] (HJ 212-2017 App. D Eq. 18-20)
+    flow_m3_h: float | None  # standard dry flow Qsnh [m³/h] (Eq. 31)
+    operating: bool  # the source ran in this hour (not stopped)
+    measured: bool  # operating, and every input of the mass calculation was valid
+    missing: bool  # operating but not measured
+    readings: int  # readings of the source absorbed for this hour (all channels, all flags)
+
+    @property
+    def key(self) -> str:
+        return f"{self.source_id}/{self.hour_iso}"
+
+    @property
+    def hour_iso(self) -> str:
+        return datetime.fromtimestamp(self.hour_start_ns // 10**9, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+    def content(self) -> tuple:
+        """What a revision compares: the figures, not the revision bookkeeping."""
+        d = asdict(self)
+        for k in ("revision", "reason"):
+            d.pop(k)
+        return tuple((k, _num(v) if isinstance(v, float) else v) for k, v in d.items())
+
+    def to_json(self) -> bytes:
+        d = asdict(self) | {"hour_start": self.hour_iso}
+        d |= {k: _num(v) for k, v in d.items() if isinstance(v, float)}
+        return json.dumps(d, sort_keys=True, separators=(",", ":")).encode()
+
+    @classmethod
+    def from_json(cls, data: bytes) -> HourlyRecord:
+        d = json.loads(data)
+        d.pop("hour_start", None)
+        return cls(**d)

@@ -1,0 +1,275 @@
+"""The stream worker's core, with no Kafka in it: messages of one readings partition in, hourly records,
+dead letters and sequence holes out. The faust worker, the embedded mode and batch recomputation all
+drive this one class, so they cannot disagree.
+
+Exactly-once in effect, by construction:
+
+* **Duplicates count once.** Each agent's batches arrive in one partition in sequence order (the
+  topic is keyed by agent, ``docs/decisions.md``); :class:`~ingest.sequence.SeqTracker` knows every
+  sequence number already absorbed and drops repeats before they touch a sum.
+* **Order and splitting do not matter.** Minute state is the kernels' :class:`Accumulator`, whose sums
+  are exact integers (``docs/kernels.md``): absorbing messages one by one, in chunks, or replayed after
+  a restart gives bit-identical state.
+* **Time is event time, never the wall clock.** An hour is published when its end plus the allowed
+  lateness is behind the source's newest reading, or behind the partition clock (the newest Kafka
+  timestamp seen, so a source that went quiet still gets its hours closed). Both come from the log,
+  so replaying the same messages from a snapshot reproduces the same records, revisions included.
+* **Late data revises.** Readings for an hour already published re-open it; if its figures change, a
+  record with the next revision number and reason ``late_data`` follows. Readings older than the
+  revision horizon (the hour's minute state is gone) are dead-lettered as ``too_late``, with their
+  bytes, for batch recomputation.
+
+:meth:`PartitionProcessor.snapshot` captures everything, including the next input offset; a worker
+that restores a snapshot and resumes from that offset continues exactly where the snapshot was taken.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ingest.batches import KeyRing, Rejection, check_message
+from ingest.sequence import SeqTracker
+from schemas.records import HourlyRecord
+from schemas.site import Entity
+from streams.kernels import HOUR_NS, Accumulator, StackLayout, get_policy, hourly_emissions, hours_from_minutes
+from streams.kernels.aggregate import MINUTE_NS
+from streams.kernels.plausibility import series_bounds
+
+__all__ = ["Message", "Output", "PartitionProcessor", "Registry", "Settings"]
+
+#: Reasons the processor itself dead-letters an otherwise valid batch (see also ``ingest.batches.REASONS``).
+PROCESSOR_REASONS = {
+    "unknown_source": "the batch's source is not in any registered site file",
+    "unknown_channel": "a channel of the batch is not a channel of its source in the site file",
+    "future_timestamp": "a reading is stamped later than the message was produced, beyond the allowed clock skew",
+    "too_late": "readings for an hour older than the revision horizon (its minute state is gone)",
+}
+
+
+class Registry:
+    """The sources the centre knows, from the site files: channel -> series number, stack layout, bounds."""
+
+    def __init__(self, entities: list[Entity]) -> None:
+        self.entities = {e.id: e for e in entities}
+        self.sources = [s for e in entities for s in e.sources]
+        self.entity_of = {s.id: e.id for e in entities for s in e.sources}
+        if len(self.entity_of) != len(self.sources):
+            raise ValueError("a source id appears in two site files")
+        self.index = {s.id: i for i, s in enumerate(self.sources)}
+        self.series_of: dict[tuple[str, str], int] = {}
+        channels = []
+        for s in self.sources:
+            for c in s.channels:
+                self.series_of[(s.id, c.id)] = len(channels)
+                channels.append((s.id, c))
+        self.n_series = len(channels)
+        self.source_of_series = np.array([self.index[s] for s, _ in channels], dtype=np.int64)
+        self.bounds = series_bounds([(c.quantity, c.unit) for _, c in channels])
+        self.layout = StackLayout.from_sources(self.sources, self.series_of)
+
+
+@dataclass(frozen=True)
+class Settings:
+    policy: str = "cn-hj75"
+    allowed_lateness_s: float = 600.0  # publish an hour this long after its end (event time)
+    revision_horizon_s: float = 2 * 86_400.0  # keep minute state this long after an hour's end, for revisions
+    max_clock_skew_s: float = 600.0  # a reading may be this much later than its message's Kafka timestamp
+
+
+@dataclass(frozen=True)
+class Message:
+    """One record of the readings topic, as any consumer sees it."""
+
+    offset: int
+    value: bytes
+    headers: dict[str, bytes]
+    timestamp_ms: int  # Kafka record timestamp (producer create time)
+
+
+@dataclass
+class Output:
+    hourly: list[HourlyRecord] = field(default_factory=list)
+    dead_letters: list[tuple[Message, Rejection]] = field(default_factory=list)
+    duplicates: int = 0
+    accepted: int = 0
+    readings: int = 0
+
+
+_NEVER = np.iinfo(np.int64).min // 2
+
+
+class PartitionProcessor:
+    def __init__(self, registry: Registry, keys: KeyRing, settings: Settings = Settings()) -> None:
+        self.registry, self.keys, self.settings = registry, keys, settings
+        self.policy = get_policy(settings.policy)
+        self.minutes = Accumulator.empty(MINUTE_NS)
+        self.trackers: dict[str, SeqTracker] = {}
+        self.watermark = np.full(len(registry.sources), _NEVER, dtype=np.int64)  # newest reading per source
+        self.clock_ns = _NEVER  # newest Kafka timestamp seen in the partition
+        self.published: dict[tuple[int, int], HourlyRecord] = {}  # (source index, hour start) -> last record
+        self.closed_upto = np.full(len(registry.sources), _NEVER, dtype=np.int64)  # hours before this are published
+        self.next_offset = 0
+        self._lateness = int(settings.allowed_lateness_s * 1e9)
+        self._horizon = int(settings.revision_horizon_s * 1e9)
+        self._skew = int(settings.max_clock_skew_s * 1e9)
+
+    # -- one chunk of messages -------------------------------------------------------------------
+
+    def process(self, messages: list[Message]) -> Output:
+        out = Output()
+        parts, touched = [], set()
+        for m in messages:
+            self.next_offset = max(self.next_offset, m.offset + 1)
+            self.clock_ns = max(self.clock_ns, m.timestamp_ms * 1_000_000)
+            batch = self._accept(m, out)
+            if batch is None:
+                continue
+            src, series = batch
+            parts.append(series)
+            touched.update((src, int(h)) for h in np.unique(series[1] // HOUR_NS) * HOUR_NS)
+        if parts:
+            series, ts, value, flag = (np.concatenate(c) for c in zip(*parts, strict=True))
+            out.readings = int(ts.size)
+            self.minutes = self.minutes.absorb_readings(series, ts, value, flag, bounds=self.registry.bounds)
+        out.hourly = self._publish(touched)
+        self._evict()
+        return out
+
+    def _accept(self, m: Message, out: Output):
+        checked = check_message(m.value, m.headers, self.keys)
+        if isinstance(checked, Rejection):
+            out.dead_letters.append((m, checked))
+            return None
+        b = checked
+        tracker = self.trackers.setdefault(b.agent_id, SeqTracker())
+        if tracker.seen(b.seq):
+            out.duplicates += 1
+            return None
+        reject = None
+        src = self.registry.index.get(b.source_id)
+        if src is None:
+            reject = Rejection("unknown_source", f"source {b.source_id!r} is in no registered site file")
+        else:
+            table = np.array([self.registry.series_of.get((b.source_id, c.id), -1) for c in b.channels], dtype=np.int64)
+            if (table < 0).any():
+                unknown = [c.id for c, s in zip(b.channels, table, strict=True) if s < 0]
+                reject = Rejection("unknown_channel", f"source {b.source_id!r} has no channel(s) {unknown}")
+            elif b.ts_ns.size and int(b.ts_ns.max()) > m.timestamp_ms * 1_000_000 + self._skew:
+                reject = Rejection("future_timestamp", f"newest reading {int(b.ts_ns.max())} ns is after the message "
+                                                       f"time {m.timestamp_ms} ms plus {self._skew / 1e9:g} s")
+            elif b.ts_ns.size and int(b.ts_ns.min()) < self._now(src) - self._horizon:
+                reject = Rejection("too_late", f"oldest reading {int(b.ts_ns.min())} ns is beyond the revision "
+                                               f"horizon of {self._horizon / 3.6e12:g} h")
+        if reject is not None:
+            out.dead_letters.append((m, reject))
+            return None
+        tracker.add(b.seq)
+        out.accepted += 1
+        if b.ts_ns.size:
+            self.watermark[src] = max(self.watermark[src], int(b.ts_ns.max()))
+            if self.closed_upto[src] == _NEVER:  # a source's first data: its hours count from here on
+                self.closed_upto[src] = int(b.ts_ns.min()) // HOUR_NS * HOUR_NS
+        return src, (table[b.channel], b.ts_ns, b.value, b.flag)
+
+    def _now(self, src: int) -> int:
+        """Event-time "now" of a source: its newest reading, or the partition clock if that is later."""
+        return max(int(self.watermark[src]), self.clock_ns)
+
+    # -- hours -----------------------------------------------------------------------------------
+
+    def _cell_keys(self) -> tuple[np.ndarray, np.ndarray]:
+        src = self.registry.source_of_series[self.minutes.series]
+        hour = self.minutes.start_ns // HOUR_NS * HOUR_NS
+        return src, hour
+
+    def _publish(self, touched: set[tuple[int, int]]) -> list[HourlyRecord]:
+        """Records for every hour that became due (with data or not: an hour without readings is published
+        as missing), and revisions for published hours that received data."""
+        now = np.maximum(self.watermark, self.clock_ns)
+        bound = (now - self._lateness - HOUR_NS) // HOUR_NS * HOUR_NS + HOUR_NS  # hours starting before are due
+        due = set()
+        for s in np.flatnonzero((self.closed_upto != _NEVER) & (bound > self.closed_upto)).tolist():
+            due.update((s, h) for h in range(int(self.closed_upto[s]), int(bound[s]), HOUR_NS))
+            self.closed_upto[s] = bound[s]
+        due.update(p for p in touched if p in self.published or p[1] < self.closed_upto[p[0]])
+        if not due:
+            return []
+        src, hour = self._cell_keys()
+        return self._records(sorted(due), src, hour)
+
+    def _records(self, due: list[tuple[int, int]], src: np.ndarray, hour: np.ndarray) -> list[HourlyRecord]:
+        due_src = np.array([s for s, _ in due], dtype=np.int64)
+        due_hour = np.array([h for _, h in due], dtype=np.int64)
+        cell = src * (1 << 32) + hour // HOUR_NS
+        chosen = np.isin(cell, due_src * (1 << 32) + due_hour // HOUR_NS)
+        minutes = self.minutes.select(chosen)
+        hours = hours_from_minutes(minutes.close(self.policy)).close(self.policy)
+        h0 = int(due_hour.min())
+        n_hours = int((due_hour.max() - h0) // HOUR_NS) + 1
+        em = hourly_emissions(hours, self.registry.n_series, self.registry.layout, h0, n_hours, self.policy.reference)
+        cells, where = np.unique(cell[chosen], return_inverse=True)
+        per_cell = np.bincount(where, weights=minutes.sample_flags.sum(axis=1), minlength=cells.size)
+        readings = dict(zip(cells.tolist(), per_cell.astype(np.int64).tolist(), strict=True))
+        out = []
+        for s, h in zip(due_src.tolist(), due_hour.tolist(), strict=True):
+            j = (h - h0) // HOUR_NS
+            last = self.published.get((s, h))
+            source_id = self.registry.sources[s].id
+            rec = HourlyRecord(
+                entity_id=self.registry.entity_of[source_id], source_id=source_id, hour_start_ns=h,
+                revision=0 if last is None else last.revision + 1, reason="closed" if last is None else "late_data",
+                policy=self.policy.name, co2_kg=float(em.co2_kg[s, j]), co2_mg_m3=float(em.co2_mg_m3[s, j]),
+                flow_m3_h=float(em.flow_m3_h[s, j]), operating=bool(em.operating[s, j]),
+                measured=bool(em.measured[s, j]), missing=bool(em.missing[s, j]),
+                readings=readings.get(s * (1 << 32) + h // HOUR_NS, 0))
+            if last is not None and last.content() == rec.content():
+                continue  # late data that changes nothing: no new revision
+            self.published[(s, h)] = rec
+            out.append(rec)
+        return out
+
+    def _evict(self) -> None:
+        """Drop minute state (and publication bookkeeping) of hours past the revision horizon."""
+        if not len(self.minutes):
+            return
+        src, hour = self._cell_keys()
+        now = np.maximum(self.watermark, self.clock_ns)
+        old = hour + HOUR_NS < now[src] - self._horizon
+        if old.any():
+            self.minutes = self.minutes.select(~old)
+            for s, h in set(zip(src[old].tolist(), hour[old].tolist(), strict=True)):
+                self.published.pop((s, h), None)
+
+    # -- state -----------------------------------------------------------------------------------
+
+    def snapshot(self) -> bytes:
+        """Everything needed to resume: minute state, trackers, watermarks, published hours, next offset."""
+        buf = io.BytesIO()
+        arrays = {n: getattr(self.minutes, n) for n in Accumulator._ARRAYS}
+        meta = {
+            "next_offset": self.next_offset, "clock_ns": self.clock_ns,
+            "trackers": {a: t.to_dict() for a, t in self.trackers.items()},
+            "published": [r.to_json().decode() for r in self.published.values()],
+            "sources": [s.id for s in self.registry.sources],
+        }
+        np.savez(buf, watermark=self.watermark, closed_upto=self.closed_upto, meta=np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8),
+                 **arrays)
+        return buf.getvalue()
+
+    def restore(self, data: bytes) -> None:
+        z = np.load(io.BytesIO(data))
+        meta = json.loads(z["meta"].tobytes())
+        if meta["sources"] != [s.id for s in self.registry.sources]:
+            raise ValueError("snapshot was taken with another set of registered sources")
+        self.minutes = Accumulator(MINUTE_NS, *(z[n] for n in Accumulator._ARRAYS))
+        self.watermark, self.closed_upto = z["watermark"].copy(), z["closed_upto"].copy()
+        self.next_offset, self.clock_ns = int(meta["next_offset"]), int(meta["clock_ns"])
+        self.trackers = {a: SeqTracker.from_dict(d) for a, d in meta["trackers"].items()}
+        self.published = {}
+        for text in meta["published"]:
+            r = HourlyRecord.from_json(text.encode())
+            self.published[(self.registry.index[r.source_id], r.hour_start_ns)] = r
