@@ -10,9 +10,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, SecretStr, Tag, model_validator
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag
 
 from schemas.configfile import load_config
+from schemas.kafka import KafkaConnection
 from schemas.quantities import status_word_flag
 from schemas.site import Entity, Identifier
 
@@ -35,34 +36,10 @@ class AgentSettings(_Strict):
     batch_interval_s: float = Field(default=5.0, gt=0, le=3600, description="Readings are cut into a batch this often.")
 
 
-class KafkaSettings(_Strict):
-    bootstrap_servers: str = Field(description="host:port[,host:port...]")
+class KafkaSettings(KafkaConnection):
+    """The uplink: where to send, and as whom."""
+
     topic: str = "cems.readings.v1"
-    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
-    sasl_mechanism: Literal["SCRAM-SHA-256", "SCRAM-SHA-512", "PLAIN"] | None = None
-    sasl_username: str | None = None
-    sasl_password: SecretStr | None = None
-    ssl_cafile: Path | None = None
-    ssl_certfile: Path | None = None
-    ssl_keyfile: Path | None = None
-
-    @model_validator(mode="after")
-    def _sasl_complete(self) -> KafkaSettings:
-        if self.security_protocol.startswith("SASL") and not (self.sasl_mechanism and self.sasl_username
-                                                              and self.sasl_password):
-            raise ValueError(f"{self.security_protocol} needs sasl_mechanism, sasl_username and sasl_password")
-        return self
-
-    def producer_config(self) -> dict:
-        """Keyword arguments for kafka-python's KafkaProducer (secrets unwrapped only here)."""
-        cfg = {"bootstrap_servers": self.bootstrap_servers, "security_protocol": self.security_protocol}
-        if self.sasl_mechanism:
-            cfg |= {"sasl_mechanism": self.sasl_mechanism, "sasl_plain_username": self.sasl_username,
-                    "sasl_plain_password": self.sasl_password.get_secret_value()}
-        for name in ("ssl_cafile", "ssl_certfile", "ssl_keyfile"):
-            if getattr(self, name):
-                cfg[name] = str(getattr(self, name))
-        return cfg
 
 
 class StatusWord(_Strict):

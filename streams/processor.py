@@ -35,7 +35,8 @@ from ingest.batches import KeyRing, Rejection, check_message
 from ingest.sequence import SeqTracker
 from schemas.records import HourlyRecord
 from schemas.site import Entity
-from streams.kernels import HOUR_NS, Accumulator, StackLayout, get_policy, hourly_emissions, hours_from_minutes
+from streams.kernels import (HOUR_NS, Accumulator, PeriodTable, StackLayout, get_policy, hourly_emissions,
+                             hours_from_minutes)
 from streams.kernels.aggregate import MINUTE_NS
 from streams.kernels.plausibility import series_bounds
 
@@ -67,6 +68,7 @@ class Registry:
                 self.series_of[(s.id, c.id)] = len(channels)
                 channels.append((s.id, c))
         self.n_series = len(channels)
+        self.channel_of_series = [c for _, c in channels]  # Channel (id, quantity, unit) of each series
         self.source_of_series = np.array([self.index[s] for s, _ in channels], dtype=np.int64)
         self.bounds = series_bounds([(c.quantity, c.unit) for _, c in channels])
         self.layout = StackLayout.from_sources(self.sources, self.series_of)
@@ -93,6 +95,7 @@ class Message:
 @dataclass
 class Output:
     hourly: list[HourlyRecord] = field(default_factory=list)
+    minutes: PeriodTable | None = None  # closed minutes of the hours in ``hourly`` (series numbers: Registry)
     dead_letters: list[tuple[Message, Rejection]] = field(default_factory=list)
     duplicates: int = 0
     accepted: int = 0
@@ -135,7 +138,7 @@ class PartitionProcessor:
             series, ts, value, flag = (np.concatenate(c) for c in zip(*parts, strict=True))
             out.readings = int(ts.size)
             self.minutes = self.minutes.absorb_readings(series, ts, value, flag, bounds=self.registry.bounds)
-        out.hourly = self._publish(touched)
+        out.hourly, out.minutes = self._publish(touched)
         self._evict()
         return out
 
@@ -186,7 +189,7 @@ class PartitionProcessor:
         hour = self.minutes.start_ns // HOUR_NS * HOUR_NS
         return src, hour
 
-    def _publish(self, touched: set[tuple[int, int]]) -> list[HourlyRecord]:
+    def _publish(self, touched: set[tuple[int, int]]) -> tuple[list[HourlyRecord], PeriodTable | None]:
         """Records for every hour that became due (with data or not: an hour without readings is published
         as missing), and revisions for published hours that received data."""
         now = np.maximum(self.watermark, self.clock_ns)
@@ -197,17 +200,18 @@ class PartitionProcessor:
             self.closed_upto[s] = bound[s]
         due.update(p for p in touched if p in self.published or p[1] < self.closed_upto[p[0]])
         if not due:
-            return []
+            return [], None
         src, hour = self._cell_keys()
         return self._records(sorted(due), src, hour)
 
-    def _records(self, due: list[tuple[int, int]], src: np.ndarray, hour: np.ndarray) -> list[HourlyRecord]:
+    def _records(self, due: list[tuple[int, int]], src: np.ndarray, hour: np.ndarray):
         due_src = np.array([s for s, _ in due], dtype=np.int64)
         due_hour = np.array([h for _, h in due], dtype=np.int64)
         cell = src * (1 << 32) + hour // HOUR_NS
         chosen = np.isin(cell, due_src * (1 << 32) + due_hour // HOUR_NS)
         minutes = self.minutes.select(chosen)
-        hours = hours_from_minutes(minutes.close(self.policy)).close(self.policy)
+        minute_table = minutes.close(self.policy)
+        hours = hours_from_minutes(minute_table).close(self.policy)
         h0 = int(due_hour.min())
         n_hours = int((due_hour.max() - h0) // HOUR_NS) + 1
         em = hourly_emissions(hours, self.registry.n_series, self.registry.layout, h0, n_hours, self.policy.reference)
@@ -230,7 +234,7 @@ class PartitionProcessor:
                 continue  # late data that changes nothing: no new revision
             self.published[(s, h)] = rec
             out.append(rec)
-        return out
+        return out, minute_table
 
     def _evict(self) -> None:
         """Drop minute state (and publication bookkeeping) of hours past the revision horizon."""
