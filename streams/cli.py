@@ -10,6 +10,8 @@ from pathlib import Path
 import click
 
 from edge_agent.cli import edge
+
+from .cli_stream import stream
 from schemas.errors import BatchDecodeError, ConfigError
 
 JSON_SCHEMA_DIR = Path(__file__).resolve().parent.parent / "schemas" / "json"
@@ -33,6 +35,7 @@ def main() -> None:
 
 
 main.add_command(edge)  # edge_agent.cli imports only click at module level; its commands import the rest
+main.add_command(stream)
 
 
 @main.group()

@@ -1,0 +1,81 @@
+"""``cems stream``: the central worker and its topics. Heavy imports (faust, kafka) stay inside the commands."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from schemas.errors import ConfigError
+
+
+def _load(path: Path):
+    from .worker import load_worker_config
+
+    try:
+        return load_worker_config(path)
+    except ConfigError as exc:
+        click.echo(str(exc), err=True)
+        sys.exit(1)
+
+
+@click.group()
+def stream() -> None:
+    """Stream workers: verify, deduplicate and aggregate reading batches into hourly records."""
+
+
+@stream.command("topics")
+@click.argument("config", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--partitions", default=12, show_default=True, help="Partitions of readings, hourly and state topics.")
+@click.option("--replication", default=1, show_default=True)
+def topics(config: Path, partitions: int, replication: int) -> None:
+    """Create the worker's topics (readings, dead letters, compacted hourly records and worker state)."""
+    from .topics import create_topics, topic_specs
+
+    cfg = _load(config)
+    created = create_topics(cfg, partitions, replication)
+    for name, (n, configs) in topic_specs(cfg, partitions).items():
+        state = "created" if name in created else "exists"
+        click.echo(f"{name:<28} {state:<8} {n:>3} partition(s) {configs}")
+
+
+@stream.command("worker")
+@click.argument("config", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--log-level", default="INFO", show_default=True)
+@click.option("--log-format", type=click.Choice(["text", "json"]), default="text", show_default=True)
+def worker(config: Path, log_level: str, log_format: str) -> None:
+    """Run a worker until SIGTERM/SIGINT. Workers with the same app_id share the readings partitions."""
+    import asyncio
+    import signal
+
+    from edge_agent.logs import configure_logging
+
+    from .worker import StreamWorker
+
+    configure_logging(log_level, log_format)
+    cfg = _load(config)
+
+    async def main() -> None:
+        # the faust app is built inside the running loop: built outside, its agents bind to another loop and
+        # never receive a message (faust-streaming's loop binding, shared/reference/peers.md)
+        sink = None
+        if cfg.influx is not None:
+            from .sink_influx import InfluxSink
+
+            sink = InfluxSink(cfg.influx.url, cfg.influx.token.get_secret_value(), cfg.influx.org, cfg.influx.bucket)
+        w = StreamWorker(cfg, sink=sink)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await w.app.start()
+        try:
+            await stop.wait()
+        finally:
+            await w.checkpoint()  # a clean handover: the next owner replays nothing
+            await w.app.stop()
+            if sink is not None:
+                sink.close()
+
+    asyncio.run(main())

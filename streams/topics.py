@@ -1,0 +1,48 @@
+"""The central topics, created with the settings the worker relies on (``cems stream topics``).
+
+Kafka would auto-create topics with broker defaults (one partition, delete policy), which silently breaks
+two things: the state and hourly topics must be *compacted* (only the newest snapshot per partition and
+the newest revision per source-hour are kept), and the state topic needs as many partitions as the
+readings topic (snapshot of readings partition *p* lives in state partition *p*).
+"""
+
+from __future__ import annotations
+
+import logging
+
+from .worker import MAX_STATE_BYTES, WorkerConfig
+
+__all__ = ["create_topics", "topic_specs"]
+
+log = logging.getLogger(__name__)
+_DAY_MS = 86_400_000
+
+
+def topic_specs(cfg: WorkerConfig, partitions: int) -> dict[str, tuple[int, dict[str, str]]]:
+    """Topic -> (partitions, configs)."""
+    t = cfg.topics
+    compacted = {"cleanup.policy": "compact", "min.cleanable.dirty.ratio": "0.1", "segment.ms": str(3_600_000)}
+    return {
+        t.readings: (partitions, {"retention.ms": str(14 * _DAY_MS)}),  # replay window for recomputation
+        t.dead_letter: (1, {"retention.ms": str(90 * _DAY_MS)}),  # long enough to investigate and replay
+        t.hourly: (partitions, compacted),
+        t.state: (partitions, compacted | {"max.message.bytes": str(MAX_STATE_BYTES)}),
+    }
+
+
+def create_topics(cfg: WorkerConfig, partitions: int = 12, replication: int = 1) -> list[str]:
+    """Create the missing topics; return the names created. Existing topics are left as they are."""
+    from kafka.admin import KafkaAdminClient, NewTopic
+
+    admin = KafkaAdminClient(**cfg.kafka.producer_config())
+    try:
+        existing = set(admin.list_topics())
+        new = [NewTopic(name, n, replication, topic_configs=configs)
+               for name, (n, configs) in topic_specs(cfg, partitions).items() if name not in existing]
+        if new:
+            admin.create_topics(new)
+        for topic in new:
+            log.info("created topic %s (%d partitions)", topic.name, topic.num_partitions)
+        return [t.name for t in new]
+    finally:
+        admin.close()

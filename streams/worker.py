@@ -1,0 +1,235 @@
+"""The stream worker: a faust-streaming app, a thin shell around :class:`~streams.processor.PartitionProcessor`.
+
+Per readings partition the worker holds one processor. A faust agent takes events in chunks
+(``noack_take``: nothing is acknowledged on reading), hands each partition's messages to its processor
+(numpy, in a thread so the event loop keeps heart-beating), and sends what comes out: hourly records to
+the compacted hourly topic (key ``source/hour``), rejected batches to the dead-letter topic with their
+original bytes and headers, minute means and hourly records to InfluxDB when configured.
+
+Checkpoints make it exactly-once in effect. Every ``snapshot_interval_s`` the worker writes each
+processor's snapshot, which contains the next input offset, to partition *p* of the compacted state topic,
+waits for Kafka's acknowledgement, and only then acknowledges the events it covers, so the offset faust
+commits never passes the snapshot. A worker that starts, or is assigned a partition, loads the latest
+snapshot of that partition and skips events below its offset; events between the committed offset and
+the snapshot are therefore never counted twice, and events after it are replayed into the same state.
+Outputs produced between the snapshot and a crash are produced again identically on replay (same
+revision, same key): the compacted topic and InfluxDB keep one copy. Faust table writes are not used:
+faust refuses them inside ``take()`` (faust-streaming issue #497).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
+
+from ingest.batches import KeyRing, dead_letter_headers
+from schemas.configfile import load_config
+from schemas.kafka import KafkaConnection
+from schemas.site import load_site
+
+from .processor import Message, PartitionProcessor, Registry, Settings
+
+__all__ = ["StreamWorker", "Topics", "WorkerConfig", "load_worker_config"]
+
+log = logging.getLogger(__name__)
+
+#: Largest snapshot a state message may carry (topic max.message.bytes and client limits follow it).
+MAX_STATE_BYTES = 64 * 2**20
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Topics(_Strict):
+    readings: str = "cems.readings.v1"
+    dead_letter: str = "cems.readings.dlq"
+    hourly: str = "cems.hourly.v1"
+    state: str = Field(default="cems.worker-state.v1", description="Compacted; as many partitions as readings.")
+
+
+class InfluxSettings(_Strict):
+    url: str
+    org: str
+    bucket: str
+    token: SecretStr
+
+
+class WorkerConfig(_Strict):
+    kafka: KafkaConnection
+    app_id: str = Field(default="cems-stream", description="Consumer group: workers with one app_id share partitions.")
+    topics: Topics = Topics()
+    sites: list[Path] = Field(min_length=1, description="Site files (or directories of *.yaml) of registered sources.")
+    keys_dir: Path = Field(description="Directory of <agent id>.key files (agent enrolment).")
+    influx: InfluxSettings | None = None
+    processing: Settings = Settings()
+    chunk: int = Field(default=2000, gt=0, description="Messages per faust take() batch.")
+    within_s: float = Field(default=0.5, gt=0, description="Longest wait to fill a chunk.")
+    snapshot_interval_s: float = Field(default=5.0, gt=0, description="Checkpoint period; also the replay window.")
+    session_timeout_s: float = Field(default=15.0, gt=1, description="A killed worker's partitions move after this.")
+    datadir: Path = Path("/var/lib/cems/worker")
+
+
+def load_worker_config(path: str | Path) -> WorkerConfig:
+    return load_config(path, WorkerConfig)
+
+
+def _site_files(paths: list[Path]) -> list[Path]:
+    out = []
+    for p in paths:
+        out += sorted(p.glob("*.yaml")) + sorted(p.glob("*.yml")) if p.is_dir() else [p]
+    return out
+
+
+class StreamWorker:
+    def __init__(self, cfg: WorkerConfig, sink=None) -> None:
+        import faust
+
+        self.cfg = cfg
+        self.registry = Registry([load_site(p) for p in _site_files(cfg.sites)])
+        self.keys = KeyRing(cfg.keys_dir)
+        self.sink = sink
+        self.app = faust.App(
+            cfg.app_id, **cfg.kafka.faust_settings(), store="memory://", web_enabled=False, datadir=str(cfg.datadir),
+            consumer_auto_offset_reset="earliest", producer_max_request_size=MAX_STATE_BYTES,
+            consumer_max_fetch_size=MAX_STATE_BYTES, topic_allow_declare=False, topic_disable_leader=True,
+            stream_wait_empty=False,  # unacknowledged events are the next snapshot's business, not shutdown's
+            broker_session_timeout=cfg.session_timeout_s, broker_heartbeat_interval=cfg.session_timeout_s / 5,
+        )
+        raw = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
+        t = cfg.topics
+        self.readings, self.dlq = self.app.topic(t.readings, **raw), self.app.topic(t.dead_letter, **raw)
+        self.hourly, self.state = self.app.topic(t.hourly, **raw), self.app.topic(t.state, **raw)
+        self.processors: dict = {}  # TP -> PartitionProcessor
+        self.pending: dict = {}  # TP -> events processed but not yet acknowledged (covered by the next snapshot)
+        self._next_checkpoint = 0.0
+        self.app.agent(self.readings, name="cems-readings")(self._agent)
+        self.app.on_partitions_revoked.connect(self._revoked)
+
+    # -- faust agent --------------------------------------------------------------------------------
+
+    async def _agent(self, stream) -> None:
+        async for events in stream.noack_take(self.cfg.chunk, within=self.cfg.within_s):
+            await self.handle(events)
+            if time.monotonic() >= self._next_checkpoint:
+                await self.checkpoint()
+
+    async def handle(self, events) -> None:
+        by_tp: dict = {}
+        for e in events:
+            by_tp.setdefault(e.message.tp, []).append(e)
+        for tp, evs in by_tp.items():
+            proc = self.processors.get(tp) or await self._load(tp)
+            msgs = [Message(e.message.offset, e.message.value, _headers(e.message.headers),
+                            int(round(e.message.timestamp * 1000))) for e in evs if e.message.offset >= proc.next_offset]
+            if msgs:
+                out = await asyncio.to_thread(proc.process, msgs)
+                await self._emit(tp, out)
+            self.pending.setdefault(tp, []).extend(evs)
+
+    async def _emit(self, tp, out) -> None:
+        sends = []
+        for m, rejection in out.dead_letters:
+            headers = list(m.headers.items()) + dead_letter_headers(
+                rejection, topic=tp.topic, partition=tp.partition, offset=m.offset)
+            sends.append((self.dlq, {"key": m.headers.get("cems-agent"), "value": m.value, "headers": headers}))
+            log.warning("dead-lettered %s/%d/%d: %s (%s)", tp.topic, tp.partition, m.offset, rejection.reason,
+                        rejection.detail, extra={"event": "dead_letter", "reason": rejection.reason})
+        sends += [(self.hourly, {"key": r.key.encode(), "value": r.to_json()}) for r in out.hourly]
+        if self.sink is not None and out.hourly:
+            await self._retry("InfluxDB write", lambda: asyncio.to_thread(self.sink.write_outputs, self.registry, out))
+        await self._deliver(sends)
+        if out.duplicates:
+            log.info("%d duplicate batch(es) ignored on %s/%d", out.duplicates, tp.topic, tp.partition,
+                     extra={"event": "duplicates", "count": out.duplicates})
+
+    async def _deliver(self, sends: list) -> None:
+        """Send and wait for Kafka's acknowledgement, retrying while the broker is away: the state already
+        counts these outputs, so they must get out before anything is acknowledged (a resend is harmless:
+        same key, same content)."""
+        async def once():
+            futures = [await topic.send(**kwargs) for topic, kwargs in sends]
+            await asyncio.gather(*futures)
+
+        if sends:
+            await self._retry(f"sending {len(sends)} message(s)", once)
+
+    async def _retry(self, what: str, attempt) -> None:
+        delay = 0.5
+        while True:
+            try:
+                await attempt()
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # broker or database away: wait for it, never drop counted output
+                log.warning("%s failed (%s: %s); retrying in %.1f s", what, type(exc).__name__, exc, delay,
+                            extra={"event": "output_retry"})
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 30.0)
+
+    async def checkpoint(self) -> None:
+        """Snapshot every partition with unacknowledged events, then acknowledge them."""
+        sends = []
+        for tp, evs in self.pending.items():
+            if evs and tp in self.processors:
+                snap = await asyncio.to_thread(self.processors[tp].snapshot)
+                key = f"{tp.topic}/{tp.partition}".encode()
+                sends.append((self.state, {"key": key, "value": snap, "partition": tp.partition}))
+        await self._deliver(sends)
+        if self.sink is not None:
+            await self._retry("InfluxDB flush", lambda: asyncio.to_thread(self.sink.flush))
+        for evs in self.pending.values():
+            for e in evs:
+                e.ack()
+        self.pending.clear()
+        self._next_checkpoint = time.monotonic() + self.cfg.snapshot_interval_s
+
+    async def _load(self, tp) -> PartitionProcessor:
+        proc = PartitionProcessor(self.registry, self.keys, self.cfg.processing)
+        snap = await asyncio.to_thread(self._read_snapshot, tp.partition)
+        if snap is not None:
+            proc.restore(snap)
+        log.info("partition %s/%d: %s", tp.topic, tp.partition,
+                 f"resumed at offset {proc.next_offset}" if snap else "no snapshot, starting empty",
+                 extra={"event": "partition_loaded", "partition": tp.partition, "offset": proc.next_offset})
+        self.processors[tp] = proc
+        return proc
+
+    def _read_snapshot(self, partition: int) -> bytes | None:
+        """The newest message of state partition ``partition`` (only this worker's partition writes there)."""
+        from kafka import KafkaConsumer, TopicPartition
+
+        consumer = KafkaConsumer(**self.cfg.kafka.producer_config(), enable_auto_commit=False, group_id=None,
+                                 max_partition_fetch_bytes=MAX_STATE_BYTES, fetch_max_bytes=MAX_STATE_BYTES)
+        try:
+            tp = TopicPartition(self.cfg.topics.state, partition)
+            consumer.assign([tp])
+            end = consumer.end_offsets([tp])[tp]
+            if end == 0:
+                return None
+            consumer.seek(tp, end - 1)
+            for _ in range(20):
+                for records in consumer.poll(timeout_ms=1000).values():
+                    if records:
+                        return records[-1].value
+            raise RuntimeError(f"state partition {partition} has {end} messages but the last could not be read")
+        finally:
+            consumer.close()
+
+    async def _revoked(self, app, revoked, **kwargs) -> None:
+        """A partition that moves away: forget its state; its next owner loads the last snapshot."""
+        for tp in revoked:
+            self.processors.pop(tp, None)
+            self.pending.pop(tp, None)
+
+
+def _headers(headers) -> dict[str, bytes]:
+    if headers is None:
+        return {}
+    items = headers.items() if isinstance(headers, dict) else headers
+    return {(k.decode() if isinstance(k, bytes) else k): bytes(v) for k, v in items}

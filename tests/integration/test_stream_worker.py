@@ -1,0 +1,194 @@
+"""The faust stream worker against the real broker: hourly records equal the processor run offline on the
+same messages, bad batches land in the dead-letter topic with their reason, and a worker SIGKILLed
+several times, fed duplicates and late data and living through a broker restart ends with the same
+hourly records as an undisturbed run (exactly-once in effect)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+import yaml
+
+from edge_agent.outbox import sign
+from schemas.kafka import KafkaConnection
+from schemas.records import HourlyRecord
+from streams.topics import create_topics
+from streams.worker import StreamWorker, Topics, WorkerConfig
+from tests.unit.test_processor import KEYS, MESSAGES, final, processor, run, site
+
+pytestmark = [pytest.mark.integration]
+REPO = Path(__file__).resolve().parents[2]
+DEPLOY = REPO / "deploy" / "local"
+
+
+def worker_config(tmp_path: Path, bootstrap: str, **extra) -> WorkerConfig:
+    (tmp_path / "keys").mkdir(exist_ok=True)
+    for agent, key in KEYS.items():
+        (tmp_path / "keys" / f"{agent}.key").write_bytes(key)
+    (tmp_path / "site.yaml").write_text(yaml.safe_dump(site().model_dump(mode="json"), sort_keys=False))
+    tag = uuid.uuid4().hex[:8]
+    return WorkerConfig(
+        kafka=KafkaConnection(bootstrap_servers=bootstrap), app_id=f"cems-test-{tag}",
+        topics=Topics(readings=f"t.{tag}.readings", dead_letter=f"t.{tag}.dlq", hourly=f"t.{tag}.hourly",
+                      state=f"t.{tag}.state"),
+        sites=[tmp_path / "site.yaml"], keys_dir=tmp_path / "keys", datadir=tmp_path / "faust",
+        snapshot_interval_s=1.0, **extra)
+
+
+def produce(cfg: WorkerConfig, messages, extra_headers=None) -> None:
+    from kafka import KafkaProducer
+
+    producer = KafkaProducer(**cfg.kafka.producer_config(), linger_ms=20)
+    futures = [producer.send(cfg.topics.readings, key=m.headers["cems-agent"], value=m.value,
+                             headers=list(m.headers.items()) + (extra_headers or []), timestamp_ms=m.timestamp_ms)
+               for m in messages]
+    producer.flush(60)
+    for f in futures:
+        f.get(timeout=30)
+    producer.close()
+
+
+def read_all(cfg: WorkerConfig, topic: str, idle_s: float = 3.0):
+    from kafka import KafkaConsumer
+
+    consumer = KafkaConsumer(topic, **cfg.kafka.producer_config(), auto_offset_reset="earliest",
+                             enable_auto_commit=False, group_id=None, consumer_timeout_ms=int(idle_s * 1000))
+    records = list(consumer)
+    consumer.close()
+    return records
+
+
+def hourly(cfg: WorkerConfig) -> dict:
+    return final(HourlyRecord.from_json(r.value) for r in read_all(cfg, cfg.topics.hourly))
+
+
+def caught_up(cfg: WorkerConfig) -> bool:
+    """Every readings partition's newest snapshot covers everything produced to it."""
+    import io
+    import json
+
+    import numpy as np
+    from kafka import KafkaConsumer, TopicPartition
+
+    consumer = KafkaConsumer(**cfg.kafka.producer_config(), group_id=None, enable_auto_commit=False,
+                             max_partition_fetch_bytes=2**26, fetch_max_bytes=2**26)
+    try:
+        ends = consumer.end_offsets([TopicPartition(cfg.topics.readings, p) for p in (0, 1)])
+        for tp, end in ends.items():
+            if end == 0:
+                continue
+            state = TopicPartition(cfg.topics.state, tp.partition)
+            consumer.assign([state])
+            last = consumer.end_offsets([state])[state]
+            if last == 0:
+                return False
+            consumer.seek(state, last - 1)
+            records = [r for rs in consumer.poll(timeout_ms=3000).values() for r in rs]
+            if not records or json.loads(np.load(io.BytesIO(records[-1].value))["meta"].tobytes())["next_offset"] < end:
+                return False
+        return True
+    finally:
+        consumer.close()
+
+
+async def wait_for(predicate, timeout_s: float, every_s: float = 1.0):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if await asyncio.to_thread(predicate):
+            return True
+        await asyncio.sleep(every_s)
+    return False
+
+
+@pytest.mark.timeout(180)
+async def test_worker_publishes_the_processors_records_and_dead_letters(tmp_path, kafka_bootstrap):
+    cfg = worker_config(tmp_path, kafka_bootstrap)
+    create_topics(cfg, partitions=2)
+    forged = MESSAGES[0].headers | {"cems-sig": sign(b"x" * 32, MESSAGES[0].value)}
+    produce(cfg, MESSAGES)
+    from streams.processor import Message
+
+    produce(cfg, [Message(0, MESSAGES[5].value, forged | {"cems-seq": MESSAGES[5].headers["cems-seq"]},
+                          MESSAGES[-1].timestamp_ms)])
+    expected = {k: r.content() for k, r in final(run(processor(), MESSAGES)).items()}
+
+    worker = StreamWorker(cfg)
+    await worker.app.start()
+    try:
+        assert await wait_for(lambda: {k: r.content() for k, r in hourly(cfg).items()} == expected, 120)
+    finally:
+        await worker.app.stop()
+    dlq = read_all(cfg, cfg.topics.dead_letter)
+    assert [dict(r.headers)["cems-dlq-reason"] for r in dlq] == [b"bad_signature"]
+    assert dlq[0].value == MESSAGES[5].value  # the original bytes, for investigation or replay
+
+
+def start_worker(config_path: Path):
+    log = open(config_path.with_suffix(".log"), "ab")  # noqa: SIM115 - the worker process owns it
+    return subprocess.Popen([sys.executable, "-m", "streams.cli", "stream", "worker", str(config_path),
+                             "--log-level", "info"], cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)},
+                            stdout=log, stderr=log)
+
+
+@pytest.mark.timeout(600)
+async def test_exactly_once_in_effect_through_kills_duplicates_late_data_and_a_broker_restart(tmp_path, kafka_bootstrap):
+    cfg = worker_config(tmp_path, kafka_bootstrap)
+    create_topics(cfg, partitions=2)
+    path = tmp_path / "worker.yaml"
+    path.write_text(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
+    rng = random.Random(5)
+
+    # agent gw-b's hour 1 is held back (an outage) and delivered at the very end
+    def held(m):
+        from schemas import decode_batch
+
+        return m.headers["cems-agent"] == b"gw-b" and 3600 <= (int(decode_batch(m.value).ts_ns.min()) // 10**9) % 86400 < 7200
+
+    on_time = [m for m in MESSAGES if not held(m)]
+    late = [m for m in MESSAGES if held(m)]
+    reference = final(run(processor(), on_time + late))
+    segments = [on_time[i : i + 900] for i in range(0, len(on_time), 900)]
+
+    worker = start_worker(path)
+    try:
+        for i, seg in enumerate(segments):
+            dup = rng.sample(seg, 40)  # redelivered batches: the edge retried, or a replayed outbox
+            await asyncio.to_thread(produce, cfg, seg + dup)
+            if i in (0, 2):  # SIGKILL mid-stream, then restart
+                await asyncio.sleep(rng.uniform(1.0, 4.0))
+                worker.send_signal(signal.SIGKILL)
+                worker.wait()
+                worker = start_worker(path)
+            if i == 1:  # the broker goes away and comes back while the worker is consuming
+                assert await wait_for(lambda: caught_up(cfg), 120), "worker never caught up before the broker restart"
+                await asyncio.to_thread(subprocess.run, [str(DEPLOY / "kafka.sh"), "stop"], check=True,
+                                        capture_output=True)
+                await asyncio.sleep(3)
+                await asyncio.to_thread(subprocess.run, [str(DEPLOY / "kafka.sh"), "start", "--keep-data"],
+                                        check=True, capture_output=True)
+                assert await wait_for(lambda: caught_up(cfg), 120), "worker never caught up after the broker restart"
+        await asyncio.to_thread(produce, cfg, late)
+        expected = {k: r.content() for k, r in reference.items()}
+        ok = await wait_for(lambda: {k: r.content() for k, r in hourly(cfg).items()} == expected, 240, every_s=3)
+        got = hourly(cfg)
+        assert ok, ({k: (got.get(k), reference[k]) for k in reference if got.get(k) is None
+                     or got[k].content() != reference[k].content()}, path.with_suffix(".log").read_text()[-3000:])
+    finally:
+        subprocess.run([str(DEPLOY / "kafka.sh"), "start", "--keep-data"], capture_output=True)  # whatever happened
+        worker.send_signal(signal.SIGTERM)
+        try:
+            worker.wait(60)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+    assert not read_all(cfg, cfg.topics.dead_letter, idle_s=1.0)
+    revised = [r for r in got.values() if r.source_id == "stack1" and r.hour_start_ns % 86400_000_000_000 == 3600 * 10**9]
+    assert revised and revised[0].reason == "late_data"  # the held-back hour was published, then revised
