@@ -141,11 +141,18 @@ class StreamWorker:
                         rejection.detail, extra={"event": "dead_letter", "reason": rejection.reason})
         sends += [(self.hourly, {"key": r.key.encode(), "value": r.to_json()}) for r in out.hourly]
         if self.sink is not None and out.hourly:
-            await self._retry("InfluxDB write", lambda: asyncio.to_thread(self.sink.write_outputs, self.registry, out))
+            await self._retry("InfluxDB write", lambda: asyncio.to_thread(self._write_sink, out))
         await self._deliver(sends)
         if out.duplicates:
             log.info("%d duplicate batch(es) ignored on %s/%d", out.duplicates, tp.topic, tp.partition,
                      extra={"event": "duplicates", "count": out.duplicates})
+
+    def _write_sink(self, out) -> None:
+        """Hourly records and the minute means behind them; a revision replaces the hour's minutes."""
+        self.sink.write_hourly(out.hourly)
+        if out.minutes is not None and len(out.minutes):
+            self.sink.write_minutes(minute_rows(self.registry, out.minutes),
+                                    replace=any(r.revision > 0 for r in out.hourly))
 
     async def _deliver(self, sends: list) -> None:
         """Send and wait for Kafka's acknowledgement, retrying while the broker is away: the state already
@@ -226,6 +233,23 @@ class StreamWorker:
         for tp in revoked:
             self.processors.pop(tp, None)
             self.pending.pop(tp, None)
+
+
+def minute_rows(registry: Registry, table):
+    """Closed minutes (series numbers) -> the sink's rows (entity, source, channel, quantity, unit)."""
+    import numpy as np
+
+    from .sink_influx import MinuteRows
+
+    series = table.series
+    sources = np.array([s.id for s in registry.sources], dtype=object)[registry.source_of_series[series]]
+    channels = [registry.channel_of_series[i] for i in series.tolist()]
+    return MinuteRows(
+        entity_id=np.array([registry.entity_of[s] for s in sources], dtype=object), source_id=sources,
+        channel_id=np.array([c.id for c in channels], dtype=object),
+        quantity=np.array([c.quantity for c in channels], dtype=object),
+        unit=np.array([c.unit for c in channels], dtype=object), start_ns=table.start_ns, mean=table.mean,
+        valid=table.valid, label=table.label, n=table.sample_flags.sum(axis=1))
 
 
 def _headers(headers) -> dict[str, bytes]:

@@ -8,6 +8,7 @@ reason instead of crashing the agent.
 from __future__ import annotations
 
 import asyncio
+import tempfile
 import uuid
 
 import numpy as np
@@ -70,6 +71,7 @@ async def consume_with_faust(bootstrap: str, topic: str, expected: int, timeout_
         broker=f"kafka://{bootstrap}",
         store="memory://",
         web_enabled=False,
+        datadir=tempfile.mkdtemp(prefix="cems-faust-"),  # not ./<app id>-data in the repository
         topic_partitions=3,
         consumer_auto_offset_reset="earliest",
     )

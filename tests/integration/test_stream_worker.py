@@ -192,3 +192,41 @@ async def test_exactly_once_in_effect_through_kills_duplicates_late_data_and_a_b
     assert not read_all(cfg, cfg.topics.dead_letter, idle_s=1.0)
     revised = [r for r in got.values() if r.source_id == "stack1" and r.hour_start_ns % 86400_000_000_000 == 3600 * 10**9]
     assert revised and revised[0].reason == "late_data"  # the held-back hour was published, then revised
+
+
+@pytest.mark.timeout(180)
+async def test_worker_writes_hourly_records_and_minute_means_to_influxdb(tmp_path, kafka_bootstrap, influx):
+    """The same run with the InfluxDB sink: one point per (source, hour) with the record's figures, and the
+    minute means behind it (60 minutes x channels per hour)."""
+    from influxdb_client import InfluxDBClient
+
+    from streams.sink_influx import InfluxSink
+
+    bucket = f"t-{uuid.uuid4().hex[:8]}"
+    with InfluxDBClient(url=influx.url, token=influx.token, org=influx.org) as client:
+        client.buckets_api().create_bucket(bucket_name=bucket, org=influx.org)
+        cfg = worker_config(tmp_path, kafka_bootstrap)
+        create_topics(cfg, partitions=2)
+        produce(cfg, MESSAGES[:2000])  # hour 0 of both stacks becomes due
+        expected = final(run(processor(), MESSAGES[:2000]))
+        sink = InfluxSink(influx.url, influx.token, influx.org, bucket)
+        worker = StreamWorker(cfg, sink=sink)
+        await worker.app.start()
+        try:
+            assert await wait_for(lambda: len(hourly(cfg)) == len(expected), 120)
+            await worker.checkpoint()  # flushes the sink
+        finally:
+            await worker.app.stop()
+            sink.close()
+        q = client.query_api()
+        co2 = q.query(f'from(bucket:"{bucket}") |> range(start: 2025-12-31T00:00:00Z, stop: 2026-01-02T00:00:00Z) '
+                      f'|> filter(fn: (r) => r._measurement == "cems_hourly" and r._field == "co2_kg")')
+        got = {(rec.values["source"], int(rec.get_time().timestamp()) * 10**9): rec.get_value()
+               for table in co2 for rec in table.records}
+        assert got == {k: r.co2_kg for k, r in expected.items()}
+        minutes = q.query(f'from(bucket:"{bucket}") |> range(start: 2025-12-31T00:00:00Z, stop: 2026-01-02T00:00:00Z)'
+                          f' |> filter(fn: (r) => r._measurement == "cems_minute" and r._field == "n") |> count()')
+        counts = {rec.values["source"] + "/" + rec.values["channel"]: rec.get_value()
+                  for table in minutes for rec in table.records}
+        assert len(counts) == 2 * 10 and set(counts.values()) == {60}  # each channel: the 60 minutes of hour 0
+        client.buckets_api().delete_bucket(client.buckets_api().find_bucket_by_name(bucket))
