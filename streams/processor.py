@@ -116,6 +116,7 @@ class PartitionProcessor:
         self.published: dict[tuple[int, int], HourlyRecord] = {}  # (source index, hour start) -> last record
         self.closed_upto = np.full(len(registry.sources), _NEVER, dtype=np.int64)  # hours before this are published
         self.next_offset = 0
+        self._tables: dict = {}
         self._lateness = int(settings.allowed_lateness_s * 1e9)
         self._horizon = int(settings.revision_horizon_s * 1e9)
         self._skew = int(settings.max_clock_skew_s * 1e9)
@@ -131,9 +132,9 @@ class PartitionProcessor:
             batch = self._accept(m, out)
             if batch is None:
                 continue
-            src, series = batch
+            src, series, first, last = batch
             parts.append(series)
-            touched.update((src, int(h)) for h in np.unique(series[1] // HOUR_NS) * HOUR_NS)
+            touched.update((src, h) for h in range(first // HOUR_NS * HOUR_NS, last + 1, HOUR_NS))
         if parts:
             series, ts, value, flag = (np.concatenate(c) for c in zip(*parts, strict=True))
             out.readings = int(ts.size)
@@ -157,26 +158,40 @@ class PartitionProcessor:
         if src is None:
             reject = Rejection("unknown_source", f"source {b.source_id!r} is in no registered site file")
         else:
-            table = np.array([self.registry.series_of.get((b.source_id, c.id), -1) for c in b.channels], dtype=np.int64)
+            table = self._table(b.source_id, b.channels)
             if (table < 0).any():
                 unknown = [c.id for c, s in zip(b.channels, table, strict=True) if s < 0]
                 reject = Rejection("unknown_channel", f"source {b.source_id!r} has no channel(s) {unknown}")
-            elif b.ts_ns.size and int(b.ts_ns.max()) > m.timestamp_ms * 1_000_000 + self._skew:
-                reject = Rejection("future_timestamp", f"newest reading {int(b.ts_ns.max())} ns is after the message "
+            elif not b.ts_ns.size:
+                pass
+            elif (last := int(b.ts_ns.max())) > m.timestamp_ms * 1_000_000 + self._skew:
+                reject = Rejection("future_timestamp", f"newest reading {last} ns is after the message "
                                                        f"time {m.timestamp_ms} ms plus {self._skew / 1e9:g} s")
-            elif b.ts_ns.size and int(b.ts_ns.min()) < self._now(src) - self._horizon:
-                reject = Rejection("too_late", f"oldest reading {int(b.ts_ns.min())} ns is beyond the revision "
+            elif (first := int(b.ts_ns.min())) < self._now(src) - self._horizon:
+                reject = Rejection("too_late", f"oldest reading {first} ns is beyond the revision "
                                                f"horizon of {self._horizon / 3.6e12:g} h")
         if reject is not None:
             out.dead_letters.append((m, reject))
             return None
         tracker.add(b.seq)
         out.accepted += 1
-        if b.ts_ns.size:
-            self.watermark[src] = max(self.watermark[src], int(b.ts_ns.max()))
-            if self.closed_upto[src] == _NEVER:  # a source's first data: its hours count from here on
-                self.closed_upto[src] = int(b.ts_ns.min()) // HOUR_NS * HOUR_NS
-        return src, (table[b.channel], b.ts_ns, b.value, b.flag)
+        if not b.ts_ns.size:
+            return None
+        self.watermark[src] = max(self.watermark[src], last)
+        if self.closed_upto[src] == _NEVER:  # a source's first data: its hours count from here on
+            self.closed_upto[src] = first // HOUR_NS * HOUR_NS
+        return src, (table[b.channel], b.ts_ns, b.value, b.flag), first, last
+
+    def _table(self, source_id: str, channels) -> np.ndarray:
+        """Series number of each channel of a batch's channel table (-1: unknown), cached per table."""
+        key = (source_id, channels)
+        table = self._tables.get(key)
+        if table is None:
+            table = np.array([self.registry.series_of.get((source_id, c.id), -1) for c in channels], dtype=np.int64)
+            if len(self._tables) > 100_000:
+                self._tables.clear()
+            self._tables[key] = table
+        return table
 
     def _now(self, src: int) -> int:
         """Event-time "now" of a source: its newest reading, or the partition clock if that is later."""
