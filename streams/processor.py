@@ -98,6 +98,7 @@ class Output:
     minutes: PeriodTable | None = None  # closed minutes of the hours in ``hourly`` (series numbers: Registry)
     dead_letters: list[tuple[Message, Rejection]] = field(default_factory=list)
     duplicates: int = 0
+    holes: dict[str, list[tuple[int, int]]] = field(default_factory=dict)  # agent -> missing seq ranges, when changed
     accepted: int = 0
     readings: int = 0
 
@@ -173,7 +174,10 @@ class PartitionProcessor:
         if reject is not None:
             out.dead_letters.append((m, reject))
             return None
+        before = tracker.missing
         tracker.add(b.seq)
+        if tracker.missing != before:  # a hole opened (seq skipped ahead) or closed (a late batch filled it)
+            out.holes[b.agent_id] = tracker.holes()
         out.accepted += 1
         if not b.ts_ns.size:
             return None

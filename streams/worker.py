@@ -143,6 +143,9 @@ class StreamWorker:
         if self.sink is not None and out.hourly:
             await self._retry("InfluxDB write", lambda: asyncio.to_thread(self._write_sink, out))
         await self._deliver(sends)
+        for agent, holes in out.holes.items():
+            log.warning("agent %s: %s", agent, f"batches missing: {holes[:5]}" if holes else "sequence complete again",
+                        extra={"event": "sequence_holes", "agent": agent, "holes": holes[:20]})
         if out.duplicates:
             log.info("%d duplicate batch(es) ignored on %s/%d", out.duplicates, tp.topic, tp.partition,
                      extra={"event": "duplicates", "count": out.duplicates})

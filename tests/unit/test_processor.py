@@ -159,6 +159,15 @@ def _first_ts(m: Message) -> int:
     return int(decode_batch(m.value).ts_ns.min())
 
 
+def test_sequence_holes_are_reported_when_they_open_and_close():
+    p = processor()
+    a = [m for m in MESSAGES if m.headers["cems-agent"] == b"gw-a"][:6]
+    out = p.process([a[0], a[1], a[4]])  # seq 2 and 3 missing
+    assert out.holes == {"gw-a": [(2, 3)]}
+    assert p.process([a[5]]).holes == {}  # nothing changed
+    assert p.process([a[2], a[3]]).holes == {"gw-a": []}  # filled: complete again
+
+
 def test_bad_batches_are_dead_lettered_with_reasons():
     p = processor(revision_horizon_s=3600)
     good = MESSAGES[:4]
