@@ -147,7 +147,7 @@ class EdgeAgent:
                         backoff = min(backoff * 2, 60.0)
                     if up != was_up:
                         log.log(logging.INFO if up else logging.WARNING, "device %s %s", device.id,
-                                "connected" if up else f"unreachable; retrying with backoff up to 60 s",
+                                "connected" if up else "unreachable; retrying with backoff up to 60 s",
                                 extra=ctx | {"event": "connected" if up else "unreachable"})
                         was_up = up
                 t0 = time.perf_counter()

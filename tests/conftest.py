@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import socket
 import urllib.request
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -85,3 +86,22 @@ class InfluxSettings:
 def influx() -> InfluxSettings:
     _require("InfluxDB", _influx_healthy(INFLUX_URL), INFLUX_URL)
     return InfluxSettings(INFLUX_URL, INFLUX_ORG, INFLUX_TOKEN)
+
+
+@pytest.fixture
+def client(influx):
+    """An InfluxDB client on the local test server."""
+    from influxdb_client import InfluxDBClient
+
+    with InfluxDBClient(url=influx.url, token=influx.token, org=influx.org, timeout=30_000) as c:
+        yield c
+
+
+@pytest.fixture
+def bucket(client, influx):
+    """A fresh bucket, deleted afterwards: tests never see each other's points."""
+    name = f"cems-test-{uuid.uuid4().hex[:8]}"
+    buckets = client.buckets_api()
+    created = buckets.create_bucket(bucket_name=name, org=influx.org)
+    yield name
+    buckets.delete_bucket(created)

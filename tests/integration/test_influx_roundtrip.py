@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 
 import numpy as np
 import pytest
@@ -15,21 +14,6 @@ pytestmark = pytest.mark.integration
 T0 = 1_767_225_600 * 10**9  # 2026-01-01T00:00:00Z
 
 
-@pytest.fixture
-def client(influx):
-    from influxdb_client import InfluxDBClient
-
-    with InfluxDBClient(url=influx.url, token=influx.token, org=influx.org, timeout=30_000) as c:
-        yield c
-
-
-@pytest.fixture
-def bucket(client, influx):
-    name = f"cems-test-{uuid.uuid4().hex[:8]}"
-    buckets = client.buckets_api()
-    created = buckets.create_bucket(bucket_name=name, org=influx.org)
-    yield name
-    buckets.delete_bucket(created)
 
 
 def minute_lines(source: str, channel: str, start_ns: int, values: np.ndarray, flags: np.ndarray) -> list[str]:

@@ -26,21 +26,6 @@ RANGE = "range(start: 2025-12-01T00:00:00Z, stop: 2026-02-01T00:00:00Z)"
 _META = {"result", "table", "_start", "_stop", "_measurement"}
 
 
-@pytest.fixture
-def client(influx):
-    from influxdb_client import InfluxDBClient
-
-    with InfluxDBClient(url=influx.url, token=influx.token, org=influx.org, timeout=30_000) as c:
-        yield c
-
-
-@pytest.fixture
-def bucket(client, influx):
-    name = f"cems-sink-test-{uuid.uuid4().hex[:8]}"
-    buckets = client.buckets_api()
-    created = buckets.create_bucket(bucket_name=name, org=influx.org)
-    yield name
-    buckets.delete_bucket(created)
 
 
 @pytest.fixture
