@@ -17,7 +17,6 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 
-from .aggregate import HOUR_NS
 from .policy import ValidityPolicy
 
 __all__ = ["PeriodTotals", "local_period_index", "rollup"]
