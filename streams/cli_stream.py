@@ -73,7 +73,8 @@ def worker(config: Path, log_level: str, log_format: str) -> None:
         try:
             await stop.wait()
         finally:
-            await w.checkpoint()  # a clean handover: the next owner replays nothing
+            async with w._lock():
+                await w.checkpoint()  # a clean handover: the next owner replays nothing
             await w.app.stop()
             if sink is not None:
                 sink.close()

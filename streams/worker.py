@@ -107,15 +107,30 @@ class StreamWorker:
         self.processors: dict = {}  # TP -> PartitionProcessor
         self.pending: dict = {}  # TP -> events processed but not yet acknowledged (covered by the next snapshot)
         self._next_checkpoint = 0.0
+        self._busy: asyncio.Lock | None = None  # handle() and checkpoint() never interleave (created in the loop)
         self.app.agent(self.readings, name="cems-readings")(self._agent)
+        self.app.timer(cfg.snapshot_interval_s, name="cems-checkpoint")(self._tick)
         self.app.on_partitions_revoked.connect(self._revoked)
 
     # -- faust agent --------------------------------------------------------------------------------
 
+    def _lock(self) -> asyncio.Lock:
+        if self._busy is None:
+            self._busy = asyncio.Lock()
+        return self._busy
+
     async def _agent(self, stream) -> None:
         async for events in stream.noack_take(self.cfg.chunk, within=self.cfg.within_s):
-            await self.handle(events)
-            if time.monotonic() >= self._next_checkpoint:
+            async with self._lock():
+                await self.handle(events)
+                if time.monotonic() >= self._next_checkpoint:
+                    await self.checkpoint()
+
+    async def _tick(self) -> None:
+        """Checkpoint on a timer too: when events stop coming, the ones already handled must still be
+        acknowledged (faust holds back a stream whose events stay unacknowledged)."""
+        if time.monotonic() >= self._next_checkpoint and any(self.pending.values()):
+            async with self._lock():
                 await self.checkpoint()
 
     async def handle(self, events) -> None:
