@@ -1,11 +1,15 @@
 """Stream processor throughput at the national shape, without the broker (issue 5, first measurement).
 
-    python bench/bench_stream.py [--sources 20000] [--seconds 30]
+    python bench/bench_stream.py [--sources 20000] [--seconds 30] [--broker 127.0.0.1:19092]
 
 20,000 sources x 8 channels at 1 Hz, each source sending one signed batch every 5 s (40 readings), as one
 partition would hold them. Measures :meth:`PartitionProcessor.process` (signature check, decode, sequence
 dedupe, exact minute aggregation) in chunks of 2,000 messages, against the same readings absorbed by the
 kernels directly (the floor the processor cannot beat). Target of issue 5: 160,000 readings/s in real time.
+
+With ``--broker`` it also drains the same messages, produced beforehand as a backlog, through the real
+broker and one in-process faust worker (2 partitions), timed until the worker's snapshots cover every offset:
+the sustained rate one worker reaches, broker, faust, checkpoints and compacted outputs included.
 """
 
 from __future__ import annotations
@@ -64,6 +68,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sources", type=int, default=20_000)
     ap.add_argument("--seconds", type=int, default=30)
+    ap.add_argument("--broker", default=None, help="Also drain the messages through this Kafka broker.")
     args = ap.parse_args()
     key = b"k" * 32
     t = time.perf_counter()
@@ -100,6 +105,57 @@ def main() -> None:
     print(f"kernels only     : {n_readings / kernel_s:12,.0f} readings/s  (same readings pre-decoded: the floor)")
     print(f"per message      : {1e6 * (processor_s - kernel_s) / len(msgs):.1f} us of checks, decode and routing")
     print(f"minute state     : {proc.minutes.nbytes / 2**20:.0f} MiB for {len(proc.minutes):,} open channel-minutes")
+    if args.broker:
+        import asyncio
+
+        rate = asyncio.run(through_broker(args.broker, reg, msgs, key, args.sources))
+        print(f"through Kafka    : {n_readings / rate:12,.0f} readings/s  {len(msgs) / rate:9,.0f} messages/s "
+              f"(one faust worker draining a {len(msgs):,}-message backlog, {rate:.1f} s)")
+
+
+async def through_broker(bootstrap: str, reg, msgs, key: bytes, n_sources: int) -> float:
+    import asyncio
+    import tempfile
+    import uuid
+
+    import yaml
+    from kafka import KafkaProducer
+
+    from schemas.kafka import KafkaConnection
+    from streams.topics import create_topics
+    from streams.worker import StreamWorker, Topics, WorkerConfig, checkpoint_lag
+
+    tmp = Path(tempfile.mkdtemp(prefix="cems-bench-"))
+    (tmp / "keys").mkdir()
+    for s in range(n_sources):
+        (tmp / "keys" / f"gw{s}.key").write_bytes(key)
+    sites = []
+    for e, entity in enumerate(reg.entities.values()):
+        sites.append(tmp / f"site{e}.yaml")
+        sites[-1].write_text(yaml.safe_dump(entity.model_dump(mode="json"), sort_keys=False))
+    tag = uuid.uuid4().hex[:8]
+    cfg = WorkerConfig(kafka=KafkaConnection(bootstrap_servers=bootstrap), app_id=f"cems-bench-{tag}",
+                       topics=Topics(readings=f"b.{tag}.readings", dead_letter=f"b.{tag}.dlq",
+                                     hourly=f"b.{tag}.hourly", state=f"b.{tag}.state"),
+                       sites=[tmp], keys_dir=tmp / "keys", datadir=tmp / "faust")
+    create_topics(cfg, partitions=2)
+    producer = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=50, batch_size=1 << 20)
+    t = time.perf_counter()
+    for m in msgs:
+        producer.send(cfg.topics.readings, key=m.headers["cems-agent"], value=m.value,
+                      headers=list(m.headers.items()), timestamp_ms=m.timestamp_ms)
+    producer.flush()
+    producer.close()
+    print(f"produced backlog : {len(msgs):,} messages in {time.perf_counter() - t:.1f} s (kafka-python)")
+    worker = StreamWorker(cfg)
+    t = time.perf_counter()
+    await worker.app.start()
+    try:
+        while any((await asyncio.to_thread(checkpoint_lag, cfg)).values()):
+            await asyncio.sleep(1.0)
+        return time.perf_counter() - t
+    finally:
+        await worker.app.stop()
 
 
 if __name__ == "__main__":

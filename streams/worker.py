@@ -33,7 +33,7 @@ from schemas.site import load_site
 
 from .processor import Message, PartitionProcessor, Registry, Settings
 
-__all__ = ["StreamWorker", "Topics", "WorkerConfig", "load_worker_config"]
+__all__ = ["StreamWorker", "Topics", "WorkerConfig", "checkpoint_lag", "load_worker_config"]
 
 log = logging.getLogger(__name__)
 
@@ -251,6 +251,38 @@ class StreamWorker:
         for tp in revoked:
             self.processors.pop(tp, None)
             self.pending.pop(tp, None)
+
+
+def checkpoint_lag(cfg: WorkerConfig) -> dict[int, int]:
+    """Per readings partition, the messages not yet covered by the newest snapshot (0: fully checkpointed).
+
+    The lag that matters for exactly-once: what a worker killed now would replay."""
+    import io
+    import json
+
+    import numpy as np
+    from kafka import KafkaConsumer, TopicPartition
+
+    consumer = KafkaConsumer(**cfg.kafka.producer_config(), group_id=None, enable_auto_commit=False,
+                             max_partition_fetch_bytes=MAX_STATE_BYTES, fetch_max_bytes=MAX_STATE_BYTES)
+    try:
+        partitions = sorted(consumer.partitions_for_topic(cfg.topics.readings) or ())
+        ends = consumer.end_offsets([TopicPartition(cfg.topics.readings, p) for p in partitions])
+        lag = {}
+        for tp, end in ends.items():
+            state = TopicPartition(cfg.topics.state, tp.partition)
+            consumer.assign([state])
+            last = consumer.end_offsets([state])[state]
+            covered = 0
+            if last:
+                consumer.seek(state, last - 1)
+                records = [r for rs in consumer.poll(timeout_ms=3000).values() for r in rs]
+                if records:
+                    covered = json.loads(np.load(io.BytesIO(records[-1].value))["meta"].tobytes())["next_offset"]
+            lag[tp.partition] = max(0, end - covered)
+        return lag
+    finally:
+        consumer.close()
 
 
 def minute_rows(registry: Registry, table):

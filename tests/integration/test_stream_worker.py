@@ -22,7 +22,7 @@ from edge_agent.outbox import sign
 from schemas.kafka import KafkaConnection
 from schemas.records import HourlyRecord
 from streams.topics import create_topics
-from streams.worker import StreamWorker, Topics, WorkerConfig
+from streams.worker import StreamWorker, Topics, WorkerConfig, checkpoint_lag
 from tests.unit.test_processor import KEYS, MESSAGES, final, processor, run, site
 
 pytestmark = [pytest.mark.integration]
@@ -73,31 +73,7 @@ def hourly(cfg: WorkerConfig) -> dict:
 
 def caught_up(cfg: WorkerConfig) -> bool:
     """Every readings partition's newest snapshot covers everything produced to it."""
-    import io
-    import json
-
-    import numpy as np
-    from kafka import KafkaConsumer, TopicPartition
-
-    consumer = KafkaConsumer(**cfg.kafka.producer_config(), group_id=None, enable_auto_commit=False,
-                             max_partition_fetch_bytes=2**26, fetch_max_bytes=2**26)
-    try:
-        ends = consumer.end_offsets([TopicPartition(cfg.topics.readings, p) for p in (0, 1)])
-        for tp, end in ends.items():
-            if end == 0:
-                continue
-            state = TopicPartition(cfg.topics.state, tp.partition)
-            consumer.assign([state])
-            last = consumer.end_offsets([state])[state]
-            if last == 0:
-                return False
-            consumer.seek(state, last - 1)
-            records = [r for rs in consumer.poll(timeout_ms=3000).values() for r in rs]
-            if not records or json.loads(np.load(io.BytesIO(records[-1].value))["meta"].tobytes())["next_offset"] < end:
-                return False
-        return True
-    finally:
-        consumer.close()
+    return not any(checkpoint_lag(cfg).values())
 
 
 async def wait_for(predicate, timeout_s: float, every_s: float = 1.0):
