@@ -29,13 +29,16 @@ def stream() -> None:
 @click.argument("config", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--partitions", default=12, show_default=True, help="Partitions of readings, hourly and state topics.")
 @click.option("--replication", default=1, show_default=True)
-def topics(config: Path, partitions: int, replication: int) -> None:
+@click.option("--readings-retention-days", default=14.0, show_default=True,
+              help="Counted from each batch's creation time; 0: no time limit (for replaying history).")
+def topics(config: Path, partitions: int, replication: int, readings_retention_days: float) -> None:
     """Create the worker's topics (readings, dead letters, compacted hourly records and worker state)."""
     from .topics import create_topics, topic_specs
 
     cfg = _load(config)
-    created = create_topics(cfg, partitions, replication)
-    for name, (n, configs) in topic_specs(cfg, partitions).items():
+    retention = readings_retention_days or None
+    created = create_topics(cfg, partitions, replication, retention)
+    for name, (n, configs) in topic_specs(cfg, partitions, retention).items():
         state = "created" if name in created else "exists"
         click.echo(f"{name:<28} {state:<8} {n:>3} partition(s) {configs}")
 

@@ -2,8 +2,14 @@
 
 Kafka would auto-create topics with broker defaults (one partition, delete policy), which silently breaks
 two things: the state and hourly topics must be *compacted* (only the newest snapshot per partition and
-the newest revision per source-hour are kept), and the state topic needs as many partitions as the
+the newest revision per source-hour and source-month are kept), and the state topic needs as many partitions as the
 readings topic (snapshot of readings partition *p* lives in state partition *p*).
+
+Retention of the readings topic counts from each batch's Kafka timestamp, which is when the edge agent made
+the batch, not when it arrived: a batch an agent drains after a longer outage than ``readings_retention_days``,
+or historical data replayed for recomputation, is deleted at the broker's next retention check (every 5 min),
+possibly before a worker read it. Keep the retention above the longest edge outage the outbox is sized for,
+and replay history into a topic created with ``readings_retention_days=None`` (no time limit).
 """
 
 from __future__ import annotations
@@ -18,19 +24,23 @@ log = logging.getLogger(__name__)
 _DAY_MS = 86_400_000
 
 
-def topic_specs(cfg: WorkerConfig, partitions: int) -> dict[str, tuple[int, dict[str, str]]]:
-    """Topic -> (partitions, configs)."""
+def topic_specs(cfg: WorkerConfig, partitions: int, readings_retention_days: float | None = 14
+                ) -> dict[str, tuple[int, dict[str, str]]]:
+    """Topic -> (partitions, configs). ``readings_retention_days=None``: readings kept without time limit."""
+    keep = "-1" if readings_retention_days is None else str(int(readings_retention_days * _DAY_MS))
     t = cfg.topics
     compacted = {"cleanup.policy": "compact", "min.cleanable.dirty.ratio": "0.1", "segment.ms": str(3_600_000)}
     return {
-        t.readings: (partitions, {"retention.ms": str(14 * _DAY_MS)}),  # replay window for recomputation
+        t.readings: (partitions, {"retention.ms": keep}),  # replay window for recomputation
         t.dead_letter: (1, {"retention.ms": str(90 * _DAY_MS)}),  # long enough to investigate and replay
         t.hourly: (partitions, compacted),
+        t.monthly: (partitions, compacted),
         t.state: (partitions, compacted | {"max.message.bytes": str(MAX_STATE_BYTES)}),
     }
 
 
-def create_topics(cfg: WorkerConfig, partitions: int = 12, replication: int = 1) -> list[str]:
+def create_topics(cfg: WorkerConfig, partitions: int = 12, replication: int = 1,
+                  readings_retention_days: float | None = 14) -> list[str]:
     """Create the missing topics; return the names created. Existing topics are left as they are."""
     from kafka.admin import KafkaAdminClient, NewTopic
 
@@ -38,7 +48,8 @@ def create_topics(cfg: WorkerConfig, partitions: int = 12, replication: int = 1)
     try:
         existing = set(admin.list_topics())
         new = [NewTopic(name, n, replication, topic_configs=configs)
-               for name, (n, configs) in topic_specs(cfg, partitions).items() if name not in existing]
+               for name, (n, configs) in topic_specs(cfg, partitions, readings_retention_days).items()
+               if name not in existing]
         if new:
             admin.create_topics(new)
         for topic in new:
