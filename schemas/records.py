@@ -6,6 +6,12 @@ issued (``closed``: the hour's first publication once event time passed its end 
 lateness; ``late_data``: readings arrived for an hour already published). Compaction keeps the last
 revision per key, the InfluxDB sink overwrites the same point, so a consumer never counts an hour twice.
 Missing numbers are JSON ``null`` (an hour with no valid CO2 has no concentration, not a zero).
+
+A monthly record is keyed by ``{source_id}/{YYYY-MM}`` (the entity's local calendar month) on the compacted
+topic ``cems.monthly.v1``. While hours of the month are still being published it is ``open`` and updated as
+they come (``reason`` ``running``, ``revision`` 0); once the month's last hour is published it is ``closed``
+(``reason`` ``closed``, ``revision`` 0), and a late hour that changes its figures afterwards issues the next
+``revision`` with reason ``late_data``. The archive takes the closed versions.
 """
 
 from __future__ import annotations
@@ -15,7 +21,7 @@ import math
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 
-__all__ = ["HourlyRecord"]
+__all__ = ["HourlyRecord", "MonthlyRecord"]
 
 
 def _num(x: float) -> float | None:
@@ -63,3 +69,51 @@ class HourlyRecord:
         d = json.loads(data)
         d.pop("hour_start", None)
         return cls(**d)
+
+
+@dataclass(frozen=True)
+class MonthlyRecord:
+    """Monthly totals of one source (``streams/monthly.py``): hours, validity and substitution counted."""
+
+    entity_id: str
+    source_id: str
+    month: str  # "YYYY-MM", local calendar of ``timezone``
+    timezone: str  # IANA zone of the entity's reporting periods
+    month_start_ns: int  # UTC instant of the local month's first hour
+    status: str  # "open" (hours still to come) | "closed" (the month's last hour is published)
+    revision: int  # 0 while open and for the first closed version; +1 per later change
+    reason: str  # "running" | "closed" | "late_data"
+    policy: str  # validity policy (e.g. "cn-hj75")
+    substitution: str  # substitution policy for missing operating hours (e.g. "hj75-2017")
+    co2_t: float  # measured + substituted CO2 [t] (HJ 212-2017 Eq. 34: sum of hourly masses)
+    measured_co2_t: float  # CO2 of the measured (valid) hours [t]
+    substituted_co2_t: float  # CO2 filled in for missing operating hours [t]
+    hours_in_month: int  # clock hours of the local month
+    hours: int  # hours of the month published so far (from the source's first data on)
+    operating_hours: int
+    measured_hours: int  # valid hours
+    substituted_hours: int
+    missing_hours: int  # operating, not measured, nothing to substitute from (needs review)
+    valid_days: int  # days with enough valid hours (policy's day rule)
+    valid: bool  # the month meets the policy's month rule (valid days), judged on the hours so far
+    completeness: float | None  # measured / operating hours; None when the source never ran
+
+    @property
+    def key(self) -> str:
+        return f"{self.source_id}/{self.month}"
+
+    def content(self) -> tuple:
+        """What a revision compares: the figures and the status, not the revision bookkeeping."""
+        d = asdict(self)
+        for k in ("revision", "reason"):
+            d.pop(k)
+        return tuple((k, _num(v) if isinstance(v, float) else v) for k, v in d.items())
+
+    def to_json(self) -> bytes:
+        d = asdict(self)
+        d |= {k: _num(v) for k, v in d.items() if isinstance(v, float)}
+        return json.dumps(d, sort_keys=True, separators=(",", ":")).encode()
+
+    @classmethod
+    def from_json(cls, data: bytes) -> MonthlyRecord:
+        return cls(**json.loads(data))

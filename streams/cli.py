@@ -25,7 +25,24 @@ def _json_schemas() -> dict[str, dict]:
     gateway = {"$schema": "https://json-schema.org/draft/2020-12/schema",
                "title": "CEMS gateway (agent, Kafka, site, devices and points)",
                **{k: v for k, v in gateway.items() if k != "title"}}
-    return {"site": site_json_schema(), "gateway": gateway}
+    return {"site": site_json_schema(), "gateway": gateway, **_record_schemas()}
+
+
+def _record_schemas() -> dict[str, dict]:
+    """The hourly and monthly records as published on their topics (``schemas/records.py``)."""
+    from pydantic import TypeAdapter
+
+    from schemas.records import HourlyRecord, MonthlyRecord
+
+    out = {}
+    for name, cls, topic in (("hourly-record", HourlyRecord, "cems.hourly.v1"),
+                             ("monthly-record", MonthlyRecord, "cems.monthly.v1")):
+        doc = TypeAdapter(cls).json_schema()
+        if name == "hourly-record":  # to_json adds the hour's ISO start next to the ns timestamp
+            doc["properties"]["hour_start"] = {"type": "string", "format": "date-time", "title": "Hour Start"}
+        out[name] = {"$schema": "https://json-schema.org/draft/2020-12/schema", "$comment": f"value of {topic}",
+                     **doc}
+    return out
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

@@ -33,12 +33,13 @@ import numpy as np
 
 from ingest.batches import KeyRing, Rejection, check_message
 from ingest.sequence import SeqTracker
-from schemas.records import HourlyRecord
+from schemas.records import HourlyRecord, MonthlyRecord
 from schemas.site import Entity
 from streams.kernels import (HOUR_NS, Accumulator, PeriodTable, StackLayout, get_policy, hourly_emissions,
                              hours_from_minutes)
 from streams.kernels.aggregate import MINUTE_NS
 from streams.kernels.plausibility import series_bounds
+from streams.monthly import MonthlyRollup
 
 __all__ = ["Message", "Output", "PartitionProcessor", "Registry", "Settings"]
 
@@ -80,6 +81,8 @@ class Settings:
     allowed_lateness_s: float = 600.0  # publish an hour this long after its end (event time)
     revision_horizon_s: float = 2 * 86_400.0  # keep minute state this long after an hour's end, for revisions
     max_clock_skew_s: float = 600.0  # a reading may be this much later than its message's Kafka timestamp
+    substitution: str | None = None  # missing-hour substitution; None: the policy's own (streams/monthly.py)
+    substitution_lookback_h: int = 2160  # hours of history the monthly substitution window reaches back
 
 
 @dataclass(frozen=True)
@@ -95,6 +98,7 @@ class Message:
 @dataclass
 class Output:
     hourly: list[HourlyRecord] = field(default_factory=list)
+    monthly: list[MonthlyRecord] = field(default_factory=list)  # monthly records changed by ``hourly``
     minutes: PeriodTable | None = None  # closed minutes of the hours in ``hourly`` (series numbers: Registry)
     dead_letters: list[tuple[Message, Rejection]] = field(default_factory=list)
     duplicates: int = 0
@@ -121,6 +125,8 @@ class PartitionProcessor:
         self._lateness = int(settings.allowed_lateness_s * 1e9)
         self._horizon = int(settings.revision_horizon_s * 1e9)
         self._skew = int(settings.max_clock_skew_s * 1e9)
+        self.monthly = MonthlyRollup(registry, self.policy, settings.substitution, settings.substitution_lookback_h,
+                                     self._horizon)
 
     # -- one chunk of messages -------------------------------------------------------------------
 
@@ -141,6 +147,7 @@ class PartitionProcessor:
             out.readings = int(ts.size)
             self.minutes = self.minutes.absorb_readings(series, ts, value, flag, bounds=self.registry.bounds)
         out.hourly, out.minutes = self._publish(touched)
+        out.monthly = self.monthly.update(out.hourly)
         self._evict()
         return out
 
@@ -270,17 +277,20 @@ class PartitionProcessor:
     # -- state -----------------------------------------------------------------------------------
 
     def snapshot(self) -> bytes:
-        """Everything needed to resume: minute state, trackers, watermarks, published hours, next offset."""
+        """Everything needed to resume: minute state, trackers, watermarks, published hours, monthly state,
+        next offset."""
         buf = io.BytesIO()
         arrays = {n: getattr(self.minutes, n) for n in Accumulator._ARRAYS}
+        monthly_arrays, monthly_meta = self.monthly.state()
         meta = {
             "next_offset": self.next_offset, "clock_ns": self.clock_ns,
             "trackers": {a: t.to_dict() for a, t in self.trackers.items()},
             "published": [r.to_json().decode() for r in self.published.values()],
             "sources": [s.id for s in self.registry.sources],
+            "monthly": monthly_meta,
         }
         np.savez(buf, watermark=self.watermark, closed_upto=self.closed_upto, meta=np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8),
-                 **arrays)
+                 **arrays, **monthly_arrays)
         return buf.getvalue()
 
     def restore(self, data: bytes) -> None:
@@ -296,3 +306,4 @@ class PartitionProcessor:
         for text in meta["published"]:
             r = HourlyRecord.from_json(text.encode())
             self.published[(self.registry.index[r.source_id], r.hour_start_ns)] = r
+        self.monthly.restore(z, meta["monthly"])

@@ -36,7 +36,7 @@ from datetime import UTC, datetime
 import numpy as np
 
 from schemas.quantities import Flag, flag_letters
-from schemas.records import HourlyRecord
+from schemas.records import HourlyRecord, MonthlyRecord
 
 __all__ = [
     "HOURLY_MEASUREMENT",
@@ -50,16 +50,13 @@ __all__ = [
     "escape_tag",
     "hourly_lines",
     "minute_lines",
+    "monthly_lines",
 ]
 
 log = logging.getLogger(__name__)
 
 HOURLY_MEASUREMENT = "cems_hourly"
 MINUTE_MEASUREMENT = "cems_minute"
-#: Reserved for monthly totals (not written yet). Extension point: a ``monthly_lines(records)`` encoder next to
-#: :func:`hourly_lines` (tags ``entity``, ``source``; time = local month start in UTC ns; ``revision``/``reason``
-#: as fields, like hours) and an ``InfluxSink.write_monthly`` that calls ``self._enqueue(monthly_lines(...))``,
-#: with the same delete-before-rewrite rule as :meth:`InfluxSink.write_hourly` for omitted figures.
 MONTHLY_MEASUREMENT = "cems_monthly"
 
 HOUR_NS = 3600 * 10**9
@@ -138,6 +135,26 @@ def hourly_lines(records: Iterable[HourlyRecord]) -> list[str]:
             f"{head}{figures}operating={_bool(r.operating)},measured={_bool(r.measured)},missing={_bool(r.missing)},"
             f"readings={int(r.readings)}i,revision={int(r.revision)}i,reason={_escape_str(r.reason)},"
             f"policy={_escape_str(r.policy)} {int(r.hour_start_ns)}"
+        )
+    return out
+
+
+def monthly_lines(records: Iterable[MonthlyRecord]) -> list[str]:
+    """Line protocol for monthly records: ``cems_monthly,entity=..,source=.. <fields> <local month start ns>``.
+    ``month`` is a field (the point's time is the UTC instant of the local month start); so are the status and
+    revision bookkeeping, so every version of a month lands on one point."""
+    out = []
+    for r in records:
+        head = f"{MONTHLY_MEASUREMENT},entity={escape_tag(r.entity_id)},source={escape_tag(r.source_id)} "
+        figures = (_float_field("co2_t", r.co2_t) + _float_field("measured_co2_t", r.measured_co2_t)
+                   + _float_field("substituted_co2_t", r.substituted_co2_t) + _float_field("completeness", r.completeness))
+        counts = "".join(f"{k}={int(getattr(r, k))}i," for k in (
+            "hours_in_month", "hours", "operating_hours", "measured_hours", "substituted_hours", "missing_hours",
+            "valid_days", "revision"))
+        out.append(
+            f"{head}{figures}{counts}valid={_bool(r.valid)},month={_escape_str(r.month)},status={_escape_str(r.status)},"
+            f"reason={_escape_str(r.reason)},policy={_escape_str(r.policy)},substitution={_escape_str(r.substitution)} "
+            f"{int(r.month_start_ns)}"
         )
     return out
 
@@ -292,7 +309,7 @@ class SinkStats:
 
 
 class InfluxSink:
-    """Writes hourly records and minute means to one InfluxDB 2 bucket, in batches, synchronously.
+    """Writes hourly records, minute means and monthly totals to one InfluxDB 2 bucket, in batches, synchronously.
 
     ``write_hourly``/``write_minutes`` buffer lines and post every full batch of ``batch_size`` lines;
     :meth:`flush` posts the rest. Data is in InfluxDB once ``flush()`` returned; ack input only then. On
@@ -369,6 +386,17 @@ class InfluxSink:
                     bad.tolist(),
                 )
                 self._delete_runs(MINUTE_MEASUREMENT, ("source", "channel"), runs)
+        self._enqueue(lines)
+
+    def write_monthly(self, records: list[MonthlyRecord]) -> None:
+        """Queue monthly records; one point per source and month, every version overwriting it. A record without
+        ``completeness`` (the source never ran) first deletes the point, so no older completeness survives."""
+        self._check_open()
+        if not records:
+            return
+        lines = monthly_lines(records)
+        runs = [((r.source_id,), r.month_start_ns, r.month_start_ns) for r in records if r.completeness is None]
+        self._delete_runs(MONTHLY_MEASUREMENT, ("source",), runs)
         self._enqueue(lines)
 
     def write_lines(self, lines: Iterable[str]) -> None:

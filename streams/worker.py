@@ -3,8 +3,9 @@
 Per readings partition the worker holds one processor. A faust agent takes events in chunks
 (``noack_take``: nothing is acknowledged on reading), hands each partition's messages to its processor
 (numpy, in a thread so the event loop keeps heart-beating), and sends what comes out: hourly records to
-the compacted hourly topic (key ``source/hour``), rejected batches to the dead-letter topic with their
-original bytes and headers, minute means and hourly records to InfluxDB when configured.
+the compacted hourly topic (key ``source/hour``), monthly totals to the compacted monthly topic (key
+``source/YYYY-MM``), rejected batches to the dead-letter topic with their
+original bytes and headers, minute means, hourly records and monthly totals to InfluxDB when configured.
 
 Checkpoints make it exactly-once in effect. Every ``snapshot_interval_s`` the worker writes each
 processor's snapshot, which contains the next input offset, to partition *p* of the compacted state topic,
@@ -49,6 +50,7 @@ class Topics(_Strict):
     readings: str = "cems.readings.v1"
     dead_letter: str = "cems.readings.dlq"
     hourly: str = "cems.hourly.v1"
+    monthly: str = "cems.monthly.v1"
     state: str = Field(default="cems.worker-state.v1", description="Compacted; as many partitions as readings.")
 
 
@@ -104,6 +106,7 @@ class StreamWorker:
         t = cfg.topics
         self.readings, self.dlq = self.app.topic(t.readings, **raw), self.app.topic(t.dead_letter, **raw)
         self.hourly, self.state = self.app.topic(t.hourly, **raw), self.app.topic(t.state, **raw)
+        self.monthly = self.app.topic(t.monthly, **raw)
         self.processors: dict = {}  # TP -> PartitionProcessor
         self.pending: dict = {}  # TP -> events processed but not yet acknowledged (covered by the next snapshot)
         self._next_checkpoint = 0.0
@@ -155,6 +158,7 @@ class StreamWorker:
             log.warning("dead-lettered %s/%d/%d: %s (%s)", tp.topic, tp.partition, m.offset, rejection.reason,
                         rejection.detail, extra={"event": "dead_letter", "reason": rejection.reason})
         sends += [(self.hourly, {"key": r.key.encode(), "value": r.to_json()}) for r in out.hourly]
+        sends += [(self.monthly, {"key": r.key.encode(), "value": r.to_json()}) for r in out.monthly]
         if self.sink is not None and out.hourly:
             await self._retry("InfluxDB write", lambda: asyncio.to_thread(self._write_sink, out))
         await self._deliver(sends)
@@ -166,8 +170,9 @@ class StreamWorker:
                      extra={"event": "duplicates", "count": out.duplicates})
 
     def _write_sink(self, out) -> None:
-        """Hourly records and the minute means behind them; a revision replaces the hour's minutes."""
+        """Hourly records, the minute means behind them (a revision replaces the hour's minutes), monthly totals."""
         self.sink.write_hourly(out.hourly)
+        self.sink.write_monthly(out.monthly)
         if out.minutes is not None and len(out.minutes):
             self.sink.write_minutes(minute_rows(self.registry, out.minutes),
                                     replace=any(r.revision > 0 for r in out.hourly))

@@ -28,6 +28,7 @@ Policies (``shared/reference/cems-standards.md``):
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -99,7 +100,8 @@ def substitute(
     method = np.zeros(values.shape, dtype=np.uint8)
     operating = measured | missing
     if policy == "eu-mrr":  # vectorised over sources: one mean and sigma per source
-        with np.errstate(invalid="ignore"):
+        with np.errstate(invalid="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # a source with < 2 valid hours: no sigma, no fill
             v = np.where(measured, values, np.nan)
             fill = np.nanmean(v, axis=1) + 2 * np.nanstd(v, axis=1, ddof=1)
         fill_grid = np.broadcast_to(fill[:, None], values.shape)

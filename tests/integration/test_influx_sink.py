@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from schemas import Flag
-from schemas.records import HourlyRecord
+from schemas.records import HourlyRecord, MonthlyRecord
 from streams.sink_influx import InfluxSink, MinuteRows, SinkError, SinkRejected, escape_tag, minute_lines
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
@@ -100,6 +100,37 @@ def test_revision_overwrites_the_hour(client, bucket, make_sink):
                                                                                     False, True)
     assert r["_time"].isoformat() == "2026-01-01T03:00:00+00:00"
     assert sink.stats.deletes == 0  # a revision with every figure present overwrites field by field
+
+
+def month(**kw) -> MonthlyRecord:
+    base = dict(entity_id="cement-co", source_id="kiln1", month="2026-01", timezone="Asia/Shanghai",
+                month_start_ns=T0 - 8 * HOUR, status="open", revision=0, reason="running", policy="cn-hj75",
+                substitution="hj75-2017", co2_t=651.0, measured_co2_t=643.5, substituted_co2_t=7.5, hours_in_month=744,
+                hours=300, operating_hours=290, measured_hours=285, substituted_hours=5, missing_hours=0, valid_days=11,
+                valid=False, completeness=285 / 290)
+    return MonthlyRecord(**base | kw)
+
+
+def test_every_version_of_a_month_lands_on_one_point(client, bucket, make_sink):
+    sink = make_sink()
+    sink.write_monthly([month()])
+    sink.flush()
+    sink.write_monthly([month(status="closed", reason="closed", hours=744, co2_t=1600.25, valid=True, valid_days=31)])
+    sink.flush()
+    sink.write_monthly([month(status="closed", revision=1, reason="late_data", hours=744, co2_t=1601.0, valid=True,
+                              valid_days=31)])
+    sink.flush()
+    (r,) = points(client, bucket, "cems_monthly")
+    assert (r["co2_t"], r["revision"], r["reason"], r["status"], r["month"], r["valid"]) == (
+        1601.0, 1, "late_data", "closed", "2026-01", True)
+    assert r["_time"].isoformat() == "2025-12-31T16:00:00+00:00"  # 2026-01-01T00:00 in Shanghai
+    assert r["completeness"] == 285 / 290 and r["substituted_hours"] == 5
+
+    sink.write_monthly([month(status="closed", revision=2, reason="late_data", operating_hours=0, measured_hours=0,
+                              completeness=None)])  # a month that turns out never to have run keeps no old share
+    sink.flush()
+    (r,) = points(client, bucket, "cems_monthly")
+    assert r.get("completeness") is None and r["revision"] == 2
 
 
 def test_replaying_a_batch_gives_the_same_points(client, bucket, make_sink):

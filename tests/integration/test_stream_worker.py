@@ -1,14 +1,12 @@
 """The faust stream worker against the real broker: hourly records equal the processor run offline on the
-same messages, bad batches land in the dead-letter topic with their reason, and a worker SIGKILLed
-several times, fed duplicates and late data and living through a broker restart ends with the same
-hourly records as an undisturbed run (exactly-once in effect)."""
+same messages, bad batches land in the dead-letter topic with their reason, InfluxDB gets the records and
+their minutes. Exactly-once in effect through kills, duplicates, late data and a broker restart, over a
+month: ``test_stream_month.py`` (which shares this module's helpers)."""
 
 from __future__ import annotations
 
 import asyncio
 import os
-import random
-import signal
 import subprocess
 import sys
 import time
@@ -88,7 +86,7 @@ async def wait_for(predicate, timeout_s: float, every_s: float = 1.0):
 @pytest.mark.timeout(180)
 async def test_worker_publishes_the_processors_records_and_dead_letters(tmp_path, kafka_bootstrap):
     cfg = worker_config(tmp_path, kafka_bootstrap)
-    create_topics(cfg, partitions=2)
+    create_topics(cfg, partitions=2, readings_retention_days=None)  # 2026 data: no time limit
     forged = MESSAGES[0].headers | {"cems-sig": sign(b"x" * 32, MESSAGES[0].value)}
     produce(cfg, MESSAGES)
     from streams.processor import Message
@@ -115,61 +113,6 @@ def start_worker(config_path: Path):
                             stdout=log, stderr=log)
 
 
-@pytest.mark.timeout(600)
-async def test_exactly_once_in_effect_through_kills_duplicates_late_data_and_a_broker_restart(tmp_path, kafka_bootstrap):
-    cfg = worker_config(tmp_path, kafka_bootstrap)
-    create_topics(cfg, partitions=2)
-    path = tmp_path / "worker.yaml"
-    path.write_text(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
-    rng = random.Random(5)
-
-    # agent gw-b's hour 1 is held back (an outage) and delivered at the very end
-    def held(m):
-        from schemas import decode_batch
-
-        return m.headers["cems-agent"] == b"gw-b" and 3600 <= (int(decode_batch(m.value).ts_ns.min()) // 10**9) % 86400 < 7200
-
-    on_time = [m for m in MESSAGES if not held(m)]
-    late = [m for m in MESSAGES if held(m)]
-    reference = final(run(processor(), on_time + late))
-    segments = [on_time[i : i + 900] for i in range(0, len(on_time), 900)]
-
-    worker = start_worker(path)
-    try:
-        for i, seg in enumerate(segments):
-            dup = rng.sample(seg, 40)  # redelivered batches: the edge retried, or a replayed outbox
-            await asyncio.to_thread(produce, cfg, seg + dup)
-            if i in (0, 2):  # SIGKILL mid-stream, then restart
-                await asyncio.sleep(rng.uniform(1.0, 4.0))
-                worker.send_signal(signal.SIGKILL)
-                worker.wait()
-                worker = start_worker(path)
-            if i == 1:  # the broker goes away and comes back while the worker is consuming
-                assert await wait_for(lambda: caught_up(cfg), 120), "worker never caught up before the broker restart"
-                await asyncio.to_thread(subprocess.run, [str(DEPLOY / "kafka.sh"), "stop"], check=True,
-                                        capture_output=True)
-                await asyncio.sleep(3)
-                await asyncio.to_thread(subprocess.run, [str(DEPLOY / "kafka.sh"), "start", "--keep-data"],
-                                        check=True, capture_output=True)
-                assert await wait_for(lambda: caught_up(cfg), 120), "worker never caught up after the broker restart"
-        await asyncio.to_thread(produce, cfg, late)
-        expected = {k: r.content() for k, r in reference.items()}
-        ok = await wait_for(lambda: {k: r.content() for k, r in hourly(cfg).items()} == expected, 240, every_s=3)
-        got = hourly(cfg)
-        assert ok, ({k: (got.get(k), reference[k]) for k in reference if got.get(k) is None
-                     or got[k].content() != reference[k].content()}, path.with_suffix(".log").read_text()[-3000:])
-    finally:
-        subprocess.run([str(DEPLOY / "kafka.sh"), "start", "--keep-data"], capture_output=True)  # whatever happened
-        worker.send_signal(signal.SIGTERM)
-        try:
-            worker.wait(60)
-        except subprocess.TimeoutExpired:
-            worker.kill()
-    assert not read_all(cfg, cfg.topics.dead_letter, idle_s=1.0)
-    revised = [r for r in got.values() if r.source_id == "stack1" and r.hour_start_ns % 86400_000_000_000 == 3600 * 10**9]
-    assert revised and revised[0].reason == "late_data"  # the held-back hour was published, then revised
-
-
 @pytest.mark.timeout(180)
 async def test_worker_writes_hourly_records_and_minute_means_to_influxdb(tmp_path, kafka_bootstrap, influx):
     """The same run with the InfluxDB sink: one point per (source, hour) with the record's figures, and the
@@ -182,7 +125,7 @@ async def test_worker_writes_hourly_records_and_minute_means_to_influxdb(tmp_pat
     with InfluxDBClient(url=influx.url, token=influx.token, org=influx.org) as client:
         client.buckets_api().create_bucket(bucket_name=bucket, org=influx.org)
         cfg = worker_config(tmp_path, kafka_bootstrap)
-        create_topics(cfg, partitions=2)
+        create_topics(cfg, partitions=2, readings_retention_days=None)  # 2026 data: no time limit
         produce(cfg, MESSAGES[:2000])  # hour 0 of both stacks becomes due
         expected = final(run(processor(), MESSAGES[:2000]))
         sink = InfluxSink(influx.url, influx.token, influx.org, bucket)

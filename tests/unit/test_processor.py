@@ -114,7 +114,7 @@ def test_duplicates_chunking_and_crash_replay_change_nothing():
         disturbed.insert(min(len(disturbed), i + rng.randrange(1, 50)), MESSAGES[i])
     disturbed = [Message(i, m.value, m.headers, m.timestamp_ms) for i, m in enumerate(disturbed)]
 
-    records, p, snapshot = [], processor(), None
+    records, monthly, p, snapshot = [], [], processor(), None
     pos = 0
     while pos < len(disturbed):
         if snapshot is not None and rng.random() < 0.05:  # SIGKILL: lose the process, restore the last snapshot
@@ -125,12 +125,17 @@ def test_duplicates_chunking_and_crash_replay_change_nothing():
         out = p.process(disturbed[pos : pos + n])
         assert not out.dead_letters
         records += out.hourly
+        monthly += out.monthly
         pos += n
         if rng.random() < 0.3:
             snapshot = p.snapshot()
     got = final(records)
     assert got.keys() == reference.keys()
     assert all(got[k].content() == reference[k].content() and got[k].revision == 0 for k in got)
+    undisturbed = processor()
+    undisturbed.process(MESSAGES)
+    assert {r.key: r for r in monthly} == {r.key: r for months in undisturbed.monthly.published.values()
+                                            for r in months.values()}
 
 
 def test_late_data_revises_the_hour():
