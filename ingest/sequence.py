@@ -61,6 +61,11 @@ class SeqTracker:
         """How many batches are missing below the highest seq seen."""
         return sum(start - end for (_, end), (start, _) in zip([[0, self.contiguous]] + self.runs, self.runs))
 
+    @property
+    def highest(self) -> int:
+        """Highest sequence number seen (-1: none)."""
+        return self.runs[-1][1] - 1 if self.runs else self.contiguous - 1
+
     def to_dict(self) -> dict:
         return {"contiguous": self.contiguous, "runs": [list(r) for r in self.runs]}
 

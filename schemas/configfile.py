@@ -4,12 +4,20 @@ A plant engineer editing a file on a gateway needs ``site.yaml:14: sources[0].ch
 not a traceback. PyYAML keeps node positions in its composed tree; pydantic reports error locations
 as paths; this module joins the two. Duplicate mapping keys, which PyYAML would silently collapse to
 the last one, are errors too.
+
+Settings can also come from the environment (``env_prefix``): ``CEMS_STREAM__KAFKA__SASL_PASSWORD=...``
+sets ``kafka.sasl_password``, over what the file says. That keeps secrets out of files (systemd
+``EnvironmentFile``, container secrets) and lets a worker run from the environment alone. Values are
+strings (pydantic converts numbers and booleans); a value starting with ``[`` or ``{`` is parsed as YAML.
+Errors in such a setting name the variable.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import TypeVar
+
+import os
 
 import yaml
 from pydantic import BaseModel, ValidationError
@@ -61,11 +69,34 @@ def _field_path(loc: tuple) -> str:
     return out or "(top level)"
 
 
-def parse_config(text: str, model: type[M], source: str = "<string>", checks=None) -> M:
+def env_settings(prefix: str, environ=None) -> dict[tuple[str, ...], object]:
+    """``PREFIX_A__B=v`` variables -> ``{("a", "b"): v}``."""
+    out = {}
+    for name, value in sorted((os.environ if environ is None else environ).items()):
+        if name.startswith(prefix) and len(name) > len(prefix):
+            path = tuple(part.lower() for part in name[len(prefix):].split("__"))
+            out[path] = yaml.safe_load(value) if value.lstrip()[:1] in ("[", "{") else value
+    return out
+
+
+def _apply(data: dict, settings: dict[tuple[str, ...], object], prefix: str) -> None:
+    for path, value in settings.items():
+        node = data
+        for part in path[:-1]:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise ConfigError(f"{prefix}{'__'.join(path).upper()}: {'.'.join(path[:-1])} is not a section")
+            node = child
+        node[path[-1]] = value
+
+
+def parse_config(text: str, model: type[M], source: str = "<string>", checks=None, env_prefix: str | None = None,
+                 environ=None) -> M:
     """Parse YAML/JSON ``text`` into ``model``; raise :class:`ConfigError` listing every problem.
 
     ``checks(obj)`` may return further ``(location, message)`` problems found across fields (for
     example against another section of the file); they are reported with lines like schema errors.
+    ``env_prefix``: settings from the environment override the text (see the module docstring).
     """
     try:
         data = yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - SafeLoader subclass
@@ -76,8 +107,12 @@ def parse_config(text: str, model: type[M], source: str = "<string>", checks=Non
         raise ConfigError(f"{where}: YAML syntax error: {exc.problem or exc}") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"{source}: YAML error: {exc}") from None
+    if data is None and env_prefix:
+        data = {}
     if not isinstance(data, dict):
         raise ConfigError(f"{source}:1: expected a mapping at the top level, got {type(data).__name__}")
+    from_env = env_settings(env_prefix, environ) if env_prefix else {}
+    _apply(data, from_env, env_prefix or "")
     try:
         obj = model.model_validate(data)
     except ValidationError as exc:
@@ -86,12 +121,24 @@ def parse_config(text: str, model: type[M], source: str = "<string>", checks=Non
         problems = list(checks(obj)) if checks else []
         if not problems:
             return obj
-    lines = [f"{source}:{_line_of(root, loc) or '?'}: {_field_path(loc)}: {msg}" for loc, msg in problems]
+    def where(loc: tuple) -> str:
+        names = tuple(str(p) for p in loc)
+        for path in from_env:
+            if names[: len(path)] == path:
+                return f"environment {env_prefix}{'__'.join(path).upper()}"
+        return f"{source}:{_line_of(root, loc) or '?'}"
+
+    lines = [f"{where(loc)}: {_field_path(loc)}: {msg}" for loc, msg in problems]
     raise ConfigError("\n".join(lines)) from None
 
 
-def load_config(path: str | Path, model: type[M], checks=None) -> M:
-    """Read ``path`` (YAML or JSON) into ``model``; errors name the file, line and field."""
+def load_config(path: str | Path | None, model: type[M], checks=None, env_prefix: str | None = None) -> M:
+    """Read ``path`` (YAML or JSON) into ``model``; errors name the file, line and field. With ``env_prefix``
+    the environment overrides the file, and ``path=None`` reads the environment alone."""
+    if path is None:
+        if not env_prefix:
+            raise ValueError("without a file, settings come from the environment: give env_prefix")
+        return parse_config("", model, "(environment)", checks, env_prefix)
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -99,4 +146,4 @@ def load_config(path: str | Path, model: type[M], checks=None) -> M:
         raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from None
     except UnicodeDecodeError as exc:
         raise ConfigError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
-    return parse_config(text, model, str(path), checks)
+    return parse_config(text, model, str(path), checks, env_prefix)

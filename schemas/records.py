@@ -12,6 +12,11 @@ topic ``cems.monthly.v1``. While hours of the month are still being published it
 they come (``reason`` ``running``, ``revision`` 0); once the month's last hour is published it is ``closed``
 (``reason`` ``closed``, ``revision`` 0), and a late hour that changes its figures afterwards issues the next
 ``revision`` with reason ``late_data``. The archive takes the closed versions.
+
+A gap report is keyed by agent id on the compacted topic ``cems.gaps.v1``: the batches the centre has not
+received below the agent's highest sequence number, re-published whenever that set changes (a hole opens,
+or a late batch fills it); an empty ``holes`` list says the sequence is complete again. Reconciliation reads
+it as a data-quality indicator (a gateway that loses or withholds batches).
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ import math
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 
-__all__ = ["HourlyRecord", "MonthlyRecord"]
+__all__ = ["GapReport", "HourlyRecord", "MonthlyRecord"]
 
 
 def _num(x: float) -> float | None:
@@ -117,3 +122,26 @@ class MonthlyRecord:
     @classmethod
     def from_json(cls, data: bytes) -> MonthlyRecord:
         return cls(**json.loads(data))
+
+
+@dataclass(frozen=True)
+class GapReport:
+    """Sequence holes of one agent (``ingest/sequence.py``), as of the partition's event time."""
+
+    agent_id: str
+    holes: list[tuple[int, int]]  # missing (first, last) batch numbers, oldest first, at most 100 ranges
+    missing: int  # batches missing below the highest sequence number seen
+    highest_seq: int  # highest sequence number received
+    as_of_ns: int  # newest Kafka timestamp of the partition when the report was made [ns]
+
+    @property
+    def key(self) -> str:
+        return self.agent_id
+
+    def to_json(self) -> bytes:
+        return json.dumps(asdict(self), sort_keys=True, separators=(",", ":")).encode()
+
+    @classmethod
+    def from_json(cls, data: bytes) -> GapReport:
+        d = json.loads(data)
+        return cls(**d | {"holes": [tuple(h) for h in d["holes"]]})

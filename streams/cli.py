@@ -29,14 +29,15 @@ def _json_schemas() -> dict[str, dict]:
 
 
 def _record_schemas() -> dict[str, dict]:
-    """The hourly and monthly records as published on their topics (``schemas/records.py``)."""
+    """The records the workers publish, as on their topics (``schemas/records.py``)."""
     from pydantic import TypeAdapter
 
-    from schemas.records import HourlyRecord, MonthlyRecord
+    from schemas.records import GapReport, HourlyRecord, MonthlyRecord
 
     out = {}
     for name, cls, topic in (("hourly-record", HourlyRecord, "cems.hourly.v1"),
-                             ("monthly-record", MonthlyRecord, "cems.monthly.v1")):
+                             ("monthly-record", MonthlyRecord, "cems.monthly.v1"),
+                             ("gap-report", GapReport, "cems.gaps.v1")):
         doc = TypeAdapter(cls).json_schema()
         if name == "hourly-record":  # to_json adds the hour's ISO start next to the ns timestamp
             doc["properties"]["hour_start"] = {"type": "string", "format": "date-time", "title": "Hour Start"}

@@ -10,7 +10,7 @@ import click
 from schemas.errors import ConfigError
 
 
-def _load(path: Path):
+def _load(path: Path | None):
     from .worker import load_worker_config
 
     try:
@@ -44,11 +44,14 @@ def topics(config: Path, partitions: int, replication: int, readings_retention_d
 
 
 @stream.command("worker")
-@click.argument("config", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("config", type=click.Path(dir_okay=False, path_type=Path), required=False)
 @click.option("--log-level", default="INFO", show_default=True)
 @click.option("--log-format", type=click.Choice(["text", "json"]), default="text", show_default=True)
-def worker(config: Path, log_level: str, log_format: str) -> None:
-    """Run a worker until SIGTERM/SIGINT. Workers with the same app_id share the readings partitions."""
+def worker(config: Path | None, log_level: str, log_format: str) -> None:
+    """Run a worker until SIGTERM/SIGINT. Workers with the same app_id share the readings partitions.
+
+    Settings come from CONFIG and/or CEMS_STREAM__* environment variables, which override the file
+    (CEMS_STREAM__KAFKA__SASL_PASSWORD, CEMS_STREAM__INFLUX__TOKEN, ...: secrets need not be in the file)."""
     import asyncio
     import signal
 

@@ -33,7 +33,7 @@ import numpy as np
 
 from ingest.batches import KeyRing, Rejection, check_message
 from ingest.sequence import SeqTracker
-from schemas.records import HourlyRecord, MonthlyRecord
+from schemas.records import GapReport, HourlyRecord, MonthlyRecord
 from schemas.site import Entity
 from streams.kernels import (HOUR_NS, Accumulator, PeriodTable, StackLayout, get_policy, hourly_emissions,
                              hours_from_minutes)
@@ -103,6 +103,7 @@ class Output:
     dead_letters: list[tuple[Message, Rejection]] = field(default_factory=list)
     duplicates: int = 0
     holes: dict[str, list[tuple[int, int]]] = field(default_factory=dict)  # agent -> missing seq ranges, when changed
+    gaps: list[GapReport] = field(default_factory=list)  # the same, as records for the gaps topic
     accepted: int = 0
     readings: int = 0
 
@@ -148,6 +149,8 @@ class PartitionProcessor:
             self.minutes = self.minutes.absorb_readings(series, ts, value, flag, bounds=self.registry.bounds)
         out.hourly, out.minutes = self._publish(touched)
         out.monthly = self.monthly.update(out.hourly)
+        out.gaps = [GapReport(a, h, self.trackers[a].missing, self.trackers[a].highest, self.clock_ns)
+                    for a, h in out.holes.items()]
         self._evict()
         return out
 

@@ -35,6 +35,7 @@ def topic_specs(cfg: WorkerConfig, partitions: int, readings_retention_days: flo
         t.dead_letter: (1, {"retention.ms": str(90 * _DAY_MS)}),  # long enough to investigate and replay
         t.hourly: (partitions, compacted),
         t.monthly: (partitions, compacted),
+        t.gaps: (1, compacted),  # one report per agent, small
         t.state: (partitions, compacted | {"max.message.bytes": str(MAX_STATE_BYTES)}),
     }
 

@@ -4,7 +4,7 @@ Per readings partition the worker holds one processor. A faust agent takes event
 (``noack_take``: nothing is acknowledged on reading), hands each partition's messages to its processor
 (numpy, in a thread so the event loop keeps heart-beating), and sends what comes out: hourly records to
 the compacted hourly topic (key ``source/hour``), monthly totals to the compacted monthly topic (key
-``source/YYYY-MM``), rejected batches to the dead-letter topic with their
+``source/YYYY-MM``), sequence gap reports to the compacted gaps topic (key agent), rejected batches to the dead-letter topic with their
 original bytes and headers, minute means, hourly records and monthly totals to InfluxDB when configured.
 
 Checkpoints make it exactly-once in effect. Every ``snapshot_interval_s`` the worker writes each
@@ -51,7 +51,13 @@ class Topics(_Strict):
     dead_letter: str = "cems.readings.dlq"
     hourly: str = "cems.hourly.v1"
     monthly: str = "cems.monthly.v1"
+    gaps: str = "cems.gaps.v1"
     state: str = Field(default="cems.worker-state.v1", description="Compacted; as many partitions as readings.")
+
+    @classmethod
+    def prefixed(cls, prefix: str) -> Topics:
+        """Every topic under ``prefix`` (``<prefix>.readings`` ...): one isolated set per test, bench or tenant."""
+        return cls(**{name: f"{prefix}.{name}" for name in cls.model_fields})
 
 
 class InfluxSettings(_Strict):
@@ -76,8 +82,13 @@ class WorkerConfig(_Strict):
     datadir: Path = Path("/var/lib/cems/worker")
 
 
-def load_worker_config(path: str | Path) -> WorkerConfig:
-    return load_config(path, WorkerConfig)
+#: Environment variables with this prefix override the config file (``CEMS_STREAM__KAFKA__SASL_PASSWORD``...).
+ENV_PREFIX = "CEMS_STREAM__"
+
+
+def load_worker_config(path: str | Path | None) -> WorkerConfig:
+    """The file (if any) with ``CEMS_STREAM__*`` environment settings over it (``schemas/configfile.py``)."""
+    return load_config(path, WorkerConfig, env_prefix=ENV_PREFIX)
 
 
 def _site_files(paths: list[Path]) -> list[Path]:
@@ -106,7 +117,7 @@ class StreamWorker:
         t = cfg.topics
         self.readings, self.dlq = self.app.topic(t.readings, **raw), self.app.topic(t.dead_letter, **raw)
         self.hourly, self.state = self.app.topic(t.hourly, **raw), self.app.topic(t.state, **raw)
-        self.monthly = self.app.topic(t.monthly, **raw)
+        self.monthly, self.gaps = self.app.topic(t.monthly, **raw), self.app.topic(t.gaps, **raw)
         self.processors: dict = {}  # TP -> PartitionProcessor
         self.pending: dict = {}  # TP -> events processed but not yet acknowledged (covered by the next snapshot)
         self._next_checkpoint = 0.0
@@ -159,6 +170,7 @@ class StreamWorker:
                         rejection.detail, extra={"event": "dead_letter", "reason": rejection.reason})
         sends += [(self.hourly, {"key": r.key.encode(), "value": r.to_json()}) for r in out.hourly]
         sends += [(self.monthly, {"key": r.key.encode(), "value": r.to_json()}) for r in out.monthly]
+        sends += [(self.gaps, {"key": r.key.encode(), "value": r.to_json()}) for r in out.gaps]
         if self.sink is not None and out.hourly:
             await self._retry("InfluxDB write", lambda: asyncio.to_thread(self._write_sink, out))
         await self._deliver(sends)

@@ -21,7 +21,7 @@ from edge_agent.simulator.generate import CHANNELS, Fault, simulate_stack, simul
 from ingest.batches import KeyRing
 from schemas import ReadingBatch
 from schemas.kafka import KafkaConnection
-from schemas.records import HourlyRecord, MonthlyRecord
+from schemas.records import GapReport, HourlyRecord, MonthlyRecord
 from schemas.site import Entity
 from streams.kernels import (HOUR_NS, POLICIES, hourly_emissions, hours_from_minutes, readings_to_minutes, rollup,
                              substitute)
@@ -124,8 +124,7 @@ def config(tmp_path, bootstrap) -> WorkerConfig:
     (tmp_path / "site.yaml").write_text(yaml.safe_dump(site().model_dump(mode="json"), sort_keys=False))
     tag = uuid.uuid4().hex[:8]
     return WorkerConfig(kafka=KafkaConnection(bootstrap_servers=bootstrap), app_id=f"cems-month-{tag}",
-                        topics=Topics(readings=f"m.{tag}.readings", dead_letter=f"m.{tag}.dlq", hourly=f"m.{tag}.hourly",
-                                      monthly=f"m.{tag}.monthly", state=f"m.{tag}.state"),
+                        topics=Topics.prefixed(f"m.{tag}"),
                         sites=[tmp_path / "site.yaml"], keys_dir=tmp_path / "keys", datadir=tmp_path / "faust",
                         snapshot_interval_s=1.0)
 
@@ -231,5 +230,8 @@ async def test_a_month_through_kills_duplicates_late_data_and_a_broker_restart_e
     # the late hours were published (missing), then revised; the closed month of stack2 was revised too
     revised = [r for (s, h), r in got_hourly.items() if s == "stack1" and LATE_B[0] <= (h - FEB) // HOUR_NS < LATE_B[1]]
     assert len(revised) == 6 and all(r.reason == "late_data" for r in revised)
+    reports = [GapReport.from_json(r.value) for r in read_all(cfg, cfg.topics.gaps, idle_s=1.0)]
+    assert any(r.agent_id == "gw-b" and r.holes for r in reports)  # the held-back hours showed as a hole...
+    assert {r.agent_id: r.missing for r in reports} == {"gw-b": 0, "gw-c": 0}  # ...and both holes closed
     m = got_monthly["stack2/2026-02"]
     assert (m.status, m.reason) == ("closed", "late_data") and m.revision >= 1

@@ -36,8 +36,7 @@ def worker_config(tmp_path: Path, bootstrap: str, **extra) -> WorkerConfig:
     tag = uuid.uuid4().hex[:8]
     return WorkerConfig(
         kafka=KafkaConnection(bootstrap_servers=bootstrap), app_id=f"cems-test-{tag}",
-        topics=Topics(readings=f"t.{tag}.readings", dead_letter=f"t.{tag}.dlq", hourly=f"t.{tag}.hourly",
-                      state=f"t.{tag}.state"),
+        topics=Topics.prefixed(f"t.{tag}"),
         sites=[tmp_path / "site.yaml"], keys_dir=tmp_path / "keys", datadir=tmp_path / "faust",
         snapshot_interval_s=1.0, **extra)
 
@@ -149,3 +148,29 @@ async def test_worker_writes_hourly_records_and_minute_means_to_influxdb(tmp_pat
                   for table in minutes for rec in table.records}
         assert len(counts) == 2 * 10 and set(counts.values()) == {60}  # each channel: the 60 minutes of hour 0
         client.buckets_api().delete_bucket(client.buckets_api().find_bucket_by_name(bucket))
+
+
+@pytest.mark.timeout(180)
+async def test_worker_on_the_sasl_ssl_listener_with_its_password_from_the_environment(tmp_path, kafka_sasl, monkeypatch):
+    """SCRAM over TLS (the loopback test broker's listener and CA), the secret only in the environment."""
+    plain = worker_config(tmp_path, kafka_sasl.bootstrap)
+    data = plain.model_dump(mode="json")
+    data["kafka"] = {"bootstrap_servers": kafka_sasl.bootstrap, "security_protocol": "SASL_SSL",
+                     "sasl_mechanism": "SCRAM-SHA-256", "sasl_username": kafka_sasl.username,
+                     "ssl_cafile": str(kafka_sasl.cafile)}
+    path = tmp_path / "worker.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    assert kafka_sasl.password not in path.read_text()
+    monkeypatch.setenv("CEMS_STREAM__KAFKA__SASL_PASSWORD", kafka_sasl.password)
+    from streams.worker import load_worker_config
+
+    cfg = load_worker_config(path)
+    create_topics(cfg, partitions=2, readings_retention_days=None)
+    produce(cfg, MESSAGES[:2000])  # hour 0 of both stacks becomes due
+    expected = {k: r.content() for k, r in final(run(processor(), MESSAGES[:2000])).items()}
+    worker = StreamWorker(cfg)
+    await worker.app.start()
+    try:
+        assert await wait_for(lambda: {k: r.content() for k, r in hourly(cfg).items()} == expected, 120)
+    finally:
+        await worker.app.stop()

@@ -12,6 +12,7 @@ from edge_agent.outbox import sign
 from edge_agent.simulator.generate import CHANNELS, Fault, simulate_stack, simulator_stack_model
 from ingest.batches import KeyRing
 from schemas import ReadingBatch
+from schemas.records import GapReport
 from schemas.site import Entity
 from streams.kernels import HOUR_NS, POLICIES, hourly_emissions, hours_from_minutes, readings_to_minutes
 from streams.processor import Message, PartitionProcessor, Registry, Settings
@@ -169,8 +170,13 @@ def test_sequence_holes_are_reported_when_they_open_and_close():
     a = [m for m in MESSAGES if m.headers["cems-agent"] == b"gw-a"][:6]
     out = p.process([a[0], a[1], a[4]])  # seq 2 and 3 missing
     assert out.holes == {"gw-a": [(2, 3)]}
+    (gap,) = out.gaps
+    assert (gap.agent_id, gap.holes, gap.missing, gap.highest_seq, gap.as_of_ns) == (
+        "gw-a", [(2, 3)], 2, 4, a[4].timestamp_ms * 1_000_000)
+    assert GapReport.from_json(gap.to_json()) == gap
     assert p.process([a[5]]).holes == {}  # nothing changed
-    assert p.process([a[2], a[3]]).holes == {"gw-a": []}  # filled: complete again
+    out = p.process([a[2], a[3]])
+    assert out.holes == {"gw-a": []} and (out.gaps[0].missing, out.gaps[0].highest_seq) == (0, 5)  # complete again
 
 
 def test_bad_batches_are_dead_lettered_with_reasons():
