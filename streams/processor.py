@@ -16,8 +16,15 @@ Exactly-once in effect, by construction:
   so replaying the same messages from a snapshot reproduces the same records, revisions included.
 * **Late data revises.** Readings for an hour already published re-open it; if its figures change, a
   record with the next revision number and reason ``late_data`` follows. Readings older than the
-  revision horizon (the hour's minute state is gone) are dead-lettered as ``too_late``, with their
+  revision horizon (the hour's state is gone) are dead-lettered as ``too_late``, with their
   bytes, for batch recomputation.
+* **State is about one hour cell per channel and hour.** A minute stays a minute cell only until the
+  source's own readings are ``fold_lateness_s`` past its end and its agent's sequence has no hole; then
+  it is closed and folded into its hour cell (the kernels' exact merge, so the figures are the same as
+  from all minutes at once). While a hole is open (batches missing below the newest), the source's
+  minutes stay open, so the missing batches merge exactly when they come; late data for whole minutes
+  merges exactly anyway. Readings for a minute already folded could not, and are dead-lettered as
+  ``minute_closed``: that takes an agent whose sequence was complete sending older readings later.
 
 :meth:`PartitionProcessor.snapshot` captures everything, including the next input offset; a worker
 that restores a snapshot and resumes from that offset continues exactly where the snapshot was taken.
@@ -37,7 +44,7 @@ from schemas.records import GapReport, HourlyRecord, MonthlyRecord
 from schemas.site import Entity
 from streams.kernels import (HOUR_NS, Accumulator, PeriodTable, StackLayout, get_policy, hourly_emissions,
                              hours_from_minutes)
-from streams.kernels.aggregate import MINUTE_NS
+from streams.kernels.aggregate import MINUTE_NS, combine
 from streams.kernels.plausibility import series_bounds
 from streams.monthly import MonthlyRollup
 
@@ -49,6 +56,7 @@ PROCESSOR_REASONS = {
     "unknown_channel": "a channel of the batch is not a channel of its source in the site file",
     "future_timestamp": "a reading is stamped later than the message was produced, beyond the allowed clock skew",
     "too_late": "readings for an hour older than the revision horizon (its minute state is gone)",
+    "minute_closed": "readings for a minute already closed and folded into its hour (out-of-order delivery)",
 }
 
 
@@ -81,6 +89,7 @@ class Settings:
     allowed_lateness_s: float = 600.0  # publish an hour this long after its end (event time)
     revision_horizon_s: float = 2 * 86_400.0  # keep minute state this long after an hour's end, for revisions
     max_clock_skew_s: float = 600.0  # a reading may be this much later than its message's Kafka timestamp
+    fold_lateness_s: float = 120.0  # close a minute into its hour once the source's readings are this far past it
     substitution: str | None = None  # missing-hour substitution; None: the policy's own (streams/monthly.py)
     substitution_lookback_h: int = 2160  # hours of history the monthly substitution window reaches back
 
@@ -99,7 +108,7 @@ class Message:
 class Output:
     hourly: list[HourlyRecord] = field(default_factory=list)
     monthly: list[MonthlyRecord] = field(default_factory=list)  # monthly records changed by ``hourly``
-    minutes: PeriodTable | None = None  # closed minutes of the hours in ``hourly`` (series numbers: Registry)
+    minutes: PeriodTable | None = None  # minutes closed (folded) in this call, each once (series numbers: Registry)
     dead_letters: list[tuple[Message, Rejection]] = field(default_factory=list)
     duplicates: int = 0
     holes: dict[str, list[tuple[int, int]]] = field(default_factory=dict)  # agent -> missing seq ranges, when changed
@@ -115,17 +124,22 @@ class PartitionProcessor:
     def __init__(self, registry: Registry, keys: KeyRing, settings: Settings = Settings()) -> None:
         self.registry, self.keys, self.settings = registry, keys, settings
         self.policy = get_policy(settings.policy)
-        self.minutes = Accumulator.empty(MINUTE_NS)
+        self.minutes = Accumulator.empty(MINUTE_NS)  # open minute cells
+        self.hours: dict[int, Accumulator] = {}  # hour start -> hour cells of the minutes folded so far
+        self.folded: dict[int, np.ndarray] = {}  # hour start -> per source, bit m set: minute m folded
+        self.sources_of_agent: dict[str, set[int]] = {}
+        self.hole_open = np.zeros(len(registry.sources), dtype=bool)  # the source's agent misses batches
         self.trackers: dict[str, SeqTracker] = {}
         self.watermark = np.full(len(registry.sources), _NEVER, dtype=np.int64)  # newest reading per source
         self.clock_ns = _NEVER  # newest Kafka timestamp seen in the partition
-        self.published: dict[tuple[int, int], HourlyRecord] = {}  # (source index, hour start) -> last record
+        self.published: dict[int, dict[int, HourlyRecord]] = {}  # hour start -> source index -> last record
         self.closed_upto = np.full(len(registry.sources), _NEVER, dtype=np.int64)  # hours before this are published
         self.next_offset = 0
         self._tables: dict = {}
         self._lateness = int(settings.allowed_lateness_s * 1e9)
         self._horizon = int(settings.revision_horizon_s * 1e9)
         self._skew = int(settings.max_clock_skew_s * 1e9)
+        self._fold = int(settings.fold_lateness_s * 1e9)
         self.monthly = MonthlyRollup(registry, self.policy, settings.substitution, settings.substitution_lookback_h,
                                      self._horizon)
 
@@ -147,7 +161,8 @@ class PartitionProcessor:
             series, ts, value, flag = (np.concatenate(c) for c in zip(*parts, strict=True))
             out.readings = int(ts.size)
             self.minutes = self.minutes.absorb_readings(series, ts, value, flag, bounds=self.registry.bounds)
-        out.hourly, out.minutes = self._publish(touched)
+        out.minutes = self._fold_minutes()
+        out.hourly = self._publish(touched)
         out.monthly = self.monthly.update(out.hourly)
         out.gaps = [GapReport(a, h, self.trackers[a].missing, self.trackers[a].highest, self.clock_ns)
                     for a, h in out.holes.items()]
@@ -181,13 +196,21 @@ class PartitionProcessor:
             elif (first := int(b.ts_ns.min())) < self._now(src) - self._horizon:
                 reject = Rejection("too_late", f"oldest reading {first} ns is beyond the revision "
                                                f"horizon of {self._horizon / 3.6e12:g} h")
+            elif first // MINUTE_NS * MINUTE_NS + MINUTE_NS + self._fold <= self.watermark[src] and (
+                    closed := self._folded_minutes(src, b.ts_ns)):
+                reject = Rejection("minute_closed", f"{closed} minute(s) of the batch were already closed, the "
+                                                    f"first at {closed and first} ns or later")
         if reject is not None:
             out.dead_letters.append((m, reject))
             return None
         before = tracker.missing
         tracker.add(b.seq)
+        mine = self.sources_of_agent.setdefault(b.agent_id, set())
+        mine.add(src)
         if tracker.missing != before:  # a hole opened (seq skipped ahead) or closed (a late batch filled it)
             out.holes[b.agent_id] = tracker.holes()
+        if tracker.missing or tracker.missing != before:
+            self.hole_open[list(mine)] = tracker.missing > 0
         out.accepted += 1
         if not b.ts_ns.size:
             return None
@@ -207,18 +230,44 @@ class PartitionProcessor:
             self._tables[key] = table
         return table
 
+    def _folded_minutes(self, src: int, ts_ns: np.ndarray) -> int:
+        """How many minutes of a batch's readings were already folded (only asked for batches old enough)."""
+        minute = np.unique(ts_ns // MINUTE_NS)
+        hour = minute * MINUTE_NS // HOUR_NS * HOUR_NS
+        bits = np.array([int(self.folded[h][src]) if h in self.folded else 0 for h in hour.tolist()], dtype=np.int64)
+        return int(np.count_nonzero(bits & (np.int64(1) << (minute % 60))))
+
     def _now(self, src: int) -> int:
         """Event-time "now" of a source: its newest reading, or the partition clock if that is later."""
         return max(int(self.watermark[src]), self.clock_ns)
 
     # -- hours -----------------------------------------------------------------------------------
 
-    def _cell_keys(self) -> tuple[np.ndarray, np.ndarray]:
+    def _fold_minutes(self) -> PeriodTable | None:
+        """Close the minutes a source's own readings have passed by the fold lateness, unless its agent has a
+        hole (or those the partition clock has passed by the revision horizon), and fold them into hour cells."""
+        if not len(self.minutes):
+            return None
+        end = self.minutes.start_ns + MINUTE_NS
         src = self.registry.source_of_series[self.minutes.series]
-        hour = self.minutes.start_ns // HOUR_NS * HOUR_NS
-        return src, hour
+        ready = ((end + self._fold <= self.watermark[src]) & ~self.hole_open[src]) | (end + self._horizon <= self.clock_ns)
+        if not ready.any():
+            return None
+        table = self.minutes.select(ready).close(self.policy)
+        self.minutes = self.minutes.select(~ready)
+        cells = hours_from_minutes(table)
+        hour_of_cell = cells.start_ns
+        for h in np.unique(hour_of_cell).tolist():
+            part = cells.select(hour_of_cell == h)
+            self.hours[h] = self.hours[h].merge(part) if h in self.hours else part
+        start, fsrc = table.start_ns, src[ready]
+        for h in np.unique(start // HOUR_NS * HOUR_NS).tolist():
+            bits = self.folded.setdefault(h, np.zeros(len(self.registry.sources), dtype=np.int64))
+            mine = start // HOUR_NS * HOUR_NS == h
+            np.bitwise_or.at(bits, fsrc[mine], np.int64(1) << ((start[mine] - h) // MINUTE_NS))
+        return table
 
-    def _publish(self, touched: set[tuple[int, int]]) -> tuple[list[HourlyRecord], PeriodTable | None]:
+    def _publish(self, touched: set[tuple[int, int]]) -> list[HourlyRecord]:
         """Records for every hour that became due (with data or not: an hour without readings is published
         as missing), and revisions for published hours that received data."""
         now = np.maximum(self.watermark, self.clock_ns)
@@ -227,30 +276,38 @@ class PartitionProcessor:
         for s in np.flatnonzero((self.closed_upto != _NEVER) & (bound > self.closed_upto)).tolist():
             due.update((s, h) for h in range(int(self.closed_upto[s]), int(bound[s]), HOUR_NS))
             self.closed_upto[s] = bound[s]
-        due.update(p for p in touched if p in self.published or p[1] < self.closed_upto[p[0]])
-        if not due:
-            return [], None
-        src, hour = self._cell_keys()
-        return self._records(sorted(due), src, hour)
+        due.update(p for p in touched if p[0] in self.published.get(p[1], ()) or p[1] < self.closed_upto[p[0]])
+        return self._records(sorted(due)) if due else []
 
-    def _records(self, due: list[tuple[int, int]], src: np.ndarray, hour: np.ndarray):
+    def _records(self, due: list[tuple[int, int]]) -> list[HourlyRecord]:
+        """Hour cells of the due (source, hour) pairs, folded and still-open minutes together, closed under the
+        policy and turned into emissions."""
         due_src = np.array([s for s, _ in due], dtype=np.int64)
         due_hour = np.array([h for _, h in due], dtype=np.int64)
-        cell = src * (1 << 32) + hour // HOUR_NS
-        chosen = np.isin(cell, due_src * (1 << 32) + due_hour // HOUR_NS)
-        minutes = self.minutes.select(chosen)
-        minute_table = minutes.close(self.policy)
-        hours = hours_from_minutes(minute_table).close(self.policy)
+        wanted = due_src * (1 << 32) + due_hour // HOUR_NS
+
+        def cell(acc: Accumulator) -> np.ndarray:
+            return self.registry.source_of_series[acc.series] * (1 << 32) + acc.start_ns // HOUR_NS
+
+        parts = []
+        if len(self.minutes):
+            open_minutes = self.minutes.select(np.isin(cell(self.minutes), wanted))
+            parts.append(hours_from_minutes(open_minutes.close(self.policy)))
+        for h in np.unique(due_hour).tolist():
+            if h in self.hours:
+                parts.append(self.hours[h].select(np.isin(cell(self.hours[h]), wanted)))
+        cells = combine(parts) if parts else Accumulator.empty(HOUR_NS)
+        hours = cells.close(self.policy)
         h0 = int(due_hour.min())
         n_hours = int((due_hour.max() - h0) // HOUR_NS) + 1
         em = hourly_emissions(hours, self.registry.n_series, self.registry.layout, h0, n_hours, self.policy.reference)
-        cells, where = np.unique(cell[chosen], return_inverse=True)
-        per_cell = np.bincount(where, weights=minutes.sample_flags.sum(axis=1), minlength=cells.size)
-        readings = dict(zip(cells.tolist(), per_cell.astype(np.int64).tolist(), strict=True))
+        keys, where = np.unique(cell(cells), return_inverse=True)
+        per_cell = np.bincount(where, weights=cells.sample_flags.sum(axis=1), minlength=keys.size)
+        readings = dict(zip(keys.tolist(), per_cell.astype(np.int64).tolist(), strict=True))
         out = []
         for s, h in zip(due_src.tolist(), due_hour.tolist(), strict=True):
             j = (h - h0) // HOUR_NS
-            last = self.published.get((s, h))
+            last = self.published.get(h, {}).get(s)
             source_id = self.registry.sources[s].id
             rec = HourlyRecord(
                 entity_id=self.registry.entity_of[source_id], source_id=source_id, hour_start_ns=h,
@@ -261,39 +318,42 @@ class PartitionProcessor:
                 readings=readings.get(s * (1 << 32) + h // HOUR_NS, 0))
             if last is not None and last.content() == rec.content():
                 continue  # late data that changes nothing: no new revision
-            self.published[(s, h)] = rec
+            self.published.setdefault(h, {})[s] = rec
             out.append(rec)
-        return out, minute_table
+        return out
 
     def _evict(self) -> None:
-        """Drop minute state (and publication bookkeeping) of hours past the revision horizon."""
-        if not len(self.minutes):
-            return
-        src, hour = self._cell_keys()
-        now = np.maximum(self.watermark, self.clock_ns)
-        old = hour + HOUR_NS < now[src] - self._horizon
-        if old.any():
-            self.minutes = self.minutes.select(~old)
-            for s, h in set(zip(src[old].tolist(), hour[old].tolist(), strict=True)):
-                self.published.pop((s, h), None)
+        """Drop the state of hours past the revision horizon of the partition clock (every source's "now" is at
+        least the clock, so no source can still revise them: their readings are ``too_late``)."""
+        limit = self.clock_ns - self._horizon
+        for store in (self.hours, self.folded, self.published):
+            for h in [h for h in store if h + HOUR_NS < limit]:
+                del store[h]
 
     # -- state -----------------------------------------------------------------------------------
 
     def snapshot(self) -> bytes:
-        """Everything needed to resume: minute state, trackers, watermarks, published hours, monthly state,
-        next offset."""
+        """Everything needed to resume: open minutes, folded hours, trackers, watermarks, published hours,
+        monthly state, next offset."""
         buf = io.BytesIO()
+        hours = combine(list(self.hours.values())) if self.hours else Accumulator.empty(HOUR_NS)
         arrays = {n: getattr(self.minutes, n) for n in Accumulator._ARRAYS}
+        arrays |= {f"hour_{n}": getattr(hours, n) for n in Accumulator._ARRAYS}
+        folded_hours = sorted(self.folded)
+        arrays["folded_hours"] = np.array(folded_hours, dtype=np.int64)
+        arrays["folded"] = (np.stack([self.folded[h] for h in folded_hours]) if folded_hours
+                            else np.zeros((0, len(self.registry.sources)), dtype=np.int64))
         monthly_arrays, monthly_meta = self.monthly.state()
         meta = {
             "next_offset": self.next_offset, "clock_ns": self.clock_ns,
             "trackers": {a: t.to_dict() for a, t in self.trackers.items()},
-            "published": [r.to_json().decode() for r in self.published.values()],
+            "sources_of_agent": {a: sorted(v) for a, v in self.sources_of_agent.items()},
+            "published": [r.to_json().decode() for by_src in self.published.values() for r in by_src.values()],
             "sources": [s.id for s in self.registry.sources],
             "monthly": monthly_meta,
         }
-        np.savez(buf, watermark=self.watermark, closed_upto=self.closed_upto, meta=np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8),
-                 **arrays, **monthly_arrays)
+        np.savez(buf, watermark=self.watermark, closed_upto=self.closed_upto,
+                 meta=np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8), **arrays, **monthly_arrays)
         return buf.getvalue()
 
     def restore(self, data: bytes) -> None:
@@ -302,11 +362,19 @@ class PartitionProcessor:
         if meta["sources"] != [s.id for s in self.registry.sources]:
             raise ValueError("snapshot was taken with another set of registered sources")
         self.minutes = Accumulator(MINUTE_NS, *(z[n] for n in Accumulator._ARRAYS))
+        hours = Accumulator(HOUR_NS, *(z[f"hour_{n}"] for n in Accumulator._ARRAYS))
+        start = hours.start_ns
+        self.hours = {h: hours.select(start == h) for h in np.unique(start).tolist()}
+        self.folded = {h: row.copy() for h, row in zip(z["folded_hours"].tolist(), z["folded"], strict=True)}
         self.watermark, self.closed_upto = z["watermark"].copy(), z["closed_upto"].copy()
         self.next_offset, self.clock_ns = int(meta["next_offset"]), int(meta["clock_ns"])
         self.trackers = {a: SeqTracker.from_dict(d) for a, d in meta["trackers"].items()}
+        self.sources_of_agent = {a: set(v) for a, v in meta["sources_of_agent"].items()}
+        self.hole_open = np.zeros(len(self.registry.sources), dtype=bool)
+        for a, srcs in self.sources_of_agent.items():
+            self.hole_open[list(srcs)] = self.trackers[a].missing > 0
         self.published = {}
         for text in meta["published"]:
             r = HourlyRecord.from_json(text.encode())
-            self.published[(self.registry.index[r.source_id], r.hour_start_ns)] = r
+            self.published.setdefault(r.hour_start_ns, {})[self.registry.index[r.source_id]] = r
         self.monthly.restore(z, meta["monthly"])

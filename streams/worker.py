@@ -171,7 +171,7 @@ class StreamWorker:
         sends += [(self.hourly, {"key": r.key.encode(), "value": r.to_json()}) for r in out.hourly]
         sends += [(self.monthly, {"key": r.key.encode(), "value": r.to_json()}) for r in out.monthly]
         sends += [(self.gaps, {"key": r.key.encode(), "value": r.to_json()}) for r in out.gaps]
-        if self.sink is not None and out.hourly:
+        if self.sink is not None and (out.hourly or out.minutes is not None):
             await self._retry("InfluxDB write", lambda: asyncio.to_thread(self._write_sink, out))
         await self._deliver(sends)
         for agent, holes in out.holes.items():
@@ -182,12 +182,12 @@ class StreamWorker:
                      extra={"event": "duplicates", "count": out.duplicates})
 
     def _write_sink(self, out) -> None:
-        """Hourly records, the minute means behind them (a revision replaces the hour's minutes), monthly totals."""
+        """Hourly records, monthly totals and the minutes closed in this chunk (each minute is closed once: a
+        rewrite is a replay of identical points)."""
         self.sink.write_hourly(out.hourly)
         self.sink.write_monthly(out.monthly)
         if out.minutes is not None and len(out.minutes):
-            self.sink.write_minutes(minute_rows(self.registry, out.minutes),
-                                    replace=any(r.revision > 0 for r in out.hourly))
+            self.sink.write_minutes(minute_rows(self.registry, out.minutes))
 
     async def _deliver(self, sends: list) -> None:
         """Send and wait for Kafka's acknowledgement, retrying while the broker is away: the state already

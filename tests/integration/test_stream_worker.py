@@ -142,7 +142,7 @@ async def test_worker_writes_hourly_records_and_minute_means_to_influxdb(tmp_pat
         got = {(rec.values["source"], int(rec.get_time().timestamp()) * 10**9): rec.get_value()
                for table in co2 for rec in table.records}
         assert got == {k: r.co2_kg for k, r in expected.items()}
-        minutes = q.query(f'from(bucket:"{bucket}") |> range(start: 2025-12-31T00:00:00Z, stop: 2026-01-02T00:00:00Z)'
+        minutes = q.query(f'from(bucket:"{bucket}") |> range(start: 2026-01-01T00:00:00Z, stop: 2026-01-01T01:00:00Z)'
                           f' |> filter(fn: (r) => r._measurement == "cems_minute" and r._field == "n") |> count()')
         counts = {rec.values["source"] + "/" + rec.values["channel"]: rec.get_value()
                   for table in minutes for rec in table.records}

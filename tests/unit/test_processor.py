@@ -110,9 +110,9 @@ def test_undisturbed_stream_publishes_closed_hours_equal_to_offline_kernels():
 def test_duplicates_chunking_and_crash_replay_change_nothing():
     rng = random.Random(7)
     reference = final(run(processor(), MESSAGES))
-    disturbed = list(MESSAGES)
-    for i in rng.sample(range(len(MESSAGES)), 300):  # 300 redelivered batches, a little later in the log
-        disturbed.insert(min(len(disturbed), i + rng.randrange(1, 50)), MESSAGES[i])
+    # 300 redelivered batches, each a little after its original in the log
+    copies = [(i + rng.randrange(1, 50) + 0.5, MESSAGES[i]) for i in rng.sample(range(len(MESSAGES)), 300)]
+    disturbed = [m for _, m in sorted([(float(i), m) for i, m in enumerate(MESSAGES)] + copies, key=lambda x: x[0])]
     disturbed = [Message(i, m.value, m.headers, m.timestamp_ms) for i, m in enumerate(disturbed)]
 
     records, monthly, p, snapshot = [], [], processor(), None
@@ -213,3 +213,33 @@ def _resent(m: Message, seq: int):
 def test_other_policies_run_through_the_processor(policy):
     records = run(processor(policy=policy), MESSAGES[:2000])  # 5000 s: hour 0 is due
     assert records and all(r.policy == policy for r in records)
+
+
+def test_state_keeps_hour_cells_and_only_the_last_minutes_open():
+    p = processor()
+    run(p, MESSAGES)
+    # 2 stacks x 10 channels; the stream ends at 3 h: minutes within the 120-s fold lateness (plus the one in
+    # progress) stay open, every other minute is folded into its hour cell
+    assert len(p.minutes) <= 2 * len(CHANNELS) * 3
+    assert {h: len(acc) for h, acc in p.hours.items()} == {T0 + k * HOUR_NS: 2 * len(CHANNELS) for k in range(3)}
+    again = processor()
+    again.restore(p.snapshot())
+    assert again.minutes.equals(p.minutes) and all(again.hours[h].equals(p.hours[h]) for h in p.hours)
+
+
+def test_readings_for_a_folded_minute_are_dead_lettered_not_double_counted():
+    p = processor()
+    run(p, MESSAGES)
+    replay = Message(99_999, *_resent(MESSAGES[100], seq=99_999))  # old readings under a new number
+    out = p.process([replay])
+    assert [r.reason for _, r in out.dead_letters] == ["minute_closed"]
+    assert out.hourly == [] and p.trackers["gw-a"].missing == 0  # nothing counted, no hole opened
+
+
+def test_a_sequence_hole_keeps_the_minutes_open_until_it_closes():
+    a = [m for m in MESSAGES if m.headers["cems-agent"] == b"gw-a"]
+    p = processor()
+    p.process(a[:100] + a[200:400])  # seq 100-199 (minutes 8-16) missing: later minutes stay open
+    assert p.hole_open[0] and len(p.minutes) > len(CHANNELS) * 20
+    out = p.process(a[100:200])  # the hole closes: everything merges, nothing is refused, then it folds
+    assert not out.dead_letters and not p.hole_open[0] and len(p.minutes) <= len(CHANNELS) * 3
