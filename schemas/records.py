@@ -33,8 +33,24 @@ def _num(x: float) -> float | None:
     return None if x is None or (isinstance(x, float) and math.isnan(x)) else float(x)
 
 
+class _Revised:
+    """A record published again under the same key when it changes (dataclass subclasses)."""
+
+    def content(self) -> tuple:
+        """What a revision compares: the figures (and status), not the revision bookkeeping."""
+        d = asdict(self)
+        for k in ("revision", "reason"):
+            d.pop(k)
+        return tuple((k, _num(v) if isinstance(v, float) else v) for k, v in d.items())
+
+    def _json(self, **extra) -> bytes:
+        d = asdict(self) | extra
+        d |= {k: _num(v) for k, v in d.items() if isinstance(v, float)}
+        return json.dumps(d, sort_keys=True, separators=(",", ":")).encode()
+
+
 @dataclass(frozen=True)
-class HourlyRecord:
+class HourlyRecord(_Revised):
     entity_id: str
     source_id: str
     hour_start_ns: int  # UTC, ns since the epoch; the hour's timestamp is its start
@@ -57,17 +73,8 @@ class HourlyRecord:
     def hour_iso(self) -> str:
         return datetime.fromtimestamp(self.hour_start_ns // 10**9, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
-    def content(self) -> tuple:
-        """What a revision compares: the figures, not the revision bookkeeping."""
-        d = asdict(self)
-        for k in ("revision", "reason"):
-            d.pop(k)
-        return tuple((k, _num(v) if isinstance(v, float) else v) for k, v in d.items())
-
     def to_json(self) -> bytes:
-        d = asdict(self) | {"hour_start": self.hour_iso}
-        d |= {k: _num(v) for k, v in d.items() if isinstance(v, float)}
-        return json.dumps(d, sort_keys=True, separators=(",", ":")).encode()
+        return self._json(hour_start=self.hour_iso)
 
     @classmethod
     def from_json(cls, data: bytes) -> HourlyRecord:
@@ -77,7 +84,7 @@ class HourlyRecord:
 
 
 @dataclass(frozen=True)
-class MonthlyRecord:
+class MonthlyRecord(_Revised):
     """Monthly totals of one source (``streams/monthly.py``): hours, validity and substitution counted."""
 
     entity_id: str
@@ -107,17 +114,8 @@ class MonthlyRecord:
     def key(self) -> str:
         return f"{self.source_id}/{self.month}"
 
-    def content(self) -> tuple:
-        """What a revision compares: the figures and the status, not the revision bookkeeping."""
-        d = asdict(self)
-        for k in ("revision", "reason"):
-            d.pop(k)
-        return tuple((k, _num(v) if isinstance(v, float) else v) for k, v in d.items())
-
     def to_json(self) -> bytes:
-        d = asdict(self)
-        d |= {k: _num(v) for k, v in d.items() if isinstance(v, float)}
-        return json.dumps(d, sort_keys=True, separators=(",", ":")).encode()
+        return self._json()
 
     @classmethod
     def from_json(cls, data: bytes) -> MonthlyRecord:

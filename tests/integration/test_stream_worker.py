@@ -82,6 +82,17 @@ async def wait_for(predicate, timeout_s: float, every_s: float = 1.0):
     return False
 
 
+async def run_worker_until_records(cfg: WorkerConfig, messages) -> None:
+    """Run an in-process worker until its hourly topic holds what the processor makes of ``messages`` offline."""
+    expected = {k: r.content() for k, r in final(run(processor(), messages)).items()}
+    worker = StreamWorker(cfg)
+    await worker.app.start()
+    try:
+        assert await wait_for(lambda: {k: r.content() for k, r in hourly(cfg).items()} == expected, 120)
+    finally:
+        await worker.app.stop()
+
+
 @pytest.mark.timeout(180)
 async def test_worker_publishes_the_processors_records_and_dead_letters(tmp_path, kafka_bootstrap):
     cfg = worker_config(tmp_path, kafka_bootstrap)
@@ -92,14 +103,7 @@ async def test_worker_publishes_the_processors_records_and_dead_letters(tmp_path
 
     produce(cfg, [Message(0, MESSAGES[5].value, forged | {"cems-seq": MESSAGES[5].headers["cems-seq"]},
                           MESSAGES[-1].timestamp_ms)])
-    expected = {k: r.content() for k, r in final(run(processor(), MESSAGES)).items()}
-
-    worker = StreamWorker(cfg)
-    await worker.app.start()
-    try:
-        assert await wait_for(lambda: {k: r.content() for k, r in hourly(cfg).items()} == expected, 120)
-    finally:
-        await worker.app.stop()
+    await run_worker_until_records(cfg, MESSAGES)
     dlq = read_all(cfg, cfg.topics.dead_letter)
     assert [dict(r.headers)["cems-dlq-reason"] for r in dlq] == [b"bad_signature"]
     assert dlq[0].value == MESSAGES[5].value  # the original bytes, for investigation or replay
@@ -167,10 +171,4 @@ async def test_worker_on_the_sasl_ssl_listener_with_its_password_from_the_enviro
     cfg = load_worker_config(path)
     create_topics(cfg, partitions=2, readings_retention_days=None)
     produce(cfg, MESSAGES[:2000])  # hour 0 of both stacks becomes due
-    expected = {k: r.content() for k, r in final(run(processor(), MESSAGES[:2000])).items()}
-    worker = StreamWorker(cfg)
-    await worker.app.start()
-    try:
-        assert await wait_for(lambda: {k: r.content() for k, r in hourly(cfg).items()} == expected, 120)
-    finally:
-        await worker.app.stop()
+    await run_worker_until_records(cfg, MESSAGES[:2000])
