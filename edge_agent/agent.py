@@ -215,7 +215,9 @@ class EdgeAgent:
         with self._drain_lock:
             if last and self.uplink.reachable is False:  # no second wait on a broker that just refused: data is on disk
                 return 0
-            sent = self.uplink.drain()
+            if last:  # the one last attempt at shutdown, bounded: what is not acknowledged in 10 s stays on disk
+                self.uplink.stopping.clear()
+            sent = self.uplink.drain(timeout_s=10.0 if last else 30.0)
             if sent:
                 self.metrics.batches_sent.inc(sent)
                 self.metrics.last_send.set(time.time())
@@ -240,6 +242,7 @@ class EdgeAgent:
         try:
             await stop.wait()
         finally:
+            self.uplink.stopping.set()  # a drain in its thread returns at the next send or flush slice
             for t in tasks:
                 t.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)

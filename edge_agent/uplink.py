@@ -14,6 +14,8 @@ next drain. Retried sends can duplicate a message; the centre deduplicates on (a
 from __future__ import annotations
 
 import logging
+import threading
+import time
 
 from schemas.batch import decode_batch
 from schemas.errors import BatchDecodeError
@@ -44,6 +46,9 @@ class KafkaUplink:
         self._key = agent_id.encode()
         self._producer = None
         self.reachable: bool | None = None  # outcome of the last connection attempt (None: not tried yet)
+        # Set while the agent shuts down: a drain in progress (in its thread) stops between sends and flush
+        # slices, so shutdown never waits out a slow broker; what was not acknowledged stays in the outbox.
+        self.stopping = threading.Event()
 
     def _connect(self):
         from kafka import KafkaProducer
@@ -72,6 +77,8 @@ class KafkaUplink:
             return 0
         sent = []
         for seq in pending:
+            if self.stopping.is_set():
+                break
             data = self.outbox.read(seq)
             try:
                 decode_batch(data)  # checksum and framing: a corrupt file is never sent
@@ -81,11 +88,13 @@ class KafkaUplink:
                 continue
             headers = [("cems-agent", self.agent_id.encode()), ("cems-seq", str(seq).encode()),
                        ("cems-sig", sign(self.key, data))]
-            sent.append((seq, producer.send(self.topic, key=self._key, value=data, headers=headers)))
-        try:
-            producer.flush(timeout=timeout_s)
-        except KafkaError as exc:
-            log.warning("uplink: flush did not complete (%s)", exc, extra={"event": "flush_incomplete"})
+            try:
+                sent.append((seq, producer.send(self.topic, key=self._key, value=data, headers=headers)))
+            except KafkaError as exc:  # e.g. no metadata for the topic within max_block_ms: the rest would wait too
+                log.warning("uplink: send failed (%s); %d batch(es) wait in the outbox", exc, len(pending) - len(sent),
+                            extra={"event": "send_failed"})
+                break
+        self._flush(producer, timeout_s)
         acked = 0
         for seq, future in sent:
             try:
@@ -97,6 +106,20 @@ class KafkaUplink:
             self.outbox.ack(seq)
             acked += 1
         return acked
+
+    def _flush(self, producer, timeout_s: float) -> None:
+        """Flush in one-second slices, so that ``stopping`` cuts a long wait short."""
+        from kafka.errors import KafkaError
+
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                producer.flush(timeout=min(1.0, max(0.0, deadline - time.monotonic())))
+                return
+            except KafkaError as exc:
+                if self.stopping.is_set() or time.monotonic() >= deadline:
+                    log.warning("uplink: flush did not complete (%s)", exc, extra={"event": "flush_incomplete"})
+                    return
 
     def close(self) -> None:
         if self._producer is not None:
