@@ -108,8 +108,10 @@ class StreamWorker:
         self.sink = sink
         self.app = faust.App(
             cfg.app_id, **cfg.kafka.faust_settings(), store="memory://", web_enabled=False, datadir=str(cfg.datadir),
+            # snapshots are sent through faust (large requests) but read with kafka-python (_read_snapshot): the
+            # readings consumer keeps faust's default fetch size rather than 64 MiB per partition
             consumer_auto_offset_reset="earliest", producer_max_request_size=MAX_STATE_BYTES,
-            consumer_max_fetch_size=MAX_STATE_BYTES, topic_allow_declare=False, topic_disable_leader=True,
+            topic_allow_declare=False, topic_disable_leader=True,
             stream_wait_empty=False,  # unacknowledged events are the next snapshot's business, not shutdown's
             broker_session_timeout=cfg.session_timeout_s, broker_heartbeat_interval=cfg.session_timeout_s / 5,
         )
