@@ -34,6 +34,11 @@ holding readings for its batch adds up to ``--batch-s`` s before the produce tim
 minutes at 20,000 sources (reported without it). Profile the worker from outside while it runs, e.g.
 ``py-spy record --pid PID --gil --format raw -o w.raw`` (the PID is printed), then
 ``python bench/pyspy_summary.py w.raw``.
+
+Caution: with 20,000 sources on 2 partitions each state message is tens of MiB (about 15 MiB more per minute
+of data). A broker with a small heap (the local one: -Xmx768m, which also bounds its direct buffers) runs out
+of direct buffer memory after a few such runs, or within one run past 4 minutes, and then stops answering
+until restarted. Keep runs to about 2 minutes at that scale, or use ``--partitions 12``.
 """
 
 from __future__ import annotations
@@ -507,16 +512,17 @@ def report_realtime(args, cfg, worker, start: float, samples: np.ndarray, done: 
     if worker.snaps:
         p_t, p_size, p_dt, p_cells = np.array(worker.snaps).T
         k_t, k_dt = np.array(worker.checkpoints).T
-        per_cell = p_size[-1] / max(p_cells[-1], 1)
-        realtime_growth = args.sources * len(CHANNELS) / args.partitions * per_cell  # bytes per minute of data
+        late = p_t >= (p_t[0] + p_t[-1]) / 2
+        growth = np.polyfit(p_t[late], p_size[late], 1)[0] * 60 if late.sum() > 2 else float("nan")  # bytes/min
+        cap = f"{(MAX_STATE_BYTES - p_size.max()) / growth / 60:.1f} min more" if growth > 0 else "never"
         print(f"snapshots        : {p_t.size} (every {cfg.snapshot_interval_s:g} s per partition); size first/last/max "
-              f"{p_size[0] / 2**20:.1f} / {p_size[-1] / 2**20:.1f} / {p_size.max() / 2**20:.1f} MiB "
-              f"({per_cell:.0f} bytes per open minute cell); at real time a partition's grows "
-              f"{realtime_growth / 2**20:.1f} MiB per minute of data: the {MAX_STATE_BYTES / 2**20:.0f} MiB cap after "
-              f"~{MAX_STATE_BYTES / realtime_growth:.1f} min; snapshot() first/last/max {p_dt[0] * 1e3:.0f} / "
+              f"{p_size[0] / 2**20:.1f} / {p_size[-1] / 2**20:.1f} / {p_size.max() / 2**20:.1f} MiB, growing "
+              f"{growth / 2**20:.1f} MiB per minute in the second half of the run (the {MAX_STATE_BYTES / 2**20:.0f} "
+              f"MiB cap at that rate: {cap}); snapshot() first/last/max {p_dt[0] * 1e3:.0f} / "
               f"{p_dt[-1] * 1e3:.0f} / {p_dt.max() * 1e3:.0f} ms; whole checkpoint (every partition, sent, acked) "
               f"median/p90/max {np.median(k_dt) * 1e3:.0f} / {np.percentile(k_dt, 90) * 1e3:.0f} / "
               f"{k_dt.max() * 1e3:.0f} ms, {k_dt.sum() / (k_t[-1] - start):.0%} of wall time")
+
 
 if __name__ == "__main__":
     main()
