@@ -20,6 +20,8 @@ records from a snapshot gives the same monthly records, revisions included.
 
 from __future__ import annotations
 
+import io
+import json
 from collections import defaultdict
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
@@ -29,12 +31,14 @@ import numpy as np
 from schemas.records import HourlyRecord, MonthlyRecord
 
 from .kernels import HOUR_NS, ValidityPolicy, rollup, substitute
+from .state_store import json_array, npz_bytes
 
 __all__ = ["DEFAULT_SUBSTITUTION", "MonthlyRollup", "month_bounds"]
 
 #: Substitution policy that goes with each validity policy unless configured otherwise.
 DEFAULT_SUBSTITUTION = {"cn-hj75": "hj75-2017", "eu-mrr": "eu-mrr", "us-part75": "us-part75"}
 
+DAY_NS = 24 * HOUR_NS
 _UNPUBLISHED, _STOPPED, _MEASURED, _MISSING = 0, 1, 2, 3
 
 
@@ -95,6 +99,9 @@ class MonthlyRollup:
         self.horizon_ns = revision_horizon_ns
         self.hours: dict[str, _Hours] = {}
         self.published: dict[str, dict[str, MonthlyRecord]] = {}  # source -> month -> last record
+        self.days: set[int] = set()  # UTC days (hour_start // DAY_NS) holding published hours still in a buffer
+        self._dirty_days: set[int] = set()
+        self._dirty_index = False
 
     def update(self, records: list[HourlyRecord]) -> list[MonthlyRecord]:
         """Absorb hourly records (first publications and revisions); return the monthly records that changed."""
@@ -104,6 +111,8 @@ class MonthlyRollup:
             if hours is None:
                 hours = self.hours[r.source_id] = _Hours(r.hour_start_ns)
             hours.put(r)
+            self.days.add(r.hour_start_ns // DAY_NS)
+            self._dirty_days.add(r.hour_start_ns // DAY_NS)
             label, start, end = month_bounds(r.hour_start_ns, self._tz(r.source_id))
             touched[(r.source_id, label)] = (start, end)
         groups = defaultdict(list)  # same window geometry and zone -> one vectorised substitute + rollup
@@ -116,6 +125,10 @@ class MonthlyRollup:
             out += self._roll(sources, entity, label, w0, w1, m0, start, end)
         for source in {s for s, _ in touched}:
             self._trim(source)
+        if touched:
+            self._dirty_index = True
+            first = min(h.origin for h in self.hours.values()) // DAY_NS
+            self.days = {d for d in self.days if d >= first}
         return out
 
     def _tz(self, source_id: str) -> ZoneInfo:
@@ -165,27 +178,57 @@ class MonthlyRollup:
             del months[label]
 
     # -- state -------------------------------------------------------------------------------------
+    # Two kinds of segment (the processor's checkpoint writes only the ones that changed): "monthly" (per source
+    # the buffer's origin and length, and the records of the months that can still be revised) and "mday:<day>"
+    # (the published hours of one UTC day, all sources: 24 CO2 masses and statuses each, 9 bytes per source-hour).
 
-    def state(self) -> tuple[dict[str, np.ndarray], dict]:
-        """Arrays and JSON-able metadata for the processor's snapshot."""
-        sources = sorted(self.hours)
-        arrays = {
-            "monthly_origin": np.array([self.hours[s].origin for s in sources], dtype=np.int64),
-            "monthly_len": np.array([self.hours[s].co2.size for s in sources], dtype=np.int64),
-            "monthly_co2": np.concatenate([self.hours[s].co2 for s in sources]) if sources else np.zeros(0),
-            "monthly_status": np.concatenate([self.hours[s].status for s in sources]) if sources else np.zeros(0, np.uint8),
-        }
-        meta = {"sources": sources,
-                "published": [r.to_json().decode() for months in self.published.values() for r in months.values()]}
-        return arrays, meta
+    def segments(self, full: bool) -> tuple[dict[str, bytes], set[str]]:
+        """The segments that changed since the last call (all if ``full``), and the names of all live ones."""
+        live = {"monthly"} | {f"mday:{d}" for d in self.days}
+        days = self.days if full else self._dirty_days & self.days
+        out = {f"mday:{d}": self._day(d) for d in sorted(days)}
+        if full or self._dirty_index:
+            sources = sorted(self.hours)
+            meta = {"sources": sources, "published": [r.to_json().decode() for months in self.published.values()
+                                                      for r in months.values()]}
+            out["monthly"] = npz_bytes(origin=np.array([self.hours[s].origin for s in sources], dtype=np.int64),
+                                  length=np.array([self.hours[s].co2.size for s in sources], dtype=np.int64),
+                                  meta=json_array(meta))
+        if not full:
+            self._dirty_days, self._dirty_index = set(), False
+        return out, live
 
-    def restore(self, arrays, meta: dict) -> None:
-        self.hours = {}
-        ends = np.cumsum(arrays["monthly_len"])
-        for s, origin, end, n in zip(meta["sources"], arrays["monthly_origin"].tolist(), ends.tolist(),
-                                     arrays["monthly_len"].tolist(), strict=True):
-            self.hours[s] = _Hours(origin, arrays["monthly_co2"][end - n:end].copy(), arrays["monthly_status"][end - n:end].copy())
-        self.published = {}
+    def _day(self, day: int) -> bytes:
+        n = len(self.registry.sources)
+        co2, status = np.zeros((n, 24)), np.zeros((n, 24), np.uint8)
+        start = day * DAY_NS
+        for source, h in self.hours.items():
+            a = max(0, (start - h.origin) // HOUR_NS)
+            b = min(h.co2.size, (start + DAY_NS - h.origin) // HOUR_NS)
+            if a < b:
+                i, k = self.registry.index[source], (h.origin - start) // HOUR_NS + a
+                co2[i, k:k + b - a], status[i, k:k + b - a] = h.co2[a:b], h.status[a:b]
+        return npz_bytes(co2=co2, status=status)
+
+    def restore_segments(self, segments: dict[str, bytes]) -> None:
+        self.hours, self.published, self.days = {}, {}, set()
+        self._dirty_days, self._dirty_index = set(), False
+        if "monthly" not in segments:
+            return
+        z = np.load(io.BytesIO(segments["monthly"]))
+        days = {int(name[5:]): np.load(io.BytesIO(data)) for name, data in segments.items() if name.startswith("mday:")}
+        self.days = set(days)
+        meta = json.loads(z["meta"].tobytes())
+        for source, origin, n in zip(meta["sources"], z["origin"].tolist(), z["length"].tolist(), strict=True):
+            h = self.hours[source] = _Hours(origin, np.zeros(n), np.zeros(n, np.uint8))
+            i = self.registry.index[source]
+            for d in range(origin // DAY_NS, (origin + n * HOUR_NS - 1) // DAY_NS + 1):
+                if d in days:
+                    a = max(0, (d * DAY_NS - origin) // HOUR_NS)
+                    b = min(n, (d * DAY_NS + DAY_NS - origin) // HOUR_NS)
+                    k = (origin - d * DAY_NS) // HOUR_NS + a
+                    h.co2[a:b], h.status[a:b] = days[d]["co2"][i, k:k + b - a], days[d]["status"][i, k:k + b - a]
         for text in meta["published"]:
             r = MonthlyRecord.from_json(text.encode())
             self.published.setdefault(r.source_id, {})[r.month] = r
+

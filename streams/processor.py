@@ -47,6 +47,7 @@ from streams.kernels import (HOUR_NS, Accumulator, PeriodTable, StackLayout, get
 from streams.kernels.aggregate import MINUTE_NS, combine
 from streams.kernels.plausibility import series_bounds
 from streams.monthly import MonthlyRollup
+from streams.state_store import json_array, npz_bytes
 
 __all__ = ["Message", "Output", "PartitionProcessor", "Registry", "Settings"]
 
@@ -136,6 +137,8 @@ class PartitionProcessor:
         self.closed_upto = np.full(len(registry.sources), _NEVER, dtype=np.int64)  # hours before this are published
         self.next_offset = 0
         self._tables: dict = {}
+        self._dirty_hours: set[int] = set()  # hours whose cells or records changed since the last checkpoint
+        self._saved: set[str] = set()  # segments the last checkpoint left saved
         self._lateness = int(settings.allowed_lateness_s * 1e9)
         self._horizon = int(settings.revision_horizon_s * 1e9)
         self._skew = int(settings.max_clock_skew_s * 1e9)
@@ -260,6 +263,7 @@ class PartitionProcessor:
         for h in np.unique(hour_of_cell).tolist():
             part = cells.select(hour_of_cell == h)
             self.hours[h] = self.hours[h].merge(part) if h in self.hours else part
+            self._dirty_hours.add(h)
         start, fsrc = table.start_ns, src[ready]
         for h in np.unique(start // HOUR_NS * HOUR_NS).tolist():
             bits = self.folded.setdefault(h, np.zeros(len(self.registry.sources), dtype=np.int64))
@@ -319,6 +323,7 @@ class PartitionProcessor:
             if last is not None and last.content() == rec.content():
                 continue  # late data that changes nothing: no new revision
             self.published.setdefault(h, {})[s] = rec
+            self._dirty_hours.add(h)
             out.append(rec)
         return out
 
@@ -330,41 +335,57 @@ class PartitionProcessor:
             for h in [h for h in store if h + HOUR_NS < limit]:
                 del store[h]
 
-    # -- state -----------------------------------------------------------------------------------
+    # -- state -------------------------------------------------------------------------------------
+    # Cut into segments so that a checkpoint writes what changed, not everything (``streams/state_store.py``):
+    #   "core"          open minutes, folded-minute bits, watermarks, trackers, clock, next offset (every time)
+    #   "hour:<ns>"     one hour's cells and published records (while it folds minutes or is revised)
+    #   "monthly", "mday:<day>"  the monthly rollup's index and records, and one UTC day of its hour history
+
+    def checkpoint(self) -> dict[str, bytes | None]:
+        """The segments changed since the last checkpoint (``None``: a segment that is gone), to be saved over
+        the previous ones; saving every checkpoint in order reproduces :meth:`snapshot`."""
+        segments, live = self._segments(full=False)
+        segments |= dict.fromkeys(self._saved - live)
+        self._saved, self._dirty_hours = live, set()
+        return segments
 
     def snapshot(self) -> bytes:
-        """Everything needed to resume: open minutes, folded hours, trackers, watermarks, published hours,
-        monthly state, next offset."""
-        buf = io.BytesIO()
-        hours = combine(list(self.hours.values())) if self.hours else Accumulator.empty(HOUR_NS)
-        arrays = {n: getattr(self.minutes, n) for n in Accumulator._ARRAYS}
-        arrays |= {f"hour_{n}": getattr(hours, n) for n in Accumulator._ARRAYS}
+        """Every segment in one blob: everything needed to resume (for tests, the embedded mode, and tools)."""
+        segments, _ = self._segments(full=True)
+        return npz_bytes(**{name: np.frombuffer(data, dtype=np.uint8) for name, data in segments.items()})
+
+    def _segments(self, full: bool) -> tuple[dict[str, bytes], set[str]]:
+        live_hours = set(self.hours) | set(self.published)
         folded_hours = sorted(self.folded)
-        arrays["folded_hours"] = np.array(folded_hours, dtype=np.int64)
-        arrays["folded"] = (np.stack([self.folded[h] for h in folded_hours]) if folded_hours
-                            else np.zeros((0, len(self.registry.sources)), dtype=np.int64))
-        monthly_arrays, monthly_meta = self.monthly.state()
         meta = {
             "next_offset": self.next_offset, "clock_ns": self.clock_ns,
             "trackers": {a: t.to_dict() for a, t in self.trackers.items()},
             "sources_of_agent": {a: sorted(v) for a, v in self.sources_of_agent.items()},
-            "published": [r.to_json().decode() for by_src in self.published.values() for r in by_src.values()],
             "sources": [s.id for s in self.registry.sources],
-            "monthly": monthly_meta,
         }
-        np.savez(buf, watermark=self.watermark, closed_upto=self.closed_upto,
-                 meta=np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8), **arrays, **monthly_arrays)
-        return buf.getvalue()
+        out = {"core": npz_bytes(
+            watermark=self.watermark, closed_upto=self.closed_upto, meta=json_array(meta),
+            folded_hours=np.array(folded_hours, dtype=np.int64),
+            folded=(np.stack([self.folded[h] for h in folded_hours]) if folded_hours
+                    else np.zeros((0, len(self.registry.sources)), dtype=np.int64)),
+            **{n: getattr(self.minutes, n) for n in Accumulator._ARRAYS})}
+        for h in sorted(live_hours if full else self._dirty_hours & live_hours):
+            cells = self.hours.get(h, Accumulator.empty(HOUR_NS))
+            records = [r.to_json().decode() for r in self.published.get(h, {}).values()]
+            out[f"hour:{h}"] = npz_bytes(meta=json_array(records), **{n: getattr(cells, n) for n in Accumulator._ARRAYS})
+        monthly, monthly_live = self.monthly.segments(full)
+        return out | monthly, {"core"} | {f"hour:{h}" for h in live_hours} | monthly_live
 
-    def restore(self, data: bytes) -> None:
-        z = np.load(io.BytesIO(data))
+    def restore(self, state: bytes | dict[str, bytes]) -> None:
+        """Resume from :meth:`snapshot`'s blob or from the saved segments."""
+        if isinstance(state, bytes | bytearray):
+            z = np.load(io.BytesIO(state))
+            state = {name: z[name].tobytes() for name in z.files}
+        z = np.load(io.BytesIO(state["core"]))
         meta = json.loads(z["meta"].tobytes())
         if meta["sources"] != [s.id for s in self.registry.sources]:
             raise ValueError("snapshot was taken with another set of registered sources")
         self.minutes = Accumulator(MINUTE_NS, *(z[n] for n in Accumulator._ARRAYS))
-        hours = Accumulator(HOUR_NS, *(z[f"hour_{n}"] for n in Accumulator._ARRAYS))
-        start = hours.start_ns
-        self.hours = {h: hours.select(start == h) for h in np.unique(start).tolist()}
         self.folded = {h: row.copy() for h, row in zip(z["folded_hours"].tolist(), z["folded"], strict=True)}
         self.watermark, self.closed_upto = z["watermark"].copy(), z["closed_upto"].copy()
         self.next_offset, self.clock_ns = int(meta["next_offset"]), int(meta["clock_ns"])
@@ -373,8 +394,15 @@ class PartitionProcessor:
         self.hole_open = np.zeros(len(self.registry.sources), dtype=bool)
         for a, srcs in self.sources_of_agent.items():
             self.hole_open[list(srcs)] = self.trackers[a].missing > 0
-        self.published = {}
-        for text in meta["published"]:
-            r = HourlyRecord.from_json(text.encode())
-            self.published.setdefault(r.hour_start_ns, {})[self.registry.index[r.source_id]] = r
-        self.monthly.restore(z, meta["monthly"])
+        self.hours, self.published = {}, {}
+        for name in (n for n in state if n.startswith("hour:")):
+            h, z = int(name[5:]), np.load(io.BytesIO(state[name]))
+            cells = Accumulator(HOUR_NS, *(z[n] for n in Accumulator._ARRAYS))
+            if len(cells):
+                self.hours[h] = cells
+            for text in json.loads(z["meta"].tobytes()):
+                r = HourlyRecord.from_json(text.encode())
+                self.published.setdefault(h, {})[self.registry.index[r.source_id]] = r
+        self.monthly.restore_segments(state)
+        self._saved, self._dirty_hours = set(state), set()
+

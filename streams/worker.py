@@ -33,12 +33,13 @@ from schemas.kafka import KafkaConnection
 from schemas.site import load_site
 
 from .processor import Message, PartitionProcessor, Registry, Settings
+from .state_store import PIECE_BYTES, KafkaLog, PartitionState, read_manifest, read_partition_state
 
 __all__ = ["StreamWorker", "Topics", "WorkerConfig", "checkpoint_lag", "load_worker_config"]
 
 log = logging.getLogger(__name__)
 
-#: Largest snapshot a state message may carry (topic max.message.bytes and client limits follow it).
+#: Largest record of the state topic (its max.message.bytes): well above a state piece, with room to raise it.
 MAX_STATE_BYTES = 64 * 2**20
 
 
@@ -108,9 +109,9 @@ class StreamWorker:
         self.sink = sink
         self.app = faust.App(
             cfg.app_id, **cfg.kafka.faust_settings(), store="memory://", web_enabled=False, datadir=str(cfg.datadir),
-            # snapshots are sent through faust (large requests) but read with kafka-python (_read_snapshot): the
-            # readings consumer keeps faust's default fetch size rather than 64 MiB per partition
-            consumer_auto_offset_reset="earliest", producer_max_request_size=MAX_STATE_BYTES,
+            # state pieces are sent through faust but read with kafka-python (streams/state_store.py): the
+            # readings consumer keeps faust's default fetch size
+            consumer_auto_offset_reset="earliest", producer_max_request_size=2 * PIECE_BYTES,
             topic_allow_declare=False, topic_disable_leader=True,
             stream_wait_empty=False,  # unacknowledged events are the next snapshot's business, not shutdown's
             broker_session_timeout=cfg.session_timeout_s, broker_heartbeat_interval=cfg.session_timeout_s / 5,
@@ -121,6 +122,7 @@ class StreamWorker:
         self.hourly, self.state = self.app.topic(t.hourly, **raw), self.app.topic(t.state, **raw)
         self.monthly, self.gaps = self.app.topic(t.monthly, **raw), self.app.topic(t.gaps, **raw)
         self.processors: dict = {}  # TP -> PartitionProcessor
+        self.states: dict = {}  # TP -> PartitionState (the manifest of its saved state)
         self.pending: dict = {}  # TP -> events processed but not yet acknowledged (covered by the next snapshot)
         self._next_checkpoint = 0.0
         self._busy: asyncio.Lock | None = None  # handle() and checkpoint() never interleave (created in the loop)
@@ -217,14 +219,16 @@ class StreamWorker:
                 delay = min(delay * 2, 30.0)
 
     async def checkpoint(self) -> None:
-        """Snapshot every partition with unacknowledged events, then acknowledge them."""
-        sends = []
+        """Save what changed in every partition with unacknowledged events, then acknowledge them."""
+        saves = []
         for tp, evs in self.pending.items():
             if evs and tp in self.processors:
-                snap = await asyncio.to_thread(self.processors[tp].snapshot)
-                key = f"{tp.topic}/{tp.partition}".encode()
-                sends.append((self.state, {"key": key, "value": snap, "partition": tp.partition}))
-        await self._deliver(sends)
+                proc, state = self.processors[tp], self.states[tp]
+                changed = await asyncio.to_thread(proc.checkpoint)
+                send = self._state_sender(tp.partition)
+                saves.append(self._retry(f"saving the state of {tp.topic}/{tp.partition}",
+                                         lambda s=state, c=changed, o=proc.next_offset, f=send: s.save(c, o, f)))
+        await asyncio.gather(*saves)
         if self.sink is not None:
             await self._retry("InfluxDB flush", lambda: asyncio.to_thread(self.sink.flush))
         for evs in self.pending.values():
@@ -233,75 +237,62 @@ class StreamWorker:
         self.pending.clear()
         self._next_checkpoint = time.monotonic() + self.cfg.snapshot_interval_s
 
+    def _state_sender(self, partition: int):
+        async def send(key: bytes, value: bytes | None) -> int:
+            future = await self.state.send(key=key, value=value, partition=partition)
+            return (await future).offset
+        return send
+
     async def _load(self, tp) -> PartitionProcessor:
         proc = PartitionProcessor(self.registry, self.keys, self.cfg.processing)
-        snap = await asyncio.to_thread(self._read_snapshot, tp.partition)
-        if snap is not None:
-            proc.restore(snap)
+        prefix = f"{tp.topic}/{tp.partition}"
+        loaded = await asyncio.to_thread(self._read_state, tp.partition, prefix)
+        if loaded is not None:
+            state, segments = loaded
+            proc.restore(segments)
+        self.states[tp] = loaded[0] if loaded else PartitionState(prefix)
         log.info("partition %s/%d: %s", tp.topic, tp.partition,
-                 f"resumed at offset {proc.next_offset}" if snap else "no snapshot, starting empty",
+                 f"resumed at offset {proc.next_offset}" if loaded else "no saved state, starting empty",
                  extra={"event": "partition_loaded", "partition": tp.partition, "offset": proc.next_offset})
         self.processors[tp] = proc
         return proc
 
-    def _read_snapshot(self, partition: int) -> bytes | None:
-        """The newest message of state partition ``partition`` (only this worker's partition writes there)."""
-        from kafka import KafkaConsumer, TopicPartition
-
-        consumer = KafkaConsumer(**self.cfg.kafka.producer_config(), enable_auto_commit=False, group_id=None,
-                                 max_partition_fetch_bytes=MAX_STATE_BYTES, fetch_max_bytes=MAX_STATE_BYTES)
+    def _read_state(self, partition: int, prefix: str):
+        log = KafkaLog(self.cfg.kafka.producer_config(), self.cfg.topics.state, partition)
         try:
-            tp = TopicPartition(self.cfg.topics.state, partition)
-            consumer.assign([tp])
-            end = consumer.end_offsets([tp])[tp]
-            if end == 0:
-                return None
-            consumer.seek(tp, end - 1)
-            for _ in range(20):
-                for records in consumer.poll(timeout_ms=1000).values():
-                    if records:
-                        return records[-1].value
-            raise RuntimeError(f"state partition {partition} has {end} messages but the last could not be read")
+            return read_partition_state(log, prefix)
         finally:
-            consumer.close()
+            log.close()
 
     async def _revoked(self, app, revoked, **kwargs) -> None:
         """A partition that moves away: forget its state; its next owner loads the last snapshot."""
         for tp in revoked:
             self.processors.pop(tp, None)
+            self.states.pop(tp, None)
             self.pending.pop(tp, None)
 
 
 def checkpoint_lag(cfg: WorkerConfig) -> dict[int, int]:
-    """Per readings partition, the messages not yet covered by the newest snapshot (0: fully checkpointed).
+    """Per readings partition, the messages not yet covered by the newest saved state (0: fully checkpointed).
 
     The lag that matters for exactly-once: what a worker killed now would replay."""
-    import io
-    import json
-
-    import numpy as np
     from kafka import KafkaConsumer, TopicPartition
 
-    consumer = KafkaConsumer(**cfg.kafka.producer_config(), group_id=None, enable_auto_commit=False,
-                             max_partition_fetch_bytes=MAX_STATE_BYTES, fetch_max_bytes=MAX_STATE_BYTES)
+    consumer = KafkaConsumer(**cfg.kafka.producer_config(), group_id=None, enable_auto_commit=False)
     try:
         partitions = sorted(consumer.partitions_for_topic(cfg.topics.readings) or ())
         ends = consumer.end_offsets([TopicPartition(cfg.topics.readings, p) for p in partitions])
-        lag = {}
-        for tp, end in ends.items():
-            state = TopicPartition(cfg.topics.state, tp.partition)
-            consumer.assign([state])
-            last = consumer.end_offsets([state])[state]
-            covered = 0
-            if last:
-                consumer.seek(state, last - 1)
-                records = [r for rs in consumer.poll(timeout_ms=3000).values() for r in rs]
-                if records:
-                    covered = json.loads(np.load(io.BytesIO(records[-1].value))["meta"].tobytes())["next_offset"]
-            lag[tp.partition] = max(0, end - covered)
-        return lag
     finally:
         consumer.close()
+    lag = {}
+    for tp, end in ends.items():
+        log = KafkaLog(cfg.kafka.producer_config(), cfg.topics.state, tp.partition)
+        try:
+            state = read_manifest(log, f"{tp.topic}/{tp.partition}")
+        finally:
+            log.close()
+        lag[tp.partition] = max(0, end - (state.next_offset if state else 0))
+    return lag
 
 
 def minute_rows(registry: Registry, table):

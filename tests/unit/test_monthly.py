@@ -84,14 +84,20 @@ def test_a_month_is_open_while_hours_come_then_closed_with_hand_worked_totals():
     assert roll.update([hour(101, 1000.0, revision=2)]) == []  # no change, no revision
 
 
-def test_snapshot_state_restores_to_the_same_records():
+def test_state_saved_segment_by_segment_restores_to_the_same_records():
+    """Each save writes only the changed segments over the store (and drops those gone); restoring what is
+    saved continues with the same records as the rollup that never stopped."""
     records = february()
     rng = random.Random(3)
-    roll = MonthlyRollup(registry(), POLICIES["cn-hj75"])
-    roll.update(records[:400])
-    arrays, meta = roll.state()
+    roll, store = MonthlyRollup(registry(), POLICIES["cn-hj75"]), {}
+    for i in range(0, 400, 50):
+        roll.update(records[i:i + 50])
+        changed, live = roll.segments(full=False)
+        store = {name: data for name, data in (store | changed).items() if name in live}
+        assert set(changed) <= {"monthly"} | {f"mday:{d}" for d in range((FEB + i * HOUR_NS) // (24 * HOUR_NS),
+                                                                         (FEB + (i + 50) * HOUR_NS) // (24 * HOUR_NS) + 1)}
     again = MonthlyRollup(registry(), POLICIES["cn-hj75"])
-    again.restore(arrays, meta)
+    again.restore_segments(store)
     tail = records[400:]
     cut = rng.randrange(1, len(tail))
     assert again.update(tail[:cut]) + again.update(tail[cut:]) == roll.update(tail[:cut]) + roll.update(tail[cut:])

@@ -115,21 +115,21 @@ def test_duplicates_chunking_and_crash_replay_change_nothing():
     disturbed = [m for _, m in sorted([(float(i), m) for i, m in enumerate(MESSAGES)] + copies, key=lambda x: x[0])]
     disturbed = [Message(i, m.value, m.headers, m.timestamp_ms) for i, m in enumerate(disturbed)]
 
-    records, monthly, p, snapshot = [], [], processor(), None
+    records, monthly, p, saved = [], [], processor(), {}
     pos = 0
     while pos < len(disturbed):
-        if snapshot is not None and rng.random() < 0.05:  # SIGKILL: lose the process, restore the last snapshot
+        if saved and rng.random() < 0.05:  # SIGKILL: lose the process, restore the saved segments
             p = processor()
-            p.restore(snapshot)
-            pos = p.next_offset  # the consumer seeks to the snapshot's offset and replays
+            p.restore(saved)
+            pos = p.next_offset  # the consumer seeks to the state's offset and replays
         n = rng.randrange(1, 400)
         out = p.process(disturbed[pos : pos + n])
         assert not out.dead_letters
         records += out.hourly
         monthly += out.monthly
         pos += n
-        if rng.random() < 0.3:
-            snapshot = p.snapshot()
+        if rng.random() < 0.3:  # a checkpoint writes the segments that changed over the saved ones
+            saved = {name: data for name, data in (saved | p.checkpoint()).items() if data is not None}
     got = final(records)
     assert got.keys() == reference.keys()
     assert all(got[k].content() == reference[k].content() and got[k].revision == 0 for k in got)
@@ -243,3 +243,23 @@ def test_a_sequence_hole_keeps_the_minutes_open_until_it_closes():
     assert p.hole_open[0] and len(p.minutes) > len(CHANNELS) * 20
     out = p.process(a[100:200])  # the hole closes: everything merges, nothing is refused, then it folds
     assert not out.dead_letters and not p.hole_open[0] and len(p.minutes) <= len(CHANNELS) * 3
+
+
+def test_a_checkpoint_writes_what_changed_and_drops_hours_past_the_horizon():
+    p = processor(revision_horizon_s=1800)  # hours leave the state half an hour after their end
+    first = p.checkpoint()
+    assert set(first) == {"core"}  # nothing yet but the core; the monthly rollup has no hours
+    for i in range(0, len(MESSAGES), 200):
+        p.process(MESSAGES[i : i + 200])
+        if _first_ts(MESSAGES[i]) < T0 + HOUR_NS + 10 * 60 * 10**9:
+            p.checkpoint()
+    # saved at 1:10: hour 0 (published, folded) and hour 1 (folding). The stream ends at 3:00: hours whose end
+    # is more than 30 min behind the partition clock are gone (0 and 1: dropped), hour 2 is new
+    late = p.checkpoint()
+    hours = {name for name in late if name.startswith("hour:")}
+    assert hours == {f"hour:{T0}", f"hour:{T0 + HOUR_NS}", f"hour:{T0 + 2 * HOUR_NS}"}
+    assert late[f"hour:{T0}"] is None and late[f"hour:{T0 + HOUR_NS}"] is None
+    assert late[f"hour:{T0 + 2 * HOUR_NS}"] is not None
+    assert set(late) - hours == {"core", "monthly", f"mday:{T0 // (24 * HOUR_NS)}"}
+    again = p.checkpoint()  # nothing happened since: only the core
+    assert set(again) == {"core"}

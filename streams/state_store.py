@@ -1,0 +1,166 @@
+"""A partition processor's state in the compacted state topic: segments written when they change, under a manifest.
+
+A processor's state is cut into named segments (``PartitionProcessor.checkpoint``): a small core rewritten at every
+checkpoint, and hour and day segments rewritten only while they change. Whole snapshots grew with the revision
+horizon and the monthly lookback (past the topic's message cap within a day at the national shape); this writes
+about what changed per checkpoint.
+
+Keys in the state topic (partition = readings partition; only that partition's owner writes there):
+
+* ``<readings topic>/<partition>/manifest``: JSON, the next readings offset the state covers and, per segment, its
+  slot and the offsets of its pieces;
+* ``<readings topic>/<partition>/<segment>@<slot>#<piece>``: one piece (at most :data:`PIECE_BYTES`) of a version.
+
+Why a crash or the log cleaner cannot lose state:
+
+* A checkpoint writes the changed segments, waits until Kafka acknowledges them, then writes the manifest. A
+  crash in between leaves the previous manifest, which points at the previous versions.
+* **Double buffering**: a segment's new version goes to the slot (``@0``/``@1``) the current manifest does not use.
+  Compaction keeps the newest record per key, so it never removes a version the newest manifest points at.
+* A segment the processor dropped is tombstoned (both slots) only after a manifest without it is acknowledged.
+
+Restoring reads the newest manifest (scanning back from the end over the pieces of an interrupted checkpoint) and
+then exactly the pieces it lists, checking each key.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+__all__ = ["PIECE_BYTES", "KafkaLog", "PartitionState", "json_array", "npz_bytes", "read_manifest",
+           "read_partition_state"]
+
+#: Largest piece of a segment in one state record (well below the state topic's ``max.message.bytes``).
+PIECE_BYTES = 4 * 2**20
+
+#: ``send(key, value) -> offset`` once Kafka acknowledged it (``value`` None: a tombstone).
+Send = Callable[[bytes, bytes | None], Awaitable[int]]
+
+
+def npz_bytes(**arrays) -> bytes:
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    return buf.getvalue()
+
+
+def json_array(obj) -> np.ndarray:
+    """JSON as a uint8 array, to travel inside an npz."""
+    return np.frombuffer(json.dumps(obj).encode(), dtype=np.uint8)
+
+
+@dataclass
+class PartitionState:
+    """The manifest of one partition's saved state, and the records that change it."""
+
+    prefix: str  # "<readings topic>/<partition>"
+    next_offset: int = 0
+    segments: dict[str, dict] = field(default_factory=dict)  # name -> {"slot", "offsets", "pieces": [n@0, n@1]}
+
+    @property
+    def manifest_key(self) -> bytes:
+        return f"{self.prefix}/manifest".encode()
+
+    def key(self, name: str, slot: int, piece: int) -> bytes:
+        return f"{self.prefix}/{name}@{slot}#{piece}".encode()
+
+    def manifest(self) -> bytes:
+        return json.dumps({"version": 1, "next_offset": self.next_offset, "segments": self.segments}).encode()
+
+    @classmethod
+    def from_manifest(cls, prefix: str, data: bytes) -> PartitionState:
+        m = json.loads(data)
+        if m.get("version") != 1:
+            raise ValueError(f"state manifest {prefix}: unknown version {m.get('version')!r}")
+        return cls(prefix, int(m["next_offset"]), m["segments"])
+
+    async def save(self, changed: dict[str, bytes | None], next_offset: int, send: Send) -> None:
+        """Write the changed segments, then the manifest, then tombstones for the segments gone. Nothing here
+        changes until the manifest is acknowledged, so a failed save can simply be repeated."""
+        segments = {name: dict(entry) for name, entry in self.segments.items()}
+        writes = []
+        for name, data in changed.items():
+            if data is None:
+                segments.pop(name, None)
+                continue
+            old = segments.get(name)
+            slot = 0 if old is None else 1 - old["slot"]
+            pieces = [data[i:i + PIECE_BYTES] for i in range(0, len(data), PIECE_BYTES)] or [b""]
+            counts = list(old["pieces"]) if old else [0, 0]
+            counts[slot] = max(counts[slot], len(pieces))
+            segments[name] = {"slot": slot, "offsets": [], "pieces": counts}
+            writes += [(name, self.key(name, slot, i), piece) for i, piece in enumerate(pieces)]
+        offsets = await asyncio.gather(*(send(key, piece) for _, key, piece in writes))
+        for (name, _, _), offset in zip(writes, offsets, strict=True):
+            segments[name]["offsets"].append(offset)
+        gone = [(name, self.segments[name]) for name, data in changed.items() if data is None and name in self.segments]
+        new = PartitionState(self.prefix, next_offset, segments)
+        await send(new.manifest_key, new.manifest())
+        self.next_offset, self.segments = next_offset, segments
+        await asyncio.gather(*(send(self.key(name, slot, i), None) for name, entry in gone
+                               for slot in (0, 1) for i in range(entry["pieces"][slot])))
+
+
+class KafkaLog:
+    """One state partition, read with a kafka-python consumer (no group; a whole piece fits one fetch)."""
+
+    def __init__(self, kafka_config: dict, topic: str, partition: int) -> None:
+        from kafka import KafkaConsumer, TopicPartition
+
+        self.consumer = KafkaConsumer(**kafka_config, group_id=None, enable_auto_commit=False,
+                                      max_partition_fetch_bytes=2 * PIECE_BYTES, fetch_max_bytes=2 * PIECE_BYTES)
+        self.tp = TopicPartition(topic, partition)
+        self.consumer.assign([self.tp])
+
+    def end(self) -> int:
+        return self.consumer.end_offsets([self.tp])[self.tp]
+
+    def records(self, start: int, stop: int) -> list[tuple[int, bytes | None, bytes | None]]:
+        """(offset, key, value) with ``start <= offset < stop`` (fewer where compaction removed some)."""
+        self.consumer.seek(self.tp, start)
+        out, idle = [], 0
+        while self.consumer.position(self.tp) < stop and idle < 20:
+            batch = self.consumer.poll(timeout_ms=1000).get(self.tp, [])
+            idle = 0 if batch else idle + 1
+            out += [(r.offset, r.key, r.value) for r in batch if start <= r.offset < stop]
+        if self.consumer.position(self.tp) < stop:
+            raise RuntimeError(f"state partition {self.tp.partition}: offsets {start}..{stop} could not be read")
+        return out
+
+    def close(self) -> None:
+        self.consumer.close()
+
+
+def read_manifest(log, prefix: str) -> PartitionState | None:
+    """The newest manifest of ``prefix`` in a state partition (None: nothing saved yet)."""
+    scanned, back = log.end(), 1
+    manifest_key = PartitionState(prefix).manifest_key
+    while scanned > 0:  # usually the last record; after a crash mid-checkpoint, a few pieces come after it
+        start = max(0, scanned - back)
+        for _, key, value in reversed(log.records(start, scanned)):
+            if key == manifest_key and value is not None:
+                return PartitionState.from_manifest(prefix, value)
+        scanned, back = start, back * 4
+    return None
+
+
+def read_partition_state(log, prefix: str) -> tuple[PartitionState, dict[str, bytes]] | None:
+    """The newest manifest and the segments it lists, each piece checked against its key."""
+    state = read_manifest(log, prefix)
+    if state is None:
+        return None
+    segments = {}
+    for name, entry in state.segments.items():
+        pieces = []
+        for i, offset in enumerate(entry["offsets"]):
+            got = log.records(offset, offset + 1)
+            if not got or got[0][0] != offset or got[0][1] != state.key(name, entry["slot"], i):
+                raise RuntimeError(f"state {prefix}: segment {name} piece {i} is not at offset {offset}")
+            pieces.append(got[0][2])
+        segments[name] = b"".join(pieces)
+    return state, segments
