@@ -1,16 +1,26 @@
 """Reading-batch codec throughput: the vectorised codec against a per-reading baseline, in one run.
 
     python bench/bench_codec.py [--readings 1000000] [--channels 8] [--repeat 5]
+                                [--messages 2000] [--batch-s 5,30] [--only-messages]
 
 The baseline encodes and decodes the same version-1 layout one reading at a time with ``struct``
 (what a straightforward implementation does); its output is checked to be byte-identical, so the
 two are doing the same work. It runs on a slice (``--baseline-readings``) because it is slow; rates
 are per reading either way. Figures are wall-clock on one core.
+
+Then the cost per *message* of ingest's checks, as the stream processor pays it: ``--messages`` signed
+messages, each one agent's batch of ``--channels`` channels x ``batch_s`` seconds at 1 Hz, checked one by one
+(:func:`ingest.batches.check_message`: signature, decode, column rules per batch) against the whole chunk at
+once (:func:`ingest.batches.check_messages`: the column rules of all batches in one vectorised pass), with
+the two results checked to be equal; and the same split for the decode alone. Best (and median) of ``--repeat``
+runs, the two paths interleaved so that both see the same load on a shared machine.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
+import hmac
 import math
 import platform
 import statistics
@@ -24,7 +34,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from schemas.batch import _FIXED, ReadingBatch, _encode_meta, decode_batch, encode_batch  # noqa: E402
+from ingest.batches import KeyRing, Rejection, check_message, check_messages  # noqa: E402
+from schemas.batch import (_FIXED, ReadingBatch, _encode_meta, check_batch_columns, decode_batch,  # noqa: E402
+                           encode_batch)
 from schemas.quantities import FLAG_IS_VALID_CODE, Flag  # noqa: E402
 
 T0 = 1_767_225_600 * 10**9
@@ -86,13 +98,73 @@ def timed(fn, repeat: int) -> float:
     return statistics.median(times)
 
 
+def signed_messages(n_messages: int, n_channels: int, batch_s: int, key: bytes) -> list[tuple[bytes, dict]]:
+    """One signed batch per agent (``n_channels`` x ``batch_s`` s at 1 Hz), with the uplink's headers."""
+    rng = np.random.default_rng(2)
+    ch = np.tile(np.arange(n_channels, dtype=np.uint16), batch_s)
+    ts = np.repeat(T0 + np.arange(batch_s, dtype=np.int64) * 10**9, n_channels)
+    out = []
+    for a in range(n_messages):
+        data = ReadingBatch.from_columns(
+            agent_id=f"gw{a}", source_id=f"s{a}", seq=3, channels=[(f"ch{i}", "a05001", "%") for i in range(n_channels)],
+            ts_ns=ts, channel=ch, value=rng.normal(10.0, 1.0, ch.size), flag=np.zeros(ch.size, np.uint8)).encode()
+        out.append((data, {"cems-agent": f"gw{a}".encode(), "cems-seq": b"3",
+                           "cems-sig": hmac.new(key, data, hashlib.sha256).digest()}))
+    return out
+
+
+def decode_chunk(values: list[bytes]) -> list[ReadingBatch]:
+    """Decode without the per-batch column rules, then check them for the whole chunk (what check_messages does)."""
+    bs = [decode_batch(v, check_columns=False) for v in values]
+    assert not check_batch_columns(bs)
+    return bs
+
+
+def per_message(args) -> None:
+    key = b"k" * 32
+    print(f"per message: {args.messages:,} signed messages per chunk, one agent each, {args.channels} channels at 1 Hz; "
+          f"us per message, best of {args.repeat} interleaved runs (median in brackets)")
+    print(f"{'batch':>20}{'check_message':>16}{'check_messages':>16}{'saved':>7}"
+          f"{'decode_batch':>16}{'+chunk columns':>16}")
+    for batch_s in (int(x) for x in args.batch_s.split(",")):
+        items = signed_messages(args.messages, args.channels, batch_s, key)
+        keys = KeyRing(keys={f"gw{a}": key for a in range(args.messages)})
+        old = [check_message(v, h, keys) for v, h in items]
+        new = check_messages(items, keys)
+        assert not any(isinstance(r, Rejection) for r in old)
+        assert all(o.equals(n) for o, n in zip(old, new, strict=True)), "check_messages disagrees with check_message"
+        values = [v for v, _ in items]
+        runs = {  # the old path (one message at a time) and the new one (a chunk), interleaved: the same load for both
+            "old": lambda: [check_message(v, h, keys) for v, h in items],  # noqa: B023
+            "new": lambda: check_messages(items, keys),  # noqa: B023
+            "decode_old": lambda: [decode_batch(v) for v in values],  # noqa: B023
+            "decode_new": lambda: decode_chunk(values),  # noqa: B023
+        }
+        times: dict[str, list[float]] = {k: [] for k in runs}
+        for _ in range(args.repeat):
+            for k, fn in runs.items():
+                times[k].append(timed(fn, 1) * 1e6 / args.messages)
+        best = {k: min(v) for k, v in times.items()}
+        med = {k: statistics.median(v) for k, v in times.items()}
+        cell = {k: f"{best[k]:.1f} ({med[k]:.0f})" for k in runs}
+        label = f"{batch_s} s = {batch_s * args.channels} readings"
+        print(f"{label:>20}{cell['old']:>16}{cell['new']:>16}{best['old'] - best['new']:>7.1f}"
+              f"{cell['decode_old']:>16}{cell['decode_new']:>16}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--readings", type=int, default=1_000_000)
     ap.add_argument("--baseline-readings", type=int, default=100_000)
     ap.add_argument("--channels", type=int, default=8)
     ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--messages", type=int, default=2000, help="Per-message part: messages per chunk.")
+    ap.add_argument("--batch-s", default="5,30", help="Per-message part: seconds per batch, comma-separated.")
+    ap.add_argument("--only-messages", action="store_true", help="Only the per-message part.")
     args = ap.parse_args()
+    if args.only_messages:
+        per_message(args)
+        return
 
     big = make_batch(args.readings, args.channels)
     small = make_batch(args.baseline_readings, args.channels)
@@ -113,6 +185,8 @@ def main() -> None:
         rate, brate = n / t, nb / tb
         print(f"{name:10}{rate / 1e6:>11.1f} M/s{brate / 1e6:>11.2f} M/s{rate / brate:>9.0f}x"
               f"   ({len(raw) / t / 1e9:.2f} GB/s; {t * 1e3:.1f} ms per {n:,})")
+    print()
+    per_message(args)
 
 
 if __name__ == "__main__":

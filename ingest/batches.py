@@ -10,6 +10,11 @@ Order of the checks, cheapest and least trusting first: the agent must be known,
 signature must verify over the exact bytes received (RFC 2104; before decoding anything, so a forged
 batch is never parsed further), the bytes must decode (CRC, framing, schema version), and the
 batch's own header must agree with the message headers (agent id, sequence number).
+
+:func:`check_messages` does the same for a chunk of messages, with the same results, but checks the
+readings of all of them in a few vectorised passes (:func:`schemas.batch.check_batch_columns`) instead of
+batch by batch: for small batches (5 s of 8 channels) those per-batch numpy calls were about half the
+cost of checking a message (``python bench/bench_codec.py --only-messages``).
 """
 
 from __future__ import annotations
@@ -19,10 +24,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from schemas.batch import ReadingBatch, decode_batch
+from schemas.batch import ReadingBatch, check_batch_columns, decode_batch
 from schemas.errors import BatchDecodeError, UnsupportedSchemaVersion
 
-__all__ = ["KeyRing", "Rejection", "check_message", "dead_letter_headers", "REASONS"]
+__all__ = ["KeyRing", "Rejection", "check_message", "check_messages", "dead_letter_headers", "REASONS"]
 
 #: Reason codes of a rejected batch (dead-letter header ``cems-dlq-reason``; a metric label).
 REASONS = {
@@ -65,9 +70,12 @@ class KeyRing:
         return key
 
 
+_BYTES = (bytes, bytearray)  # a tuple: `bytes | bytearray` would build a union object on every call
+
+
 def _header(headers: dict[str, bytes], name: str) -> bytes | None:
     value = headers.get(name)
-    return value if isinstance(value, bytes | bytearray) and value else None
+    return value if isinstance(value, _BYTES) and value else None
 
 
 def check_message(value: bytes, headers: dict[str, bytes], keys: KeyRing) -> ReadingBatch | Rejection:
@@ -91,6 +99,68 @@ def check_message(value: bytes, headers: dict[str, bytes], keys: KeyRing) -> Rea
         return Rejection("header_mismatch", f"headers say {agent_id!r} seq {int(seq_text)}, "
                                             f"the batch says {batch.agent_id!r} seq {batch.seq}")
     return batch
+
+
+def check_messages(items: list[tuple[bytes, dict[str, bytes]]], keys: KeyRing) -> list[ReadingBatch | Rejection]:
+    """:func:`check_message` of each ``(value, headers)``, in order, with the column checks done once for all.
+
+    The result equals ``[check_message(v, h, keys) for v, h in items]``: the same batches and the same
+    rejections, reason and detail text. Each message goes through the same checks in the same order, except
+    that its readings are checked afterwards together with the other messages' (before the header
+    consistency check, as in :func:`check_message`); a batch whose readings fail is decoded again alone,
+    which raises the usual error for its rejection detail. Never raises on bad input.
+    """
+    out: list[ReadingBatch | Rejection | None] = [None] * len(items)
+    decoded: list[tuple[int, ReadingBatch, str, bytes]] = []  # (index, batch, agent id, seq header)
+    for i, (value, headers) in enumerate(items):
+        # -- as check_message, up to the decode --
+        agent, seq_text, sig = _header(headers, "cems-agent"), _header(headers, "cems-seq"), _header(headers, "cems-sig")
+        if agent is None or seq_text is None or sig is None or not seq_text.isdigit():
+            out[i] = Rejection("missing_header", f"headers present: {sorted(headers)}")
+            continue
+        agent_id = agent.decode("utf-8", "replace")
+        key = keys.get(agent_id)
+        if key is None:
+            out[i] = Rejection("unknown_agent", f"agent {agent_id!r} has no enrolled key")
+            continue
+        if not hmac.compare_digest(hmac.new(key, value, "sha256").digest(), bytes(sig)):
+            out[i] = Rejection("bad_signature", f"agent {agent_id!r} seq {seq_text.decode()}: signature does not verify")
+            continue
+        try:
+            batch = decode_batch(value, check_columns=False)
+        except UnsupportedSchemaVersion as exc:
+            out[i] = Rejection("unsupported_version", exc.detail)
+            continue
+        except BatchDecodeError as exc:
+            out[i] = Rejection("undecodable", f"{exc.reason}: {exc.detail}")
+            continue
+        decoded.append((i, batch, agent_id, seq_text))
+    if not decoded:
+        return out  # type: ignore[return-value]  # every entry is set
+
+    # -- the readings of every decoded batch at once; those that fail, decoded again alone for the error --
+    failing = check_batch_columns([d[1] for d in decoded])
+    for j in failing:
+        i = decoded[j][0]
+        try:
+            batch = decode_batch(items[i][0])
+        except UnsupportedSchemaVersion as exc:  # not after a successful decode; here only to mirror check_message
+            out[i] = Rejection("unsupported_version", exc.detail)
+        except BatchDecodeError as exc:
+            out[i] = Rejection("undecodable", f"{exc.reason}: {exc.detail}")
+        else:  # not reached unless the two column checks disagree: then the single batch's verdict stands
+            decoded[j] = (i, batch, decoded[j][2], decoded[j][3])
+
+    # -- as check_message, after the decode --
+    for i, batch, agent_id, seq_text in decoded:
+        if out[i] is not None:
+            continue
+        if batch.agent_id != agent_id or batch.seq != int(seq_text):
+            out[i] = Rejection("header_mismatch", f"headers say {agent_id!r} seq {int(seq_text)}, "
+                                                  f"the batch says {batch.agent_id!r} seq {batch.seq}")
+        else:
+            out[i] = batch
+    return out  # type: ignore[return-value]
 
 
 def dead_letter_headers(rejection: Rejection, *, topic: str, partition: int, offset: int,

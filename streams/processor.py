@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ingest.batches import KeyRing, Rejection, check_message
+from ingest.batches import KeyRing, Rejection, check_messages
 from ingest.sequence import SeqTracker
 from schemas.records import GapReport, HourlyRecord, MonthlyRecord
 from schemas.site import Entity
@@ -151,10 +151,11 @@ class PartitionProcessor:
     def process(self, messages: list[Message]) -> Output:
         out = Output()
         parts, touched = [], set()
-        for m in messages:
+        checked = check_messages([(m.value, m.headers) for m in messages], self.keys)  # columns once per chunk
+        for m, c in zip(messages, checked, strict=True):
             self.next_offset = max(self.next_offset, m.offset + 1)
             self.clock_ns = max(self.clock_ns, m.timestamp_ms * 1_000_000)
-            batch = self._accept(m, out)
+            batch = self._accept(m, c, out)
             if batch is None:
                 continue
             src, series, first, last = batch
@@ -172,8 +173,7 @@ class PartitionProcessor:
         self._evict()
         return out
 
-    def _accept(self, m: Message, out: Output):
-        checked = check_message(m.value, m.headers, self.keys)
+    def _accept(self, m: Message, checked, out: Output):
         if isinstance(checked, Rejection):
             out.dead_letters.append((m, checked))
             return None

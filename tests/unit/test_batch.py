@@ -13,7 +13,9 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from schemas import BatchDecodeError, BatchError, ChannelSpec, Flag, ReadingBatch, UnsupportedSchemaVersion
-from schemas.batch import TS_MAX_NS, TS_MIN_NS, decode_batch, encode_batch, peek_header
+import schemas.batch
+from schemas.batch import (TS_MAX_NS, TS_MIN_NS, _check_columns, check_batch_columns, check_column_segments,
+                           decode_batch, encode_batch, peek_header)
 
 T0 = 1_767_225_600 * 10**9  # 2026-01-01T00:00:00Z in ns
 
@@ -289,3 +291,117 @@ def test_a_million_readings_round_trip():
     raw = b.encode()
     assert len(raw) == 24 + 112 + 19 * n + 4  # metadata: 2+2 + 2+1 + 2 + 8 x (3+7+2) = 105, padded to 112
     assert decode_batch(raw).equals(b)
+
+
+# --- the column rules of many batches at once ---------------------------------------------------
+
+#: One way to break each rule of _check_columns, applied to reading i of a segment with nch channels.
+BREAKERS = {
+    "ts_low": lambda c, i, nch: c["ts"].__setitem__(i, TS_MIN_NS - 1),
+    "ts_high": lambda c, i, nch: c["ts"].__setitem__(i, TS_MAX_NS),
+    "ts_seconds": lambda c, i, nch: c["ts"].__setitem__(i, 1_767_225_600),
+    "ts_negative": lambda c, i, nch: c["ts"].__setitem__(i, np.iinfo(np.int64).min),
+    "channel_eq": lambda c, i, nch: c["ch"].__setitem__(i, nch),
+    "channel_max": lambda c, i, nch: c["ch"].__setitem__(i, 65535),
+    "flag_8": lambda c, i, nch: c["flag"].__setitem__(i, 8),
+    "flag_255": lambda c, i, nch: c["flag"].__setitem__(i, 255),
+    "inf": lambda c, i, nch: c["value"].__setitem__(i, np.inf),
+    "minus_inf_flag_b": lambda c, i, nch: (c["value"].__setitem__(i, -np.inf), c["flag"].__setitem__(i, Flag.B)),
+    "nan_flag_n": lambda c, i, nch: (c["value"].__setitem__(i, np.nan), c["flag"].__setitem__(i, Flag.N)),
+}
+
+
+def random_segment(rng: np.random.Generator, nch: int, n: int) -> dict[str, np.ndarray]:
+    """Valid columns, edges included (first and last valid timestamp, the top channel index, NaN with a flag)."""
+    ts = rng.integers(TS_MIN_NS, TS_MAX_NS, n, dtype=np.int64)
+    ts[rng.random(n) < 0.05] = TS_MIN_NS
+    ts[rng.random(n) < 0.05] = TS_MAX_NS - 1
+    flag = rng.integers(0, len(Flag), n).astype(np.uint8)
+    value = rng.normal(10.0, 5.0, n)
+    value[(rng.random(n) < 0.1) & (flag != Flag.N)] = np.nan
+    return {"ts": ts, "ch": rng.integers(0, max(nch, 1), n).astype(np.uint16), "value": value, "flag": flag}
+
+
+def test_check_column_segments_is_check_columns_of_each_segment():
+    rng = np.random.default_rng(11)
+    for _ in range(60):
+        segs, nchs = [], []
+        for _ in range(int(rng.integers(0, 40))):
+            nch = int(rng.integers(0, 5))
+            n = 0 if rng.random() < 0.15 else int(rng.integers(1, 60))  # nch 0 and n > 0: every channel breaks
+            cols = random_segment(rng, nch, n)
+            if n and rng.random() < 0.4:  # one to three broken readings, of any kinds
+                for _ in range(int(rng.integers(1, 4))):
+                    BREAKERS[rng.choice(list(BREAKERS))](cols, int(rng.integers(0, n)), nch)
+            segs.append(cols)
+            nchs.append(nch)
+        expected = []
+        for k, (c, nch) in enumerate(zip(segs, nchs, strict=True)):
+            try:
+                _check_columns(nch, c["ts"], c["ch"], c["value"], c["flag"])
+            except BatchError:
+                expected.append(k)
+        offsets = np.concatenate([[0], np.cumsum([len(c["ts"]) for c in segs], dtype=np.int64)])
+        cat = {name: (np.concatenate([c[name] for c in segs]) if segs else np.zeros(0, dtype))
+               for name, dtype in (("ts", np.int64), ("ch", np.uint16), ("value", np.float64), ("flag", np.uint8))}
+        got = check_column_segments(offsets, nchs, cat["ts"], cat["ch"], cat["value"], cat["flag"])
+        assert got.dtype == np.int64 and got.tolist() == expected
+
+
+@pytest.mark.parametrize("kind", sorted(BREAKERS))
+def test_check_column_segments_catches_every_rule_in_any_position(kind):
+    rng = np.random.default_rng(5)
+    segs = [random_segment(rng, 3, n) for n in (4, 0, 1, 5, 0)]
+    for k, i in ((0, 0), (0, 3), (2, 0), (3, 4)):  # first and last reading, next to empty segments
+        cols = {name: [a.copy() for a in (s[name] for s in segs)] for name in segs[0]}
+        one = {name: cols[name][k] for name in cols}
+        BREAKERS[kind](one, i, 3)
+        with pytest.raises(BatchError):
+            _check_columns(3, one["ts"], one["ch"], one["value"], one["flag"])
+        got = check_column_segments([0, 4, 4, 5, 10, 10], [3] * 5, *(np.concatenate(cols[name])
+                                                                    for name in ("ts", "ch", "value", "flag")))
+        assert got.tolist() == [k]
+
+
+def test_check_column_segments_rejects_inconsistent_offsets():
+    z = np.zeros(3, np.int64), np.zeros(3, np.uint16), np.zeros(3), np.zeros(3, np.uint8)
+    for offsets, nchs in (([0, 2], [1]), ([0, 3], [1, 1]), ([1, 3], [1]), ([0, 4, 3], [1, 1]), ([], [])):
+        with pytest.raises(ValueError):
+            check_column_segments(offsets, nchs, *z)
+
+
+def test_decode_without_column_checks_skips_only_those():
+    buf = bytearray(small_batch().encode())
+    buf[len(buf) - 4 - 1] = 9  # last flag: not a code
+    raw = refresh_crc(buf)
+    with pytest.raises(BatchDecodeError, match="bad_flag"):
+        decode_batch(raw)
+    assert decode_batch(raw, check_columns=False).flag.tolist() == [Flag.N, Flag.C, 9]
+    good = small_batch().encode()
+    assert decode_batch(good, check_columns=False).equals(decode_batch(good))
+    with pytest.raises(BatchDecodeError, match="checksum"):  # everything before the columns is still checked
+        decode_batch(raw[:-1] + bytes([raw[-1] ^ 1]), check_columns=False)
+
+
+@pytest.mark.parametrize("group", [1, 7, 50, 65_536])
+def test_check_batch_columns_is_check_columns_of_each_batch(group, monkeypatch):
+    monkeypatch.setattr(schemas.batch, "_GROUP_READINGS", group)  # groups end anywhere, single batches beyond it
+    rng = np.random.default_rng(group)
+    batches, expected = [], []
+    for k in range(300):
+        nch = int(rng.integers(0, 5))
+        n = 0 if rng.random() < 0.15 else int(rng.integers(1, 40))
+        c = random_segment(rng, nch, n)
+        if n and rng.random() < 0.3:
+            BREAKERS[rng.choice(list(BREAKERS))](c, int(rng.integers(0, n)), nch)
+        if n and rng.random() < 0.03:  # only a hand-built ReadingBatch can have this
+            c[rng.choice(["ts", "ch", "value", "flag"])] = c["flag"][:-1].copy()
+        channels = tuple(ChannelSpec(f"c{i}", "a05001", "%") for i in range(nch))
+        batches.append(ReadingBatch("gw", "s", k, channels, c["ts"], c["ch"], c["value"], c["flag"]))
+        try:
+            _check_columns(nch, c["ts"], c["ch"], c["value"], c["flag"])
+        except BatchError:
+            expected.append(k)
+    assert 30 < len(expected) < 270
+    assert check_batch_columns(batches) == expected
+    assert check_batch_columns([]) == []
