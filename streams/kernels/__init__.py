@@ -8,6 +8,7 @@ and validity rule cites its source in ``shared/reference/cems-standards.md``. Da
 from .aggregate import HOUR_NS, MINUTE_NS, Accumulator, PeriodTable, hours_from_minutes, readings_to_minutes
 from .emissions import HourlyEmissions, StackLayout, hourly_emissions
 from .gwp import GWP_SETS, co2e
+from .indicators import Findings, Grid, IndicatorPolicy, scan
 from .policy import POLICIES, ValidityPolicy, get_policy
 from .rollup import PeriodTotals, rollup
 from .standardise import REFERENCE_CONDITIONS, ReferenceConditions
@@ -21,7 +22,10 @@ __all__ = [
     "POLICIES",
     "REFERENCE_CONDITIONS",
     "Accumulator",
+    "Findings",
+    "Grid",
     "HourlyEmissions",
+    "IndicatorPolicy",
     "PeriodTable",
     "PeriodTotals",
     "ReferenceConditions",
@@ -34,5 +38,6 @@ __all__ = [
     "hours_from_minutes",
     "readings_to_minutes",
     "rollup",
+    "scan",
     "substitute",
 ]
