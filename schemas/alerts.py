@@ -23,7 +23,7 @@ from dataclasses import asdict, dataclass, field
 
 from schemas.records import _Revised
 
-__all__ = ["SEVERITIES", "Ack", "Alert", "alert_id"]
+__all__ = ["ACK_STATES", "SEVERITIES", "Ack", "Alert", "alert_id"]
 
 #: Severity order; ``cleared`` closes an alert whose condition is gone.
 SEVERITIES = ("cleared", "info", "warning", "critical")

@@ -11,6 +11,7 @@ import click
 
 from edge_agent.cli import edge
 
+from .cli_reconcile import accounting, alerts, reconcile
 from .cli_stream import stream
 from schemas.errors import BatchDecodeError, ConfigError
 
@@ -54,6 +55,9 @@ def main() -> None:
 
 main.add_command(edge)  # edge_agent.cli imports only click at module level; its commands import the rest
 main.add_command(stream)
+main.add_command(accounting)
+main.add_command(reconcile)
+main.add_command(alerts)
 
 
 @main.group()

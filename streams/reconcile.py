@@ -215,7 +215,7 @@ def _activity(ev: MonthEvidence, policy: ReconcilePolicy, a: _Alerts) -> None:
         d = (reported - metered) / metered
         severity = a.severity(abs(d) / tolerance)
         if severity:
-            a.add(rule, severity, subject=subject.replace(" ", "_"), measured=reported, expected=metered, unit=unit,
+            a.add(rule, severity, source=ev.report.source_id, subject=subject.replace(" ", "_"), measured=reported, expected=metered, unit=unit,
                   deviation=d, allowed=tolerance,
                   explanation=f"Reported {subject} {reported:,.1f} {unit} is {d:+.1%} against the edge meters' "
                               f"{metered:,.1f} {unit}; tolerated {tolerance:.1%}.")
@@ -244,7 +244,7 @@ def _emissions(ev: MonthEvidence, policy: ReconcilePolicy, a: _Alerts, findings:
                 if x in analyser:
                     a.out[i] = replace(x, explanation=f"{x.explanation} {comparison}.")
         elif severity:
-            a.add("measured_vs_calculated", severity, measured=ev.measured_co2_t, expected=expected, unit="t CO2",
+            a.add("measured_vs_calculated", severity, source=report.source_id, measured=ev.measured_co2_t, expected=expected, unit="t CO2",
                   deviation=d, allowed=tolerance,
                   explanation=f"{comparison}. With the activity data checked against the meters, the difference "
                               f"points at the reported parameters (carbon content, NCV, oxidation, oxides) or at "
@@ -256,7 +256,7 @@ def _emissions(ev: MonthEvidence, policy: ReconcilePolicy, a: _Alerts, findings:
         d = (intensity - bench.t_co2_per_unit) / bench.t_co2_per_unit
         severity = a.severity(d / CEMS_TIER_UNCERTAINTY[policy.cems_tier])
         if severity:
-            a.add("intensity_vs_benchmark", severity, measured=intensity, expected=bench.t_co2_per_unit,
+            a.add("intensity_vs_benchmark", severity, source=report.source_id, measured=intensity, expected=bench.t_co2_per_unit,
                   unit=f"t CO2/{_product(report)[2]}", deviation=d, allowed=CEMS_TIER_UNCERTAINTY[policy.cems_tier],
                   explanation=f"Measured intensity {intensity:.4f} is {d:+.1%} above the benchmark "
                               f"{bench.t_co2_per_unit:.4f} ({bench.source}).")
@@ -267,12 +267,16 @@ def _indicators(ev: MonthEvidence, policy: ReconcilePolicy, a: _Alerts) -> Findi
         return Findings.empty()
     from streams.kernels.indicators import CO2O2Pairs
 
-    hours = ev.hours if ev.hours is not None else hour_grid(ev.minutes)
+    quantity = {(s.id, c.id): c.quantity for s in ev.entity.sources for c in s.channels}
+    keep = [i for i, key in enumerate(ev.series) if quantity.get(key) not in TOTALISERS]  # counters only grow
+    minutes = None if ev.minutes is None else _rows(ev.minutes, keep)
+    hours = _rows(ev.hours, keep) if ev.hours is not None else hour_grid(minutes)
+    ev = replace(ev, series=[ev.series[i] for i in keep])
     series_of = {key: i for i, key in enumerate(ev.series)}
     sources = [s for s in ev.entity.sources if any(k[0] == s.id for k in ev.series)]
     pairs = CO2O2Pairs.from_sources(sources, series_of, ev.co2max, policy=policy.indicators) if ev.co2max else None
     tz = ZoneInfo(ev.entity.timezone)
-    found = scan(ev.minutes, hours, tz=tz, policy=policy.indicators, pairs=pairs)
+    found = scan(minutes, hours, tz=tz, policy=policy.indicators, pairs=pairs)
     names, order = found.rule_name, ("low", "info", "warning", "critical")
     source_of = np.array([src for src, _ in ev.series] or [""], dtype=object)
     for rule in np.unique(names).tolist():
@@ -297,6 +301,11 @@ def _indicators(ev: MonthEvidence, policy: ReconcilePolicy, a: _Alerts) -> Findi
     return found
 
 
+def _rows(grid: Grid, rows: list[int]) -> Grid:
+    return Grid(grid.mean[rows], grid.start_ns, grid.period_ns, grid.flag[rows], grid.operating[rows],
+                grid.calibrating[rows])
+
+
 def _iso(ns: int) -> str:
     return datetime.fromtimestamp(ns / 1e9, UTC).strftime("%Y-%m-%dT%H:%MZ")
 
@@ -312,3 +321,34 @@ _INDICATOR_TEXT = {
     "cm_day_share": "Many minutes flagged calibration or maintenance in a day",
     "cm_run_long": "A calibration or maintenance run longer than allowed",
 }
+
+
+#: Edge meter quantities (schemas/quantities.py): totalisers (month = last - first reading) and rates per hour
+#: (month = sum of minute means / 60), with the factor to the report's canonical unit (t, 10^4 Nm3, MWh).
+TOTALISERS = {"xf0003", "xf0004", "xp0002", "xe0002"}
+TO_REPORT_UNIT = {"t": 1.0, "kg": 1e-3, "m3": 1e-4, "MWh": 1.0, "t/h": 1.0, "kg/h": 1e-3, "m3/h": 1e-4}
+
+
+def metered_totals(minutes: Grid, series: list[tuple[str, str]], channels: Mapping[tuple[str, str], tuple[str, str]],
+                   meters: Mapping[str, str]) -> dict[str, float]:
+    """Month totals of the configured meters from the minute grid (``meters``: "source/channel" -> what it
+    measures; ``channels``: (source, channel) -> (quantity, unit)). A meter without data is left out, so its
+    rule is skipped rather than compared with zero."""
+    index = {key: i for i, key in enumerate(series)}
+    out: dict[str, float] = {}
+    for name, measures in meters.items():
+        source, _, channel = name.partition("/")
+        i = index.get((source, channel))
+        if i is None:
+            continue
+        quantity, unit = channels[(source, channel)]
+        x = minutes.mean[i]
+        ok = np.flatnonzero(np.isfinite(x))
+        if not ok.size:
+            continue
+        if quantity in TOTALISERS:
+            total = x[ok[-1]] - x[ok[0]]
+        else:
+            total = np.nansum(x) / (3_600_000_000_000 / minutes.period_ns)
+        out[measures] = out.get(measures, 0.0) + float(total) * TO_REPORT_UNIT.get(unit, 1.0)
+    return out

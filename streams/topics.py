@@ -37,6 +37,9 @@ def topic_specs(cfg: WorkerConfig, partitions: int, readings_retention_days: flo
         t.monthly: (partitions, compacted),
         t.gaps: (1, compacted),  # one report per agent, small
         t.state: (partitions, compacted | {"max.message.bytes": str(MAX_STATE_BYTES)}),
+        t.accounting: (1, compacted),  # one report per entity, source and month
+        t.alerts: (1, compacted),  # one version per alert id, the last
+        t.alert_acks: (1, compacted),
     }
 
 

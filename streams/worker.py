@@ -33,6 +33,7 @@ from schemas.kafka import KafkaConnection
 from schemas.site import load_site
 
 from .processor import Message, PartitionProcessor, Registry, Settings
+from .reconcile import ReconcilePolicy
 from .state_store import PIECE_BYTES, KafkaLog, PartitionState, read_manifest, read_partition_state
 
 __all__ = ["StreamWorker", "Topics", "WorkerConfig", "checkpoint_lag", "load_worker_config"]
@@ -54,6 +55,9 @@ class Topics(_Strict):
     monthly: str = "cems.monthly.v1"
     gaps: str = "cems.gaps.v1"
     state: str = Field(default="cems.worker-state.v1", description="Compacted; as many partitions as readings.")
+    accounting: str = Field(default="cems.accounting.v1", description="Self-reported monthly accounting reports.")
+    alerts: str = Field(default="cems.alerts.v1", description="Discrepancy and data-quality alerts (compacted).")
+    alert_acks: str = Field(default="cems.alerts.ack.v1", description="Acknowledgements of alerts (compacted).")
 
     @classmethod
     def prefixed(cls, prefix: str) -> Topics:
@@ -66,6 +70,22 @@ class InfluxSettings(_Strict):
     org: str
     bucket: str
     token: SecretStr
+
+
+class ReconcileSettings(_Strict):
+    """What the reconciler needs besides the data: thresholds, which meter measures what, each stack's CO2max."""
+
+    policy: ReconcilePolicy = ReconcilePolicy()
+    meters: dict[str, str] = Field(default_factory=dict, description=(
+        '"<source>/<channel>" -> "fuel:<fuel id>", "material:<material id>" or "product": what an edge meter '
+        "measures (totalisers: month = last - first; rates per hour: integrated)."))
+    co2max: dict[str, str | float] = Field(default_factory=dict, description=(
+        "Source -> fuel family (coal, natural_gas, ...) or CO2max [vol %] for the CO2/O2 check; sources with "
+        "process CO2 need a value calibrated on trusted history (streams.kernels.indicators.effective_co2max)."))
+    intake_token: SecretStr | None = Field(default=None, description=(
+        "Bearer token `cems accounting serve` requires (CEMS_STREAM__RECONCILE__INTAKE_TOKEN); none: open."))
+    agent_entities: dict[str, str] = Field(default_factory=dict, description=(
+        "Agent id -> entity id, to place dead letters and gap reports (otherwise the batch's claimed source)."))
 
 
 class WorkerConfig(_Strict):
@@ -81,6 +101,8 @@ class WorkerConfig(_Strict):
     snapshot_interval_s: float = Field(default=5.0, gt=0, description="Checkpoint period; also the replay window.")
     session_timeout_s: float = Field(default=15.0, gt=1, description="A killed worker's partitions move after this.")
     datadir: Path = Path("/var/lib/cems/worker")
+    reconcile: ReconcileSettings = Field(default_factory=ReconcileSettings,
+                                         description="For `cems reconcile` (the worker ignores it).")
 
 
 #: Environment variables with this prefix override the config file (``CEMS_STREAM__KAFKA__SASL_PASSWORD``...).

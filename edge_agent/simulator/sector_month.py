@@ -62,7 +62,7 @@ class SectorMonth:
     report: dict  # the accounting report as the emitter submits it (JSON form)
     measured_co2_t: float  # the CEMS monthly record's CO2
     metered: dict[str, float]  # "fuel:<id>" / "material:<id>" / "product" -> the edge meters' month total
-    minutes: dict[str, np.ndarray]  # channel -> minute means (NaN: no data), local month grid
+    minutes: dict[str, np.ndarray]  # channel id (as in ``entity``) -> minute means (NaN: no data), local month grid
     calibrating: np.ndarray  # bool per minute: the analyser was in calibration (flag C)
     operating: np.ndarray  # bool per minute
     start_ns: int  # first minute (local month start, UTC ns)
@@ -79,7 +79,9 @@ def _month_start(month: str, tz: ZoneInfo) -> tuple[int, int]:
 
 
 def simulate_month(sector: str, seed: int, faults: tuple[str, ...] = (), month: str = "2026-02",
-                   province: str = "320000", municipality: str = "320500") -> SectorMonth:
+                   province: str = "320000", municipality: str = "320500", entity_id: str | None = None) -> SectorMonth:
+    """One month of ``sector`` (deterministic from ``seed``). The minutes include the meters' totalisers
+    (``fuel_total`` [t], ``product_total`` [t or MWh]), whose month difference is exactly ``metered``."""
     if sector not in SECTORS:
         raise ValueError(f"sector {sector!r} is not one of {SECTORS}")
     unknown = set(faults) - set(FAULTS)
@@ -155,7 +157,8 @@ def simulate_month(sector: str, seed: int, faults: tuple[str, ...] = (), month: 
     def measured(value: float, unit: str) -> dict:
         return {"value": round(float(value), 6), "unit": unit, "basis": "measured"}
 
-    report: dict = {"entity_id": f"sim-{sector}", "source_id": None, "month": month, "sector": sector, "fuels": []}
+    entity_id = entity_id or f"sim-{sector}"
+    report: dict = {"entity_id": entity_id, "source_id": None, "month": month, "sector": sector, "fuels": []}
     if shape["fuel_t_h"] and sector != "steel":
         metered["fuel:raw_coal"] = true_fuel * (1 + rng.normal(0, METER_SD))
         report["fuels"].append({"fuel": "raw_coal", "consumption": measured(reported_fuel, "t"),
@@ -190,12 +193,25 @@ def simulate_month(sector: str, seed: int, faults: tuple[str, ...] = (), month: 
             "slope_cf4": {"basis": "default"}, "c2f6_cf4_ratio": {"basis": "default"}}
     else:
         report["power"] = {"gross_generation": measured(reported_product, "MWh")}
-    entity = {"id": f"sim-{sector}", "name": f"simulated {sector} plant", "sector": sector,
+    def totaliser(rate_per_h: np.ndarray, total: float, origin: float) -> np.ndarray:
+        cum = np.concatenate([[0.0], np.cumsum(rate_per_h[minute_hour])[:-1]])
+        return np.where(np.isfinite(cum), origin + total * cum / cum[-1], np.nan)
+
+    minutes = {"co2": co2, "o2": o2, "flow": flow,
+               "product_total": totaliser(product_t_h, metered["product"], 1_234_567.0)}
+    channels = [{"id": "co2", "quantity": "a05001", "unit": "%"}, {"id": "o2", "quantity": "a19001", "unit": "%"},
+                {"id": "flow", "quantity": "a00000", "unit": "m3/h"},
+                {"id": "product_total", "quantity": "xe0002" if sector == "power" else "xp0002",
+                 "unit": "MWh" if sector == "power" else "t"}]
+    fuel_meter = next((k for k in metered if k != "product"), None)
+    if fuel_meter is not None:
+        minutes["fuel_total"] = totaliser(fuel_t_h, metered[fuel_meter], 98_765.0)
+        channels.append({"id": "fuel_total", "quantity": "xf0003", "unit": "t"})
+    entity = {"id": entity_id, "name": f"simulated {sector} plant", "sector": sector,
               "region": {"province": province, "municipality": municipality},
-              "sources": [{"id": f"sim-{sector}-stack", "name": "main stack", "duct_area_m2": 12.0, "channels": [
-                  {"id": "co2", "quantity": "a05001", "unit": "%"}, {"id": "o2", "quantity": "a19001", "unit": "%"},
-                  {"id": "flow", "quantity": "a00000", "unit": "m3/h"}]}]}
+              "sources": [{"id": f"{entity_id}-stack", "name": "main stack", "duct_area_m2": 12.0,
+                           "channels": channels}]}
     return SectorMonth(sector=sector, entity=entity, month=month, report=report, measured_co2_t=cems_month,
-                       metered=metered, minutes={"co2": co2, "o2": o2, "flow": flow}, calibrating=calibrating,
+                       metered=metered, minutes=minutes, calibrating=calibrating,
                        operating=on, start_ns=start_ns, signature_failures=3 if "forged_signature" in faults else 0,
                        true_co2_t=float(true_co2_t_h.sum()), faults=tuple(faults))

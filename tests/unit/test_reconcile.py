@@ -22,7 +22,7 @@ CALIBRATION_SEED = 10_000  # a month of trusted history, for the sources' effect
 
 
 def grid(sm: SectorMonth) -> Grid:
-    mean = np.stack([sm.minutes["co2"], sm.minutes["o2"], sm.minutes["flow"]])
+    mean = np.stack([sm.minutes[c["id"]] for c in sm.entity["sources"][0]["channels"]])  # the site's order
     flag = np.where(sm.calibrating, Flag.C, np.where(sm.operating, Flag.N, Flag.F)).astype(np.uint8)
     shape = mean.shape
     return Grid(mean, sm.start_ns, MINUTE_NS, np.broadcast_to(flag, shape), np.broadcast_to(sm.operating, shape),

@@ -1,0 +1,176 @@
+"""``cems accounting``, ``cems reconcile`` and ``cems alerts``: reported data in, alerts out, reviewers' view.
+
+All take the central config file (the worker's: broker, topics, sites, InfluxDB, ``reconcile`` section) and/or
+``CEMS_STREAM__*`` environment variables."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+import click
+
+from schemas.alerts import ACK_STATES, SEVERITIES
+
+from .cli_stream import _load
+
+CONFIG = click.argument("config", type=click.Path(dir_okay=False, path_type=Path), required=False)
+
+
+@click.group()
+def accounting() -> None:
+    """Self-reported monthly accounting data: validate and publish (files, or an HTTP endpoint)."""
+
+
+@accounting.command("import")
+@CONFIG
+@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False, exists=True, path_type=Path))
+@click.option("--check", is_flag=True, help="Validate only; publish nothing.")
+def accounting_import(config: Path | None, files: tuple[Path, ...], check: bool) -> None:
+    """Validate CSV/JSON reports, all files or nothing, then publish them to the accounting topic."""
+    from ingest.accounting import AccountingImportError, load_reports
+
+    from .reconciler import publish_reports
+
+    reports, problems = [], []
+    for path in files:
+        try:
+            reports += load_reports(path)
+        except AccountingImportError as exc:
+            problems += exc.problems
+    if problems:
+        click.echo(f"{len(problems)} problem(s), nothing imported:", err=True)
+        for p in problems:
+            click.echo(f"  {p}", err=True)
+        sys.exit(1)
+    if check:
+        click.echo(f"{len(reports)} report(s) valid")
+        return
+    for key in publish_reports(_load(config), reports):
+        click.echo(f"published {key}")
+
+
+@accounting.command("serve")
+@CONFIG
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8480, show_default=True)
+def accounting_serve(config: Path | None, host: str, port: int) -> None:
+    """Serve POST /v1/accounting (bearer token from reconcile.intake_token, if set)."""
+    from aiohttp import web
+
+    from ingest.accounting_http import make_app
+
+    from .reconciler import publish_reports
+
+    cfg = _load(config)
+    token = cfg.reconcile.intake_token.get_secret_value() if cfg.reconcile.intake_token else None
+    web.run_app(make_app(lambda reports: publish_reports(cfg, reports), token=token), host=host, port=port,
+                print=lambda *_: click.echo(f"accounting intake on http://{host}:{port}/v1/accounting"))
+
+
+@click.command("reconcile")
+@CONFIG
+@click.option("--month", help="Only this local month (YYYY-MM).")
+@click.option("--every", type=float, help="Run again every this many seconds (until interrupted).")
+def reconcile(config: Path | None, month: str | None, every: float | None) -> None:
+    """Reconcile measured against reported data and publish the alerts that changed."""
+    from .reconciler import Reconciler
+
+    rec = Reconciler(_load(config))
+    while True:
+        for a in rec.run(month):
+            click.echo(f"{a.severity:<8} {a.reason:<8} {a.id}")
+        if every is None:
+            return
+        time.sleep(every)
+
+
+@click.group()
+def alerts() -> None:
+    """Discrepancy and data-quality alerts: list, follow, acknowledge."""
+
+
+def _filters(f):
+    for opt in reversed([
+        click.option("--province", help="Only this province (GB/T 2260 code or name, as in the site files)."),
+        click.option("--municipality", help="Only this municipality."),
+        click.option("--entity", help="Only this entity."),
+        click.option("--rule", help="Only this rule (e.g. measured_vs_calculated, flatline)."),
+        click.option("--period", help="Only periods starting with this (2026, 2026-02)."),
+        click.option("--min-severity", type=click.Choice(SEVERITIES[1:]), help="At least this severity."),
+        click.option("--status", type=click.Choice(["open", "acknowledged", "resolved", "cleared", "all"]),
+                     default="open", show_default=True),
+        click.option("--json", "as_json", is_flag=True, help="One JSON object per line."),
+    ]):
+        f = opt(f)
+    return f
+
+
+def _show(rows, as_json: bool) -> None:
+    for row in rows:
+        a = row.alert
+        if as_json:
+            click.echo(json.dumps({"status": row.status, **json.loads(a.to_json()),
+                                   "ack": None if row.ack is None else json.loads(row.ack.to_json())}))
+        else:
+            dev = "" if a.deviation is None else f" {a.deviation:+.1%}"
+            click.echo(f"{a.severity:<8} {row.status:<12} r{a.revision} {a.id}{dev}\n         {a.explanation}")
+
+
+def _select(cfg, status, filters):
+    from .alerts import matches, review
+    from .reconciler import read_acks, read_alerts
+
+    rows = review(read_alerts(cfg), read_acks(cfg))
+    return [r for r in rows if (status == "all" or r.status == status) and matches(r.alert, **filters)]
+
+
+@alerts.command("list")
+@CONFIG
+@_filters
+def alerts_list(config, status, as_json, **filters) -> None:
+    """Alerts as they stand (last version, with review status), most severe first."""
+    rows = _select(_load(config), status, filters)
+    _show(rows, as_json)
+    if not as_json:
+        click.echo(f"{len(rows)} alert(s)", err=True)
+
+
+@alerts.command("follow")
+@CONFIG
+@_filters
+@click.option("--interval", default=5.0, show_default=True, help="Seconds between looks.")
+def alerts_follow(config, status, as_json, interval, **filters) -> None:
+    """Print alerts as new versions or review changes arrive (Ctrl-C to stop)."""
+    cfg, seen = _load(config), {}
+    while True:
+        for row in _select(cfg, status, filters):
+            state = (row.alert.revision, row.status)
+            if seen.get(row.alert.id) != state:
+                seen[row.alert.id] = state
+                _show([row], as_json)
+        time.sleep(interval)
+
+
+@alerts.command("ack")
+@CONFIG
+@click.argument("alert_id")
+@click.option("--by", required=True, help="Who (reviewer id).")
+@click.option("--state", type=click.Choice(ACK_STATES), default="acknowledged", show_default=True)
+@click.option("--note", default="")
+def alerts_ack(config, alert_id: str, by: str, state: str, note: str) -> None:
+    """Acknowledge, resolve or reopen an alert (holds until the alert is revised)."""
+    from schemas.alerts import Ack
+
+    from .reconciler import _send_all, read_alerts
+
+    cfg = _load(config)
+    current = {a.id: a for a in read_alerts(cfg)}
+    if alert_id not in current:
+        click.echo(f"no alert {alert_id!r}", err=True)
+        sys.exit(1)
+    ack = Ack(alert_id, state, by=by, at_ns=time.time_ns(), revision=current[alert_id].revision, note=note)
+    _send_all(cfg, cfg.topics.alert_acks, [(alert_id.encode(), ack.to_json(), [])])
+    click.echo(f"{state} {alert_id} (revision {ack.revision})")

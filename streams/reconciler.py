@@ -1,0 +1,259 @@
+"""The reconciler's shell: gather each entity-month's evidence from Kafka and InfluxDB, run
+:func:`streams.reconcile.reconcile_month`, publish what changed to the alerts topic.
+
+``cems reconcile CONFIG [--month YYYY-MM]`` runs it once (after a month closes, and again when late data or a
+corrected report arrives); ``--every SECONDS`` keeps it running. What it reads:
+
+* the accounting topic (the last report per entity, source and month; ``cems accounting import|serve``);
+* the monthly topic: the CEMS CO2 of each source and month, compared only once the month is ``closed`` (an open
+  month is not a month's figure yet);
+* InfluxDB ``cems_minute``: the entity's channels over the local month, as minute grids for the indicators and
+  for the edge meters' totals (``reconcile.meters`` in the config says which channel measures what);
+* the dead-letter topic (``bad_signature`` per entity and month) and the gap reports (``sequence_holes``).
+
+It publishes through :class:`~streams.alerts.AlertBook`, read back from the compacted alerts topic first, so a
+rerun publishes nothing that did not change: restarts and reruns never repeat an alert.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+from collections import defaultdict
+from datetime import UTC, datetime
+
+import numpy as np
+
+from schemas.accounting import AccountingReport
+from schemas.alerts import Ack, Alert
+from schemas.quantities import Flag
+from schemas.records import GapReport, MonthlyRecord
+from schemas.site import load_site
+
+from .alerts import AlertBook
+from .kernels.aggregate import MINUTE_NS
+from .kernels.indicators import NO_DATA, Grid
+from .monthly import month_bounds
+from .reconcile import MonthEvidence, metered_totals, reconcile_month
+from .worker import WorkerConfig, _site_files
+
+__all__ = ["Reconciler", "publish_reports", "read_acks", "read_alerts", "read_topic"]
+
+log = logging.getLogger(__name__)
+
+
+def read_topic(cfg: WorkerConfig, topic: str) -> list:
+    """Every record of ``topic`` up to its current end (kafka-python records), all partitions."""
+    from kafka import KafkaConsumer, TopicPartition
+
+    consumer = KafkaConsumer(**cfg.kafka.producer_config(), group_id=None, enable_auto_commit=False,
+                             auto_offset_reset="earliest")
+    try:
+        parts = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
+        if not parts:
+            return []
+        consumer.assign(parts)
+        consumer.seek_to_beginning(*parts)
+        ends = consumer.end_offsets(parts)
+        out, idle = [], 0
+        while any(consumer.position(tp) < ends[tp] for tp in parts) and idle < 30:
+            batch = consumer.poll(timeout_ms=1000)
+            idle = 0 if batch else idle + 1
+            for records in batch.values():
+                out += records
+        return out
+    finally:
+        consumer.close()
+
+
+def _last_per_key(records) -> dict[bytes, object]:
+    last = {}
+    for r in records:
+        if r.value is None:
+            last.pop(r.key, None)
+        else:
+            last[r.key] = r
+    return last
+
+
+def read_alerts(cfg: WorkerConfig) -> list[Alert]:
+    return [Alert.from_json(r.value) for r in _last_per_key(read_topic(cfg, cfg.topics.alerts)).values()]
+
+
+def read_acks(cfg: WorkerConfig) -> list[Ack]:
+    return [Ack.from_json(r.value) for r in read_topic(cfg, cfg.topics.alert_acks) if r.value is not None]
+
+
+def _send_all(cfg: WorkerConfig, topic: str, messages: list[tuple[bytes, bytes, list]]) -> None:
+    """Send and wait for every acknowledgement (nothing is reported as done before Kafka has it)."""
+    from kafka import KafkaProducer
+
+    producer = KafkaProducer(**cfg.kafka.producer_config(), acks="all", linger_ms=5)
+    try:
+        futures = [producer.send(topic, key=k, value=v, headers=h) for k, v, h in messages]
+        for f in futures:
+            f.get(timeout=30)
+    finally:
+        producer.close()
+
+
+def publish_reports(cfg: WorkerConfig, reports: list[AccountingReport]) -> list[str]:
+    """Accepted reports onto the compacted accounting topic, keyed ``entity/source or -/month``."""
+    keys = [f"{r.entity_id}/{r.source_id or '-'}/{r.month}" for r in reports]
+    _send_all(cfg, cfg.topics.accounting, [(k.encode(), r.model_dump_json().encode(), [])
+                                           for k, r in zip(keys, reports, strict=True)])
+    return keys
+
+
+class Reconciler:
+    def __init__(self, cfg: WorkerConfig) -> None:
+        self.cfg = cfg
+        self.entities = {e.id: e for e in (load_site(p) for p in _site_files(cfg.sites))}
+        self.entity_of = {s.id: e.id for e in self.entities.values() for s in e.sources}
+
+    def run(self, month: str | None = None) -> list[Alert]:
+        """Reconcile every entity-month with a report, a closed CEMS month or ingest findings (or only
+        ``month``); publish the alerts that changed and return them."""
+        cfg = self.cfg
+        reports = [AccountingReport.model_validate_json(r.value)
+                   for r in _last_per_key(read_topic(cfg, cfg.topics.accounting)).values()]
+        monthly = [MonthlyRecord.from_json(r.value) for r in _last_per_key(read_topic(cfg, cfg.topics.monthly)).values()]
+        signatures = self._signature_failures()
+        holes = self._missing_batches()
+        scopes: dict[tuple[str, str], list[AccountingReport]] = defaultdict(list)
+        for r in reports:
+            scopes[(r.entity_id, r.month)].append(r)
+        for m in monthly:
+            if m.entity_id in self.entities:
+                scopes.setdefault((m.entity_id, m.month), [])
+        for key in list(signatures) + list(holes):
+            scopes.setdefault(key, [])
+        book = AlertBook(read_alerts(cfg))
+        out = []
+        for (entity_id, label), reps in sorted(scopes.items()):
+            if (month is not None and label != month) or entity_id not in self.entities:
+                continue
+            alerts = self._reconcile(entity_id, label, reps, monthly, signatures, holes)
+            out += book.update(alerts, (entity_id, label))
+        if out:
+            _send_all(cfg, cfg.topics.alerts, [(a.id.encode(), a.to_json(), a.headers()) for a in out])
+        log.info("reconciled %d entity-month(s): %d alert version(s) published", len(scopes), len(out),
+                 extra={"event": "reconciled", "published": len(out)})
+        return out
+
+    def _reconcile(self, entity_id, label, reports, monthly, signatures, holes) -> list[Alert]:
+        entity = self.entities[entity_id]
+        settings = self.cfg.reconcile
+        _, start, end = month_bounds(_month_start_guess(label, entity.tz), entity.tz)
+        grid, series = self._minutes(entity, start, end)
+        channels = {(s.id, c.id): (c.quantity, c.unit) for s in entity.sources for c in s.channels}
+        co2max = {s: v for s, v in settings.co2max.items() if s in {src.id for src in entity.sources}}
+        by_source = {m.source_id: m for m in monthly if m.entity_id == entity_id and m.month == label}
+        bundles = []
+        for i, report in enumerate(reports or [None]):
+            scope = [report.source_id] if report is not None and report.source_id else [s.id for s in entity.sources]
+            meters = {k: v for k, v in settings.meters.items() if k.partition("/")[0] in scope}
+            closed = [by_source.get(s) for s in scope]
+            measured = (sum(m.co2_t for m in closed) if closed and all(m is not None and m.status == "closed"
+                                                                     for m in closed) else None)
+            first = i == 0  # indicators and ingest findings once per entity-month
+            bundles.append(MonthEvidence(
+                entity=entity, month=label, report=report, measured_co2_t=measured,
+                metered=metered_totals(grid, series, channels, meters) if grid is not None else {},
+                minutes=grid if first else None, series=series, co2max=co2max,
+                signature_failures=signatures.get((entity_id, label), 0) if first else 0,
+                missing_batches=holes.get((entity_id, label), 0) if first else 0,
+                evidence={"measured_vs_calculated": f"{self.cfg.topics.monthly}:{scope[0]}/{label}",
+                          "bad_signature": f"{self.cfg.topics.dead_letter}:reason=bad_signature",
+                          "sequence_holes": f"{self.cfg.topics.gaps}"}))
+        return [a for ev in bundles for a in reconcile_month(ev, settings.policy)]
+
+    def _minutes(self, entity, start: int, end: int) -> tuple[Grid | None, list[tuple[str, str]]]:
+        """The entity's minute means over [start, end) from InfluxDB, as a grid (None without InfluxDB)."""
+        series = [(s.id, c.id) for s in entity.sources for c in s.channels]
+        if self.cfg.influx is None or not series:
+            return None, series
+        flux = f'''from(bucket: "{self.cfg.influx.bucket}")
+  |> range(start: {_rfc3339(start)}, stop: {_rfc3339(end)})
+  |> filter(fn: (r) => r._measurement == "cems_minute" and r.entity == "{entity.id}")
+  |> filter(fn: (r) => r._field == "mean" or r._field == "flag")
+  |> pivot(rowKey: ["_time"], columnKey: ["_field"], valueColumn: "_value")
+  |> keep(columns: ["_time", "source", "channel", "mean", "flag"])'''
+        n = (end - start) // MINUTE_NS
+        mean = np.full((len(series), n), np.nan)
+        flag = np.full((len(series), n), NO_DATA, dtype=np.uint8)
+        index = {key: i for i, key in enumerate(series)}
+        letters = {f.name: int(f) for f in Flag}
+        from influxdb_client import Dialect, InfluxDBClient
+
+        with InfluxDBClient(url=self.cfg.influx.url, token=self.cfg.influx.token.get_secret_value(),
+                            org=self.cfg.influx.org, timeout=120_000) as client:
+            text = client.query_api().query_raw(flux, dialect=Dialect(header=True, annotations=[])).data.decode()
+        header = None
+        for row in csv.reader(io.StringIO(text)):  # one header row per result table, then its rows
+            if not row:
+                continue
+            if "_time" in row:
+                header = {name: k for k, name in enumerate(row)}
+                continue
+            i = index.get((row[header["source"]], row[header["channel"]]))
+            if i is None:
+                continue
+            t = (_ns(row[header["_time"]]) - start) // MINUTE_NS
+            if 0 <= t < n:
+                if row[header["mean"]]:
+                    mean[i, t] = float(row[header["mean"]])
+                flag[i, t] = letters.get(row[header["flag"]], NO_DATA)
+        return Grid(mean, start, MINUTE_NS, flag), series
+
+    def _signature_failures(self) -> dict[tuple[str, str], int]:
+        """Dead letters with reason bad_signature, per entity (configured agent, else the claimed source) and
+        local month of their Kafka timestamp."""
+        from schemas.batch import decode_batch
+
+        out: dict[tuple[str, str], int] = defaultdict(int)
+        for r in read_topic(self.cfg, self.cfg.topics.dead_letter):
+            headers = {k: v for k, v in (r.headers or [])}
+            if headers.get("cems-dlq-reason") != b"bad_signature":
+                continue
+            agent = headers.get("cems-agent", b"").decode("utf-8", "replace")
+            entity_id = self.cfg.reconcile.agent_entities.get(agent)
+            if entity_id is None:
+                try:
+                    entity_id = self.entity_of.get(decode_batch(r.value).source_id)  # claimed, not trusted
+                except Exception:  # noqa: BLE001 - a forged batch may not even decode
+                    entity_id = None
+            if entity_id in self.entities:
+                label, _, _ = month_bounds(r.timestamp * 1_000_000, self.entities[entity_id].tz)
+                out[(entity_id, label)] += 1
+        return dict(out)
+
+    def _missing_batches(self) -> dict[tuple[str, str], int]:
+        """Batches missing now per entity (agents configured in ``reconcile.agent_entities``), at the month of
+        the report."""
+        out: dict[tuple[str, str], int] = defaultdict(int)
+        for r in _last_per_key(read_topic(self.cfg, self.cfg.topics.gaps)).values():
+            gap = GapReport.from_json(r.value)
+            entity_id = self.cfg.reconcile.agent_entities.get(gap.agent_id)
+            if entity_id in self.entities and gap.missing:
+                label, _, _ = month_bounds(gap.as_of_ns, self.entities[entity_id].tz)
+                out[(entity_id, label)] += gap.missing
+        return dict(out)
+
+
+def _month_start_guess(label: str, tz) -> int:
+    y, m = map(int, label.split("-"))
+    return int(datetime(y, m, 15, tzinfo=tz).timestamp()) * 10**9
+
+
+def _rfc3339(ns: int) -> str:
+    return datetime.fromtimestamp(ns // 10**9, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _ns(text: str) -> int:
+    """RFC 3339 from InfluxDB (UTC, optional fraction) -> ns."""
+    text = text.rstrip("Z")
+    whole, _, frac = text.partition(".")
+    base = int(datetime.strptime(whole, "%Y-%m-%dT%H:%M:%S").replace(tzinfo=UTC).timestamp())
+    return base * 10**9 + int((frac + "000000000")[:9])
