@@ -79,8 +79,7 @@ def worker(config: Path | None, log_level: str, log_format: str) -> None:
         try:
             await stop.wait()
         finally:
-            async with w._lock():
-                await w.checkpoint()  # a clean handover: the next owner replays nothing
+            await w.checkpoint()  # a clean handover: the next owner replays nothing
             await w.app.stop()
             if sink is not None:
                 sink.close()

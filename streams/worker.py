@@ -147,7 +147,8 @@ class StreamWorker:
         self.states: dict = {}  # TP -> PartitionState (the manifest of its saved state)
         self.pending: dict = {}  # TP -> events processed but not yet acknowledged (covered by the next snapshot)
         self._next_checkpoint = 0.0
-        self._busy: asyncio.Lock | None = None  # handle() and checkpoint() never interleave (created in the loop)
+        self._busy: asyncio.Lock | None = None  # handle() and a state capture never interleave (created in the loop)
+        self._saving: asyncio.Task | None = None  # the save under way, if any
         self.app.agent(self.readings, name="cems-readings")(self._agent)
         self.app.timer(cfg.snapshot_interval_s, name="cems-checkpoint")(self._tick)
         self.app.on_partitions_revoked.connect(self._revoked)
@@ -164,14 +165,14 @@ class StreamWorker:
             async with self._lock():
                 await self.handle(events)
                 if time.monotonic() >= self._next_checkpoint:
-                    await self.checkpoint()
+                    self._start_save(await self._capture())
 
     async def _tick(self) -> None:
         """Checkpoint on a timer too: when events stop coming, the ones already handled must still be
         acknowledged (faust holds back a stream whose events stay unacknowledged)."""
         if time.monotonic() >= self._next_checkpoint and any(self.pending.values()):
             async with self._lock():
-                await self.checkpoint()
+                self._start_save(await self._capture())
 
     async def handle(self, events) -> None:
         by_tp: dict = {}
@@ -241,23 +242,45 @@ class StreamWorker:
                 delay = min(delay * 2, 30.0)
 
     async def checkpoint(self) -> None:
-        """Save what changed in every partition with unacknowledged events, then acknowledge them."""
-        saves = []
+        """Save everything handled so far and wait until it is saved and acknowledged (at shutdown: a clean
+        handover, the next owner replays nothing)."""
+        if self._saving is not None:
+            await self._saving
+        async with self._lock():
+            captured = await self._capture()
+        if captured is not None:
+            await self._save(*captured)
+
+    async def _capture(self):
+        """Under the lock: the changed state segments of every partition with unacknowledged events, and those
+        events (None while the previous save is still under way: saves of a partition go in order)."""
+        if self._saving is not None and not self._saving.done():
+            return None
+        captured = []
         for tp, evs in self.pending.items():
             if evs and tp in self.processors:
-                proc, state = self.processors[tp], self.states[tp]
-                changed = await asyncio.to_thread(proc.checkpoint)
-                send = self._state_sender(tp.partition)
-                saves.append(self._retry(f"saving the state of {tp.topic}/{tp.partition}",
-                                         lambda s=state, c=changed, o=proc.next_offset, f=send: s.save(c, o, f)))
-        await asyncio.gather(*saves)
-        if self.sink is not None:
+                proc = self.processors[tp]
+                captured.append((tp, self.states[tp], await asyncio.to_thread(proc.checkpoint), proc.next_offset))
+        if self.sink is not None:  # the points of the events acknowledged below are in InfluxDB first
             await self._retry("InfluxDB flush", lambda: asyncio.to_thread(self.sink.flush))
-        for evs in self.pending.values():
+        events, self.pending = self.pending, {}
+        self._next_checkpoint = time.monotonic() + self.cfg.snapshot_interval_s
+        return captured, events
+
+    def _start_save(self, captured) -> None:
+        """Save in the background: handling goes on while Kafka acknowledges the state (its events are acked
+        only after that, so a crash meanwhile replays them against the previous state)."""
+        if captured is not None:
+            self._saving = asyncio.create_task(self._save(*captured))
+
+    async def _save(self, captured, events) -> None:
+        await asyncio.gather(*(
+            self._retry(f"saving the state of {tp.topic}/{tp.partition}",
+                        lambda s=state, c=changed, o=offset, f=self._state_sender(tp.partition): s.save(c, o, f))
+            for tp, state, changed, offset in captured))
+        for evs in events.values():
             for e in evs:
                 e.ack()
-        self.pending.clear()
-        self._next_checkpoint = time.monotonic() + self.cfg.snapshot_interval_s
 
     def _state_sender(self, partition: int):
         async def send(key: bytes, value: bytes | None) -> int:
@@ -287,7 +310,10 @@ class StreamWorker:
             log.close()
 
     async def _revoked(self, app, revoked, **kwargs) -> None:
-        """A partition that moves away: forget its state; its next owner loads the last snapshot."""
+        """A partition that moves away: finish the save under way (its next owner must find it complete, not
+        see it land later), then forget the partition; its next owner loads the last saved state."""
+        if self._saving is not None and not self._saving.done():
+            await asyncio.wait([self._saving], timeout=self.cfg.session_timeout_s)
         for tp in revoked:
             self.processors.pop(tp, None)
             self.states.pop(tp, None)
