@@ -33,12 +33,17 @@ def _record_schemas() -> dict[str, dict]:
     """The records the workers publish, as on their topics (``schemas/records.py``)."""
     from pydantic import TypeAdapter
 
+    from schemas.accounting import AccountingReport
+    from schemas.alerts import Ack, Alert
     from schemas.records import GapReport, HourlyRecord, MonthlyRecord
 
     out = {}
     for name, cls, topic in (("hourly-record", HourlyRecord, "cems.hourly.v1"),
                              ("monthly-record", MonthlyRecord, "cems.monthly.v1"),
-                             ("gap-report", GapReport, "cems.gaps.v1")):
+                             ("gap-report", GapReport, "cems.gaps.v1"),
+                             ("accounting-report", AccountingReport, "cems.accounting.v1 and POST /v1/accounting"),
+                             ("alert", Alert, "cems.alerts.v1"),
+                             ("alert-ack", Ack, "cems.alerts.ack.v1")):
         doc = TypeAdapter(cls).json_schema()
         if name == "hourly-record":  # to_json adds the hour's ISO start next to the ns timestamp
             doc["properties"]["hour_start"] = {"type": "string", "format": "date-time", "title": "Hour Start"}

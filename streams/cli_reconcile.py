@@ -25,10 +25,10 @@ def accounting() -> None:
 
 
 @accounting.command("import")
-@CONFIG
 @click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False, exists=True, path_type=Path))
+@click.option("-c", "--config", type=click.Path(dir_okay=False, path_type=Path), help="Central config (else env).")
 @click.option("--check", is_flag=True, help="Validate only; publish nothing.")
-def accounting_import(config: Path | None, files: tuple[Path, ...], check: bool) -> None:
+def accounting_import(files: tuple[Path, ...], config: Path | None, check: bool) -> None:
     """Validate CSV/JSON reports, all files or nothing, then publish them to the accounting topic."""
     from ingest.accounting import AccountingImportError, load_reports
 

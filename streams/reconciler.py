@@ -154,7 +154,8 @@ class Reconciler:
         for i, report in enumerate(reports or [None]):
             scope = [report.source_id] if report is not None and report.source_id else [s.id for s in entity.sources]
             meters = {k: v for k, v in settings.meters.items() if k.partition("/")[0] in scope}
-            closed = [by_source.get(s) for s in scope]
+            stacks = [s.id for s in entity.sources if s.id in scope and any(c.quantity == "a05001" for c in s.channels)]
+            closed = [by_source.get(s) for s in stacks]  # the CEMS stacks among them (meters have no CO2)
             measured = (sum(m.co2_t for m in closed) if closed and all(m is not None and m.status == "closed"
                                                                      for m in closed) else None)
             first = i == 0  # indicators and ingest findings once per entity-month
