@@ -11,6 +11,7 @@ import click
 
 from edge_agent.cli import edge
 
+from .cli_archive import archive, demo
 from .cli_reconcile import accounting, alerts, reconcile
 from .cli_stream import stream
 from schemas.errors import BatchDecodeError, ConfigError
@@ -63,6 +64,8 @@ main.add_command(stream)
 main.add_command(accounting)
 main.add_command(reconcile)
 main.add_command(alerts)
+main.add_command(demo)
+main.add_command(archive)
 
 
 @main.group()

@@ -210,7 +210,7 @@ class Reconciler:
 
     def _signature_failures(self) -> dict[tuple[str, str], int]:
         """Dead letters with reason bad_signature, per entity (configured agent, else the claimed source) and
-        local month of their Kafka timestamp."""
+        local month (of the claimed readings, else of the dead-lettering)."""
         from schemas.batch import decode_batch
 
         out: dict[tuple[str, str], int] = defaultdict(int)
@@ -219,14 +219,15 @@ class Reconciler:
             if headers.get("cems-dlq-reason") != b"bad_signature":
                 continue
             agent = headers.get("cems-agent", b"").decode("utf-8", "replace")
-            entity_id = self.cfg.reconcile.agent_entities.get(agent)
-            if entity_id is None:
-                try:
-                    entity_id = self.entity_of.get(decode_batch(r.value).source_id)  # claimed, not trusted
-                except Exception:  # noqa: BLE001 - a forged batch may not even decode
-                    entity_id = None
+            entity_id, when = self.cfg.reconcile.agent_entities.get(agent), r.timestamp * 1_000_000
+            try:  # what the batch claims (not trusted, but the best place and time to file it under)
+                batch = decode_batch(r.value)
+                entity_id = entity_id or self.entity_of.get(batch.source_id)
+                when = int(batch.ts_ns.min()) if batch.ts_ns.size else when
+            except Exception:  # noqa: BLE001 - a forged batch may not even decode: file it when dead-lettered
+                pass
             if entity_id in self.entities:
-                label, _, _ = month_bounds(r.timestamp * 1_000_000, self.entities[entity_id].tz)
+                label, _, _ = month_bounds(when, self.entities[entity_id].tz)
                 out[(entity_id, label)] += 1
         return dict(out)
 
@@ -258,3 +259,51 @@ def _ns(text: str) -> int:
     whole, _, frac = text.partition(".")
     base = int(datetime.strptime(whole, "%Y-%m-%dT%H:%M:%S").replace(tzinfo=UTC).timestamp())
     return base * 10**9 + int((frac + "000000000")[:9])
+
+
+def sync_archive(cfg: WorkerConfig, archive) -> list:
+    """Every entity-month with a closed CEMS month into the archive: CO2 and hours summed over its sources, CF4,
+    C2F6 and CO2e and the calculated CO2 from its report, its alerts; a new version only where they changed."""
+    from .kernels.accounting import accounting_emissions, inputs_from_reports
+
+    entities = {e.id: e for e in (load_site(p) for p in _site_files(cfg.sites))}
+    months = [MonthlyRecord.from_json(r.value) for r in _last_per_key(read_topic(cfg, cfg.topics.monthly)).values()]
+    reports = {(r.entity_id, r.month): r for r in (AccountingReport.model_validate_json(x.value)
+               for x in _last_per_key(read_topic(cfg, cfg.topics.accounting)).values()) if r.source_id is None}
+    alerts = defaultdict(list)
+    for a in read_alerts(cfg):
+        if a.severity != "cleared":
+            alerts[(a.entity_id, a.period)].append({"id": a.id, "rule": a.rule, "severity": a.severity,
+                                                    "deviation": a.deviation})
+    by_month = defaultdict(list)
+    for m in months:
+        by_month[(m.entity_id, m.month)].append(m)
+    written = []
+    for (entity_id, label), ms in sorted(by_month.items()):
+        if entity_id not in entities or any(m.status == "open" for m in ms):
+            continue
+        archive.register(entity_id, entities[entity_id].timezone, min(lbl for e, lbl in by_month if e == entity_id))
+        calc = {}
+        if (entity_id, label) in reports:
+            em = accounting_emissions(inputs_from_reports([reports[(entity_id, label)]]))
+            calc = {"co2_t": float(em.co2_t[0]), "cf4_t": float(em.cf4_t[0]), "c2f6_t": float(em.c2f6_t[0]),
+                    "pfc_co2e_t": float(em.cf4_co2e_t[0] + em.c2f6_co2e_t[0])}
+        co2 = sum(m.co2_t for m in ms)
+        operating = sum(m.operating_hours for m in ms)
+        figures = {
+            "co2_t": co2, "measured_co2_t": sum(m.measured_co2_t for m in ms),
+            "substituted_co2_t": sum(m.substituted_co2_t for m in ms), "cf4_t": calc.get("cf4_t", 0.0),
+            "c2f6_t": calc.get("c2f6_t", 0.0), "co2e_t": co2 + calc.get("pfc_co2e_t", 0.0),
+            "hours_in_month": ms[0].hours_in_month, "operating_hours": operating,
+            "measured_hours": sum(m.measured_hours for m in ms), "substituted_hours": sum(m.substituted_hours for m in ms),
+            "missing_hours": sum(m.missing_hours for m in ms), "valid_days": min(m.valid_days for m in ms),
+            "valid": all(m.valid for m in ms),
+            "completeness": sum(m.measured_hours for m in ms) / operating if operating else None,
+            "calculated_co2_t": calc.get("co2_t"),
+            "deviation": co2 / calc["co2_t"] - 1 if calc.get("co2_t") else None,
+            "alerts": sorted(alerts.get((entity_id, label), []), key=lambda a: a["id"])}
+        reason = "late_data" if any(m.reason == "late_data" for m in ms) else "sync"
+        entry = archive.put(entity_id, None, label, figures, reason)
+        if entry is not None:
+            written.append(entry)
+    return written

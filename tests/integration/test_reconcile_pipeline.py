@@ -159,6 +159,16 @@ def test_reconciler_raises_the_injected_alerts_once_and_reviewers_see_their_regi
     assert Reconciler(cfg).run() == []  # a rerun (or a restarted reconciler) repeats nothing
     assert len(read_alerts(cfg)) == 3
 
+    # the monthly archive pulls the month: CEMS figures, calculated CO2, the alerts; once
+    from streams.archive import Archive
+    from streams.reconciler import sync_archive
+
+    archive = Archive(tmp_path / "archive.sqlite")
+    (entry,) = sync_archive(cfg, archive)
+    assert entry.figures["co2_t"] == pytest.approx(sm.measured_co2_t)
+    assert sorted(a["rule"] for a in entry.figures["alerts"]) == ["bad_signature", "flatline", "fuel_metered_vs_reported"]
+    assert sync_archive(cfg, archive) == [] and archive.verify() == []
+
     cfg_file = tmp_path / "central.yaml"
     cfg_file.write_text(yaml.safe_dump(json.loads(cfg.model_dump_json()) | {
         "influx": influx_settings, "reconcile": {"intake_token": "intake-test-token"}}))

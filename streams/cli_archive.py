@@ -1,0 +1,117 @@
+"""``cems demo`` (the whole pipeline in one process, a report) and ``cems archive`` (serve, verify, export)."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import click
+
+REPO = Path(__file__).resolve().parent.parent
+DEMO_REPORTS = REPO / "deploy" / "demo" / "reports"
+
+
+@click.command("demo")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("demo-output"), show_default=True,
+              help="Where the archive (archive.sqlite) and the report (report.html) go.")
+@click.option("--reports", type=click.Path(exists=True, path_type=Path), multiple=True,
+              help="Self-reported files (default: the samples in deploy/demo/reports, one value falsified).")
+@click.option("--month", default="2026-02", show_default=True)
+@click.option("--serve", is_flag=True, help="Then serve the archive API on localhost until interrupted.")
+@click.option("--port", default=8481, show_default=True)
+def demo(out: Path, reports: tuple[Path, ...], month: str, serve: bool, port: int) -> None:
+    """Simulate a cement plant, a steel plant and an aluminium smelter for a month, run them through the
+    pipeline in this process (no Kafka, no InfluxDB), reconcile them against self-reported files, archive the
+    months and write an HTML report."""
+    from .archive import Archive
+    from .embedded import archive_plants, reconcile_plants, run_plants
+    from .report_html import render
+
+    started = time.perf_counter()
+    files = list(reports) or sorted(DEMO_REPORTS.glob("*.csv"))
+    click.echo(f"[1/4] simulating three plants for {month} at one reading per 5 s per channel and processing them")
+    results = run_plants(month=month, progress=click.echo)
+    click.echo(f"[2/4] reconciling against {len(files)} self-reported file(s)")
+    reconcile_plants(results, files)
+    out.mkdir(parents=True, exist_ok=True)
+    click.echo(f"[3/4] archiving the months in {out / 'archive.sqlite'}")
+    archive = Archive(out / "archive.sqlite")
+    archive_plants(results, archive)
+    problems = archive.verify()
+    click.echo(f"[4/4] writing {out / 'report.html'}")
+    (out / "report.html").write_text(render(results, f"CEMS monthly reconciliation, {month}", archive.head()),
+                                     encoding="utf-8")
+    click.echo("")
+    click.echo(f"{'plant':<16}{'CEMS CO2 t':>13}{'calculated t':>14}{'deviation':>11}{'complete':>10}  alerts")
+    for r in results:
+        m = r.monthly[0]
+        calc = r.calculated.get("co2_t")
+        click.echo(f"{r.entity.id:<16}{m.co2_t:>13,.0f}{'' if calc is None else f'{calc:,.0f}':>14}"
+                   f"{'' if not calc else f'{m.co2_t / calc - 1:+.1%}':>11}"
+                   f"{'' if m.completeness is None else f'{m.completeness:.0%}':>10}  "
+                   + ("; ".join(f"{a.severity} {a.rule} {'' if a.deviation is None else f'{a.deviation:+.1%}'}"
+                                for a in r.alerts) or "none"))
+    click.echo(f"\narchive chain {'intact' if not problems else 'BROKEN: ' + problems[0]}, head {archive.head()[:16]}; "
+               f"done in {time.perf_counter() - started:.0f} s. Open {out / 'report.html'}")
+    if serve:
+        _serve(archive, port)
+    archive.close()
+
+
+def _serve(archive, port: int) -> None:
+    from aiohttp import web
+
+    from .archive_api import make_app
+
+    web.run_app(make_app(archive), host="127.0.0.1", port=port,
+                print=lambda *_: click.echo(f"archive API on http://127.0.0.1:{port}/v1/months (OpenAPI: /openapi.json)"))
+
+
+@click.group()
+def archive() -> None:
+    """The monthly archive: immutable versions in a hash chain, deadlines, exports."""
+
+
+STORE = click.option("--store", type=click.Path(dir_okay=False, path_type=Path), default=Path("demo-output/archive.sqlite"),
+                     show_default=True, help="The archive file.")
+
+
+@archive.command("serve")
+@STORE
+@click.option("--port", default=8481, show_default=True)
+def archive_serve(store: Path, port: int) -> None:
+    """Serve the archive API on localhost."""
+    from .archive import Archive
+
+    _serve(Archive(store), port)
+
+
+@archive.command("verify")
+@STORE
+def archive_verify(store: Path) -> None:
+    """Recompute the hash chain; exit 1 if any link is broken."""
+    from .archive import Archive
+
+    problems = Archive(store).verify()
+    for p in problems:
+        click.echo(p, err=True)
+    click.echo("intact" if not problems else f"{len(problems)} broken link(s)")
+    sys.exit(1 if problems else 0)
+
+
+@archive.command("sync")
+@click.argument("config", type=click.Path(dir_okay=False, path_type=Path), required=False)
+@STORE
+def archive_sync(config: Path | None, store: Path) -> None:
+    """Archive the months of the real pipeline: closed monthly records, reports and alerts from Kafka (a new
+    version only where something changed)."""
+    from .archive import Archive
+    from .cli_stream import _load
+    from .reconciler import sync_archive
+
+    cfg = _load(config)
+    written = sync_archive(cfg, Archive(store))
+    click.echo(f"{len(written)} new version(s)")
+    for e in written:
+        click.echo(f"  {e.entity_id}/{e.source_id}/{e.month} v{e.version} ({e.reason})")
