@@ -246,3 +246,23 @@ class Archive:
 
 def _hash(e: Entry) -> str:
     return hashlib.sha256((e.prev_hash + _canonical(e.body())).encode()).hexdigest()
+
+
+def month_figures(records: list, calculated: dict | None = None, alerts: list[dict] = ()) -> dict:
+    """An archive entry's figures from the closed monthly records of its sources (summed; one record: a source's
+    own entry), the CO2 and PFCs calculated from the report (``co2_t``, ``cf4_t``, ``c2f6_t``, ``pfc_co2e_t``)
+    and the month's alerts."""
+    calc = calculated or {}
+    co2 = sum(m.co2_t for m in records)
+    operating = sum(m.operating_hours for m in records)
+    measured = sum(m.measured_hours for m in records)
+    return {
+        "co2_t": co2, "measured_co2_t": sum(m.measured_co2_t for m in records),
+        "substituted_co2_t": sum(m.substituted_co2_t for m in records), "cf4_t": calc.get("cf4_t", 0.0),
+        "c2f6_t": calc.get("c2f6_t", 0.0), "co2e_t": co2 + calc.get("pfc_co2e_t", 0.0),
+        "hours_in_month": records[0].hours_in_month, "operating_hours": operating, "measured_hours": measured,
+        "substituted_hours": sum(m.substituted_hours for m in records),
+        "missing_hours": sum(m.missing_hours for m in records), "valid_days": min(m.valid_days for m in records),
+        "valid": all(m.valid for m in records), "completeness": measured / operating if operating else None,
+        "calculated_co2_t": calc.get("co2_t"), "deviation": co2 / calc["co2_t"] - 1 if calc.get("co2_t") else None,
+        "alerts": sorted(alerts, key=lambda a: a["id"])}

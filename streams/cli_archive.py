@@ -20,24 +20,33 @@ DEMO_REPORTS = REPO / "deploy" / "demo" / "reports"
 @click.option("--month", default="2026-02", show_default=True)
 @click.option("--serve", is_flag=True, help="Then serve the archive API on localhost until interrupted.")
 @click.option("--port", default=8481, show_default=True)
-def demo(out: Path, reports: tuple[Path, ...], month: str, serve: bool, port: int) -> None:
+@click.option("--config", type=click.Path(dir_okay=False, path_type=Path),
+              help="Run on the real services of this central config (broker, InfluxDB) instead of in process.")
+def demo(out: Path, reports: tuple[Path, ...], month: str, serve: bool, port: int, config: Path | None) -> None:
     """Simulate a cement plant, a steel plant and an aluminium smelter for a month, run them through the
-    pipeline in this process (no Kafka, no InfluxDB), reconcile them against self-reported files, archive the
-    months and write an HTML report."""
+    pipeline (in this process, or with --config on Kafka and InfluxDB), reconcile them against self-reported
+    files, archive the months and write an HTML report."""
     from .archive import Archive
-    from .embedded import archive_plants, reconcile_plants, run_plants
+    from .embedded import archive_plants, reconcile_plants, run_on_services, run_plants
     from .report_html import render
 
     started = time.perf_counter()
     files = list(reports) or sorted(DEMO_REPORTS.glob("*.csv"))
-    click.echo(f"[1/4] simulating three plants for {month} at one reading per 5 s per channel and processing them")
-    results = run_plants(month=month, progress=click.echo)
-    click.echo(f"[2/4] reconciling against {len(files)} self-reported file(s)")
-    reconcile_plants(results, files)
     out.mkdir(parents=True, exist_ok=True)
-    click.echo(f"[3/4] archiving the months in {out / 'archive.sqlite'}")
-    archive = Archive(out / "archive.sqlite")
-    archive_plants(results, archive)
+    if config is not None:
+        from .cli_stream import _load
+
+        click.echo(f"[1/4] simulating three plants for {month}; through Kafka, a stream worker and InfluxDB")
+        results = run_on_services(_load(config), out, month, files, progress=click.echo)
+        archive = Archive(out / "archive.sqlite")
+    else:
+        click.echo(f"[1/4] simulating three plants for {month} at one reading per 5 s per channel and processing them")
+        results = run_plants(month=month, progress=click.echo)
+        click.echo(f"[2/4] reconciling against {len(files)} self-reported file(s)")
+        reconcile_plants(results, files)
+        click.echo(f"[3/4] archiving the months in {out / 'archive.sqlite'}")
+        archive = Archive(out / "archive.sqlite")
+        archive_plants(results, archive)
     problems = archive.verify()
     click.echo(f"[4/4] writing {out / 'report.html'}")
     (out / "report.html").write_text(render(results, f"CEMS monthly reconciliation, {month}", archive.head()),

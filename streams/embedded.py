@@ -18,7 +18,7 @@ import hmac
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
@@ -32,7 +32,7 @@ from schemas.batch import ChannelSpec, ReadingBatch
 from schemas.records import HourlyRecord, MonthlyRecord
 from schemas.site import Entity
 
-from .archive import Archive
+from .archive import Archive, month_figures
 from .kernels.aggregate import MINUTE_NS, PeriodTable
 from .kernels.accounting import accounting_emissions, inputs_from_reports
 from .kernels.indicators import Grid
@@ -217,17 +217,105 @@ def reconcile_plants(results: list[PlantResult], report_files: list[Path],
 
 
 def archive_plants(results: list[PlantResult], archive: Archive, at: datetime | None = None) -> None:
+    """Each plant's month into the archive: the entity's total with the report and alerts, and each source."""
     for res in results:
-        for m in res.monthly:
-            archive.register(res.entity.id, res.entity.timezone, m.month)
-            figures = {
-                "co2_t": m.co2_t, "measured_co2_t": m.measured_co2_t, "substituted_co2_t": m.substituted_co2_t,
-                "cf4_t": res.calculated.get("cf4_t", 0.0), "c2f6_t": res.calculated.get("c2f6_t", 0.0),
-                "co2e_t": m.co2_t + res.calculated.get("pfc_co2e_t", 0.0), "hours_in_month": m.hours_in_month,
-                "operating_hours": m.operating_hours, "measured_hours": m.measured_hours,
-                "substituted_hours": m.substituted_hours, "missing_hours": m.missing_hours, "valid_days": m.valid_days,
-                "valid": m.valid, "completeness": m.completeness, "calculated_co2_t": res.calculated.get("co2_t"),
-                "deviation": (m.co2_t / res.calculated["co2_t"] - 1) if res.calculated.get("co2_t") else None,
-                "alerts": [{"id": a.id, "rule": a.rule, "severity": a.severity, "deviation": a.deviation}
-                           for a in res.alerts]}
-            archive.put(res.entity.id, None, m.month, figures, "report" if res.report else "cems", at or datetime.now(UTC))
+        alerts = [{"id": a.id, "rule": a.rule, "severity": a.severity, "deviation": a.deviation} for a in res.alerts]
+        for label in sorted({m.month for m in res.monthly}):
+            ms = [m for m in res.monthly if m.month == label]
+            archive.register(res.entity.id, res.entity.timezone, label)
+            reason = "report" if res.report else "cems"
+            archive.put(res.entity.id, None, label, month_figures(ms, res.calculated, alerts), reason, at)
+            for m in ms:
+                archive.put(res.entity.id, m.source_id, label, month_figures([m]), reason, at)
+
+
+def run_on_services(cfg, out: Path, month: str = "2026-02", report_files: list[Path] = (),
+                    progress: Callable[[str], None] = print, timeout_s: float = 600.0) -> list[PlantResult]:
+    """The demo on the real services of ``cfg`` (broker, InfluxDB): the plants' batches into a fresh, prefixed set
+    of topics, an in-process stream worker until every month is closed and saved, ``cems reconcile`` and
+    ``cems archive sync``; the results read back from the topics for the report."""
+    import asyncio
+    import uuid
+
+    import yaml
+
+    from .reconciler import Reconciler, _last_per_key, publish_reports, read_alerts, read_topic, sync_archive
+    from .topics import create_topics
+    from .worker import ReconcileSettings, StreamWorker, Topics, checkpoint_lag
+
+    run_id = uuid.uuid4().hex[:8]
+    (out / "sites").mkdir(parents=True, exist_ok=True)
+    (out / "keys").mkdir(exist_ok=True)
+    plants, streams = {}, {}
+    for plant in DEMO_PLANTS:
+        entity = plant.entity()
+        _, start, end = month_bounds(_mid_month(month, entity.tz), entity.tz)
+        key = hashlib.sha256(plant.entity_id.encode()).digest()
+        (out / "keys" / f"{plant.entity_id}-gw.key").write_bytes(key)
+        (out / "sites" / f"{plant.entity_id}.yaml").write_text(yaml.safe_dump(entity.model_dump(mode="json")))
+        messages, truth = _messages(plant, start, (end - start) // 10**9, key)
+        messages.append(Message(len(messages), *_heartbeat(plant, key, len(messages), end + 600 * 10**9)))
+        plants[plant.entity_id], streams[plant.entity_id] = (plant, entity, truth), messages
+    meters = {f"{p.entity_id}-stack/{ch}": what for p in DEMO_PLANTS for ch, what in p.meters.items()}
+    cfg = cfg.model_copy(update={
+        "topics": Topics.prefixed(f"cems-demo.{run_id}"), "app_id": f"cems-demo-{run_id}", "sites": [out / "sites"],
+        "keys_dir": out / "keys", "datadir": out / "faust", "snapshot_interval_s": 2.0,
+        "reconcile": ReconcileSettings(meters=meters, policy=cfg.reconcile.policy)})
+    create_topics(cfg, partitions=3, readings_retention_days=None)  # February data: no retention by time
+    progress(f"  topics {cfg.topics.readings} ... created; producing {sum(map(len, streams.values())):,} batches")
+    from kafka import KafkaProducer
+
+    producer = KafkaProducer(**cfg.kafka.producer_config(), acks="all", linger_ms=20, max_request_size=8 * 2**20)
+    # in time order, as the gateways would send them: a partition's clock is the newest timestamp in it, and an
+    # agent whose month came after another's in the same partition would be weeks "too late"
+    for m in sorted((m for ms in streams.values() for m in ms), key=lambda m: m.timestamp_ms):
+        producer.send(cfg.topics.readings, key=m.headers["cems-agent"], value=m.value,
+                      headers=list(m.headers.items()), timestamp_ms=m.timestamp_ms)
+    producer.flush(120)
+    producer.close()
+    publish_reports(cfg, [r for f in report_files for r in load_reports(f)])
+
+    async def work() -> None:
+        from .sink_influx import InfluxSink
+
+        sink = None if cfg.influx is None else InfluxSink(cfg.influx.url, cfg.influx.token.get_secret_value(),
+                                                          cfg.influx.org, cfg.influx.bucket)
+        worker = StreamWorker(cfg, sink=sink)
+        await worker.app.start()
+        deadline = time.monotonic() + timeout_s
+        try:
+            while time.monotonic() < deadline:
+                await asyncio.sleep(3)
+                lag = await asyncio.to_thread(checkpoint_lag, cfg)
+                progress(f"  stream worker: {sum(lag.values()):,} batches not yet saved")
+                if not any(lag.values()):
+                    return
+            raise TimeoutError(f"the worker did not catch up within {timeout_s:.0f} s")
+        finally:
+            await worker.app.stop()
+            if sink is not None:
+                sink.close()
+
+    asyncio.run(work())
+    progress(f"[2/4] reconciling against {len(report_files)} self-reported file(s) (cems reconcile)")
+    Reconciler(cfg).run()
+    progress(f"[3/4] archiving the months in {out / 'archive.sqlite'} (cems archive sync)")
+    archive = Archive(out / "archive.sqlite")
+    sync_archive(cfg, archive)
+    archive.close()
+    hourly = [HourlyRecord.from_json(r.value) for r in _last_per_key(read_topic(cfg, cfg.topics.hourly)).values()]
+    monthly = [MonthlyRecord.from_json(r.value) for r in _last_per_key(read_topic(cfg, cfg.topics.monthly)).values()]
+    alerts = read_alerts(cfg)
+    reports = {r.entity_id: r for f in report_files for r in load_reports(f)}
+    results = []
+    for entity_id, (plant, entity, truth) in plants.items():
+        res = PlantResult(plant, entity, [h for h in hourly if h.entity_id == entity_id],
+                          [m for m in monthly if m.entity_id == entity_id], None, [], {}, truth, 0,
+                          alerts=[a for a in alerts if a.entity_id == entity_id and a.severity != "cleared"],
+                          report=reports.get(entity_id))
+        if res.report is not None:
+            em = accounting_emissions(inputs_from_reports([res.report]))
+            res.calculated = {"co2_t": float(em.co2_t[0]), "cf4_t": float(em.cf4_t[0]), "c2f6_t": float(em.c2f6_t[0]),
+                              "pfc_co2e_t": float(em.cf4_co2e_t[0] + em.c2f6_co2e_t[0])}
+        results.append(res)
+    return results

@@ -264,6 +264,7 @@ def _ns(text: str) -> int:
 def sync_archive(cfg: WorkerConfig, archive) -> list:
     """Every entity-month with a closed CEMS month into the archive: CO2 and hours summed over its sources, CF4,
     C2F6 and CO2e and the calculated CO2 from its report, its alerts; a new version only where they changed."""
+    from .archive import month_figures
     from .kernels.accounting import accounting_emissions, inputs_from_reports
 
     entities = {e.id: e for e in (load_site(p) for p in _site_files(cfg.sites))}
@@ -288,22 +289,10 @@ def sync_archive(cfg: WorkerConfig, archive) -> list:
             em = accounting_emissions(inputs_from_reports([reports[(entity_id, label)]]))
             calc = {"co2_t": float(em.co2_t[0]), "cf4_t": float(em.cf4_t[0]), "c2f6_t": float(em.c2f6_t[0]),
                     "pfc_co2e_t": float(em.cf4_co2e_t[0] + em.c2f6_co2e_t[0])}
-        co2 = sum(m.co2_t for m in ms)
-        operating = sum(m.operating_hours for m in ms)
-        figures = {
-            "co2_t": co2, "measured_co2_t": sum(m.measured_co2_t for m in ms),
-            "substituted_co2_t": sum(m.substituted_co2_t for m in ms), "cf4_t": calc.get("cf4_t", 0.0),
-            "c2f6_t": calc.get("c2f6_t", 0.0), "co2e_t": co2 + calc.get("pfc_co2e_t", 0.0),
-            "hours_in_month": ms[0].hours_in_month, "operating_hours": operating,
-            "measured_hours": sum(m.measured_hours for m in ms), "substituted_hours": sum(m.substituted_hours for m in ms),
-            "missing_hours": sum(m.missing_hours for m in ms), "valid_days": min(m.valid_days for m in ms),
-            "valid": all(m.valid for m in ms),
-            "completeness": sum(m.measured_hours for m in ms) / operating if operating else None,
-            "calculated_co2_t": calc.get("co2_t"),
-            "deviation": co2 / calc["co2_t"] - 1 if calc.get("co2_t") else None,
-            "alerts": sorted(alerts.get((entity_id, label), []), key=lambda a: a["id"])}
+        figures = month_figures(ms, calc, alerts.get((entity_id, label), []))
         reason = "late_data" if any(m.reason == "late_data" for m in ms) else "sync"
-        entry = archive.put(entity_id, None, label, figures, reason)
-        if entry is not None:
-            written.append(entry)
+        for source_id, fig in [(None, figures)] + [(m.source_id, month_figures([m])) for m in ms]:
+            entry = archive.put(entity_id, source_id, label, fig, reason)
+            if entry is not None:
+                written.append(entry)
     return written

@@ -22,6 +22,34 @@ def test_demo_finds_the_falsified_clinker_figure_and_reports_it(tmp_path):
     report = (tmp_path / "report.html").read_text()
     assert FALSIFIED in report and report.count("<svg") >= 5  # alerts, bars, one hourly plot per plant
     archive = Archive(tmp_path / "archive.sqlite")
-    (cement,) = archive.latest(entity_id="demo-cement")
+    (cement,) = archive.latest(entity_id="demo-cement", source_id="-")  # the entity total
     assert [a["id"] for a in cement.figures["alerts"]] == [FALSIFIED]
     assert archive.verify() == []
+
+
+def test_the_demo_on_kafka_and_influxdb_gives_the_same_months_as_in_process(tmp_path, kafka_bootstrap, influx, bucket):
+    """`cems demo --config`: the plants through the broker, a stream worker, InfluxDB, cems reconcile and cems
+    archive sync. The archived months equal the in-process run's, figure for figure, alerts included."""
+    import yaml
+
+    cfg = tmp_path / "central.yaml"
+    cfg.write_text(yaml.safe_dump({
+        "kafka": {"bootstrap_servers": kafka_bootstrap}, "sites": [str(tmp_path)], "keys_dir": str(tmp_path),
+        "influx": {"url": influx.url, "org": influx.org, "bucket": bucket, "token": influx.token}}))
+    for out, extra in ((tmp_path / "services", ["--config", str(cfg)]), (tmp_path / "embedded", [])):
+        run = subprocess.run([str(REPO / "cems"), "demo", "--out", str(out), *extra], cwd=tmp_path,
+                             capture_output=True, text=True, timeout=900)
+        assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    months = {}
+    for name in ("services", "embedded"):
+        archive = Archive(tmp_path / name / "archive.sqlite")
+        months[name] = {e.entity_id: e.figures for e in archive.latest(source_id="-")}
+        assert {e.source_id for e in archive.latest()} == {"-", "demo-cement-stack", "demo-steel-stack",
+                                                            "demo-aluminium-stack"}
+        assert archive.verify() == []
+    assert months["services"].keys() == {"demo-cement", "demo-steel", "demo-aluminium"}
+    for entity, figures in months["embedded"].items():
+        got = months["services"][entity]
+        for k in ("co2_t", "measured_hours", "substituted_hours", "operating_hours", "valid_days", "calculated_co2_t"):
+            assert got[k] == figures[k], (entity, k)
+        assert [a["id"] for a in got["alerts"]] == [a["id"] for a in figures["alerts"]]

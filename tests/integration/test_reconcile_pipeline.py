@@ -164,7 +164,9 @@ def test_reconciler_raises_the_injected_alerts_once_and_reviewers_see_their_regi
     from streams.reconciler import sync_archive
 
     archive = Archive(tmp_path / "archive.sqlite")
-    (entry,) = sync_archive(cfg, archive)
+    entries = sync_archive(cfg, archive)
+    assert sorted(e.source_id for e in entries) == ["-", sm.entity["sources"][0]["id"]]  # the total and the stack
+    (entry,) = [e for e in entries if e.source_id == "-"]
     assert entry.figures["co2_t"] == pytest.approx(sm.measured_co2_t)
     assert sorted(a["rule"] for a in entry.figures["alerts"]) == ["bad_signature", "flatline", "fuel_metered_vs_reported"]
     assert sync_archive(cfg, archive) == [] and archive.verify() == []
