@@ -11,7 +11,7 @@ import click
 
 from edge_agent.cli import edge
 
-from .cli_archive import archive, demo
+from .cli_archive import archive, demo, embedded
 from .cli_reconcile import accounting, alerts, reconcile
 from .cli_stream import stream
 from schemas.errors import BatchDecodeError, ConfigError
@@ -66,6 +66,7 @@ main.add_command(reconcile)
 main.add_command(alerts)
 main.add_command(demo)
 main.add_command(archive)
+main.add_command(embedded)
 
 
 @main.group()

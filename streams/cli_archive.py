@@ -124,3 +124,38 @@ def archive_sync(config: Path | None, store: Path) -> None:
     click.echo(f"{len(written)} new version(s)")
     for e in written:
         click.echo(f"  {e.entity_id}/{e.source_id}/{e.month} v{e.version} ({e.reason})")
+
+
+@click.command("embedded")
+@click.option("--site", "sites", type=click.Path(exists=True, path_type=Path), multiple=True, required=True,
+              help="Site files (or directories of *.yaml) of the sources in the batches.")
+@click.option("--batches", type=click.Path(exists=True, path_type=Path), multiple=True, required=True,
+              help="Recorded reading batches: files, or directories of *.batch (an edge outbox).")
+@click.option("--reports", type=click.Path(exists=True, path_type=Path), multiple=True, help="Self-reported files.")
+@click.option("--meter", "meters", multiple=True, metavar="SOURCE/CHANNEL=WHAT",
+              help="An edge meter and what it measures, e.g. kiln1-fuel/coal_total=fuel:raw_coal (repeatable).")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("cems-output"), show_default=True)
+def embedded(sites, batches, reports, meters, out: Path) -> None:
+    """Recorded data through the whole pipeline in this process (no Kafka, no InfluxDB): records, reconciliation
+    against the reports, the archive (OUT/archive.sqlite) and an HTML report (OUT/report.html)."""
+    from schemas.site import load_site
+
+    from .archive import Archive
+    from .embedded import archive_plants, reconcile_plants, run_recorded
+    from .report_html import render
+    from .worker import _site_files
+
+    files = sorted(f for b in batches for f in ([b] if b.is_file() else b.glob("*.batch")))
+    entities = [load_site(p) for p in _site_files(list(sites))]
+    click.echo(f"processing {len(files):,} recorded batch(es) of {len(entities)} entit(y/ies)")
+    results = run_recorded(entities, files, dict(m.split("=", 1) for m in meters))
+    reconcile_plants(results, list(reports))
+    out.mkdir(parents=True, exist_ok=True)
+    archive = Archive(out / "archive.sqlite")
+    archive_plants(results, archive)
+    (out / "report.html").write_text(render(results, "CEMS monthly reconciliation", archive.head()), encoding="utf-8")
+    for r in results:
+        months = ", ".join(f"{m.month} {m.status} {m.co2_t:,.1f} t" for m in r.monthly)
+        click.echo(f"{r.entity.id}: {r.readings:,} readings, {len(r.hourly)} hourly records; {months}; "
+                   f"{len(r.alerts)} alert(s)")
+    click.echo(f"wrote {out / 'archive.sqlite'} and {out / 'report.html'}")

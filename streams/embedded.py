@@ -40,7 +40,7 @@ from .monthly import month_bounds
 from .processor import Message, PartitionProcessor, Registry, Settings
 from .reconcile import MonthEvidence, ReconcilePolicy, metered_totals, reconcile_month
 
-__all__ = ["DEMO_PLANTS", "Plant", "PlantResult", "run_plants"]
+__all__ = ["DEMO_PLANTS", "Plant", "PlantResult", "process_entity", "run_on_services", "run_plants", "run_recorded"]
 
 SAMPLE_S = 5  # HJ 212 App. D: at least one value per 5 s; 12 per minute make a valid minute
 BATCH_S = 300  # one signed batch per 5 minutes per stack
@@ -96,7 +96,7 @@ DEMO_PLANTS = (
 
 @dataclass
 class PlantResult:
-    plant: Plant
+    plant: Plant | None  # None: recorded data
     entity: Entity
     hourly: list[HourlyRecord]
     monthly: list[MonthlyRecord]
@@ -107,6 +107,7 @@ class PlantResult:
     readings: int
     alerts: list = field(default_factory=list)
     report: AccountingReport | None = None
+    meters: dict[str, str] = field(default_factory=dict)  # "source/channel" -> what the meter measures
     calculated: dict[str, float] = field(default_factory=dict)
 
 
@@ -158,38 +159,105 @@ def run_plants(plants=DEMO_PLANTS, month: str = "2026-02", progress: Callable[[s
         t0 = time.perf_counter()
         key = hashlib.sha256(plant.entity_id.encode()).digest()
         messages, truth = _messages(plant, start, (end - start) // 10**9, key)
+        messages.append(Message(len(messages), *_heartbeat(plant.entity_id, f"{plant.entity_id}-stack", key,
+                                                           len(messages), end + int(settings.allowed_lateness_s * 1e9))))
         t1 = time.perf_counter()
-        registry = Registry([entity])
-        proc = PartitionProcessor(registry, KeyRing(keys={f"{plant.entity_id}-gw": key}), settings)
-        hourly, monthly, minutes = [], {}, []
-        # after the data, a heartbeat past the month end plus the lateness: event time closes the last hours
-        tail = Message(len(messages), *_heartbeat(plant, key, len(messages), end + int(settings.allowed_lateness_s * 1e9)))
-        for i in range(0, len(messages) + 1, 500):
-            out = proc.process((messages + [tail])[i:i + 500])
-            if out.dead_letters:
-                raise RuntimeError(f"{plant.entity_id}: {out.dead_letters[0][1]}")
-            hourly += out.hourly
-            monthly |= {r.key: r for r in out.monthly}
-            if out.minutes is not None and len(out.minutes):
-                minutes.append(out.minutes)
-        series = [(s.id, c.id) for s in entity.sources for c in s.channels]
-        grid = Grid.from_table(_concat(minutes), registry.n_series, start, (end - start) // MINUTE_NS)
-        channels = {(s.id, c.id): (c.quantity, c.unit) for s in entity.sources for c in s.channels}
-        meters = {f"{plant.entity_id}-stack/{ch}": what for ch, what in plant.meters.items()}
-        n_readings = len(messages) * (BATCH_S // SAMPLE_S) * len(CHANNELS)
-        progress(f"  {plant.sector:<10} {n_readings / 1e6:5.1f} M readings simulated in {t1 - t0:4.1f} s, "
-                 f"processed in {time.perf_counter() - t1:4.1f} s: {len(hourly)} hourly records")
-        results.append(PlantResult(plant, entity, hourly, list(monthly.values()), grid, series,
-                                   metered_totals(grid, series, channels, meters), truth, n_readings))
+        res = process_entity(entity, messages, {f"{plant.entity_id}-gw": key}, start, end, settings)
+        res.plant, res.truth = plant, truth
+        res.meters = {f"{plant.entity_id}-stack/{ch}": what for ch, what in plant.meters.items()}
+        res.metered = metered_totals(res.minutes, res.series, _channels(entity), res.meters)
+        progress(f"  {plant.sector:<10} {res.readings / 1e6:5.1f} M readings simulated in {t1 - t0:4.1f} s, "
+                 f"processed in {time.perf_counter() - t1:4.1f} s: {len(res.hourly)} hourly records")
+        results.append(res)
     return results
 
 
-def _heartbeat(plant: Plant, key: bytes, seq: int, at_ns: int):
-    batch = ReadingBatch.from_columns(agent_id=f"{plant.entity_id}-gw", source_id=f"{plant.entity_id}-stack", seq=seq,
-                                      channels=(), ts_ns=[], channel=[], value=[], flag=[])
+def _channels(entity: Entity) -> dict:
+    return {(s.id, c.id): (c.quantity, c.unit) for s in entity.sources for c in s.channels}
+
+
+def process_entity(entity: Entity, messages: list[Message], keys: dict[str, bytes], start: int, end: int,
+                   settings: Settings = Settings()) -> PlantResult:
+    """One entity's messages (time order) through a partition processor: records, and the closed minutes as a
+    grid over [start, end) for the indicators and meters."""
+    registry = Registry([entity])
+    proc = PartitionProcessor(registry, KeyRing(keys=keys), settings)
+    hourly, monthly, minutes, readings = [], {}, [], 0
+    for i in range(0, len(messages), 500):
+        out = proc.process(messages[i:i + 500])
+        if out.dead_letters:
+            raise RuntimeError(f"{entity.id}: batch rejected: {out.dead_letters[0][1]}")
+        hourly += out.hourly
+        monthly |= {r.key: r for r in out.monthly}
+        readings += out.readings
+        if out.minutes is not None and len(out.minutes):
+            minutes.append(out.minutes)
+    series = [(s.id, c.id) for s in entity.sources for c in s.channels]
+    n = (end - start) // MINUTE_NS
+    grid = (Grid.from_table(_concat(minutes), registry.n_series, start, n) if minutes
+            else Grid(np.full((len(series), n), np.nan), start))
+    return PlantResult(None, entity, hourly, list(monthly.values()), grid, series, {}, {}, readings)
+
+
+def run_recorded(entities: list[Entity], batch_files: list[Path], meters: dict[str, str] | None = None,
+                 settings: Settings = Settings()) -> list[PlantResult]:
+    """Recorded reading batches (files in the wire format, e.g. an edge outbox's ``*.batch``) through the
+    processor, per entity. Local files are trusted as they are: they are signed here with a key of this run
+    (the signature guards the network, not the disk). Each batch is stamped as produced one second after its
+    newest reading; the months the data end in are closed by a heartbeat past their end."""
+    import secrets
+
+    from schemas.batch import decode_batch
+
+    key = secrets.token_bytes(32)
+    entity_of = {s.id: e for e in entities for s in e.sources}
+    by_entity: dict[str, list] = {e.id: [] for e in entities}
+    agents: dict[str, set] = {e.id: set() for e in entities}
+    for path in batch_files:
+        data = path.read_bytes()
+        b = decode_batch(data)
+        entity = entity_of.get(b.source_id)
+        if entity is None:
+            raise ValueError(f"{path}: source {b.source_id!r} is in none of the site files")
+        if b.ts_ns.size:
+            headers = {"cems-agent": b.agent_id.encode(), "cems-seq": str(b.seq).encode(), "cems-sig": _sign(key, data)}
+            by_entity[entity.id].append((int(b.ts_ns.max()) // 10**6 + 1000, data, headers))
+            agents[entity.id].add(b.agent_id)
+    results = []
+    for entity in entities:
+        rows = sorted(by_entity[entity.id], key=lambda r: r[0])
+        if not rows:
+            continue
+        first_ns, last_ns = _first_ts(rows[0][1]), rows[-1][0] * 10**6
+        _, start, _ = month_bounds(first_ns, entity.tz)
+        _, _, end = month_bounds(last_ns - 1, entity.tz)
+        messages = [Message(i, data, headers, ts) for i, (ts, data, headers) in enumerate(rows)]
+        for agent in sorted(agents[entity.id]):
+            seq = max(int(m.headers["cems-seq"]) for m in messages if m.headers["cems-agent"] == agent.encode()) + 1
+            messages.append(Message(len(messages), *_heartbeat_for(agent, entity.sources[0].id, key, seq,
+                                                                   end + int(settings.allowed_lateness_s * 1e9))))
+        res = process_entity(entity, messages, {a: key for a in agents[entity.id]}, start, end, settings)
+        res.meters = dict(meters or {})
+        results.append(res)
+    return results
+
+
+def _first_ts(data: bytes) -> int:
+    from schemas.batch import decode_batch
+
+    return int(decode_batch(data).ts_ns.min())
+
+
+def _heartbeat(entity_id: str, source_id: str, key: bytes, seq: int, at_ns: int):
+    return _heartbeat_for(f"{entity_id}-gw", source_id, key, seq, at_ns)
+
+
+def _heartbeat_for(agent: str, source_id: str, key: bytes, seq: int, at_ns: int):
+    """An empty batch stamped ``at_ns``: it moves the partition clock, so event time closes the hours before it."""
+    batch = ReadingBatch.from_columns(agent_id=agent, source_id=source_id, seq=seq, channels=(), ts_ns=[], channel=[],
+                                      value=[], flag=[])
     data = batch.encode()
-    return data, {"cems-agent": f"{plant.entity_id}-gw".encode(), "cems-seq": str(seq).encode(),
-                  "cems-sig": _sign(key, data)}, at_ns // 10**6
+    return data, {"cems-agent": agent.encode(), "cems-seq": str(seq).encode(), "cems-sig": _sign(key, data)}, at_ns // 10**6
 
 
 def _mid_month(month: str, tz) -> int:
@@ -199,21 +267,27 @@ def _mid_month(month: str, tz) -> int:
 
 def reconcile_plants(results: list[PlantResult], report_files: list[Path],
                      policy: ReconcilePolicy = ReconcilePolicy()) -> None:
-    """Reconcile each plant's month against its report (all files validated together, all or nothing)."""
-    reports = [r for f in report_files for r in load_reports(f)]
-    by_entity = {r.entity_id: r for r in reports}
+    """Reconcile each entity's months against its reports (all files validated together, all or nothing)."""
+    reports = {(r.entity_id, r.month): r for f in report_files for r in load_reports(f) if r.source_id is None}
     for res in results:
-        report = by_entity.get(res.entity.id)
-        month = res.monthly[0] if res.monthly else None
-        res.report = report
-        res.alerts = reconcile_month(MonthEvidence(
-            entity=res.entity, month=month.month if month else "", report=report,
-            measured_co2_t=month.co2_t if month and month.status == "closed" else None, metered=res.metered,
-            minutes=res.minutes, series=res.series), policy)  # no CO2max: no trusted history to calibrate on
-        if report is not None:
-            em = accounting_emissions(inputs_from_reports([report]))
-            res.calculated = {"co2_t": float(em.co2_t[0]), "cf4_t": float(em.cf4_t[0]), "c2f6_t": float(em.c2f6_t[0]),
-                              "pfc_co2e_t": float(em.cf4_co2e_t[0] + em.c2f6_co2e_t[0])}
+        res.alerts = []
+        for m in sorted(res.monthly, key=lambda m: m.month_start_ns):
+            report = reports.get((res.entity.id, m.month))
+            _, start, end = month_bounds(m.month_start_ns, res.entity.tz)
+            a, b = ((x - res.minutes.start_ns) // MINUTE_NS for x in (start, end))
+            g = res.minutes
+            month_grid = Grid(g.mean[:, a:b], start, g.period_ns, g.flag[:, a:b], g.operating[:, a:b],
+                              g.calibrating[:, a:b])
+            res.alerts += reconcile_month(MonthEvidence(
+                entity=res.entity, month=m.month, report=report,
+                measured_co2_t=m.co2_t if m.status == "closed" else None, minutes=month_grid,
+                metered=metered_totals(month_grid, res.series, _channels(res.entity), res.meters),
+                series=res.series), policy)  # no CO2max: no trusted history to calibrate on
+            if report is not None:  # the report of the (last) month, for the summary and the archive
+                res.report = report
+                em = accounting_emissions(inputs_from_reports([report]))
+                res.calculated = {"co2_t": float(em.co2_t[0]), "cf4_t": float(em.cf4_t[0]),
+                                  "c2f6_t": float(em.c2f6_t[0]), "pfc_co2e_t": float(em.cf4_co2e_t[0] + em.c2f6_co2e_t[0])}
 
 
 def archive_plants(results: list[PlantResult], archive: Archive, at: datetime | None = None) -> None:
@@ -254,7 +328,8 @@ def run_on_services(cfg, out: Path, month: str = "2026-02", report_files: list[P
         (out / "keys" / f"{plant.entity_id}-gw.key").write_bytes(key)
         (out / "sites" / f"{plant.entity_id}.yaml").write_text(yaml.safe_dump(entity.model_dump(mode="json")))
         messages, truth = _messages(plant, start, (end - start) // 10**9, key)
-        messages.append(Message(len(messages), *_heartbeat(plant, key, len(messages), end + 600 * 10**9)))
+        messages.append(Message(len(messages), *_heartbeat(plant.entity_id, f"{plant.entity_id}-stack", key,
+                                                           len(messages), end + 600 * 10**9)))
         plants[plant.entity_id], streams[plant.entity_id] = (plant, entity, truth), messages
     meters = {f"{p.entity_id}-stack/{ch}": what for p in DEMO_PLANTS for ch, what in p.meters.items()}
     cfg = cfg.model_copy(update={

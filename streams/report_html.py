@@ -70,7 +70,7 @@ def render(results, title: str, archive_head: str) -> str:
         calc = r.calculated.get("co2_t")
         dev = "" if not calc else f"{m.co2_t / calc - 1:+.1%}"
         worst = max((a.severity for a in r.alerts), key=["info", "warning", "critical"].index, default="")
-        summary.append(f"<tr><td>{html.escape(r.entity.name)}</td><td>{r.plant.sector}</td><td>{m.month}</td>"
+        summary.append(f"<tr><td>{html.escape(r.entity.name)}</td><td>{r.entity.sector.value}</td><td>{m.month}</td>"
                        f"<td class=n>{m.co2_t:,.0f}</td><td class=n>{'' if calc is None else f'{calc:,.0f}'}</td>"
                        f"<td class=n>{dev}</td><td class=n>{'' if m.completeness is None else f'{m.completeness:.1%}'}</td>"
                        f"<td class=n>{m.substituted_hours}</td><td style='color:{_SEVERITY.get(worst, '#333')}'>"
