@@ -266,3 +266,12 @@ def month_figures(records: list, calculated: dict | None = None, alerts: list[di
         "valid": all(m.valid for m in records), "completeness": measured / operating if operating else None,
         "calculated_co2_t": calc.get("co2_t"), "deviation": co2 / calc["co2_t"] - 1 if calc.get("co2_t") else None,
         "alerts": sorted(alerts, key=lambda a: a["id"])}
+
+
+def calculated(report) -> dict:
+    """The calculation-based figures of one accounting report that an archive entry keeps (t)."""
+    from .kernels.accounting import accounting_emissions, inputs_from_reports
+
+    em = accounting_emissions(inputs_from_reports([report]))
+    return {"co2_t": float(em.co2_t[0]), "cf4_t": float(em.cf4_t[0]), "c2f6_t": float(em.c2f6_t[0]),
+            "pfc_co2e_t": float(em.cf4_co2e_t[0] + em.c2f6_co2e_t[0])}

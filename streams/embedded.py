@@ -32,9 +32,8 @@ from schemas.batch import ChannelSpec, ReadingBatch
 from schemas.records import HourlyRecord, MonthlyRecord
 from schemas.site import Entity
 
-from .archive import Archive, month_figures
+from .archive import Archive, calculated, month_figures
 from .kernels.aggregate import MINUTE_NS, PeriodTable
-from .kernels.accounting import accounting_emissions, inputs_from_reports
 from .kernels.indicators import Grid
 from .monthly import month_bounds
 from .processor import Message, PartitionProcessor, Registry, Settings
@@ -284,10 +283,7 @@ def reconcile_plants(results: list[PlantResult], report_files: list[Path],
                 metered=metered_totals(month_grid, res.series, _channels(res.entity), res.meters),
                 series=res.series), policy)  # no CO2max: no trusted history to calibrate on
             if report is not None:  # the report of the (last) month, for the summary and the archive
-                res.report = report
-                em = accounting_emissions(inputs_from_reports([report]))
-                res.calculated = {"co2_t": float(em.co2_t[0]), "cf4_t": float(em.cf4_t[0]),
-                                  "c2f6_t": float(em.c2f6_t[0]), "pfc_co2e_t": float(em.cf4_co2e_t[0] + em.c2f6_co2e_t[0])}
+                res.report, res.calculated = report, calculated(report)
 
 
 def archive_plants(results: list[PlantResult], archive: Archive, at: datetime | None = None) -> None:
@@ -389,8 +385,6 @@ def run_on_services(cfg, out: Path, month: str = "2026-02", report_files: list[P
                           alerts=[a for a in alerts if a.entity_id == entity_id and a.severity != "cleared"],
                           report=reports.get(entity_id))
         if res.report is not None:
-            em = accounting_emissions(inputs_from_reports([res.report]))
-            res.calculated = {"co2_t": float(em.co2_t[0]), "cf4_t": float(em.cf4_t[0]), "c2f6_t": float(em.c2f6_t[0]),
-                              "pfc_co2e_t": float(em.cf4_co2e_t[0] + em.c2f6_co2e_t[0])}
+            res.calculated = calculated(res.report)
         results.append(res)
     return results

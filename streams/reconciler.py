@@ -264,8 +264,7 @@ def _ns(text: str) -> int:
 def sync_archive(cfg: WorkerConfig, archive) -> list:
     """Every entity-month with a closed CEMS month into the archive: CO2 and hours summed over its sources, CF4,
     C2F6 and CO2e and the calculated CO2 from its report, its alerts; a new version only where they changed."""
-    from .archive import month_figures
-    from .kernels.accounting import accounting_emissions, inputs_from_reports
+    from .archive import calculated, month_figures
 
     entities = {e.id: e for e in (load_site(p) for p in _site_files(cfg.sites))}
     months = [MonthlyRecord.from_json(r.value) for r in _last_per_key(read_topic(cfg, cfg.topics.monthly)).values()]
@@ -284,11 +283,7 @@ def sync_archive(cfg: WorkerConfig, archive) -> list:
         if entity_id not in entities or any(m.status == "open" for m in ms):
             continue
         archive.register(entity_id, entities[entity_id].timezone, min(lbl for e, lbl in by_month if e == entity_id))
-        calc = {}
-        if (entity_id, label) in reports:
-            em = accounting_emissions(inputs_from_reports([reports[(entity_id, label)]]))
-            calc = {"co2_t": float(em.co2_t[0]), "cf4_t": float(em.cf4_t[0]), "c2f6_t": float(em.c2f6_t[0]),
-                    "pfc_co2e_t": float(em.cf4_co2e_t[0] + em.c2f6_co2e_t[0])}
+        calc = calculated(reports[(entity_id, label)]) if (entity_id, label) in reports else {}
         figures = month_figures(ms, calc, alerts.get((entity_id, label), []))
         reason = "late_data" if any(m.reason == "late_data" for m in ms) else "sync"
         for source_id, fig in [(None, figures)] + [(m.source_id, month_figures([m])) for m in ms]:
