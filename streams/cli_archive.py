@@ -138,15 +138,13 @@ def archive_sync(config: Path | None, store: Path) -> None:
 def embedded(sites, batches, reports, meters, out: Path) -> None:
     """Recorded data through the whole pipeline in this process (no Kafka, no InfluxDB): records, reconciliation
     against the reports, the archive (OUT/archive.sqlite) and an HTML report (OUT/report.html)."""
-    from schemas.site import load_site
-
     from .archive import Archive
     from .embedded import archive_plants, reconcile_plants, run_recorded
     from .report_html import render
-    from .worker import _site_files
+    from .worker import load_sites
 
     files = sorted(f for b in batches for f in ([b] if b.is_file() else b.glob("*.batch")))
-    entities = [load_site(p) for p in _site_files(list(sites))]
+    entities = load_sites(list(sites))
     click.echo(f"processing {len(files):,} recorded batch(es) of {len(entities)} entit(y/ies)")
     results = run_recorded(entities, files, dict(m.split("=", 1) for m in meters))
     reconcile_plants(results, list(reports))

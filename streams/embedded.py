@@ -14,7 +14,6 @@ physics (``edge_agent/simulator``) is tuned to the accounting formulas, so hones
 from __future__ import annotations
 
 import hashlib
-import hmac
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -24,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from edge_agent.simulator.generate import CHANNELS, Fault, StackModel, simulate_stack
+from edge_agent.outbox import sign
 from edge_agent.simulator.physics import COAL, Fuel
 from ingest.accounting import load_reports
 from ingest.batches import KeyRing
@@ -35,7 +35,7 @@ from schemas.site import Entity
 from .archive import Archive, calculated, month_figures
 from .kernels.aggregate import MINUTE_NS, PeriodTable
 from .kernels.indicators import Grid
-from .monthly import month_bounds
+from .monthly import month_bounds, month_range
 from .processor import Message, PartitionProcessor, Registry, Settings
 from .reconcile import MonthEvidence, ReconcilePolicy, metered_totals, reconcile_month
 
@@ -102,7 +102,6 @@ class PlantResult:
     minutes: Grid
     series: list[tuple[str, str]]
     metered: dict[str, float]
-    truth: dict[str, float]
     readings: int
     alerts: list = field(default_factory=list)
     report: AccountingReport | None = None
@@ -110,14 +109,10 @@ class PlantResult:
     calculated: dict[str, float] = field(default_factory=dict)
 
 
-def _sign(key: bytes, data: bytes) -> bytes:
-    return hmac.new(key, data, hashlib.sha256).digest()
-
-
-def _messages(plant: Plant, start_ns: int, seconds: int, key: bytes):
-    """The plant's readings every SAMPLE_S seconds as signed 5-minute batches, and the truth."""
+def _messages(plant: Plant, start_ns: int, seconds: int, key: bytes) -> list[Message]:
+    """The plant's readings every SAMPLE_S seconds as signed 5-minute batches."""
     model = StackModel(**{**plant.model.__dict__, "faults": _daily_calibrations(seconds // 86_400)})
-    readings, truth = simulate_stack(model, start_ns, seconds, seed=plant.seed)
+    readings, _ = simulate_stack(model, start_ns, seconds, seed=plant.seed)
     idx = np.arange(0, seconds, SAMPLE_S)
     names = list(CHANNELS)
     channels = tuple(ChannelSpec(c, *CHANNELS[c]) for c in names)
@@ -134,11 +129,21 @@ def _messages(plant: Plant, start_ns: int, seconds: int, key: bytes):
             agent_id=agent, source_id=source, seq=seq, channels=channels, ts_ns=np.tile(ts[b], len(names)),
             channel=np.repeat(np.arange(len(names)), n), value=value[:, b].ravel(), flag=flag[:, b].ravel())
         data = batch.encode()
-        headers = {"cems-agent": agent.encode(), "cems-seq": str(seq).encode(), "cems-sig": _sign(key, data)}
+        headers = {"cems-agent": agent.encode(), "cems-seq": str(seq).encode(), "cems-sig": sign(key, data)}
         out.append(Message(seq, data, headers, int(ts[b][-1] // 10**6) + 1000))
-    hours = truth["running"].reshape(-1, 3600).any(axis=1) if seconds % 3600 == 0 else None
-    return out, {"fuel_t": float(truth["fuel_t_h"].sum() / 3600), "product_t": float(truth["product_t_h"].sum() / 3600),
-                 "co2_t": float(truth["co2_kg_h"].sum() / 3600 / 1000), "operating_hours": int(hours.sum()) if hours is not None else 0}
+    return out
+
+
+def _simulated(plant: Plant, month: str, lateness_s: float):
+    """The plant's entity, local month [start, end), agent key and its month of messages, closed by a heartbeat
+    past the month's end plus the allowed lateness."""
+    entity = plant.entity()
+    start, end = month_range(month, entity.tz)
+    key = hashlib.sha256(plant.entity_id.encode()).digest()
+    messages = _messages(plant, start, (end - start) // 10**9, key)
+    messages.append(Message(len(messages), *_heartbeat(f"{plant.entity_id}-gw", f"{plant.entity_id}-stack", key,
+                                                       len(messages), end + int(lateness_s * 1e9))))
+    return entity, start, end, key, messages
 
 
 def _concat(tables: list[PeriodTable]) -> PeriodTable:
@@ -153,16 +158,11 @@ def run_plants(plants=DEMO_PLANTS, month: str = "2026-02", progress: Callable[[s
     """Simulate each plant for the local month and run it through the stream processor."""
     results = []
     for plant in plants:
-        entity = plant.entity()
-        _, start, end = month_bounds(_mid_month(month, entity.tz), entity.tz)
         t0 = time.perf_counter()
-        key = hashlib.sha256(plant.entity_id.encode()).digest()
-        messages, truth = _messages(plant, start, (end - start) // 10**9, key)
-        messages.append(Message(len(messages), *_heartbeat(plant.entity_id, f"{plant.entity_id}-stack", key,
-                                                           len(messages), end + int(settings.allowed_lateness_s * 1e9))))
+        entity, start, end, key, messages = _simulated(plant, month, settings.allowed_lateness_s)
         t1 = time.perf_counter()
         res = process_entity(entity, messages, {f"{plant.entity_id}-gw": key}, start, end, settings)
-        res.plant, res.truth = plant, truth
+        res.plant = plant
         res.meters = {f"{plant.entity_id}-stack/{ch}": what for ch, what in plant.meters.items()}
         res.metered = metered_totals(res.minutes, res.series, _channels(entity), res.meters)
         progress(f"  {plant.sector:<10} {res.readings / 1e6:5.1f} M readings simulated in {t1 - t0:4.1f} s, "
@@ -195,7 +195,7 @@ def process_entity(entity: Entity, messages: list[Message], keys: dict[str, byte
     n = (end - start) // MINUTE_NS
     grid = (Grid.from_table(_concat(minutes), registry.n_series, start, n) if minutes
             else Grid(np.full((len(series), n), np.nan), start))
-    return PlantResult(None, entity, hourly, list(monthly.values()), grid, series, {}, {}, readings)
+    return PlantResult(None, entity, hourly, list(monthly.values()), grid, series, {}, readings)
 
 
 def run_recorded(entities: list[Entity], batch_files: list[Path], meters: dict[str, str] | None = None,
@@ -219,49 +219,33 @@ def run_recorded(entities: list[Entity], batch_files: list[Path], meters: dict[s
         if entity is None:
             raise ValueError(f"{path}: source {b.source_id!r} is in none of the site files")
         if b.ts_ns.size:
-            headers = {"cems-agent": b.agent_id.encode(), "cems-seq": str(b.seq).encode(), "cems-sig": _sign(key, data)}
-            by_entity[entity.id].append((int(b.ts_ns.max()) // 10**6 + 1000, data, headers))
+            headers = {"cems-agent": b.agent_id.encode(), "cems-seq": str(b.seq).encode(), "cems-sig": sign(key, data)}
+            by_entity[entity.id].append((int(b.ts_ns.max()) // 10**6 + 1000, data, headers, int(b.ts_ns.min())))
             agents[entity.id].add(b.agent_id)
     results = []
     for entity in entities:
         rows = sorted(by_entity[entity.id], key=lambda r: r[0])
         if not rows:
             continue
-        first_ns, last_ns = _first_ts(rows[0][1]), rows[-1][0] * 10**6
-        _, start, _ = month_bounds(first_ns, entity.tz)
-        _, _, end = month_bounds(last_ns - 1, entity.tz)
-        messages = [Message(i, data, headers, ts) for i, (ts, data, headers) in enumerate(rows)]
+        _, start, _ = month_bounds(min(r[3] for r in rows), entity.tz)
+        _, _, end = month_bounds(rows[-1][0] * 10**6 - 1, entity.tz)
+        messages = [Message(i, data, headers, ts) for i, (ts, data, headers, _) in enumerate(rows)]
         for agent in sorted(agents[entity.id]):
             seq = max(int(m.headers["cems-seq"]) for m in messages if m.headers["cems-agent"] == agent.encode()) + 1
-            messages.append(Message(len(messages), *_heartbeat_for(agent, entity.sources[0].id, key, seq,
-                                                                   end + int(settings.allowed_lateness_s * 1e9))))
+            messages.append(Message(len(messages), *_heartbeat(agent, entity.sources[0].id, key, seq,
+                                                               end + int(settings.allowed_lateness_s * 1e9))))
         res = process_entity(entity, messages, {a: key for a in agents[entity.id]}, start, end, settings)
         res.meters = dict(meters or {})
         results.append(res)
     return results
 
 
-def _first_ts(data: bytes) -> int:
-    from schemas.batch import decode_batch
-
-    return int(decode_batch(data).ts_ns.min())
-
-
-def _heartbeat(entity_id: str, source_id: str, key: bytes, seq: int, at_ns: int):
-    return _heartbeat_for(f"{entity_id}-gw", source_id, key, seq, at_ns)
-
-
-def _heartbeat_for(agent: str, source_id: str, key: bytes, seq: int, at_ns: int):
+def _heartbeat(agent: str, source_id: str, key: bytes, seq: int, at_ns: int):
     """An empty batch stamped ``at_ns``: it moves the partition clock, so event time closes the hours before it."""
     batch = ReadingBatch.from_columns(agent_id=agent, source_id=source_id, seq=seq, channels=(), ts_ns=[], channel=[],
                                       value=[], flag=[])
     data = batch.encode()
-    return data, {"cems-agent": agent.encode(), "cems-seq": str(seq).encode(), "cems-sig": _sign(key, data)}, at_ns // 10**6
-
-
-def _mid_month(month: str, tz) -> int:
-    y, m = (int(x) for x in month.split("-"))
-    return int(datetime(y, m, 15, tzinfo=tz).timestamp()) * 10**9
+    return data, {"cems-agent": agent.encode(), "cems-seq": str(seq).encode(), "cems-sig": sign(key, data)}, at_ns // 10**6
 
 
 def reconcile_plants(results: list[PlantResult], report_files: list[Path],
@@ -309,7 +293,7 @@ def run_on_services(cfg, out: Path, month: str = "2026-02", report_files: list[P
 
     import yaml
 
-    from .reconciler import Reconciler, _last_per_key, publish_reports, read_alerts, read_topic, sync_archive
+    from .reconciler import Reconciler, publish_reports, read_alerts, read_latest, sync_archive
     from .topics import create_topics
     from .worker import ReconcileSettings, StreamWorker, Topics, checkpoint_lag
 
@@ -318,15 +302,10 @@ def run_on_services(cfg, out: Path, month: str = "2026-02", report_files: list[P
     (out / "keys").mkdir(exist_ok=True)
     plants, streams = {}, {}
     for plant in DEMO_PLANTS:
-        entity = plant.entity()
-        _, start, end = month_bounds(_mid_month(month, entity.tz), entity.tz)
-        key = hashlib.sha256(plant.entity_id.encode()).digest()
+        entity, _, _, key, messages = _simulated(plant, month, cfg.processing.allowed_lateness_s)
         (out / "keys" / f"{plant.entity_id}-gw.key").write_bytes(key)
         (out / "sites" / f"{plant.entity_id}.yaml").write_text(yaml.safe_dump(entity.model_dump(mode="json")))
-        messages, truth = _messages(plant, start, (end - start) // 10**9, key)
-        messages.append(Message(len(messages), *_heartbeat(plant.entity_id, f"{plant.entity_id}-stack", key,
-                                                           len(messages), end + 600 * 10**9)))
-        plants[plant.entity_id], streams[plant.entity_id] = (plant, entity, truth), messages
+        plants[plant.entity_id], streams[plant.entity_id] = (plant, entity), messages
     meters = {f"{p.entity_id}-stack/{ch}": what for p in DEMO_PLANTS for ch, what in p.meters.items()}
     cfg = cfg.model_copy(update={
         "topics": Topics.prefixed(f"cems-demo.{run_id}"), "app_id": f"cems-demo-{run_id}", "sites": [out / "sites"],
@@ -344,7 +323,8 @@ def run_on_services(cfg, out: Path, month: str = "2026-02", report_files: list[P
                       headers=list(m.headers.items()), timestamp_ms=m.timestamp_ms)
     producer.flush(120)
     producer.close()
-    publish_reports(cfg, [r for f in report_files for r in load_reports(f)])
+    reports = [r for f in report_files for r in load_reports(f)]
+    publish_reports(cfg, reports)
 
     async def work() -> None:
         from .sink_influx import InfluxSink
@@ -374,16 +354,16 @@ def run_on_services(cfg, out: Path, month: str = "2026-02", report_files: list[P
     archive = Archive(out / "archive.sqlite")
     sync_archive(cfg, archive)
     archive.close()
-    hourly = [HourlyRecord.from_json(r.value) for r in _last_per_key(read_topic(cfg, cfg.topics.hourly)).values()]
-    monthly = [MonthlyRecord.from_json(r.value) for r in _last_per_key(read_topic(cfg, cfg.topics.monthly)).values()]
+    hourly = read_latest(cfg, cfg.topics.hourly, HourlyRecord.from_json)
+    monthly = read_latest(cfg, cfg.topics.monthly, MonthlyRecord.from_json)
     alerts = read_alerts(cfg)
-    reports = {r.entity_id: r for f in report_files for r in load_reports(f)}
+    by_entity = {r.entity_id: r for r in reports}
     results = []
-    for entity_id, (plant, entity, truth) in plants.items():
+    for entity_id, (plant, entity) in plants.items():
         res = PlantResult(plant, entity, [h for h in hourly if h.entity_id == entity_id],
-                          [m for m in monthly if m.entity_id == entity_id], None, [], {}, truth, 0,
+                          [m for m in monthly if m.entity_id == entity_id], None, [], {}, 0,
                           alerts=[a for a in alerts if a.entity_id == entity_id and a.severity != "cleared"],
-                          report=reports.get(entity_id))
+                          report=by_entity.get(entity_id))
         if res.report is not None:
             res.calculated = calculated(res.report)
         results.append(res)

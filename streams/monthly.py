@@ -33,7 +33,7 @@ from schemas.records import HourlyRecord, MonthlyRecord
 from .kernels import HOUR_NS, ValidityPolicy, rollup, substitute
 from .state_store import json_array, npz_bytes
 
-__all__ = ["DEFAULT_SUBSTITUTION", "MonthlyRollup", "month_bounds"]
+__all__ = ["DEFAULT_SUBSTITUTION", "MonthlyRollup", "month_bounds", "month_range"]
 
 #: Substitution policy that goes with each validity policy unless configured otherwise.
 DEFAULT_SUBSTITUTION = {"cn-hj75": "hj75-2017", "eu-mrr": "eu-mrr", "us-part75": "us-part75"}
@@ -48,6 +48,13 @@ def month_bounds(hour_ns: int, tz: ZoneInfo) -> tuple[str, int, int]:
     start = local.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
     end = start.replace(year=start.year + start.month // 12, month=start.month % 12 + 1)
     return f"{start.year:04d}-{start.month:02d}", int(start.timestamp()) * 10**9, int(end.timestamp()) * 10**9
+
+
+def month_range(label: str, tz: ZoneInfo) -> tuple[int, int]:
+    """Start and end [ns, UTC] of the local month ``label`` ("YYYY-MM")."""
+    y, m = (int(x) for x in label.split("-"))
+    _, start, end = month_bounds(int(datetime(y, m, 15, tzinfo=tz).timestamp()) * 10**9, tz)
+    return start, end
 
 
 class _Hours:

@@ -43,9 +43,11 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from schemas.accounting import AccountingReport
 from schemas.alerts import Alert, alert_id
+from schemas.quantities import Flag
 from schemas.site import Entity
 from streams.kernels.accounting import COMPONENT_INPUTS, INPUTS, accounting_emissions, inputs_from_reports
-from streams.kernels.indicators import DEFAULT_POLICY, NEAR_DEADLINE, Findings, Grid, IndicatorPolicy, scan
+from streams.kernels.indicators import (DEFAULT_POLICY, NEAR_DEADLINE, NO_DATA, CO2O2Pairs, Grid,
+                                         IndicatorPolicy, scan)
 
 __all__ = ["CEMS_TIER_UNCERTAINTY", "MonthEvidence", "ReconcilePolicy", "reconcile_month"]
 
@@ -146,7 +148,7 @@ def hour_grid(minutes: Grid) -> Grid:
         mean = np.nanmean(cube, axis=2)
     operating = minutes.operating[:, :h * 60].reshape(n, h, 60).any(axis=2)
     calibrating = minutes.calibrating[:, :h * 60].reshape(n, h, 60).any(axis=2)
-    flag = np.where(np.isfinite(mean), 0, 255).astype(np.uint8)
+    flag = np.where(np.isfinite(mean), Flag.N, NO_DATA).astype(np.uint8)
     return Grid(mean, minutes.start_ns, 60 * minutes.period_ns, flag, operating, calibrating)
 
 
@@ -184,10 +186,10 @@ def _f(x) -> float | None:
 def reconcile_month(ev: MonthEvidence, policy: ReconcilePolicy = ReconcilePolicy()) -> list[Alert]:
     """Every alert for one entity and month (empty: nothing to raise)."""
     a = _Alerts(ev, policy)
-    findings = _indicators(ev, policy, a)
+    _indicators(ev, policy, a)  # first: the emissions comparison folds into an analyser alert it finds
     if ev.report is not None:
         _activity(ev, policy, a)
-        _emissions(ev, policy, a, findings)
+        _emissions(ev, policy, a)
     if ev.signature_failures:
         a.add("bad_signature", "critical", measured=ev.signature_failures, unit="batches",
               explanation=f"{ev.signature_failures} reading batch(es) of this entity's gateways failed the HMAC "
@@ -221,13 +223,13 @@ def _activity(ev: MonthEvidence, policy: ReconcilePolicy, a: _Alerts) -> None:
                               f"{metered:,.1f} {unit}; tolerated {tolerance:.1%}.")
 
 
-def _emissions(ev: MonthEvidence, policy: ReconcilePolicy, a: _Alerts, findings: Findings) -> None:
+def _emissions(ev: MonthEvidence, policy: ReconcilePolicy, a: _Alerts) -> None:
     report = ev.report
-    calc = accounting_emissions(inputs_from_reports([report, _with_metered(report, ev.metered)]))
-    expected = float(calc.co2_t[1])
+    calc = accounting_emissions(inputs_from_reports([_with_metered(report, ev.metered)]))
+    expected = float(calc.co2_t[0])
     co2_inputs = [INPUTS.index(n) for c in ("combustion", "process", "carbon_balance", "anode")
                   for n in COMPONENT_INPUTS.get(c, ())]
-    defaults = [INPUTS[j] for j in co2_inputs if calc.defaults[1, j]]
+    defaults = [INPUTS[j] for j in co2_inputs if calc.defaults[0, j]]
     u_calc = policy.calc_uncertainty_default if defaults else policy.calc_uncertainty_measured
     tolerance = float(np.hypot(CEMS_TIER_UNCERTAINTY[policy.cems_tier], u_calc))
     if ev.measured_co2_t is not None and expected > 0:
@@ -262,11 +264,9 @@ def _emissions(ev: MonthEvidence, policy: ReconcilePolicy, a: _Alerts, findings:
                               f"{bench.t_co2_per_unit:.4f} ({bench.source}).")
 
 
-def _indicators(ev: MonthEvidence, policy: ReconcilePolicy, a: _Alerts) -> Findings:
+def _indicators(ev: MonthEvidence, policy: ReconcilePolicy, a: _Alerts) -> None:
     if ev.minutes is None and ev.hours is None:
-        return Findings.empty()
-    from streams.kernels.indicators import CO2O2Pairs
-
+        return
     quantity = {(s.id, c.id): c.quantity for s in ev.entity.sources for c in s.channels}
     keep = [i for i, key in enumerate(ev.series) if quantity.get(key) not in TOTALISERS]  # counters only grow
     minutes = None if ev.minutes is None else _rows(ev.minutes, keep)
@@ -298,7 +298,6 @@ def _indicators(ev: MonthEvidence, policy: ReconcilePolicy, a: _Alerts) -> Findi
                               f"{', '.join(channels)}, the first {_iso(spans[0][0])}.",
                   evidence=tuple(f"influx:cems_minute?source={source}&channel={ch}&range={_iso(t0)}/{_iso(t1)}"
                                  for t0, t1, ch in spans))
-    return found
 
 
 def _rows(grid: Grid, rows: list[int]) -> Grid:

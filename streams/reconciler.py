@@ -29,16 +29,15 @@ from schemas.accounting import AccountingReport
 from schemas.alerts import Ack, Alert
 from schemas.quantities import Flag
 from schemas.records import GapReport, MonthlyRecord
-from schemas.site import load_site
 
 from .alerts import AlertBook
 from .kernels.aggregate import MINUTE_NS
 from .kernels.indicators import NO_DATA, Grid
-from .monthly import month_bounds
+from .monthly import month_bounds, month_range
 from .reconcile import MonthEvidence, metered_totals, reconcile_month
-from .worker import WorkerConfig, _site_files
+from .worker import WorkerConfig, load_sites
 
-__all__ = ["Reconciler", "publish_reports", "read_acks", "read_alerts", "read_topic"]
+__all__ = ["Reconciler", "publish_reports", "read_acks", "read_alerts", "read_latest", "read_topic", "sync_archive"]
 
 log = logging.getLogger(__name__)
 
@@ -77,8 +76,13 @@ def _last_per_key(records) -> dict[bytes, object]:
     return last
 
 
+def read_latest(cfg: WorkerConfig, topic: str, parse) -> list:
+    """The newest value per key of a compacted topic, parsed (``parse(bytes)``); deleted keys left out."""
+    return [parse(r.value) for r in _last_per_key(read_topic(cfg, topic)).values()]
+
+
 def read_alerts(cfg: WorkerConfig) -> list[Alert]:
-    return [Alert.from_json(r.value) for r in _last_per_key(read_topic(cfg, cfg.topics.alerts)).values()]
+    return read_latest(cfg, cfg.topics.alerts, Alert.from_json)
 
 
 def read_acks(cfg: WorkerConfig) -> list[Ack]:
@@ -109,16 +113,15 @@ def publish_reports(cfg: WorkerConfig, reports: list[AccountingReport]) -> list[
 class Reconciler:
     def __init__(self, cfg: WorkerConfig) -> None:
         self.cfg = cfg
-        self.entities = {e.id: e for e in (load_site(p) for p in _site_files(cfg.sites))}
+        self.entities = {e.id: e for e in load_sites(cfg.sites)}
         self.entity_of = {s.id: e.id for e in self.entities.values() for s in e.sources}
 
     def run(self, month: str | None = None) -> list[Alert]:
         """Reconcile every entity-month with a report, a closed CEMS month or ingest findings (or only
         ``month``); publish the alerts that changed and return them."""
         cfg = self.cfg
-        reports = [AccountingReport.model_validate_json(r.value)
-                   for r in _last_per_key(read_topic(cfg, cfg.topics.accounting)).values()]
-        monthly = [MonthlyRecord.from_json(r.value) for r in _last_per_key(read_topic(cfg, cfg.topics.monthly)).values()]
+        reports = read_latest(cfg, cfg.topics.accounting, AccountingReport.model_validate_json)
+        monthly = read_latest(cfg, cfg.topics.monthly, MonthlyRecord.from_json)
         signatures = self._signature_failures()
         holes = self._missing_batches()
         scopes: dict[tuple[str, str], list[AccountingReport]] = defaultdict(list)
@@ -145,7 +148,7 @@ class Reconciler:
     def _reconcile(self, entity_id, label, reports, monthly, signatures, holes) -> list[Alert]:
         entity = self.entities[entity_id]
         settings = self.cfg.reconcile
-        _, start, end = month_bounds(_month_start_guess(label, entity.tz), entity.tz)
+        start, end = month_range(label, entity.tz)
         grid, series = self._minutes(entity, start, end)
         channels = {(s.id, c.id): (c.quantity, c.unit) for s in entity.sources for c in s.channels}
         co2max = {s: v for s, v in settings.co2max.items() if s in {src.id for src in entity.sources}}
@@ -235,18 +238,12 @@ class Reconciler:
         """Batches missing now per entity (agents configured in ``reconcile.agent_entities``), at the month of
         the report."""
         out: dict[tuple[str, str], int] = defaultdict(int)
-        for r in _last_per_key(read_topic(self.cfg, self.cfg.topics.gaps)).values():
-            gap = GapReport.from_json(r.value)
+        for gap in read_latest(self.cfg, self.cfg.topics.gaps, GapReport.from_json):
             entity_id = self.cfg.reconcile.agent_entities.get(gap.agent_id)
             if entity_id in self.entities and gap.missing:
                 label, _, _ = month_bounds(gap.as_of_ns, self.entities[entity_id].tz)
                 out[(entity_id, label)] += gap.missing
         return dict(out)
-
-
-def _month_start_guess(label: str, tz) -> int:
-    y, m = map(int, label.split("-"))
-    return int(datetime(y, m, 15, tzinfo=tz).timestamp()) * 10**9
 
 
 def _rfc3339(ns: int) -> str:
@@ -266,10 +263,11 @@ def sync_archive(cfg: WorkerConfig, archive) -> list:
     C2F6 and CO2e and the calculated CO2 from its report, its alerts; a new version only where they changed."""
     from .archive import calculated, month_figures
 
-    entities = {e.id: e for e in (load_site(p) for p in _site_files(cfg.sites))}
-    months = [MonthlyRecord.from_json(r.value) for r in _last_per_key(read_topic(cfg, cfg.topics.monthly)).values()]
-    reports = {(r.entity_id, r.month): r for r in (AccountingReport.model_validate_json(x.value)
-               for x in _last_per_key(read_topic(cfg, cfg.topics.accounting)).values()) if r.source_id is None}
+    entities = {e.id: e for e in load_sites(cfg.sites)}
+    months = read_latest(cfg, cfg.topics.monthly, MonthlyRecord.from_json)
+    reports = {(r.entity_id, r.month): r for r in read_latest(cfg, cfg.topics.accounting,
+                                                              AccountingReport.model_validate_json)
+               if r.source_id is None}
     alerts = defaultdict(list)
     for a in read_alerts(cfg):
         if a.severity != "cleared":

@@ -36,7 +36,7 @@ from .processor import Message, PartitionProcessor, Registry, Settings
 from .reconcile import ReconcilePolicy
 from .state_store import PIECE_BYTES, KafkaLog, PartitionState, read_manifest, read_partition_state
 
-__all__ = ["StreamWorker", "Topics", "WorkerConfig", "checkpoint_lag", "load_worker_config"]
+__all__ = ["StreamWorker", "Topics", "WorkerConfig", "checkpoint_lag", "load_sites", "load_worker_config"]
 
 log = logging.getLogger(__name__)
 
@@ -114,11 +114,12 @@ def load_worker_config(path: str | Path | None) -> WorkerConfig:
     return load_config(path, WorkerConfig, env_prefix=ENV_PREFIX)
 
 
-def _site_files(paths: list[Path]) -> list[Path]:
-    out = []
+def load_sites(paths: list[Path]) -> list:
+    """The entities of site files, or of directories of ``*.yaml`` / ``*.yml``."""
+    files = []
     for p in paths:
-        out += sorted(p.glob("*.yaml")) + sorted(p.glob("*.yml")) if p.is_dir() else [p]
-    return out
+        files += sorted(p.glob("*.yaml")) + sorted(p.glob("*.yml")) if p.is_dir() else [p]
+    return [load_site(f) for f in files]
 
 
 class StreamWorker:
@@ -126,7 +127,7 @@ class StreamWorker:
         import faust
 
         self.cfg = cfg
-        self.registry = Registry([load_site(p) for p in _site_files(cfg.sites)])
+        self.registry = Registry(load_sites(cfg.sites))
         self.keys = KeyRing(cfg.keys_dir)
         self.sink = sink
         self.app = faust.App(

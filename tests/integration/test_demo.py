@@ -62,13 +62,13 @@ def test_recorded_batches_through_the_embedded_pipeline_give_the_simulated_month
 
     import yaml
 
-    from streams.embedded import DEMO_PLANTS, _messages, _mid_month
-    from streams.monthly import month_bounds
+    from streams.embedded import DEMO_PLANTS, _messages
+    from streams.monthly import month_range
 
     plant = DEMO_PLANTS[0]
     entity = plant.entity()
-    _, start, end = month_bounds(_mid_month("2026-02", entity.tz), entity.tz)
-    messages, _ = _messages(plant, start, (end - start) // 10**9, hashlib.sha256(b"x").digest())
+    start, end = month_range("2026-02", entity.tz)
+    messages = _messages(plant, start, (end - start) // 10**9, hashlib.sha256(b"x").digest())
     outbox = tmp_path / "outbox"
     outbox.mkdir()
     for m in messages:
