@@ -293,10 +293,9 @@ class StreamWorker:
         proc = PartitionProcessor(self.registry, self.keys, self.cfg.processing)
         prefix = f"{tp.topic}/{tp.partition}"
         loaded = await asyncio.to_thread(self._read_state, tp.partition, prefix)
-        if loaded is not None:
-            state, segments = loaded
+        self.states[tp], segments = loaded or (PartitionState(prefix), None)
+        if segments is not None:
             proc.restore(segments)
-        self.states[tp] = loaded[0] if loaded else PartitionState(prefix)
         log.info("partition %s/%d: %s", tp.topic, tp.partition,
                  f"resumed at offset {proc.next_offset}" if loaded else "no saved state, starting empty",
                  extra={"event": "partition_loaded", "partition": tp.partition, "offset": proc.next_offset})
