@@ -58,12 +58,17 @@ class HourlyRecord(_Revised):
     reason: str  # "closed" | "late_data"
     policy: str  # validity policy the hour was judged under (e.g. "cn-hj75")
     co2_kg: float | None  # CO2 mass of the hour [kg]; 0 when stopped; None when missing (needs substitution)
-    co2_mg_m3: float | None  # standard dry CO2 concentration [mg/m³] (HJ 212-2017 App. D Eq. 18-20)
-    flow_m3_h: float | None  # standard dry flow Qsnh [m³/h] (Eq. 31)
-    operating: bool  # the source ran in this hour (not stopped)
+    co2_mg_m3: float | None  # standard dry CO2 concentration [mg/m³] (HJ 212-2017 App. D Eq. 18-20); None: not valid
+    flow_m3_h: float | None  # standard dry flow Qsnh [m³/h] (Eq. 31); None: not valid. Each of the two is given
+    #                          whenever its own inputs are valid, so a regime can substitute the other one alone.
+    operating: bool  # the source ran in this hour, by process evidence (never by an analyser's F flag)
     measured: bool  # operating, and every input of the mass calculation was valid
-    missing: bool  # operating but not measured
+    missing: bool  # operating but not measured (including out of control): needs substitution
     readings: int  # readings of the source absorbed for this hour (all channels, all flags)
+    status: str = "measured"  # "measured" | "missing" | "out_of_control" | "stopped": exactly one per hour
+    load: float | None = None  # hour mean of the source's load channel, in its unit (Part 75 load bins); None: none
+    analyser_off: bool = False  # operating while the CO2 analyser's readings were mostly F, M or D (data quality)
+    co2_ambient: bool = False  # operating while the valid CO2 was at ambient-air level (a probe in air, a bypass)
 
     @property
     def key(self) -> str:
@@ -109,6 +114,11 @@ class MonthlyRecord(_Revised):
     valid_days: int  # days with enough valid hours (policy's day rule)
     valid: bool  # the month meets the policy's month rule (valid days), judged on the hours so far
     completeness: float | None  # measured / operating hours; None when the source never ran
+    stopped_hours: int = 0  # hours the source did not run (process evidence)
+    out_of_control_hours: int = 0  # operating hours out of control (QA: e.g. after a failed drift check)
+    analyser_off_hours: int = 0  # operating hours with the CO2 analyser flagged F, M or D (HourlyRecord.analyser_off)
+    co2_ambient_hours: int = 0  # operating hours with CO2 at ambient-air level (HourlyRecord.co2_ambient)
+    capture_rate: float | None = None  # valid-data capture rate the substitution used (HJ 75: calendar quarter)
 
     @property
     def key(self) -> str:

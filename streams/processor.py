@@ -319,7 +319,8 @@ class PartitionProcessor:
                 policy=self.policy.name, co2_kg=float(em.co2_kg[s, j]), co2_mg_m3=float(em.co2_mg_m3[s, j]),
                 flow_m3_h=float(em.flow_m3_h[s, j]), operating=bool(em.operating[s, j]),
                 measured=bool(em.measured[s, j]), missing=bool(em.missing[s, j]),
-                readings=readings.get(s * (1 << 32) + h // HOUR_NS, 0))
+                readings=readings.get(s * (1 << 32) + h // HOUR_NS, 0),
+                status="measured" if em.measured[s, j] else "missing" if em.missing[s, j] else "stopped")
             if last is not None and last.content() == rec.content():
                 continue  # late data that changes nothing: no new revision
             self.published.setdefault(h, {})[s] = rec
