@@ -28,7 +28,7 @@ sys.path.insert(0, str(REPO))
 from edge_agent.agent import EdgeAgent  # noqa: E402
 from edge_agent.config import GatewayConfig  # noqa: E402
 from edge_agent.outbox import Outbox  # noqa: E402
-from edge_agent.simulator.generate import CHANNELS  # noqa: E402
+from edge_agent.simulator.generate import CHANNELS, source_config  # noqa: E402
 from edge_agent.simulator.modbus_server import STACK_REGISTERS, STATUS_OFFSET, gateway_points  # noqa: E402
 from edge_agent.uplink import KafkaUplink  # noqa: E402
 
@@ -44,9 +44,7 @@ def free_port() -> int:
 
 def gateway(n_stacks: int, port: int, tmp: Path, topic: str) -> GatewayConfig:
     points = gateway_points(n_stacks)
-    sources = [{"id": f"stack{k}", "name": f"stack {k}", "duct_area_m2": 12.57,
-                "channels": [{"id": c, "quantity": q, "unit": u} for c, (q, u) in CHANNELS.items()]}
-               for k in range(n_stacks)]
+    sources = [source_config(f"stack{k}", f"stack {k}") for k in range(n_stacks)]
     devices = [{"id": f"rack{k}", "host": "127.0.0.1", "port": port, "poll_interval_s": 1.0, "source": f"stack{k}",
                 "status": {"address": k * STACK_REGISTERS + STATUS_OFFSET, "bits": {0: "C", 1: "M", 2: "D"}},
                 "points": [{key: v for key, v in p.items() if key != "stack"} for p in points if p["stack"] == k]}

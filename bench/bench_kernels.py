@@ -42,8 +42,9 @@ NOISE = np.array([0.5, 0.3, 2.0, 0.01, 0.4])
 
 
 def stacks(n: int) -> list[EmissionSource]:
-    chans = [{"id": c, "quantity": q, "unit": u} for c, q, u in CHANNELS]
-    return [EmissionSource(id=f"s{i}", name=f"stack {i}", duct_area_m2=5.0, channels=chans) for i in range(n)]
+    chans = [{"id": c, "quantity": q, "unit": u, **({"basis": "dry"} if q == "a05001" else {})} for c, q, u in CHANNELS]
+    return [EmissionSource(id=f"s{i}", name=f"stack {i}", duct_area_m2=5.0, velocity_field_coefficient=1.0,
+                           ambient_pressure={"kpa": 101.325}, channels=chans) for i in range(n)]
 
 
 def readings(n_stacks: int, t_from: int, t_to: int, seed: int):

@@ -73,9 +73,11 @@ PER_ENTITY = 50
 
 
 def registry(n_sources: int) -> Registry:
-    channels = [{"id": c, "quantity": q, "unit": u} for c, q, u in CHANNELS]
+    channels = [{"id": c, "quantity": q, "unit": u, **({"basis": "dry"} if q in ("a05001", "a19001") else {})}
+                for c, q, u in CHANNELS]
     entities = [Entity.model_validate({"id": f"e{e}", "name": f"e{e}", "sector": "cement", "sources": [
-        {"id": f"s{e * PER_ENTITY + k}", "name": "s", "duct_area_m2": 12.57, "channels": channels}
+        {"id": f"s{e * PER_ENTITY + k}", "name": "s", "duct_area_m2": 12.57, "velocity_field_coefficient": 1.0,
+         "ambient_pressure": {"kpa": 100.8}, "channels": channels}
         for k in range(min(PER_ENTITY, n_sources - e * PER_ENTITY))]}) for e in range(-(-n_sources // PER_ENTITY))]
     return Registry(entities)
 

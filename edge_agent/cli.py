@@ -271,7 +271,7 @@ def _simulated_gateway(stacks: int, host: str, modbus_port: int, opcua_port: int
     """A gateway file reading the simulator: Modbus TCP for even stacks, OPC UA for odd ones when both run."""
     import yaml
 
-    from .simulator.generate import CHANNELS
+    from .simulator.generate import simulator_stack_model, source_config
     from .simulator.modbus_server import STACK_REGISTERS, STATUS_OFFSET, gateway_points
     from .simulator.opcua_server import STATUS_BITS, node_points, status_node_id
 
@@ -298,9 +298,7 @@ def _simulated_gateway(stacks: int, host: str, modbus_port: int, opcua_port: int
         "agent": {"id": "gw-simulator", "key_file": "./agent.key", "outbox_dir": "./outbox"},
         "kafka": {"bootstrap_servers": "127.0.0.1:19092"},
         "site": {"id": "simulated-plant", "name": "Simulated cement plant", "sector": "cement", "sources": [
-            {"id": f"stack{k}", "name": f"kiln {k} stack", "duct_area_m2": 12.57,
-             "channels": [{"id": c, "quantity": q, "unit": u} for c, (q, u) in CHANNELS.items()]}
-            for k in range(stacks)]},
+            source_config(f"stack{k}", f"kiln {k} stack", simulator_stack_model(k)) for k in range(stacks)]},
         "devices": devices,
     }
     return "# written by `cems edge simulate`\n" + yaml.safe_dump(doc, sort_keys=False)

@@ -132,6 +132,7 @@ QUANTITIES: dict[str, Quantity] = {
         _q("xe0001", "electric power output", ("MW",), _EXT),
         _q("xe0002", "electricity totaliser", ("MWh",), _EXT),
         _q("xs0001", "analyzer status word", ("1",), _EXT),
+        _q("xs0002", "source run status (1 running, 0 stopped), e.g. from the DCS", ("1",), _EXT),
     )
 }
 

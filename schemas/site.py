@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Literal, NamedTuple
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
@@ -22,7 +22,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validat
 from .configfile import load_config
 from .quantities import QUANTITIES
 
-__all__ = ["Channel", "EmissionSource", "Entity", "Region", "Sector", "load_site", "site_json_schema"]
+__all__ = ["AmbientPressure", "Channel", "EmissionSource", "Entity", "MassInputs", "OperatingEvidence", "Region", "Sector",
+           "load_site", "site_json_schema", "standard_atmosphere_pa"]
 
 Identifier = Annotated[
     str,
@@ -31,6 +32,14 @@ Identifier = Annotated[
         description="1-64 characters: letters, digits, '_', '.', '-'; starts with a letter or digit.",
     ),
 ]
+
+
+ChannelBasis = Literal["dry", "wet", "actual_wet", "standard_dry", "standard_wet"]
+_BASES: dict[str, tuple[str, ...]] = {
+    "a05001": ("dry", "wet"),
+    "a19001": ("dry", "wet"),
+    "a00000": ("actual_wet", "standard_dry", "standard_wet"),
+}
 
 
 class Sector(StrEnum):
@@ -69,6 +78,16 @@ class Channel(_Frozen):
             raise ValueError(f"unknown quantity code {code!r}; known codes: {', '.join(sorted(QUANTITIES))}")
         return code
 
+    basis: ChannelBasis | None = Field(
+        default=None,
+        description="Gas basis of the values. CO2 (a05001) and O2 (a19001): 'dry' or 'wet'. Flow (a00000): "
+                    "'actual_wet' (stack conditions), 'standard_dry' (标干, what most Chinese dataloggers send) or "
+                    "'standard_wet'. Required for CO2 and flow channels of a stack: never assumed.")
+    conditions: Literal["standard", "actual"] = Field(
+        default="standard",
+        description="For a CO2 mass concentration (mg/m3, g/m3): at standard state, as the unit means in HJ 212, "
+                    "or at actual stack conditions.")
+
     @field_validator("unit")
     @classmethod
     def _unit_fits_quantity(cls, unit: str, info: ValidationInfo) -> str:
@@ -77,16 +96,105 @@ class Channel(_Frozen):
             raise ValueError(f"unit {unit!r} is not valid for {q.code} ({q.name}); use one of {list(q.units)}")
         return unit
 
+    @model_validator(mode="after")
+    def _basis_fits_quantity(self) -> Channel:
+        allowed = _BASES.get(self.quantity, ())
+        if self.basis is not None and self.basis not in allowed:
+            what = f"one of {list(allowed)}" if allowed else "no basis (only CO2, O2 and flow channels have one)"
+            raise ValueError(f"basis {self.basis!r} does not fit {self.quantity}; it takes {what}")
+        if self.conditions == "actual" and not (self.quantity == "a05001" and self.unit in ("mg/m3", "g/m3")):
+            raise ValueError("conditions 'actual' applies to a CO2 mass concentration (mg/m3, g/m3) only")
+        return self
+
+
+class AmbientPressure(_Frozen):
+    """Where the barometric pressure Ba at the CEMS comes from (HJ 212 App. D Eq. 18, 31): exactly one of a
+    channel of the source, a constant, or the site's altitude (standard atmosphere, ``docs/sources.md`` ISA-P)."""
+
+    channel: Identifier | None = Field(default=None, description="Id of an a01006 channel of this source.")
+    kpa: float | None = Field(default=None, ge=50.0, le=110.0, description="Constant barometric pressure [kPa].")
+    altitude_m: float | None = Field(default=None, ge=-500.0, le=6000.0,
+                                     description="Altitude of the measurement plane above sea level [m].")
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> AmbientPressure:
+        given = [k for k in ("channel", "kpa", "altitude_m") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError(f"give exactly one of channel, kpa or altitude_m (got {given or 'none'})")
+        return self
+
+    @property
+    def constant_pa(self) -> float | None:
+        """The constant pressure [Pa], or None when it is measured."""
+        if self.kpa is not None:
+            return self.kpa * 1000.0
+        if self.altitude_m is not None:
+            return standard_atmosphere_pa(self.altitude_m)
+        return None
+
+
+def standard_atmosphere_pa(altitude_m: float) -> float:
+    """Barometric pressure of the standard atmosphere at ``altitude_m`` [Pa] (troposphere):
+    ``p = 101325 (1 - 0.0065 h / 288.15) ** 5.25588`` (ISO 2533 / ICAO, ``docs/sources.md`` ISA-P).
+    2,000 m gives 79,495 Pa."""
+    return 101_325.0 * (1.0 - 0.0065 * altitude_m / 288.15) ** 5.25588
+
+
+class OperatingEvidence(_Frozen):
+    """Process evidence that the source runs: the hour mean of the channel's recorded values (normal or flagged F,
+    since dataloggers flag F while recording during a shutdown) is above ``above``, in the channel's unit."""
+
+    channel: Identifier = Field(description="A channel of this source: flow, velocity, temperature, a fuel or "
+                                            "production rate, or a run-status signal (1 running, 0 stopped).")
+    above: float = Field(description="Threshold in the channel's unit; the source runs when the hour mean is above.")
+
+
+#: Default operating evidence (``docs/sources.md`` OP-DEFAULT): the flow monitor shows more than 1 m/s.
+DEFAULT_OPERATING_VELOCITY_M_S = 1.0
+
 
 class EmissionSource(_Frozen):
-    """A stack (measured by CEMS) or a process source (accounted by calculation)."""
+    """A stack (measured by CEMS) or a process source (accounted by calculation).
+
+    A stack's mass calculation (HJ 212-2017 App. D Eq. 18-33) needs its CO2 concentration and its flue-gas flow on
+    one standard dry basis. What that takes depends on how each is measured: an actual wet flow (a velocity
+    channel, or a flow channel with basis ``actual_wet``) needs the flue-gas temperature, static pressure,
+    barometric pressure and moisture; a standard wet flow needs the moisture; a standard dry flow needs nothing
+    more; a wet CO2 needs the moisture. Each may be a channel or, for static pressure, barometric pressure and
+    moisture, a configured constant. Nothing falls back to a built-in value: a stack that lacks an input its
+    calculation needs is refused at load, naming the quantity.
+    """
 
     id: Identifier
     name: str = Field(min_length=1)
     kind: Literal["stack", "process"] = "stack"
     duct_area_m2: float | None = Field(
-        default=None, gt=0, description="Duct cross-section at the flow measurement plane [m2] (HJ 75 Eq. 30)."
-    )
+        default=None, gt=0, allow_inf_nan=False,
+        description="Duct cross-section at the flow measurement plane [m2] (HJ 212 App. D Eq. 30).")
+    velocity_field_coefficient: float | None = Field(
+        default=None, ge=0.5, le=2.0,
+        description="Kv, the velocity-field coefficient from the comparison test (HJ 212 App. D Eq. 29: duct mean "
+                    "velocity = Kv x measured point velocity). Required when the flow comes from a velocity channel.")
+    ambient_pressure: AmbientPressure | None = Field(
+        default=None, description="Barometric pressure Ba: a channel, a constant or the altitude. Without it, an "
+                                  "a01006 channel of the source is used; needed for an actual wet flow.")
+    static_pressure_kpa: float | None = Field(
+        default=None, ge=-50.0, le=50.0,
+        description="Constant flue-gas static (gauge) pressure Ps [kPa] where the source has no a01013 channel.")
+    moisture_pct: float | None = Field(
+        default=None, ge=0.0, lt=100.0,
+        description="Constant flue-gas moisture Xsw [% by volume] where the source has no a01014 channel.")
+    operating: list[OperatingEvidence] | None = Field(
+        default=None, min_length=1,
+        description="How the centre tells that the source runs: it runs in an hour when any of these says so, and is "
+                    "stopped when at least one has data and none says so; with no data at all the hour is missing. "
+                    "Default: the velocity channel above 1 m/s, or a flow channel above 1 m/s x duct area.")
+    load_channel: Identifier | None = Field(
+        default=None, description="Channel of the unit's load (e.g. xe0001 MW), for the Part 75 load bins.")
+    co2_ambient_below_pct: float = Field(
+        default=0.1, gt=0.0, le=5.0,
+        description="A valid hour mean CO2 below this [% by volume] while the source runs looks like ambient air "
+                    "(about 0.04 %): a probe in air or a bypass. Raises a data-quality flag.")
     channels: list[Channel] = Field(default_factory=list)
 
     @model_validator(mode="after")
@@ -94,8 +202,132 @@ class EmissionSource(_Frozen):
         _unique_ids(self.channels, "channel", f"source {self.id!r}")
         return self
 
+    @model_validator(mode="after")
+    def _complete_for_mass(self) -> EmissionSource:
+        ids = {c.id: c for c in self.channels}
+        for ref, what in ([(e.channel, "operating evidence") for e in self.operating or ()]
+                          + [(self.load_channel, "load_channel")]
+                          + [((self.ambient_pressure.channel if self.ambient_pressure else None), "ambient_pressure")]):
+            if ref is not None and ref not in ids:
+                raise ValueError(f"{what} names channel {ref!r}, which source {self.id!r} does not have")
+        if self.ambient_pressure is not None and self.ambient_pressure.channel is not None:
+            if ids[self.ambient_pressure.channel].quantity != "a01006":
+                raise ValueError(f"ambient_pressure.channel {self.ambient_pressure.channel!r} is not an a01006 "
+                                 f"(barometric pressure) channel")
+        if self.kind == "stack":
+            missing = self.mass_inputs().problems
+            if missing:
+                raise ValueError(f"stack {self.id!r} cannot give a CO2 mass: " + "; ".join(missing))
+        return self
+
     def channel(self, channel_id: str) -> Channel:
         return next(c for c in self.channels if c.id == channel_id)
+
+    def channel_of(self, quantity: str) -> Channel | None:
+        """The source's channel of ``quantity``; refused at load when there are two (say which one to use)."""
+        found = [c for c in self.channels if c.quantity == quantity]
+        return found[0] if found else None
+
+    def mass_inputs(self) -> MassInputs:
+        """What this stack's mass calculation uses, resolved from its channels and constants."""
+        return MassInputs.of(self)
+
+    def operating_evidence(self) -> tuple[OperatingEvidence, ...]:
+        """The configured evidence, or the default: the flow monitor above about 1 m/s (``docs/sources.md``
+        OP-DEFAULT). Empty when there is no default to apply (no flow monitor, or a flow without a duct area)."""
+        if self.operating is not None:
+            return tuple(self.operating)
+        v = self.channel_of("a01011")
+        if v is not None:
+            return (OperatingEvidence(channel=v.id, above=DEFAULT_OPERATING_VELOCITY_M_S),)
+        q = self.channel_of("a00000")
+        if q is not None and self.duct_area_m2 is not None:
+            per_s = DEFAULT_OPERATING_VELOCITY_M_S * self.duct_area_m2
+            return (OperatingEvidence(channel=q.id, above=per_s * (3600.0 if q.unit == "m3/h" else 1.0)),)
+        return ()
+
+
+class MassInputs(NamedTuple):
+    """A stack's mass calculation inputs: channel ids (None when not measured) and constants (None when not given),
+    and every input the calculation needs but does not have (``problems``)."""
+
+    co2: str | None
+    co2_basis: str | None
+    flow: str | None  # a00000 channel, or None when the flow comes from velocity
+    velocity: str | None
+    flow_basis: str | None  # "actual_wet" | "standard_dry" | "standard_wet"
+    temperature: str | None
+    static_pressure: str | None
+    static_pressure_pa: float | None
+    ambient_pressure: str | None
+    ambient_pressure_pa: float | None
+    moisture: str | None
+    moisture_pct: float | None
+    problems: tuple[str, ...]
+
+    @classmethod
+    def of(cls, src: EmissionSource) -> MassInputs:
+        problems: list[str] = []
+        by_q: dict[str, list[Channel]] = {}
+        for c in src.channels:
+            by_q.setdefault(c.quantity, []).append(c)
+        for q in ("a05001", "a00000", "a01011", "a01012", "a01013", "a01014", "a01006"):
+            if len(by_q.get(q, ())) > 1:
+                problems.append(f"two {QUANTITIES[q].name} ({q}) channels {[c.id for c in by_q[q]]}: keep one")
+
+        def one(q: str) -> Channel | None:
+            return by_q[q][0] if by_q.get(q) else None
+
+        co2, flow, velocity = one("a05001"), one("a00000"), one("a01011")
+        temperature, static, moisture = one("a01012"), one("a01013"), one("a01014")
+        ambient_ch = (src.ambient_pressure.channel if src.ambient_pressure and src.ambient_pressure.channel
+                      else (one("a01006").id if one("a01006") and src.ambient_pressure is None else None))
+        ambient_pa = src.ambient_pressure.constant_pa if src.ambient_pressure else None
+        if co2 is None:
+            problems.append("no CO2 (a05001) channel")
+        elif co2.basis is None:
+            problems.append(f"CO2 channel {co2.id!r} must state its basis: dry or wet")
+        if flow is not None:
+            basis = flow.basis
+            if basis is None:
+                problems.append(f"flow channel {flow.id!r} must state its basis: actual_wet, standard_dry "
+                                f"(标干) or standard_wet")
+        elif velocity is not None:
+            basis = "actual_wet"
+            if src.duct_area_m2 is None:
+                problems.append(f"the flow comes from velocity channel {velocity.id!r}: give duct_area_m2")
+            if src.velocity_field_coefficient is None:
+                problems.append(f"the flow comes from velocity channel {velocity.id!r}: give "
+                                f"velocity_field_coefficient (Kv from the comparison test; 1.0 if none was made)")
+        else:
+            basis = None
+            problems.append("no flow (a00000) or velocity (a01011) channel")
+        need_moisture = basis in ("actual_wet", "standard_wet") or (co2 is not None and co2.basis == "wet")
+        need_state = basis == "actual_wet" or (co2 is not None and co2.conditions == "actual")
+        if need_moisture and moisture is None and src.moisture_pct is None:
+            problems.append("the calculation needs the flue-gas moisture: add an a01014 channel or moisture_pct")
+        if need_state:
+            why = "an actual wet flow" if basis == "actual_wet" else "a CO2 at actual conditions"
+            if temperature is None:
+                problems.append(f"{why} needs the flue-gas temperature: add an a01012 channel")
+            if static is None and src.static_pressure_kpa is None:
+                problems.append(f"{why} needs the flue-gas static pressure: add an a01013 channel or "
+                                f"static_pressure_kpa")
+            if ambient_ch is None and ambient_pa is None:
+                problems.append(f"{why} needs the barometric pressure: add an a01006 channel or ambient_pressure "
+                                f"(channel, kpa or altitude_m)")
+        if not src.operating_evidence() and src.kind == "stack":
+            problems.append("no default operating rule applies (no velocity channel, and no flow channel with a "
+                            "duct area): say how to tell that the source runs with operating: [{channel, above}]")
+        return cls(
+            co2=co2.id if co2 else None, co2_basis=co2.basis if co2 else None,
+            flow=flow.id if flow else None, velocity=velocity.id if velocity and flow is None else None,
+            flow_basis=basis, temperature=temperature.id if temperature else None,
+            static_pressure=static.id if static else None,
+            static_pressure_pa=None if static or src.static_pressure_kpa is None else src.static_pressure_kpa * 1000.0,
+            ambient_pressure=ambient_ch, ambient_pressure_pa=None if ambient_ch else ambient_pa,
+            moisture=moisture.id if moisture else None,
+            moisture_pct=None if moisture else src.moisture_pct, problems=tuple(problems))
 
 
 class Region(_Frozen):

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edge_agent.simulator.generate import CHANNELS, Fault, StackModel, simulate_stack
+from edge_agent.simulator.generate import CHANNELS, Fault, StackModel, simulate_stack, source_config
 from edge_agent.outbox import sign
 from edge_agent.simulator.physics import COAL, Fuel
 from ingest.accounting import load_reports
@@ -60,8 +60,7 @@ class Plant:
         return Entity.model_validate({
             "id": self.entity_id, "name": self.name, "sector": self.sector,
             "region": {"province": self.province, "municipality": self.municipality},
-            "sources": [{"id": f"{self.entity_id}-stack", "name": "main stack", "duct_area_m2": self.model.duct_area_m2,
-                         "channels": [{"id": c, "quantity": q, "unit": u} for c, (q, u) in CHANNELS.items()]}]})
+            "sources": [source_config(f"{self.entity_id}-stack", "main stack", self.model)]})
 
 
 def _daily_calibrations(days: int) -> tuple[Fault, ...]:
@@ -147,8 +146,8 @@ def _simulated(plant: Plant, month: str, lateness_s: float):
 
 
 def _concat(tables: list[PeriodTable]) -> PeriodTable:
-    names = ("key", "mean", "valid", "label", "stopped", "part_flags", "valid_parts", "sample_flags", "valid_samples",
-             "sample_qsum", "valid_slots", "operating_slots")
+    names = ("key", "mean", "valid", "label", "instrument_stopped", "part_flags", "valid_parts", "sample_flags", "valid_samples",
+             "sample_qsum", "valid_slots", "operating_slots", "recorded_samples", "recorded_qsum")
     return PeriodTable(tables[0].period_ns, *(np.concatenate([getattr(t, n) for t in tables]) for n in names),
                        tables[0].policy)
 

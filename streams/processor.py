@@ -279,10 +279,12 @@ class PartitionProcessor:
         now = np.maximum(self.watermark, self.clock_ns)
         bound = (now - self._lateness - HOUR_NS) // HOUR_NS * HOUR_NS + HOUR_NS  # hours starting before are due
         due = set()
-        for s in np.flatnonzero((self.closed_upto != _NEVER) & (bound > self.closed_upto)).tolist():
+        cems = self.registry.layout.cems  # process sources (meters) have minutes, not CO2 hours
+        for s in np.flatnonzero(cems & (self.closed_upto != _NEVER) & (bound > self.closed_upto)).tolist():
             due.update((s, h) for h in range(int(self.closed_upto[s]), int(bound[s]), HOUR_NS))
             self.closed_upto[s] = bound[s]
-        due.update(p for p in touched if p[0] in self.published.get(p[1], ()) or p[1] < self.closed_upto[p[0]])
+        due.update(p for p in touched if cems[p[0]] and (p[0] in self.published.get(p[1], ())
+                                                         or p[1] < self.closed_upto[p[0]]))
         return self._records(sorted(due)) if due else []
 
     def _records(self, due: list[tuple[int, int]]) -> list[HourlyRecord]:
@@ -322,7 +324,9 @@ class PartitionProcessor:
                 flow_m3_h=float(em.flow_m3_h[s, j]), operating=bool(em.operating[s, j]),
                 measured=bool(em.measured[s, j]), missing=bool(em.missing[s, j]),
                 readings=readings.get(s * (1 << 32) + h // HOUR_NS, 0),
-                status="measured" if em.measured[s, j] else "missing" if em.missing[s, j] else "stopped")
+                status="measured" if em.measured[s, j] else "missing" if em.missing[s, j] else "stopped",
+                load=float(em.load[s, j]), analyser_off=bool(em.analyser_off[s, j]),
+                co2_ambient=bool(em.co2_ambient[s, j]))
             if last is not None and last.content() == rec.content():
                 continue  # late data that changes nothing: no new revision
             self.published.setdefault(h, {})[s] = rec
@@ -388,7 +392,7 @@ class PartitionProcessor:
         meta = json.loads(z["meta"].tobytes())
         if meta["sources"] != [s.id for s in self.registry.sources]:
             raise ValueError("snapshot was taken with another set of registered sources")
-        self.minutes = Accumulator(MINUTE_NS, *(z[n] for n in Accumulator._ARRAYS))
+        self.minutes = Accumulator.from_arrays(MINUTE_NS, z)
         self.folded = {h: row.copy() for h, row in zip(z["folded_hours"].tolist(), z["folded"], strict=True)}
         self.watermark, self.closed_upto = z["watermark"].copy(), z["closed_upto"].copy()
         self.next_offset, self.clock_ns = int(meta["next_offset"]), int(meta["clock_ns"])
@@ -400,7 +404,7 @@ class PartitionProcessor:
         self.hours, self.published = {}, {}
         for name in (n for n in state if n.startswith("hour:")):
             h, z = int(name[5:]), np.load(io.BytesIO(state[name]))
-            cells = Accumulator(HOUR_NS, *(z[n] for n in Accumulator._ARRAYS))
+            cells = Accumulator.from_arrays(HOUR_NS, z)
             if len(cells):
                 self.hours[h] = cells
             for text in json.loads(z["meta"].tobytes()):

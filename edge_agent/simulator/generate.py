@@ -25,7 +25,8 @@ from schemas.quantities import Flag
 
 from .physics import COAL, Fuel, flue_gas
 
-__all__ = ["CHANNELS", "Fault", "StackModel", "simulate_stack", "simulator_stack_model"]
+__all__ = ["CHANNELS", "CHANNEL_BASIS", "Fault", "StackModel", "channel_configs", "simulate_stack", "simulator_stack_model",
+           "source_config"]
 
 #: Channel id -> (HJ 212 quantity, unit), the order of the generated series.
 CHANNELS = {
@@ -40,6 +41,8 @@ CHANNELS = {
     "product_rate": ("xp0001", "t/h"),
     "product_total": ("xp0002", "t"),
 }
+#: Gas basis of the simulated analysers (:mod:`.physics`: CO2 and O2 on a dry basis, as an extractive analyser reads).
+CHANNEL_BASIS = {"co2": "dry", "o2": "dry"}
 #: Standard deviation of each channel's white noise, in its unit. Totalisers integrate inside the meter and
 #: carry no sample noise of their own; their error is the meter's bias (a ``bias`` fault).
 _NOISE = {"co2": 0.05, "o2": 0.05, "moisture": 0.1, "temp": 0.5, "pstatic": 0.005, "velocity": 0.1, "fuel_rate": 0.05,
@@ -70,6 +73,20 @@ class StackModel:
     fuel_total_start_t: float = 0.0  # totaliser readings at the start of the series
     product_total_start_t: float = 0.0
     faults: tuple[Fault, ...] = field(default_factory=tuple)
+
+
+def channel_configs(names=None) -> list[dict]:
+    """Site-file entries of the simulated channels (all, or those in ``names``), with the analysers' basis."""
+    return [{"id": c, "quantity": q, "unit": u, **({"basis": CHANNEL_BASIS[c]} if c in CHANNEL_BASIS else {})}
+            for c, (q, u) in CHANNELS.items() if names is None or c in names]
+
+
+def source_config(source_id: str, name: str, model: StackModel | None = None, names=None) -> dict:
+    """Site-file entry of a simulated stack: its channels, the duct, Kv 1 (the simulated velocity is the duct's mean
+    velocity) and the barometric pressure the simulation used."""
+    model = model or StackModel()
+    return {"id": source_id, "name": name, "duct_area_m2": model.duct_area_m2, "velocity_field_coefficient": 1.0,
+            "ambient_pressure": {"kpa": model.ambient_pressure_pa / 1000.0}, "channels": channel_configs(names)}
 
 
 def simulator_stack_model(k: int) -> StackModel:

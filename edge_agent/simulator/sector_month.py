@@ -199,8 +199,9 @@ def simulate_month(sector: str, seed: int, faults: tuple[str, ...] = (), month: 
 
     minutes = {"co2": co2, "o2": o2, "flow": flow,
                "product_total": totaliser(product_t_h, metered["product"], 1_234_567.0)}
-    channels = [{"id": "co2", "quantity": "a05001", "unit": "%"}, {"id": "o2", "quantity": "a19001", "unit": "%"},
-                {"id": "flow", "quantity": "a00000", "unit": "m3/h"},
+    channels = [{"id": "co2", "quantity": "a05001", "unit": "%", "basis": "dry"},
+                {"id": "o2", "quantity": "a19001", "unit": "%", "basis": "dry"},
+                {"id": "flow", "quantity": "a00000", "unit": "m3/h", "basis": "standard_dry"},
                 {"id": "product_total", "quantity": "xe0002" if sector == "power" else "xp0002",
                  "unit": "MWh" if sector == "power" else "t"}]
     fuel_meter = next((k for k in metered if k != "product"), None)

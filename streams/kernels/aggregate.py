@@ -115,7 +115,11 @@ class Accumulator(_Cells):
     valid_samples : int64, normal readings
     sample_qsum : int64, exact sum of normal readings' quantised values
     valid_slots : int64 bitmask of sub-slots with a valid part (5-s slots; 15-minute quadrants)
-    operating_slots : int64 bitmask of sub-slots with a part taken while the source ran (not F)
+    operating_slots : int64 bitmask of sub-slots holding any part (the DAHS recorded something then)
+    recorded_samples : int64, readings with a recorded value: normal, or flagged F (instrument stopped) with a
+        finite, plausible value. Dataloggers keep recording under F during a shutdown, so these values are the
+        process evidence of whether the source runs (``docs/sources.md`` HJ212-T8-F); never part of a valid mean
+    recorded_qsum : int64, exact sum of those readings' quantised values
     batches : frozenset of batch ids absorbed (dedup: a batch applied twice changes nothing)
     """
 
@@ -129,16 +133,33 @@ class Accumulator(_Cells):
     sample_qsum: np.ndarray
     valid_slots: np.ndarray
     operating_slots: np.ndarray
+    recorded_samples: np.ndarray
+    recorded_qsum: np.ndarray
     batches: frozenset = frozenset()
 
-    _ROW_FIELDS = ("part_flags", "valid_parts", "part_qsum", "sample_flags", "valid_samples", "sample_qsum")
+    _ROW_FIELDS = ("part_flags", "valid_parts", "part_qsum", "sample_flags", "valid_samples", "sample_qsum",
+                   "recorded_samples", "recorded_qsum")
     _OR_FIELDS = ("valid_slots", "operating_slots")
     _ARRAYS = ("key",) + _ROW_FIELDS + _OR_FIELDS  # every per-cell array
+    #: Fields equal to another unless some reading says otherwise (samples are the parts of a minute; recorded
+    #: values are the valid ones when no reading is flagged F): shared, not copied, while they are equal.
+    _TWINS = {"sample_flags": "part_flags", "valid_samples": "valid_parts", "sample_qsum": "part_qsum",
+              "recorded_samples": "valid_samples", "recorded_qsum": "sample_qsum"}
 
     @classmethod
     def empty(cls, period_ns: int) -> Accumulator:
         z, zf = np.zeros(0, np.int64), np.zeros((0, _N_FLAGS), np.int64)
-        return cls(period_ns, z, zf, z, z, zf, z, z, z, z)
+        return cls(period_ns, z, zf, z, z, zf, z, z, z, z, z, z)
+
+    @classmethod
+    def from_arrays(cls, period_ns: int, arrays) -> Accumulator:
+        """State from saved arrays (``arrays[name]`` for each of :attr:`_ARRAYS`). Arrays saved before a field
+        existed are taken from its twin, which is what they equalled then."""
+        got = {n: arrays[n] for n in cls._ARRAYS if n in arrays}
+        for name in cls._ARRAYS:
+            if name not in got:
+                got[name] = got[cls._TWINS[name]]
+        return cls(period_ns, **got)
 
     @property
     def nbytes(self) -> int:
@@ -160,6 +181,8 @@ class Accumulator(_Cells):
         sample_valid: np.ndarray | None = None,
         sample_qsum: np.ndarray | None = None,
         batch_id=None,
+        recorded_samples: np.ndarray | None = None,
+        recorded_qsum: np.ndarray | None = None,
     ) -> Accumulator:
         """Group parts into cells. ``slot``: sub-slot of each part (5-s slot, 15-min quadrant);
         ``part_operating``: the source ran when the part was taken. For readings leave the
@@ -176,12 +199,16 @@ class Accumulator(_Cells):
             s_flags, s_valid, s_qsum = (
                 _grouped_sum(inv, m, x) for x in (sample_flags, sample_valid, sample_qsum)
             )
+        if recorded_samples is None or (recorded_samples is sample_valid and recorded_qsum is sample_qsum):
+            r_n, r_qsum = s_valid, s_qsum
+        else:
+            r_n, r_qsum = (_grouped_sum(inv, m, x) for x in (recorded_samples, recorded_qsum))
         valid_slots = _slot_bits(inv[part_valid], slot[part_valid], m)
         operating_slots = _slot_bits(inv[part_operating], slot[part_operating], m)
         batches = frozenset() if batch_id is None else frozenset([batch_id])
         return cls(
             period_ns, uniq, part_flags, valid_parts, part_qsum, s_flags, s_valid, s_qsum, valid_slots,
-            operating_slots, batches,
+            operating_slots, r_n, r_qsum, batches,
         )
 
     def absorb_readings(self, series, ts_ns, value, flag, batch_id=None, bounds=None) -> Accumulator:
@@ -205,8 +232,9 @@ class Accumulator(_Cells):
     def select(self, mask: np.ndarray) -> Accumulator:
         """The cells where ``mask`` is true (batch ids are kept: they describe the whole stream)."""
         d = self._as_dict()
-        for name in self._ARRAYS:
-            d[name] = d[name][mask]
+        for name in self._ARRAYS:  # twins after their originals: a shared array stays shared
+            twin = self._TWINS.get(name)
+            d[name] = d[twin] if twin and getattr(self, name) is getattr(self, twin) else d[name][mask]
         return Accumulator(**d)
 
     def split_closed(self, watermark_ns: int) -> tuple[Accumulator, Accumulator]:
@@ -227,23 +255,25 @@ class Accumulator(_Cells):
         label = np.where(
             self.part_flags[:, Flag.N] > policy.normal_share * n_parts, Flag.N, policy.non_normal_flag
         ).astype(np.uint8)
-        if self.period_ns == MINUTE_NS:
+        if self.period_ns == MINUTE_NS:  # HJ 212 App. D Eq. 23: n >= 12 valid values (docs/sources.md HJ212-D23)
             rule = policy.minute
-            valid = (self.valid_parts >= rule.min_valid_samples) & (_popcount(self.valid_slots) >= rule.min_valid_slots)
+            valid = self.valid_parts >= rule.min_valid_samples
+            if rule.min_valid_slots:  # opt-in: each 5-s slot must hold a valid value (no source requires it)
+                valid &= _popcount(self.valid_slots) >= rule.min_valid_slots
             mean_q = _div(self.part_qsum, self.valid_parts)
         elif self.period_ns == HOUR_NS:
             valid, mean_q = _hour_rule(self, policy)
         else:
             raise ValueError(f"no validity rule for {self.period_ns} ns periods")
         n_samples = self.sample_flags @ np.ones(_N_FLAGS, dtype=np.int64)
-        stopped = self.sample_flags[:, Flag.F] > policy.stopped_share * n_samples
+        instrument_stopped = self.sample_flags[:, Flag.F] > policy.instrument_stopped_share * n_samples
         return PeriodTable(
             period_ns=self.period_ns,
             key=self.key,
             mean=np.where(valid, mean_q / exact.SCALE, np.nan),
             valid=valid,
             label=label,
-            stopped=stopped,
+            instrument_stopped=instrument_stopped,
             part_flags=self.part_flags,
             valid_parts=self.valid_parts,
             sample_flags=self.sample_flags,
@@ -251,6 +281,8 @@ class Accumulator(_Cells):
             sample_qsum=self.sample_qsum,
             valid_slots=self.valid_slots,
             operating_slots=self.operating_slots,
+            recorded_samples=self.recorded_samples,
+            recorded_qsum=self.recorded_qsum,
             policy=policy.name,
         )
 
@@ -279,9 +311,8 @@ def combine(states: list[Accumulator]) -> Accumulator:
     # Keys are unique within each state, so per-state fancy-index updates are exact scatter-adds.
     at = np.split(inv, np.cumsum([len(a) for a in states])[:-1])
     out = {"period_ns": states[0].period_ns, "key": uniq, "batches": batches}
-    twins = {"sample_flags": "part_flags", "valid_samples": "valid_parts", "sample_qsum": "part_qsum"}
     for name in Accumulator._ROW_FIELDS + Accumulator._OR_FIELDS:
-        twin = twins.get(name)
+        twin = Accumulator._TWINS.get(name)
         if twin and all(getattr(a, name) is getattr(a, twin) for a in states):  # minutes: samples are the parts
             out[name] = out[twin]
             continue
@@ -346,7 +377,8 @@ class PeriodTable(_Cells):
     mean: np.ndarray
     valid: np.ndarray
     label: np.ndarray  # HJ 212 flag of the aggregate: N when > 75 % of parts are N, else D
-    stopped: np.ndarray  # the source did not run (share of F readings above the policy's threshold)
+    instrument_stopped: np.ndarray  # the instrument was stopped (F readings above the policy's share); says nothing
+    #                                 about the source, whose running is judged from process evidence (emissions.py)
     part_flags: np.ndarray
     valid_parts: np.ndarray
     sample_flags: np.ndarray
@@ -354,7 +386,16 @@ class PeriodTable(_Cells):
     sample_qsum: np.ndarray
     valid_slots: np.ndarray
     operating_slots: np.ndarray
+    recorded_samples: np.ndarray
+    recorded_qsum: np.ndarray
     policy: str
+
+    @property
+    def recorded_mean(self) -> np.ndarray:
+        """Mean of the recorded values (normal or F-flagged), NaN where there are none: the process evidence."""
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(self.recorded_samples > 0, _div(self.recorded_qsum, self.recorded_samples) / exact.SCALE,
+                            np.nan)
 
 
 #: Readings per chunk: temporaries of 8 MiB are reused by the allocator (below glibc's mmap threshold), where
@@ -413,11 +454,15 @@ def _minutes_of_chunk(series, ts_ns, value, flag, bounds) -> Accumulator:
     s0 = int(series.min())
     span = int(t5.max()) // _MINUTE_SLOTS + 1
     size = (int(series.max()) - s0 + 1) * span
+    recorded_f = _recorded_under_f(series, value, flag, bounds)
     if size > 4 * ts_ns.size + 4096:  # sparse batch (a stray old reading): the general path
         q = exact.quantise(qf)  # zero where not valid
         keys = cell_keys(series, ts_ns, MINUTE_NS)
         slot = t5 % _MINUTE_SLOTS
-        return Accumulator.from_parts(MINUTE_NS, keys, flag, valid, q, slot, flag != Flag.F)
+        recorded = {} if recorded_f is None else {
+            "recorded_samples": valid | recorded_f,
+            "recorded_qsum": q + exact.quantise(np.where(recorded_f, value, 0.0))}
+        return Accumulator.from_parts(MINUTE_NS, keys, flag, valid, q, slot, np.ones(flag.size, bool), **recorded)
 
     # (cell, slot) index = (series - s0) * span * 12 + t5; the cell is that // 12. In place: these
     # arrays are the size of the chunk.
@@ -438,20 +483,36 @@ def _minutes_of_chunk(series, ts_ns, value, flag, bounds) -> Accumulator:
     per_slot = np.bincount(cell_slot, weights=np.where(valid, 1048577.0, 1.0), minlength=size * _MINUTE_SLOTS)
     per_slot = per_slot.reshape(size, _MINUTE_SLOTS)
     valid_slots = _pack_bits(per_slot >= 1048576.0)
-    if (flag == Flag.F).any():
-        op = np.bincount(cell_slot, weights=flag != Flag.F, minlength=size * _MINUTE_SLOTS)
-        operating_slots = _pack_bits(op.reshape(size, _MINUTE_SLOTS) > 0)
-    else:
-        operating_slots = _pack_bits(per_slot > 0)
+    operating_slots = _pack_bits(per_slot > 0)
 
     cells = np.flatnonzero(part_flags.any(axis=1))
     part_flags = part_flags[cells].astype(np.int64)
     keys = ((cells // span + s0) << _PERIOD_BITS) | (cells % span + m0)
     valid_parts, qsum = part_flags[:, Flag.N].copy(), qsum[cells]
     valid_slots, operating_slots = valid_slots[cells], operating_slots[cells]
+    if recorded_f is None:  # nothing recorded under F: the recorded values are the valid ones
+        rec_n, rec_qsum = valid_parts, qsum
+    else:
+        rq = np.where(recorded_f, np.rint(np.where(recorded_f, value, 0.0) * exact.SCALE), qf)
+        rec_n = np.bincount(cell, weights=valid | recorded_f, minlength=size).astype(np.int64)[cells]
+        rec_qsum = exact.segment_sum(cell, rq.astype(np.int64), size)[cells]
     return Accumulator(
-        MINUTE_NS, keys, part_flags, valid_parts, qsum, part_flags, valid_parts, qsum, valid_slots, operating_slots
+        MINUTE_NS, keys, part_flags, valid_parts, qsum, part_flags, valid_parts, qsum, valid_slots, operating_slots,
+        rec_n, rec_qsum,
     )
+
+
+def _recorded_under_f(series, value, flag, bounds) -> np.ndarray | None:
+    """Readings flagged F (instrument stopped) that still carry a finite, plausible value, or None if there are
+    none (the common case, at the cost of one comparison)."""
+    f = flag == Flag.F
+    if not f.any():
+        return None
+    with np.errstate(invalid="ignore"):
+        f &= np.abs(value) < exact.MAX_ABS_VALUE
+        if bounds is not None:
+            f &= (value >= np.take(bounds[0], series)) & (value <= np.take(bounds[1], series))
+    return f if f.any() else None
 
 
 _SLOT_BIT_VALUES = (1 << np.arange(_MAX_SLOTS)).astype(np.float64)
@@ -478,8 +539,10 @@ def hours_from_minutes(minutes: PeriodTable) -> Accumulator:
         minutes.valid,
         q,
         quadrant,
-        ~minutes.stopped,
+        np.ones(len(minutes), dtype=bool),
         sample_flags=minutes.sample_flags,
         sample_valid=minutes.valid_samples,
         sample_qsum=minutes.sample_qsum,
+        recorded_samples=minutes.recorded_samples,
+        recorded_qsum=minutes.recorded_qsum,
     )

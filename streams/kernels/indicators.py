@@ -308,7 +308,7 @@ class Grid:
         sample_flags = table.sample_flags[keep]
         mean[s, i] = table.mean[keep]
         flag[s, i] = np.argmax(sample_flags, axis=1)  # most frequent reading flag; ties to the lower code (N first)
-        operating[s, i] = ~table.stopped[keep]
+        operating[s, i] = ~table.instrument_stopped[keep]
         calibrating[s, i] = sample_flags[:, Flag.C] > 0
         return cls(mean, start_ns, p, flag, operating, calibrating)
 

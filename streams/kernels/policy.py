@@ -13,9 +13,12 @@ Sources (``shared/reference/cems-standards.md``):
 * flags: HJ 212-2017 App. C notes: an aggregate is flagged N when more than 75 % of its parts are
   normal, otherwise D [P]. The EU and US rules define no flag; the same rule is used.
 
-Rules the sources do not give are project choices, named as such: the 5-second spacing is checked as
-"each of the twelve 5-s slots of the minute holds a valid sample"; a source is *stopped* in an hour
-when more than half of its readings carry flag F (no regulation found; configurable).
+A minute is valid with at least 12 valid instantaneous values (HJ 212 App. D Eq. 23, ``docs/sources.md``
+HJ212-D23); "sampled at most every 5 s" is a requirement on the acquisition, not a pattern each minute must
+show, so 1-Hz data with a dropout or 5-s data jittered around the slot edges still give valid minutes. The
+stricter reading, each of the twelve 5-s slots holding a valid value, is the opt-in policy
+``cn-hj75-slots``. Whether the *source* runs is never read from these flags: F means the instrument
+stopped (HJ 212-2017 Table 8), and operation is judged from process evidence (:mod:`.emissions`).
 """
 
 from __future__ import annotations
@@ -36,7 +39,7 @@ class MinuteRule:
 
     min_valid_samples: int
     slot_s: int = 5  # width of the spacing slots [s]; 60 must be a multiple
-    min_valid_slots: int = 0  # slots that must each hold a valid sample (12 = "every 5 s")
+    min_valid_slots: int = 0  # opt-in: slots that must each hold a valid sample (12 = one in every 5 s)
 
 
 @dataclass(frozen=True)
@@ -80,7 +83,8 @@ class ValidityPolicy:
     reference: ReferenceConditions
     normal_share: float = 0.75  # aggregate flagged N when strictly more than this share of parts is N
     non_normal_flag: Flag = Flag.D
-    stopped_share: float = 0.5  # hour non-operating when strictly more than this share of readings is F
+    instrument_stopped_share: float = 0.5  # an instrument is stopped in a period when more than this share of its
+    #                                        readings is F (for the indicators; never decides the source's operation)
     source: str = field(default="", compare=False)
 
 
@@ -89,12 +93,21 @@ POLICIES: dict[str, ValidityPolicy] = {
     for p in (
         ValidityPolicy(
             "cn-hj75",
-            MinuteRule(min_valid_samples=12, slot_s=5, min_valid_slots=12),
+            MinuteRule(min_valid_samples=12),
             HourRule("min_valid_minutes", min_valid_minutes=45),
             DayRule(20),
             MonthRule(25, 23),
             REFERENCE_CONDITIONS["hj212"],
             source="HJ 212-2017 App. C, D; HJ 75-2017; HJ 76-2017 App. B",
+        ),
+        ValidityPolicy(
+            "cn-hj75-slots",
+            MinuteRule(min_valid_samples=12, slot_s=5, min_valid_slots=12),
+            HourRule("min_valid_minutes", min_valid_minutes=45),
+            DayRule(20),
+            MonthRule(25, 23),
+            REFERENCE_CONDITIONS["hj212"],
+            source="cn-hj75 with one valid value in each 5-s slot of a minute (project option)",
         ),
         ValidityPolicy(
             "eu-mrr",

@@ -17,7 +17,7 @@ import pytest
 from edge_agent.agent import EdgeAgent
 from edge_agent.config import GatewayConfig
 from edge_agent.outbox import verify
-from edge_agent.simulator.generate import CHANNELS, simulate_stack, simulator_stack_model
+from edge_agent.simulator.generate import CHANNELS, simulate_stack, simulator_stack_model, source_config
 from edge_agent.simulator.modbus_server import gateway_points
 from schemas import decode_batch
 from tests.integration.test_uplink import read_topic
@@ -41,8 +41,7 @@ def test_day_long_outage_is_kept_on_disk_and_drained_in_order(tmp_path, kafka_bo
                   "batch_interval_s": BATCH_S},
         "kafka": {"bootstrap_servers": kafka_bootstrap, "topic": topic},
         "site": {"id": "site", "name": "site", "sector": "cement", "sources": [
-            {"id": "stack0", "name": "stack 0", "duct_area_m2": 12.57,
-             "channels": [{"id": c, "quantity": q, "unit": u} for c, (q, u) in CHANNELS.items()]}]},
+            source_config("stack0", "stack 0")]},
         "devices": [{"id": "rack0", "host": "127.0.0.1", "port": 1, "source": "stack0",
                      "points": [{k: v for k, v in p.items() if k != "stack"} for p in gateway_points(1)]}],
     })

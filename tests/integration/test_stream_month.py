@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from edge_agent.outbox import sign
-from edge_agent.simulator.generate import CHANNELS, Fault, simulate_stack, simulator_stack_model
+from edge_agent.simulator.generate import CHANNELS, Fault, simulate_stack, simulator_stack_model, source_config
 from ingest.batches import KeyRing
 from schemas import ReadingBatch
 from schemas.kafka import KafkaConnection
@@ -43,10 +43,9 @@ H = 3600  # seconds
 
 
 def site() -> Entity:
-    channels = [{"id": c, "quantity": CHANNELS[c][0], "unit": CHANNELS[c][1]} for c in NAMES]
     return Entity.model_validate({"id": "works", "name": "works", "sector": "cement", "timezone": "Asia/Shanghai",
-                                  "sources": [{"id": f"stack{k}", "name": f"stack {k}", "duct_area_m2": 12.57,
-                                               "channels": channels} for k in range(3)]})
+                                  "sources": [source_config(f"stack{k}", f"stack {k}", names=NAMES)
+                                              for k in range(3)]})
 
 
 FAULTS = {  # something for the monthly rollup to count: missing hours to substitute, a stop, calibrations

@@ -57,7 +57,9 @@ def test_opcua_node_ids_and_endpoint_are_checked():
 def test_points_may_feed_several_sources_and_must_name_one(tmp_path):
     doc = example()
     doc["site"]["sources"].append({"id": "kiln2-stack", "name": "Kiln 2", "duct_area_m2": 10.0,
-                                   "channels": [{"id": "co2", "quantity": "a05001", "unit": "%"}]})
+                                   "channels": [{"id": "co2", "quantity": "a05001", "unit": "%", "basis": "dry"},
+                                                {"id": "q", "quantity": "a00000", "unit": "m3/h",
+                                                 "basis": "standard_dry"}]})
     doc["devices"][0]["points"].append({"channel": "co2", "source": "kiln2-stack", "address": 20})
     assert GatewayConfig.model_validate(doc).site_problems() == []
     del doc["devices"][0]["source"]  # now the first six points feed no source

@@ -145,13 +145,16 @@ def test_co2_o2_inconsistency_by_hand():
 
 
 def test_co2o2_pairs_from_sources():
-    src = EmissionSource(id="kiln1", name="Kiln 1", channels=[
-        {"id": "co2", "quantity": "a05001", "unit": "mg/m3"},
-        {"id": "o2", "quantity": "a19001", "unit": "%"},
+    src = EmissionSource(id="kiln1", name="Kiln 1", duct_area_m2=10.0, velocity_field_coefficient=1.0,
+                         moisture_pct=8.0, static_pressure_kpa=0.0, ambient_pressure={"kpa": 101.3}, channels=[
+        {"id": "co2", "quantity": "a05001", "unit": "mg/m3", "basis": "dry"},
+        {"id": "o2", "quantity": "a19001", "unit": "%", "basis": "dry"},
         {"id": "v", "quantity": "a01011", "unit": "m/s"},
+        {"id": "t", "quantity": "a01012", "unit": "degC"},
     ])
-    boiler = EmissionSource(id="b1", name="Boiler", channels=[
-        {"id": "co2", "quantity": "a05001", "unit": "%"}, {"id": "o2", "quantity": "a19001", "unit": "%"}])
+    boiler = EmissionSource(id="b1", name="Boiler", duct_area_m2=20.0, channels=[
+        {"id": "co2", "quantity": "a05001", "unit": "%", "basis": "dry"}, {"id": "o2", "quantity": "a19001", "unit": "%"},
+        {"id": "q", "quantity": "a00000", "unit": "m3/h", "basis": "standard_dry"}])
     series_of = {("kiln1", "co2"): 0, ("kiln1", "o2"): 1, ("kiln1", "v"): 2, ("b1", "co2"): 3, ("b1", "o2"): 4}
     p = CO2O2Pairs.from_sources([src, boiler], series_of, {"kiln1": 28.0, "b1": "coal"})
     assert p.co2.tolist() == [0, 3] and p.o2.tolist() == [1, 4] and p.co2max_pct.tolist() == [28.0, 18.8]
@@ -295,11 +298,13 @@ def test_grid_from_minute_table():
 DAYS = 3
 N_MIN = DAYS * 1440
 CHANNELS = [("a05001", "%"), ("a19001", "%"), ("a01011", "m/s")] * 2  # CO2, O2, velocity of two stacks
-SOURCES = [
-    EmissionSource(id=f"s{i}", name=f"Stack {i}", channels=[
-        {"id": "co2", "quantity": "a05001", "unit": "%"},
-        {"id": "o2", "quantity": "a19001", "unit": "%"},
+SOURCES = [  # complete stacks (the site model refuses others); the pairs use only their CO2 and O2 channels
+    EmissionSource(id=f"s{i}", name=f"Stack {i}", duct_area_m2=10.0, velocity_field_coefficient=1.0,
+                   moisture_pct=8.0, static_pressure_kpa=0.0, ambient_pressure={"kpa": 101.3}, channels=[
+        {"id": "co2", "quantity": "a05001", "unit": "%", "basis": "dry"},
+        {"id": "o2", "quantity": "a19001", "unit": "%", "basis": "dry"},
         {"id": "v", "quantity": "a01011", "unit": "m/s"},
+        {"id": "t", "quantity": "a01012", "unit": "degC"},
     ])
     for i in range(2)
 ]

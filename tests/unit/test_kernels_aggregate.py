@@ -56,13 +56,28 @@ def test_minute_needs_twelve_valid_samples():
     assert minutes(list(range(0, 60, 5)), [1.0] * 12).valid[0]
 
 
-def test_minute_needs_every_five_second_slot():
-    # 1 Hz with a 6-second gap (:05..:10 missing): 54 valid samples, but slot [5 s, 10 s) is empty.
+def test_one_hz_with_a_six_second_dropout_is_a_valid_minute():
+    # 1 Hz with a 6-second gap (:05..:10 missing): 54 valid samples >= 12 (Eq. 23 counts values, not slots).
     ts = [t for t in range(60) if not 5 <= t <= 10]
     assert len(ts) == 54
     cn = minutes(ts, [1.0] * 54)
-    assert not cn.valid[0] and bin(int(cn.valid_slots[0])).count("1") == 11
-    assert minutes(ts, [1.0] * 54, policy=EU).valid[0]  # no spacing rule in the EU policy
+    assert cn.valid[0] and bin(int(cn.valid_slots[0])).count("1") == 11  # slot [5 s, 10 s) is empty
+    # the opt-in policy that wants one value in each 5-s slot refuses it
+    assert not minutes(ts, [1.0] * 54, policy=POLICIES["cn-hj75-slots"]).valid[0]
+    assert minutes(ts, [1.0] * 54, policy=EU).valid[0]
+
+
+def test_five_second_data_jittered_around_the_slot_edges_is_valid():
+    # 12 samples at 5-s spacing, each 50 ms early or late around the slot edges: :04.95, :10.05, :14.95 ...
+    # some slots hold two samples and others none, but there are 12 valid values: valid (Eq. 23).
+    t_ms = [5000 * k + (50 if k % 2 else -50) for k in range(1, 13)]  # 4950, 10050, 14950, ..., 60050?
+    t_ms[-1] = 59_950  # keep the last inside the minute: 12 values in [0, 60) s
+    ts = T0 + np.array(t_ms, dtype=np.int64) * 10**6
+    table = readings_to_minutes(np.zeros(12, np.int64), ts, np.ones(12), np.zeros(12, np.uint8))
+    m = table.close(CN)
+    assert len(m) == 1 and m.valid[0] and m.valid_parts[0] == 12
+    assert bin(int(m.valid_slots[0])).count("1") < 12  # the slot pattern has holes
+    assert not table.close(POLICIES["cn-hj75-slots"]).valid[0]
 
 
 def test_minute_label_needs_more_than_75_percent_normal():
@@ -133,17 +148,35 @@ def test_us_hour_needs_a_point_in_each_operating_quadrant():
     assert h.valid[0] and h.mean[0] == 2.5 and h.valid_slots[0] == 0b1111
     # Empty third quadrant: invalid.
     assert not hour_from_minute_values({0: 1.0, 15: 2.0, 45: 4.0}, policy=US).valid[0]
-    # Source stopped (F) for the whole third quadrant: it is not an operating quadrant, so valid.
+    # The analyser flagged F (instrument stopped, HJ 212-2017 Table 8) for the whole third quadrant: the DAHS
+    # recorded readings there, so the quadrant counts, and without a valid point in it the hour is invalid.
     stopped = {m: Flag.F for m in range(30, 45)}
     h = hour_from_minute_values({0: 1.0, 15: 2.0, 45: 4.0}, policy=US, flag_of=stopped)
-    assert h.valid[0] and h.operating_slots[0] == 0b1011 and h.mean[0] == pytest.approx(7 / 3, abs=2**-24)
+    assert not h.valid[0] and h.operating_slots[0] == 0b1111
 
 
-def test_stopped_hour_is_not_operating():
+def test_an_instrument_stopped_most_of_the_hour_is_marked_so():
     h = hour_from_minute_values({}, flag_of={m: Flag.F for m in range(60)})
-    assert h.stopped[0] and not h.valid[0]
+    assert h.instrument_stopped[0] and not h.valid[0]
     h = hour_from_minute_values({m: 1.0 for m in range(31)}, flag_of={m: Flag.F for m in range(31, 60)})
-    assert not h.stopped[0]  # 29 of 60 minutes stopped: the source ran most of the hour
+    assert not h.instrument_stopped[0]  # 29 of 60 minutes under F: not more than half
+
+
+def test_values_recorded_under_f_are_kept_apart_as_process_evidence():
+    # 12 N readings of 10.0 and 12 F readings of 0.5 (a velocity probe recording during a stop), one minute
+    ts = list(range(0, 60, 5)) + list(range(2, 62, 5))
+    m = minutes(ts, [10.0] * 12 + [0.5] * 12, [0] * 12 + [Flag.F] * 12)
+    assert m.valid[0] and m.mean[0] == 10.0  # F values never enter the valid mean
+    assert m.recorded_samples[0] == 24
+    assert m.recorded_mean[0] == pytest.approx((12 * 10.0 + 12 * 0.5) / 24, abs=2**-24)  # 126 / 24 = 5.25
+    # NaN or implausible values under F are not evidence
+    m = minutes([0, 1], [np.nan, 3.0], [Flag.F, Flag.F])
+    assert m.recorded_samples[0] == 1 and m.recorded_mean[0] == 3.0
+    # without any F reading the recorded values are the valid ones (shared arrays, no extra work)
+    plain = readings_to_minutes(np.zeros(12, np.int64), T0 + np.arange(12) * 5 * S, np.ones(12), np.zeros(12, np.uint8))
+    assert plain.recorded_samples is plain.valid_samples
+    hour = hours_from_minutes(m).close(CN)
+    assert hour.recorded_samples[0] == 1 and hour.recorded_mean[0] == 3.0
 
 
 def test_many_series_and_hours_at_once():

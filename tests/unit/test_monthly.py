@@ -21,7 +21,8 @@ SHANGHAI = ZoneInfo("Asia/Shanghai")
 
 
 def registry() -> Registry:
-    ch = [{"id": "co2", "quantity": "a05001", "unit": "%"}, {"id": "v", "quantity": "a01011", "unit": "m/s"}]
+    ch = [{"id": "co2", "quantity": "a05001", "unit": "%", "basis": "dry"},
+          {"id": "q", "quantity": "a00000", "unit": "m3/h", "basis": "standard_dry"}]
     return Registry([Entity.model_validate({"id": "plant", "name": "p", "sector": "cement", "sources": [
         {"id": "k1", "name": "kiln", "duct_area_m2": 10.0, "channels": ch}]})])
 

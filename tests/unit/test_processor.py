@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from edge_agent.outbox import sign
-from edge_agent.simulator.generate import CHANNELS, Fault, simulate_stack, simulator_stack_model
+from edge_agent.simulator.generate import CHANNELS, Fault, simulate_stack, simulator_stack_model, source_config
 from ingest.batches import KeyRing
 from schemas import ReadingBatch
 from schemas.records import GapReport
@@ -24,9 +24,8 @@ CN = POLICIES["cn-hj75"]
 
 
 def site() -> Entity:
-    channels = [{"id": c, "quantity": q, "unit": u} for c, (q, u) in CHANNELS.items()]
     return Entity.model_validate({"id": "plant", "name": "plant", "sector": "cement", "sources": [
-        {"id": f"stack{k}", "name": f"stack {k}", "duct_area_m2": 12.57, "channels": channels} for k in range(2)]})
+        source_config(f"stack{k}", f"stack {k}") for k in range(2)]})
 
 
 def stream() -> tuple[list[Message], dict]:

@@ -91,7 +91,7 @@ def test_limits_of_detection_are_what_the_uncertainties_say():
 def plant(measured_co2_t: float, metered: dict, fuel_t: float = 1000.0) -> MonthEvidence:
     entity = Entity.model_validate({"id": "p1", "name": "boiler house", "sector": "power",
                                     "region": {"province": "440000", "municipality": "440300"},
-                                    "sources": [{"id": "b1", "name": "stack", "channels": []}]})
+                                    "sources": [{"id": "b1", "name": "stack", "kind": "process", "channels": []}]})
     report = validate_report({"entity_id": "p1", "month": "2026-03", "sector": "power",
                               "fuels": [{"fuel": "raw_coal", "consumption": {"value": fuel_t, "unit": "t", "basis": "measured"},
                                          "carbon_content": {"value": 0.6, "unit": "tC/t", "basis": "measured"},

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edge_agent.simulator.generate import CHANNELS, Fault, StackModel, simulate_stack
+from edge_agent.simulator.generate import CHANNELS, Fault, StackModel, simulate_stack, source_config
 from edge_agent.simulator.physics import COAL, flue_gas
 from schemas.quantities import Flag
 from schemas.site import EmissionSource
@@ -42,8 +42,7 @@ def test_stack_co2_matches_fuel_carbon_within_the_stated_error():
 
 
 def stack_source():
-    chans = [{"id": c, "quantity": q, "unit": u} for c, (q, u) in CHANNELS.items()]
-    return EmissionSource(id="kiln1", name="Kiln 1", duct_area_m2=12.57, channels=chans)
+    return EmissionSource.model_validate(source_config("kiln1", "Kiln 1"))  # 12.57 m2, Kv 1, 100.8 kPa
 
 
 def run_kernels(readings, seconds):
@@ -56,7 +55,7 @@ def run_kernels(readings, seconds):
         cols[3].append(flag)
     series, ts, value, flag = (np.concatenate(c) for c in cols)
     hours = hours_from_minutes(readings_to_minutes(series, ts, value, flag).close(CN)).close(CN)
-    layout = StackLayout.from_sources([stack_source()], series_of, ambient_pressure_pa=100_800.0)
+    layout = StackLayout.from_sources([stack_source()], series_of)
     return hourly_emissions(hours, len(series_of), layout, T0, seconds // 3600, CN.reference)
 
 

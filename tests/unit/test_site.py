@@ -30,9 +30,14 @@ GOOD = textwrap.dedent(
           - id: co2
             quantity: a05001
             unit: mg/m3
+            basis: dry
           - id: o2
             quantity: a19001
             unit: "%"
+          - id: flow
+            quantity: a00000
+            unit: m3/h
+            basis: standard_dry
     """
 )
 
@@ -64,7 +69,7 @@ def test_defaults_and_json_equivalence(tmp_path):
 def test_unit_must_fit_the_quantity_and_the_error_names_file_line_field():
     msg = problems(GOOD.replace('unit: "%"', "unit: mg/m3"))
     assert msg == (
-        "site.yaml:14: sources[0].channels[1].unit: unit 'mg/m3' is not valid for a19001 (oxygen); use one of ['%']"
+        "site.yaml:15: sources[0].channels[1].unit: unit 'mg/m3' is not valid for a19001 (oxygen); use one of ['%']"
     )
 
 
@@ -145,3 +150,85 @@ def test_cli_site_check(tmp_path):
     res = runner.invoke(main, ["site", "check", str(bad)])
     assert res.exit_code == 1
     assert f"{bad}:10: sources[0].channels[0].quantity" in res.output
+
+
+# -- what a stack's CO2 mass needs (issue 13): refused at load, naming the missing quantity -------------------------
+
+def test_example_stack_states_its_flow_parameters():
+    stack = load_site(EXAMPLE).source("kiln1-stack")
+    mi = stack.mass_inputs()
+    assert stack.velocity_field_coefficient == 0.98 and mi.flow_basis == "actual_wet" and mi.co2_basis == "dry"
+    # Ba from 20 m: 101325 x (1 - 0.0065 x 20 / 288.15) ** 5.25588 = 101325 x 0.99954885 ** 5.25588 = 101084.9 Pa
+    assert mi.ambient_pressure_pa == pytest.approx(101_084.9, abs=0.1)
+    assert [(e.channel, e.above) for e in stack.operating_evidence()] == [("velocity", 1.0)]
+
+
+def test_a_stack_without_flow_is_refused_with_the_quantity_named():
+    msg = problems(GOOD.replace("quantity: a00000", "quantity: a01016").replace("unit: m3/h", "unit: m2")
+                   .replace("        basis: standard_dry\n", ""))
+    assert msg.startswith("site.yaml:5: sources[0]: stack 'potline-1' cannot give a CO2 mass: no flow (a00000) or "
+                          "velocity (a01011) channel")
+
+
+def test_co2_and_flow_must_state_their_basis():
+    msg = problems(GOOD.replace("        basis: dry\n", "").replace("        basis: standard_dry\n", ""))
+    assert "CO2 channel 'co2' must state its basis: dry or wet" in msg
+    assert "flow channel 'flow' must state its basis: actual_wet, standard_dry (标干) or standard_wet" in msg
+
+
+def test_a_basis_must_fit_its_quantity():
+    msg = problems(GOOD.replace("basis: dry", "basis: standard_dry"))
+    assert "site.yaml:9: sources[0].channels[0]: basis 'standard_dry' does not fit a05001; it takes one of " \
+           "['dry', 'wet']" in msg
+
+
+def test_an_actual_wet_flow_needs_temperature_pressures_and_moisture():
+    msg = problems(GOOD.replace("basis: standard_dry", "basis: actual_wet"))
+    for needed in ("needs the flue-gas moisture: add an a01014 channel or moisture_pct",
+                   "needs the flue-gas temperature: add an a01012 channel",
+                   "needs the flue-gas static pressure: add an a01013 channel or static_pressure_kpa",
+                   "needs the barometric pressure: add an a01006 channel or ambient_pressure"):
+        assert needed in msg
+    ok = GOOD.replace("basis: standard_dry", "basis: actual_wet").replace(
+        "    duct_area_m2: 7.0\n", "    duct_area_m2: 7.0\n    moisture_pct: 8\n    static_pressure_kpa: -0.4\n"
+                                  "    ambient_pressure: {kpa: 100.8}\n") + \
+        "      - {id: t, quantity: a01012, unit: degC}\n"
+    mi = parse_config(ok, Entity).sources[0].mass_inputs()
+    assert (mi.moisture_pct, mi.static_pressure_pa, mi.ambient_pressure_pa, mi.temperature) == (8.0, -400.0,
+                                                                                                100_800.0, "t")
+
+
+def test_velocity_flow_needs_kv_and_a_duct_area():
+    text = GOOD.replace("quantity: a00000", "quantity: a01011").replace("unit: m3/h", "unit: m/s").replace(
+        "    basis: standard_dry\n", "").replace("    duct_area_m2: 7.0\n", "")
+    msg = problems(text)
+    assert "the flow comes from velocity channel 'flow': give duct_area_m2" in msg
+    assert "give velocity_field_coefficient (Kv from the comparison test; 1.0 if none was made)" in msg
+
+
+def test_a_wet_co2_needs_the_moisture():
+    assert "needs the flue-gas moisture" in problems(GOOD.replace("basis: dry", "basis: wet"))
+
+
+def test_ambient_pressure_takes_exactly_one_form_and_a_real_channel():
+    both = GOOD.replace("    duct_area_m2: 7.0\n", "    duct_area_m2: 7.0\n    ambient_pressure: {kpa: 100, altitude_m: 10}\n")
+    assert "give exactly one of channel, kpa or altitude_m (got ['kpa', 'altitude_m'])" in problems(both)
+    ghost = GOOD.replace("    duct_area_m2: 7.0\n", "    duct_area_m2: 7.0\n    ambient_pressure: {channel: baro}\n")
+    assert "ambient_pressure names channel 'baro', which source 'potline-1' does not have" in problems(ghost)
+    high = GOOD.replace("    duct_area_m2: 7.0\n", "    duct_area_m2: 7.0\n    ambient_pressure: {kpa: 1013}\n")
+    assert "sources[0].ambient_pressure.kpa: Input should be less than or equal to 110" in problems(high)
+
+
+def test_operating_evidence_must_name_a_channel_of_the_source_and_a_default_must_exist():
+    ghost = GOOD.replace("    duct_area_m2: 7.0\n", "    duct_area_m2: 7.0\n    operating: [{channel: fan, above: 1}]\n")
+    assert "operating evidence names channel 'fan', which source 'potline-1' does not have" in problems(ghost)
+    no_area = GOOD.replace("    duct_area_m2: 7.0\n", "")
+    assert "no default operating rule applies" in problems(no_area)
+    e = parse_config(GOOD, Entity)
+    # default: the flow above 1 m/s x 7.0 m2 = 7 m3/s = 25200 m3/h
+    assert [(x.channel, x.above) for x in e.sources[0].operating_evidence()] == [("flow", 25_200.0)]
+
+
+def test_a_kv_outside_the_plausible_range_is_refused():
+    text = GOOD.replace("    duct_area_m2: 7.0\n", "    duct_area_m2: 7.0\n    velocity_field_coefficient: 9.8\n")
+    assert "sources[0].velocity_field_coefficient: Input should be less than or equal to 2" in problems(text)
