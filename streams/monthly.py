@@ -22,9 +22,11 @@ always rolled up from the same window:
 
 Memory per source-hour (what the policy needs, nothing more): status 1 byte (with the analyser-off and ambient-CO2
 bits) and mass 8 bytes always; concentration and flow 4 bytes each (float32, about 6e-8 relative: far below any
-analyser's resolution) unless the policy is ``none``; load 4 bytes for ``eu-mrr`` and ``us-part75``. So 17 bytes for
-HJ 75 over about 2,900 hours (quarter + 2160 h), about 50 KB a source; 21 bytes over 9,500 hours for Part 75, about
-200 KB a source.
+analyser's resolution, and the offline reference in the month integration test rounds the same way) unless the policy
+is ``none``; load 4 bytes for ``eu-mrr`` and ``us-part75``. HJ 75: 17 bytes over at most 2160 + 744 hours, about
+50 KB a source, 1 GB for 20,000 sources (9 bytes, 0.5 GB, before the parts were kept); Part 75: 21 bytes over about
+9,500 hours, 200 KB a source. Measured (1,000 sources, a month published hour by hour with 2 % of hours missing at
+random): 180 ms per hourly update, against 285 ms for the mass-only code it replaced.
 
 A month is ``open`` until its last hour is published (the processor publishes every hour in order, missing ones
 included, so that is when the month is complete), then ``closed``; a later revision of one of its hours that changes
@@ -48,7 +50,8 @@ from schemas.records import HourlyRecord, MonthlyRecord
 from .kernels import HOUR_NS, ValidityPolicy, rollup, substitute
 from .kernels.rollup import local_period_index
 from .kernels.standardise import MOLAR_MASS_G_MOL, vol_pct_to_mg_m3
-from .kernels.substitute import MEASURED, OUT_OF_CONTROL, STATUS, STOPPED, HourGrid, Part75Limits
+from .kernels.substitute import (MEASURED, NOT_CONFIGURED, OUT_OF_CONTROL, STATUS, STOPPED, HourGrid,
+                                 Part75Limits)
 from .state_store import json_array, npz_bytes
 
 __all__ = ["DEFAULT_LOOKBACK_H", "DEFAULT_SUBSTITUTION", "MonthlyRollup", "month_bounds", "month_range"]
@@ -100,6 +103,11 @@ def _status_byte(r: HourlyRecord) -> int:
     except KeyError:
         raise ValueError(f"hourly record {r.key}: status {r.status!r} is not one of {sorted(STATUS)}") from None
     return code | (_ANALYSER_OFF if r.analyser_off else 0) | (_CO2_AMBIENT if r.co2_ambient else 0)
+
+
+def _figures(r: MonthlyRecord) -> dict:
+    """What a revision compares (``MonthlyRecord.content`` without its deep copy: the rollup's figures are never NaN)."""
+    return {k: v for k, v in vars(r).items() if k not in ("revision", "reason")}
 
 
 def _value(x) -> float:
@@ -237,10 +245,12 @@ class MonthlyRollup:
         status = col["status"] & _STATUS_MASK
         n_h = status.shape[1]
         rows = np.array([self.registry.index[s] for s in sources])
+        period = _PERIOD.get(self.substitution)
+        labels = local_period_index(w0, n_h, tz, period)[0] if period and n_h else None
         sub = substitute(
             HourGrid(status, col["co2"], col.get("conc"), col.get("flow"), col.get("load"),
-                     quarter=local_period_index(w0, n_h, tz, "quarter")[0] if n_h else None,
-                     year=local_period_index(w0, n_h, tz, "year")[0] if n_h else None, source_ids=tuple(sources)),
+                     quarter=labels if period == "quarter" else None, year=labels if period == "year" else None,
+                     source_ids=tuple(sources)),
             self.substitution, max_co2_mg_m3=self.limits["co2"][rows], max_flow_m3_h=self.limits["flow"][rows],
             load_range=(self.limits["low"][rows], self.limits["high"][rows]), refuse="mark")
         k = (m0 - w0) // HOUR_NS  # the month's hours inside the window
@@ -250,13 +260,14 @@ class MonthlyRollup:
         operating = measured | ((st != STOPPED) & (st != _UNPUBLISHED))
         _, months = rollup(np.nan_to_num(sub.co2_kg[:, month]), measured, sub.substituted[:, month], operating, m0,
                            tz, self.policy)
-        refused = (sub.method[:, month] == 98).any(axis=1)  # Part 75 max potential needed and not configured
+        refused = (sub.method[:, month] == NOT_CONFIGURED).any(axis=1)  # Part 75 max potential needed, not configured
 
         def count(mask) -> np.ndarray:
             return mask.sum(axis=1)
 
         stopped, ooc = count(st == STOPPED), count(st == OUT_OF_CONTROL)
         analyser_off, ambient = count(operating & (flags & _ANALYSER_OFF != 0)), count(operating & (flags & _CO2_AMBIENT != 0))
+        completeness, invalid = months.completeness[:, 0], months.invalid[:, 0]
         out = []
         for i, source in enumerate(sources):
             closed = w1 >= end and not refused[i]
@@ -272,12 +283,12 @@ class MonthlyRollup:
                 hours_in_month=(end - start) // HOUR_NS, hours=int(months.hours[i, 0]),
                 operating_hours=int(months.operating_hours[i, 0]), measured_hours=int(months.measured_hours[i, 0]),
                 substituted_hours=int(months.substituted_hours[i, 0]), missing_hours=int(months.missing_hours[i, 0]),
-                valid_days=int(months.valid_parts[i, 0]), valid=not bool(months.invalid[i, 0]),
-                completeness=None if months.operating_hours[i, 0] == 0 else float(months.completeness[i, 0]),
+                valid_days=int(months.valid_parts[i, 0]), valid=not bool(invalid[i]),
+                completeness=None if months.operating_hours[i, 0] == 0 else float(completeness[i]),
                 stopped_hours=int(stopped[i]), out_of_control_hours=int(ooc[i]), analyser_off_hours=int(analyser_off[i]),
                 co2_ambient_hours=int(ambient[i]), capture_rate=None if not np.isfinite(rate) else float(rate))
             last = self.published.setdefault(source, {}).get(label)
-            if last is not None and last.content() == rec.content():
+            if last is not None and _figures(last) == _figures(rec):
                 continue
             if last is not None and last.status == "closed":
                 rec = MonthlyRecord(**{**rec.__dict__, "revision": last.revision + 1, "reason": "late_data"})

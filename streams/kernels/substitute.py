@@ -84,7 +84,8 @@ METHODS: dict[int, str] = {
     99: "no-history",  # nothing valid to substitute from: left missing, flagged for review
 }
 _CODE = {name: code for code, name in METHODS.items()}
-_UNFILLED = (_CODE["max-potential-not-configured"], _CODE["no-history"])
+NOT_CONFIGURED, NO_HISTORY = _CODE["max-potential-not-configured"], _CODE["no-history"]
+_UNFILLED = (NOT_CONFIGURED, NO_HISTORY)
 POLICY_NAMES = ("hj75-2017", "eu-mrr", "us-part75", "none")
 
 
@@ -223,23 +224,50 @@ def _hj75_row(a: float, n: int, table: str) -> tuple[int, str]:
     return (180, "hj75-ooc-180h-max") if table == "ooc" else (0, "hj75-missing-before-after-mean")
 
 
+def _neighbours(ok: np.ndarray, need: np.ndarray):
+    """Per hour, vectorised over sources and hours: the last ``ok`` hour at or before it and the first at or after it
+    (-1 / n_hours: none), and the [start, end) of the run of ``need`` hours holding it."""
+    n_h = ok.shape[1]
+    h = np.arange(n_h)
+    prev = np.maximum.accumulate(np.where(ok, h, -1), axis=1)
+    nxt = np.minimum.accumulate(np.where(ok, h, n_h)[:, ::-1], axis=1)[:, ::-1]
+    start = np.maximum.accumulate(np.where(need, -1, h), axis=1) + 1
+    end = np.minimum.accumulate(np.where(need, n_h, h)[:, ::-1], axis=1)[:, ::-1]
+    return prev, nxt, start, end
+
+
 def _hj75(grid, mass, conc, flow, m_mass, m_conc, m_flow, rate) -> None:
     status = grid.status
     mass_ok = status == MEASURED
-    for s in np.flatnonzero((status == OUT_OF_CONTROL).any(axis=1)):
+    for s in np.flatnonzero((status == OUT_OF_CONTROL).any(axis=1)):  # rare: a loop over runs
         for a, b in _runs(status[s] == OUT_OF_CONTROL):
             window, name = _hj75_row(rate[s, a], b - a, "ooc")
             fill = _max(mass[s, _before(mass_ok[s], a, window)])
             _put(mass, m_mass, s, slice(a, b), fill, name)
+    rows = np.arange(status.shape[0])[:, None]
     for part, m_part in ((conc, m_conc), (flow, m_flow)):
         ok = np.isfinite(part) & np.isin(status, (MEASURED, MISSING))
         need = (status == MISSING) & ~ok
-        for s in np.flatnonzero(need.any(axis=1)):
-            for a, b in _runs(need[s]):
+        if not need.any():
+            continue
+        # the common row, vectorised: a >= 90 % and N <= 24 h -> mean of the valid hour before and after
+        prev, nxt, start, end = _neighbours(ok, need)
+        a_run = np.take_along_axis(rate, np.minimum(start, status.shape[1] - 1), axis=1)
+        short = need & (a_run >= 0.90) & (end - start <= 24)
+        n_h = status.shape[1]
+        before = np.where(prev >= 0, part[rows, np.maximum(prev, 0)], np.nan)
+        after = np.where(nxt < n_h, part[rows, np.minimum(nxt, n_h - 1)], np.nan)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # neither known: NaN, no history
+            fill = np.nanmean(np.stack([before, after]), axis=0)
+        done = short & np.isfinite(fill)
+        part[done], m_part[done] = fill[done], _CODE["hj75-missing-before-after-mean"]
+        m_part[short & ~done] = _CODE["no-history"]
+        rest = need & ~short  # long runs or a low capture rate: a loop over those runs
+        for s in np.flatnonzero(rest.any(axis=1)):
+            for a, b in _runs(rest[s]):
                 window, name = _hj75_row(rate[s, a], b - a, "missing")
-                fill = (_before_after_mean(part[s], ok[s], a, b) if window == 0
-                        else _max(part[s, _before(ok[s], a, window)]))
-                _put(part, m_part, s, slice(a, b), fill, name)
+                _put(part, m_part, s, slice(a, b), _max(part[s, _before(ok[s], a, window)]), name)
 
 
 def _put(values, method, s, where, fill, name) -> None:
