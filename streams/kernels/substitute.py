@@ -316,10 +316,10 @@ def _eu(grid, conc, flow, m_conc, m_flow, operating, gap) -> None:
                 both = _before(ok[s] & np.isfinite(load[s]), a, b - a)
                 total_load = float(load[s, both].sum())
                 if both.size and total_load > 0:
-                    ratio = float(flow[s, both].sum()) / total_load
-                    hour_load = load[s, a:b]
-                    has = np.isfinite(hour_load)
-                    _put(flow, m_flow, s, slice(a, b), np.where(has, ratio * hour_load, np.nan), "eu-flow-load-ratio")
+                    with np.errstate(over="ignore", invalid="ignore"):
+                        scaled = float(flow[s, both].sum()) / total_load * load[s, a:b]
+                    has = np.isfinite(scaled)  # no load in the hour (or a ratio beyond float range): the mean
+                    _put(flow, m_flow, s, slice(a, b), np.where(has, scaled, np.nan), "eu-flow-load-ratio")
                     rest = np.flatnonzero(~has) + a
                     if rest.size:
                         _put(flow, m_flow, s, rest, mean_flow, "eu-flow-prior-mean")
@@ -497,7 +497,9 @@ def substitute(
                 load_range, refuse, refused)
     if policy != "none":  # a gap hour not filled as a whole: concentration x flow (HJ 212 Eq. 33)
         from_parts = gap & np.isnan(mass) & np.isfinite(conc) & np.isfinite(flow)
-        mass[from_parts] = mass_rate_kg_h(conc[from_parts], flow[from_parts])
+        with np.errstate(over="ignore"):
+            product = mass_rate_kg_h(conc[from_parts], flow[from_parts])
+        mass[from_parts] = np.where(np.isfinite(product), product, np.nan)  # beyond float range: left for review
         m_mass[from_parts] = _CODE["conc-x-flow"]
         left = gap & np.isnan(mass)
         parked = (m_conc == _CODE["max-potential-not-configured"]) | (m_flow == _CODE["max-potential-not-configured"])

@@ -298,7 +298,7 @@ def hour_grids(draw):
     n_src, n_h = draw(st.integers(1, 3)), draw(st.integers(1, 80))
     status = np.array(draw(st.lists(st.sampled_from([STOPPED, MEASURED, MEASURED, MISSING, OUT_OF_CONTROL]),
                                     min_size=n_src * n_h, max_size=n_src * n_h)), np.uint8).reshape(n_src, n_h)
-    pos = st.floats(0.0, 1e6, allow_nan=False)
+    pos = st.one_of(st.just(0.0), st.floats(1e-3, 1e6))  # physical magnitudes: kg, mg/m3, m3/h, load
     maybe = st.one_of(pos, st.just(np.nan))
 
     def arr(strategy):
