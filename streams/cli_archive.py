@@ -52,11 +52,13 @@ def demo(out: Path, reports: tuple[Path, ...], month: str, serve: bool, port: in
     (out / "report.html").write_text(render(results, f"CEMS monthly reconciliation, {month}", archive.head()),
                                      encoding="utf-8")
     click.echo("")
-    click.echo(f"{'plant':<16}{'CEMS CO2 t':>13}{'calculated t':>14}{'deviation':>11}{'complete':>10}  alerts")
+    click.echo(f"{'plant':<16}{'CEMS CO2 t':>13}{'measured t':>12}{'substituted t':>15}{'calculated t':>14}"
+               f"{'deviation':>11}{'complete':>10}  alerts")
     for r in results:
-        m = r.monthly[0]
+        m = next(m for m in r.monthly if m.month == month)
         calc = r.calculated.get("co2_t")
-        click.echo(f"{r.entity.id:<16}{m.co2_t:>13,.0f}{'' if calc is None else f'{calc:,.0f}':>14}"
+        click.echo(f"{r.entity.id:<16}{m.co2_t:>13,.0f}{m.measured_co2_t:>12,.0f}{m.substituted_co2_t:>15,.0f}"
+                   f"{'' if calc is None else f'{calc:,.0f}':>14}"
                    f"{'' if not calc else f'{m.co2_t / calc - 1:+.1%}':>11}"
                    f"{'' if m.completeness is None else f'{m.completeness:.0%}':>10}  "
                    + ("; ".join(f"{a.severity} {a.rule} {'' if a.deviation is None else f'{a.deviation:+.1%}'}"
@@ -66,6 +68,14 @@ def demo(out: Path, reports: tuple[Path, ...], month: str, serve: bool, port: in
     if serve:
         _serve(archive, port)
     archive.close()
+
+
+def _month_line(m) -> str:
+    """A month as a user should read it: open or closed, the total, and how much of it was measured."""
+    hours = "" if m.status == "closed" else f", {m.hours} of {m.hours_in_month} h so far"
+    return (f"{m.source_id} {m.month} {m.status}{hours}: {m.co2_t:,.1f} t CO2 = {m.measured_co2_t:,.1f} t measured "
+            f"({m.measured_hours} h) + {m.substituted_co2_t:,.1f} t substituted ({m.substituted_hours} h)"
+            + (f", {m.missing_hours} h missing" if m.missing_hours else ""))
 
 
 def _serve(archive, port: int) -> None:
@@ -139,7 +149,7 @@ def embedded(sites, batches, reports, meters, out: Path) -> None:
     """Recorded data through the whole pipeline in this process (no Kafka, no InfluxDB): records, reconciliation
     against the reports, the archive (OUT/archive.sqlite) and an HTML report (OUT/report.html)."""
     from .archive import Archive
-    from .embedded import archive_plants, reconcile_plants, run_recorded
+    from .embedded import archive_plants, reconcile_plants, run_recorded, write_records
     from .report_html import render
     from .worker import load_sites
 
@@ -153,7 +163,8 @@ def embedded(sites, batches, reports, meters, out: Path) -> None:
     archive_plants(results, archive)
     (out / "report.html").write_text(render(results, "CEMS monthly reconciliation", archive.head()), encoding="utf-8")
     for r in results:
-        months = ", ".join(f"{m.month} {m.status} {m.co2_t:,.1f} t" for m in r.monthly)
-        click.echo(f"{r.entity.id}: {r.readings:,} readings, {len(r.hourly)} hourly records; {months}; "
-                   f"{len(r.alerts)} alert(s)")
-    click.echo(f"wrote {out / 'archive.sqlite'} and {out / 'report.html'}")
+        click.echo(f"{r.entity.id}: {r.readings:,} readings, {len(r.hourly)} hourly records; {len(r.alerts)} alert(s)")
+        for m in sorted(r.monthly, key=lambda m: (m.month, m.source_id)):
+            click.echo(f"  {_month_line(m)}")
+    hourly, monthly = write_records(results, out)
+    click.echo(f"wrote {out / 'archive.sqlite'}, {out / 'report.html'}, {hourly} and {monthly}")

@@ -134,15 +134,14 @@ def _messages(plant: Plant, start_ns: int, seconds: int, key: bytes) -> list[Mes
 
 
 def _simulated(plant: Plant, month: str, lateness_s: float):
-    """The plant's entity, local month [start, end), agent key and its month of messages, closed by a heartbeat
-    past the month's end plus the allowed lateness."""
+    """The plant's entity, local month [start, end), agent key and its messages: the month, and the plant running on
+    past its end for the allowed lateness, so that the month closes by the data's own clock (as it would on the
+    real stream; nothing closes a month but data later than its end plus the lateness)."""
     entity = plant.entity()
     start, end = month_range(month, entity.tz)
     key = hashlib.sha256(plant.entity_id.encode()).digest()
-    messages = _messages(plant, start, (end - start) // 10**9, key)
-    messages.append(Message(len(messages), *_heartbeat(f"{plant.entity_id}-gw", f"{plant.entity_id}-stack", key,
-                                                       len(messages), end + int(lateness_s * 1e9))))
-    return entity, start, end, key, messages
+    seconds = (end - start) // 10**9 + -(-int(lateness_s) // BATCH_S) * BATCH_S + BATCH_S
+    return entity, start, end, key, _messages(plant, start, seconds, key)
 
 
 def _concat(tables: list[PeriodTable]) -> PeriodTable:
@@ -202,7 +201,8 @@ def run_recorded(entities: list[Entity], batch_files: list[Path], meters: dict[s
     """Recorded reading batches (files in the wire format, e.g. an edge outbox's ``*.batch``) through the
     processor, per entity. Local files are trusted as they are: they are signed here with a key of this run
     (the signature guards the network, not the disk). Each batch is stamped as produced one second after its
-    newest reading; the months the data end in are closed by a heartbeat past their end."""
+    newest reading. Months close by the data's own clock, as on the stream: a month whose end plus the allowed
+    lateness the recording does not reach stays open (a recording of part of a month is never a whole month)."""
     import secrets
 
     from schemas.batch import decode_batch
@@ -229,22 +229,10 @@ def run_recorded(entities: list[Entity], batch_files: list[Path], meters: dict[s
         _, start, _ = month_bounds(min(r[3] for r in rows), entity.tz)
         _, _, end = month_bounds(rows[-1][0] * 10**6 - 1, entity.tz)
         messages = [Message(i, data, headers, ts) for i, (ts, data, headers, _) in enumerate(rows)]
-        for agent in sorted(agents[entity.id]):
-            seq = max(int(m.headers["cems-seq"]) for m in messages if m.headers["cems-agent"] == agent.encode()) + 1
-            messages.append(Message(len(messages), *_heartbeat(agent, entity.sources[0].id, key, seq,
-                                                               end + int(settings.allowed_lateness_s * 1e9))))
         res = process_entity(entity, messages, {a: key for a in agents[entity.id]}, start, end, settings)
         res.meters = dict(meters or {})
         results.append(res)
     return results
-
-
-def _heartbeat(agent: str, source_id: str, key: bytes, seq: int, at_ns: int):
-    """An empty batch stamped ``at_ns``: it moves the partition clock, so event time closes the hours before it."""
-    batch = ReadingBatch.from_columns(agent_id=agent, source_id=source_id, seq=seq, channels=(), ts_ns=[], channel=[],
-                                      value=[], flag=[])
-    data = batch.encode()
-    return data, {"cems-agent": agent.encode(), "cems-seq": str(seq).encode(), "cems-sig": sign(key, data)}, at_ns // 10**6
 
 
 def reconcile_plants(results: list[PlantResult], report_files: list[Path],
@@ -270,16 +258,43 @@ def reconcile_plants(results: list[PlantResult], report_files: list[Path],
 
 
 def archive_plants(results: list[PlantResult], archive: Archive, at: datetime | None = None) -> None:
-    """Each plant's month into the archive: the entity's total with the report and alerts, and each source."""
+    """Each plant's closed months into the archive: the entity's total with the report and alerts, and each source.
+    A month still open (its end plus the allowed lateness not yet reached by the data) is not archived."""
     for res in results:
         alerts = [{"id": a.id, "rule": a.rule, "severity": a.severity, "deviation": a.deviation} for a in res.alerts]
         for label in sorted({m.month for m in res.monthly}):
             ms = [m for m in res.monthly if m.month == label]
+            if any(m.status != "closed" for m in ms):  # open months are not archived
+                continue
             archive.register(res.entity.id, res.entity.timezone, label)
             reason = "report" if res.report else "cems"
             archive.put(res.entity.id, None, label, month_figures(ms, res.calculated, alerts), reason, at)
             for m in ms:
                 archive.put(res.entity.id, m.source_id, label, month_figures([m]), reason, at)
+
+
+def write_records(results: list[PlantResult], out: Path) -> tuple[Path, Path]:
+    """Every hour's and month's latest record as CSV (``hourly.csv``, ``monthly.csv`` in ``out``): what a user or an
+    independent check compares, hour by hour (status, CO2, concentration, flow) and month by month."""
+    import csv
+
+    from schemas.records import HourlyRecord, MonthlyRecord
+
+    paths = out / "hourly.csv", out / "monthly.csv"
+    for path, cls, rows in ((paths[0], HourlyRecord, [r for res in results for r in res.hourly]),
+                            (paths[1], MonthlyRecord, [r for res in results for r in res.monthly])):
+        latest = {}
+        for r in rows:  # revisions in order: the last one of each key wins
+            latest[r.key] = r
+        names = [f for f in cls.__dataclass_fields__]
+        with path.open("w", newline="", encoding="utf-8") as f:
+            w = csv.writer(f)
+            w.writerow((["hour_start"] if cls is HourlyRecord else []) + names)
+            for r in sorted(latest.values(), key=lambda r: r.key):
+                values = ["" if v is None or (isinstance(v, float) and v != v) else v
+                          for v in (getattr(r, n) for n in names)]
+                w.writerow(([r.hour_iso] if cls is HourlyRecord else []) + values)
+    return paths
 
 
 def run_on_services(cfg, out: Path, month: str = "2026-02", report_files: list[Path] = (),

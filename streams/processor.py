@@ -44,7 +44,7 @@ from schemas.records import GapReport, HourlyRecord, MonthlyRecord
 from schemas.site import Entity
 from streams.kernels import (HOUR_NS, Accumulator, PeriodTable, StackLayout, get_policy, hourly_emissions,
                              hours_from_minutes)
-from streams.kernels.aggregate import MINUTE_NS, combine
+from streams.kernels.aggregate import MINUTE_NS, ROUND_NS, combine
 from streams.kernels.plausibility import series_bounds
 from streams.monthly import MonthlyRollup
 from streams.state_store import json_array, npz_bytes
@@ -160,7 +160,7 @@ class PartitionProcessor:
                 continue
             src, series, first, last = batch
             parts.append(series)
-            touched.update((src, h) for h in range(first // HOUR_NS * HOUR_NS, last + 1, HOUR_NS))
+            touched.update((src, h) for h in range(first // HOUR_NS * HOUR_NS, last + ROUND_NS + 1, HOUR_NS))
         if parts:
             series, ts, value, flag = (np.concatenate(c) for c in zip(*parts, strict=True))
             out.readings = int(ts.size)
@@ -235,7 +235,7 @@ class PartitionProcessor:
 
     def _folded_minutes(self, src: int, ts_ns: np.ndarray) -> int:
         """How many minutes of a batch's readings were already folded (only asked for batches old enough)."""
-        minute = np.unique(ts_ns // MINUTE_NS)
+        minute = np.unique((ts_ns + ROUND_NS) // MINUTE_NS)  # as the kernels assign readings to minutes
         hour = minute * MINUTE_NS // HOUR_NS * HOUR_NS
         bits = np.array([int(self.folded[h][src]) if h in self.folded else 0 for h in hour.tolist()], dtype=np.int64)
         return int(np.count_nonzero(bits & (np.int64(1) << (minute % 60))))

@@ -26,7 +26,7 @@ from schemas.quantities import Flag
 from . import exact
 from .policy import ValidityPolicy
 
-__all__ = ["HOUR_NS", "MINUTE_NS", "Accumulator", "PeriodTable", "combine", "hours_from_minutes", "readings_to_minutes"]
+__all__ = ["HOUR_NS", "MINUTE_NS", "ROUND_NS", "Accumulator", "PeriodTable", "combine", "hours_from_minutes", "readings_to_minutes"]
 
 MINUTE_NS = 60 * 10**9
 HOUR_NS = 3600 * 10**9
@@ -35,6 +35,10 @@ _PERIOD_BITS = 32
 _PERIOD_MASK = (1 << _PERIOD_BITS) - 1
 _MAX_SLOTS = 16
 _MINUTE_SLOTS = 12  # 5-s slots of a minute (HJ 212 App. D Eq. 23: sampled at most every 5 s)
+#: A reading belongs to the minute (and 5-s slot) of its timestamp rounded to the nearest second: sampling is
+#: nominally on whole seconds, and clock jitter of a few hundred milliseconds around a minute's edge must not move a
+#: reading into the neighbouring minute (``docs/sources.md`` ROUND-S). Applied as a half-second shift before flooring.
+ROUND_NS = 500_000_000
 
 
 def cell_keys(series: np.ndarray, ts_ns: np.ndarray, period_ns: int) -> np.ndarray:
@@ -431,8 +435,8 @@ def _minutes_of_chunk(series, ts_ns, value, flag, bounds) -> Accumulator:
         valid &= ~bad
         qf[bad] = 0.0
         vmax = max(qf.max(), -qf.min())
-    m0 = int(ts_ns.min()) // MINUTE_NS
-    t5 = ts_ns - m0 * MINUTE_NS
+    m0 = (int(ts_ns.min()) + ROUND_NS) // MINUTE_NS
+    t5 = ts_ns - (m0 * MINUTE_NS - ROUND_NS)  # nearest second, then floor: (ts + 0.5 s) // 5 s
     t5 //= 5 * 10**9  # 5-s slots since the chunk's first minute: minute * 12 + slot
     s0 = int(series.min())
     span = int(t5.max()) // _MINUTE_SLOTS + 1
@@ -440,7 +444,7 @@ def _minutes_of_chunk(series, ts_ns, value, flag, bounds) -> Accumulator:
     recorded_f = _recorded_under_f(series, value, flag, bounds)
     if size > 4 * ts_ns.size + 4096:  # sparse batch (a stray old reading): the general path
         q = exact.quantise(qf)  # zero where not valid
-        keys = cell_keys(series, ts_ns, MINUTE_NS)
+        keys = cell_keys(series, ts_ns + ROUND_NS, MINUTE_NS)
         slot = t5 % _MINUTE_SLOTS
         recorded = {} if recorded_f is None else {
             "recorded_samples": valid | recorded_f,
