@@ -149,7 +149,7 @@ def _finish(records: list[tuple[str, object]], problems: list[Problem]) -> list:
         if k in first:
             what = "check (site, source, channel, check, time)" if rec.kind == "drift_check" else "test id on this site"
             problems.append(Problem(where, "(record)", f"same {what} as the record at {first[k]}",
-                                    _label(rec.model_dump())))
+                                    _label(rec.model_dump(mode="json"))))
         first.setdefault(k, where)
     if problems:
         raise QaImportError(problems)
