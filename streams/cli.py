@@ -36,6 +36,7 @@ def _record_schemas() -> dict[str, dict]:
 
     from schemas.accounting import AccountingReport
     from schemas.alerts import Ack, Alert
+    from schemas.qa import QaRecords
     from schemas.records import GapReport, HourlyRecord, MonthlyRecord
 
     out = {}
@@ -44,7 +45,8 @@ def _record_schemas() -> dict[str, dict]:
                              ("gap-report", GapReport, "cems.gaps.v1"),
                              ("accounting-report", AccountingReport, "cems.accounting.v1 and POST /v1/accounting"),
                              ("alert", Alert, "cems.alerts.v1"),
-                             ("alert-ack", Ack, "cems.alerts.ack.v1")):
+                             ("alert-ack", Ack, "cems.alerts.ack.v1"),
+                             ("qa-records", QaRecords, "QA record files (JSON, ingest/qa.py)")):
         doc = TypeAdapter(cls).json_schema()
         if name == "hourly-record":  # to_json adds the hour's ISO start next to the ns timestamp
             doc["properties"]["hour_start"] = {"type": "string", "format": "date-time", "title": "Hour Start"}
