@@ -108,20 +108,30 @@ class PlantResult:
     calculated: dict[str, float] = field(default_factory=dict)
 
 
-def _messages(plant: Plant, start_ns: int, seconds: int, key: bytes) -> list[Message]:
-    """The plant's readings every SAMPLE_S seconds as signed 5-minute batches."""
+def _messages(plant: Plant, start_ns: int, seconds: int, key: bytes, run_on_s: int = 0) -> list[Message]:
+    """The plant's readings every SAMPLE_S seconds as signed 5-minute batches, and ``run_on_s`` more seconds after
+    them, simulated apart (so the first ``seconds`` are the same whatever the run-on) with the totalisers going on
+    from where they stood."""
     model = StackModel(**{**plant.model.__dict__, "faults": _daily_calibrations(seconds // 86_400)})
     readings, _ = simulate_stack(model, start_ns, seconds, seed=plant.seed)
-    idx = np.arange(0, seconds, SAMPLE_S)
     names = list(CHANNELS)
-    channels = tuple(ChannelSpec(c, *CHANNELS[c]) for c in names)
+    idx = np.arange(0, seconds, SAMPLE_S)
     value = np.stack([readings[c][0][idx] for c in names])  # [channel, sample]
     flag = np.stack([readings[c][1][idx] for c in names])
     ts = start_ns + idx.astype(np.int64) * 10**9
+    if run_on_s:
+        more = StackModel(**{**plant.model.__dict__, "fuel_total_start_t": float(readings["fuel_total"][0][-1]),
+                             "product_total_start_t": float(readings["product_total"][0][-1])})
+        tail, _ = simulate_stack(more, start_ns + seconds * 10**9, run_on_s, seed=plant.seed + 1000)
+        t_idx = np.arange(0, run_on_s, SAMPLE_S)
+        value = np.concatenate([value, np.stack([tail[c][0][t_idx] for c in names])], axis=1)
+        flag = np.concatenate([flag, np.stack([tail[c][1][t_idx] for c in names])], axis=1)
+        ts = np.concatenate([ts, start_ns + (seconds + t_idx.astype(np.int64)) * 10**9])
+    channels = tuple(ChannelSpec(c, *CHANNELS[c]) for c in names)
     per = BATCH_S // SAMPLE_S
     agent, source = f"{plant.entity_id}-gw", f"{plant.entity_id}-stack"
     out = []
-    for seq, a in enumerate(range(0, idx.size, per)):
+    for seq, a in enumerate(range(0, ts.size, per)):
         b = slice(a, a + per)
         n = ts[b].size
         batch = ReadingBatch.from_columns(
@@ -140,8 +150,8 @@ def _simulated(plant: Plant, month: str, lateness_s: float):
     entity = plant.entity()
     start, end = month_range(month, entity.tz)
     key = hashlib.sha256(plant.entity_id.encode()).digest()
-    seconds = (end - start) // 10**9 + -(-int(lateness_s) // BATCH_S) * BATCH_S + BATCH_S
-    return entity, start, end, key, _messages(plant, start, seconds, key)
+    run_on = -(-int(lateness_s) // BATCH_S) * BATCH_S + BATCH_S  # whole batches past the end plus the lateness
+    return entity, start, end, key, _messages(plant, start, (end - start) // 10**9, key, run_on)
 
 
 def _concat(tables: list[PeriodTable]) -> PeriodTable:
