@@ -42,6 +42,10 @@ _BASES: dict[str, tuple[str, ...]] = {
 }
 
 
+#: Quantities a value entered by hand (flag S) may never stand in for (docs/sources.md HJ212-T8-S).
+_MEASURED_ONLY = frozenset({"a05001", "a00000", "a01011"})
+
+
 class Sector(StrEnum):
     """Sectors of China's national ETS (power since 2021; steel, cement, aluminium since 2025)."""
 
@@ -83,6 +87,11 @@ class Channel(_Frozen):
         description="Gas basis of the values. CO2 (a05001) and O2 (a19001): 'dry' or 'wet'. Flow (a00000): "
                     "'actual_wet' (stack conditions), 'standard_dry' (标干, what most Chinese dataloggers send) or "
                     "'standard_wet'. Required for CO2 and flow channels of a stack: never assumed.")
+    manual_values: Literal["invalid", "valid"] = Field(
+        default="invalid",
+        description="Readings flagged S (a value entered by hand, HJ 212-2017 Table 8): not measurements, so invalid "
+                    "by default; 'valid' lets an auxiliary parameter set at the datalogger (moisture, pressure, "
+                    "temperature, O2) count. Never for CO2, flow or velocity, which must be measured.")
     conditions: Literal["standard", "actual"] = Field(
         default="standard",
         description="For a CO2 mass concentration (mg/m3, g/m3): at standard state, as the unit means in HJ 212, "
@@ -102,6 +111,9 @@ class Channel(_Frozen):
         if self.basis is not None and self.basis not in allowed:
             what = f"one of {list(allowed)}" if allowed else "no basis (only CO2, O2 and flow channels have one)"
             raise ValueError(f"basis {self.basis!r} does not fit {self.quantity}; it takes {what}")
+        if self.manual_values == "valid" and self.quantity in _MEASURED_ONLY:
+            raise ValueError(f"manual_values 'valid' is refused for {self.quantity}: a value entered by hand is not a "
+                             f"measurement of the CO2 or the flow")
         if self.conditions == "actual" and not (self.quantity == "a05001" and self.unit in ("mg/m3", "g/m3")):
             raise ValueError("conditions 'actual' applies to a CO2 mass concentration (mg/m3, g/m3) only")
         return self

@@ -81,6 +81,7 @@ class Registry:
         self.channel_of_series = [c for _, c in channels]  # Channel (id, quantity, unit) of each series
         self.source_of_series = np.array([self.index[s] for s, _ in channels], dtype=np.int64)
         self.bounds = series_bounds([(c.quantity, c.unit) for _, c in channels])
+        self.set_values_valid = np.array([c.manual_values == "valid" for _, c in channels], dtype=bool)
         self.layout = StackLayout.from_sources(self.sources, self.series_of)
 
 
@@ -164,7 +165,8 @@ class PartitionProcessor:
         if parts:
             series, ts, value, flag = (np.concatenate(c) for c in zip(*parts, strict=True))
             out.readings = int(ts.size)
-            self.minutes = self.minutes.absorb_readings(series, ts, value, flag, bounds=self.registry.bounds)
+            self.minutes = self.minutes.absorb_readings(series, ts, value, flag, bounds=self.registry.bounds,
+                                                        set_values_valid=self.registry.set_values_valid)
         out.minutes = self._fold_minutes()
         out.hourly = self._publish(touched)
         out.monthly = self.monthly.update(out.hourly)

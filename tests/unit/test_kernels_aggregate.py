@@ -303,3 +303,13 @@ def test_chunked_processing_equals_one_chunk(stream, chunk):
     finally:
         agg.CHUNK = saved
     assert chunked.equals(whole)
+
+
+def test_set_values_follow_the_channel_policy():
+    """HJ 212-2017 Table 8: S is a value entered by hand. Invalid by default; valid only where the channel says so."""
+    ts, vals, flags = list(range(0, 60, 5)), [8.0] * 12, [Flag.S] * 12  # a moisture set value of 8 %, 12 per minute
+    assert not minutes(ts, vals, flags).valid[0]
+    table = readings_to_minutes(np.zeros(12, np.int64), T0 + np.array(ts, np.int64) * S, np.array(vals),
+                                np.array(flags, np.uint8), set_values_valid=np.array([True])).close(CN)
+    assert table.valid[0] and table.mean[0] == 8.0 and table.part_flags[0, Flag.S] == 12  # the flag is kept
+    assert table.label[0] == Flag.D  # not more than 75 % N: the minute is labelled as not normal
