@@ -253,7 +253,7 @@ def test_mutated_json_gives_records_or_a_clear_error(data):
     doc = RECORDS
     for _ in range(data.draw(st.integers(1, 3))):
         doc = _mutate(doc, data)
-    body = json.dumps(doc, allow_nan=data.draw(st.booleans())) if data.draw(st.booleans()) else json.dumps(doc)
+    body = json.dumps(doc)  # NaN and infinities go out as NaN/Infinity, which the import must refuse clearly
     _accepts(lambda: parse_json(body, "qa.json"))
 
 
