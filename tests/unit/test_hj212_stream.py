@@ -101,7 +101,7 @@ def test_any_chunking_and_garbage_yields_every_frame(order, data):
     assert out == frames and s.garbage_bytes == sum(map(len, garbage))
 
 
-@settings(max_examples=200, deadline=500)
+@settings(max_examples=200, deadline=2000)
 @given(st.binary(max_size=3000), st.integers(12, 400))
 def test_splitter_never_raises_and_stays_bounded(stream, limit):
     s = FrameSplitter(max_frame_bytes=limit)
