@@ -16,6 +16,7 @@ from datetime import datetime, tzinfo
 from itertools import chain
 
 from .crc import crc16
+from .crypto import decrypt_segment, is_encrypted
 from .datarea import CHINA_TZ, DEFAULT_FLAGS, DataArea, DataRecord, FlagTable, Version, parse_data_area, parse_time
 from .errors import Hj212Error
 
@@ -77,6 +78,7 @@ def parse_frame(
     tz: tzinfo = CHINA_TZ,
     flags: FlagTable = DEFAULT_FLAGS,
     max_segment_bytes: int | None = None,
+    sm4_key: bytes | None = None,
 ) -> Frame:
     """Check and parse one frame (bytes as received, trailer included).
 
@@ -92,6 +94,10 @@ def parse_frame(
         Which project flag each HJ 212 data-flag letter means, per edition.
     max_segment_bytes : int, optional
         Longest data segment accepted, in bytes: 1024 in strict mode (HJ 212-2017 Table 2), 9999 otherwise.
+    sm4_key : bytes, optional
+        The site's 16-byte SM4 key, to read HJ 212-2025 frames whose data area is encrypted; without it they are
+        refused (reason ``encrypted``). The length field may count the plaintext (the standard's example) or the
+        transmitted segment (some implementations): both are accepted.
 
     Returns
     -------
@@ -128,9 +134,6 @@ def parse_frame(
         end = len(body.rstrip(b"\r\n"))
         notes.append("trailer <CR><LF> missing or partial")
         body = body[2:end]
-    if b"CP=&&{0x" in body:
-        raise Hj212Error("encrypted", "the data area is SM4-encrypted (HJ 212-2025); its CRC covers the "
-                                      "plaintext, so the frame cannot be checked or read without the key")
     # Length field.
     length_field = body[:4]
     if len(length_field) < 4 or not length_field.isdigit():
@@ -143,6 +146,16 @@ def parse_frame(
         raise Hj212Error("length", f"frame is {len(raw)} bytes: too short for a length field and a CRC")
     segment = body[4:-4]
     crc_field = body[-4:]
+    if is_encrypted(segment):
+        if sm4_key is None:
+            raise Hj212Error("encrypted", "the data area is SM4-encrypted (HJ 212-2025); its CRC covers the "
+                                          "plaintext, so the frame cannot be checked or read without the key")
+        transmitted = actual
+        segment = decrypt_segment(segment, sm4_key)
+        actual = len(segment)
+        notes.append("data area decrypted (SM4)")
+        if declared == transmitted:  # implementations differ: the standard's example counts the plaintext
+            declared = actual
     if actual != declared:
         if strict:
             raise Hj212Error("length", f"length field says {declared} bytes; the data segment holds {actual}")

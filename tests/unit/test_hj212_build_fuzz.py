@@ -180,3 +180,18 @@ def test_fuzz_many_random_mutations_quickly():
             i = rng.randrange(len(seg))
             seg[i] = rng.choice(ALPHABET)
         check(reframe(bytes(seg)), rng.random() < 0.5)
+
+
+def test_fuzz_encrypted_frames_with_a_key():
+    from tests.unit.test_hj212_golden import A2_EX4_HEX, A2_KEY, encrypted_frame
+    seed = encrypted_frame("0234", A2_EX4_HEX, "g=N", "B541")
+    rng = random.Random(2025)
+    for _ in range(3000):
+        raw = bytearray(seed)
+        for _ in range(rng.randint(1, 3)):
+            i = rng.randrange(6, len(raw) - 6)
+            raw[i] = rng.choice(ALPHABET + b"x0F")
+        try:
+            parse_frame(bytes(raw), sm4_key=A2_KEY, strict=rng.random() < 0.5)
+        except Hj212Error as e:
+            assert e.reason

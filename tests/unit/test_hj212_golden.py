@@ -445,3 +445,45 @@ def test_utf8_text_counts_bytes():
     assert int(raw[2:6]) == len(seg) + 10  # 5 CJK characters of 3 bytes are 15 bytes, 10 more than characters
     f = parse_frame(raw, strict=True)
     assert f.records[0].extra == {"Info": "烟气分析仪"}
+
+
+# --- HJ 212-2025 encrypted data areas (Appendix A.2, key = 16 bytes 0x30) ------------------------------------------
+
+A2_KEY = b"0" * 16  # "16 个 0x30"
+A2_HEAD = "QN=20240520210700000;ST=31;CN=2051;PW=123456;MN=010000A8900016F000169DC0;Flag=9;CP=&&"
+A2_EX2_HEX = ("E43E159ACFAB242CB53155FB8B9281A1A242577ABFAED881BE88B72D69FC55ED1A80119FAAC8B3CD33D285CC76F57F2CA7F88B95"
+              "73C6647E0F07E24609BD6B63EB20C5B9784F28E71D2F4994FF61D9E1C2B3075592B4D1E09C4D8BB27BE97B559E3DA6643781A6F4"
+              "77769DEEB009B10DFFF3426922725D607DC4480F0CAC5F70DB2587B124BCB281592721D6E4BC180A97E5E111499CBE822E31C8D7"
+              "761553543AA24207C290997BBDE64F9266BC5F529A172E381C1D898CA1A0D771A914A7B2D7467C70B94F1D4A7B0350A48DBF8B41")
+A2_EX4_HEX = ("E43E159ACFAB242CB53155FB8B9281A1A242577ABFAED881BE88B72D69FC55ED1A80119FAAC8B3CD33D285CC76F57F2CA7F88B95"
+              "73C6647E0F07E24609BD6B63EB20C5B9784F28E71D2F4994FF61D9E13B391A1D2A454B65388D5D9435DBF021528C7BF9755EF165"
+              "18710C0CAC0ADEF9C5156CD0A5A17674AC0ED2ABC40023E9EF70128554B82438E91ADCE98A0D03A4")
+
+
+def encrypted_frame(length: str, cipher_hex: str, tail: str, crc: str) -> bytes:
+    listed = ",".join(f"0x{cipher_hex[i:i + 2]}" for i in range(0, len(cipher_hex), 2))
+    return f"##{length}{A2_HEAD}{{{listed}}}{tail}&&{crc}\r\n".encode()
+
+
+def test_2025_encrypted_examples_decrypt_to_the_standard_plaintext():
+    # A2025 a2_example_2: 208 plaintext characters = 13 whole blocks; the length field (0295) counts the plaintext.
+    f = parse_frame(encrypted_frame("0295", A2_EX2_HEX, "", "2200"), strict=True, sm4_key=A2_KEY)
+    plain = parse_frame(A2025_2051, strict=True)
+    assert f.cp == plain.cp and f.records == plain.records and "data area decrypted (SM4)" in f.notes
+    # a2_example_4: 147 characters = 9 blocks + a 3-character plaintext tail 'g=N'.
+    g = parse_frame(encrypted_frame("0234", A2_EX4_HEX, "g=N", "B541"), strict=True, sm4_key=A2_KEY)
+    assert [(r.code, r.min, r.avg, r.max, r.flag) for r in g.records] == [
+        ("a01011", 1.35, 1.35, 1.35, Flag.N), ("a01014", 3.20, 3.20, 3.20, Flag.N)]
+    # The length field may also count the transmitted segment (as some implementations write it).
+    raw = encrypted_frame("0000", A2_EX4_HEX, "g=N", "B541")
+    raw = raw[:2] + b"%04d" % (len(raw) - 12) + raw[6:]
+    assert parse_frame(raw, strict=True, sm4_key=A2_KEY).records == g.records
+
+
+def test_2025_encrypted_frame_with_a_wrong_key_or_broken_list_is_refused():
+    with pytest.raises(Hj212Error) as e:
+        parse_frame(encrypted_frame("0234", A2_EX4_HEX, "g=N", "B541"), sm4_key=b"1" * 16)
+    assert e.value.reason == "crc"  # the decrypted text no longer matches the plaintext CRC
+    with pytest.raises(Hj212Error) as e:
+        parse_frame(encrypted_frame("0234", A2_EX4_HEX[:-2], "g=N", "B541"), sm4_key=A2_KEY)
+    assert e.value.reason == "encrypted" and "16-byte blocks" in str(e.value)
