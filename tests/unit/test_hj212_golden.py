@@ -466,6 +466,7 @@ def encrypted_frame(length: str, cipher_hex: str, tail: str, crc: str) -> bytes:
 
 
 def test_2025_encrypted_examples_decrypt_to_the_standard_plaintext():
+    pytest.importorskip("cryptography", reason="SM4 comes from the cryptography package (the edge extra)")
     # A2025 a2_example_2: 208 plaintext characters = 13 whole blocks; the length field (0295) counts the plaintext.
     f = parse_frame(encrypted_frame("0295", A2_EX2_HEX, "", "2200"), strict=True, sm4_key=A2_KEY)
     plain = parse_frame(A2025_2051, strict=True)
@@ -481,6 +482,7 @@ def test_2025_encrypted_examples_decrypt_to_the_standard_plaintext():
 
 
 def test_2025_encrypted_frame_with_a_wrong_key_or_broken_list_is_refused():
+    pytest.importorskip("cryptography", reason="SM4 comes from the cryptography package (the edge extra)")
     with pytest.raises(Hj212Error) as e:
         parse_frame(encrypted_frame("0234", A2_EX4_HEX, "g=N", "B541"), sm4_key=b"1" * 16)
     assert e.value.reason == "crc"  # the decrypted text no longer matches the plaintext CRC
