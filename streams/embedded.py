@@ -23,10 +23,10 @@ from pathlib import Path
 import numpy as np
 
 from edge_agent.simulator.generate import CHANNELS, Fault, StackModel, simulate_stack, source_config
-from edge_agent.outbox import sign
 from edge_agent.simulator.physics import COAL, Fuel
 from ingest.accounting import load_reports
 from ingest.batches import KeyRing
+from schemas import envelope
 from schemas.accounting import AccountingReport
 from schemas.batch import ChannelSpec, ReadingBatch
 from schemas.records import HourlyRecord, MonthlyRecord
@@ -138,7 +138,7 @@ def _messages(plant: Plant, start_ns: int, seconds: int, key: bytes, run_on_s: i
             agent_id=agent, source_id=source, seq=seq, channels=channels, ts_ns=np.tile(ts[b], len(names)),
             channel=np.repeat(np.arange(len(names)), n), value=value[:, b].ravel(), flag=flag[:, b].ravel())
         data = batch.encode()
-        headers = {"cems-agent": agent.encode(), "cems-seq": str(seq).encode(), "cems-sig": sign(key, data)}
+        headers = envelope.headers(agent, seq, key, data)
         out.append(Message(seq, data, headers, int(ts[b][-1] // 10**6) + 1000))
     return out
 
@@ -228,7 +228,7 @@ def run_recorded(entities: list[Entity], batch_files: list[Path], meters: dict[s
         if entity is None:
             raise ValueError(f"{path}: source {b.source_id!r} is in none of the site files")
         if b.ts_ns.size:
-            headers = {"cems-agent": b.agent_id.encode(), "cems-seq": str(b.seq).encode(), "cems-sig": sign(key, data)}
+            headers = envelope.headers(b.agent_id, b.seq, key, data)
             by_entity[entity.id].append((int(b.ts_ns.max()) // 10**6 + 1000, data, headers, int(b.ts_ns.min())))
             agents[entity.id].add(b.agent_id)
     results = []
@@ -343,7 +343,7 @@ def run_on_services(cfg, out: Path, month: str = "2026-02", report_files: list[P
     # in time order, as the gateways would send them: a partition's clock is the newest timestamp in it, and an
     # agent whose month came after another's in the same partition would be weeks "too late"
     for m in sorted((m for ms in streams.values() for m in ms), key=lambda m: m.timestamp_ms):
-        producer.send(cfg.topics.readings, key=m.headers["cems-agent"], value=m.value,
+        producer.send(cfg.topics.readings, key=m.headers[envelope.AGENT], value=m.value,
                       headers=list(m.headers.items()), timestamp_ms=m.timestamp_ms)
     producer.flush(120)
     producer.close()

@@ -25,6 +25,7 @@ from datetime import UTC, datetime
 
 import numpy as np
 
+from schemas import envelope
 from schemas.accounting import AccountingReport
 from schemas.alerts import Ack, Alert
 from schemas.quantities import Flag
@@ -221,7 +222,7 @@ class Reconciler:
             headers = {k: v for k, v in (r.headers or [])}
             if headers.get("cems-dlq-reason") != b"bad_signature":
                 continue
-            agent = headers.get("cems-agent", b"").decode("utf-8", "replace")
+            agent = headers.get(envelope.AGENT, b"").decode("utf-8", "replace")
             entity_id, when = self.cfg.reconcile.agent_entities.get(agent), r.timestamp * 1_000_000
             try:  # what the batch claims (not trusted, but the best place and time to file it under)
                 batch = decode_batch(r.value)
