@@ -331,32 +331,37 @@ class _Cems:
 
 
 def _cems(ev: MonthEvidence, policy: ReconcilePolicy, combustion_t: float) -> _Cems | None:
+    """The CEMS side of the comparison. A share of a stack's CO2 is taken on each basis; a share of the fuel's CO2
+    is the fossil combustion CO2 of the report x share / (1 - share), given to the stacks by their CEMS CO2. A month
+    known only as a total (no records) is taken as one stack carrying every declared share of the scope."""
+    excluded_of = {src.id: src.excluded_co2 for src in ev.entity.sources}
     records = list(ev.monthly)
-    if not records:
-        if ev.measured_co2_t is None:
-            return None
-        return _Cems(ev.measured_co2_t, ev.measured_co2_t, 0.0, 0.0, None, None, None, 1.0, [])
-    at_rate = {m.source_id: (m.measured_co2_t * m.operating_hours / m.measured_hours if m.measured_hours else 0.0)
-               for m in records}
-    total = {m.source_id: m.co2_t for m in records}
+    if records:  # (measured basis, substituted basis, declared shares) per stack
+        parts = [((r.measured_co2_t * r.operating_hours / r.measured_hours if r.measured_hours else 0.0), r.co2_t,
+                  excluded_of.get(r.source_id, [])) for r in records]
+    elif ev.measured_co2_t is not None:
+        scope = [ev.report.source_id] if ev.report is not None and ev.report.source_id else list(excluded_of)
+        parts = [(ev.measured_co2_t, ev.measured_co2_t, [x for sid in scope for x in excluded_of.get(sid, [])])]
+    else:
+        return None
+    scope_t = sum(p[0] for p in parts) or 1.0
     excluded, excluded_sub, variance = 0.0, 0.0, 0.0
-    scope_measured = sum(at_rate.values()) or 1.0
-    for src in ev.entity.sources:
-        if src.id not in total:
-            continue
-        for x in src.excluded_co2:
+    for at_rate, total, declared in parts:
+        for x in declared:
             if x.of == "stack_co2":
-                t, t_sub = x.fraction * at_rate[src.id], x.fraction * total[src.id]
-            else:  # the report's combustion CO2 is the fossil rest; apportioned to the stack by its CEMS share
-                t = t_sub = combustion_t * x.fraction / (1 - x.fraction) * at_rate[src.id] / scope_measured
+                t, t_sub = x.fraction * at_rate, x.fraction * total
+            else:
+                t = t_sub = combustion_t * x.fraction / (1 - x.fraction) * at_rate / scope_t
             excluded, excluded_sub, variance = excluded + t, excluded_sub + t_sub, variance + (t * x.uncertainty) ** 2
-    operating = sum(m.operating_hours for m in records)
-    measured = sum(m.measured_hours for m in records)
-    low = [(m.source_id, m.completeness) for m in records
-           if m.completeness is None or m.completeness < policy.min_completeness]
-    return _Cems(sum(at_rate.values()) - excluded, sum(total.values()) - excluded_sub, excluded, variance ** 0.5,
-                 measured, sum(m.substituted_hours for m in records), operating,
-                 measured / operating if operating else None, low)
+    measured_basis, substituted_basis = sum(p[0] for p in parts) - excluded, sum(p[1] for p in parts) - excluded_sub
+    if not records:
+        return _Cems(measured_basis, substituted_basis, excluded, variance**0.5, None, None, None, 1.0, [])
+    operating = sum(r.operating_hours for r in records)
+    low = [(r.source_id, r.completeness) for r in records
+           if r.completeness is None or r.completeness < policy.min_completeness]
+    return _Cems(measured_basis, substituted_basis, excluded, variance**0.5, sum(r.measured_hours for r in records),
+                 sum(r.substituted_hours for r in records), operating,
+                 sum(r.measured_hours for r in records) / operating if operating else None, low)
 
 
 def _emissions(ev: MonthEvidence, policy: ReconcilePolicy, a: _Alerts) -> None:
@@ -410,15 +415,15 @@ def _emissions(ev: MonthEvidence, policy: ReconcilePolicy, a: _Alerts) -> None:
 
 
 def _bases(cems: _Cems, d_sub: float) -> str:
-    if cems.operating_hours is None:
-        return ""
-    text = f" (the {cems.measured_hours} measured of {cems.operating_hours} operating hours at their rate"
-    if cems.substituted_hours:
-        text += (f"; {cems.substituted_basis_t:,.0f} t, {d_sub:+.1%}, with the {cems.substituted_hours} "
-                 f"substituted hours")
+    parts = []
+    if cems.operating_hours is not None:
+        parts.append(f"the {cems.measured_hours} measured of {cems.operating_hours} operating hours at their rate")
+        if cems.substituted_hours:
+            parts.append(f"{cems.substituted_basis_t:,.0f} t, {d_sub:+.1%}, with the {cems.substituted_hours} "
+                         f"substituted hours")
     if cems.excluded_t:
-        text += f"; less {cems.excluded_t:,.0f} t the accounting excludes"
-    return text + ")"
+        parts.append(f"less {cems.excluded_t:,.0f} t the accounting excludes")
+    return f" ({'; '.join(parts)})" if parts else ""
 
 
 def _tolerance_text(policy, u_cems, u_calc, u_excluded, variance, calc, expected) -> str:
