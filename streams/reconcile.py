@@ -89,8 +89,8 @@ class ReconcilePolicy(BaseModel):
     meter_min_coverage: float = Field(0.9, gt=0, le=1, description="Share of the month a meter's data must count "
                                       "before its total is compared or replaces a reported quantity (project choice).")
     meter_gaps: Literal["scale_to_month", "as_counted"] = Field(
-        "scale_to_month", description="A meter total that counts part of the month: scaled to the month at the mean "
-                                      "rate of the counted part, or compared as counted.")
+        "scale_to_month", description="A rate meter with gaps: its integral scaled to the month at the mean rate of "
+                                      "the minutes with data, or compared as counted (totalisers are read as they are).")
     warning_at: float = Field(1.0, gt=0, description="Deviation / tolerance from which an alert is a warning.")
     critical_at: float = Field(2.0, gt=0, description="... and critical.")
     benchmarks: dict[str, Benchmark] = Field(default_factory=dict, description="Per sector; none sourced by default.")
@@ -525,7 +525,8 @@ class MeterTotal(NamedTuple):
     """An edge meter's month, as its data count it (several meters of one quantity summed)."""
 
     counted_total: float  # what the data count [report unit]: a totaliser's last - first, a rate's integral
-    month: float  # each meter scaled to the month at the mean rate of the part it counts, summed
+    month: float  # the month's estimate: rate meters scaled at the mean rate of the minutes with data, totalisers
+    #               as read (last - first valid reading, wherever they fall)
     coverage: float  # minutes with data / minutes of the month (the lowest of the meters)
     counted_share: float  # share of the month the total counts (a totaliser: between its first and last reading)
 
@@ -537,11 +538,13 @@ def metered_totals(minutes: Grid, series: list[tuple[str, str]], channels: Mappi
 
     A rate meter is integrated over the minutes that have data: a gap is unknown flow, not zero flow, so it lowers
     the coverage and the policy decides whether to scale (``ReconcilePolicy.meter_gaps``). A totaliser's month is
-    its last valid reading less its first wherever they fall: a hole between them loses nothing. A meter without
-    data is left out, so its rule is skipped rather than compared with zero."""
+    its last valid reading less its first wherever they fall: a hole between them loses nothing and only lowers the
+    coverage; it counts the share of the month between those readings (``counted_share``, what the policy's
+    coverage threshold is held against). A meter without data is left out, so its rule is skipped rather than
+    compared with zero."""
     index = {key: i for i, key in enumerate(series)}
     n = minutes.shape[1]
-    parts: dict[str, list[tuple[float, float, float]]] = {}
+    parts: dict[str, list[tuple[float, float, float, float]]] = {}  # (counted, month, coverage, counted share)
     for name, measures in meters.items():
         source, _, channel = name.partition("/")
         i = index.get((source, channel))
@@ -553,10 +556,12 @@ def metered_totals(minutes: Grid, series: list[tuple[str, str]], channels: Mappi
         if not ok.size:
             continue
         coverage = ok.size / n
+        factor = TO_REPORT_UNIT.get(unit, 1.0)
         if quantity in TOTALISERS:
-            total, counted = x[ok[-1]] - x[ok[0]], (ok[-1] - ok[0]) / max(n - 1, 1)
+            total = float(x[ok[-1]] - x[ok[0]]) * factor
+            parts.setdefault(measures, []).append((total, total, coverage, (ok[-1] - ok[0]) / max(n - 1, 1)))
         else:
-            total, counted = x[ok].sum() * minutes.period_ns / 3_600_000_000_000, coverage
-        parts.setdefault(measures, []).append((float(total) * TO_REPORT_UNIT.get(unit, 1.0), coverage, counted))
-    return {k: MeterTotal(sum(t for t, _, _ in v), sum(t / c if c > 0 else 0.0 for t, _, c in v),
-                          min(c for _, c, _ in v), min(c for _, _, c in v)) for k, v in parts.items()}
+            total = float(x[ok].sum()) * minutes.period_ns / 3_600_000_000_000 * factor
+            parts.setdefault(measures, []).append((total, total / coverage, coverage, coverage))
+    return {k: MeterTotal(*(sum(p[i] for p in v) for i in (0, 1)), *(min(p[i] for p in v) for i in (2, 3)))
+            for k, v in parts.items()}
