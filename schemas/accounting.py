@@ -4,7 +4,7 @@ One :class:`AccountingReport` is one emitter's figures for one month, for the wh
 its sources. Every numeric parameter is a :class:`Param`: a value, its unit, and whether the plant
 *measured* it or took a *default*. The reconciliation with CEMS needs that basis: accounting agrees
 with CEMS within about 2.5 % when every parameter is measured and only within about 20 % when defaults
-are used (``cems-standards.md`` §3 [S], §9 item 6).
+are used (docs/sources.md STUDY-CN7 [S]); the reconciliation's tolerance counts each input's uncertainty.
 
 Units: only the units declared per parameter kind (:data:`UNITS`) are accepted; values are converted
 to the kind's canonical unit at validation, so everything downstream sees one unit per parameter.
@@ -108,7 +108,7 @@ UNITS: MappingProxyType = MappingProxyType(
         "carbon_per_heat": {"tC/GJ": ("tC/GJ", 1, 1), "tC/TJ": ("tC/GJ", 1, 1000), "kgC/GJ": ("tC/GJ", 1, 1000)},
         "carbon_content": {"tC/t": ("tC/t", 1, 1), "%": ("tC/t", 1, 100), "tC/10^4Nm3": ("tC/10^4Nm3", 1, 1)},
         "fraction": {"fraction": ("fraction", 1, 1), "%": ("fraction", 1, 100)},
-        # Non-carbonate CaO/MgO: a mass fraction of clinker, or the month's mass (cems-standards.md §4.4).
+        # Non-carbonate CaO/MgO: a mass fraction of clinker, or the month's mass (CN-CEM-PROC).
         "fraction_or_mass": {"fraction": ("fraction", 1, 1), "%": ("fraction", 1, 100), "t": ("t", 1, 1), "kg": ("t", 1, 1000)},
         "specific_mass": {"t/t": ("t/t", 1, 1), "kg/t": ("t/t", 1, 1000)},
         "energy": {"MWh": ("MWh", 1, 1), "kWh": ("MWh", 1, 1000), "GWh": ("MWh", 1000, 1), "10^4kWh": ("MWh", 10, 1)},
@@ -169,7 +169,7 @@ class Fuel(NamedTuple):
     name: str
 
 
-#: Fuel catalogue. Solid and liquid fuels are counted in t, gases in 10^4 Nm3 (§4.3 [S]).
+#: Fuel catalogue. Solid and liquid fuels are counted in t, gases in 10^4 Nm3 (CN-COMB [S]).
 FUELS: MappingProxyType = MappingProxyType(
     {
         "raw_coal": Fuel("solid", "原煤 raw coal"),
@@ -189,11 +189,11 @@ FUELS: MappingProxyType = MappingProxyType(
 )
 _FAMILY_UNIT = {"solid": "t", "liquid": "t", "gas": "10^4Nm3"}
 #: Plausible NCV per fuel family, GJ per canonical unit. Project choice: wide physical bounds (coal gangue
-#: about 8 GJ/t, §4.3 [S]; oils about 40-47 GJ/t; blast furnace gas about 30, natural gas about 390
+#: about 8 GJ/t, CN-COMB [S]; oils about 40-47 GJ/t; blast furnace gas about 30, natural gas about 390
 #: GJ/10^4 Nm3), not a regulatory rule.
 NCV_PLAUSIBLE = MappingProxyType({"solid": (5.0, 35.0), "liquid": (35.0, 50.0), "gas": (20.0, 500.0)})
 #: Plausible carbon oxidation rate. Project choice (no source in the reference): below 0.8 a report is
-#: more likely wrong than a furnace that bad; one plant's value is 0.99 (§4.3 [U]).
+#: more likely wrong than a furnace that bad; one plant's value is 0.99 (CN-COMB [U]).
 OXIDATION_PLAUSIBLE = (0.8, 1.0)
 #: Plausible current efficiency of a reduction cell (fraction). Project choice, a wide bound meant to catch a
 #: percentage typed as a fraction (94 % entered as 0.94 %): modern cells run at about 0.9-0.96.
@@ -206,7 +206,7 @@ class Material(NamedTuple):
     name: str
 
 
-#: Steel carbon-balance materials (§4.5 [S]: inputs coking coal, coke, PCI coal, limestone/dolomite,
+#: Steel carbon-balance materials (CN-STEEL-CB [S]: inputs coking coal, coke, PCI coal, limestone/dolomite,
 #: scrap, iron ore, electrodes; outputs products, exported by-product gases, tar, benzol).
 MATERIALS: MappingProxyType = MappingProxyType(
     {
@@ -232,7 +232,7 @@ MATERIALS: MappingProxyType = MappingProxyType(
 )
 
 #: Reduction-cell technologies (IPCC 2006 Vol. 3 Ch. 4 categories; slope defaults exist in the
-#: defaults file for CWPB and SWPB only, §4.6 [U]).
+#: defaults file for CWPB and SWPB only, CN-AL-PFC [U]).
 CellTechnology = Literal["CWPB", "SWPB", "VSS", "HSS"]
 CELL_TECHNOLOGIES = get_args(CellTechnology)
 
@@ -318,7 +318,7 @@ def _expect_unit(p: Param | None, kind: str, unit: str, why: str) -> None:
 
 
 class FuelUse(_Frozen):
-    """One fuel burned in the month. Carbon as NCV x carbon per unit heat, or as element carbon (§4.3 [S])."""
+    """One fuel burned in the month. Carbon as NCV x carbon per unit heat, or as element carbon (CN-COMB [S])."""
 
     fuel: str
     consumption: Quantity
@@ -380,7 +380,7 @@ class CementData(_Frozen):
     noncarbonate_mgo: FractionOrMass
     raw_meal_consumption: Mass | None = None
     raw_meal_toc: Fraction | None = None
-    raw_meal_contains_coal_gangue: bool = False  # selects the 0.3 % TOC default instead of 0.1 % (§4.4 [U])
+    raw_meal_contains_coal_gangue: bool = False  # selects the 0.3 % TOC default instead of 0.1 % (CN-CEM-TOC [U])
     # kiln dust (窑头粉尘) and bypass dust (旁路放风粉尘) leaving the kiln system in the month [t]: calcined like
     # clinker, so they add to the clinker tonnage of the carbonate term (CN-CEM-PROC [S]); absent = none left
     kiln_dust: Mass | None = None
@@ -416,7 +416,7 @@ class CementData(_Frozen):
 
 
 class MaterialFlow(_Frozen):
-    """One carbon-bearing input or output of a steel plant's carbon balance (§4.5 [S])."""
+    """One carbon-bearing input or output of a steel plant's carbon balance (CN-STEEL-CB [S])."""
 
     material: str
     quantity: Quantity
@@ -441,7 +441,7 @@ class MaterialFlow(_Frozen):
 
 
 class SteelData(_Frozen):
-    """Carbon balance: carbon in inputs - carbon in outputs (§4.5 [S])."""
+    """Carbon balance: carbon in inputs - carbon in outputs (CN-STEEL-CB [S])."""
 
     materials: list[MaterialFlow] = Field(min_length=1)
 
@@ -506,7 +506,7 @@ class AluminiumData(_Frozen):
 
 
 class PowerData(_Frozen):
-    """Generation; power-sector CO2 is fuel combustion (§4.3 [S])."""
+    """Generation; power-sector CO2 is fuel combustion (CN-COMB [S])."""
 
     gross_generation: Energy
     net_generation: Energy | None = None

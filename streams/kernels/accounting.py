@@ -58,9 +58,9 @@ __all__ = [
 #: Basis codes: measured, default with confirmed source, default with unconfirmed source (or unknown).
 MEASURED, DEFAULT, UNCONFIRMED = 0, 1, 2
 
-C_TO_CO2 = 44.0 / 12.0  # §4.3-4.6 [S]
-CAO_TO_CO2 = 44.0 / 56.0  # §4.4 [S]
-MGO_TO_CO2 = 44.0 / 40.0  # §4.4 [S]
+C_TO_CO2 = 44.0 / 12.0  # CONST-MOLAR [S]
+CAO_TO_CO2 = 44.0 / 56.0  # CONST-MOLAR [S]
+MGO_TO_CO2 = 44.0 / 40.0  # CONST-MOLAR [S]
 
 _FUEL = ("fuel_consumption", "fuel_ncv", "fuel_carbon_per_heat", "fuel_carbon_element", "fuel_oxidation")
 _MATERIAL = ("material_quantity", "material_carbon")
@@ -107,7 +107,7 @@ PARAMETER_OF = MappingProxyType({
 
 def fuel_co2_t(consumption, oxidation, ncv=None, carbon_per_heat=None, carbon_element=None) -> np.ndarray:
     """CO2 [t] per fuel row: ``FC x NCV x CC x OF x 44/12``, or ``FC x C_element x OF x 44/12`` where
-    ``carbon_element`` is finite (§4.3 [S]). Units: FC t or 10^4 Nm3, NCV GJ per that unit, CC tC/GJ,
+    ``carbon_element`` is finite (CN-COMB [S]). Units: FC t or 10^4 Nm3, NCV GJ per that unit, CC tC/GJ,
     C_element tC per unit, OF fraction."""
     fc, of = np.asarray(consumption, np.float64), np.asarray(oxidation, np.float64)
     nan = np.full(np.shape(fc), np.nan)
@@ -140,7 +140,7 @@ def clinker_process_co2_t(clinker_t, cao, mgo, cao_noncarbonate, mgo_noncarbonat
 
     References
     ----------
-    docs/sources.md: CN-CEM-PROC [S] (GB/T 32151.8 form, kiln-dust and bypass-dust terms), CONST-MOLAR [P].
+    docs/sources.md: CN-CEM-PROC [S] (GB/T 32151.8 form, kiln-dust and bypass-dust terms), CONST-MOLAR [S].
     """
     calcined = np.asarray(clinker_t, np.float64) + kiln_dust_t + bypass_dust_t
     return calcined * ((np.asarray(cao) - cao_noncarbonate) * CAO_TO_CO2 + (np.asarray(mgo) - mgo_noncarbonate) * MGO_TO_CO2)
@@ -296,7 +296,7 @@ class AccountingEmissions:
     c2f6_t: np.ndarray
     cf4_co2e_t: np.ndarray
     c2f6_co2e_t: np.ndarray
-    co2_t: np.ndarray  # all CO2: the most a CO2 CEMS can see (it does not see PFC, §9 item 7)
+    co2_t: np.ndarray  # all CO2: the most a CO2 CEMS can see (it does not see PFC)
     total_co2e_t: np.ndarray
     gwp_set: str
     basis: np.ndarray  # int8 (n_reports, len(INPUTS)): highest basis code among the inputs the report used
