@@ -238,12 +238,11 @@ def _meters(ev: MonthEvidence, policy: ReconcilePolicy) -> tuple[dict[str, _Mete
     """(usable, low coverage) meters by key; a plain float is a complete month total."""
     usable, low = {}, {}
     for key, m in ev.metered.items():
-        if not isinstance(m, MeterTotal):
-            usable[key] = _Meter(float(m), 1.0, 1.0)
-            continue
-        value = m.month if policy.meter_gaps == "scale_to_month" else m.counted_total
-        meter = _Meter(value, m.coverage, m.counted_share)
-        (usable if m.counted_share >= policy.meter_min_coverage and value > 0 else low)[key] = meter
+        meter = (_Meter(float(m), 1.0, 1.0) if not isinstance(m, MeterTotal) else
+                 _Meter(m.month if policy.meter_gaps == "scale_to_month" else m.counted_total, m.coverage,
+                        m.counted_share))
+        if meter.value > 0:  # a meter that counted nothing is no figure to compare a report with
+            (usable if meter.counted >= policy.meter_min_coverage else low)[key] = meter
     return usable, low
 
 
@@ -307,8 +306,7 @@ def _activity(ev: MonthEvidence, policy: ReconcilePolicy, a: _Alerts) -> None:
         d = (reported - m.value) / m.value
         severity = a.severity(abs(d) / tolerance)
         if severity:
-            scaled = (f" (data in {m.coverage:.1%} of the month's minutes, scaled to the month)"
-                      if m.counted < 1 and policy.meter_gaps == "scale_to_month" else "")
+            scaled = f" (their data count {m.counted:.1%} of the month)" if m.counted < 1 else ""
             a.add(rule, severity, source=ev.report.source_id, subject=name, measured=reported, expected=m.value,
                   unit=unit, deviation=d, allowed=tolerance, coverage=m.counted,
                   explanation=f"Reported {subject} {reported:,.1f} {unit} is {d:+.1%} against the edge meters' "
@@ -373,7 +371,8 @@ def _emissions(ev: MonthEvidence, policy: ReconcilePolicy, a: _Alerts) -> None:
     expected = float(calc.co2_t[0])
     cems = _cems(ev, policy, float(calc.combustion_co2_t[0]))
     if cems is not None and cems.insufficient:
-        _insufficient(ev, policy, a, cems, expected)
+        if cems.operating_hours or expected > 0:  # a stack stopped all month with nothing reported: nothing to check
+            _insufficient(ev, policy, a, cems, expected)
         return
     variance = co2_variance_t2(x)[0]
     if cems is not None and expected > 0:

@@ -168,6 +168,7 @@ class Reconciler:
                 signature_failures=signatures.get((entity_id, label), 0) if first else 0,
                 missing_batches=holes.get((entity_id, label), 0) if first else 0,
                 evidence={"measured_vs_calculated": f"{self.cfg.topics.monthly}:{scope[0]}/{label}",
+                          "insufficient_measured_data": f"{self.cfg.topics.monthly}:{scope[0]}/{label}",
                           "bad_signature": f"{self.cfg.topics.dead_letter}:reason=bad_signature",
                           "sequence_holes": f"{self.cfg.topics.gaps}"}))
         return [a for ev in bundles for a in reconcile_month(ev, settings.policy)]
