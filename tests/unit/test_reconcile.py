@@ -81,7 +81,7 @@ def test_an_analyser_reading_low_is_one_alert_carrying_the_month_comparison():
 
 def test_limits_of_detection_are_what_the_uncertainties_say():
     # a 15 % understated carbon content of a cement kiln's coal moves the kiln's month by about 5 % (process CO2 is
-    # two thirds): at the edge of the kiln's 5.3 % band (CEMS tier 3 5 % with 1.8 % from the calculation), so the
+    # two thirds): at the edge of the kiln's 5.6 % band (CEMS tier 3 5 % with 2.6 % from the calculation), so the
     # month comparison sees it in some months only; bench/bench_reconcile.py measures how many. An understated
     # CaO, which moves two thirds of the CO2, is found: tests/unit/test_reconcile_tolerance.py
     alerts = reconcile_month(evidence(simulate_month("cement", 0, ("carbon_understate",))))
