@@ -242,3 +242,25 @@ def test_reconcile_month_on_any_month_of_records(cems, measured, substituted, ra
         for a in alerts:
             if a.rule == "measured_vs_calculated":
                 assert a.allowed >= 0.05 and abs(a.deviation) >= a.allowed
+
+
+@settings(max_examples=50, deadline=None)
+@given(rate=st.floats(0.1, 500), gaps=st.lists(st.tuples(st.integers(0, FEB_MINUTES - 1), st.integers(1, 5000)),
+                                               max_size=6))
+def test_metered_totals_with_any_gaps(rate, gaps):
+    # property: at a constant rate, any gaps leave the scaled rate total at rate x the month (a gap is not zero
+    # flow), the counted total at rate x the minutes with data, and the totaliser at rate x (last - first)
+    coal, total = np.full(FEB_MINUTES, rate), 100.0 + rate * np.arange(FEB_MINUTES) / 60
+    for start, length in gaps:
+        coal[start:start + length] = np.nan
+        total[start:start + length] = np.nan
+    ok = np.flatnonzero(np.isfinite(coal))
+    got = metered_totals(Grid(np.stack([coal, total])), [("s1", "coal"), ("s1", "coal_total")], CHANNELS,
+                         {"s1/coal": "rate", "s1/coal_total": "totaliser"})
+    if not ok.size:
+        assert got == {}
+        return
+    assert got["rate"].coverage == got["totaliser"].coverage == pytest.approx(ok.size / FEB_MINUTES)
+    assert got["rate"].counted_total == pytest.approx(rate * ok.size / 60, rel=1e-9)
+    assert got["rate"].month == pytest.approx(rate * FEB_MINUTES / 60, rel=1e-9)
+    assert got["totaliser"].month == pytest.approx(rate * (ok[-1] - ok[0]) / 60, rel=1e-6, abs=1e-6)
