@@ -260,7 +260,7 @@ def reconcile_plants(results: list[PlantResult], report_files: list[Path],
                               g.calibrating[:, a:b])
             res.alerts += reconcile_month(MonthEvidence(
                 entity=res.entity, month=m.month, report=report,
-                measured_co2_t=m.co2_t if m.status == "closed" else None, minutes=month_grid,
+                monthly=[m] if m.status == "closed" else [], minutes=month_grid,
                 metered=metered_totals(month_grid, res.series, _channels(res.entity), res.meters),
                 series=res.series), policy)  # no CO2max: no trusted history to calibrate on
             if report is not None:  # the report of the (last) month, for the summary and the archive

@@ -160,16 +160,16 @@ class Reconciler:
             meters = {k: v for k, v in settings.meters.items() if k.partition("/")[0] in scope}
             stacks = [s.id for s in entity.sources if s.id in scope and any(c.quantity == "a05001" for c in s.channels)]
             closed = [by_source.get(s) for s in stacks]  # the CEMS stacks among them (meters have no CO2)
-            measured = (sum(m.co2_t for m in closed) if closed and all(m is not None and m.status == "closed"
-                                                                     for m in closed) else None)
+            records = closed if closed and all(m is not None and m.status == "closed" for m in closed) else []
             first = i == 0  # indicators and ingest findings once per entity-month
             bundles.append(MonthEvidence(
-                entity=entity, month=label, report=report, measured_co2_t=measured,
+                entity=entity, month=label, report=report, monthly=records,
                 metered=metered_totals(grid, series, channels, meters) if grid is not None else {},
                 minutes=grid if first else None, series=series, co2max=co2max,
                 signature_failures=signatures.get((entity_id, label), 0) if first else 0,
                 missing_batches=holes.get((entity_id, label), 0) if first else 0,
                 evidence={"measured_vs_calculated": f"{self.cfg.topics.monthly}:{scope[0]}/{label}",
+                          "insufficient_measured_data": f"{self.cfg.topics.monthly}:{scope[0]}/{label}",
                           "bad_signature": f"{self.cfg.topics.dead_letter}:reason=bad_signature",
                           "sequence_holes": f"{self.cfg.topics.gaps}"}))
         return [a for ev in bundles for a in reconcile_month(ev, settings.policy)]
