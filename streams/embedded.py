@@ -32,7 +32,7 @@ from schemas.batch import ChannelSpec, ReadingBatch
 from schemas.records import HourlyRecord, MonthlyRecord
 from schemas.site import Entity
 
-from .archive import Archive, calculated, month_figures
+from .archive import Archive, calculated, hourly_figures, month_figures
 from .kernels.aggregate import MINUTE_NS, PeriodTable
 from .kernels.indicators import Grid
 from .monthly import month_bounds, month_range
@@ -276,11 +276,16 @@ def archive_plants(results: list[PlantResult], archive: Archive, at: datetime | 
             ms = [m for m in res.monthly if m.month == label]
             if any(m.status != "closed" for m in ms):  # open months are not archived
                 continue
-            archive.register(res.entity.id, res.entity.timezone, label)
+            region = res.entity.region
+            archive.register(res.entity.id, res.entity.timezone, label, region.province if region else "",
+                             region.municipality if region else "", at)
             reason = "report" if res.report else "cems"
             archive.put(res.entity.id, None, label, month_figures(ms, res.calculated, alerts), reason, at)
+            start, end = month_range(label, res.entity.tz)
             for m in ms:
                 archive.put(res.entity.id, m.source_id, label, month_figures([m]), reason, at)
+                hours = [h for h in res.hourly if h.source_id == m.source_id]
+                archive.put_hourly(res.entity.id, m.source_id, label, hourly_figures(hours, m, start, end), at)
 
 
 def write_records(results: list[PlantResult], out: Path) -> tuple[Path, Path]:
