@@ -35,7 +35,8 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-__all__ = ["DEADLINE_DAYS", "FIELDS", "HOUR_STATUS", "Archive", "ArchiveError", "Record", "deadline_of", "hourly_figures"]
+__all__ = ["DEADLINE_DAYS", "FIELDS", "HOUR_STATUS", "Archive", "ArchiveError", "Record", "alert_figures", "deadline_of",
+           "hourly_figures"]
 
 #: Days after the month's end by which the month's key parameters are archived (§4.7 [S]).
 DEADLINE_DAYS = 40
@@ -421,6 +422,15 @@ def month_figures(records: list, calculated: dict | None = None, alerts: list[di
         "valid": all(m.valid for m in records), "completeness": measured / operating if operating else None,
         "calculated_co2_t": calc.get("co2_t"), "deviation": co2 / calc["co2_t"] - 1 if calc.get("co2_t") else None,
         "alerts": sorted(alerts, key=lambda a: a["id"])}
+
+
+def alert_figures(alert) -> dict:
+    """What the archive keeps of an alert (:class:`schemas.alerts.Alert`): enough for a reviewer to read it beside
+    the month (rule, severity, figures, explanation, the evidence pointers with their time spans)."""
+    return {"id": alert.id, "rule": alert.rule, "severity": alert.severity, "deviation": alert.deviation,
+            "source_id": alert.source_id, "period": alert.period, "measured": alert.measured,
+            "expected": alert.expected, "allowed": alert.allowed, "unit": alert.unit,
+            "explanation": alert.explanation, "evidence": list(alert.evidence)}
 
 
 def calculated(report) -> dict:

@@ -261,7 +261,7 @@ def _ns(text: str) -> int:
 def sync_archive(cfg: WorkerConfig, archive) -> list:
     """Every entity-month with a closed CEMS month into the archive: CO2 and hours summed over its sources, CF4,
     C2F6 and CO2e and the calculated CO2 from its report, its alerts; a new version only where they changed."""
-    from .archive import calculated, hourly_figures, month_figures
+    from .archive import alert_figures, calculated, hourly_figures, month_figures
 
     entities = {e.id: e for e in load_sites(cfg.sites)}
     months = read_latest(cfg, cfg.topics.monthly, MonthlyRecord.from_json)
@@ -271,8 +271,7 @@ def sync_archive(cfg: WorkerConfig, archive) -> list:
     alerts = defaultdict(list)
     for a in read_alerts(cfg):
         if a.severity != "cleared":
-            alerts[(a.entity_id, a.period)].append({"id": a.id, "rule": a.rule, "severity": a.severity,
-                                                    "deviation": a.deviation})
+            alerts[(a.entity_id, a.period)].append(alert_figures(a))
     by_month = defaultdict(list)
     for m in months:
         by_month[(m.entity_id, m.month)].append(m)
