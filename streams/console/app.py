@@ -119,7 +119,7 @@ async def _headers(request: web.Request, response: web.StreamResponse) -> None:
     response.headers.setdefault("Content-Security-Policy", CSP)
     response.headers["X-Content-Type-Options"] = "nosniff"
     response.headers["X-Frame-Options"] = "DENY"
-    response.headers["Referrer-Policy"] = "no-referrer"
+    response.headers["Referrer-Policy"] = "same-origin"  # "no-referrer" would make browsers send Origin: null
     if not request.path.startswith("/static/"):
         response.headers["Cache-Control"] = "no-store"
 
@@ -143,6 +143,7 @@ def _page(request: web.Request, template: str, status: int = 200, **context) -> 
     csrf = request.app[AUTH].csrf(session) if session else ""
     data = context.pop("page_data", None)
     labels = {k: label(k, lang) for k in LABELS} | {f"status_{k}": label(v, lang) for k, v in HOUR_STATUS.items()}
+    data = {"regions": {c: region_name(c, lang) for c in _region_codes(data)}, **(data or {})}
     html = _env.get_template(template).render(
         user=user, lang=lang, t=lambda k: label(k, lang), region=lambda c: region_name(c, lang), csrf=csrf,
         path=request.path, msg=request.query.get("msg", ""), error_msg=request.query.get("error", ""),
@@ -152,6 +153,13 @@ def _page(request: web.Request, template: str, status: int = 200, **context) -> 
     if request.query.get("lang") in LANGS:
         response.set_cookie("lang", lang, httponly=True, samesite="Strict", max_age=365 * 86400)
     return response
+
+
+def _region_codes(data: dict | None) -> set[str]:
+    if not data:
+        return set()
+    codes = {r["region"] for r in data.get("overview", {}).get("regions", [])}
+    return codes | {a[k] for a in data.get("queue", []) for k in ("province", "municipality")}
 
 
 def _user(request: web.Request):
@@ -171,7 +179,8 @@ async def login_page(request: web.Request) -> web.Response:
 
 
 def _login_form(request: web.Request, status: int = 200, error: str = "") -> web.Response:
-    token = secrets.token_urlsafe(32)
+    # one login token per browser until it logs in (a second tab or a favicon fetch must not invalidate the first)
+    token = request.cookies.get(LOGIN_COOKIE) or secrets.token_urlsafe(32)
     response = _page(request, "login.html", status=status, login_csrf=request.app[AUTH].csrf("login:" + token),
                      error=error)
     response.set_cookie(LOGIN_COOKIE, token, httponly=True, samesite="Strict", path="/login",

@@ -4,6 +4,7 @@
   "use strict";
   const data = JSON.parse(document.getElementById("page-data").textContent);
   const L = (k) => (data.labels && data.labels[k]) || k;
+  const R = (code) => (data.regions && data.regions[code]) || code;
   const SEV = { critical: "#c0392b", warning: "#e67e22", info: "#2980b9", cleared: "#95a5a6" };
   const STATUS = [["V", "status_V", "#2e9e5b"], ["S", "status_S", "#f1c40f"], ["M", "status_M", "#c0392b"],
                   ["O", "status_O", "#8e44ad"], ["P", "status_P", "#7f8c8d"], ["-", "status_-", "#ecf0f1"]];
@@ -58,7 +59,8 @@
         xAxis: { type: "category", data: names }, yAxis: { type: "value", name: L("t"), max: Math.ceil(top) },
         series: [{ type: "bar", data: bars, barWidth: "40%", label: { show: true, position: "top",
                    formatter: (p) => Math.round(p.value).toLocaleString() },
-                   markArea: { silent: true, itemStyle: { color: "rgba(46,158,91,0.15)" }, label: { position: "insideTopRight" }, data: band }}],
+                   markArea: { silent: true, itemStyle: { color: "rgba(46,158,91,0.15)" },
+                              label: { position: "insideBottomLeft", color: "#2e7d4f" }, data: band }}],
       });
     },
     hourly(el) {
@@ -125,7 +127,7 @@
       const keys = [["in_time", "#2e9e5b"], ["late", "#e67e22"], ["missing", "#c0392b"], ["due", "#95a5a6"]];
       draw(el, {
         grid: { left: 60, right: 20, top: 40, bottom: 40 }, tooltip: { trigger: "axis" }, legend: { top: 0 },
-        xAxis: { type: "category", data: regions }, yAxis: { type: "value", minInterval: 1 },
+        xAxis: { type: "category", data: regions.map(R) }, yAxis: { type: "value", minInterval: 1 },
         series: keys.map(([k, color]) => ({ name: L(k), type: "bar", stack: "s", itemStyle: { color },
                                             data: ov.regions.map((r) => r[k]) })),
       });
@@ -134,7 +136,7 @@
       const counts = data.alerts, regions = Object.keys(counts);
       draw(el, {
         grid: { left: 60, right: 20, top: 40, bottom: 40 }, tooltip: { trigger: "axis" }, legend: { top: 0 },
-        xAxis: { type: "category", data: regions }, yAxis: { type: "value", minInterval: 1 },
+        xAxis: { type: "category", data: regions.map(R) }, yAxis: { type: "value", minInterval: 1 },
         series: ["critical", "warning", "info"].map((s) => ({ name: L(s), type: "bar", stack: "a", itemStyle: { color: SEV[s] },
                                                               data: regions.map((r) => counts[r][s] || 0) })),
       });
@@ -144,7 +146,7 @@
       const regions = [...new Set(rows.map((a) => a.municipality || a.province))].sort();
       draw(el, {
         grid: { left: 60, right: 20, top: 30, bottom: 30 }, tooltip: { trigger: "axis" }, legend: { top: 0 },
-        xAxis: { type: "category", data: regions }, yAxis: { type: "value", minInterval: 1 },
+        xAxis: { type: "category", data: regions.map(R) }, yAxis: { type: "value", minInterval: 1 },
         series: ["critical", "warning", "info"].map((s) => ({ name: L(s), type: "bar", stack: "q", itemStyle: { color: SEV[s] },
           data: regions.map((r) => rows.filter((a) => (a.municipality || a.province) === r && a.severity === s).length) })),
       });
