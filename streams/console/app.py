@@ -36,6 +36,9 @@ PUBLIC = ("/login", "/static/", "/api/v1/openapi.json")
 CSP = ("default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
        "object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'")
 CONSOLE = web.AppKey("console", Console)
+USER = web.RequestKey("user", object)  # policy.User of the request, when logged in
+SESSION = web.RequestKey("session", object)  # the session token (str) or None
+VIA = web.RequestKey("via", str)  # "cookie" | "bearer"
 AUTH = web.AppKey("auth", Auth)
 SETTINGS = web.AppKey("settings", dict)
 
@@ -68,7 +71,7 @@ async def _errors(request: web.Request, handler):
 
 
 def _error(request: web.Request, status: int, message: str) -> web.Response:
-    if _api(request) or "user" not in request:
+    if _api(request) or USER not in request:
         return web.json_response({"error": message}, status=status)
     return _page(request, "error.html", status=status, status_code=status, message=message)
 
@@ -79,13 +82,13 @@ async def _authenticate(request: web.Request, handler):
     header = request.headers.get("Authorization", "")
     if header.startswith("Bearer "):
         user = auth.bearer_user(header[7:].strip())
-        request["auth"] = "bearer"
+        request[VIA] = "bearer"
     else:
-        request["session"] = request.cookies.get(SESSION_COOKIE)
-        user = auth.session_user(request["session"])
-        request["auth"] = "cookie"
+        request[SESSION] = request.cookies.get(SESSION_COOKIE)
+        user = auth.session_user(request[SESSION])
+        request[VIA] = "cookie"
     if user is not None:
-        request["user"] = user
+        request[USER] = user
     elif not request.path.startswith(PUBLIC):
         if _api(request):
             return web.json_response({"error": "authentication required"}, status=401)
@@ -96,7 +99,7 @@ async def _authenticate(request: web.Request, handler):
 @web.middleware
 async def _csrf(request: web.Request, handler):
     """State changes with a session cookie need the session's CSRF token and, when sent, our own Origin."""
-    if request.method in ("GET", "HEAD", "OPTIONS") or request.get("auth") == "bearer":
+    if request.method in ("GET", "HEAD", "OPTIONS") or request.get(VIA) == "bearer":
         return await handler(request)
     origin = request.headers.get("Origin")
     if origin is not None and origin != f"{request.scheme}://{request.host}":
@@ -106,7 +109,7 @@ async def _csrf(request: web.Request, handler):
     sent = request.headers.get("X-CSRF-Token")
     if sent is None and request.content_type in ("application/x-www-form-urlencoded", "multipart/form-data"):
         sent = (await request.post()).get("csrf")
-    if not request.get("session") or not request.app[AUTH].csrf_ok(request["session"], sent):
+    if not request.get(SESSION) or not request.app[AUTH].csrf_ok(request[SESSION], sent):
         return _csrf_refused(request)
     return await handler(request)
 
@@ -138,8 +141,8 @@ def _lang(request: web.Request) -> str:
 
 def _page(request: web.Request, template: str, status: int = 200, **context) -> web.Response:
     lang = _lang(request)
-    user = request.get("user")
-    session = request.get("session")
+    user = request.get(USER)
+    session = request.get(SESSION)
     csrf = request.app[AUTH].csrf(session) if session else ""
     data = context.pop("page_data", None)
     labels = {k: label(k, lang) for k in LABELS} | {f"status_{k}": label(v, lang) for k, v in HOUR_STATUS.items()}
@@ -163,7 +166,7 @@ def _region_codes(data: dict | None) -> set[str]:
 
 
 def _user(request: web.Request):
-    return request["user"]
+    return request[USER]
 
 
 def _console(request: web.Request) -> Console:
@@ -173,7 +176,7 @@ def _console(request: web.Request) -> Console:
 # -- pages -----------------------------------------------------------------------------------------------------
 
 async def login_page(request: web.Request) -> web.Response:
-    if "user" in request:
+    if USER in request:
         raise web.HTTPSeeOther("/")
     return _login_form(request)
 
@@ -199,16 +202,20 @@ async def login(request: web.Request) -> web.Response:
                                  request.remote or "?")
     except LoginRefused as exc:
         return _login_form(request, exc.status, str(exc))
-    response = web.HTTPSeeOther("/" if user.role != "plant" else f"/entities/{quote(user.entity_id)}")
+    response = _redirect("/" if user.role != "plant" else f"/entities/{quote(user.entity_id)}")
     response.set_cookie(SESSION_COOKIE, token, httponly=True, samesite="Strict", path="/",
                         secure=request.app[SETTINGS]["secure_cookies"])
     response.del_cookie(LOGIN_COOKIE, path="/login")
     return response
 
 
+def _redirect(location: str) -> web.Response:
+    return web.Response(status=303, headers={"Location": location})
+
+
 async def logout(request: web.Request) -> web.Response:
-    request.app[AUTH].logout(request["session"])
-    response = web.HTTPSeeOther("/login")
+    request.app[AUTH].logout(request[SESSION])
+    response = _redirect("/login")
     response.del_cookie(SESSION_COOKIE, path="/")
     return response
 
@@ -344,6 +351,7 @@ async def api_deposit(request: web.Request) -> web.Response:
     m = request.match_info
 
     def act(body):
+        _console(request).entity(_user(request), m["entity"])  # outside the region: 404 before anything else
         f = body.get("file")
         if not isinstance(f, tuple):
             raise BadRequest("a multipart field 'file' is needed")
@@ -358,6 +366,7 @@ async def api_submit(request: web.Request) -> web.Response:
     m = request.match_info
 
     def act(body):
+        _console(request).entity(_user(request), m["entity"])
         ev = body.get("evidence")
         ev = [ev] if isinstance(ev, str) else ev
         if ev is not None and not (isinstance(ev, list) and all(isinstance(x, str) for x in ev)):

@@ -66,7 +66,7 @@ def sniff(name: str, data: bytes) -> str:
           "image/jpeg": lambda: data.startswith(b"\xff\xd8\xff"),
           "text/csv": lambda: _text(data) is not None,
           "application/json": lambda: _json(data),
-          want: lambda: _xlsx(data)}[want]()
+          _TYPES[".xlsx"]: lambda: _xlsx(data)}[want]()
     if not ok:
         raise BadRequest(f"{name}: the content is not {want} (checked by its bytes, not its name)")
     return want
