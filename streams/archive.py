@@ -310,6 +310,12 @@ class Archive:
                     problems.append(f"seq {e.seq} ({name}): evidence file {digest} does not match its sha256 (altered)")
             prev = e.hash
             seen.add(e.hash)
+        chained = {r.entity_id: r.data for r in self._records("WHERE kind='entity' ORDER BY seq")}
+        for e in self.entities():  # the table is what the console filters by; the chain is what counts
+            if e["entity_id"] in chained and chained[e["entity_id"]] != {k: e[k] for k in ("timezone", "province",
+                                                                                            "municipality")}:
+                problems.append(f"entity {e['entity_id']}: time zone or region in the entities table does not match "
+                                f"the chain (altered)")
         if head is not None and head != GENESIS and head not in seen:
             problems.append(f"head {head} is not in the chain (versions or records were cut off its end)")
         return problems

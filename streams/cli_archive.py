@@ -148,11 +148,13 @@ def archive_serve(store: Path, port: int) -> None:
 
 @archive.command("verify")
 @STORE
-def archive_verify(store: Path) -> None:
-    """Recompute the hash chain; exit 1 if any link is broken."""
+@click.option("--head", help="A head hash published earlier: it must still be in the chain (nothing cut off the end).")
+def archive_verify(store: Path, head: str | None) -> None:
+    """Recompute the hash chain (monthly versions, evidence files, submissions, review and alert actions); exit 1
+    if any link is broken."""
     from .archive import Archive
 
-    problems = Archive(store).verify()
+    problems = Archive(store).verify(head)
     for p in problems:
         click.echo(p, err=True)
     click.echo("intact" if not problems else f"{len(problems)} broken link(s)")

@@ -108,3 +108,31 @@ def test_alert_actions_need_a_reviewer_and_a_reason_to_dismiss_or_find():
     with pytest.raises(ReasonRequired):
         alert_step("open", "finding", "provincial", " ")
     assert alert_state(["acknowledge", "finding"]) == "finding"
+
+
+def test_verify_finds_a_removed_last_action_given_the_published_head(tmp_path):
+    """Cutting the newest record off the end leaves a valid shorter chain; a head published earlier catches it."""
+    from streams.archive import Archive
+
+    a = Archive(tmp_path / "a.sqlite")
+    a.append("review", "e1", "2026-02", {"action": "submit", "by": "p", "role": "plant", "reason": ""})
+    last = a.append("review", "e1", "2026-02", {"action": "accept", "by": "m", "role": "municipal", "reason": ""})
+    assert a.verify(head=last.hash) == []
+    a.db.execute("DELETE FROM records WHERE seq=?", (last.seq,))
+    assert a.verify() == []
+    assert a.verify(head=last.hash) == [f"head {last.hash} is not in the chain (versions or records were cut off "
+                                        f"its end)"]
+
+
+def test_verify_finds_an_altered_or_missing_evidence_file(tmp_path):
+    from streams.archive import Archive
+
+    a = Archive(tmp_path / "a.sqlite")
+    sha = a.put_blob(b"%PDF-1.4 lab report")
+    assert a.put_blob(b"%PDF-1.4 lab report") == sha  # stored once
+    rec = a.append("evidence", "e1", "2026-02", {"sha256": sha, "name": "lab.pdf"})
+    assert a.verify() == []
+    a.db.execute("UPDATE blobs SET data=? WHERE sha256=?", (b"%PDF-1.4 other", sha))
+    assert a.verify() == [f"seq {rec.seq} (evidence e1/2026-02): evidence file {sha} does not match its sha256 (altered)"]
+    a.db.execute("DELETE FROM blobs")
+    assert a.verify() == [f"seq {rec.seq} (evidence e1/2026-02): evidence file {sha} is missing"]
