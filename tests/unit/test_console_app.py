@@ -387,3 +387,34 @@ async def test_pages_carry_the_security_headers(client):
     assert r.headers["X-Frame-Options"] == "DENY" and r.headers["X-Content-Type-Options"] == "nosniff"
     cookie = r.headers["Set-Cookie"]
     assert "HttpOnly" in cookie and "SameSite=Strict" in cookie
+
+
+NASTY = ["%2e%2e", "..%2f", "ent-sz'--", "ent-sz%00", "ent-nj/../ent-sz", "x" * 3000, "实体", "%ff%fe", "ent-sz;DROP",
+         "<script>", "ent-sz%2F..%2Fent-nj", " "]
+
+
+async def test_hostile_path_and_body_values_never_give_a_500(client):
+    """A fuzz of hostile entities, months and alert ids on every route: answers are 400/404/409, never a 500 or
+    another region's data."""
+    csrf = await login(client, "muni-sz")
+    for value in NASTY:
+        for month in ("2026-02", value):
+            for method, path, _ in ROUTES:
+                if "{entity}" not in path:
+                    continue
+                url = (path.replace("{month:\\d{4}-\\d{2}}", month).replace("{entity}", value)
+                       .replace("{sha256}", value))
+                r = await client.request(method, url, headers={"X-CSRF-Token": csrf},
+                                         json={"action": value, "reason": value} if method == "POST" else None)
+                # the client resolves dot segments itself ("ent-nj/../ent-sz" is sent as "ent-sz"): another route
+                normalised = "ent-nj" not in r.url.path and value not in r.url.path
+                assert r.status in (400, 404, 405) or normalised, (method, url[:80], r.status)
+                assert "320100" not in await r.text()  # nothing of Nanjing's entity (errors may echo the input)
+        r = await client.post("/api/v1/alerts/action", json={"alert_id": value, "action": "finding", "reason": value},
+                              headers={"X-CSRF-Token": csrf})
+        assert r.status == 404
+        r = await client.get("/api/v1/alerts", params={"severity": value, "month": value, "municipality": value})
+        assert r.status in (200, 400, 404) and "320100" not in await r.text()
+    r = await client.post("/api/v1/alerts/action", data=b"{not json", headers={"X-CSRF-Token": csrf,
+                                                                             "Content-Type": "application/json"})
+    assert r.status == 400
