@@ -14,6 +14,7 @@ from edge_agent.cli import edge
 from .cli_archive import archive, demo, embedded
 from .cli_reconcile import accounting, alerts, reconcile
 from .cli_stream import stream
+from .console.cli import console
 from schemas.errors import BatchDecodeError, ConfigError
 
 JSON_SCHEMA_DIR = Path(__file__).resolve().parent.parent / "schemas" / "json"
@@ -69,6 +70,7 @@ main.add_command(alerts)
 main.add_command(demo)
 main.add_command(archive)
 main.add_command(embedded)
+main.add_command(console)
 
 
 @main.group()

@@ -7,7 +7,9 @@ self-reported files are reconciled by :func:`streams.reconcile.reconcile_month`;
 file-based :class:`~streams.archive.Archive` (SQLite), which ``cems archive serve`` puts on localhost.
 
 :data:`DEMO_PLANTS`: a cement kiln, a steel plant's main stack and an aluminium pot line, each with its CEMS
-(CO2, O2, moisture, temperature, static pressure, velocity), fuel or anode meter and product weigher. Their
+(CO2, O2, moisture, temperature, static pressure, velocity), fuel or anode meter and product weigher, in three
+regions (GB/T 2260: Suzhou 320500 and Nanjing 320100 in Jiangsu 320000, Baotou 150200 in Inner Mongolia 150000) so
+that the console's regional isolation shows. Their
 physics (``edge_agent/simulator``) is tuned to the accounting formulas, so honest reports reconcile.
 """
 
@@ -32,7 +34,7 @@ from schemas.batch import ChannelSpec, ReadingBatch
 from schemas.records import HourlyRecord, MonthlyRecord
 from schemas.site import Entity
 
-from .archive import Archive, calculated, month_figures
+from .archive import Archive, alert_figures, calculated, hourly_figures, month_figures
 from .kernels.aggregate import MINUTE_NS, PeriodTable
 from .kernels.indicators import Grid
 from .monthly import month_bounds, month_range
@@ -84,11 +86,11 @@ DEMO_PLANTS = (
     Plant("steel", "demo-steel", "Demo Iron & Steel blast furnace stack",
           StackModel(fuel=COAL, fuel_t_h=20.0, process_co2_kmol_h_per_fuel_t_h=157.9, product_t_per_fuel_t=6.5,
                      fuel_total_start_t=88_000.0, product_total_start_t=2_150_000.0, duct_area_m2=28.0),
-          seed=12, meters={"fuel_total": "material:pci_coal", "product_total": "product"}),
+          seed=12, meters={"fuel_total": "material:pci_coal", "product_total": "product"}, municipality="320100"),
     Plant("aluminium", "demo-aluminium", "Demo Aluminium potline 2",
           StackModel(fuel=ANODE_MIX, fuel_t_h=6.0, excess_air=15.0, product_t_per_fuel_t=1.4637, duct_area_m2=40.0,
                      fuel_total_start_t=12_000.0, product_total_start_t=300_000.0),
-          seed=13, meters={"product_total": "product"}),
+          seed=13, meters={"product_total": "product"}, province="150000", municipality="150200"),
 )
 
 
@@ -271,16 +273,21 @@ def archive_plants(results: list[PlantResult], archive: Archive, at: datetime | 
     """Each plant's closed months into the archive: the entity's total with the report and alerts, and each source.
     A month still open (its end plus the allowed lateness not yet reached by the data) is not archived."""
     for res in results:
-        alerts = [{"id": a.id, "rule": a.rule, "severity": a.severity, "deviation": a.deviation} for a in res.alerts]
+        alerts = [alert_figures(a) for a in res.alerts]
         for label in sorted({m.month for m in res.monthly}):
             ms = [m for m in res.monthly if m.month == label]
             if any(m.status != "closed" for m in ms):  # open months are not archived
                 continue
-            archive.register(res.entity.id, res.entity.timezone, label)
+            region = res.entity.region
+            archive.register(res.entity.id, res.entity.timezone, label, region.province if region else "",
+                             region.municipality if region else "", at)
             reason = "report" if res.report else "cems"
             archive.put(res.entity.id, None, label, month_figures(ms, res.calculated, alerts), reason, at)
+            start, end = month_range(label, res.entity.tz)
             for m in ms:
                 archive.put(res.entity.id, m.source_id, label, month_figures([m]), reason, at)
+                hours = [h for h in res.hourly if h.source_id == m.source_id]
+                archive.put_hourly(res.entity.id, m.source_id, label, hourly_figures(hours, m, start, end), at)
 
 
 def write_records(results: list[PlantResult], out: Path) -> tuple[Path, Path]:

@@ -27,8 +27,13 @@ def entity(sector: str, excluded=()) -> Entity:
     return Entity.model_validate({"id": "e1", "name": "plant", "sector": sector,
                                   "region": {"province": "320000", "municipality": "320500"},
                                   "sources": [{"id": "s1", "name": "stack", "excluded_co2": list(excluded),
+                                               "duct_area_m2": 10.0,
                                                "channels": [{"id": "coal", "quantity": "xf0001", "unit": "t/h"},
-                                                            {"id": "coal_total", "quantity": "xf0003", "unit": "t"}]}]})
+                                                            {"id": "coal_total", "quantity": "xf0003", "unit": "t"},
+                                                            {"id": "co2", "quantity": "a05001", "unit": "%",
+                                                             "basis": "dry"},
+                                                            {"id": "q", "quantity": "a00000", "unit": "m3/h",
+                                                             "basis": "standard_dry"}]}]})
 
 
 def kiln_report(cao=65.0, fuel_ncv_default=False) -> dict:
