@@ -253,7 +253,9 @@ def reconcile_plants(results: list[PlantResult], report_files: list[Path],
     reports = {(r.entity_id, r.month): r for f in report_files for r in load_reports(f) if r.source_id is None}
     for res in results:
         res.alerts = []
-        for m in sorted(res.monthly, key=lambda m: m.month_start_ns):
+        for label in sorted({m.month for m in res.monthly}):  # one bundle per month, every source of it
+            ms = [m for m in res.monthly if m.month == label]
+            m = ms[0]
             report = reports.get((res.entity.id, m.month))
             _, start, end = month_bounds(m.month_start_ns, res.entity.tz)
             a, b = ((x - res.minutes.start_ns) // MINUTE_NS for x in (start, end))
@@ -262,7 +264,7 @@ def reconcile_plants(results: list[PlantResult], report_files: list[Path],
                               g.calibrating[:, a:b])
             res.alerts += reconcile_month(MonthEvidence(
                 entity=res.entity, month=m.month, report=report,
-                monthly=[m] if m.status == "closed" else [], minutes=month_grid,
+                monthly=ms if all(x.status == "closed" for x in ms) else [], minutes=month_grid,
                 metered=metered_totals(month_grid, res.series, _channels(res.entity), res.meters),
                 series=res.series), policy)  # no CO2max: no trusted history to calibrate on
             if report is not None:  # the report of the (last) month, for the summary and the archive

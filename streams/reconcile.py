@@ -97,6 +97,8 @@ class ReconcilePolicy(BaseModel):
     # level shifts at z >= 8 rather than the kernel's 6: clean simulated months of the four sectors reached z 6.0-6.6
     # in 23 of 160 months (load changes), a 10 % step scores 11-13 (docs/reconciliation.md)
     indicators: IndicatorPolicy = DEFAULT_POLICY.model_copy(update={"name": "reconcile", "shift_z": 8.0})
+    analyser_off_critical_h: int = Field(24, ge=1, description="Hours of analyser F/M/D while the source runs from "
+                                                                   "which the alert is critical (a day of lost data).")
     indicator_severity: dict[str, str] = Field(default_factory=lambda: {
         "flatline": "critical", "repeated_profile": "critical", "co2_o2_inconsistent": "warning",
         "level_shift": "info", "low_variance": "warning", "out_of_range": "warning", "cm_day_share": "info",
@@ -217,6 +219,7 @@ def reconcile_month(ev: MonthEvidence, policy: ReconcilePolicy = ReconcilePolicy
     if ev.report is not None:
         _activity(ev, policy, a)
         _emissions(ev, policy, a)
+    _data_quality(ev, policy, a)
     if ev.signature_failures:
         a.add("bad_signature", "critical", measured=ev.signature_failures, unit="batches",
               explanation=f"{ev.signature_failures} reading batch(es) of this entity's gateways failed the HMAC "
@@ -226,6 +229,27 @@ def reconcile_month(ev: MonthEvidence, policy: ReconcilePolicy = ReconcilePolicy
               explanation=f"{ev.missing_batches} batch(es) are missing from the gateways' sequences: lost or "
                           f"withheld data (gap reports).")
     return a.out
+
+
+def _data_quality(ev: MonthEvidence, policy: ReconcilePolicy, a: _Alerts) -> None:
+    """The hours the stream flagged (``HourlyRecord.analyser_off``, ``co2_ambient``), counted in the monthly records:
+    an analyser stopped, in maintenance or faulty while the process runs (its hours are missing and substituted), and
+    a CO2 at ambient-air level while the process runs (a probe in air, a bypass: measured, but implausible)."""
+    for m in ev.monthly:
+        if m.analyser_off_hours:
+            severity = "critical" if m.analyser_off_hours >= policy.analyser_off_critical_h else "warning"
+            a.add("analyser_off_while_operating", severity, source=m.source_id, measured=m.analyser_off_hours,
+                  unit="h", explanation=f"The CO2 analyser of {m.source_id} was flagged stopped, in maintenance or "
+                                        f"faulty (HJ 212 F/M/D) for {m.analyser_off_hours} h while the process "
+                                        f"evidence shows the source running. Those hours are missing: "
+                                        f"{m.substituted_hours} h substituted ({m.substituted_co2_t:,.1f} t CO2), "
+                                        f"{m.missing_hours} h left missing.")
+        if m.co2_ambient_hours:
+            a.add("co2_ambient_while_operating", "warning", source=m.source_id, measured=m.co2_ambient_hours,
+                  unit="h", explanation=f"The CO2 of {m.source_id} read at ambient-air level for "
+                                        f"{m.co2_ambient_hours} h while the process evidence shows the source "
+                                        f"running: a probe drawing air, a bypassed analyser, or a stop the "
+                                        f"operating rule does not see.")
 
 
 class _Meter(NamedTuple):

@@ -269,3 +269,24 @@ def test_metered_totals_with_any_gaps(rate, gaps):
     assert got["rate"].counted_total == pytest.approx(rate * ok.size / 60, rel=1e-9)
     assert got["rate"].month == pytest.approx(rate * FEB_MINUTES / 60, rel=1e-9)
     assert got["totaliser"].month == pytest.approx(rate * (ok[-1] - ok[0]) / 60, rel=1e-6, abs=1e-6)
+
+
+# -- data quality from the stream's hour flags (issue 13: an analyser off while the process runs) --------------------
+
+
+def test_an_analyser_off_while_the_plant_runs_raises_a_data_quality_alert():
+    from dataclasses import replace
+
+    # 48 h of CO2 analyser F while the flow ran: 624 measured + 48 substituted at 9.5 t/h (the 180-h maximum)
+    rec = replace(record(624, 48, 10.0, 9.5, operating_hours=672), analyser_off_hours=48)
+    alerts = reconcile_month(MonthEvidence(entity=entity("cement"), month="2026-02", monthly=[rec]))
+    (a,) = [x for x in alerts if x.rule == "analyser_off_while_operating"]
+    assert a.severity == "critical" and a.measured == 48 and a.source_id == "s1"  # >= 24 h: critical
+    assert "48 h substituted (456.0 t CO2)" in a.explanation  # 48 x 9.5 = 456.0 t
+    short = replace(rec, analyser_off_hours=3)
+    (b,) = [x for x in reconcile_month(MonthEvidence(entity=entity("cement"), month="2026-02", monthly=[short]))
+            if x.rule == "analyser_off_while_operating"]
+    assert b.severity == "warning"
+    air = replace(record(672, 0, 10.0, 0.0, operating_hours=672), co2_ambient_hours=5)
+    rules = [x.rule for x in reconcile_month(MonthEvidence(entity=entity("cement"), month="2026-02", monthly=[air]))]
+    assert rules == ["co2_ambient_while_operating"]
