@@ -20,14 +20,13 @@ dropping anything: the agent raises its alarm and stops taking new batches until
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import itertools
 import os
 import threading
 from collections import deque
 from pathlib import Path
 
+from schemas.envelope import sign, verify  # the wire contract; re-exported for the agent
 from schemas.errors import CemsError
 
 __all__ = ["Outbox", "OutboxFull", "sign", "verify"]
@@ -38,15 +37,6 @@ _WIDTH = 20  # digits: 2**64 - 1 has 20
 
 class OutboxFull(CemsError):
     """The outbox reached its size limit (or the disk is full); nothing was written."""
-
-
-def sign(key: bytes, data: bytes) -> bytes:
-    """HMAC-SHA256 of a batch's bytes with the agent's key (RFC 2104; FIPS 180-4)."""
-    return hmac.new(key, data, hashlib.sha256).digest()
-
-
-def verify(key: bytes, data: bytes, signature: bytes) -> bool:
-    return hmac.compare_digest(sign(key, data), signature)
 
 
 def _fsync_dir(path: Path) -> None:

@@ -20,7 +20,9 @@ import time
 from schemas.batch import decode_batch
 from schemas.errors import BatchDecodeError
 
-from .outbox import Outbox, sign
+from schemas import envelope
+
+from .outbox import Outbox
 
 __all__ = ["KafkaUplink"]
 
@@ -86,8 +88,7 @@ class KafkaUplink:
                 log.error("uplink: outbox batch %d is corrupt (%s); kept, not sent", seq, exc,
                           extra={"event": "corrupt_batch", "seq": seq})
                 continue
-            headers = [("cems-agent", self.agent_id.encode()), ("cems-seq", str(seq).encode()),
-                       ("cems-sig", sign(self.key, data))]
+            headers = list(envelope.headers(self.agent_id, seq, self.key, data).items())
             try:
                 sent.append((seq, producer.send(self.topic, key=self._key, value=data, headers=headers)))
             except KafkaError as exc:  # e.g. no metadata for the topic within max_block_ms: the rest would wait too

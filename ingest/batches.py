@@ -1,7 +1,7 @@
 """First stop of a reading batch at the centre: is it from a known agent, untampered, and decodable?
 
 :func:`check_message` is pure (no Kafka): it takes a message's value and headers as the edge uplink
-wrote them (``edge_agent/uplink.py``: ``cems-agent``, ``cems-seq``, ``cems-sig``) and returns either the
+wrote them (the signed envelope, :mod:`schemas.envelope`) and returns either the
 decoded :class:`~schemas.batch.ReadingBatch` or a :class:`Rejection` with a stable reason code. A
 rejection goes to the dead-letter topic with the original bytes, the original headers and
 :func:`dead_letter_headers`, never to the floor and never as an exception out of a worker.
@@ -19,11 +19,11 @@ cost of checking a message (``python bench/bench_codec.py --only-messages``).
 
 from __future__ import annotations
 
-import hmac
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from schemas import envelope
 from schemas.batch import ReadingBatch, check_batch_columns, decode_batch
 from schemas.errors import BatchDecodeError, UnsupportedSchemaVersion
 
@@ -80,14 +80,14 @@ def _header(headers: dict[str, bytes], name: str) -> bytes | None:
 
 def check_message(value: bytes, headers: dict[str, bytes], keys: KeyRing) -> ReadingBatch | Rejection:
     """Verify and decode one readings-topic message; never raises on bad input."""
-    agent, seq_text, sig = (_header(headers, h) for h in ("cems-agent", "cems-seq", "cems-sig"))
+    agent, seq_text, sig = (_header(headers, h) for h in (envelope.AGENT, envelope.SEQ, envelope.SIG))
     if agent is None or seq_text is None or sig is None or not seq_text.isdigit():
         return Rejection("missing_header", f"headers present: {sorted(headers)}")
     agent_id = agent.decode("utf-8", "replace")
     key = keys.get(agent_id)
     if key is None:
         return Rejection("unknown_agent", f"agent {agent_id!r} has no enrolled key")
-    if not hmac.compare_digest(hmac.new(key, value, "sha256").digest(), bytes(sig)):
+    if not envelope.verify(key, value, sig):
         return Rejection("bad_signature", f"agent {agent_id!r} seq {seq_text.decode()}: signature does not verify")
     try:
         batch = decode_batch(value)
@@ -114,7 +114,7 @@ def check_messages(items: list[tuple[bytes, dict[str, bytes]]], keys: KeyRing) -
     decoded: list[tuple[int, ReadingBatch, str, bytes]] = []  # (index, batch, agent id, seq header)
     for i, (value, headers) in enumerate(items):
         # -- as check_message, up to the decode --
-        agent, seq_text, sig = _header(headers, "cems-agent"), _header(headers, "cems-seq"), _header(headers, "cems-sig")
+        agent, seq_text, sig = _header(headers, envelope.AGENT), _header(headers, envelope.SEQ), _header(headers, envelope.SIG)
         if agent is None or seq_text is None or sig is None or not seq_text.isdigit():
             out[i] = Rejection("missing_header", f"headers present: {sorted(headers)}")
             continue
@@ -123,7 +123,7 @@ def check_messages(items: list[tuple[bytes, dict[str, bytes]]], keys: KeyRing) -
         if key is None:
             out[i] = Rejection("unknown_agent", f"agent {agent_id!r} has no enrolled key")
             continue
-        if not hmac.compare_digest(hmac.new(key, value, "sha256").digest(), bytes(sig)):
+        if not envelope.verify(key, value, sig):
             out[i] = Rejection("bad_signature", f"agent {agent_id!r} seq {seq_text.decode()}: signature does not verify")
             continue
         try:

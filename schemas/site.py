@@ -17,13 +17,13 @@ from pathlib import Path
 from typing import Annotated, Literal, NamedTuple
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from .configfile import load_config
 from .quantities import QUANTITIES
 
-__all__ = ["AmbientPressure", "Channel", "EmissionSource", "Entity", "MassInputs", "OperatingEvidence", "Region", "Sector",
-           "load_site", "site_json_schema", "standard_atmosphere_pa"]
+__all__ = ["AmbientPressure", "Channel", "EmissionSource", "Entity", "ExcludedCO2", "MassInputs", "OperatingEvidence",
+           "Region", "Sector", "load_site", "site_json_schema", "standard_atmosphere_pa"]
 
 Identifier = Annotated[
     str,
@@ -40,6 +40,10 @@ _BASES: dict[str, tuple[str, ...]] = {
     "a19001": ("dry", "wet"),
     "a00000": ("actual_wet", "standard_dry", "standard_wet"),
 }
+
+
+#: Quantities a value entered by hand (flag S) may never stand in for (docs/sources.md HJ212-T8-S).
+_MEASURED_ONLY = frozenset({"a05001", "a00000", "a01011"})
 
 
 class Sector(StrEnum):
@@ -83,6 +87,11 @@ class Channel(_Frozen):
         description="Gas basis of the values. CO2 (a05001) and O2 (a19001): 'dry' or 'wet'. Flow (a00000): "
                     "'actual_wet' (stack conditions), 'standard_dry' (标干, what most Chinese dataloggers send) or "
                     "'standard_wet'. Required for CO2 and flow channels of a stack: never assumed.")
+    manual_values: Literal["invalid", "valid"] = Field(
+        default="invalid",
+        description="Readings flagged S (a value entered by hand, HJ 212-2017 Table 8): not measurements, so invalid "
+                    "by default; 'valid' lets an auxiliary parameter set at the datalogger (moisture, pressure, "
+                    "temperature, O2) count. Never for CO2, flow or velocity, which must be measured.")
     conditions: Literal["standard", "actual"] = Field(
         default="standard",
         description="For a CO2 mass concentration (mg/m3, g/m3): at standard state, as the unit means in HJ 212, "
@@ -102,6 +111,9 @@ class Channel(_Frozen):
         if self.basis is not None and self.basis not in allowed:
             what = f"one of {list(allowed)}" if allowed else "no basis (only CO2, O2 and flow channels have one)"
             raise ValueError(f"basis {self.basis!r} does not fit {self.quantity}; it takes {what}")
+        if self.manual_values == "valid" and self.quantity in _MEASURED_ONLY:
+            raise ValueError(f"manual_values 'valid' is refused for {self.quantity}: a value entered by hand is not a "
+                             f"measurement of the CO2 or the flow")
         if self.conditions == "actual" and not (self.quantity == "a05001" and self.unit in ("mg/m3", "g/m3")):
             raise ValueError("conditions 'actual' applies to a CO2 mass concentration (mg/m3, g/m3) only")
         return self
@@ -153,6 +165,42 @@ class OperatingEvidence(_Frozen):
 DEFAULT_OPERATING_VELOCITY_M_S = 1.0
 
 
+class ExcludedCO2(_Frozen):
+    """CO2 a stack's CEMS measures that the accounting excludes, declared so the reconciliation compares like with
+    like (docs/reconciliation.md): the biomass share of a fuel (biomass, or the biomass fraction of an
+    alternative fuel), or the CO2 of a flue-gas desulphurisation sorbent where the guideline leaves it out."""
+
+    kind: Literal["biomass", "desulphurisation"] = Field(description="What the excluded CO2 is.")
+    share: float = Field(gt=0, allow_inf_nan=False, description="The excluded share, in ``unit``.")
+    unit: Literal["fraction", "%"] = Field(default="fraction", description="Unit of ``share``.")
+    of: Literal["stack_co2", "fuel_co2"] = Field(
+        description="stack_co2: a share of the CO2 this stack's CEMS measures; fuel_co2: a share of the CO2 of the "
+                    "fuel burnt here (fossil and biomass), of which the report's combustion CO2 is the fossil rest.")
+    uncertainty: float = Field(ge=0, allow_inf_nan=False,
+                               description="Relative expanded uncertainty of the share (95 %, fraction of it).")
+    basis: str = Field(min_length=1, description="Where the share comes from (analysis, design figure, permit).")
+
+    @model_validator(mode="after")
+    def _a_share_below_one(self) -> ExcludedCO2:
+        fraction = self.fraction
+        if not 0 < fraction < 1:
+            hint = " (for a percentage use unit '%')" if self.unit == "fraction" and 1 <= self.share < 100 else ""
+            raise ValueError(f"share {self.share:g} {self.unit} is not between 0 and 1{hint}")
+        return self
+
+    @property
+    def fraction(self) -> float:
+        return self.share / 100 if self.unit == "%" else self.share
+
+
+def _excluded_shares(items: list[ExcludedCO2]) -> list[ExcludedCO2]:
+    for of in ("stack_co2", "fuel_co2"):
+        total = sum(e.fraction for e in items if e.of == of)
+        if total >= 1:
+            raise ValueError(f"the excluded shares of {of} add up to {total:g}: nothing would be left to account")
+    return items
+
+
 class EmissionSource(_Frozen):
     """A stack (measured by CEMS) or a process source (accounted by calculation).
 
@@ -196,6 +244,9 @@ class EmissionSource(_Frozen):
         description="A valid hour mean CO2 below this [% by volume] while the source runs looks like ambient air "
                     "(about 0.04 %): a probe in air or a bypass. Raises a data-quality flag.")
     channels: list[Channel] = Field(default_factory=list)
+    # -- CO2 the accounting excludes (reconciliation, issue 13) --
+    excluded_co2: Annotated[list[ExcludedCO2], AfterValidator(_excluded_shares)] = Field(
+        default_factory=list, description="CO2 this stack's CEMS measures that the accounting excludes.")
 
     @model_validator(mode="after")
     def _unique_channels(self) -> EmissionSource:

@@ -14,6 +14,7 @@ from edge_agent.cli import edge
 from .cli_archive import archive, demo, embedded
 from .cli_reconcile import accounting, alerts, reconcile
 from .cli_stream import stream
+from .console.cli import console
 from schemas.errors import BatchDecodeError, ConfigError
 
 JSON_SCHEMA_DIR = Path(__file__).resolve().parent.parent / "schemas" / "json"
@@ -36,6 +37,7 @@ def _record_schemas() -> dict[str, dict]:
 
     from schemas.accounting import AccountingReport
     from schemas.alerts import Ack, Alert
+    from schemas.qa import QaRecords
     from schemas.records import GapReport, HourlyRecord, MonthlyRecord
 
     out = {}
@@ -44,7 +46,8 @@ def _record_schemas() -> dict[str, dict]:
                              ("gap-report", GapReport, "cems.gaps.v1"),
                              ("accounting-report", AccountingReport, "cems.accounting.v1 and POST /v1/accounting"),
                              ("alert", Alert, "cems.alerts.v1"),
-                             ("alert-ack", Ack, "cems.alerts.ack.v1")):
+                             ("alert-ack", Ack, "cems.alerts.ack.v1"),
+                             ("qa-records", QaRecords, "QA record files (JSON, ingest/qa.py)")):
         doc = TypeAdapter(cls).json_schema()
         if name == "hourly-record":  # to_json adds the hour's ISO start next to the ns timestamp
             doc["properties"]["hour_start"] = {"type": "string", "format": "date-time", "title": "Hour Start"}
@@ -67,6 +70,7 @@ main.add_command(alerts)
 main.add_command(demo)
 main.add_command(archive)
 main.add_command(embedded)
+main.add_command(console)
 
 
 @main.group()

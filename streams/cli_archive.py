@@ -18,19 +18,24 @@ DEMO_REPORTS = REPO / "deploy" / "demo" / "reports"
 @click.option("--reports", type=click.Path(exists=True, path_type=Path), multiple=True,
               help="Self-reported files (default: the samples in deploy/demo/reports, one value falsified).")
 @click.option("--month", default="2026-02", show_default=True)
-@click.option("--serve", is_flag=True, help="Then serve the archive API on localhost until interrupted.")
+@click.option("--serve/--no-serve", default=True, show_default=True,
+              help="Then open the review console on the demo's archive at 127.0.0.1, with demo accounts, until "
+                   "interrupted.")
+@click.option("--archive-api", is_flag=True, help="Serve the read-only archive API instead of the console.")
 @click.option("--port", default=8481, show_default=True)
 @click.option("--config", type=click.Path(dir_okay=False, path_type=Path),
               help="Run on the real services of this central config (broker, InfluxDB) instead of in process.")
-def demo(out: Path, reports: tuple[Path, ...], month: str, serve: bool, port: int, config: Path | None) -> None:
+def demo(out: Path, reports: tuple[Path, ...], month: str, serve: bool, archive_api: bool, port: int,
+         config: Path | None) -> None:
     """Simulate a cement plant, a steel plant and an aluminium smelter for a month, run them through the
     pipeline (in this process, or with --config on Kafka and InfluxDB), reconcile them against self-reported
-    files, archive the months and write an HTML report."""
+    files, archive the months and write an HTML report; then open the review console on them (--no-serve: not)."""
     from .archive import Archive
     from .embedded import archive_plants, reconcile_plants, run_on_services, run_plants
     from .report_html import render
 
     started = time.perf_counter()
+    clock = _demo_clock(month)
     files = list(reports) or sorted(DEMO_REPORTS.glob("*.csv"))
     out.mkdir(parents=True, exist_ok=True)
     if config is not None:
@@ -46,26 +51,71 @@ def demo(out: Path, reports: tuple[Path, ...], month: str, serve: bool, port: in
         reconcile_plants(results, files)
         click.echo(f"[3/4] archiving the months in {out / 'archive.sqlite'}")
         archive = Archive(out / "archive.sqlite")
-        archive_plants(results, archive)
+        archive_plants(results, archive, at=clock())
     problems = archive.verify()
     click.echo(f"[4/4] writing {out / 'report.html'}")
     (out / "report.html").write_text(render(results, f"CEMS monthly reconciliation, {month}", archive.head()),
                                      encoding="utf-8")
     click.echo("")
-    click.echo(f"{'plant':<16}{'CEMS CO2 t':>13}{'calculated t':>14}{'deviation':>11}{'complete':>10}  alerts")
+    click.echo(f"{'plant':<16}{'CEMS CO2 t':>13}{'measured t':>12}{'substituted t':>15}{'calculated t':>14}"
+               f"{'deviation':>11}{'complete':>10}  alerts")
     for r in results:
-        m = r.monthly[0]
+        m = next(m for m in r.monthly if m.month == month)
         calc = r.calculated.get("co2_t")
-        click.echo(f"{r.entity.id:<16}{m.co2_t:>13,.0f}{'' if calc is None else f'{calc:,.0f}':>14}"
+        click.echo(f"{r.entity.id:<16}{m.co2_t:>13,.0f}{m.measured_co2_t:>12,.0f}{m.substituted_co2_t:>15,.0f}"
+                   f"{'' if calc is None else f'{calc:,.0f}':>14}"
                    f"{'' if not calc else f'{m.co2_t / calc - 1:+.1%}':>11}"
                    f"{'' if m.completeness is None else f'{m.completeness:.0%}':>10}  "
                    + ("; ".join(f"{a.severity} {a.rule} {'' if a.deviation is None else f'{a.deviation:+.1%}'}"
                                 for a in r.alerts) or "none"))
     click.echo(f"\narchive chain {'intact' if not problems else 'BROKEN: ' + problems[0]}, head {archive.head()[:16]}; "
                f"done in {time.perf_counter() - started:.0f} s. Open {out / 'report.html'}")
-    if serve:
+    if serve and archive_api:
         _serve(archive, port)
+    elif serve:
+        _serve_console(out, port, clock)
     archive.close()
+
+
+def _demo_clock(month: str):
+    """The demo's clock: 12 days after the local month's end (Asia/Shanghai), running on at the real pace. The demo
+    month is then freshly archived with its 40-day deadline ahead, whatever today's date (the real one may be long
+    past it). Archive versions and console actions are stamped by it."""
+    from datetime import UTC, datetime, timedelta
+    from zoneinfo import ZoneInfo
+
+    from .archive import _month
+
+    y, m = _month(month)
+    origin = datetime(y + m // 12, m % 12 + 1, 1, tzinfo=ZoneInfo("Asia/Shanghai")) + timedelta(days=12)
+    start = datetime.now(UTC)
+    return lambda: origin + (datetime.now(UTC) - start)
+
+
+def _serve_console(out: Path, port: int, clock) -> None:
+    """The console on the demo's archive, with fresh demo accounts printed first."""
+    try:
+        from .console.cli import serve
+        from .console.demo import demo_accounts
+    except ImportError as exc:
+        raise click.ClickException(f"the console needs the 'console' extra (pip install -e '.[console]'): {exc}")
+    from .archive import Archive
+
+    accounts = demo_accounts(out / "console.sqlite", Archive(out / "archive.sqlite").entities())
+    click.echo(f"\nreview console: demo accounts (passwords are new each run; the console's clock starts at "
+               f"{clock():%Y-%m-%d %H:%M} UTC, 12 days after the month's end, so the 40-day deadline is ahead)")
+    click.echo(f"  {'user':<22}{'role':<12}{'scope':<22}password")
+    for u, password in accounts:
+        click.echo(f"  {u.username:<22}{u.role:<12}{u.scope:<22}{password}")
+    serve(out / "archive.sqlite", out / "console.sqlite", "127.0.0.1", port, clock=clock, secure_cookies=True)
+
+
+def _month_line(m) -> str:
+    """A month as a user should read it: open or closed, the total, and how much of it was measured."""
+    hours = "" if m.status == "closed" else f", {m.hours} of {m.hours_in_month} h so far"
+    return (f"{m.source_id} {m.month} {m.status}{hours}: {m.co2_t:,.1f} t CO2 = {m.measured_co2_t:,.1f} t measured "
+            f"({m.measured_hours} h) + {m.substituted_co2_t:,.1f} t substituted ({m.substituted_hours} h)"
+            + (f", {m.missing_hours} h missing" if m.missing_hours else ""))
 
 
 def _serve(archive, port: int) -> None:
@@ -98,11 +148,13 @@ def archive_serve(store: Path, port: int) -> None:
 
 @archive.command("verify")
 @STORE
-def archive_verify(store: Path) -> None:
-    """Recompute the hash chain; exit 1 if any link is broken."""
+@click.option("--head", help="A head hash published earlier: it must still be in the chain (nothing cut off the end).")
+def archive_verify(store: Path, head: str | None) -> None:
+    """Recompute the hash chain (monthly versions, evidence files, submissions, review and alert actions); exit 1
+    if any link is broken."""
     from .archive import Archive
 
-    problems = Archive(store).verify()
+    problems = Archive(store).verify(head)
     for p in problems:
         click.echo(p, err=True)
     click.echo("intact" if not problems else f"{len(problems)} broken link(s)")
@@ -139,7 +191,7 @@ def embedded(sites, batches, reports, meters, out: Path) -> None:
     """Recorded data through the whole pipeline in this process (no Kafka, no InfluxDB): records, reconciliation
     against the reports, the archive (OUT/archive.sqlite) and an HTML report (OUT/report.html)."""
     from .archive import Archive
-    from .embedded import archive_plants, reconcile_plants, run_recorded
+    from .embedded import archive_plants, reconcile_plants, run_recorded, write_records
     from .report_html import render
     from .worker import load_sites
 
@@ -153,7 +205,8 @@ def embedded(sites, batches, reports, meters, out: Path) -> None:
     archive_plants(results, archive)
     (out / "report.html").write_text(render(results, "CEMS monthly reconciliation", archive.head()), encoding="utf-8")
     for r in results:
-        months = ", ".join(f"{m.month} {m.status} {m.co2_t:,.1f} t" for m in r.monthly)
-        click.echo(f"{r.entity.id}: {r.readings:,} readings, {len(r.hourly)} hourly records; {months}; "
-                   f"{len(r.alerts)} alert(s)")
-    click.echo(f"wrote {out / 'archive.sqlite'} and {out / 'report.html'}")
+        click.echo(f"{r.entity.id}: {r.readings:,} readings, {len(r.hourly)} hourly records; {len(r.alerts)} alert(s)")
+        for m in sorted(r.monthly, key=lambda m: (m.month, m.source_id)):
+            click.echo(f"  {_month_line(m)}")
+    hourly, monthly = write_records(results, out)
+    click.echo(f"wrote {out / 'archive.sqlite'}, {out / 'report.html'}, {hourly} and {monthly}")

@@ -7,7 +7,9 @@ self-reported files are reconciled by :func:`streams.reconcile.reconcile_month`;
 file-based :class:`~streams.archive.Archive` (SQLite), which ``cems archive serve`` puts on localhost.
 
 :data:`DEMO_PLANTS`: a cement kiln, a steel plant's main stack and an aluminium pot line, each with its CEMS
-(CO2, O2, moisture, temperature, static pressure, velocity), fuel or anode meter and product weigher. Their
+(CO2, O2, moisture, temperature, static pressure, velocity), fuel or anode meter and product weigher, in three
+regions (GB/T 2260: Suzhou 320500 and Nanjing 320100 in Jiangsu 320000, Baotou 150200 in Inner Mongolia 150000) so
+that the console's regional isolation shows. Their
 physics (``edge_agent/simulator``) is tuned to the accounting formulas, so honest reports reconcile.
 """
 
@@ -23,16 +25,16 @@ from pathlib import Path
 import numpy as np
 
 from edge_agent.simulator.generate import CHANNELS, Fault, StackModel, simulate_stack, source_config
-from edge_agent.outbox import sign
 from edge_agent.simulator.physics import COAL, Fuel
 from ingest.accounting import load_reports
 from ingest.batches import KeyRing
+from schemas import envelope
 from schemas.accounting import AccountingReport
 from schemas.batch import ChannelSpec, ReadingBatch
 from schemas.records import HourlyRecord, MonthlyRecord
 from schemas.site import Entity
 
-from .archive import Archive, calculated, month_figures
+from .archive import Archive, alert_figures, calculated, hourly_figures, month_figures
 from .kernels.aggregate import MINUTE_NS, PeriodTable
 from .kernels.indicators import Grid
 from .monthly import month_bounds, month_range
@@ -84,11 +86,11 @@ DEMO_PLANTS = (
     Plant("steel", "demo-steel", "Demo Iron & Steel blast furnace stack",
           StackModel(fuel=COAL, fuel_t_h=20.0, process_co2_kmol_h_per_fuel_t_h=157.9, product_t_per_fuel_t=6.5,
                      fuel_total_start_t=88_000.0, product_total_start_t=2_150_000.0, duct_area_m2=28.0),
-          seed=12, meters={"fuel_total": "material:pci_coal", "product_total": "product"}),
+          seed=12, meters={"fuel_total": "material:pci_coal", "product_total": "product"}, municipality="320100"),
     Plant("aluminium", "demo-aluminium", "Demo Aluminium potline 2",
           StackModel(fuel=ANODE_MIX, fuel_t_h=6.0, excess_air=15.0, product_t_per_fuel_t=1.4637, duct_area_m2=40.0,
                      fuel_total_start_t=12_000.0, product_total_start_t=300_000.0),
-          seed=13, meters={"product_total": "product"}),
+          seed=13, meters={"product_total": "product"}, province="150000", municipality="150200"),
 )
 
 
@@ -108,41 +110,50 @@ class PlantResult:
     calculated: dict[str, float] = field(default_factory=dict)
 
 
-def _messages(plant: Plant, start_ns: int, seconds: int, key: bytes) -> list[Message]:
-    """The plant's readings every SAMPLE_S seconds as signed 5-minute batches."""
+def _messages(plant: Plant, start_ns: int, seconds: int, key: bytes, run_on_s: int = 0) -> list[Message]:
+    """The plant's readings every SAMPLE_S seconds as signed 5-minute batches, and ``run_on_s`` more seconds after
+    them, simulated apart (so the first ``seconds`` are the same whatever the run-on) with the totalisers going on
+    from where they stood."""
     model = StackModel(**{**plant.model.__dict__, "faults": _daily_calibrations(seconds // 86_400)})
     readings, _ = simulate_stack(model, start_ns, seconds, seed=plant.seed)
-    idx = np.arange(0, seconds, SAMPLE_S)
     names = list(CHANNELS)
-    channels = tuple(ChannelSpec(c, *CHANNELS[c]) for c in names)
+    idx = np.arange(0, seconds, SAMPLE_S)
     value = np.stack([readings[c][0][idx] for c in names])  # [channel, sample]
     flag = np.stack([readings[c][1][idx] for c in names])
     ts = start_ns + idx.astype(np.int64) * 10**9
+    if run_on_s:
+        more = StackModel(**{**plant.model.__dict__, "fuel_total_start_t": float(readings["fuel_total"][0][-1]),
+                             "product_total_start_t": float(readings["product_total"][0][-1])})
+        tail, _ = simulate_stack(more, start_ns + seconds * 10**9, run_on_s, seed=plant.seed + 1000)
+        t_idx = np.arange(0, run_on_s, SAMPLE_S)
+        value = np.concatenate([value, np.stack([tail[c][0][t_idx] for c in names])], axis=1)
+        flag = np.concatenate([flag, np.stack([tail[c][1][t_idx] for c in names])], axis=1)
+        ts = np.concatenate([ts, start_ns + (seconds + t_idx.astype(np.int64)) * 10**9])
+    channels = tuple(ChannelSpec(c, *CHANNELS[c]) for c in names)
     per = BATCH_S // SAMPLE_S
     agent, source = f"{plant.entity_id}-gw", f"{plant.entity_id}-stack"
     out = []
-    for seq, a in enumerate(range(0, idx.size, per)):
+    for seq, a in enumerate(range(0, ts.size, per)):
         b = slice(a, a + per)
         n = ts[b].size
         batch = ReadingBatch.from_columns(
             agent_id=agent, source_id=source, seq=seq, channels=channels, ts_ns=np.tile(ts[b], len(names)),
             channel=np.repeat(np.arange(len(names)), n), value=value[:, b].ravel(), flag=flag[:, b].ravel())
         data = batch.encode()
-        headers = {"cems-agent": agent.encode(), "cems-seq": str(seq).encode(), "cems-sig": sign(key, data)}
+        headers = envelope.headers(agent, seq, key, data)
         out.append(Message(seq, data, headers, int(ts[b][-1] // 10**6) + 1000))
     return out
 
 
 def _simulated(plant: Plant, month: str, lateness_s: float):
-    """The plant's entity, local month [start, end), agent key and its month of messages, closed by a heartbeat
-    past the month's end plus the allowed lateness."""
+    """The plant's entity, local month [start, end), agent key and its messages: the month, and the plant running on
+    past its end for the allowed lateness, so that the month closes by the data's own clock (as it would on the
+    real stream; nothing closes a month but data later than its end plus the lateness)."""
     entity = plant.entity()
     start, end = month_range(month, entity.tz)
     key = hashlib.sha256(plant.entity_id.encode()).digest()
-    messages = _messages(plant, start, (end - start) // 10**9, key)
-    messages.append(Message(len(messages), *_heartbeat(f"{plant.entity_id}-gw", f"{plant.entity_id}-stack", key,
-                                                       len(messages), end + int(lateness_s * 1e9))))
-    return entity, start, end, key, messages
+    run_on = -(-int(lateness_s) // BATCH_S) * BATCH_S + BATCH_S  # whole batches past the end plus the lateness
+    return entity, start, end, key, _messages(plant, start, (end - start) // 10**9, key, run_on)
 
 
 def _concat(tables: list[PeriodTable]) -> PeriodTable:
@@ -202,7 +213,8 @@ def run_recorded(entities: list[Entity], batch_files: list[Path], meters: dict[s
     """Recorded reading batches (files in the wire format, e.g. an edge outbox's ``*.batch``) through the
     processor, per entity. Local files are trusted as they are: they are signed here with a key of this run
     (the signature guards the network, not the disk). Each batch is stamped as produced one second after its
-    newest reading; the months the data end in are closed by a heartbeat past their end."""
+    newest reading. Months close by the data's own clock, as on the stream: a month whose end plus the allowed
+    lateness the recording does not reach stays open (a recording of part of a month is never a whole month)."""
     import secrets
 
     from schemas.batch import decode_batch
@@ -218,7 +230,7 @@ def run_recorded(entities: list[Entity], batch_files: list[Path], meters: dict[s
         if entity is None:
             raise ValueError(f"{path}: source {b.source_id!r} is in none of the site files")
         if b.ts_ns.size:
-            headers = {"cems-agent": b.agent_id.encode(), "cems-seq": str(b.seq).encode(), "cems-sig": sign(key, data)}
+            headers = envelope.headers(b.agent_id, b.seq, key, data)
             by_entity[entity.id].append((int(b.ts_ns.max()) // 10**6 + 1000, data, headers, int(b.ts_ns.min())))
             agents[entity.id].add(b.agent_id)
     results = []
@@ -229,22 +241,10 @@ def run_recorded(entities: list[Entity], batch_files: list[Path], meters: dict[s
         _, start, _ = month_bounds(min(r[3] for r in rows), entity.tz)
         _, _, end = month_bounds(rows[-1][0] * 10**6 - 1, entity.tz)
         messages = [Message(i, data, headers, ts) for i, (ts, data, headers, _) in enumerate(rows)]
-        for agent in sorted(agents[entity.id]):
-            seq = max(int(m.headers["cems-seq"]) for m in messages if m.headers["cems-agent"] == agent.encode()) + 1
-            messages.append(Message(len(messages), *_heartbeat(agent, entity.sources[0].id, key, seq,
-                                                               end + int(settings.allowed_lateness_s * 1e9))))
         res = process_entity(entity, messages, {a: key for a in agents[entity.id]}, start, end, settings)
         res.meters = dict(meters or {})
         results.append(res)
     return results
-
-
-def _heartbeat(agent: str, source_id: str, key: bytes, seq: int, at_ns: int):
-    """An empty batch stamped ``at_ns``: it moves the partition clock, so event time closes the hours before it."""
-    batch = ReadingBatch.from_columns(agent_id=agent, source_id=source_id, seq=seq, channels=(), ts_ns=[], channel=[],
-                                      value=[], flag=[])
-    data = batch.encode()
-    return data, {"cems-agent": agent.encode(), "cems-seq": str(seq).encode(), "cems-sig": sign(key, data)}, at_ns // 10**6
 
 
 def reconcile_plants(results: list[PlantResult], report_files: list[Path],
@@ -253,7 +253,9 @@ def reconcile_plants(results: list[PlantResult], report_files: list[Path],
     reports = {(r.entity_id, r.month): r for f in report_files for r in load_reports(f) if r.source_id is None}
     for res in results:
         res.alerts = []
-        for m in sorted(res.monthly, key=lambda m: m.month_start_ns):
+        for label in sorted({m.month for m in res.monthly}):  # one bundle per month, every source of it
+            ms = [m for m in res.monthly if m.month == label]
+            m = ms[0]
             report = reports.get((res.entity.id, m.month))
             _, start, end = month_bounds(m.month_start_ns, res.entity.tz)
             a, b = ((x - res.minutes.start_ns) // MINUTE_NS for x in (start, end))
@@ -262,7 +264,7 @@ def reconcile_plants(results: list[PlantResult], report_files: list[Path],
                               g.calibrating[:, a:b])
             res.alerts += reconcile_month(MonthEvidence(
                 entity=res.entity, month=m.month, report=report,
-                measured_co2_t=m.co2_t if m.status == "closed" else None, minutes=month_grid,
+                monthly=ms if all(x.status == "closed" for x in ms) else [], minutes=month_grid,
                 metered=metered_totals(month_grid, res.series, _channels(res.entity), res.meters),
                 series=res.series), policy)  # no CO2max: no trusted history to calibrate on
             if report is not None:  # the report of the (last) month, for the summary and the archive
@@ -270,16 +272,48 @@ def reconcile_plants(results: list[PlantResult], report_files: list[Path],
 
 
 def archive_plants(results: list[PlantResult], archive: Archive, at: datetime | None = None) -> None:
-    """Each plant's month into the archive: the entity's total with the report and alerts, and each source."""
+    """Each plant's closed months into the archive: the entity's total with the report and alerts, and each source.
+    A month still open (its end plus the allowed lateness not yet reached by the data) is not archived."""
     for res in results:
-        alerts = [{"id": a.id, "rule": a.rule, "severity": a.severity, "deviation": a.deviation} for a in res.alerts]
+        alerts = [alert_figures(a) for a in res.alerts]
         for label in sorted({m.month for m in res.monthly}):
             ms = [m for m in res.monthly if m.month == label]
-            archive.register(res.entity.id, res.entity.timezone, label)
+            if any(m.status != "closed" for m in ms):  # open months are not archived
+                continue
+            region = res.entity.region
+            archive.register(res.entity.id, res.entity.timezone, label, region.province if region else "",
+                             region.municipality if region else "", at)
             reason = "report" if res.report else "cems"
             archive.put(res.entity.id, None, label, month_figures(ms, res.calculated, alerts), reason, at)
+            start, end = month_range(label, res.entity.tz)
             for m in ms:
                 archive.put(res.entity.id, m.source_id, label, month_figures([m]), reason, at)
+                hours = [h for h in res.hourly if h.source_id == m.source_id]
+                archive.put_hourly(res.entity.id, m.source_id, label, hourly_figures(hours, m, start, end), at)
+
+
+def write_records(results: list[PlantResult], out: Path) -> tuple[Path, Path]:
+    """Every hour's and month's latest record as CSV (``hourly.csv``, ``monthly.csv`` in ``out``): what a user or an
+    independent check compares, hour by hour (status, CO2, concentration, flow) and month by month."""
+    import csv
+
+    from schemas.records import HourlyRecord, MonthlyRecord
+
+    paths = out / "hourly.csv", out / "monthly.csv"
+    for path, cls, rows in ((paths[0], HourlyRecord, [r for res in results for r in res.hourly]),
+                            (paths[1], MonthlyRecord, [r for res in results for r in res.monthly])):
+        latest = {}
+        for r in rows:  # revisions in order: the last one of each key wins
+            latest[r.key] = r
+        names = [f for f in cls.__dataclass_fields__]
+        with path.open("w", newline="", encoding="utf-8") as f:
+            w = csv.writer(f)
+            w.writerow((["hour_start"] if cls is HourlyRecord else []) + names)
+            for r in sorted(latest.values(), key=lambda r: r.key):
+                values = ["" if v is None or (isinstance(v, float) and v != v) else v
+                          for v in (getattr(r, n) for n in names)]
+                w.writerow(([r.hour_iso] if cls is HourlyRecord else []) + values)
+    return paths
 
 
 def run_on_services(cfg, out: Path, month: str = "2026-02", report_files: list[Path] = (),
@@ -318,7 +352,7 @@ def run_on_services(cfg, out: Path, month: str = "2026-02", report_files: list[P
     # in time order, as the gateways would send them: a partition's clock is the newest timestamp in it, and an
     # agent whose month came after another's in the same partition would be weeks "too late"
     for m in sorted((m for ms in streams.values() for m in ms), key=lambda m: m.timestamp_ms):
-        producer.send(cfg.topics.readings, key=m.headers["cems-agent"], value=m.value,
+        producer.send(cfg.topics.readings, key=m.headers[envelope.AGENT], value=m.value,
                       headers=list(m.headers.items()), timestamp_ms=m.timestamp_ms)
     producer.flush(120)
     producer.close()

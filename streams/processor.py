@@ -44,7 +44,7 @@ from schemas.records import GapReport, HourlyRecord, MonthlyRecord
 from schemas.site import Entity
 from streams.kernels import (HOUR_NS, Accumulator, PeriodTable, StackLayout, get_policy, hourly_emissions,
                              hours_from_minutes)
-from streams.kernels.aggregate import MINUTE_NS, combine
+from streams.kernels.aggregate import MINUTE_NS, ROUND_NS, combine
 from streams.kernels.plausibility import series_bounds
 from streams.kernels.substitute import Part75Limits
 from streams.monthly import MonthlyRollup
@@ -82,6 +82,7 @@ class Registry:
         self.channel_of_series = [c for _, c in channels]  # Channel (id, quantity, unit) of each series
         self.source_of_series = np.array([self.index[s] for s, _ in channels], dtype=np.int64)
         self.bounds = series_bounds([(c.quantity, c.unit) for _, c in channels])
+        self.set_values_valid = np.array([c.manual_values == "valid" for _, c in channels], dtype=bool)
         self.layout = StackLayout.from_sources(self.sources, self.series_of)
 
 
@@ -162,11 +163,12 @@ class PartitionProcessor:
                 continue
             src, series, first, last = batch
             parts.append(series)
-            touched.update((src, h) for h in range(first // HOUR_NS * HOUR_NS, last + 1, HOUR_NS))
+            touched.update((src, h) for h in range(first // HOUR_NS * HOUR_NS, last + ROUND_NS + 1, HOUR_NS))
         if parts:
             series, ts, value, flag = (np.concatenate(c) for c in zip(*parts, strict=True))
             out.readings = int(ts.size)
-            self.minutes = self.minutes.absorb_readings(series, ts, value, flag, bounds=self.registry.bounds)
+            self.minutes = self.minutes.absorb_readings(series, ts, value, flag, bounds=self.registry.bounds,
+                                                        set_values_valid=self.registry.set_values_valid)
         out.minutes = self._fold_minutes()
         out.hourly = self._publish(touched)
         out.monthly = self.monthly.update(out.hourly)
@@ -237,7 +239,7 @@ class PartitionProcessor:
 
     def _folded_minutes(self, src: int, ts_ns: np.ndarray) -> int:
         """How many minutes of a batch's readings were already folded (only asked for batches old enough)."""
-        minute = np.unique(ts_ns // MINUTE_NS)
+        minute = np.unique((ts_ns + ROUND_NS) // MINUTE_NS)  # as the kernels assign readings to minutes
         hour = minute * MINUTE_NS // HOUR_NS * HOUR_NS
         bits = np.array([int(self.folded[h][src]) if h in self.folded else 0 for h in hour.tolist()], dtype=np.int64)
         return int(np.count_nonzero(bits & (np.int64(1) << (minute % 60))))

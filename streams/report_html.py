@@ -66,12 +66,13 @@ def render(results, title: str, archive_head: str) -> str:
     summary, sections, alerts = [], [], []
     completeness, versus = [], []
     for r in results:
-        m = r.monthly[0]
+        m = next((m for m in r.monthly if m.status == "closed"), r.monthly[0])  # the archived month, if any
         calc = r.calculated.get("co2_t")
         dev = "" if not calc else f"{m.co2_t / calc - 1:+.1%}"
         worst = max((a.severity for a in r.alerts), key=["info", "warning", "critical"].index, default="")
         summary.append(f"<tr><td>{html.escape(r.entity.name)}</td><td>{r.entity.sector.value}</td><td>{m.month}</td>"
-                       f"<td class=n>{m.co2_t:,.0f}</td><td class=n>{'' if calc is None else f'{calc:,.0f}'}</td>"
+                       f"<td>{m.status}</td><td class=n>{m.co2_t:,.0f}</td><td class=n>{m.measured_co2_t:,.0f}</td>"
+                       f"<td class=n>{m.substituted_co2_t:,.0f}</td><td class=n>{'' if calc is None else f'{calc:,.0f}'}</td>"
                        f"<td class=n>{dev}</td><td class=n>{'' if m.completeness is None else f'{m.completeness:.1%}'}</td>"
                        f"<td class=n>{m.substituted_hours}</td><td style='color:{_SEVERITY.get(worst, '#333')}'>"
                        f"{len(r.alerts)} {worst}</td></tr>")
@@ -86,7 +87,8 @@ def render(results, title: str, archive_head: str) -> str:
                                             ("substituted hours", m.substituted_hours, "#c77700"),
                                             ("missing hours", m.missing_hours, "#b3261e"),
                                             ("stopped hours", m.hours - m.operating_hours, "#999")]))
-        versus.append((r.entity.id, [("measured (CEMS)", m.co2_t, "#2b6cb0")]
+        versus.append((r.entity.id, [("CEMS, measured hours", m.measured_co2_t, "#2b6cb0"),
+                                     ("CEMS, with substitutes", m.co2_t, "#6b8fc7")]
                        + ([("calculated (report)", calc, "#7a5195")] if calc is not None else [])))
         for a in r.alerts:
             alerts.append(f"<tr><td style='color:{_SEVERITY.get(a.severity, '#333')};font-weight:bold'>{a.severity}</td>"
@@ -104,7 +106,8 @@ td.n{{text-align:right;font-variant-numeric:tabular-nums}}small{{color:#666}}</s
 <table><tr><th>severity</th><th>rule</th><th>entity</th><th>month</th><th>deviation</th><th>explanation</th></tr>
 {''.join(alerts) or '<tr><td colspan=6>none</td></tr>'}</table>
 <h2>Summary</h2>
-<table><tr><th>plant</th><th>sector</th><th>month</th><th>CEMS CO2 [t]</th><th>calculated CO2 [t]</th><th>deviation</th>
+<table><tr><th>plant</th><th>sector</th><th>month</th><th>status</th><th>CEMS CO2 [t]</th><th>of which measured [t]</th>
+<th>substituted [t]</th><th>calculated CO2 [t]</th><th>deviation</th>
 <th>completeness</th><th>substituted h</th><th>alerts</th></tr>{''.join(summary)}</table>
 <h2>Measured vs calculated, per month [t CO2]</h2>{_bars_svg(versus, "t")}
 <h2>Completeness and substitutions per source [hours]</h2>{_bars_svg(completeness, "h")}

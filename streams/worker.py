@@ -28,6 +28,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from ingest.batches import KeyRing, dead_letter_headers
+from schemas import envelope
 from schemas.configfile import load_config
 from schemas.kafka import KafkaConnection
 from schemas.site import load_site
@@ -193,7 +194,7 @@ class StreamWorker:
         for m, rejection in out.dead_letters:
             headers = list(m.headers.items()) + dead_letter_headers(
                 rejection, topic=tp.topic, partition=tp.partition, offset=m.offset)
-            sends.append((self.dlq, {"key": m.headers.get("cems-agent"), "value": m.value, "headers": headers}))
+            sends.append((self.dlq, {"key": m.headers.get(envelope.AGENT), "value": m.value, "headers": headers}))
             log.warning("dead-lettered %s/%d/%d: %s (%s)", tp.topic, tp.partition, m.offset, rejection.reason,
                         rejection.detail, extra={"event": "dead_letter", "reason": rejection.reason})
         sends += [(self.hourly, {"key": r.key.encode(), "value": r.to_json()}) for r in out.hourly]

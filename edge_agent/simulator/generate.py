@@ -12,7 +12,12 @@ Faults (``Fault(kind, start_s, duration_s, channel, amount)``), each as an HJ 21
 * ``drift``: a linear drift reaching ``amount`` (relative) at the end, flagged N;
 * ``bias``: a tampered analyser reading ``amount`` (relative, e.g. -0.10) low or high, flagged N;
 * ``out_of_range``: values above the analyser range, flagged T;
-* ``stopped``: the source stops (no fuel), every channel flagged F.
+* ``stopped``: the source stops (no fuel), every channel flagged F (a datalogger still records their values);
+* ``instrument_stopped``: the channel's instrument stops while the source runs: flagged F, value as read.
+
+``StackModel.velocity_field_coefficient`` (Kv) makes the velocity probe read the duct mean divided by Kv, as a
+real probe off the profile's mean does (HJ 212 App. D Eq. 29: mean = Kv x point). :data:`OPTIONAL_CHANNELS` are
+produced too, for stacks that measure differently (a standard dry flow meter), but are not in the demo plants.
 """
 
 from __future__ import annotations
@@ -41,12 +46,15 @@ CHANNELS = {
     "product_rate": ("xp0001", "t/h"),
     "product_total": ("xp0002", "t"),
 }
-#: Gas basis of the simulated analysers (:mod:`.physics`: CO2 and O2 on a dry basis, as an extractive analyser reads).
-CHANNEL_BASIS = {"co2": "dry", "o2": "dry"}
+#: Channels produced besides :data:`CHANNELS`: a flow meter reading standard dry flow (标干), m³/h.
+OPTIONAL_CHANNELS = {"flow": ("a00000", "m3/h")}
+#: Gas basis of the simulated analysers (:mod:`.physics`: CO2 and O2 on a dry basis, as an extractive analyser reads)
+#: and of the optional flow meter.
+CHANNEL_BASIS = {"co2": "dry", "o2": "dry", "flow": "standard_dry"}
 #: Standard deviation of each channel's white noise, in its unit. Totalisers integrate inside the meter and
 #: carry no sample noise of their own; their error is the meter's bias (a ``bias`` fault).
 _NOISE = {"co2": 0.05, "o2": 0.05, "moisture": 0.1, "temp": 0.5, "pstatic": 0.005, "velocity": 0.1, "fuel_rate": 0.05,
-          "fuel_total": 0.0, "product_rate": 0.2, "product_total": 0.0}
+          "fuel_total": 0.0, "product_rate": 0.2, "product_total": 0.0, "flow": 500.0}
 
 
 @dataclass(frozen=True)
@@ -69,6 +77,7 @@ class StackModel:
     static_pressure_kpa: float = -0.45
     ambient_pressure_pa: float = 100_800.0
     duct_area_m2: float = 12.57
+    velocity_field_coefficient: float = 1.0  # Kv: the probe reads the duct's mean velocity / Kv
     product_t_per_fuel_t: float = 0.0  # weigher output, e.g. about 7.8 t clinker per t coal in a cement kiln; 0: none
     fuel_total_start_t: float = 0.0  # totaliser readings at the start of the series
     product_total_start_t: float = 0.0
@@ -77,15 +86,18 @@ class StackModel:
 
 def channel_configs(names=None) -> list[dict]:
     """Site-file entries of the simulated channels (all, or those in ``names``), with the analysers' basis."""
-    return [{"id": c, "quantity": q, "unit": u, **({"basis": CHANNEL_BASIS[c]} if c in CHANNEL_BASIS else {})}
-            for c, (q, u) in CHANNELS.items() if names is None or c in names]
+    known = CHANNELS | OPTIONAL_CHANNELS
+    return [{"id": c, "quantity": known[c][0], "unit": known[c][1],
+             **({"basis": CHANNEL_BASIS[c]} if c in CHANNEL_BASIS else {})}
+            for c in (CHANNELS if names is None else names)]
 
 
 def source_config(source_id: str, name: str, model: StackModel | None = None, names=None) -> dict:
     """Site-file entry of a simulated stack: its channels, the duct, Kv 1 (the simulated velocity is the duct's mean
     velocity) and the barometric pressure the simulation used."""
     model = model or StackModel()
-    return {"id": source_id, "name": name, "duct_area_m2": model.duct_area_m2, "velocity_field_coefficient": 1.0,
+    return {"id": source_id, "name": name, "duct_area_m2": model.duct_area_m2,
+            "velocity_field_coefficient": model.velocity_field_coefficient,
             "ambient_pressure": {"kpa": model.ambient_pressure_pa / 1000.0}, "channels": channel_configs(names)}
 
 
@@ -96,9 +108,10 @@ def simulator_stack_model(k: int) -> StackModel:
                       product_total_start_t=80_000.0 * (k + 1))
 
 
-def simulate_stack(model: StackModel, start_ns: int, seconds: int, seed: int = 0):
+def simulate_stack(model: StackModel, start_ns: int, seconds: int, seed: int = 0, optional: tuple[str, ...] = ()):
     """Return ``(readings, truth)``: readings maps channel id -> (value [float64], flag [uint8]) at 1 Hz
-    from ``start_ns``; truth holds per-second ``co2_kg_h``, ``fuel_t_h``, ``fuel_carbon_t_h``, ``product_t_h``.
+    from ``start_ns`` for :data:`CHANNELS` and the ``optional`` ones asked for (:data:`OPTIONAL_CHANNELS`); truth
+    holds per-second ``co2_kg_h``, ``fuel_t_h``, ``fuel_carbon_t_h``, ``product_t_h``.
 
     The fuel meter reads rate and totaliser, the weigher product rate and totaliser; a totaliser reading is
     its start value plus the integral of the true rate, so meter totals reconcile exactly with the truth."""
@@ -121,13 +134,16 @@ def simulate_stack(model: StackModel, start_ns: int, seconds: int, seed: int = 0
     product = fuel * model.product_t_per_fuel_t
     true = {
         "co2": gas.co2_dry_pct, "o2": gas.o2_dry_pct, "moisture": gas.moisture_pct, "temp": temp,
-        "pstatic": ps_kpa, "velocity": q_actual / 3600.0 / model.duct_area_m2, "fuel_rate": fuel,
+        "pstatic": ps_kpa, "velocity": q_actual / 3600.0 / model.duct_area_m2 / model.velocity_field_coefficient,
+        "fuel_rate": fuel,
         "fuel_total": model.fuel_total_start_t + np.cumsum(fuel) / 3600.0,  # t: each second adds rate [t/h] / 3600
         "product_rate": product,
         "product_total": model.product_total_start_t + np.cumsum(product) / 3600.0,
+        "flow": gas.standard_dry_flow_m3_h,  # last: the noise of the channels before it is drawn as it always was
     }
     readings = {}
-    for ch, v in true.items():  # seven channels, each vectorised over every second
+    for ch in [c for c in true if c in CHANNELS or c in optional]:  # each vectorised over every second
+        v = true[ch]
         noisy = v + _NOISE[ch] * rng.standard_normal(seconds) * (running | (ch in ("temp", "pstatic"))) if _NOISE[ch] else v.copy()
         readings[ch] = [noisy, np.full(seconds, Flag.N, dtype=np.uint8)]
     for f in model.faults:
@@ -135,7 +151,7 @@ def simulate_stack(model: StackModel, start_ns: int, seconds: int, seed: int = 0
         chans = list(readings) if f.kind == "stopped" else [f.channel]
         for ch in chans:
             value, flag = readings[ch]
-            if f.kind == "stopped":
+            if f.kind in ("stopped", "instrument_stopped"):
                 flag[sl] = Flag.F
             elif f.kind == "calibration":
                 value[sl], flag[sl] = f.amount, Flag.C

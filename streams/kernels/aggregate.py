@@ -26,7 +26,7 @@ from schemas.quantities import Flag
 from . import exact
 from .policy import ValidityPolicy
 
-__all__ = ["HOUR_NS", "MINUTE_NS", "Accumulator", "PeriodTable", "combine", "hours_from_minutes", "readings_to_minutes"]
+__all__ = ["HOUR_NS", "MINUTE_NS", "ROUND_NS", "Accumulator", "PeriodTable", "combine", "hours_from_minutes", "readings_to_minutes"]
 
 MINUTE_NS = 60 * 10**9
 HOUR_NS = 3600 * 10**9
@@ -35,6 +35,10 @@ _PERIOD_BITS = 32
 _PERIOD_MASK = (1 << _PERIOD_BITS) - 1
 _MAX_SLOTS = 16
 _MINUTE_SLOTS = 12  # 5-s slots of a minute (HJ 212 App. D Eq. 23: sampled at most every 5 s)
+#: A reading belongs to the minute (and 5-s slot) of its timestamp rounded to the nearest second: sampling is
+#: nominally on whole seconds, and clock jitter of a few hundred milliseconds around a minute's edge must not move a
+#: reading into the neighbouring minute (``docs/sources.md`` ROUND-S). Applied as a half-second shift before flooring.
+ROUND_NS = 500_000_000
 
 
 def cell_keys(series: np.ndarray, ts_ns: np.ndarray, period_ns: int) -> np.ndarray:
@@ -211,14 +215,15 @@ class Accumulator(_Cells):
             operating_slots, r_n, r_qsum, batches,
         )
 
-    def absorb_readings(self, series, ts_ns, value, flag, batch_id=None, bounds=None) -> Accumulator:
+    def absorb_readings(self, series, ts_ns, value, flag, batch_id=None, bounds=None,
+                        set_values_valid=None) -> Accumulator:
         """Add raw readings (period must be a minute). A ``batch_id`` already absorbed is a no-op.
 
         Out-of-range handling as in :func:`readings_to_minutes`.
         """
         if batch_id is not None and batch_id in self.batches:
             return self
-        return self.merge(readings_to_minutes(series, ts_ns, value, flag, batch_id, bounds))
+        return self.merge(readings_to_minutes(series, ts_ns, value, flag, batch_id, bounds, set_values_valid))
 
     # -- combining --------------------------------------------------------------------------
 
@@ -403,12 +408,15 @@ class PeriodTable(_Cells):
 CHUNK = 1 << 20
 
 
-def readings_to_minutes(series, ts_ns, value, flag, batch_id=None, bounds=None) -> Accumulator:
+def readings_to_minutes(series, ts_ns, value, flag, batch_id=None, bounds=None, set_values_valid=None) -> Accumulator:
     """Group raw readings into minute cells (the first kernel stage, and the hot path).
 
     Readings flagged N whose value is NaN, infinite or beyond :data:`exact.MAX_ABS_VALUE` count as
     out of range (T): flagged, never summed. With ``bounds = (low, high)``, arrays indexed by series
     (see :func:`.plausibility.series_bounds`), normal readings outside ``[low, high]`` are T too.
+    ``set_values_valid``: bool per series; where true, readings flagged S (a value entered by hand, HJ 212-2017
+    Table 8) count as valid values of that channel (the site file's per-channel ``manual_values`` policy,
+    ``docs/sources.md`` HJ212-T8-S); elsewhere, as by default, only N readings are valid.
     Cells are addressed through a dense ``(series, minute)`` index over each chunk's span, so every
     statistic is one ``np.bincount``.
     """
@@ -422,17 +430,21 @@ def readings_to_minutes(series, ts_ns, value, flag, batch_id=None, bounds=None) 
         bounds = tuple(np.asarray(b, dtype=np.float64) for b in bounds)
         if series.size and series.max() >= bounds[0].size:
             raise ValueError(f"bounds cover {bounds[0].size} series; readings name series {int(series.max())}")
+    accept_s = None if set_values_valid is None or not np.any(set_values_valid) else np.asarray(set_values_valid, bool)
     chunks = [  # a few chunks per batch, not a loop per reading
         _minutes_of_chunk(series[lo : lo + CHUNK], ts_ns[lo : lo + CHUNK], value[lo : lo + CHUNK], flag[lo : lo + CHUNK],
-                          bounds)
+                          bounds, accept_s)
         for lo in range(0, ts_ns.size, CHUNK)
     ]
     acc = combine(chunks) if chunks else Accumulator.empty(MINUTE_NS)
     return dataclasses.replace(acc, batches=frozenset() if batch_id is None else frozenset([batch_id]))
 
 
-def _minutes_of_chunk(series, ts_ns, value, flag, bounds) -> Accumulator:
+def _minutes_of_chunk(series, ts_ns, value, flag, bounds, accept_s=None) -> Accumulator:
     valid = flag == Flag.N
+    set_valid = accept_s is not None and bool(((flag == Flag.S) & np.take(accept_s, series)).any())
+    if set_valid:
+        valid |= (flag == Flag.S) & np.take(accept_s, series)
     if bounds is not None:
         with np.errstate(invalid="ignore"):
             implausible = valid & ~((value >= np.take(bounds[0], series)) & (value <= np.take(bounds[1], series)))
@@ -448,8 +460,8 @@ def _minutes_of_chunk(series, ts_ns, value, flag, bounds) -> Accumulator:
         valid &= ~bad
         qf[bad] = 0.0
         vmax = max(qf.max(), -qf.min())
-    m0 = int(ts_ns.min()) // MINUTE_NS
-    t5 = ts_ns - m0 * MINUTE_NS
+    m0 = (int(ts_ns.min()) + ROUND_NS) // MINUTE_NS
+    t5 = ts_ns - (m0 * MINUTE_NS - ROUND_NS)  # nearest second, then floor: (ts + 0.5 s) // 5 s
     t5 //= 5 * 10**9  # 5-s slots since the chunk's first minute: minute * 12 + slot
     s0 = int(series.min())
     span = int(t5.max()) // _MINUTE_SLOTS + 1
@@ -457,7 +469,7 @@ def _minutes_of_chunk(series, ts_ns, value, flag, bounds) -> Accumulator:
     recorded_f = _recorded_under_f(series, value, flag, bounds)
     if size > 4 * ts_ns.size + 4096:  # sparse batch (a stray old reading): the general path
         q = exact.quantise(qf)  # zero where not valid
-        keys = cell_keys(series, ts_ns, MINUTE_NS)
+        keys = cell_keys(series, ts_ns + ROUND_NS, MINUTE_NS)
         slot = t5 % _MINUTE_SLOTS
         recorded = {} if recorded_f is None else {
             "recorded_samples": valid | recorded_f,
@@ -488,7 +500,11 @@ def _minutes_of_chunk(series, ts_ns, value, flag, bounds) -> Accumulator:
     cells = np.flatnonzero(part_flags.any(axis=1))
     part_flags = part_flags[cells].astype(np.int64)
     keys = ((cells // span + s0) << _PERIOD_BITS) | (cells % span + m0)
-    valid_parts, qsum = part_flags[:, Flag.N].copy(), qsum[cells]
+    qsum = qsum[cells]
+    if set_valid:  # accepted set values are valid without being N
+        valid_parts = np.bincount(cell, weights=valid, minlength=size).astype(np.int64)[cells]
+    else:
+        valid_parts = part_flags[:, Flag.N].copy()
     valid_slots, operating_slots = valid_slots[cells], operating_slots[cells]
     if recorded_f is None:  # nothing recorded under F: the recorded values are the valid ones
         rec_n, rec_qsum = valid_parts, qsum

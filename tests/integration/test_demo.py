@@ -12,12 +12,13 @@ FALSIFIED = "320000/320500/demo-cement/-/2026-02/production_metered_vs_reported:
 
 
 def test_demo_finds_the_falsified_clinker_figure_and_reports_it(tmp_path):
-    out = subprocess.run([str(REPO / "cems"), "demo", "--out", str(tmp_path)], cwd=tmp_path, capture_output=True,
+    out = subprocess.run([str(REPO / "cems"), "demo", "--no-serve", "--out", str(tmp_path)], cwd=tmp_path, capture_output=True,
                          text=True, timeout=600)
     assert out.returncode == 0, out.stderr
     assert "[4/4]" in out.stdout and "archive chain intact" in out.stdout
     lines = {line.split()[0]: line for line in out.stdout.splitlines() if line.startswith("demo-")}
-    assert "critical production_metered_vs_reported +12.0%" in lines["demo-cement"]
+    # 82,200 t reported against 73,426.7 t metered: +11.95 % (the metered month reaches the month's last minute)
+    assert "critical production_metered_vs_reported +11.9%" in lines["demo-cement"]
     assert lines["demo-steel"].endswith("none") and lines["demo-aluminium"].endswith("none")  # honest reports
     report = (tmp_path / "report.html").read_text()
     assert FALSIFIED in report and report.count("<svg") >= 5  # alerts, bars, one hourly plot per plant
@@ -37,7 +38,7 @@ def test_the_demo_on_kafka_and_influxdb_gives_the_same_months_as_in_process(tmp_
         "kafka": {"bootstrap_servers": kafka_bootstrap}, "sites": [str(tmp_path)], "keys_dir": str(tmp_path),
         "influx": {"url": influx.url, "org": influx.org, "bucket": bucket, "token": influx.token}}))
     for out, extra in ((tmp_path / "services", ["--config", str(cfg)]), (tmp_path / "embedded", [])):
-        run = subprocess.run([str(REPO / "cems"), "demo", "--out", str(out), *extra], cwd=tmp_path,
+        run = subprocess.run([str(REPO / "cems"), "demo", "--no-serve", "--out", str(out), *extra], cwd=tmp_path,
                              capture_output=True, text=True, timeout=900)
         assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     months = {}
@@ -68,7 +69,8 @@ def test_recorded_batches_through_the_embedded_pipeline_give_the_simulated_month
     plant = DEMO_PLANTS[0]
     entity = plant.entity()
     start, end = month_range("2026-02", entity.tz)
-    messages = _messages(plant, start, (end - start) // 10**9, hashlib.sha256(b"x").digest())
+    # the gateway ran on for a quarter of an hour past the month's end, so the data close the month
+    messages = _messages(plant, start, (end - start) // 10**9, hashlib.sha256(b"x").digest(), run_on_s=900)
     outbox = tmp_path / "outbox"
     outbox.mkdir()
     for m in messages:
@@ -80,6 +82,36 @@ def test_recorded_batches_through_the_embedded_pipeline_give_the_simulated_month
          "--meter", "demo-cement-stack/fuel_total=fuel:raw_coal", "--meter", "demo-cement-stack/product_total=product",
          "--out", str(tmp_path / "out")], cwd=tmp_path, capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stderr
-    assert "2026-02 closed 60,467.3 t; 1 alert(s)" in run.stdout
+    # 672 h x 720 readings x 10 channels + 900 s / 5 s x 10 = 4,838,400 + 1,800
+    assert "demo-cement: 4,840,200 readings, 672 hourly records; 1 alert(s)" in run.stdout
+    assert "demo-cement-stack 2026-02 closed: 60,152.6 t CO2 = 60,152.6 t measured (672 h) + 0.0 t substituted (0 h)" \
+        in run.stdout
     (total,) = Archive(tmp_path / "out" / "archive.sqlite").latest(source_id="-")
     assert [a["id"] for a in total.figures["alerts"]] == [FALSIFIED]
+
+
+def test_a_recording_that_ends_with_the_month_leaves_it_open_and_unarchived(tmp_path):
+    """Months close by the data's clock: an outbox that stops at the month's last reading has not passed the end plus
+    the allowed lateness, so the month is open, with its last hour still to come, and is not archived as a month."""
+    import hashlib
+
+    import yaml
+
+    from streams.embedded import DEMO_PLANTS, _messages
+    from streams.monthly import month_range
+
+    plant = DEMO_PLANTS[2]
+    entity = plant.entity()
+    start, end = month_range("2026-02", entity.tz)
+    messages = _messages(plant, start, 3 * 86_400, hashlib.sha256(b"x").digest())  # the first three days only
+    outbox = tmp_path / "outbox"
+    outbox.mkdir()
+    for m in messages:
+        (outbox / f"{int(m.headers['cems-seq']):020d}.batch").write_bytes(m.value)
+    (tmp_path / "site.yaml").write_text(yaml.safe_dump(entity.model_dump(mode="json")))
+    run = subprocess.run([str(REPO / "cems"), "embedded", "--site", str(tmp_path / "site.yaml"), "--batches",
+                          str(outbox), "--out", str(tmp_path / "out")], cwd=tmp_path, capture_output=True, text=True,
+                         timeout=600)
+    assert run.returncode == 0, run.stderr
+    assert "demo-aluminium-stack 2026-02 open, 71 of 672 h so far" in run.stdout
+    assert Archive(tmp_path / "out" / "archive.sqlite").latest() == []

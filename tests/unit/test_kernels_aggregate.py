@@ -68,16 +68,19 @@ def test_one_hz_with_a_six_second_dropout_is_a_valid_minute():
 
 
 def test_five_second_data_jittered_around_the_slot_edges_is_valid():
-    # 12 samples at 5-s spacing, each 50 ms early or late around the slot edges: :04.95, :10.05, :14.95 ...
-    # some slots hold two samples and others none, but there are 12 valid values: valid (Eq. 23).
-    t_ms = [5000 * k + (50 if k % 2 else -50) for k in range(1, 13)]  # 4950, 10050, 14950, ..., 60050?
-    t_ms[-1] = 59_950  # keep the last inside the minute: 12 values in [0, 60) s
+    # 12 samples at 5-s spacing, each 50 ms early or late around the slot edges: -0.05, 5.05, 9.95, 15.05 ... 55.05 s.
+    # The first is stamped 50 ms before the minute: it belongs to the minute of its time rounded to the nearest
+    # second (ROUND_NS), so the minute has its 12 valid values (Eq. 23); slots of raw times would hold 2, 0, 2 ...
+    t_ms = [5000 * k + (50 if k % 2 else -50) for k in range(12)]
     ts = T0 + np.array(t_ms, dtype=np.int64) * 10**6
     table = readings_to_minutes(np.zeros(12, np.int64), ts, np.ones(12), np.zeros(12, np.uint8))
     m = table.close(CN)
     assert len(m) == 1 and m.valid[0] and m.valid_parts[0] == 12
-    assert bin(int(m.valid_slots[0])).count("1") < 12  # the slot pattern has holes
-    assert not table.close(POLICIES["cn-hj75-slots"]).valid[0]
+    # with rounded times every 5-s slot holds one value, so even the opt-in slot rule accepts the minute
+    assert bin(int(m.valid_slots[0])).count("1") == 12 and table.close(POLICIES["cn-hj75-slots"]).valid[0]
+    # 0.6 s early is no longer jitter around this minute's first second: that reading belongs to the minute before
+    late = readings_to_minutes(np.zeros(2, np.int64), T0 + np.array([-600, 400]) * 10**6, np.ones(2), np.zeros(2, np.uint8))
+    assert (late.start_ns - T0).tolist() == [-60 * S, 0]
 
 
 def test_minute_label_needs_more_than_75_percent_normal():
@@ -300,3 +303,13 @@ def test_chunked_processing_equals_one_chunk(stream, chunk):
     finally:
         agg.CHUNK = saved
     assert chunked.equals(whole)
+
+
+def test_set_values_follow_the_channel_policy():
+    """HJ 212-2017 Table 8: S is a value entered by hand. Invalid by default; valid only where the channel says so."""
+    ts, vals, flags = list(range(0, 60, 5)), [8.0] * 12, [Flag.S] * 12  # a moisture set value of 8 %, 12 per minute
+    assert not minutes(ts, vals, flags).valid[0]
+    table = readings_to_minutes(np.zeros(12, np.int64), T0 + np.array(ts, np.int64) * S, np.array(vals),
+                                np.array(flags, np.uint8), set_values_valid=np.array([True])).close(CN)
+    assert table.valid[0] and table.mean[0] == 8.0 and table.part_flags[0, Flag.S] == 12  # the flag is kept
+    assert table.label[0] == Flag.D  # not more than 75 % N: the minute is labelled as not normal

@@ -232,3 +232,11 @@ def test_operating_evidence_must_name_a_channel_of_the_source_and_a_default_must
 def test_a_kv_outside_the_plausible_range_is_refused():
     text = GOOD.replace("    duct_area_m2: 7.0\n", "    duct_area_m2: 7.0\n    velocity_field_coefficient: 9.8\n")
     assert "sources[0].velocity_field_coefficient: Input should be less than or equal to 2" in problems(text)
+
+
+def test_hand_entered_values_may_be_accepted_for_auxiliary_channels_only():
+    ok = GOOD.replace('        unit: "%"\n', '        unit: "%"\n        manual_values: valid\n')
+    assert parse_config(ok, Entity).sources[0].channel("o2").manual_values == "valid"
+    bad = GOOD.replace("        basis: dry\n", "        basis: dry\n        manual_values: valid\n")
+    assert "manual_values 'valid' is refused for a05001" in problems(bad)
+    assert parse_config(GOOD, Entity).sources[0].channel("co2").manual_values == "invalid"  # the default
