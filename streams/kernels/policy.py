@@ -1,6 +1,6 @@
 """Validity rules as named, configurable policies. China (HJ 75/76/212) is the default.
 
-Sources (``shared/reference/cems-standards.md``):
+Sources (ids in ``docs/sources.md``):
 
 * minute: HJ 212-2017 App. D Eq. (23): mean of valid instantaneous values sampled at most every 5 s,
   valid with n >= 12 [P]; HJ 76-2017 App. B: one data set at least every 5 s [S].
