@@ -114,7 +114,7 @@ def _messages(plant: Plant, start_ns: int, seconds: int, key: bytes, run_on_s: i
     """The plant's readings every SAMPLE_S seconds as signed 5-minute batches, and ``run_on_s`` more seconds after
     them, simulated apart (so the first ``seconds`` are the same whatever the run-on) with the totalisers going on
     from where they stood."""
-    model = StackModel(**{**plant.model.__dict__, "faults": _daily_calibrations(seconds // 86_400)})
+    model = StackModel(**{**plant.model.__dict__, "faults": plant.model.faults + _daily_calibrations(seconds // 86_400)})
     readings, _ = simulate_stack(model, start_ns, seconds, seed=plant.seed)
     names = list(CHANNELS)
     idx = np.arange(0, seconds, SAMPLE_S)
