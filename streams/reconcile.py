@@ -60,7 +60,8 @@ from streams.kernels.accounting import (CO2_INPUTS, INPUTS, PARAMETER_OF, accoun
 from streams.kernels.indicators import (DEFAULT_POLICY, NEAR_DEADLINE, NO_DATA, CO2O2Pairs, Grid,
                                          IndicatorPolicy, scan)
 
-__all__ = ["CEMS_TIER_UNCERTAINTY", "MeterTotal", "MonthEvidence", "ReconcilePolicy", "metered_totals", "reconcile_month"]
+__all__ = ["CEMS_TIER_UNCERTAINTY", "MeterTotal", "MonthEvidence", "ReconcilePolicy", "calculation_tolerance", "metered_totals",
+           "reconcile_month"]
 
 #: EU MRR 2018/2066 Annex VIII Table 1, CO2 emission sources: maximum permissible uncertainty per tier
 #: (``MRR-AVIII-T1`` [P]), a 95 % half-width like every uncertainty here.
@@ -384,6 +385,18 @@ def _cems(ev: MonthEvidence, policy: ReconcilePolicy, combustion_t: float) -> _C
     return _Cems(measured_basis, substituted_basis, excluded, variance**0.5, sum(r.measured_hours for r in records),
                  sum(r.substituted_hours for r in records), operating,
                  sum(r.measured_hours for r in records) / operating if operating else None, low)
+
+
+def calculation_tolerance(report: AccountingReport, policy: ReconcilePolicy = ReconcilePolicy()) -> float | None:
+    """The tolerance of ``measured_vs_calculated`` for a report as reported (no meters, nothing excluded): the CEMS
+    tier's uncertainty combined with the calculation's, each input weighted by the CO2 it carries (fraction); None
+    when the report calculates no CO2. What a page shows when no alert carries the month's own figure."""
+    x = inputs_from_reports([report], _Uncertainty(policy, report, {}))
+    expected = float(accounting_emissions(x).co2_t[0])
+    if not expected > 0:
+        return None
+    u_calc = float(np.sqrt(co2_variance_t2(x)[0].sum())) / expected
+    return float(np.hypot(CEMS_TIER_UNCERTAINTY[policy.cems_tier], u_calc))
 
 
 def _emissions(ev: MonthEvidence, policy: ReconcilePolicy, a: _Alerts) -> None:

@@ -133,25 +133,16 @@ def report_parameters(report: dict) -> list[dict]:
 
 def co2_tolerance(report_json: dict | None, alert_allowed: float | None) -> float:
     """The tolerance band of CEMS against calculated CO2 (fraction): the reconciliation's own, from its alert when
-    it raised one, else the same combination for this report: CEMS tier uncertainty with the calculation's, wider
-    when any CO2 input is a default (docs/reconciliation.md, streams/reconcile.py)."""
+    it raised one, else the same combination for this report as reported (``streams.reconcile.calculation_tolerance``:
+    the CEMS tier with each input's uncertainty weighted by the CO2 it carries; docs/reconciliation.md)."""
     if alert_allowed is not None:
         return float(alert_allowed)
-    import math
-
-    from schemas.accounting import AccountingReport
-    from streams.kernels.accounting import COMPONENT_INPUTS, INPUTS, accounting_emissions, inputs_from_reports
-    from streams.reconcile import CEMS_TIER_UNCERTAINTY, ReconcilePolicy
+    from schemas.accounting import validate_report
+    from streams.reconcile import CEMS_TIER_UNCERTAINTY, ReconcilePolicy, calculation_tolerance
 
     policy = ReconcilePolicy()
-    defaults = False
-    if report_json is not None:
-        calc = accounting_emissions(inputs_from_reports([AccountingReport.model_validate(report_json)]))
-        js = [INPUTS.index(n) for c in ("combustion", "process", "carbon_balance", "anode")
-              for n in COMPONENT_INPUTS.get(c, ())]
-        defaults = any(bool(calc.defaults[0, j]) for j in js)
-    u_calc = policy.calc_uncertainty_default if defaults else policy.calc_uncertainty_measured
-    return math.hypot(CEMS_TIER_UNCERTAINTY[policy.cems_tier], u_calc)
+    band = None if report_json is None else calculation_tolerance(validate_report(report_json), policy)
+    return band if band is not None else CEMS_TIER_UNCERTAINTY[policy.cems_tier]
 
 
 def _iso(dt: datetime) -> str:

@@ -290,3 +290,14 @@ def test_an_analyser_off_while_the_plant_runs_raises_a_data_quality_alert():
     air = replace(record(672, 0, 10.0, 0.0, operating_hours=672), co2_ambient_hours=5)
     rules = [x.rule for x in reconcile_month(MonthEvidence(entity=entity("cement"), month="2026-02", monthly=[air]))]
     assert rules == ["co2_ambient_while_operating"]
+
+
+def test_the_calculation_tolerance_of_a_report_is_the_alerts_band_without_meters():
+    from schemas.accounting import validate_report
+    from streams.reconcile import calculation_tolerance
+
+    report = validate_report(kiln_report())
+    band = calculation_tolerance(report)
+    ev = MonthEvidence(entity=entity("cement"), month="2026-02", report=report, measured_co2_t=1.0)  # far off
+    (alert,) = [a for a in reconcile_month(ev) if a.rule == "measured_vs_calculated"]
+    assert band == pytest.approx(alert.allowed, rel=1e-6)  # same inputs, no meters: the same band
