@@ -59,7 +59,7 @@ class Hj212Device(_Strict):
     protocol: Literal["hj212"] = "hj212"
     id: Identifier
     listen: str = Field(default="0.0.0.0", description="Address to listen on.")
-    port: int = Field(ge=1, le=65535, description="TCP port the dataloggers send to.")
+    port: int = Field(ge=0, le=65535, description="TCP port the dataloggers send to (0: any free port, for tests).")
     dataloggers: list[Hj212Datalogger] = Field(min_length=1)
     strict: bool = Field(default=False, description="Hold frames to HJ 212-2017/2025 (refuse what fielded "
                                                      "dataloggers send otherwise, see docs/hj212.md).")
