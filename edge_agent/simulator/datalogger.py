@@ -3,10 +3,11 @@ more upper platforms, each upload re-sent until its data answer comes back.
 
 The uploads (pure, vectorised over the series):
 
-* 2051 minute data: per channel the mean, min and max of the minute's normal samples and the minute's flag. The
-  flag follows HJ 212-2017 Appendix C (HJ212-AC): N when more than 75 % of the minute's samples are N, otherwise the
-  most frequent other flag (C in a calibration, B in a communication loss, F while stopped), a choice of this
-  simulator: real dataloggers write D or the instrument's own state there. Values are rounded to ``decimals`` places
+* 2051 minute data: per channel the minute's flag and the mean, min and max of the samples carrying it. The flag
+  follows HJ 212-2017 Appendix C (HJ212-AC): N when more than 75 % of the minute's samples are N, otherwise the most
+  frequent other flag (C in a calibration, B in a communication loss, F while stopped), a choice of this simulator:
+  real dataloggers write D or the instrument's own state there. An F minute keeps the values recorded under F (the
+  process evidence of a stop, HJ212-T8-F); a B minute has none. Values are rounded to ``decimals`` places
   per factor, as the datalogger's data types (HJ 212-2017 Table B.2, e.g. N3.1 for O2) make them.
 * 2011 real-time data every ``interval_s``: the sample at that second and its flag.
 * 2061 hourly data: the mean of the valid minute means (at least 45, HJ212-D24), flagged like a minute.
@@ -50,19 +51,20 @@ def _codes(channels) -> dict[str, str]:
 
 
 def _minute_stats(value: np.ndarray, flag: np.ndarray, per: int):
-    """Per block of ``per`` samples: mean/min/max of the N samples, their count, and the block's flag (HJ212-AC)."""
+    """Per block of ``per`` samples: the block's flag (HJ212-AC), and the mean/min/max and count of the samples that
+    carry it with a value (the N samples of a normal minute; the recorded values of an F or C minute)."""
     n = value.size // per
     v, f = value[: n * per].reshape(n, per), flag[: n * per].reshape(n, per)
-    normal = (f == Flag.N) & np.isfinite(v)
-    count = normal.sum(axis=1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        mean = np.where(count > 0, np.where(normal, v, 0.0).sum(axis=1) / np.maximum(count, 1), np.nan)
-    lo = np.where(normal, v, np.inf).min(axis=1)
-    hi = np.where(normal, v, -np.inf).max(axis=1)
     per_flag = np.stack([(f == k).sum(axis=1) for k in range(len(Flag))], axis=1)
     others = per_flag.copy()
     others[:, Flag.N] = -1
     block_flag = np.where(per_flag[:, Flag.N] > 0.75 * per, Flag.N, others.argmax(axis=1)).astype(np.uint8)
+    use = (f == block_flag[:, None]) & np.isfinite(v)
+    count = use.sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = np.where(count > 0, np.where(use, v, 0.0).sum(axis=1) / np.maximum(count, 1), np.nan)
+    lo = np.where(use, v, np.inf).min(axis=1)
+    hi = np.where(use, v, -np.inf).max(axis=1)
     return mean, lo, hi, count, block_flag
 
 
