@@ -152,3 +152,45 @@ def test_a_time_outside_what_a_batch_holds_is_refused():
                       cp="DataTime=19990101000000;a05001-Rtd=1.0,a05001-Flag=N")
     (ev,) = session().feed(raw, 0.0)
     assert isinstance(ev, Refused) and ev.reason == "bad_time"
+
+
+# --- fuzz: the receivers' entry point takes any bytes ----------------------------------------------------------------
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_GOOD = [minute_frame(qn=f"2026030108010000{i}") for i in range(3)]
+
+
+@st.composite
+def streams(draw):
+    parts = []
+    for _ in range(draw(st.integers(1, 8))):
+        kind = draw(st.integers(0, 3))
+        if kind == 0:
+            parts.append(draw(st.binary(max_size=400)))
+        elif kind == 1:
+            raw = bytearray(draw(st.sampled_from(_GOOD)))
+            for _ in range(draw(st.integers(1, 5))):
+                raw[draw(st.integers(0, len(raw) - 1))] = draw(st.integers(0, 255))
+            parts.append(bytes(raw))
+        elif kind == 2:
+            parts.append(draw(st.sampled_from(_GOOD))[: draw(st.integers(0, 400))])
+        else:
+            parts.append(draw(st.sampled_from(_GOOD)))
+    data = b"".join(parts)
+    cuts = sorted(draw(st.lists(st.integers(0, len(data)), max_size=6)))
+    return [data[a:b] for a, b in zip([0, *cuts], [*cuts, len(data)], strict=True)]
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(streams())
+def test_any_byte_stream_gives_events_never_an_exception_and_bounded_memory(chunks):
+    s = session(max_frame_bytes=1024)
+    for i, c in enumerate(chunks):
+        for ev in s.feed(c, float(i)):
+            assert isinstance(ev, Upload | Refused | Reply | Seen)
+            if isinstance(ev, Upload):
+                assert ev.converted.value.tolist() in ([10.5, 8.25], [10.5]) or len(ev.converted) <= 2
+        assert s.splitter.pending_bytes <= 1024 + len(c)
+    assert s.joiner.pending <= 64
