@@ -36,6 +36,9 @@ def check(config: Path) -> None:
     click.echo(f"{config}: OK: agent {cfg.agent.id}, site {cfg.site.id} ({cfg.site.sector}), "
                f"{len(cfg.devices)} device(s), Kafka {cfg.kafka.bootstrap_servers} ({cfg.kafka.security_protocol})")
     for d in cfg.devices:
+        if d.protocol == "hj212":  # issue 16
+            _check_hj212(cfg, d)
+            continue
         sources = sorted({point_source(d, p) for p in d.points})
         head = f"  device {d.id}: {d.protocol} {d.endpoint} -> source {', '.join(sources)}, {len(d.points)} points"
         if d.protocol == "opcua":
@@ -51,6 +54,12 @@ def check(config: Path) -> None:
             click.echo(f"    unit {r.unit_id} {r.register.value:<8} address {r.address}..{r.address + r.count - 1}"
                        f" ({r.count} {'bits' if r.register.is_bits else 'registers'}): "
                        + ", ".join(points[i].channel for i in r.points))
+    if cfg.hj212_uplink is not None:
+        u = cfg.hj212_uplink
+        click.echo(f"  hj212 uplink: to {u.host}:{u.port} as HJ 212-{u.version}, sends {', '.join(u.send)}, OverTime "
+                   f"{u.overtime_s:g} s, ReCount {u.recount}, queue {u.queue_dir}")
+        for s in u.sources:
+            click.echo(f"    {s.source} as MN {s.mn} (password from {_secret_where(s)})")
     problems = []
     if not cfg.agent.key_file.is_file():
         problems.append(f"key file {cfg.agent.key_file} does not exist (create it: head -c 32 /dev/urandom > FILE)")
@@ -58,6 +67,32 @@ def check(config: Path) -> None:
         problems.append(f"outbox_dir {cfg.agent.outbox_dir} is not a directory")
     for p in problems:
         click.echo(f"  warning: {p}", err=True)
+
+
+def _secret_where(secret) -> str:
+    return f"${secret.password_env}" if secret.password_env else str(secret.password_file)
+
+
+def _check_hj212(cfg, d) -> None:
+    """An HJ 212 receiver device: where it listens and, per datalogger, its source, mapping and what feeds the
+    figures. Passwords are never shown: only where they come from, and whether they can be read."""
+    by_mn = {s.hj212.mn: s for s in cfg.site.sources if s.hj212 is not None}
+    click.echo(f"  device {d.id}: hj212 receiver on {d.endpoint}, {len(d.dataloggers)} datalogger(s), "
+               f"{'strict' if d.strict else 'lenient'}, max {d.max_connections} connections, idle "
+               f"{d.idle_timeout_s:g} s")
+    for logger in d.dataloggers:
+        src = by_mn[logger.mn]
+        try:
+            logger.password()
+            pw = "readable"
+        except ValueError as exc:
+            pw = f"NOT READABLE: {exc}"
+        link = src.hj212
+        codes = ", ".join(f"{code}->{ch}" for code, ch in link.channel_of_factor(src).items())
+        click.echo(f"    MN {logger.mn} -> source {src.id}: figures from {link.figures} "
+                   f"({link.period_s or 'samples'}{' s' if link.period_s else ''}); password from "
+                   f"{_secret_where(logger)} ({pw})")
+        click.echo(f"      {codes}")
 
 
 @edge.command("run")
@@ -102,10 +137,13 @@ def run(config: Path, log_level: str, log_format: str, metrics_port: int, metric
 @click.argument("config", type=click.Path(dir_okay=False, path_type=Path))
 @click.argument("device")
 @click.argument("channel", required=False)
-def probe(config: Path, device: str, channel: str | None) -> None:
+@click.option("--listen", "listen_s", type=float, default=0.0, show_default=True,
+              help="HJ 212 device: listen this many seconds yourself (agent not running) and show what arrives.")
+def probe(config: Path, device: str, channel: str | None, listen_s: float) -> None:
     """Read points of DEVICE now (or only CHANNEL): raw registers, decoded value and flag.
 
     What an engineer commissioning a site needs first: is the address right, is the word order right.
+    For an HJ 212 device (CHANNEL: an MN): the last frames received from each datalogger, passwords masked.
     """
     import asyncio
 
@@ -114,6 +152,8 @@ def probe(config: Path, device: str, channel: str | None) -> None:
     if dev is None:
         click.echo(f"no device {device!r} in {config}; devices: {[d.id for d in cfg.devices]}", err=True)
         sys.exit(2)
+    if dev.protocol == "hj212":
+        sys.exit(_probe_hj212(cfg, dev, channel, listen_s))
     points = [p for p in dev.points if channel is None or p.channel == channel]
     if not points:
         click.echo(f"device {device!r} has no channel {channel!r}; channels: {[p.channel for p in dev.points]}",
@@ -193,6 +233,70 @@ async def _probe_opcua(dev, points) -> int:
             line += f" -> readings flagged {Flag(dev.status.flag_of(r['value'])).name}"
         click.echo(line)
     return 1 if failed == len(targets) else 0
+
+
+def _probe_hj212(cfg, dev, mn: str | None, listen_s: float) -> int:
+    """The last frames each datalogger sent the running agent (kept in the outbox's neighbour file), with what
+    was done with them; or, with ``--listen``, a receiver of our own for that long (the agent must be stopped:
+    the port is the same) whose frames are shown as they arrive and then stored nowhere."""
+    import json
+
+    from .hj212.receiver import recent_path
+
+    if listen_s > 0:
+        return _listen_hj212(cfg, dev, listen_s)
+    path = recent_path(cfg.agent.outbox_dir, dev.id)
+    try:
+        recent = json.loads(path.read_text())
+    except FileNotFoundError:
+        click.echo(f"no frames recorded yet in {path} (is `cems edge run` running? or use --listen SECONDS)",
+                   err=True)
+        return 1
+    shown = 0
+    for who, entries in recent.items():
+        if mn is not None and who != mn:
+            continue
+        click.echo(f"MN {who}: last {len(entries)} frame(s)")
+        for e in entries:
+            click.echo(f"  {e['at']} {'<-' if e['direction'] == 'in' else '->'} {e['verdict']}")
+            click.echo(f"      {e['frame']}")
+            shown += 1
+    return 0 if shown else 1
+
+
+def _listen_hj212(cfg, dev, seconds: float) -> int:
+    import asyncio
+
+    from prometheus_client import CollectorRegistry
+
+    from .hj212.receiver import Hj212Receiver, mask_password
+
+    from schemas.quantities import Flag
+
+    seen = []
+
+    def store(converted) -> int:  # show, do not store: a probe must not feed the outbox
+        rows = ", ".join(f"{converted.channels[c].id}={v:g}/{Flag(f).name}" for c, v, f in
+                         zip(converted.channel.tolist(), converted.value.tolist(), converted.flag.tolist(),
+                             strict=True))
+        click.echo(f"  upload of {converted.source_id}, period {converted.period_s} s: {rows}")
+        seen.append(converted)
+        return -1
+
+    def echo(mn, direction, raw, verdict):
+        click.echo(f"{'<-' if direction == 'in' else '->'} MN {mn}: {verdict}\n      {mask_password(raw)}")
+
+    receiver = Hj212Receiver(dev, cfg.site, store, CollectorRegistry(), observer=echo)
+
+    async def main() -> None:
+        task = asyncio.create_task(receiver.serve())
+        await asyncio.sleep(seconds)
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+    click.echo(f"listening on {dev.endpoint} for {seconds:g} s (data are shown, not stored)")
+    asyncio.run(main())
+    return 0 if seen else 1
 
 
 def _fault(text: str):

@@ -79,8 +79,9 @@ class Hj212Receiver:
     """
 
     def __init__(self, device: Hj212Device, site: Entity, store: Callable[[Converted], int],
-                 registry: CollectorRegistry, recent_file: Path | None = None) -> None:
-        self.device, self.store = device, store
+                 registry: CollectorRegistry, recent_file: Path | None = None,
+                 observer: Callable[[str | None, str, bytes, str], None] | None = None) -> None:
+        self.device, self.store, self.observer = device, store, observer
         by_mn = {s.hj212.mn: s for s in site.sources if s.hj212 is not None}
         self.registrations = {d.mn: Registration(SourceMap.of(by_mn[d.mn]), d.password(), site.tz)
                               for d in device.dataloggers}
@@ -202,6 +203,8 @@ class Hj212Receiver:
     # -- recent frames, for `cems edge probe` ---------------------------------------------------------------------
 
     def _remember(self, mn: str | None, direction: str, raw: bytes, verdict: str) -> None:
+        if self.observer is not None:
+            self.observer(mn, direction, raw, verdict)
         ring = self.recent.get(mn) if mn else None
         if ring is None:
             ring = self.recent.setdefault("(unregistered)", deque(maxlen=RECENT_PER_MN))

@@ -10,8 +10,11 @@ import uuid
 
 import numpy as np
 import pytest
+import yaml
+from click.testing import CliRunner
 
 from edge_agent.agent import EdgeAgent
+from edge_agent.cli import edge
 from edge_agent.config import GatewayConfig
 from edge_agent.hj212.receiver import recent_path
 from edge_agent.simulator.datalogger import SimulatedDatalogger, minute_uploads, realtime_uploads
@@ -113,6 +116,18 @@ async def test_datalogger_to_agent_to_kafka(tmp_path, kafka_bootstrap, monkeypat
     frames = [e["frame"] for e in recent[MN]]
     assert all("PW=******;" in f and PW not in f for f in frames)
     assert any(e["verdict"].startswith("refused: bad_password") for e in recent[MN])
+
+    # The commissioning commands on the same gateway file.
+    path = tmp_path / "gateway.yaml"
+    path.write_text(yaml.safe_dump(agent.cfg.model_dump(mode="json", by_alias=True)))
+    (tmp_path / "key").write_bytes(KEY)
+    out = CliRunner().invoke(edge, ["check", str(path)])
+    assert out.exit_code == 0, out.output
+    assert "hj212 receiver on 127.0.0.1:0" in out.output and f"MN {MN} -> source kiln1: figures from minute" in out.output
+    assert "$CEMS_TEST_HJ212_PW (readable)" in out.output and PW not in out.output
+    out = CliRunner().invoke(edge, ["probe", str(path), "logger", MN])
+    assert out.exit_code == 0 and "stored as batch" in out.output and "PW=******;" in out.output
+    assert PW not in out.output.replace("PW=******", "")
 
 
 async def test_history_after_an_outage_arrives_in_order(tmp_path, kafka_bootstrap, monkeypatch):
