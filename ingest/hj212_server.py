@@ -284,7 +284,21 @@ class MemorySink:
 
 
 class _Metrics:
+    def frames_of(self, cn: str):
+        """The counter child of a CN, resolved once (``labels()`` costs more than the increment)."""
+        child = self._frames.get(cn)
+        if child is None:
+            child = self._frames[cn] = self.frames.labels(cn)
+        return child
+
+    def batches_of(self, cn: str):
+        child = self._batches.get(cn)
+        if child is None:
+            child = self._batches[cn] = self.batches.labels(cn)
+        return child
+
     def __init__(self, registry) -> None:
+        self._frames, self._batches = {}, {}
         from prometheus_client import Counter, Gauge, Histogram
 
         r = registry
@@ -346,6 +360,9 @@ class Hj212Server:
         self.seqlog: SeqLog | None = None
         self.server: asyncio.Server | None = None
         self.connections: set[asyncio.Task] = set()
+        self._last_read: dict[asyncio.Task, tuple[float, asyncio.StreamWriter]] = {}  # for the idle sweeper
+        self._idled: set[asyncio.Task] = set()
+        self._sweeper: asyncio.Task | None = None
         self._fillers: asyncio.Queue | None = None
         self._filling: asyncio.Task | None = None
         self._stopping = False
@@ -362,6 +379,7 @@ class Hj212Server:
         for item in self.seqlog.fillers():
             self._fillers.put_nowait(item)
         self._filling = asyncio.create_task(self._fill())
+        self._sweeper = asyncio.create_task(self._sweep_idle())
         self.server = await asyncio.start_server(self._connection, c.listen, c.port, limit=c.read_bytes,
                                                  backlog=min(c.max_connections, 4096))
         log.info("hj212: listening on %s:%d for %d MN(s)", c.listen, self.port, len(self.registrations),
@@ -377,9 +395,10 @@ class Hj212Server:
             for t in late:
                 t.cancel()
             await asyncio.gather(*late, return_exceptions=True)
-        if self._filling is not None:
-            self._filling.cancel()
-            await asyncio.gather(self._filling, return_exceptions=True)
+        for t in (self._filling, self._sweeper):
+            if t is not None:
+                t.cancel()
+                await asyncio.gather(t, return_exceptions=True)
         await self.sink.stop()
         if self.seqlog is not None:
             self.seqlog.close()
@@ -409,6 +428,18 @@ class Hj212Server:
             self.seqlog.acked(agent, seq)
             self.metrics.fillers.inc()
 
+    async def _sweep_idle(self) -> None:
+        """Close connections silent for ``idle_timeout_s`` (one timer for all, not one per read)."""
+        period = min(1.0, self.cfg.idle_timeout_s / 4)
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(period)
+            limit = loop.time() - self.cfg.idle_timeout_s
+            for task, (last, writer) in list(self._last_read.items()):
+                if last < limit and task not in self._idled:
+                    self._idled.add(task)
+                    writer.transport.abort()
+
     async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         c, m = self.cfg, self.metrics
         if self._stopping or len(self.connections) >= c.max_connections:
@@ -424,13 +455,11 @@ class Hj212Server:
                                   max_frame_bytes=c.max_frame_bytes, max_messages=c.split_messages,
                                   max_packets=c.split_packets)
         refusals, garbage, why = 0, 0, "eof"
+        loop = asyncio.get_running_loop()
         try:
             while not self._stopping:
-                try:
-                    data = await asyncio.wait_for(reader.read(c.read_bytes), c.idle_timeout_s)
-                except TimeoutError:
-                    why = "idle"
-                    break
+                self._last_read[task] = (loop.time(), writer)
+                data = await reader.read(c.read_bytes)
                 if not data:
                     break
                 received = time.perf_counter()
@@ -445,7 +474,7 @@ class Hj212Server:
                     if isinstance(ev, Reply):
                         writer.write(ev.raw)
                     elif isinstance(ev, Seen):
-                        m.frames.labels(ev.frame.cn).inc()
+                        m.frames_of(ev.frame.cn).inc()
                     else:
                         await self._upload(ev, session, writer, received)
                 if session.splitter.garbage_bytes != garbage:
@@ -461,6 +490,10 @@ class Hj212Server:
             why = "shutdown"
             raise
         finally:
+            if task in self._idled:
+                why = "idle"
+                self._idled.discard(task)
+            self._last_read.pop(task, None)
             m.closed.labels(why).inc()
             m.connections.dec()
             self.connections.discard(task)
@@ -469,7 +502,7 @@ class Hj212Server:
     async def _upload(self, ev: Upload, session: ReceiverSession, writer: asyncio.StreamWriter,
                       received: float) -> None:
         m, cn = self.metrics, ev.message.frame.cn
-        m.frames.labels(cn).inc(len(ev.message.parts))
+        m.frames_of(cn).inc(len(ev.message.parts))
         if ev.duplicate:
             m.duplicates.inc()
         elif len(ev.converted):
@@ -486,7 +519,7 @@ class Hj212Server:
                 self._fillers.put_nowait((agent, seq, ev.converted.source_id))
                 return
             self.seqlog.acked(agent, seq)
-            m.batches.labels(cn).inc()
+            m.batches_of(cn).inc()
         session.stored(ev)
         if ev.ack is not None:
             writer.write(ev.ack)

@@ -243,10 +243,18 @@ def _check_text(value, what: str, max_bytes: int) -> None:
 
 
 def _check_header(agent_id, source_id, seq, channels: tuple[ChannelSpec, ...]) -> None:
-    _check_text(agent_id, "agent_id", 128)
-    _check_text(source_id, "source_id", 128)
+    try:  # every batch of a source repeats its names: checked once (a refusal is never cached)
+        _check_names(agent_id, source_id, channels)
+    except TypeError:  # something unhashable: checked without the cache, which says what is wrong
+        _check_names.__wrapped__(agent_id, source_id, channels)
     if not isinstance(seq, (int, np.integer)) or isinstance(seq, bool) or not 0 <= int(seq) < 2**64:
         raise BatchError("bad_metadata", f"seq must be an integer in [0, 2**64), got {seq!r}")
+
+
+@functools.lru_cache(maxsize=65_536)
+def _check_names(agent_id, source_id, channels: tuple[ChannelSpec, ...]) -> None:
+    _check_text(agent_id, "agent_id", 128)
+    _check_text(source_id, "source_id", 128)
     if len(channels) > 65535:
         raise BatchError("bad_metadata", f"{len(channels)} channels; at most 65535")
     seen: set[str] = set()
@@ -385,14 +393,20 @@ def _pad8(n: int) -> int:
 
 
 def _encode_meta(batch: ReadingBatch) -> bytes:
+    return _meta_bytes(batch.agent_id, batch.source_id, batch.period_s, batch.channels)
+
+
+@functools.lru_cache(maxsize=65_536)
+def _meta_bytes(agent_id: str, source_id: str, period_s: int, channels: tuple[ChannelSpec, ...]) -> bytes:
+    """The metadata block (padded): the same bytes for every batch of a source, so built once."""
     parts = []
-    for text in (batch.agent_id, batch.source_id):
+    for text in (agent_id, source_id):
         raw = text.encode("utf-8")
         parts += [struct.pack("<H", len(raw)), raw]
-    if batch.period_s:  # version 2
-        parts.append(struct.pack("<I", batch.period_s))
-    parts.append(struct.pack("<H", len(batch.channels)))
-    for c in batch.channels:
+    if period_s:  # version 2
+        parts.append(struct.pack("<I", period_s))
+    parts.append(struct.pack("<H", len(channels)))
+    for c in channels:
         for text in c:
             raw = text.encode("utf-8")
             parts += [struct.pack("<B", len(raw)), raw]

@@ -192,7 +192,7 @@ class Hj212Receiver:
         else:
             verdict = "nothing to store (no factor maps to a channel)"
         if not ev.duplicate:  # stored (or nothing to store): a retransmission of it is a duplicate from now on
-            self.dedup.add(ev.registration.mn, Dedup.digest(ev.message))
+            self.dedup.add(ev.registration.mn, ev.digest)
         if ev.converted.unmapped:
             verdict += f"; unmapped factors {sorted(set(ev.converted.unmapped))}"
         self._remember(ev.registration.mn, "in", raw, verdict)

@@ -24,11 +24,13 @@ import numpy as np
 from ..batch import ChannelSpec, ReadingBatch
 from ..quantities import Flag
 from ..site import EmissionSource
+from .datarea import DataRecord
 from .frame import Message
 
 __all__ = ["Converted", "SourceMap", "message_columns", "period_of_upload"]
 
 _VALUE_FIELD = {"2011": "rtd", "2051": "avg", "2061": "avg", "2031": "avg"}
+_POSITION = {name: i for i, name in enumerate(DataRecord._fields)}
 _FIXED_PERIOD = {"2011": 0, "2061": 3600, "2031": 86_400}
 
 
@@ -104,18 +106,16 @@ def message_columns(message: Message, source: SourceMap) -> Converted:
     if attr is None:
         raise ValueError(f"CN={cn} is not a data upload (2011, 2051, 2061, 2031)")
     period = period_of_upload(cn, source.min_interval_min)
-    index, unflagged = source.index, int(source.unflagged)
+    index, unflagged, at = source.index, int(source.unflagged), _POSITION[attr]
     ts, chan, val, flg, unmapped = [], [], [], [], []
     repaired = 0
+    last_time, last_ns = None, 0
     for r in message.records:  # a frame holds 10-20 records: configuration-sized, not data-sized
         i = index.get(r.code)
-        if i is None:
+        if i is None or r.data_time is None:  # no channel; or no DataTime, so nothing says when
             unmapped.append(r.code)
             continue
-        if r.data_time is None:  # a data area without DataTime: nothing says when (the codec reads it as None)
-            unmapped.append(r.code)
-            continue
-        v = getattr(r, attr)
+        v = r[at]
         if r.flag is not None:
             f = int(r.flag)
         elif r.flag_letter is None:
@@ -126,7 +126,9 @@ def message_columns(message: Message, source: SourceMap) -> Converted:
             v = _NO_VALUE
             if f == _N:
                 f, repaired = _D, repaired + 1
-        ts.append(_ns(r.data_time))
+        if r.data_time is not last_time:  # the records of one data area share their DataTime
+            last_time, last_ns = r.data_time, _ns(r.data_time)
+        ts.append(last_ns)
         chan.append(i)
         val.append(v)
         flg.append(f)

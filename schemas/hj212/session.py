@@ -73,13 +73,14 @@ class Reply(NamedTuple):
 
 class Upload(NamedTuple):
     """A whole data upload of a registered datalogger: store ``converted`` (unless ``duplicate``), then send
-    ``ack`` (None: the datalogger asked for none)."""
+    ``ack`` (None: the datalogger asked for none). ``digest`` identifies its content (:class:`Dedup`)."""
 
     registration: Registration
     message: Message
     converted: Converted
     ack: bytes | None
     duplicate: bool
+    digest: bytes = b""
 
 
 class Refused(NamedTuple):
@@ -228,11 +229,11 @@ class ReceiverSession:
             events.append(Refused("bad_time", f"MN={frame.mn} CN={frame.cn} QN={frame.qn}: DataTime outside "
                                               f"2000-2199", b"".join(p.raw for p in message.parts), frame.mn))
             return
-        events.append(Upload(reg, message, converted, ack, duplicate))
+        events.append(Upload(reg, message, converted, ack, duplicate, digest))
 
     def stored(self, upload: Upload) -> None:
         """The shell stored ``upload`` (durably): later retransmissions of it are duplicates."""
-        self.dedup.add(upload.registration.mn, Dedup.digest(upload.message))
+        self.dedup.add(upload.registration.mn, upload.digest or Dedup.digest(upload.message))
 
     @staticmethod
     def _answer(cn: str, frame: Frame) -> bytes:
