@@ -160,7 +160,7 @@ class SeqLog:
             batch, self._pending = self._pending, []
             lines = "".join(f"T {a} {s} {src}\n" for a, s, src, _ in batch).encode()
             try:
-                await asyncio.to_thread(self._write_sync, lines)
+                self._write_sync(lines)  # in the loop: a thread hand-off cost more CPU than the fsync's wait
             except OSError as exc:
                 for *_, fut in batch:
                     fut.set_exception(exc)
