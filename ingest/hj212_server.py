@@ -4,8 +4,8 @@ Dataloggers (数采仪) connect over TCP and push HJ 212 frames; each whole uplo
 reading batch on the readings topic, exactly as an edge agent writes it (``schemas/envelope.py``: key = agent id,
 headers ``cems-agent``/``cems-seq``/``cems-sig``), so the workers downstream do not know the difference. The protocol
 is the one the gateway's receiver speaks (:class:`schemas.hj212.session.ReceiverSession`): the same checks, the same
-answers, the data answer (9014) only after Kafka acknowledged the batch (``acks=all``), so an upload the datalogger
-deletes is in Kafka.
+answers, the data answer (9014) only after Kafka acknowledged the batch (``acks=all``; docs/sources.md
+HJ212-ACK-STORED), so an upload the datalogger deletes is in Kafka.
 
 Identity: every registered MN is its own agent, ``hj212-<MN>``, with its own HMAC key (``keys_dir/hj212-<MN>.key``,
 the workers' key directory) and its own sequence numbers. One agent for the whole receiver would put every plant

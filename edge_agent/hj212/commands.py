@@ -1,6 +1,6 @@
 """The gateway as a datalogger: answers to the commands a platform sends (pure; the uplink client sends them).
 
-HJ 212-2017 §6.7 and Appendix C (HJ212-T9, HJ212-T6, HJ212-T7): a request is answered with a request answer (9011,
+HJ 212-2017 (HJ212-ANS; codes HJ212-T9, HJ212-T6, HJ212-T7): a request is answered with a request answer (9011,
 ``QnRtn``), then, where it asks for data, the data upload with the request's QN, then an execution result (9012,
 ``ExeRtn``); a notification (2012, 2022) with a notification answer (9013). What the gateway does:
 
@@ -10,7 +10,7 @@ CN         meaning                                                     answer
 1000       set OverTime / ReCount                                      QnRtn 1, ExeRtn 1 (3 if out of range)
 1011       get the site time                                           QnRtn 1, 1011 SystemTime, ExeRtn 1
 1012       set the site time                                           QnRtn 1, ExeRtn 3: the gateway's clock follows NTP
-                                                                       and its readings' times are not moved [project]
+                                                                       and its readings' times are not moved
 1061/1062  get / set RtdInterval (30-3600 s)                           QnRtn 1, [1061 RtdInterval], ExeRtn 1 (3)
 1063/1064  get / set MinInterval                                       QnRtn 1, [1063 MinInterval], ExeRtn 1 for 1
                                                                        minute, 3 otherwise (minutes only)
@@ -22,11 +22,12 @@ CN         meaning                                                     answer
 2031-2061  history request (BeginTime/EndTime)                         QnRtn 1, ExeRtn 100: the gateway keeps no history
                                                                        beyond its queue of unacknowledged data
 3011-3024  control commands (calibrate, sample, blow back...)          QnRtn 2 (refused), ExeRtn 3: the gateway has no
-                                                                       sampler or analyser to drive [project]
+                                                                       sampler or analyser to drive
 other      unknown command                                             QnRtn 8 (CN error)
 =========  ==========================================================  =================================
 
-A command with another MN is answered QnRtn 4, with a wrong password QnRtn 3 (HJ212-T7).
+A command with another MN is answered QnRtn 4, with a wrong password QnRtn 3 (HJ212-T7). The refusals (1012, 1064,
+history, control) are the project's choices, docs/sources.md HJ212-SITE-CMDS.
 """
 
 from __future__ import annotations

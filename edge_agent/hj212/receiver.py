@@ -3,7 +3,7 @@
 An asyncio TCP server around the protocol core :class:`schemas.hj212.session.ReceiverSession` (checks, answers,
 reassembly, retransmission dedup: shared with the centre's receiver). Each whole upload of a registered datalogger
 becomes one reading batch (:mod:`schemas.hj212.readings`: its period kept, 2011 as samples, 2051/2061/2031 as means),
-stored in the agent's outbox (fsync'd) before its data answer (9014) goes back: a datalogger deletes what was
+stored in the agent's outbox (fsync'd) before its data answer (9014) goes back (docs/sources.md HJ212-ACK-STORED): a datalogger deletes what was
 acknowledged, so nothing acknowledged can be lost. When the outbox refuses (full), no answer is sent and the
 datalogger keeps the data for later. A datalogger's buffered history after an outage arrives frame by frame and is
 stored in that order.
