@@ -171,3 +171,50 @@ def _dt(ns):
 def test_probe_frames_parse():
     assert parse_frame(b"##0087QN=20250301090000001;ST=91;CN=9014;PW=123456;MN=010000A8900016F000169DC0;Flag=4;"
                        b"CP=&&&&2580\r\n").cn == "9014"
+
+
+async def test_random_and_mutated_streams_never_crash_the_gateway_receiver(tmp_path, monkeypatch):
+    """Fuzz over sockets (no broker needed: the outbox keeps what is stored). Random bytes, mutated and cut frames,
+    a candidate that never ends: the receiver stays up, holds no more than its frame limit per connection, and still
+    stores a good upload afterwards."""
+    import os
+    import random
+
+    monkeypatch.setenv("CEMS_TEST_HJ212_PW", PW)
+    cfg = gateway(tmp_path, "127.0.0.1:1", "unused", max_frame_bytes=2048, idle_timeout_s=5)
+    agent = EdgeAgent(cfg, KEY)
+    stop, run, port = await started(agent)
+    readings, _ = simulate_stack(StackModel(), START_NS, 120, seed=1)
+    ups = minute_uploads(readings, START_NS)
+    logger = SimulatedDatalogger("127.0.0.1", port, MN, PW)
+    good = logger.frames(ups[0], "20260301080000000")[0]
+
+    async def blast(seed: int) -> None:
+        r = random.Random(seed)
+        _, w = await asyncio.open_connection("127.0.0.1", port)
+        for _ in range(30):
+            kind = r.random()
+            if kind < 0.3:
+                chunk = os.urandom(r.randint(1, 3000))
+            elif kind < 0.6:
+                b = bytearray(good)
+                for _ in range(r.randint(1, 8)):
+                    b[r.randrange(len(b))] = r.randrange(256)
+                chunk = bytes(b)
+            elif kind < 0.8:
+                chunk = b"##9999" + b"Q" * r.randint(100, 5000)
+            else:
+                chunk = good[: r.randint(1, len(good))]
+            w.write(chunk)
+            await w.drain()
+        w.close()
+
+    try:
+        await asyncio.gather(*(blast(s) for s in range(12)))
+        assert await logger.send(ups[1:2]) == 1  # still serving
+    finally:
+        stop.set()
+        await run
+    assert agent.metrics.value("cems_edge_hj212_uploads_stored_total", device="logger", cn="2051") == 1
+    assert agent.metrics.value("cems_edge_hj212_garbage_bytes_total", device="logger") > 0
+    assert agent.outbox.count == 1  # the one good upload, waiting for a broker
