@@ -324,9 +324,17 @@ def _fault(text: str):
 @click.option("--gateway-out", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Write a gateway file for `cems edge run` that reads this simulator.")
 @click.option("--host", default="127.0.0.1", show_default=True)
-def simulate(stacks, seconds, seed, modbus_port, rtu_port, opcua_port, opcua_certs, faults, gateway_out, host) -> None:
+@click.option("--hj212-to", "hj212_to", multiple=True, metavar="HOST:PORT",
+              help="Also be the stacks' HJ 212 datalogger: push 2051 minute data each minute and 2011 real-time data "
+                   "every 30 s to this upper platform (a gateway's hj212 device, cems hj212 serve); repeatable. "
+                   "Stack k's MN is 0100000000000000000000 followed by k in two hex digits.")
+@click.option("--hj212-password-env", default="CEMS_HJ212_PW", show_default=True,
+              help="Environment variable holding the dataloggers' password (123456 when unset).")
+def simulate(stacks, seconds, seed, modbus_port, rtu_port, opcua_port, opcua_certs, faults, gateway_out, host,
+             hj212_to, hj212_password_env) -> None:
     """Serve a simulated plant (CO2, O2, moisture, temperature, pressure, velocity, status word, fuel meter,
-    weigher) over Modbus TCP/RTU and OPC UA, deterministic from --seed, starting at the current second."""
+    weigher) over Modbus TCP/RTU and OPC UA, deterministic from --seed, starting at the current second; and, with
+    --hj212-to, push its stacks' data in HJ 212 as their datalogger would."""
     import asyncio
     import dataclasses
     import time
@@ -361,14 +369,58 @@ def simulate(stacks, seconds, seed, modbus_port, rtu_port, opcua_port, opcua_cer
         if gateway_out:
             gateway_out.write_text(_simulated_gateway(stacks, host, modbus_port, opcua_port, certs))
             click.echo(f"wrote {gateway_out}: run it with `cems edge run {gateway_out}`")
+        if hj212_to:
+            import os
+
+            targets = [_host_port(t) for t in hj212_to]
+            password = os.environ.get(hj212_password_env, "123456")
+            tasks.append(_push_hj212(targets, models, seconds, start_ns, seed, password))
+            click.echo(f"HJ 212 datalogger of {stacks} stack(s) pushing to {', '.join(hj212_to)} "
+                       f"(MN {simulated_mn(0)}...)")
         if not tasks:
-            raise click.UsageError("nothing to serve: give --modbus-port, --rtu or --opcua-port")
+            raise click.UsageError("nothing to serve: give --modbus-port, --rtu, --opcua-port or --hj212-to")
         await asyncio.gather(*tasks)
 
     try:
         asyncio.run(main())
     except KeyboardInterrupt:
         pass
+
+
+def simulated_mn(k: int) -> str:
+    """The MN of simulated stack ``k``'s datalogger (24 hex characters, as HJ 212-2017 asks)."""
+    return f"0100000000000000000000{k:02X}"
+
+
+def _host_port(text: str) -> tuple[str, int]:
+    host, _, port = text.rpartition(":")
+    if not host or not port.isdigit():
+        raise click.BadParameter(f"{text!r}: expected HOST:PORT")
+    return host, int(port)
+
+
+async def _push_hj212(targets, models, seconds: int, start_ns: int, seed: int, password: str) -> None:
+    """Each stack's datalogger, in real time: every 30 s a 2011, every minute the 2051 of the minute just ended, to
+    every target (each keeps re-sending until answered, like a datalogger's buffer)."""
+    import asyncio
+    import time
+
+    from .simulator.datalogger import SimulatedDatalogger, minute_uploads, realtime_uploads
+    from .simulator.generate import simulate_stack
+
+    series = [simulate_stack(m, start_ns, seconds, seed=seed + k)[0] for k, m in enumerate(models)]
+    loggers = [[SimulatedDatalogger(h, p, simulated_mn(k), password) for h, p in targets] for k in range(len(models))]
+    for t in range(30, seconds + 1, 30):
+        await asyncio.sleep(max(0.0, start_ns / 1e9 + t - time.time()))
+        sends = []
+        for k, readings in enumerate(series):
+            part = {ch: (v[t - 30:t], f[t - 30:t]) for ch, (v, f) in readings.items()}
+            ups = realtime_uploads(part, start_ns + (t - 30) * 10**9, 30)
+            if t % 60 == 0:
+                minute = {ch: (v[t - 60:t], f[t - 60:t]) for ch, (v, f) in readings.items()}
+                ups += minute_uploads(minute, start_ns + (t - 60) * 10**9)
+            sends += [lg.send(ups, give_up_s=25.0, qn_base_ns=time.time_ns()) for lg in loggers[k]]
+        await asyncio.gather(*sends)
 
 
 def _simulated_gateway(stacks: int, host: str, modbus_port: int, opcua_port: int, certs) -> str:
