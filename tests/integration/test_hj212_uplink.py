@@ -145,7 +145,7 @@ async def test_an_outage_loses_nothing_and_a_restart_resumes_from_the_queue(tmp_
 
     platform = Platform()
     port = await platform.start()
-    again = uplink(tmp_path, port, monkeypatch)  # restarted on the same queue
+    again = uplink(tmp_path, port, monkeypatch, version="2025")  # restarted on the same queue, now in 2025 framing
     run = asyncio.create_task(again.run())
     try:
         await wait_until(lambda: again.queue.count == 0)
@@ -154,6 +154,7 @@ async def test_an_outage_loses_nothing_and_a_restart_resumes_from_the_queue(tmp_
         await asyncio.gather(run, return_exceptions=True)
         await platform.stop()
     assert len({f.qn for f in platform.frames}) == 61
+    assert {(f.version.name, f.flag) for f in platform.frames} == {("HJ212_2025", 9)}  # 2025, answer asked
 
 
 async def test_platform_commands_are_answered(tmp_path, monkeypatch):
@@ -172,7 +173,12 @@ async def test_platform_commands_are_answered(tmp_path, monkeypatch):
         platform.command("2012", "", "20260301080000007")  # stop real-time data (notification)
         platform.command("1072", "NewPW=abcdef", "20260301080000008")
         platform.command("9999", "", "20260301080000009", pw="abcdef")  # the new password from now on
-        await wait_until(lambda: sum(a.qn == "20260301080000009" for a in platform.answers) >= 1)
+        platform.command("1012", "SystemTime=20260301090000", "20260301080000010", pw="abcdef")
+        platform.command("1061", "", "20260301080000011", pw="abcdef")
+        platform.command("1063", "", "20260301080000012", pw="abcdef")
+        platform.command("1064", "MinInterval=10", "20260301080000013", pw="abcdef")
+        platform.command("2051", "BeginTime=20260301000000;EndTime=20260301010000", "20260301080000014", pw="abcdef")
+        await wait_until(lambda: sum(a.qn == "20260301080000014" for a in platform.answers) >= 2)
     finally:
         run.cancel()
         await asyncio.gather(run, return_exceptions=True)
@@ -188,6 +194,13 @@ async def test_platform_commands_are_answered(tmp_path, monkeypatch):
     assert ans["20260301080000007"] == [("9013", None)]
     assert ans["20260301080000008"] == [("9011", 1), ("9012", 1)]
     assert ans["20260301080000009"] == [("9011", 8)]
+    assert ans["20260301080000010"] == [("9011", 1), ("9012", 3)]  # the gateway's clock is not the platform's to set
+    assert ans["20260301080000011"] == [("9011", 1), ("9012", 1)]
+    assert ans["20260301080000013"] == [("9011", 1), ("9012", 3)]  # minutes only
+    assert ans["20260301080000014"] == [("9011", 1), ("9012", 100)]  # no history kept: no data
+    uploads = {f.qn: f for f in platform.frames}
+    assert uploads["20260301080000011"].data.params["RtdInterval"] == 60
+    assert uploads["20260301080000012"].data.params["MinInterval"] == 1
     time_upload = [f for f in platform.frames if f.qn == "20260301080000002"]
     assert len(time_upload) == 1 and time_upload[0].cn == "1011" and "SystemTime" in time_upload[0].data.params
     s = client.states[MN]
