@@ -218,3 +218,66 @@ def _dt(ns):
 
 def test_minute_values(tmp_path):
     assert np.isclose(minute(3, 2).records[0].avg, 10.203)
+
+
+async def test_real_frames_of_others_over_tcp(tmp_path):
+    """Real datalogger frames from public repositories (tests/unit/test_hj212_golden.py says where each comes from),
+    sent over one TCP stream as a datalogger would: the valid ones become batches with their values and flags, the
+    one published with a wrong CRC is dead-lettered for its CRC."""
+    from schemas.batch import decode_batch
+
+    rt2005 = (b"##0382ST=31;CN=2011;PW=123456;MN=ZG130182201325;CP=&&DataTime=20160824050243000;S01-Rtd=10.2,"
+              b"S01-Flag=N;S02-Rtd=8.93,S02-Flag=N;S03-Rtd=51.1,S03-Flag=N;S05-Rtd=0.0,S05-Flag=N;S07-Rtd=0.00,"
+              b"S07-Flag=N;01-Rtd=3.56,01-Flag=N;01-ZsRtd=4.93,01-Flag=N;02-Rtd=13.00,02-Flag=N;02-ZsRtd=18.05,"
+              b"02-Flag=N;03-Rtd=32.742,03-Flag=N;03-ZsRtd=45.474,03-Flag=N;B02-Rtd=38.57;S08-Rtd=395.507813,"
+              b"S08-Flag=N&&E8C1\r\n")
+    min2005 = (b"##0593ST=31;CN=2051;PW=123456;MN=LD130131000211;CP=&&DataTime=20000202050000000;B02-Cou=198231.17,"
+               b"B02-Min=314.81,B02-Avg=330.38,B02-Max=344.08;S01-Min=4.75,S01-Avg=5.06,S01-Max=5.38;S02-Min=7.77,"
+               b"S02-Avg=8.15,S02-Max=8.49;S03-Min=135.24,S03-Avg=136.05,S03-Max=137.68;S05-Min=40.00,S05-Avg=40.00,"
+               b"S05-Max=40.00;S07-Min=40.50,S07-Avg=40.50,S07-Max=40.50;S08-Min=1046.48,S08-Avg=1058.44,"
+               b"S08-Max=1081.96;01-Cou=1.15,01-Min=5.46,01-Avg=5.82,01-Max=6.35;02-Cou=347.94,02-Min=1710.83,"
+               b"02-Avg=1755.24,02-Max=1799.22;01-ZsMin=5.19,01-ZsAvg=5.47,01-ZsMax=6.09;02-ZsMin=1588.25,"
+               b"02-ZsAvg=1652.41,02-ZsMax=1707.02&&7A80\r\n")
+    bad = (b"##0275QN=20190901181526940;ST=32;CN=2011;PW=123456;MN=Y80110010000010;Flag=4;CP=&&DataTime=20190901181500;"
+           b"a21005-Rtd=1.760,a21005-Flag=N;a21026-Rtd=106.400,a21026-Flag=N;O3-Rtd=63.400,O3-Flag=N;a21004-Rtd=63.200,"
+           b"a21004-Flag=N;a34002-Rtd=9,a34002-Flag=N;a34004-Rtd=4,a34004-Flag=N&&1100\r\n")  # GUOCAY SAMPLE[1]:
+    # published with CRC 1100; its data segment gives 2D00
+    chans = [{"id": i, "quantity": q, "unit": u} for i, q, u in (
+        ("o2", "a19001", "%"), ("velocity", "a01011", "m/s"), ("temp", "a01012", "degC"), ("moisture", "a01014", "%"),
+        ("area", "a01016", "m2"), ("dust", "a34013", "mg/m3"), ("so2", "a21026", "mg/m3"), ("nox", "a21002", "mg/m3"),
+        ("flow", "a00000", "m3/s"), ("pstatic", "a01013", "Pa"))]
+    e = Entity.model_validate({"id": "plants", "name": "plants", "sector": "power", "sources": [
+        {"id": "rt", "name": "rt", "kind": "process", "channels": chans,
+         "hj212": {"mn": "ZG130182201325", "figures": "realtime"}},
+        {"id": "min", "name": "min", "kind": "process", "channels": chans, "hj212": {"mn": "LD130131000211"}},
+        {"id": "air", "name": "air", "kind": "process", "channels": chans[:1], "hj212": {"mn": "Y80110010000010"}}]})
+    mns = ["ZG130182201325", "LD130131000211", "Y80110010000010"]
+    sink = MemorySink()
+    server = Hj212Server(config(tmp_path), [e], {agent_id_of(m): b"k" * 32 for m in mns},
+                         {m: "123456" for m in mns}, sink)
+    await server.start()
+    try:
+        r, w = await asyncio.open_connection("127.0.0.1", server.port)
+        w.write(rt2005 + min2005 + bad)
+        await w.drain()
+        await asyncio.sleep(1.0)
+        w.close()
+    finally:
+        await server.stop()
+    batches = {decode_batch(v).source_id: decode_batch(v) for v, _, _ in sink.records}
+    assert sorted(batches) == ["min", "rt"]
+
+    def by_channel(b):
+        return {b.channels[c].id: (v, Flag(f).name) for c, v, f in zip(b.channel.tolist(), b.value.tolist(),
+                                                                      b.flag.tolist(), strict=True)}
+    rt = batches["rt"]
+    assert rt.period_s == 0 and rt.ts_ns.tolist() == [1_471_986_163 * 10**9] * 10  # 2016-08-24 05:02:43 +08
+    assert by_channel(rt) == {"o2": (10.2, "N"), "velocity": (8.93, "N"), "temp": (51.1, "N"),
+                              "moisture": (0.0, "N"), "area": (0.0, "N"), "dust": (3.56, "N"), "so2": (13.0, "N"),
+                              "nox": (32.742, "N"), "flow": (38.57, "D"),  # sent without a flag: D by default
+                              "pstatic": (395.507813, "N")}
+    mi = batches["min"]  # a 2005 minute frame without flags: Avg values, each D (unflagged: invalid)
+    assert mi.period_s == 60 and by_channel(mi)["flow"] == (330.38, "D") and by_channel(mi)["so2"] == (1755.24, "D")
+    assert len(sink.dead_letters) == 1
+    raw, headers = sink.dead_letters[0]
+    assert raw == bad and dict(headers)["cems-dlq-reason"] == b"crc"
