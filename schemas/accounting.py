@@ -4,7 +4,7 @@ One :class:`AccountingReport` is one emitter's figures for one month, for the wh
 its sources. Every numeric parameter is a :class:`Param`: a value, its unit, and whether the plant
 *measured* it or took a *default*. The reconciliation with CEMS needs that basis: accounting agrees
 with CEMS within about 2.5 % when every parameter is measured and only within about 20 % when defaults
-are used (``cems-standards.md`` §3 [S], §9 item 6).
+are used (docs/sources.md STUDY-CN7 [S]); the reconciliation's tolerance counts each input's uncertainty.
 
 Units: only the units declared per parameter kind (:data:`UNITS`) are accepted; values are converted
 to the kind's canonical unit at validation, so everything downstream sees one unit per parameter.
@@ -57,18 +57,24 @@ __all__ = [
     "CementData",
     "DefaultValue",
     "FuelUse",
+    "MeasuredUncertainty",
     "MaterialFlow",
     "Param",
     "PowerData",
     "ReportError",
     "SteelData",
+    "UNCERTAINTY_VERSION",
+    "UncertaintyPolicy",
     "fill_defaults",
     "load_defaults",
+    "load_uncertainty",
     "validate_report",
 ]
 
 #: The defaults version :func:`load_defaults` and the importers use unless told otherwise.
-DEFAULTS_VERSION = "accounting-cn-2025"
+DEFAULTS_VERSION = "accounting-cn-2026"
+#: The uncertainty policy :func:`load_uncertainty` uses unless told otherwise.
+UNCERTAINTY_VERSION = "uncertainty-cn-2026"
 
 
 class ReportError(CemsError, ValueError):
@@ -102,13 +108,16 @@ UNITS: MappingProxyType = MappingProxyType(
         "carbon_per_heat": {"tC/GJ": ("tC/GJ", 1, 1), "tC/TJ": ("tC/GJ", 1, 1000), "kgC/GJ": ("tC/GJ", 1, 1000)},
         "carbon_content": {"tC/t": ("tC/t", 1, 1), "%": ("tC/t", 1, 100), "tC/10^4Nm3": ("tC/10^4Nm3", 1, 1)},
         "fraction": {"fraction": ("fraction", 1, 1), "%": ("fraction", 1, 100)},
-        # Non-carbonate CaO/MgO: a mass fraction of clinker, or the month's mass (cems-standards.md §4.4).
+        # Non-carbonate CaO/MgO: a mass fraction of clinker, or the month's mass (CN-CEM-PROC).
         "fraction_or_mass": {"fraction": ("fraction", 1, 1), "%": ("fraction", 1, 100), "t": ("t", 1, 1), "kg": ("t", 1, 1000)},
         "specific_mass": {"t/t": ("t/t", 1, 1), "kg/t": ("t/t", 1, 1000)},
         "energy": {"MWh": ("MWh", 1, 1), "kWh": ("MWh", 1, 1000), "GWh": ("MWh", 1000, 1), "10^4kWh": ("MWh", 10, 1)},
         "aem": {"min/cell-day": ("min/cell-day", 1, 1)},
         "slope": {"kgCF4/tAl/(min/cell-day)": ("kgCF4/tAl/(min/cell-day)", 1, 1)},
         "ratio": {"kgC2F6/kgCF4": ("kgC2F6/kgCF4", 1, 1)},
+        "co2_per_mass": {"tCO2/t": ("tCO2/t", 1, 1), "kgCO2/t": ("tCO2/t", 1, 1000)},
+        "voltage": {"mV": ("mV", 1, 1), "V": ("mV", 1000, 1)},
+        "overvoltage_coefficient": {"kgCF4/tAl/mV": ("kgCF4/tAl/mV", 1, 1)},
     }
 )
 
@@ -130,6 +139,8 @@ PARAMETERS: MappingProxyType = MappingProxyType(
         "cement.noncarbonate_mgo": "fraction_or_mass",
         "cement.raw_meal_consumption": "mass",
         "cement.raw_meal_toc": "fraction",
+        "cement.kiln_dust": "mass",
+        "cement.bypass_dust": "mass",
         "aluminium.aluminium_output": "mass",
         "aluminium.net_anode_consumption": "specific_mass",
         "aluminium.anode_sulphur": "fraction",
@@ -137,6 +148,11 @@ PARAMETERS: MappingProxyType = MappingProxyType(
         "aluminium.anode_effect_minutes": "aem",
         "aluminium.slope_cf4": "slope",
         "aluminium.c2f6_cf4_ratio": "ratio",
+        "aluminium.overvoltage_coefficient": "overvoltage_coefficient",
+        "aluminium.anode_effect_overvoltage": "voltage",
+        "aluminium.current_efficiency": "fraction",
+        "aluminium.limestone_consumption": "mass",
+        "aluminium.limestone_factor": "co2_per_mass",
         "power.gross_generation": "energy",
         "power.net_generation": "energy",
     }
@@ -153,7 +169,7 @@ class Fuel(NamedTuple):
     name: str
 
 
-#: Fuel catalogue. Solid and liquid fuels are counted in t, gases in 10^4 Nm3 (§4.3 [S]).
+#: Fuel catalogue. Solid and liquid fuels are counted in t, gases in 10^4 Nm3 (CN-COMB [S]).
 FUELS: MappingProxyType = MappingProxyType(
     {
         "raw_coal": Fuel("solid", "原煤 raw coal"),
@@ -173,12 +189,15 @@ FUELS: MappingProxyType = MappingProxyType(
 )
 _FAMILY_UNIT = {"solid": "t", "liquid": "t", "gas": "10^4Nm3"}
 #: Plausible NCV per fuel family, GJ per canonical unit. Project choice: wide physical bounds (coal gangue
-#: about 8 GJ/t, §4.3 [S]; oils about 40-47 GJ/t; blast furnace gas about 30, natural gas about 390
+#: about 8 GJ/t, CN-COMB [S]; oils about 40-47 GJ/t; blast furnace gas about 30, natural gas about 390
 #: GJ/10^4 Nm3), not a regulatory rule.
 NCV_PLAUSIBLE = MappingProxyType({"solid": (5.0, 35.0), "liquid": (35.0, 50.0), "gas": (20.0, 500.0)})
 #: Plausible carbon oxidation rate. Project choice (no source in the reference): below 0.8 a report is
-#: more likely wrong than a furnace that bad; one plant's value is 0.99 (§4.3 [U]).
+#: more likely wrong than a furnace that bad; one plant's value is 0.99 (CN-COMB [U]).
 OXIDATION_PLAUSIBLE = (0.8, 1.0)
+#: Plausible current efficiency of a reduction cell (fraction). Project choice, a wide bound meant to catch a
+#: percentage typed as a fraction (94 % entered as 0.94 %): modern cells run at about 0.9-0.96.
+CURRENT_EFFICIENCY_PLAUSIBLE = (0.8, 1.0)
 
 
 class Material(NamedTuple):
@@ -187,7 +206,7 @@ class Material(NamedTuple):
     name: str
 
 
-#: Steel carbon-balance materials (§4.5 [S]: inputs coking coal, coke, PCI coal, limestone/dolomite,
+#: Steel carbon-balance materials (CN-STEEL-CB [S]: inputs coking coal, coke, PCI coal, limestone/dolomite,
 #: scrap, iron ore, electrodes; outputs products, exported by-product gases, tar, benzol).
 MATERIALS: MappingProxyType = MappingProxyType(
     {
@@ -213,7 +232,7 @@ MATERIALS: MappingProxyType = MappingProxyType(
 )
 
 #: Reduction-cell technologies (IPCC 2006 Vol. 3 Ch. 4 categories; slope defaults exist in the
-#: defaults file for CWPB and SWPB only, §4.6 [U]).
+#: defaults file for CWPB and SWPB only, CN-AL-PFC [U]).
 CellTechnology = Literal["CWPB", "SWPB", "VSS", "HSS"]
 CELL_TECHNOLOGIES = get_args(CellTechnology)
 
@@ -284,6 +303,9 @@ Energy = _typed("energy")
 AEM = _typed("aem")
 Slope = _typed("slope")
 Ratio = _typed("ratio")
+CO2PerMass = _typed("co2_per_mass")
+Voltage = _typed("voltage")
+OvervoltageCoefficient = _typed("overvoltage_coefficient")
 
 
 def _expect_unit(p: Param | None, kind: str, unit: str, why: str) -> None:
@@ -296,7 +318,7 @@ def _expect_unit(p: Param | None, kind: str, unit: str, why: str) -> None:
 
 
 class FuelUse(_Frozen):
-    """One fuel burned in the month. Carbon as NCV x carbon per unit heat, or as element carbon (§4.3 [S])."""
+    """One fuel burned in the month. Carbon as NCV x carbon per unit heat, or as element carbon (CN-COMB [S])."""
 
     fuel: str
     consumption: Quantity
@@ -348,7 +370,8 @@ class FuelUse(_Frozen):
 
 
 class CementData(_Frozen):
-    """Clinker-based process CO2 (§4.4 [S]) and raw-meal organic carbon (§4.4 [U])."""
+    """Clinker-based process CO2 with the kiln-dust and bypass-dust terms (``CN-CEM-PROC`` [S]) and raw-meal
+    organic carbon (``CN-CEM-TOC`` [U]); see docs/sources.md."""
 
     clinker_output: Mass
     clinker_cao: Fraction
@@ -357,7 +380,11 @@ class CementData(_Frozen):
     noncarbonate_mgo: FractionOrMass
     raw_meal_consumption: Mass | None = None
     raw_meal_toc: Fraction | None = None
-    raw_meal_contains_coal_gangue: bool = False  # selects the 0.3 % TOC default instead of 0.1 % (§4.4 [U])
+    raw_meal_contains_coal_gangue: bool = False  # selects the 0.3 % TOC default instead of 0.1 % (CN-CEM-TOC [U])
+    # kiln dust (窑头粉尘) and bypass dust (旁路放风粉尘) leaving the kiln system in the month [t]: calcined like
+    # clinker, so they add to the clinker tonnage of the carbonate term (CN-CEM-PROC [S]); absent = none left
+    kiln_dust: Mass | None = None
+    bypass_dust: Mass | None = None
 
     @field_validator("noncarbonate_cao", "noncarbonate_mgo")
     @classmethod
@@ -389,7 +416,7 @@ class CementData(_Frozen):
 
 
 class MaterialFlow(_Frozen):
-    """One carbon-bearing input or output of a steel plant's carbon balance (§4.5 [S])."""
+    """One carbon-bearing input or output of a steel plant's carbon balance (CN-STEEL-CB [S])."""
 
     material: str
     quantity: Quantity
@@ -414,7 +441,7 @@ class MaterialFlow(_Frozen):
 
 
 class SteelData(_Frozen):
-    """Carbon balance: carbon in inputs - carbon in outputs (§4.5 [S])."""
+    """Carbon balance: carbon in inputs - carbon in outputs (CN-STEEL-CB [S])."""
 
     materials: list[MaterialFlow] = Field(min_length=1)
 
@@ -425,27 +452,61 @@ class SteelData(_Frozen):
 
 
 class AluminiumData(_Frozen):
-    """Anode CO2 and PFC by the slope method (§4.6)."""
+    """Anode CO2, limestone calcination CO2, and PFC by the slope or the overvoltage method (docs/accounting.md).
+
+    PFC: the slope method needs ``anode_effect_minutes`` and ``slope_cf4`` (``CN-AL-PFC`` [S]); the overvoltage
+    method ``overvoltage_coefficient``, ``anode_effect_overvoltage`` and ``current_efficiency`` (``MRR-AIV-8B``
+    [P]). A report gives one method's parameters, not both. ``c2f6_cf4_ratio`` serves both.
+    """
 
     cell_technology: CellTechnology
     aluminium_output: Mass
     net_anode_consumption: SpecificMass  # t anode / t Al (see docs/accounting.md on the reference's label)
     anode_sulphur: Fraction
     anode_ash: Fraction
-    anode_effect_minutes: AEM
-    slope_cf4: Slope
+    anode_effect_minutes: AEM | None = None
+    slope_cf4: Slope | None = None
+    overvoltage_coefficient: OvervoltageCoefficient | None = None
+    anode_effect_overvoltage: Voltage | None = None
+    current_efficiency: Fraction | None = None
     c2f6_cf4_ratio: Ratio
+    limestone_consumption: Mass | None = None  # limestone calcined in the month [t] (CN-AL-LIME [S])
+    limestone_factor: CO2PerMass | None = None  # t CO2 per t limestone
+
+    @field_validator("current_efficiency")
+    @classmethod
+    def _plausible_efficiency(cls, p: Param | None) -> Param | None:
+        lo, hi = CURRENT_EFFICIENCY_PLAUSIBLE
+        if p is not None and p.value is not None and not lo < p.value <= hi:
+            raise ValueError(f"current efficiency {p.value:g} is outside the plausible {lo:g}-{hi:g} "
+                             f"(for a percentage use unit '%')")
+        return p
 
     @model_validator(mode="after")
     def _anode_carbon(self) -> AluminiumData:
         s, a = self.anode_sulphur.value, self.anode_ash.value
         if s is not None and a is not None and s + a >= 1:
             raise ValueError("anode_sulphur + anode_ash leave no carbon (their sum must be below 1)")
+        slope = {"anode_effect_minutes": self.anode_effect_minutes, "slope_cf4": self.slope_cf4}
+        overvoltage = {"overvoltage_coefficient": self.overvoltage_coefficient,
+                       "anode_effect_overvoltage": self.anode_effect_overvoltage,
+                       "current_efficiency": self.current_efficiency}
+        given = {name for name, p in (slope | overvoltage).items() if p is not None}
+        if given & set(slope) and given & set(overvoltage):
+            raise ValueError(f"PFC: give the slope method ({', '.join(slope)}) or the overvoltage method "
+                             f"({', '.join(overvoltage)}), not both")
+        method = slope if given & set(slope) or not given else overvoltage
+        missing = [name for name, p in method.items() if p is None]
+        if missing:
+            raise ValueError(f"missing field: {', '.join(missing)} (PFC by the "
+                             f"{'slope' if method is slope else 'overvoltage'} method)")
+        if (self.limestone_consumption is None) != (self.limestone_factor is None):
+            raise ValueError("missing field: give limestone_consumption and limestone_factor together (or neither)")
         return self
 
 
 class PowerData(_Frozen):
-    """Generation; power-sector CO2 is fuel combustion (§4.3 [S])."""
+    """Generation; power-sector CO2 is fuel combustion (CN-COMB [S])."""
 
     gross_generation: Energy
     net_generation: Energy | None = None
@@ -516,10 +577,16 @@ class DefaultValue(_Frozen):
     sectors: list[Sector] | None = None  # None = every sector
     value: float | None = Field(allow_inf_nan=False)
     unit: str | None = None
-    tag: Literal["P", "S", "U"]  # confidence tag of cems-standards.md
+    tag: Literal["P", "S", "U"]  # confidence tag (docs/sources.md)
     confirmed: bool
     source: str = Field(min_length=1)
     note: str = ""
+    # relative expanded uncertainty of the default (95 %, fraction of the value) and where it comes from; the
+    # reconciliation weights it by the CO2 the default carries (docs/reconciliation.md). None: not given
+    # (older files), and the uncertainty policy's ``unsourced_default`` stands in
+    uncertainty: float | None = Field(default=None, gt=0, allow_inf_nan=False)
+    uncertainty_tag: Literal["P", "S", "U"] | None = None
+    uncertainty_source: str = ""
 
     @field_validator("parameter")
     @classmethod
@@ -530,8 +597,11 @@ class DefaultValue(_Frozen):
 
     @model_validator(mode="after")
     def _consistent(self) -> DefaultValue:
-        if self.tag == "U" and self.confirmed:
-            raise ValueError("a [U] (unconfirmed) source cannot give a confirmed default")
+        if self.tag != "P" and self.confirmed:
+            raise ValueError(f"a [{self.tag}] source cannot give a confirmed default: confirmed means the value "
+                             f"was read in a primary text [P]")
+        if self.uncertainty is not None and (self.uncertainty_tag is None or not self.uncertainty_source):
+            raise ValueError("an uncertainty needs uncertainty_tag and uncertainty_source")
         if self.value is not None:
             self.canonical()  # raises on a wrong unit or range
         catalogue = {"fuel": FUELS, "material": MATERIALS}.get(self.parameter.split(".")[0])
@@ -570,25 +640,96 @@ class AccountingDefaults(_Frozen):
         return None
 
 
+def _versioned_file(version: str, path: str | Path | None, model, prefix: str):
+    """Parse ``schemas/defaults/<version>.yaml`` (or ``path``) into ``model``; the file's version must match."""
+    if path is None:
+        ref = resources.files("schemas").joinpath("defaults", f"{version}.yaml")
+        if not ref.is_file():
+            known = sorted(p.name.removesuffix(".yaml") for p in resources.files("schemas").joinpath("defaults").iterdir()
+                           if p.name.startswith(prefix) and p.name.endswith(".yaml"))
+            raise ConfigError(f"no {prefix.rstrip('-')} version {version!r}; available: {known}")
+        text, source = ref.read_text(encoding="utf-8"), f"schemas/defaults/{version}.yaml"
+    else:
+        text, source = Path(path).read_text(encoding="utf-8"), str(path)
+    parsed = parse_config(text, model, source)
+    if path is None and parsed.version != version:
+        raise ConfigError(f"{source}: version: {parsed.version!r} does not match the file name")
+    return parsed
+
+
 @functools.cache
 def load_defaults(version: str = DEFAULTS_VERSION, path: str | Path | None = None) -> AccountingDefaults:
     """The defaults of ``version`` (``schemas/defaults/<version>.yaml``), or of the file ``path``.
 
     Raises :class:`ConfigError` naming file, line and field; the file's ``version:`` must match.
     """
-    if path is None:
-        ref = resources.files("schemas").joinpath("defaults", f"{version}.yaml")
-        if not ref.is_file():
-            known = sorted(p.name.removesuffix(".yaml") for p in resources.files("schemas").joinpath("defaults").iterdir()
-                           if p.name.endswith(".yaml"))
-            raise ConfigError(f"no accounting defaults version {version!r}; available: {known}")
-        text, source = ref.read_text(encoding="utf-8"), f"schemas/defaults/{version}.yaml"
-    else:
-        text, source = Path(path).read_text(encoding="utf-8"), str(path)
-    defaults = parse_config(text, AccountingDefaults, source)
-    if path is None and defaults.version != version:
-        raise ConfigError(f"{source}: version: {defaults.version!r} does not match the file name")
-    return defaults
+    return _versioned_file(version, path, AccountingDefaults, "accounting-")
+
+
+# --- uncertainties of measured parameters -------------------------------------------------------
+
+
+class MeasuredUncertainty(_Frozen):
+    """The relative expanded uncertainty (95 %, fraction of the value) of a measured parameter."""
+
+    parameter: str
+    sectors: list[Sector] | None = None  # None = every sector
+    value: float = Field(gt=0, allow_inf_nan=False)
+    tag: Literal["P", "S", "U"]
+    source: str = Field(min_length=1)  # docs/sources.md id(s)
+    note: str = ""
+
+    @field_validator("parameter")
+    @classmethod
+    def _known_parameter(cls, name: str) -> str:
+        if name not in PARAMETERS:
+            raise ValueError(f"unknown parameter {name!r}; known: {', '.join(PARAMETERS)}")
+        return name
+
+
+class UncertaintyPolicy(_Frozen):
+    """A versioned set of uncertainties (``schemas/defaults/uncertainty-*.yaml``) for the reconciliation's
+    tolerance: one per measured parameter that acts on the CO2, and the stand-in for a default without one
+    of its own (defaults carry theirs in the defaults file)."""
+
+    version: str = Field(min_length=1)
+    description: str = ""
+    unsourced_default: float = Field(gt=0, allow_inf_nan=False)
+    unsourced_default_note: str = ""
+    measured: list[MeasuredUncertainty]
+
+    @model_validator(mode="after")
+    def _complete(self) -> UncertaintyPolicy:
+        seen: set = set()
+        for m in self.measured:
+            for sector in m.sectors or [None]:
+                if (m.parameter, sector) in seen:
+                    raise ValueError(f"two uncertainties for {m.parameter} sector {sector}")
+                seen.add((m.parameter, sector))
+        missing = [p for p in CO2_PARAMETERS if (p, None) not in seen]
+        if missing:
+            raise ValueError(f"no uncertainty (without sectors) for the CO2 parameters {missing}")
+        return self
+
+    def measured_uncertainty(self, parameter: str, sector: Sector | str) -> MeasuredUncertainty:
+        """The entry for ``parameter`` that applies to ``sector`` (a sector's own entry first)."""
+        for want in (sector, None):
+            for m in self.measured:
+                if m.parameter == parameter and (want in (m.sectors or [None])):
+                    return m
+        raise KeyError(f"{self.version}: no uncertainty for measured {parameter}")
+
+
+#: The parameters that act on the calculated CO2 (a CEMS sees): each needs a measured uncertainty.
+CO2_PARAMETERS = tuple(p for p in PARAMETERS if not p.startswith("power.") and p not in {
+    "aluminium.anode_effect_minutes", "aluminium.slope_cf4", "aluminium.c2f6_cf4_ratio",
+    "aluminium.overvoltage_coefficient", "aluminium.anode_effect_overvoltage", "aluminium.current_efficiency"})
+
+
+@functools.cache
+def load_uncertainty(version: str = UNCERTAINTY_VERSION, path: str | Path | None = None) -> UncertaintyPolicy:
+    """The uncertainty policy ``version`` (``schemas/defaults/<version>.yaml``), or of the file ``path``."""
+    return _versioned_file(version, path, UncertaintyPolicy, "uncertainty-")
 
 
 # --- validation and defaults filling ------------------------------------------------------------

@@ -51,6 +51,11 @@ class Alert(_Revised):
     allowed: float | None  # the deviation the rule tolerates before this severity
     explanation: str  # one or two sentences a reviewer can act on
     evidence: tuple[str, ...] = field(default_factory=tuple)  # pointers: "topic:key", "influx:measurement?filters"
+    # measured_vs_calculated: the deviation on the measured basis (the measured hours' CO2 at their rate over the
+    # operating hours; the one judged, = deviation) and on the substituted basis (measured + substituted CO2)
+    deviation_measured_basis: float | None = None
+    deviation_substituted_basis: float | None = None
+    coverage: float | None = None  # share of the month the data behind the figure cover (hours or meter minutes)
     revision: int = 0
     reason: str = "raised"  # "raised" | "updated" | "cleared"
 

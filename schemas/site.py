@@ -17,13 +17,13 @@ from pathlib import Path
 from typing import Annotated, Literal, NamedTuple
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from .configfile import load_config
 from .quantities import QUANTITIES
 
-__all__ = ["AmbientPressure", "Channel", "EmissionSource", "Entity", "Hj212Link", "MassInputs", "OperatingEvidence",
-           "Region", "Sector", "load_site", "site_json_schema", "standard_atmosphere_pa"]
+__all__ = ["AmbientPressure", "Channel", "EmissionSource", "Entity", "ExcludedCO2", "Hj212Link", "MassInputs",
+           "OperatingEvidence", "Region", "Sector", "load_site", "site_json_schema", "standard_atmosphere_pa"]
 
 Identifier = Annotated[
     str,
@@ -249,6 +249,40 @@ def _check_hj212(src: EmissionSource) -> None:
                              f"{chans[0]!r}: map that channel explicitly too")
 
 # --- end of the HJ 212 link ------------------------------------------------------------------------------------
+class ExcludedCO2(_Frozen):
+    """CO2 a stack's CEMS measures that the accounting excludes, declared so the reconciliation compares like with
+    like (docs/reconciliation.md): the biomass share of a fuel (biomass, or the biomass fraction of an
+    alternative fuel), or the CO2 of a flue-gas desulphurisation sorbent where the guideline leaves it out."""
+
+    kind: Literal["biomass", "desulphurisation"] = Field(description="What the excluded CO2 is.")
+    share: float = Field(gt=0, allow_inf_nan=False, description="The excluded share, in ``unit``.")
+    unit: Literal["fraction", "%"] = Field(default="fraction", description="Unit of ``share``.")
+    of: Literal["stack_co2", "fuel_co2"] = Field(
+        description="stack_co2: a share of the CO2 this stack's CEMS measures; fuel_co2: a share of the CO2 of the "
+                    "fuel burnt here (fossil and biomass), of which the report's combustion CO2 is the fossil rest.")
+    uncertainty: float = Field(ge=0, allow_inf_nan=False,
+                               description="Relative expanded uncertainty of the share (95 %, fraction of it).")
+    basis: str = Field(min_length=1, description="Where the share comes from (analysis, design figure, permit).")
+
+    @model_validator(mode="after")
+    def _a_share_below_one(self) -> ExcludedCO2:
+        fraction = self.fraction
+        if not 0 < fraction < 1:
+            hint = " (for a percentage use unit '%')" if self.unit == "fraction" and 1 <= self.share < 100 else ""
+            raise ValueError(f"share {self.share:g} {self.unit} is not between 0 and 1{hint}")
+        return self
+
+    @property
+    def fraction(self) -> float:
+        return self.share / 100 if self.unit == "%" else self.share
+
+
+def _excluded_shares(items: list[ExcludedCO2]) -> list[ExcludedCO2]:
+    for of in ("stack_co2", "fuel_co2"):
+        total = sum(e.fraction for e in items if e.of == of)
+        if total >= 1:
+            raise ValueError(f"the excluded shares of {of} add up to {total:g}: nothing would be left to account")
+    return items
 
 
 class EmissionSource(_Frozen):
@@ -297,6 +331,9 @@ class EmissionSource(_Frozen):
     hj212: Hj212Link | None = Field(default=None, description=(
         "The source's HJ 212 datalogger, when its data arrive as HJ 212 frames (issue 16): MN, factor mapping, "
         "which data feed the figures."))
+    # -- CO2 the accounting excludes (reconciliation, issue 13) --
+    excluded_co2: Annotated[list[ExcludedCO2], AfterValidator(_excluded_shares)] = Field(
+        default_factory=list, description="CO2 this stack's CEMS measures that the accounting excludes.")
 
     @model_validator(mode="after")
     def _unique_channels(self) -> EmissionSource:

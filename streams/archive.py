@@ -14,6 +14,13 @@ the monthly filing, to catch that too.)
 **Deadlines.** Key parameters are archived monthly within 40 days after the month's end (cems-standards §4.7 [S]):
 :meth:`Archive.deadlines` reports, per entity and month, whether the month is archived in time, late, still due or
 missing. Storage is one SQLite file (standard library; the embedded mode's store, or the archive service's).
+
+**Records.** Besides the monthly versions, the same chain holds :class:`Record` rows of other kinds, appended with
+:meth:`Archive.append` and never changed: ``entity`` (an entity's time zone and region, GB/T 2260 province and
+municipality codes, written by :meth:`Archive.register` when they change), ``hourly`` (a source-month's hourly CO2
+and status, :func:`hourly_figures`), and the console's ``evidence``, ``submission``, ``review`` and
+``alert_action`` (``streams/console``). Evidence files are content-addressed blobs (sha256, stored once):
+:meth:`Archive.verify` checks each one against the hash its ``evidence`` record carries.
 """
 
 from __future__ import annotations
@@ -28,7 +35,8 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-__all__ = ["DEADLINE_DAYS", "FIELDS", "Archive", "ArchiveError", "deadline_of"]
+__all__ = ["DEADLINE_DAYS", "FIELDS", "HOUR_STATUS", "Archive", "ArchiveError", "Record", "alert_figures", "deadline_of",
+           "hourly_figures"]
 
 #: Days after the month's end by which the month's key parameters are archived (§4.7 [S]).
 DEADLINE_DAYS = 40
@@ -92,6 +100,24 @@ class Entry:
                 "hash": self.hash}
 
 
+@dataclass(frozen=True)
+class Record:
+    """One non-figure row of the chain (kind: entity | hourly | evidence | submission | review | alert_action)."""
+
+    seq: int
+    kind: str
+    entity_id: str
+    month: str  # "" for an entity-wide record
+    at: str  # ISO 8601 UTC
+    data: dict
+    prev_hash: str
+    hash: str
+
+    def body(self) -> dict:
+        return {"seq": self.seq, "kind": self.kind, "entity_id": self.entity_id, "month": self.month, "at": self.at,
+                "data": self.data, "prev_hash": self.prev_hash}
+
+
 class Archive:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
@@ -103,16 +129,101 @@ class Archive:
             prev_hash TEXT NOT NULL, hash TEXT NOT NULL, UNIQUE (entity_id, source_id, month, version))""")
         self.db.execute("""CREATE TABLE IF NOT EXISTS entities (
             entity_id TEXT PRIMARY KEY, timezone TEXT NOT NULL, first_month TEXT NOT NULL)""")
+        columns = {r[1] for r in self.db.execute("PRAGMA table_info(entities)")}
+        for column in ("province", "municipality"):  # region columns, added to archives made before them
+            if column not in columns:
+                self.db.execute(f"ALTER TABLE entities ADD COLUMN {column} TEXT NOT NULL DEFAULT ''")
+        self.db.execute("""CREATE TABLE IF NOT EXISTS records (
+            seq INTEGER PRIMARY KEY, kind TEXT NOT NULL, entity_id TEXT NOT NULL, month TEXT NOT NULL,
+            at TEXT NOT NULL, data TEXT NOT NULL, prev_hash TEXT NOT NULL, hash TEXT NOT NULL)""")
+        self.db.execute("CREATE INDEX IF NOT EXISTS records_by_key ON records (kind, entity_id, month)")
+        self.db.execute("CREATE TABLE IF NOT EXISTS blobs (sha256 TEXT PRIMARY KEY, data BLOB NOT NULL)")
 
     def close(self) -> None:
         self.db.close()
 
     # -- writing ------------------------------------------------------------------------------------
 
-    def register(self, entity_id: str, timezone: str, first_month: str) -> None:
-        """An entity whose months are due from ``first_month`` on (for the deadline report)."""
+    def register(self, entity_id: str, timezone: str, first_month: str, province: str = "",
+                 municipality: str = "", at: datetime | None = None) -> None:
+        """An entity whose months are due from ``first_month`` on (for the deadline report), in its region (GB/T
+        2260 codes from the site file). A new time zone or region is also appended to the chain (``entity``)."""
         _month(first_month)
-        self.db.execute("INSERT OR REPLACE INTO entities VALUES (?, ?, ?)", (entity_id, timezone, first_month))
+        ZoneInfo(timezone)
+        with self._txn():
+            self.db.execute("INSERT OR REPLACE INTO entities (entity_id, timezone, first_month, province, municipality)"
+                            " VALUES (?, ?, ?, ?, ?)", (entity_id, timezone, first_month, province, municipality))
+            data = {"timezone": timezone, "province": province, "municipality": municipality}
+            last = self._records("WHERE kind='entity' AND entity_id=? ORDER BY seq DESC LIMIT 1", (entity_id,))
+            if not last or last[0].data != data:
+                self._append("entity", entity_id, "", data, at)
+
+    def entities(self) -> list[dict]:
+        """Registered entities: id, time zone, first month, province and municipality."""
+        cur = self.db.execute("SELECT entity_id, timezone, first_month, province, municipality FROM entities "
+                              "ORDER BY entity_id")
+        return [dict(zip(("entity_id", "timezone", "first_month", "province", "municipality"), r)) for r in cur]
+
+    def append(self, kind: str, entity_id: str, month: str, data: dict, at: datetime | None = None) -> Record:
+        """A record at the head of the chain (``month`` "" for an entity-wide one). Never changed afterwards."""
+        if month:
+            _month(month)
+        with self._txn():
+            return self._append(kind, entity_id, month, data, at)
+
+    def _append(self, kind: str, entity_id: str, month: str, data: dict, at: datetime | None) -> Record:
+        seq, prev = self._next()
+        rec = Record(seq, kind, entity_id, month, _stamp(at), json.loads(_canonical(data)), prev, "")
+        rec = Record(**{**rec.__dict__, "hash": _hash(rec)})
+        self.db.execute("INSERT INTO records VALUES (?,?,?,?,?,?,?,?)", (rec.seq, kind, entity_id, month, rec.at,
+                                                                         _canonical(rec.data), prev, rec.hash))
+        return rec
+
+    def put_blob(self, data: bytes) -> str:
+        """Store a file once under its sha256 (hex); the same content again stores nothing."""
+        digest = hashlib.sha256(data).hexdigest()
+        self.db.execute("INSERT OR IGNORE INTO blobs VALUES (?, ?)", (digest, data))
+        return digest
+
+    def blob(self, sha256: str) -> bytes | None:
+        row = self.db.execute("SELECT data FROM blobs WHERE sha256=?", (sha256,)).fetchone()
+        return None if row is None else bytes(row[0])
+
+    def put_hourly(self, entity_id: str, source_id: str, month: str, hourly: dict, at: datetime | None = None
+                   ) -> Record | None:
+        """A source-month's hourly CO2 and status (:func:`hourly_figures`), appended when it differs from the
+        newest one (None: unchanged)."""
+        data = {"source_id": source_id, **hourly}
+        with self._txn():
+            last = self._records("WHERE kind='hourly' AND entity_id=? AND month=? AND json_extract(data, "
+                                 "'$.source_id')=? ORDER BY seq DESC LIMIT 1", (entity_id, month, source_id))
+            if last and last[0].data == json.loads(_canonical(data)):
+                return None
+            return self._append("hourly", entity_id, month, data, at)
+
+    def hourly(self, entity_id: str, month: str) -> dict[str, dict]:
+        """The newest hourly series of each source of an entity-month, by source id."""
+        return {r.data["source_id"]: r.data for r in self.records("hourly", entity_id, month)}
+
+    def records(self, kind: str | None = None, entity_id: str | None = None, month: str | None = None) -> list[Record]:
+        """Records matching the filters, in chain order."""
+        cond, params = [], []
+        for column, value in (("kind", kind), ("entity_id", entity_id), ("month", month)):
+            if value is not None:
+                cond.append(f"{column} = ?")
+                params.append(value)
+        return self._records(("WHERE " + " AND ".join(cond) if cond else "") + " ORDER BY seq", tuple(params))
+
+    def _records(self, where: str, params: tuple = ()) -> list[Record]:
+        cur = self.db.execute(f"SELECT seq, kind, entity_id, month, at, data, prev_hash, hash FROM records {where}",
+                              params)
+        return [Record(r[0], r[1], r[2], r[3], r[4], json.loads(r[5]), r[6], r[7]) for r in cur]
+
+    def _next(self) -> tuple[int, str]:
+        """The next sequence number and the hash it chains to (versions and records share one chain)."""
+        head = self.db.execute("SELECT seq, hash FROM (SELECT seq, hash FROM versions UNION ALL "
+                               "SELECT seq, hash FROM records) ORDER BY seq DESC LIMIT 1").fetchone()
+        return (head[0] + 1, head[1]) if head else (1, GENESIS)
 
     def put(self, entity_id: str, source_id: str | None, month: str, figures: dict, reason: str,
             at: datetime | None = None) -> Entry | None:
@@ -124,9 +235,8 @@ class Archive:
             last = self._last(entity_id, source, month)
             if last is not None and last.figures == figures:
                 return None
-            head = self.db.execute("SELECT seq, hash FROM versions ORDER BY seq DESC LIMIT 1").fetchone()
-            seq, prev = (head[0] + 1, head[1]) if head else (1, GENESIS)
-            at_text = (at or datetime.now(UTC)).astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+            seq, prev = self._next()
+            at_text = _stamp(at)
             entry = Entry(seq, entity_id, source, month, 0 if last is None else last.version + 1,
                           reason if last is not None else "first", at_text, figures, prev, "")
             entry = Entry(**{**entry.__dict__, "hash": _hash(entry)})
@@ -176,28 +286,49 @@ class Archive:
         _month(month)
         return self._rows("WHERE entity_id=? AND month=? AND source_id=?", (entity_id, month, source_id or "-"))
 
-    def verify(self) -> list[str]:
-        """Every broken link of the hash chain (empty: intact)."""
-        problems, prev = [], GENESIS
-        for e in self._rows():
+    def verify(self, head: str | None = None) -> list[str]:
+        """Every broken link of the hash chain, versions and records in one sequence, and every evidence file
+        that is missing or does not match its sha256 (empty: intact). ``head``: a head hash published earlier,
+        which must still be in the chain (catches versions or records cut off the end)."""
+        problems, prev, seen = [], GENESIS, set()
+        for e in sorted(self._rows() + self._records(""), key=lambda e: e.seq):
+            name = (f"{e.entity_id}/{e.source_id}/{e.month} v{e.version}" if isinstance(e, Entry)
+                    else f"{e.kind} {e.entity_id}/{e.month or '-'}")
             if e.prev_hash != prev:
-                problems.append(f"seq {e.seq} ({e.entity_id}/{e.source_id}/{e.month} v{e.version}): prev_hash does not "
-                                f"match the version before it (a version was removed or inserted)")
+                problems.append(f"seq {e.seq} ({name}): prev_hash does not match the version before it (a version "
+                                f"was removed or inserted)" if isinstance(e, Entry) else
+                                f"seq {e.seq} ({name}): prev_hash does not match the entry before it (a version or "
+                                f"record was removed or inserted)")
             if _hash(e) != e.hash:
-                problems.append(f"seq {e.seq} ({e.entity_id}/{e.source_id}/{e.month} v{e.version}): content does not "
-                                f"match its hash (altered)")
+                problems.append(f"seq {e.seq} ({name}): content does not match its hash (altered)")
+            if isinstance(e, Record) and e.kind == "evidence":
+                digest = e.data.get("sha256", "")
+                data = self.blob(digest)
+                if data is None:
+                    problems.append(f"seq {e.seq} ({name}): evidence file {digest} is missing")
+                elif hashlib.sha256(data).hexdigest() != digest:
+                    problems.append(f"seq {e.seq} ({name}): evidence file {digest} does not match its sha256 (altered)")
             prev = e.hash
+            seen.add(e.hash)
+        chained = {r.entity_id: r.data for r in self._records("WHERE kind='entity' ORDER BY seq")}
+        for e in self.entities():  # the table is what the console filters by; the chain is what counts
+            if e["entity_id"] in chained and chained[e["entity_id"]] != {k: e[k] for k in ("timezone", "province",
+                                                                                            "municipality")}:
+                problems.append(f"entity {e['entity_id']}: time zone or region in the entities table does not match "
+                                f"the chain (altered)")
+        if head is not None and head != GENESIS and head not in seen:
+            problems.append(f"head {head} is not in the chain (versions or records were cut off its end)")
         return problems
 
     def head(self) -> str:
-        row = self.db.execute("SELECT hash FROM versions ORDER BY seq DESC LIMIT 1").fetchone()
-        return row[0] if row else GENESIS
+        return self._next()[1]
 
     def deadlines(self, as_of: datetime) -> list[dict]:
         """Per registered entity and month from its first month to the last ended one: archived in time, late,
         due (deadline not yet passed) or missing (deadline passed, nothing archived)."""
         out = []
-        for entity_id, tz_name, first in self.db.execute("SELECT * FROM entities ORDER BY entity_id").fetchall():
+        for entity_id, tz_name, first in self.db.execute(
+                "SELECT entity_id, timezone, first_month FROM entities ORDER BY entity_id").fetchall():
             tz = ZoneInfo(tz_name)
             y, m = _month(first)
             local = as_of.astimezone(tz)
@@ -244,8 +375,39 @@ class Archive:
         raise ArchiveError(f"format must be json, csv or parquet, got {fmt!r}")
 
 
-def _hash(e: Entry) -> str:
+def _hash(e: Entry | Record) -> str:
     return hashlib.sha256((e.prev_hash + _canonical(e.body())).encode()).hexdigest()
+
+
+def _stamp(at: datetime | None) -> str:
+    return (at or datetime.now(UTC)).astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+#: One letter per hour in :func:`hourly_figures`: valid (measured), substituted, missing (operating, nothing
+#: substituted: needs review), out of control, stopped, and no record for the hour.
+HOUR_STATUS = {"V": "valid", "S": "substituted", "M": "missing", "O": "out_of_control", "P": "stopped",
+               "-": "no_record"}
+
+
+def hourly_figures(hours: list, month, start_ns: int, end_ns: int) -> dict:
+    """A source-month's hours for the charts, compactly: ``co2_kg`` (one number or null per clock hour of the local
+    month [start_ns, end_ns), UTC) and ``status`` (one :data:`HOUR_STATUS` letter per hour). ``hours``: the
+    source's hourly records (revisions in order, the last one per hour wins); ``month``: its closed monthly
+    record. The hourly records do not say which missing hours the monthly rollup filled in: when the month has no
+    missing hours left (``missing_hours`` 0) every missing hour was substituted (S), else they are all shown as
+    missing (M)."""
+    n = (end_ns - start_ns) // 3_600_000_000_000
+    co2: list = [None] * n
+    status = ["-"] * n
+    letter = {"measured": "V", "missing": "S" if month.missing_hours == 0 else "M", "out_of_control": "O",
+              "stopped": "P"}
+    for h in hours:
+        i = (h.hour_start_ns - start_ns) // 3_600_000_000_000
+        if 0 <= i < n:
+            co2[i] = None if h.co2_kg is None or h.co2_kg != h.co2_kg else float(h.co2_kg)
+            status[i] = letter.get(h.status, "M")
+    return {"start": datetime.fromtimestamp(start_ns // 10**9, UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "timezone": month.timezone, "co2_kg": co2, "status": "".join(status)}
 
 
 def month_figures(records: list, calculated: dict | None = None, alerts: list[dict] = ()) -> dict:
@@ -266,6 +428,15 @@ def month_figures(records: list, calculated: dict | None = None, alerts: list[di
         "valid": all(m.valid for m in records), "completeness": measured / operating if operating else None,
         "calculated_co2_t": calc.get("co2_t"), "deviation": co2 / calc["co2_t"] - 1 if calc.get("co2_t") else None,
         "alerts": sorted(alerts, key=lambda a: a["id"])}
+
+
+def alert_figures(alert) -> dict:
+    """What the archive keeps of an alert (:class:`schemas.alerts.Alert`): enough for a reviewer to read it beside
+    the month (rule, severity, figures, explanation, the evidence pointers with their time spans)."""
+    return {"id": alert.id, "rule": alert.rule, "severity": alert.severity, "deviation": alert.deviation,
+            "source_id": alert.source_id, "period": alert.period, "measured": alert.measured,
+            "expected": alert.expected, "allowed": alert.allowed, "unit": alert.unit,
+            "explanation": alert.explanation, "evidence": list(alert.evidence)}
 
 
 def calculated(report) -> dict:

@@ -15,6 +15,7 @@ from .cli_archive import archive, demo, embedded
 from .cli_hj212 import hj212
 from .cli_reconcile import accounting, alerts, reconcile
 from .cli_stream import stream
+from .console.cli import console
 from schemas.errors import BatchDecodeError, ConfigError
 
 JSON_SCHEMA_DIR = Path(__file__).resolve().parent.parent / "schemas" / "json"
@@ -71,6 +72,7 @@ main.add_command(demo)
 main.add_command(archive)
 main.add_command(embedded)
 main.add_command(hj212)
+main.add_command(console)
 
 
 @main.group()

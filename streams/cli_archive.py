@@ -18,19 +18,24 @@ DEMO_REPORTS = REPO / "deploy" / "demo" / "reports"
 @click.option("--reports", type=click.Path(exists=True, path_type=Path), multiple=True,
               help="Self-reported files (default: the samples in deploy/demo/reports, one value falsified).")
 @click.option("--month", default="2026-02", show_default=True)
-@click.option("--serve", is_flag=True, help="Then serve the archive API on localhost until interrupted.")
+@click.option("--serve/--no-serve", default=True, show_default=True,
+              help="Then open the review console on the demo's archive at 127.0.0.1, with demo accounts, until "
+                   "interrupted.")
+@click.option("--archive-api", is_flag=True, help="Serve the read-only archive API instead of the console.")
 @click.option("--port", default=8481, show_default=True)
 @click.option("--config", type=click.Path(dir_okay=False, path_type=Path),
               help="Run on the real services of this central config (broker, InfluxDB) instead of in process.")
-def demo(out: Path, reports: tuple[Path, ...], month: str, serve: bool, port: int, config: Path | None) -> None:
+def demo(out: Path, reports: tuple[Path, ...], month: str, serve: bool, archive_api: bool, port: int,
+         config: Path | None) -> None:
     """Simulate a cement plant, a steel plant and an aluminium smelter for a month, run them through the
     pipeline (in this process, or with --config on Kafka and InfluxDB), reconcile them against self-reported
-    files, archive the months and write an HTML report."""
+    files, archive the months and write an HTML report; then open the review console on them (--no-serve: not)."""
     from .archive import Archive
     from .embedded import archive_plants, reconcile_plants, run_on_services, run_plants
     from .report_html import render
 
     started = time.perf_counter()
+    clock = _demo_clock(month)
     files = list(reports) or sorted(DEMO_REPORTS.glob("*.csv"))
     out.mkdir(parents=True, exist_ok=True)
     if config is not None:
@@ -46,7 +51,7 @@ def demo(out: Path, reports: tuple[Path, ...], month: str, serve: bool, port: in
         reconcile_plants(results, files)
         click.echo(f"[3/4] archiving the months in {out / 'archive.sqlite'}")
         archive = Archive(out / "archive.sqlite")
-        archive_plants(results, archive)
+        archive_plants(results, archive, at=clock())
     problems = archive.verify()
     click.echo(f"[4/4] writing {out / 'report.html'}")
     (out / "report.html").write_text(render(results, f"CEMS monthly reconciliation, {month}", archive.head()),
@@ -65,9 +70,44 @@ def demo(out: Path, reports: tuple[Path, ...], month: str, serve: bool, port: in
                                 for a in r.alerts) or "none"))
     click.echo(f"\narchive chain {'intact' if not problems else 'BROKEN: ' + problems[0]}, head {archive.head()[:16]}; "
                f"done in {time.perf_counter() - started:.0f} s. Open {out / 'report.html'}")
-    if serve:
+    if serve and archive_api:
         _serve(archive, port)
+    elif serve:
+        _serve_console(out, port, clock)
     archive.close()
+
+
+def _demo_clock(month: str):
+    """The demo's clock: 12 days after the local month's end (Asia/Shanghai), running on at the real pace. The demo
+    month is then freshly archived with its 40-day deadline ahead, whatever today's date (the real one may be long
+    past it). Archive versions and console actions are stamped by it."""
+    from datetime import UTC, datetime, timedelta
+    from zoneinfo import ZoneInfo
+
+    from .archive import _month
+
+    y, m = _month(month)
+    origin = datetime(y + m // 12, m % 12 + 1, 1, tzinfo=ZoneInfo("Asia/Shanghai")) + timedelta(days=12)
+    start = datetime.now(UTC)
+    return lambda: origin + (datetime.now(UTC) - start)
+
+
+def _serve_console(out: Path, port: int, clock) -> None:
+    """The console on the demo's archive, with fresh demo accounts printed first."""
+    try:
+        from .console.cli import serve
+        from .console.demo import demo_accounts
+    except ImportError as exc:
+        raise click.ClickException(f"the console needs the 'console' extra (pip install -e '.[console]'): {exc}")
+    from .archive import Archive
+
+    accounts = demo_accounts(out / "console.sqlite", Archive(out / "archive.sqlite").entities())
+    click.echo(f"\nreview console: demo accounts (passwords are new each run; the console's clock starts at "
+               f"{clock():%Y-%m-%d %H:%M} UTC, 12 days after the month's end, so the 40-day deadline is ahead)")
+    click.echo(f"  {'user':<22}{'role':<12}{'scope':<22}password")
+    for u, password in accounts:
+        click.echo(f"  {u.username:<22}{u.role:<12}{u.scope:<22}{password}")
+    serve(out / "archive.sqlite", out / "console.sqlite", "127.0.0.1", port, clock=clock, secure_cookies=True)
 
 
 def _month_line(m) -> str:
@@ -108,11 +148,13 @@ def archive_serve(store: Path, port: int) -> None:
 
 @archive.command("verify")
 @STORE
-def archive_verify(store: Path) -> None:
-    """Recompute the hash chain; exit 1 if any link is broken."""
+@click.option("--head", help="A head hash published earlier: it must still be in the chain (nothing cut off the end).")
+def archive_verify(store: Path, head: str | None) -> None:
+    """Recompute the hash chain (monthly versions, evidence files, submissions, review and alert actions); exit 1
+    if any link is broken."""
     from .archive import Archive
 
-    problems = Archive(store).verify()
+    problems = Archive(store).verify(head)
     for p in problems:
         click.echo(p, err=True)
     click.echo("intact" if not problems else f"{len(problems)} broken link(s)")

@@ -7,7 +7,9 @@ self-reported files are reconciled by :func:`streams.reconcile.reconcile_month`;
 file-based :class:`~streams.archive.Archive` (SQLite), which ``cems archive serve`` puts on localhost.
 
 :data:`DEMO_PLANTS`: a cement kiln, a steel plant's main stack and an aluminium pot line, each with its CEMS
-(CO2, O2, moisture, temperature, static pressure, velocity), fuel or anode meter and product weigher. Their
+(CO2, O2, moisture, temperature, static pressure, velocity), fuel or anode meter and product weigher, in three
+regions (GB/T 2260: Suzhou 320500 and Nanjing 320100 in Jiangsu 320000, Baotou 150200 in Inner Mongolia 150000) so
+that the console's regional isolation shows. Their
 physics (``edge_agent/simulator``) is tuned to the accounting formulas, so honest reports reconcile.
 """
 
@@ -32,7 +34,7 @@ from schemas.batch import ChannelSpec, ReadingBatch
 from schemas.records import HourlyRecord, MonthlyRecord
 from schemas.site import Entity
 
-from .archive import Archive, calculated, month_figures
+from .archive import Archive, alert_figures, calculated, hourly_figures, month_figures
 from .kernels.aggregate import MINUTE_NS, PeriodTable
 from .kernels.indicators import Grid
 from .monthly import month_bounds, month_range
@@ -84,11 +86,11 @@ DEMO_PLANTS = (
     Plant("steel", "demo-steel", "Demo Iron & Steel blast furnace stack",
           StackModel(fuel=COAL, fuel_t_h=20.0, process_co2_kmol_h_per_fuel_t_h=157.9, product_t_per_fuel_t=6.5,
                      fuel_total_start_t=88_000.0, product_total_start_t=2_150_000.0, duct_area_m2=28.0),
-          seed=12, meters={"fuel_total": "material:pci_coal", "product_total": "product"}),
+          seed=12, meters={"fuel_total": "material:pci_coal", "product_total": "product"}, municipality="320100"),
     Plant("aluminium", "demo-aluminium", "Demo Aluminium potline 2",
           StackModel(fuel=ANODE_MIX, fuel_t_h=6.0, excess_air=15.0, product_t_per_fuel_t=1.4637, duct_area_m2=40.0,
                      fuel_total_start_t=12_000.0, product_total_start_t=300_000.0),
-          seed=13, meters={"product_total": "product"}),
+          seed=13, meters={"product_total": "product"}, province="150000", municipality="150200"),
 )
 
 
@@ -112,7 +114,7 @@ def _messages(plant: Plant, start_ns: int, seconds: int, key: bytes, run_on_s: i
     """The plant's readings every SAMPLE_S seconds as signed 5-minute batches, and ``run_on_s`` more seconds after
     them, simulated apart (so the first ``seconds`` are the same whatever the run-on) with the totalisers going on
     from where they stood."""
-    model = StackModel(**{**plant.model.__dict__, "faults": _daily_calibrations(seconds // 86_400)})
+    model = StackModel(**{**plant.model.__dict__, "faults": plant.model.faults + _daily_calibrations(seconds // 86_400)})
     readings, _ = simulate_stack(model, start_ns, seconds, seed=plant.seed)
     names = list(CHANNELS)
     idx = np.arange(0, seconds, SAMPLE_S)
@@ -251,7 +253,9 @@ def reconcile_plants(results: list[PlantResult], report_files: list[Path],
     reports = {(r.entity_id, r.month): r for f in report_files for r in load_reports(f) if r.source_id is None}
     for res in results:
         res.alerts = []
-        for m in sorted(res.monthly, key=lambda m: m.month_start_ns):
+        for label in sorted({m.month for m in res.monthly}):  # one bundle per month, every source of it
+            ms = [m for m in res.monthly if m.month == label]
+            m = ms[0]
             report = reports.get((res.entity.id, m.month))
             _, start, end = month_bounds(m.month_start_ns, res.entity.tz)
             a, b = ((x - res.minutes.start_ns) // MINUTE_NS for x in (start, end))
@@ -260,7 +264,7 @@ def reconcile_plants(results: list[PlantResult], report_files: list[Path],
                               g.calibrating[:, a:b])
             res.alerts += reconcile_month(MonthEvidence(
                 entity=res.entity, month=m.month, report=report,
-                measured_co2_t=m.co2_t if m.status == "closed" else None, minutes=month_grid,
+                monthly=ms if all(x.status == "closed" for x in ms) else [], minutes=month_grid,
                 metered=metered_totals(month_grid, res.series, _channels(res.entity), res.meters),
                 series=res.series), policy)  # no CO2max: no trusted history to calibrate on
             if report is not None:  # the report of the (last) month, for the summary and the archive
@@ -271,16 +275,21 @@ def archive_plants(results: list[PlantResult], archive: Archive, at: datetime | 
     """Each plant's closed months into the archive: the entity's total with the report and alerts, and each source.
     A month still open (its end plus the allowed lateness not yet reached by the data) is not archived."""
     for res in results:
-        alerts = [{"id": a.id, "rule": a.rule, "severity": a.severity, "deviation": a.deviation} for a in res.alerts]
+        alerts = [alert_figures(a) for a in res.alerts]
         for label in sorted({m.month for m in res.monthly}):
             ms = [m for m in res.monthly if m.month == label]
             if any(m.status != "closed" for m in ms):  # open months are not archived
                 continue
-            archive.register(res.entity.id, res.entity.timezone, label)
+            region = res.entity.region
+            archive.register(res.entity.id, res.entity.timezone, label, region.province if region else "",
+                             region.municipality if region else "", at)
             reason = "report" if res.report else "cems"
             archive.put(res.entity.id, None, label, month_figures(ms, res.calculated, alerts), reason, at)
+            start, end = month_range(label, res.entity.tz)
             for m in ms:
                 archive.put(res.entity.id, m.source_id, label, month_figures([m]), reason, at)
+                hours = [h for h in res.hourly if h.source_id == m.source_id]
+                archive.put_hourly(res.entity.id, m.source_id, label, hourly_figures(hours, m, start, end), at)
 
 
 def write_records(results: list[PlantResult], out: Path) -> tuple[Path, Path]:

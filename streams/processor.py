@@ -46,6 +46,7 @@ from streams.kernels import (HOUR_NS, Accumulator, PeriodTable, StackLayout, get
                              hours_from_minutes)
 from streams.kernels.aggregate import MINUTE_NS, ROUND_NS, combine, concat_tables, minutes_from_averages
 from streams.kernels.plausibility import series_bounds
+from streams.kernels.substitute import Part75Limits
 from streams.monthly import MonthlyRollup
 from streams.state_store import json_array, npz_bytes
 
@@ -98,7 +99,8 @@ class Settings:
     max_clock_skew_s: float = 600.0  # a reading may be this much later than its message's Kafka timestamp
     fold_lateness_s: float = 120.0  # close a minute into its hour once the source's readings are this far past it
     substitution: str | None = None  # missing-hour substitution; None: the policy's own (streams/monthly.py)
-    substitution_lookback_h: int = 2160  # hours of history the monthly substitution window reaches back
+    substitution_lookback_h: int | None = None  # hours of history the substitution reaches back; None: the rule's own
+    part75_limits: dict[str, Part75Limits] = field(default_factory=dict)  # source id -> Part 75 maximum potentials
 
 
 @dataclass(frozen=True)
@@ -152,7 +154,7 @@ class PartitionProcessor:
         self._skew = int(settings.max_clock_skew_s * 1e9)
         self._fold = int(settings.fold_lateness_s * 1e9)
         self.monthly = MonthlyRollup(registry, self.policy, settings.substitution, settings.substitution_lookback_h,
-                                     self._horizon)
+                                     self._horizon, settings.part75_limits)
 
     # -- one chunk of messages -------------------------------------------------------------------
 

@@ -4,22 +4,29 @@ Pure (no Kafka, no database): :func:`reconcile_month` takes what the pipeline kn
 (:class:`MonthEvidence`) and returns the findings as :class:`~schemas.alerts.Alert` values; the reconciler shell
 reads the evidence from the topics and InfluxDB and publishes through :class:`~streams.alerts.AlertBook`.
 
-Rules (thresholds in :class:`ReconcilePolicy`; sources in ``shared/reference/cems-standards.md``):
+Rules (thresholds in :class:`ReconcilePolicy`; sources are docs/sources.md entries):
 
 * ``fuel_metered_vs_reported`` / ``production_metered_vs_reported``: the edge meters' month total (fuel
   totaliser, weigher, electricity meter) against the reported quantity, ``d = (reported - metered) / metered``,
-  tolerated up to the combined uncertainty ``sqrt(U_meter² + U_reported²)`` (project defaults of 2 % each:
-  no source gives them).
-* ``measured_vs_calculated``: the CEMS month CO2 against the CO2 calculated from the report
-  (:func:`streams.kernels.accounting.accounting_emissions`; CO2 only, since a CO2 CEMS does not see PFCs, §9.7),
-  **with the metered activity data in place of the reported ones** where a meter exists. So a misreported fuel or
-  production raises its own alert and does not also show up here; what remains points at the parameters (carbon
-  content, NCV, oxidation, oxides) or at the measurement. Tolerated up to ``sqrt(U_cems² + U_calc²)``: U_cems the
-  source's CEMS tier (EU MRR Annex VIII Table 1 [P]: 10 / 7.5 / 5 / 2.5 %), U_calc 6.88 % with measured parameters
-  and 19.62 % when a default was used (study of 7 Chinese plants [S], §3; the thresholds depend on data quality as
-  §9.6 suggests).
+  tolerated up to ``sqrt(U_meter² + U_reported²)`` (U_meter a project default, U_reported the uncertainty policy's
+  value for the parameter). A meter whose data cover less of the month than ``meter_min_coverage`` is not
+  compared: ``meter_low_coverage`` says so. Rate meters are integrated over the minutes with data (a gap is not
+  zero flow) and, as the policy says, scaled to the month.
+* ``measured_vs_calculated``: the CEMS month CO2, less the CO2 the sources declare the accounting excludes
+  (biomass, desulphurisation), against the CO2 calculated from the report
+  (:func:`streams.kernels.accounting.accounting_emissions`; CO2 only, since a CO2 CEMS does not see PFCs)
+  **with the metered activity data in place of the reported ones** where a meter covers the month. So a
+  misreported fuel or production raises its own alert and does not also show up here; what remains points at the
+  parameters (carbon content, NCV, oxidation, oxides) or at the measurement. Tolerated up to
+  ``sqrt(U_cems² + U_calc² + U_excluded²)``: U_cems the CEMS tier (EU MRR Annex VIII Table 1, ``MRR-AVIII-T1``
+  [P]: 10 / 7.5 / 5 / 2.5 %); U_calc propagated from each input's uncertainty weighted by the CO2 it carries
+  (:func:`streams.kernels.accounting.co2_variance_t2`; measured inputs from the named uncertainty policy, defaults
+  from their own entry in the defaults file); U_excluded from the declared shares' uncertainties. Judged on the
+  measured basis (the measured hours' CO2 at their rate over the operating hours); the substituted basis is
+  reported beside it. A month whose measured share of the operating hours is below ``min_completeness`` gets
+  ``insufficient_measured_data`` instead of a deviation alert.
 * ``intensity_vs_benchmark``: CO2 per unit of metered product against the sector's benchmark, only where one is
-  configured (the reference gives no benchmark values).
+  configured (no sourced benchmark values are shipped).
 * the indicators of :mod:`streams.kernels.indicators` (``flatline``, ``co2_o2_inconsistent``, ``level_shift``,
   ``repeated_profile``, ``low_variance``, ``out_of_range``, ``cm_day_share``, ``cm_run_long``), one alert per
   source, channel, rule and month with the spans as evidence;
@@ -33,25 +40,30 @@ alert. Severity: ``warning`` from 1x the tolerance, ``critical`` from 2x (config
 from __future__ import annotations
 
 import warnings
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from typing import Literal, NamedTuple
 from zoneinfo import ZoneInfo
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from schemas.accounting import AccountingReport
+from schemas.accounting import (CO2_PARAMETERS, UNCERTAINTY_VERSION, AccountingReport, Param, load_defaults,
+                                load_uncertainty)
 from schemas.alerts import Alert, alert_id
 from schemas.quantities import Flag
+from schemas.records import MonthlyRecord
 from schemas.site import Entity
-from streams.kernels.accounting import COMPONENT_INPUTS, INPUTS, accounting_emissions, inputs_from_reports
+from streams.kernels.accounting import (CO2_INPUTS, INPUTS, PARAMETER_OF, accounting_emissions, co2_variance_t2,
+                                        inputs_from_reports)
 from streams.kernels.indicators import (DEFAULT_POLICY, NEAR_DEADLINE, NO_DATA, CO2O2Pairs, Grid,
                                          IndicatorPolicy, scan)
 
-__all__ = ["CEMS_TIER_UNCERTAINTY", "MonthEvidence", "ReconcilePolicy", "reconcile_month"]
+__all__ = ["CEMS_TIER_UNCERTAINTY", "MeterTotal", "MonthEvidence", "ReconcilePolicy", "metered_totals", "reconcile_month"]
 
-#: EU MRR 2018/2066 Annex VIII Table 1, CO2 emission sources: maximum permissible uncertainty per tier [P].
+#: EU MRR 2018/2066 Annex VIII Table 1, CO2 emission sources: maximum permissible uncertainty per tier
+#: (``MRR-AVIII-T1`` [P]), a 95 % half-width like every uncertainty here.
 CEMS_TIER_UNCERTAINTY = {1: 0.10, 2: 0.075, 3: 0.05, 4: 0.025}
 
 
@@ -66,16 +78,27 @@ class ReconcilePolicy(BaseModel):
 
     name: str = "cn-default"
     cems_tier: int = Field(3, ge=1, le=4, description="EU MRR Annex VIII tier the CEMS meets (Table 1) [P].")
-    calc_uncertainty_measured: float = Field(0.0688, gt=0, description="All parameters measured: 6.88 % [S §3].")
-    calc_uncertainty_default: float = Field(0.1962, gt=0, description="A default used: 19.62 % [S §3].")
+    uncertainty: str = Field(UNCERTAINTY_VERSION, description="Named, versioned uncertainty policy of the measured "
+                             "accounting parameters (schemas/defaults/<name>.yaml); defaults carry their own.")
     meter_uncertainty: float = Field(0.02, gt=0, description="Edge meters (fuel, weigher): project default, unsourced.")
-    reported_uncertainty: float = Field(0.02, gt=0, description="Reported quantities: project default, unsourced.")
+    min_completeness: float = Field(0.9, gt=0, le=1, description="Measured share of the operating hours below which "
+                                    "a month is 'insufficient measured data', not compared (project choice).")
+    insufficient_severity: Literal["info", "warning"] = Field(
+        "warning", description="Severity of insufficient_measured_data: a month that cannot be checked is where "
+                               "missing or withheld data would hide, so a reviewer should look.")
+    meter_min_coverage: float = Field(0.9, gt=0, le=1, description="Share of the month a meter's data must count "
+                                      "before its total is compared or replaces a reported quantity (project choice).")
+    meter_gaps: Literal["scale_to_month", "as_counted"] = Field(
+        "scale_to_month", description="A rate meter with gaps: its integral scaled to the month at the mean rate of "
+                                      "the minutes with data, or compared as counted (totalisers are read as they are).")
     warning_at: float = Field(1.0, gt=0, description="Deviation / tolerance from which an alert is a warning.")
     critical_at: float = Field(2.0, gt=0, description="... and critical.")
     benchmarks: dict[str, Benchmark] = Field(default_factory=dict, description="Per sector; none sourced by default.")
     # level shifts at z >= 8 rather than the kernel's 6: clean simulated months of the four sectors reached z 6.0-6.6
     # in 23 of 160 months (load changes), a 10 % step scores 11-13 (docs/reconciliation.md)
     indicators: IndicatorPolicy = DEFAULT_POLICY.model_copy(update={"name": "reconcile", "shift_z": 8.0})
+    analyser_off_critical_h: int = Field(24, ge=1, description="Hours of analyser F/M/D while the source runs from "
+                                                                   "which the alert is critical (a day of lost data).")
     indicator_severity: dict[str, str] = Field(default_factory=lambda: {
         "flatline": "critical", "repeated_profile": "critical", "co2_o2_inconsistent": "warning",
         "level_shift": "info", "low_variance": "warning", "out_of_range": "warning", "cm_day_share": "info",
@@ -90,8 +113,11 @@ class MonthEvidence:
     entity: Entity
     month: str  # "YYYY-MM", the entity's local month
     report: AccountingReport | None = None
-    measured_co2_t: float | None = None  # CEMS, the sources the report covers (monthly records summed)
-    metered: Mapping[str, float] = field(default_factory=dict)  # "fuel:<id>", "material:<id>", "product"
+    # CEMS: the closed monthly records of the stacks the report covers (none while any is open) ...
+    monthly: Sequence[MonthlyRecord] = ()
+    measured_co2_t: float | None = None  # ... or, without records, a month total taken as measured in full
+    # "fuel:<id>", "material:<id>", "product" -> the edge meters' total (metered_totals), or a plain month total
+    metered: Mapping[str, MeterTotal | float] = field(default_factory=dict)
     minutes: Grid | None = None  # the entity's channels, series numbered as in ``series``
     hours: Grid | None = None
     series: list[tuple[str, str]] = field(default_factory=list)  # series -> (source id, channel id)
@@ -168,7 +194,8 @@ class _Alerts:
 
     def add(self, rule: str, severity: str, *, source: str | None = None, subject: str | None = None,
             measured=None, expected=None, unit: str = "", deviation=None, allowed=None, explanation: str,
-            evidence: tuple[str, ...] = ()) -> None:
+            evidence: tuple[str, ...] = (), deviation_measured_basis=None, deviation_substituted_basis=None,
+            coverage=None) -> None:
         ident = alert_id(self.province, self.municipality, self.ev.entity.id, source, self.ev.month,
                          rule if subject is None else f"{rule}:{subject}")
         pointer = self.ev.evidence.get(rule)
@@ -176,7 +203,9 @@ class _Alerts:
             id=ident, entity_id=self.ev.entity.id, province=self.province, municipality=self.municipality,
             source_id=source, period=self.ev.month, rule=rule, severity=severity, measured=_f(measured),
             expected=_f(expected), unit=unit, deviation=_f(deviation), allowed=_f(allowed), explanation=explanation,
-            evidence=tuple(evidence) + ((pointer,) if pointer else ())))
+            evidence=tuple(evidence) + ((pointer,) if pointer else ()),
+            deviation_measured_basis=_f(deviation_measured_basis),
+            deviation_substituted_basis=_f(deviation_substituted_basis), coverage=_f(coverage)))
 
 
 def _f(x) -> float | None:
@@ -190,6 +219,7 @@ def reconcile_month(ev: MonthEvidence, policy: ReconcilePolicy = ReconcilePolicy
     if ev.report is not None:
         _activity(ev, policy, a)
         _emissions(ev, policy, a)
+    _data_quality(ev, policy, a)
     if ev.signature_failures:
         a.add("bad_signature", "critical", measured=ev.signature_failures, unit="batches",
               explanation=f"{ev.signature_failures} reading batch(es) of this entity's gateways failed the HMAC "
@@ -201,43 +231,185 @@ def reconcile_month(ev: MonthEvidence, policy: ReconcilePolicy = ReconcilePolicy
     return a.out
 
 
+def _data_quality(ev: MonthEvidence, policy: ReconcilePolicy, a: _Alerts) -> None:
+    """The hours the stream flagged (``HourlyRecord.analyser_off``, ``co2_ambient``), counted in the monthly records:
+    an analyser stopped, in maintenance or faulty while the process runs (its hours are missing and substituted), and
+    a CO2 at ambient-air level while the process runs (a probe in air, a bypass: measured, but implausible)."""
+    for m in ev.monthly:
+        if m.analyser_off_hours:
+            severity = "critical" if m.analyser_off_hours >= policy.analyser_off_critical_h else "warning"
+            a.add("analyser_off_while_operating", severity, source=m.source_id, measured=m.analyser_off_hours,
+                  unit="h", explanation=f"The CO2 analyser of {m.source_id} was flagged stopped, in maintenance or "
+                                        f"faulty (HJ 212 F/M/D) for {m.analyser_off_hours} h while the process "
+                                        f"evidence shows the source running. Those hours are missing: "
+                                        f"{m.substituted_hours} h substituted ({m.substituted_co2_t:,.1f} t CO2), "
+                                        f"{m.missing_hours} h left missing.")
+        if m.co2_ambient_hours:
+            a.add("co2_ambient_while_operating", "warning", source=m.source_id, measured=m.co2_ambient_hours,
+                  unit="h", explanation=f"The CO2 of {m.source_id} read at ambient-air level for "
+                                        f"{m.co2_ambient_hours} h while the process evidence shows the source "
+                                        f"running: a probe drawing air, a bypassed analyser, or a stop the "
+                                        f"operating rule does not see.")
+
+
+class _Meter(NamedTuple):
+    value: float  # the total the policy compares [report unit]
+    coverage: float  # minutes with data / minutes of the month
+    counted: float  # share of the month the total counts
+
+
+def _meters(ev: MonthEvidence, policy: ReconcilePolicy) -> tuple[dict[str, _Meter], dict[str, _Meter]]:
+    """(usable, low coverage) meters by key; a plain float is a complete month total."""
+    usable, low = {}, {}
+    for key, m in ev.metered.items():
+        meter = (_Meter(float(m), 1.0, 1.0) if not isinstance(m, MeterTotal) else
+                 _Meter(m.month if policy.meter_gaps == "scale_to_month" else m.counted_total, m.coverage,
+                        m.counted_share))
+        if meter.value > 0:  # a meter that counted nothing is no figure to compare a report with
+            (usable if meter.counted >= policy.meter_min_coverage else low)[key] = meter
+    return usable, low
+
+
+def _activity_rows(report: AccountingReport) -> list[tuple[str, str, str, str | None, Param | None]]:
+    """(meter key, subject, parameter, item, reported param) of every quantity an edge meter may measure; item is
+    the fuel or material id (None for the sector's own product)."""
+    rows = [(f"fuel:{f.fuel}", f.fuel, "fuel.consumption", f.fuel, f.consumption) for f in report.fuels]
+    if report.steel is not None:
+        product = _product(report)[0].replace(" ", "_")
+        rows += [(("product" if m.material == product else f"material:{m.material}"), m.material.replace("_", " "),
+                  "material.quantity", m.material, m.quantity) for m in report.steel.materials]
+    if report.cement is not None:
+        rows.append(("product", "clinker", "cement.clinker_output", None, report.cement.clinker_output))
+    elif report.aluminium is not None:
+        rows.append(("product", "primary aluminium", "aluminium.aluminium_output", None,
+                     report.aluminium.aluminium_output))
+    elif report.power is not None:
+        rows.append(("product", "gross generation", "power.gross_generation", None, report.power.gross_generation))
+    return rows
+
+
+class _Uncertainty:
+    """Each parameter's relative uncertainty (95 %): a meter's where an edge meter replaced the reported figure,
+    the policy's for a measured value, the default's own (its defaults file entry) for a default."""
+
+    def __init__(self, policy: ReconcilePolicy, report: AccountingReport, metered: Mapping[str, _Meter]) -> None:
+        self.policy, self.table = policy, load_uncertainty(policy.uncertainty)
+        self.metered = {(parameter, item) for key, _, parameter, item, _ in _activity_rows(report) if key in metered}
+
+    def __call__(self, report: AccountingReport, parameter: str, item: str | None, p: Param) -> float:
+        if parameter not in CO2_PARAMETERS and not parameter.startswith("power."):
+            return 0.0  # PFC inputs: not in the CO2 a CEMS sees
+        if p.basis == "measured":
+            row = item if parameter.startswith(("fuel.", "material.")) else None  # else item is a qualifier
+            if (parameter, row) in self.metered:
+                return self.policy.meter_uncertainty
+            return self.table.measured_uncertainty(parameter, report.sector).value
+        entry = (load_defaults(p.default_version).lookup(parameter, item, report.sector)
+                 if p.default_version else None)
+        return entry.uncertainty if entry is not None and entry.uncertainty else self.table.unsourced_default
+
+
 def _activity(ev: MonthEvidence, policy: ReconcilePolicy, a: _Alerts) -> None:
-    tolerance = float(np.hypot(policy.meter_uncertainty, policy.reported_uncertainty))
-    rows = [(f"fuel:{f.fuel}", f.fuel, f.consumption.value, f.consumption.unit, "fuel_metered_vs_reported")
-            for f in ev.report.fuels]
-    if ev.report.steel is not None:
-        rows += [(f"material:{m.material}", m.material, m.quantity.value, m.quantity.unit, "fuel_metered_vs_reported")
-                 for m in ev.report.steel.materials]
-    what, value, unit = _product(ev.report)
-    rows.append(("product", what, value, unit, "production_metered_vs_reported"))
-    for key, subject, reported, unit, rule in rows:
-        metered = ev.metered.get(key)
-        if metered is None or reported is None or metered <= 0:
+    usable, low = _meters(ev, policy)
+    u = _Uncertainty(policy, ev.report, {})
+    for key, subject, parameter, item, p in _activity_rows(ev.report):
+        rule = "production_metered_vs_reported" if key == "product" else "fuel_metered_vs_reported"
+        name, unit, reported = subject.replace(" ", "_"), (p.unit if p is not None else ""), p.value if p else None
+        if key in low and reported is not None:
+            m = low[key]
+            a.add("meter_low_coverage", "info", source=ev.report.source_id, subject=name, measured=m.value,
+                  expected=reported, unit=unit, coverage=m.counted,
+                  explanation=f"The edge meters of {subject} count {m.counted:.1%} of the month (data in "
+                              f"{m.coverage:.1%} of its minutes), below the {policy.meter_min_coverage:.0%} needed to "
+                              f"check the reported {reported:,.1f} {unit}; the reported figure is used as it is.")
             continue
-        d = (reported - metered) / metered
+        m = usable.get(key)
+        if m is None or reported is None:
+            continue
+        tolerance = float(np.hypot(policy.meter_uncertainty, u(ev.report, parameter, item, p)))
+        d = (reported - m.value) / m.value
         severity = a.severity(abs(d) / tolerance)
         if severity:
-            a.add(rule, severity, source=ev.report.source_id, subject=subject.replace(" ", "_"), measured=reported, expected=metered, unit=unit,
-                  deviation=d, allowed=tolerance,
+            scaled = f" (their data count {m.counted:.1%} of the month)" if m.counted < 1 else ""
+            a.add(rule, severity, source=ev.report.source_id, subject=name, measured=reported, expected=m.value,
+                  unit=unit, deviation=d, allowed=tolerance, coverage=m.counted,
                   explanation=f"Reported {subject} {reported:,.1f} {unit} is {d:+.1%} against the edge meters' "
-                              f"{metered:,.1f} {unit}; tolerated {tolerance:.1%}.")
+                              f"{m.value:,.1f} {unit}{scaled}; tolerated {tolerance:.1%}.")
+
+
+@dataclass(frozen=True)
+class _Cems:
+    """The CEMS month of the stacks a report covers, on both bases, less what the accounting excludes."""
+
+    measured_basis_t: float  # measured hours' CO2 at their rate over the operating hours, less exclusions
+    substituted_basis_t: float  # measured + substituted CO2, less exclusions
+    excluded_t: float  # on the measured basis
+    excluded_u_t: float  # expanded uncertainty of the excluded CO2 [t]
+    measured_hours: int | None
+    substituted_hours: int | None
+    operating_hours: int | None
+    completeness: float | None  # the scope's measured / operating hours
+    insufficient: list[tuple[str, float | None]]  # (source, completeness) below the policy's threshold
+
+
+def _cems(ev: MonthEvidence, policy: ReconcilePolicy, combustion_t: float) -> _Cems | None:
+    """The CEMS side of the comparison. A share of a stack's CO2 is taken on each basis; a share of the fuel's CO2
+    is the fossil combustion CO2 of the report x share / (1 - share), given to the stacks by their CEMS CO2. A month
+    known only as a total (no records) is taken as one stack carrying every declared share of the scope."""
+    excluded_of = {src.id: src.excluded_co2 for src in ev.entity.sources}
+    records = list(ev.monthly)
+    if records:  # (measured basis, substituted basis, declared shares) per stack
+        parts = [((r.measured_co2_t * r.operating_hours / r.measured_hours if r.measured_hours else 0.0), r.co2_t,
+                  excluded_of.get(r.source_id, [])) for r in records]
+    elif ev.measured_co2_t is not None:
+        scope = [ev.report.source_id] if ev.report is not None and ev.report.source_id else list(excluded_of)
+        parts = [(ev.measured_co2_t, ev.measured_co2_t, [x for sid in scope for x in excluded_of.get(sid, [])])]
+    else:
+        return None
+    scope_t = sum(p[0] for p in parts) or 1.0
+    excluded, excluded_sub, variance = 0.0, 0.0, 0.0
+    for at_rate, total, declared in parts:
+        for x in declared:
+            if x.of == "stack_co2":
+                t, t_sub = x.fraction * at_rate, x.fraction * total
+            else:
+                t = t_sub = combustion_t * x.fraction / (1 - x.fraction) * at_rate / scope_t
+            excluded, excluded_sub, variance = excluded + t, excluded_sub + t_sub, variance + (t * x.uncertainty) ** 2
+    measured_basis, substituted_basis = sum(p[0] for p in parts) - excluded, sum(p[1] for p in parts) - excluded_sub
+    if not records:
+        return _Cems(measured_basis, substituted_basis, excluded, variance**0.5, None, None, None, 1.0, [])
+    operating = sum(r.operating_hours for r in records)
+    low = [(r.source_id, r.completeness) for r in records
+           if r.completeness is None or r.completeness < policy.min_completeness]
+    return _Cems(measured_basis, substituted_basis, excluded, variance**0.5, sum(r.measured_hours for r in records),
+                 sum(r.substituted_hours for r in records), operating,
+                 sum(r.measured_hours for r in records) / operating if operating else None, low)
 
 
 def _emissions(ev: MonthEvidence, policy: ReconcilePolicy, a: _Alerts) -> None:
     report = ev.report
-    calc = accounting_emissions(inputs_from_reports([_with_metered(report, ev.metered)]))
+    usable, _ = _meters(ev, policy)
+    x = inputs_from_reports([_with_metered(report, {k: m.value for k, m in usable.items()})],
+                            _Uncertainty(policy, report, usable))
+    calc = accounting_emissions(x)
     expected = float(calc.co2_t[0])
-    co2_inputs = [INPUTS.index(n) for c in ("combustion", "process", "carbon_balance", "anode")
-                  for n in COMPONENT_INPUTS.get(c, ())]
-    defaults = [INPUTS[j] for j in co2_inputs if calc.defaults[0, j]]
-    u_calc = policy.calc_uncertainty_default if defaults else policy.calc_uncertainty_measured
-    tolerance = float(np.hypot(CEMS_TIER_UNCERTAINTY[policy.cems_tier], u_calc))
-    if ev.measured_co2_t is not None and expected > 0:
-        d = (ev.measured_co2_t - expected) / expected
-        comparison = (f"CEMS month CO2 {ev.measured_co2_t:,.0f} t is {d:+.1%} against {expected:,.0f} t calculated "
-                      f"from the report" + (" with the metered activity data" if ev.metered else "")
-                      + f"; tolerated {tolerance:.1%} (CEMS tier {policy.cems_tier}, "
-                      + (f"defaults used: {', '.join(defaults)}" if defaults else "all parameters measured") + ")")
+    cems = _cems(ev, policy, float(calc.combustion_co2_t[0]))
+    if cems is not None and cems.insufficient:
+        if cems.operating_hours or expected > 0:  # a stack stopped all month with nothing reported: nothing to check
+            _insufficient(ev, policy, a, cems, expected)
+        return
+    variance = co2_variance_t2(x)[0]
+    if cems is not None and expected > 0:
+        u_cems = CEMS_TIER_UNCERTAINTY[policy.cems_tier]
+        u_calc = float(np.sqrt(variance.sum())) / expected
+        u_excluded = cems.excluded_u_t / expected
+        tolerance = float(np.sqrt(u_cems**2 + u_calc**2 + u_excluded**2))
+        d = (cems.measured_basis_t - expected) / expected
+        d_sub = (cems.substituted_basis_t - expected) / expected
+        comparison = (f"CEMS month CO2 {cems.measured_basis_t:,.0f} t is {d:+.1%} against {expected:,.0f} t calculated "
+                      f"from the report" + (" with the metered activity data" if usable else "")
+                      + _bases(cems, d_sub) + f"; tolerated {tolerance:.1%}: "
+                      + _tolerance_text(policy, u_cems, u_calc, u_excluded, variance, calc, expected))
         analyser = [x for x in a.out if x.rule == "co2_o2_inconsistent" and x.deviation is not None
                     and np.sign(x.deviation) == np.sign(d)]
         severity = a.severity(abs(d) / tolerance)
@@ -246,15 +418,16 @@ def _emissions(ev: MonthEvidence, policy: ReconcilePolicy, a: _Alerts) -> None:
                 if x in analyser:
                     a.out[i] = replace(x, explanation=f"{x.explanation} {comparison}.")
         elif severity:
-            a.add("measured_vs_calculated", severity, source=report.source_id, measured=ev.measured_co2_t, expected=expected, unit="t CO2",
-                  deviation=d, allowed=tolerance,
+            a.add("measured_vs_calculated", severity, source=report.source_id, measured=cems.measured_basis_t,
+                  expected=expected, unit="t CO2", deviation=d, allowed=tolerance, deviation_measured_basis=d,
+                  deviation_substituted_basis=d_sub, coverage=cems.completeness,
                   explanation=f"{comparison}. With the activity data checked against the meters, the difference "
                               f"points at the reported parameters (carbon content, NCV, oxidation, oxides) or at "
                               f"the measurement.")
     bench = policy.benchmarks.get(ev.entity.sector.value)
-    product = ev.metered.get("product") or _product(report)[1]
-    if bench is not None and ev.measured_co2_t is not None and product:
-        intensity = ev.measured_co2_t / product
+    product = usable["product"].value if "product" in usable else _product(report)[1]
+    if bench is not None and cems is not None and product:
+        intensity = cems.measured_basis_t / product
         d = (intensity - bench.t_co2_per_unit) / bench.t_co2_per_unit
         severity = a.severity(d / CEMS_TIER_UNCERTAINTY[policy.cems_tier])
         if severity:
@@ -262,6 +435,49 @@ def _emissions(ev: MonthEvidence, policy: ReconcilePolicy, a: _Alerts) -> None:
                   unit=f"t CO2/{_product(report)[2]}", deviation=d, allowed=CEMS_TIER_UNCERTAINTY[policy.cems_tier],
                   explanation=f"Measured intensity {intensity:.4f} is {d:+.1%} above the benchmark "
                               f"{bench.t_co2_per_unit:.4f} ({bench.source}).")
+
+
+def _bases(cems: _Cems, d_sub: float) -> str:
+    parts = []
+    if cems.operating_hours is not None:
+        parts.append(f"the {cems.measured_hours} measured of {cems.operating_hours} operating hours at their rate")
+        if cems.substituted_hours:
+            parts.append(f"{cems.substituted_basis_t:,.0f} t, {d_sub:+.1%}, with the {cems.substituted_hours} "
+                         f"substituted hours")
+    if cems.excluded_t:
+        parts.append(f"less {cems.excluded_t:,.0f} t the accounting excludes")
+    return f" ({'; '.join(parts)})" if parts else ""
+
+
+def _tolerance_text(policy, u_cems, u_calc, u_excluded, variance, calc, expected) -> str:
+    share = np.sqrt(variance) / expected
+    top = [j for j in np.argsort(share)[::-1][:3] if share[j] > 0]
+    defaults = [INPUTS[j] for j in range(len(INPUTS)) if calc.defaults[0, j] and INPUTS[j] in CO2_INPUTS]
+    text = (f"CEMS {u_cems:.1%} (tier {policy.cems_tier}), calculation {u_calc:.1%} (most from "
+            + ", ".join(f"{PARAMETER_OF[INPUTS[j]]} {share[j]:.1%}" for j in top) + ")")
+    if u_excluded:
+        text += f", excluded CO2 {u_excluded:.1%}"
+    if defaults:
+        text += "; defaults used: " + ", ".join(f"{PARAMETER_OF[n]} ({share[INPUTS.index(n)]:.1%})" for n in defaults)
+    return text
+
+
+def _insufficient(ev: MonthEvidence, policy: ReconcilePolicy, a: _Alerts, cems: _Cems, expected: float) -> None:
+    by_source = {m.source_id: m for m in ev.monthly}
+    parts = []
+    for source, completeness in cems.insufficient:
+        m = by_source[source]
+        parts.append(f"{source}: {m.measured_hours} of {m.operating_hours} operating hours measured"
+                     + (f" ({completeness:.0%})" if completeness is not None else " (no operating hours)")
+                     + f", {m.substituted_hours} substituted, {m.missing_hours} missing")
+    a.add("insufficient_measured_data", policy.insufficient_severity, source=ev.report.source_id,
+          measured=cems.completeness, expected=policy.min_completeness, unit="measured / operating hours",
+          allowed=policy.min_completeness, coverage=cems.completeness,
+          deviation_measured_basis=(cems.measured_basis_t / expected - 1) if expected > 0 and cems.measured_hours else None,
+          deviation_substituted_basis=(cems.substituted_basis_t / expected - 1) if expected > 0 else None,
+          explanation=f"Too little of the month was measured to check the report against the CEMS "
+                      f"(at least {policy.min_completeness:.0%} of the operating hours): {'; '.join(parts)}. "
+                      f"The month's CEMS figure rests on substitution; no deviation is judged.")
 
 
 def _indicators(ev: MonthEvidence, policy: ReconcilePolicy, a: _Alerts) -> None:
@@ -322,19 +538,36 @@ _INDICATOR_TEXT = {
 }
 
 
-#: Edge meter quantities (schemas/quantities.py): totalisers (month = last - first reading) and rates per hour
-#: (month = sum of minute means / 60), with the factor to the report's canonical unit (t, 10^4 Nm3, MWh).
+#: Edge meter quantities (schemas/quantities.py): totalisers (month = last - first valid reading) and rates per hour
+#: (integrated over the minutes with data), with the factor to the report's canonical unit (t, 10^4 Nm3, MWh).
 TOTALISERS = {"xf0003", "xf0004", "xp0002", "xe0002"}
 TO_REPORT_UNIT = {"t": 1.0, "kg": 1e-3, "m3": 1e-4, "MWh": 1.0, "t/h": 1.0, "kg/h": 1e-3, "m3/h": 1e-4}
 
 
+class MeterTotal(NamedTuple):
+    """An edge meter's month, as its data count it (several meters of one quantity summed)."""
+
+    counted_total: float  # what the data count [report unit]: a totaliser's last - first, a rate's integral
+    month: float  # the month's estimate: rate meters scaled at the mean rate of the minutes with data, totalisers
+    #               as read (last - first valid reading, wherever they fall)
+    coverage: float  # minutes with data / minutes of the month (the lowest of the meters)
+    counted_share: float  # share of the month the total counts (a totaliser: between its first and last reading)
+
+
 def metered_totals(minutes: Grid, series: list[tuple[str, str]], channels: Mapping[tuple[str, str], tuple[str, str]],
-                   meters: Mapping[str, str]) -> dict[str, float]:
+                   meters: Mapping[str, str]) -> dict[str, MeterTotal]:
     """Month totals of the configured meters from the minute grid (``meters``: "source/channel" -> what it
-    measures; ``channels``: (source, channel) -> (quantity, unit)). A meter without data is left out, so its
-    rule is skipped rather than compared with zero."""
+    measures; ``channels``: (source, channel) -> (quantity, unit)).
+
+    A rate meter is integrated over the minutes that have data: a gap is unknown flow, not zero flow, so it lowers
+    the coverage and the policy decides whether to scale (``ReconcilePolicy.meter_gaps``). A totaliser's month is
+    its last valid reading less its first wherever they fall: a hole between them loses nothing and only lowers the
+    coverage; it counts the share of the month between those readings (``counted_share``, what the policy's
+    coverage threshold is held against). A meter without data is left out, so its rule is skipped rather than
+    compared with zero."""
     index = {key: i for i, key in enumerate(series)}
-    out: dict[str, float] = {}
+    n = minutes.shape[1]
+    parts: dict[str, list[tuple[float, float, float, float]]] = {}  # (counted, month, coverage, counted share)
     for name, measures in meters.items():
         source, _, channel = name.partition("/")
         i = index.get((source, channel))
@@ -345,9 +578,13 @@ def metered_totals(minutes: Grid, series: list[tuple[str, str]], channels: Mappi
         ok = np.flatnonzero(np.isfinite(x))
         if not ok.size:
             continue
+        coverage = ok.size / n
+        factor = TO_REPORT_UNIT.get(unit, 1.0)
         if quantity in TOTALISERS:
-            total = x[ok[-1]] - x[ok[0]]
+            total = float(x[ok[-1]] - x[ok[0]]) * factor
+            parts.setdefault(measures, []).append((total, total, coverage, (ok[-1] - ok[0]) / max(n - 1, 1)))
         else:
-            total = np.nansum(x) / (3_600_000_000_000 / minutes.period_ns)
-        out[measures] = out.get(measures, 0.0) + float(total) * TO_REPORT_UNIT.get(unit, 1.0)
-    return out
+            total = float(x[ok].sum()) * minutes.period_ns / 3_600_000_000_000 * factor
+            parts.setdefault(measures, []).append((total, total / coverage, coverage, coverage))
+    return {k: MeterTotal(*(sum(p[i] for p in v) for i in (0, 1)), *(min(p[i] for p in v) for i in (2, 3)))
+            for k, v in parts.items()}

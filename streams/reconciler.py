@@ -29,7 +29,7 @@ from schemas import envelope
 from schemas.accounting import AccountingReport
 from schemas.alerts import Ack, Alert
 from schemas.quantities import Flag
-from schemas.records import GapReport, MonthlyRecord
+from schemas.records import GapReport, HourlyRecord, MonthlyRecord
 
 from .alerts import AlertBook
 from .kernels.aggregate import MINUTE_NS
@@ -160,16 +160,16 @@ class Reconciler:
             meters = {k: v for k, v in settings.meters.items() if k.partition("/")[0] in scope}
             stacks = [s.id for s in entity.sources if s.id in scope and any(c.quantity == "a05001" for c in s.channels)]
             closed = [by_source.get(s) for s in stacks]  # the CEMS stacks among them (meters have no CO2)
-            measured = (sum(m.co2_t for m in closed) if closed and all(m is not None and m.status == "closed"
-                                                                     for m in closed) else None)
+            records = closed if closed and all(m is not None and m.status == "closed" for m in closed) else []
             first = i == 0  # indicators and ingest findings once per entity-month
             bundles.append(MonthEvidence(
-                entity=entity, month=label, report=report, measured_co2_t=measured,
+                entity=entity, month=label, report=report, monthly=records,
                 metered=metered_totals(grid, series, channels, meters) if grid is not None else {},
                 minutes=grid if first else None, series=series, co2max=co2max,
                 signature_failures=signatures.get((entity_id, label), 0) if first else 0,
                 missing_batches=holes.get((entity_id, label), 0) if first else 0,
                 evidence={"measured_vs_calculated": f"{self.cfg.topics.monthly}:{scope[0]}/{label}",
+                          "insufficient_measured_data": f"{self.cfg.topics.monthly}:{scope[0]}/{label}",
                           "bad_signature": f"{self.cfg.topics.dead_letter}:reason=bad_signature",
                           "sequence_holes": f"{self.cfg.topics.gaps}"}))
         return [a for ev in bundles for a in reconcile_month(ev, settings.policy)]
@@ -262,7 +262,7 @@ def _ns(text: str) -> int:
 def sync_archive(cfg: WorkerConfig, archive) -> list:
     """Every entity-month with a closed CEMS month into the archive: CO2 and hours summed over its sources, CF4,
     C2F6 and CO2e and the calculated CO2 from its report, its alerts; a new version only where they changed."""
-    from .archive import calculated, month_figures
+    from .archive import alert_figures, calculated, hourly_figures, month_figures
 
     entities = {e.id: e for e in load_sites(cfg.sites)}
     months = read_latest(cfg, cfg.topics.monthly, MonthlyRecord.from_json)
@@ -272,16 +272,21 @@ def sync_archive(cfg: WorkerConfig, archive) -> list:
     alerts = defaultdict(list)
     for a in read_alerts(cfg):
         if a.severity != "cleared":
-            alerts[(a.entity_id, a.period)].append({"id": a.id, "rule": a.rule, "severity": a.severity,
-                                                    "deviation": a.deviation})
+            alerts[(a.entity_id, a.period)].append(alert_figures(a))
     by_month = defaultdict(list)
     for m in months:
         by_month[(m.entity_id, m.month)].append(m)
+    hours = defaultdict(list)
+    for h in read_latest(cfg, cfg.topics.hourly, HourlyRecord.from_json):
+        hours[h.source_id].append(h)
     written = []
     for (entity_id, label), ms in sorted(by_month.items()):
         if entity_id not in entities or any(m.status == "open" for m in ms):
             continue
-        archive.register(entity_id, entities[entity_id].timezone, min(lbl for e, lbl in by_month if e == entity_id))
+        entity = entities[entity_id]
+        archive.register(entity_id, entity.timezone, min(lbl for e, lbl in by_month if e == entity_id),
+                         entity.region.province if entity.region else "",
+                         entity.region.municipality if entity.region else "")
         calc = calculated(reports[(entity_id, label)]) if (entity_id, label) in reports else {}
         figures = month_figures(ms, calc, alerts.get((entity_id, label), []))
         reason = "late_data" if any(m.reason == "late_data" for m in ms) else "sync"
@@ -289,4 +294,7 @@ def sync_archive(cfg: WorkerConfig, archive) -> list:
             entry = archive.put(entity_id, source_id, label, fig, reason)
             if entry is not None:
                 written.append(entry)
+        start, end = month_range(label, entity.tz)
+        for m in ms:  # the hours behind the month, for the console's charts
+            archive.put_hourly(entity_id, m.source_id, label, hourly_figures(hours.get(m.source_id, []), m, start, end))
     return written

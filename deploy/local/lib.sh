@@ -53,6 +53,20 @@ need() {
     command -v "$1" >/dev/null 2>&1 || die "installed $2 but '$1' is still not on PATH"
 }
 
+# need_package DEBIAN_PACKAGE: install a package that has no command to look for (a font, a library).
+need_package() {
+    dpkg -s "$1" >/dev/null 2>&1 && return 0
+    local sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    command -v apt-get >/dev/null 2>&1 || die "Debian package $1 is missing and there is no apt-get to install it"
+    log "installing Debian package $1"
+    if [ "$_apt_updated" -eq 0 ]; then
+        $sudo apt-get update -qq >/dev/null
+        _apt_updated=1
+    fi
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "$1" >/dev/null
+}
+
 # quietly LOGFILE CMD...: run CMD with its output in LOGFILE; show the log's tail only if it fails.
 quietly() {
     local logfile="$1"; shift

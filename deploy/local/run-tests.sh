@@ -33,6 +33,9 @@ setup_venv() {
     fi
 }
 step "python environment (.venv)" setup_venv
+# The console's browser tests drive Debian's Chromium (never a browser download); a CJK font draws the Chinese labels.
+need chromium chromium
+[ -n "$(fc-list :lang=zh 2>/dev/null)" ] || need_package fonts-wqy-microhei
 
 started=0
 if deploy/local/kafka.sh check >/dev/null 2>&1 && deploy/local/influxdb.sh check >/dev/null 2>&1; then

@@ -12,7 +12,7 @@ from .indicators import Findings, Grid, IndicatorPolicy, scan
 from .policy import POLICIES, ValidityPolicy, get_policy
 from .rollup import PeriodTotals, rollup
 from .standardise import REFERENCE_CONDITIONS, ReferenceConditions
-from .substitute import METHODS, Substituted, substitute
+from .substitute import METHODS, HourGrid, Part75Limits, Substituted, substitute
 
 __all__ = [
     "GWP_SETS",
@@ -24,8 +24,10 @@ __all__ = [
     "Accumulator",
     "Findings",
     "Grid",
+    "HourGrid",
     "HourlyEmissions",
     "IndicatorPolicy",
+    "Part75Limits",
     "PeriodTable",
     "PeriodTotals",
     "ReferenceConditions",

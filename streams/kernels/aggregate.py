@@ -343,15 +343,32 @@ def _popcount(bits: np.ndarray) -> np.ndarray:
 
 
 def _hour_rule(acc: Accumulator, policy: ValidityPolicy) -> tuple[np.ndarray, np.ndarray]:
+    """(valid, quantised mean) of every hour cell under the policy's :class:`~.policy.HourRule`.
+
+    References: docs/sources.md HJ212-D24, MRR-44, P-EU-POINTS, P75-10d.
+    """
     rule = policy.hour
     if rule.method == "min_valid_minutes":  # HJ 212 App. D Eq. (24): mean of valid minute means, k >= 45
         return acc.valid_parts >= rule.min_valid_minutes, _div(acc.part_qsum, acc.valid_parts)
-    if rule.method == "pro_rata_points":  # MRR Art. 44: all valid points, if >= 80 % of the possible
-        needed = int(np.ceil(rule.min_point_fraction * rule.points_per_hour - 1e-9))
-        return acc.valid_samples >= needed, _div(acc.sample_qsum, acc.valid_samples)
+    if rule.method == "pro_rata_points":  # MRR Art. 44: all valid points, if >= 80 % of the possible ones
+        if rule.sample_interval_s:
+            possible = np.full(len(acc), 3600.0 / rule.sample_interval_s)
+        else:  # the channel's own rate: readings of any flag per minute that holds readings, x 60
+            readings = acc.sample_flags @ np.ones(_N_FLAGS, dtype=np.int64)
+            minutes = acc.part_flags @ np.ones(_N_FLAGS, dtype=np.int64)
+            possible = 60.0 * readings / np.maximum(minutes, 1)
+        needed = np.ceil(rule.min_point_fraction * possible - 1e-9)
+        return (acc.valid_samples > 0) & (acc.valid_samples >= needed), _div(acc.sample_qsum, acc.valid_samples)
     if rule.method == "operating_quadrants":  # 75.10(d): a valid point in every operating quadrant
-        op = acc.operating_slots
-        return (op != 0) & ((acc.valid_slots & op) == op), _div(acc.part_qsum, acc.valid_parts)
+        op, ok = acc.operating_slots, acc.valid_slots
+        valid = (op != 0) & ((ok & op) == op)
+        if rule.qa_two_points:  # QA hour (C or M readings), source ran > 1 quadrant: two valid points >= 15 min apart
+            qa = (acc.sample_flags[:, Flag.C] + acc.sample_flags[:, Flag.M]) > 0
+            # Hours keep quadrant bits, not minute times. Proven 15 min apart: valid minutes in quadrants two or three
+            # apart, or 16 valid minutes (16 distinct minutes span >= 15). Anything else is not proven: invalid.
+            apart = ((ok & (ok >> 2)) != 0) | ((ok & (ok >> 3)) != 0) | (acc.valid_parts >= 16)
+            valid |= qa & (_popcount(op) >= 2) & apart
+        return valid, _div(acc.part_qsum, acc.valid_parts)
     raise ValueError(f"unknown hour rule method {rule.method!r}")
 
 

@@ -1,12 +1,13 @@
 """Multi-gas totals: CO2-equivalent with versioned GWP sets (100-year horizon).
 
 Aluminium smelters report CO2, CF4 and C2F6 (China ETS expansion, 2025). Which IPCC assessment the
-aluminium guideline CETS-AG-04.01 prescribes is unconfirmed (``cems-standards.md`` §4.6 and §10 item 3),
-so the set is a configuration value, recorded with every CO2e figure.
+aluminium guideline CETS-AG-04.01-V01-2024 prescribes is unconfirmed (its Appendix A was not read), so the set
+is a configuration value, recorded with every CO2e figure.
 
-Sources: AR4 values as used by the IAI [S]; AR5 values as in EU MRR 2018/2066 Annex VI [U, memory];
-AR6 values from IPCC AR6 WG1 Chapter 7 Table 7.SM.7 [U: not in the project's reference, from memory;
-verify before relying on it].
+Sources (docs/sources.md): SAR (IPCC Second Assessment Report, 1995), which Chinese accounting guidelines have
+used (``GWP-SAR`` [S]: CF4 6,500 and C2F6 9,200 in an implementation of the Chinese electrolytic-aluminium
+guideline); AR4 as used by the IAI (``GWP-AR4`` [S]); AR5 as in EU MRR 2018/2066 Annex VI (``GWP-AR5`` [U,
+memory]); AR6 from IPCC AR6 WG1 Chapter 7 Table 7.SM.7 (``GWP-AR6``: CF4 [S], a public inventory tool; C2F6 [U]).
 """
 
 from __future__ import annotations
@@ -19,12 +20,15 @@ __all__ = ["DEFAULT_GWP_SET", "GWP_SETS", "co2e"]
 
 GWP_SETS = MappingProxyType(
     {
+        "SAR": MappingProxyType({"CO2": 1.0, "CF4": 6500.0, "C2F6": 9200.0}),
         "AR4": MappingProxyType({"CO2": 1.0, "CF4": 7390.0, "C2F6": 12200.0}),
         "AR5": MappingProxyType({"CO2": 1.0, "CF4": 6630.0, "C2F6": 11100.0}),
         "AR6": MappingProxyType({"CO2": 1.0, "CF4": 7380.0, "C2F6": 12400.0}),
     }
 )
-#: Default until CETS-AG-04.01 Appendix A is read: AR4, which the IAI uses for sector statistics.
+#: Default until CETS-AG-04.01 Appendix A is read: AR4, which the IAI uses for sector statistics. The older Chinese
+#: guideline's tools use SAR (``GWP-SAR`` [S]); whether the 2024 guideline keeps it is not confirmed, so the set
+#: is configured, and recorded with every CO2e figure.
 DEFAULT_GWP_SET = "AR4"
 
 

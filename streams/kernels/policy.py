@@ -1,12 +1,13 @@
 """Validity rules as named, configurable policies. China (HJ 75/76/212) is the default.
 
-Sources (``shared/reference/cems-standards.md``):
+Sources (ids in ``docs/sources.md``):
 
 * minute: HJ 212-2017 App. D Eq. (23): mean of valid instantaneous values sampled at most every 5 s,
   valid with n >= 12 [P]; HJ 76-2017 App. B: one data set at least every 5 s [S].
 * hour: China HJ 212 App. D Eq. (24), HJ 75/76: k >= 45 valid minutes [P/S]. EU MRR 2018/2066 Art. 44:
-  pro rata from the remaining points if >= 80 % of the maximum possible points exist [P]. US 40 CFR
-  75.10(d): at least one valid point in each 15-minute quadrant in which the unit operated [P].
+  pro rata from the remaining points if >= 80 % of the maximum possible points exist, counted at the channel's
+  real sampling interval [MRR-44, P]. US 40 CFR 75.10(d): at least one valid point in each 15-minute quadrant in
+  which the unit operated; in an hour with QA tests or maintenance, two valid points 15 minutes apart [P75-10d, P].
 * day: HJ 212 App. D Eq. (25), HJ 76 App. B: m >= 20 valid hours [P/S].
 * month: HJ 76-2017 App. B: >= 25 valid days, >= 23 in February [S].
 * flags: HJ 212-2017 App. C notes: an aggregate is flagged N when more than 75 % of its parts are
@@ -43,12 +44,22 @@ class MinuteRule:
 
 @dataclass(frozen=True)
 class HourRule:
-    """Minutes -> hour."""
+    """Minutes -> hour.
+
+    ``pro_rata_points`` (MRR Art. 44 [MRR-44]) counts the points possible at the channel's real sampling interval:
+    ``sample_interval_s`` when configured, else derived from the hour's own data as the readings (of any flag) per
+    minute that holds readings, times 60 [P-EU-POINTS]. A minute without any reading is a missing minute, so an
+    analyser out of operation for part of the hour loses those points; an interval longer than a minute cannot be
+    told from a gap this way and must be configured. ``operating_quadrants`` (§75.10(d) [P75-10d]) also applies the
+    QA-hour exception when ``qa_two_points``: an hour holding calibration (C) or maintenance (M) readings, in which
+    the source ran in more than one quadrant, is valid with two valid points at least 15 minutes apart.
+    """
 
     method: Literal["min_valid_minutes", "pro_rata_points", "operating_quadrants"]
     min_valid_minutes: int = 45  # method "min_valid_minutes"
     min_point_fraction: float = 0.8  # method "pro_rata_points": share of the possible points
-    points_per_hour: int = 3600  # method "pro_rata_points": possible points (readings) per hour
+    sample_interval_s: float | None = None  # method "pro_rata_points": the channel's sampling interval; None: derived
+    qa_two_points: bool = True  # method "operating_quadrants": the §75.10(d) QA-hour exception
 
 
 @dataclass(frozen=True)
@@ -101,7 +112,7 @@ POLICIES: dict[str, ValidityPolicy] = {
         ValidityPolicy(
             "eu-mrr",
             MinuteRule(min_valid_samples=1),
-            HourRule("pro_rata_points", min_point_fraction=0.8, points_per_hour=3600),
+            HourRule("pro_rata_points", min_point_fraction=0.8),
             None,
             None,
             REFERENCE_CONDITIONS["eu-mrr"],

@@ -1,12 +1,18 @@
 """Hours -> local days -> local months: totals, counts and validity, for many sources at once.
 
-Days and months follow the entity's time zone (``ARCHITECTURE.md``: China reports in UTC+8; an
-hour's timestamp is its start). Validity (``cems-standards.md`` §2, §1.11): a day is valid with
->= 20 valid hours (HJ 212 App. D Eq. 25 [P]); a month with >= 25 valid days, >= 23 in February
-(HJ 76-2017 App. B [S]); thresholds come from the :class:`~.policy.ValidityPolicy` (EU and US
-policies have none, so every period is valid there). Mass totals add measured and substituted
-hours (HJ 212 Eq. 34: the daily emission is the sum of hourly emissions); stopped hours add zero.
-Every total carries its counts, so completeness can be judged and rules re-evaluated.
+Days and months follow the entity's time zone (China reports in UTC+8; an hour's timestamp is its start). Mass totals
+add measured and substituted hours (HJ 212 Eq. 34: the daily emission is the sum of hourly emissions, [HJ212-D34]);
+stopped hours add zero. Every total carries its counts, so completeness can be judged and rules re-evaluated.
+
+Validity counts only the hours the source ran [P-STOPPED-PERIODS]. HJ 212 App. D Eq. 25 asks for 20 valid hours of
+24 [HJ212-D25] and HJ 76-2017 App. B for 25 valid days of a month, 23 in February [HJ76-B]; read as "at most 24 - 20
+invalid hours a day" and "at most (days of the month - 25, or - 23) invalid days a month", a stop is not held
+against the period: a stopped hour is not an invalid hour, and a day without any operating hour (a *stopped day*) is
+neither valid nor invalid. A day is valid when it has operating hours and at most ``24 - min_valid_hours`` of them
+are not valid (missing or out of control, substituted or not); a month is valid when at most ``days - min_valid_days``
+of its operating days are invalid. For a source that runs all month this is the text's rule exactly. A month in
+which the source never ran has no invalid day: ``valid`` is False (no valid day), ``invalid`` False, ``stopped``
+True. Policies without a day or month rule (EU, US) count every operating period as valid.
 """
 
 from __future__ import annotations
@@ -36,18 +42,18 @@ def _utc_offsets_s(start_ns: int, n_hours: int, tz: ZoneInfo) -> np.ndarray:
 
 
 def local_period_index(start_ns: int, n_hours: int, tz: ZoneInfo, period: str):
-    """For each hour: (index of its local day or month in the range, label of that period)."""
+    """For each hour: (index of its local day, month, calendar quarter or year in the range, label of that period)."""
     local_s = start_ns // 10**9 + 3600 * np.arange(n_hours, dtype=np.int64) + _utc_offsets_s(start_ns, n_hours, tz)
     day = local_s // _DAY_S
     if period == "day":
         labels = day
-    elif period == "month":
-        d = day.astype("datetime64[D]")
-        labels = d.astype("datetime64[M]").astype(np.int64)
+    elif period in ("month", "quarter", "year"):
+        months = day.astype("datetime64[D]").astype("datetime64[M]").astype(np.int64)  # months since 1970-01
+        labels = {"month": months, "quarter": months - months % 3, "year": months - months % 12}[period]
     else:
-        raise ValueError(f"period must be 'day' or 'month', not {period!r}")
+        raise ValueError(f"period must be 'day', 'month', 'quarter' or 'year', not {period!r}")
     uniq, idx = np.unique(labels, return_inverse=True)
-    kind = "datetime64[D]" if period == "day" else "datetime64[M]"
+    kind = "datetime64[D]" if period == "day" else "datetime64[M]"  # quarters and years: their first month
     return idx, uniq.astype(kind)
 
 
@@ -66,7 +72,17 @@ class PeriodTotals:
     substituted_hours: np.ndarray
     missing_hours: np.ndarray  # operating, neither measured nor substituted (no history)
     valid_parts: np.ndarray  # valid hours (days) or valid days (months)
-    valid: np.ndarray
+    operating_parts: np.ndarray  # operating hours (days) or days with an operating hour (months)
+    valid: np.ndarray  # meets the rule, among its operating parts (False when the source never ran)
+
+    @property
+    def stopped(self) -> np.ndarray:
+        """The source never ran in the period: neither valid nor invalid."""
+        return self.operating_parts == 0
+
+    @property
+    def invalid(self) -> np.ndarray:
+        return ~self.valid & ~self.stopped
 
     @property
     def mean(self) -> np.ndarray:
@@ -100,7 +116,27 @@ def rollup(
 ) -> tuple[PeriodTotals, PeriodTotals]:
     """Hourly ``[source, hour]`` arrays -> (daily, monthly) totals in the zone ``tz``.
 
-    ``values`` holds measured values, substitutes, and 0 for stopped hours (see :mod:`.substitute`).
+    Parameters
+    ----------
+    values : float [source, hour]
+        Measured values, substitutes, 0 for stopped hours (see :mod:`.substitute`) [unit of the hourly values].
+    measured, substituted, operating : bool [source, hour]
+        Valid hours; filled hours; hours the source ran.
+    start_ns : int
+        UTC start of the first hour [ns].
+    tz : ZoneInfo
+        The entity's zone: days and months are local.
+    policy : ValidityPolicy
+        Day and month rules (module docstring).
+
+    Returns
+    -------
+    (PeriodTotals, PeriodTotals)
+        Days and months, ``[source, period]``.
+
+    References
+    ----------
+    docs/sources.md: HJ212-D25, HJ212-D34, HJ76-B, P-STOPPED-PERIODS.
     """
     n_hours = values.shape[1]
     filled = measured | substituted
@@ -121,20 +157,29 @@ def rollup(
         )
 
     d = totals(day_idx, n_days)
-    day_valid = d["measured_hours"] >= (policy.day.min_valid_hours if policy.day else 1)
-    days = PeriodTotals("day", day_labels, valid_parts=d["measured_hours"], valid=day_valid, **d)
+    invalid_hours = d["operating_hours"] - d["measured_hours"]
+    if policy.day:
+        day_valid = (d["operating_hours"] > 0) & (invalid_hours <= 24 - policy.day.min_valid_hours)
+    else:
+        day_valid = d["operating_hours"] > 0
+    days = PeriodTotals("day", day_labels, valid_parts=d["measured_hours"], operating_parts=d["operating_hours"],
+                        valid=day_valid, **d)
 
     month_idx, month_labels = local_period_index(start_ns, n_hours, tz, "month")
     n_months = month_labels.size
     m = totals(month_idx, n_months)
-    # valid days per month: map each day to its month through the day's first hour
+    # days per month: map each day to its month through the day's first hour
     day_month = np.zeros(n_days, dtype=np.int64)
     day_month[day_idx] = month_idx
     valid_days = _group_sum(day_valid, day_month, n_months).astype(np.int64)
+    operating_days = _group_sum(d["operating_hours"] > 0, day_month, n_months).astype(np.int64)
     if policy.month:
         feb = (month_labels.astype(int) % 12) == 1  # datetime64[M] counts months from 1970-01
-        need = np.where(feb, policy.month.min_valid_days_february, policy.month.min_valid_days)[None, :]
+        need = np.where(feb, policy.month.min_valid_days_february, policy.month.min_valid_days)
+        days_in_month = ((month_labels + 1).astype("datetime64[D]") - month_labels.astype("datetime64[D]")).astype(int)
+        month_valid = (operating_days > 0) & (operating_days - valid_days <= (days_in_month - need)[None, :])
     else:
-        need = 1
-    months = PeriodTotals("month", month_labels, valid_parts=valid_days, valid=valid_days >= need, **m)
+        month_valid = operating_days > 0
+    months = PeriodTotals("month", month_labels, valid_parts=valid_days, operating_parts=operating_days,
+                          valid=month_valid, **m)
     return days, months

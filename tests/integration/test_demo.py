@@ -12,7 +12,7 @@ FALSIFIED = "320000/320500/demo-cement/-/2026-02/production_metered_vs_reported:
 
 
 def test_demo_finds_the_falsified_clinker_figure_and_reports_it(tmp_path):
-    out = subprocess.run([str(REPO / "cems"), "demo", "--out", str(tmp_path)], cwd=tmp_path, capture_output=True,
+    out = subprocess.run([str(REPO / "cems"), "demo", "--no-serve", "--out", str(tmp_path)], cwd=tmp_path, capture_output=True,
                          text=True, timeout=600)
     assert out.returncode == 0, out.stderr
     assert "[4/4]" in out.stdout and "archive chain intact" in out.stdout
@@ -38,7 +38,7 @@ def test_the_demo_on_kafka_and_influxdb_gives_the_same_months_as_in_process(tmp_
         "kafka": {"bootstrap_servers": kafka_bootstrap}, "sites": [str(tmp_path)], "keys_dir": str(tmp_path),
         "influx": {"url": influx.url, "org": influx.org, "bucket": bucket, "token": influx.token}}))
     for out, extra in ((tmp_path / "services", ["--config", str(cfg)]), (tmp_path / "embedded", [])):
-        run = subprocess.run([str(REPO / "cems"), "demo", "--out", str(out), *extra], cwd=tmp_path,
+        run = subprocess.run([str(REPO / "cems"), "demo", "--no-serve", "--out", str(out), *extra], cwd=tmp_path,
                              capture_output=True, text=True, timeout=900)
         assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     months = {}

@@ -25,6 +25,7 @@ from schemas.records import GapReport, HourlyRecord, MonthlyRecord
 from schemas.site import Entity
 from streams.kernels import (HOUR_NS, POLICIES, hourly_emissions, hours_from_minutes, readings_to_minutes, rollup,
                              substitute)
+from streams.kernels.substitute import MEASURED, MISSING, STOPPED, HourGrid
 from streams.processor import Message, PartitionProcessor, Registry
 from streams.topics import create_topics
 from streams.worker import Topics, WorkerConfig
@@ -99,8 +100,10 @@ def offline(readings) -> tuple[np.ndarray, dict]:
     hours = hours_from_minutes(readings_to_minutes(series, ts, value, flag, bounds=reg.bounds).close(CN)).close(CN)
     em = hourly_emissions(hours, reg.n_series, reg.layout, FEB, HOURS, CN.reference)
     feb = slice(0, 672)
-    sub = substitute(em.co2_kg[:, feb], em.measured[:, feb], em.missing[:, feb], "hj75-2017")
-    _, months = rollup(sub.values, em.measured[:, feb], sub.substituted, em.operating[:, feb], FEB,
+    status = np.where(em.measured, MEASURED, np.where(em.missing, MISSING, STOPPED)).astype(np.uint8)[:, feb]
+    parts = [x[:, feb].astype(np.float32).astype(np.float64) for x in (em.co2_mg_m3, em.flow_m3_h)]  # as kept
+    sub = substitute(HourGrid(status, em.co2_kg[:, feb], *parts), "hj75-2017")
+    _, months = rollup(np.nan_to_num(sub.co2_kg), em.measured[:, feb], sub.substituted, em.operating[:, feb], FEB,
                        ZoneInfo("Asia/Shanghai"), CN)
     return em.co2_kg, months
 

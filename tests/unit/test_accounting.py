@@ -14,6 +14,7 @@ import pytest
 from ingest.accounting import AccountingImportError, load_reports, parse_csv, parse_json, reports_from_http_body
 from schemas import ConfigError
 from schemas.accounting import (
+    CO2_PARAMETERS,
     PARAMETERS,
     SETTINGS,
     AccountingReport,
@@ -132,7 +133,7 @@ def test_cement_csv_hand_computed():
     assert e.carbon_balance_co2_t[0] == e.anode_co2_t[0] == e.cf4_t[0] == 0
     # the TOC default is filled, labelled unconfirmed, and reported as the report's only default
     assert rep.cement.raw_meal_toc.value == 0.001 and rep.cement.raw_meal_toc.confirmed is False
-    assert rep.cement.raw_meal_toc.default_version == "accounting-cn-2025"
+    assert rep.cement.raw_meal_toc.default_version == "accounting-cn-2026"
     assert e.default_inputs(0) == e.unconfirmed_inputs(0) == ("raw_meal_toc",)
 
 
@@ -208,15 +209,17 @@ def test_fuel_formula_arrays_and_unused_ncv_basis():
 # --- defaults ------------------------------------------------------------------------------------
 
 
-def test_defaults_file_versioned_sourced_and_unconfirmed_follows_tags():
+def test_defaults_file_versioned_sourced_and_confirmed_only_from_a_primary_text():
     d = load_defaults()
-    assert d.version == "accounting-cn-2025"
-    for entry in d.defaults:
-        assert entry.source
-        if entry.tag == "U":
-            assert entry.confirmed is False
+    assert d.version == "accounting-cn-2026"
+    for old_or_new in (d, load_defaults("accounting-cn-2025")):
+        for entry in old_or_new.defaults:
+            assert entry.source
+            assert entry.confirmed is False  # no primary text (an MEE Appendix A) has been read for any value
     sourced = {(e.parameter, e.item): e for e in d.defaults if e.value is not None}
-    assert sourced[("fuel.ncv", "raw_coal")].confirmed is True  # [S] §4.3, cement only
+    # each default acting on the CO2 has its own uncertainty (the PFC ones do not enter the CEMS comparison)
+    assert all(e.uncertainty and e.uncertainty_source for e in sourced.values() if e.parameter in CO2_PARAMETERS)
+    assert sourced[("fuel.ncv", "raw_coal")].tag == "S"  # a secondary sheet, cement only
     assert sourced[("fuel.ncv", "raw_coal")].sectors == ["cement"]
     assert sourced[("aluminium.slope_cf4", "SWPB")].value == 0.272
     assert not sourced[("aluminium.slope_cf4", "SWPB")].confirmed
@@ -230,17 +233,17 @@ def test_defaults_yaml_is_package_data():
     assert "defaults/*.yaml" in cfg["tool"]["setuptools"]["package-data"]["schemas"]
 
 
-def test_confirmed_default_and_sector_restriction():
+def test_default_and_sector_restriction():
     coal = {"fuel": "raw_coal", "consumption": m(100, "t"), "ncv": {"basis": "default"},
             "carbon_per_heat": m(0.026, "tC/GJ"), "oxidation_rate": m(0.98, "fraction")}
     cement = {"clinker_output": m(0, "t"), "clinker_cao": m(0.65, "fraction"), "clinker_mgo": m(0.02, "fraction"),
               "noncarbonate_cao": m(0, "t"), "noncarbonate_mgo": m(0, "t")}
     rep = validate_report({"entity_id": "c", "month": "2025-01", "sector": "cement", "fuels": [coal], "cement": cement})
-    assert rep.fuels[0].ncv.value == 26.7 and rep.fuels[0].ncv.confirmed is True
+    assert rep.fuels[0].ncv.value == 26.7 and rep.fuels[0].ncv.confirmed is False  # [S]: not confirmed
     e = accounting_emissions(inputs_from_reports([rep]))
     # 100 t x 26.7 GJ/t x 0.026 x 0.98 x 44/12 = 68.0316 tC x 44/12 = 249.4492 t
     assert e.combustion_co2_t[0] == pytest.approx(249.4492, rel=1e-12)
-    assert e.default_inputs(0) == ("fuel_ncv",) and e.unconfirmed_inputs(0) == ()
+    assert e.default_inputs(0) == e.unconfirmed_inputs(0) == ("fuel_ncv",)
     # the 26.7 GJ/t fallback comes from a cement data sheet: a power plant gets no default
     with pytest.raises(ReportError, match=r"no default for fuel.ncv for raw_coal; give a measured value") as exc:
         validate_report({"entity_id": "p", "month": "2025-01", "sector": "power", "fuels": [coal],
@@ -255,17 +258,17 @@ def test_plant_stated_default_is_labelled_by_the_file():
     rep = validate_report(al)
     assert rep.aluminium.slope_cf4.confirmed is False and rep.aluminium.slope_cf4.default_version is None
     assert rep.aluminium.c2f6_cf4_ratio.confirmed is False  # [U] in the file
-    assert rep.aluminium.c2f6_cf4_ratio.default_version == "accounting-cn-2025"
+    assert rep.aluminium.c2f6_cf4_ratio.default_version == "accounting-cn-2026"
 
 
 def test_missing_default_names_the_gap():
     al = json.loads(json.dumps(ALUMINIUM))
     al["aluminium"]["cell_technology"] = "VSS"
-    al["aluminium"]["anode_sulphur"] = {"basis": "default"}
+    al["aluminium"]["anode_effect_minutes"] = {"basis": "default"}
     with pytest.raises(AccountingImportError) as exc:
         parse_json(json.dumps(al, indent=1))
     text = "\n".join(problems(exc))
-    assert "aluminium.anode_sulphur" in text and "not split into sulphur and ash" in text
+    assert "aluminium.anode_effect_minutes" in text and "measured per month" in text
     assert "aluminium.slope_cf4" in text and "VSS" in text
     assert "aluminium.c2f6_cf4_ratio" in text
 

@@ -80,9 +80,13 @@ def test_an_analyser_reading_low_is_one_alert_carrying_the_month_comparison():
 
 
 def test_limits_of_detection_are_what_the_uncertainties_say():
-    # a 15 % understated carbon content of a cement kiln's coal moves the month by about 5 % (process CO2 is two
-    # thirds): inside the 8.5 % tolerance, so the month comparison cannot see it
-    assert reconcile_month(evidence(simulate_month("cement", 0, ("carbon_understate",)))) == []
+    # a 15 % understated carbon content of a cement kiln's coal moves the kiln's month by about 5 % (process CO2 is
+    # two thirds): at the edge of the kiln's 5.6 % band (CEMS tier 3 5 % with 2.6 % from the calculation), so the
+    # month comparison sees it in some months only; bench/bench_reconcile.py measures how many. An understated
+    # CaO, which moves two thirds of the CO2, is found: tests/unit/test_reconcile_tolerance.py
+    alerts = reconcile_month(evidence(simulate_month("cement", 0, ("carbon_understate",))))
+    assert [a.rule for a in alerts] in ([], ["measured_vs_calculated"])
+    assert all(0.05 < a.allowed < 0.06 for a in alerts)
 
 
 # -- arithmetic by hand -------------------------------------------------------------------------------------
@@ -103,24 +107,27 @@ def plant(measured_co2_t: float, metered: dict, fuel_t: float = 1000.0) -> Month
 
 def test_measured_vs_calculated_by_hand():
     # calculated: 1000 t x 0.6 tC/t x 0.98 x 44/12 = 2156.0 t; measured 2500 t: d = 344/2156 = +15.955 %
-    # tolerance: sqrt(0.05^2 + 0.0688^2) = sqrt(0.00723344) = 0.0850496 (tier 3, all measured)
-    # ratio 1.876: warning (>= 1, < 2)
+    # calculation (uncertainty-cn-2026, all measured, one product term): sqrt(2.5^2 + 6^2 + 1^2) % =
+    # sqrt(43.25) % = 6.5765 %; tolerance sqrt(5^2 + 43.25) % = sqrt(68.25) % = 8.2614 % (tier 3)
+    # ratio 1.931: warning (>= 1, < 2)
     (a,) = reconcile_month(plant(2500.0, {}))
     assert a.rule == "measured_vs_calculated" and a.severity == "warning"
     assert a.expected == pytest.approx(2156.0, rel=1e-12)
     assert a.deviation == pytest.approx(344.0 / 2156.0, rel=1e-9)
-    assert a.allowed == pytest.approx(0.0850496, rel=1e-6)
+    assert a.deviation_measured_basis == a.deviation_substituted_basis == a.deviation  # a month total, no hours
+    assert a.allowed == pytest.approx(0.006825**0.5, rel=1e-6)
     assert a.id == "440000/440300/p1/-/2026-03/measured_vs_calculated"
 
 
 def test_a_metered_fuel_takes_the_place_of_the_reported_one_by_hand():
-    # reported 1000 t, metered 1100 t: d = -100/1100 = -9.09 %, tolerance sqrt(0.02^2 + 0.02^2) = 2.828 %:
-    # ratio 3.21, critical. With the metered fuel the calculation is 1100 x 0.6 x 0.98 x 44/12 = 2371.6 t, and
-    # 2500 t measured is +5.41 % from it: inside 8.5 %, no second alert
+    # reported 1000 t, metered 1100 t: d = -100/1100 = -9.09 %, tolerance sqrt(2^2 (meter) + 2.5^2 (reported, MRR
+    # tier 3)) % = sqrt(10.25) % = 3.2016 %: ratio 2.84, critical. With the metered fuel the calculation is
+    # 1100 x 0.6 x 0.98 x 44/12 = 2371.6 t, and 2500 t measured is +5.41 % from it: inside
+    # sqrt(5^2 + 2^2 + 6^2 + 1^2) % = sqrt(66) % = 8.12 %, no second alert
     (a,) = reconcile_month(plant(2500.0, {"fuel:raw_coal": 1100.0}))
     assert (a.rule, a.severity) == ("fuel_metered_vs_reported", "critical")
     assert a.deviation == pytest.approx(-100.0 / 1100.0, rel=1e-9)
-    assert a.allowed == pytest.approx(0.02 * 2**0.5, rel=1e-8)
+    assert a.allowed == pytest.approx(10.25**0.5 / 100, rel=1e-8)
     assert a.id == "440000/440300/p1/-/2026-03/fuel_metered_vs_reported:raw_coal"
 
 
