@@ -1,6 +1,7 @@
-"""HJ 212 codec throughput: frames parsed per second on one core, against a per-character reference parser.
+"""HJ 212 throughput: the codec against a per-character reference parser, then the central receiver under load.
 
     python bench/bench_hj212.py [--frames 20000] [--reference-frames 2000] [--repeat 5]
+                                [--connections 1000] [--seconds 15] [--rate 1000] [--kafka HOST:PORT] [--codec-only]
 
 Typical CEMS frames of 10 factors: a 2011 real-time frame (Rtd, ZsRtd for the pollutants, Flag) and a 2051 minute
 frame (Min/Avg/Max, Cou for the pollutants, CO2 and flow, ZsAvg, Flag), written by the codec's own builder. The
@@ -10,11 +11,22 @@ header fields, factors and values. Both parse the same frames; their results are
 anything is timed. A third line runs :class:`FrameSplitter` + :func:`parse_frame` over the frames as one byte
 stream cut into 1,460-byte TCP segments, i.e. what the receiver will do. Figures are wall-clock, best (and median)
 of ``--repeat`` runs. The national picture is about 1,000 frames/s; the target is 10x that on one core.
+
+The receiver part runs ``ingest.hj212_server.Hj212Server`` in this process (one core's worth: the event loop is one
+thread) and a load generator in another process: ``--connections`` dataloggers, each registered with its own MN,
+send 2051 minute frames (10 factors, 860 bytes) and wait for each data answer, as dataloggers do. Two phases:
+the national load (``--rate`` frames/s spread over the connections, e.g. 1,000 connections at one frame a second),
+then saturation (each connection sends its next frame as soon as the previous one is answered). Printed per phase:
+frames acknowledged per second, the receiver's CPU (process time / wall time), frames per CPU-second (= per core),
+and the time to acknowledge (p50, p99) as the generator measures it (send to answer received) and as the receiver's
+histogram has it. Batches go to an in-memory counter by default (the receiver's own cost, with its fsync'd sequence
+log on the real disk), or to a real broker with ``--kafka``.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import statistics
 import sys
@@ -198,11 +210,197 @@ def stream_rate(frames: list[bytes], repeat: int) -> tuple[float, float]:
     return max(rates), statistics.median(rates)
 
 
+# --- the receiver under load ---------------------------------------------------------------------------------------
+
+CODES = (("a21026", "mg/m3"), ("a21002", "mg/m3"), ("a34013", "mg/m3"), ("a05001", "%"), ("a19001", "%"),
+         ("a01011", "m/s"), ("a01012", "degC"), ("a01013", "kPa"), ("a01014", "%"), ("a00000", "m3/h"))
+
+
+def bench_entity(n: int):
+    from schemas.site import Entity
+
+    chans = [{"id": c, "quantity": c, "unit": u, **({"basis": "dry"} if c in ("a05001", "a19001") else {}),
+              **({"basis": "standard_dry"} if c == "a00000" else {})} for c, u in CODES]
+    return Entity.model_validate({"id": "bench", "name": "bench", "sector": "cement", "sources": [
+        {"id": f"s{k}", "name": f"s{k}", "duct_area_m2": 10.0, "velocity_field_coefficient": 1.0,
+         "ambient_pressure": {"kpa": 101.0}, "channels": chans, "hj212": {"mn": f"{k:024X}"}} for k in range(n)]})
+
+
+class CountingSink:
+    """Counts what the receiver produces (its own cost, without a broker's)."""
+
+    def __init__(self) -> None:
+        self.batches = self.dead = 0
+
+    async def start(self) -> None: ...
+    async def stop(self) -> None: ...
+
+    async def produce(self, value, key, headers) -> None:
+        self.batches += 1
+
+    async def dead_letter(self, value, headers) -> None:
+        self.dead += 1
+
+
+def _frames_for(k: int, count: int) -> list[bytes]:
+    from schemas.hj212 import build_frame
+
+    mn = f"{k:024X}"
+    out = []
+    for i in range(count):  # each minute unique: a repeat would be a duplicate, answered without a batch
+        t = T0.timestamp() + 8 * 3600 + i * 60
+        stamp = time.strftime("%Y%m%d%H%M%S", time.gmtime(t))
+        x = (k * 7 + i) % 89 / 10
+        cp = "DataTime=" + stamp + ";" + ";".join(
+            f"{c}-Min={18 + j + x:.2f},{c}-Avg={20 + j + x:.2f},{c}-Max={23 + j + x:.2f},{c}-Flag=N"
+            for j, (c, _) in enumerate(CODES))
+        out.append(build_frame(st="31", cn="2051", pw="123456", mn=mn, qn=f"{stamp}{k % 1000:03d}", flag=5, cp=cp))
+    return out
+
+
+def _generator(port: int, n: int, seconds: float, rate: float, per_conn: int, pipe) -> None:
+    """The dataloggers (another process): the national load, then saturation; latencies measured here."""
+    import asyncio
+
+    frames = [_frames_for(k, per_conn) for k in range(n)]
+    pipe.send("ready")
+    pipe.recv()
+
+    async def phase(paced: bool, start: float, end: float) -> tuple[int, list[float]]:
+        lat: list[float] = []
+
+        async def one(k: int, reader, writer, used: list[int]) -> int:
+            sent = 0
+            period = n / rate
+            next_t = start + (k / n) * period
+            while True:
+                now = time.perf_counter()
+                if paced:
+                    if next_t > now:
+                        await asyncio.sleep(next_t - now)
+                    next_t += period
+                if time.perf_counter() >= end or used[k] >= per_conn:
+                    return sent
+                t = time.perf_counter()
+                writer.write(frames[k][used[k]])
+                used[k] += 1
+                await reader.readuntil(b"\r\n")
+                lat.append(time.perf_counter() - t)
+                sent += 1
+
+        counts = await asyncio.gather(*(one(k, r, w, used) for k, (r, w) in enumerate(conns)))
+        return sum(counts), lat
+
+    async def main() -> None:
+        nonlocal conns, used
+        conns = []
+        for k in range(n):
+            conns.append(await asyncio.open_connection("127.0.0.1", port))
+        used = [0] * n
+        pipe.send("connected")
+        pipe.recv()
+        for paced in (True, False):
+            t0 = time.perf_counter()
+            count, lat = await phase(paced, t0, t0 + seconds)
+            wall = time.perf_counter() - t0
+            lat.sort()
+            q = (lambda p: lat[min(len(lat) - 1, int(p * len(lat)))] if lat else float("nan"))
+            pipe.send((count, wall, q(0.5), q(0.99), q(0.999)))
+            pipe.recv()
+        for _, w in conns:
+            w.close()
+
+    conns, used = [], []
+    asyncio.run(main())
+
+
+def bench_receiver(n: int, seconds: float, rate: float, kafka: str | None) -> None:
+    import asyncio
+    import multiprocessing as mp
+    import resource
+    import tempfile
+
+    from prometheus_client import CollectorRegistry
+
+    from ingest.hj212_server import Hj212Server, Hj212ServerConfig, KafkaSink, agent_id_of
+
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(4096, 2 * n + 256),) * 2)
+    entity = bench_entity(n)
+    mns = [s.hj212.mn for s in entity.sources]
+    keys = {agent_id_of(mn): b"k" * 32 for mn in mns}
+    passwords = {mn: "123456" for mn in mns}
+    per_conn = int(max(rate / n * seconds * 1.5, 1) + seconds * 60) + 10  # enough unique minutes for both phases
+    with tempfile.TemporaryDirectory(dir=str(Path(__file__).resolve().parent.parent)) as tmp:
+        cfg = Hj212ServerConfig.model_validate({
+            "listen": "127.0.0.1", "port": 0, "kafka": {"bootstrap_servers": kafka or "127.0.0.1:1"},
+            "topic": f"cems.bench.hj212.{os.getpid()}", "sites": [tmp], "keys_dir": tmp, "passwords_dir": tmp,
+            "state_dir": tmp, "max_connections": n + 10, "metrics_port": 0})
+        sink = KafkaSink(cfg.kafka, cfg.topic, cfg.topic + ".dlq") if kafka else CountingSink()
+        registry = CollectorRegistry()
+
+        async def run() -> None:
+            server = Hj212Server(cfg, [entity], keys, passwords, sink, registry)
+            await server.start()
+            parent, child = mp.Pipe()
+            gen = mp.get_context("fork").Process(target=_generator, args=(server.port, n, seconds, rate, per_conn,
+                                                                             child), daemon=True)
+            gen.start()
+            loop = asyncio.get_running_loop()
+            recv = lambda: loop.run_in_executor(None, parent.recv)  # noqa: E731
+            assert await recv() == "ready"
+            parent.send("go")
+            assert await recv() == "connected"
+            print(f"receiver: {n} connections open ({'Kafka ' + kafka if kafka else 'batches counted in memory'}; "
+                  f"sequence log fsync'd on disk)")
+            print(f"{'phase':<26}{'frames/s':>10}{'receiver CPU':>14}{'frames/CPU-s':>14}"
+                  f"{'ack p50 / p99 / p99.9 (client)':>34}{'p99 (server)':>14}")
+            for name in (f"offered {rate:,.0f} frames/s", "saturation"):
+                before = registry.get_sample_value("cems_hj212_ack_seconds_count") or 0
+                buckets0 = _buckets(registry)
+                c0, w0 = time.process_time(), time.perf_counter()
+                parent.send("go")
+                count, wall, p50, p99, p999 = await recv()
+                cpu, elapsed = time.process_time() - c0, time.perf_counter() - w0
+                acked = (registry.get_sample_value("cems_hj212_ack_seconds_count") or 0) - before
+                server_p99 = _quantile(_buckets(registry), buckets0, 0.99)
+                print(f"{name:<26}{count / wall:>10,.0f}{cpu / elapsed:>13.0%} {acked / max(cpu, 1e-9):>13,.0f}"
+                      f"{p50 * 1e3:>14.1f} / {p99 * 1e3:.1f} / {p999 * 1e3:.1f} ms{'<= ' + server_p99:>14}")
+            parent.send("done")
+            gen.join(timeout=10)
+            await server.stop()
+
+        asyncio.run(run())
+
+
+def _buckets(registry) -> dict[float, float]:
+    out = {}
+    for metric in registry.collect():
+        if metric.name == "cems_hj212_ack_seconds":
+            for s in metric.samples:
+                if s.name.endswith("_bucket"):
+                    out[float(s.labels["le"])] = s.value
+    return out
+
+
+def _quantile(after: dict, before: dict, q: float) -> str:
+    """The smallest histogram bucket bound holding ``q`` of the acknowledgements of the phase."""
+    total = after.get(float("inf"), 0) - before.get(float("inf"), 0)
+    for le in sorted(after):
+        if total and after[le] - before.get(le, 0) >= q * total:
+            return "inf" if le == float("inf") else f"{le * 1e3:g} ms"
+    return "-"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--frames", type=int, default=20_000)
     ap.add_argument("--reference-frames", type=int, default=2_000)
     ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--connections", type=int, default=1_000)
+    ap.add_argument("--seconds", type=float, default=15.0)
+    ap.add_argument("--rate", type=float, default=1_000.0, help="frames/s of the first phase (national: ~1,000)")
+    ap.add_argument("--kafka", default=None, help="produce to this broker instead of counting in memory")
+    ap.add_argument("--codec-only", action="store_true")
     args = ap.parse_args()
     print(f"python {platform.python_version()} on {platform.machine()}; {args.frames} frames per codec run, "
           f"{args.reference_frames} per reference run, best (median) of {args.repeat}")
@@ -222,6 +420,9 @@ def main() -> None:
     best, med = stream_rate(frames, args.repeat)
     print(f"{'splitter + parse, 1460-byte reads':<34}{'':>6}{best:>13,.0f} ({med:,.0f})")
     print("target: 10,000 frames/s on one core (10x the national ~1,000 frames/s)")
+    if not args.codec_only:
+        print()
+        bench_receiver(args.connections, args.seconds, args.rate, args.kafka)
 
 
 if __name__ == "__main__":

@@ -100,7 +100,10 @@ class EdgeAgent:
         self._serial_lines: dict = {}
         self._routes: list[_Route] = []
         sources = {s.id: s for s in cfg.site.sources}
+        self._init_hj212(cfg)
         for d in cfg.devices:  # configuration, once
+            if d.protocol == "hj212":  # pushed, not polled: see _init_hj212
+                continue
             used: list[_SourceBuffer] = []
             buffer_of, channel_of = [], []
             for p in d.points:
@@ -197,10 +200,41 @@ class EdgeAgent:
             buf.parts.clear()
             stored += 1
             self.metrics.batches_stored.inc()
+            if self.hj212_uplink is not None:
+                self.hj212_uplink.add(buf.source_id, [c.id for c in buf.channels], 0, ts, channel, value, flag)
         self.outbox_full = False
         self.metrics.outbox_full.set(0)
         self._observe_outbox()
         return stored
+
+    # -- HJ 212 (issue 16): receivers of dataloggers' frames, and the uplink to a platform ----------------------
+
+    def _init_hj212(self, cfg: GatewayConfig) -> None:
+        """Receivers for ``protocol: hj212`` devices and the ``hj212_uplink`` client, if configured. Passwords are
+        read now (ValueError names the missing file or variable)."""
+        self.receivers, self.hj212_uplink = [], None
+        if cfg.hj212_uplink is not None:
+            from .hj212.uplink import Hj212UplinkClient
+
+            self.hj212_uplink = Hj212UplinkClient(cfg.hj212_uplink, cfg.site, self.metrics.registry)
+        if any(d.protocol == "hj212" for d in cfg.devices):
+            from .hj212.receiver import Hj212Receiver, recent_path
+
+            self.receivers = [Hj212Receiver(d, cfg.site, self.store_upload, self.metrics.registry,
+                                            recent_path(cfg.agent.outbox_dir, d.id))
+                              for d in cfg.devices if d.protocol == "hj212"]
+
+    def store_upload(self, converted) -> int:
+        """One HJ 212 upload as one batch in the outbox (fsync'd: its data answer may go back after this)."""
+        seq = self.outbox.put(lambda seq: converted.batch(self.cfg.agent.id, seq).encode())
+        self.metrics.batches_stored.inc()
+        self._observe_outbox()
+        if self.hj212_uplink is not None:
+            self.hj212_uplink.add(converted.source_id, [c.id for c in converted.channels], converted.period_s,
+                                  converted.ts_ns, converted.channel, converted.value, converted.flag)
+        return seq
+
+    # -- end of HJ 212 ------------------------------------------------------------------------------------------
 
     def _observe_outbox(self) -> None:
         self.metrics.outbox_batches.set(self.outbox.count)
@@ -239,6 +273,9 @@ class EdgeAgent:
         """Run until ``stop`` is set; then cut what is buffered and make one last attempt to send it."""
         tasks = [asyncio.create_task(self._poll(r)) for r in self._routes]
         tasks += [asyncio.create_task(self._batcher()), asyncio.create_task(self._uplink())]
+        tasks += [asyncio.create_task(r.serve()) for r in self.receivers]  # HJ 212 (issue 16)
+        if self.hj212_uplink is not None:
+            tasks.append(asyncio.create_task(self.hj212_uplink.run()))
         try:
             await stop.wait()
         finally:

@@ -36,6 +36,9 @@ def check(config: Path) -> None:
     click.echo(f"{config}: OK: agent {cfg.agent.id}, site {cfg.site.id} ({cfg.site.sector}), "
                f"{len(cfg.devices)} device(s), Kafka {cfg.kafka.bootstrap_servers} ({cfg.kafka.security_protocol})")
     for d in cfg.devices:
+        if d.protocol == "hj212":  # issue 16
+            _check_hj212(cfg, d)
+            continue
         sources = sorted({point_source(d, p) for p in d.points})
         head = f"  device {d.id}: {d.protocol} {d.endpoint} -> source {', '.join(sources)}, {len(d.points)} points"
         if d.protocol == "opcua":
@@ -51,6 +54,12 @@ def check(config: Path) -> None:
             click.echo(f"    unit {r.unit_id} {r.register.value:<8} address {r.address}..{r.address + r.count - 1}"
                        f" ({r.count} {'bits' if r.register.is_bits else 'registers'}): "
                        + ", ".join(points[i].channel for i in r.points))
+    if cfg.hj212_uplink is not None:
+        u = cfg.hj212_uplink
+        click.echo(f"  hj212 uplink: to {u.host}:{u.port} as HJ 212-{u.version}, sends {', '.join(u.send)}, OverTime "
+                   f"{u.overtime_s:g} s, ReCount {u.recount}, queue {u.queue_dir}")
+        for s in u.sources:
+            click.echo(f"    {s.source} as MN {s.mn} (password from {_secret_where(s)})")
     problems = []
     if not cfg.agent.key_file.is_file():
         problems.append(f"key file {cfg.agent.key_file} does not exist (create it: head -c 32 /dev/urandom > FILE)")
@@ -58,6 +67,32 @@ def check(config: Path) -> None:
         problems.append(f"outbox_dir {cfg.agent.outbox_dir} is not a directory")
     for p in problems:
         click.echo(f"  warning: {p}", err=True)
+
+
+def _secret_where(secret) -> str:
+    return f"${secret.password_env}" if secret.password_env else str(secret.password_file)
+
+
+def _check_hj212(cfg, d) -> None:
+    """An HJ 212 receiver device: where it listens and, per datalogger, its source, mapping and what feeds the
+    figures. Passwords are never shown: only where they come from, and whether they can be read."""
+    by_mn = {s.hj212.mn: s for s in cfg.site.sources if s.hj212 is not None}
+    click.echo(f"  device {d.id}: hj212 receiver on {d.endpoint}, {len(d.dataloggers)} datalogger(s), "
+               f"{'strict' if d.strict else 'lenient'}, max {d.max_connections} connections, idle "
+               f"{d.idle_timeout_s:g} s")
+    for logger in d.dataloggers:
+        src = by_mn[logger.mn]
+        try:
+            logger.password()
+            pw = "readable"
+        except ValueError as exc:
+            pw = f"NOT READABLE: {exc}"
+        link = src.hj212
+        codes = ", ".join(f"{code}->{ch}" for code, ch in link.channel_of_factor(src).items())
+        click.echo(f"    MN {logger.mn} -> source {src.id}: figures from {link.figures} "
+                   f"({link.period_s or 'samples'}{' s' if link.period_s else ''}); password from "
+                   f"{_secret_where(logger)} ({pw})")
+        click.echo(f"      {codes}")
 
 
 @edge.command("run")
@@ -102,10 +137,13 @@ def run(config: Path, log_level: str, log_format: str, metrics_port: int, metric
 @click.argument("config", type=click.Path(dir_okay=False, path_type=Path))
 @click.argument("device")
 @click.argument("channel", required=False)
-def probe(config: Path, device: str, channel: str | None) -> None:
+@click.option("--listen", "listen_s", type=float, default=0.0, show_default=True,
+              help="HJ 212 device: listen this many seconds yourself (agent not running) and show what arrives.")
+def probe(config: Path, device: str, channel: str | None, listen_s: float) -> None:
     """Read points of DEVICE now (or only CHANNEL): raw registers, decoded value and flag.
 
     What an engineer commissioning a site needs first: is the address right, is the word order right.
+    For an HJ 212 device (CHANNEL: an MN): the last frames received from each datalogger, passwords masked.
     """
     import asyncio
 
@@ -114,6 +152,8 @@ def probe(config: Path, device: str, channel: str | None) -> None:
     if dev is None:
         click.echo(f"no device {device!r} in {config}; devices: {[d.id for d in cfg.devices]}", err=True)
         sys.exit(2)
+    if dev.protocol == "hj212":
+        sys.exit(_probe_hj212(cfg, dev, channel, listen_s))
     points = [p for p in dev.points if channel is None or p.channel == channel]
     if not points:
         click.echo(f"device {device!r} has no channel {channel!r}; channels: {[p.channel for p in dev.points]}",
@@ -195,6 +235,70 @@ async def _probe_opcua(dev, points) -> int:
     return 1 if failed == len(targets) else 0
 
 
+def _probe_hj212(cfg, dev, mn: str | None, listen_s: float) -> int:
+    """The last frames each datalogger sent the running agent (kept in the outbox's neighbour file), with what
+    was done with them; or, with ``--listen``, a receiver of our own for that long (the agent must be stopped:
+    the port is the same) whose frames are shown as they arrive and then stored nowhere."""
+    import json
+
+    from .hj212.receiver import recent_path
+
+    if listen_s > 0:
+        return _listen_hj212(cfg, dev, listen_s)
+    path = recent_path(cfg.agent.outbox_dir, dev.id)
+    try:
+        recent = json.loads(path.read_text())
+    except FileNotFoundError:
+        click.echo(f"no frames recorded yet in {path} (is `cems edge run` running? or use --listen SECONDS)",
+                   err=True)
+        return 1
+    shown = 0
+    for who, entries in recent.items():
+        if mn is not None and who != mn:
+            continue
+        click.echo(f"MN {who}: last {len(entries)} frame(s)")
+        for e in entries:
+            click.echo(f"  {e['at']} {'<-' if e['direction'] == 'in' else '->'} {e['verdict']}")
+            click.echo(f"      {e['frame']}")
+            shown += 1
+    return 0 if shown else 1
+
+
+def _listen_hj212(cfg, dev, seconds: float) -> int:
+    import asyncio
+
+    from prometheus_client import CollectorRegistry
+
+    from .hj212.receiver import Hj212Receiver, mask_password
+
+    from schemas.quantities import Flag
+
+    seen = []
+
+    def store(converted) -> int:  # show, do not store: a probe must not feed the outbox
+        rows = ", ".join(f"{converted.channels[c].id}={v:g}/{Flag(f).name}" for c, v, f in
+                         zip(converted.channel.tolist(), converted.value.tolist(), converted.flag.tolist(),
+                             strict=True))
+        click.echo(f"  upload of {converted.source_id}, period {converted.period_s} s: {rows}")
+        seen.append(converted)
+        return -1
+
+    def echo(mn, direction, raw, verdict):
+        click.echo(f"{'<-' if direction == 'in' else '->'} MN {mn}: {verdict}\n      {mask_password(raw)}")
+
+    receiver = Hj212Receiver(dev, cfg.site, store, CollectorRegistry(), observer=echo)
+
+    async def main() -> None:
+        task = asyncio.create_task(receiver.serve())
+        await asyncio.sleep(seconds)
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+    click.echo(f"listening on {dev.endpoint} for {seconds:g} s (data are shown, not stored)")
+    asyncio.run(main())
+    return 0 if seen else 1
+
+
 def _fault(text: str):
     """``kind:stack:start_s:duration_s[:channel[:amount]]``, e.g. ``bias:0:3600:7200:co2:-0.1``."""
     from .simulator.generate import Fault
@@ -220,9 +324,17 @@ def _fault(text: str):
 @click.option("--gateway-out", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Write a gateway file for `cems edge run` that reads this simulator.")
 @click.option("--host", default="127.0.0.1", show_default=True)
-def simulate(stacks, seconds, seed, modbus_port, rtu_port, opcua_port, opcua_certs, faults, gateway_out, host) -> None:
+@click.option("--hj212-to", "hj212_to", multiple=True, metavar="HOST:PORT",
+              help="Also be the stacks' HJ 212 datalogger: push 2051 minute data each minute and 2011 real-time data "
+                   "every 30 s to this upper platform (a gateway's hj212 device, cems hj212 serve); repeatable. "
+                   "Stack k's MN is 0100000000000000000000 followed by k in two hex digits.")
+@click.option("--hj212-password-env", default="CEMS_HJ212_PW", show_default=True,
+              help="Environment variable holding the dataloggers' password (123456 when unset).")
+def simulate(stacks, seconds, seed, modbus_port, rtu_port, opcua_port, opcua_certs, faults, gateway_out, host,
+             hj212_to, hj212_password_env) -> None:
     """Serve a simulated plant (CO2, O2, moisture, temperature, pressure, velocity, status word, fuel meter,
-    weigher) over Modbus TCP/RTU and OPC UA, deterministic from --seed, starting at the current second."""
+    weigher) over Modbus TCP/RTU and OPC UA, deterministic from --seed, starting at the current second; and, with
+    --hj212-to, push its stacks' data in HJ 212 as their datalogger would."""
     import asyncio
     import dataclasses
     import time
@@ -257,14 +369,58 @@ def simulate(stacks, seconds, seed, modbus_port, rtu_port, opcua_port, opcua_cer
         if gateway_out:
             gateway_out.write_text(_simulated_gateway(stacks, host, modbus_port, opcua_port, certs))
             click.echo(f"wrote {gateway_out}: run it with `cems edge run {gateway_out}`")
+        if hj212_to:
+            import os
+
+            targets = [_host_port(t) for t in hj212_to]
+            password = os.environ.get(hj212_password_env, "123456")
+            tasks.append(_push_hj212(targets, models, seconds, start_ns, seed, password))
+            click.echo(f"HJ 212 datalogger of {stacks} stack(s) pushing to {', '.join(hj212_to)} "
+                       f"(MN {simulated_mn(0)}...)")
         if not tasks:
-            raise click.UsageError("nothing to serve: give --modbus-port, --rtu or --opcua-port")
+            raise click.UsageError("nothing to serve: give --modbus-port, --rtu, --opcua-port or --hj212-to")
         await asyncio.gather(*tasks)
 
     try:
         asyncio.run(main())
     except KeyboardInterrupt:
         pass
+
+
+def simulated_mn(k: int) -> str:
+    """The MN of simulated stack ``k``'s datalogger (24 hex characters, as HJ 212-2017 asks)."""
+    return f"0100000000000000000000{k:02X}"
+
+
+def _host_port(text: str) -> tuple[str, int]:
+    host, _, port = text.rpartition(":")
+    if not host or not port.isdigit():
+        raise click.BadParameter(f"{text!r}: expected HOST:PORT")
+    return host, int(port)
+
+
+async def _push_hj212(targets, models, seconds: int, start_ns: int, seed: int, password: str) -> None:
+    """Each stack's datalogger, in real time: every 30 s a 2011, every minute the 2051 of the minute just ended, to
+    every target (each keeps re-sending until answered, like a datalogger's buffer)."""
+    import asyncio
+    import time
+
+    from .simulator.datalogger import SimulatedDatalogger, minute_uploads, realtime_uploads
+    from .simulator.generate import simulate_stack
+
+    series = [simulate_stack(m, start_ns, seconds, seed=seed + k)[0] for k, m in enumerate(models)]
+    loggers = [[SimulatedDatalogger(h, p, simulated_mn(k), password) for h, p in targets] for k in range(len(models))]
+    for t in range(30, seconds + 1, 30):
+        await asyncio.sleep(max(0.0, start_ns / 1e9 + t - time.time()))
+        sends = []
+        for k, readings in enumerate(series):
+            part = {ch: (v[t - 30:t], f[t - 30:t]) for ch, (v, f) in readings.items()}
+            ups = realtime_uploads(part, start_ns + (t - 30) * 10**9, 30)
+            if t % 60 == 0:
+                minute = {ch: (v[t - 60:t], f[t - 60:t]) for ch, (v, f) in readings.items()}
+                ups += minute_uploads(minute, start_ns + (t - 60) * 10**9)
+            sends += [lg.send(ups, give_up_s=25.0, qn_base_ns=time.time_ns()) for lg in loggers[k]]
+        await asyncio.gather(*sends)
 
 
 def _simulated_gateway(stacks: int, host: str, modbus_port: int, opcua_port: int, certs) -> str:

@@ -17,6 +17,7 @@ from schemas.kafka import KafkaConnection
 from schemas.quantities import status_word_flag
 from schemas.site import Entity, Identifier
 
+from .hj212.config import Hj212Device, Hj212Uplink
 from .modbus.points import ModbusPoint
 from .opcua.config import OpcUaDevice
 
@@ -108,7 +109,7 @@ def _protocol(value) -> str:
 
 Device = Annotated[
     Annotated[ModbusTcpDevice, Tag("modbus_tcp")] | Annotated[ModbusRtuDevice, Tag("modbus_rtu")]
-    | Annotated[OpcUaDevice, Tag("opcua")],
+    | Annotated[OpcUaDevice, Tag("opcua")] | Annotated[Hj212Device, Tag("hj212")],
     Discriminator(_protocol),
 ]
 
@@ -118,6 +119,8 @@ class GatewayConfig(_Strict):
     kafka: KafkaSettings
     site: Entity
     devices: list[Device] = Field(min_length=1)
+    hj212_uplink: Hj212Uplink | None = Field(default=None, description=(
+        "Act as a datalogger for an environmental platform: upload the sources' data in HJ 212 (issue 16)."))
 
     def site_problems(self) -> list[tuple[tuple, str]]:
         """Devices against the site: each point feeds a channel of a known source, no channel twice.
@@ -148,6 +151,7 @@ class GatewayConfig(_Strict):
                 elif (src, p.channel) in fed:
                     problems.append((where, f"channel {src}/{p.channel} is already fed by device {fed[(src, p.channel)]!r}"))
                 fed.setdefault((src, p.channel), d.id)
+        problems += self._hj212_problems(fed)
         lines = {}
         for i, d in enumerate(self.devices):
             if d.protocol == "modbus_rtu":
@@ -155,6 +159,35 @@ class GatewayConfig(_Strict):
                 if lines.setdefault(d.serial_port, line) != line:
                     problems.append((("devices", i, "baudrate"), f"devices on {d.serial_port} must share one line "
                                                                  f"setting; another device uses {lines[d.serial_port]}"))
+        return problems
+
+
+    def _hj212_problems(self, fed: dict) -> list[tuple[tuple, str]]:
+        """HJ 212 (issue 16): each datalogger's MN is a source's ``hj212.mn`` in the site, listed once, and the
+        source's channels are not also polled; the uplink reports sources of the site."""
+        by_mn = {s.hj212.mn: s for s in self.site.sources if s.hj212 is not None}
+        problems, seen = [], {}
+        for i, d in enumerate(self.devices):
+            if d.protocol != "hj212":
+                continue
+            for j, logger in enumerate(d.dataloggers):
+                where = ("devices", i, "dataloggers", j, "mn")
+                src = by_mn.get(logger.mn)
+                if src is None:
+                    problems.append((where, f"MN {logger.mn!r} is no source's hj212.mn in the site (known: "
+                                            f"{sorted(by_mn)})"))
+                elif logger.mn in seen:
+                    problems.append((where, f"MN {logger.mn!r} is already received by device {seen[logger.mn]!r}"))
+                else:
+                    polled = sorted(c for s, c in fed if s == src.id)
+                    if polled:
+                        problems.append((where, f"source {src.id!r} is fed by MN {logger.mn} and also polled "
+                                                f"({polled}): one feed per source"))
+                seen.setdefault(logger.mn, d.id)
+        sources = {s.id for s in self.site.sources}
+        for j, s in enumerate(self.hj212_uplink.sources if self.hj212_uplink else ()):
+            if s.source not in sources:
+                problems.append((("hj212_uplink", "sources", j, "source"), f"source {s.source!r} is not in the site"))
         return problems
 
 

@@ -35,6 +35,12 @@ Contract enforced on both encode and decode (a batch that breaks it is rejected 
   mistaken for nanoseconds;
 * values are finite or NaN; a normal (``N``) reading must be finite.
 
+Version 2 (HJ 212 period data) is version 1 with one more metadata field, ``period_s`` (u32), right after
+``source_id``: every reading of the batch is then the mean over ``[ts, ts + period_s)`` that a datalogger computed
+(a 2051 minute average: 60; 2061 hourly: 3600; 2031 daily: 86400), not an instantaneous sample. ``period_s`` is
+1-86400. A batch of samples (``period_s == 0``) is written as version 1, byte for byte as before, so centres and
+tools that read only version 1 keep reading what agents send them; only period batches need a version-2 reader.
+
 Versioning: the decoder keeps reading every version it ever wrote, so old agents keep working; a
 newer version raises :class:`~schemas.errors.UnsupportedSchemaVersion` for ingest to dead-letter.
 """
@@ -58,6 +64,8 @@ from .quantities import FLAG_IS_VALID_CODE, Flag
 
 __all__ = [
     "MAGIC",
+    "MAX_PERIOD_S",
+    "PERIOD_VERSION",
     "SCHEMA_VERSION",
     "SUPPORTED_VERSIONS",
     "ChannelSpec",
@@ -70,8 +78,11 @@ __all__ = [
 ]
 
 MAGIC = b"CEMB"
-SCHEMA_VERSION = 1
-SUPPORTED_VERSIONS = (1,)
+SCHEMA_VERSION = 1  # what a batch of samples is written as
+PERIOD_VERSION = 2  # a batch of period means (period_s > 0): version 1 + period_s in the metadata
+SUPPORTED_VERSIONS = (1, 2)
+#: Longest averaging period a batch may declare [s]: a day (HJ 212 2031 daily data).
+MAX_PERIOD_S = 86_400
 
 _FIXED = struct.Struct("<4sHHIIQ")  # magic, version, reserved, n, meta_len, seq
 _CRC = struct.Struct("<I")
@@ -120,6 +131,10 @@ class ReadingBatch:
         Reading values [the channel's unit]; NaN where there is no value.
     flag : ndarray of uint8
         :class:`~schemas.quantities.Flag` code of each reading.
+    period_s : int
+        0: every reading is an instantaneous sample. 1-86400: every reading is a mean over
+        ``[ts, ts + period_s)`` computed upstream (HJ 212 minute, hour, day data) [s]; such a value is one
+        aggregate, never a sample (version 2 on the wire).
     """
 
     agent_id: str
@@ -131,6 +146,7 @@ class ReadingBatch:
     value: np.ndarray
     flag: np.ndarray
     version: int = SCHEMA_VERSION
+    period_s: int = 0
 
     @classmethod
     def from_columns(
@@ -144,6 +160,7 @@ class ReadingBatch:
         channel,
         value,
         flag,
+        period_s: int = 0,
     ) -> ReadingBatch:
         """Validate and coerce columns (any array-likes) into a batch; raises :class:`BatchError`."""
         try:
@@ -159,10 +176,13 @@ class ReadingBatch:
             "flag": _as_column(flag, np.uint8, "flag"),
         }
         _check_header(agent_id, source_id, seq, chans)
+        _check_period(period_s)
         _check_columns(len(chans), **cols)
         for arr in cols.values():
             arr.setflags(write=False)
-        return cls(agent_id, source_id, int(seq), chans, **cols)
+        period_s = int(period_s)
+        return cls(agent_id, source_id, int(seq), chans, **cols,
+                   version=PERIOD_VERSION if period_s else SCHEMA_VERSION, period_s=period_s)
 
     def __len__(self) -> int:
         return int(self.ts_ns.shape[0])
@@ -175,8 +195,8 @@ class ReadingBatch:
     def equals(self, other: ReadingBatch) -> bool:
         """Exact equality, NaN equal to NaN (what a round trip must preserve)."""
         return (
-            (self.agent_id, self.source_id, self.seq, self.channels)
-            == (other.agent_id, other.source_id, other.seq, other.channels)
+            (self.agent_id, self.source_id, self.seq, self.channels, self.period_s)
+            == (other.agent_id, other.source_id, other.seq, other.channels, other.period_s)
             and np.array_equal(self.ts_ns, other.ts_ns)
             and np.array_equal(self.channel, other.channel)
             and np.array_equal(self.flag, other.flag)
@@ -223,10 +243,18 @@ def _check_text(value, what: str, max_bytes: int) -> None:
 
 
 def _check_header(agent_id, source_id, seq, channels: tuple[ChannelSpec, ...]) -> None:
-    _check_text(agent_id, "agent_id", 128)
-    _check_text(source_id, "source_id", 128)
+    try:  # every batch of a source repeats its names: checked once (a refusal is never cached)
+        _check_names(agent_id, source_id, channels)
+    except TypeError:  # something unhashable: checked without the cache, which says what is wrong
+        _check_names.__wrapped__(agent_id, source_id, channels)
     if not isinstance(seq, (int, np.integer)) or isinstance(seq, bool) or not 0 <= int(seq) < 2**64:
         raise BatchError("bad_metadata", f"seq must be an integer in [0, 2**64), got {seq!r}")
+
+
+@functools.lru_cache(maxsize=65_536)
+def _check_names(agent_id, source_id, channels: tuple[ChannelSpec, ...]) -> None:
+    _check_text(agent_id, "agent_id", 128)
+    _check_text(source_id, "source_id", 128)
     if len(channels) > 65535:
         raise BatchError("bad_metadata", f"{len(channels)} channels; at most 65535")
     seen: set[str] = set()
@@ -238,6 +266,13 @@ def _check_header(agent_id, source_id, seq, channels: tuple[ChannelSpec, ...]) -
         if c.id in seen:
             raise BatchError("bad_metadata", f"channel id {c.id!r} appears twice in the channel table")
         seen.add(c.id)
+
+
+def _check_period(period_s) -> None:
+    if not isinstance(period_s, (int, np.integer)) or isinstance(period_s, bool) or \
+            not 0 <= int(period_s) <= MAX_PERIOD_S:
+        raise BatchError("bad_metadata", f"period_s must be a whole number of seconds in [0, {MAX_PERIOD_S}] "
+                                         f"(0: samples), got {period_s!r}")
 
 
 def _check_columns(n_channels: int, ts_ns: np.ndarray, channel: np.ndarray, value: np.ndarray, flag: np.ndarray) -> None:
@@ -358,12 +393,20 @@ def _pad8(n: int) -> int:
 
 
 def _encode_meta(batch: ReadingBatch) -> bytes:
+    return _meta_bytes(batch.agent_id, batch.source_id, batch.period_s, batch.channels)
+
+
+@functools.lru_cache(maxsize=65_536)
+def _meta_bytes(agent_id: str, source_id: str, period_s: int, channels: tuple[ChannelSpec, ...]) -> bytes:
+    """The metadata block (padded): the same bytes for every batch of a source, so built once."""
     parts = []
-    for text in (batch.agent_id, batch.source_id):
+    for text in (agent_id, source_id):
         raw = text.encode("utf-8")
         parts += [struct.pack("<H", len(raw)), raw]
-    parts.append(struct.pack("<H", len(batch.channels)))
-    for c in batch.channels:
+    if period_s:  # version 2
+        parts.append(struct.pack("<I", period_s))
+    parts.append(struct.pack("<H", len(channels)))
+    for c in channels:
         for text in c:
             raw = text.encode("utf-8")
             parts += [struct.pack("<B", len(raw)), raw]
@@ -372,10 +415,10 @@ def _encode_meta(batch: ReadingBatch) -> bytes:
 
 
 def encode_batch(batch: ReadingBatch) -> bytes:
-    """Serialise a batch to the version-1 wire format (see module docstring)."""
+    """Serialise a batch to the wire format: version 1 for samples, 2 for period means (module docstring)."""
     meta = _encode_meta(batch)
     n = len(batch)
-    head = _FIXED.pack(MAGIC, SCHEMA_VERSION, 0, n, len(meta), batch.seq)
+    head = _FIXED.pack(MAGIC, PERIOD_VERSION if batch.period_s else SCHEMA_VERSION, 0, n, len(meta), batch.seq)
     body_len = len(head) + len(meta) + n * _BYTES_PER_READING
     out = bytearray(body_len + _CRC.size)
     out[: len(head)] = head
@@ -450,12 +493,15 @@ class _Reader:
 
 
 @functools.lru_cache(maxsize=65_536)
-def _metadata(meta: bytes) -> tuple[str, str, tuple[ChannelSpec, ...]]:
-    """Agent, source and channel table from the metadata block, validated. Cached on the exact bytes: every
-    batch of a source repeats them, and parsing them cost more than the columns for a 5-second batch."""
+def _metadata(meta: bytes, version: int = SCHEMA_VERSION) -> tuple[str, str, int, tuple[ChannelSpec, ...]]:
+    """Agent, source, period and channel table from the metadata block, validated. Cached on the exact bytes:
+    every batch of a source repeats them, and parsing them cost more than the columns for a 5-second batch."""
     r = _Reader(meta, 0, len(meta))
     agent_id = r.text(2, "agent_id")
     source_id = r.text(2, "source_id")
+    period_s = r.uint(4, "period_s") if version == PERIOD_VERSION else 0
+    if version == PERIOD_VERSION and not 1 <= period_s <= MAX_PERIOD_S:
+        raise BatchDecodeError("bad_metadata", f"version 2 period_s is {period_s}; it must be 1-{MAX_PERIOD_S}")
     channels = tuple(
         ChannelSpec(r.text(1, f"channel {i} id"), r.text(1, f"channel {i} quantity"), r.text(1, f"channel {i} unit"))
         for i in range(r.uint(2, "channel count"))
@@ -468,7 +514,7 @@ def _metadata(meta: bytes) -> tuple[str, str, tuple[ChannelSpec, ...]]:
         raise
     except BatchError as exc:
         raise BatchDecodeError(exc.reason, exc.detail) from None
-    return agent_id, source_id, channels
+    return agent_id, source_id, period_s, channels
 
 
 def decode_batch(data, *, check_columns: bool = True) -> ReadingBatch:
@@ -500,7 +546,7 @@ def decode_batch(data, *, check_columns: bool = True) -> ReadingBatch:
     if zlib.crc32(body) != stored:
         raise BatchDecodeError("checksum", "CRC-32 mismatch: the batch was corrupted in transit or storage")
 
-    agent_id, source_id, channels = _metadata(data[_FIXED.size : cols_at])
+    agent_id, source_id, period_s, channels = _metadata(data[_FIXED.size : cols_at], h.version)
 
     ts_ns = np.frombuffer(data, _TS, n, cols_at)
     value = np.frombuffer(data, _VALUE, n, cols_at + 8 * n)
@@ -513,4 +559,4 @@ def decode_batch(data, *, check_columns: bool = True) -> ReadingBatch:
             raise
         except BatchError as exc:
             raise BatchDecodeError(exc.reason, exc.detail) from None
-    return ReadingBatch(agent_id, source_id, h.seq, channels, ts_ns, channel, value, flag, h.version)
+    return ReadingBatch(agent_id, source_id, h.seq, channels, ts_ns, channel, value, flag, h.version, period_s)

@@ -22,8 +22,8 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInf
 from .configfile import load_config
 from .quantities import QUANTITIES
 
-__all__ = ["AmbientPressure", "Channel", "EmissionSource", "Entity", "ExcludedCO2", "MassInputs", "OperatingEvidence",
-           "Region", "Sector", "load_site", "site_json_schema", "standard_atmosphere_pa"]
+__all__ = ["AmbientPressure", "Channel", "EmissionSource", "Entity", "ExcludedCO2", "Hj212Link", "MassInputs",
+           "OperatingEvidence", "Region", "Sector", "load_site", "site_json_schema", "standard_atmosphere_pa"]
 
 Identifier = Annotated[
     str,
@@ -165,6 +165,90 @@ class OperatingEvidence(_Frozen):
 DEFAULT_OPERATING_VELOCITY_M_S = 1.0
 
 
+# --- HJ 212 link (issue 16) ---------------------------------------------------------------------------------------
+
+#: MinInterval values HJ 212-2017 Table 4 allows [min] (docs/sources.md HJ212-T4).
+HJ212_MIN_INTERVALS = (1, 2, 3, 4, 5, 6, 10, 12, 15, 20, 30)
+
+
+class Hj212Link(_Frozen):
+    """The source's HJ 212 datalogger (数采仪): how its frames map onto the source's channels, and which of its
+    data feed the figures. The MN identifies the datalogger to a receiver (the gateway's or ``cems hj212 serve``);
+    its password lives with the receiver (a file or the environment), never here."""
+
+    mn: str = Field(pattern=r"^[0-9A-Za-z_.-]{1,24}$", description=(
+        "The datalogger's MN. HJ 212-2017 asks for 24 hex characters; fielded dataloggers send shorter ones "
+        "(e.g. 'LD130133000015'), so 1-24 letters, digits, '_', '.' or '-' are accepted."))
+    figures: Literal["minute", "realtime"] = Field(default="minute", description=(
+        "What feeds the hourly figures: 'minute' (2051 minute means, each a minute of its own) or 'realtime' "
+        "(2011 values as instantaneous samples; the minute rule then needs >= 12 of them a minute, i.e. "
+        "RtdInterval <= 5 s). The other uploads (and 2061/2031) are received and kept, but not counted."))
+    min_interval_min: int = Field(default=1, description=(
+        "The datalogger's MinInterval [min] (HJ 212-2017 Table 4: 1, 2, 3, 4, 5, 6, 10, 12, 15, 20 or 30): the "
+        "period each 2051 record covers."))
+    factors: dict[str, Identifier] = Field(default_factory=dict, description=(
+        "HJ 212 factor code -> channel id, where the code is not the channel's own quantity code (e.g. a process "
+        "code g13001 for a flow channel, or two channels of one quantity). Other channels are fed by their "
+        "quantity code."))
+    unflagged: Literal["invalid", "valid"] = Field(default="invalid", description=(
+        "A value sent without a -Flag field: 'invalid' (counted as D, the default: nothing counts as normal "
+        "without a flag saying so) or 'valid' (as N, for dataloggers that never send flags)."))
+
+    @field_validator("min_interval_min")
+    @classmethod
+    def _allowed_interval(cls, v: int) -> int:
+        if v not in HJ212_MIN_INTERVALS:
+            raise ValueError(f"MinInterval {v} min is not one HJ 212 allows {list(HJ212_MIN_INTERVALS)}")
+        return v
+
+    @field_validator("factors")
+    @classmethod
+    def _factor_codes(cls, v: dict[str, str]) -> dict[str, str]:
+        for code in v:
+            if not (1 <= len(code) <= 16 and code.isascii() and code.isalnum()):
+                raise ValueError(f"factor code {code!r} is not 1-16 letters and digits")
+        return v
+
+    @property
+    def period_s(self) -> int:
+        """The averaging period that feeds the figures [s]: 0 for real-time samples, else MinInterval."""
+        return 0 if self.figures == "realtime" else 60 * self.min_interval_min
+
+    def channel_of_factor(self, source: EmissionSource) -> dict[str, str]:
+        """Factor code -> channel id for every channel of ``source``: the explicit ``factors`` first, then each
+        remaining channel under its quantity code."""
+        out = dict(self.factors)
+        mapped = set(out.values())
+        for c in source.channels:
+            if c.id not in mapped:
+                out.setdefault(c.quantity, c.id)
+        return out
+
+
+def _check_hj212(src: EmissionSource) -> None:
+    link = src.hj212
+    if link is None:
+        return
+    ids = {c.id for c in src.channels}
+    seen: dict[str, str] = {}
+    for code, channel in link.factors.items():
+        if channel not in ids:
+            raise ValueError(f"hj212.factors maps {code} to channel {channel!r}, which source {src.id!r} does not have")
+        if channel in seen:
+            raise ValueError(f"hj212.factors feeds channel {channel!r} from two codes ({seen[channel]}, {code})")
+        seen[channel] = code
+    by_quantity: dict[str, list[str]] = {}
+    for c in src.channels:
+        if c.id not in seen:
+            by_quantity.setdefault(c.quantity, []).append(c.id)
+    for q, chans in by_quantity.items():
+        if len(chans) > 1:
+            raise ValueError(f"channels {chans} share quantity {q}: say which HJ 212 code feeds each in hj212.factors")
+        if q in link.factors:
+            raise ValueError(f"factor {q} feeds channel {link.factors[q]!r} and is also the quantity of channel "
+                             f"{chans[0]!r}: map that channel explicitly too")
+
+# --- end of the HJ 212 link ------------------------------------------------------------------------------------
 class ExcludedCO2(_Frozen):
     """CO2 a stack's CEMS measures that the accounting excludes, declared so the reconciliation compares like with
     like (docs/reconciliation.md): the biomass share of a fuel (biomass, or the biomass fraction of an
@@ -244,6 +328,9 @@ class EmissionSource(_Frozen):
         description="A valid hour mean CO2 below this [% by volume] while the source runs looks like ambient air "
                     "(about 0.04 %): a probe in air or a bypass. Raises a data-quality flag.")
     channels: list[Channel] = Field(default_factory=list)
+    hj212: Hj212Link | None = Field(default=None, description=(
+        "The source's HJ 212 datalogger, when its data arrive as HJ 212 frames (issue 16): MN, factor mapping, "
+        "which data feed the figures."))
     # -- CO2 the accounting excludes (reconciliation, issue 13) --
     excluded_co2: Annotated[list[ExcludedCO2], AfterValidator(_excluded_shares)] = Field(
         default_factory=list, description="CO2 this stack's CEMS measures that the accounting excludes.")
@@ -251,6 +338,7 @@ class EmissionSource(_Frozen):
     @model_validator(mode="after")
     def _unique_channels(self) -> EmissionSource:
         _unique_ids(self.channels, "channel", f"source {self.id!r}")
+        _check_hj212(self)
         return self
 
     @model_validator(mode="after")
@@ -412,6 +500,10 @@ class Entity(_Frozen):
     @model_validator(mode="after")
     def _unique_sources(self) -> Entity:
         _unique_ids(self.sources, "source", f"entity {self.id!r}")
+        mns: dict[str, str] = {}
+        for s in self.sources:  # HJ 212: one MN, one source
+            if s.hj212 is not None and mns.setdefault(s.hj212.mn, s.id) != s.id:
+                raise ValueError(f"MN {s.hj212.mn!r} is given to sources {mns[s.hj212.mn]!r} and {s.id!r}")
         return self
 
     @property

@@ -12,6 +12,7 @@ import click
 from edge_agent.cli import edge
 
 from .cli_archive import archive, demo, embedded
+from .cli_hj212 import hj212
 from .cli_reconcile import accounting, alerts, reconcile
 from .cli_stream import stream
 from .console.cli import console
@@ -70,6 +71,7 @@ main.add_command(alerts)
 main.add_command(demo)
 main.add_command(archive)
 main.add_command(embedded)
+main.add_command(hj212)
 main.add_command(console)
 
 

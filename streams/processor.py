@@ -44,7 +44,7 @@ from schemas.records import GapReport, HourlyRecord, MonthlyRecord
 from schemas.site import Entity
 from streams.kernels import (HOUR_NS, Accumulator, PeriodTable, StackLayout, get_policy, hourly_emissions,
                              hours_from_minutes)
-from streams.kernels.aggregate import MINUTE_NS, ROUND_NS, combine
+from streams.kernels.aggregate import MINUTE_NS, ROUND_NS, combine, concat_tables, minutes_from_averages
 from streams.kernels.plausibility import series_bounds
 from streams.kernels.substitute import Part75Limits
 from streams.monthly import MonthlyRollup
@@ -59,6 +59,8 @@ PROCESSOR_REASONS = {
     "future_timestamp": "a reading is stamped later than the message was produced, beyond the allowed clock skew",
     "too_late": "readings for an hour older than the revision horizon (its minute state is gone)",
     "minute_closed": "readings for a minute already closed and folded into its hour (out-of-order delivery)",
+    "bad_period": "period means (HJ 212 minute data) that cannot stand for minutes: another length, an interval "
+                  "start off its boundary, or one channel's minute given twice",
 }
 
 
@@ -84,6 +86,9 @@ class Registry:
         self.bounds = series_bounds([(c.quantity, c.unit) for _, c in channels])
         self.set_values_valid = np.array([c.manual_values == "valid" for _, c in channels], dtype=bool)
         self.layout = StackLayout.from_sources(self.sources, self.series_of)
+        # HJ 212 sources (issue 16): the averaging period whose data feed the figures (0: instantaneous samples).
+        # Batches of another period (2011 next to 2051 minutes, 2061, 2031) are accepted and counted, not absorbed.
+        self.feed_period_s = np.array([s.hj212.period_s if s.hj212 else 0 for s in self.sources], dtype=np.int64)
 
 
 @dataclass(frozen=True)
@@ -119,6 +124,7 @@ class Output:
     gaps: list[GapReport] = field(default_factory=list)  # the same, as records for the gaps topic
     accepted: int = 0
     readings: int = 0
+    not_fed: int = 0  # accepted batches whose period does not feed their source's figures (HJ 212: 2061, 2031...)
 
 
 _NEVER = np.iinfo(np.int64).min // 2
@@ -141,6 +147,7 @@ class PartitionProcessor:
         self.next_offset = 0
         self._tables: dict = {}
         self._dirty_hours: set[int] = set()  # hours whose cells or records changed since the last checkpoint
+        self._chunk_means: dict[int, set[int]] = {}  # HJ 212 means accepted in the current chunk: source -> minutes
         self._saved: set[str] = set()  # segments the last checkpoint left saved
         self._lateness = int(settings.allowed_lateness_s * 1e9)
         self._horizon = int(settings.revision_horizon_s * 1e9)
@@ -153,7 +160,8 @@ class PartitionProcessor:
 
     def process(self, messages: list[Message]) -> Output:
         out = Output()
-        parts, touched = [], set()
+        parts, means, touched = [], [], set()
+        self._chunk_means = {}
         checked = check_messages([(m.value, m.headers) for m in messages], self.keys)  # columns once per chunk
         for m, c in zip(messages, checked, strict=True):
             self.next_offset = max(self.next_offset, m.offset + 1)
@@ -162,7 +170,7 @@ class PartitionProcessor:
             if batch is None:
                 continue
             src, series, first, last = batch
-            parts.append(series)
+            (means if self.registry.feed_period_s[src] else parts).append(series)
             touched.update((src, h) for h in range(first // HOUR_NS * HOUR_NS, last + ROUND_NS + 1, HOUR_NS))
         if parts:
             series, ts, value, flag = (np.concatenate(c) for c in zip(*parts, strict=True))
@@ -170,6 +178,10 @@ class PartitionProcessor:
             self.minutes = self.minutes.absorb_readings(series, ts, value, flag, bounds=self.registry.bounds,
                                                         set_values_valid=self.registry.set_values_valid)
         out.minutes = self._fold_minutes()
+        if means:
+            out.readings += sum(p[1].size for p in means)
+            averaged = self._fold_means(means)
+            out.minutes = averaged if out.minutes is None else concat_tables([out.minutes, averaged])
         out.hourly = self._publish(touched)
         out.monthly = self.monthly.update(out.hourly)
         out.gaps = [GapReport(a, h, self.trackers[a].missing, self.trackers[a].highest, self.clock_ns)
@@ -195,6 +207,8 @@ class PartitionProcessor:
             if (table < 0).any():
                 unknown = [c.id for c, s in zip(b.channels, table, strict=True) if s < 0]
                 reject = Rejection("unknown_channel", f"source {b.source_id!r} has no channel(s) {unknown}")
+            elif b.period_s != self.registry.feed_period_s[src]:  # HJ 212 data that do not feed the figures
+                reject = "not_fed"
             elif not b.ts_ns.size:
                 pass
             elif (last := int(b.ts_ns.max())) > m.timestamp_ms * 1_000_000 + self._skew:
@@ -203,13 +217,29 @@ class PartitionProcessor:
             elif (first := int(b.ts_ns.min())) < self._now(src) - self._horizon:
                 reject = Rejection("too_late", f"oldest reading {first} ns is beyond the revision "
                                                f"horizon of {self._horizon / 3.6e12:g} h")
+            elif b.period_s:  # means fold at once: any folded minute is checked, however recent
+                reject = self._check_means(src, table, b)
             elif first // MINUTE_NS * MINUTE_NS + MINUTE_NS + self._fold <= self.watermark[src] and (
                     closed := self._folded_minutes(src, b.ts_ns)):
                 reject = Rejection("minute_closed", f"{closed} minute(s) of the batch were already closed, the "
                                                     f"first at {closed and first} ns or later")
+        if reject in ("not_fed", "repeat"):  # counted, sequence recorded, nothing absorbed
+            out.not_fed += reject == "not_fed"
+            out.duplicates += reject == "repeat"
+            self._record_seq(b, tracker, src, out)
+            return None
         if reject is not None:
             out.dead_letters.append((m, reject))
             return None
+        self._record_seq(b, tracker, src, out)
+        if not b.ts_ns.size:
+            return None
+        self.watermark[src] = max(self.watermark[src], last)
+        if self.closed_upto[src] == _NEVER:  # a source's first data: its hours count from here on
+            self.closed_upto[src] = first // HOUR_NS * HOUR_NS
+        return src, (table[b.channel], b.ts_ns, b.value, b.flag), first, last
+
+    def _record_seq(self, b, tracker: SeqTracker, src: int, out: Output) -> None:
         before = tracker.missing
         tracker.add(b.seq)
         mine = self.sources_of_agent.setdefault(b.agent_id, set())
@@ -219,12 +249,43 @@ class PartitionProcessor:
         if tracker.missing or tracker.missing != before:
             self.hole_open[list(mine)] = tracker.missing > 0
         out.accepted += 1
-        if not b.ts_ns.size:
+
+    # -- HJ 212 period means (issue 16): closed minutes as they arrive --------------------------------------------
+
+    def _check_means(self, src: int, table: np.ndarray, b) -> Rejection | str | None:
+        """A batch of means: refused if they cannot stand for minutes or some of their minutes are folded already;
+        ``"repeat"`` when every one is (the same minutes again: a datalogger's retransmission in a new batch)."""
+        try:
+            minutes_from_averages(table[b.channel], b.ts_ns, b.period_s, b.value, b.flag)
+        except ValueError as exc:
+            return Rejection("bad_period", str(exc))
+        k = b.period_s // 60
+        minutes = np.unique(((b.ts_ns + ROUND_NS) // MINUTE_NS)[:, None] + np.arange(k))  # every minute covered
+        pending = self._chunk_means.setdefault(src, set())
+        mine = minutes.tolist()
+        closed = self._folded_minutes(src, minutes * MINUTE_NS) + sum(m in pending for m in mine)
+        if not closed:
+            pending.update(mine)
             return None
-        self.watermark[src] = max(self.watermark[src], last)
-        if self.closed_upto[src] == _NEVER:  # a source's first data: its hours count from here on
-            self.closed_upto[src] = first // HOUR_NS * HOUR_NS
-        return src, (table[b.channel], b.ts_ns, b.value, b.flag), first, last
+        if closed == minutes.size:
+            return "repeat"
+        return Rejection("minute_closed", f"{closed} of the batch's {minutes.size} minutes were already received")
+
+    def _fold_means(self, means: list[tuple[np.ndarray, ...]]) -> PeriodTable:
+        """Means checked by :meth:`_check_means` -> closed minutes, folded into their hours at once."""
+        src_of = self.registry.source_of_series
+        periods = [int(self.registry.feed_period_s[src_of[p[0][0]]]) for p in means]  # batches with readings only
+        tables = []
+        for period in sorted(set(periods)):
+            sel = [p for p, q in zip(means, periods, strict=True) if q == period]
+            series, ts, value, flag = (np.concatenate(c) for c in zip(*sel, strict=True))
+            tables.append(minutes_from_averages(series, ts, int(period), value, flag, bounds=self.registry.bounds,
+                                                set_values_valid=self.registry.set_values_valid))
+        table = concat_tables(tables) if len(tables) > 1 else tables[0]
+        self._fold_table(table, src_of[table.series])
+        return table
+
+    # -- end of HJ 212 period means ------------------------------------------------------------------------------
 
     def _table(self, source_id: str, channels) -> np.ndarray:
         """Series number of each channel of a batch's channel table (-1: unknown), cached per table."""
@@ -262,18 +323,22 @@ class PartitionProcessor:
             return None
         table = self.minutes.select(ready).close(self.policy)
         self.minutes = self.minutes.select(~ready)
+        self._fold_table(table, src[ready])
+        return table
+
+    def _fold_table(self, table: PeriodTable, fsrc: np.ndarray) -> None:
+        """Closed minutes (of sources ``fsrc``) into their hour cells, and their minutes marked folded."""
         cells = hours_from_minutes(table)
         hour_of_cell = cells.start_ns
         for h in np.unique(hour_of_cell).tolist():
             part = cells.select(hour_of_cell == h)
             self.hours[h] = self.hours[h].merge(part) if h in self.hours else part
             self._dirty_hours.add(h)
-        start, fsrc = table.start_ns, src[ready]
+        start = table.start_ns
         for h in np.unique(start // HOUR_NS * HOUR_NS).tolist():
             bits = self.folded.setdefault(h, np.zeros(len(self.registry.sources), dtype=np.int64))
             mine = start // HOUR_NS * HOUR_NS == h
             np.bitwise_or.at(bits, fsrc[mine], np.int64(1) << ((start[mine] - h) // MINUTE_NS))
-        return table
 
     def _publish(self, touched: set[tuple[int, int]]) -> list[HourlyRecord]:
         """Records for every hour that became due (with data or not: an hour without readings is published

@@ -12,10 +12,12 @@ from .datarea import (CHINA_TZ, DEFAULT_FLAGS, FLAGS_2005, FLAGS_2017, LEGACY_CO
                       FlagTable, Version, parse_data_area)
 from .errors import REASONS, Hj212Error
 from .frame import Frame, Message, Reassembler, parse_frame
+from .readings import Converted, SourceMap, message_columns, period_of_upload
 from .stream import FrameSplitter
 
 __all__ = [
     "CHINA_TZ",
+    "Converted",
     "DEFAULT_FLAGS",
     "FLAGS_2005",
     "FLAGS_2017",
@@ -29,6 +31,7 @@ __all__ = [
     "Hj212Error",
     "Message",
     "Reassembler",
+    "SourceMap",
     "Version",
     "build_data_upload",
     "build_frame",
@@ -39,6 +42,8 @@ __all__ = [
     "format_qn",
     "format_time",
     "make_flag",
+    "message_columns",
     "parse_data_area",
     "parse_frame",
+    "period_of_upload",
 ]

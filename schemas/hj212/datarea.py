@@ -199,6 +199,18 @@ def parse_data_area(
     References: docs/sources.md HJ212-CP, HJ212-T4, HJ212-T8, HJ212-B2, HJ212-2005-FLAG.
     """
     notes = [] if notes is None else notes
+    if not cp:
+        return DataArea(None, (), {})
+    if " " not in cp:
+        fast = _fast_area(cp, version, strict, tz, flags.for_version(version))
+        if fast is not None:
+            return fast
+    return _general_area(cp, version=version, strict=strict, tz=tz, flags=flags, notes=notes)
+
+
+def _general_area(cp: str, *, version: Version | None, strict: bool, tz: tzinfo, flags: FlagTable,
+                  notes: list[str]) -> DataArea:
+    """Every data area, every leniency and every refusal (the reference :func:`_fast_area` is held to)."""
     params: dict[str, object] = {}
     records: list[DataRecord] = []
     if not cp:
@@ -251,6 +263,118 @@ def parse_data_area(
             _put_param(params, key, value, strict, tz, notes)
     records.extend(_finish(b, current_time, letters, flags, strict, plain, tz, notes) for b in builders.values())
     return DataArea(first_time, tuple(records), params)
+
+
+#: Factor-field key -> (factor code as sent, field, slot): the keys of a site repeat in every frame. ``slot`` is the
+#: DataRecord position of a numeric field, else -1 Flag, -2 EFlag, -3 SampleTime, -4 any other (kept in extra).
+_KEYS: dict[str, tuple[str, str, int]] = {}
+_SPECIAL = {"Flag": -1, "EFlag": -2, "SampleTime": -3}  # field -> pseudo-slot (extra fields: -4)
+#: Numbers float() reads as written, ASCII digits only (lenient mode), and the N type (strict mode, as
+#: ``_STRICT_NUMBER``), each as a comma-separated list: one match checks every number of a data area.
+_PLAIN_NUMBERS = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:,[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+))*")
+_N_NUMBERS = re.compile(r"-?\d+(?:\.\d+)?(?:,-?\d+(?:\.\d+)?)*")
+_INF, _NINF = float("inf"), float("-inf")
+
+
+def _fast_area(cp: str, version: Version | None, strict: bool, tz: tzinfo,
+               letters: Mapping[str, Flag]) -> DataArea | None:
+    """The common data area, about 2.5x faster than :func:`_general_area`, or None to let that one decide.
+
+    Taken only when nothing needs a note or a refusal: every item ``key=value``, each field of a factor given once,
+    known flag letters, one DataTime at most, no 2005 code in a newer frame, numbers that ``float`` reads as
+    written (checked with one regular expression over all of them, then converted with one ``map``). Anything else
+    returns None and the general parser reads the area from the start, so results and refusals are the same
+    either way (``tests/unit/test_hj212_fastpath.py`` holds the two equal).
+    """
+    recs: dict[str, list] = {}
+    texts: list[str] = []
+    slots: list[tuple[list, int]] = []
+    params: dict[str, object] = {}
+    data_time = None
+    legacy_ok = version is Version.HJ212_2005
+    keys = _KEYS
+    for item in cp.replace(";", ",").split(","):
+        key, sep, value = item.partition("=")
+        info = keys.get(key)
+        if info is None:
+            dash = key.find("-")
+            if not sep or not key or dash == 0:
+                return None
+            if dash < 0:  # a parameter
+                if key == "DataTime":
+                    if data_time is not None:
+                        return None  # a second set of records: the general parser splits them
+                    try:
+                        data_time = parse_time(value, tz=tz, strict=strict, what="DataTime")
+                    except Hj212Error:
+                        return None
+                    params["DataTime"] = data_time
+                    continue
+                if key in params:
+                    return None
+                try:
+                    _put_param(params, key, value, strict, tz, [])
+                except Hj212Error:
+                    return None
+                continue
+            if len(keys) > 65_536:
+                keys.clear()
+            name = key[dash + 1:]
+            info = keys[key] = (key[:dash], name, _SLOT.get(name, _SPECIAL.get(name, -4)))
+        elif not sep:
+            return None
+        code, name, slot = info
+        rec = recs.get(code)
+        if rec is None:
+            new = LEGACY_CODES.get(code)
+            if new is not None and not legacy_ok:
+                return None
+            rec = recs[code] = [None] * _N_SLOTS
+            rec[0], rec[1], rec[-1] = new or code, code if new else None, {}
+        if slot > 0:
+            if rec[slot] is not None:
+                return None
+            rec[slot] = 0.0  # taken; the value comes after the numbers are checked
+            texts.append(value)
+            slots.append((rec, slot))
+            continue
+        if slot == -1:
+            flag = letters.get(value)
+            if flag is None or rec[_LETTER] is not None:
+                return None
+            rec[_LETTER], rec[_FLAG] = value, flag
+        elif slot == -2:
+            if rec[_EFLAG] is not None:
+                return None
+            rec[_EFLAG] = value
+        elif slot == -3:
+            if rec[_SAMPLE] is not None:
+                return None
+            try:
+                rec[_SAMPLE] = parse_time(value, tz=tz, strict=strict, what=f"{rec[0]}-SampleTime")
+            except Hj212Error:
+                return None
+        else:
+            if name in rec[-1]:
+                return None
+            rec[-1][name] = value
+    if len({r[0] for r in recs.values()}) != len(recs):  # one factor under its 2005 and its 2017 code
+        return None
+    if texts:
+        joined = ",".join(texts)
+        if (_N_NUMBERS if strict else _PLAIN_NUMBERS).fullmatch(joined) is None:
+            return None
+        numbers = list(map(float, texts))
+        if _INF in numbers or _NINF in numbers:  # 400 digits: the general parser says what to do
+            return None
+        for (rec, slot), number in zip(slots, numbers):  # noqa: B905 - same length by construction
+            rec[slot] = number
+    new = tuple.__new__
+    records = []
+    for rec in recs.values():
+        rec[2] = data_time
+        records.append(new(DataRecord, rec))
+    return DataArea(data_time, tuple(records), params)
 
 
 def _new_builder(code: str, version: Version | None, strict: bool, codes: set[str], notes: list[str]) -> _Builder:

@@ -562,3 +562,106 @@ def hours_from_minutes(minutes: PeriodTable) -> Accumulator:
         recorded_samples=minutes.recorded_samples,
         recorded_qsum=minutes.recorded_qsum,
     )
+
+
+# --- period data: minute means computed upstream (HJ 212 2051; issue 16) -----------------------------------------
+
+#: Averaging periods whose means can stand for minutes [s]: whole minutes that tile an hour (HJ 212 MinInterval).
+AVERAGE_PERIODS_S = frozenset(60 * k for k in (1, 2, 3, 4, 5, 6, 10, 12, 15, 20, 30))
+
+
+def minutes_from_averages(series, start_ns, period_s: int, value, flag, bounds=None,
+                          set_values_valid=None) -> PeriodTable:
+    """Means a datalogger computed over whole minutes (HJ 212 2051 minute data) -> closed minute cells.
+
+    A minute mean is not a sample: folding it through :func:`readings_to_minutes` would make it one reading of a
+    minute that then fails the 12-values rule. Here each mean *is* the closed minute: valid when its flag is N (or
+    S where ``set_values_valid``), finite and plausible, with its value as the minute mean and the datalogger's flag
+    as the minute's label, so :func:`hours_from_minutes`, the hour rule (>= 45 valid minutes), substitution and the
+    rollups apply unchanged. The datalogger counted the samples behind its mean; they are not on the wire, so the
+    cell records one part, its mean (``valid_parts`` 1): the minute rule is not evaluated again. A mean over
+    ``period_s`` = k minutes (MinInterval k) stands for each of its k minutes, with the same value and flag, so the
+    hour mean of equal-length means is unchanged and the hour counts k valid minutes per valid mean.
+
+    Parameters
+    ----------
+    series : array of int
+        Series number of each mean.
+    start_ns : array of int64
+        Start of each mean's interval [ns since the epoch, UTC]; must be a multiple of ``period_s`` (to the nearest
+        second), so that intervals tile the hour.
+    period_s : int
+        Length of every interval [s], one of :data:`AVERAGE_PERIODS_S`.
+    value : array of float64
+        The means [the channel's unit]; NaN where none was sent.
+    flag : array of uint8
+        :class:`~schemas.quantities.Flag` of each mean, as the datalogger set it.
+    bounds : (array, array), optional
+        Plausibility bounds per series (:func:`.plausibility.series_bounds`): a valid mean outside is flagged T.
+    set_values_valid : array of bool, optional
+        Per series: S-flagged means count as valid (``manual_values: valid``).
+
+    Returns
+    -------
+    PeriodTable
+        One closed minute per (series, minute), keys sorted. Raises ``ValueError`` for an unsupported period, an
+        unaligned start or a (series, minute) given twice.
+
+    References
+    ----------
+    docs/sources.md HJ212-T4 (DataTime is the interval start, MinInterval), HJ212-D23, HJ212-D24, HJ212-AC,
+    HJ212-PERIOD (the project's rule for means as minutes).
+    """
+    if period_s not in AVERAGE_PERIODS_S:
+        raise ValueError(f"{period_s} s means cannot stand for minutes; periods: {sorted(AVERAGE_PERIODS_S)}")
+    series = np.asarray(series, dtype=np.int64)
+    start = (np.asarray(start_ns, dtype=np.int64) + ROUND_NS) // 10**9 * 10**9  # to the nearest second
+    value = np.asarray(value, dtype=np.float64)
+    flag = np.asarray(flag, dtype=np.uint8)
+    if not series.shape == start.shape == value.shape == flag.shape:
+        raise ValueError("series, start_ns, value and flag must have the same length")
+    period_ns = period_s * 10**9
+    if (start % period_ns).any():
+        i = int(np.argmax(start % period_ns != 0))
+        raise ValueError(f"mean {i} starts at {int(start[i])} ns, not on a {period_s} s boundary")
+    valid = flag == Flag.N
+    if set_values_valid is not None:
+        valid |= (flag == Flag.S) & np.take(np.asarray(set_values_valid, dtype=bool), series)
+    with np.errstate(invalid="ignore"):
+        plausible = np.abs(value) < exact.MAX_ABS_VALUE
+        if bounds is not None:
+            low, high = (np.asarray(b, dtype=np.float64) for b in bounds)
+            plausible &= (value >= np.take(low, series)) & (value <= np.take(high, series))
+    flag = np.where(valid & ~plausible, np.uint8(Flag.T), flag)
+    valid &= plausible
+    recorded = valid | ((flag == Flag.F) & plausible)
+    k = period_s // 60  # each mean stands for its k minutes
+    minute = np.repeat(start // MINUTE_NS, k) + np.tile(np.arange(k, dtype=np.int64), series.size)
+    series, value, flag, valid, recorded = (np.repeat(x, k) for x in (series, value, flag, valid, recorded))
+    keys = cell_keys(series, minute * MINUTE_NS, MINUTE_NS)
+    order = np.argsort(keys, kind="stable")
+    keys, value, flag, valid, recorded = keys[order], value[order], flag[order], valid[order], recorded[order]
+    if keys.size > 1 and (keys[1:] == keys[:-1]).any():
+        i = int(np.argmax(keys[1:] == keys[:-1]))
+        raise ValueError(f"series {int(keys[i] >> _PERIOD_BITS)} has two means for the minute starting at "
+                         f"{int(keys[i] & _PERIOD_MASK) * MINUTE_NS} ns")
+    m = keys.size
+    one_hot = np.zeros((m, _N_FLAGS), dtype=np.int64)
+    one_hot[np.arange(m), flag] = 1
+    q = np.where(valid, exact.quantise(np.where(valid, value, 0.0)), 0)
+    rq = np.where(recorded, exact.quantise(np.where(recorded, value, 0.0)), 0)
+    ones = valid.astype(np.int64)
+    return PeriodTable(
+        period_ns=MINUTE_NS, key=keys, mean=np.where(valid, q / exact.SCALE, np.nan), valid=valid, label=flag,
+        instrument_stopped=flag == Flag.F, part_flags=one_hot, valid_parts=ones, sample_flags=one_hot,
+        valid_samples=ones, sample_qsum=q, valid_slots=ones, operating_slots=np.ones(m, dtype=np.int64),
+        recorded_samples=recorded.astype(np.int64), recorded_qsum=rq, policy=f"hj212-mean-{period_s}s")
+
+
+def concat_tables(tables: list[PeriodTable]) -> PeriodTable:
+    """Closed periods of one length from several tables (disjoint cells), in one table."""
+    names = [f.name for f in fields(PeriodTable) if f.name not in ("period_ns", "policy")]
+    return PeriodTable(tables[0].period_ns, *(np.concatenate([getattr(t, n) for t in tables]) for n in names),
+                       tables[0].policy)
+
+# --- end of period data -------------------------------------------------------------------------------------------

@@ -207,10 +207,10 @@ def test_non_bytes_input_is_rejected():
 
 def test_unknown_version_is_its_own_error():
     buf = bytearray(small_batch().encode())
-    struct.pack_into("<H", buf, 4, 2)
+    struct.pack_into("<H", buf, 4, 3)  # version 2 (period data) exists since issue 16
     with pytest.raises(UnsupportedSchemaVersion) as exc:
         decode_batch(refresh_crc(buf))
-    assert exc.value.version == 2 and exc.value.reason == "unsupported_version"
+    assert exc.value.version == 3 and exc.value.reason == "unsupported_version"
 
 
 def test_bad_magic():

@@ -1,0 +1,554 @@
+"""``cems hj212 serve``: the centre as an upper platform, for plants whose dataloggers have no gateway of ours.
+
+Dataloggers (数采仪) connect over TCP and push HJ 212 frames; each whole upload of a registered MN becomes one signed
+reading batch on the readings topic, exactly as an edge agent writes it (``schemas/envelope.py``: key = agent id,
+headers ``cems-agent``/``cems-seq``/``cems-sig``), so the workers downstream do not know the difference. The protocol
+is the one the gateway's receiver speaks (:class:`schemas.hj212.session.ReceiverSession`): the same checks, the same
+answers, the data answer (9014) only after Kafka acknowledged the batch (``acks=all``; docs/sources.md
+HJ212-ACK-STORED), so an upload the datalogger deletes is in Kafka.
+
+Identity: every registered MN is its own agent, ``hj212-<MN>``, with its own HMAC key (``keys_dir/hj212-<MN>.key``,
+the workers' key directory) and its own sequence numbers. One agent for the whole receiver would put every plant
+in one partition (the topic is keyed by agent) and mix every datalogger's gaps into one sequence.
+
+Sequence numbers are durable: a number is written to the sequence log (fsync'd, many at once) before its batch is
+produced, and marked done after Kafka's acknowledgement, so a restart never reuses one. A number taken but never
+acknowledged (Kafka down until shutdown, a crash) is produced again as an empty batch (a filler) by the next start:
+the worker then sees no hole, and if the original did arrive, the filler is a repeat it ignores. The datalogger
+re-sends the data, which was never acknowledged, under a new number.
+
+Refusals (unknown MN, bad password, CRC failure, undecodable frames, times outside 2000-2199, incomplete split
+messages) go to the dead-letter topic with their reason and the original bytes, and are counted in the metrics.
+
+Limits (no byte stream can crash the receiver or grow its memory without bound): frame size (the splitter drops a
+candidate growing past ``max_frame_bytes``), read size per call, split messages held per connection
+(``split_messages`` x ``split_packets`` frames), ``max_connections`` (more are closed at once), ``idle_timeout_s``,
+and ``max_refusals`` refused frames in a row before a connection is closed. The memory of one connection is below
+``max_frame_bytes x (1 + split_messages x split_packets) + read_bytes``. Central code: never imports ``edge_agent``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import time
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from schemas import envelope
+from schemas.hj212 import SourceMap
+from schemas.hj212.session import Dedup, ReceiverSession, Refused, Registration, Reply, Seen, Upload
+from schemas.hj212.stream import MAX_FRAME_BYTES
+from schemas.kafka import KafkaConnection
+from schemas.site import Entity
+
+__all__ = ["DLQ_REASONS", "Hj212Server", "Hj212ServerConfig", "KafkaSink", "MemorySink", "SeqLog", "agent_id_of"]
+
+log = logging.getLogger(__name__)
+
+#: Dead-letter reasons of the receiver (header ``cems-dlq-reason``).
+DLQ_REASONS = {
+    "unknown_mn": "the MN is in no site file's hj212 block",
+    "bad_password": "the password does not match the MN's",
+    "crc": "the frame's CRC does not match its data segment",
+    "undecodable": "not a valid HJ 212 frame or message (the detail names the codec's reason)",
+}
+
+
+def agent_id_of(mn: str) -> str:
+    """The agent id an MN's batches carry (and its key file's name, without ``.key``)."""
+    return f"hj212-{mn}"
+
+
+class Hj212ServerConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    listen: str = "0.0.0.0"
+    port: int = Field(default=9212, ge=0, le=65535, description="0: any free port (tests).")
+    kafka: KafkaConnection
+    topic: str = "cems.readings.v1"
+    dead_letter_topic: str = "cems.readings.dlq"
+    sites: list[Path] = Field(min_length=1, description="Site files (or directories of *.yaml); their sources' "
+                                                         "hj212 blocks register the MNs.")
+    keys_dir: Path = Field(description="Directory of hj212-<MN>.key files (the workers' keys_dir).")
+    passwords_dir: Path = Field(description="Directory of <MN>.pw files: each datalogger's password, first line.")
+    state_dir: Path = Field(default=Path("/var/lib/cems/hj212"), description="The durable sequence log.")
+    strict: bool = False
+    max_connections: int = Field(default=5000, ge=1)
+    idle_timeout_s: float = Field(default=900.0, gt=0)
+    max_frame_bytes: int = Field(default=4096, ge=64, le=MAX_FRAME_BYTES,
+                                 description="HJ 212-2017 frames hold at most 1,024 bytes of data segment; lenient "
+                                             "mode allows more, up to this.")
+    read_bytes: int = Field(default=16_384, ge=256, le=1 << 20)
+    split_messages: int = Field(default=4, ge=1, le=256)
+    split_packets: int = Field(default=32, ge=1, le=999)
+    max_refusals: int = Field(default=50, ge=1, description="Refused frames in a row before the connection closes.")
+    shutdown_grace_s: float = Field(default=10.0, ge=0)
+    metrics_port: int = Field(default=9109, ge=0, le=65535, description="Prometheus metrics; 0: none.")
+    metrics_address: str = "127.0.0.1"
+
+
+# --- the durable sequence log ---------------------------------------------------------------------------------------
+
+
+class SeqLog:
+    """Per agent, the next sequence number, durably; and the numbers taken but not yet acknowledged by Kafka.
+
+    An append-only log (``seq.log``): ``T agent seq source`` when a number is taken (fsync'd before the number is
+    used; all numbers taken while one fsync runs share the next), ``A agent seq`` when Kafka acknowledged it (not
+    fsync'd: a lost ``A`` only costs a filler that the worker ignores). Compacted into ``seq.snapshot`` (JSON) when
+    the log passes ``compact_bytes``.
+    """
+
+    def __init__(self, directory: Path, compact_bytes: int = 8 << 20) -> None:
+        self.dir = Path(directory)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.compact_bytes = compact_bytes
+        self.next: dict[str, int] = {}
+        self.inflight: dict[str, dict[int, str]] = defaultdict(dict)  # agent -> seq -> source
+        self._recover()
+        self._log = open(self.dir / "seq.log", "ab")  # noqa: SIM115 - held open for the receiver's life
+        self._pending: list[tuple[str, int, str, asyncio.Future]] = []
+        self._flushing: asyncio.Task | None = None
+
+    def _recover(self) -> None:
+        try:
+            snap = json.loads((self.dir / "seq.snapshot").read_text())
+        except FileNotFoundError:
+            snap = {}
+        for agent, d in snap.items():
+            self.next[agent] = int(d["next"])
+            self.inflight[agent] = {int(s): src for s, src in d["inflight"].items()}
+        try:
+            text = (self.dir / "seq.log").read_text()
+        except FileNotFoundError:
+            return
+        for line in text.splitlines():
+            parts = line.split(" ")
+            if parts[0] == "T" and len(parts) == 4:
+                agent, seq = parts[1], int(parts[2])
+                self.next[agent] = max(self.next.get(agent, 0), seq + 1)
+                self.inflight[agent][seq] = parts[3]
+            elif parts[0] == "A" and len(parts) == 3:
+                self.inflight[parts[1]].pop(int(parts[2]), None)
+            # anything else: a torn last line of a crash (never fsync'd, so never used)
+
+    def fillers(self) -> list[tuple[str, int, str]]:
+        """(agent, seq, source) taken and never acknowledged: to be produced as empty batches."""
+        return sorted((a, s, src) for a, d in self.inflight.items() for s, src in d.items())
+
+    async def take(self, agent: str, source: str) -> int:
+        """The agent's next number, once it is durably recorded."""
+        seq = self.next.get(agent, 0)
+        self.next[agent] = seq + 1
+        self.inflight[agent][seq] = source
+        fut = asyncio.get_running_loop().create_future()
+        self._pending.append((agent, seq, source, fut))
+        if self._flushing is None or self._flushing.done():
+            self._flushing = asyncio.create_task(self._flush())
+        await fut
+        return seq
+
+    async def _flush(self) -> None:
+        while self._pending:
+            batch, self._pending = self._pending, []
+            lines = "".join(f"T {a} {s} {src}\n" for a, s, src, _ in batch).encode()
+            try:
+                self._write_sync(lines)  # in the loop: a thread hand-off cost more CPU than the fsync's wait
+            except OSError as exc:
+                for *_, fut in batch:
+                    fut.set_exception(exc)
+                continue
+            for *_, fut in batch:
+                if not fut.done():
+                    fut.set_result(None)
+
+    def _write_sync(self, data: bytes) -> None:
+        self._log.write(data)
+        self._log.flush()
+        os.fsync(self._log.fileno())
+
+    def acked(self, agent: str, seq: int) -> None:
+        self.inflight[agent].pop(seq, None)
+        self._log.write(f"A {agent} {seq}\n".encode())
+        if self._log.tell() > self.compact_bytes and not self._pending:
+            self.compact()
+
+    def compact(self) -> None:
+        snap = {a: {"next": n, "inflight": {str(s): src for s, src in self.inflight.get(a, {}).items()}}
+                for a, n in self.next.items()}
+        tmp = self.dir / "seq.snapshot.tmp"
+        with open(tmp, "w") as f:
+            json.dump(snap, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, self.dir / "seq.snapshot")
+        self._log.close()
+        self._log = open(self.dir / "seq.log", "wb")  # noqa: SIM115 - the snapshot now holds everything
+        fd = os.open(self.dir, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def close(self) -> None:
+        self._log.flush()
+        os.fsync(self._log.fileno())
+        self._log.close()
+
+
+# --- where batches go ---------------------------------------------------------------------------------------------
+
+
+class Sink(Protocol):
+    async def start(self) -> None: ...
+    async def produce(self, value: bytes, key: bytes, headers: list[tuple[str, bytes]]) -> None: ...
+    async def dead_letter(self, value: bytes, headers: list[tuple[str, bytes]]) -> None: ...
+    async def stop(self) -> None: ...
+
+
+def aiokafka_settings(conn: KafkaConnection) -> dict:
+    """aiokafka's connection keywords for a :class:`KafkaConnection` (TLS context built here)."""
+    out: dict = {"bootstrap_servers": conn.bootstrap_servers, "security_protocol": conn.security_protocol}
+    if conn.security_protocol in ("SSL", "SASL_SSL"):
+        import ssl
+
+        ctx = ssl.create_default_context(cafile=str(conn.ssl_cafile) if conn.ssl_cafile else None)
+        if conn.ssl_certfile:
+            ctx.load_cert_chain(str(conn.ssl_certfile), str(conn.ssl_keyfile) if conn.ssl_keyfile else None)
+        out["ssl_context"] = ctx
+    if conn.sasl_mechanism:
+        out |= {"sasl_mechanism": conn.sasl_mechanism, "sasl_plain_username": conn.sasl_username,
+                "sasl_plain_password": conn.sasl_password.get_secret_value()}
+    return out
+
+
+class KafkaSink:
+    """The readings and dead-letter topics through aiokafka (``acks=all``, idempotent)."""
+
+    def __init__(self, conn: KafkaConnection, topic: str, dead_letter_topic: str, *, timeout_s: float = 30.0) -> None:
+        self.conn, self.topic, self.dlq, self.timeout_s = conn, topic, dead_letter_topic, timeout_s
+        self.producer = None
+
+    async def start(self) -> None:
+        from aiokafka import AIOKafkaProducer
+
+        self.producer = AIOKafkaProducer(acks="all", enable_idempotence=True, linger_ms=5,
+                                         max_request_size=4 << 20, request_timeout_ms=int(self.timeout_s * 1000),
+                                         **aiokafka_settings(self.conn))
+        await self.producer.start()
+
+    async def produce(self, value: bytes, key: bytes, headers: list[tuple[str, bytes]]) -> None:
+        fut = await self.producer.send(self.topic, value=value, key=key, headers=headers)
+        await asyncio.wait_for(fut, self.timeout_s)
+
+    async def dead_letter(self, value: bytes, headers: list[tuple[str, bytes]]) -> None:
+        await self.producer.send(self.dlq, value=value, headers=headers)  # not awaited further: best effort
+
+    async def stop(self) -> None:
+        if self.producer is not None:
+            await self.producer.stop()
+
+
+@dataclass
+class MemorySink:
+    """Batches and dead letters kept in lists (tests and the benchmark's receiver-only figures)."""
+
+    def __post_init__(self) -> None:
+        self.records: list[tuple[bytes, bytes, list]] = []
+        self.dead_letters: list[tuple[bytes, list]] = []
+        self.fail = False  # True: produce raises, as a broker that is down
+
+    async def start(self) -> None:
+        return None
+
+    async def produce(self, value: bytes, key: bytes, headers: list[tuple[str, bytes]]) -> None:
+        if self.fail:
+            raise ConnectionError("sink down")
+        self.records.append((value, key, headers))
+
+    async def dead_letter(self, value: bytes, headers: list[tuple[str, bytes]]) -> None:
+        self.dead_letters.append((value, headers))
+
+    async def stop(self) -> None:
+        return None
+
+
+# --- metrics ------------------------------------------------------------------------------------------------------
+
+
+class _Metrics:
+    def frames_of(self, cn: str):
+        """The counter child of a CN, resolved once (``labels()`` costs more than the increment)."""
+        child = self._frames.get(cn)
+        if child is None:
+            child = self._frames[cn] = self.frames.labels(cn)
+        return child
+
+    def batches_of(self, cn: str):
+        child = self._batches.get(cn)
+        if child is None:
+            child = self._batches[cn] = self.batches.labels(cn)
+        return child
+
+    def __init__(self, registry) -> None:
+        self._frames, self._batches = {}, {}
+        from prometheus_client import Counter, Gauge, Histogram
+
+        r = registry
+        self.frames = Counter("cems_hj212_frames_total", "Frames received from registered dataloggers, by command.",
+                              ["cn"], registry=r)
+        self.refused = Counter("cems_hj212_refused_total", "Frames or messages refused (dead-lettered), by reason.",
+                               ["reason"], registry=r)
+        self.batches = Counter("cems_hj212_batches_total", "Reading batches Kafka acknowledged.", ["cn"], registry=r)
+        self.duplicates = Counter("cems_hj212_duplicates_total", "Retransmitted uploads acknowledged again, not "
+                                                                 "produced twice.", registry=r)
+        self.unacked = Counter("cems_hj212_unacknowledged_total", "Uploads left unanswered: Kafka did not take them.",
+                               registry=r)
+        self.fillers = Counter("cems_hj212_fillers_total", "Empty batches produced for numbers never acknowledged.",
+                               registry=r)
+        self.connections = Gauge("cems_hj212_connections", "Open datalogger connections.", registry=r)
+        self.rejected_connections = Counter("cems_hj212_connections_rejected_total",
+                                            "Connections closed at once (max_connections).", registry=r)
+        self.closed = Counter("cems_hj212_connections_closed_total", "Connections closed by the receiver, by why.",
+                              ["why"], registry=r)
+        self.garbage = Counter("cems_hj212_garbage_bytes_total", "Bytes outside any frame.", registry=r)
+        self.ack_seconds = Histogram("cems_hj212_ack_seconds", "From a data upload's last byte received to its "
+                                                               "answer written (Kafka's acknowledgement included).",
+                                     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+                                     registry=r)
+
+
+# --- the server ---------------------------------------------------------------------------------------------------
+
+
+class Hj212Server:
+    def __init__(self, cfg: Hj212ServerConfig, entities: list[Entity], keys: dict[str, bytes],
+                 passwords: dict[str, str], sink: Sink, registry=None) -> None:
+        from prometheus_client import CollectorRegistry
+
+        self.cfg, self.sink = cfg, sink
+        self.registry = registry if registry is not None else CollectorRegistry()
+        self.metrics = _Metrics(self.registry)
+        self.registrations: dict[str, Registration] = {}
+        problems = []
+        for e in entities:
+            for s in e.sources:
+                if s.hj212 is None:
+                    continue
+                mn = s.hj212.mn
+                if mn in self.registrations:
+                    problems.append(f"MN {mn} is registered by two sources ({self.registrations[mn].source.source_id}, "
+                                    f"{s.id})")
+                    continue
+                if mn not in passwords:
+                    problems.append(f"MN {mn} (source {s.id}): no password ({cfg.passwords_dir}/{mn}.pw)")
+                if agent_id_of(mn) not in keys:
+                    problems.append(f"MN {mn} (source {s.id}): no key ({cfg.keys_dir}/{agent_id_of(mn)}.key; make one "
+                                    f"with: head -c 32 /dev/urandom > FILE, and enrol it with the workers)")
+                self.registrations[mn] = Registration(SourceMap.of(s), passwords.get(mn, ""), e.tz)
+        if problems:
+            raise ValueError("; ".join(problems))
+        self.keys = keys
+        self.dedup = Dedup()
+        self.seqlog: SeqLog | None = None
+        self.server: asyncio.Server | None = None
+        self.connections: set[asyncio.Task] = set()
+        self._last_read: dict[asyncio.Task, tuple[float, asyncio.StreamWriter]] = {}  # for the idle sweeper
+        self._idled: set[asyncio.Task] = set()
+        self._sweeper: asyncio.Task | None = None
+        self._fillers: asyncio.Queue | None = None
+        self._filling: asyncio.Task | None = None
+        self._stopping = False
+
+    @property
+    def port(self) -> int:
+        return self.server.sockets[0].getsockname()[1]
+
+    async def start(self) -> None:
+        c = self.cfg
+        self.seqlog = SeqLog(c.state_dir)
+        await self.sink.start()
+        self._fillers = asyncio.Queue()
+        for item in self.seqlog.fillers():
+            self._fillers.put_nowait(item)
+        self._filling = asyncio.create_task(self._fill())
+        self._sweeper = asyncio.create_task(self._sweep_idle())
+        self.server = await asyncio.start_server(self._connection, c.listen, c.port, limit=c.read_bytes,
+                                                 backlog=min(c.max_connections, 4096))
+        log.info("hj212: listening on %s:%d for %d MN(s)", c.listen, self.port, len(self.registrations),
+                 extra={"event": "listening"})
+
+    async def stop(self) -> None:
+        """Stop accepting, let connections finish what they are storing (``shutdown_grace_s``), then close."""
+        self._stopping = True
+        if self.server is not None:
+            self.server.close()
+        if self.connections:
+            _, late = await asyncio.wait(self.connections, timeout=self.cfg.shutdown_grace_s)
+            for t in late:
+                t.cancel()
+            await asyncio.gather(*late, return_exceptions=True)
+        for t in (self._filling, self._sweeper):
+            if t is not None:
+                t.cancel()
+                await asyncio.gather(t, return_exceptions=True)
+        await self.sink.stop()
+        if self.seqlog is not None:
+            self.seqlog.close()
+        log.info("hj212: stopped", extra={"event": "stopped"})
+
+    async def _fill(self) -> None:
+        """Numbers taken and never acknowledged: produce them as empty batches until Kafka takes them."""
+        from schemas.batch import ReadingBatch
+
+        while True:
+            agent, seq, source = await self._fillers.get()
+            key = self.keys.get(agent)
+            if key is None:
+                log.error("hj212: no key for %s: filler %d not produced", agent, seq)
+                continue
+            data = ReadingBatch.from_columns(agent_id=agent, source_id=source, seq=seq, channels=[], ts_ns=[],
+                                             channel=[], value=[], flag=[]).encode()
+            backoff = 1.0
+            while True:
+                try:
+                    await self.sink.produce(data, agent.encode(), list(envelope.headers(agent, seq, key, data).items()))
+                    break
+                except Exception as exc:  # noqa: BLE001 - Kafka unavailable: try again later
+                    log.warning("hj212: filler %s/%d not produced (%s); retry in %g s", agent, seq, exc, backoff)
+                    await asyncio.sleep(backoff)
+                    backoff = min(backoff * 2, 60.0)
+            self.seqlog.acked(agent, seq)
+            self.metrics.fillers.inc()
+
+    async def _sweep_idle(self) -> None:
+        """Close connections silent for ``idle_timeout_s`` (one timer for all, not one per read)."""
+        period = min(1.0, self.cfg.idle_timeout_s / 4)
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(period)
+            limit = loop.time() - self.cfg.idle_timeout_s
+            for task, (last, writer) in list(self._last_read.items()):
+                if last < limit and task not in self._idled:
+                    self._idled.add(task)
+                    writer.transport.abort()
+
+    async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        c, m = self.cfg, self.metrics
+        if self._stopping or len(self.connections) >= c.max_connections:
+            m.rejected_connections.inc()
+            writer.close()
+            return
+        task = asyncio.current_task()
+        self.connections.add(task)
+        m.connections.inc()
+        peer = writer.get_extra_info("peername")
+        peer = f"{peer[0]}:{peer[1]}" if peer else "?"
+        session = ReceiverSession(self.registrations.get, dedup=self.dedup, strict=c.strict,
+                                  max_frame_bytes=c.max_frame_bytes, max_messages=c.split_messages,
+                                  max_packets=c.split_packets)
+        refusals, garbage, why = 0, 0, "eof"
+        loop = asyncio.get_running_loop()
+        try:
+            while not self._stopping:
+                self._last_read[task] = (loop.time(), writer)
+                data = await reader.read(c.read_bytes)
+                if not data:
+                    break
+                received = time.perf_counter()
+                for ev in session.feed(data, time.monotonic()):
+                    if isinstance(ev, Refused):
+                        refusals += 1
+                        await self._refused(ev, peer)
+                        if refusals >= c.max_refusals:
+                            break
+                        continue
+                    refusals = 0
+                    if isinstance(ev, Reply):
+                        writer.write(ev.raw)
+                    elif isinstance(ev, Seen):
+                        m.frames_of(ev.frame.cn).inc()
+                    else:
+                        await self._upload(ev, session, writer, received)
+                if session.splitter.garbage_bytes != garbage:
+                    m.garbage.inc(session.splitter.garbage_bytes - garbage)
+                    garbage = session.splitter.garbage_bytes
+                if refusals >= c.max_refusals:
+                    why = "refusals"
+                    break
+                await writer.drain()
+        except (ConnectionError, OSError):
+            why = "reset"
+        except asyncio.CancelledError:
+            why = "shutdown"
+            raise
+        finally:
+            if task in self._idled:
+                why = "idle"
+                self._idled.discard(task)
+            self._last_read.pop(task, None)
+            m.closed.labels(why).inc()
+            m.connections.dec()
+            self.connections.discard(task)
+            writer.close()
+
+    async def _upload(self, ev: Upload, session: ReceiverSession, writer: asyncio.StreamWriter,
+                      received: float) -> None:
+        m, cn = self.metrics, ev.message.frame.cn
+        m.frames_of(cn).inc(len(ev.message.parts))
+        if ev.duplicate:
+            m.duplicates.inc()
+        elif len(ev.converted):
+            agent = agent_id_of(ev.registration.mn)
+            seq = await self.seqlog.take(agent, ev.converted.source_id)
+            data = ev.converted.batch(agent, seq).encode()
+            try:
+                await self.sink.produce(data, agent.encode(),
+                                        list(envelope.headers(agent, seq, self.keys[agent], data).items()))
+            except Exception as exc:  # noqa: BLE001 - not in Kafka: no answer; the number becomes a filler
+                m.unacked.inc()
+                log.warning("hj212: batch %s/%d not produced (%s); upload left unanswered", agent, seq, exc,
+                            extra={"event": "produce_failed", "mn": ev.registration.mn})
+                self._fillers.put_nowait((agent, seq, ev.converted.source_id))
+                return
+            self.seqlog.acked(agent, seq)
+            m.batches_of(cn).inc()
+        session.stored(ev)
+        if ev.ack is not None:
+            writer.write(ev.ack)
+            m.ack_seconds.observe(time.perf_counter() - received)
+
+    async def _refused(self, ev: Refused, peer: str) -> None:
+        reason = ev.reason if ev.reason in ("unknown_mn", "bad_password", "crc") else "undecodable"
+        detail = ev.detail if reason != "undecodable" else f"{ev.reason}: {ev.detail}"
+        self.metrics.refused.labels(reason).inc()
+        headers = [("cems-dlq-reason", reason.encode()), ("cems-dlq-detail", detail.encode("utf-8", "replace")[:4096]),
+                   ("cems-dlq-source", f"hj212://{peer}".encode()), ("cems-dlq-at", f"{time.time():.3f}".encode())]
+        if ev.mn:
+            headers.append(("cems-hj212-mn", ev.mn.encode("utf-8", "replace")[:64]))
+        try:
+            await self.sink.dead_letter(ev.raw, headers)
+        except Exception as exc:  # noqa: BLE001 - a dead letter is never worth a crash
+            log.warning("hj212: dead letter not produced (%s)", exc)
+
+
+def read_secrets(cfg: Hj212ServerConfig, mns) -> tuple[dict[str, bytes], dict[str, str]]:
+    """Keys (``keys_dir/hj212-<MN>.key``) and passwords (``passwords_dir/<MN>.pw``, first line) of the MNs."""
+    keys, passwords = {}, {}
+    for mn in mns:
+        k = Path(cfg.keys_dir) / f"{agent_id_of(mn)}.key"
+        p = Path(cfg.passwords_dir) / f"{mn}.pw"
+        if k.is_file():
+            keys[agent_id_of(mn)] = k.read_bytes()
+        if p.is_file():
+            lines = p.read_text(encoding="utf-8").splitlines()
+            if lines:
+                passwords[mn] = lines[0].strip()
+    return keys, passwords

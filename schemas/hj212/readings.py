@@ -1,0 +1,146 @@
+"""HJ 212 uploads -> reading-batch columns: the one conversion both receivers use (the gateway's and the centre's).
+
+A data upload (2011 real-time, 2051 minute, 2061 hour, 2031 day) becomes columns of one source (its channel table,
+times, values, flags) and the period its values cover: 0 for 2011 (instantaneous samples, HJ212-T4), MinInterval for
+2051, an hour for 2061, a day for 2031. The value of a 2011 record is its ``Rtd``; of the others their ``Avg``
+(HJ212-T4). ``Zs*`` values (converted to a reference O2) and ``Min``/``Max``/``Cou`` are not readings of the channel
+and are left out. Times are the records' ``DataTime`` (the acquisition instant for 2011, the interval start for the
+others), already UTC from the codec.
+
+Flags: the record's letter through the codec's flag table; a value sent without any flag counts as the site file's
+``hj212.unflagged`` says (D by default: nothing counts as normal without a flag saying so); an unknown letter is D;
+a normal flag without a readable value is D (the wire format forbids a normal reading without a value). Records of
+factor codes the source does not map (a heartbeat's ``CON``, a treatment facility's ``SB1-RS``...) are counted in
+``unmapped``, never guessed onto a channel.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+
+import numpy as np
+
+from ..batch import ChannelSpec, ReadingBatch
+from ..quantities import Flag
+from ..site import EmissionSource
+from .datarea import DataRecord
+from .frame import Message
+
+__all__ = ["Converted", "SourceMap", "message_columns", "period_of_upload"]
+
+_VALUE_FIELD = {"2011": "rtd", "2051": "avg", "2061": "avg", "2031": "avg"}
+_POSITION = {name: i for i, name in enumerate(DataRecord._fields)}
+_FIXED_PERIOD = {"2011": 0, "2061": 3600, "2031": 86_400}
+
+
+def period_of_upload(cn: str, min_interval_min: int = 1) -> int:
+    """Seconds each record of upload ``cn`` covers: 0 (samples) for 2011, MinInterval for 2051, 3600, 86400."""
+    if cn == "2051":
+        return 60 * min_interval_min
+    try:
+        return _FIXED_PERIOD[cn]
+    except KeyError:
+        raise ValueError(f"CN={cn} is not a data upload (2011, 2051, 2061, 2031)") from None
+
+
+@dataclass(frozen=True)
+class SourceMap:
+    """What the receivers need of one registered source: its channel table and which factor code feeds which
+    channel index (``schemas.site.Hj212Link``)."""
+
+    source_id: str
+    mn: str
+    channels: tuple[ChannelSpec, ...]
+    index: dict[str, int]  # factor code -> channel index
+    figures_period_s: int  # what feeds the figures (0: 2011 samples; else the 2051 period)
+    min_interval_min: int = 1
+    unflagged: Flag = Flag.D
+
+    @classmethod
+    def of(cls, source: EmissionSource) -> SourceMap:
+        link = source.hj212
+        if link is None:
+            raise ValueError(f"source {source.id!r} has no hj212 block")
+        channels = tuple(ChannelSpec(c.id, c.quantity, c.unit) for c in source.channels)
+        position = {c.id: i for i, c in enumerate(channels)}
+        index = {code: position[ch] for code, ch in link.channel_of_factor(source).items()}
+        return cls(source.id, link.mn, channels, index, link.period_s, link.min_interval_min,
+                   Flag.N if link.unflagged == "valid" else Flag.D)
+
+
+@dataclass(frozen=True)
+class Converted:
+    """One upload as columns of one source, ready for :meth:`ReadingBatch.from_columns`."""
+
+    source_id: str
+    channels: tuple[ChannelSpec, ...]
+    period_s: int
+    ts_ns: np.ndarray
+    channel: np.ndarray
+    value: np.ndarray
+    flag: np.ndarray
+    unmapped: tuple[str, ...] = field(default=())  # factor codes of records left out
+    repaired: int = 0  # records whose flag was set to D (normal without a value, unknown letter)
+
+    def __len__(self) -> int:
+        return int(self.ts_ns.size)
+
+    def batch(self, agent_id: str, seq: int) -> ReadingBatch:
+        return ReadingBatch.from_columns(agent_id=agent_id, source_id=self.source_id, seq=seq, channels=self.channels,
+                                         ts_ns=self.ts_ns, channel=self.channel, value=self.value, flag=self.flag,
+                                         period_s=self.period_s)
+
+
+_NO_VALUE = float("nan")
+_D, _N = int(Flag.D), int(Flag.N)
+
+
+def message_columns(message: Message, source: SourceMap) -> Converted:
+    """Columns of a data upload (2011, 2051, 2061, 2031) for ``source``. Raises ``ValueError`` for another CN.
+
+    References: docs/sources.md HJ212-T4 (value fields, DataTime), HJ212-T8 (flags).
+    """
+    cn = message.frame.cn
+    attr = _VALUE_FIELD.get(cn)
+    if attr is None:
+        raise ValueError(f"CN={cn} is not a data upload (2011, 2051, 2061, 2031)")
+    period = period_of_upload(cn, source.min_interval_min)
+    index, unflagged, at = source.index, int(source.unflagged), _POSITION[attr]
+    ts, chan, val, flg, unmapped = [], [], [], [], []
+    repaired = 0
+    last_time, last_ns = None, 0
+    for r in message.records:  # a frame holds 10-20 records: configuration-sized, not data-sized
+        i = index.get(r.code)
+        if i is None or r.data_time is None:  # no channel; or no DataTime, so nothing says when
+            unmapped.append(r.code)
+            continue
+        v = r[at]
+        if r.flag is not None:
+            f = int(r.flag)
+        elif r.flag_letter is None:
+            f = unflagged
+        else:  # a letter no edition defines
+            f, repaired = _D, repaired + 1
+        if v is None:
+            v = _NO_VALUE
+            if f == _N:
+                f, repaired = _D, repaired + 1
+        if r.data_time is not last_time:  # the records of one data area share their DataTime
+            last_time, last_ns = r.data_time, _ns(r.data_time)
+        ts.append(last_ns)
+        chan.append(i)
+        val.append(v)
+        flg.append(f)
+    return Converted(source.source_id, source.channels, period, np.array(ts, dtype=np.int64),
+                     np.array(chan, dtype=np.uint16), np.array(val, dtype=np.float64), np.array(flg, dtype=np.uint8),
+                     tuple(unmapped), repaired)
+
+
+def _ns(t) -> int:
+    """Aware datetime -> ns since the epoch, exactly (HJ 212 times are whole seconds, 17-digit ones milliseconds)."""
+    return (t - _EPOCH) // _US * 1000
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_US = timedelta(microseconds=1)
