@@ -62,7 +62,7 @@ from schemas import ReadingBatch  # noqa: E402
 from schemas.site import Entity  # noqa: E402
 from streams.kernels import Accumulator  # noqa: E402
 from streams.kernels.aggregate import MINUTE_NS  # noqa: E402
-from streams.processor import Message, PartitionProcessor, Registry  # noqa: E402
+from streams.core.processor import Message, PartitionProcessor, Registry  # noqa: E402
 
 T0 = 1_767_225_600 * 10**9
 CHANNELS = [("co2", "a05001", "%"), ("o2", "a19001", "%"), ("moisture", "a01014", "%"), ("temp", "a01012", "degC"),
@@ -171,8 +171,8 @@ def broker_config(bootstrap: str, reg, key: bytes, n_sources: int, partitions: i
     import yaml
 
     from schemas.kafka import KafkaConnection
-    from streams.topics import create_topics
-    from streams.worker import Topics, WorkerConfig
+    from streams.runtime.topics import create_topics
+    from streams.runtime.worker import Topics, WorkerConfig
 
     tmp = Path(tempfile.mkdtemp(prefix="cems-bench-"))
     (tmp / "keys").mkdir()
@@ -206,7 +206,7 @@ async def through_broker(bootstrap: str, reg, msgs, key: bytes, n_sources: int) 
 
     from kafka import KafkaProducer
 
-    from streams.worker import StreamWorker, checkpoint_lag
+    from streams.runtime.worker import StreamWorker, checkpoint_lag
 
     cfg = broker_config(bootstrap, reg, key, n_sources, partitions=2)
     producer = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=50, batch_size=1 << 20)
@@ -310,7 +310,7 @@ def timed_worker(null: bool = False):
     """A :class:`StreamWorker` that records, per handled event, the latency from its Kafka timestamp (the produce
     time) to the updated minute state, the same to the snapshot covering it, and every process() and snapshot()
     call. ``null``: handle() only collects events for acknowledgement (the faust and Kafka floor)."""
-    from streams.worker import StreamWorker
+    from streams.runtime.worker import StreamWorker
 
     class Timed(StreamWorker):
         def __init__(self, cfg) -> None:
@@ -392,7 +392,7 @@ async def realtime(bootstrap: str, reg, key: bytes, args) -> None:
 
     from kafka import KafkaConsumer, TopicPartition
 
-    from streams.worker import checkpoint_lag
+    from streams.runtime.worker import checkpoint_lag
 
     warnings = _Warnings()
     n, bs = args.sources, args.batch_s
@@ -410,10 +410,10 @@ async def realtime(bootstrap: str, reg, key: bytes, args) -> None:
           + (" (null worker)" if args.null_worker else ""))
     t = time.perf_counter()
     if args.preloaded_sites:  # startup only: the worker parses 12.7 MB of YAML for 20,000 sources otherwise
-        import streams.worker
+        import streams.runtime.worker
 
         parsed = {cfg.sites[0] / f"site{e}.yaml": entity for e, entity in enumerate(reg.entities.values())}
-        streams.worker.load_site = parsed.__getitem__
+        streams.runtime.worker.load_site = parsed.__getitem__
     worker = timed_worker(args.null_worker)(cfg)
     built = time.perf_counter() - t
     await worker.app.start()
@@ -517,7 +517,7 @@ def report_realtime(args, cfg, worker, start: float, samples: np.ndarray, done: 
         print(f"checkpoints      : {p_t.size} partition saves (every {cfg.snapshot_interval_s:g} s per partition); "
               f"bytes written per save first/median of the second half/max {p_size[0] / 2**20:.1f} / "
               f"{np.median(p_size[late]) / 2**20:.1f} / {p_size.max() / 2**20:.1f} MiB (changed segments only: the "
-              f"core with the open minutes, the hours still folding, streams/state_store.py); checkpoint() "
+              f"core with the open minutes, the hours still folding, streams/runtime/state_store.py); checkpoint() "
               f"first/last/max {p_dt[0] * 1e3:.0f} / {p_dt[-1] * 1e3:.0f} / {p_dt.max() * 1e3:.0f} ms; whole "
               f"save (every partition, sent, acked, in the background) median/p90/max {np.median(k_dt) * 1e3:.0f} / "
               f"{np.percentile(k_dt, 90) * 1e3:.0f} / {k_dt.max() * 1e3:.0f} ms, {k_dt.sum() / (k_t[-1] - start):.0%} "

@@ -1,7 +1,7 @@
 """Alerts for regulators, and their acknowledgements.
 
 An alert is one finding for one place, period and rule: a discrepancy between measured and reported figures, or
-a data-quality sign (``streams/reconcile.py``). It is keyed by its ``id``,
+a data-quality sign (``streams/core/reconcile.py``). It is keyed by its ``id``,
 ``{province}/{municipality}/{entity}/{source or "-"}/{period}/{rule}``, on the compacted topic ``cems.alerts.v1``:
 
 * **routing**: the id leads with the region, and the headers ``cems-province``, ``cems-municipality`` and

@@ -90,7 +90,7 @@ class HourlyRecord(_Revised):
 
 @dataclass(frozen=True)
 class MonthlyRecord(_Revised):
-    """Monthly totals of one source (``streams/monthly.py``): hours, validity and substitution counted."""
+    """Monthly totals of one source (``streams/core/monthly.py``): hours, validity and substitution counted."""
 
     entity_id: str
     source_id: str

@@ -18,7 +18,7 @@ from urllib.parse import quote, urlencode
 import jinja2
 from aiohttp import web
 
-from streams.archive import HOUR_STATUS, Archive
+from streams.archive.store import HOUR_STATUS, Archive
 
 from . import review
 from .auth import Auth, Limits, LoginRefused

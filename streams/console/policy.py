@@ -44,7 +44,7 @@ class User:
 
 
 def sees(user: User, entity: dict) -> bool:
-    """Whether ``user`` may see ``entity`` (a row of :meth:`streams.archive.Archive.entities`)."""
+    """Whether ``user`` may see ``entity`` (a row of :meth:`streams.archive.store.Archive.entities`)."""
     if user.role == "plant":
         return entity["entity_id"] == user.entity_id
     if user.role == "municipal":

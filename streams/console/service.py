@@ -16,7 +16,7 @@ from collections import Counter, defaultdict
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
-from streams.archive import Archive, calculated, deadline_of
+from streams.archive.store import Archive, calculated, deadline_of
 
 from . import review
 from .policy import User, sees, visible
@@ -133,12 +133,12 @@ def report_parameters(report: dict) -> list[dict]:
 
 def co2_tolerance(report_json: dict | None, alert_allowed: float | None) -> float:
     """The tolerance band of CEMS against calculated CO2 (fraction): the reconciliation's own, from its alert when
-    it raised one, else the same combination for this report as reported (``streams.reconcile.calculation_tolerance``:
+    it raised one, else the same combination for this report as reported (``streams.core.reconcile.calculation_tolerance``:
     the CEMS tier with each input's uncertainty weighted by the CO2 it carries; docs/reconciliation.md)."""
     if alert_allowed is not None:
         return float(alert_allowed)
     from schemas.accounting import validate_report
-    from streams.reconcile import CEMS_TIER_UNCERTAINTY, ReconcilePolicy, calculation_tolerance
+    from streams.core.reconcile import CEMS_TIER_UNCERTAINTY, ReconcilePolicy, calculation_tolerance
 
     policy = ReconcilePolicy()
     band = None if report_json is None else calculation_tolerance(validate_report(report_json), policy)

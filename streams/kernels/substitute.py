@@ -3,7 +3,7 @@
 Input is an :class:`HourGrid`: dense ``[source, hour]`` arrays of the hour status (stopped, measured, missing, out of
 control), the measured CO2 mass, and, where the regime substitutes them separately, the standard dry CO2
 concentration, the standard dry flow and a load. The grid may start with history: the lookback windows below reach
-back over the hours passed in, so pass as much as the rule needs (``streams/monthly.py`` does). Work is vectorised
+back over the hours passed in, so pass as much as the rule needs (``streams/core/monthly.py`` does). Work is vectorised
 over sources and hours; outages (runs of hours to fill) are handled one run at a time, a loop over outages, never
 over readings. Stopped and measured hours are never changed.
 

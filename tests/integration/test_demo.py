@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-from streams.archive import Archive
+from streams.archive.store import Archive
 
 REPO = Path(__file__).resolve().parents[2]
 FALSIFIED = "320000/320500/demo-cement/-/2026-02/production_metered_vs_reported:clinker"
@@ -63,8 +63,8 @@ def test_recorded_batches_through_the_embedded_pipeline_give_the_simulated_month
 
     import yaml
 
-    from streams.embedded import DEMO_PLANTS, _messages
-    from streams.monthly import month_range
+    from streams.runtime.embedded import DEMO_PLANTS, _messages
+    from streams.core.monthly import month_range
 
     plant = DEMO_PLANTS[0]
     entity = plant.entity()
@@ -97,8 +97,8 @@ def test_a_recording_that_ends_with_the_month_leaves_it_open_and_unarchived(tmp_
 
     import yaml
 
-    from streams.embedded import DEMO_PLANTS, _messages
-    from streams.monthly import month_range
+    from streams.runtime.embedded import DEMO_PLANTS, _messages
+    from streams.core.monthly import month_range
 
     plant = DEMO_PLANTS[2]
     entity = plant.entity()

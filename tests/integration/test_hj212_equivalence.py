@@ -32,7 +32,7 @@ from schemas import envelope
 from schemas.batch import ReadingBatch
 from schemas.quantities import Flag
 from schemas.site import Entity
-from streams.processor import Message, PartitionProcessor, Registry, Settings
+from streams.core.processor import Message, PartitionProcessor, Registry, Settings
 
 pytestmark = pytest.mark.integration
 MN = "0123456789ABCDEF01234567"

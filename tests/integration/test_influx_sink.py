@@ -1,4 +1,4 @@
-"""streams.sink_influx against the real local InfluxDB 2.7 server: overwrite on revision, replay idempotence,
+"""streams.sinks.influx against the real local InfluxDB 2.7 server: overwrite on revision, replay idempotence,
 missing figures, minute round trip with odd tag values, batching, and the error paths (down, 5xx/429, 4xx)."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import pytest
 
 from schemas import Flag
 from schemas.records import HourlyRecord, MonthlyRecord
-from streams.sink_influx import InfluxSink, MinuteRows, SinkError, SinkRejected, escape_tag, minute_lines
+from streams.sinks.influx import InfluxSink, MinuteRows, SinkError, SinkRejected, escape_tag, minute_lines
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 

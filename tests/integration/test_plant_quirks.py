@@ -187,7 +187,7 @@ def test_an_analyser_stopped_for_48_h_while_the_kiln_runs_is_substituted_not_los
     reconciliation raises the data-quality alert."""
     from dataclasses import replace
 
-    from streams.embedded import DEMO_PLANTS, reconcile_plants, run_plants
+    from streams.runtime.embedded import DEMO_PLANTS, reconcile_plants, run_plants
 
     kiln = DEMO_PLANTS[0]
     stopped = replace(kiln, model=replace(kiln.model, faults=(Fault("instrument_stopped", 10 * DAY, 2 * DAY, "co2"),)))

@@ -23,10 +23,10 @@ from schemas.batch import ChannelSpec, ReadingBatch
 from schemas.kafka import KafkaConnection
 from schemas.quantities import Flag
 from schemas.records import MonthlyRecord
-from streams.reconciler import Reconciler, _send_all, read_alerts
-from streams.sink_influx import InfluxSink, MinuteRows
-from streams.topics import create_topics
-from streams.worker import InfluxSettings, ReconcileSettings, Topics, WorkerConfig
+from streams.runtime.reconciler import Reconciler, _send_all, read_alerts
+from streams.sinks.influx import InfluxSink, MinuteRows
+from streams.runtime.topics import create_topics
+from streams.runtime.worker import InfluxSettings, ReconcileSettings, Topics, WorkerConfig
 
 pytestmark = [pytest.mark.integration]
 REPO = Path(__file__).resolve().parents[2]
@@ -129,7 +129,7 @@ def test_reconciler_raises_the_injected_alerts_once_and_reviewers_see_their_regi
     from aiohttp import web
 
     from ingest.accounting_http import make_app
-    from streams.reconciler import publish_reports
+    from streams.runtime.reconciler import publish_reports
 
     port = free_port()
 
@@ -160,8 +160,8 @@ def test_reconciler_raises_the_injected_alerts_once_and_reviewers_see_their_regi
     assert len(read_alerts(cfg)) == 3
 
     # the monthly archive pulls the month: CEMS figures, calculated CO2, the alerts; once
-    from streams.archive import Archive
-    from streams.reconciler import sync_archive
+    from streams.archive.store import Archive
+    from streams.runtime.reconciler import sync_archive
 
     archive = Archive(tmp_path / "archive.sqlite")
     entries = sync_archive(cfg, archive)

@@ -19,8 +19,8 @@ import yaml
 from edge_agent.outbox import sign
 from schemas.kafka import KafkaConnection
 from schemas.records import HourlyRecord
-from streams.topics import create_topics
-from streams.worker import StreamWorker, Topics, WorkerConfig, checkpoint_lag
+from streams.runtime.topics import create_topics
+from streams.runtime.worker import StreamWorker, Topics, WorkerConfig, checkpoint_lag
 from tests.unit.test_processor import KEYS, MESSAGES, final, processor, run, site
 
 pytestmark = [pytest.mark.integration]
@@ -99,7 +99,7 @@ async def test_worker_publishes_the_processors_records_and_dead_letters(tmp_path
     create_topics(cfg, partitions=2, readings_retention_days=None)  # 2026 data: no time limit
     forged = MESSAGES[0].headers | {"cems-sig": sign(b"x" * 32, MESSAGES[0].value)}
     produce(cfg, MESSAGES)
-    from streams.processor import Message
+    from streams.core.processor import Message
 
     produce(cfg, [Message(0, MESSAGES[5].value, forged | {"cems-seq": MESSAGES[5].headers["cems-seq"]},
                           MESSAGES[-1].timestamp_ms)])
@@ -122,7 +122,7 @@ async def test_worker_writes_hourly_records_and_minute_means_to_influxdb(tmp_pat
     minute means behind it (60 minutes x channels per hour)."""
     from influxdb_client import InfluxDBClient
 
-    from streams.sink_influx import InfluxSink
+    from streams.sinks.influx import InfluxSink
 
     bucket = f"t-{uuid.uuid4().hex[:8]}"
     with InfluxDBClient(url=influx.url, token=influx.token, org=influx.org) as client:
@@ -166,7 +166,7 @@ async def test_worker_on_the_sasl_ssl_listener_with_its_password_from_the_enviro
     path.write_text(yaml.safe_dump(data, sort_keys=False))
     assert kafka_sasl.password not in path.read_text()
     monkeypatch.setenv("CEMS_STREAM__KAFKA__SASL_PASSWORD", kafka_sasl.password)
-    from streams.worker import load_worker_config
+    from streams.runtime.worker import load_worker_config
 
     cfg = load_worker_config(path)
     create_topics(cfg, partitions=2, readings_retention_days=None)

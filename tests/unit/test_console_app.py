@@ -15,7 +15,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from streams.archive import Archive
+from streams.archive.store import Archive
 from streams.console.app import ROUTES, make_app
 from streams.console.auth import Auth, Limits, RateLimiter, load_secret
 from streams.console.openapi import OPENAPI

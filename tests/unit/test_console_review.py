@@ -112,7 +112,7 @@ def test_alert_actions_need_a_reviewer_and_a_reason_to_dismiss_or_find():
 
 def test_verify_finds_a_removed_last_action_given_the_published_head(tmp_path):
     """Cutting the newest record off the end leaves a valid shorter chain; a head published earlier catches it."""
-    from streams.archive import Archive
+    from streams.archive.store import Archive
 
     a = Archive(tmp_path / "a.sqlite")
     a.append("review", "e1", "2026-02", {"action": "submit", "by": "p", "role": "plant", "reason": ""})
@@ -125,7 +125,7 @@ def test_verify_finds_a_removed_last_action_given_the_published_head(tmp_path):
 
 
 def test_verify_finds_an_altered_or_missing_evidence_file(tmp_path):
-    from streams.archive import Archive
+    from streams.archive.store import Archive
 
     a = Archive(tmp_path / "a.sqlite")
     sha = a.put_blob(b"%PDF-1.4 lab report")

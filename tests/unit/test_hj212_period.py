@@ -18,7 +18,7 @@ from schemas.quantities import Flag
 from schemas.site import Entity
 from streams.kernels import get_policy
 from streams.kernels.aggregate import HOUR_NS, MINUTE_NS, hours_from_minutes, minutes_from_averages
-from streams.processor import Message, PartitionProcessor, Registry
+from streams.core.processor import Message, PartitionProcessor, Registry
 
 H0 = 1_772_323_200 * 10**9  # 2026-03-01T00:00Z, an hour boundary
 CN = get_policy("cn-hj75")

@@ -15,7 +15,7 @@ from schemas import ReadingBatch
 from schemas.records import GapReport
 from schemas.site import Entity
 from streams.kernels import HOUR_NS, POLICIES, hourly_emissions, hours_from_minutes, readings_to_minutes
-from streams.processor import Message, PartitionProcessor, Registry, Settings
+from streams.core.processor import Message, PartitionProcessor, Registry, Settings
 
 T0 = 1_767_225_600 * 10**9  # 2026-01-01T00:00:00Z
 HOURS, BATCH_S = 3, 5

@@ -14,7 +14,7 @@ from schemas.alerts import Alert
 from schemas.records import MonthlyRecord
 from schemas.site import Entity
 from streams.kernels.indicators import Grid
-from streams.reconcile import MeterTotal, MonthEvidence, ReconcilePolicy, metered_totals, reconcile_month
+from streams.core.reconcile import MeterTotal, MonthEvidence, ReconcilePolicy, metered_totals, reconcile_month
 
 FEB_MINUTES = 28 * 1440  # 40320
 
@@ -294,7 +294,7 @@ def test_an_analyser_off_while_the_plant_runs_raises_a_data_quality_alert():
 
 def test_the_calculation_tolerance_of_a_report_is_the_alerts_band_without_meters():
     from schemas.accounting import validate_report
-    from streams.reconcile import calculation_tolerance
+    from streams.core.reconcile import calculation_tolerance
 
     report = validate_report(kiln_report())
     band = calculation_tolerance(report)

@@ -7,8 +7,8 @@ import asyncio
 
 import pytest
 
-from streams import state_store
-from streams.state_store import PartitionState, read_manifest, read_partition_state
+from streams.runtime import state_store
+from streams.runtime.state_store import PartitionState, read_manifest, read_partition_state
 
 
 class CompactingLog:

@@ -441,7 +441,7 @@ def alert_figures(alert) -> dict:
 
 def calculated(report) -> dict:
     """The calculation-based figures of one accounting report that an archive entry keeps (t)."""
-    from .kernels.accounting import accounting_emissions, inputs_from_reports
+    from streams.kernels.accounting import accounting_emissions, inputs_from_reports
 
     em = accounting_emissions(inputs_from_reports([report]))
     return {"co2_t": float(em.co2_t[0]), "cf4_t": float(em.cf4_t[0]), "c2f6_t": float(em.c2f6_t[0]),

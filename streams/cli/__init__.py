@@ -11,14 +11,14 @@ import click
 
 from edge_agent.cli import edge
 
-from .cli_archive import archive, demo, embedded
-from .cli_hj212 import hj212
-from .cli_reconcile import accounting, alerts, reconcile
-from .cli_stream import stream
-from .console.cli import console
+from streams.cli.archive import archive, demo, embedded
+from streams.cli.hj212 import hj212
+from streams.cli.reconcile import accounting, alerts, reconcile
+from streams.cli.stream import stream
+from streams.cli.console import console
 from schemas.errors import BatchDecodeError, ConfigError
 
-JSON_SCHEMA_DIR = Path(__file__).resolve().parent.parent / "schemas" / "json"
+JSON_SCHEMA_DIR = Path(__file__).resolve().parents[2] / "schemas" / "json"
 
 
 def _json_schemas() -> dict[str, dict]:

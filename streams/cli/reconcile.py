@@ -14,7 +14,7 @@ import click
 
 from schemas.alerts import ACK_STATES, SEVERITIES
 
-from .cli_stream import _load
+from streams.cli.stream import _load
 
 CONFIG = click.argument("config", type=click.Path(dir_okay=False, path_type=Path), required=False)
 
@@ -32,7 +32,7 @@ def accounting_import(files: tuple[Path, ...], config: Path | None, check: bool)
     """Validate CSV/JSON reports, all files or nothing, then publish them to the accounting topic."""
     from ingest.accounting import AccountingImportError, load_reports
 
-    from .reconciler import publish_reports
+    from streams.runtime.reconciler import publish_reports
 
     reports, problems = [], []
     for path in files:
@@ -62,7 +62,7 @@ def accounting_serve(config: Path | None, host: str, port: int) -> None:
 
     from ingest.accounting_http import make_app
 
-    from .reconciler import publish_reports
+    from streams.runtime.reconciler import publish_reports
 
     cfg = _load(config)
     token = cfg.reconcile.intake_token.get_secret_value() if cfg.reconcile.intake_token else None
@@ -76,7 +76,7 @@ def accounting_serve(config: Path | None, host: str, port: int) -> None:
 @click.option("--every", type=float, help="Run again every this many seconds (until interrupted).")
 def reconcile(config: Path | None, month: str | None, every: float | None) -> None:
     """Reconcile measured against reported data and publish the alerts that changed."""
-    from .reconciler import Reconciler
+    from streams.runtime.reconciler import Reconciler
 
     rec = Reconciler(_load(config))
     while True:
@@ -120,8 +120,8 @@ def _show(rows, as_json: bool) -> None:
 
 
 def _select(cfg, status, filters):
-    from .alerts import matches, review
-    from .reconciler import read_acks, read_alerts
+    from streams.core.alerts import matches, review
+    from streams.runtime.reconciler import read_acks, read_alerts
 
     rows = review(read_alerts(cfg), read_acks(cfg))
     return [r for r in rows if (status == "all" or r.status == status) and matches(r.alert, **filters)]
@@ -164,7 +164,7 @@ def alerts_ack(config, alert_id: str, by: str, state: str, note: str) -> None:
     """Acknowledge, resolve or reopen an alert (holds until the alert is revised)."""
     from schemas.alerts import Ack
 
-    from .reconciler import _send_all, read_alerts
+    from streams.runtime.reconciler import _send_all, read_alerts
 
     cfg = _load(config)
     current = {a.id: a for a in read_alerts(cfg)}

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 DEMO_REPORTS = REPO / "deploy" / "demo" / "reports"
 
 
@@ -30,16 +30,16 @@ def demo(out: Path, reports: tuple[Path, ...], month: str, serve: bool, archive_
     """Simulate a cement plant, a steel plant and an aluminium smelter for a month, run them through the
     pipeline (in this process, or with --config on Kafka and InfluxDB), reconcile them against self-reported
     files, archive the months and write an HTML report; then open the review console on them (--no-serve: not)."""
-    from .archive import Archive
-    from .embedded import archive_plants, reconcile_plants, run_on_services, run_plants
-    from .report_html import render
+    from streams.archive.store import Archive
+    from streams.runtime.embedded import archive_plants, reconcile_plants, run_on_services, run_plants
+    from streams.report.html import render
 
     started = time.perf_counter()
     clock = _demo_clock(month)
     files = list(reports) or sorted(DEMO_REPORTS.glob("*.csv"))
     out.mkdir(parents=True, exist_ok=True)
     if config is not None:
-        from .cli_stream import _load
+        from streams.cli.stream import _load
 
         click.echo(f"[1/4] simulating three plants for {month}; through Kafka, a stream worker and InfluxDB")
         results = run_on_services(_load(config), out, month, files, progress=click.echo)
@@ -84,7 +84,7 @@ def _demo_clock(month: str):
     from datetime import UTC, datetime, timedelta
     from zoneinfo import ZoneInfo
 
-    from .archive import _month
+    from streams.archive.store import _month
 
     y, m = _month(month)
     origin = datetime(y + m // 12, m % 12 + 1, 1, tzinfo=ZoneInfo("Asia/Shanghai")) + timedelta(days=12)
@@ -95,11 +95,11 @@ def _demo_clock(month: str):
 def _serve_console(out: Path, port: int, clock) -> None:
     """The console on the demo's archive, with fresh demo accounts printed first."""
     try:
-        from .console.cli import serve
-        from .console.demo import demo_accounts
+        from streams.cli.console import serve
+        from streams.console.demo import demo_accounts
     except ImportError as exc:
         raise click.ClickException(f"the console needs the 'console' extra (pip install -e '.[console]'): {exc}")
-    from .archive import Archive
+    from streams.archive.store import Archive
 
     accounts = demo_accounts(out / "console.sqlite", Archive(out / "archive.sqlite").entities())
     click.echo(f"\nreview console: demo accounts (passwords are new each run; the console's clock starts at "
@@ -121,7 +121,7 @@ def _month_line(m) -> str:
 def _serve(archive, port: int) -> None:
     from aiohttp import web
 
-    from .archive_api import make_app
+    from streams.archive.api import make_app
 
     web.run_app(make_app(archive), host="127.0.0.1", port=port,
                 print=lambda *_: click.echo(f"archive API on http://127.0.0.1:{port}/v1/months (OpenAPI: /openapi.json)"))
@@ -141,7 +141,7 @@ STORE = click.option("--store", type=click.Path(dir_okay=False, path_type=Path),
 @click.option("--port", default=8481, show_default=True)
 def archive_serve(store: Path, port: int) -> None:
     """Serve the archive API on localhost."""
-    from .archive import Archive
+    from streams.archive.store import Archive
 
     _serve(Archive(store), port)
 
@@ -152,7 +152,7 @@ def archive_serve(store: Path, port: int) -> None:
 def archive_verify(store: Path, head: str | None) -> None:
     """Recompute the hash chain (monthly versions, evidence files, submissions, review and alert actions); exit 1
     if any link is broken."""
-    from .archive import Archive
+    from streams.archive.store import Archive
 
     problems = Archive(store).verify(head)
     for p in problems:
@@ -167,9 +167,9 @@ def archive_verify(store: Path, head: str | None) -> None:
 def archive_sync(config: Path | None, store: Path) -> None:
     """Archive the months of the real pipeline: closed monthly records, reports and alerts from Kafka (a new
     version only where something changed)."""
-    from .archive import Archive
-    from .cli_stream import _load
-    from .reconciler import sync_archive
+    from streams.archive.store import Archive
+    from streams.cli.stream import _load
+    from streams.runtime.reconciler import sync_archive
 
     cfg = _load(config)
     written = sync_archive(cfg, Archive(store))
@@ -190,10 +190,10 @@ def archive_sync(config: Path | None, store: Path) -> None:
 def embedded(sites, batches, reports, meters, out: Path) -> None:
     """Recorded data through the whole pipeline in this process (no Kafka, no InfluxDB): records, reconciliation
     against the reports, the archive (OUT/archive.sqlite) and an HTML report (OUT/report.html)."""
-    from .archive import Archive
-    from .embedded import archive_plants, reconcile_plants, run_recorded, write_records
-    from .report_html import render
-    from .worker import load_sites
+    from streams.archive.store import Archive
+    from streams.runtime.embedded import archive_plants, reconcile_plants, run_recorded, write_records
+    from streams.report.html import render
+    from streams.runtime.worker import load_sites
 
     files = sorted(f for b in batches for f in ([b] if b.is_file() else b.glob("*.batch")))
     entities = load_sites(list(sites))

@@ -62,7 +62,7 @@ def _bars_svg(groups: list[tuple[str, list[tuple[str, float, str]]]], unit: str)
 
 
 def render(results, title: str, archive_head: str) -> str:
-    """``results``: :class:`streams.embedded.PlantResult` after reconciliation."""
+    """``results``: :class:`streams.runtime.embedded.PlantResult` after reconciliation."""
     summary, sections, alerts = [], [], []
     completeness, versus = [], []
     for r in results:

@@ -1,4 +1,4 @@
-"""The stream worker: a faust-streaming app, a thin shell around :class:`~streams.processor.PartitionProcessor`.
+"""The stream worker: a faust-streaming app, a thin shell around :class:`~streams.core.processor.PartitionProcessor`.
 
 Per readings partition the worker holds one processor. A faust agent takes events in chunks
 (``noack_take``: nothing is acknowledged on reading), hands each partition's messages to its processor
@@ -33,9 +33,9 @@ from schemas.configfile import load_config
 from schemas.kafka import KafkaConnection
 from schemas.site import load_site
 
-from .processor import Message, PartitionProcessor, Registry, Settings
-from .reconcile import ReconcilePolicy
-from .state_store import PIECE_BYTES, KafkaLog, PartitionState, read_manifest, read_partition_state
+from streams.core.processor import Message, PartitionProcessor, Registry, Settings
+from streams.core.reconcile import ReconcilePolicy
+from streams.runtime.state_store import PIECE_BYTES, KafkaLog, PartitionState, read_manifest, read_partition_state
 
 __all__ = ["StreamWorker", "Topics", "WorkerConfig", "checkpoint_lag", "load_sites", "load_worker_config"]
 
@@ -133,7 +133,7 @@ class StreamWorker:
         self.sink = sink
         self.app = faust.App(
             cfg.app_id, **cfg.kafka.faust_settings(), store="memory://", web_enabled=False, datadir=str(cfg.datadir),
-            # state pieces are sent through faust but read with kafka-python (streams/state_store.py): the
+            # state pieces are sent through faust but read with kafka-python (streams/runtime/state_store.py): the
             # readings consumer keeps faust's default fetch size
             consumer_auto_offset_reset="earliest", producer_max_request_size=2 * PIECE_BYTES,
             topic_allow_declare=False, topic_disable_leader=True,
@@ -348,7 +348,7 @@ def minute_rows(registry: Registry, table):
     """Closed minutes (series numbers) -> the sink's rows (entity, source, channel, quantity, unit)."""
     import numpy as np
 
-    from .sink_influx import MinuteRows
+    from streams.sinks.influx import MinuteRows
 
     series = table.series
     sources = np.array([s.id for s in registry.sources], dtype=object)[registry.source_of_series[series]]

@@ -47,8 +47,8 @@ from streams.kernels import (HOUR_NS, Accumulator, PeriodTable, StackLayout, get
 from streams.kernels.aggregate import MINUTE_NS, ROUND_NS, combine, concat_tables, minutes_from_averages
 from streams.kernels.plausibility import series_bounds
 from streams.kernels.substitute import Part75Limits
-from streams.monthly import MonthlyRollup
-from streams.state_store import json_array, npz_bytes
+from streams.core.monthly import MonthlyRollup
+from streams.runtime.state_store import json_array, npz_bytes
 
 __all__ = ["Message", "Output", "PartitionProcessor", "Registry", "Settings"]
 
@@ -98,7 +98,7 @@ class Settings:
     revision_horizon_s: float = 2 * 86_400.0  # keep minute state this long after an hour's end, for revisions
     max_clock_skew_s: float = 600.0  # a reading may be this much later than its message's Kafka timestamp
     fold_lateness_s: float = 120.0  # close a minute into its hour once the source's readings are this far past it
-    substitution: str | None = None  # missing-hour substitution; None: the policy's own (streams/monthly.py)
+    substitution: str | None = None  # missing-hour substitution; None: the policy's own (streams/core/monthly.py)
     substitution_lookback_h: int | None = None  # hours of history the substitution reaches back; None: the rule's own
     part75_limits: dict[str, Part75Limits] = field(default_factory=dict)  # source id -> Part 75 maximum potentials
 
@@ -410,7 +410,7 @@ class PartitionProcessor:
                 del store[h]
 
     # -- state -------------------------------------------------------------------------------------
-    # Cut into segments so that a checkpoint writes what changed, not everything (``streams/state_store.py``):
+    # Cut into segments so that a checkpoint writes what changed, not everything (``streams/runtime/state_store.py``):
     #   "core"          open minutes, folded-minute bits, watermarks, trackers, clock, next offset (every time)
     #   "hour:<ns>"     one hour's cells and published records (while it folds minutes or is revised)
     #   "monthly", "mday:<day>"  the monthly rollup's index and records, and one UTC day of its hour history

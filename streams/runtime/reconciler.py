@@ -1,5 +1,5 @@
 """The reconciler's shell: gather each entity-month's evidence from Kafka and InfluxDB, run
-:func:`streams.reconcile.reconcile_month`, publish what changed to the alerts topic.
+:func:`streams.core.reconcile.reconcile_month`, publish what changed to the alerts topic.
 
 ``cems reconcile CONFIG [--month YYYY-MM]`` runs it once (after a month closes, and again when late data or a
 corrected report arrives); ``--every SECONDS`` keeps it running. What it reads:
@@ -11,7 +11,7 @@ corrected report arrives); ``--every SECONDS`` keeps it running. What it reads:
   for the edge meters' totals (``reconcile.meters`` in the config says which channel measures what);
 * the dead-letter topic (``bad_signature`` per entity and month) and the gap reports (``sequence_holes``).
 
-It publishes through :class:`~streams.alerts.AlertBook`, read back from the compacted alerts topic first, so a
+It publishes through :class:`~streams.core.alerts.AlertBook`, read back from the compacted alerts topic first, so a
 rerun publishes nothing that did not change: restarts and reruns never repeat an alert.
 """
 
@@ -31,12 +31,12 @@ from schemas.alerts import Ack, Alert
 from schemas.quantities import Flag
 from schemas.records import GapReport, HourlyRecord, MonthlyRecord
 
-from .alerts import AlertBook
-from .kernels.aggregate import MINUTE_NS
-from .kernels.indicators import NO_DATA, Grid
-from .monthly import month_bounds, month_range
-from .reconcile import MonthEvidence, metered_totals, reconcile_month
-from .worker import WorkerConfig, load_sites
+from streams.core.alerts import AlertBook
+from streams.kernels.aggregate import MINUTE_NS
+from streams.kernels.indicators import NO_DATA, Grid
+from streams.core.monthly import month_bounds, month_range
+from streams.core.reconcile import MonthEvidence, metered_totals, reconcile_month
+from streams.runtime.worker import WorkerConfig, load_sites
 
 __all__ = ["Reconciler", "publish_reports", "read_acks", "read_alerts", "read_latest", "read_topic", "sync_archive"]
 
@@ -262,7 +262,7 @@ def _ns(text: str) -> int:
 def sync_archive(cfg: WorkerConfig, archive) -> list:
     """Every entity-month with a closed CEMS month into the archive: CO2 and hours summed over its sources, CF4,
     C2F6 and CO2e and the calculated CO2 from its report, its alerts; a new version only where they changed."""
-    from .archive import alert_figures, calculated, hourly_figures, month_figures
+    from streams.archive.store import alert_figures, calculated, hourly_figures, month_figures
 
     entities = {e.id: e for e in load_sites(cfg.sites)}
     months = read_latest(cfg, cfg.topics.monthly, MonthlyRecord.from_json)

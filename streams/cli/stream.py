@@ -11,7 +11,7 @@ from schemas.errors import ConfigError
 
 
 def _load(path: Path | None):
-    from .worker import load_worker_config
+    from streams.runtime.worker import load_worker_config
 
     try:
         return load_worker_config(path)
@@ -33,7 +33,7 @@ def stream() -> None:
               help="Counted from each batch's creation time; 0: no time limit (for replaying history).")
 def topics(config: Path, partitions: int, replication: int, readings_retention_days: float) -> None:
     """Create the worker's topics (readings, dead letters, compacted hourly records and worker state)."""
-    from .topics import create_topics, topic_specs
+    from streams.runtime.topics import create_topics, topic_specs
 
     cfg = _load(config)
     retention = readings_retention_days or None
@@ -57,7 +57,7 @@ def worker(config: Path | None, log_level: str, log_format: str) -> None:
 
     from edge_agent.logs import configure_logging
 
-    from .worker import StreamWorker
+    from streams.runtime.worker import StreamWorker
 
     configure_logging(log_level, log_format)
     cfg = _load(config)
@@ -67,7 +67,7 @@ def worker(config: Path | None, log_level: str, log_format: str) -> None:
         # never receive a message (faust-streaming's loop binding, shared/reference/peers.md)
         sink = None
         if cfg.influx is not None:
-            from .sink_influx import InfluxSink
+            from streams.sinks.influx import InfluxSink
 
             sink = InfluxSink(cfg.influx.url, cfg.influx.token.get_secret_value(), cfg.influx.org, cfg.influx.bucket)
         w = StreamWorker(cfg, sink=sink)

@@ -1,10 +1,10 @@
 """The whole pipeline in one process, with no Kafka and no InfluxDB: for a single site, a first look, or a demo.
 
 Readings (the vectorised plant simulator here, or recorded reading batches) go as signed batches through the same
-:class:`~streams.processor.PartitionProcessor` the faust worker drives, so the hourly and monthly records are the
+:class:`~streams.core.processor.PartitionProcessor` the faust worker drives, so the hourly and monthly records are the
 stream's; the closed minutes become the grids of the data-quality indicators and the meters' totals; the
-self-reported files are reconciled by :func:`streams.reconcile.reconcile_month`; every month lands in the
-file-based :class:`~streams.archive.Archive` (SQLite), which ``cems archive serve`` puts on localhost.
+self-reported files are reconciled by :func:`streams.core.reconcile.reconcile_month`; every month lands in the
+file-based :class:`~streams.archive.store.Archive` (SQLite), which ``cems archive serve`` puts on localhost.
 
 :data:`DEMO_PLANTS`: a cement kiln, a steel plant's main stack and an aluminium pot line, each with its CEMS
 (CO2, O2, moisture, temperature, static pressure, velocity), fuel or anode meter and product weigher, in three
@@ -34,12 +34,12 @@ from schemas.batch import ChannelSpec, ReadingBatch
 from schemas.records import HourlyRecord, MonthlyRecord
 from schemas.site import Entity
 
-from .archive import Archive, alert_figures, calculated, hourly_figures, month_figures
-from .kernels.aggregate import MINUTE_NS, PeriodTable
-from .kernels.indicators import Grid
-from .monthly import month_bounds, month_range
-from .processor import Message, PartitionProcessor, Registry, Settings
-from .reconcile import MonthEvidence, ReconcilePolicy, metered_totals, reconcile_month
+from streams.archive.store import Archive, alert_figures, calculated, hourly_figures, month_figures
+from streams.kernels.aggregate import MINUTE_NS, PeriodTable
+from streams.kernels.indicators import Grid
+from streams.core.monthly import month_bounds, month_range
+from streams.core.processor import Message, PartitionProcessor, Registry, Settings
+from streams.core.reconcile import MonthEvidence, ReconcilePolicy, metered_totals, reconcile_month
 
 __all__ = ["DEMO_PLANTS", "Plant", "PlantResult", "process_entity", "run_on_services", "run_plants", "run_recorded"]
 
@@ -326,9 +326,9 @@ def run_on_services(cfg, out: Path, month: str = "2026-02", report_files: list[P
 
     import yaml
 
-    from .reconciler import Reconciler, publish_reports, read_alerts, read_latest, sync_archive
-    from .topics import create_topics
-    from .worker import ReconcileSettings, StreamWorker, Topics, checkpoint_lag
+    from streams.runtime.reconciler import Reconciler, publish_reports, read_alerts, read_latest, sync_archive
+    from streams.runtime.topics import create_topics
+    from streams.runtime.worker import ReconcileSettings, StreamWorker, Topics, checkpoint_lag
 
     run_id = uuid.uuid4().hex[:8]
     (out / "sites").mkdir(parents=True, exist_ok=True)
@@ -360,7 +360,7 @@ def run_on_services(cfg, out: Path, month: str = "2026-02", report_files: list[P
     publish_reports(cfg, reports)
 
     async def work() -> None:
-        from .sink_influx import InfluxSink
+        from streams.sinks.influx import InfluxSink
 
         sink = None if cfg.influx is None else InfluxSink(cfg.influx.url, cfg.influx.token.get_secret_value(),
                                                           cfg.influx.org, cfg.influx.bucket)

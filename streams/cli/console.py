@@ -29,11 +29,11 @@ def serve(store: Path, accounts: Path, host: str = "127.0.0.1", port: int = 8481
     """Run the console until interrupted."""
     from aiohttp import web
 
-    from streams.archive import Archive
+    from streams.archive.store import Archive
 
-    from .app import make_app
-    from .auth import load_secret
-    from .store import Store
+    from streams.console.app import make_app
+    from streams.console.auth import load_secret
+    from streams.console.store import Store
 
     app = make_app(Archive(store), Store(accounts), load_secret(accounts.parent), clock=clock,
                    secure_cookies=secure_cookies)
@@ -63,7 +63,7 @@ def user() -> None:
 
 
 def _store(store: Path, accounts: Path | None):
-    from .store import Store
+    from streams.console.store import Store
 
     return Store(_accounts(store, accounts))
 
@@ -79,16 +79,16 @@ def _store(store: Path, accounts: Path | None):
 @ACCOUNTS
 def user_add(username, role, entity, province, municipality, password_stdin, store, accounts) -> None:
     """Add an account (the password is asked for, at least 12 characters)."""
-    from .auth import Auth
-    from .policy import User
-    from .store import AccountError
+    from streams.console.auth import Auth
+    from streams.console.policy import User
+    from streams.console.store import AccountError
 
     try:
         u = User(username, role, entity, province, municipality)
     except ValueError as exc:
         raise click.ClickException(str(exc)) from None
     if store.exists() and role == "plant":
-        from streams.archive import Archive
+        from streams.archive.store import Archive
 
         known = {e["entity_id"] for e in Archive(store).entities()}
         if entity not in known:
@@ -108,7 +108,7 @@ def user_add(username, role, entity, province, municipality, password_stdin, sto
 @ACCOUNTS
 def user_disable(username, store, accounts) -> None:
     """Disable an account: its sessions and API tokens end at once."""
-    from .store import AccountError
+    from streams.console.store import AccountError
 
     try:
         _store(store, accounts).set_disabled(username, True)
@@ -122,7 +122,7 @@ def user_disable(username, store, accounts) -> None:
 @ARCHIVE
 @ACCOUNTS
 def user_enable(username, store, accounts) -> None:
-    from .store import AccountError
+    from streams.console.store import AccountError
 
     try:
         _store(store, accounts).set_disabled(username, False)
@@ -146,8 +146,8 @@ def user_list(store, accounts) -> None:
 @ACCOUNTS
 def user_token(username, label, store, accounts) -> None:
     """A bearer token for the API (printed once; only its hash is kept)."""
-    from .auth import Auth
-    from .store import AccountError
+    from streams.console.auth import Auth
+    from streams.console.store import AccountError
 
     s = _store(store, accounts)
     try:

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 
 from aiohttp import web
 
-from .archive import FIELDS, Archive, ArchiveError
+from streams.archive.store import FIELDS, Archive, ArchiveError
 
 __all__ = ["OPENAPI", "make_app"]
 

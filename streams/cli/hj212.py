@@ -28,7 +28,7 @@ def _prepare(cfg):
     """Sites, keys and passwords of the configured MNs; exits naming what is missing."""
     from ingest.hj212_server import read_secrets
 
-    from .worker import load_sites
+    from streams.runtime.worker import load_sites
 
     try:
         entities = load_sites(cfg.sites)

@@ -2,7 +2,7 @@
 
 Pure (no Kafka, no database): :func:`reconcile_month` takes what the pipeline knows about one entity and month
 (:class:`MonthEvidence`) and returns the findings as :class:`~schemas.alerts.Alert` values; the reconciler shell
-reads the evidence from the topics and InfluxDB and publishes through :class:`~streams.alerts.AlertBook`.
+reads the evidence from the topics and InfluxDB and publishes through :class:`~streams.core.alerts.AlertBook`.
 
 Rules (thresholds in :class:`ReconcilePolicy`; sources are docs/sources.md entries):
 

@@ -47,12 +47,12 @@ import numpy as np
 
 from schemas.records import HourlyRecord, MonthlyRecord
 
-from .kernels import HOUR_NS, ValidityPolicy, rollup, substitute
-from .kernels.rollup import local_period_index
-from .kernels.standardise import MOLAR_MASS_G_MOL, vol_pct_to_mg_m3
-from .kernels.substitute import (MEASURED, NOT_CONFIGURED, OUT_OF_CONTROL, STATUS, STOPPED, HourGrid,
+from streams.kernels import HOUR_NS, ValidityPolicy, rollup, substitute
+from streams.kernels.rollup import local_period_index
+from streams.kernels.standardise import MOLAR_MASS_G_MOL, vol_pct_to_mg_m3
+from streams.kernels.substitute import (MEASURED, NOT_CONFIGURED, OUT_OF_CONTROL, STATUS, STOPPED, HourGrid,
                                  Part75Limits)
-from .state_store import json_array, npz_bytes
+from streams.runtime.state_store import json_array, npz_bytes
 
 __all__ = ["DEFAULT_LOOKBACK_H", "DEFAULT_SUBSTITUTION", "MonthlyRollup", "month_bounds", "month_range"]
 
