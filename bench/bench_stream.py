@@ -172,7 +172,7 @@ def broker_config(bootstrap: str, reg, key: bytes, n_sources: int, partitions: i
 
     from schemas.kafka import KafkaConnection
     from streams.runtime.topics import create_topics
-    from streams.runtime.worker import Topics, WorkerConfig
+    from streams.config import Topics, WorkerConfig
 
     tmp = Path(tempfile.mkdtemp(prefix="cems-bench-"))
     (tmp / "keys").mkdir()

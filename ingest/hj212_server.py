@@ -40,8 +40,10 @@ from pathlib import Path
 from typing import Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from schemas import envelope
+from schemas.configfile import yaml_env_first
 from schemas.hj212 import SourceMap
 from schemas.hj212.session import Dedup, ReceiverSession, Refused, Registration, Reply, Seen, Upload
 from schemas.hj212.stream import MAX_FRAME_BYTES
@@ -66,8 +68,12 @@ def agent_id_of(mn: str) -> str:
     return f"hj212-{mn}"
 
 
-class Hj212ServerConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+class Hj212ServerConfig(BaseSettings):
+    """The receiver's settings: the file, with ``CEMS_HJ212__<FIELD>__<SUBFIELD>`` environment variables over it."""
+
+    model_config = SettingsConfigDict(env_prefix="CEMS_HJ212__", env_nested_delimiter="__", extra="forbid",
+                                      frozen=True, case_sensitive=False)
+    settings_customise_sources = classmethod(yaml_env_first)
 
     listen: str = "0.0.0.0"
     port: int = Field(default=9212, ge=0, le=65535, description="0: any free port (tests).")

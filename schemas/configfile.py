@@ -5,11 +5,11 @@ not a traceback. PyYAML keeps node positions in its composed tree; pydantic repo
 as paths; this module joins the two. Duplicate mapping keys, which PyYAML would silently collapse to
 the last one, are errors too.
 
-Settings can also come from the environment (``env_prefix``): ``CEMS_STREAM__KAFKA__SASL_PASSWORD=...``
-sets ``kafka.sasl_password``, over what the file says. That keeps secrets out of files (systemd
-``EnvironmentFile``, container secrets) and lets a worker run from the environment alone. Values are
-strings (pydantic converts numbers and booleans); a value starting with ``[`` or ``{`` is parsed as YAML.
-Errors in such a setting name the variable.
+Settings models (pydantic-settings ``BaseSettings`` with an ``env_prefix``) also take the environment, over
+what the file says: ``CEMS_STREAM__KAFKA__SASL_PASSWORD=...`` sets ``kafka.sasl_password``. That keeps secrets
+out of files (systemd ``EnvironmentFile``, container secrets) and lets a worker run from the environment alone.
+The overlay is pydantic-settings' own; :func:`load_settings` only reads the file and names, for each problem,
+the file's line or the variable the value came from. A complex value (``[...]``, ``{...}``) is read as YAML.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from pydantic import BaseModel, ValidationError
 
 from .errors import ConfigError
 
-__all__ = ["load_config", "parse_config"]
+__all__ = ["load_config", "load_settings", "parse_config", "yaml_env_first"]
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -69,35 +69,40 @@ def _field_path(loc: tuple) -> str:
     return out or "(top level)"
 
 
-def env_settings(prefix: str, environ=None) -> dict[tuple[str, ...], object]:
-    """``PREFIX_A__B=v`` variables -> ``{("a", "b"): v}``."""
-    out = {}
-    for name, value in sorted((os.environ if environ is None else environ).items()):
-        if name.startswith(prefix) and len(name) > len(prefix):
-            path = tuple(part.lower() for part in name[len(prefix):].split("__"))
-            out[path] = yaml.safe_load(value) if value.lstrip()[:1] in ("[", "{") else value
-    return out
+def yaml_env_first(cls, settings_cls, init_settings, env_settings, dotenv_settings, file_secret_settings):
+    """``settings_customise_sources`` of the project's settings models: the environment over the file's values (the
+    init arguments), with complex values read as YAML (a YAML list is what an operator types: ``[a, b]``)."""
+    from pydantic_settings import EnvSettingsSource
+
+    class _YamlEnv(EnvSettingsSource):
+        def decode_complex_value(self, field_name, field, value):
+            return yaml.safe_load(value)
+
+    return _YamlEnv(settings_cls, case_sensitive=False), init_settings
 
 
-def _apply(data: dict, settings: dict[tuple[str, ...], object], prefix: str) -> None:
-    for path, value in settings.items():
-        node = data
-        for part in path[:-1]:
-            child = node.setdefault(part, {})
-            if not isinstance(child, dict):
-                raise ConfigError(f"{prefix}{'__'.join(path).upper()}: {'.'.join(path[:-1])} is not a section")
-            node = child
-        node[path[-1]] = value
+def _env_paths(prefix: str, environ=None) -> dict[tuple[str, ...], str]:
+    """Field paths set by ``PREFIX_A__B`` variables -> the variable's name (to say where a bad value came from)."""
+    return {tuple(part.lower() for part in name[len(prefix):].split("__")): name
+            for name in sorted(os.environ if environ is None else environ)
+            if name.upper().startswith(prefix.upper()) and len(name) > len(prefix)}
 
 
-def parse_config(text: str, model: type[M], source: str = "<string>", checks=None, env_prefix: str | None = None,
-                 environ=None) -> M:
+def _env_prefix(model: type[BaseModel]) -> str | None:
+    """The environment prefix of a settings model (pydantic-settings), None for a plain model."""
+    prefix = getattr(model, "model_config", {}).get("env_prefix")
+    return prefix or None
+
+
+def parse_config(text: str, model: type[M], source: str = "<string>", checks=None) -> M:
     """Parse YAML/JSON ``text`` into ``model``; raise :class:`ConfigError` listing every problem.
 
     ``checks(obj)`` may return further ``(location, message)`` problems found across fields (for
     example against another section of the file); they are reported with lines like schema errors.
-    ``env_prefix``: settings from the environment override the text (see the module docstring).
+    A settings model (pydantic-settings, with an ``env_prefix``) takes its environment over the text, and a
+    problem in a value from the environment names the variable.
     """
+    prefix = _env_prefix(model)
     try:
         data = yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - SafeLoader subclass
         root = yaml.compose(text, Loader=yaml.SafeLoader)
@@ -107,38 +112,37 @@ def parse_config(text: str, model: type[M], source: str = "<string>", checks=Non
         raise ConfigError(f"{where}: YAML syntax error: {exc.problem or exc}") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"{source}: YAML error: {exc}") from None
-    if data is None and env_prefix:
+    if data is None and prefix:
         data = {}
     if not isinstance(data, dict):
         raise ConfigError(f"{source}:1: expected a mapping at the top level, got {type(data).__name__}")
-    from_env = env_settings(env_prefix, environ) if env_prefix else {}
-    _apply(data, from_env, env_prefix or "")
     try:
-        obj = model.model_validate(data)
+        obj = model(**data) if prefix else model.model_validate(data)
     except ValidationError as exc:
         problems = [(err["loc"], err["msg"].removeprefix("Value error, ")) for err in exc.errors(include_url=False)]
     else:
         problems = list(checks(obj)) if checks else []
         if not problems:
             return obj
+    from_env = _env_paths(prefix) if prefix else {}
+
     def where(loc: tuple) -> str:
-        names = tuple(str(p) for p in loc)
-        for path in from_env:
+        names = tuple(str(p).lower() for p in loc)
+        for path, variable in from_env.items():
             if names[: len(path)] == path:
-                return f"environment {env_prefix}{'__'.join(path).upper()}"
+                return f"environment {variable}"
         return f"{source}:{_line_of(root, loc) or '?'}"
 
-    lines = [f"{where(loc)}: {_field_path(loc)}: {msg}" for loc, msg in problems]
-    raise ConfigError("\n".join(lines)) from None
+    raise ConfigError("\n".join(f"{where(loc)}: {_field_path(loc)}: {msg}" for loc, msg in problems)) from None
 
 
-def load_config(path: str | Path | None, model: type[M], checks=None, env_prefix: str | None = None) -> M:
-    """Read ``path`` (YAML or JSON) into ``model``; errors name the file, line and field. With ``env_prefix``
-    the environment overrides the file, and ``path=None`` reads the environment alone."""
+def load_config(path: str | Path | None, model: type[M], checks=None) -> M:
+    """Read ``path`` (YAML or JSON) into ``model``; errors name the file, line and field. A settings model takes the
+    environment over the file, and ``path=None`` reads the environment alone."""
     if path is None:
-        if not env_prefix:
-            raise ValueError("without a file, settings come from the environment: give env_prefix")
-        return parse_config("", model, "(environment)", checks, env_prefix)
+        if not _env_prefix(model):
+            raise ValueError(f"{model.__name__} is not a settings model: give a file")
+        return parse_config("", model, "(environment)", checks)
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -146,4 +150,8 @@ def load_config(path: str | Path | None, model: type[M], checks=None, env_prefix
         raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from None
     except UnicodeDecodeError as exc:
         raise ConfigError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
-    return parse_config(text, model, str(path), checks, env_prefix)
+    return parse_config(text, model, str(path), checks)
+
+
+#: A settings file and its environment (the same reader: the name says which kind of model it is for).
+load_settings = load_config

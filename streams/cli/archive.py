@@ -193,7 +193,7 @@ def embedded(sites, batches, reports, meters, out: Path) -> None:
     from streams.archive.store import Archive
     from streams.runtime.embedded import archive_plants, reconcile_plants, run_recorded, write_records
     from streams.report.html import render
-    from streams.runtime.worker import load_sites
+    from streams.config import load_sites
 
     files = sorted(f for b in batches for f in ([b] if b.is_file() else b.glob("*.batch")))
     entities = load_sites(list(sites))

@@ -9,16 +9,12 @@ import click
 
 from schemas.errors import ConfigError
 
-#: Environment variables with this prefix override the config file (``CEMS_HJ212__KAFKA__SASL_PASSWORD``...).
-ENV_PREFIX = "CEMS_HJ212__"
-
-
 def _load(path: Path | None):
     from ingest.hj212_server import Hj212ServerConfig
-    from schemas.configfile import load_config
+    from schemas.configfile import load_settings
 
-    try:
-        return load_config(path, Hj212ServerConfig, env_prefix=ENV_PREFIX)
+    try:  # the file, with CEMS_HJ212__* environment variables over it
+        return load_settings(path, Hj212ServerConfig)
     except ConfigError as exc:
         click.echo(str(exc), err=True)
         sys.exit(1)
@@ -28,7 +24,7 @@ def _prepare(cfg):
     """Sites, keys and passwords of the configured MNs; exits naming what is missing."""
     from ingest.hj212_server import read_secrets
 
-    from streams.runtime.worker import load_sites
+    from streams.config import load_sites
 
     try:
         entities = load_sites(cfg.sites)

@@ -11,7 +11,7 @@ from schemas.errors import ConfigError
 
 
 def _load(path: Path | None):
-    from streams.runtime.worker import load_worker_config
+    from streams.config import load_worker_config
 
     try:
         return load_worker_config(path)

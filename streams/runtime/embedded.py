@@ -328,7 +328,8 @@ def run_on_services(cfg, out: Path, month: str = "2026-02", report_files: list[P
 
     from streams.runtime.reconciler import Reconciler, publish_reports, read_alerts, read_latest, sync_archive
     from streams.runtime.topics import create_topics
-    from streams.runtime.worker import ReconcileSettings, StreamWorker, Topics, checkpoint_lag
+    from streams.runtime.worker import StreamWorker, checkpoint_lag
+    from streams.config import ReconcileSettings, Topics
 
     run_id = uuid.uuid4().hex[:8]
     (out / "sites").mkdir(parents=True, exist_ok=True)

@@ -36,7 +36,7 @@ from streams.kernels.aggregate import MINUTE_NS
 from streams.kernels.indicators import NO_DATA, Grid
 from streams.core.monthly import month_bounds, month_range
 from streams.core.reconcile import MonthEvidence, metered_totals, reconcile_month
-from streams.runtime.worker import WorkerConfig, load_sites
+from streams.config import WorkerConfig, load_sites
 
 __all__ = ["Reconciler", "publish_reports", "read_acks", "read_alerts", "read_latest", "read_topic", "sync_archive"]
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 
-from streams.runtime.worker import MAX_STATE_BYTES, WorkerConfig
+from streams.config import MAX_STATE_BYTES, WorkerConfig
 
 __all__ = ["create_topics", "topic_specs"]
 

@@ -26,7 +26,7 @@ from schemas.records import MonthlyRecord
 from streams.runtime.reconciler import Reconciler, _send_all, read_alerts
 from streams.sinks.influx import InfluxSink, MinuteRows
 from streams.runtime.topics import create_topics
-from streams.runtime.worker import InfluxSettings, ReconcileSettings, Topics, WorkerConfig
+from streams.config import InfluxSettings, ReconcileSettings, Topics, WorkerConfig
 
 pytestmark = [pytest.mark.integration]
 REPO = Path(__file__).resolve().parents[2]

@@ -28,7 +28,7 @@ from streams.kernels import (HOUR_NS, POLICIES, hourly_emissions, hours_from_min
 from streams.kernels.substitute import MEASURED, MISSING, STOPPED, HourGrid
 from streams.core.processor import Message, PartitionProcessor, Registry
 from streams.runtime.topics import create_topics
-from streams.runtime.worker import Topics, WorkerConfig
+from streams.config import Topics, WorkerConfig
 from tests.integration.test_stream_worker import DEPLOY, caught_up, produce, read_all, start_worker, wait_for
 from tests.unit.test_processor import final
 

@@ -20,7 +20,8 @@ from edge_agent.outbox import sign
 from schemas.kafka import KafkaConnection
 from schemas.records import HourlyRecord
 from streams.runtime.topics import create_topics
-from streams.runtime.worker import StreamWorker, Topics, WorkerConfig, checkpoint_lag
+from streams.runtime.worker import StreamWorker, checkpoint_lag
+from streams.config import Topics, WorkerConfig
 from tests.unit.test_processor import KEYS, MESSAGES, final, processor, run, site
 
 pytestmark = [pytest.mark.integration]
@@ -166,7 +167,7 @@ async def test_worker_on_the_sasl_ssl_listener_with_its_password_from_the_enviro
     path.write_text(yaml.safe_dump(data, sort_keys=False))
     assert kafka_sasl.password not in path.read_text()
     monkeypatch.setenv("CEMS_STREAM__KAFKA__SASL_PASSWORD", kafka_sasl.password)
-    from streams.runtime.worker import load_worker_config
+    from streams.config import load_worker_config
 
     cfg = load_worker_config(path)
     create_topics(cfg, partitions=2, readings_retention_days=None)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from schemas.errors import ConfigError
-from streams.runtime.worker import load_worker_config
+from streams.config import load_worker_config
 
 FILE = """\
 kafka:
