@@ -48,7 +48,7 @@ from streams.kernels.aggregate import MINUTE_NS, ROUND_NS, combine, concat_table
 from streams.kernels.plausibility import series_bounds
 from streams.kernels.substitute import Part75Limits
 from streams.core.monthly import MonthlyRollup
-from streams.runtime.state_store import json_array, npz_bytes
+from streams.core.state import json_array, npz_bytes
 
 __all__ = ["Message", "Output", "PartitionProcessor", "Registry", "Settings"]
 

@@ -26,32 +26,18 @@ then exactly the pieces it lists, checking each key.
 from __future__ import annotations
 
 import asyncio
-import io
 import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
-import numpy as np
 
-__all__ = ["PIECE_BYTES", "KafkaLog", "PartitionState", "json_array", "npz_bytes", "read_manifest",
-           "read_partition_state"]
+__all__ = ["PIECE_BYTES", "KafkaLog", "PartitionState", "read_manifest", "read_partition_state"]
 
 #: Largest piece of a segment in one state record (well below the state topic's ``max.message.bytes``).
 PIECE_BYTES = 4 * 2**20
 
 #: ``send(key, value) -> offset`` once Kafka acknowledged it (``value`` None: a tombstone).
 Send = Callable[[bytes, bytes | None], Awaitable[int]]
-
-
-def npz_bytes(**arrays) -> bytes:
-    buf = io.BytesIO()
-    np.savez(buf, **arrays)
-    return buf.getvalue()
-
-
-def json_array(obj) -> np.ndarray:
-    """JSON as a uint8 array, to travel inside an npz."""
-    return np.frombuffer(json.dumps(obj).encode(), dtype=np.uint8)
 
 
 @dataclass
