@@ -39,7 +39,6 @@ alert. Severity: ``warning`` from 1x the tolerance, ``critical`` from 2x (config
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -52,13 +51,13 @@ from pydantic import BaseModel, ConfigDict, Field
 from schemas.accounting import (CO2_PARAMETERS, UNCERTAINTY_VERSION, AccountingReport, Param, load_defaults,
                                 load_uncertainty)
 from schemas.alerts import Alert, alert_id
-from schemas.quantities import Flag
 from schemas.records import MonthlyRecord
 from schemas.site import Entity
 from streams.kernels.accounting import (CO2_INPUTS, INPUTS, PARAMETER_OF, accounting_emissions, co2_variance_t2,
                                         inputs_from_reports)
-from streams.kernels.indicators import (DEFAULT_POLICY, NEAR_DEADLINE, NO_DATA, CO2O2Pairs, Grid,
-                                         IndicatorPolicy, scan)
+from streams.kernels.indicators import (DEFAULT_POLICY, NEAR_DEADLINE, CO2O2Pairs, Grid, IndicatorPolicy,
+                                         hour_grid, scan)
+from streams.kernels.meters import TOTALISERS, MeterTotal, metered_totals
 
 __all__ = ["CEMS_TIER_UNCERTAINTY", "MeterTotal", "MonthEvidence", "ReconcilePolicy", "calculation_tolerance", "metered_totals",
            "reconcile_month"]
@@ -163,20 +162,6 @@ def _with_metered(report: AccountingReport, metered: Mapping[str, float]) -> Acc
                                                metered.get(f"material:{m.material}"))})
             for m in report.steel.materials]})
     return report.model_copy(update=update)
-
-
-def hour_grid(minutes: Grid) -> Grid:
-    """Hour means of a minute grid that starts on an hour (operating: any operating minute; calibrating: any)."""
-    n, m = minutes.shape
-    h = m // 60
-    cube = minutes.mean[:, :h * 60].reshape(n, h, 60)
-    with warnings.catch_warnings():  # hours without any minute are NaN, as intended
-        warnings.simplefilter("ignore", RuntimeWarning)
-        mean = np.nanmean(cube, axis=2)
-    operating = minutes.operating[:, :h * 60].reshape(n, h, 60).any(axis=2)
-    calibrating = minutes.calibrating[:, :h * 60].reshape(n, h, 60).any(axis=2)
-    flag = np.where(np.isfinite(mean), Flag.N, NO_DATA).astype(np.uint8)
-    return Grid(mean, minutes.start_ns, 60 * minutes.period_ns, flag, operating, calibrating)
 
 
 class _Alerts:
@@ -549,55 +534,3 @@ _INDICATOR_TEXT = {
     "cm_day_share": "Many minutes flagged calibration or maintenance in a day",
     "cm_run_long": "A calibration or maintenance run longer than allowed",
 }
-
-
-#: Edge meter quantities (schemas/quantities.py): totalisers (month = last - first valid reading) and rates per hour
-#: (integrated over the minutes with data), with the factor to the report's canonical unit (t, 10^4 Nm3, MWh).
-TOTALISERS = {"xf0003", "xf0004", "xp0002", "xe0002"}
-TO_REPORT_UNIT = {"t": 1.0, "kg": 1e-3, "m3": 1e-4, "MWh": 1.0, "t/h": 1.0, "kg/h": 1e-3, "m3/h": 1e-4}
-
-
-class MeterTotal(NamedTuple):
-    """An edge meter's month, as its data count it (several meters of one quantity summed)."""
-
-    counted_total: float  # what the data count [report unit]: a totaliser's last - first, a rate's integral
-    month: float  # the month's estimate: rate meters scaled at the mean rate of the minutes with data, totalisers
-    #               as read (last - first valid reading, wherever they fall)
-    coverage: float  # minutes with data / minutes of the month (the lowest of the meters)
-    counted_share: float  # share of the month the total counts (a totaliser: between its first and last reading)
-
-
-def metered_totals(minutes: Grid, series: list[tuple[str, str]], channels: Mapping[tuple[str, str], tuple[str, str]],
-                   meters: Mapping[str, str]) -> dict[str, MeterTotal]:
-    """Month totals of the configured meters from the minute grid (``meters``: "source/channel" -> what it
-    measures; ``channels``: (source, channel) -> (quantity, unit)).
-
-    A rate meter is integrated over the minutes that have data: a gap is unknown flow, not zero flow, so it lowers
-    the coverage and the policy decides whether to scale (``ReconcilePolicy.meter_gaps``). A totaliser's month is
-    its last valid reading less its first wherever they fall: a hole between them loses nothing and only lowers the
-    coverage; it counts the share of the month between those readings (``counted_share``, what the policy's
-    coverage threshold is held against). A meter without data is left out, so its rule is skipped rather than
-    compared with zero."""
-    index = {key: i for i, key in enumerate(series)}
-    n = minutes.shape[1]
-    parts: dict[str, list[tuple[float, float, float, float]]] = {}  # (counted, month, coverage, counted share)
-    for name, measures in meters.items():
-        source, _, channel = name.partition("/")
-        i = index.get((source, channel))
-        if i is None:
-            continue
-        quantity, unit = channels[(source, channel)]
-        x = minutes.mean[i]
-        ok = np.flatnonzero(np.isfinite(x))
-        if not ok.size:
-            continue
-        coverage = ok.size / n
-        factor = TO_REPORT_UNIT.get(unit, 1.0)
-        if quantity in TOTALISERS:
-            total = float(x[ok[-1]] - x[ok[0]]) * factor
-            parts.setdefault(measures, []).append((total, total, coverage, (ok[-1] - ok[0]) / max(n - 1, 1)))
-        else:
-            total = float(x[ok].sum()) * minutes.period_ns / 3_600_000_000_000 * factor
-            parts.setdefault(measures, []).append((total, total / coverage, coverage, coverage))
-    return {k: MeterTotal(*(sum(p[i] for p in v) for i in (0, 1)), *(min(p[i] for p in v) for i in (2, 3)))
-            for k, v in parts.items()}

@@ -1,4 +1,4 @@
-"""Data-quality and falsification indicators (streams/kernels/indicators.py): hand-built grids with
+"""Data-quality and falsification indicators (streams/kernels/indicators/): hand-built grids with
 hand-computed findings, and a seeded, noisy three-day plant that raises nothing until a fault is
 injected, after which exactly the expected findings appear."""
 
@@ -18,8 +18,6 @@ from streams.kernels.indicators import (
     Findings,
     Grid,
     IndicatorPolicy,
-    _runs,
-    _window_max,
     calibration_maintenance,
     co2_o2_inconsistency,
     effective_co2max,
@@ -31,6 +29,7 @@ from streams.kernels.indicators import (
     repeated_profiles,
     scan,
 )
+from streams.kernels.indicators.grid import _runs, _window_max
 from streams.kernels.plausibility import series_bounds
 from streams.kernels.policy import POLICIES
 
