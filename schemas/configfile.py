@@ -14,17 +14,16 @@ the file's line or the variable the value came from. A complex value (``[...]``,
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import TypeVar
-
-import os
 
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from .errors import ConfigError
+from .errors import ConfigError, field_path, validation_problems
 
-__all__ = ["load_config", "load_settings", "parse_config", "yaml_env_first"]
+__all__ = ["line_of", "load_config", "load_settings", "parse_config", "yaml_env_first"]
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -44,7 +43,7 @@ class _StrictLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep=deep)
 
 
-def _line_of(root: yaml.Node | None, loc: tuple) -> int | None:
+def line_of(root: yaml.Node | None, loc: tuple) -> int | None:
     """1-based line of the deepest node along a pydantic error location."""
     node, line = root, None
     for part in loc:
@@ -60,13 +59,6 @@ def _line_of(root: yaml.Node | None, loc: tuple) -> int | None:
     if node is not None:
         line = node.start_mark.line + 1
     return line
-
-
-def _field_path(loc: tuple) -> str:
-    out = ""
-    for part in loc:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out or "(top level)"
 
 
 def yaml_env_first(cls, settings_cls, init_settings, env_settings, dotenv_settings, file_secret_settings):
@@ -119,7 +111,7 @@ def parse_config(text: str, model: type[M], source: str = "<string>", checks=Non
     try:
         obj = model(**data) if prefix else model.model_validate(data)
     except ValidationError as exc:
-        problems = [(err["loc"], err["msg"].removeprefix("Value error, ")) for err in exc.errors(include_url=False)]
+        problems = validation_problems(exc)
     else:
         problems = list(checks(obj)) if checks else []
         if not problems:
@@ -131,9 +123,9 @@ def parse_config(text: str, model: type[M], source: str = "<string>", checks=Non
         for path, variable in from_env.items():
             if names[: len(path)] == path:
                 return f"environment {variable}"
-        return f"{source}:{_line_of(root, loc) or '?'}"
+        return f"{source}:{line_of(root, loc) or '?'}"
 
-    raise ConfigError("\n".join(f"{where(loc)}: {_field_path(loc)}: {msg}" for loc, msg in problems)) from None
+    raise ConfigError("\n".join(f"{where(loc)}: {field_path(loc)}: {msg}" for loc, msg in problems)) from None
 
 
 def load_config(path: str | Path | None, model: type[M], checks=None) -> M:
