@@ -114,8 +114,8 @@ def read_csv(text: str, source: str, *, expected: str) -> CsvTable:
                                               f"{len(cells)} cells, the header has {len(table.header)}"))
                 continue
             table.rows.append(CsvRow(row_line, {h: c.strip() for h, c in zip(table.header, cells, strict=True)}))
-    except csv.Error as exc:
-        table.problems.append(Problem(f"{source}:{line}", "(csv)", str(exc)))
+    except csv.Error as exc:  # in the row after the last one read
+        table.problems.append(Problem(f"{source}:{line + 1}", "(csv)", str(exc)))
     return table
 
 
