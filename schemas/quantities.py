@@ -13,6 +13,7 @@ from enum import IntEnum
 from typing import NamedTuple
 
 import numpy as np
+from numpy.typing import ArrayLike, NDArray
 
 __all__ = [
     "FLAG_IS_VALID_CODE",
@@ -55,12 +56,12 @@ FLAG_IS_VALID_CODE.setflags(write=False)
 _LETTERS = np.array([f.name for f in Flag])
 
 
-def flag_letters(codes: np.ndarray) -> np.ndarray:
+def flag_letters(codes: ArrayLike) -> NDArray[np.str_]:
     """Flag codes -> HJ 212 letters (``'N'``, ``'C'``...), vectorised."""
     return _LETTERS[np.asarray(codes, dtype=np.uint8)]
 
 
-def flag_codes(letters) -> np.ndarray:
+def flag_codes(letters: ArrayLike) -> NDArray[np.uint8]:
     """HJ 212 letters -> flag codes, vectorised. Unknown letters raise ``KeyError``."""
     arr = np.asarray(letters, dtype="U1")
     out = np.full(arr.shape, 255, dtype=np.uint8)

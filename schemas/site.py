@@ -14,7 +14,8 @@ from __future__ import annotations
 
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Literal, NamedTuple
+from collections.abc import Iterable
+from typing import Annotated, Any, Literal, NamedTuple, Protocol
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
@@ -59,7 +60,12 @@ class _Frozen(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-def _unique_ids(items, what: str, owner: str) -> None:
+class _Identified(Protocol):
+    @property
+    def id(self) -> str: ...
+
+
+def _unique_ids(items: Iterable[_Identified], what: str, owner: str) -> None:
     seen: set[str] = set()
     for item in items:
         if item.id in seen:
@@ -149,7 +155,7 @@ def standard_atmosphere_pa(altitude_m: float) -> float:
     """Barometric pressure of the standard atmosphere at ``altitude_m`` [Pa] (troposphere):
     ``p = 101325 (1 - 0.0065 h / 288.15) ** 5.25588`` (ISO 2533 / ICAO, ``docs/sources.md`` ISA-P).
     2,000 m gives 79,495 Pa."""
-    return 101_325.0 * (1.0 - 0.0065 * altitude_m / 288.15) ** 5.25588
+    return 101_325.0 * float((1.0 - 0.0065 * altitude_m / 288.15) ** 5.25588)
 
 
 class OperatingEvidence(_Frozen):
@@ -419,8 +425,9 @@ class MassInputs(NamedTuple):
 
         co2, flow, velocity = one("a05001"), one("a00000"), one("a01011")
         temperature, static, moisture = one("a01012"), one("a01013"), one("a01014")
+        barometer = one("a01006")
         ambient_ch = (src.ambient_pressure.channel if src.ambient_pressure and src.ambient_pressure.channel
-                      else (one("a01006").id if one("a01006") and src.ambient_pressure is None else None))
+                      else (barometer.id if barometer and src.ambient_pressure is None else None))
         ambient_pa = src.ambient_pressure.constant_pa if src.ambient_pressure else None
         if co2 is None:
             problems.append("no CO2 (a05001) channel")
@@ -519,7 +526,7 @@ def load_site(path: str | Path) -> Entity:
     return load_config(path, Entity)
 
 
-def site_json_schema() -> dict:
+def site_json_schema() -> dict[str, Any]:
     """JSON Schema (draft 2020-12) of a site file, for editors and non-Python tools."""
     schema = Entity.model_json_schema()
     return {

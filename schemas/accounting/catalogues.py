@@ -6,7 +6,7 @@ from __future__ import annotations
 from types import MappingProxyType
 from typing import Literal, NamedTuple, get_args
 
-PARAMETERS: MappingProxyType = MappingProxyType(
+PARAMETERS: MappingProxyType[str, str] = MappingProxyType(
     {
         "fuel.consumption": "quantity",
         "fuel.ncv": "ncv",
@@ -52,7 +52,7 @@ class Fuel(NamedTuple):
 
 
 #: Fuel catalogue. Solid and liquid fuels are counted in t, gases in 10^4 Nm3 (CN-COMB [S]).
-FUELS: MappingProxyType = MappingProxyType(
+FUELS: MappingProxyType[str, Fuel] = MappingProxyType(
     {
         "raw_coal": Fuel("solid", "原煤 raw coal"),
         "washed_coal": Fuel("solid", "洗精煤 washed coal"),
@@ -90,7 +90,7 @@ class Material(NamedTuple):
 
 #: Steel carbon-balance materials (CN-STEEL-CB [S]: inputs coking coal, coke, PCI coal, limestone/dolomite,
 #: scrap, iron ore, electrodes; outputs products, exported by-product gases, tar, benzol).
-MATERIALS: MappingProxyType = MappingProxyType(
+MATERIALS: MappingProxyType[str, Material] = MappingProxyType(
     {
         "coking_coal": Material("input", "solid", "炼焦煤 coking coal"),
         "coke": Material("input", "solid", "焦炭 coke (purchased)"),

@@ -10,14 +10,15 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Iterator
 from importlib import resources
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal, TypeVar, cast
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
 from ..configfile import parse_config
-from ..errors import ConfigError, validation_problems
+from ..errors import ConfigError, Location, validation_problems
 from ..site import Sector
 from .catalogues import CO2_PARAMETERS, FUELS, MATERIALS, PARAMETERS
 from .report import AccountingReport, ReportError
@@ -85,9 +86,9 @@ class AccountingDefaults(_Frozen):
 
     @model_validator(mode="after")
     def _unique(self) -> AccountingDefaults:
-        seen: set = set()
+        seen: set[tuple[str, str | None, Sector | None]] = set()
         for d in self.defaults:
-            for s in d.sectors or [None]:
+            for s in _each_sector(d.sectors):
                 key = (d.parameter, d.item, s)
                 if key in seen:
                     raise ValueError(f"two defaults for {d.parameter} item {d.item} sector {s}")
@@ -103,12 +104,22 @@ class AccountingDefaults(_Frozen):
         return None
 
 
-def _versioned_file(version: str, path: str | Path | None, model, prefix: str):
+def _each_sector(sectors: list[Sector] | None) -> tuple[Sector | None, ...]:
+    """The sectors an entry names, or ``(None,)`` for an entry of every sector."""
+    return tuple(sectors) if sectors else (None,)
+
+
+#: A versioned file's model: both have a ``version`` that must match the file's name.
+_Versioned = TypeVar("_Versioned", "AccountingDefaults", "UncertaintyPolicy")
+
+
+def _versioned_file(version: str, path: str | Path | None, model: type[_Versioned], prefix: str) -> _Versioned:
     """Parse ``schemas/defaults/<version>.yaml`` (or ``path``) into ``model``; the file's version must match."""
     if path is None:
         ref = resources.files("schemas").joinpath("defaults", f"{version}.yaml")
         if not ref.is_file():
-            known = sorted(p.name.removesuffix(".yaml") for p in resources.files("schemas").joinpath("defaults").iterdir()
+            files = resources.files("schemas").joinpath("defaults").iterdir()
+            known = sorted(p.name.removesuffix(".yaml") for p in files
                            if p.name.startswith(prefix) and p.name.endswith(".yaml"))
             raise ConfigError(f"no {prefix.rstrip('-')} version {version!r}; available: {known}")
         text, source = ref.read_text(encoding="utf-8"), f"schemas/defaults/{version}.yaml"
@@ -163,9 +174,9 @@ class UncertaintyPolicy(_Frozen):
 
     @model_validator(mode="after")
     def _complete(self) -> UncertaintyPolicy:
-        seen: set = set()
+        seen: set[tuple[str, Sector | None]] = set()
         for m in self.measured:
-            for sector in m.sectors or [None]:
+            for sector in _each_sector(m.sectors):
                 if (m.parameter, sector) in seen:
                     raise ValueError(f"two uncertainties for {m.parameter} sector {sector}")
                 seen.add((m.parameter, sector))
@@ -178,7 +189,7 @@ class UncertaintyPolicy(_Frozen):
         """The entry for ``parameter`` that applies to ``sector`` (a sector's own entry first)."""
         for want in (sector, None):
             for m in self.measured:
-                if m.parameter == parameter and (want in (m.sectors or [None])):
+                if m.parameter == parameter and want in _each_sector(m.sectors):
                     return m
         raise KeyError(f"{self.version}: no uncertainty for measured {parameter}")
 
@@ -194,12 +205,13 @@ def load_uncertainty(version: str = UNCERTAINTY_VERSION, path: str | Path | None
 # --- validation and defaults filling ------------------------------------------------------------
 
 
-def _parts(report: AccountingReport):
+def _parts(report: AccountingReport) -> Iterator[tuple[Location, str, str | None, BaseModel]]:
     """(location, parameter section, item, model) of every part holding parameters."""
     for i, f in enumerate(report.fuels):
         yield ("fuels", i), "fuel", f.fuel, f
     if report.cement is not None:
-        yield ("cement",), "cement", "coal_gangue" if report.cement.raw_meal_contains_coal_gangue else None, report.cement
+        gangue = "coal_gangue" if report.cement.raw_meal_contains_coal_gangue else None
+        yield ("cement",), "cement", gangue, report.cement
     if report.steel is not None:
         for i, m in enumerate(report.steel.materials):
             yield ("steel", "materials", i), "material", m.material, m
@@ -207,6 +219,30 @@ def _parts(report: AccountingReport):
         yield ("aluminium",), "aluminium", report.aluminium.cell_technology, report.aluminium
     if report.power is not None:
         yield ("power",), "power", None, report.power
+
+
+def _filled(p: Param, d: DefaultValue | None, version: str) -> dict[str, Any] | None:
+    """A ``default`` parameter as it goes into the report: its value from the defaults when it gives none, labelled
+    with the file's ``confirmed`` when it is the file's value (else unconfirmed); None when there is no default."""
+    if p.value is None:
+        if d is None or d.value is None:
+            return None
+        c = d.canonical()
+        return {"value": c.value, "unit": c.unit, "basis": "default", "confirmed": d.confirmed,
+                "default_version": version}
+    given = d.canonical() if d is not None and d.value is not None else None
+    same = (given is not None and given.value is not None and given.unit == p.unit
+            and math.isclose(given.value, p.value, rel_tol=1e-9))
+    return {**p.model_dump(), "confirmed": d.confirmed if d is not None and same else False,
+            "default_version": version if same else None}
+
+
+def _at(data: dict[str, Any], loc: Location) -> dict[str, Any]:
+    """The part of a dumped report at ``loc``."""
+    target: Any = data
+    for key in loc:
+        target = target[key]
+    return cast(dict[str, Any], target)
 
 
 def fill_defaults(report: AccountingReport, defaults: AccountingDefaults) -> AccountingReport:
@@ -217,31 +253,23 @@ def fill_defaults(report: AccountingReport, defaults: AccountingDefaults) -> Acc
     default that ``defaults`` lacks (the report must then give a measured value).
     """
     data = report.model_dump()
-    problems, changed = [], False
+    problems: list[tuple[Location, str]] = []
+    changed = False
     for loc, section, item, part in _parts(report):
+        target = _at(data, loc)
         for name, p in part:
             if not isinstance(p, Param) or p.basis != "default":
                 continue
             parameter = f"{section}.{name}"
             d = defaults.lookup(parameter, item, report.sector)
-            target = data
-            for key in loc:
-                target = target[key]
-            if p.value is None:
-                if d is None or d.value is None:
-                    of = f" for {item}" if item else ""
-                    why = f" ({d.note})" if d is not None and d.note else ""
-                    problems.append((loc + (name,), f"basis 'default' but {defaults.version} has no default for "
-                                     f"{parameter}{of}{why}; give a measured value"))
-                    continue
-                c = d.canonical()
-                target[name] = {"value": c.value, "unit": c.unit, "basis": "default",
-                                "confirmed": d.confirmed, "default_version": defaults.version}
-            else:
-                same = d is not None and d.value is not None and d.canonical().unit == p.unit and math.isclose(
-                    d.canonical().value, p.value, rel_tol=1e-9)
-                target[name] = {**target[name], "confirmed": d.confirmed if same else False,
-                                "default_version": defaults.version if same else None}
+            filled = _filled(p, d, defaults.version)
+            if filled is None:
+                of = f" for {item}" if item else ""
+                why = f" ({d.note})" if d is not None and d.note else ""
+                problems.append(((*loc, name), f"basis 'default' but {defaults.version} has no default for "
+                                 f"{parameter}{of}{why}; give a measured value"))
+                continue
+            target[name] = filled
             changed = True
     if problems:
         raise ReportError(problems)

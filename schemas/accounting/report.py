@@ -81,13 +81,14 @@ class FuelUse(_Frozen):
         if fuel is None or p is None:
             return p
         unit = _FAMILY_UNIT[fuel.family]
-        per = {"consumption": unit, "ncv": f"GJ/{unit}", "carbon_content": f"tC/{unit}"}[info.field_name]
-        kind = PARAMETERS[f"fuel.{info.field_name}"]
-        _expect_unit(p, kind, per, f"a {fuel.family} fuel ({info.data['fuel']})")
-        if info.field_name == "ncv" and p.value is not None:
+        name = str(info.field_name)
+        per = {"consumption": unit, "ncv": f"GJ/{unit}", "carbon_content": f"tC/{unit}"}[name]
+        _expect_unit(p, PARAMETERS[f"fuel.{name}"], per, f"a {fuel.family} fuel ({info.data['fuel']})")
+        if name == "ncv" and p.value is not None:
             lo, hi = NCV_PLAUSIBLE[fuel.family]
             if not lo <= p.value <= hi:
-                raise ValueError(f"{p.value:g} {per} is outside the plausible {lo:g}-{hi:g} {per} for {fuel.family} fuels")
+                raise ValueError(f"{p.value:g} {per} is outside the plausible {lo:g}-{hi:g} {per} for "
+                                 f"{fuel.family} fuels")
         return p
 
     @field_validator("oxidation_rate")
@@ -129,7 +130,7 @@ class CementData(_Frozen):
     @field_validator("noncarbonate_cao", "noncarbonate_mgo")
     @classmethod
     def _within_clinker(cls, p: Param, info: ValidationInfo) -> Param:
-        oxide = info.field_name.removeprefix("noncarbonate_")
+        oxide = str(info.field_name).removeprefix("noncarbonate_")
         total, clinker = info.data.get(f"clinker_{oxide}"), info.data.get("clinker_output")
         if p.value is None or total is None or total.value is None or clinker is None or clinker.value is None:
             return p
@@ -142,7 +143,8 @@ class CementData(_Frozen):
         else:
             share = 0.0
         if share > total.value:
-            raise ValueError(f"non-carbonate {oxide.upper()} ({share:g} of clinker) exceeds clinker_{oxide} ({total.value:g})")
+            raise ValueError(f"non-carbonate {oxide.upper()} ({share:g} of clinker) exceeds clinker_{oxide} "
+                             f"({total.value:g})")
         return p
 
     @model_validator(mode="after")
@@ -175,7 +177,8 @@ class MaterialFlow(_Frozen):
         m = MATERIALS.get(info.data.get("material", ""))
         if m is not None:
             unit = _FAMILY_UNIT[m.phase]
-            _expect_unit(p, PARAMETERS[f"material.{info.field_name}"], unit if info.field_name == "quantity" else f"tC/{unit}",
+            name = str(info.field_name)
+            _expect_unit(p, PARAMETERS[f"material.{name}"], unit if name == "quantity" else f"tC/{unit}",
                          f"a {m.phase} material ({info.data['material']})")
         return p
 

@@ -16,9 +16,11 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validat
 
 #: Parameter kind -> accepted unit -> (canonical unit, numerator, denominator): canonical = value x num / den.
 #: Exact integer ratios so that 99 % becomes exactly 0.99.
-UNITS: MappingProxyType = MappingProxyType(
+UNITS: MappingProxyType[str, dict[str, tuple[str, int, int]]] = MappingProxyType(
     {
-        "quantity": {"t": ("t", 1, 1), "kg": ("t", 1, 1000), "10^4Nm3": ("10^4Nm3", 1, 1), "Nm3": ("10^4Nm3", 1, 10_000)},
+        "quantity": {
+            "t": ("t", 1, 1), "kg": ("t", 1, 1000), "10^4Nm3": ("10^4Nm3", 1, 1), "Nm3": ("10^4Nm3", 1, 10_000),
+        },
         "mass": {"t": ("t", 1, 1), "kg": ("t", 1, 1000)},
         "ncv": {
             "GJ/t": ("GJ/t", 1, 1), "MJ/kg": ("GJ/t", 1, 1), "kJ/kg": ("GJ/t", 1, 1000),
@@ -28,7 +30,9 @@ UNITS: MappingProxyType = MappingProxyType(
         "carbon_content": {"tC/t": ("tC/t", 1, 1), "%": ("tC/t", 1, 100), "tC/10^4Nm3": ("tC/10^4Nm3", 1, 1)},
         "fraction": {"fraction": ("fraction", 1, 1), "%": ("fraction", 1, 100)},
         # Non-carbonate CaO/MgO: a mass fraction of clinker, or the month's mass (CN-CEM-PROC).
-        "fraction_or_mass": {"fraction": ("fraction", 1, 1), "%": ("fraction", 1, 100), "t": ("t", 1, 1), "kg": ("t", 1, 1000)},
+        "fraction_or_mass": {
+            "fraction": ("fraction", 1, 1), "%": ("fraction", 1, 100), "t": ("t", 1, 1), "kg": ("t", 1, 1000),
+        },
         "specific_mass": {"t/t": ("t/t", 1, 1), "kg/t": ("t/t", 1, 1000)},
         "energy": {"MWh": ("MWh", 1, 1), "kWh": ("MWh", 1, 1000), "GWh": ("MWh", 1000, 1), "10^4kWh": ("MWh", 10, 1)},
         "aem": {"min/cell-day": ("min/cell-day", 1, 1)},
@@ -92,26 +96,27 @@ def _canonical(kind: str, p: Param) -> Param:
     return p.model_copy(update={"value": value, "unit": canon})
 
 
-@functools.cache
-def _typed(kind: str):
-    return Annotated[Param, AfterValidator(functools.partial(_canonical, kind))]
+def _in(kind: str) -> AfterValidator:
+    """The validator that checks a :class:`Param` against ``kind`` and converts it to its canonical unit."""
+    return AfterValidator(functools.partial(_canonical, kind))
 
 
-Quantity = _typed("quantity")
-Mass = _typed("mass")
-NCV = _typed("ncv")
-CarbonPerHeat = _typed("carbon_per_heat")
-CarbonContent = _typed("carbon_content")
-Fraction = _typed("fraction")
-FractionOrMass = _typed("fraction_or_mass")
-SpecificMass = _typed("specific_mass")
-Energy = _typed("energy")
-AEM = _typed("aem")
-Slope = _typed("slope")
-Ratio = _typed("ratio")
-CO2PerMass = _typed("co2_per_mass")
-Voltage = _typed("voltage")
-OvervoltageCoefficient = _typed("overvoltage_coefficient")
+#: A :class:`Param` of each kind, checked and converted at validation.
+Quantity = Annotated[Param, _in("quantity")]
+Mass = Annotated[Param, _in("mass")]
+NCV = Annotated[Param, _in("ncv")]
+CarbonPerHeat = Annotated[Param, _in("carbon_per_heat")]
+CarbonContent = Annotated[Param, _in("carbon_content")]
+Fraction = Annotated[Param, _in("fraction")]
+FractionOrMass = Annotated[Param, _in("fraction_or_mass")]
+SpecificMass = Annotated[Param, _in("specific_mass")]
+Energy = Annotated[Param, _in("energy")]
+AEM = Annotated[Param, _in("aem")]
+Slope = Annotated[Param, _in("slope")]
+Ratio = Annotated[Param, _in("ratio")]
+CO2PerMass = Annotated[Param, _in("co2_per_mass")]
+Voltage = Annotated[Param, _in("voltage")]
+OvervoltageCoefficient = Annotated[Param, _in("overvoltage_coefficient")]
 
 
 def _expect_unit(p: Param | None, kind: str, unit: str, why: str) -> None:

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone, tzinfo
 from enum import IntEnum
 from types import MappingProxyType
-from typing import Mapping, NamedTuple
+from typing import Any, Mapping, NamedTuple
 
 from ..quantities import Flag
 from .errors import Hj212Error
@@ -286,9 +286,9 @@ def _fast_area(cp: str, version: Version | None, strict: bool, tz: tzinfo,
     returns None and the general parser reads the area from the start, so results and refusals are the same
     either way (``tests/unit/test_hj212_fastpath.py`` holds the two equal).
     """
-    recs: dict[str, list] = {}
+    recs: dict[str, list[Any]] = {}
     texts: list[str] = []
-    slots: list[tuple[list, int]] = []
+    slots: list[tuple[list[Any], int]] = []
     params: dict[str, object] = {}
     data_time = None
     legacy_ok = version is Version.HJ212_2005
@@ -369,11 +369,11 @@ def _fast_area(cp: str, version: Version | None, strict: bool, tz: tzinfo,
             return None
         for (rec, slot), number in zip(slots, numbers):  # noqa: B905 - same length by construction
             rec[slot] = number
-    new = tuple.__new__
+    make = tuple.__new__  # a record from its fields, without NamedTuple's argument handling
     records = []
     for rec in recs.values():
         rec[2] = data_time
-        records.append(new(DataRecord, rec))
+        records.append(make(DataRecord, rec))
     return DataArea(data_time, tuple(records), params)
 
 

@@ -255,7 +255,7 @@ def _parse_segment(text: str, raw: bytes, strict: bool, tz: tzinfo, flags: FlagT
     pno = _packet_number(header, "PNO")
     if (pnum is None) != (pno is None):
         raise Hj212Error("field", "PNUM and PNO must come together")
-    if pnum is not None and not 1 <= pno <= pnum:
+    if pnum is not None and pno is not None and not 1 <= pno <= pnum:
         raise Hj212Error("field", f"PNO={pno} is outside 1..PNUM={pnum}")
     if flag is not None and has_packets != (pnum is not None):
         detail = (f"Flag={flag} has the packet bit set but the header has no PNUM/PNO" if has_packets else
@@ -355,7 +355,7 @@ class Reassembler:
         self.max_messages = max_messages
         self.max_packets = max_packets
         self.timeout_s = timeout_s
-        self._pending: dict[tuple, tuple[float, dict[int, Frame]]] = {}  # insertion order = age order
+        self._pending: dict[tuple[str | None, str, str, str], tuple[float, dict[int, Frame]]] = {}  # insertion order = age order
         self.duplicates = 0
         self.evicted = 0
         self.expired = 0
@@ -371,6 +371,8 @@ class Reassembler:
             raise Hj212Error("split", f"PNUM={frame.pnum} exceeds the limit of {self.max_packets} packets")
         if frame.qn is None:
             raise Hj212Error("split", "a split packet without QN cannot be matched to its message")
+        if frame.pno is None:  # the parser never makes one (PNUM and PNO come together)
+            raise Hj212Error("split", "a split packet without PNO cannot be placed in its message")
         key = (frame.mn, frame.st, frame.cn, frame.qn)
         entry = self._pending.get(key)
         if entry is None:

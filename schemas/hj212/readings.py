@@ -137,7 +137,7 @@ def message_columns(message: Message, source: SourceMap) -> Converted:
                      tuple(unmapped), repaired)
 
 
-def _ns(t) -> int:
+def _ns(t: datetime) -> int:
     """Aware datetime -> ns since the epoch, exactly (HJ 212 times are whole seconds, 17-digit ones milliseconds)."""
     return (t - _EPOCH) // _US * 1000
 
