@@ -38,7 +38,15 @@ any standard:
 from .calibration import calibration_maintenance
 from .channel import flatline, low_variance, out_of_range
 from .co2_o2 import CO2O2Pairs, co2_o2_inconsistency, effective_co2max, implied_co2_pct
-from .grid import AFTER_CALIBRATION, NEAR_DEADLINE, NO_DATA, RULES, Findings, Grid, hour_grid
+from .grid import (
+    AFTER_CALIBRATION,
+    NEAR_DEADLINE,
+    NO_DATA,
+    RULES,
+    Findings,
+    Grid,
+    hour_grid,
+)
 from .level_shift import level_shifts
 from .policy import CO2MAX_PCT, DEFAULT_POLICY, IndicatorPolicy
 from .profiles import repeated_profiles

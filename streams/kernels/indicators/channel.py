@@ -3,18 +3,29 @@
 from __future__ import annotations
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from schemas.quantities import Flag
 
 from ..aggregate import MINUTE_NS
-from .grid import Findings, _as2d, _day_cube, _findings, _mask, _nanmedian, _periods, _run_reduce, _runs
+from .grid import (
+    Findings,
+    _as2d,
+    _day_cube,
+    _findings,
+    _mask,
+    _nanmedian,
+    _periods,
+    _run_reduce,
+    _runs,
+)
 from .policy import DEFAULT_POLICY, IndicatorPolicy
 
 # -- 1. flatline ----------------------------------------------------------------------------------
 
 
-def flatline(values, operating=None, *, policy: IndicatorPolicy = DEFAULT_POLICY, start_ns: int = 0,
-             period_ns: int = MINUTE_NS) -> Findings:
+def flatline(values: ArrayLike, operating: ArrayLike | None = None, *, policy: IndicatorPolicy = DEFAULT_POLICY,
+             start_ns: int = 0, period_ns: int = MINUTE_NS) -> Findings:
     """Runs of (near) identical consecutive values while the source operates.
 
     Catches a frozen analyser or datalogger (hung A/D, a PLC register no longer updated, a
@@ -26,6 +37,29 @@ def flatline(values, operating=None, *, policy: IndicatorPolicy = DEFAULT_POLICY
     are still rare: 12+ readings per minute), values pinned at a range end (the analyser should flag
     T), a channel the datalogger fills with a held value during a communication loss (flag B
     expected; the run is still worth an alert).
+
+    Parameters
+    ----------
+    values : array_like of float, shape (n_series, n_periods)
+        Period means [the series' unit]; NaN where a period has no valid mean.
+    operating : array_like of bool, shape (n_series, n_periods), optional
+        Periods in which the source ran (default: all); repeats while it is stopped are expected.
+    policy : IndicatorPolicy
+        ``flat_min_minutes`` [min], ``flat_rel_tol`` [1], ``flat_abs_tol`` [the series' unit].
+    start_ns : int
+        Start of period 0 of the grid [ns since the epoch].
+    period_ns : int
+        Period length of the grid [ns].
+
+    Returns
+    -------
+    Findings
+        One ``flatline`` per run: ``value`` its length, ``threshold`` the minimum [min].
+
+    References
+    ----------
+    Heuristic (no standard sets a limit); the repeat tolerance rests on the exact minute means of
+    :mod:`streams.kernels.exact`.
     """
     x = _as2d(values)
     ok = np.isfinite(x) & _mask(operating, x.shape)
@@ -45,18 +79,43 @@ def flatline(values, operating=None, *, policy: IndicatorPolicy = DEFAULT_POLICY
 # -- 2. out of range ------------------------------------------------------------------------------
 
 
-def out_of_range(values, low, high, flag=None, *, start_ns: int = 0, period_ns: int = MINUTE_NS) -> Findings:
+def out_of_range(values: ArrayLike, low: ArrayLike, high: ArrayLike, flag: ArrayLike | None = None, *,
+                 start_ns: int = 0, period_ns: int = MINUTE_NS) -> Findings:
     """Runs of periods outside the physical bounds ``[low, high]`` of their series, or flagged T.
 
-    ``low``/``high``: per series, as :func:`.plausibility.series_bounds` gives them. Readings beyond
-    the bounds are already flagged T by :func:`.aggregate.readings_to_minutes`, so on the kernels'
+    ``low``/``high``: per series, as :func:`streams.kernels.plausibility.series_bounds` gives them. Readings beyond
+    the bounds are already flagged T by :func:`streams.kernels.aggregate.readings_to_minutes`, so on the kernels'
     own grids this reports T-flagged periods; on grids from elsewhere (a plant's own minute data,
     HJ 212 2051 packets) it checks the values too. ``value``: the most extreme value of the run (NaN
     when only flags); ``threshold``: the bound crossed (``high`` for T).
 
     Catches a mis-scaled register, a wrong unit, an analyser beyond its range, a tampered device.
     False positives: bounds that do not fit a process (they are deliberately wide and per site
-    configurable in :data:`.plausibility.PLAUSIBLE`).
+    configurable in :data:`streams.kernels.plausibility.PLAUSIBLE`).
+
+    Parameters
+    ----------
+    values : array_like of float, shape (n_series, n_periods)
+        Period means [the series' unit].
+    low, high : array_like of float, shape (n_series,)
+        Inclusive physical bounds of each series [the series' unit]; -inf / inf where none is known.
+    flag : array_like of uint8, shape (n_series, n_periods), optional
+        Dominant reading flag of each period (HJ 212 code); T counts as above the range.
+    start_ns : int
+        Start of period 0 of the grid [ns since the epoch].
+    period_ns : int
+        Period length of the grid [ns].
+
+    Returns
+    -------
+    Findings
+        One ``out_of_range`` per run and direction: ``value`` the most extreme value [the series' unit],
+        ``threshold`` the bound crossed.
+
+    References
+    ----------
+    docs/sources.md ``HJ212-T8`` [P] (flag T); the bounds are this project's wide physical limits
+    (:data:`streams.kernels.plausibility.PLAUSIBLE`).
     """
     x = _as2d(values)
     lo = np.broadcast_to(np.asarray(low, dtype=np.float64), (x.shape[0],))
@@ -75,8 +134,9 @@ def out_of_range(values, low, high, flag=None, *, start_ns: int = 0, period_ns: 
 # -- 6. low variance ------------------------------------------------------------------------------
 
 
-def low_variance(values, periods_per_day: int, operating=None, *, typical_cv=None,
-                 policy: IndicatorPolicy = DEFAULT_POLICY, start_ns: int = 0, period_ns: int = MINUTE_NS) -> Findings:
+def low_variance(values: ArrayLike, periods_per_day: int, operating: ArrayLike | None = None, *,
+                 typical_cv: ArrayLike | None = None, policy: IndicatorPolicy = DEFAULT_POLICY, start_ns: int = 0,
+                 period_ns: int = MINUTE_NS) -> Findings:
     """Days whose coefficient of variation is far below the channel's typical (grid starts at a local midnight).
 
     ``CV = std / |mean|`` of the day's operating periods (at least ``lowvar_min_coverage`` of the
@@ -88,6 +148,32 @@ def low_variance(values, periods_per_day: int, operating=None, *, typical_cv=Non
     ran steadier that day (a typical CV from a varied period; the relative floor keeps this rare);
     quantities whose mean is near zero (static pressure, gauge values), where CV means little.
     If the median day is itself falsified, the grid's own typical CV hides it: pass ``typical_cv``.
+
+    Parameters
+    ----------
+    values : array_like of float, shape (n_series, n_periods)
+        Period means [the series' unit], the grid starting at a local midnight.
+    periods_per_day : int
+        Periods in a day [1] (1440 for minutes).
+    operating : array_like of bool, shape (n_series, n_periods), optional
+        Periods in which the source ran (default: all); only those count.
+    typical_cv : array_like of float, shape (n_series,), optional
+        Each series' typical daily coefficient of variation [1], from trusted history.
+    policy : IndicatorPolicy
+        ``lowvar_rel`` [1], ``lowvar_abs_cv`` [1], ``lowvar_min_coverage`` [fraction of a day].
+    start_ns : int
+        Start of period 0 of the grid [ns since the epoch].
+    period_ns : int
+        Period length of the grid [ns].
+
+    Returns
+    -------
+    Findings
+        One ``low_variance`` per day: ``value`` the day's CV, ``threshold`` the floor [1].
+
+    References
+    ----------
+    Heuristic (no standard sets a limit).
     """
     x = _as2d(values)
     x = np.where(_mask(operating, x.shape), x, np.nan)

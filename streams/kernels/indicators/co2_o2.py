@@ -2,35 +2,90 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+from schemas.site import EmissionSource
 
 from ..aggregate import HOUR_NS
-from ..standardise import MOLAR_MASS_G_MOL, REFERENCE_CONDITIONS, ReferenceConditions, vol_pct_to_mg_m3
-from .grid import Findings, _as2d, _findings, _mask, _nanmedian, _periods, _run_reduce, _runs
+from ..standardise import (
+    MOLAR_MASS_G_MOL,
+    REFERENCE_CONDITIONS,
+    ReferenceConditions,
+    vol_pct_to_mg_m3,
+)
+from .grid import (
+    Findings,
+    Floats,
+    _as2d,
+    _findings,
+    _mask,
+    _nanmedian,
+    _periods,
+    _run_reduce,
+    _runs,
+)
 from .policy import DEFAULT_POLICY, IndicatorPolicy
 
 # -- 3. CO2 vs O2 ---------------------------------------------------------------------------------
 
 
-def implied_co2_pct(o2_pct, co2max_pct, air_o2_pct: float = 20.9):
+def implied_co2_pct(o2_pct: ArrayLike, co2max_pct: ArrayLike, air_o2_pct: float = 20.9) -> Floats:
     """Dry CO2 [vol %] that dry O2 implies for a fuel: ``CO2max x (air - O2) / air``.
 
-    40 CFR 75 App. F O2-based CO2 estimate [U, cems-standards §7.2]. Exact for complete combustion
+    The O2-based CO2 estimate of 40 CFR 75 App. F. Exact for complete combustion
     diluted by excess air: the dry flue gas is the stoichiometric gas (CO2 share CO2max) plus excess
     air (O2 share ``air``), so both shares scale with the same dilution.
+
+    Parameters
+    ----------
+    o2_pct : array_like of float
+        Dry O2 [% by volume].
+    co2max_pct : array_like of float
+        CO2max of the fuel: dry CO2 of stoichiometric combustion [% by volume].
+    air_o2_pct : float
+        O2 of air in the relation [% by volume].
+
+    Returns
+    -------
+    ndarray of float
+        The dry CO2 the O2 implies [% by volume].
+
+    References
+    ----------
+    docs/sources.md ``P75-F-CO2MAX`` [U].
     """
     return np.asarray(co2max_pct, dtype=np.float64) * (air_o2_pct - np.asarray(o2_pct, dtype=np.float64)) / air_o2_pct
 
 
-def effective_co2max(co2_pct, o2_pct, operating=None, *, policy: IndicatorPolicy = DEFAULT_POLICY) -> np.ndarray:
+def effective_co2max(co2_pct: ArrayLike, o2_pct: ArrayLike, operating: ArrayLike | None = None, *,
+                     policy: IndicatorPolicy = DEFAULT_POLICY) -> Floats:
     """Per source, the median of ``CO2 x air / (air - O2)`` over judged hours [vol %].
 
     For sources whose CO2 is not only from fuel (cement kilns: calcination; lime; blast-furnace gas),
     calibrate on a period of trusted history and pass the result as the source's CO2max. Computed
     from the data it will judge, it would absorb a falsification that lasts most of the period.
+
+    Parameters
+    ----------
+    co2_pct, o2_pct : array_like of float, shape (n_sources, n_periods)
+        Dry CO2 and dry O2 [% by volume].
+    operating : array_like of bool, shape (n_sources, n_periods), optional
+        Periods in which the source ran (default: all).
+    policy : IndicatorPolicy
+        ``air_o2_pct`` [% by volume]; hours above ``co2o2_max_o2_pct`` [% by volume] are left out.
+
+    Returns
+    -------
+    ndarray of float, shape (n_sources,)
+        Effective CO2max [% by volume]; NaN for a source without a judged hour.
+
+    References
+    ----------
+    docs/sources.md ``P75-F-CO2MAX`` [U], ``CO2MAX-FAMILY`` [U].
     """
     co2, o2 = _as2d(co2_pct), _as2d(o2_pct)
     air = policy.air_o2_pct
@@ -40,8 +95,10 @@ def effective_co2max(co2_pct, o2_pct, operating=None, *, policy: IndicatorPolicy
     return _nanmedian(ratio, axis=1)
 
 
-def co2_o2_inconsistency(co2_pct, o2_pct, co2max_pct, operating=None, *, policy: IndicatorPolicy = DEFAULT_POLICY,
-                         co2_series=None, o2_series=None, start_ns: int = 0, period_ns: int = HOUR_NS) -> Findings:
+def co2_o2_inconsistency(co2_pct: ArrayLike, o2_pct: ArrayLike, co2max_pct: ArrayLike,
+                         operating: ArrayLike | None = None, *, policy: IndicatorPolicy = DEFAULT_POLICY,
+                         co2_series: ArrayLike | None = None, o2_series: ArrayLike | None = None, start_ns: int = 0,
+                         period_ns: int = HOUR_NS) -> Findings:
     """Runs of hours whose measured dry CO2 deviates from the CO2 that O2 implies for the fuel.
 
     ``co2_pct``, ``o2_pct``: ``[source, period]`` dry vol %; ``co2max_pct``: per source. An hour is
@@ -56,6 +113,34 @@ def co2_o2_inconsistency(co2_pct, o2_pct, co2max_pct, operating=None, *, policy:
     combustion (CO), CO2 and O2 measured at different points with air in-leakage between them,
     wet-basis analysers (convert to dry first), analysers with different response times during
     fast load changes (hourly means damp this).
+
+    Parameters
+    ----------
+    co2_pct, o2_pct : array_like of float, shape (n_sources, n_periods)
+        Dry CO2 and dry O2 [% by volume].
+    co2max_pct : array_like of float, shape (n_sources,)
+        CO2max of each source's fuel [% by volume].
+    operating : array_like of bool, shape (n_sources, n_periods), optional
+        Periods in which the source ran (default: all).
+    policy : IndicatorPolicy
+        ``co2o2_rel_tol`` [1], ``co2o2_abs_tol_pct`` and ``co2o2_max_o2_pct`` [% by volume], ``co2o2_min_hours`` [h].
+    co2_series, o2_series : array_like of int, shape (n_sources,), optional
+        Series numbers the findings name (default: the row).
+    start_ns : int
+        Start of period 0 of the grid [ns since the epoch].
+    period_ns : int
+        Period length of the grid [ns].
+
+    Returns
+    -------
+    Findings
+        One ``co2_o2_inconsistent`` per run: ``value`` the mean CO2 - implied, ``threshold`` the mean tolerance
+        [% by volume]; ``series`` the CO2 series, ``ref`` the O2 series.
+
+    References
+    ----------
+    docs/sources.md ``P75-F-CO2MAX`` [U] (the relation), ``P75-F-O2CAP`` [P] (the 14 % O2 cap, borrowed),
+    ``EC-CO2CEMS`` [S] (analyser error behind the absolute tolerance); the tolerances are heuristic.
     """
     co2, o2 = _as2d(co2_pct), _as2d(o2_pct)
     co2max = np.broadcast_to(np.asarray(co2max_pct, dtype=np.float64), (co2.shape[0],))
@@ -82,18 +167,19 @@ def co2_o2_inconsistency(co2_pct, o2_pct, co2max_pct, operating=None, *, policy:
 class CO2O2Pairs:
     """Per source with both a CO2 and an O2 channel: the two series, CO2max and the CO2 unit factor."""
 
-    co2: np.ndarray  # int64 [k], CO2 (a05001) series
-    o2: np.ndarray  # int64 [k], O2 (a19001) series, %
-    co2max_pct: np.ndarray  # float64 [k]
-    co2_to_pct: np.ndarray  # float64 [k], multiplier from the CO2 channel's unit to vol %
+    co2: NDArray[np.int64]  # [k], CO2 (a05001) series
+    o2: NDArray[np.int64]  # [k], O2 (a19001) series, %
+    co2max_pct: Floats  # [k], % by volume
+    co2_to_pct: Floats  # [k], multiplier from the CO2 channel's unit to % by volume
 
     @classmethod
-    def from_sources(cls, sources, series_of: Mapping[tuple[str, str], int], co2max: Mapping[str, str | float], *,
+    def from_sources(cls, sources: Iterable[EmissionSource], series_of: Mapping[tuple[str, str], int],
+                     co2max: Mapping[str, str | float], *,
                      policy: IndicatorPolicy = DEFAULT_POLICY,
                      ref: ReferenceConditions = REFERENCE_CONDITIONS["hj212"]) -> CO2O2Pairs:
         """``co2max``: source id -> fuel family (a key of ``policy.co2max_pct``) or a value [vol %].
         Sources not named there are skipped. CO2 in mg/m³ or g/m³ is taken as standard dry
-        (HJ 212 Eq. 20 [P] for the conversion)."""
+        (HJ 212 Eq. 20, ``HJ212-D20`` [P], for the conversion)."""
         mg_per_pct = float(vol_pct_to_mg_m3(1.0, MOLAR_MASS_G_MOL["a05001"], ref))
         to_pct = {"%": 1.0, "ppm": 1e-4, "mg/m3": 1.0 / mg_per_pct, "g/m3": 1000.0 / mg_per_pct}
         co2, o2, cmax, factor = [], [], [], []

@@ -2,17 +2,33 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
+from numpy.typing import ArrayLike, NDArray
 
 from ..aggregate import HOUR_NS
-from .grid import AFTER_CALIBRATION, NEAR_DEADLINE, Findings, _as2d, _findings, _mask, _nanmedian, _periods, _window_max
+from .grid import (
+    AFTER_CALIBRATION,
+    NEAR_DEADLINE,
+    Findings,
+    Floats,
+    Ints,
+    _as2d,
+    _findings,
+    _mask,
+    _nanmedian,
+    _periods,
+    _window_max,
+)
 from .policy import DEFAULT_POLICY, IndicatorPolicy
 
 # -- 4. level shifts ------------------------------------------------------------------------------
 
 
-def level_shifts(values, operating=None, *, calibrating=None, near_deadline=None,
-                 policy: IndicatorPolicy = DEFAULT_POLICY, start_ns: int = 0, period_ns: int = HOUR_NS) -> Findings:
+def level_shifts(values: ArrayLike, operating: ArrayLike | None = None, *, calibrating: ArrayLike | None = None,
+                 near_deadline: ArrayLike | None = None, policy: IndicatorPolicy = DEFAULT_POLICY, start_ns: int = 0,
+                 period_ns: int = HOUR_NS) -> Findings:
     """Step changes of the level at a period boundary, in units of the local spread.
 
     At each boundary a straight line is fitted (least squares) to the ``k`` periods before and to
@@ -38,6 +54,34 @@ def level_shifts(values, operating=None, *, calibrating=None, near_deadline=None
     start-up and shut-down); flows and masses step with load, so concentrations are the better
     input; series whose noise is strongly autocorrelated, or grids holding long abnormally quiet
     stretches (a smoothed or frozen day, itself a finding), both of which lower the noise floor.
+
+    Parameters
+    ----------
+    values : array_like of float, shape (n_series, n_periods)
+        Period means [the series' unit].
+    operating : array_like of bool, shape (n_series, n_periods), optional
+        Periods in which the source ran (default: all); only those are fitted.
+    calibrating : array_like of bool, shape (n_series, n_periods), optional
+        Periods holding calibration readings, for the ``AFTER_CALIBRATION`` mark.
+    near_deadline : array_like of bool, shape (n_periods,) or (n_series, n_periods), optional
+        Periods close before a month end, for the ``NEAR_DEADLINE`` mark.
+    policy : IndicatorPolicy
+        ``shift_window_h`` [h], ``shift_z`` [1], ``shift_min_rel`` [1], ``shift_min_coverage`` [fraction],
+        ``after_calibration_h`` [h].
+    start_ns : int
+        Start of period 0 of the grid [ns since the epoch].
+    period_ns : int
+        Period length of the grid [ns].
+
+    Returns
+    -------
+    Findings
+        One ``level_shift`` per step: ``value`` the signed z, ``threshold`` ``shift_z`` [1]; ``context`` the marks.
+
+    References
+    ----------
+    Heuristic (thresholds calibrated on the unit tests' seeded plant); the month-end mark follows the monthly
+    upload deadline, docs/sources.md ``CN-EVIDENCE-20D`` [S].
     """
     x = _as2d(values)
     n, t = x.shape
@@ -53,14 +97,14 @@ def level_shifts(values, operating=None, *, calibrating=None, near_deadline=None
     tau = np.arange(t, dtype=np.float64) - t / 2  # period index, centred likewise
     zero = np.zeros((n, 1))
 
-    def csum(y):
+    def csum(y: NDArray[Any]) -> Floats:
         return np.concatenate([zero, np.cumsum(y, axis=1)], axis=1)
 
     sums = [csum(y) for y in (v, v * tau, v * tau * tau, x0, x0 * tau, x0 * x0)]
     i = np.arange(k, t - k + 1)  # boundaries: before [i - k, i), after [i, i + k)
     at_boundary = i - 0.5 - t / 2  # tau of the boundary
 
-    def fit(lo, hi):
+    def fit(lo: Ints, hi: Ints) -> tuple[Floats, Floats, Floats, Floats]:
         """Line through the window in time w = tau - boundary: (count, value at w = 0, residual SS, mean)."""
         cnt, st, stt, sx, stx, sxx = (s[:, hi] - s[:, lo] for s in sums)
         sw = st - cnt * at_boundary

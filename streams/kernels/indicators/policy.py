@@ -8,7 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field
 #: 21 % O2). This project's derivation from typical ultimate analyses with the stoichiometry of
 #: ``edge_agent/simulator/physics.py``: methane 11.73; diesel 15.42, heavy fuel oil 16.05; bituminous
 #: coal (C 62 %, H 4 %, O 8 %) 18.75, lignite 19.2, anthracite 19.6; coke (C 86 %, H 0.5 %) 20.67;
-#: pure carbon 21.0. Typical values [U]: configure a source's own where its fuel is known, and an
+#: pure carbon 21.0. Typical values (``CO2MAX-FAMILY`` [U]): configure a source's own where its fuel is known, and an
 #: *effective* value (:func:`effective_co2max`) for sources with process CO2 (cement kilns, lime,
 #: blast-furnace gas), which no fuel value describes.
 CO2MAX_PCT: dict[str, float] = {
@@ -37,8 +37,8 @@ class IndicatorPolicy(BaseModel):
 
     # 3. CO2 vs O2
     air_o2_pct: float = Field(
-        20.9, gt=0, le=21.0, description="O2 of air in the CO2max relation: 20.9 in 40 CFR 75 App. F [U, §7.2]; "
-        "HJ 212 Eq. 26-28 use 21 [P].")
+        20.9, gt=0, le=21.0, description="O2 of air in the CO2max relation: 20.9 in 40 CFR 75 App. F "
+        "(P75-F-CO2MAX [U]); HJ 212 Eq. 26-28 use 21 (HJ212-D26 [P]).")
     co2max_pct: dict[str, float] = Field(default_factory=lambda: dict(CO2MAX_PCT),
                                          description="CO2max per fuel family [vol %] (CO2MAX_PCT).")
     co2o2_rel_tol: float = Field(
@@ -46,10 +46,10 @@ class IndicatorPolicy(BaseModel):
         "of CO2max within a fuel family (CO2MAX_PCT). Heuristic.")
     co2o2_abs_tol_pct: float = Field(
         0.75, gt=0, description="Allowed |CO2 - implied| at least this [vol %]: 0.5 % CO2 and 0.5 % O2 analyser "
-        "error (Environment Canada reference method [S, §3]) combined through the relation. Heuristic.")
+        "error (Environment Canada reference method, EC-CO2CEMS [S]) combined through the relation. Heuristic.")
     co2o2_max_o2_pct: float = Field(
         14.0, gt=0, description="Hours with more O2 are not judged (start-up, low load, air in-leakage): the "
-        "14.0 % O2 cap for boilers of 40 CFR 75 App. F §3.3.4.1 [P, §7.2], borrowed.")
+        "14.0 % O2 cap for boilers of 40 CFR 75 App. F §3.3.4.1 (P75-F-O2CAP [P]), borrowed.")
     co2o2_min_hours: float = Field(3.0, gt=0, description="Shortest reported run of inconsistent hours [h]. Heuristic.")
 
     # 4. level shifts (heuristic)
@@ -82,10 +82,10 @@ class IndicatorPolicy(BaseModel):
     # 7. calibration / maintenance
     cm_max_day_share: float = Field(
         0.10, gt=0, le=1, description="Share of a day's periods flagged C or M, at most. Heuristic; for scale, "
-        "4 h (16.7 %) alone would invalidate the day under HJ 212 Eq. 25 (>= 20 valid hours) [P].")
+        "4 h (16.7 %) alone would invalidate the day under HJ 212 Eq. 25 (>= 20 valid hours, HJ212-D25 [P]).")
     cm_max_run_minutes: float = Field(
         15.0, gt=0, description="Longest C/M run [min]: the '> 15 min' marking window attributed to HJ 75-2017 "
-        "[S; clause U, cems-standards §2].")
+        "(HJ75-CM15 [S; clause U]).")
 
 
 DEFAULT_POLICY = IndicatorPolicy()

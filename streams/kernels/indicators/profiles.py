@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from ..aggregate import HOUR_NS
 from .grid import Findings, _as2d, _day_cube, _findings, _mask, _nanmedian
@@ -11,8 +12,9 @@ from .policy import DEFAULT_POLICY, IndicatorPolicy
 # -- 5. repeated daily profiles -------------------------------------------------------------------
 
 
-def repeated_profiles(values, periods_per_day: int, operating=None, *, policy: IndicatorPolicy = DEFAULT_POLICY,
-                      start_ns: int = 0, period_ns: int = HOUR_NS) -> Findings:
+def repeated_profiles(values: ArrayLike, periods_per_day: int, operating: ArrayLike | None = None, *,
+                      policy: IndicatorPolicy = DEFAULT_POLICY, start_ns: int = 0,
+                      period_ns: int = HOUR_NS) -> Findings:
     """Days whose profile equals or nearly equals an earlier day's (the grid starts at a local midnight).
 
     For every pair of days ``j < i <= j + profile_lookback_days``, over the periods both hold
@@ -20,13 +22,39 @@ def repeated_profiles(values, periods_per_day: int, operating=None, *, policy: I
     **and** relative RMS difference (over the earlier day's mean ``|value|``) at most
     ``min(profile_max_rel_rms, profile_typical_share x the series' median over day pairs)``. Day
     ``i`` is reported once, against its closest earlier match: ``ref`` = that day's first period,
-    ``value`` = relative RMS difference, ``threshold`` = the series' limit. All pairs at once through batched matrix products of the
-    masked day profiles (sums, sums of squares and cross products over common periods).
+    ``value`` = relative RMS difference, ``threshold`` = the series' limit. All pairs at once through batched
+    matrix products of the masked day profiles (sums, sums of squares and cross products over common periods).
 
     Catches copy-paste falsification: a day of data replaced by an earlier day (exactly, scaled, or
     with a little noise added). False positives: a process run to an identical schedule with very
     low noise (the RMS condition needs near-identical levels too); constant days (zero variance)
     are left to ``flatline`` and ``low_variance``.
+
+    Parameters
+    ----------
+    values : array_like of float, shape (n_series, n_periods)
+        Period means [the series' unit], the grid starting at a local midnight.
+    periods_per_day : int
+        Periods in a day [1] (24 for hours).
+    operating : array_like of bool, shape (n_series, n_periods), optional
+        Periods in which the source ran (default: all); only those are compared.
+    policy : IndicatorPolicy
+        ``profile_min_corr`` [1], ``profile_max_rel_rms`` [1], ``profile_typical_share`` [1],
+        ``profile_min_coverage`` [fraction of a day], ``profile_lookback_days`` [days].
+    start_ns : int
+        Start of period 0 of the grid [ns since the epoch].
+    period_ns : int
+        Period length of the grid [ns].
+
+    Returns
+    -------
+    Findings
+        One ``repeated_profile`` per day: ``value`` the relative RMS difference, ``threshold`` the series' limit [1];
+        ``ref`` the first period of the earlier day.
+
+    References
+    ----------
+    Heuristic (no standard sets a limit).
     """
     x = _as2d(values)
     x = np.where(_mask(operating, x.shape), x, np.nan)
