@@ -26,13 +26,20 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
+from numpy.typing import ArrayLike, NDArray
 
 from schemas.accounting import MATERIALS
 
+if TYPE_CHECKING:
+    from schemas.accounting import AccountingReport, Param
+
 from .gwp import DEFAULT_GWP_SET, co2e
+
+Floats = NDArray[np.float64]
 
 __all__ = [
     "COMPONENT_INPUTS",
@@ -105,10 +112,36 @@ PARAMETER_OF = MappingProxyType({
     "current_efficiency": "aluminium.current_efficiency", "c2f6_cf4_ratio": "aluminium.c2f6_cf4_ratio"})
 
 
-def fuel_co2_t(consumption, oxidation, ncv=None, carbon_per_heat=None, carbon_element=None) -> np.ndarray:
+def fuel_co2_t(consumption: ArrayLike, oxidation: ArrayLike, ncv: ArrayLike | None = None,
+               carbon_per_heat: ArrayLike | None = None, carbon_element: ArrayLike | None = None) -> Floats:
     """CO2 [t] per fuel row: ``FC x NCV x CC x OF x 44/12``, or ``FC x C_element x OF x 44/12`` where
-    ``carbon_element`` is finite (CN-COMB [S]). Units: FC t or 10^4 Nm3, NCV GJ per that unit, CC tC/GJ,
-    C_element tC per unit, OF fraction."""
+    ``carbon_element`` is finite.
+
+    A plant either measures the fuel's element carbon or takes its carbon per unit of heat (and then needs the
+    NCV); the row says which by which values it has.
+
+    Parameters
+    ----------
+    consumption : array_like
+        Fuel burned, FC [t, or 10^4 Nm3 for gases].
+    oxidation : array_like
+        Carbon oxidation rate, OF [fraction].
+    ncv : array_like, optional
+        Net calorific value [GJ per unit of FC].
+    carbon_per_heat : array_like, optional
+        Carbon per unit of heat, CC [tC/GJ].
+    carbon_element : array_like, optional
+        Element carbon [tC per unit of FC]; NaN where not measured.
+
+    Returns
+    -------
+    ndarray of float
+        CO2 [t]; NaN where a row has neither carbon figure.
+
+    References
+    ----------
+    docs/sources.md: CN-COMB [S], CONST-MOLAR [S].
+    """
     fc, of = np.asarray(consumption, np.float64), np.asarray(oxidation, np.float64)
     nan = np.full(np.shape(fc), np.nan)
     element = nan if carbon_element is None else np.asarray(carbon_element, np.float64)
@@ -118,8 +151,9 @@ def fuel_co2_t(consumption, oxidation, ncv=None, carbon_per_heat=None, carbon_el
     return fc * carbon * of * C_TO_CO2
 
 
-def clinker_process_co2_t(clinker_t, cao, mgo, cao_noncarbonate, mgo_noncarbonate, kiln_dust_t=0.0,
-                          bypass_dust_t=0.0) -> np.ndarray:
+def clinker_process_co2_t(clinker_t: ArrayLike, cao: ArrayLike, mgo: ArrayLike, cao_noncarbonate: ArrayLike,
+                          mgo_noncarbonate: ArrayLike, kiln_dust_t: ArrayLike = 0.0,
+                          bypass_dust_t: ArrayLike = 0.0) -> Floats:
     """Carbonate CO2 [t] of a clinker kiln: ``(Q_clinker + Q_ckd + Q_bypass) x [(CaO - CaO_nc) x 44/56 +
     (MgO - MgO_nc) x 44/40]``.
 
@@ -142,11 +176,12 @@ def clinker_process_co2_t(clinker_t, cao, mgo, cao_noncarbonate, mgo_noncarbonat
     ----------
     docs/sources.md: CN-CEM-PROC [S] (GB/T 32151.8 form, kiln-dust and bypass-dust terms), CONST-MOLAR [S].
     """
-    calcined = np.asarray(clinker_t, np.float64) + kiln_dust_t + bypass_dust_t
-    return calcined * ((np.asarray(cao) - cao_noncarbonate) * CAO_TO_CO2 + (np.asarray(mgo) - mgo_noncarbonate) * MGO_TO_CO2)
+    calcined = _arr(clinker_t) + _arr(kiln_dust_t) + _arr(bypass_dust_t)
+    return calcined * ((_arr(cao) - _arr(cao_noncarbonate)) * CAO_TO_CO2
+                       + (_arr(mgo) - _arr(mgo_noncarbonate)) * MGO_TO_CO2)
 
 
-def anode_co2_t(aluminium_t, anode_t_per_t, sulphur, ash) -> np.ndarray:
+def anode_co2_t(aluminium_t: ArrayLike, anode_t_per_t: ArrayLike, sulphur: ArrayLike, ash: ArrayLike) -> Floats:
     """Anode CO2 [t]: ``NAC x MP x (1 - S - Ash) x 44/12``.
 
     Parameters
@@ -158,25 +193,43 @@ def anode_co2_t(aluminium_t, anode_t_per_t, sulphur, ash) -> np.ndarray:
     sulphur, ash : array_like
         Sulphur and ash mass fractions of the anode [-]: what of the anode is not carbon.
 
+    Returns
+    -------
+    ndarray of float
+        CO2 [t].
+
     References
     ----------
     docs/sources.md: CN-AL-ANODE [U] (form inferred from 40 CFR 98.63's variables).
     """
-    return np.asarray(aluminium_t, np.float64) * anode_t_per_t * (1.0 - np.asarray(sulphur) - ash) * C_TO_CO2
+    return _arr(aluminium_t) * _arr(anode_t_per_t) * (1.0 - _arr(sulphur) - _arr(ash)) * C_TO_CO2
 
 
-def limestone_co2_t(limestone_t, t_co2_per_t) -> np.ndarray:
-    """CO2 [t] of limestone calcined at an aluminium smelter: ``Q_limestone x EF`` (EF in t CO2 / t limestone).
+def limestone_co2_t(limestone_t: ArrayLike, t_co2_per_t: ArrayLike) -> Floats:
+    """CO2 [t] of limestone calcined at an aluminium smelter: ``Q_limestone x EF``.
+
+    Parameters
+    ----------
+    limestone_t : array_like
+        Limestone calcined [t].
+    t_co2_per_t : array_like
+        Emission factor EF [t CO2 / t limestone].
+
+    Returns
+    -------
+    ndarray of float
+        CO2 [t].
 
     References
     ----------
     docs/sources.md: CN-AL-LIME [S] (the term and its 0.405 default in an implementation of the Chinese
     electrolytic-aluminium guideline).
     """
-    return np.asarray(limestone_t, np.float64) * t_co2_per_t
+    return _arr(limestone_t) * _arr(t_co2_per_t)
 
 
-def pfc_slope_t(aluminium_t, aem, slope_cf4, c2f6_cf4_ratio) -> tuple[np.ndarray, np.ndarray]:
+def pfc_slope_t(aluminium_t: ArrayLike, aem: ArrayLike, slope_cf4: ArrayLike,
+                c2f6_cf4_ratio: ArrayLike) -> tuple[Floats, Floats]:
     """(CF4 t, C2F6 t) by the slope method: ``S x AEM x MP x 0.001``, C2F6 = CF4 x ratio.
 
     Parameters
@@ -190,15 +243,21 @@ def pfc_slope_t(aluminium_t, aem, slope_cf4, c2f6_cf4_ratio) -> tuple[np.ndarray
     c2f6_cf4_ratio : array_like
         [kg C2F6/kg CF4].
 
+    Returns
+    -------
+    tuple of two ndarrays of float
+        CF4 and C2F6 [t].
+
     References
     ----------
     docs/sources.md: CN-AL-PFC [S].
     """
-    cf4 = np.asarray(slope_cf4, np.float64) * aem * aluminium_t * 0.001
-    return cf4, cf4 * np.asarray(c2f6_cf4_ratio, np.float64)
+    cf4 = _arr(slope_cf4) * _arr(aem) * _arr(aluminium_t) * 0.001
+    return cf4, cf4 * _arr(c2f6_cf4_ratio)
 
 
-def pfc_overvoltage_t(aluminium_t, ovc, aeo_mv, current_efficiency, c2f6_cf4_ratio) -> tuple[np.ndarray, np.ndarray]:
+def pfc_overvoltage_t(aluminium_t: ArrayLike, ovc: ArrayLike, aeo_mv: ArrayLike, current_efficiency: ArrayLike,
+                      c2f6_cf4_ratio: ArrayLike) -> tuple[Floats, Floats]:
     """(CF4 t, C2F6 t) by the overvoltage method: ``OVC x (AEO/CE) x MP x 0.001``, C2F6 = CF4 x ratio.
 
     For cells whose control system records the anode-effect overvoltage instead of anode-effect minutes.
@@ -217,17 +276,23 @@ def pfc_overvoltage_t(aluminium_t, ovc, aeo_mv, current_efficiency, c2f6_cf4_rat
     c2f6_cf4_ratio : array_like
         [t C2F6 / t CF4].
 
+    Returns
+    -------
+    tuple of two ndarrays of float
+        CF4 and C2F6 [t].
+
     References
     ----------
     docs/sources.md: MRR-AIV-8B [P] (Regulation 601/2012 Annex IV section 8, calculation method B).
     """
-    ce_pct = np.asarray(current_efficiency, np.float64) * 100.0
-    per_pct = np.divide(aeo_mv, ce_pct, out=np.zeros(np.broadcast(aeo_mv, ce_pct).shape), where=ce_pct > 0)
-    cf4 = np.asarray(ovc, np.float64) * per_pct * aluminium_t * 0.001
-    return cf4, cf4 * np.asarray(c2f6_cf4_ratio, np.float64)
+    ce_pct = _arr(current_efficiency) * 100.0
+    aeo = _arr(aeo_mv)
+    per_pct = np.divide(aeo, ce_pct, out=np.zeros(np.broadcast(aeo, ce_pct).shape), where=ce_pct > 0)
+    cf4 = _arr(ovc) * per_pct * _arr(aluminium_t) * 0.001
+    return cf4, cf4 * _arr(c2f6_cf4_ratio)
 
 
-def _arr(x=()) -> np.ndarray:
+def _arr(x: ArrayLike = ()) -> Floats:
     return np.asarray(x, dtype=np.float64)
 
 
@@ -299,17 +364,17 @@ class AccountingEmissions:
     co2_t: np.ndarray  # all CO2: the most a CO2 CEMS can see (it does not see PFC)
     total_co2e_t: np.ndarray
     gwp_set: str
-    basis: np.ndarray  # int8 (n_reports, len(INPUTS)): highest basis code among the inputs the report used
+    basis: NDArray[np.int8]  # (n_reports, len(INPUTS)): highest basis code among the inputs the report used
 
     @property
-    def defaults(self) -> np.ndarray:
+    def defaults(self) -> NDArray[np.bool_]:
         """bool (n_reports, len(INPUTS)): the input was a default."""
-        return self.basis >= DEFAULT
+        return np.greater_equal(self.basis, DEFAULT)
 
     @property
-    def unconfirmed(self) -> np.ndarray:
+    def unconfirmed(self) -> NDArray[np.bool_]:
         """bool (n_reports, len(INPUTS)): the input was a default whose source is unconfirmed."""
-        return self.basis == UNCONFIRMED
+        return np.equal(self.basis, UNCONFIRMED)
 
     def default_inputs(self, report: int) -> tuple[str, ...]:
         return tuple(name for name, d in zip(INPUTS, self.defaults[report]) if d)
@@ -444,25 +509,25 @@ def co2_variance_t2(x: AccountingInputs) -> np.ndarray:
 # --- from validated reports ---------------------------------------------------------------------
 
 
-def _code(p) -> int:
+def _code(p: Param | None) -> int:
     if p is None or p.basis == "measured":
         return MEASURED
     return DEFAULT if p.confirmed else UNCONFIRMED
 
 
-def _value(p, where: str) -> float:
+def _value(p: Param | None, where: str) -> float:
     if p is None:
-        return np.nan
+        return float("nan")
     if p.value is None:
         raise ValueError(f"{where}: default not filled (run schemas.accounting.fill_defaults first)")
     return p.value
 
 
 #: ``uncertainty(report, parameter, item, param) -> relative expanded uncertainty`` (see inputs_from_reports)
-UncertaintyOf = Callable[[object, str, "str | None", object], float]
+UncertaintyOf = Callable[["AccountingReport", str, "str | None", "Param"], float]
 
 
-def inputs_from_reports(reports: Sequence, uncertainty: UncertaintyOf | None = None) -> AccountingInputs:
+def inputs_from_reports(reports: Sequence[AccountingReport], uncertainty: UncertaintyOf | None = None) -> AccountingInputs:
     """Validated, default-filled :class:`schemas.accounting.AccountingReport` objects -> column arrays.
 
     The report order is kept: row ``i`` of every result is ``reports[i]``. (A thin Python pass over
@@ -472,23 +537,25 @@ def inputs_from_reports(reports: Sequence, uncertainty: UncertaintyOf | None = N
     (the keys the defaults use); parameters a report does not give have none (0).
     """
     n = len(reports)
-    cols: dict[str, list] = {k: [] for k in ("fuel_report", *_FUEL, "material_report", *_MATERIAL, "material_sign")}
-    row_basis: dict[str, list] = {k: [] for k in (*_FUEL, *_MATERIAL)}
-    row_u: dict[str, list] = {k: [] for k in (*_FUEL, *_MATERIAL)}
+    cols: dict[str, list[float]] = {k: [] for k in ("fuel_report", *_FUEL, "material_report", *_MATERIAL,
+                                                    "material_sign")}
+    row_basis: dict[str, list[int]] = {k: [] for k in (*_FUEL, *_MATERIAL)}
+    row_u: dict[str, list[float]] = {k: [] for k in (*_FUEL, *_MATERIAL)}
     per = {k: np.zeros(n) for k in _CEMENT + _ALUMINIUM}
     per_basis = {k: np.zeros(n, np.int8) for k in _CEMENT + _ALUMINIUM}
     per_u = {k: np.zeros(n) for k in _CEMENT + _ALUMINIUM}
 
-    def u_of(rep, name: str, item, p) -> float:
+    def u_of(rep: AccountingReport, name: str, item: str | None, p: Param | None) -> float:
         return 0.0 if p is None or uncertainty is None else float(uncertainty(rep, PARAMETER_OF[name], item, p))
 
-    def put(rep, i: int, name: str, p, item=None, value: float | None = None) -> None:
+    def put(rep: AccountingReport, i: int, name: str, p: Param | None, item: str | None = None,
+            value: float | None = None) -> None:
         per[name][i] = (0.0 if p is None else _value(p, f"{rep.key} {PARAMETER_OF[name]}")) if value is None else value
         per_basis[name][i] = _code(p)
         per_u[name][i] = u_of(rep, name, item, p)
 
-    def put_row(rep, names, params, item) -> None:
-        for name, p in zip(names, params):
+    def put_row(rep: AccountingReport, names: Sequence[str], params: Sequence[Param | None], item: str) -> None:
+        for name, p in zip(names, params, strict=True):
             cols[name].append(_value(p, f"{rep.key} {PARAMETER_OF[name]} [{item}]"))
             row_basis[name].append(_code(p))
             row_u[name].append(u_of(rep, name, item, p))

@@ -107,6 +107,8 @@ class StackLayout:
                 if channel_id is not None:
                     series[role][i] = series_of[(src.id, channel_id)]
                     units[role][i] = src.channel(channel_id).unit
+            if mi.co2 is None:  # refused when the site file is loaded; a hand-built source gets this
+                raise ValueError(f"stack {src.id!r} has no CO2 channel (a05001)")
             co2 = src.channel(mi.co2)
             co2_basis[i], co2_cond[i], flow_basis[i] = mi.co2_basis or "", co2.conditions, mi.flow_basis or ""
             if mi.velocity is not None:

@@ -16,9 +16,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Literal, Mapping
+from collections.abc import Mapping
+from typing import Literal
 
 import numpy as np
+from numpy.typing import ArrayLike, NDArray
 
 __all__ = [
     "POLICIES",
@@ -69,7 +71,7 @@ _T.setflags(write=False)
 _GUARD = 1e-12
 
 
-def _a(x) -> np.ndarray:
+def _a(x: ArrayLike) -> NDArray[np.float64]:
     return np.asarray(x, dtype=float)
 
 
@@ -128,8 +130,10 @@ class QaPolicy:
         return self.quantities.get(quantity, QuantityRules())
 
 
-def _L(value, basis, source, confidence, unit=None, **band) -> Limit:
-    return Limit(float(value), basis, unit, source=source, confidence=confidence, **band)
+def _L(value: float, basis: Basis, source: str, confidence: Literal["P", "S", "U"], unit: str | None = None, *,
+       above: float | None = None, at_most: float | None = None, band_unit: str | None = None) -> Limit:
+    return Limit(float(value), basis, unit, above=above, at_most=at_most, band_unit=band_unit, source=source,
+                 confidence=confidence)
 
 
 def _cn_hj75() -> QaPolicy:
@@ -212,8 +216,8 @@ def _at_most(measure: np.ndarray, limit: float) -> np.ndarray:
     return measure <= limit * (1 + _GUARD)
 
 
-def judge(limits: tuple[Limit, ...], *, difference, unit: str, relative_percent=None, full_scale=None,
-          reference=None) -> Verdict:
+def judge(limits: tuple[Limit, ...], *, difference: ArrayLike, unit: str, relative_percent: ArrayLike | None = None,
+          full_scale: ArrayLike | None = None, reference: ArrayLike | None = None) -> Verdict:
     """Judge figures against alternative criteria, vectorised.
 
     Parameters
@@ -291,7 +295,7 @@ def judge(limits: tuple[Limit, ...], *, difference, unit: str, relative_percent=
 # --- drift ---------------------------------------------------------------------------------------
 
 
-def drift_error(reference, measured) -> np.ndarray:
+def drift_error(reference: ArrayLike, measured: ArrayLike) -> NDArray[np.float64]:
     """Drift (calibration error) of zero or span checks: measured - reference.
 
     Parameters
@@ -311,8 +315,9 @@ def drift_error(reference, measured) -> np.ndarray:
     return _a(measured) - _a(reference)
 
 
-def evaluate_drift(policy: QaPolicy, quantity: str, check: Literal["zero", "span"], reference, measured, *,
-                   unit: str, full_scale=None) -> tuple[np.ndarray, Verdict]:
+def evaluate_drift(policy: QaPolicy, quantity: str, check: Literal["zero", "span"], reference: ArrayLike,
+                   measured: ArrayLike, *, unit: str,
+                   full_scale: ArrayLike | None = None) -> tuple[NDArray[np.float64], Verdict]:
     """Drift errors of many checks of one quantity and kind, and the policy's verdict on them.
 
     Parameters
@@ -362,7 +367,7 @@ class PairedStatistics:
     mean_cems: np.ndarray
 
 
-def paired_statistics(reference, cems, used=None) -> PairedStatistics:
+def paired_statistics(reference: ArrayLike, cems: ArrayLike, used: ArrayLike | None = None) -> PairedStatistics:
     """Statistics of many comparison tests at once from their paired runs.
 
     Parameters
@@ -401,7 +406,7 @@ def paired_statistics(reference, cems, used=None) -> PairedStatistics:
                             np.where(mask, cem, 0.0).sum(axis=1) / n)
 
 
-def t_value(n) -> np.ndarray:
+def t_value(n: ArrayLike) -> NDArray[np.float64]:
     """t(0.025 one-tailed, n - 1 degrees of freedom) from :data:`T_TABLE`, for run counts n = 2..30.
 
     Raises ``ValueError`` outside the table: no value is extrapolated.
@@ -415,10 +420,10 @@ def t_value(n) -> np.ndarray:
     if np.any(bad):
         raise ValueError(f"no t-value for {sorted(set((np.asarray(df)[bad] + 1).ravel().tolist()))} runs; "
                          f"the table covers 2 to {len(_T)} runs")
-    return _T[df]
+    return np.asarray(_T[df], dtype=np.float64)
 
 
-def confidence_coefficient(n, sd_difference) -> np.ndarray:
+def confidence_coefficient(n: ArrayLike, sd_difference: ArrayLike) -> NDArray[np.float64]:
     """Confidence coefficient cc = t(0.025, n - 1) x s_d / sqrt(n) (Part 75 App. A Eq. A-9).
 
     Parameters
@@ -438,10 +443,10 @@ def confidence_coefficient(n, sd_difference) -> np.ndarray:
     docs/sources.md: P75-A-7.3, P75-A-T7-1, HJ75-RA.
     """
     n = np.asarray(n)
-    return t_value(n) * _a(sd_difference) / np.sqrt(n)
+    return t_value(n) * _a(sd_difference) / np.sqrt(_a(n))
 
 
-def relative_accuracy(mean_difference, cc, mean_reference) -> np.ndarray:
+def relative_accuracy(mean_difference: ArrayLike, cc: ArrayLike, mean_reference: ArrayLike) -> NDArray[np.float64]:
     """Relative accuracy RA = (|d-bar| + |cc|) / RM-bar x 100 (Part 75 App. A Eq. A-10; HJ 75 the same).
 
     Parameters
@@ -463,7 +468,7 @@ def relative_accuracy(mean_difference, cc, mean_reference) -> np.ndarray:
         return np.where(rm > 0, (np.abs(_a(mean_difference)) + np.abs(_a(cc))) / rm * 100.0, np.nan)
 
 
-def biased_low(mean_difference, cc) -> np.ndarray:
+def biased_low(mean_difference: ArrayLike, cc: ArrayLike) -> NDArray[np.bool_]:
     """Bias test: the CEMS is biased low where d-bar > |cc| (d = reference - CEMS). A mean difference at
     most |cc| passes; a negative one (CEMS reading high) is never adjusted.
 
@@ -471,10 +476,11 @@ def biased_low(mean_difference, cc) -> np.ndarray:
     ----------
     docs/sources.md: P75-A-7.6 (checked on EPA's published RATA records, P75-RATA-DATA).
     """
-    return _a(mean_difference) > np.abs(_a(cc))
+    return np.greater(_a(mean_difference), np.abs(_a(cc)))
 
 
-def bias_adjustment_factor(mean_difference, cc, mean_cems, *, cap: float | None = None, capped=False) -> np.ndarray:
+def bias_adjustment_factor(mean_difference: ArrayLike, cc: ArrayLike, mean_cems: ArrayLike, *, cap: float | None = None,
+                           capped: ArrayLike = False) -> NDArray[np.float64]:
     """Bias adjustment factor BAF = 1 + |d-bar| / CEM-bar where the bias test fails, else 1.
 
     Parameters
@@ -504,7 +510,7 @@ def bias_adjustment_factor(mean_difference, cc, mean_cems, *, cap: float | None 
     return baf
 
 
-def relative_error(mean_reference, mean_cems) -> np.ndarray:
+def relative_error(mean_reference: ArrayLike, mean_cems: ArrayLike) -> NDArray[np.float64]:
     """Relative error of a comparison test, HJ 75: RE = (CEMS-bar - reference-bar) / reference-bar x 100.
 
     Returns
@@ -588,7 +594,8 @@ def evaluate_comparison(policy: QaPolicy, quantity: str, stats: PairedStatistics
 # --- linearity -----------------------------------------------------------------------------------
 
 
-def level_means(group, reference, measured, n_groups: int) -> tuple[np.ndarray, np.ndarray]:
+def level_means(group: ArrayLike, reference: ArrayLike, measured: ArrayLike,
+                n_groups: int) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
     """Mean reference value and mean response per gas level, for many checks at once.
 
     Parameters
@@ -610,7 +617,7 @@ def level_means(group, reference, measured, n_groups: int) -> tuple[np.ndarray, 
         return (np.bincount(g, _a(reference), n_groups) / count, np.bincount(g, _a(measured), n_groups) / count)
 
 
-def linearity_error(reference_mean, measured_mean) -> np.ndarray:
+def linearity_error(reference_mean: ArrayLike, measured_mean: ArrayLike) -> NDArray[np.float64]:
     """Linearity error LE = |R - A| / R x 100 at one gas level (Part 75 App. A Eq. A-4).
 
     Parameters
@@ -642,7 +649,8 @@ class Linearity:
     verdict: Verdict
 
 
-def evaluate_linearity(policy: QaPolicy, quantity: str, reference_mean, measured_mean, *, unit: str) -> Linearity:
+def evaluate_linearity(policy: QaPolicy, quantity: str, reference_mean: ArrayLike, measured_mean: ArrayLike, *,
+                       unit: str) -> Linearity:
     """Linearity errors of many gas levels of one quantity and the policy's verdict (a check passes when
     each of its levels does).
 
@@ -659,7 +667,7 @@ def evaluate_linearity(policy: QaPolicy, quantity: str, reference_mean, measured
 # --- velocity-field coefficient ------------------------------------------------------------------
 
 
-def velocity_field_coefficient(reference_mean_velocity, cems_velocity) -> np.ndarray:
+def velocity_field_coefficient(reference_mean_velocity: ArrayLike, cems_velocity: ArrayLike) -> NDArray[np.float64]:
     """Kv = mean reference velocity over the cross-section / CEMS point velocity Vp, so that Vs = Kv x Vp
     (HJ 212-2017 App. D Eq. (29)).
 
@@ -693,7 +701,8 @@ class Traverse:
     kv_rsd_percent: np.ndarray
 
 
-def traverse_kv(run_of_point, reference_velocity_m_s, cems_velocity_m_s, test_of_run, n_tests: int) -> Traverse:
+def traverse_kv(run_of_point: ArrayLike, reference_velocity_m_s: ArrayLike, cems_velocity_m_s: ArrayLike,
+                test_of_run: ArrayLike, n_tests: int) -> Traverse:
     """Kv of many traverse tests at once.
 
     Parameters

@@ -8,8 +8,8 @@ from pydantic import BaseModel, ConfigDict, Field
 #: 21 % O2). This project's derivation from typical ultimate analyses with the stoichiometry of
 #: ``edge_agent/simulator/physics.py``: methane 11.73; diesel 15.42, heavy fuel oil 16.05; bituminous
 #: coal (C 62 %, H 4 %, O 8 %) 18.75, lignite 19.2, anthracite 19.6; coke (C 86 %, H 0.5 %) 20.67;
-#: pure carbon 21.0. Typical values (``CO2MAX-FAMILY`` [U]): configure a source's own where its fuel is known, and an
-#: *effective* value (:func:`effective_co2max`) for sources with process CO2 (cement kilns, lime,
+#: pure carbon 21.0. Typical values (``CO2MAX-FAMILY`` [U]): configure a source's own where its fuel is
+#: known, and an *effective* value (:func:`effective_co2max`) for sources with process CO2 (cement kilns, lime,
 #: blast-furnace gas), which no fuel value describes.
 CO2MAX_PCT: dict[str, float] = {
     "natural_gas": 11.7,
