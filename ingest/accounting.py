@@ -237,6 +237,7 @@ def _csv_where(loc: Location, rows: _Rows, order: dict[str, list[str]]) -> tuple
 
 def _csv_field(named: list[str | int]) -> str:
     """A location (item ids for list positions) as the CSV names it: ``fuel.ncv [raw_coal]``, ``cement.clinker_cao``."""
+    rest: list[str | int]
     if named[-1:] in (["fuel"], ["material"]) and len(named) in (3, 4):  # the id itself
         head, rest = f"item [{named[-2]}]", []
     elif named[:1] == ["fuels"] and len(named) > 1:

@@ -25,7 +25,7 @@ to come can hand it a request body as it is.
 
 from __future__ import annotations
 
-from collections.abc import Hashable
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -103,14 +103,14 @@ def _layout_of(header: list[str], source: str) -> _Layout:
                                  f"missing {missing}, unknown {unknown}. Layouts: {expected}")])
 
 
-def _label(data: dict) -> str:
+def _label(data: dict[str, Any]) -> str:
     if not isinstance(data.get("site_id"), str):
         return ""
     key = data.get("test_id") or "/".join(str(data.get(c, "?")) for c in ("source_id", "channel_id", "check", "time"))
     return f"{data['site_id']}/{key}"
 
 
-def _field(loc: tuple) -> str:
+def _field(loc: Location) -> str:
     """The CSV column an error location names, or the row's entity (run, injection, point)."""
     if loc and isinstance(loc[-1], str):
         return loc[-1]
@@ -170,7 +170,8 @@ def _csv_records(text: str, source: str) -> tuple[list[tuple[str, QaRecord]], li
     return records, problems
 
 
-def _place(row: dict, line: int, index: int, lay: _Layout, groups: dict, problems: list, source: str) -> None:
+def _place(row: dict[str, str], line: int, index: int, lay: _Layout, groups: dict[object, dict[str, Any]],
+           problems: list[Problem], source: str) -> None:
     """Put one CSV row into its record (and run), checking that shared columns agree."""
     top = lay.levels[0]
     key = row.get(top.key) if top.key else index
@@ -180,8 +181,11 @@ def _place(row: dict, line: int, index: int, lay: _Layout, groups: dict, problem
         g = groups[key] = {"data": data, "first": line, "lines": {(): line}, "kids": {}}
     elif not _agree(row, g["data"], top.columns, g["first"], "test", g["data"], source, line, problems):
         return
-    parent, loc = g["data"], ()
+    parent: dict[str, Any] = g["data"]
+    loc: tuple[str | int | None, ...] = ()
     for lv in lay.levels[1:]:
+        if lv.field is None:  # a layout error, not an input one: only the record level fills no list
+            raise ValueError(f"layout {lay.kind}: a nested level needs the list it fills")
         items = parent.setdefault(lv.field, [])
         kids = g["kids"].setdefault(loc, {})
         k = row.get(lv.key) if lv.key else None
@@ -199,8 +203,8 @@ def _place(row: dict, line: int, index: int, lay: _Layout, groups: dict, problem
         parent, loc = items[i], (*loc, lv.field, i)
 
 
-def _agree(row: dict, data: dict, columns, first: int, what: str, record: dict, source: str, line: int,
-           problems: list) -> bool:
+def _agree(row: dict[str, str], data: dict[str, Any], columns: Sequence[str], first: int, what: str,
+           record: dict[str, Any], source: str, line: int, problems: list[Problem]) -> bool:
     bad = [c for c in columns if row.get(c) != data.get(c)]
     for c in bad:
         problems.append(Problem(f"{source}:{line}", c, f"{row.get(c, '')!r} differs from {data.get(c, '')!r} on line "
@@ -208,7 +212,7 @@ def _agree(row: dict, data: dict, columns, first: int, what: str, record: dict, 
     return not bad
 
 
-def parse_csv(text: str, source: str = "<csv>") -> list:
+def parse_csv(text: str, source: str = "<csv>") -> list[QaRecord]:
     """QA records from CSV text (layouts in the module docstring); raises :class:`QaImportError`."""
     return _finish(*_csv_records(text, source))
 
@@ -235,7 +239,7 @@ def _json_records(text: str | bytes, source: str) -> tuple[list[tuple[str, QaRec
     return records, problems
 
 
-def parse_json(text: str | bytes, source: str = "<json>") -> list:
+def parse_json(text: str | bytes, source: str = "<json>") -> list[QaRecord]:
     """QA records from JSON text (a list of records, or one record); raises :class:`QaImportError`."""
     return _finish(*_json_records(text, source))
 
@@ -243,7 +247,7 @@ def parse_json(text: str | bytes, source: str = "<json>") -> list:
 # --- bytes and files ----------------------------------------------------------------------------
 
 
-def _from_bytes(raw: bytes, name: str, max_bytes: int) -> tuple[list, list[Problem]]:
+def _from_bytes(raw: bytes, name: str, max_bytes: int) -> tuple[list[tuple[str, QaRecord]], list[Problem]]:
     suffix = Path(name).suffix.lower()
     if suffix not in (".csv", ".json"):
         return [], [Problem(name, "(file)", "expected a .csv or .json name")]
@@ -260,13 +264,13 @@ def _from_bytes(raw: bytes, name: str, max_bytes: int) -> tuple[list, list[Probl
         return [], list(exc.problems)
 
 
-def parse_bytes(raw: bytes, name: str, max_bytes: int = MAX_BODY_BYTES) -> list:
+def parse_bytes(raw: bytes, name: str, max_bytes: int = MAX_BODY_BYTES) -> list[QaRecord]:
     """QA records from raw bytes (a file's or a request body's); the format follows ``name``'s suffix
     (``.csv`` or ``.json``) and ``name`` is where errors point. Pure: raises :class:`QaImportError`."""
     return _finish(*_from_bytes(raw, name, max_bytes))
 
 
-def load_records(*paths: str | Path) -> list:
+def load_records(*paths: str | Path) -> list[QaRecord]:
     """QA records from ``.csv`` and ``.json`` files: all the files' records, or :class:`QaImportError`
     with the problems of every file (duplicates are checked across files too)."""
     records, problems = [], []
