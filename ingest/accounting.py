@@ -31,7 +31,16 @@ from schemas.accounting import (
 )
 from schemas.errors import Location, field_path
 
-from .files import CsvRow, CsvTable, FileImportError, Problem, decode_utf8, read_csv, read_json, repeats
+from .files import (
+    CsvRow,
+    CsvTable,
+    FileImportError,
+    Problem,
+    decode_utf8,
+    read_csv,
+    read_json,
+    repeats,
+)
 
 __all__ = [
     "CSV_COLUMNS",

@@ -98,7 +98,7 @@ def _env_prefix(model: type[BaseModel]) -> str | None:
 def _read_yaml(text: str, source: str) -> tuple[Any, yaml.Node | None]:
     """The data of YAML/JSON ``text`` (duplicate keys refused) and its node tree (for lines)."""
     try:
-        data = yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - SafeLoader subclass
+        data = yaml.load(text, Loader=_StrictLoader)
         return data, yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark

@@ -27,9 +27,16 @@ Imports (CSV, JSON, all or nothing): :mod:`ingest.qa`. Formulas and limits: ``do
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Annotated, Any, Literal, Self, Union
+from typing import Annotated, Any, Literal, Self
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter, model_validator
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    model_validator,
+)
 
 from .quantities import QUANTITIES
 from .site import Identifier
@@ -220,7 +227,7 @@ class VelocityTraverse(_Frozen):
 
 
 #: One QA record of any kind, told apart by ``kind``.
-QaRecord = Annotated[Union[DriftCheck, ComparisonTest, LinearityCheck, VelocityTraverse], Field(discriminator="kind")]
+QaRecord = Annotated[DriftCheck | ComparisonTest | LinearityCheck | VelocityTraverse, Field(discriminator="kind")]
 #: A QA file: a list of records (the JSON import shape; also ``schemas/json/qa-records.schema.json``).
 QaRecords = list[QaRecord]
 

@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone, tzinfo
+from datetime import UTC, datetime, timedelta, timezone, tzinfo
 from enum import IntEnum
 from types import MappingProxyType
-from typing import Any, Mapping, NamedTuple
+from typing import Any, NamedTuple
 
 from ..quantities import Flag
 from .errors import Hj212Error
@@ -167,13 +168,13 @@ def parse_time(text: str, *, tz: tzinfo = CHINA_TZ, strict: bool = True, what: s
                          int(text[12:14]), int(text[14:17]) * 1000 if n == 17 else 0, tzinfo=tz)
     except ValueError as exc:
         raise Hj212Error("field", f"{what}: {text!r} is not a valid date and time ({exc})") from None
-    return local.astimezone(timezone.utc)
+    return local.astimezone(UTC)
 
 
 class _Builder:
     """Accumulates one record's fields (a factor may span several ';' groups)."""
 
-    __slots__ = ("code", "original", "fields")
+    __slots__ = ("code", "fields", "original")
 
     def __init__(self, code: str, original: str | None) -> None:
         self.code = code

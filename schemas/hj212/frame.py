@@ -17,7 +17,16 @@ from itertools import chain
 
 from .crc import crc16
 from .crypto import decrypt_segment, is_encrypted
-from .datarea import CHINA_TZ, DEFAULT_FLAGS, DataArea, DataRecord, FlagTable, Version, parse_data_area, parse_time
+from .datarea import (
+    CHINA_TZ,
+    DEFAULT_FLAGS,
+    DataArea,
+    DataRecord,
+    FlagTable,
+    Version,
+    parse_data_area,
+    parse_time,
+)
 from .errors import Hj212Error
 
 __all__ = ["MAX_SEGMENT_2017", "MAX_SEGMENT_FORMAT", "Frame", "Message", "Reassembler", "parse_frame"]
@@ -265,9 +274,8 @@ def _parse_segment(text: str, raw: bytes, strict: bool, tz: tzinfo, flags: FlagT
         notes.append(detail + ": PNUM/PNO presence decides")
 
     rf = header.get("RF")
-    if rf is not None:
-        if rf != "1" or (strict and version is not Version.HJ212_2025):
-            raise Hj212Error("field", f"RF={rf!r}: only RF=1, and only in HJ 212-2025 frames, marks re-sent data")
+    if rf is not None and (rf != "1" or (strict and version is not Version.HJ212_2025)):
+        raise Hj212Error("field", f"RF={rf!r}: only RF=1, and only in HJ 212-2025 frames, marks re-sent data")
     area = parse_data_area(cp, version=version, strict=strict, tz=tz, flags=flags, notes=notes)
     return Frame(qn, st, cn, pw, mn, flag, version, ack, pnum, pno, rf is not None, cp, area, raw, tuple(notes))
 

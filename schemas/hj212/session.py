@@ -27,9 +27,10 @@ from __future__ import annotations
 import hashlib
 import hmac
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timezone, tzinfo
-from typing import Callable, NamedTuple
+from datetime import UTC, datetime, tzinfo
+from typing import NamedTuple
 
 from ..batch import TS_MAX_NS, TS_MIN_NS
 from .build import build_frame, build_response, format_qn, format_time, make_flag
@@ -40,7 +41,7 @@ from .frame import MAX_SEGMENT_FORMAT, Frame, Message, Reassembler, parse_frame
 from .readings import Converted, SourceMap, message_columns
 from .stream import MAX_FRAME_BYTES, FrameSplitter
 
-__all__ = ["Dedup", "Refused", "Registration", "ReceiverSession", "Reply", "Seen", "Upload", "REFUSALS"]
+__all__ = ["REFUSALS", "Dedup", "ReceiverSession", "Refused", "Registration", "Reply", "Seen", "Upload"]
 
 #: Why a receiver refuses a frame (metric label, dead-letter reason). Codec refusals keep the codec's own reason
 #: (``crc``, ``length``...; :data:`~.errors.REASONS`), reported as ``crc`` or ``undecodable`` by the centre.
@@ -153,7 +154,7 @@ class ReceiverSession:
     def __init__(self, lookup: Callable[[str], Registration | None], *, dedup: Dedup | None = None,
                  strict: bool = False, flags: FlagTable = DEFAULT_FLAGS, max_frame_bytes: int = MAX_FRAME_BYTES,
                  max_messages: int = 64, max_packets: int = 64, split_timeout_s: float = 600.0,
-                 clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc)) -> None:
+                 clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
         self.lookup, self.dedup = lookup, dedup if dedup is not None else Dedup()
         self.strict, self.flags, self.clock = strict, flags, clock
         self.splitter = FrameSplitter(max_frame_bytes)
@@ -224,7 +225,7 @@ class ReceiverSession:
         digest = Dedup.digest(message)
         duplicate = self.dedup.seen(reg.mn, digest)
         converted = message_columns(message, reg.source)
-        if converted.ts_ns.size and not (TS_MIN_NS <= int(converted.ts_ns.min())
+        if converted.ts_ns.size and not (int(converted.ts_ns.min()) >= TS_MIN_NS
                                          and int(converted.ts_ns.max()) < TS_MAX_NS):
             events.append(Refused("bad_time", f"MN={frame.mn} CN={frame.cn} QN={frame.qn}: DataTime outside "
                                               f"2000-2199", b"".join(p.raw for p in message.parts), frame.mn))
@@ -238,7 +239,7 @@ class ReceiverSession:
     @staticmethod
     def _answer(cn: str, frame: Frame) -> bytes:
         version = frame.version if frame.version in (Version.HJ212_2017, Version.HJ212_2025) else Version.HJ212_2017
-        return build_response(cn, qn=frame.qn or format_qn(datetime.now(timezone.utc)), pw=frame.pw or "",
+        return build_response(cn, qn=frame.qn or format_qn(datetime.now(UTC)), pw=frame.pw or "",
                               mn=frame.mn or "", version=version)
 
     def _set_time(self, reg: Registration, frame: Frame) -> bytes:

@@ -5,7 +5,14 @@ and validity rule cites its source in ``shared/reference/cems-standards.md``. Da
 ``docs/kernels.md``.
 """
 
-from .aggregate import HOUR_NS, MINUTE_NS, Accumulator, PeriodTable, hours_from_minutes, readings_to_minutes
+from .aggregate import (
+    HOUR_NS,
+    MINUTE_NS,
+    Accumulator,
+    PeriodTable,
+    hours_from_minutes,
+    readings_to_minutes,
+)
 from .emissions import HourlyEmissions, StackLayout, hourly_emissions
 from .gwp import GWP_SETS, co2e
 from .indicators import Findings, Grid, IndicatorPolicy, scan

@@ -24,9 +24,9 @@ CO2 it carries, which is what the reconciliation tolerates (docs/reconciliation.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -42,17 +42,17 @@ from .gwp import DEFAULT_GWP_SET, co2e
 Floats = NDArray[np.float64]
 
 __all__ = [
+    "CO2_INPUTS",
     "COMPONENT_INPUTS",
     "DEFAULT",
     "INPUTS",
     "MEASURED",
+    "PARAMETER_OF",
     "UNCONFIRMED",
     "AccountingEmissions",
     "AccountingInputs",
     "accounting_emissions",
     "anode_co2_t",
-    "CO2_INPUTS",
-    "PARAMETER_OF",
     "clinker_process_co2_t",
     "co2_variance_t2",
     "fuel_co2_t",
@@ -84,7 +84,7 @@ INPUTS = _FUEL + _MATERIAL + _CEMENT + _ALUMINIUM
 COMPONENT_INPUTS = MappingProxyType(
     {
         "combustion": _FUEL,
-        "process": _CEMENT + ("limestone_t", "limestone_factor"),
+        "process": (*_CEMENT, "limestone_t", "limestone_factor"),
         "carbon_balance": _MATERIAL,
         "anode": _ALUMINIUM[:4],
         "cf4": _PFC[:-1],
@@ -377,10 +377,10 @@ class AccountingEmissions:
         return np.equal(self.basis, UNCONFIRMED)
 
     def default_inputs(self, report: int) -> tuple[str, ...]:
-        return tuple(name for name, d in zip(INPUTS, self.defaults[report]) if d)
+        return tuple(name for name, d in zip(INPUTS, self.defaults[report], strict=False) if d)
 
     def unconfirmed_inputs(self, report: int) -> tuple[str, ...]:
-        return tuple(name for name, u in zip(INPUTS, self.unconfirmed[report]) if u)
+        return tuple(name for name, u in zip(INPUTS, self.unconfirmed[report], strict=False) if u)
 
 
 def accounting_emissions(x: AccountingInputs, gwp_set: str = DEFAULT_GWP_SET) -> AccountingEmissions:

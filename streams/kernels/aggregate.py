@@ -327,7 +327,7 @@ def combine(states: list[Accumulator]) -> Accumulator:
             out[name] = out[twin]
             continue
         first = getattr(states[0], name)
-        acc = np.zeros((m,) + first.shape[1:], dtype=np.int64)
+        acc = np.zeros((m, *first.shape[1:]), dtype=np.int64)
         for a, idx in zip(states, at, strict=True):
             if name in Accumulator._OR_FIELDS:
                 acc[idx] |= getattr(a, name)

@@ -14,9 +14,9 @@ difference means the CEMS reads low. A drift error is measured - reference (posi
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from collections.abc import Mapping
 from typing import Literal
 
 import numpy as np

@@ -18,7 +18,7 @@ True. Policies without a day or month rule (EU, US) count every operating period
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -35,7 +35,7 @@ _DAY_S = 86_400
 def _utc_offsets_s(start_ns: int, n_hours: int, tz: ZoneInfo) -> np.ndarray:
     """UTC offset of every hour [s]. Zones without transitions in the range (China) cost two lookups."""
     def offset(h: int) -> int:
-        delta = datetime.fromtimestamp(start_ns // 10**9 + 3600 * h, timezone.utc).astimezone(tz).utcoffset()
+        delta = datetime.fromtimestamp(start_ns // 10**9 + 3600 * h, UTC).astimezone(tz).utcoffset()
         if delta is None:  # never for a ZoneInfo
             raise ValueError(f"time zone {tz} gives no UTC offset")
         return int(delta.total_seconds())
@@ -151,16 +151,16 @@ def rollup(
     n_days = day_labels.size
 
     def totals(idx: NDArray[np.intp], n: int) -> dict[str, NDArray[Any]]:
-        return dict(
-            total=_group_sum(v, idx, n),
-            measured_total=_group_sum(np.where(measured, v, 0.0), idx, n),
-            substituted_total=_group_sum(np.where(substituted & ~measured, v, 0.0), idx, n),
-            hours=_group_sum(np.ones_like(v), idx, n).astype(np.int64),
-            operating_hours=_group_sum(operating, idx, n).astype(np.int64),
-            measured_hours=_group_sum(measured, idx, n).astype(np.int64),
-            substituted_hours=_group_sum(substituted & ~measured, idx, n).astype(np.int64),
-            missing_hours=_group_sum(operating & ~filled, idx, n).astype(np.int64),
-        )
+        return {
+            "total": _group_sum(v, idx, n),
+            "measured_total": _group_sum(np.where(measured, v, 0.0), idx, n),
+            "substituted_total": _group_sum(np.where(substituted & ~measured, v, 0.0), idx, n),
+            "hours": _group_sum(np.ones_like(v), idx, n).astype(np.int64),
+            "operating_hours": _group_sum(operating, idx, n).astype(np.int64),
+            "measured_hours": _group_sum(measured, idx, n).astype(np.int64),
+            "substituted_hours": _group_sum(substituted & ~measured, idx, n).astype(np.int64),
+            "missing_hours": _group_sum(operating & ~filled, idx, n).astype(np.int64),
+        }
 
     d = totals(day_idx, n_days)
     invalid_hours = d["operating_hours"] - d["measured_hours"]

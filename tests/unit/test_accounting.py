@@ -11,7 +11,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ingest.accounting import AccountingImportError, load_reports, parse_csv, parse_json, reports_from_http_body
+from ingest.accounting import (
+    AccountingImportError,
+    load_reports,
+    parse_csv,
+    parse_json,
+    reports_from_http_body,
+)
 from schemas import ConfigError
 from schemas.accounting import (
     CO2_PARAMETERS,
@@ -279,7 +285,7 @@ def test_missing_default_names_the_gap():
 def test_parameter_table_matches_the_models():
     sections = {"fuel": FuelUse, "material": MaterialFlow, "cement": CementData, "aluminium": AluminiumData,
                 "power": PowerData}
-    declared = {name for name in (*PARAMETERS, *SETTINGS)}
+    declared = set((*PARAMETERS, *SETTINGS))
     fields = {f"{s}.{f}" for s, model in sections.items() for f in model.model_fields if f not in ("fuel", "material")}
     assert declared == fields
 

@@ -9,8 +9,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from schemas.accounting import ReportError, validate_report
-from streams.kernels.accounting import (INPUTS, AccountingInputs, accounting_emissions, co2_variance_t2,
-                                        inputs_from_reports, pfc_overvoltage_t)
+from streams.kernels.accounting import (
+    INPUTS,
+    AccountingInputs,
+    accounting_emissions,
+    co2_variance_t2,
+    inputs_from_reports,
+    pfc_overvoltage_t,
+)
 from streams.kernels.gwp import co2e
 
 
@@ -111,7 +117,7 @@ def test_variance_of_a_fuel_and_a_kiln_by_hand():
          "cement.noncarbonate_mgo": 0.1}
     x = inputs_from_reports([rep], lambda report, parameter, item, p: u[parameter])
     var = co2_variance_t2(x)
-    col = dict(zip(INPUTS, var[0]))
+    col = dict(zip(INPUTS, var[0], strict=False))
     assert col["fuel_carbon_element"] == pytest.approx(1293.6**2, rel=1e-12)
     assert col["fuel_ncv"] == col["fuel_carbon_per_heat"] == 0  # element carbon used: NCV carries no CO2
     assert col["clinker_cao"] == pytest.approx((100_000 * 0.65 * 44 / 56 * 0.01) ** 2, rel=1e-12)
@@ -142,9 +148,9 @@ def test_an_input_acting_on_the_co2_without_an_uncertainty_is_an_error():
 @given(st.lists(st.tuples(st.floats(0, 1e6), st.floats(0.1, 0.9), st.floats(0.001, 0.5)), min_size=1, max_size=6))
 def test_variance_scales_with_the_uncertainty_and_never_exceeds_the_fully_correlated_sum(rows):
     # property: doubling every u quadruples the variance; the independent sum is at most the correlated one
-    q, c, u = (np.array(v, np.float64) for v in zip(*rows))
-    base = dict(n_reports=1, fuel_report=np.zeros(len(rows), np.int64), fuel_consumption=q, fuel_ncv=np.full(len(rows), np.nan),
-                fuel_carbon_per_heat=np.full(len(rows), np.nan), fuel_carbon_element=c, fuel_oxidation=np.ones(len(rows)))
+    q, c, u = (np.array(v, np.float64) for v in zip(*rows, strict=False))
+    base = {"n_reports": 1, "fuel_report": np.zeros(len(rows), np.int64), "fuel_consumption": q, "fuel_ncv": np.full(len(rows), np.nan),
+                "fuel_carbon_per_heat": np.full(len(rows), np.nan), "fuel_carbon_element": c, "fuel_oxidation": np.ones(len(rows))}
     zero = {k: np.zeros(len(rows)) for k in ("fuel_carbon_element", "fuel_oxidation", "fuel_ncv", "fuel_carbon_per_heat")}
     one = co2_variance_t2(AccountingInputs(**base, uncertainty=zero | {"fuel_consumption": u})).sum()
     two = co2_variance_t2(AccountingInputs(**base, uncertainty=zero | {"fuel_consumption": 2 * u})).sum()

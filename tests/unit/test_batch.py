@@ -12,25 +12,40 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from schemas import BatchDecodeError, BatchError, ChannelSpec, Flag, ReadingBatch, UnsupportedSchemaVersion
 import schemas.batch
-from schemas.batch import (TS_MAX_NS, TS_MIN_NS, _check_columns, check_batch_columns, check_column_segments,
-                           decode_batch, encode_batch, peek_header)
+from schemas import (
+    BatchDecodeError,
+    BatchError,
+    ChannelSpec,
+    Flag,
+    ReadingBatch,
+    UnsupportedSchemaVersion,
+)
+from schemas.batch import (
+    TS_MAX_NS,
+    TS_MIN_NS,
+    _check_columns,
+    check_batch_columns,
+    check_column_segments,
+    decode_batch,
+    encode_batch,
+    peek_header,
+)
 
 T0 = 1_767_225_600 * 10**9  # 2026-01-01T00:00:00Z in ns
 
 
 def small_batch(**over) -> ReadingBatch:
-    cols = dict(
-        agent_id="gw-01",
-        source_id="kiln1",
-        seq=42,
-        channels=[("co2", "a05001", "%"), ("o2", "a19001", "%")],
-        ts_ns=[T0, T0, T0 + 5 * 10**9],
-        channel=[0, 1, 0],
-        value=[12.5, 8.25, float("nan")],
-        flag=[Flag.N, Flag.C, Flag.B],
-    )
+    cols = {
+        "agent_id": "gw-01",
+        "source_id": "kiln1",
+        "seq": 42,
+        "channels": [("co2", "a05001", "%"), ("o2", "a19001", "%")],
+        "ts_ns": [T0, T0, T0 + 5 * 10**9],
+        "channel": [0, 1, 0],
+        "value": [12.5, 8.25, float("nan")],
+        "flag": [Flag.N, Flag.C, Flag.B],
+    }
     cols.update(over)
     return ReadingBatch.from_columns(**cols)
 
@@ -241,27 +256,27 @@ def test_column_rules_apply_on_decode_too():
 @pytest.mark.parametrize(
     ("over", "reason"),
     [
-        (dict(channel=[0, 2, 0]), "bad_channel_index"),
-        (dict(flag=[0, 0, 8]), "bad_flag"),
-        (dict(flag=[0, 5, 0]), "bad_value"),  # NaN with flag N
-        (dict(value=[1.0, float("inf"), 2.0]), "bad_value"),
-        (dict(ts_ns=[1_767_225_600, T0, T0]), "bad_timestamp"),  # seconds, not ns
-        (dict(ts_ns=[1_767_225_600_000, T0, T0]), "bad_timestamp"),  # milliseconds
-        (dict(channel=[0, -1, 0]), "bad_column"),
-        (dict(flag=[0.0, 5.0, 7.0]), "bad_column"),
-        (dict(value=["a", "b", "c"]), "bad_column"),
-        (dict(ts_ns=[[T0], [T0], [T0]]), "bad_column"),
-        (dict(value=[1.0, 2.0]), "bad_column"),
-        (dict(channels=[("co2", "a05001", "%"), ("co2", "a19001", "%")]), "bad_metadata"),
-        (dict(channels=[("co2", "a05 001", "%"), ("o2", "a19001", "%")]), "bad_metadata"),
-        (dict(channels=[("co2", "a05001"), ("o2", "a19001", "%")]), "bad_metadata"),
-        (dict(channels=["abc", ("o2", "a19001", "%")]), "bad_metadata"),
-        (dict(agent_id=""), "bad_metadata"),
-        (dict(agent_id="gw\n01"), "bad_metadata"),
-        (dict(source_id="x" * 129), "bad_metadata"),
-        (dict(seq=-1), "bad_metadata"),
-        (dict(seq=2**64), "bad_metadata"),
-        (dict(seq=True), "bad_metadata"),
+        ({"channel": [0, 2, 0]}, "bad_channel_index"),
+        ({"flag": [0, 0, 8]}, "bad_flag"),
+        ({"flag": [0, 5, 0]}, "bad_value"),  # NaN with flag N
+        ({"value": [1.0, float("inf"), 2.0]}, "bad_value"),
+        ({"ts_ns": [1_767_225_600, T0, T0]}, "bad_timestamp"),  # seconds, not ns
+        ({"ts_ns": [1_767_225_600_000, T0, T0]}, "bad_timestamp"),  # milliseconds
+        ({"channel": [0, -1, 0]}, "bad_column"),
+        ({"flag": [0.0, 5.0, 7.0]}, "bad_column"),
+        ({"value": ["a", "b", "c"]}, "bad_column"),
+        ({"ts_ns": [[T0], [T0], [T0]]}, "bad_column"),
+        ({"value": [1.0, 2.0]}, "bad_column"),
+        ({"channels": [("co2", "a05001", "%"), ("co2", "a19001", "%")]}, "bad_metadata"),
+        ({"channels": [("co2", "a05 001", "%"), ("o2", "a19001", "%")]}, "bad_metadata"),
+        ({"channels": [("co2", "a05001"), ("o2", "a19001", "%")]}, "bad_metadata"),
+        ({"channels": ["abc", ("o2", "a19001", "%")]}, "bad_metadata"),
+        ({"agent_id": ""}, "bad_metadata"),
+        ({"agent_id": "gw\n01"}, "bad_metadata"),
+        ({"source_id": "x" * 129}, "bad_metadata"),
+        ({"seq": -1}, "bad_metadata"),
+        ({"seq": 2**64}, "bad_metadata"),
+        ({"seq": True}, "bad_metadata"),
     ],
 )
 def test_contract_violations_name_the_rule(over, reason):

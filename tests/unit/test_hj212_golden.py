@@ -22,15 +22,22 @@ against the standard's own CRC vector first); frames copied whole keep their CRC
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime, timezone
 
 import pytest
 
-from schemas.hj212 import Hj212Error, Version, build_frame, crc16, crc16_hex, parse_frame
+from schemas.hj212 import (
+    Hj212Error,
+    Version,
+    build_frame,
+    crc16,
+    crc16_hex,
+    parse_frame,
+)
 from schemas.hj212.crc import _TABLE
 from schemas.quantities import Flag
 
-UTC = timezone.utc
+UTC = UTC
 
 
 def utc(*a: int) -> datetime:

@@ -10,7 +10,14 @@ from hypothesis import strategies as st
 from pydantic import BaseModel, ValidationError
 
 from ingest.accounting import CSV_COLUMNS, AccountingImportError, parse_csv, parse_json
-from ingest.files import FileImportError, Problem, decode_utf8, read_csv, read_json, repeats
+from ingest.files import (
+    FileImportError,
+    Problem,
+    decode_utf8,
+    read_csv,
+    read_json,
+    repeats,
+)
 from ingest.qa import QaImportError
 from schemas.errors import field_path, validation_problems
 

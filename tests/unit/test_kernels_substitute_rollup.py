@@ -11,8 +11,17 @@ from hypothesis import strategies as st
 
 from streams.kernels.policy import POLICIES
 from streams.kernels.rollup import rollup
-from streams.kernels.substitute import (MEASURED, METHODS, MISSING, OUT_OF_CONTROL, POLICY_NAMES, STOPPED, HourGrid,
-                                        MaxPotentialMissing, substitute)
+from streams.kernels.substitute import (
+    MEASURED,
+    METHODS,
+    MISSING,
+    OUT_OF_CONTROL,
+    POLICY_NAMES,
+    STOPPED,
+    HourGrid,
+    MaxPotentialMissing,
+    substitute,
+)
 
 CN, EU = POLICIES["cn-hj75"], POLICIES["eu-mrr"]
 SHANGHAI = ZoneInfo("Asia/Shanghai")
@@ -27,7 +36,8 @@ def grid(n_hours, gaps=(), status=MISSING, spikes=None, stopped=(), conc=None, f
     for a, b in gaps:
         s[a:b] = status
     s[list(stopped)] = STOPPED
-    row = (lambda x: None if x is None else np.asarray(x, float)[None])
+    def row(x):
+        return (None if x is None else np.asarray(x, float)[None])
     return HourGrid(s[None], mass[None], row(conc), row(flow), **kw)
 
 
@@ -280,7 +290,7 @@ def test_none_leaves_missing_hours_missing_and_totals_measured_only():
     sub = substitute(g, "none")
     assert np.isnan(sub.co2_kg[0, 10:20]).all() and (sub.method == 0).all() and not sub.substituted.any()
     measured = g.status == MEASURED
-    days, months = rollup(np.nan_to_num(sub.co2_kg), measured, sub.substituted, g.status != STOPPED, start, SHANGHAI, CN)
+    _days, months = rollup(np.nan_to_num(sub.co2_kg), measured, sub.substituted, g.status != STOPPED, start, SHANGHAI, CN)
     # measured: 0 + 1 + ... + 47 - (10 + ... + 19) = 1128 - 145 = 983 kg; nothing substituted; 10 hours missing
     assert months.total[0, 0] == months.measured_total[0, 0] == 983.0 and months.missing_hours[0, 0] == 10
 

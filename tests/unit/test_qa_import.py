@@ -9,8 +9,21 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ingest.qa import CSV_LAYOUTS, QaImportError, load_records, parse_bytes, parse_csv, parse_json
-from schemas.qa import ComparisonTest, DriftCheck, LinearityCheck, VelocityTraverse, qa_json_schema
+from ingest.qa import (
+    CSV_LAYOUTS,
+    QaImportError,
+    load_records,
+    parse_bytes,
+    parse_csv,
+    parse_json,
+)
+from schemas.qa import (
+    ComparisonTest,
+    DriftCheck,
+    LinearityCheck,
+    VelocityTraverse,
+    qa_json_schema,
+)
 
 DRIFT = """site_id,source_id,channel_id,quantity,unit,time,check,reference_value,measured_value,full_scale
 js-cement-001,kiln1-stack,co2,a05001,%,2026-03-01T08:00:00+08:00,zero,0,0.1,25

@@ -43,7 +43,7 @@ def stats(n, d, sd, rm, cem=None):
 # Nine runs of a CO2 analyser, % CO2. d_i = reference - CEMS.
 REF = [12.0, 12.2, 11.8, 12.1, 12.0, 11.9, 12.3, 12.0, 11.7]
 D = [0.1, 0.2, 0.0, 0.1, 0.3, 0.1, 0.2, 0.0, -0.1]
-CEMS = [r - d for r, d in zip(REF, D)]
+CEMS = [r - d for r, d in zip(REF, D, strict=False)]
 
 
 def test_paired_statistics_confidence_coefficient_and_relative_accuracy_by_hand():
@@ -68,8 +68,8 @@ def test_paired_statistics_confidence_coefficient_and_relative_accuracy_by_hand(
 
 def test_unused_runs_leave_the_statistics():
     # The same nine runs plus a tenth (reference 30, CEMS 0) marked unused, and padding in a second test.
-    ref = np.array([REF + [30.0], REF[:5] + [0.0] * 5])
-    cem = np.array([CEMS + [0.0], CEMS[:5] + [0.0] * 5])
+    ref = np.array([[*REF, 30.0], REF[:5] + [0.0] * 5])
+    cem = np.array([[*CEMS, 0.0], CEMS[:5] + [0.0] * 5])
     used = np.array([[True] * 9 + [False], [True] * 5 + [False] * 5])
     s = paired_statistics(ref, cem, used)
     assert s.n.tolist() == [9, 5]
@@ -253,7 +253,7 @@ CO2_RATA = [
 
 @pytest.mark.parametrize("row", CO2_RATA, ids=[r[0] for r in CO2_RATA])
 def test_published_co2_rata_results(row):
-    name, n, t, d, sd, cc, cem, rm, ra, baf = row
+    _name, n, t, d, sd, cc, cem, rm, ra, baf = row
     assert t_value(n) == t
     # RA from the published d-bar, cc and RM-bar, rounded to two decimals as published.
     # Barry MS4A: (0.008 + 0.174) / 11.976 x 100 = 1.5197 -> 1.52
@@ -291,7 +291,7 @@ NOX_RATA = [
 
 @pytest.mark.parametrize("row", NOX_RATA, ids=[r[0] for r in NOX_RATA])
 def test_published_bias_adjustment_factors(row):
-    name, d, cc, cem, ra, alternative, baf = row
+    _name, d, cc, cem, ra, alternative, baf = row
     rm = cem + d
     # Big Brown: (0.867 + 0.077) / 67.467 x 100 = 1.3992 -> 1.40
     assert round(float(relative_accuracy(d, cc, rm)), 2) == ra
