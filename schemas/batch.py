@@ -286,7 +286,8 @@ def _check_columns(n_channels: int, ts_ns: NDArray[np.int64], channel: NDArray[n
     if not channel.shape[0] == value.shape[0] == flag.shape[0] == n:
         raise BatchError(
             "bad_column",
-            f"column lengths differ: ts_ns {n}, channel {channel.shape[0]}, value {value.shape[0]}, flag {flag.shape[0]}",
+            f"column lengths differ: ts_ns {n}, channel {channel.shape[0]}, value {value.shape[0]}, "
+            f"flag {flag.shape[0]}",
         )
     if n > _MAX_U32:
         raise BatchError("bad_column", f"{n} readings; at most {_MAX_U32} per batch")
@@ -303,7 +304,8 @@ def _check_columns(n_channels: int, ts_ns: NDArray[np.int64], channel: NDArray[n
     cmax = int(channel.max())
     if cmax >= n_channels:
         i = int(np.argmax(channel >= n_channels))
-        raise BatchError("bad_channel_index", f"reading {i}: channel index {cmax} but the table has {n_channels} channels")
+        raise BatchError("bad_channel_index",
+                         f"reading {i}: channel index {cmax} but the table has {n_channels} channels")
     known = FLAG_IS_VALID_CODE[flag]
     if not known.all():
         i = int(np.argmin(known))

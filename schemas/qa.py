@@ -84,7 +84,8 @@ class _Analyser(_Frozen):
         description="HJ 212-2017 factor code of the channel: a05001 CO2, a19001 O2, a01014 moisture, "
         "a00000 flow, a01011 velocity."
     )
-    unit: str = Field(description="Unit of every value of the record; one of the quantity's units (schemas.quantities).")
+    unit: str = Field(description="Unit of every value of the record; one of the quantity's units "
+                                  "(schemas.quantities).")
 
     @model_validator(mode="after")
     def _unit_of_quantity(self) -> Self:

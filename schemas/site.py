@@ -363,10 +363,9 @@ class EmissionSource(_Frozen):
                           + [((self.ambient_pressure.channel if self.ambient_pressure else None), "ambient_pressure")]):
             if ref is not None and ref not in ids:
                 raise ValueError(f"{what} names channel {ref!r}, which source {self.id!r} does not have")
-        if self.ambient_pressure is not None and self.ambient_pressure.channel is not None:
-            if ids[self.ambient_pressure.channel].quantity != "a01006":
-                raise ValueError(f"ambient_pressure.channel {self.ambient_pressure.channel!r} is not an a01006 "
-                                 f"(barometric pressure) channel")
+        barometer = self.ambient_pressure.channel if self.ambient_pressure is not None else None
+        if barometer is not None and ids[barometer].quantity != "a01006":
+            raise ValueError(f"ambient_pressure.channel {barometer!r} is not an a01006 (barometric pressure) channel")
         if self.kind == "stack":
             missing = self.mass_inputs().problems
             if missing:

@@ -363,7 +363,8 @@ class Reassembler:
         self.max_messages = max_messages
         self.max_packets = max_packets
         self.timeout_s = timeout_s
-        self._pending: dict[tuple[str | None, str, str, str], tuple[float, dict[int, Frame]]] = {}  # insertion order = age order
+        # (MN, ST, CN, QN) -> (first seen, packets by number); insertion order = age order
+        self._pending: dict[tuple[str | None, str, str, str], tuple[float, dict[int, Frame]]] = {}
         self.duplicates = 0
         self.evicted = 0
         self.expired = 0

@@ -15,11 +15,13 @@ Per frame, in order (docs/hj212.md, "Receivers"):
 3. Data uploads (2011, 2051, 2061, 2031) are reassembled (PNUM/PNO), converted (:mod:`.readings`) and returned as
    :class:`Upload` with their data answer (9014, when the Flag asks for one, HJ212-ANS), which the shell sends only
    once the data are stored (HJ212-ACK-STORED): an acknowledged upload is never lost. A packet that is not the last
-   of its message is answered at once (the datalogger sends the next one only then). A message whose content was already stored (a
-   retransmission: same MN, CN and data area, whatever its QN) is acknowledged again but not stored twice.
+   of its message is answered at once (the datalogger sends the next one only then). A message whose content was
+   already stored (a retransmission: same MN, CN and data area, whatever its QN) is acknowledged again but not stored
+   twice.
 4. A heartbeat (9015) asking for an answer gets a notification answer (9013; HJ212-9015-ANS [U]: which answer
-   HJ 212-2025 wants is not confirmed); a time calibration request (1013) gets the platform's time (1012, ``SystemTime``); other frames
-   asking for an answer get a notification answer (9013); answers (9011-9014) are never answered.
+   HJ 212-2025 wants is not confirmed); a time calibration request (1013) gets the platform's time (1012,
+   ``SystemTime``); other frames asking for an answer get a notification answer (9013); answers (9011-9014) are never
+   answered.
 """
 
 from __future__ import annotations

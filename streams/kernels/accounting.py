@@ -71,8 +71,8 @@ MGO_TO_CO2 = 44.0 / 40.0  # CONST-MOLAR [S]
 
 _FUEL = ("fuel_consumption", "fuel_ncv", "fuel_carbon_per_heat", "fuel_carbon_element", "fuel_oxidation")
 _MATERIAL = ("material_quantity", "material_carbon")
-_CEMENT = ("clinker_t", "clinker_cao", "clinker_mgo", "noncarbonate_cao", "noncarbonate_mgo", "raw_meal_t", "raw_meal_toc",
-           "kiln_dust_t", "bypass_dust_t")
+_CEMENT = ("clinker_t", "clinker_cao", "clinker_mgo", "noncarbonate_cao", "noncarbonate_mgo", "raw_meal_t",
+           "raw_meal_toc", "kiln_dust_t", "bypass_dust_t")
 _ALUMINIUM = ("aluminium_t", "anode_consumption", "anode_sulphur", "anode_ash", "limestone_t", "limestone_factor",
               "anode_effect_minutes", "slope_cf4", "overvoltage_coefficient", "anode_effect_overvoltage",
               "current_efficiency", "c2f6_cf4_ratio")
@@ -398,7 +398,8 @@ def accounting_emissions(x: AccountingInputs, gwp_set: str = DEFAULT_GWP_SET) ->
     r = x.per_report
     process = (clinker_process_co2_t(r("clinker_t"), r("clinker_cao"), r("clinker_mgo"), r("noncarbonate_cao"),
                                      r("noncarbonate_mgo"), r("kiln_dust_t"), r("bypass_dust_t"))
-               + r("raw_meal_t") * r("raw_meal_toc") * C_TO_CO2 + limestone_co2_t(r("limestone_t"), r("limestone_factor")))
+               + r("raw_meal_t") * r("raw_meal_toc") * C_TO_CO2
+               + limestone_co2_t(r("limestone_t"), r("limestone_factor")))
     anode = anode_co2_t(r("aluminium_t"), r("anode_consumption"), r("anode_sulphur"), r("anode_ash"))
     # a report uses one PFC method (schemas.accounting); the other's inputs are zero and give zero
     cf4_s, c2f6_s = pfc_slope_t(r("aluminium_t"), r("anode_effect_minutes"), r("slope_cf4"), r("c2f6_cf4_ratio"))
@@ -470,7 +471,8 @@ def co2_variance_t2(x: AccountingInputs) -> np.ndarray:
     fuel = fuel_co2_t(x.fuel_consumption, x.fuel_oxidation, x.fuel_ncv, x.fuel_carbon_per_heat, x.fuel_carbon_element)
     material = np.asarray(x.material_sign, np.float64) * x.material_quantity * x.material_carbon * C_TO_CO2
     r = x.per_report
-    oxide = ((r("clinker_cao") - r("noncarbonate_cao")) * CAO_TO_CO2 + (r("clinker_mgo") - r("noncarbonate_mgo")) * MGO_TO_CO2)
+    oxide = ((r("clinker_cao") - r("noncarbonate_cao")) * CAO_TO_CO2
+             + (r("clinker_mgo") - r("noncarbonate_mgo")) * MGO_TO_CO2)
     calcined = r("clinker_t") + r("kiln_dust_t") + r("bypass_dust_t")
     toc = r("raw_meal_t") * r("raw_meal_toc") * C_TO_CO2
     anode = anode_co2_t(r("aluminium_t"), r("anode_consumption"), r("anode_sulphur"), r("anode_ash"))
@@ -482,8 +484,10 @@ def co2_variance_t2(x: AccountingInputs) -> np.ndarray:
         "material_quantity": material, "material_carbon": material,
         "clinker_t": r("clinker_t") * oxide, "kiln_dust_t": r("kiln_dust_t") * oxide,
         "bypass_dust_t": r("bypass_dust_t") * oxide,
-        "clinker_cao": calcined * r("clinker_cao") * CAO_TO_CO2, "noncarbonate_cao": -calcined * r("noncarbonate_cao") * CAO_TO_CO2,
-        "clinker_mgo": calcined * r("clinker_mgo") * MGO_TO_CO2, "noncarbonate_mgo": -calcined * r("noncarbonate_mgo") * MGO_TO_CO2,
+        "clinker_cao": calcined * r("clinker_cao") * CAO_TO_CO2,
+        "noncarbonate_cao": -calcined * r("noncarbonate_cao") * CAO_TO_CO2,
+        "clinker_mgo": calcined * r("clinker_mgo") * MGO_TO_CO2,
+        "noncarbonate_mgo": -calcined * r("noncarbonate_mgo") * MGO_TO_CO2,
         "raw_meal_t": toc, "raw_meal_toc": toc,
         "aluminium_t": anode, "anode_consumption": anode,
         "anode_sulphur": -carbon_t * r("anode_sulphur"), "anode_ash": -carbon_t * r("anode_ash"),
@@ -527,7 +531,8 @@ def _value(p: Param | None, where: str) -> float:
 UncertaintyOf = Callable[["AccountingReport", str, "str | None", "Param"], float]
 
 
-def inputs_from_reports(reports: Sequence[AccountingReport], uncertainty: UncertaintyOf | None = None) -> AccountingInputs:
+def inputs_from_reports(reports: Sequence[AccountingReport],
+                        uncertainty: UncertaintyOf | None = None) -> AccountingInputs:
     """Validated, default-filled :class:`schemas.accounting.AccountingReport` objects -> column arrays.
 
     The report order is kept: row ``i`` of every result is ``reports[i]``. (A thin Python pass over

@@ -19,7 +19,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Hashable, Mapping
 from dataclasses import dataclass, fields
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -29,7 +29,8 @@ from schemas.quantities import Flag
 from . import exact
 from .policy import ValidityPolicy
 
-__all__ = ["HOUR_NS", "MINUTE_NS", "ROUND_NS", "Accumulator", "PeriodTable", "combine", "hours_from_minutes", "readings_to_minutes"]
+__all__ = ["HOUR_NS", "MINUTE_NS", "ROUND_NS", "Accumulator", "PeriodTable", "combine", "hours_from_minutes",
+           "readings_to_minutes"]
 
 MINUTE_NS = 60 * 10**9
 HOUR_NS = 3600 * 10**9
@@ -144,14 +145,15 @@ class Accumulator(_Cells):
     recorded_qsum: np.ndarray
     batches: frozenset[Hashable] = frozenset()
 
-    _ROW_FIELDS = ("part_flags", "valid_parts", "part_qsum", "sample_flags", "valid_samples", "sample_qsum",
-                   "recorded_samples", "recorded_qsum")
-    _OR_FIELDS = ("valid_slots", "operating_slots")
-    _ARRAYS = ("key",) + _ROW_FIELDS + _OR_FIELDS  # every per-cell array
+    _ROW_FIELDS: ClassVar[tuple[str, ...]] = ("part_flags", "valid_parts", "part_qsum", "sample_flags",
+                                              "valid_samples", "sample_qsum", "recorded_samples", "recorded_qsum")
+    _OR_FIELDS: ClassVar[tuple[str, ...]] = ("valid_slots", "operating_slots")
+    _ARRAYS: ClassVar[tuple[str, ...]] = ("key", *_ROW_FIELDS, *_OR_FIELDS)  # every per-cell array
     #: Fields equal to another unless some reading says otherwise (samples are the parts of a minute; recorded
     #: values are the valid ones when no reading is flagged F): shared, not copied, while they are equal.
-    _TWINS = {"sample_flags": "part_flags", "valid_samples": "valid_parts", "sample_qsum": "part_qsum",
-              "recorded_samples": "valid_samples", "recorded_qsum": "sample_qsum"}
+    _TWINS: ClassVar[Mapping[str, str]] = {
+        "sample_flags": "part_flags", "valid_samples": "valid_parts", "sample_qsum": "part_qsum",
+        "recorded_samples": "valid_samples", "recorded_qsum": "sample_qsum"}
 
     @classmethod
     def empty(cls, period_ns: int) -> Accumulator:
@@ -433,7 +435,8 @@ def readings_to_minutes(series: ArrayLike, ts_ns: ArrayLike, value: ArrayLike, f
     f = np.asarray(flag, dtype=np.uint8)
     if not s.shape == t.shape == v.shape == f.shape:
         raise ValueError("series, ts_ns, value and flag must have the same length")
-    limits = None if bounds is None else (np.asarray(bounds[0], dtype=np.float64), np.asarray(bounds[1], dtype=np.float64))
+    limits = (None if bounds is None
+              else (np.asarray(bounds[0], dtype=np.float64), np.asarray(bounds[1], dtype=np.float64)))
     if limits is not None and s.size and s.max() >= limits[0].size:
         raise ValueError(f"bounds cover {limits[0].size} series; readings name series {int(s.max())}")
     accept_s = None if set_values_valid is None or not np.any(set_values_valid) else np.asarray(set_values_valid, bool)

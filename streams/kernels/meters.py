@@ -114,7 +114,8 @@ def meter_totals(values: ArrayLike, totaliser: ArrayLike, factor: ArrayLike, per
 
 
 def metered_totals(minutes: Grid, series: Sequence[tuple[str, str]],
-                   channels: Mapping[tuple[str, str], tuple[str, str]], meters: Mapping[str, str]) -> dict[str, MeterTotal]:
+                   channels: Mapping[tuple[str, str], tuple[str, str]],
+                   meters: Mapping[str, str]) -> dict[str, MeterTotal]:
     """Month totals of the configured meters from the month's minute grid, by what they measure.
 
     Parameters
@@ -157,6 +158,8 @@ def metered_totals(minutes: Grid, series: Sequence[tuple[str, str]],
     for j, (measures, *_) in enumerate(picked):
         if np.isfinite(rows.coverage[j]):
             parts.setdefault(measures, []).append(j)
-    return {measures: MeterTotal(sum(float(rows.counted_total[j]) for j in js), sum(float(rows.month[j]) for j in js),
-                                 min(float(rows.coverage[j]) for j in js), min(float(rows.counted_share[j]) for j in js))
+    return {measures: MeterTotal(counted_total=sum(float(rows.counted_total[j]) for j in js),
+                                 month=sum(float(rows.month[j]) for j in js),
+                                 coverage=min(float(rows.coverage[j]) for j in js),
+                                 counted_share=min(float(rows.counted_share[j]) for j in js))
             for measures, js in parts.items()}

@@ -54,7 +54,8 @@ __all__ = ["METHODS", "POLICY_NAMES", "STATUS", "HourGrid", "MaxPotentialMissing
 
 #: Hour status codes of an :class:`HourGrid` (``HourlyRecord.status``); 0: no record for the hour.
 UNKNOWN, STOPPED, MEASURED, MISSING, OUT_OF_CONTROL = 0, 1, 2, 3, 4
-STATUS: dict[str, int] = {"stopped": STOPPED, "measured": MEASURED, "missing": MISSING, "out_of_control": OUT_OF_CONTROL}
+STATUS: dict[str, int] = {"stopped": STOPPED, "measured": MEASURED, "missing": MISSING,
+                          "out_of_control": OUT_OF_CONTROL}
 
 #: Method code -> name. 0: not substituted (measured, stopped, or nothing to fill). Mass, concentration and flow each
 #: carry their own code; a mass computed from substituted parts carries ``conc-x-flow``.
@@ -353,7 +354,8 @@ def _us_bands(pma: np.ndarray, n: int, avg: float, p90: float, p95: float, peak:
     """Per hour of an n-hour gap: (fill, method code) of the §75.33 band its availability falls in."""
     hi = (avg, names[0]) if n <= 24 else (np.nanmax([p90, avg]), names[1])
     mid = (avg, names[0]) if n <= 8 else (np.nanmax([p95, avg]), names[2])
-    bands = [(pma >= 0.95, *hi), (pma >= 0.90, *mid), (pma >= 0.80, peak, names[3]), (np.ones_like(pma, bool), potential, names[4])]
+    bands = [(pma >= 0.95, *hi), (pma >= 0.90, *mid), (pma >= 0.80, peak, names[3]),
+             (np.ones_like(pma, bool), potential, names[4])]
     fill, code = np.full(pma.shape, np.nan), np.zeros(pma.shape, np.uint8)
     taken = np.zeros(pma.shape, bool)
     for cond, value, name in bands:
@@ -411,14 +413,16 @@ def _us(grid: HourGrid, conc: np.ndarray, flow: np.ndarray, m_conc: np.ndarray, 
                     if refuse == "raise":
                         h = a + int(np.flatnonzero(lacking)[0])
                         raise MaxPotentialMissing(
-                            f"us-part75: source {grid.name(int(s))}: hour {h} of the grid needs the maximum potential {what}"
-                            f" (monitor data availability {pma[h]:.1%} < 80 %, §75.33); it is not configured, and an hour"
+                            f"us-part75: source {grid.name(int(s))}: hour {h} of the grid needs the maximum "
+                            f"potential {what} (monitor data availability {pma[h]:.1%} < 80 %, §75.33); it is not "
+                            f"configured, and an hour"
                             " is never filled with 0 t: configure it, or the month cannot be closed")
                     refused[s] = True
                 ok_fill = np.isfinite(fill)
                 seg_v, seg_m = part[s, a:b], m_part[s, a:b]
                 seg_v[ok_fill], seg_m[ok_fill] = fill[ok_fill], code[ok_fill]
-                seg_m[~ok_fill] = np.where(lacking[~ok_fill], _CODE["max-potential-not-configured"], _CODE["no-history"])
+                seg_m[~ok_fill] = np.where(lacking[~ok_fill], _CODE["max-potential-not-configured"],
+                                           _CODE["no-history"])
                 part[s, a:b], m_part[s, a:b] = seg_v, seg_m
 
 

@@ -96,7 +96,8 @@ def test_round_trip_keeps_everything_and_returns_read_only_columns():
 def test_batch_owns_its_columns():
     ts = np.array([T0], dtype=np.int64)
     b = ReadingBatch.from_columns(
-        agent_id="a", source_id="s", seq=0, channels=[("x", "a19001", "%")], ts_ns=ts, channel=[0], value=[1.0], flag=[0]
+        agent_id="a", source_id="s", seq=0, channels=[("x", "a19001", "%")], ts_ns=ts, channel=[0], value=[1.0],
+        flag=[0],
     )
     ts[0] = 0
     assert b.ts_ns[0] == T0
@@ -121,7 +122,8 @@ def batches(draw):
     nch = draw(st.integers(1, 6))
     chan_ids = draw(st.lists(st.text(printable, min_size=1, max_size=16), min_size=nch, max_size=nch, unique=True))
     channels = [
-        (cid, draw(st.from_regex(r"[A-Za-z0-9_-]{1,16}", fullmatch=True)), draw(st.text(printable, min_size=1, max_size=8)))
+        (cid, draw(st.from_regex(r"[A-Za-z0-9_-]{1,16}", fullmatch=True)),
+         draw(st.text(printable, min_size=1, max_size=8)))
         for cid in chan_ids
     ]
     n = draw(st.integers(0, 200))
@@ -187,7 +189,7 @@ def test_mutations_with_a_valid_checksum_decode_cleanly_or_raise_batch_decode_er
     rng = random.Random(20261123)
     seeds = [small_batch().encode(), small_batch(channels=[], ts_ns=[], channel=[], value=[], flag=[]).encode()]
     outcomes = {"ok": 0, "rejected": 0}
-    for i in range(20_000):
+    for _ in range(20_000):
         buf = bytearray(rng.choice(seeds))
         for _ in range(rng.randint(1, 4)):
             op = rng.random()
@@ -238,7 +240,7 @@ def test_bad_magic():
 def test_non_utf8_metadata_is_rejected_even_with_a_valid_checksum():
     buf = bytearray(small_batch().encode())
     buf[26] = 0xFF  # first byte of agent_id
-    with pytest.raises(BatchDecodeError, match="bad_metadata.*UTF-8"):
+    with pytest.raises(BatchDecodeError, match=r"bad_metadata.*UTF-8"):
         decode_batch(refresh_crc(buf))
 
 

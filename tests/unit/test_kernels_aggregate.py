@@ -87,7 +87,8 @@ def test_five_second_data_jittered_around_the_slot_edges_is_valid():
     # with rounded times every 5-s slot holds one value, so even the opt-in slot rule accepts the minute
     assert bin(int(m.valid_slots[0])).count("1") == 12 and table.close(POLICIES["cn-hj75-slots"]).valid[0]
     # 0.6 s early is no longer jitter around this minute's first second: that reading belongs to the minute before
-    late = readings_to_minutes(np.zeros(2, np.int64), T0 + np.array([-600, 400]) * 10**6, np.ones(2), np.zeros(2, np.uint8))
+    late = readings_to_minutes(np.zeros(2, np.int64), T0 + np.array([-600, 400]) * 10**6, np.ones(2),
+                               np.zeros(2, np.uint8))
     assert (late.start_ns - T0).tolist() == [-60 * S, 0]
 
 

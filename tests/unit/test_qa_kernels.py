@@ -116,7 +116,7 @@ def test_drift_at_the_part75_limit():
 def test_drift_refuses_what_it_cannot_judge():
     with pytest.raises(ValueError, match="full scale is missing for 1 of 2"):
         evaluate_drift(CN, "a05001", "span", [20.0, 20.0], [20.1, 20.1], unit="%", full_scale=[25.0, np.nan])
-    with pytest.raises(ValueError, match="1.0 %; the values are in mg/m3"):
+    with pytest.raises(ValueError, match=r"1.0 %; the values are in mg/m3"):
         evaluate_drift(US, "a05001", "span", [20.0], [20.1], unit="mg/m3")
     # EN 14181 sets no fixed drift limit (QAL3 control charts): nothing is judged, nothing passes
     _, v = evaluate_drift(EU, "a05001", "span", [20.0], [20.1], unit="%")
