@@ -12,7 +12,7 @@ Load a file with :func:`load_site`; the JSON Schema for editors is ``schemas/jso
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, Literal, NamedTuple, Protocol
@@ -420,16 +420,7 @@ class MassInputs(NamedTuple):
     @classmethod
     def of(cls, src: EmissionSource) -> MassInputs:
         problems: list[str] = []
-        by_q: dict[str, list[Channel]] = {}
-        for c in src.channels:
-            by_q.setdefault(c.quantity, []).append(c)
-        for q in ("a05001", "a00000", "a01011", "a01012", "a01013", "a01014", "a01006"):
-            if len(by_q.get(q, ())) > 1:
-                problems.append(f"two {QUANTITIES[q].name} ({q}) channels {[c.id for c in by_q[q]]}: keep one")
-
-        def one(q: str) -> Channel | None:
-            return by_q[q][0] if by_q.get(q) else None
-
+        one = _one_per_quantity(src, problems)
         co2, flow, velocity = one("a05001"), one("a00000"), one("a01011")
         temperature, static, moisture = one("a01012"), one("a01013"), one("a01014")
         barometer = one("a01006")
@@ -440,35 +431,15 @@ class MassInputs(NamedTuple):
             problems.append("no CO2 (a05001) channel")
         elif co2.basis is None:
             problems.append(f"CO2 channel {co2.id!r} must state its basis: dry or wet")
-        if flow is not None:
-            basis = flow.basis
-            if basis is None:
-                problems.append(f"flow channel {flow.id!r} must state its basis: actual_wet, standard_dry "
-                                f"(标干) or standard_wet")
-        elif velocity is not None:
-            basis = "actual_wet"
-            if src.duct_area_m2 is None:
-                problems.append(f"the flow comes from velocity channel {velocity.id!r}: give duct_area_m2")
-            if src.velocity_field_coefficient is None:
-                problems.append(f"the flow comes from velocity channel {velocity.id!r}: give "
-                                f"velocity_field_coefficient (Kv from the comparison test; 1.0 if none was made)")
-        else:
-            basis = None
-            problems.append("no flow (a00000) or velocity (a01011) channel")
+        basis = _flow_basis(src, flow, velocity, problems)
         need_moisture = basis in ("actual_wet", "standard_wet") or (co2 is not None and co2.basis == "wet")
-        need_state = basis == "actual_wet" or (co2 is not None and co2.conditions == "actual")
         if need_moisture and moisture is None and src.moisture_pct is None:
             problems.append("the calculation needs the flue-gas moisture: add an a01014 channel or moisture_pct")
-        if need_state:
+        if basis == "actual_wet" or (co2 is not None and co2.conditions == "actual"):
             why = "an actual wet flow" if basis == "actual_wet" else "a CO2 at actual conditions"
-            if temperature is None:
-                problems.append(f"{why} needs the flue-gas temperature: add an a01012 channel")
-            if static is None and src.static_pressure_kpa is None:
-                problems.append(f"{why} needs the flue-gas static pressure: add an a01013 channel or "
-                                f"static_pressure_kpa")
-            if ambient_ch is None and ambient_pa is None:
-                problems.append(f"{why} needs the barometric pressure: add an a01006 channel or ambient_pressure "
-                                f"(channel, kpa or altitude_m)")
+            problems += _state_problems(why, temperature is not None,
+                                        static is not None or src.static_pressure_kpa is not None,
+                                        ambient_ch is not None or ambient_pa is not None)
         if not src.operating_evidence() and src.kind == "stack":
             problems.append("no default operating rule applies (no velocity channel, and no flow channel with a "
                             "duct area): say how to tell that the source runs with operating: [{channel, above}]")
@@ -481,6 +452,52 @@ class MassInputs(NamedTuple):
             ambient_pressure=ambient_ch, ambient_pressure_pa=None if ambient_ch else ambient_pa,
             moisture=moisture.id if moisture else None,
             moisture_pct=None if moisture else src.moisture_pct, problems=tuple(problems))
+
+
+def _one_per_quantity(src: EmissionSource, problems: list[str]) -> Callable[[str], Channel | None]:
+    """The source's channel of a quantity (the first; two of a quantity the mass uses is a problem)."""
+    by_q: dict[str, list[Channel]] = {}
+    for c in src.channels:
+        by_q.setdefault(c.quantity, []).append(c)
+    for q in ("a05001", "a00000", "a01011", "a01012", "a01013", "a01014", "a01006"):
+        if len(by_q.get(q, ())) > 1:
+            problems.append(f"two {QUANTITIES[q].name} ({q}) channels {[c.id for c in by_q[q]]}: keep one")
+
+    def one(q: str) -> Channel | None:
+        return by_q[q][0] if by_q.get(q) else None
+
+    return one
+
+
+def _flow_basis(src: EmissionSource, flow: Channel | None, velocity: Channel | None, problems: list[str]) -> str | None:
+    """The basis of the stack's flow: the flow channel's, actual wet from velocity, None without either."""
+    if flow is not None:
+        if flow.basis is None:
+            problems.append(f"flow channel {flow.id!r} must state its basis: actual_wet, standard_dry "
+                            f"(标干) or standard_wet")
+        return flow.basis
+    if velocity is not None:
+        if src.duct_area_m2 is None:
+            problems.append(f"the flow comes from velocity channel {velocity.id!r}: give duct_area_m2")
+        if src.velocity_field_coefficient is None:
+            problems.append(f"the flow comes from velocity channel {velocity.id!r}: give "
+                            f"velocity_field_coefficient (Kv from the comparison test; 1.0 if none was made)")
+        return "actual_wet"
+    problems.append("no flow (a00000) or velocity (a01011) channel")
+    return None
+
+
+def _state_problems(why: str, temperature: bool, static: bool, ambient: bool) -> list[str]:
+    """What a conversion from actual conditions lacks (HJ212-D18, HJ212-D31): temperature and both pressures."""
+    out = []
+    if not temperature:
+        out.append(f"{why} needs the flue-gas temperature: add an a01012 channel")
+    if not static:
+        out.append(f"{why} needs the flue-gas static pressure: add an a01013 channel or static_pressure_kpa")
+    if not ambient:
+        out.append(f"{why} needs the barometric pressure: add an a01006 channel or ambient_pressure "
+                   f"(channel, kpa or altitude_m)")
+    return out
 
 
 class Region(_Frozen):

@@ -35,7 +35,7 @@ from numpy.typing import ArrayLike, NDArray
 from schemas.accounting import MATERIALS
 
 if TYPE_CHECKING:
-    from schemas.accounting import AccountingReport, Param
+    from schemas.accounting import AccountingReport, AluminiumData, CementData, Param
 
 from .gwp import DEFAULT_GWP_SET, co2e
 
@@ -531,6 +531,79 @@ def _value(p: Param | None, where: str) -> float:
 UncertaintyOf = Callable[["AccountingReport", str, "str | None", "Param"], float]
 
 
+class _Columns:
+    """The columns :func:`inputs_from_reports` builds: rows of fuels and materials (a list per input), and one value
+    per report of the cement and aluminium inputs, each with its basis code and uncertainty."""
+
+    def __init__(self, n: int, uncertainty: UncertaintyOf | None) -> None:
+        self.uncertainty = uncertainty
+        self.rows: dict[str, list[float]] = {k: [] for k in ("fuel_report", *_FUEL, "material_report", *_MATERIAL,
+                                                             "material_sign")}
+        self.row_basis: dict[str, list[int]] = {k: [] for k in (*_FUEL, *_MATERIAL)}
+        self.row_u: dict[str, list[float]] = {k: [] for k in (*_FUEL, *_MATERIAL)}
+        self.per = {k: np.zeros(n) for k in _CEMENT + _ALUMINIUM}
+        self.per_basis = {k: np.zeros(n, np.int8) for k in _CEMENT + _ALUMINIUM}
+        self.per_u = {k: np.zeros(n) for k in _CEMENT + _ALUMINIUM}
+
+    def u_of(self, rep: AccountingReport, name: str, item: str | None, p: Param | None) -> float:
+        if p is None or self.uncertainty is None:
+            return 0.0
+        return float(self.uncertainty(rep, PARAMETER_OF[name], item, p))
+
+    def put(self, rep: AccountingReport, i: int, name: str, p: Param | None, item: str | None = None,
+            value: float | None = None) -> None:
+        """One per-report input of report ``i`` (``value`` in place of the parameter's, when given)."""
+        if value is None:
+            value = 0.0 if p is None else _value(p, f"{rep.key} {PARAMETER_OF[name]}")
+        self.per[name][i] = value
+        self.per_basis[name][i] = _code(p)
+        self.per_u[name][i] = self.u_of(rep, name, item, p)
+
+    def put_row(self, rep: AccountingReport, names: Sequence[str], params: Sequence[Param | None], item: str) -> None:
+        """One fuel or material row."""
+        for name, p in zip(names, params, strict=True):
+            self.rows[name].append(_value(p, f"{rep.key} {PARAMETER_OF[name]} [{item}]"))
+            self.row_basis[name].append(_code(p))
+            self.row_u[name].append(self.u_of(rep, name, item, p))
+
+    def report(self, i: int, rep: AccountingReport) -> None:
+        for f in rep.fuels:
+            self.rows["fuel_report"].append(i)
+            self.put_row(rep, _FUEL, (f.consumption, f.ncv, f.carbon_per_heat, f.carbon_content, f.oxidation_rate),
+                         f.fuel)
+        if rep.steel is not None:
+            for m in rep.steel.materials:
+                self.rows["material_report"].append(i)
+                self.rows["material_sign"].append(1.0 if MATERIALS[m.material].direction == "input" else -1.0)
+                self.put_row(rep, _MATERIAL, (m.quantity, m.carbon_content), m.material)
+        if rep.cement is not None:
+            self.cement(i, rep, rep.cement)
+        if rep.aluminium is not None:
+            self.aluminium(i, rep, rep.aluminium)
+
+    def cement(self, i: int, rep: AccountingReport, c: CementData) -> None:
+        item = "coal_gangue" if c.raw_meal_contains_coal_gangue else None
+        clinker = _value(c.clinker_output, f"{rep.key} cement.clinker_output")
+        for name, p in (("clinker_t", c.clinker_output), ("clinker_cao", c.clinker_cao),
+                        ("clinker_mgo", c.clinker_mgo), ("raw_meal_t", c.raw_meal_consumption),
+                        ("raw_meal_toc", c.raw_meal_toc), ("kiln_dust_t", c.kiln_dust),
+                        ("bypass_dust_t", c.bypass_dust)):
+            self.put(rep, i, name, p, item)
+        for name, p in (("noncarbonate_cao", c.noncarbonate_cao), ("noncarbonate_mgo", c.noncarbonate_mgo)):
+            v = _value(p, f"{rep.key} {PARAMETER_OF[name]}")  # a mass becomes a fraction of clinker
+            self.put(rep, i, name, p, item, v if p.unit == "fraction" else (v / clinker if clinker else 0.0))
+
+    def aluminium(self, i: int, rep: AccountingReport, a: AluminiumData) -> None:
+        for name, p in (("aluminium_t", a.aluminium_output), ("anode_consumption", a.net_anode_consumption),
+                        ("anode_sulphur", a.anode_sulphur), ("anode_ash", a.anode_ash),
+                        ("limestone_t", a.limestone_consumption), ("limestone_factor", a.limestone_factor),
+                        ("anode_effect_minutes", a.anode_effect_minutes), ("slope_cf4", a.slope_cf4),
+                        ("overvoltage_coefficient", a.overvoltage_coefficient),
+                        ("anode_effect_overvoltage", a.anode_effect_overvoltage),
+                        ("current_efficiency", a.current_efficiency), ("c2f6_cf4_ratio", a.c2f6_cf4_ratio)):
+            self.put(rep, i, name, p, a.cell_technology)
+
+
 def inputs_from_reports(reports: Sequence[AccountingReport],
                         uncertainty: UncertaintyOf | None = None) -> AccountingInputs:
     """Validated, default-filled :class:`schemas.accounting.AccountingReport` objects -> column arrays.
@@ -542,61 +615,10 @@ def inputs_from_reports(reports: Sequence[AccountingReport],
     (the keys the defaults use); parameters a report does not give have none (0).
     """
     n = len(reports)
-    cols: dict[str, list[float]] = {k: [] for k in ("fuel_report", *_FUEL, "material_report", *_MATERIAL,
-                                                    "material_sign")}
-    row_basis: dict[str, list[int]] = {k: [] for k in (*_FUEL, *_MATERIAL)}
-    row_u: dict[str, list[float]] = {k: [] for k in (*_FUEL, *_MATERIAL)}
-    per = {k: np.zeros(n) for k in _CEMENT + _ALUMINIUM}
-    per_basis = {k: np.zeros(n, np.int8) for k in _CEMENT + _ALUMINIUM}
-    per_u = {k: np.zeros(n) for k in _CEMENT + _ALUMINIUM}
-
-    def u_of(rep: AccountingReport, name: str, item: str | None, p: Param | None) -> float:
-        return 0.0 if p is None or uncertainty is None else float(uncertainty(rep, PARAMETER_OF[name], item, p))
-
-    def put(rep: AccountingReport, i: int, name: str, p: Param | None, item: str | None = None,
-            value: float | None = None) -> None:
-        per[name][i] = (0.0 if p is None else _value(p, f"{rep.key} {PARAMETER_OF[name]}")) if value is None else value
-        per_basis[name][i] = _code(p)
-        per_u[name][i] = u_of(rep, name, item, p)
-
-    def put_row(rep: AccountingReport, names: Sequence[str], params: Sequence[Param | None], item: str) -> None:
-        for name, p in zip(names, params, strict=True):
-            cols[name].append(_value(p, f"{rep.key} {PARAMETER_OF[name]} [{item}]"))
-            row_basis[name].append(_code(p))
-            row_u[name].append(u_of(rep, name, item, p))
-
+    c = _Columns(n, uncertainty)
     for i, rep in enumerate(reports):
-        for f in rep.fuels:
-            cols["fuel_report"].append(i)
-            put_row(rep, _FUEL, (f.consumption, f.ncv, f.carbon_per_heat, f.carbon_content, f.oxidation_rate), f.fuel)
-        if rep.steel is not None:
-            for m in rep.steel.materials:
-                cols["material_report"].append(i)
-                cols["material_sign"].append(1.0 if MATERIALS[m.material].direction == "input" else -1.0)
-                put_row(rep, _MATERIAL, (m.quantity, m.carbon_content), m.material)
-        c = rep.cement
-        if c is not None:
-            item = "coal_gangue" if c.raw_meal_contains_coal_gangue else None
-            clinker = _value(c.clinker_output, f"{rep.key} cement.clinker_output")
-            for name, p in (("clinker_t", c.clinker_output), ("clinker_cao", c.clinker_cao),
-                            ("clinker_mgo", c.clinker_mgo), ("raw_meal_t", c.raw_meal_consumption),
-                            ("raw_meal_toc", c.raw_meal_toc), ("kiln_dust_t", c.kiln_dust),
-                            ("bypass_dust_t", c.bypass_dust)):
-                put(rep, i, name, p, item)
-            for name, p in (("noncarbonate_cao", c.noncarbonate_cao), ("noncarbonate_mgo", c.noncarbonate_mgo)):
-                v = _value(p, f"{rep.key} {PARAMETER_OF[name]}")  # a mass becomes a fraction of clinker
-                put(rep, i, name, p, item, v if p.unit == "fraction" else (v / clinker if clinker else 0.0))
-        a = rep.aluminium
-        if a is not None:
-            for name, p in (("aluminium_t", a.aluminium_output), ("anode_consumption", a.net_anode_consumption),
-                            ("anode_sulphur", a.anode_sulphur), ("anode_ash", a.anode_ash),
-                            ("limestone_t", a.limestone_consumption), ("limestone_factor", a.limestone_factor),
-                            ("anode_effect_minutes", a.anode_effect_minutes), ("slope_cf4", a.slope_cf4),
-                            ("overvoltage_coefficient", a.overvoltage_coefficient),
-                            ("anode_effect_overvoltage", a.anode_effect_overvoltage),
-                            ("current_efficiency", a.current_efficiency), ("c2f6_cf4_ratio", a.c2f6_cf4_ratio)):
-                put(rep, i, name, p, a.cell_technology)
-    arrays = {k: np.asarray(v, np.int64 if k.endswith("_report") else np.float64) for k, v in cols.items()}
-    basis = {k: np.asarray(v, np.int8) for k, v in row_basis.items()} | per_basis
-    u = ({k: np.asarray(v, np.float64) for k, v in row_u.items()} | per_u) if uncertainty is not None else {}
-    return AccountingInputs(n_reports=n, **arrays, **per, basis=basis, uncertainty=u)
+        c.report(i, rep)
+    arrays = {k: np.asarray(v, np.int64 if k.endswith("_report") else np.float64) for k, v in c.rows.items()}
+    basis = {k: np.asarray(v, np.int8) for k, v in c.row_basis.items()} | c.per_basis
+    u = ({k: np.asarray(v, np.float64) for k, v in c.row_u.items()} | c.per_u) if uncertainty is not None else {}
+    return AccountingInputs(n_reports=n, **arrays, **c.per, basis=basis, uncertainty=u)

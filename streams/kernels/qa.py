@@ -257,39 +257,51 @@ def judge(limits: tuple[Limit, ...], *, difference: ArrayLike, unit: str, relati
     passed = np.zeros(diff.shape, dtype=bool)
     by_first = np.zeros(diff.shape, dtype=bool)
     for i, lim in enumerate(limits):  # loop over configuration (at most a few alternatives)
-        applies = np.ones(diff.shape, dtype=bool)
-        if lim.above is not None or lim.at_most is not None:
-            if reference is None:
-                raise ValueError(f"criterion {lim.source} applies by reference band; the reference values are needed")
-            if lim.band_unit != unit:
-                raise ValueError(f"criterion {lim.source} has its band in {lim.band_unit}, the values are in {unit}")
-            ref = _a(reference)
-            if lim.above is not None:
-                applies &= ref > lim.above
-            if lim.at_most is not None:
-                applies &= ref <= lim.at_most
-        if lim.basis == "absolute":
-            if lim.unit != unit:
-                raise ValueError(f"criterion {lim.source} is {lim.value} {lim.unit}; the values are in {unit}")
-            measure = diff
-        elif lim.basis == "percent_full_scale":
-            fs = np.broadcast_to(_a(np.nan if full_scale is None else full_scale), diff.shape)
-            missing = applies & ~(fs > 0)
-            if missing.any():
-                raise ValueError(f"criterion {lim.source} is {lim.value} % of full scale; full scale is missing "
-                                 f"for {int(missing.sum())} of {diff.size} checks")
-            with np.errstate(divide="ignore", invalid="ignore"):
-                measure = 100.0 * diff / fs
-        else:
-            if relative_percent is None:
-                raise ValueError(f"criterion {lim.source} compares a relative figure; none was given")
-            measure = np.abs(_a(relative_percent))
+        applies = _applies(lim, diff.shape, unit, reference)
+        measure = _measure(lim, diff, applies, unit, relative_percent, full_scale)
         ok = applies & _at_most(measure, lim.value)
         judged |= applies
         passed |= ok
         if i == 0:
             by_first = ok
     return Verdict(judged, passed & judged, by_first)
+
+
+def _applies(lim: Limit, shape: tuple[int, ...], unit: str, reference: ArrayLike | None) -> NDArray[np.bool_]:
+    """Where a criterion applies: everywhere, or where the mean reference value is in its band."""
+    applies = np.ones(shape, dtype=bool)
+    if lim.above is None and lim.at_most is None:
+        return applies
+    if reference is None:
+        raise ValueError(f"criterion {lim.source} applies by reference band; the reference values are needed")
+    if lim.band_unit != unit:
+        raise ValueError(f"criterion {lim.source} has its band in {lim.band_unit}, the values are in {unit}")
+    ref = _a(reference)
+    if lim.above is not None:
+        applies &= ref > lim.above
+    if lim.at_most is not None:
+        applies &= ref <= lim.at_most
+    return applies
+
+
+def _measure(lim: Limit, diff: NDArray[np.float64], applies: NDArray[np.bool_], unit: str,
+             relative_percent: ArrayLike | None, full_scale: ArrayLike | None) -> NDArray[np.float64]:
+    """The figure a criterion compares with its value, by its basis (see :class:`Limit`)."""
+    if lim.basis == "absolute":
+        if lim.unit != unit:
+            raise ValueError(f"criterion {lim.source} is {lim.value} {lim.unit}; the values are in {unit}")
+        return diff
+    if lim.basis == "percent_full_scale":
+        fs = np.broadcast_to(_a(np.nan if full_scale is None else full_scale), diff.shape)
+        missing = applies & ~(fs > 0)
+        if missing.any():
+            raise ValueError(f"criterion {lim.source} is {lim.value} % of full scale; full scale is missing "
+                             f"for {int(missing.sum())} of {diff.size} checks")
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return 100.0 * diff / fs
+    if relative_percent is None:
+        raise ValueError(f"criterion {lim.source} compares a relative figure; none was given")
+    return np.abs(_a(relative_percent))
 
 
 # --- drift ---------------------------------------------------------------------------------------
