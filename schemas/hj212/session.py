@@ -199,6 +199,10 @@ class ReceiverSession:
                                   raw, frame.mn))
             return
         self.mns.add(reg.mn)
+        self._dispatch(reg, frame, raw, now_s, events)
+
+    def _dispatch(self, reg: Registration, frame: Frame, raw: bytes, now_s: float, events: list[Event]) -> None:
+        """What an authenticated frame calls for: storing an upload, answering, or only noting it."""
         cn = frame.cn
         if cn in DATA_UPLOADS:
             self._upload(reg, frame, raw, now_s, events)
