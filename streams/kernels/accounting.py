@@ -384,7 +384,27 @@ class AccountingEmissions:
 
 
 def accounting_emissions(x: AccountingInputs, gwp_set: str = DEFAULT_GWP_SET) -> AccountingEmissions:
-    """Calculation-based emissions of every report in ``x`` (formulas in the module docstring)."""
+    """Calculation-based emissions of every report in ``x`` (formulas in the module docstring).
+
+    Parameters
+    ----------
+    x : AccountingInputs
+        Column arrays of the reports' parameters in canonical units (t or 10^4 Nm3, GJ per unit, tC per unit or per
+        GJ, fractions, min/cell-day, mV) with their basis codes.
+    gwp_set : str
+        The GWP set (:data:`streams.kernels.gwp.GWP_SETS`) that turns CF4 and C2F6 into CO2e.
+
+    Returns
+    -------
+    AccountingEmissions
+        Per report: CO2 by component [t], CF4 and C2F6 [t] and their CO2e [t CO2e], totals [t], and the highest basis
+        code among the inputs each report used.
+
+    References
+    ----------
+    docs/sources.md: CN-COMB [S], CN-CEM-PROC [S], CN-CEM-TOC [U], CN-STEEL-CB [S], CN-AL-ANODE [U], CN-AL-LIME [S],
+    CN-AL-PFC [S], MRR-AIV-8B [P], CONST-MOLAR [S]; the GWP sets' own (GWP-SAR, GWP-AR4, GWP-AR5, GWP-AR6).
+    """
     n = x.n_reports
     fuel_report = np.asarray(x.fuel_report, np.int64)
     element = np.isfinite(np.asarray(x.fuel_carbon_element, np.float64))
@@ -609,10 +629,27 @@ def inputs_from_reports(reports: Sequence[AccountingReport],
     """Validated, default-filled :class:`schemas.accounting.AccountingReport` objects -> column arrays.
 
     The report order is kept: row ``i`` of every result is ``reports[i]``. (A thin Python pass over
-    the reports and their rows; the arithmetic is in :func:`accounting_emissions`.) With ``uncertainty``,
-    each given parameter's relative uncertainty is ``uncertainty(report, parameter, item, param)``, ``item``
-    being the fuel or material id, the cell technology, or ``coal_gangue`` for a raw mix with coal gangue
-    (the keys the defaults use); parameters a report does not give have none (0).
+    the reports and their rows; the arithmetic is in :func:`accounting_emissions`.)
+
+    Parameters
+    ----------
+    reports : sequence of AccountingReport
+        Validated reports with their defaults filled (:func:`schemas.accounting.validate_report`); values are in
+        the canonical units of :data:`schemas.accounting.UNITS`.
+    uncertainty : callable, optional
+        ``uncertainty(report, parameter, item, param)`` -> the parameter's relative expanded uncertainty [fraction,
+        95 %], ``item`` being the fuel or material id, the cell technology, or ``coal_gangue`` for a raw mix with
+        coal gangue (the keys the defaults use); parameters a report does not give have none (0).
+
+    Returns
+    -------
+    AccountingInputs
+        Per-report inputs of shape ``(n,)`` (zero where a sector does not apply) and fuel and material rows with the
+        index of their report, each with basis codes (and uncertainties when given), in the same units.
+
+    References
+    ----------
+    docs/sources.md: the parameters' own (docs/accounting.md); uncertainties IPCC-V1C3-AP1 [S] and the policy file's.
     """
     n = len(reports)
     c = _Columns(n, uncertainty)

@@ -46,6 +46,26 @@ ROUND_NS = 500_000_000
 
 
 def cell_keys(series: ArrayLike, ts_ns: ArrayLike, period_ns: int) -> NDArray[np.int64]:
+    """Keys of the cells readings fall in: ``series << 32 | period index since the epoch``.
+
+    Parameters
+    ----------
+    series : array_like of int
+        Series number of each reading [1].
+    ts_ns : array_like of int
+        Reading times [ns since the epoch, UTC].
+    period_ns : int
+        Period length [ns] (a minute or an hour).
+
+    Returns
+    -------
+    ndarray of int64
+        One key per reading; periods are UTC-aligned.
+
+    References
+    ----------
+    Project layout of the state (module docstring); no regulation involved.
+    """
     return (np.asarray(series, dtype=np.int64) << _PERIOD_BITS) | (np.asarray(ts_ns, dtype=np.int64) // period_ns)
 
 
@@ -302,7 +322,27 @@ class Accumulator(_Cells):
 def combine(states: list[Accumulator]) -> Accumulator:
     """Merge any number of states of one period length in one pass (sums add, slot masks OR).
 
-    Refuses states that share a batch id: that batch would be counted twice.
+    Integer sums and bit masks make merging exact and order-independent, which is what lets a stream aggregate in
+    pieces and still give the figures of aggregating whole.
+
+    Parameters
+    ----------
+    states : list of Accumulator
+        States of one period length [ns]; they must not share a batch id.
+
+    Returns
+    -------
+    Accumulator
+        The merged state (counts [1], exact quantised sums [2^-24 of the series' unit], slot masks).
+
+    Raises
+    ------
+    ValueError
+        States of different periods, or sharing a batch id (that batch would be counted twice).
+
+    References
+    ----------
+    :mod:`streams.kernels.exact` (why the sums are integers); no regulation involved.
     """
     period = {a.period_ns for a in states}
     if len(period) != 1:
@@ -421,13 +461,39 @@ def readings_to_minutes(series: ArrayLike, ts_ns: ArrayLike, value: ArrayLike, f
     """Group raw readings into minute cells (the first kernel stage, and the hot path).
 
     Readings flagged N whose value is NaN, infinite or beyond :data:`exact.MAX_ABS_VALUE` count as
-    out of range (T): flagged, never summed. With ``bounds = (low, high)``, arrays indexed by series
-    (see :func:`.plausibility.series_bounds`), normal readings outside ``[low, high]`` are T too.
-    ``set_values_valid``: bool per series; where true, readings flagged S (a value entered by hand, HJ 212-2017
-    Table 8) count as valid values of that channel (the site file's per-channel ``manual_values`` policy,
-    ``docs/sources.md`` HJ212-T8-S); elsewhere, as by default, only N readings are valid.
-    Cells are addressed through a dense ``(series, minute)`` index over each chunk's span, so every
-    statistic is one ``np.bincount``.
+    out of range (T): flagged, never summed. Cells are addressed through a dense ``(series, minute)`` index over
+    each chunk's span, so every statistic is one ``np.bincount``. A reading belongs to the minute (and 5-s slot) of
+    its timestamp rounded to the nearest second.
+
+    Parameters
+    ----------
+    series : array_like of int
+        Series number of each reading [1].
+    ts_ns : array_like of int
+        Reading times [ns since the epoch, UTC].
+    value : array_like of float
+        Reading values [the series' unit].
+    flag : array_like of uint8
+        HJ 212 flag code of each reading.
+    batch_id : hashable, optional
+        The batch these readings came in: a state that already holds it refuses to take it twice.
+    bounds : tuple of two arrays of float, optional
+        ``(low, high)`` per series [the series' unit] (:func:`streams.kernels.plausibility.series_bounds`); normal
+        readings outside them are flagged T.
+    set_values_valid : array_like of bool, optional
+        Per series: readings flagged S (entered by hand) count as valid values of that channel (the site file's
+        ``manual_values`` policy); elsewhere only N readings are valid.
+
+    Returns
+    -------
+    Accumulator
+        Minute cells: counts of readings by flag and of valid readings [1], exact sums of valid values
+        [2^-24 of the series' unit], masks of 5-s slots with valid or any readings.
+
+    References
+    ----------
+    docs/sources.md: HJ212-D23 [P] (minute means from samples at most 5 s apart), HJ212-T8 [P], HJ212-T8-S [P/U],
+    ROUND-S (project choice).
     """
     s = np.asarray(series, dtype=np.int64)
     t = np.asarray(ts_ns, dtype=np.int64)
@@ -557,7 +623,24 @@ def _pack_bits(hit: np.ndarray) -> np.ndarray:
 
 
 def hours_from_minutes(minutes: PeriodTable) -> Accumulator:
-    """Closed minutes -> hour cells (parts: minutes, flagged by their label; slots: 15-min quadrants)."""
+    """Closed minutes -> hour cells (parts: minutes, flagged by their label; slots: 15-min quadrants).
+
+    Parameters
+    ----------
+    minutes : PeriodTable
+        Closed minutes of many series, their validity judged by a policy [the series' unit].
+
+    Returns
+    -------
+    Accumulator
+        Hour cells whose parts are the minutes (counts by the minutes' labels, valid minutes, exact sums of the
+        valid minute means [2^-24 of the series' unit]) with the readings' own counts carried along, and masks of
+        15-minute quadrants with valid or operating minutes (for Part 75's hour rule).
+
+    References
+    ----------
+    docs/sources.md: HJ212-D24 [P] (an hour mean is the mean of its valid minute means), HJ212-AC [P], P75-10d [P].
+    """
     if minutes.period_ns != MINUTE_NS:
         raise ValueError("hours are built from minutes")
     start = minutes.start_ns
@@ -676,7 +759,22 @@ def minutes_from_averages(series: ArrayLike, start_ns: ArrayLike, period_s: int,
 
 
 def concat_tables(tables: list[PeriodTable]) -> PeriodTable:
-    """Closed periods of one length from several tables (disjoint cells), in one table."""
+    """Closed periods of one length from several tables (disjoint cells), in one table.
+
+    Parameters
+    ----------
+    tables : list of PeriodTable
+        Tables of one period length [ns] and one policy, holding different cells.
+
+    Returns
+    -------
+    PeriodTable
+        Their rows, table by table, in the units they had.
+
+    References
+    ----------
+    No regulation involved (bookkeeping).
+    """
     names = [f.name for f in fields(PeriodTable) if f.name not in ("period_ns", "policy")]
     columns = {n: np.concatenate([getattr(t, n) for t in tables]) for n in names}
     return PeriodTable(period_ns=tables[0].period_ns, policy=tables[0].policy, **columns)

@@ -191,7 +191,22 @@ POLICIES: Mapping[str, QaPolicy] = MappingProxyType({p.name: p for p in (_cn_hj7
 
 
 def get_policy(name: str = "cn-hj75") -> QaPolicy:
-    """The named QA policy; ``cn-hj75`` unless told otherwise."""
+    """The named QA policy; ``cn-hj75`` unless told otherwise.
+
+    Parameters
+    ----------
+    name : str
+        ``cn-hj75``, ``us-part75`` or ``eu-en14181``.
+
+    Returns
+    -------
+    QaPolicy
+        The regime's criteria per quantity.
+
+    References
+    ----------
+    docs/sources.md: each criterion's own id (:class:`Limit`); HJ75-* [S/U], P75-A-* [S/U], EN14181-QAL3 [S].
+    """
     try:
         return POLICIES[name]
     except KeyError:
@@ -421,7 +436,20 @@ def paired_statistics(reference: ArrayLike, cems: ArrayLike, used: ArrayLike | N
 def t_value(n: ArrayLike) -> NDArray[np.float64]:
     """t(0.025 one-tailed, n - 1 degrees of freedom) from :data:`T_TABLE`, for run counts n = 2..30.
 
-    Raises ``ValueError`` outside the table: no value is extrapolated.
+    Parameters
+    ----------
+    n : array_like of int
+        Runs of each test [1].
+
+    Returns
+    -------
+    ndarray of float
+        The t-value of each [1].
+
+    Raises
+    ------
+    ValueError
+        A run count outside the table: no value is extrapolated.
 
     References
     ----------
@@ -484,6 +512,18 @@ def biased_low(mean_difference: ArrayLike, cc: ArrayLike) -> NDArray[np.bool_]:
     """Bias test: the CEMS is biased low where d-bar > |cc| (d = reference - CEMS). A mean difference at
     most |cc| passes; a negative one (CEMS reading high) is never adjusted.
 
+    Parameters
+    ----------
+    mean_difference : array_like of float
+        d-bar of each test, reference - CEMS [the test's unit].
+    cc : array_like of float
+        Confidence coefficient of each test [the test's unit].
+
+    Returns
+    -------
+    ndarray of bool
+        True where the CEMS is biased low.
+
     References
     ----------
     docs/sources.md: P75-A-7.6 (checked on EPA's published RATA records, P75-RATA-DATA).
@@ -524,6 +564,13 @@ def bias_adjustment_factor(mean_difference: ArrayLike, cc: ArrayLike, mean_cems:
 
 def relative_error(mean_reference: ArrayLike, mean_cems: ArrayLike) -> NDArray[np.float64]:
     """Relative error of a comparison test, HJ 75: RE = (CEMS-bar - reference-bar) / reference-bar x 100.
+
+    Parameters
+    ----------
+    mean_reference : array_like of float
+        Mean of the reference method [the test's unit].
+    mean_cems : array_like of float
+        Mean of the CEMS over the same runs [the test's unit].
 
     Returns
     -------
@@ -617,11 +664,16 @@ def level_means(group: ArrayLike, reference: ArrayLike, measured: ArrayLike,
     reference, measured : array_like
         Reference value and response of each injection [check unit].
     n_groups : int
+        Number of (check, level) groups [1].
 
     Returns
     -------
     reference_mean, measured_mean : ndarray, shape (n_groups,)
-        NaN for a group without injections.
+        Means [check unit]; NaN for a group without injections.
+
+    References
+    ----------
+    docs/sources.md: P75-A-3.2 [U] (a level's error is that of its mean response), HJ75-LIN [U].
     """
     g = np.asarray(group, dtype=np.intp)
     count = np.bincount(g, minlength=n_groups).astype(float)
@@ -665,6 +717,22 @@ def evaluate_linearity(policy: QaPolicy, quantity: str, reference_mean: ArrayLik
                        unit: str) -> Linearity:
     """Linearity errors of many gas levels of one quantity and the policy's verdict (a check passes when
     each of its levels does).
+
+    Parameters
+    ----------
+    policy : QaPolicy
+        The regime whose linearity criteria judge the levels.
+    quantity : str
+        HJ 212 code of the analyser's quantity.
+    reference_mean, measured_mean : array_like of float
+        Mean reference value and mean response of each level [``unit``].
+    unit : str
+        Unit of the values, for absolute criteria.
+
+    Returns
+    -------
+    Linearity
+        The errors [%] and the verdict per level.
 
     References
     ----------

@@ -48,7 +48,31 @@ def _utc_offsets_s(start_ns: int, n_hours: int, tz: ZoneInfo) -> np.ndarray:
 
 def local_period_index(start_ns: int, n_hours: int, tz: ZoneInfo,
                        period: str) -> tuple[NDArray[np.intp], NDArray[np.datetime64]]:
-    """For each hour: (index of its local day, month, calendar quarter or year in the range, label of that period)."""
+    """For each hour: the index of its local day, month, calendar quarter or year in the range, and the labels.
+
+    Parameters
+    ----------
+    start_ns : int
+        Start of the first hour [ns since the epoch, UTC].
+    n_hours : int
+        Hours in the range [1].
+    tz : ZoneInfo
+        The entity's time zone (local days and months are the reporting periods).
+    period : str
+        ``day``, ``month``, ``quarter`` or ``year``.
+
+    Returns
+    -------
+    index : ndarray of int
+        Period of each hour, 0 .. number of periods - 1.
+    labels : ndarray of datetime64
+        Each period's local calendar label (``datetime64[D]`` for days, ``[M]`` for the first month of the others).
+
+    References
+    ----------
+    docs/sources.md: HJ212-D25 [P] and HJ76-B [S] (days and months are local calendar periods), HJ75-CR [S]
+    (calendar quarters).
+    """
     local_s = start_ns // 10**9 + 3600 * np.arange(n_hours, dtype=np.int64) + _utc_offsets_s(start_ns, n_hours, tz)
     day = local_s // _DAY_S
     if period == "day":
