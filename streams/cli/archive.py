@@ -31,6 +31,7 @@ def demo(out: Path, reports: tuple[Path, ...], month: str, serve: bool, archive_
     pipeline (in this process, or with --config on Kafka and InfluxDB), reconcile them against self-reported
     files, archive the months and write an HTML report; then open the review console on them (--no-serve: not)."""
     from streams.archive.store import Archive
+    from streams.core.figures import deviation
     from streams.runtime.embedded import archive_plants, reconcile_plants, run_on_services, run_plants
     from streams.report.html import render
 
@@ -64,7 +65,7 @@ def demo(out: Path, reports: tuple[Path, ...], month: str, serve: bool, archive_
         calc = r.calculated.get("co2_t")
         click.echo(f"{r.entity.id:<16}{m.co2_t:>13,.0f}{m.measured_co2_t:>12,.0f}{m.substituted_co2_t:>15,.0f}"
                    f"{'' if calc is None else f'{calc:,.0f}':>14}"
-                   f"{'' if not calc else f'{m.co2_t / calc - 1:+.1%}':>11}"
+                   f"{'' if (d := deviation(m.co2_t, calc)) is None else f'{d:+.1%}':>11}"
                    f"{'' if m.completeness is None else f'{m.completeness:.0%}':>10}  "
                    + ("; ".join(f"{a.severity} {a.rule} {'' if a.deviation is None else f'{a.deviation:+.1%}'}"
                                 for a in r.alerts) or "none"))

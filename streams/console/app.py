@@ -18,7 +18,8 @@ from urllib.parse import quote, urlencode
 import jinja2
 from aiohttp import web
 
-from streams.archive.store import HOUR_STATUS, Archive
+from streams.archive.store import Archive
+from streams.core.figures import HOUR_STATUS
 
 from . import review
 from .auth import Auth, Limits, LoginRefused

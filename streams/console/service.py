@@ -16,7 +16,8 @@ from collections import Counter, defaultdict
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
-from streams.archive.store import Archive, calculated, deadline_of
+from streams.archive.store import Archive, deadline_of
+from streams.core.figures import calculated
 
 from . import review
 from .policy import User, sees, visible

@@ -9,6 +9,8 @@ from datetime import UTC, datetime
 
 import numpy as np
 
+from streams.core.figures import deviation
+
 __all__ = ["render"]
 
 _SEVERITY = {"critical": "#b3261e", "warning": "#c77700", "info": "#4a6fa5", "cleared": "#5b7f5b"}
@@ -68,7 +70,8 @@ def render(results, title: str, archive_head: str) -> str:
     for r in results:
         m = next((m for m in r.monthly if m.status == "closed"), r.monthly[0])  # the archived month, if any
         calc = r.calculated.get("co2_t")
-        dev = "" if not calc else f"{m.co2_t / calc - 1:+.1%}"
+        d = deviation(m.co2_t, calc)
+        dev = "" if d is None else f"{d:+.1%}"
         worst = max((a.severity for a in r.alerts), key=["info", "warning", "critical"].index, default="")
         summary.append(f"<tr><td>{html.escape(r.entity.name)}</td><td>{r.entity.sector.value}</td><td>{m.month}</td>"
                        f"<td>{m.status}</td><td class=n>{m.co2_t:,.0f}</td><td class=n>{m.measured_co2_t:,.0f}</td>"

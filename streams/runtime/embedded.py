@@ -34,7 +34,8 @@ from schemas.batch import ChannelSpec, ReadingBatch
 from schemas.records import HourlyRecord, MonthlyRecord
 from schemas.site import Entity
 
-from streams.archive.store import Archive, alert_figures, calculated, hourly_figures, month_figures
+from streams.archive.store import Archive
+from streams.core.figures import alert_figures, calculated, hourly_figures, month_figures
 from streams.kernels.aggregate import MINUTE_NS, PeriodTable
 from streams.kernels.indicators import Grid
 from streams.core.monthly import month_bounds, month_range

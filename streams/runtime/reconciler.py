@@ -262,7 +262,7 @@ def _ns(text: str) -> int:
 def sync_archive(cfg: WorkerConfig, archive) -> list:
     """Every entity-month with a closed CEMS month into the archive: CO2 and hours summed over its sources, CF4,
     C2F6 and CO2e and the calculated CO2 from its report, its alerts; a new version only where they changed."""
-    from streams.archive.store import alert_figures, calculated, hourly_figures, month_figures
+    from streams.core.figures import alert_figures, calculated, hourly_figures, month_figures
 
     entities = {e.id: e for e in load_sites(cfg.sites)}
     months = read_latest(cfg, cfg.topics.monthly, MonthlyRecord.from_json)
