@@ -35,17 +35,16 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-__all__ = ["DEADLINE_DAYS", "FIELDS", "HOUR_STATUS", "Archive", "ArchiveError", "Record", "alert_figures", "deadline_of",
-           "hourly_figures"]
+__all__ = ["DEADLINE_DAYS", "FIELDS", "Archive", "ArchiveError", "Record", "deadline_of"]
 
-#: Days after the month's end by which the month's key parameters are archived (§4.7 [S]).
+#: Days after the month's end by which the month's key parameters are archived (docs/sources.md CN-REVIEW).
 DEADLINE_DAYS = 40
 GENESIS = "0" * 64
 
 #: The figures of an entry, in export column order (units in the names).
 FIELDS = ("co2_t", "measured_co2_t", "substituted_co2_t", "cf4_t", "c2f6_t", "co2e_t", "hours_in_month",
           "operating_hours", "measured_hours", "substituted_hours", "missing_hours", "valid_days", "valid",
-          "completeness", "calculated_co2_t", "deviation", "alerts")
+          "completeness", "calculated_co2_t", "deviation", "deviation_measured", "alerts")
 
 
 class ArchiveError(ValueError):

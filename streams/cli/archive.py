@@ -170,7 +170,7 @@ def archive_sync(config: Path | None, store: Path) -> None:
     version only where something changed)."""
     from streams.archive.store import Archive
     from streams.cli.stream import _load
-    from streams.runtime.reconciler import sync_archive
+    from streams.runtime.archive_sync import sync_archive
 
     cfg = _load(config)
     written = sync_archive(cfg, Archive(store))

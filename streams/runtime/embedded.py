@@ -327,7 +327,8 @@ def run_on_services(cfg, out: Path, month: str = "2026-02", report_files: list[P
 
     import yaml
 
-    from streams.runtime.reconciler import Reconciler, publish_reports, read_alerts, read_latest, sync_archive
+    from streams.runtime.archive_sync import sync_archive
+    from streams.runtime.reconciler import Reconciler, publish_reports, read_alerts, read_latest
     from streams.runtime.topics import create_topics
     from streams.runtime.worker import StreamWorker, checkpoint_lag
     from streams.config import ReconcileSettings, Topics

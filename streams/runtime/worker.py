@@ -23,11 +23,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from pathlib import Path
 
 from ingest.batches import KeyRing, dead_letter_headers
 from schemas import envelope
 from streams.config import WorkerConfig, load_sites
+from streams.runtime import kafka_io
 from streams.core.processor import Message, PartitionProcessor, Registry
 from streams.runtime.state_store import PIECE_BYTES, KafkaLog, PartitionState, read_manifest, read_partition_state
 
@@ -237,9 +237,9 @@ def checkpoint_lag(cfg: WorkerConfig) -> dict[int, int]:
     """Per readings partition, the messages not yet covered by the newest saved state (0: fully checkpointed).
 
     The lag that matters for exactly-once: what a worker killed now would replay."""
-    from kafka import KafkaConsumer, TopicPartition
+    from kafka import TopicPartition
 
-    consumer = KafkaConsumer(**cfg.kafka.producer_config(), group_id=None, enable_auto_commit=False)
+    consumer = kafka_io.consumer(cfg.kafka)
     try:
         partitions = sorted(consumer.partitions_for_topic(cfg.topics.readings) or ())
         ends = consumer.end_offsets([TopicPartition(cfg.topics.readings, p) for p in partitions])

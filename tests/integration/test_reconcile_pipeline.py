@@ -161,7 +161,7 @@ def test_reconciler_raises_the_injected_alerts_once_and_reviewers_see_their_regi
 
     # the monthly archive pulls the month: CEMS figures, calculated CO2, the alerts; once
     from streams.archive.store import Archive
-    from streams.runtime.reconciler import sync_archive
+    from streams.runtime.archive_sync import sync_archive
 
     archive = Archive(tmp_path / "archive.sqlite")
     entries = sync_archive(cfg, archive)
