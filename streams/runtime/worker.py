@@ -21,12 +21,14 @@ faust refuses them inside ``take()`` (faust-streaming issue #497).
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import time
 
 from ingest.batches import KeyRing, dead_letter_headers
 from schemas import envelope
 from streams.config import WorkerConfig, load_sites
+from streams.core.backoff import Backoff
 from streams.runtime import kafka_io
 from streams.core.processor import Message, PartitionProcessor, Registry
 from streams.runtime.state_store import PIECE_BYTES, KafkaLog, PartitionState, read_manifest, read_partition_state
@@ -34,6 +36,9 @@ from streams.runtime.state_store import PIECE_BYTES, KafkaLog, PartitionState, r
 __all__ = ["StreamWorker", "checkpoint_lag"]
 
 log = logging.getLogger(__name__)
+
+#: The pace of retrying counted output (Kafka sends, state saves, InfluxDB writes) while a service is away.
+RETRY = Backoff(initial_s=0.5, max_s=30.0)
 
 class StreamWorker:
     def __init__(self, cfg: WorkerConfig, sink=None) -> None:
@@ -60,6 +65,7 @@ class StreamWorker:
         self.processors: dict = {}  # TP -> PartitionProcessor
         self.states: dict = {}  # TP -> PartitionState (the manifest of its saved state)
         self.pending: dict = {}  # TP -> events processed but not yet acknowledged (covered by the next snapshot)
+        self._sink_outs: list = []  # processor outputs for the sink, written by the next save
         self._next_checkpoint = 0.0
         self._busy: asyncio.Lock | None = None  # handle() and a state capture never interleave (created in the loop)
         self._saving: asyncio.Task | None = None  # the save under way, if any
@@ -112,8 +118,8 @@ class StreamWorker:
         sends += [(self.hourly, {"key": r.key.encode(), "value": r.to_json()}) for r in out.hourly]
         sends += [(self.monthly, {"key": r.key.encode(), "value": r.to_json()}) for r in out.monthly]
         sends += [(self.gaps, {"key": r.key.encode(), "value": r.to_json()}) for r in out.gaps]
-        if self.sink is not None and (out.hourly or out.minutes is not None):
-            await self._retry("InfluxDB write", lambda: asyncio.to_thread(self._write_sink, out))
+        if self.sink is not None and (out.hourly or out.monthly or out.minutes is not None):
+            self._sink_outs.append(out)  # written by the next save, outside the handling lock
         await self._deliver(sends)
         for agent, holes in out.holes.items():
             log.warning("agent %s: %s", agent, f"batches missing: {holes[:5]}" if holes else "sequence complete again",
@@ -122,13 +128,15 @@ class StreamWorker:
             log.info("%d duplicate batch(es) ignored on %s/%d", out.duplicates, tp.topic, tp.partition,
                      extra={"event": "duplicates", "count": out.duplicates})
 
-    def _write_sink(self, out) -> None:
-        """Hourly records, monthly totals and the minutes closed in this chunk (each minute is closed once: a
-        rewrite is a replay of identical points)."""
-        self.sink.write_hourly(out.hourly)
-        self.sink.write_monthly(out.monthly)
-        if out.minutes is not None and len(out.minutes):
-            self.sink.write_minutes(minute_rows(self.registry, out.minutes))
+    def _write_sink(self, outs: list) -> None:
+        """The hourly records, monthly totals and minutes closed in the chunks a save covers, in order, then flushed
+        (each minute is closed once: a rewrite after a failure is a replay of identical points)."""
+        for out in outs:
+            self.sink.write_hourly(out.hourly)
+            self.sink.write_monthly(out.monthly)
+            if out.minutes is not None and len(out.minutes):
+                self.sink.write_minutes(minute_rows(self.registry, out.minutes))
+        self.sink.flush()
 
     async def _deliver(self, sends: list) -> None:
         """Send and wait for Kafka's acknowledgement, retrying while the broker is away: the state already
@@ -142,18 +150,19 @@ class StreamWorker:
             await self._retry(f"sending {len(sends)} message(s)", once)
 
     async def _retry(self, what: str, attempt) -> None:
-        delay = 0.5
-        while True:
+        """Until it succeeds: the broker or the database may be away, and counted output is never dropped. Always
+        outside the handling lock (saves run in the background), at the project's one retry pace."""
+        for n in itertools.count():
             try:
                 await attempt()
                 return
             except asyncio.CancelledError:
                 raise
-            except Exception as exc:  # broker or database away: wait for it, never drop counted output
+            except Exception as exc:
+                delay = RETRY.delay(n)
                 log.warning("%s failed (%s: %s); retrying in %.1f s", what, type(exc).__name__, exc, delay,
                             extra={"event": "output_retry"})
                 await asyncio.sleep(delay)
-                delay = min(delay * 2, 30.0)
 
     async def checkpoint(self) -> None:
         """Save everything handled so far and wait until it is saved and acknowledged (at shutdown: a clean
@@ -175,11 +184,10 @@ class StreamWorker:
             if evs and tp in self.processors:
                 proc = self.processors[tp]
                 captured.append((tp, self.states[tp], await asyncio.to_thread(proc.checkpoint), proc.next_offset))
-        if self.sink is not None:  # the points of the events acknowledged below are in InfluxDB first
-            await self._retry("InfluxDB flush", lambda: asyncio.to_thread(self.sink.flush))
         events, self.pending = self.pending, {}
+        outs, self._sink_outs = self._sink_outs, []
         self._next_checkpoint = time.monotonic() + self.cfg.snapshot_interval_s
-        return captured, events
+        return captured, events, outs
 
     def _start_save(self, captured) -> None:
         """Save in the background: handling goes on while Kafka acknowledges the state (its events are acked
@@ -187,7 +195,11 @@ class StreamWorker:
         if captured is not None:
             self._saving = asyncio.create_task(self._save(*captured))
 
-    async def _save(self, captured, events) -> None:
+    async def _save(self, captured, events, outs) -> None:
+        """The sink's points of these events first, then each partition's state, then the acknowledgements: an
+        event is acked only once everything it produced is stored."""
+        if outs:
+            await self._retry("InfluxDB write", lambda: asyncio.to_thread(self._write_sink, outs))
         await asyncio.gather(*(
             self._retry(f"saving the state of {tp.topic}/{tp.partition}",
                         lambda s=state, c=changed, o=offset, f=self._state_sender(tp.partition): s.save(c, o, f))
@@ -260,7 +272,7 @@ def minute_rows(registry: Registry, table):
     """Closed minutes (series numbers) -> the sink's rows (entity, source, channel, quantity, unit)."""
     import numpy as np
 
-    from streams.sinks.influx import MinuteRows
+    from streams.sinks.line_protocol import MinuteRows
 
     series = table.series
     sources = np.array([s.id for s in registry.sources], dtype=object)[registry.source_of_series[series]]

@@ -24,7 +24,8 @@ from schemas.kafka import KafkaConnection
 from schemas.quantities import Flag
 from schemas.records import MonthlyRecord
 from streams.runtime.reconciler import Reconciler, _send_all, read_alerts
-from streams.sinks.influx import InfluxSink, MinuteRows
+from streams.sinks.influx import InfluxSink
+from streams.sinks.line_protocol import MinuteRows
 from streams.runtime.topics import create_topics
 from streams.config import InfluxSettings, ReconcileSettings, Topics, WorkerConfig
 
