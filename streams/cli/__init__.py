@@ -6,7 +6,6 @@ from __future__ import annotations
 import click
 
 from edge_agent.cli import edge
-
 from streams.cli.archive import archive
 from streams.cli.console import console
 from streams.cli.demo import demo
@@ -15,6 +14,7 @@ from streams.cli.files import batch, schema, site
 from streams.cli.hj212 import hj212
 from streams.cli.reconcile import accounting, alerts, reconcile
 from streams.cli.stream import stream
+
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="cems-pipeline", prog_name="cems")

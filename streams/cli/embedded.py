@@ -31,9 +31,9 @@ def embedded(sites, batches, reports, meters, out: Path) -> None:
     """Recorded data through the whole pipeline in this process (no Kafka, no InfluxDB): records, reconciliation
     against the reports, the archive (OUT/archive.sqlite) and an HTML report (OUT/report.html)."""
     from streams.archive.store import Archive
-    from streams.runtime.embedded import archive_plants, batch_files, reconcile_plants, run_recorded, write_records
-    from streams.report.html import render
     from streams.config import load_sites
+    from streams.report.html import render
+    from streams.runtime.embedded import archive_plants, batch_files, reconcile_plants, run_recorded, write_records
 
     files = batch_files(list(batches))
     entities = load_sites(list(sites))

@@ -9,6 +9,7 @@ import click
 
 from schemas.errors import ConfigError
 
+
 def _load(path: Path | None):
     from ingest.hj212_server import Hj212ServerConfig
     from schemas.configfile import load_settings
@@ -23,7 +24,6 @@ def _load(path: Path | None):
 def _prepare(cfg):
     """Sites, keys and passwords of the configured MNs; exits naming what is missing."""
     from ingest.hj212_server import read_secrets
-
     from streams.config import load_sites
 
     try:

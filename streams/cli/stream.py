@@ -56,7 +56,6 @@ def worker(config: Path | None, log_level: str, log_format: str) -> None:
     import signal
 
     from edge_agent.logs import configure_logging
-
     from streams.runtime.worker import StreamWorker
 
     configure_logging(log_level, log_format)

@@ -22,7 +22,7 @@ from streams.core.figures import calculated
 from . import review
 from .policy import User, sees, visible
 
-__all__ = ["CATEGORIES", "Conflict", "Console", "NotFound", "Refused", "BadRequest", "MAX_FILE_BYTES", "sniff"]
+__all__ = ["CATEGORIES", "MAX_FILE_BYTES", "BadRequest", "Conflict", "Console", "NotFound", "Refused", "sniff"]
 
 #: Evidence categories a plant files under (the work plan's supporting evidence).
 CATEGORIES = ("accounting_report", "lab_report", "weighbridge_ticket", "invoice", "sampling_record", "other")

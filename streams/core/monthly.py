@@ -46,13 +46,11 @@ from zoneinfo import ZoneInfo
 import numpy as np
 
 from schemas.records import HourlyRecord, MonthlyRecord
-
+from streams.core.state import json_array, npz_bytes
 from streams.kernels import HOUR_NS, ValidityPolicy, rollup, substitute
 from streams.kernels.rollup import local_period_index
 from streams.kernels.standardise import MOLAR_MASS_G_MOL, vol_pct_to_mg_m3
-from streams.kernels.substitute import (MEASURED, NOT_CONFIGURED, OUT_OF_CONTROL, STATUS, STOPPED, HourGrid,
-                                 Part75Limits)
-from streams.core.state import json_array, npz_bytes
+from streams.kernels.substitute import MEASURED, NOT_CONFIGURED, OUT_OF_CONTROL, STATUS, STOPPED, HourGrid, Part75Limits
 
 __all__ = ["DEFAULT_LOOKBACK_H", "DEFAULT_SUBSTITUTION", "MonthlyRollup", "month_bounds", "month_range"]
 

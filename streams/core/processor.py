@@ -35,6 +35,7 @@ from __future__ import annotations
 import io
 import json
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 
@@ -42,13 +43,20 @@ from ingest.batches import KeyRing, Rejection, check_messages
 from ingest.sequence import SeqTracker
 from schemas.records import GapReport, HourlyRecord, MonthlyRecord
 from schemas.site import Entity
-from streams.kernels import (HOUR_NS, Accumulator, PeriodTable, StackLayout, get_policy, hourly_emissions,
-                             hours_from_minutes)
+from streams.core.monthly import MonthlyRollup
+from streams.core.state import json_array, npz_bytes
+from streams.kernels import (
+    HOUR_NS,
+    Accumulator,
+    PeriodTable,
+    StackLayout,
+    get_policy,
+    hourly_emissions,
+    hours_from_minutes,
+)
 from streams.kernels.aggregate import MINUTE_NS, ROUND_NS, combine, concat_tables, minutes_from_averages
 from streams.kernels.plausibility import series_bounds
 from streams.kernels.substitute import Part75Limits
-from streams.core.monthly import MonthlyRollup
-from streams.core.state import json_array, npz_bytes
 
 __all__ = ["Message", "Output", "PartitionProcessor", "Registry", "Settings"]
 
@@ -130,6 +138,15 @@ class Output:
 _NEVER = np.iinfo(np.int64).min // 2
 
 
+class _Accepted(NamedTuple):
+    """A batch that passed every check: its source (index), its readings as series columns, and their time span."""
+
+    source: int
+    columns: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]  # series, ts_ns, value, flag
+    first_ns: int
+    last_ns: int
+
+
 class PartitionProcessor:
     def __init__(self, registry: Registry, keys: KeyRing, settings: Settings = Settings()) -> None:
         self.registry, self.keys, self.settings = registry, keys, settings
@@ -169,9 +186,9 @@ class PartitionProcessor:
             batch = self._accept(m, c, out)
             if batch is None:
                 continue
-            src, series, first, last = batch
-            (means if self.registry.feed_period_s[src] else parts).append(series)
-            touched.update((src, h) for h in range(first // HOUR_NS * HOUR_NS, last + ROUND_NS + 1, HOUR_NS))
+            (means if self.registry.feed_period_s[batch.source] else parts).append(batch.columns)
+            touched.update((batch.source, h) for h in range(batch.first_ns // HOUR_NS * HOUR_NS,
+                                                            batch.last_ns + ROUND_NS + 1, HOUR_NS))
         if parts:
             series, ts, value, flag = (np.concatenate(c) for c in zip(*parts, strict=True))
             out.readings = int(ts.size)
@@ -189,7 +206,7 @@ class PartitionProcessor:
         self._evict()
         return out
 
-    def _accept(self, m: Message, checked, out: Output):
+    def _accept(self, m: Message, checked, out: Output) -> _Accepted | None:
         if isinstance(checked, Rejection):
             out.dead_letters.append((m, checked))
             return None
@@ -237,7 +254,7 @@ class PartitionProcessor:
         self.watermark[src] = max(self.watermark[src], last)
         if self.closed_upto[src] == _NEVER:  # a source's first data: its hours count from here on
             self.closed_upto[src] = first // HOUR_NS * HOUR_NS
-        return src, (table[b.channel], b.ts_ns, b.value, b.flag), first, last
+        return _Accepted(src, (table[b.channel], b.ts_ns, b.value, b.flag), first, last)
 
     def _record_seq(self, b, tracker: SeqTracker, src: int, out: Output) -> None:
         before = tracker.missing

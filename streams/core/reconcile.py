@@ -49,16 +49,27 @@ from zoneinfo import ZoneInfo
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from schemas.accounting import (CO2_PARAMETERS, UNCERTAINTY_VERSION, AccountingReport, Param, load_defaults,
-                                load_uncertainty)
+from schemas.accounting import (
+    CO2_PARAMETERS,
+    UNCERTAINTY_VERSION,
+    AccountingReport,
+    Param,
+    load_defaults,
+    load_uncertainty,
+)
 from schemas.alerts import Alert, alert_id
 from schemas.quantities import Flag
 from schemas.records import MonthlyRecord
 from schemas.site import Entity
-from streams.kernels.accounting import (CO2_INPUTS, INPUTS, PARAMETER_OF, accounting_emissions, co2_variance_t2,
-                                        inputs_from_reports)
-from streams.kernels.indicators import (DEFAULT_POLICY, NEAR_DEADLINE, NO_DATA, CO2O2Pairs, Grid,
-                                         IndicatorPolicy, scan)
+from streams.kernels.accounting import (
+    CO2_INPUTS,
+    INPUTS,
+    PARAMETER_OF,
+    accounting_emissions,
+    co2_variance_t2,
+    inputs_from_reports,
+)
+from streams.kernels.indicators import DEFAULT_POLICY, NEAR_DEADLINE, NO_DATA, CO2O2Pairs, Grid, IndicatorPolicy, scan
 
 __all__ = ["CEMS_TIER_UNCERTAINTY", "MeterTotal", "MonthEvidence", "ReconcilePolicy", "calculation_tolerance", "metered_totals",
            "reconcile_month"]

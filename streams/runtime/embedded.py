@@ -23,14 +23,13 @@ from schemas import envelope
 from schemas.accounting import AccountingReport
 from schemas.records import HourlyRecord, MonthlyRecord
 from schemas.site import Entity
-
 from streams.archive.store import Archive
 from streams.core.figures import alert_figures, calculated, hourly_figures, month_figures
-from streams.kernels.aggregate import MINUTE_NS, PeriodTable
-from streams.kernels.indicators import Grid
 from streams.core.monthly import month_bounds, month_range
 from streams.core.processor import Message, PartitionProcessor, Registry, Settings
 from streams.core.reconcile import MonthEvidence, ReconcilePolicy, metered_totals, reconcile_month
+from streams.kernels.aggregate import MINUTE_NS, PeriodTable
+from streams.kernels.indicators import Grid
 
 __all__ = ["PlantResult", "archive_plants", "batch_files", "process_entity", "reconcile_plants", "run_recorded",
            "write_records"]
@@ -128,7 +127,7 @@ def run_recorded(entities: list[Entity], files: list[Path], meters: dict[str, st
         _, start, _ = month_bounds(min(r[3] for r in rows), entity.tz)
         _, _, end = month_bounds(rows[-1][0] * 10**6 - 1, entity.tz)
         messages = [Message(i, data, headers, ts) for i, (ts, data, headers, _) in enumerate(rows)]
-        res = process_entity(entity, messages, {a: key for a in agents[entity.id]}, start, end, settings)
+        res = process_entity(entity, messages, dict.fromkeys(agents[entity.id], key), start, end, settings)
         res.meters = dict(meters or {})
         results.append(res)
     return results

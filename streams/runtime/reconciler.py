@@ -30,13 +30,12 @@ from schemas.accounting import AccountingReport
 from schemas.alerts import Ack, Alert
 from schemas.quantities import Flag
 from schemas.records import GapReport, MonthlyRecord
-
+from streams.config import WorkerConfig, load_sites
 from streams.core.alerts import AlertBook
-from streams.kernels.aggregate import MINUTE_NS
-from streams.kernels.indicators import NO_DATA, Grid
 from streams.core.monthly import month_bounds, month_range
 from streams.core.reconcile import MonthEvidence, metered_totals, reconcile_month
-from streams.config import WorkerConfig, load_sites
+from streams.kernels.aggregate import MINUTE_NS
+from streams.kernels.indicators import NO_DATA, Grid
 from streams.runtime import kafka_io
 
 __all__ = ["Reconciler", "publish_reports", "read_acks", "read_alerts", "read_latest", "read_topic"]
@@ -187,7 +186,7 @@ class Reconciler:
                 batch = decode_batch(r.value)
                 entity_id = entity_id or self.entity_of.get(batch.source_id)
                 when = int(batch.ts_ns.min()) if batch.ts_ns.size else when
-            except Exception:  # noqa: BLE001 - a forged batch may not even decode: file it when dead-lettered
+            except Exception:
                 pass
             if entity_id in self.entities:
                 label, _, _ = month_bounds(when, self.entities[entity_id].tz)

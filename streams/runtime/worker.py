@@ -29,8 +29,8 @@ from ingest.batches import KeyRing, dead_letter_headers
 from schemas import envelope
 from streams.config import WorkerConfig, load_sites
 from streams.core.backoff import Backoff
-from streams.runtime import kafka_io
 from streams.core.processor import Message, PartitionProcessor, Registry
+from streams.runtime import kafka_io
 from streams.runtime.state_store import PIECE_BYTES, KafkaLog, PartitionState, read_manifest, read_partition_state
 
 __all__ = ["StreamWorker", "checkpoint_lag"]

@@ -35,9 +35,20 @@ from schemas.records import HourlyRecord, MonthlyRecord
 from streams.core.backoff import Backoff
 from streams.kernels.aggregate import HOUR_NS, MINUTE_NS
 from streams.sinks.base import SinkError, SinkRejected
-from streams.sinks.line_protocol import (HOURLY_MEASUREMENT, MINUTE_MEASUREMENT, MONTHLY_MEASUREMENT, MinuteRows,
-                                         escape_tag, hourly_lines, minute_lines, monthly_lines)
-from streams.sinks.line_protocol import _omits_figures, _predicate_value, _rfc3339, _runs
+from streams.sinks.line_protocol import (
+    HOURLY_MEASUREMENT,
+    MINUTE_MEASUREMENT,
+    MONTHLY_MEASUREMENT,
+    MinuteRows,
+    _omits_figures,
+    _predicate_value,
+    _rfc3339,
+    _runs,
+    escape_tag,
+    hourly_lines,
+    minute_lines,
+    monthly_lines,
+)
 
 __all__ = ["InfluxSink", "SinkStats"]
 
