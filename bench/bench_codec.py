@@ -34,10 +34,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from ingest.batches import KeyRing, Rejection, check_message, check_messages  # noqa: E402
-from schemas.batch import (_FIXED, ReadingBatch, _encode_meta, check_batch_columns, decode_batch,  # noqa: E402
-                           encode_batch)
-from schemas.quantities import FLAG_IS_VALID_CODE, Flag  # noqa: E402
+from ingest.batches import KeyRing, Rejection, check_message, check_messages
+from schemas.batch import _FIXED, ReadingBatch, _encode_meta, check_batch_columns, decode_batch, encode_batch
+from schemas.quantities import FLAG_IS_VALID_CODE, Flag
 
 T0 = 1_767_225_600 * 10**9
 

@@ -31,16 +31,16 @@ import platform
 import statistics
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from schemas.hj212 import DataRecord, FrameSplitter, build_data_upload, parse_frame  # noqa: E402
-from schemas.quantities import Flag  # noqa: E402
+from schemas.hj212 import DataRecord, FrameSplitter, build_data_upload, parse_frame
+from schemas.quantities import Flag
 
 MN = "010000A8900016F000169DC0"
-T0 = datetime(2026, 3, 1, 0, 0, tzinfo=timezone.utc)
+T0 = datetime(2026, 3, 1, 0, 0, tzinfo=UTC)
 POLLUTANTS = ("a21026", "a21002", "a34013")
 OTHERS = ("a05001", "a19001", "a01011", "a01012", "a01013", "a01014", "a00000")
 
@@ -328,7 +328,7 @@ def bench_receiver(n: int, seconds: float, rate: float, kafka: str | None) -> No
     entity = bench_entity(n)
     mns = [s.hj212.mn for s in entity.sources]
     keys = {agent_id_of(mn): b"k" * 32 for mn in mns}
-    passwords = {mn: "123456" for mn in mns}
+    passwords = dict.fromkeys(mns, "123456")
     per_conn = int(max(rate / n * seconds * 1.5, 1) + seconds * 60) + 10  # enough unique minutes for both phases
     with tempfile.TemporaryDirectory(dir=str(Path(__file__).resolve().parent.parent)) as tmp:
         cfg = Hj212ServerConfig.model_validate({

@@ -26,11 +26,11 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from schemas.site import EmissionSource  # noqa: E402
-from streams.kernels.aggregate import HOUR_NS, MINUTE_NS, Accumulator, hours_from_minutes  # noqa: E402
-from streams.kernels.emissions import StackLayout, hourly_emissions  # noqa: E402
-from streams.kernels.plausibility import series_bounds  # noqa: E402
-from streams.kernels.policy import POLICIES  # noqa: E402
+from schemas.site import EmissionSource
+from streams.kernels.aggregate import HOUR_NS, MINUTE_NS, Accumulator, hours_from_minutes
+from streams.kernels.emissions import StackLayout, hourly_emissions
+from streams.kernels.plausibility import series_bounds
+from streams.kernels.policy import POLICIES
 
 T0 = 1_767_225_600 * 10**9
 S = 10**9

@@ -19,9 +19,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from edge_agent.simulator.sector_month import SECTORS, simulate_month  # noqa: E402
-from streams.core.reconcile import reconcile_month  # noqa: E402
-from tests.unit.test_reconcile import CASES, evidence  # noqa: E402
+from edge_agent.simulator.sector_month import SECTORS, simulate_month
+from streams.core.reconcile import reconcile_month
+from tests.unit.test_reconcile import CASES, evidence
 
 REPORT_CASES = {  # faults in the report the simulator does not make: (sectors, change, the one alert expected)
     # CaO reported 15 % low: moves two thirds of a kiln's CO2

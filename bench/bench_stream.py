@@ -57,12 +57,12 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from ingest.batches import KeyRing  # noqa: E402
-from schemas import ReadingBatch  # noqa: E402
-from schemas.site import Entity  # noqa: E402
-from streams.kernels import Accumulator  # noqa: E402
-from streams.kernels.aggregate import MINUTE_NS  # noqa: E402
-from streams.core.processor import Message, PartitionProcessor, Registry  # noqa: E402
+from ingest.batches import KeyRing
+from schemas import ReadingBatch
+from schemas.site import Entity
+from streams.core.processor import Message, PartitionProcessor, Registry
+from streams.kernels import Accumulator
+from streams.kernels.aggregate import MINUTE_NS
 
 T0 = 1_767_225_600 * 10**9
 CHANNELS = [("co2", "a05001", "%"), ("o2", "a19001", "%"), ("moisture", "a01014", "%"), ("temp", "a01012", "degC"),
@@ -171,8 +171,8 @@ def broker_config(bootstrap: str, reg, key: bytes, n_sources: int, partitions: i
     import yaml
 
     from schemas.kafka import KafkaConnection
-    from streams.runtime.topics import create_topics
     from streams.config import Topics, WorkerConfig
+    from streams.runtime.topics import create_topics
 
     tmp = Path(tempfile.mkdtemp(prefix="cems-bench-"))
     (tmp / "keys").mkdir()
@@ -453,7 +453,7 @@ async def realtime(bootstrap: str, reg, key: bytes, args) -> None:
         shutil.rmtree(cfg.keys_dir.parent, ignore_errors=True)
         try:
             await asyncio.to_thread(delete_topics, cfg)  # the state topic alone holds gigabytes of snapshots
-        except Exception as exc:  # noqa: BLE001 - a broker gone away must not hide the measurements
+        except Exception as exc:  # a broker gone away must not hide the measurements
             print(f"could not delete the run's topics ({type(exc).__name__}: {exc})")
     if warnings.n:
         print(f"WARNING          : {warnings.n} client warning(s) during the run, first: {warnings.first}")
