@@ -108,7 +108,7 @@ def run(config: Path, log_level: str, log_format: str, metrics_port: int, metric
     import signal
 
     from .agent import EdgeAgent
-    from .logs import configure_logging
+    from schemas.logs import configure_logging
 
     configure_logging(log_level, log_format)
     cfg = _load(config)

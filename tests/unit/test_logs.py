@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 
-from edge_agent.logs import JsonFormatter
+from schemas.logs import JsonFormatter
 
 
 def test_json_log_line_has_context_fields_and_exception():
