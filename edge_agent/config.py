@@ -22,7 +22,7 @@ from .modbus.points import ModbusPoint
 from .opcua.config import OpcUaDevice
 
 __all__ = ["AgentSettings", "Device", "GatewayConfig", "KafkaSettings", "ModbusRtuDevice", "ModbusTcpDevice", "StatusWord",
-           "load_gateway_config", "point_source"]
+           "gateway_json_schema", "load_gateway_config", "point_source"]
 
 
 class _Strict(BaseModel):
@@ -203,6 +203,14 @@ def status_point(device: ModbusTcpDevice | ModbusRtuDevice) -> ModbusPoint | Non
     st = device.status
     return ModbusPoint(channel="__status__", register=st.register_type, address=st.address, data_type="uint16",
                        unit_id=device.points[0].unit_id if st.unit_id is None else st.unit_id)
+
+
+def gateway_json_schema() -> dict:
+    """The gateway file's JSON Schema (``cems schema show gateway``; the ``cems.schemas`` entry point ``gateway``)."""
+    doc = GatewayConfig.model_json_schema(by_alias=True)
+    return {"$schema": "https://json-schema.org/draft/2020-12/schema",
+            "title": "CEMS gateway (agent, Kafka, site, devices and points)",
+            **{k: v for k, v in doc.items() if k != "title"}}
 
 
 def load_gateway_config(path: str | Path) -> GatewayConfig:

@@ -9,27 +9,21 @@ from pathlib import Path
 
 import click
 
-from edge_agent.cli import edge
-
 from streams.cli.archive import archive, demo, embedded
 from streams.cli.hj212 import hj212
 from streams.cli.reconcile import accounting, alerts, reconcile
 from streams.cli.stream import stream
 from streams.cli.console import console
+from streams.cli.plugins import load_commands, plugin_schemas
 from schemas.errors import BatchDecodeError, ConfigError
 
 JSON_SCHEMA_DIR = Path(__file__).resolve().parents[2] / "schemas" / "json"
 
 
 def _json_schemas() -> dict[str, dict]:
-    from edge_agent.config import GatewayConfig
     from schemas.site import site_json_schema
 
-    gateway = GatewayConfig.model_json_schema(by_alias=True)
-    gateway = {"$schema": "https://json-schema.org/draft/2020-12/schema",
-               "title": "CEMS gateway (agent, Kafka, site, devices and points)",
-               **{k: v for k, v in gateway.items() if k != "title"}}
-    return {"site": site_json_schema(), "gateway": gateway, **_record_schemas()}
+    return {"site": site_json_schema(), **plugin_schemas(), **_record_schemas()}
 
 
 def _record_schemas() -> dict[str, dict]:
@@ -63,7 +57,7 @@ def main() -> None:
     """CEMS pipeline: edge agents, stream processing and reconciliation for carbon-market emitters."""
 
 
-main.add_command(edge)  # edge_agent.cli imports only click at module level; its commands import the rest
+load_commands(main)  # cems edge: the entry points of pyproject.toml (central code never imports edge_agent)
 main.add_command(stream)
 main.add_command(accounting)
 main.add_command(reconcile)
