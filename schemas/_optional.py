@@ -31,7 +31,7 @@ class MissingExtra(ModuleNotFoundError):
 
 def install_hint(extra: str) -> str:
     """The command that installs ``extra`` (into the environment ``cems`` runs in)."""
-    return f"pip install '{DISTRIBUTION}[{extra}]' (from a checkout: pip install -e '.[{extra}]'; ./cems does it itself)"
+    return f"pip install '{DISTRIBUTION}[{extra}]' (in a checkout: pip install -e '.[{extra}]', or run ./cems)"
 
 
 def require(module: str, *, extra: str, purpose: str | None = None) -> ModuleType:
