@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from schemas._optional import MissingExtra
 from schemas.errors import ConfigError
 
 
@@ -20,7 +21,18 @@ def _load(path: Path):
         sys.exit(1)
 
 
-@click.group()
+class _EdgeGroup(click.Group):
+    """Commands import their protocol libraries when they run: a missing one is one line naming the extra to
+    install (``schemas._optional.require``), not a traceback."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except MissingExtra as exc:
+            raise click.ClickException(str(exc)) from None
+
+
+@click.group(cls=_EdgeGroup)
 def edge() -> None:
     """Edge agent: read CEMS analysers and meters, keep batches on disk, send them to Kafka."""
 
@@ -107,8 +119,9 @@ def run(config: Path, log_level: str, log_format: str, metrics_port: int, metric
     import asyncio
     import signal
 
-    from .agent import EdgeAgent
     from schemas.logs import configure_logging
+
+    from .agent import EdgeAgent
 
     configure_logging(log_level, log_format)
     cfg = _load(config)
@@ -269,9 +282,9 @@ def _listen_hj212(cfg, dev, seconds: float) -> int:
 
     from prometheus_client import CollectorRegistry
 
-    from .hj212.receiver import Hj212Receiver, mask_password
-
     from schemas.quantities import Flag
+
+    from .hj212.receiver import Hj212Receiver, mask_password
 
     seen = []
 

@@ -33,9 +33,9 @@ history, control) are the project's choices, docs/sources.md HJ212-SITE-CMDS.
 from __future__ import annotations
 
 import hmac
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Callable
 
 from schemas.hj212 import Frame, Version, build_frame, build_response, format_time, make_flag
 

@@ -16,7 +16,7 @@ still reach the centre through Kafka). Real-time values are the newest sample of
 from __future__ import annotations
 
 from dataclasses import fields
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import NamedTuple
 
 import numpy as np
@@ -24,8 +24,16 @@ import numpy as np
 from schemas.hj212 import DataRecord
 from schemas.quantities import Flag
 from schemas.site import Entity
-from streams.kernels.aggregate import (AVERAGE_PERIODS_S, HOUR_NS, MINUTE_NS, Accumulator, PeriodTable,
-                                       concat_tables, hours_from_minutes, minutes_from_averages)
+from streams.kernels.aggregate import (
+    AVERAGE_PERIODS_S,
+    HOUR_NS,
+    MINUTE_NS,
+    Accumulator,
+    PeriodTable,
+    concat_tables,
+    hours_from_minutes,
+    minutes_from_averages,
+)
 from streams.kernels.plausibility import series_bounds
 from streams.kernels.policy import get_policy
 
@@ -44,7 +52,7 @@ class Due(NamedTuple):
 
 
 def _utc(ns: int) -> datetime:
-    return datetime.fromtimestamp(ns / 1e9, timezone.utc)
+    return datetime.fromtimestamp(ns / 1e9, UTC)
 
 
 class UplinkFeed:
@@ -172,7 +180,7 @@ class UplinkFeed:
         h = _concat(self._closed_hours)
         if h is None:
             return []
-        offset = int(datetime.fromtimestamp(now_ns / 1e9, timezone.utc).astimezone(self.tz).utcoffset()
+        offset = int(datetime.fromtimestamp(now_ns / 1e9, UTC).astimezone(self.tz).utcoffset()
                       .total_seconds()) * 10**9  # China: constant; a DST zone is off by an hour at its transitions
         day = (h.start_ns + offset) // _DAY_NS  # local day number
         ready = day * _DAY_NS - offset + _DAY_NS <= now_ns - self.lateness_ns

@@ -22,11 +22,14 @@ import logging
 import re
 import time
 from collections import deque
-from datetime import datetime, timezone
+from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Callable
 
-from prometheus_client import CollectorRegistry, Counter, Gauge
+from schemas._optional import needs_extra
+
+with needs_extra("edge", "the HJ 212 gateway's metrics"):
+    from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from schemas.hj212 import SourceMap
 from schemas.hj212.readings import Converted
@@ -208,7 +211,7 @@ class Hj212Receiver:
         ring = self.recent.get(mn) if mn else None
         if ring is None:
             ring = self.recent.setdefault("(unregistered)", deque(maxlen=RECENT_PER_MN))
-        ring.append({"at": datetime.now(timezone.utc).isoformat(timespec="milliseconds"), "direction": direction,
+        ring.append({"at": datetime.now(UTC).isoformat(timespec="milliseconds"), "direction": direction,
                      "verdict": verdict, "frame": mask_password(raw)[:2000]})
         self._recent_dirty = True
 

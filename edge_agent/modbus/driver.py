@@ -11,6 +11,7 @@ import asyncio
 
 import numpy as np
 
+from schemas._optional import require
 from schemas.quantities import Flag
 
 from ..config import status_point
@@ -26,6 +27,7 @@ class SerialLine:
     """One serial port: its client, and the lock every device on it polls under."""
 
     def __init__(self, device) -> None:
+        require("serial", extra="edge", purpose="Modbus RTU (pyserial)")
         from pymodbus import FramerType
         from pymodbus.client import AsyncModbusSerialClient
 

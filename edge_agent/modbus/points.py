@@ -18,7 +18,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-__all__ = ["ByteOrder", "DataType", "ModbusPoint", "RegisterType", "WORDS"]
+__all__ = ["WORDS", "ByteOrder", "DataType", "ModbusPoint", "RegisterType"]
 
 
 class RegisterType(StrEnum):

@@ -5,7 +5,7 @@ server's choice and may change when the server's configuration changes, so ``nsu
 is accepted too and resolved against the server's namespace array at every connect.
 
 This module imports asyncua only to validate node ids, and only if it is installed, so a gateway file
-loads on a machine without the ``edge`` extra (the syntax is then checked by a regular expression).
+loads on a machine without the ``opcua`` extra (the syntax is then checked by a regular expression).
 
 Security follows OPC UA Part 2/4: ``Basic256Sha256`` with ``Sign`` or ``SignAndEncrypt`` needs the
 client's application instance certificate and private key (PEM or DER, told apart by content). Pin the
@@ -36,7 +36,8 @@ def validate_node_id(text: str) -> str:
         from asyncua import ua
     except ImportError:  # pragma: no cover - only without the extra
         if not _NODE_ID.match(text):
-            raise ValueError(f"{text!r} is not an OPC UA node id (expected e.g. 'ns=2;s=stack0.co2' or 'ns=2;i=5')")
+            raise ValueError(f"{text!r} is not an OPC UA node id (expected e.g. 'ns=2;s=stack0.co2' or 'ns=2;i=5')") \
+                from None
         return text
     try:
         ua.NodeId.from_string(text)
