@@ -11,19 +11,17 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
 from schemas.hj212.stream import MAX_FRAME_BYTES
 from schemas.site import Identifier
 
+from ..fields import Host, Strict, field_error
+
 __all__ = ["Hj212Device", "Hj212Secret", "Hj212Uplink", "UplinkSource"]
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class Hj212Secret(_Strict):
+class Hj212Secret(Strict):
     """Where a password comes from: exactly one of a file (its first line) or an environment variable."""
 
     password_file: Path | None = Field(default=None, description="File whose first line is the password.")
@@ -53,12 +51,12 @@ class Hj212Datalogger(Hj212Secret):
     mn: str = Field(description="The datalogger's MN; the site file's source with this hj212.mn receives its data.")
 
 
-class Hj212Device(_Strict):
+class Hj212Device(Strict):
     """The agent as an upper platform: dataloggers (数采仪) add the gateway as one more upstream address."""
 
     protocol: Literal["hj212"] = "hj212"
     id: Identifier
-    listen: str = Field(default="0.0.0.0", description="Address to listen on.")
+    listen: Host = Field(default="0.0.0.0", description="Address to listen on (0.0.0.0: every IPv4 interface).")
     port: int = Field(ge=0, le=65535, description="TCP port the dataloggers send to (0: any free port, for tests).")
     dataloggers: list[Hj212Datalogger] = Field(min_length=1)
     strict: bool = Field(default=False, description="Hold frames to HJ 212-2017/2025 (refuse what fielded "
@@ -85,10 +83,10 @@ class UplinkSource(Hj212Secret):
     mn: str = Field(pattern=r"^[0-9A-Za-z_.-]{1,24}$", description="The MN the platform knows this source by.")
 
 
-class Hj212Uplink(_Strict):
+class Hj212Uplink(Strict):
     """The agent as a datalogger: it uploads its sources' data to an environmental platform in HJ 212."""
 
-    host: str
+    host: Host = Field(description="The platform's host name or IP address.")
     port: int = Field(ge=1, le=65535)
     version: Literal["2017", "2025"] = "2017"
     st: str = Field(default="31", pattern=r"^[0-9A-Z]{2}$", description="System code (31: flue-gas source).")
@@ -110,8 +108,9 @@ class Hj212Uplink(_Strict):
     @model_validator(mode="after")
     def _unique(self) -> Hj212Uplink:
         seen: set[str] = set()
-        for s in self.sources:
+        for j, s in enumerate(self.sources):
             if s.source in seen:
-                raise ValueError(f"source {s.source!r} is listed twice")
+                raise field_error("Hj212Uplink", ("sources", j, "source"), f"source {s.source!r} is listed twice",
+                                  s.source)
             seen.add(s.source)
         return self
