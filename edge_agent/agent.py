@@ -31,7 +31,7 @@ from schemas.batch import ChannelSpec, ReadingBatch
 from schemas.quantities import Flag
 
 from .backoff import Backoff
-from .config import GatewayConfig, point_source
+from .config import GatewayConfig, fed_source
 from .driver import CycleReadings, Driver
 from .metrics import AgentMetrics
 from .outbox import Outbox, OutboxFull
@@ -122,7 +122,7 @@ class EdgeAgent:
             used: list[_SourceBuffer] = []
             buffer_of, channel_of = [], []
             for p in d.points:
-                src = point_source(d, p)
+                src = fed_source(d, p)
                 buf = self.buffers.get(src)
                 if buf is None:
                     buf = self.buffers[src] = _SourceBuffer(src, [])

@@ -8,7 +8,7 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -51,7 +51,7 @@ def edge() -> None:
 @click.argument("config", type=click.Path(dir_okay=False, path_type=Path))
 def check(config: Path) -> None:
     """Validate a gateway file and show the read plan: what each poll cycle will ask each device."""
-    from .config import point_source, status_point
+    from .config import fed_source, status_point
     from .modbus.planner import plan_reads
 
     cfg = _load(config)
@@ -61,7 +61,7 @@ def check(config: Path) -> None:
         if d.protocol == "hj212":  # issue 16
             _check_hj212(cfg, d)
             continue
-        sources = sorted({point_source(d, p) for p in d.points})
+        sources = sorted({fed_source(d, p) for p in d.points})
         head = f"  device {d.id}: {d.protocol} {d.endpoint} -> source {', '.join(sources)}, {len(d.points)} points"
         if d.protocol == "opcua":
             click.echo(f"{head}{' + status word' if d.status else ''}, {d.mode} every {d.poll_interval_s:g} s, "
@@ -586,9 +586,10 @@ def _simulated_gateway(stacks: int, host: str, modbus_port: int, opcua_port: int
     from .simulator.modbus_server import STACK_REGISTERS, STATUS_OFFSET, gateway_points
     from .simulator.opcua_server import STATUS_BITS, node_points, status_node_id
 
-    devices = []
+    devices: list[dict[str, Any]] = []
     for k in range(stacks):
         use_opcua = opcua_port and (not modbus_port or k % 2)
+        dev: dict[str, Any]
         if use_opcua:
             dev = {"id": f"stack{k}-opcua", "protocol": "opcua", "endpoint": f"opc.tcp://{host}:{opcua_port}/",
                    "source": f"stack{k}", "status": {"node_id": status_node_id(k), "bits": STATUS_BITS},

@@ -21,11 +21,11 @@ from schemas.site import Entity, Identifier
 
 from .fields import Host, Strict, field_error
 from .hj212.config import Hj212Device, Hj212Uplink
-from .modbus.points import ModbusPoint
+from .modbus.points import DataType, ModbusPoint, RegisterType
 from .opcua.config import OpcUaDevice
 
 __all__ = ["AgentSettings", "Device", "GatewayConfig", "KafkaSettings", "ModbusRtuDevice", "ModbusTcpDevice",
-           "StatusWord", "gateway_json_schema", "load_gateway_config", "point_source"]
+           "StatusWord", "fed_source", "gateway_json_schema", "load_gateway_config", "point_source", "status_point"]
 
 
 class AgentSettings(Strict):
@@ -64,7 +64,7 @@ class StatusWord(Strict):
 
     def flag_of(self, word: int) -> int:
         """The flag a status word means: the most severe set bit (F, D, C, M, T)."""
-        return status_word_flag(self.bits, word)
+        return status_word_flag(dict[int, str](self.bits), word)
 
 
 class _ModbusDevice(Strict):
@@ -84,8 +84,9 @@ class _ModbusDevice(Strict):
     def _one_point_per_register(self) -> _ModbusDevice:
         """No register read for two points (or for a point and the status word): one of them has the wrong
         address, and its channel would record another instrument's value. Reported at the later entry's address."""
-        spans = [(p.unit_id, p.register_type.value, p.wire_address, p.words, f"points[{j}] ({p.channel})",
-                  ("points", j, "address")) for j, p in enumerate(self.points)]
+        spans: list[tuple[int, str, int, int, str, tuple[str | int, ...]]] = [
+            (p.unit_id, p.register_type.value, p.wire_address, p.words, f"points[{j}] ({p.channel})",
+             ("points", j, "address")) for j, p in enumerate(self.points)]
         if self.status is not None:
             st = self.status
             unit = self.points[0].unit_id if st.unit_id is None else st.unit_id
@@ -171,12 +172,14 @@ class GatewayConfig(Strict):
     hj212_uplink: Hj212Uplink | None = Field(default=None, description=(
         "Act as a datalogger for an environmental platform: upload the sources' data in HJ 212 (issue 16)."))
 
-    def site_problems(self) -> list[tuple[tuple, str]]:
+    def site_problems(self) -> list[tuple[tuple[str | int, ...], str]]:
         """Devices against the site: each point feeds a channel of a known source, no channel twice.
         Returned as (location, message) so the loader can point at the offending line."""
         sources = {s.id: s for s in self.site.sources}
         known = f"(known: {sorted(sources)})"
-        problems, seen, fed = [], set(), {}
+        problems: list[tuple[tuple[str | int, ...], str]] = []
+        seen: set[str] = set()
+        fed: dict[tuple[str, str], str] = {}  # (source, channel) -> the device feeding it
         for i, d in enumerate(self.devices):
             if d.id in seen:
                 problems.append((("devices", i, "id"), f"device id {d.id!r} appears twice"))
@@ -201,7 +204,7 @@ class GatewayConfig(Strict):
                     problems.append((where, f"channel {src}/{p.channel} is already fed by device {fed[(src, p.channel)]!r}"))
                 fed.setdefault((src, p.channel), d.id)
         problems += self._hj212_problems(fed)
-        lines = {}
+        lines: dict[str, tuple[int, int, str, int]] = {}  # serial port -> its line settings
         for i, d in enumerate(self.devices):
             if d.protocol == "modbus_rtu":
                 line = (d.baudrate, d.bytesize, d.parity, d.stopbits)
@@ -211,11 +214,12 @@ class GatewayConfig(Strict):
         return problems
 
 
-    def _hj212_problems(self, fed: dict) -> list[tuple[tuple, str]]:
+    def _hj212_problems(self, fed: dict[tuple[str, str], str]) -> list[tuple[tuple[str | int, ...], str]]:
         """HJ 212 (issue 16): each datalogger's MN is a source's ``hj212.mn`` in the site, listed once, and the
         source's channels are not also polled; the uplink reports sources of the site."""
         by_mn = {s.hj212.mn: s for s in self.site.sources if s.hj212 is not None}
-        problems, seen = [], {}
+        problems: list[tuple[tuple[str | int, ...], str]] = []
+        seen: dict[str, str] = {}  # MN -> the device receiving it
         for i, d in enumerate(self.devices):
             if d.protocol != "hj212":
                 continue
@@ -245,13 +249,21 @@ def point_source(device, point) -> str | None:
     return point.source or device.source
 
 
+def fed_source(device, point) -> str:
+    """The source a point of a loaded gateway file feeds (``site_problems`` made sure it has one)."""
+    src = point_source(device, point)
+    if src is None:
+        raise ValueError(f"device {device.id}: point {point.channel} feeds no source (load it with load_gateway_config)")
+    return src
+
+
 def status_point(device: ModbusTcpDevice | ModbusRtuDevice) -> ModbusPoint | None:
     """The status word as one more point to read (uint16), planned together with the others."""
     if device.status is None:
         return None
     st = device.status
-    return ModbusPoint(channel="__status__", register=st.register_type, address=st.address, data_type="uint16",
-                       unit_id=device.points[0].unit_id if st.unit_id is None else st.unit_id)
+    return ModbusPoint(channel="__status__", register=RegisterType(st.register_type), address=st.address,
+                       data_type=DataType.uint16, unit_id=device.points[0].unit_id if st.unit_id is None else st.unit_id)
 
 
 def gateway_json_schema() -> dict:

@@ -81,9 +81,9 @@ def answer(frame: Frame, state: SiteState, *, mn: str, version: Version, now: Ca
     ready = resp("9011", QN_READY)
     if cn == "1000":
         over, count = p.get("OverTime"), p.get("ReCount")
-        ok = isinstance(over, int) and 0 < over <= 99 and isinstance(count, int) and 0 < count <= 99
-        new = replace(state, overtime_s=float(over), recount=count) if ok else state
-        return [ready, resp("9012", EXE_OK if ok else EXE_CONDITION)], new
+        if isinstance(over, int) and 0 < over <= 99 and isinstance(count, int) and 0 < count <= 99:
+            return [ready, resp("9012", EXE_OK)], replace(state, overtime_s=float(over), recount=count)
+        return [ready, resp("9012", EXE_CONDITION)], state
     if cn == "1011":
         return [ready, upload(f"{pol}SystemTime={format_time(now(), tz)}"), resp("9012", EXE_OK)], state
     if cn == "1012":
@@ -92,8 +92,9 @@ def answer(frame: Frame, state: SiteState, *, mn: str, version: Version, now: Ca
         return [ready, upload(f"RtdInterval={state.rtd_interval_s}"), resp("9012", EXE_OK)], state
     if cn == "1062":
         v = p.get("RtdInterval")
-        ok = isinstance(v, int) and 30 <= v <= 3600  # HJ212-T4
-        return [ready, resp("9012", EXE_OK if ok else EXE_CONDITION)], replace(state, rtd_interval_s=v) if ok else state
+        if isinstance(v, int) and 30 <= v <= 3600:  # HJ212-T4
+            return [ready, resp("9012", EXE_OK)], replace(state, rtd_interval_s=v)
+        return [ready, resp("9012", EXE_CONDITION)], state
     if cn == "1063":
         return [ready, upload(f"MinInterval={state.min_interval_min}"), resp("9012", EXE_OK)], state
     if cn == "1064":
@@ -101,9 +102,10 @@ def answer(frame: Frame, state: SiteState, *, mn: str, version: Version, now: Ca
         return [ready, resp("9012", EXE_OK if p.get("MinInterval") == 1 else EXE_CONDITION)], state
     if cn == "1072":
         new_pw = p.get("NewPW")
-        ok = isinstance(new_pw, str) and 0 < len(new_pw) <= 64 and new_pw.isprintable() and ";" not in new_pw \
-            and "=" not in new_pw
-        return [ready, resp("9012", EXE_OK if ok else EXE_CONDITION)], replace(state, password=new_pw) if ok else state
+        if isinstance(new_pw, str) and 0 < len(new_pw) <= 64 and new_pw.isprintable() and ";" not in new_pw \
+                and "=" not in new_pw:
+            return [ready, resp("9012", EXE_OK)], replace(state, password=new_pw)
+        return [ready, resp("9012", EXE_CONDITION)], state
     if cn == "2011":
         return [ready], replace(state, realtime=True)
     if cn == "2012":

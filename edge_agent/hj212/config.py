@@ -41,8 +41,11 @@ class Hj212Secret(Strict):
             if value is None:
                 raise ValueError(f"environment variable {self.password_env} is not set")
             return value
+        path = self.password_file
+        if path is None:  # pragma: no cover - _one_source makes one of the two set
+            raise ValueError("no password_file and no password_env")
         try:
-            return self.password_file.read_text(encoding="utf-8").splitlines()[0].strip()
+            return path.read_text(encoding="utf-8").splitlines()[0].strip()
         except (OSError, IndexError) as exc:
             raise ValueError(f"cannot read password_file {self.password_file}: {exc}") from None
 
@@ -78,6 +81,11 @@ class Hj212Device(Strict):
         return None
 
 
+#: What the uplink can send: real-time samples (2011), minute, hour and day data (2051, 2061, 2031).
+UplinkData = Literal["realtime", "minute", "hour", "day"]
+UPLINK_DATA: tuple[UplinkData, ...] = ("realtime", "minute", "hour", "day")
+
+
 class UplinkSource(Hj212Secret):
     source: Identifier = Field(description="The site source this MN reports.")
     mn: str = Field(pattern=r"^[0-9A-Za-z_.-]{1,24}$", description="The MN the platform knows this source by.")
@@ -94,8 +102,7 @@ class Hj212Uplink(Strict):
     queue_dir: Path = Field(default=Path("/var/lib/cems/hj212-uplink"),
                             description="Durable queue of frames not yet acknowledged by the platform.")
     queue_max_bytes: int = Field(default=2**30, gt=0)
-    send: list[Literal["realtime", "minute", "hour", "day"]] = Field(
-        default_factory=lambda: ["realtime", "minute", "hour", "day"])
+    send: list[UplinkData] = Field(default_factory=lambda: list(UPLINK_DATA))
     rtd_interval_s: int = Field(default=30, ge=30, le=3600, description="RtdInterval (HJ 212-2017 Table 4: "
                                                                         "30-3600 s); the platform may set it (1062).")
     overtime_s: float = Field(default=10.0, gt=0, le=99, description="Wait for an answer this long (OverTime; "

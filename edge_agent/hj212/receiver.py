@@ -127,6 +127,7 @@ class Hj212Receiver:
             writer.close()
             return
         task = asyncio.current_task()
+        assert task is not None  # asyncio.start_server runs each connection in a task
         self._tasks.add(task)
         self.connections += 1
         self.metrics.connections.labels(d.id).inc()

@@ -290,7 +290,7 @@ class Hj212UplinkClient:
                     log.warning("hj212 uplink: frame from the platform refused (%s)", exc,
                                 extra={"event": "uplink_refused", "reason": exc.reason})
                     continue
-                if frame.cn == "9014":
+                if frame.cn == "9014" and frame.qn is not None:
                     fut = self._acks.pop(frame.qn, None)
                     if fut is not None and not fut.done():
                         fut.set_result(frame)

@@ -47,8 +47,9 @@ class ModbusDriver(Driver):
         self.device, self.client, self._lock, self._line = device, client, lock or asyncio.Lock(), line
         self.points: list[ModbusPoint] = list(device.points)
         self.n_points = len(self.points)
-        if device.status is not None:
-            self.points.append(status_point(device))
+        status = status_point(device)
+        if status is not None:
+            self.points.append(status)
         self.requests = plan_reads(self.points, max_gap_registers=device.max_gap_registers)
         self.plan = compile_plan(self.requests, self.points)
         self._index = np.arange(self.n_points, dtype=np.uint16)

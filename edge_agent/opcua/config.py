@@ -107,7 +107,7 @@ class OpcUaStatus(Strict):
 
     def flag_of(self, word: int) -> int:
         """The flag a status word means: the most severe set bit (F, D, C, M, T)."""
-        return status_word_flag(self.bits, word)
+        return status_word_flag(dict[int, str](self.bits), word)
 
 
 class OpcUaSecurity(Strict):

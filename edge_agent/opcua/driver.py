@@ -35,6 +35,7 @@ import logging
 import math
 import time
 from collections import deque
+from typing import Any
 
 import numpy as np
 
@@ -49,6 +50,7 @@ from .security import secure_client
 with needs_extra("opcua", "an OPC UA device"):
     from asyncua import Client, ua
     from asyncua.client.ua_client import UaClientState
+    from asyncua.common.subscription import Subscription
 
 __all__ = ["OpcUaDriver", "probe_node"]
 
@@ -64,7 +66,7 @@ async def _open_client(device: OpcUaDevice) -> Client:
     client = Client(device.endpoint, timeout=device.timeout_s)
     client.name = client.description = f"cems edge agent ({device.id})"
     # Asked for, then revised by the server; short, because a reconnect opens a new session anyway.
-    client.session_timeout = max(60_000.0, 30_000.0 * device.poll_interval_s)
+    client.session_timeout = round(max(60_000.0, 30_000.0 * device.poll_interval_s))  # ms
     await secure_client(client, device)
     await client.connect()
     return client
@@ -81,7 +83,7 @@ async def _resolve(client: Client, texts: list[str]) -> list[ua.NodeId]:
             if uri:
                 if uri not in namespaces:
                     raise LookupError(f"namespace {uri!r} of node {t!r} is not on the server (it has {namespaces})")
-                n = ua.NodeId(n.Identifier, namespaces.index(uri), n.NodeIdType)
+                n = ua.NodeId(n.Identifier, ua.Int16(namespaces.index(uri)), n.NodeIdType)
             out.append(n)
         return out
     return parsed
@@ -124,7 +126,7 @@ class OpcUaDriver(Driver):
         self._texts = [p.node_id for p in pts] + ([device.status.node_id] if device.status else [])
         self._status_handle = self.n_points  # handle == index into _texts
         self._client: Client | None = None
-        self._sub = None
+        self._sub: Subscription | None = None
         self._nodes: list[ua.NodeId] = []
         self._polled = np.arange(len(self._texts))  # indices read each cycle (all of them in poll mode)
         self._subscribed = np.zeros(self.n_points, dtype=bool)
@@ -240,25 +242,27 @@ class OpcUaDriver(Driver):
         params.MaxNotificationsPerPublish = 0  # no limit
         params.PublishingEnabled = True
         params.Priority = 0
-        self._sub = await self._client.create_subscription(params, _Handler(self))
+        assert self._client is not None  # _connect opened it
+        sub = self._sub = await self._client.create_subscription(params, _Handler(self))
         # Server-side queue per item: the samples of one publishing interval, with room for publishes that come
         # late (a busy server or client); an overflow silently discards the oldest samples.
         queue = max(10, 5 * math.ceil(d.poll_interval_s / d.sampling_interval))
         handles = list(range(len(self._texts)))
-        results = await self._sub.create_monitored_items([self._item(h, queue, True) for h in handles])
+        results = await sub.create_monitored_items([self._item(h, queue, True) for h in handles])
         retry = [h for h, r in zip(handles, results, strict=True)
                  if isinstance(r, ua.StatusCode) and r.value & 0xFFFF0000 in _FILTER_REJECTED]
         if retry:
             log.info("device %s: server rejects the StatusValueTimestamp trigger for %d item(s); a repeated value "
                      "will not notify (stale after %.1f s)", d.id, len(retry), d.stale_after)
-            again = await self._sub.create_monitored_items([self._item(h, queue, False) for h in retry])
+            again = await sub.create_monitored_items([self._item(h, queue, False) for h in retry])
             results = list(results)
             for h, r in zip(retry, again, strict=True):
                 results[h] = r
-        failed = [h for h, r in zip(handles, results, strict=True) if isinstance(r, ua.StatusCode)]
+        refused = {h: r.name for h, r in zip(handles, results, strict=True) if isinstance(r, ua.StatusCode)}
+        failed = list(refused)
         if failed:
             log.warning("device %s: server refused to monitor %s; reading them every cycle instead", d.id,
-                        ", ".join(f"{self._texts[h]} ({results[h].name})" for h in failed))
+                        ", ".join(f"{self._texts[h]} ({name})" for h, name in refused.items()))
         self._polled = np.array(failed, dtype=np.int64)
         self._subscribed[:] = True
         self._subscribed[np.array([h for h in failed if h < self.n_points], dtype=np.int64)] = False
@@ -325,16 +329,17 @@ class OpcUaDriver(Driver):
         pts, tss, raws, codes = [], [], [], []
         st_ts, st_flag = [_NO_TS], [self._status_flag]  # status timeline; entry 0 is what held before
         raw_out: dict[str, tuple] = {}
+        status_config = self.device.status
         for h, dv, t, polled in zip(idx, dvs, recv, was_read, strict=True):  # pull fields out of asyncua objects
             v, c = variant_value(dv), status_code(dv)
             ts = reading_time_ns(dv)
-            raw_out[self._texts[h]] = (v, ua.StatusCode(c).name, timestamp_ns(dv.SourceTimestamp))
-            if h == sh:
+            raw_out[self._texts[h]] = (v, ua.StatusCode(ua.UInt32(c)).name, timestamp_ns(dv.SourceTimestamp))
+            if h == sh and status_config is not None:
                 word = status_word(v, c)
                 if word is not None:
                     self._status_word = word
                 st_ts.append(_NO_TS + 1 if polled or ts is None else ts)  # a polled word flags the whole cycle
-                st_flag.append(np.uint8(self.device.status.flag_of(word) if word is not None else Flag.N))
+                st_flag.append(np.uint8(status_config.flag_of(word) if word is not None else Flag.N))
                 continue
             if ts is None:
                 ts = now_ns
@@ -387,7 +392,7 @@ async def probe_node(device: OpcUaDevice, node_id: str) -> dict:
     Returns ``node_id``, ``value``, ``status`` (StatusCode name), ``source_ts_ns``, ``server_ts_ns``,
     ``data_type`` (name of the DataType attribute), ``variant_type`` and ``error`` (None on success).
     """
-    out = {"node_id": node_id, "value": None, "status": None, "source_ts_ns": None, "server_ts_ns": None,
+    out: dict[str, Any] = {"node_id": node_id, "value": None, "status": None, "source_ts_ns": None, "server_ts_ns": None,
            "data_type": None, "variant_type": None, "error": None}
     client = None
     try:
@@ -398,14 +403,17 @@ async def probe_node(device: OpcUaDevice, node_id: str) -> dict:
             params = _read_parameters([node])
             params.NodesToRead.append(ua.ReadValueId(NodeId=node, AttributeId=ua.AttributeIds.DataType))
             value, dtype = await client.uaclient.read(params)
-            out.update(value=variant_value(value), status=ua.StatusCode(status_code(value)).name,
+            out.update(value=variant_value(value), status=ua.StatusCode(ua.UInt32(status_code(value))).name,
                        source_ts_ns=timestamp_ns(value.SourceTimestamp),
                        server_ts_ns=timestamp_ns(value.ServerTimestamp),
                        variant_type=value.Value.VariantType.name if value.Value is not None else None)
             dt = variant_value(dtype)
             if isinstance(dt, ua.NodeId):
-                out["data_type"] = (ua.ObjectIdNames.get(dt.Identifier, dt.to_string()) if dt.NamespaceIndex == 0
-                                    else dt.to_string())
+                ident = dt.Identifier
+                if dt.NamespaceIndex == 0 and isinstance(ident, int):  # a standard type: its name
+                    out["data_type"] = ua.ObjectIdNames.get(ident, dt.to_string())
+                else:
+                    out["data_type"] = dt.to_string()
 
         await asyncio.wait_for(read(), timeout=4 * device.timeout_s + 1)
     except Exception as exc:
