@@ -23,6 +23,7 @@ import asyncio
 import logging
 import threading
 import time
+from collections.abc import Callable
 
 import numpy as np
 
@@ -52,8 +53,15 @@ class _SourceBuffer:
     def add(self, ts_ns: np.ndarray, channel: np.ndarray, value: np.ndarray, flag: np.ndarray) -> None:
         self.parts.append((ts_ns, channel, value, flag))
 
-    def columns(self):
+    def columns(self) -> list[np.ndarray]:
         return [np.concatenate(c) for c in zip(*self.parts, strict=True)]
+
+    def encoder(self, agent_id: str, ts_ns: np.ndarray, channel: np.ndarray, value: np.ndarray,
+                flag: np.ndarray) -> Callable[[int], bytes]:
+        """The encoded batch of these columns under the sequence number the outbox gives it."""
+        return lambda seq: ReadingBatch.from_columns(agent_id=agent_id, source_id=self.source_id, seq=seq,
+                                                     channels=self.channels, ts_ns=ts_ns, channel=channel, value=value,
+                                                     flag=flag).encode()
 
 
 class _Route:
@@ -144,7 +152,8 @@ class EdgeAgent:
         driver = route.driver = make_driver(device, self._serial_lines)
         m = self.metrics  # label children resolved once, not every cycle
         poll_seconds, requests = m.poll_seconds.labels(device.id), m.requests.labels(device.id)
-        comm_errors, dev_errors = m.request_errors.labels(device.id, "comm"), m.request_errors.labels(device.id, "exception")
+        comm_errors = m.request_errors.labels(device.id, "comm")
+        dev_errors = m.request_errors.labels(device.id, "exception")
         by_flag = [m.readings.labels(device.id, f.name) for f in Flag]
         ctx = {"device": device.id, "endpoint": device.endpoint}
         retry, next_connect, was_up = Backoff(), 0.0, None
@@ -201,9 +210,7 @@ class EdgeAgent:
                 continue
             ts, channel, value, flag = buf.columns()
             try:
-                self.outbox.put(lambda seq: ReadingBatch.from_columns(
-                    agent_id=self.cfg.agent.id, source_id=buf.source_id, seq=seq, channels=buf.channels,
-                    ts_ns=ts, channel=channel, value=value, flag=flag).encode())
+                self.outbox.put(buf.encoder(self.cfg.agent.id, ts, channel, value, flag))
             except OutboxFull as exc:
                 if not self.outbox_full:
                     log.error("ALARM outbox full: %s; readings stay in memory until it drains", exc,

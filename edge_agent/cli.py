@@ -71,7 +71,8 @@ def check(config: Path) -> None:
             continue
         points = list(d.points) + ([status_point(d)] if d.status else [])
         plan = plan_reads(points, max_gap_registers=d.max_gap_registers)
-        click.echo(f"{head}{' + status word' if d.status else ''}, {len(plan)} request(s) every {d.poll_interval_s:g} s")
+        click.echo(f"{head}{' + status word' if d.status else ''}, {len(plan)} request(s) every "
+                   f"{d.poll_interval_s:g} s")
         for r in plan:
             click.echo(f"    unit {r.unit_id} {r.register.value:<8} address {r.address}..{r.address + r.count - 1}"
                        f" ({r.count} {'bits' if r.register.is_bits else 'registers'}): "
@@ -451,7 +452,8 @@ async def _listening(host: str, port: int, task: asyncio.Task, what: str, timeou
               help="OPC UA port; 0: none.")
 @click.option("--opcua-certs", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Serve OPC UA with Basic256Sha256 only, with self-signed certificates kept in this directory.")
-@click.option("--fault", "faults", type=FaultSpec(), multiple=True, metavar="KIND:STACK:START_S:DURATION_S[:CHANNEL[:AMOUNT]]",
+@click.option("--fault", "faults", type=FaultSpec(), multiple=True,
+              metavar="KIND:STACK:START_S:DURATION_S[:CHANNEL[:AMOUNT]]",
               help=f"Script a fault ({', '.join(FAULT_KINDS)}); repeatable.")
 @click.option("--gateway-out", type=click.Path(dir_okay=False, path_type=Path), default=None, callback=_writable_file,
               help="Write a gateway file for `cems edge run` that reads this simulator.")
@@ -508,8 +510,8 @@ def simulate(stacks, seconds, seed, modbus_port, rtu_port, opcua_port, opcua_cer
             if modbus_port:
                 task = asyncio.create_task(mb.serve(modbus_port, host))
                 tasks.append(task)
-                announce.append((_listening(host, modbus_port, task, "the Modbus TCP server"),
-                                 f"Modbus TCP on {host}:{modbus_port} (unit 1, {stacks} stacks x 32 holding registers)"))
+                announce.append((_listening(host, modbus_port, task, "the Modbus TCP server"), f"Modbus TCP on "
+                                 f"{host}:{modbus_port} (unit 1, {stacks} stacks x 32 holding registers)"))
             if rtu_port:
                 tasks.append(asyncio.create_task(mb.serve_rtu(rtu_port)))
                 announce.append((asyncio.sleep(0), f"Modbus RTU on {rtu_port} (unit 1, 9600 8E1)"))

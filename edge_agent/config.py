@@ -11,8 +11,16 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import (ConfigDict, Discriminator, Field, Tag, ValidatorFunctionWrapHandler, WrapValidator,
-                      field_validator, model_validator)
+from pydantic import (
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    ValidatorFunctionWrapHandler,
+    WrapValidator,
+    field_validator,
+    model_validator,
+)
 
 from schemas.configfile import load_config
 from schemas.kafka import KafkaConnection
@@ -194,14 +202,16 @@ class GatewayConfig(Strict):
                                      "no source: give the device a `source` or the point its own"))
                     continue
                 if src not in sources:
-                    problems.append((("devices", i, "points", j, "source"), f"source {src!r} is not in the site {known}"))
+                    problems.append((("devices", i, "points", j, "source"),
+                                     f"source {src!r} is not in the site {known}"))
                     continue
                 where = ("devices", i, "points", j, "channel")
                 if p.channel not in {c.id for c in sources[src].channels}:
                     problems.append((where, f"channel {p.channel!r} is not a channel of source {src!r} "
                                             f"(known: {sorted(c.id for c in sources[src].channels)})"))
                 elif (src, p.channel) in fed:
-                    problems.append((where, f"channel {src}/{p.channel} is already fed by device {fed[(src, p.channel)]!r}"))
+                    problems.append((where, f"channel {src}/{p.channel} is already fed by device "
+                                            f"{fed[(src, p.channel)]!r}"))
                 fed.setdefault((src, p.channel), d.id)
         problems += self._hj212_problems(fed)
         lines: dict[str, tuple[int, int, str, int]] = {}  # serial port -> its line settings
@@ -209,8 +219,9 @@ class GatewayConfig(Strict):
             if d.protocol == "modbus_rtu":
                 line = (d.baudrate, d.bytesize, d.parity, d.stopbits)
                 if lines.setdefault(d.serial_port, line) != line:
-                    problems.append((("devices", i, "baudrate"), f"devices on {d.serial_port} must share one line "
-                                                                 f"setting; another device uses {lines[d.serial_port]}"))
+                    problems.append((("devices", i, "baudrate"), f"devices on {d.serial_port} must share one "
+                                                                 f"line setting; another device uses "
+                                                                 f"{lines[d.serial_port]}"))
         return problems
 
 
@@ -253,7 +264,8 @@ def fed_source(device, point) -> str:
     """The source a point of a loaded gateway file feeds (``site_problems`` made sure it has one)."""
     src = point_source(device, point)
     if src is None:
-        raise ValueError(f"device {device.id}: point {point.channel} feeds no source (load it with load_gateway_config)")
+        raise ValueError(f"device {device.id}: point {point.channel} feeds no source (load the file with "
+                         f"load_gateway_config)")
     return src
 
 
@@ -262,8 +274,9 @@ def status_point(device: ModbusTcpDevice | ModbusRtuDevice) -> ModbusPoint | Non
     if device.status is None:
         return None
     st = device.status
+    unit = device.points[0].unit_id if st.unit_id is None else st.unit_id
     return ModbusPoint(channel="__status__", register=RegisterType(st.register_type), address=st.address,
-                       data_type=DataType.uint16, unit_id=device.points[0].unit_id if st.unit_id is None else st.unit_id)
+                       data_type=DataType.uint16, unit_id=unit)
 
 
 def gateway_json_schema() -> dict:

@@ -9,8 +9,8 @@ CN         meaning                                                     answer
 =========  ==========================================================  =================================
 1000       set OverTime / ReCount                                      QnRtn 1, ExeRtn 1 (3 if out of range)
 1011       get the site time                                           QnRtn 1, 1011 SystemTime, ExeRtn 1
-1012       set the site time                                           QnRtn 1, ExeRtn 3: the gateway's clock follows NTP
-                                                                       and its readings' times are not moved
+1012       set the site time                                           QnRtn 1, ExeRtn 3: the gateway's clock follows
+                                                                       NTP and its readings' times are not moved
 1061/1062  get / set RtdInterval (30-3600 s)                           QnRtn 1, [1061 RtdInterval], ExeRtn 1 (3)
 1063/1064  get / set MinInterval                                       QnRtn 1, [1063 MinInterval], ExeRtn 1 for 1
                                                                        minute, 3 otherwise (minutes only)

@@ -184,7 +184,8 @@ class UplinkFeed:
         if h is None:
             return []
         utc_offset = datetime.fromtimestamp(now_ns / 1e9, UTC).astimezone(self.tz).utcoffset() or timedelta(0)
-        offset = int(utc_offset.total_seconds()) * 10**9  # China: constant; a DST zone is off by an hour at its transitions
+        # China: constant; a DST zone is off by an hour at its transitions
+        offset = int(utc_offset.total_seconds()) * 10**9
         day = (h.start_ns + offset) // _DAY_NS  # local day number
         ready = day * _DAY_NS - offset + _DAY_NS <= now_ns - self.lateness_ns
         self._closed_hours = [h]

@@ -29,6 +29,8 @@ from schemas._optional import needs_extra
 with needs_extra("edge", "the HJ 212 gateway's metrics"):
     from prometheus_client import CollectorRegistry, Counter, Gauge
 
+import contextlib
+
 from schemas.hj212 import (
     DataRecord,
     FrameSplitter,
@@ -147,8 +149,9 @@ class Hj212UplinkClient:
                 continue
             entry = {"cn": due.cn, "source": due.source_id, "qn": self._qn(now_ns),
                      "data_time": due.data_time.isoformat(), "records": self._records(due)}
+            payload = json.dumps(entry).encode()
             try:
-                self.queue.put(lambda seq: json.dumps(entry).encode())
+                self.queue.put(lambda seq, payload=payload: payload)
             except OutboxFull as exc:
                 log.error("hj212 uplink: queue full (%s); %s of %s at %s dropped from the uplink (it still reaches "
                           "Kafka)", exc, due.cn, due.source_id, due.data_time, extra={"event": "uplink_queue_full"})
@@ -242,10 +245,8 @@ class Hj212UplinkClient:
                 aside = self.queue.dir / f"{seq:020d}.corrupt"
                 log.error("hj212 uplink: queued upload %d unreadable (%s); moved to %s, not sent", seq, exc, aside,
                           extra={"event": "uplink_corrupt"})
-                try:
+                with contextlib.suppress(OSError):
                     aside.write_bytes(self.queue.read(seq))
-                except OSError:
-                    pass
                 self.queue.ack(seq)
                 continue
             for raw in packets:

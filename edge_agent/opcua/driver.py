@@ -392,8 +392,8 @@ async def probe_node(device: OpcUaDevice, node_id: str) -> dict:
     Returns ``node_id``, ``value``, ``status`` (StatusCode name), ``source_ts_ns``, ``server_ts_ns``,
     ``data_type`` (name of the DataType attribute), ``variant_type`` and ``error`` (None on success).
     """
-    out: dict[str, Any] = {"node_id": node_id, "value": None, "status": None, "source_ts_ns": None, "server_ts_ns": None,
-           "data_type": None, "variant_type": None, "error": None}
+    out: dict[str, Any] = {"node_id": node_id, "value": None, "status": None, "source_ts_ns": None,
+                           "server_ts_ns": None, "data_type": None, "variant_type": None, "error": None}
     client = None
     try:
         async def read() -> None:
