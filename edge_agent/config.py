@@ -60,7 +60,7 @@ class StatusWord(Strict):
     unit_id: int | None = Field(default=None, ge=0, le=255, description="Modbus unit; default: the first point's.")
     bits: dict[int, Literal["C", "M", "D", "T", "F"]] = Field(
         description="Bit number (0 = least significant, 15 the highest of the 16-bit register) -> HJ 212 flag "
-                    "applied to every point of the device.")
+                    "applied to every point of the device.")  # MODBUS-REG16
 
     @field_validator("bits")
     @classmethod

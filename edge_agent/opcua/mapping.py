@@ -11,8 +11,9 @@ Flags (HJ 212-2017 Table 8) from the OPC UA StatusCode of each value (Part 4 §7
   data is kept, with its value, but not treated as valid.
 
 A StatusCode's top two bits are its severity (00 Good, 01 Uncertain, 10 Bad) and its upper 16 bits the code;
-the lower 16 are info bits (overflow, limits), ignored here. Timestamps: SourceTimestamp, else ServerTimestamp
-(the driver falls back to the cycle time when neither is set).
+the lower 16 are info bits (overflow, limits), ignored here (docs/sources.md OPCUA-SC). Timestamps: SourceTimestamp,
+else ServerTimestamp (the driver falls back to the cycle time when neither is set); an absent StatusCode is Good and
+an absent timestamp is none (OPCUA-DV).
 """
 
 from __future__ import annotations
@@ -67,7 +68,7 @@ def flag_values(raw: np.ndarray, code: np.ndarray, scale: np.ndarray, offset: np
 
 
 def timestamp_ns(dt: datetime | None) -> int | None:
-    """A DataValue timestamp as ns since the Unix epoch; None when absent (or the OPC UA 'null' 1601 date).
+    """A DataValue timestamp as ns since the Unix epoch; None when absent (or the OPC UA 'null' 1601 date, OPCUA-DV).
     asyncua gives naive datetimes in UTC; microseconds are all a DateTime carries through it."""
     if dt is None or dt.year <= 1601:
         return None
@@ -88,7 +89,7 @@ def variant_value(dv: ua.DataValue) -> Any:
 
 
 def status_code(dv: ua.DataValue) -> int:
-    """The DataValue's StatusCode as an integer; an absent StatusCode means Good (Part 4 §7.7)."""
+    """The DataValue's StatusCode as an integer; an absent StatusCode means Good (OPCUA-DV)."""
     return dv.StatusCode.value if dv.StatusCode is not None else 0
 
 
