@@ -345,7 +345,7 @@ class FaultSpec(click.ParamType):
         kind, numbers, channel = parts[0], parts[1:4], parts[4] if len(parts) > 4 else "co2"
         if kind not in FAULT_KINDS:
             self.fail(f"{value!r}: unknown fault kind {kind!r} (known: {', '.join(FAULT_KINDS)})", param, ctx)
-        if not all(n.isdigit() for n in numbers):
+        if not all(n.isascii() and n.isdigit() for n in numbers):
             self.fail(f"{value!r}: STACK, START_S and DURATION_S are whole numbers >= 0", param, ctx)
         stack, start, duration = (int(n) for n in numbers)
         if duration == 0:
@@ -371,7 +371,7 @@ class HostPort(click.ParamType):
             return value
         host, sep, port = value.rpartition(":")
         host = host.removeprefix("[").removesuffix("]")
-        if not sep or not port.isdigit() or not 1 <= int(port) <= 65535:
+        if not sep or not (port.isascii() and port.isdigit()) or not 1 <= int(port) <= 65535:
             self.fail(f"{value!r}: expected HOST:PORT with a port 1..65535", param, ctx)
         try:
             check_host(host)

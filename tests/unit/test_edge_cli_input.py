@@ -7,6 +7,8 @@ import socket
 
 import pytest
 from click.testing import CliRunner
+from hypothesis import given
+from hypothesis import strategies as st
 
 from streams.cli import main
 
@@ -91,3 +93,17 @@ def test_a_missing_extra_is_named_before_any_work(monkeypatch):
     res = simulate("--opcua-port", "0", monkeypatch=monkeypatch)
     assert res.exit_code == 1, res.output
     assert "the Modbus simulator needs the 'edge' extra" in res.output and "Traceback" not in res.output
+
+
+@given(st.text(alphabet=st.sampled_from("0123456789:.-+abceinrsu_ xyz[]"), max_size=40) | st.text(max_size=40))
+def test_fault_and_host_port_parsers_accept_or_refuse_cleanly(text):
+    """Whatever is typed, the parameter types give a value or click's usage error, never another exception."""
+    import contextlib
+
+    import click
+
+    from edge_agent.cli import FaultSpec, HostPort
+
+    for kind in (FaultSpec(), HostPort()):
+        with contextlib.suppress(click.BadParameter):
+            kind.convert(text, None, None)
