@@ -438,6 +438,30 @@ async def _listening(host: str, port: int, task: asyncio.Task, what: str, timeou
     raise click.ClickException(f"{what} is not listening on {host}:{port} after {timeout_s:g} s")
 
 
+def _refuse_before_work(stacks: int, seconds: int, modbus_port: int, rtu_port: str | None, opcua_port: int,
+                        faults, host: str, hj212_to) -> None:
+    """What the simulate command line can get wrong beyond each option's own type: a usage error (or the missing
+    extra) here, before a series is generated or a port opened."""
+    if not (modbus_port or rtu_port or opcua_port or hj212_to):
+        raise click.UsageError("nothing to serve: give --modbus-port, --rtu, --opcua-port or --hj212-to")
+    if modbus_port and modbus_port == opcua_port:
+        raise click.UsageError(f"--modbus-port and --opcua-port are both {modbus_port}: one port, one server")
+    for stack, fault in faults:
+        if stack >= stacks:
+            raise click.BadParameter(f"{fault.kind} on stack {stack}: the stacks are 0..{stacks - 1} (--stacks "
+                                     f"{stacks})", param_hint="--fault")
+        if fault.start_s >= seconds:
+            raise click.BadParameter(f"{fault.kind} starts at {fault.start_s} s, after the series ends (--seconds "
+                                     f"{seconds})", param_hint="--fault")
+    if modbus_port or rtu_port:
+        require("pymodbus", extra="edge", purpose="the Modbus simulator")
+    if rtu_port:
+        require("serial", extra="edge", purpose="the Modbus RTU simulator (pyserial)")
+    if opcua_port:
+        require("asyncua", extra="opcua", purpose="the OPC UA simulator")
+    _check_listen(host, [(w, p) for w, p in (("Modbus TCP", modbus_port), ("OPC UA", opcua_port)) if p])
+
+
 @edge.command("simulate")
 @click.option("--stacks", type=click.IntRange(1, MAX_SIMULATED_STACKS), default=2, show_default=True,
               help="Simulated stacks (CEMS racks with fuel meter and weigher).")
@@ -474,25 +498,7 @@ def simulate(stacks, seconds, seed, modbus_port, rtu_port, opcua_port, opcua_cer
     import dataclasses
     import logging
 
-    # Everything the command line can get wrong is a usage error here, before a series is generated.
-    if not (modbus_port or rtu_port or opcua_port or hj212_to):
-        raise click.UsageError("nothing to serve: give --modbus-port, --rtu, --opcua-port or --hj212-to")
-    if modbus_port and modbus_port == opcua_port:
-        raise click.UsageError(f"--modbus-port and --opcua-port are both {modbus_port}: one port, one server")
-    for stack, fault in faults:
-        if stack >= stacks:
-            raise click.BadParameter(f"{fault.kind} on stack {stack}: the stacks are 0..{stacks - 1} (--stacks "
-                                     f"{stacks})", param_hint="--fault")
-        if fault.start_s >= seconds:
-            raise click.BadParameter(f"{fault.kind} starts at {fault.start_s} s, after the series ends (--seconds "
-                                     f"{seconds})", param_hint="--fault")
-    if modbus_port or rtu_port:
-        require("pymodbus", extra="edge", purpose="the Modbus simulator")
-    if rtu_port:
-        require("serial", extra="edge", purpose="the Modbus RTU simulator (pyserial)")
-    if opcua_port:
-        require("asyncua", extra="opcua", purpose="the OPC UA simulator")
-    _check_listen(host, [(w, p) for w, p in (("Modbus TCP", modbus_port), ("OPC UA", opcua_port)) if p])
+    _refuse_before_work(stacks, seconds, modbus_port, rtu_port, opcua_port, faults, host, hj212_to)
 
     from .simulator.generate import simulator_stack_model
     from .simulator.modbus_server import ModbusSimulator
