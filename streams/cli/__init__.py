@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import click
 
-from edge_agent.cli import edge
 from streams.cli.archive import archive
 from streams.cli.console import console
 from streams.cli.demo import demo
 from streams.cli.embedded import embedded
 from streams.cli.files import batch, schema, site
 from streams.cli.hj212 import hj212
+from streams.cli.plugins import load_commands
 from streams.cli.reconcile import accounting, alerts, reconcile
 from streams.cli.stream import stream
 
@@ -22,7 +22,7 @@ def main() -> None:
     """CEMS pipeline: edge agents, stream processing and reconciliation for carbon-market emitters."""
 
 
-main.add_command(edge)  # edge_agent.cli imports only click at module level; its commands import the rest
+load_commands(main)  # cems edge: the entry points of pyproject.toml (central code never imports edge_agent)
 main.add_command(stream)
 main.add_command(accounting)
 main.add_command(reconcile)

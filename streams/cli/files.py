@@ -17,14 +17,10 @@ JSON_SCHEMA_DIR = Path(__file__).resolve().parents[2] / "schemas" / "json"
 
 
 def _json_schemas() -> dict[str, dict]:
-    from edge_agent.config import GatewayConfig
     from schemas.site import site_json_schema
+    from streams.cli.plugins import plugin_schemas
 
-    gateway = GatewayConfig.model_json_schema(by_alias=True)
-    gateway = {"$schema": "https://json-schema.org/draft/2020-12/schema",
-               "title": "CEMS gateway (agent, Kafka, site, devices and points)",
-               **{k: v for k, v in gateway.items() if k != "title"}}
-    return {"site": site_json_schema(), "gateway": gateway, **_record_schemas()}
+    return {"site": site_json_schema(), **plugin_schemas(), **_record_schemas()}
 
 
 def _record_schemas() -> dict[str, dict]:
@@ -85,10 +81,14 @@ def schema() -> None:
 
 
 @schema.command("show")
-@click.argument("name", type=click.Choice(["site", "gateway"]))
+@click.argument("name")
 def schema_show(name: str) -> None:
-    """Print one JSON Schema."""
-    click.echo(json.dumps(_json_schemas()[name], indent=2))
+    """Print one JSON Schema (site, gateway, hourly-record, ...: `cems schema export` writes them all)."""
+    schemas = _json_schemas()
+    if name not in schemas:
+        raise click.BadParameter(f"no schema {name!r}; known: {', '.join(sorted(schemas))} (gateway: only where the "
+                                 f"edge extra is installed)", param_hint="NAME")
+    click.echo(json.dumps(schemas[name], indent=2))
 
 
 @schema.command("export")

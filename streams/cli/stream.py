@@ -55,7 +55,7 @@ def worker(config: Path | None, log_level: str, log_format: str) -> None:
     import asyncio
     import signal
 
-    from edge_agent.logs import configure_logging
+    from schemas.logs import configure_logging
     from streams.runtime.worker import StreamWorker
 
     configure_logging(log_level, log_format)
