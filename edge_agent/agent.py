@@ -5,7 +5,7 @@ Three kinds of asyncio tasks share one process:
 * one poller per device: every ``poll_interval_s`` it executes the device's compiled read plan and
   stamps the whole cycle with one acquisition time. A device that does not answer still produces
   readings, flagged B (communication failure), so a gap is recorded rather than silent; the
-  connection is retried with exponential backoff (1 s doubling to 60 s). The analyser's status word,
+  connection is retried with exponential backoff (1 s doubling to 60 s, :mod:`.backoff`). The analyser's status word,
   when configured, flags every normal reading of the cycle (calibration, maintenance, fault...);
 * the batcher: every ``batch_interval_s`` it turns each source's buffered readings into one
   :class:`~schemas.batch.ReadingBatch` and stores it in the outbox under the next sequence number;
@@ -23,13 +23,16 @@ import asyncio
 import logging
 import threading
 import time
+from collections.abc import Callable
 
 import numpy as np
 
+from schemas._optional import require
 from schemas.batch import ChannelSpec, ReadingBatch
 from schemas.quantities import Flag
 
-from .config import GatewayConfig, point_source
+from .backoff import Backoff
+from .config import GatewayConfig, fed_source
 from .driver import CycleReadings, Driver
 from .metrics import AgentMetrics
 from .outbox import Outbox, OutboxFull
@@ -50,8 +53,15 @@ class _SourceBuffer:
     def add(self, ts_ns: np.ndarray, channel: np.ndarray, value: np.ndarray, flag: np.ndarray) -> None:
         self.parts.append((ts_ns, channel, value, flag))
 
-    def columns(self):
+    def columns(self) -> list[np.ndarray]:
         return [np.concatenate(c) for c in zip(*self.parts, strict=True)]
+
+    def encoder(self, agent_id: str, ts_ns: np.ndarray, channel: np.ndarray, value: np.ndarray,
+                flag: np.ndarray) -> Callable[[int], bytes]:
+        """The encoded batch of these columns under the sequence number the outbox gives it."""
+        return lambda seq: ReadingBatch.from_columns(agent_id=agent_id, source_id=self.source_id, seq=seq,
+                                                     channels=self.channels, ts_ns=ts_ns, channel=channel, value=value,
+                                                     flag=flag).encode()
 
 
 class _Route:
@@ -75,6 +85,18 @@ class _Route:
                 buf.add(r.ts_ns[sel], channel[sel], r.value[sel], r.flag[sel])
 
 
+def require_drivers(devices) -> None:
+    """Import the driver of every configured protocol now: a missing extra (``opcua`` for an OPC UA device) stops
+    the agent at start, naming the extra, rather than a poller task once it runs."""
+    protocols = {d.protocol for d in devices}
+    if protocols & {"modbus_tcp", "modbus_rtu"}:
+        from .modbus import driver as _modbus  # noqa: F401
+    if "modbus_rtu" in protocols:
+        require("serial", extra="edge", purpose="Modbus RTU (pyserial)")
+    if "opcua" in protocols:
+        from .opcua import driver as _opcua  # noqa: F401
+
+
 def make_driver(device, serial_lines: dict) -> Driver:
     """The protocol driver of a configured device (imports the protocol library only when used)."""
     if device.protocol == "opcua":
@@ -88,6 +110,7 @@ def make_driver(device, serial_lines: dict) -> Driver:
 
 class EdgeAgent:
     def __init__(self, cfg: GatewayConfig, key: bytes) -> None:
+        require_drivers(cfg.devices)
         self.cfg = cfg
         self.outbox = Outbox(cfg.agent.outbox_dir, cfg.agent.outbox_max_bytes)
         self.uplink = KafkaUplink(self.outbox, topic=cfg.kafka.topic, agent_id=cfg.agent.id, key=key,
@@ -107,7 +130,7 @@ class EdgeAgent:
             used: list[_SourceBuffer] = []
             buffer_of, channel_of = [], []
             for p in d.points:
-                src = point_source(d, p)
+                src = fed_source(d, p)
                 buf = self.buffers.get(src)
                 if buf is None:
                     buf = self.buffers[src] = _SourceBuffer(src, [])
@@ -129,10 +152,11 @@ class EdgeAgent:
         driver = route.driver = make_driver(device, self._serial_lines)
         m = self.metrics  # label children resolved once, not every cycle
         poll_seconds, requests = m.poll_seconds.labels(device.id), m.requests.labels(device.id)
-        comm_errors, dev_errors = m.request_errors.labels(device.id, "comm"), m.request_errors.labels(device.id, "exception")
+        comm_errors = m.request_errors.labels(device.id, "comm")
+        dev_errors = m.request_errors.labels(device.id, "exception")
         by_flag = [m.readings.labels(device.id, f.name) for f in Flag]
         ctx = {"device": device.id, "endpoint": device.endpoint}
-        backoff, next_connect, was_up = 1.0, 0.0, None
+        retry, next_connect, was_up = Backoff(), 0.0, None
         next_poll = time.monotonic()
         try:
             while True:
@@ -144,13 +168,12 @@ class EdgeAgent:
                         log.exception("device %s: connect failed", device.id, extra=ctx | {"event": "connect_error"})
                         up = False
                     if up:
-                        backoff = 1.0
+                        retry.reset()
                     else:
-                        next_connect = time.monotonic() + backoff
-                        backoff = min(backoff * 2, 60.0)
+                        next_connect = time.monotonic() + retry.next()
                     if up != was_up:
                         log.log(logging.INFO if up else logging.WARNING, "device %s %s", device.id,
-                                "connected" if up else "unreachable; retrying with backoff up to 60 s",
+                                "connected" if up else f"unreachable; retrying with backoff up to {retry.max_s:g} s",
                                 extra=ctx | {"event": "connected" if up else "unreachable"})
                         was_up = up
                 t0 = time.perf_counter()
@@ -187,9 +210,7 @@ class EdgeAgent:
                 continue
             ts, channel, value, flag = buf.columns()
             try:
-                self.outbox.put(lambda seq: ReadingBatch.from_columns(
-                    agent_id=self.cfg.agent.id, source_id=buf.source_id, seq=seq, channels=buf.channels,
-                    ts_ns=ts, channel=channel, value=value, flag=flag).encode())
+                self.outbox.put(buf.encoder(self.cfg.agent.id, ts, channel, value, flag))
             except OutboxFull as exc:
                 if not self.outbox_full:
                     log.error("ALARM outbox full: %s; readings stay in memory until it drains", exc,
@@ -259,14 +280,13 @@ class EdgeAgent:
             return sent
 
     async def _uplink(self) -> None:
-        backoff = 1.0
+        retry = Backoff()
         while True:
             sent = await asyncio.to_thread(self._drain)
             if sent == 0 and self.outbox.count:
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 60.0)
+                await asyncio.sleep(retry.next())
             else:
-                backoff = 1.0
+                retry.reset()
                 await asyncio.sleep(0.2)
 
     async def run(self, stop: asyncio.Event) -> None:

@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
+import contextlib
+import math
+import os
 import sys
+import time
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import click
 
+from schemas._optional import MissingExtra, require
 from schemas.errors import ConfigError
+
+from .fields import check_host
+
+if TYPE_CHECKING:
+    import asyncio
 
 
 def _load(path: Path):
@@ -20,7 +31,18 @@ def _load(path: Path):
         sys.exit(1)
 
 
-@click.group()
+class _EdgeGroup(click.Group):
+    """Commands import their protocol libraries when they run: a missing one is one line naming the extra to
+    install (``schemas._optional.require``), not a traceback."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except MissingExtra as exc:
+            raise click.ClickException(str(exc)) from None
+
+
+@click.group(cls=_EdgeGroup)
 def edge() -> None:
     """Edge agent: read CEMS analysers and meters, keep batches on disk, send them to Kafka."""
 
@@ -29,7 +51,7 @@ def edge() -> None:
 @click.argument("config", type=click.Path(dir_okay=False, path_type=Path))
 def check(config: Path) -> None:
     """Validate a gateway file and show the read plan: what each poll cycle will ask each device."""
-    from .config import point_source, status_point
+    from .config import fed_source, status_point
     from .modbus.planner import plan_reads
 
     cfg = _load(config)
@@ -39,7 +61,7 @@ def check(config: Path) -> None:
         if d.protocol == "hj212":  # issue 16
             _check_hj212(cfg, d)
             continue
-        sources = sorted({point_source(d, p) for p in d.points})
+        sources = sorted({fed_source(d, p) for p in d.points})
         head = f"  device {d.id}: {d.protocol} {d.endpoint} -> source {', '.join(sources)}, {len(d.points)} points"
         if d.protocol == "opcua":
             click.echo(f"{head}{' + status word' if d.status else ''}, {d.mode} every {d.poll_interval_s:g} s, "
@@ -49,7 +71,8 @@ def check(config: Path) -> None:
             continue
         points = list(d.points) + ([status_point(d)] if d.status else [])
         plan = plan_reads(points, max_gap_registers=d.max_gap_registers)
-        click.echo(f"{head}{' + status word' if d.status else ''}, {len(plan)} request(s) every {d.poll_interval_s:g} s")
+        click.echo(f"{head}{' + status word' if d.status else ''}, {len(plan)} request(s) every "
+                   f"{d.poll_interval_s:g} s")
         for r in plan:
             click.echo(f"    unit {r.unit_id} {r.register.value:<8} address {r.address}..{r.address + r.count - 1}"
                        f" ({r.count} {'bits' if r.register.is_bits else 'registers'}): "
@@ -107,8 +130,9 @@ def run(config: Path, log_level: str, log_format: str, metrics_port: int, metric
     import asyncio
     import signal
 
+    from schemas.logs import configure_logging
+
     from .agent import EdgeAgent
-    from .logs import configure_logging
 
     configure_logging(log_level, log_format)
     cfg = _load(config)
@@ -269,9 +293,9 @@ def _listen_hj212(cfg, dev, seconds: float) -> int:
 
     from prometheus_client import CollectorRegistry
 
-    from .hj212.receiver import Hj212Receiver, mask_password
-
     from schemas.quantities import Flag
+
+    from .hj212.receiver import Hj212Receiver, mask_password
 
     seen = []
 
@@ -299,32 +323,167 @@ def _listen_hj212(cfg, dev, seconds: float) -> int:
     return 0 if seen else 1
 
 
-def _fault(text: str):
-    """``kind:stack:start_s:duration_s[:channel[:amount]]``, e.g. ``bias:0:3600:7200:co2:-0.1``."""
-    from .simulator.generate import Fault
+#: The fault kinds the simulator scripts (edge_agent/simulator/generate.py, simulate_stack).
+FAULT_KINDS = ("calibration", "comm_loss", "stuck", "drift", "bias", "out_of_range", "stopped", "instrument_stopped")
+MAX_SIMULATED_STACKS = 255  # stack k's HJ 212 MN ends in k as two hex digits (simulated_mn)
 
-    parts = text.split(":")
-    if len(parts) < 4:
-        raise click.BadParameter(f"{text!r}: expected kind:stack:start_s:duration_s[:channel[:amount]]")
-    kind, stack, start, duration = parts[0], int(parts[1]), int(parts[2]), int(parts[3])
-    return stack, Fault(kind, start, duration, *(parts[4:5] or ["co2"]), *[float(a) for a in parts[5:6]])
+
+class FaultSpec(click.ParamType):
+    """``kind:stack:start_s:duration_s[:channel[:amount]]``, e.g. ``bias:0:3600:7200:co2:-0.1``, as
+    ``(stack, Fault)``; the stack and the series' length are checked against --stacks and --seconds later."""
+
+    name = "fault"
+
+    def convert(self, value, param, ctx):
+        if not isinstance(value, str):
+            return value
+        from .simulator.generate import CHANNELS, Fault
+
+        parts = value.split(":")
+        if not 4 <= len(parts) <= 6:
+            self.fail(f"{value!r}: expected KIND:STACK:START_S:DURATION_S[:CHANNEL[:AMOUNT]]", param, ctx)
+        kind, numbers, channel = parts[0], parts[1:4], parts[4] if len(parts) > 4 else "co2"
+        if kind not in FAULT_KINDS:
+            self.fail(f"{value!r}: unknown fault kind {kind!r} (known: {', '.join(FAULT_KINDS)})", param, ctx)
+        if not all(n.isascii() and n.isdigit() for n in numbers):
+            self.fail(f"{value!r}: STACK, START_S and DURATION_S are whole numbers >= 0", param, ctx)
+        stack, start, duration = (int(n) for n in numbers)
+        if duration == 0:
+            self.fail(f"{value!r}: a fault lasts at least 1 s", param, ctx)
+        if channel not in CHANNELS:
+            self.fail(f"{value!r}: unknown channel {channel!r} (known: {', '.join(CHANNELS)})", param, ctx)
+        try:
+            amount = float(parts[5]) if len(parts) > 5 else 0.0
+        except ValueError:
+            self.fail(f"{value!r}: AMOUNT {parts[5]!r} is not a number", param, ctx)
+        if not math.isfinite(amount):
+            self.fail(f"{value!r}: AMOUNT must be finite", param, ctx)
+        return stack, Fault(kind, start, duration, channel, amount)
+
+
+class HostPort(click.ParamType):
+    """``HOST:PORT`` with a host name or address (``[::1]:PORT`` for IPv6) and a port 1..65535."""
+
+    name = "host:port"
+
+    def convert(self, value, param, ctx):
+        if not isinstance(value, str):
+            return value
+        host, sep, port = value.rpartition(":")
+        host = host.removeprefix("[").removesuffix("]")
+        if not sep or not (port.isascii() and port.isdigit()) or not 1 <= int(port) <= 65535:
+            self.fail(f"{value!r}: expected HOST:PORT with a port 1..65535", param, ctx)
+        try:
+            check_host(host)
+        except ValueError as exc:
+            self.fail(f"{value!r}: {exc}", param, ctx)
+        return host, int(port)
+
+
+def _host_option(ctx, param, value: str) -> str:
+    try:
+        return check_host(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), ctx, param) from None
+
+
+def _writable_file(ctx, param, value: Path | None) -> Path | None:
+    """A file to write: its folder must exist (no folder is created behind the user's back)."""
+    if value is None:
+        return None
+    folder = value.parent
+    if not folder.is_dir():
+        raise click.BadParameter(f"folder {str(folder)!r} does not exist", ctx, param)
+    if not os.access(folder, os.W_OK):
+        raise click.BadParameter(f"folder {str(folder)!r} is not writable", ctx, param)
+    return value
+
+
+def _check_listen(host: str, ports: list[tuple[str, int]]) -> None:
+    """Every TCP port the simulator is to serve can be bound on ``host`` now (free, and ``host`` is this machine's):
+    a usage error before the series are generated, rather than a server failing after it was announced."""
+    import socket
+
+    for what, port in ports:
+        try:
+            infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+        except socket.gaierror as exc:
+            raise click.BadParameter(f"{host!r} does not resolve: {exc.strerror}", param_hint="--host") from None
+        family, kind, proto, _, address = infos[0]
+        with socket.socket(family, kind, proto) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the servers do: TIME_WAIT is no conflict
+            try:
+                sock.bind(address)
+            except OSError as exc:
+                raise click.UsageError(f"cannot serve {what} on {host}:{port}: {exc.strerror}") from None
+
+
+async def _listening(host: str, port: int, task: asyncio.Task, what: str, timeout_s: float = 30.0) -> None:
+    """Wait until ``host:port`` accepts connections, so the simulator announces only what really serves; a server
+    task that failed first raises its error."""
+    import asyncio
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if task.done():
+            task.result()  # raises the server's error
+            raise click.ClickException(f"{what} stopped before it listened")
+        try:
+            _, writer = await asyncio.open_connection(host, port)
+        except OSError:
+            await asyncio.sleep(0.05)
+            continue
+        writer.close()
+        return
+    raise click.ClickException(f"{what} is not listening on {host}:{port} after {timeout_s:g} s")
+
+
+def _refuse_before_work(stacks: int, seconds: int, modbus_port: int, rtu_port: str | None, opcua_port: int,
+                        faults, host: str, hj212_to) -> None:
+    """What the simulate command line can get wrong beyond each option's own type: a usage error (or the missing
+    extra) here, before a series is generated or a port opened."""
+    if not (modbus_port or rtu_port or opcua_port or hj212_to):
+        raise click.UsageError("nothing to serve: give --modbus-port, --rtu, --opcua-port or --hj212-to")
+    if modbus_port and modbus_port == opcua_port:
+        raise click.UsageError(f"--modbus-port and --opcua-port are both {modbus_port}: one port, one server")
+    for stack, fault in faults:
+        if stack >= stacks:
+            raise click.BadParameter(f"{fault.kind} on stack {stack}: the stacks are 0..{stacks - 1} (--stacks "
+                                     f"{stacks})", param_hint="--fault")
+        if fault.start_s >= seconds:
+            raise click.BadParameter(f"{fault.kind} starts at {fault.start_s} s, after the series ends (--seconds "
+                                     f"{seconds})", param_hint="--fault")
+    if modbus_port or rtu_port:
+        require("pymodbus", extra="edge", purpose="the Modbus simulator")
+    if rtu_port:
+        require("serial", extra="edge", purpose="the Modbus RTU simulator (pyserial)")
+    if opcua_port:
+        require("asyncua", extra="opcua", purpose="the OPC UA simulator")
+    _check_listen(host, [(w, p) for w, p in (("Modbus TCP", modbus_port), ("OPC UA", opcua_port)) if p])
 
 
 @edge.command("simulate")
-@click.option("--stacks", default=2, show_default=True, help="Simulated stacks (CEMS racks with fuel meter and weigher).")
-@click.option("--seconds", default=86_400, show_default=True, help="Length of the simulated series (1 Hz).")
+@click.option("--stacks", type=click.IntRange(1, MAX_SIMULATED_STACKS), default=2, show_default=True,
+              help="Simulated stacks (CEMS racks with fuel meter and weigher).")
+@click.option("--seconds", type=click.IntRange(min=1), default=86_400, show_default=True,
+              help="Length of the simulated series (1 Hz); its last values stay served after that.")
 @click.option("--seed", default=0, show_default=True)
-@click.option("--modbus-port", default=5020, show_default=True, help="Modbus TCP port; 0: none.")
-@click.option("--rtu", "rtu_port", default=None, help="Also serve Modbus RTU on this serial device (8E1, 9600 baud).")
-@click.option("--opcua-port", default=4840, show_default=True, help="OPC UA port; 0: none.")
+@click.option("--modbus-port", type=click.IntRange(0, 65535), default=5020, show_default=True,
+              help="Modbus TCP port; 0: none.")
+@click.option("--rtu", "rtu_port", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="Also serve Modbus RTU on this serial device (8E1, 9600 baud).")
+@click.option("--opcua-port", type=click.IntRange(0, 65535), default=4840, show_default=True,
+              help="OPC UA port; 0: none.")
 @click.option("--opcua-certs", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Serve OPC UA with Basic256Sha256 only, with self-signed certificates kept in this directory.")
-@click.option("--fault", "faults", multiple=True, metavar="KIND:STACK:START_S:DURATION_S[:CHANNEL[:AMOUNT]]",
-              help="Script a fault (calibration, comm_loss, stuck, drift, bias, out_of_range, stopped); repeatable.")
-@click.option("--gateway-out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+@click.option("--fault", "faults", type=FaultSpec(), multiple=True,
+              metavar="KIND:STACK:START_S:DURATION_S[:CHANNEL[:AMOUNT]]",
+              help=f"Script a fault ({', '.join(FAULT_KINDS)}); repeatable.")
+@click.option("--gateway-out", type=click.Path(dir_okay=False, path_type=Path), default=None, callback=_writable_file,
               help="Write a gateway file for `cems edge run` that reads this simulator.")
-@click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--hj212-to", "hj212_to", multiple=True, metavar="HOST:PORT",
+@click.option("--host", default="127.0.0.1", show_default=True, callback=_host_option,
+              help="Address to serve on (and to put in the gateway file).")
+@click.option("--hj212-to", "hj212_to", type=HostPort(), multiple=True, metavar="HOST:PORT",
               help="Also be the stacks' HJ 212 datalogger: push 2051 minute data each minute and 2011 real-time data "
                    "every 30 s to this upper platform (a gateway's hj212 device, cems hj212 serve); repeatable. "
                    "Stack k's MN is 0100000000000000000000 followed by k in two hex digits.")
@@ -337,66 +496,70 @@ def simulate(stacks, seconds, seed, modbus_port, rtu_port, opcua_port, opcua_cer
     --hj212-to, push its stacks' data in HJ 212 as their datalogger would."""
     import asyncio
     import dataclasses
-    import time
+    import logging
+
+    _refuse_before_work(stacks, seconds, modbus_port, rtu_port, opcua_port, faults, host, hj212_to)
 
     from .simulator.generate import simulator_stack_model
     from .simulator.modbus_server import ModbusSimulator
     from .simulator.opcua_server import OpcUaSimulator, ServerSecurity, make_certificates
 
+    logging.getLogger("asyncua.server").setLevel(logging.ERROR)  # its start-up notes on user-token policies
     start_ns = time.time_ns() // 10**9 * 10**9
-    scripted = [_fault(f) for f in faults]
-    models = [dataclasses.replace(simulator_stack_model(k), faults=tuple(f for s, f in scripted if s == k))
+    models = [dataclasses.replace(simulator_stack_model(k), faults=tuple(f for s, f in faults if s == k))
               for k in range(stacks)]
 
     async def main() -> None:
-        tasks, certs = [], None
+        tasks, announce, certs = [], [], None
         if modbus_port or rtu_port:
             mb = ModbusSimulator(stacks, seconds, start_ns=start_ns, seed=seed, models=models)
             if modbus_port:
-                tasks.append(mb.serve(modbus_port, host))
-                click.echo(f"Modbus TCP on {host}:{modbus_port} (unit 1, {stacks} stacks x 32 holding registers)")
+                task = asyncio.create_task(mb.serve(modbus_port, host))
+                tasks.append(task)
+                announce.append((_listening(host, modbus_port, task, "the Modbus TCP server"), f"Modbus TCP on "
+                                 f"{host}:{modbus_port} (unit 1, {stacks} stacks x 32 holding registers)"))
             if rtu_port:
-                tasks.append(mb.serve_rtu(rtu_port))
-                click.echo(f"Modbus RTU on {rtu_port} (unit 1, 9600 8E1)")
+                tasks.append(asyncio.create_task(mb.serve_rtu(rtu_port)))
+                announce.append((asyncio.sleep(0), f"Modbus RTU on {rtu_port} (unit 1, 9600 8E1)"))
         if opcua_port:
             security = None
             if opcua_certs:
                 certs = await make_certificates(opcua_certs)
                 security = ServerSecurity(certs.server_certificate, certs.server_key)
             ua_sim = OpcUaSimulator(stacks, seconds, start_ns=start_ns, seed=seed, models=models)
-            tasks.append(ua_sim.serve(opcua_port, host, security=security))
-            click.echo(f"OPC UA on opc.tcp://{host}:{opcua_port}/ ({'Basic256Sha256' if security else 'no security'})")
-        if gateway_out:
-            gateway_out.write_text(_simulated_gateway(stacks, host, modbus_port, opcua_port, certs))
-            click.echo(f"wrote {gateway_out}: run it with `cems edge run {gateway_out}`")
-        if hj212_to:
-            import os
+            task = asyncio.create_task(ua_sim.serve(opcua_port, host, security=security))
+            tasks.append(task)
+            announce.append((_listening(host, opcua_port, task, "the OPC UA server", timeout_s=60.0),
+                             f"OPC UA on opc.tcp://{host}:{opcua_port}/ "
+                             f"({'Basic256Sha256' if security else 'no security'})"))
+        try:
+            for ready, line in announce:
+                await ready
+                click.echo(line)
+            if gateway_out:
+                gateway_out.write_text(_simulated_gateway(stacks, host, modbus_port, opcua_port, certs))
+                click.echo(f"wrote {gateway_out}: run it with `cems edge run {gateway_out}`")
+            if hj212_to:
+                password = os.environ.get(hj212_password_env, "123456")
+                tasks.append(asyncio.create_task(_push_hj212(list(hj212_to), models, seconds, start_ns, seed,
+                                                             password)))
+                click.echo(f"HJ 212 datalogger of {stacks} stack(s) pushing to "
+                           f"{', '.join(f'{h}:{p}' for h, p in hj212_to)} (MN {simulated_mn(0)}...)")
+            await asyncio.gather(*tasks)
+        except OSError as exc:  # a port taken between the check and the bind, a serial device gone...
+            raise click.ClickException(f"simulator stopped: {exc}") from None
+        finally:
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
 
-            targets = [_host_port(t) for t in hj212_to]
-            password = os.environ.get(hj212_password_env, "123456")
-            tasks.append(_push_hj212(targets, models, seconds, start_ns, seed, password))
-            click.echo(f"HJ 212 datalogger of {stacks} stack(s) pushing to {', '.join(hj212_to)} "
-                       f"(MN {simulated_mn(0)}...)")
-        if not tasks:
-            raise click.UsageError("nothing to serve: give --modbus-port, --rtu, --opcua-port or --hj212-to")
-        await asyncio.gather(*tasks)
-
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(main())
-    except KeyboardInterrupt:
-        pass
 
 
 def simulated_mn(k: int) -> str:
     """The MN of simulated stack ``k``'s datalogger (24 hex characters, as HJ 212-2017 asks)."""
     return f"0100000000000000000000{k:02X}"
-
-
-def _host_port(text: str) -> tuple[str, int]:
-    host, _, port = text.rpartition(":")
-    if not host or not port.isdigit():
-        raise click.BadParameter(f"{text!r}: expected HOST:PORT")
-    return host, int(port)
 
 
 async def _push_hj212(targets, models, seconds: int, start_ns: int, seed: int, password: str) -> None:
@@ -431,9 +594,10 @@ def _simulated_gateway(stacks: int, host: str, modbus_port: int, opcua_port: int
     from .simulator.modbus_server import STACK_REGISTERS, STATUS_OFFSET, gateway_points
     from .simulator.opcua_server import STATUS_BITS, node_points, status_node_id
 
-    devices = []
+    devices: list[dict[str, Any]] = []
     for k in range(stacks):
         use_opcua = opcua_port and (not modbus_port or k % 2)
+        dev: dict[str, Any]
         if use_opcua:
             dev = {"id": f"stack{k}-opcua", "protocol": "opcua", "endpoint": f"opc.tcp://{host}:{opcua_port}/",
                    "source": f"stack{k}", "status": {"node_id": status_node_id(k), "bits": STATUS_BITS},

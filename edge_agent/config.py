@@ -2,34 +2,41 @@
 
 Loaded with :func:`load_gateway_config`; every problem is reported with file, line and field
 (:mod:`schemas.configfile`). Cross-checks against the site model run on load: each device feeds a
-source of the site, each point a channel of that source, and no channel is fed twice. JSON Schema: ``schemas/json/gateway.schema.json`` (``cems schema export``).
+source of the site, each point a channel of that source, and no channel is fed twice.
+JSON Schema: ``schemas/json/gateway.schema.json`` (``cems schema export``).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag
+from pydantic import (
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    ValidatorFunctionWrapHandler,
+    WrapValidator,
+    field_validator,
+    model_validator,
+)
 
 from schemas.configfile import load_config
 from schemas.kafka import KafkaConnection
 from schemas.quantities import status_word_flag
 from schemas.site import Entity, Identifier
 
+from .fields import Host, Strict, field_error
 from .hj212.config import Hj212Device, Hj212Uplink
-from .modbus.points import ModbusPoint
+from .modbus.points import DataType, ModbusPoint, RegisterType
 from .opcua.config import OpcUaDevice
 
-__all__ = ["AgentSettings", "Device", "GatewayConfig", "KafkaSettings", "ModbusRtuDevice", "ModbusTcpDevice", "StatusWord",
-           "load_gateway_config", "point_source"]
+__all__ = ["AgentSettings", "Device", "GatewayConfig", "KafkaSettings", "ModbusRtuDevice", "ModbusTcpDevice",
+           "StatusWord", "fed_source", "gateway_json_schema", "load_gateway_config", "point_source", "status_point"]
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class AgentSettings(_Strict):
+class AgentSettings(Strict):
     id: Identifier = Field(description="Agent id, unique in the whole deployment (it keys deduplication).")
     key_file: Path = Field(description="File holding this agent's HMAC key (batch signatures).")
     outbox_dir: Path = Field(default=Path("/var/lib/cems/outbox"))
@@ -43,7 +50,7 @@ class KafkaSettings(KafkaConnection):
     topic: str = "cems.readings.v1"
 
 
-class StatusWord(_Strict):
+class StatusWord(Strict):
     """An analyser status register whose bits mark its readings (calibration, maintenance, fault...)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
@@ -52,14 +59,23 @@ class StatusWord(_Strict):
     register_type: Literal["holding", "input"] = Field(default="holding", alias="register")
     unit_id: int | None = Field(default=None, ge=0, le=255, description="Modbus unit; default: the first point's.")
     bits: dict[int, Literal["C", "M", "D", "T", "F"]] = Field(
-        description="Bit number (0 = least significant) -> HJ 212 flag applied to every point of the device.")
+        description="Bit number (0 = least significant, 15 the highest of the 16-bit register) -> HJ 212 flag "
+                    "applied to every point of the device.")  # MODBUS-REG16
+
+    @field_validator("bits")
+    @classmethod
+    def _bit_numbers(cls, bits: dict[int, str]) -> dict[int, str]:
+        for b in bits:
+            if not 0 <= b < 16:
+                raise field_error("StatusWord", (b,), f"bit {b}: a Modbus register has bits 0..15", b)
+        return bits
 
     def flag_of(self, word: int) -> int:
         """The flag a status word means: the most severe set bit (F, D, C, M, T)."""
-        return status_word_flag(self.bits, word)
+        return status_word_flag(dict[int, str](self.bits), word)
 
 
-class _ModbusDevice(_Strict):
+class _ModbusDevice(Strict):
     """What Modbus TCP and RTU devices share: timing, read planning, the points and the status word."""
 
     id: Identifier
@@ -72,10 +88,31 @@ class _ModbusDevice(_Strict):
     status: StatusWord | None = None
     points: list[ModbusPoint] = Field(min_length=1)
 
+    @model_validator(mode="after")
+    def _one_point_per_register(self) -> _ModbusDevice:
+        """No register read for two points (or for a point and the status word): one of them has the wrong
+        address, and its channel would record another instrument's value. Reported at the later entry's address."""
+        spans: list[tuple[int, str, int, int, str, tuple[str | int, ...]]] = [
+            (p.unit_id, p.register_type.value, p.wire_address, p.words, f"points[{j}] ({p.channel})",
+             ("points", j, "address")) for j, p in enumerate(self.points)]
+        if self.status is not None:
+            st = self.status
+            unit = self.points[0].unit_id if st.unit_id is None else st.unit_id
+            spans.append((unit, st.register_type, st.address, 1, "the status word", ("status", "address")))
+        for i, (unit, reg, start, words, _, where) in enumerate(spans):
+            for other_unit, other_reg, other_start, other_words, other, _ in spans[:i]:
+                if (unit, reg) == (other_unit, other_reg) and start < other_start + other_words \
+                        and other_start < start + words:
+                    regs = f"register {start} of unit {unit} is" if words == 1 else \
+                        f"registers {start}..{start + words - 1} of unit {unit} are"
+                    raise field_error(type(self).__name__, where, f"{reg} {regs} already read for {other}: one "
+                                      f"register, one point", start)
+        return self
+
 
 class ModbusTcpDevice(_ModbusDevice):
     protocol: Literal["modbus_tcp"] = "modbus_tcp"
-    host: str
+    host: Host = Field(description="The device's host name or IP address.")
     port: int = Field(default=502, ge=1, le=65535)
 
     @property
@@ -102,19 +139,40 @@ class ModbusRtuDevice(_ModbusDevice):
         return f"{self.serial_port} {self.baudrate} {self.bytesize}{self.parity}{self.stopbits}"
 
 
-def _protocol(value) -> str:
+def _protocol(value: Any) -> str | None:
     """Discriminator of a device entry; ``modbus_tcp`` when the file does not say (older files)."""
-    return value.get("protocol", "modbus_tcp") if isinstance(value, dict) else value.protocol
+    if isinstance(value, dict):
+        return value.get("protocol", "modbus_tcp")
+    return getattr(value, "protocol", None)
+
+
+_DEVICE_MODELS: dict[str, type[Strict]] = {"modbus_tcp": ModbusTcpDevice, "modbus_rtu": ModbusRtuDevice,
+                                           "opcua": OpcUaDevice, "hj212": Hj212Device}
+
+
+def _validate_device(value: Any, handler: ValidatorFunctionWrapHandler) -> Any:
+    """Validate a device entry as the model its ``protocol`` names. pydantic's discriminated union would do the same
+    but report ``devices[0].modbus_tcp.points[1].low``, a location no line of the file has, so ``cems edge check``
+    pointed at the device; validated here, an error is at the field (``devices[0].points[1].low``) and its line."""
+    if not isinstance(value, dict):
+        return handler(value)
+    protocol = _protocol(value)
+    model = _DEVICE_MODELS.get(protocol) if isinstance(protocol, str) else None
+    if model is None:
+        raise field_error("Device", ("protocol",), f"unknown protocol {protocol!r} (known: "
+                          f"{', '.join(_DEVICE_MODELS)})", protocol)
+    return model.model_validate(value)
 
 
 Device = Annotated[
     Annotated[ModbusTcpDevice, Tag("modbus_tcp")] | Annotated[ModbusRtuDevice, Tag("modbus_rtu")]
     | Annotated[OpcUaDevice, Tag("opcua")] | Annotated[Hj212Device, Tag("hj212")],
-    Discriminator(_protocol),
+    Discriminator(_protocol),  # the JSON Schema's oneOf with its discriminator
+    WrapValidator(_validate_device),
 ]
 
 
-class GatewayConfig(_Strict):
+class GatewayConfig(Strict):
     agent: AgentSettings
     kafka: KafkaSettings
     site: Entity
@@ -122,12 +180,14 @@ class GatewayConfig(_Strict):
     hj212_uplink: Hj212Uplink | None = Field(default=None, description=(
         "Act as a datalogger for an environmental platform: upload the sources' data in HJ 212 (issue 16)."))
 
-    def site_problems(self) -> list[tuple[tuple, str]]:
+    def site_problems(self) -> list[tuple[tuple[str | int, ...], str]]:
         """Devices against the site: each point feeds a channel of a known source, no channel twice.
         Returned as (location, message) so the loader can point at the offending line."""
         sources = {s.id: s for s in self.site.sources}
         known = f"(known: {sorted(sources)})"
-        problems, seen, fed = [], set(), {}
+        problems: list[tuple[tuple[str | int, ...], str]] = []
+        seen: set[str] = set()
+        fed: dict[tuple[str, str], str] = {}  # (source, channel) -> the device feeding it
         for i, d in enumerate(self.devices):
             if d.id in seen:
                 problems.append((("devices", i, "id"), f"device id {d.id!r} appears twice"))
@@ -142,31 +202,35 @@ class GatewayConfig(_Strict):
                                      "no source: give the device a `source` or the point its own"))
                     continue
                 if src not in sources:
-                    problems.append((("devices", i, "points", j, "source"), f"source {src!r} is not in the site {known}"))
+                    problems.append((("devices", i, "points", j, "source"),
+                                     f"source {src!r} is not in the site {known}"))
                     continue
                 where = ("devices", i, "points", j, "channel")
                 if p.channel not in {c.id for c in sources[src].channels}:
                     problems.append((where, f"channel {p.channel!r} is not a channel of source {src!r} "
                                             f"(known: {sorted(c.id for c in sources[src].channels)})"))
                 elif (src, p.channel) in fed:
-                    problems.append((where, f"channel {src}/{p.channel} is already fed by device {fed[(src, p.channel)]!r}"))
+                    problems.append((where, f"channel {src}/{p.channel} is already fed by device "
+                                            f"{fed[(src, p.channel)]!r}"))
                 fed.setdefault((src, p.channel), d.id)
         problems += self._hj212_problems(fed)
-        lines = {}
+        lines: dict[str, tuple[int, int, str, int]] = {}  # serial port -> its line settings
         for i, d in enumerate(self.devices):
             if d.protocol == "modbus_rtu":
                 line = (d.baudrate, d.bytesize, d.parity, d.stopbits)
                 if lines.setdefault(d.serial_port, line) != line:
-                    problems.append((("devices", i, "baudrate"), f"devices on {d.serial_port} must share one line "
-                                                                 f"setting; another device uses {lines[d.serial_port]}"))
+                    problems.append((("devices", i, "baudrate"), f"devices on {d.serial_port} must share one "
+                                                                 f"line setting; another device uses "
+                                                                 f"{lines[d.serial_port]}"))
         return problems
 
 
-    def _hj212_problems(self, fed: dict) -> list[tuple[tuple, str]]:
+    def _hj212_problems(self, fed: dict[tuple[str, str], str]) -> list[tuple[tuple[str | int, ...], str]]:
         """HJ 212 (issue 16): each datalogger's MN is a source's ``hj212.mn`` in the site, listed once, and the
         source's channels are not also polled; the uplink reports sources of the site."""
         by_mn = {s.hj212.mn: s for s in self.site.sources if s.hj212 is not None}
-        problems, seen = [], {}
+        problems: list[tuple[tuple[str | int, ...], str]] = []
+        seen: dict[str, str] = {}  # MN -> the device receiving it
         for i, d in enumerate(self.devices):
             if d.protocol != "hj212":
                 continue
@@ -196,13 +260,31 @@ def point_source(device, point) -> str | None:
     return point.source or device.source
 
 
+def fed_source(device, point) -> str:
+    """The source a point of a loaded gateway file feeds (``site_problems`` made sure it has one)."""
+    src = point_source(device, point)
+    if src is None:
+        raise ValueError(f"device {device.id}: point {point.channel} feeds no source (load the file with "
+                         f"load_gateway_config)")
+    return src
+
+
 def status_point(device: ModbusTcpDevice | ModbusRtuDevice) -> ModbusPoint | None:
     """The status word as one more point to read (uint16), planned together with the others."""
     if device.status is None:
         return None
     st = device.status
-    return ModbusPoint(channel="__status__", register=st.register_type, address=st.address, data_type="uint16",
-                       unit_id=device.points[0].unit_id if st.unit_id is None else st.unit_id)
+    unit = device.points[0].unit_id if st.unit_id is None else st.unit_id
+    return ModbusPoint(channel="__status__", register=RegisterType(st.register_type), address=st.address,
+                       data_type=DataType.uint16, unit_id=unit)
+
+
+def gateway_json_schema() -> dict:
+    """The gateway file's JSON Schema (``cems schema show gateway``; the ``cems.schemas`` entry point ``gateway``)."""
+    doc = GatewayConfig.model_json_schema(by_alias=True)
+    return {"$schema": "https://json-schema.org/draft/2020-12/schema",
+            "title": "CEMS gateway (agent, Kafka, site, devices and points)",
+            **{k: v for k, v in doc.items() if k != "title"}}
 
 
 def load_gateway_config(path: str | Path) -> GatewayConfig:

@@ -6,7 +6,10 @@ One registry per agent (tests and several agents in one process do not collide);
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from schemas._optional import needs_extra
+
+with needs_extra("edge", "the edge agent's metrics"):
+    from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 __all__ = ["AgentMetrics"]
 

@@ -17,10 +17,10 @@ import logging
 import threading
 import time
 
+from schemas import envelope
+from schemas._optional import require
 from schemas.batch import decode_batch
 from schemas.errors import BatchDecodeError
-
-from schemas import envelope
 
 from .outbox import Outbox
 
@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 
 class KafkaUplink:
     def __init__(self, outbox: Outbox, *, topic: str, agent_id: str, key: bytes, producer_config: dict) -> None:
+        require("kafka", extra="edge", purpose="the Kafka uplink (kafka-python)")  # at start, not at the first drain
         self.outbox, self.topic, self.agent_id, self.key = outbox, topic, agent_id, key
         self.producer_config = {
             "acks": "all",
@@ -61,6 +62,7 @@ class KafkaUplink:
 
     def drain(self, max_batches: int = 1000, timeout_s: float = 30.0) -> int:
         """Send up to ``max_batches`` pending batches; return how many Kafka acknowledged."""
+        require("kafka", extra="edge", purpose="the Kafka uplink (kafka-python)")
         from kafka.errors import KafkaError
 
         pending = self.outbox.pending(max_batches)
@@ -100,7 +102,7 @@ class KafkaUplink:
         for seq, future in sent:
             try:
                 future.get(timeout=0)
-            except Exception as exc:  # noqa: BLE001 - any failure means "not acknowledged": keep the batch
+            except Exception as exc:
                 log.warning("uplink: batch %d not acknowledged (%s); it stays in the outbox", seq, exc,
                             extra={"event": "not_acknowledged", "seq": seq})
                 continue

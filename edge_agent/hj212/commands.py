@@ -9,8 +9,8 @@ CN         meaning                                                     answer
 =========  ==========================================================  =================================
 1000       set OverTime / ReCount                                      QnRtn 1, ExeRtn 1 (3 if out of range)
 1011       get the site time                                           QnRtn 1, 1011 SystemTime, ExeRtn 1
-1012       set the site time                                           QnRtn 1, ExeRtn 3: the gateway's clock follows NTP
-                                                                       and its readings' times are not moved
+1012       set the site time                                           QnRtn 1, ExeRtn 3: the gateway's clock follows
+                                                                       NTP and its readings' times are not moved
 1061/1062  get / set RtdInterval (30-3600 s)                           QnRtn 1, [1061 RtdInterval], ExeRtn 1 (3)
 1063/1064  get / set MinInterval                                       QnRtn 1, [1063 MinInterval], ExeRtn 1 for 1
                                                                        minute, 3 otherwise (minutes only)
@@ -33,9 +33,9 @@ history, control) are the project's choices, docs/sources.md HJ212-SITE-CMDS.
 from __future__ import annotations
 
 import hmac
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Callable
 
 from schemas.hj212 import Frame, Version, build_frame, build_response, format_time, make_flag
 
@@ -60,6 +60,36 @@ class SiteState:
     realtime: bool = True
 
 
+def _set_link(p: Mapping[str, object], state: SiteState) -> SiteState | None:
+    """1000: OverTime and ReCount, each 1..99."""
+    over, count = p.get("OverTime"), p.get("ReCount")
+    if isinstance(over, int) and 0 < over <= 99 and isinstance(count, int) and 0 < count <= 99:
+        return replace(state, overtime_s=float(over), recount=count)
+    return None
+
+
+def _set_rtd_interval(p: Mapping[str, object], state: SiteState) -> SiteState | None:
+    """1062: RtdInterval, 30..3600 s (HJ212-T4)."""
+    v = p.get("RtdInterval")
+    return replace(state, rtd_interval_s=v) if isinstance(v, int) and 30 <= v <= 3600 else None
+
+
+def _set_password(p: Mapping[str, object], state: SiteState) -> SiteState | None:
+    """1072: NewPW, 1..64 printable characters without the frame's separators ; and =."""
+    new_pw = p.get("NewPW")
+    if isinstance(new_pw, str) and 0 < len(new_pw) <= 64 and new_pw.isprintable() and ";" not in new_pw \
+            and "=" not in new_pw:
+        return replace(state, password=new_pw)
+    return None
+
+
+_SETTINGS: dict[str, Callable[[Mapping[str, object], SiteState], SiteState | None]] = {
+    "1000": _set_link, "1062": _set_rtd_interval, "1072": _set_password}
+
+_QUERIES: dict[str, Callable[[SiteState], str]] = {"1061": lambda s: f"RtdInterval={s.rtd_interval_s}",
+                                                   "1063": lambda s: f"MinInterval={s.min_interval_min}"}
+
+
 def answer(frame: Frame, state: SiteState, *, mn: str, version: Version, now: Callable[[], datetime], tz
            ) -> tuple[list[bytes], SiteState]:
     """The frames that answer one command from the platform, in order, and the state after it."""
@@ -79,40 +109,25 @@ def answer(frame: Frame, state: SiteState, *, mn: str, version: Version, now: Ca
     p = frame.data.params
     pol = f"PolId={p['PolId']};" if isinstance(p.get("PolId"), str) else ""
     ready = resp("9011", QN_READY)
-    if cn == "1000":
-        over, count = p.get("OverTime"), p.get("ReCount")
-        ok = isinstance(over, int) and 0 < over <= 99 and isinstance(count, int) and 0 < count <= 99
-        new = replace(state, overtime_s=float(over), recount=count) if ok else state
-        return [ready, resp("9012", EXE_OK if ok else EXE_CONDITION)], new
+    if cn in _SETTINGS:  # 1000, 1062, 1072: set a value, or refuse one out of range
+        new = _SETTINGS[cn](p, state)
+        return [ready, resp("9012", EXE_CONDITION if new is None else EXE_OK)], state if new is None else new
     if cn == "1011":
         return [ready, upload(f"{pol}SystemTime={format_time(now(), tz)}"), resp("9012", EXE_OK)], state
     if cn == "1012":
         return [ready, resp("9012", EXE_CONDITION)], state
-    if cn == "1061":
-        return [ready, upload(f"RtdInterval={state.rtd_interval_s}"), resp("9012", EXE_OK)], state
-    if cn == "1062":
-        v = p.get("RtdInterval")
-        ok = isinstance(v, int) and 30 <= v <= 3600  # HJ212-T4
-        return [ready, resp("9012", EXE_OK if ok else EXE_CONDITION)], replace(state, rtd_interval_s=v) if ok else state
-    if cn == "1063":
-        return [ready, upload(f"MinInterval={state.min_interval_min}"), resp("9012", EXE_OK)], state
+    if cn in _QUERIES:  # 1061, 1063: the value asked for
+        return [ready, upload(_QUERIES[cn](state)), resp("9012", EXE_OK)], state
     if cn == "1064":
         # the gateway reports 1-minute data; another interval (of HJ212_MIN_INTERVALS) is refused, not resampled
         return [ready, resp("9012", EXE_OK if p.get("MinInterval") == 1 else EXE_CONDITION)], state
-    if cn == "1072":
-        new_pw = p.get("NewPW")
-        ok = isinstance(new_pw, str) and 0 < len(new_pw) <= 64 and new_pw.isprintable() and ";" not in new_pw \
-            and "=" not in new_pw
-        return [ready, resp("9012", EXE_OK if ok else EXE_CONDITION)], replace(state, password=new_pw) if ok else state
     if cn == "2011":
         return [ready], replace(state, realtime=True)
     if cn == "2012":
         return [resp("9013")], replace(state, realtime=False)
-    if cn == "2021":
-        return [ready, resp("9012", EXE_NO_DATA)], state
     if cn == "2022":
         return [resp("9013")], state
-    if cn in _HISTORY:
+    if cn == "2021" or cn in _HISTORY:  # no run-state data to report, no history beyond the queue
         return [ready, resp("9012", EXE_NO_DATA)], state
     if cn.startswith("3"):
         return [resp("9011", QN_REFUSED), resp("9012", EXE_CONDITION)], state

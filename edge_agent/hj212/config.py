@@ -11,19 +11,17 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
 from schemas.hj212.stream import MAX_FRAME_BYTES
 from schemas.site import Identifier
 
+from ..fields import Host, Strict, field_error
+
 __all__ = ["Hj212Device", "Hj212Secret", "Hj212Uplink", "UplinkSource"]
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class Hj212Secret(_Strict):
+class Hj212Secret(Strict):
     """Where a password comes from: exactly one of a file (its first line) or an environment variable."""
 
     password_file: Path | None = Field(default=None, description="File whose first line is the password.")
@@ -43,8 +41,11 @@ class Hj212Secret(_Strict):
             if value is None:
                 raise ValueError(f"environment variable {self.password_env} is not set")
             return value
+        path = self.password_file
+        if path is None:  # pragma: no cover - _one_source makes one of the two set
+            raise ValueError("no password_file and no password_env")
         try:
-            return self.password_file.read_text(encoding="utf-8").splitlines()[0].strip()
+            return path.read_text(encoding="utf-8").splitlines()[0].strip()
         except (OSError, IndexError) as exc:
             raise ValueError(f"cannot read password_file {self.password_file}: {exc}") from None
 
@@ -53,12 +54,12 @@ class Hj212Datalogger(Hj212Secret):
     mn: str = Field(description="The datalogger's MN; the site file's source with this hj212.mn receives its data.")
 
 
-class Hj212Device(_Strict):
+class Hj212Device(Strict):
     """The agent as an upper platform: dataloggers (数采仪) add the gateway as one more upstream address."""
 
     protocol: Literal["hj212"] = "hj212"
     id: Identifier
-    listen: str = Field(default="0.0.0.0", description="Address to listen on.")
+    listen: Host = Field(default="0.0.0.0", description="Address to listen on (0.0.0.0: every IPv4 interface).")
     port: int = Field(ge=0, le=65535, description="TCP port the dataloggers send to (0: any free port, for tests).")
     dataloggers: list[Hj212Datalogger] = Field(min_length=1)
     strict: bool = Field(default=False, description="Hold frames to HJ 212-2017/2025 (refuse what fielded "
@@ -80,15 +81,20 @@ class Hj212Device(_Strict):
         return None
 
 
+#: What the uplink can send: real-time samples (2011), minute, hour and day data (2051, 2061, 2031).
+UplinkData = Literal["realtime", "minute", "hour", "day"]
+UPLINK_DATA: tuple[UplinkData, ...] = ("realtime", "minute", "hour", "day")
+
+
 class UplinkSource(Hj212Secret):
     source: Identifier = Field(description="The site source this MN reports.")
     mn: str = Field(pattern=r"^[0-9A-Za-z_.-]{1,24}$", description="The MN the platform knows this source by.")
 
 
-class Hj212Uplink(_Strict):
+class Hj212Uplink(Strict):
     """The agent as a datalogger: it uploads its sources' data to an environmental platform in HJ 212."""
 
-    host: str
+    host: Host = Field(description="The platform's host name or IP address.")
     port: int = Field(ge=1, le=65535)
     version: Literal["2017", "2025"] = "2017"
     st: str = Field(default="31", pattern=r"^[0-9A-Z]{2}$", description="System code (31: flue-gas source).")
@@ -96,8 +102,7 @@ class Hj212Uplink(_Strict):
     queue_dir: Path = Field(default=Path("/var/lib/cems/hj212-uplink"),
                             description="Durable queue of frames not yet acknowledged by the platform.")
     queue_max_bytes: int = Field(default=2**30, gt=0)
-    send: list[Literal["realtime", "minute", "hour", "day"]] = Field(
-        default_factory=lambda: ["realtime", "minute", "hour", "day"])
+    send: list[UplinkData] = Field(default_factory=lambda: list(UPLINK_DATA))
     rtd_interval_s: int = Field(default=30, ge=30, le=3600, description="RtdInterval (HJ 212-2017 Table 4: "
                                                                         "30-3600 s); the platform may set it (1062).")
     overtime_s: float = Field(default=10.0, gt=0, le=99, description="Wait for an answer this long (OverTime; "
@@ -110,8 +115,9 @@ class Hj212Uplink(_Strict):
     @model_validator(mode="after")
     def _unique(self) -> Hj212Uplink:
         seen: set[str] = set()
-        for s in self.sources:
+        for j, s in enumerate(self.sources):
             if s.source in seen:
-                raise ValueError(f"source {s.source!r} is listed twice")
+                raise field_error("Hj212Uplink", ("sources", j, "source"), f"source {s.source!r} is listed twice",
+                                  s.source)
             seen.add(s.source)
         return self

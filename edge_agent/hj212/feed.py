@@ -15,8 +15,8 @@ still reach the centre through Kafka). Real-time values are the newest sample of
 
 from __future__ import annotations
 
-from dataclasses import fields
-from datetime import datetime, timezone
+from dataclasses import fields, replace
+from datetime import UTC, datetime, timedelta
 from typing import NamedTuple
 
 import numpy as np
@@ -24,8 +24,16 @@ import numpy as np
 from schemas.hj212 import DataRecord
 from schemas.quantities import Flag
 from schemas.site import Entity
-from streams.kernels.aggregate import (AVERAGE_PERIODS_S, HOUR_NS, MINUTE_NS, Accumulator, PeriodTable,
-                                       concat_tables, hours_from_minutes, minutes_from_averages)
+from streams.kernels.aggregate import (
+    AVERAGE_PERIODS_S,
+    HOUR_NS,
+    MINUTE_NS,
+    Accumulator,
+    PeriodTable,
+    concat_tables,
+    hours_from_minutes,
+    minutes_from_averages,
+)
 from streams.kernels.plausibility import series_bounds
 from streams.kernels.policy import get_policy
 
@@ -44,7 +52,7 @@ class Due(NamedTuple):
 
 
 def _utc(ns: int) -> datetime:
-    return datetime.fromtimestamp(ns / 1e9, timezone.utc)
+    return datetime.fromtimestamp(ns / 1e9, UTC)
 
 
 class UplinkFeed:
@@ -70,7 +78,10 @@ class UplinkFeed:
         self.latest_ts = np.full(n, -1, dtype=np.int64)  # newest sample of each series (real-time data)
         self.latest_value = np.full(n, np.nan)
         self.latest_flag = np.zeros(n, dtype=np.uint8)
-        self.minute_done = self.hour_done = self.day_done = None  # end of the last reported period [ns]
+        # end of the last reported period [ns]
+        self.minute_done: int | None = None
+        self.hour_done: int | None = None
+        self.day_done: int | None = None
 
     # -- input ------------------------------------------------------------------------------------------------------
 
@@ -172,8 +183,9 @@ class UplinkFeed:
         h = _concat(self._closed_hours)
         if h is None:
             return []
-        offset = int(datetime.fromtimestamp(now_ns / 1e9, timezone.utc).astimezone(self.tz).utcoffset()
-                      .total_seconds()) * 10**9  # China: constant; a DST zone is off by an hour at its transitions
+        utc_offset = datetime.fromtimestamp(now_ns / 1e9, UTC).astimezone(self.tz).utcoffset() or timedelta(0)
+        # China: constant; a DST zone is off by an hour at its transitions
+        offset = int(utc_offset.total_seconds()) * 10**9
         day = (h.start_ns + offset) // _DAY_NS  # local day number
         ready = day * _DAY_NS - offset + _DAY_NS <= now_ns - self.lateness_ns
         self._closed_hours = [h]
@@ -243,7 +255,7 @@ _ARRAYS = [f.name for f in fields(PeriodTable) if f.name not in ("period_ns", "p
 
 
 def _select(t: PeriodTable, mask: np.ndarray) -> PeriodTable:
-    return PeriodTable(t.period_ns, *(getattr(t, n)[mask] for n in _ARRAYS), t.policy)
+    return replace(t, **{n: getattr(t, n)[mask] for n in _ARRAYS})
 
 
 def _concat(tables: list[PeriodTable]) -> PeriodTable | None:

@@ -3,10 +3,10 @@
 An asyncio TCP server around the protocol core :class:`schemas.hj212.session.ReceiverSession` (checks, answers,
 reassembly, retransmission dedup: shared with the centre's receiver). Each whole upload of a registered datalogger
 becomes one reading batch (:mod:`schemas.hj212.readings`: its period kept, 2011 as samples, 2051/2061/2031 as means),
-stored in the agent's outbox (fsync'd) before its data answer (9014) goes back (docs/sources.md HJ212-ACK-STORED): a datalogger deletes what was
-acknowledged, so nothing acknowledged can be lost. When the outbox refuses (full), no answer is sent and the
-datalogger keeps the data for later. A datalogger's buffered history after an outage arrives frame by frame and is
-stored in that order.
+stored in the agent's outbox (fsync'd) before its data answer (9014) goes back (docs/sources.md HJ212-ACK-STORED): a
+datalogger deletes what was acknowledged, so nothing acknowledged can be lost. When the outbox refuses (full), no
+answer is sent and the datalogger keeps the data for later. A datalogger's buffered history after an outage arrives
+frame by frame and is stored in that order.
 
 Limits: ``max_connections`` (more are closed at once), ``idle_timeout_s`` (a silent connection is closed), the
 frame size (``max_frame_bytes``: the splitter drops what grows past it), split messages per connection (64).
@@ -22,11 +22,14 @@ import logging
 import re
 import time
 from collections import deque
-from datetime import datetime, timezone
+from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Callable
 
-from prometheus_client import CollectorRegistry, Counter, Gauge
+from schemas._optional import needs_extra
+
+with needs_extra("edge", "the HJ 212 gateway's metrics"):
+    from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from schemas.hj212 import SourceMap
 from schemas.hj212.readings import Converted
@@ -117,13 +120,14 @@ class Hj212Receiver:
 
     async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         d = self.device
-        peer = "%s:%s" % writer.get_extra_info("peername")[:2]
+        peer = "{}:{}".format(*writer.get_extra_info("peername")[:2])
         if self.connections >= d.max_connections:
             log.warning("device %s: connection from %s refused: %d open (max_connections)", d.id, peer,
                         self.connections, extra={"device": d.id, "event": "connection_refused"})
             writer.close()
             return
         task = asyncio.current_task()
+        assert task is not None  # asyncio.start_server runs each connection in a task
         self._tasks.add(task)
         self.connections += 1
         self.metrics.connections.labels(d.id).inc()
@@ -148,7 +152,8 @@ class Hj212Receiver:
                     garbage = session.splitter.garbage_bytes
                 await writer.drain()
         except (ConnectionError, OSError) as exc:
-            log.info("device %s: %s disconnected (%s)", d.id, peer, exc, extra={"device": d.id, "event": "disconnected"})
+            log.info("device %s: %s disconnected (%s)", d.id, peer, exc,
+                     extra={"device": d.id, "event": "disconnected"})
         finally:
             self.connections -= 1
             self.metrics.connections.labels(d.id).dec()
@@ -208,7 +213,7 @@ class Hj212Receiver:
         ring = self.recent.get(mn) if mn else None
         if ring is None:
             ring = self.recent.setdefault("(unregistered)", deque(maxlen=RECENT_PER_MN))
-        ring.append({"at": datetime.now(timezone.utc).isoformat(timespec="milliseconds"), "direction": direction,
+        ring.append({"at": datetime.now(UTC).isoformat(timespec="milliseconds"), "direction": direction,
                      "verdict": verdict, "frame": mask_password(raw)[:2000]})
         self._recent_dirty = True
 

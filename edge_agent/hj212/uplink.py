@@ -19,18 +19,32 @@ import json
 import logging
 import os
 import time
+from collections.abc import Callable
 from dataclasses import asdict, replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Callable
 
-from prometheus_client import CollectorRegistry, Counter, Gauge
+from schemas._optional import needs_extra
 
-from schemas.hj212 import (DataRecord, FrameSplitter, Hj212Error, Version, build_data_upload, build_heartbeat,
-                           format_qn, parse_frame)
+with needs_extra("edge", "the HJ 212 gateway's metrics"):
+    from prometheus_client import CollectorRegistry, Counter, Gauge
+
+import contextlib
+
+from schemas.hj212 import (
+    DataRecord,
+    FrameSplitter,
+    Hj212Error,
+    Version,
+    build_data_upload,
+    build_heartbeat,
+    format_qn,
+    parse_frame,
+)
 from schemas.quantities import Flag
 from schemas.site import Entity
 
+from ..backoff import Backoff
 from ..outbox import Outbox, OutboxFull
 from .commands import SiteState, answer
 from .config import Hj212Uplink
@@ -113,7 +127,7 @@ class Hj212UplinkClient:
         """A QN never used before by this process: milliseconds, moved on by one where two fall together."""
         ms = max(now_ns // 1_000_000, self._last_qn_ms + 1)
         self._last_qn_ms = ms
-        return format_qn(datetime.fromtimestamp(ms / 1000, timezone.utc), self.tz)
+        return format_qn(datetime.fromtimestamp(ms / 1000, UTC), self.tz)
 
     def _records(self, due: Due) -> list[dict]:
         out = []
@@ -135,8 +149,9 @@ class Hj212UplinkClient:
                 continue
             entry = {"cn": due.cn, "source": due.source_id, "qn": self._qn(now_ns),
                      "data_time": due.data_time.isoformat(), "records": self._records(due)}
+            payload = json.dumps(entry).encode()
             try:
-                self.queue.put(lambda seq: json.dumps(entry).encode())
+                self.queue.put(lambda seq, payload=payload: payload)
             except OutboxFull as exc:
                 log.error("hj212 uplink: queue full (%s); %s of %s at %s dropped from the uplink (it still reaches "
                           "Kafka)", exc, due.cn, due.source_id, due.data_time, extra={"event": "uplink_queue_full"})
@@ -163,36 +178,39 @@ class Hj212UplinkClient:
         tasks = [asyncio.create_task(self._producer()), asyncio.create_task(self._realtime())]
         if self.cfg.heartbeat_s:
             tasks.append(asyncio.create_task(self._heartbeat()))
-        backoff = 1.0
+        retry = Backoff()
         try:
             while True:
                 try:
                     reader, writer = await asyncio.wait_for(asyncio.open_connection(self.cfg.host, self.cfg.port),
                                                             self.cfg.overtime_s)
                 except (OSError, TimeoutError) as exc:
+                    delay = retry.next()
                     log.warning("hj212 uplink: platform %s:%d unreachable (%s); retry in %g s", self.cfg.host,
-                                self.cfg.port, exc, backoff, extra={"event": "uplink_unreachable"})
-                    await asyncio.sleep(backoff)
-                    backoff = min(backoff * 2, 60.0)
+                                self.cfg.port, exc, delay, extra={"event": "uplink_unreachable"})
+                    await asyncio.sleep(delay)
                     continue
                 log.info("hj212 uplink: connected to %s:%d; %d upload(s) queued", self.cfg.host, self.cfg.port,
                          self.queue.count, extra={"event": "uplink_connected"})
                 self._set_connected(True, writer)
                 reading = asyncio.create_task(self._read(reader, writer))
+                down = None
                 try:
                     await self._drain(writer, reading)
                 except LinkDown as exc:
-                    log.warning("hj212 uplink: link down (%s); reconnecting in %g s", exc, backoff,
-                                extra={"event": "uplink_down"})
+                    down = exc
                 finally:
                     self._set_connected(False, None)
                     reading.cancel()
                     await asyncio.gather(reading, return_exceptions=True)
                     writer.close()
                 if self._acked_since_connect:  # the link worked: start the backoff again from 1 s
-                    backoff = 1.0
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 60.0)
+                    retry.reset()
+                delay = retry.next()
+                if down is not None:
+                    log.warning("hj212 uplink: link down (%s); reconnecting in %g s", down, delay,
+                                extra={"event": "uplink_down"})
+                await asyncio.sleep(delay)
         finally:
             for t in tasks:
                 t.cancel()
@@ -227,10 +245,8 @@ class Hj212UplinkClient:
                 aside = self.queue.dir / f"{seq:020d}.corrupt"
                 log.error("hj212 uplink: queued upload %d unreadable (%s); moved to %s, not sent", seq, exc, aside,
                           extra={"event": "uplink_corrupt"})
-                try:
+                with contextlib.suppress(OSError):
                     aside.write_bytes(self.queue.read(seq))
-                except OSError:
-                    pass
                 self.queue.ack(seq)
                 continue
             for raw in packets:
@@ -275,7 +291,7 @@ class Hj212UplinkClient:
                     log.warning("hj212 uplink: frame from the platform refused (%s)", exc,
                                 extra={"event": "uplink_refused", "reason": exc.reason})
                     continue
-                if frame.cn == "9014":
+                if frame.cn == "9014" and frame.qn is not None:
                     fut = self._acks.pop(frame.qn, None)
                     if fut is not None and not fut.done():
                         fut.set_result(frame)
@@ -285,7 +301,7 @@ class Hj212UplinkClient:
                 self.m_commands.labels(frame.cn).inc()
                 mn = frame.mn if frame.mn in self.states else first_mn
                 replies, state = answer(frame, self.states[mn], mn=mn, version=self.version,
-                                        now=lambda: datetime.fromtimestamp(self.clock_ns() / 1e9, timezone.utc),
+                                        now=lambda: datetime.fromtimestamp(self.clock_ns() / 1e9, UTC),
                                         tz=self.tz)
                 for r in replies:
                     writer.write(r)

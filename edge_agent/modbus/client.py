@@ -8,21 +8,19 @@ configured range is T. Decoding is vectorised per (data type, byte order) within
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass
 
 import numpy as np
 
+from schemas._optional import needs_extra
 from schemas.quantities import Flag
 
 from .decode import _BIG_ENDIAN
 from .planner import ReadRequest
 from .points import WORDS, DataType, ModbusPoint, RegisterType
 
-try:
+with needs_extra("edge", "a Modbus device"):
     from pymodbus.exceptions import ModbusException
-except ImportError as exc:  # pragma: no cover - exercised only without the extra
-    raise ImportError("edge_agent.modbus needs the 'edge' extra: pip install 'cems-pipeline[edge]'") from exc
 
 __all__ = ["CompiledRequest", "PollResult", "compile_plan", "read_plan"]
 
@@ -117,7 +115,7 @@ async def read_plan(client, plan: list[CompiledRequest], n_points: int) -> PollR
         result.requests += 1
         try:
             resp = await getattr(client, _READ[req.register])(req.address, count=req.count, device_id=req.unit_id)
-        except (ModbusException, ConnectionError, asyncio.TimeoutError, OSError):
+        except (TimeoutError, ModbusException, ConnectionError, OSError):
             result.failed_requests += 1
             continue  # points stay flagged B
         if resp.isError():

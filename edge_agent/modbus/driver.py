@@ -11,6 +11,7 @@ import asyncio
 
 import numpy as np
 
+from schemas._optional import require
 from schemas.quantities import Flag
 
 from ..config import status_point
@@ -26,6 +27,7 @@ class SerialLine:
     """One serial port: its client, and the lock every device on it polls under."""
 
     def __init__(self, device) -> None:
+        require("serial", extra="edge", purpose="Modbus RTU (pyserial)")
         from pymodbus import FramerType
         from pymodbus.client import AsyncModbusSerialClient
 
@@ -45,8 +47,9 @@ class ModbusDriver(Driver):
         self.device, self.client, self._lock, self._line = device, client, lock or asyncio.Lock(), line
         self.points: list[ModbusPoint] = list(device.points)
         self.n_points = len(self.points)
-        if device.status is not None:
-            self.points.append(status_point(device))
+        status = status_point(device)
+        if status is not None:
+            self.points.append(status)
         self.requests = plan_reads(self.points, max_gap_registers=device.max_gap_registers)
         self.plan = compile_plan(self.requests, self.points)
         self._index = np.arange(self.n_points, dtype=np.uint16)

@@ -51,21 +51,14 @@ def plan_reads(
     for (unit, reg), idx in sorted(groups.items(), key=lambda kv: (kv[0][0], kv[0][1].value)):
         limit, gap = (max_bits, max_gap_bits) if reg.is_bits else (max_registers, max_gap_registers)
         idx.sort(key=lambda i: (points[i].wire_address, -points[i].words))
-        start = end = None
-        members: list[int] = []
-
-        def flush():
-            if members:
-                plan.append(ReadRequest(unit, reg, start, end - start, tuple(members),
-                                        tuple(points[i].wire_address - start for i in members)))
-
+        runs: list[tuple[int, int, list[int]]] = []  # (start, end, members) of each request
         for i in idx:
             a, b = points[i].wire_address, points[i].wire_address + points[i].words
-            if members and a - end <= gap and max(end, b) - start <= limit:
-                end = max(end, b)
-                members.append(i)
+            if runs and a - runs[-1][1] <= gap and max(runs[-1][1], b) - runs[-1][0] <= limit:
+                start, end, members = runs[-1]
+                runs[-1] = (start, max(end, b), [*members, i])
             else:
-                flush()
-                start, end, members = a, b, [i]
-        flush()
+                runs.append((a, b, [i]))
+        plan += [ReadRequest(unit, reg, start, end - start, tuple(members),
+                             tuple(points[i].wire_address - start for i in members)) for start, end, members in runs]
     return plan

@@ -16,9 +16,11 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-__all__ = ["ByteOrder", "DataType", "ModbusPoint", "RegisterType", "WORDS"]
+from ..fields import FiniteFloat, field_error
+
+__all__ = ["WORDS", "ByteOrder", "DataType", "ModbusPoint", "RegisterType"]
 
 
 class RegisterType(StrEnum):
@@ -82,23 +84,35 @@ class ModbusPoint(BaseModel):
     address: int = Field(ge=0, le=65535, description="0-based protocol address.")
     data_type: DataType = DataType.float32
     byte_order: ByteOrder = ByteOrder.ABCD
-    scale: float = Field(default=1.0, description="value = raw * scale + offset")
-    offset: float = 0.0
-    low: float | None = Field(default=None, description="Below this the reading is flagged T (out of range).")
-    high: float | None = Field(default=None, description="Above this the reading is flagged T (out of range).")
+    scale: FiniteFloat = Field(default=1.0, description="value = raw * scale + offset (never 0).")
+    offset: FiniteFloat = 0.0
+    low: FiniteFloat | None = Field(default=None, description="Below this the reading is flagged T (out of range).")
+    high: FiniteFloat | None = Field(default=None, description="Above this the reading is flagged T (out of range).")
     address_base: Literal[0, 1] = Field(
         default=0, description="1 if `address` was copied from a manual that counts registers from 1."
     )
 
+    @field_validator("scale")
+    @classmethod
+    def _nonzero(cls, v: float) -> float:
+        if v == 0:
+            raise ValueError("scale 0 would turn every reading into the offset")
+        return v
+
     @model_validator(mode="after")
     def _consistent(self) -> ModbusPoint:
         if self.register_type.is_bits != (self.data_type == DataType.bool):
-            raise ValueError(f"{self.register_type} registers hold {'bits' if self.register_type.is_bits else '16-bit words'}; "
-                             f"data_type {self.data_type} does not fit")
+            holds = "bits" if self.register_type.is_bits else "16-bit words"
+            raise field_error("ModbusPoint", ("data_type",), f"{self.register_type} registers hold {holds}; "
+                              f"data_type {self.data_type} does not fit", self.data_type.value)
+        if self.low is not None and self.high is not None and self.low > self.high:
+            raise field_error("ModbusPoint", ("high",), f"high {self.high:g} is below low {self.low:g}", self.high)
         if self.address < self.address_base:
-            raise ValueError(f"address {self.address} is below the base {self.address_base} it is counted from")
+            raise field_error("ModbusPoint", ("address",), f"address {self.address} is below the base "
+                              f"{self.address_base} it is counted from", self.address)
         if self.wire_address + self.words > 65536:
-            raise ValueError(f"address {self.address} + {self.words} registers runs past 65535")
+            raise field_error("ModbusPoint", ("address",), f"address {self.address} + {self.words} registers runs "
+                              f"past 65535", self.address)
         return self
 
     @property

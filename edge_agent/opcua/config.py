@@ -5,7 +5,7 @@ server's choice and may change when the server's configuration changes, so ``nsu
 is accepted too and resolved against the server's namespace array at every connect.
 
 This module imports asyncua only to validate node ids, and only if it is installed, so a gateway file
-loads on a machine without the ``edge`` extra (the syntax is then checked by a regular expression).
+loads on a machine without the ``opcua`` extra (the syntax is then checked by a regular expression).
 
 Security follows OPC UA Part 2/4: ``Basic256Sha256`` with ``Sign`` or ``SignAndEncrypt`` needs the
 client's application instance certificate and private key (PEM or DER, told apart by content). Pin the
@@ -18,11 +18,14 @@ from __future__ import annotations
 import re
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 
 from schemas.quantities import status_word_flag
 from schemas.site import Identifier
+
+from ..fields import FiniteFloat, Strict, check_host, field_error
 
 __all__ = ["OpcUaDevice", "OpcUaPoint", "OpcUaSecurity", "OpcUaStatus", "validate_node_id"]
 
@@ -36,7 +39,8 @@ def validate_node_id(text: str) -> str:
         from asyncua import ua
     except ImportError:  # pragma: no cover - only without the extra
         if not _NODE_ID.match(text):
-            raise ValueError(f"{text!r} is not an OPC UA node id (expected e.g. 'ns=2;s=stack0.co2' or 'ns=2;i=5')")
+            raise ValueError(f"{text!r} is not an OPC UA node id (expected e.g. 'ns=2;s=stack0.co2' or 'ns=2;i=5')") \
+                from None
         return text
     try:
         ua.NodeId.from_string(text)
@@ -48,11 +52,7 @@ def validate_node_id(text: str) -> str:
     return text
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class OpcUaPoint(_Strict):
+class OpcUaPoint(Strict):
     """One variable read from the server and the channel it feeds."""
 
     channel: str = Field(description="Site-model channel id this point feeds.")
@@ -60,24 +60,32 @@ class OpcUaPoint(_Strict):
                                                          "(a server publishing several stacks).")
     node_id: str = Field(description="Variable node id, e.g. 'ns=2;s=stack0.co2', 'ns=2;i=5' or "
                                      "'nsu=urn:cems:simulator;s=stack0.co2'.")
-    scale: float = Field(default=1.0, description="value = raw * scale + offset (raw in the server's units).")
-    offset: float = Field(default=0.0, description="Added after scaling, in the channel's unit.")
-    low: float | None = Field(default=None, description="Below this (after scaling) the reading is flagged T.")
-    high: float | None = Field(default=None, description="Above this (after scaling) the reading is flagged T.")
+    scale: FiniteFloat = Field(default=1.0, description="value = raw * scale + offset (raw in the server's units; "
+                                                        "never 0).")
+    offset: FiniteFloat = Field(default=0.0, description="Added after scaling, in the channel's unit.")
+    low: FiniteFloat | None = Field(default=None, description="Below this (after scaling) the reading is flagged T.")
+    high: FiniteFloat | None = Field(default=None, description="Above this (after scaling) the reading is flagged T.")
 
     @field_validator("node_id")
     @classmethod
     def _node_id(cls, v: str) -> str:
         return validate_node_id(v)
 
+    @field_validator("scale")
+    @classmethod
+    def _nonzero(cls, v: float) -> float:
+        if v == 0:
+            raise ValueError("scale 0 would turn every reading into the offset")
+        return v
+
     @model_validator(mode="after")
     def _range(self) -> OpcUaPoint:
         if self.low is not None and self.high is not None and self.low > self.high:
-            raise ValueError(f"low {self.low} is above high {self.high}")
+            raise field_error("OpcUaPoint", ("high",), f"high {self.high:g} is below low {self.low:g}", self.high)
         return self
 
 
-class OpcUaStatus(_Strict):
+class OpcUaStatus(Strict):
     """An analyser status word (an unsigned integer variable) whose bits flag the device's readings."""
 
     node_id: str = Field(description="Node id of the status word variable (read as an unsigned integer).")
@@ -99,10 +107,10 @@ class OpcUaStatus(_Strict):
 
     def flag_of(self, word: int) -> int:
         """The flag a status word means: the most severe set bit (F, D, C, M, T)."""
-        return status_word_flag(self.bits, word)
+        return status_word_flag(dict[int, str](self.bits), word)
 
 
-class OpcUaSecurity(_Strict):
+class OpcUaSecurity(Strict):
     """Secure channel and user identity. ``policy: None`` sends everything in clear (isolated networks only)."""
 
     policy: Literal["None", "Basic256Sha256"] = Field(default="None", description="OPC UA security policy.")
@@ -138,7 +146,7 @@ class OpcUaSecurity(_Strict):
         return self.policy != "None"
 
 
-class OpcUaDevice(_Strict):
+class OpcUaDevice(Strict):
     """One OPC UA server endpoint (an analyser rack, a DCS gateway, a PLC) and the points read from it.
 
     ``subscribe`` (the default) creates one subscription: the server pushes every new sample with its
@@ -172,6 +180,14 @@ class OpcUaDevice(_Strict):
     def _opc_tcp(cls, v: str) -> str:
         if not re.match(r"^opc\.tcp://[^/:]+(:\d+)?(/.*)?$", v):
             raise ValueError(f"{v!r} is not an opc.tcp://host[:port][/path] endpoint")
+        url = urlsplit(v)
+        try:
+            check_host(url.hostname or "")
+            port = url.port
+        except ValueError as exc:
+            raise ValueError(f"{v!r}: {exc}") from None
+        if port == 0:
+            raise ValueError(f"{v!r}: port 0 cannot be connected to")
         return v
 
     @model_validator(mode="after")
@@ -179,7 +195,8 @@ class OpcUaDevice(_Strict):
         seen: dict[str, int] = {}
         for i, p in enumerate(self.points):
             if p.node_id in seen:
-                raise ValueError(f"points {seen[p.node_id]} and {i} read the same node {p.node_id!r}")
+                raise field_error("OpcUaDevice", ("points", i, "node_id"),
+                                  f"points {seen[p.node_id]} and {i} read the same node {p.node_id!r}", p.node_id)
             seen[p.node_id] = i
         return self
 

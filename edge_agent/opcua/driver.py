@@ -8,15 +8,8 @@ stuck value must show up as readings, not as a gap. A server that rejects that f
 trigger; an item the server refuses, or a subscription that cannot be created, is read by one Read
 request per cycle instead (logged at WARNING).
 
-Flags (HJ 212-2017 Table 8) from the OPC UA StatusCode of each value (Part 4 §7.39, Part 8 §A.4):
-
-* Good -> N, then NaN/inf (or a value that is not a number) -> D, outside the point's low/high -> T;
-* Bad communication codes (BadCommunicationError, BadNoCommunication, BadNotConnected, BadTimeout,
-  BadServerNotConnected, BadWaitingForInitialData, ...) -> B: the server cannot reach the instrument;
-* BadOutOfRange and UncertainEngineeringUnitsExceeded -> T;
-* any other Bad -> D; any other Uncertain -> D. Uncertain means the server itself doubts the value
-  (last usable value, sensor not accurate, substituted...): HJ 75 only averages N readings, so doubtful
-  data is kept, with its value, but not treated as valid.
+Values, flags and timestamps come from each DataValue by the rules of :mod:`.mapping` (status codes -> HJ 212
+flags); certificates, the security policy and server pinning are :mod:`.security`'s.
 
 Timestamps: SourceTimestamp, else ServerTimestamp, else the cycle time. A subscribed point with no new
 sample for ``stale_after_s`` reads B once per cycle at the cycle time, so a silent server or a dead
@@ -42,131 +35,30 @@ import logging
 import math
 import time
 from collections import deque
-from datetime import datetime, timedelta, timezone
-from pathlib import Path
+from typing import Any
 
 import numpy as np
 
+from schemas._optional import needs_extra
 from schemas.quantities import Flag
 
 from ..driver import CycleReadings, Driver
-from .config import OpcUaDevice, OpcUaSecurity
+from .config import OpcUaDevice
+from .mapping import as_number, flag_values, reading_time_ns, status_code, status_word, timestamp_ns, variant_value
+from .security import secure_client
 
-try:
+with needs_extra("opcua", "an OPC UA device"):
     from asyncua import Client, ua
     from asyncua.client.ua_client import UaClientState
-    from asyncua.crypto.security_policies import SecurityPolicyBasic256Sha256
-    from asyncua.crypto.uacrypto import CertProperties
-except ImportError as exc:  # pragma: no cover - exercised only without the extra
-    raise ImportError("edge_agent.opcua.driver needs the 'edge' extra: pip install 'cems-pipeline[edge]'") from exc
+    from asyncua.common.subscription import Subscription
 
-__all__ = ["OpcUaDriver", "flag_values", "probe_node"]
+__all__ = ["OpcUaDriver", "probe_node"]
 
 log = logging.getLogger(__name__)
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
-_US = timedelta(microseconds=1)
 _NO_TS = np.iinfo(np.int64).min
 _SC = ua.StatusCodes
-#: Bad codes meaning "the server cannot reach the instrument" (upper 16 bits; the lower 16 are info bits).
-COMM_CODES = np.array([_SC.BadCommunicationError, _SC.BadNoCommunication, _SC.BadNotConnected, _SC.BadTimeout,
-                       _SC.BadServerNotConnected, _SC.BadWaitingForInitialData, _SC.BadConnectionClosed,
-                       _SC.BadShutdown, _SC.BadServerHalted], dtype=np.uint32)
-RANGE_CODES = np.array([_SC.BadOutOfRange, _SC.UncertainEngineeringUnitsExceeded], dtype=np.uint32)
 _FILTER_REJECTED = {_SC.BadMonitoredItemFilterUnsupported, _SC.BadFilterNotAllowed, _SC.BadMonitoredItemFilterInvalid}
-
-
-def flag_values(raw: np.ndarray, code: np.ndarray, scale: np.ndarray, offset: np.ndarray, low: np.ndarray,
-                high: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Scaled values and HJ 212 flags of many DataValues at once (see the module docstring for the rules).
-
-    ``raw`` is the variant as float (NaN when missing or not a number), ``code`` the uint32 StatusCode;
-    the other arrays are the points' constants aligned with them. Bad values come back as NaN.
-    """
-    code = np.asarray(code, dtype=np.uint32)
-    severity = code >> np.uint32(30)  # 0 good, 1 uncertain, 2 and 3 bad
-    kind = code & np.uint32(0xFFFF0000)
-    with np.errstate(invalid="ignore", over="ignore"):
-        value = raw * scale + offset
-        finite = np.isfinite(value)
-        outside = (value < low) | (value > high)
-    flag = np.where(~finite, Flag.D, np.where(outside, Flag.T, Flag.N)).astype(np.uint8)
-    flag[severity != 0] = Flag.D
-    flag[(severity >= 2) & np.isin(kind, COMM_CODES)] = Flag.B
-    flag[(severity != 0) & np.isin(kind, RANGE_CODES)] = Flag.T
-    value = np.where(finite & (severity < 2), value, np.nan)
-    return value, flag
-
-
-def _ns(dt: datetime | None) -> int | None:
-    """A DataValue timestamp as ns since the Unix epoch; None when absent (or the OPC UA 'null' 1601 date)."""
-    if dt is None or dt.year <= 1601:
-        return None
-    if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=timezone.utc)
-    return (dt - _EPOCH) // _US * 1000
-
-
-def _as_float(v) -> float:
-    if isinstance(v, bool | int | float | np.number):
-        return float(v)
-    return math.nan
-
-
-def _variant(dv: ua.DataValue):
-    return dv.Value.Value if dv.Value is not None else None
-
-
-def _code(dv: ua.DataValue) -> int:
-    return dv.StatusCode.value if dv.StatusCode is not None else 0
-
-
-def _cert(path: Path, password=None) -> CertProperties:
-    """asyncua tells PEM from DER by the file suffix; sniff the content instead so either works."""
-    head = Path(path).read_bytes()[:64].lstrip()
-    return CertProperties(str(path), extension="pem" if head.startswith(b"-----BEGIN") else "der", password=password)
-
-
-def _application_uri(cert_path: Path) -> str | None:
-    """The URI in a certificate's subjectAltName: OPC UA servers reject a client whose announced
-    application URI is not in its certificate."""
-    from cryptography import x509
-
-    data = Path(cert_path).read_bytes()
-    cert = x509.load_pem_x509_certificate(data) if data.lstrip().startswith(b"-----BEGIN") \
-        else x509.load_der_x509_certificate(data)
-    try:
-        uris = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value \
-            .get_values_for_type(x509.UniformResourceIdentifier)
-    except x509.ExtensionNotFound:
-        return None
-    return uris[0] if uris else None
-
-
-def _der(path: Path) -> bytes:
-    from cryptography import x509
-    from cryptography.hazmat.primitives.serialization import Encoding
-
-    data = Path(path).read_bytes()
-    if data.lstrip().startswith(b"-----BEGIN"):
-        return x509.load_pem_x509_certificate(data).public_bytes(Encoding.DER)
-    return data
-
-
-async def _check_pin(client: Client, pinned: Path, mode) -> None:
-    """Compare the certificate the server's endpoint presents with the pinned one before opening a secure
-    channel: with the wrong key the server cannot decrypt OpenSecureChannel and just never answers, so
-    without this check a wrong pin would only show as a timeout."""
-    import hashlib
-
-    endpoint = Client.find_endpoint(await client.connect_and_get_server_endpoints(), mode,
-                                    SecurityPolicyBasic256Sha256.URI)
-    presented = endpoint.ServerCertificate or b""
-    presented = presented[: int.from_bytes(presented[2:4], "big") + 4]  # first certificate of a chain
-    expected = _der(pinned)
-    if presented != expected:
-        raise ConnectionError(f"server certificate sha256:{hashlib.sha256(presented).hexdigest()[:16]} is not the "
-                              f"pinned {pinned} (sha256:{hashlib.sha256(expected).hexdigest()[:16]})")
 
 
 async def _open_client(device: OpcUaDevice) -> Client:
@@ -174,24 +66,8 @@ async def _open_client(device: OpcUaDevice) -> Client:
     client = Client(device.endpoint, timeout=device.timeout_s)
     client.name = client.description = f"cems edge agent ({device.id})"
     # Asked for, then revised by the server; short, because a reconnect opens a new session anyway.
-    client.session_timeout = max(60_000.0, 30_000.0 * device.poll_interval_s)
-    sec: OpcUaSecurity = device.security
-    if sec.secured:
-        client.application_uri = sec.application_uri or _application_uri(sec.certificate) or "urn:cems:edge-agent"
-        password = sec.private_key_password.get_secret_value() if sec.private_key_password else None
-        mode = getattr(ua.MessageSecurityMode, sec.mode)
-        if sec.server_certificate is not None:
-            await _check_pin(client, sec.server_certificate, mode)
-        await client.set_security(
-            SecurityPolicyBasic256Sha256, _cert(sec.certificate), _cert(sec.private_key, password),
-            server_certificate=_cert(sec.server_certificate) if sec.server_certificate else None, mode=mode)
-    elif sec.application_uri:
-        client.application_uri = sec.application_uri
-    if sec.username is not None:
-        if not sec.secured:
-            log.warning("device %s: user %s logs in over an unsecured channel", device.id, sec.username)
-        client.set_user(sec.username)
-        client.set_password(sec.password.get_secret_value())
+    client.session_timeout = round(max(60_000.0, 30_000.0 * device.poll_interval_s))  # ms
+    await secure_client(client, device)
     await client.connect()
     return client
 
@@ -207,7 +83,7 @@ async def _resolve(client: Client, texts: list[str]) -> list[ua.NodeId]:
             if uri:
                 if uri not in namespaces:
                     raise LookupError(f"namespace {uri!r} of node {t!r} is not on the server (it has {namespaces})")
-                n = ua.NodeId(n.Identifier, namespaces.index(uri), n.NodeIdType)
+                n = ua.NodeId(n.Identifier, ua.Int16(namespaces.index(uri)), n.NodeIdType)
             out.append(n)
         return out
     return parsed
@@ -250,7 +126,7 @@ class OpcUaDriver(Driver):
         self._texts = [p.node_id for p in pts] + ([device.status.node_id] if device.status else [])
         self._status_handle = self.n_points  # handle == index into _texts
         self._client: Client | None = None
-        self._sub = None
+        self._sub: Subscription | None = None
         self._nodes: list[ua.NodeId] = []
         self._polled = np.arange(len(self._texts))  # indices read each cycle (all of them in poll mode)
         self._subscribed = np.zeros(self.n_points, dtype=bool)
@@ -315,7 +191,7 @@ class OpcUaDriver(Driver):
                 requests += 1
                 try:
                     read = await self._client.uaclient.read(_read_parameters([self._nodes[i] for i in self._polled]))
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     comm_errors, read_failed = comm_errors + 1, True
                     if self._client.uaclient.state is not UaClientState.CONNECTED:
                         lost = "read timed out and the connection is gone"
@@ -366,25 +242,27 @@ class OpcUaDriver(Driver):
         params.MaxNotificationsPerPublish = 0  # no limit
         params.PublishingEnabled = True
         params.Priority = 0
-        self._sub = await self._client.create_subscription(params, _Handler(self))
+        assert self._client is not None  # _connect opened it
+        sub = self._sub = await self._client.create_subscription(params, _Handler(self))
         # Server-side queue per item: the samples of one publishing interval, with room for publishes that come
         # late (a busy server or client); an overflow silently discards the oldest samples.
         queue = max(10, 5 * math.ceil(d.poll_interval_s / d.sampling_interval))
         handles = list(range(len(self._texts)))
-        results = await self._sub.create_monitored_items([self._item(h, queue, True) for h in handles])
+        results = await sub.create_monitored_items([self._item(h, queue, True) for h in handles])
         retry = [h for h, r in zip(handles, results, strict=True)
                  if isinstance(r, ua.StatusCode) and r.value & 0xFFFF0000 in _FILTER_REJECTED]
         if retry:
             log.info("device %s: server rejects the StatusValueTimestamp trigger for %d item(s); a repeated value "
                      "will not notify (stale after %.1f s)", d.id, len(retry), d.stale_after)
-            again = await self._sub.create_monitored_items([self._item(h, queue, False) for h in retry])
+            again = await sub.create_monitored_items([self._item(h, queue, False) for h in retry])
             results = list(results)
             for h, r in zip(retry, again, strict=True):
                 results[h] = r
-        failed = [h for h, r in zip(handles, results, strict=True) if isinstance(r, ua.StatusCode)]
+        refused = {h: r.name for h, r in zip(handles, results, strict=True) if isinstance(r, ua.StatusCode)}
+        failed = list(refused)
         if failed:
             log.warning("device %s: server refused to monitor %s; reading them every cycle instead", d.id,
-                        ", ".join(f"{self._texts[h]} ({results[h].name})" for h in failed))
+                        ", ".join(f"{self._texts[h]} ({name})" for h, name in refused.items()))
         self._polled = np.array(failed, dtype=np.int64)
         self._subscribed[:] = True
         self._subscribed[np.array([h for h in failed if h < self.n_points], dtype=np.int64)] = False
@@ -451,18 +329,17 @@ class OpcUaDriver(Driver):
         pts, tss, raws, codes = [], [], [], []
         st_ts, st_flag = [_NO_TS], [self._status_flag]  # status timeline; entry 0 is what held before
         raw_out: dict[str, tuple] = {}
+        status_config = self.device.status
         for h, dv, t, polled in zip(idx, dvs, recv, was_read, strict=True):  # pull fields out of asyncua objects
-            v, c = _variant(dv), _code(dv)
-            src = _ns(dv.SourceTimestamp)
-            ts = src if src is not None else _ns(dv.ServerTimestamp)
-            raw_out[self._texts[h]] = (v, ua.StatusCode(c).name, src)
-            if h == sh:
-                numeric = isinstance(v, int) and not isinstance(v, bool) or isinstance(v, float) and v.is_integer()
-                word = int(v) if (c >> 30) == 0 and numeric and v >= 0 else None
+            v, c = variant_value(dv), status_code(dv)
+            ts = reading_time_ns(dv)
+            raw_out[self._texts[h]] = (v, ua.StatusCode(ua.UInt32(c)).name, timestamp_ns(dv.SourceTimestamp))
+            if h == sh and status_config is not None:
+                word = status_word(v, c)
                 if word is not None:
                     self._status_word = word
                 st_ts.append(_NO_TS + 1 if polled or ts is None else ts)  # a polled word flags the whole cycle
-                st_flag.append(np.uint8(self.device.status.flag_of(word) if word is not None else Flag.N))
+                st_flag.append(np.uint8(status_config.flag_of(word) if word is not None else Flag.N))
                 continue
             if ts is None:
                 ts = now_ns
@@ -475,7 +352,7 @@ class OpcUaDriver(Driver):
                 self._fresh_at[h] = t
             pts.append(h)
             tss.append(ts)
-            raws.append(_as_float(v))
+            raws.append(as_number(v))
             codes.append(c)
         point = np.array(pts, dtype=np.uint16)
         ts_ns = np.array(tss, dtype=np.int64)
@@ -515,8 +392,8 @@ async def probe_node(device: OpcUaDevice, node_id: str) -> dict:
     Returns ``node_id``, ``value``, ``status`` (StatusCode name), ``source_ts_ns``, ``server_ts_ns``,
     ``data_type`` (name of the DataType attribute), ``variant_type`` and ``error`` (None on success).
     """
-    out = {"node_id": node_id, "value": None, "status": None, "source_ts_ns": None, "server_ts_ns": None,
-           "data_type": None, "variant_type": None, "error": None}
+    out: dict[str, Any] = {"node_id": node_id, "value": None, "status": None, "source_ts_ns": None,
+                           "server_ts_ns": None, "data_type": None, "variant_type": None, "error": None}
     client = None
     try:
         async def read() -> None:
@@ -526,13 +403,17 @@ async def probe_node(device: OpcUaDevice, node_id: str) -> dict:
             params = _read_parameters([node])
             params.NodesToRead.append(ua.ReadValueId(NodeId=node, AttributeId=ua.AttributeIds.DataType))
             value, dtype = await client.uaclient.read(params)
-            out.update(value=_variant(value), status=ua.StatusCode(_code(value)).name,
-                       source_ts_ns=_ns(value.SourceTimestamp), server_ts_ns=_ns(value.ServerTimestamp),
+            out.update(value=variant_value(value), status=ua.StatusCode(ua.UInt32(status_code(value))).name,
+                       source_ts_ns=timestamp_ns(value.SourceTimestamp),
+                       server_ts_ns=timestamp_ns(value.ServerTimestamp),
                        variant_type=value.Value.VariantType.name if value.Value is not None else None)
-            dt = _variant(dtype)
+            dt = variant_value(dtype)
             if isinstance(dt, ua.NodeId):
-                out["data_type"] = (ua.ObjectIdNames.get(dt.Identifier, dt.to_string()) if dt.NamespaceIndex == 0
-                                    else dt.to_string())
+                ident = dt.Identifier
+                if dt.NamespaceIndex == 0 and isinstance(ident, int):  # a standard type: its name
+                    out["data_type"] = ua.ObjectIdNames.get(ident, dt.to_string())
+                else:
+                    out["data_type"] = dt.to_string()
 
         await asyncio.wait_for(read(), timeout=4 * device.timeout_s + 1)
     except Exception as exc:

@@ -3,11 +3,12 @@
 Between ``CP=&&`` and the closing ``&&`` an encrypted frame carries its SM4 ciphertext as ``{0xE4,0x3E,...}``
 (whole 16-byte blocks) followed by the plaintext tail shorter than one block. The CRC is computed on the plaintext
 data segment before encryption, so a frame is checked after decryption. SM4 comes from the ``cryptography``
-package (already installed with the ``edge`` extra); it is imported only when a key is given.
+package (the ``sm4`` extra); it is imported only when a key is given.
 """
 
 from __future__ import annotations
 
+from .._optional import needs_extra
 from .errors import Hj212Error
 
 __all__ = ["decrypt_segment", "is_encrypted"]
@@ -20,11 +21,8 @@ def is_encrypted(segment: bytes) -> bool:
 
 
 def _sm4_ecb_decrypt(key: bytes, data: bytes) -> bytes:
-    try:
+    with needs_extra("sm4", "decrypting HJ 212-2025 frames"):
         from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
-    except ModuleNotFoundError as exc:  # pragma: no cover - depends on the installation
-        raise ModuleNotFoundError("decrypting HJ 212-2025 frames needs the 'cryptography' package "
-                                  "(pip install -e '.[edge]' or pip install cryptography)") from exc
     d = Cipher(algorithms.SM4(key), modes.ECB()).decryptor()
     return d.update(data) + d.finalize()
 

@@ -11,7 +11,7 @@ version breaks every hash after it: :meth:`Archive.verify` recomputes the chain 
 (Cutting the newest versions off the end leaves a valid shorter chain: publish the head hash elsewhere, e.g. in
 the monthly filing, to catch that too.)
 
-**Deadlines.** Key parameters are archived monthly within 40 days after the month's end (cems-standards §4.7 [S]):
+**Deadlines.** Key parameters are archived monthly within 40 days after the month's end (docs/sources.md CN-REVIEW):
 :meth:`Archive.deadlines` reports, per entity and month, whether the month is archived in time, late, still due or
 missing. Storage is one SQLite file (standard library; the embedded mode's store, or the archive service's).
 
@@ -35,17 +35,16 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-__all__ = ["DEADLINE_DAYS", "FIELDS", "HOUR_STATUS", "Archive", "ArchiveError", "Record", "alert_figures", "deadline_of",
-           "hourly_figures"]
+__all__ = ["DEADLINE_DAYS", "FIELDS", "Archive", "ArchiveError", "Record", "deadline_of"]
 
-#: Days after the month's end by which the month's key parameters are archived (§4.7 [S]).
+#: Days after the month's end by which the month's key parameters are archived (docs/sources.md CN-REVIEW).
 DEADLINE_DAYS = 40
 GENESIS = "0" * 64
 
 #: The figures of an entry, in export column order (units in the names).
 FIELDS = ("co2_t", "measured_co2_t", "substituted_co2_t", "cf4_t", "c2f6_t", "co2e_t", "hours_in_month",
           "operating_hours", "measured_hours", "substituted_hours", "missing_hours", "valid_days", "valid",
-          "completeness", "calculated_co2_t", "deviation", "alerts")
+          "completeness", "calculated_co2_t", "deviation", "deviation_measured", "alerts")
 
 
 class ArchiveError(ValueError):
@@ -162,7 +161,8 @@ class Archive:
         """Registered entities: id, time zone, first month, province and municipality."""
         cur = self.db.execute("SELECT entity_id, timezone, first_month, province, municipality FROM entities "
                               "ORDER BY entity_id")
-        return [dict(zip(("entity_id", "timezone", "first_month", "province", "municipality"), r)) for r in cur]
+        columns = ("entity_id", "timezone", "first_month", "province", "municipality")
+        return [dict(zip(columns, r, strict=True)) for r in cur]
 
     def append(self, kind: str, entity_id: str, month: str, data: dict, at: datetime | None = None) -> Record:
         """A record at the head of the chain (``month`` "" for an entity-wide one). Never changed afterwards."""
@@ -270,7 +270,8 @@ class Archive:
                           (entity_id, source, month) * 2)
         return rows[0] if rows else None
 
-    def latest(self, entity_id: str | None = None, month: str | None = None, source_id: str | None = None) -> list[Entry]:
+    def latest(self, entity_id: str | None = None, month: str | None = None,
+               source_id: str | None = None) -> list[Entry]:
         """The newest version of every entry matching the filters."""
         if month is not None:
             _month(month)
@@ -290,8 +291,10 @@ class Archive:
         """Every broken link of the hash chain, versions and records in one sequence, and every evidence file
         that is missing or does not match its sha256 (empty: intact). ``head``: a head hash published earlier,
         which must still be in the chain (catches versions or records cut off the end)."""
-        problems, prev, seen = [], GENESIS, set()
-        for e in sorted(self._rows() + self._records(""), key=lambda e: e.seq):
+        problems: list[str] = []
+        prev, seen = GENESIS, set()
+        chain: list[Entry | Record] = [*self._rows(), *self._records("")]
+        for e in sorted(chain, key=lambda e: e.seq):
             name = (f"{e.entity_id}/{e.source_id}/{e.month} v{e.version}" if isinstance(e, Entry)
                     else f"{e.kind} {e.entity_id}/{e.month or '-'}")
             if e.prev_hash != prev:
@@ -311,10 +314,10 @@ class Archive:
             prev = e.hash
             seen.add(e.hash)
         chained = {r.entity_id: r.data for r in self._records("WHERE kind='entity' ORDER BY seq")}
-        for e in self.entities():  # the table is what the console filters by; the chain is what counts
-            if e["entity_id"] in chained and chained[e["entity_id"]] != {k: e[k] for k in ("timezone", "province",
-                                                                                            "municipality")}:
-                problems.append(f"entity {e['entity_id']}: time zone or region in the entities table does not match "
+        for row in self.entities():  # the table is what the console filters by; the chain is what counts
+            if row["entity_id"] in chained and chained[row["entity_id"]] != {k: row[k] for k in ("timezone", "province",
+                                                                                                "municipality")}:
+                problems.append(f"entity {row['entity_id']}: time zone or region in the entities table does not match "
                                 f"the chain (altered)")
         if head is not None and head != GENESIS and head not in seen:
             problems.append(f"head {head} is not in the chain (versions or records were cut off its end)")
@@ -337,7 +340,8 @@ class Archive:
                 deadline = deadline_of(label, tz)
                 first_at = self.db.execute("SELECT MIN(archived_at) FROM versions WHERE entity_id=? AND month=?",
                                            (entity_id, label)).fetchone()[0]
-                archived = None if first_at is None else datetime.strptime(first_at, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+                archived = (None if first_at is None
+                            else datetime.strptime(first_at, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC))
                 if archived is not None:
                     status = "in_time" if archived <= deadline else "late"
                 else:
@@ -359,11 +363,11 @@ class Archive:
         columns = list(rows[0]) if rows else ["entity_id", "source_id", "month", "version", "reason", "archived_at",
                                               *FIELDS, "hash"]
         if fmt == "csv":
-            buf = io.StringIO()
-            w = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
+            text = io.StringIO()
+            w = csv.DictWriter(text, fieldnames=columns, lineterminator="\n")
             w.writeheader()
             w.writerows(rows)
-            return buf.getvalue().encode(), "text/csv; charset=utf-8"
+            return text.getvalue().encode(), "text/csv; charset=utf-8"
         if fmt == "parquet":
             import pyarrow as pa
             import pyarrow.parquet as pq
@@ -381,68 +385,3 @@ def _hash(e: Entry | Record) -> str:
 
 def _stamp(at: datetime | None) -> str:
     return (at or datetime.now(UTC)).astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-#: One letter per hour in :func:`hourly_figures`: valid (measured), substituted, missing (operating, nothing
-#: substituted: needs review), out of control, stopped, and no record for the hour.
-HOUR_STATUS = {"V": "valid", "S": "substituted", "M": "missing", "O": "out_of_control", "P": "stopped",
-               "-": "no_record"}
-
-
-def hourly_figures(hours: list, month, start_ns: int, end_ns: int) -> dict:
-    """A source-month's hours for the charts, compactly: ``co2_kg`` (one number or null per clock hour of the local
-    month [start_ns, end_ns), UTC) and ``status`` (one :data:`HOUR_STATUS` letter per hour). ``hours``: the
-    source's hourly records (revisions in order, the last one per hour wins); ``month``: its closed monthly
-    record. The hourly records do not say which missing hours the monthly rollup filled in: when the month has no
-    missing hours left (``missing_hours`` 0) every missing hour was substituted (S), else they are all shown as
-    missing (M)."""
-    n = (end_ns - start_ns) // 3_600_000_000_000
-    co2: list = [None] * n
-    status = ["-"] * n
-    letter = {"measured": "V", "missing": "S" if month.missing_hours == 0 else "M", "out_of_control": "O",
-              "stopped": "P"}
-    for h in hours:
-        i = (h.hour_start_ns - start_ns) // 3_600_000_000_000
-        if 0 <= i < n:
-            co2[i] = None if h.co2_kg is None or h.co2_kg != h.co2_kg else float(h.co2_kg)
-            status[i] = letter.get(h.status, "M")
-    return {"start": datetime.fromtimestamp(start_ns // 10**9, UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-            "timezone": month.timezone, "co2_kg": co2, "status": "".join(status)}
-
-
-def month_figures(records: list, calculated: dict | None = None, alerts: list[dict] = ()) -> dict:
-    """An archive entry's figures from the closed monthly records of its sources (summed; one record: a source's
-    own entry), the CO2 and PFCs calculated from the report (``co2_t``, ``cf4_t``, ``c2f6_t``, ``pfc_co2e_t``)
-    and the month's alerts."""
-    calc = calculated or {}
-    co2 = sum(m.co2_t for m in records)
-    operating = sum(m.operating_hours for m in records)
-    measured = sum(m.measured_hours for m in records)
-    return {
-        "co2_t": co2, "measured_co2_t": sum(m.measured_co2_t for m in records),
-        "substituted_co2_t": sum(m.substituted_co2_t for m in records), "cf4_t": calc.get("cf4_t", 0.0),
-        "c2f6_t": calc.get("c2f6_t", 0.0), "co2e_t": co2 + calc.get("pfc_co2e_t", 0.0),
-        "hours_in_month": records[0].hours_in_month, "operating_hours": operating, "measured_hours": measured,
-        "substituted_hours": sum(m.substituted_hours for m in records),
-        "missing_hours": sum(m.missing_hours for m in records), "valid_days": min(m.valid_days for m in records),
-        "valid": all(m.valid for m in records), "completeness": measured / operating if operating else None,
-        "calculated_co2_t": calc.get("co2_t"), "deviation": co2 / calc["co2_t"] - 1 if calc.get("co2_t") else None,
-        "alerts": sorted(alerts, key=lambda a: a["id"])}
-
-
-def alert_figures(alert) -> dict:
-    """What the archive keeps of an alert (:class:`schemas.alerts.Alert`): enough for a reviewer to read it beside
-    the month (rule, severity, figures, explanation, the evidence pointers with their time spans)."""
-    return {"id": alert.id, "rule": alert.rule, "severity": alert.severity, "deviation": alert.deviation,
-            "source_id": alert.source_id, "period": alert.period, "measured": alert.measured,
-            "expected": alert.expected, "allowed": alert.allowed, "unit": alert.unit,
-            "explanation": alert.explanation, "evidence": list(alert.evidence)}
-
-
-def calculated(report) -> dict:
-    """The calculation-based figures of one accounting report that an archive entry keeps (t)."""
-    from streams.kernels.accounting import accounting_emissions, inputs_from_reports
-
-    em = accounting_emissions(inputs_from_reports([report]))
-    return {"co2_t": float(em.co2_t[0]), "cf4_t": float(em.cf4_t[0]), "c2f6_t": float(em.c2f6_t[0]),
-            "pfc_co2e_t": float(em.cf4_co2e_t[0] + em.c2f6_co2e_t[0])}

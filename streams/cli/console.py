@@ -30,7 +30,6 @@ def serve(store: Path, accounts: Path, host: str = "127.0.0.1", port: int = 8481
     from aiohttp import web
 
     from streams.archive.store import Archive
-
     from streams.console.app import make_app
     from streams.console.auth import load_secret
     from streams.console.store import Store

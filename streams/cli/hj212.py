@@ -9,6 +9,7 @@ import click
 
 from schemas.errors import ConfigError
 
+
 def _load(path: Path | None):
     from ingest.hj212_server import Hj212ServerConfig
     from schemas.configfile import load_settings
@@ -23,7 +24,6 @@ def _load(path: Path | None):
 def _prepare(cfg):
     """Sites, keys and passwords of the configured MNs; exits naming what is missing."""
     from ingest.hj212_server import read_secrets
-
     from streams.config import load_sites
 
     try:
@@ -75,8 +75,8 @@ def serve(config: Path | None, log_level: str, log_format: str) -> None:
     import asyncio
     import signal
 
-    from edge_agent.logs import configure_logging  # the CLI's log format, shared with the other commands
     from ingest.hj212_server import Hj212Server, KafkaSink
+    from schemas.logs import configure_logging  # the CLI's log format, shared with the other commands
 
     configure_logging(log_level, log_format)
     cfg = _load(config)

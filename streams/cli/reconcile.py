@@ -13,7 +13,6 @@ from pathlib import Path
 import click
 
 from schemas.alerts import ACK_STATES, SEVERITIES
-
 from streams.cli.stream import _load
 
 CONFIG = click.argument("config", type=click.Path(dir_okay=False, path_type=Path), required=False)
@@ -30,11 +29,12 @@ def accounting() -> None:
 @click.option("--check", is_flag=True, help="Validate only; publish nothing.")
 def accounting_import(files: tuple[Path, ...], config: Path | None, check: bool) -> None:
     """Validate CSV/JSON reports, all files or nothing, then publish them to the accounting topic."""
-    from ingest.accounting import AccountingImportError, load_reports
-
+    from ingest.accounting import AccountingImportError, Problem, load_reports
+    from schemas.accounting import AccountingReport
     from streams.runtime.reconciler import publish_reports
 
-    reports, problems = [], []
+    reports: list[AccountingReport] = []
+    problems: list[Problem] = []
     for path in files:
         try:
             reports += load_reports(path)
@@ -61,7 +61,6 @@ def accounting_serve(config: Path | None, host: str, port: int) -> None:
     from aiohttp import web
 
     from ingest.accounting_http import make_app
-
     from streams.runtime.reconciler import publish_reports
 
     cfg = _load(config)
@@ -144,7 +143,8 @@ def alerts_list(config, status, as_json, **filters) -> None:
 @click.option("--interval", default=5.0, show_default=True, help="Seconds between looks.")
 def alerts_follow(config, status, as_json, interval, **filters) -> None:
     """Print alerts as new versions or review changes arrive (Ctrl-C to stop)."""
-    cfg, seen = _load(config), {}
+    cfg = _load(config)
+    seen: dict[str, tuple[int, str]] = {}
     while True:
         for row in _select(cfg, status, filters):
             state = (row.alert.revision, row.status)
@@ -163,8 +163,8 @@ def alerts_follow(config, status, as_json, interval, **filters) -> None:
 def alerts_ack(config, alert_id: str, by: str, state: str, note: str) -> None:
     """Acknowledge, resolve or reopen an alert (holds until the alert is revised)."""
     from schemas.alerts import Ack
-
-    from streams.runtime.reconciler import _send_all, read_alerts
+    from streams.runtime.kafka_io import send_all
+    from streams.runtime.reconciler import read_alerts
 
     cfg = _load(config)
     current = {a.id: a for a in read_alerts(cfg)}
@@ -172,5 +172,5 @@ def alerts_ack(config, alert_id: str, by: str, state: str, note: str) -> None:
         click.echo(f"no alert {alert_id!r}", err=True)
         sys.exit(1)
     ack = Ack(alert_id, state, by=by, at_ns=time.time_ns(), revision=current[alert_id].revision, note=note)
-    _send_all(cfg, cfg.topics.alert_acks, [(alert_id.encode(), ack.to_json(), [])])
+    send_all(cfg.kafka, cfg.topics.alert_acks, [(alert_id.encode(), ack.to_json(), [])])
     click.echo(f"{state} {alert_id} (revision {ack.revision})")

@@ -55,8 +55,7 @@ def worker(config: Path | None, log_level: str, log_format: str) -> None:
     import asyncio
     import signal
 
-    from edge_agent.logs import configure_logging
-
+    from schemas.logs import configure_logging
     from streams.runtime.worker import StreamWorker
 
     configure_logging(log_level, log_format)
@@ -64,12 +63,13 @@ def worker(config: Path | None, log_level: str, log_format: str) -> None:
 
     async def main() -> None:
         # the faust app is built inside the running loop: built outside, its agents bind to another loop and
-        # never receive a message (faust-streaming's loop binding, shared/reference/peers.md)
+        # never receive a message (faust-streaming binds an app to the loop it was created in)
         sink = None
         if cfg.influx is not None:
             from streams.sinks.influx import InfluxSink
 
-            sink = InfluxSink(cfg.influx.url, cfg.influx.token.get_secret_value(), cfg.influx.org, cfg.influx.bucket)
+            sink = InfluxSink(cfg.influx.url, cfg.influx.token.get_secret_value(), cfg.influx.org, cfg.influx.bucket,
+                              max_retries=0)  # the worker owns the retries (streams.runtime.worker.RETRY)
         w = StreamWorker(cfg, sink=sink)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()

@@ -35,9 +35,25 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["ALERT_ACTIONS", "ALERT_STATES", "LEVELS", "REVIEW_ACTIONS", "REVIEWER_ROLES", "ROLES", "STATES",
-           "AlertTransition", "ReasonRequired", "Transition", "TransitionError", "alert_actions_for", "alert_state", "alert_step",
-           "actions_for", "month_state", "step"]
+__all__ = [
+    "ALERT_ACTIONS",
+    "ALERT_STATES",
+    "LEVELS",
+    "REVIEWER_ROLES",
+    "REVIEW_ACTIONS",
+    "ROLES",
+    "STATES",
+    "AlertTransition",
+    "ReasonRequired",
+    "Transition",
+    "TransitionError",
+    "actions_for",
+    "alert_actions_for",
+    "alert_state",
+    "alert_step",
+    "month_state",
+    "step",
+]
 
 ROLES = ("plant", "municipal", "provincial", "national", "admin")
 LEVELS = ("municipal", "provincial", "national")  # review order

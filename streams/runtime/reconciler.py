@@ -29,57 +29,28 @@ from schemas import envelope
 from schemas.accounting import AccountingReport
 from schemas.alerts import Ack, Alert
 from schemas.quantities import Flag
-from schemas.records import GapReport, HourlyRecord, MonthlyRecord
-
+from schemas.records import GapReport, MonthlyRecord
+from streams.config import WorkerConfig, load_sites
 from streams.core.alerts import AlertBook
-from streams.kernels.aggregate import MINUTE_NS
-from streams.kernels.indicators import NO_DATA, Grid
 from streams.core.monthly import month_bounds, month_range
 from streams.core.reconcile import MonthEvidence, metered_totals, reconcile_month
-from streams.config import WorkerConfig, load_sites
+from streams.kernels.aggregate import MINUTE_NS
+from streams.kernels.indicators import NO_DATA, Grid
+from streams.runtime import kafka_io
 
-__all__ = ["Reconciler", "publish_reports", "read_acks", "read_alerts", "read_latest", "read_topic", "sync_archive"]
+__all__ = ["Reconciler", "publish_reports", "read_acks", "read_alerts", "read_latest", "read_topic"]
 
 log = logging.getLogger(__name__)
 
 
 def read_topic(cfg: WorkerConfig, topic: str) -> list:
     """Every record of ``topic`` up to its current end (kafka-python records), all partitions."""
-    from kafka import KafkaConsumer, TopicPartition
-
-    consumer = KafkaConsumer(**cfg.kafka.producer_config(), group_id=None, enable_auto_commit=False,
-                             auto_offset_reset="earliest")
-    try:
-        parts = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
-        if not parts:
-            return []
-        consumer.assign(parts)
-        consumer.seek_to_beginning(*parts)
-        ends = consumer.end_offsets(parts)
-        out, idle = [], 0
-        while any(consumer.position(tp) < ends[tp] for tp in parts) and idle < 30:
-            batch = consumer.poll(timeout_ms=1000)
-            idle = 0 if batch else idle + 1
-            for records in batch.values():
-                out += records
-        return out
-    finally:
-        consumer.close()
-
-
-def _last_per_key(records) -> dict[bytes, object]:
-    last = {}
-    for r in records:
-        if r.value is None:
-            last.pop(r.key, None)
-        else:
-            last[r.key] = r
-    return last
+    return kafka_io.read_topic(cfg.kafka, topic)
 
 
 def read_latest(cfg: WorkerConfig, topic: str, parse) -> list:
     """The newest value per key of a compacted topic, parsed (``parse(bytes)``); deleted keys left out."""
-    return [parse(r.value) for r in _last_per_key(read_topic(cfg, topic)).values()]
+    return kafka_io.read_latest(cfg.kafka, topic, parse)
 
 
 def read_alerts(cfg: WorkerConfig) -> list[Alert]:
@@ -90,23 +61,10 @@ def read_acks(cfg: WorkerConfig) -> list[Ack]:
     return [Ack.from_json(r.value) for r in read_topic(cfg, cfg.topics.alert_acks) if r.value is not None]
 
 
-def _send_all(cfg: WorkerConfig, topic: str, messages: list[tuple[bytes, bytes, list]]) -> None:
-    """Send and wait for every acknowledgement (nothing is reported as done before Kafka has it)."""
-    from kafka import KafkaProducer
-
-    producer = KafkaProducer(**cfg.kafka.producer_config(), acks="all", linger_ms=5)
-    try:
-        futures = [producer.send(topic, key=k, value=v, headers=h) for k, v, h in messages]
-        for f in futures:
-            f.get(timeout=30)
-    finally:
-        producer.close()
-
-
 def publish_reports(cfg: WorkerConfig, reports: list[AccountingReport]) -> list[str]:
     """Accepted reports onto the compacted accounting topic, keyed ``entity/source or -/month``."""
     keys = [f"{r.entity_id}/{r.source_id or '-'}/{r.month}" for r in reports]
-    _send_all(cfg, cfg.topics.accounting, [(k.encode(), r.model_dump_json().encode(), [])
+    kafka_io.send_all(cfg.kafka, cfg.topics.accounting, [(k.encode(), r.model_dump_json().encode(), [])
                                            for k, r in zip(keys, reports, strict=True)])
     return keys
 
@@ -141,7 +99,7 @@ class Reconciler:
             alerts = self._reconcile(entity_id, label, reps, monthly, signatures, holes)
             out += book.update(alerts, (entity_id, label))
         if out:
-            _send_all(cfg, cfg.topics.alerts, [(a.id.encode(), a.to_json(), a.headers()) for a in out])
+            kafka_io.send_all(cfg.kafka, cfg.topics.alerts, [(a.id.encode(), a.to_json(), a.headers()) for a in out])
         log.info("reconciled %d entity-month(s): %d alert version(s) published", len(scopes), len(out),
                  extra={"event": "reconciled", "published": len(out)})
         return out
@@ -159,8 +117,9 @@ class Reconciler:
             scope = [report.source_id] if report is not None and report.source_id else [s.id for s in entity.sources]
             meters = {k: v for k, v in settings.meters.items() if k.partition("/")[0] in scope}
             stacks = [s.id for s in entity.sources if s.id in scope and any(c.quantity == "a05001" for c in s.channels)]
-            closed = [by_source.get(s) for s in stacks]  # the CEMS stacks among them (meters have no CO2)
-            records = closed if closed and all(m is not None and m.status == "closed" for m in closed) else []
+            # the CEMS stacks among them (meters have no CO2), compared only once every one's month is closed
+            closed = [m for s in stacks if (m := by_source.get(s)) is not None and m.status == "closed"]
+            records = closed if stacks and len(closed) == len(stacks) else []
             first = i == 0  # indicators and ingest findings once per entity-month
             bundles.append(MonthEvidence(
                 entity=entity, month=label, report=report, monthly=records,
@@ -195,7 +154,7 @@ class Reconciler:
         with InfluxDBClient(url=self.cfg.influx.url, token=self.cfg.influx.token.get_secret_value(),
                             org=self.cfg.influx.org, timeout=120_000) as client:
             text = client.query_api().query_raw(flux, dialect=Dialect(header=True, annotations=[])).data.decode()
-        header = None
+        header: dict[str, int] = {}  # column name -> index, of the result table being read
         for row in csv.reader(io.StringIO(text)):  # one header row per result table, then its rows
             if not row:
                 continue
@@ -219,7 +178,7 @@ class Reconciler:
 
         out: dict[tuple[str, str], int] = defaultdict(int)
         for r in read_topic(self.cfg, self.cfg.topics.dead_letter):
-            headers = {k: v for k, v in (r.headers or [])}
+            headers = dict(r.headers or [])
             if headers.get("cems-dlq-reason") != b"bad_signature":
                 continue
             agent = headers.get(envelope.AGENT, b"").decode("utf-8", "replace")
@@ -228,7 +187,7 @@ class Reconciler:
                 batch = decode_batch(r.value)
                 entity_id = entity_id or self.entity_of.get(batch.source_id)
                 when = int(batch.ts_ns.min()) if batch.ts_ns.size else when
-            except Exception:  # noqa: BLE001 - a forged batch may not even decode: file it when dead-lettered
+            except Exception:
                 pass
             if entity_id in self.entities:
                 label, _, _ = month_bounds(when, self.entities[entity_id].tz)
@@ -257,44 +216,3 @@ def _ns(text: str) -> int:
     whole, _, frac = text.partition(".")
     base = int(datetime.strptime(whole, "%Y-%m-%dT%H:%M:%S").replace(tzinfo=UTC).timestamp())
     return base * 10**9 + int((frac + "000000000")[:9])
-
-
-def sync_archive(cfg: WorkerConfig, archive) -> list:
-    """Every entity-month with a closed CEMS month into the archive: CO2 and hours summed over its sources, CF4,
-    C2F6 and CO2e and the calculated CO2 from its report, its alerts; a new version only where they changed."""
-    from streams.archive.store import alert_figures, calculated, hourly_figures, month_figures
-
-    entities = {e.id: e for e in load_sites(cfg.sites)}
-    months = read_latest(cfg, cfg.topics.monthly, MonthlyRecord.from_json)
-    reports = {(r.entity_id, r.month): r for r in read_latest(cfg, cfg.topics.accounting,
-                                                              AccountingReport.model_validate_json)
-               if r.source_id is None}
-    alerts = defaultdict(list)
-    for a in read_alerts(cfg):
-        if a.severity != "cleared":
-            alerts[(a.entity_id, a.period)].append(alert_figures(a))
-    by_month = defaultdict(list)
-    for m in months:
-        by_month[(m.entity_id, m.month)].append(m)
-    hours = defaultdict(list)
-    for h in read_latest(cfg, cfg.topics.hourly, HourlyRecord.from_json):
-        hours[h.source_id].append(h)
-    written = []
-    for (entity_id, label), ms in sorted(by_month.items()):
-        if entity_id not in entities or any(m.status == "open" for m in ms):
-            continue
-        entity = entities[entity_id]
-        archive.register(entity_id, entity.timezone, min(lbl for e, lbl in by_month if e == entity_id),
-                         entity.region.province if entity.region else "",
-                         entity.region.municipality if entity.region else "")
-        calc = calculated(reports[(entity_id, label)]) if (entity_id, label) in reports else {}
-        figures = month_figures(ms, calc, alerts.get((entity_id, label), []))
-        reason = "late_data" if any(m.reason == "late_data" for m in ms) else "sync"
-        for source_id, fig in [(None, figures)] + [(m.source_id, month_figures([m])) for m in ms]:
-            entry = archive.put(entity_id, source_id, label, fig, reason)
-            if entry is not None:
-                written.append(entry)
-        start, end = month_range(label, entity.tz)
-        for m in ms:  # the hours behind the month, for the console's charts
-            archive.put_hourly(entity_id, m.source_id, label, hourly_figures(hours.get(m.source_id, []), m, start, end))
-    return written

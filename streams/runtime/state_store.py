@@ -30,7 +30,6 @@ import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
-
 __all__ = ["PIECE_BYTES", "KafkaLog", "PartitionState", "read_manifest", "read_partition_state"]
 
 #: Largest piece of a segment in one state record (well below the state topic's ``max.message.bytes``).

@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 
 from streams.config import MAX_STATE_BYTES, WorkerConfig
+from streams.runtime import kafka_io
 
 __all__ = ["create_topics", "topic_specs"]
 
@@ -46,9 +47,9 @@ def topic_specs(cfg: WorkerConfig, partitions: int, readings_retention_days: flo
 def create_topics(cfg: WorkerConfig, partitions: int = 12, replication: int = 1,
                   readings_retention_days: float | None = 14) -> list[str]:
     """Create the missing topics; return the names created. Existing topics are left as they are."""
-    from kafka.admin import KafkaAdminClient, NewTopic
+    from kafka.admin import NewTopic
 
-    admin = KafkaAdminClient(**cfg.kafka.producer_config())
+    admin = kafka_io.admin(cfg.kafka)
     try:
         existing = set(admin.list_topics())
         new = [NewTopic(name, n, replication, topic_configs=configs)

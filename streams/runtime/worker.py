@@ -4,8 +4,9 @@ Per readings partition the worker holds one processor. A faust agent takes event
 (``noack_take``: nothing is acknowledged on reading), hands each partition's messages to its processor
 (numpy, in a thread so the event loop keeps heart-beating), and sends what comes out: hourly records to
 the compacted hourly topic (key ``source/hour``), monthly totals to the compacted monthly topic (key
-``source/YYYY-MM``), sequence gap reports to the compacted gaps topic (key agent), rejected batches to the dead-letter topic with their
-original bytes and headers, minute means, hourly records and monthly totals to InfluxDB when configured.
+``source/YYYY-MM``), sequence gap reports to the compacted gaps topic (key agent), rejected batches to the
+dead-letter topic with their original bytes and headers, minute means, hourly records and monthly totals to InfluxDB
+when configured.
 
 Checkpoints make it exactly-once in effect. Every ``snapshot_interval_s`` the worker writes each
 processor's snapshot, which contains the next input offset, to partition *p* of the compacted state topic,
@@ -21,19 +22,28 @@ faust refuses them inside ``take()`` (faust-streaming issue #497).
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import time
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ingest.batches import KeyRing, dead_letter_headers
 from schemas import envelope
 from streams.config import WorkerConfig, load_sites
+from streams.core.backoff import Backoff
 from streams.core.processor import Message, PartitionProcessor, Registry
+from streams.runtime import kafka_io
 from streams.runtime.state_store import PIECE_BYTES, KafkaLog, PartitionState, read_manifest, read_partition_state
+
+if TYPE_CHECKING:
+    import faust
 
 __all__ = ["StreamWorker", "checkpoint_lag"]
 
 log = logging.getLogger(__name__)
+
+#: The pace of retrying counted output (Kafka sends, state saves, InfluxDB writes) while a service is away.
+RETRY = Backoff(initial_s=0.5, max_s=30.0)
 
 class StreamWorker:
     def __init__(self, cfg: WorkerConfig, sink=None) -> None:
@@ -52,20 +62,25 @@ class StreamWorker:
             stream_wait_empty=False,  # unacknowledged events are the next snapshot's business, not shutdown's
             broker_session_timeout=cfg.session_timeout_s, broker_heartbeat_interval=cfg.session_timeout_s / 5,
         )
-        raw = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
         t = cfg.topics
-        self.readings, self.dlq = self.app.topic(t.readings, **raw), self.app.topic(t.dead_letter, **raw)
-        self.hourly, self.state = self.app.topic(t.hourly, **raw), self.app.topic(t.state, **raw)
-        self.monthly, self.gaps = self.app.topic(t.monthly, **raw), self.app.topic(t.gaps, **raw)
+        self.readings, self.dlq = self._raw_topic(t.readings), self._raw_topic(t.dead_letter)
+        self.hourly, self.state = self._raw_topic(t.hourly), self._raw_topic(t.state)
+        self.monthly, self.gaps = self._raw_topic(t.monthly), self._raw_topic(t.gaps)
         self.processors: dict = {}  # TP -> PartitionProcessor
         self.states: dict = {}  # TP -> PartitionState (the manifest of its saved state)
         self.pending: dict = {}  # TP -> events processed but not yet acknowledged (covered by the next snapshot)
+        self._sink_outs: list = []  # processor outputs for the sink, written by the next save
         self._next_checkpoint = 0.0
         self._busy: asyncio.Lock | None = None  # handle() and a state capture never interleave (created in the loop)
         self._saving: asyncio.Task | None = None  # the save under way, if any
         self.app.agent(self.readings, name="cems-readings")(self._agent)
         self.app.timer(cfg.snapshot_interval_s, name="cems-checkpoint")(self._tick)
-        self.app.on_partitions_revoked.connect(self._revoked)
+        # faust types a receiver as (sender, *args, signal=...); this signal passes the revoked set as an argument
+        self.app.on_partitions_revoked.connect(self._revoked)  # type: ignore[arg-type]
+
+    def _raw_topic(self, name: str) -> faust.TopicT:
+        """A topic of bytes keys and values, as they are on the wire (the records carry their own encoding)."""
+        return self.app.topic(name, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
 
     # -- faust agent --------------------------------------------------------------------------------
 
@@ -95,7 +110,7 @@ class StreamWorker:
         for tp, evs in by_tp.items():
             proc = self.processors.get(tp) or await self._load(tp)
             msgs = [Message(e.message.offset, e.message.value, _headers(e.message.headers),
-                            int(round(e.message.timestamp * 1000))) for e in evs if e.message.offset >= proc.next_offset]
+                            round(e.message.timestamp * 1000)) for e in evs if e.message.offset >= proc.next_offset]
             if msgs:
                 out = await asyncio.to_thread(proc.process, msgs)
                 await self._emit(tp, out)
@@ -112,8 +127,8 @@ class StreamWorker:
         sends += [(self.hourly, {"key": r.key.encode(), "value": r.to_json()}) for r in out.hourly]
         sends += [(self.monthly, {"key": r.key.encode(), "value": r.to_json()}) for r in out.monthly]
         sends += [(self.gaps, {"key": r.key.encode(), "value": r.to_json()}) for r in out.gaps]
-        if self.sink is not None and (out.hourly or out.minutes is not None):
-            await self._retry("InfluxDB write", lambda: asyncio.to_thread(self._write_sink, out))
+        if self.sink is not None and (out.hourly or out.monthly or out.minutes is not None):
+            self._sink_outs.append(out)  # written by the next save, outside the handling lock
         await self._deliver(sends)
         for agent, holes in out.holes.items():
             log.warning("agent %s: %s", agent, f"batches missing: {holes[:5]}" if holes else "sequence complete again",
@@ -122,13 +137,15 @@ class StreamWorker:
             log.info("%d duplicate batch(es) ignored on %s/%d", out.duplicates, tp.topic, tp.partition,
                      extra={"event": "duplicates", "count": out.duplicates})
 
-    def _write_sink(self, out) -> None:
-        """Hourly records, monthly totals and the minutes closed in this chunk (each minute is closed once: a
-        rewrite is a replay of identical points)."""
-        self.sink.write_hourly(out.hourly)
-        self.sink.write_monthly(out.monthly)
-        if out.minutes is not None and len(out.minutes):
-            self.sink.write_minutes(minute_rows(self.registry, out.minutes))
+    def _write_sink(self, outs: list) -> None:
+        """The hourly records, monthly totals and minutes closed in the chunks a save covers, in order, then flushed
+        (each minute is closed once: a rewrite after a failure is a replay of identical points)."""
+        for out in outs:
+            self.sink.write_hourly(out.hourly)
+            self.sink.write_monthly(out.monthly)
+            if out.minutes is not None and len(out.minutes):
+                self.sink.write_minutes(minute_rows(self.registry, out.minutes))
+        self.sink.flush()
 
     async def _deliver(self, sends: list) -> None:
         """Send and wait for Kafka's acknowledgement, retrying while the broker is away: the state already
@@ -142,18 +159,19 @@ class StreamWorker:
             await self._retry(f"sending {len(sends)} message(s)", once)
 
     async def _retry(self, what: str, attempt) -> None:
-        delay = 0.5
-        while True:
+        """Until it succeeds: the broker or the database may be away, and counted output is never dropped. Always
+        outside the handling lock (saves run in the background), at the project's one retry pace."""
+        for n in itertools.count():
             try:
                 await attempt()
                 return
             except asyncio.CancelledError:
                 raise
-            except Exception as exc:  # broker or database away: wait for it, never drop counted output
+            except Exception as exc:
+                delay = RETRY.delay(n)
                 log.warning("%s failed (%s: %s); retrying in %.1f s", what, type(exc).__name__, exc, delay,
                             extra={"event": "output_retry"})
                 await asyncio.sleep(delay)
-                delay = min(delay * 2, 30.0)
 
     async def checkpoint(self) -> None:
         """Save everything handled so far and wait until it is saved and acknowledged (at shutdown: a clean
@@ -175,11 +193,10 @@ class StreamWorker:
             if evs and tp in self.processors:
                 proc = self.processors[tp]
                 captured.append((tp, self.states[tp], await asyncio.to_thread(proc.checkpoint), proc.next_offset))
-        if self.sink is not None:  # the points of the events acknowledged below are in InfluxDB first
-            await self._retry("InfluxDB flush", lambda: asyncio.to_thread(self.sink.flush))
         events, self.pending = self.pending, {}
+        outs, self._sink_outs = self._sink_outs, []
         self._next_checkpoint = time.monotonic() + self.cfg.snapshot_interval_s
-        return captured, events
+        return captured, events, outs
 
     def _start_save(self, captured) -> None:
         """Save in the background: handling goes on while Kafka acknowledges the state (its events are acked
@@ -187,7 +204,11 @@ class StreamWorker:
         if captured is not None:
             self._saving = asyncio.create_task(self._save(*captured))
 
-    async def _save(self, captured, events) -> None:
+    async def _save(self, captured, events, outs) -> None:
+        """The sink's points of these events first, then each partition's state, then the acknowledgements: an
+        event is acked only once everything it produced is stored."""
+        if outs:
+            await self._retry("InfluxDB write", lambda: asyncio.to_thread(self._write_sink, outs))
         await asyncio.gather(*(
             self._retry(f"saving the state of {tp.topic}/{tp.partition}",
                         lambda s=state, c=changed, o=offset, f=self._state_sender(tp.partition): s.save(c, o, f))
@@ -237,9 +258,9 @@ def checkpoint_lag(cfg: WorkerConfig) -> dict[int, int]:
     """Per readings partition, the messages not yet covered by the newest saved state (0: fully checkpointed).
 
     The lag that matters for exactly-once: what a worker killed now would replay."""
-    from kafka import KafkaConsumer, TopicPartition
+    from kafka import TopicPartition
 
-    consumer = KafkaConsumer(**cfg.kafka.producer_config(), group_id=None, enable_auto_commit=False)
+    consumer = kafka_io.consumer(cfg.kafka)
     try:
         partitions = sorted(consumer.partitions_for_topic(cfg.topics.readings) or ())
         ends = consumer.end_offsets([TopicPartition(cfg.topics.readings, p) for p in partitions])
@@ -260,7 +281,7 @@ def minute_rows(registry: Registry, table):
     """Closed minutes (series numbers) -> the sink's rows (entity, source, channel, quantity, unit)."""
     import numpy as np
 
-    from streams.sinks.influx import MinuteRows
+    from streams.sinks.line_protocol import MinuteRows
 
     series = table.series
     sources = np.array([s.id for s in registry.sources], dtype=object)[registry.source_of_series[series]]

@@ -59,22 +59,17 @@ def test_the_demo_on_kafka_and_influxdb_gives_the_same_months_as_in_process(tmp_
 def test_recorded_batches_through_the_embedded_pipeline_give_the_simulated_month(tmp_path):
     """`cems embedded`: an edge outbox's worth of batch files (the demo cement kiln's month) in, the same month
     out as the demo's, and the falsified clinker caught."""
-    import hashlib
-
     import yaml
 
-    from streams.runtime.embedded import DEMO_PLANTS, _messages
+    from edge_agent.simulator.demo import DEMO_PLANTS, batches, write_outbox
     from streams.core.monthly import month_range
 
     plant = DEMO_PLANTS[0]
     entity = plant.entity()
     start, end = month_range("2026-02", entity.tz)
     # the gateway ran on for a quarter of an hour past the month's end, so the data close the month
-    messages = _messages(plant, start, (end - start) // 10**9, hashlib.sha256(b"x").digest(), run_on_s=900)
     outbox = tmp_path / "outbox"
-    outbox.mkdir()
-    for m in messages:
-        (outbox / f"{int(m.headers['cems-seq']):020d}.batch").write_bytes(m.value)
+    write_outbox(outbox, batches(plant, start, (end - start) // 10**9, run_on_s=900))
     (tmp_path / "site.yaml").write_text(yaml.safe_dump(entity.model_dump(mode="json")))
     run = subprocess.run(
         [str(REPO / "cems"), "embedded", "--site", str(tmp_path / "site.yaml"), "--batches", str(outbox),
@@ -93,21 +88,16 @@ def test_recorded_batches_through_the_embedded_pipeline_give_the_simulated_month
 def test_a_recording_that_ends_with_the_month_leaves_it_open_and_unarchived(tmp_path):
     """Months close by the data's clock: an outbox that stops at the month's last reading has not passed the end plus
     the allowed lateness, so the month is open, with its last hour still to come, and is not archived as a month."""
-    import hashlib
-
     import yaml
 
-    from streams.runtime.embedded import DEMO_PLANTS, _messages
+    from edge_agent.simulator.demo import DEMO_PLANTS, batches, write_outbox
     from streams.core.monthly import month_range
 
     plant = DEMO_PLANTS[2]
     entity = plant.entity()
     start, end = month_range("2026-02", entity.tz)
-    messages = _messages(plant, start, 3 * 86_400, hashlib.sha256(b"x").digest())  # the first three days only
     outbox = tmp_path / "outbox"
-    outbox.mkdir()
-    for m in messages:
-        (outbox / f"{int(m.headers['cems-seq']):020d}.batch").write_bytes(m.value)
+    write_outbox(outbox, batches(plant, start, 3 * 86_400))  # the first three days only
     (tmp_path / "site.yaml").write_text(yaml.safe_dump(entity.model_dump(mode="json")))
     run = subprocess.run([str(REPO / "cems"), "embedded", "--site", str(tmp_path / "site.yaml"), "--batches",
                           str(outbox), "--out", str(tmp_path / "out")], cwd=tmp_path, capture_output=True, text=True,

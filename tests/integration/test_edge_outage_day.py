@@ -17,7 +17,7 @@ import pytest
 from edge_agent.agent import EdgeAgent
 from edge_agent.config import GatewayConfig
 from edge_agent.outbox import verify
-from edge_agent.simulator.generate import CHANNELS, simulate_stack, simulator_stack_model, source_config
+from edge_agent.simulator.generate import simulate_stack, simulator_stack_model, source_config
 from edge_agent.simulator.modbus_server import gateway_points
 from schemas import decode_batch
 from tests.integration.test_uplink import read_topic
@@ -63,7 +63,8 @@ def test_day_long_outage_is_kept_on_disk_and_drained_in_order(tmp_path, kafka_bo
         n = DAY // BATCH_S
         assert agent.outbox.count == n and agent._drain() == 0  # broker down: nothing leaves the disk
         assert agent.outbox.pending(3) == [0, 1, 2]
-        print(f"\na day at 1 Hz x {len(order)} channels: {n} batches, {agent.outbox.size_bytes / 2**20:.1f} MiB on disk")
+        print(f"\na day at 1 Hz x {len(order)} channels: {n} batches, "
+              f"{agent.outbox.size_bytes / 2**20:.1f} MiB on disk")
     finally:
         kafka("start", "--keep-data")
 

@@ -15,7 +15,9 @@ import pytest
 
 from schemas import Flag
 from schemas.records import HourlyRecord, MonthlyRecord
-from streams.sinks.influx import InfluxSink, MinuteRows, SinkError, SinkRejected, escape_tag, minute_lines
+from streams.sinks.base import SinkError, SinkRejected
+from streams.sinks.influx import InfluxSink
+from streams.sinks.line_protocol import MinuteRows, escape_tag, minute_lines
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 

@@ -31,7 +31,8 @@ def rtu_device(dev_id: str, port: str, unit: int, **extra) -> ModbusRtuDevice:
         "points": [
             {"channel": "co2", "unit_id": unit, "address": 0, "data_type": "float32", "byte_order": "CDAB"},
             {"channel": "o2", "unit_id": unit, "address": 2, "data_type": "int16", "scale": 0.01},
-            {"channel": "temp", "unit_id": unit, "address": 3, "data_type": "uint32", "byte_order": "DCBA", "scale": 0.1},
+            {"channel": "temp", "unit_id": unit, "address": 3, "data_type": "uint32", "byte_order": "DCBA",
+             "scale": 0.1},
         ], **extra})
 
 

@@ -21,8 +21,16 @@ import pytest
 from edge_agent.opcua.config import OpcUaDevice
 from edge_agent.opcua.driver import OpcUaDriver, probe_node
 from edge_agent.simulator.generate import CHANNELS, Fault, StackModel, simulate_stack
-from edge_agent.simulator.opcua_server import (CLIENT_URI, STATUS_BITS, OpcUaSimulator, ServerSecurity,
-                                               make_certificate, make_certificates, node_points, status_node_id)
+from edge_agent.simulator.opcua_server import (
+    CLIENT_URI,
+    STATUS_BITS,
+    OpcUaSimulator,
+    ServerSecurity,
+    make_certificate,
+    make_certificates,
+    node_points,
+    status_node_id,
+)
 from schemas.quantities import Flag
 
 pytestmark = pytest.mark.integration
@@ -174,8 +182,8 @@ def test_poll_mode_one_read_per_cycle_one_reading_per_point(sim_run):
 
 @pytest.mark.timeout(40)
 def test_subscribe_mode_receives_every_row_once(sim_run):
-    sim, out = sim_run
-    t, p, v, f, _ = columns(out["subscribe"])
+    _sim, out = sim_run
+    t, p, _v, _f, _ = columns(out["subscribe"])
     assert all(c.requests == 0 and c.comm_errors == 0 for c in out["subscribe"])
     for j, ch in enumerate(CH):
         rows = np.sort(t[p == j])
@@ -186,7 +194,7 @@ def test_subscribe_mode_receives_every_row_once(sim_run):
 
 @pytest.mark.timeout(40)
 def test_stuck_value_still_reads_every_row(sim_run):
-    sim, out = sim_run
+    _sim, out = sim_run
     t, p, v, f, _ = columns(out["subscribe"])
     vel = (p == CH.index("velocity")) & (t >= 8)
     rows = np.sort(t[vel])
@@ -197,7 +205,7 @@ def test_stuck_value_still_reads_every_row(sim_run):
 
 @pytest.mark.timeout(40)
 def test_status_word_calibration_flags_every_point_c(sim_run):
-    sim, out = sim_run
+    _sim, out = sim_run
     for mode, cycles in out.items():
         t, p, v, f, _ = columns(cycles)
         cal = (t >= 12) & (t < 18)
@@ -213,7 +221,7 @@ def test_status_word_calibration_flags_every_point_c(sim_run):
 
 @pytest.mark.timeout(40)
 def test_comm_loss_is_a_bad_status_code_flagged_b(sim_run):
-    sim, out = sim_run
+    _sim, out = sim_run
     for mode, cycles in out.items():
         t, p, v, f, _ = columns(cycles)
         loss = (t >= 22) & (t < 27)
@@ -304,7 +312,7 @@ async def test_pinned_server_certificate_mismatch_is_rejected(secure_sim, certs,
 
 @pytest.mark.timeout(30)
 async def test_probe_node_reports_value_status_timestamps_and_type(secure_sim, certs):
-    sim, port = secure_sim
+    _sim, port = secure_sim
     pair, _ = certs
     dev = device(port, "poll", security=secured(pair, "SignAndEncrypt"))
     got = await probe_node(dev, node_points(1)[0]["node_id"])

@@ -181,17 +181,20 @@ def test_the_scenarios_show_what_they_are_about(quirks):
     assert "2026-03 open, 71 of 744 h so far" in stdout
 
 
-def test_an_analyser_stopped_for_48_h_while_the_kiln_runs_is_substituted_not_lost():
+def test_an_analyser_stopped_for_48_h_while_the_kiln_runs_is_substituted_not_lost(tmp_path):
     """The issue's case: before, 48 h of F on CO2 counted as a stopped kiln at 0 t and the month lost 6.7 % unseen.
     Now those hours are missing, they are substituted under HJ 75, the month's total does not fall, and the
     reconciliation raises the data-quality alert."""
     from dataclasses import replace
 
-    from streams.runtime.embedded import DEMO_PLANTS, reconcile_plants, run_plants
+    from edge_agent.simulator.demo import DEMO_PLANTS
+    from streams.cli.demo import run_demo_plants
+    from streams.runtime.embedded import reconcile_plants
 
     kiln = DEMO_PLANTS[0]
     stopped = replace(kiln, model=replace(kiln.model, faults=(Fault("instrument_stopped", 10 * DAY, 2 * DAY, "co2"),)))
-    (clean,), (faulty,) = (run_plants((p,), progress=lambda _: None) for p in (kiln, stopped))
+    (clean,), (faulty,) = (run_demo_plants((p,), "2026-02", tmp_path / name, progress=lambda _: None)
+                           for name, p in (("clean", kiln), ("faulty", stopped)))
     reconcile_plants([clean, faulty], [])
     (c,), (f,) = ([m for m in r.monthly if m.month == "2026-02"] for r in (clean, faulty))
     assert (f.measured_hours, f.substituted_hours, f.analyser_off_hours) == (c.measured_hours - 48, 48, 48)

@@ -23,8 +23,10 @@ from schemas.batch import ChannelSpec, ReadingBatch
 from schemas.kafka import KafkaConnection
 from schemas.quantities import Flag
 from schemas.records import MonthlyRecord
-from streams.runtime.reconciler import Reconciler, _send_all, read_alerts
-from streams.sinks.influx import InfluxSink, MinuteRows
+from streams.runtime.kafka_io import send_all
+from streams.runtime.reconciler import Reconciler, read_alerts
+from streams.sinks.influx import InfluxSink
+from streams.sinks.line_protocol import MinuteRows
 from streams.runtime.topics import create_topics
 from streams.config import InfluxSettings, ReconcileSettings, Topics, WorkerConfig
 
@@ -121,9 +123,9 @@ def test_reconciler_raises_the_injected_alerts_once_and_reviewers_see_their_regi
     create_topics(cfg, partitions=1, readings_retention_days=None)
     write_minutes(cfg, sm)
     m = closed_month(sm)
-    _send_all(cfg, cfg.topics.monthly, [(m.key.encode(), m.to_json(), [])])
+    send_all(cfg.kafka, cfg.topics.monthly, [(m.key.encode(), m.to_json(), [])])
     value, headers = forged_batch(sm)
-    _send_all(cfg, cfg.topics.dead_letter, [(b"gw-x", value, headers)])
+    send_all(cfg.kafka, cfg.topics.dead_letter, [(b"gw-x", value, headers)])
 
     # the report through the HTTP intake: a bad one is refused whole, the good one published
     from aiohttp import web
@@ -161,7 +163,7 @@ def test_reconciler_raises_the_injected_alerts_once_and_reviewers_see_their_regi
 
     # the monthly archive pulls the month: CEMS figures, calculated CO2, the alerts; once
     from streams.archive.store import Archive
-    from streams.runtime.reconciler import sync_archive
+    from streams.runtime.archive_sync import sync_archive
 
     archive = Archive(tmp_path / "archive.sqlite")
     entries = sync_archive(cfg, archive)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
-from streams.archive.store import Archive, hourly_figures
+from streams.archive.store import Archive
+from streams.core.figures import hourly_figures
 
 H = 3_600_000_000_000  # one hour [ns]
 

@@ -5,11 +5,12 @@ from __future__ import annotations
 import json
 import logging
 
-from edge_agent.logs import JsonFormatter
+from schemas.logs import JsonFormatter
 
 
 def test_json_log_line_has_context_fields_and_exception():
-    record = logging.LogRecord("edge_agent.agent", logging.WARNING, __file__, 1, "device %s unreachable", ("an1",), None)
+    record = logging.LogRecord("edge_agent.agent", logging.WARNING, __file__, 1, "device %s unreachable", ("an1",),
+                               None)
     record.created = 1_767_225_600.25  # 2026-01-01T00:00:00.250Z
     record.device, record.event = "an1", "unreachable"
     doc = json.loads(JsonFormatter().format(record))

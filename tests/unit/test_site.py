@@ -131,7 +131,7 @@ def test_unreadable_file(tmp_path):
 
 
 def test_committed_json_schemas_are_current():
-    from streams.cli import _json_schemas
+    from streams.cli.files import _json_schemas
 
     schemas = _json_schemas()
     assert schemas["site"] == site_json_schema()

@@ -1,4 +1,5 @@
-"""Structured logs: one JSON object per line, so journald, Loki or Elasticsearch can filter by device or event.
+"""Log set-up of every ``cems`` command (the edge agent and the central workers alike): one JSON object per line,
+so journald, Loki or Elasticsearch can filter by device or event.
 
 Call sites pass context with ``extra=`` (``log.warning("...", extra={"device": d, "event": "unreachable"})``);
 the JSON formatter emits it as top-level fields next to ``ts`` (UTC, ISO 8601), ``level``, ``logger`` and
