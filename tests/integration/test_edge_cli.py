@@ -19,6 +19,7 @@ from tests.integration.test_modbus_tcp import free_port
 pytestmark = pytest.mark.integration
 logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
 EXAMPLE = Path(__file__).resolve().parents[2] / "deploy" / "examples" / "gateway-cement.yaml"
+CEMS = "from streams.cli import main; main()"  # `python -c CEMS ARGS...`: the cems command of this checkout
 
 
 def gateway_file(tmp_path, port=502, edit=None) -> Path:
@@ -39,10 +40,11 @@ def test_check_example_and_errors(tmp_path):
     assert res.exit_code == 0, res.output
     assert "6 points + status word, 2 request(s) every 1 s" in res.output
     assert "unit 1 holding  address 0..8 (9 registers): co2, o2, moisture, temp, pstatic, velocity" in res.output
-    assert "device coal-feeder: modbus_rtu /dev/ttyUSB0 9600 8E1 -> source kiln1-stack, 2 points, 1 request(s)" in res.output
+    assert "device coal-feeder: modbus_rtu /dev/ttyUSB0 9600 8E1 -> source kiln1-stack, 2 points, 1 request(s)" \
+        in res.output
     assert "unit 7 input    address 0..3 (4 registers): coal_rate, coal_total" in res.output
-    assert "device dcs-weigher: opcua opc.tcp://192.0.2.20:4840/ -> source kiln1-stack, 2 points, subscribe every 1 s, " \
-           "security Basic256Sha256 SignAndEncrypt" in res.output
+    assert "device dcs-weigher: opcua opc.tcp://192.0.2.20:4840/ -> source kiln1-stack, 2 points, subscribe every " \
+           "1 s, security Basic256Sha256 SignAndEncrypt" in res.output
 
     def wrong_channel(doc):
         doc["devices"][0]["points"][1]["channel"] = "nox"
@@ -142,7 +144,7 @@ def test_run_logs_json_events_for_an_unreachable_device_and_broker(tmp_path):
 
     path = gateway_file(tmp_path, port=free_port(), edit=edit)
     repo = EXAMPLE.parents[2]
-    proc = subprocess.Popen([sys.executable, "-m", "streams.cli", "edge", "run", str(path), "--metrics-port", "0",
+    proc = subprocess.Popen([sys.executable, "-c", CEMS, "edge", "run", str(path), "--metrics-port", "0",
                              "--log-format", "json"], cwd=repo, env={**os.environ, "PYTHONPATH": str(repo)},
                             stderr=subprocess.PIPE, text=True)
     time.sleep(4.0)

@@ -20,7 +20,7 @@ import yaml
 from edge_agent.outbox import Outbox, verify
 from schemas import decode_batch
 from tests.integration.test_edge_agent import KEY, registers
-from tests.integration.test_edge_cli import EXAMPLE
+from tests.integration.test_edge_cli import CEMS, EXAMPLE
 from tests.integration.test_modbus_tcp import start_server
 from tests.integration.test_uplink import read_topic
 
@@ -44,7 +44,7 @@ def gateway(tmp_path, port, bootstrap, topic) -> Path:
 
 async def start_agent(config: Path):
     return await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "streams.cli", "edge", "run", str(config), "--metrics-port", "0", "--log-level", "ERROR",
+        sys.executable, "-c", CEMS, "edge", "run", str(config), "--metrics-port", "0", "--log-level", "ERROR",
         cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)},
     )
 

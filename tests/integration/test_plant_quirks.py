@@ -23,6 +23,7 @@ from edge_agent.simulator.generate import CHANNELS, Fault, StackModel, simulate_
 from schemas.batch import ChannelSpec, ReadingBatch
 from schemas.quantities import Flag
 from schemas.site import standard_atmosphere_pa
+from tests.fixtures import CEMS
 
 REPO = Path(__file__).resolve().parents[2]
 START = 1_772_294_400 * 10**9  # 2026-02-28T16:00Z = 2026-03-01T00:00 Asia/Shanghai
@@ -142,7 +143,7 @@ def quirks(tmp_path_factory):
     site = {"id": "quirk-works", "name": "Plant quirks", "sector": "cement", "timezone": "Asia/Shanghai",
             "region": {"province": "620000", "municipality": "620100"}, "sources": sources}
     (tmp / "site.yaml").write_text(yaml.safe_dump(site, sort_keys=False, allow_unicode=True))
-    run = subprocess.run([sys.executable, "-m", "streams.cli", "embedded", "--site", str(tmp / "site.yaml"),
+    run = subprocess.run([sys.executable, "-c", CEMS, "embedded", "--site", str(tmp / "site.yaml"),
                           *[a for s in SCENARIOS for a in ("--batches", str(tmp / "outbox" / s))],
                           "--out", str(tmp / "out")], cwd=REPO, capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]

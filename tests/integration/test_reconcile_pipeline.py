@@ -29,6 +29,7 @@ from streams.sinks.influx import InfluxSink
 from streams.sinks.line_protocol import MinuteRows
 from streams.runtime.topics import create_topics
 from streams.config import InfluxSettings, ReconcileSettings, Topics, WorkerConfig
+from tests.fixtures import CEMS
 
 pytestmark = [pytest.mark.integration]
 REPO = Path(__file__).resolve().parents[2]
@@ -108,7 +109,7 @@ def post(port: int, body: bytes, token: str = "intake-test-token") -> tuple[int,
 
 
 def cems(cfg_file: Path, *args: str) -> str:
-    out = subprocess.run([sys.executable, "-m", "streams.cli", *args[:2], str(cfg_file), *args[2:]], cwd=REPO,
+    out = subprocess.run([sys.executable, "-c", CEMS, *args[:2], str(cfg_file), *args[2:]], cwd=REPO,
                          capture_output=True, text=True, timeout=120, env=os.environ | {"PYTHONPATH": str(REPO)})
     assert out.returncode == 0, out.stderr
     return out.stdout

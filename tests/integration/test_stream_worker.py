@@ -22,6 +22,7 @@ from schemas.records import HourlyRecord
 from streams.runtime.topics import create_topics
 from streams.runtime.worker import StreamWorker, checkpoint_lag
 from streams.config import Topics, WorkerConfig
+from tests.fixtures import CEMS
 from tests.unit.test_processor import KEYS, MESSAGES, final, processor, run, site
 
 pytestmark = [pytest.mark.integration]
@@ -112,7 +113,7 @@ async def test_worker_publishes_the_processors_records_and_dead_letters(tmp_path
 
 def start_worker(config_path: Path):
     log = open(config_path.with_suffix(".log"), "ab")  # noqa: SIM115 - the worker process owns it
-    return subprocess.Popen([sys.executable, "-m", "streams.cli", "stream", "worker", str(config_path),
+    return subprocess.Popen([sys.executable, "-c", CEMS, "stream", "worker", str(config_path),
                              "--log-level", "info"], cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)},
                             stdout=log, stderr=log)
 
