@@ -21,9 +21,7 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 DEPLOY = REPO / "deploy" / "local"
-#: ``[sys.executable, "-c", CEMS, ARGS...]``: the cems command of this checkout (``python -m streams.cli`` does not run
-#: it: streams/cli is a package without ``__main__``).
-CEMS = "from streams.cli import main; main()"
+CEMS = "from streams.cli import main; main()"  # `python -c CEMS ARGS...`: the cems command of this checkout
 T0 = 1_767_225_600 * 10**9  # 2026-01-01T00:00:00Z
 
 
@@ -34,11 +32,30 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def cems_command(*args: str) -> list[str]:
+    """The argv of ``cems ARGS`` of this checkout (``python -m streams.cli`` does not start it: streams/cli is a
+    package without ``__main__``)."""
+    return [sys.executable, "-c", CEMS, *args]
+
+
 def cems_process(*args: str, log: Path | None = None, **popen) -> subprocess.Popen:
     """``cems ARGS`` of this checkout as a child process (for the tests that kill it), output to ``log``."""
     out = open(log, "ab") if log is not None else None  # noqa: SIM115 - the child owns it
-    return subprocess.Popen([sys.executable, "-c", CEMS, *args], cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)},
+    return subprocess.Popen(cems_command(*args), cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)},
                             stdout=out, stderr=out, **popen)
+
+
+def serve_demo_console(out: str, port: int, started: float, month: str = "2026-02") -> None:
+    """What ``cems demo`` does once its month is archived (``streams.cli.demo``): print fresh demo accounts, then
+    serve the console on ``OUT/archive.sqlite``, with the demo's clock (12 days after the month's end) running from
+    ``started`` (Unix s), the start of the demo run that made the archive. Run in a child process (see
+    ``test_console_browser.py``)."""
+    from datetime import timedelta
+
+    from streams.cli.demo import _demo_clock, _serve_console
+
+    demo_clock, offset = _demo_clock(month), timedelta(seconds=time.time() - started)
+    _serve_console(Path(out), port, lambda: demo_clock() + offset)
 
 
 # --- waiting for a condition (never a fixed sleep) ----------------------------------------------------------------
@@ -110,7 +127,8 @@ def two_stacks() -> tuple[list, dict]:
                 agent_id=agent, source_id=f"stack{k}", seq=seq, channels=[(c, *CHANNELS[c]) for c in names], ts_ns=ts,
                 channel=np.tile(np.arange(len(names)), STREAM_BATCH_S), value=value, flag=flag).encode()
             headers = {"cems-agent": agent.encode(), "cems-seq": str(seq).encode(), "cems-sig": sign(KEYS[agent], data)}
-            msgs.append((data, headers, (T0 + (start + STREAM_BATCH_S) * 10**9) // 10**6 + 200))  # sent 0.2 s after the cut
+            sent_ms = (T0 + (start + STREAM_BATCH_S) * 10**9) // 10**6 + 200  # sent 0.2 s after the cut
+            msgs.append((data, headers, sent_ms))
         per_agent.append(msgs)
     merged = sorted((m for msgs in per_agent for m in msgs), key=lambda m: m[2])
     return [Message(i, d, h, t) for i, (d, h, t) in enumerate(merged)], readings

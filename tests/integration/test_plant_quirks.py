@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import csv
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +22,7 @@ from edge_agent.simulator.generate import CHANNELS, Fault, StackModel, simulate_
 from schemas.batch import ChannelSpec, ReadingBatch
 from schemas.quantities import Flag
 from schemas.site import standard_atmosphere_pa
-from tests.fixtures import CEMS
+from tests.fixtures import cems_command
 
 REPO = Path(__file__).resolve().parents[2]
 START = 1_772_294_400 * 10**9  # 2026-02-28T16:00Z = 2026-03-01T00:00 Asia/Shanghai
@@ -128,8 +127,8 @@ def independent_hours(model: StackModel, ts, chans: dict, site_source: dict) -> 
 
 
 @pytest.fixture(scope="module")
-def quirks(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("quirks")
+def quirks(fast_tmp_factory):
+    tmp = fast_tmp_factory.mktemp("quirks")  # 4,407 batch files and what cems embedded makes of them
     sources, expected = [], {}
     for seed, (source, (model, names, sampling, extra)) in enumerate(SCENARIOS.items()):
         ts, chans = _recorded(model, names, sampling, seed)
@@ -143,9 +142,9 @@ def quirks(tmp_path_factory):
     site = {"id": "quirk-works", "name": "Plant quirks", "sector": "cement", "timezone": "Asia/Shanghai",
             "region": {"province": "620000", "municipality": "620100"}, "sources": sources}
     (tmp / "site.yaml").write_text(yaml.safe_dump(site, sort_keys=False, allow_unicode=True))
-    run = subprocess.run([sys.executable, "-c", CEMS, "embedded", "--site", str(tmp / "site.yaml"),
-                          *[a for s in SCENARIOS for a in ("--batches", str(tmp / "outbox" / s))],
-                          "--out", str(tmp / "out")], cwd=REPO, capture_output=True, text=True, timeout=600)
+    run = subprocess.run(cems_command("embedded", "--site", str(tmp / "site.yaml"),
+                                      *[a for s in SCENARIOS for a in ("--batches", str(tmp / "outbox" / s))],
+                                      "--out", str(tmp / "out")), cwd=REPO, capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
     with (tmp / "out" / "hourly.csv").open() as f:
         rows = list(csv.DictReader(f))
