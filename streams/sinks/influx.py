@@ -74,7 +74,8 @@ class InfluxSink:
     :meth:`flush` posts the rest. Data is in InfluxDB once ``flush()`` returned; ack input only then. On
     :class:`SinkError` the buffer is dropped: replay everything since the last successful flush (writes are
     idempotent). Backoff before retry ``k`` (0-based) is ``min(max_backoff_s, backoff_s * 2**k)`` times a jitter
-    in [0.5, 1], or the server's ``Retry-After`` when it sends one (capped the same way).
+    in [0.5, 1], or the server's ``Retry-After`` when it sends one (capped the same way). ``sleep`` waits out a
+    backoff (seconds; tests pass one that records what was asked instead of waiting).
     """
 
     def __init__(
@@ -90,6 +91,7 @@ class InfluxSink:
         backoff_s: float = 0.5,
         max_backoff_s: float = 8.0,
         gzip: bool = False,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         try:
             from influxdb_client import InfluxDBClient, WritePrecision
@@ -101,6 +103,7 @@ class InfluxSink:
         self.url, self.org, self.bucket = url, org, bucket
         self.batch_size, self.max_retries = int(batch_size), int(max_retries)
         self.backoff = Backoff(initial_s=float(backoff_s), max_s=float(max_backoff_s))
+        self._sleep = sleep
         # retries=False (the client's default): urllib3 does not retry behind our back; this class owns retries.
         self._client = InfluxDBClient(url=url, token=token, org=org, timeout=int(timeout_s * 1000), enable_gzip=gzip)
         self._write_api = self._client.write_api(write_options=SYNCHRONOUS)
@@ -275,7 +278,7 @@ class InfluxSink:
                 log.warning("InfluxDB %s failed (%s); retry %d/%d in %.2f s", what, failure, attempt + 1,
                             self.max_retries, delay)
                 self.stats.retries += 1
-                time.sleep(delay)
+                self._sleep(delay)
         finally:
             self.stats.write_s += time.perf_counter() - t0
 

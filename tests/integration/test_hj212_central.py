@@ -17,7 +17,7 @@ from ingest.hj212_server import Hj212Server, Hj212ServerConfig, KafkaSink, Memor
 from schemas.hj212 import DataRecord, build_data_upload
 from schemas.quantities import Flag
 from schemas.site import Entity
-from tests.integration.test_uplink import read_topic
+from tests.fixtures import read_topic
 
 START_NS = 1_772_323_200 * 10**9  # 2026-03-01T00:00Z
 

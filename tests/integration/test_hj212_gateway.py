@@ -23,7 +23,7 @@ from schemas import decode_batch
 from schemas.envelope import verify
 from schemas.hj212 import build_data_upload, parse_frame
 from schemas.quantities import Flag
-from tests.integration.test_uplink import read_topic
+from tests.fixtures import read_topic
 
 pytestmark = pytest.mark.integration
 KEY = b"gateway key for hj212 tests 0001"

@@ -195,7 +195,8 @@ def test_fuzz_many_random_mutations_quickly():
 
 def test_fuzz_encrypted_frames_with_a_key():
     pytest.importorskip("cryptography", reason="SM4 comes from the cryptography package (the edge extra)")
-    from tests.unit.test_hj212_golden import A2_EX4_HEX, A2_KEY, encrypted_frame
+    from tests.fixtures import A2_EX4_HEX, A2_KEY, encrypted_frame
+
     seed = encrypted_frame("0234", A2_EX4_HEX, "g=N", "B541")
     rng = random.Random(2025)
     for _ in range(3000):
