@@ -100,7 +100,7 @@ def test_a_recording_that_ends_with_the_month_leaves_it_open_and_unarchived(fast
     tmp_path = fast_tmp
     plant = DEMO_PLANTS[2]
     entity = plant.entity()
-    start, end = month_range("2026-02", entity.tz)
+    start, _end = month_range("2026-02", entity.tz)
     outbox = tmp_path / "outbox"
     write_outbox(outbox, batches(plant, start, 3 * 86_400))  # the first three days only
     (tmp_path / "site.yaml").write_text(yaml.safe_dump(entity.model_dump(mode="json")))

@@ -79,7 +79,7 @@ def minutes(source="kiln1", entity="cement-co", channel="co2", quantity="a05001"
     mean = 150_000.0 + 0.25 * k if mean is None else np.asarray(mean, dtype=float)
     labels = np.full(count, Flag.N, dtype=np.uint8) if labels is None else np.asarray(labels, dtype=np.uint8)
     valid = labels == Flag.N
-    obj = lambda v: np.full(count, v, dtype=object)  # noqa: E731
+    obj = lambda v: np.full(count, v, dtype=object)
     return MinuteRows(entity_id=obj(entity), source_id=obj(source), channel_id=obj(channel), quantity=obj(quantity),
                       unit=obj(unit), start_ns=T0 + (start + k) * MINUTE, mean=np.where(valid, mean, np.nan),
                       valid=valid, label=labels, n=np.where(valid, 12, 3))
@@ -207,7 +207,7 @@ def test_minute_rows_round_trip_with_odd_tag_values(client, bucket, make_sink):
     assert [r["flag"] for r in got] == ["C"] * 3 + ["N"] * 27 + ["D"] + ["N"] * 29
     assert [r["valid"] for r in got] == (labels == Flag.N).tolist()
     assert [r["n"] for r in got] == np.where(labels == Flag.N, 12, 3).tolist()
-    assert [r.get("mean") for r in got] == [m if f == Flag.N else None for m, f in zip(mean.tolist(), labels.tolist())]
+    assert [r.get("mean") for r in got] == [m if f == Flag.N else None for m, f in zip(mean.tolist(), labels.tolist(), strict=False)]
     assert [int(r["_time"].timestamp()) * 10**9 for r in got] == (T0 + np.arange(60) * MINUTE).tolist()
     other = points(client, bucket, "cems_minute", ' |> filter(fn: (r) => r.source == "kiln2")')
     assert {r["unit"] for r in other} == {'deg"C\\'} and {r["mean"] for r in other} == {180.5}
@@ -306,7 +306,7 @@ class _Flaky(BaseHTTPRequestHandler):
     plan: list[int] = []
     seen: list[int] = []
 
-    def do_POST(self):  # noqa: N802 - http.server naming
+    def do_POST(self):
         self.rfile.read(int(self.headers.get("Content-Length", 0)))
         status = self.plan.pop(0) if self.plan else 204
         self.seen.append(status)

@@ -73,7 +73,7 @@ def _write_outbox(directory: Path, source: str, ts, chans: dict) -> None:
     for a in range(0, ts.size, per):
         sl = slice(a, a + per)
         n = ts[sl].size
-        batch = lambda seq, sl=sl, n=n: ReadingBatch.from_columns(  # noqa: E731
+        batch = lambda seq, sl=sl, n=n: ReadingBatch.from_columns(
             agent_id=f"gw-{source}", source_id=source, seq=seq, channels=specs, ts_ns=np.tile(ts[sl], len(names)),
             channel=np.repeat(np.arange(len(names)), n), value=np.concatenate([chans[c][0][sl] for c in names]),
             flag=np.concatenate([chans[c][1][sl] for c in names])).encode()
