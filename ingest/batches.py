@@ -114,7 +114,8 @@ def check_messages(items: list[tuple[bytes, dict[str, bytes]]], keys: KeyRing) -
     decoded: list[tuple[int, ReadingBatch, str, bytes]] = []  # (index, batch, agent id, seq header)
     for i, (value, headers) in enumerate(items):
         # -- as check_message, up to the decode --
-        agent, seq_text, sig = _header(headers, envelope.AGENT), _header(headers, envelope.SEQ), _header(headers, envelope.SIG)
+        agent, seq_text = _header(headers, envelope.AGENT), _header(headers, envelope.SEQ)
+        sig = _header(headers, envelope.SIG)
         if agent is None or seq_text is None or sig is None or not seq_text.isdigit():
             out[i] = Rejection("missing_header", f"headers present: {sorted(headers)}")
             continue
@@ -124,7 +125,8 @@ def check_messages(items: list[tuple[bytes, dict[str, bytes]]], keys: KeyRing) -
             out[i] = Rejection("unknown_agent", f"agent {agent_id!r} has no enrolled key")
             continue
         if not envelope.verify(key, value, sig):
-            out[i] = Rejection("bad_signature", f"agent {agent_id!r} seq {seq_text.decode()}: signature does not verify")
+            out[i] = Rejection("bad_signature",
+                               f"agent {agent_id!r} seq {seq_text.decode()}: signature does not verify")
             continue
         try:
             batch = decode_batch(value, check_columns=False)

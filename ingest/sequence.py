@@ -30,7 +30,8 @@ class SeqTracker:
     _missing: int = field(default=0, init=False, repr=False, compare=False)  # derived: see missing
 
     def __post_init__(self) -> None:
-        self._missing = sum(start - end for (_, end), (start, _) in zip([[0, self.contiguous]] + self.runs, self.runs, strict=False))
+        gaps = zip([[0, self.contiguous], *self.runs], self.runs, strict=False)  # each run after its predecessor
+        self._missing = sum(start - end for (_, end), (start, _) in gaps)
 
     def seen(self, seq: int) -> bool:
         if seq < self.contiguous:

@@ -92,7 +92,8 @@ def minute_uploads(readings: dict, start_ns: int, *, channels=None, decimals: di
             mean, lo, hi, count, f = (x[i] for x in stats[ch])
             d = decimals.get(code, _DEFAULT_DECIMALS)
             ok = count > 0
-            recs.append(DataRecord(code, min=round(float(lo), d) if ok else None, avg=round(float(mean), d) if ok else None,
+            recs.append(DataRecord(code, min=round(float(lo), d) if ok else None,
+                                   avg=round(float(mean), d) if ok else None,
                                    max=round(float(hi), d) if ok else None, flag=Flag(int(f))))
         out.append(Upload("2051", start_ns + i * per * 10**9, tuple(recs)))
     return out

@@ -30,8 +30,8 @@ from schemas.quantities import Flag
 
 from .physics import COAL, Fuel, flue_gas
 
-__all__ = ["CHANNELS", "CHANNEL_BASIS", "Fault", "StackModel", "channel_configs", "simulate_stack", "simulator_stack_model",
-           "source_config"]
+__all__ = ["CHANNELS", "CHANNEL_BASIS", "Fault", "StackModel", "channel_configs", "simulate_stack",
+           "simulator_stack_model", "source_config"]
 
 #: Channel id -> (HJ 212 quantity, unit), the order of the generated series.
 CHANNELS = {
@@ -144,7 +144,8 @@ def simulate_stack(model: StackModel, start_ns: int, seconds: int, seed: int = 0
     readings = {}
     for ch in [c for c in true if c in CHANNELS or c in optional]:  # each vectorised over every second
         v = true[ch]
-        noisy = v + _NOISE[ch] * rng.standard_normal(seconds) * (running | (ch in ("temp", "pstatic"))) if _NOISE[ch] else v.copy()
+        noise_on = running | (ch in ("temp", "pstatic"))
+        noisy = v + _NOISE[ch] * rng.standard_normal(seconds) * noise_on if _NOISE[ch] else v.copy()
         readings[ch] = [noisy, np.full(seconds, Flag.N, dtype=np.uint8)]
     for f in model.faults:
         sl = slice(f.start_s, f.start_s + f.duration_s)

@@ -78,6 +78,20 @@ def _month_start(month: str, tz: ZoneInfo) -> tuple[int, int]:
     return int(start.timestamp()) * 10**9, int((end - start).total_seconds() // 3600)
 
 
+def _process_co2_per_t(sector: str) -> float:
+    """Process (non-combustion) CO2 per t of product [t CO2/t]: calcination, the iron-making carbon balance, anode
+    consumption; none for power."""
+    if sector == "cement":
+        return ((CLINKER["cao"] - CLINKER["noncarbonate_cao"]) * 44.0 / 56.0
+                + (CLINKER["mgo"] - CLINKER["noncarbonate_mgo"]) * 44.0 / 40.0)
+    if sector == "steel":
+        return (STEEL["coke_t_per_t"] * STEEL["coke_carbon"] + STEEL["limestone_t_per_t"] * STEEL["limestone_carbon"]
+                - STEEL["steel_carbon"]) * M_CO2_PER_C
+    if sector == "aluminium":
+        return ANODE["consumption"] * (1 - ANODE["sulphur"] - ANODE["ash"]) * M_CO2_PER_C
+    return 0.0
+
+
 def simulate_month(sector: str, seed: int, faults: tuple[str, ...] = (), month: str = "2026-02",
                    province: str = "320000", municipality: str = "320500", entity_id: str | None = None) -> SectorMonth:
     """One month of ``sector`` (deterministic from ``seed``). The minutes include the meters' totalisers
@@ -105,18 +119,7 @@ def simulate_month(sector: str, seed: int, faults: tuple[str, ...] = (), month: 
     product_t_h = shape["product_t_h"] * load
     carbon, oxidation = shape["carbon"], shape["oxidation"]
     combustion_t_h = fuel_t_h * carbon * oxidation * M_CO2_PER_C
-    if sector == "cement":
-        per_t = ((CLINKER["cao"] - CLINKER["noncarbonate_cao"]) * 44.0 / 56.0
-                 + (CLINKER["mgo"] - CLINKER["noncarbonate_mgo"]) * 44.0 / 40.0)
-        process_t_h = product_t_h * per_t
-    elif sector == "steel":
-        per_t = (STEEL["coke_t_per_t"] * STEEL["coke_carbon"] + STEEL["limestone_t_per_t"] * STEEL["limestone_carbon"]
-                 - STEEL["steel_carbon"]) * M_CO2_PER_C
-        process_t_h = product_t_h * per_t
-    elif sector == "aluminium":
-        process_t_h = product_t_h * ANODE["consumption"] * (1 - ANODE["sulphur"] - ANODE["ash"]) * M_CO2_PER_C
-    else:
-        process_t_h = np.zeros(n_hours)
+    process_t_h = product_t_h * _process_co2_per_t(sector)
     true_co2_t_h = combustion_t_h + process_t_h
 
     # -- the stack as the CEMS sees it, per minute ------------------------------------------------------------
@@ -127,7 +130,8 @@ def simulate_month(sector: str, seed: int, faults: tuple[str, ...] = (), month: 
     lam = 12.0 if sector == "aluminium" else 1.35  # pot-line gas is mostly air
     drift = np.cumsum(rng.normal(0, 0.002, n_min))
     excess_air = lam * (1 + drift - np.convolve(drift, np.ones(241) / 241, "same") + rng.normal(0, 0.005, n_min))
-    f_t_h = np.maximum(fuel_t_h[minute_hour], 0.0) if shape["fuel_t_h"] else np.full(n_min, 2.0) * operating[minute_hour]
+    f_t_h = (np.maximum(fuel_t_h[minute_hour], 0.0) if shape["fuel_t_h"]
+             else np.full(n_min, 2.0) * operating[minute_hour])
     gas = flue_gas(burner if shape["fuel_t_h"] else COAL, f_t_h, excess_air,
                    process_co2_kmol_h=process_t_h[minute_hour] * 1000 / 44.009)
     on = operating[minute_hour]
@@ -151,7 +155,8 @@ def simulate_month(sector: str, seed: int, faults: tuple[str, ...] = (), month: 
     true_fuel, true_product = float(fuel_t_h.sum()), float(product_t_h.sum())
     metered = {"product": true_product * (1 + rng.normal(0, METER_SD))}
     reported_fuel = true_fuel * (1 + rng.normal(0, REPORT_SD)) * (0.85 if "fuel_underreport" in faults else 1.0)
-    reported_product = true_product * (1 + rng.normal(0, REPORT_SD)) * (1.10 if "production_overreport" in faults else 1.0)
+    overreport = 1.10 if "production_overreport" in faults else 1.0
+    reported_product = true_product * (1 + rng.normal(0, REPORT_SD)) * overreport
     lab_carbon = carbon * (1 + rng.normal(0, LAB_SD)) * (0.85 if "carbon_understate" in faults else 1.0)
 
     def measured(value: float, unit: str) -> dict:

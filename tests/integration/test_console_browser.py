@@ -178,7 +178,8 @@ def test_plant_submits_the_review_goes_up_three_levels_with_a_return_and_a_findi
     alert.locator("input[name=reason]").fill("clinker 82,200 t reported, 73,427 t weighed: ask for the weighbridge")
     alert.locator("button[value=finding]").click()
     page.wait_for_load_state()
-    assert page.get_attribute(".alert[data-alert*='production_metered_vs_reported'] .alert-state", "data-state") == "finding"
+    state = page.get_attribute(".alert[data-alert*='production_metered_vs_reported'] .alert-state", "data-state")
+    assert state == "finding"
     assert "finding" in page.inner_text("#history")
     shot(page, "05-alert-made-finding")
     page.context.close()
@@ -199,7 +200,8 @@ def test_plant_submits_the_review_goes_up_three_levels_with_a_return_and_a_findi
     page.context.close()
 
     assert _review(browser, server, "muni-320500", "accept") == "provincial_review"
-    assert _review(browser, server, "prov-320000", "escalate", "national check of the clinker factor") == "national_review"
+    escalated = _review(browser, server, "prov-320000", "escalate", "national check of the clinker factor")
+    assert escalated == "national_review"
     assert _review(browser, server, "national", "accept", name="07-accepted-nationally") == "accepted"
 
     archive = server["out"] / "archive.sqlite"
@@ -261,7 +263,8 @@ def test_the_charts_are_drawn(browser, server):
         page.wait_for_selector(f"{chart}[data-rendered='1'] canvas")
         painted = page.evaluate("""sel => { const c = document.querySelector(sel + ' canvas');
             const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data; let n = 0;
-            for (let i = 0; i < d.length; i += 4) if (d[i + 3] > 0 && (d[i] < 240 || d[i + 1] < 240 || d[i + 2] < 240)) n++;
+            for (let i = 0; i < d.length; i += 4)
+                if (d[i + 3] > 0 && (d[i] < 240 || d[i + 1] < 240 || d[i + 2] < 240)) n++;
             return n; }""", chart)
         assert painted > 2000, (chart, painted)  # bars, a month of hours, 672 heatmap cells: not a blank canvas
     assert int(page.get_attribute("#chart-hourly-1", "data-markers")) >= 1  # the month's alert is marked

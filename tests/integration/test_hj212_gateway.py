@@ -123,7 +123,8 @@ async def test_datalogger_to_agent_to_kafka(tmp_path, kafka_bootstrap, monkeypat
     (tmp_path / "key").write_bytes(KEY)
     out = CliRunner().invoke(edge, ["check", str(path)])
     assert out.exit_code == 0, out.output
-    assert "hj212 receiver on 127.0.0.1:0" in out.output and f"MN {MN} -> source kiln1: figures from minute" in out.output
+    assert "hj212 receiver on 127.0.0.1:0" in out.output
+    assert f"MN {MN} -> source kiln1: figures from minute" in out.output
     assert "$CEMS_TEST_HJ212_PW (readable)" in out.output and PW not in out.output
     out = CliRunner().invoke(edge, ["probe", str(path), "logger", MN])
     assert out.exit_code == 0 and "stored as batch" in out.output and "PW=******;" in out.output

@@ -8,6 +8,7 @@ import threading
 import time
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import ClassVar
 
 import numpy as np
 import pytest
@@ -207,7 +208,8 @@ def test_minute_rows_round_trip_with_odd_tag_values(client, bucket, make_sink):
     assert [r["flag"] for r in got] == ["C"] * 3 + ["N"] * 27 + ["D"] + ["N"] * 29
     assert [r["valid"] for r in got] == (labels == Flag.N).tolist()
     assert [r["n"] for r in got] == np.where(labels == Flag.N, 12, 3).tolist()
-    assert [r.get("mean") for r in got] == [m if f == Flag.N else None for m, f in zip(mean.tolist(), labels.tolist(), strict=False)]
+    expected = [m if f == Flag.N else None for m, f in zip(mean.tolist(), labels.tolist(), strict=True)]
+    assert [r.get("mean") for r in got] == expected
     assert [int(r["_time"].timestamp()) * 10**9 for r in got] == (T0 + np.arange(60) * MINUTE).tolist()
     other = points(client, bucket, "cems_minute", ' |> filter(fn: (r) => r.source == "kiln2")')
     assert {r["unit"] for r in other} == {'deg"C\\'} and {r["mean"] for r in other} == {180.5}
@@ -303,8 +305,8 @@ def test_nothing_listening_raises_after_bounded_retries(make_sink):
 class _Flaky(BaseHTTPRequestHandler):
     """Answers writes with the next status of ``plan`` (then 204); counts requests."""
 
-    plan: list[int] = []
-    seen: list[int] = []
+    plan: ClassVar[list[int]] = []
+    seen: ClassVar[list[int]] = []
 
     def do_POST(self):
         self.rfile.read(int(self.headers.get("Content-Length", 0)))

@@ -83,11 +83,12 @@ def _write_outbox(directory: Path, source: str, ts, chans: dict) -> None:
 def independent_hours(model: StackModel, ts, chans: dict, site_source: dict) -> dict[int, tuple[str, float]]:
     """Hour start ns -> (status, CO2 kg), from the formulas, one hour and channel at a time.
 
-    Minute (of the time rounded to the nearest second): mean of the N readings, valid with >= 12 (Eq. 23). Hour: mean of the valid minute means, valid with
-    >= 45 (Eq. 24). The source runs when the hour mean of the flow monitor's recorded (N or F) values is above 1 m/s
-    (the default rule; for a flow meter 1 m/s x duct area); no recorded value: missing. CO2 % -> mg/m3 by 44.009/22.4
-    (Eq. 20); velocity x area x Kv -> actual wet flow (Eq. 29-30) -> standard dry by 273/(273 + t), (Ba + Ps)/101325,
-    (1 - Xsw) (Eq. 31); G = C x Q x 1e-6 (Eq. 33)."""
+    Minute (of the time rounded to the nearest second): mean of the N readings, valid with >= 12 (Eq. 23). Hour:
+    mean of the valid minute means, valid with >= 45 (Eq. 24). The source runs when the hour mean of the flow
+    monitor's recorded (N or F) values is above 1 m/s (the default rule; for a flow meter 1 m/s x duct area); no
+    recorded value: missing. CO2 % -> mg/m3 by 44.009/22.4 (Eq. 20); velocity x area x Kv -> actual wet flow (Eq.
+    29-30) -> standard dry by 273/(273 + t), (Ba + Ps)/101325, (1 - Xsw)
+    (Eq. 31); G = C x Q x 1e-6 (Eq. 33)."""
     out = {}
     minute = (ts - START + 500_000_000) // (60 * 10**9)  # a reading's minute: its time to the nearest second
     for h in range(HOURS):

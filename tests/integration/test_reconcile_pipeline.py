@@ -39,10 +39,12 @@ def config(tmp_path: Path, bootstrap: str, influx: dict, sm) -> WorkerConfig:
     (tmp_path / "keys").mkdir()
     tag = uuid.uuid4().hex[:8]
     return WorkerConfig(
-        kafka=KafkaConnection(bootstrap_servers=bootstrap), app_id=f"cems-test-{tag}", topics=Topics.prefixed(f"t.{tag}"),
+        kafka=KafkaConnection(bootstrap_servers=bootstrap), app_id=f"cems-test-{tag}",
+        topics=Topics.prefixed(f"t.{tag}"),
         sites=[tmp_path / "site.yaml"], keys_dir=tmp_path / "keys", datadir=tmp_path / "faust",
         influx=InfluxSettings(**influx),
-        reconcile=ReconcileSettings(meters={f"{source}/fuel_total": "fuel:raw_coal", f"{source}/product_total": "product"},
+        reconcile=ReconcileSettings(meters={f"{source}/fuel_total": "fuel:raw_coal",
+                                            f"{source}/product_total": "product"},
                                     co2max={source: "coal"}, intake_token="intake-test-token"))
 
 
@@ -81,7 +83,8 @@ def closed_month(sm) -> MonthlyRecord:
 
 def forged_batch(sm) -> tuple[bytes, list]:
     source = sm.entity["sources"][0]["id"]
-    batch = ReadingBatch.from_columns(agent_id="gw-x", source_id=source, seq=7, channels=(ChannelSpec("co2", "a05001", "%"),),
+    batch = ReadingBatch.from_columns(agent_id="gw-x", source_id=source, seq=7,
+                                      channels=(ChannelSpec("co2", "a05001", "%"),),
                                       ts_ns=[sm.start_ns + 86_400 * 10**9], channel=[0], value=[9.9], flag=[0])
     return batch.encode(), [("cems-agent", b"gw-x"), ("cems-seq", b"7"), ("cems-sig", b"0" * 32),
                             ("cems-dlq-reason", b"bad_signature")]
@@ -163,7 +166,8 @@ def test_reconciler_raises_the_injected_alerts_once_and_reviewers_see_their_regi
     assert sorted(e.source_id for e in entries) == ["-", sm.entity["sources"][0]["id"]]  # the total and the stack
     (entry,) = [e for e in entries if e.source_id == "-"]
     assert entry.figures["co2_t"] == pytest.approx(sm.measured_co2_t)
-    assert sorted(a["rule"] for a in entry.figures["alerts"]) == ["bad_signature", "flatline", "fuel_metered_vs_reported"]
+    rules = sorted(a["rule"] for a in entry.figures["alerts"])
+    assert rules == ["bad_signature", "flatline", "fuel_metered_vs_reported"]
     assert sync_archive(cfg, archive) == [] and archive.verify() == []
 
     cfg_file = tmp_path / "central.yaml"
@@ -173,5 +177,6 @@ def test_reconciler_raises_the_injected_alerts_once_and_reviewers_see_their_regi
     assert {json.loads(line)["rule"] for line in mine} == {"bad_signature", "flatline", "fuel_metered_vs_reported"}
     assert cems(cfg_file, "alerts", "list", "--province", "110000", "--json") == ""  # another province sees none
     cems(cfg_file, "alerts", "ack", fuel.id, "--by", "js-reviewer", "--note", "asked for the weighbridge log")
-    acked = [json.loads(line) for line in cems(cfg_file, "alerts", "list", "--status", "acknowledged", "--json").splitlines()]
+    listed = cems(cfg_file, "alerts", "list", "--status", "acknowledged", "--json")
+    acked = [json.loads(line) for line in listed.splitlines()]
     assert [(a["id"], a["ack"]["by"]) for a in acked] == [(fuel.id, "js-reviewer")]

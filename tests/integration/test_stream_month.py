@@ -88,7 +88,8 @@ def month():
             data = ReadingBatch.from_columns(agent_id=agent, source_id=f"stack{k}", seq=seq, channels=channels,
                                              ts_ns=ts, channel=np.tile(np.arange(len(NAMES)), n),
                                              value=value[i : i + n].ravel(), flag=flag[i : i + n].ravel()).encode()
-            headers = {"cems-agent": agent.encode(), "cems-seq": str(seq).encode(), "cems-sig": sign(AGENTS[agent], data)}
+            headers = {"cems-agent": agent.encode(), "cems-seq": str(seq).encode(),
+                       "cems-sig": sign(AGENTS[agent], data)}
             per_agent.append((data, headers, (FEB + (i * STEP_S + BATCH_S) * 10**9) // 10**6 + 200))
     per_agent.sort(key=lambda m: m[2])
     return [Message(i, d, h, t) for i, (d, h, t) in enumerate(per_agent)], readings

@@ -108,7 +108,8 @@ async def test_worker_writes_hourly_records_and_minute_means_to_influxdb(tmp_pat
 
 
 @pytest.mark.timeout(180)
-async def test_worker_on_the_sasl_ssl_listener_with_its_password_from_the_environment(tmp_path, kafka_sasl, monkeypatch):
+async def test_worker_on_the_sasl_ssl_listener_with_its_password_from_the_environment(tmp_path, kafka_sasl,
+                                                                                      monkeypatch):
     """SCRAM over TLS (the loopback test broker's listener and CA), the secret only in the environment."""
     plain = worker_config(tmp_path, kafka_sasl.bootstrap)
     data = plain.model_dump(mode="json")

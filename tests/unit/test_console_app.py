@@ -38,7 +38,8 @@ PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 32
 
 
 def _alert(entity: str, province: str, municipality: str) -> dict:
-    return {"id": f"{province}/{municipality}/{entity}/-/2026-02/measured_vs_calculated", "rule": "measured_vs_calculated",
+    return {"id": f"{province}/{municipality}/{entity}/-/2026-02/measured_vs_calculated",
+            "rule": "measured_vs_calculated",
             "severity": "critical", "deviation": 0.2, "source_id": None, "period": "2026-02", "measured": 1200.0,
             "expected": 1000.0, "allowed": 0.085, "unit": "t CO2", "explanation": "CEMS 20 % above calculated",
             "evidence": []}
@@ -367,7 +368,8 @@ async def test_a_bearer_token_pulls_the_api_without_csrf_and_within_its_region(c
     _, store = world
     token = Auth(store, b"").new_api_token("prov-js", "provincial platform")
     h = {"Authorization": f"Bearer {token}"}
-    assert {e["entity_id"] for e in await (await client.get("/api/v1/entities", headers=h)).json()} == {"ent-sz", "ent-nj"}
+    entities = await (await client.get("/api/v1/entities", headers=h)).json()
+    assert {e["entity_id"] for e in entities} == {"ent-sz", "ent-nj"}
     assert (await client.get("/api/v1/entities/ent-bt/months/2026-02", headers=h)).status == 404
     r = await client.post("/api/v1/entities/ent-sz/months/2026-02/review", json={"action": "accept"}, headers=h)
     assert r.status == 409  # no CSRF needed with a bearer token; the month is not in provincial review

@@ -57,7 +57,8 @@ def test_every_state_action_role_is_allowed_exactly_as_the_table_says(state, act
 
 
 def test_refusals_say_why():
-    with pytest.raises(TransitionError, match="'accept' in state 'provincial_review' is for the provincial role, not 'municipal'"):
+    refusal = "'accept' in state 'provincial_review' is for the provincial role, not 'municipal'"
+    with pytest.raises(TransitionError, match=refusal):
         step("provincial_review", "accept", "municipal")
     with pytest.raises(TransitionError, match="'escalate' is not possible in state 'national_review'"):
         step("national_review", "escalate", "national", "no one above")
@@ -145,6 +146,7 @@ def test_verify_finds_an_altered_or_missing_evidence_file(tmp_path):
     rec = a.append("evidence", "e1", "2026-02", {"sha256": sha, "name": "lab.pdf"})
     assert a.verify() == []
     a.db.execute("UPDATE blobs SET data=? WHERE sha256=?", (b"%PDF-1.4 other", sha))
-    assert a.verify() == [f"seq {rec.seq} (evidence e1/2026-02): evidence file {sha} does not match its sha256 (altered)"]
+    altered = f"seq {rec.seq} (evidence e1/2026-02): evidence file {sha} does not match its sha256 (altered)"
+    assert a.verify() == [altered]
     a.db.execute("DELETE FROM blobs")
     assert a.verify() == [f"seq {rec.seq} (evidence e1/2026-02): evidence file {sha} is missing"]

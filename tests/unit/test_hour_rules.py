@@ -67,8 +67,8 @@ def test_eu_configured_sampling_interval():
 def test_eu_hour_mean_is_the_mean_of_all_valid_points():
     ts = np.arange(0, 3600, 5)
     fl = np.array(flags_with(720, 600), np.uint8)
-    minutes = readings_to_minutes(np.zeros(720, np.int64), T0 + ts * S, np.where(fl == Flag.N, ts % 2 * 2.0 + 1.0, np.nan),
-                                  fl).close(EU)
+    values = np.where(fl == Flag.N, ts % 2 * 2.0 + 1.0, np.nan)
+    minutes = readings_to_minutes(np.zeros(720, np.int64), T0 + ts * S, values, fl).close(EU)
     h = hours_from_minutes(minutes).close(EU)
     # valid points at t = 0, 5, ..., 2995 s: t % 2 alternates 0, 1 -> values 1, 3: mean 2.0
     assert h.valid[0] and h.mean[0] == 2.0

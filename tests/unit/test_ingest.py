@@ -203,7 +203,8 @@ def chunk_of_messages(rng: np.random.Generator, size: int) -> list[tuple[bytes, 
             out.append((data, headers))
             continue
         out.append((bytearray(data) if k % 17 == 0 else data,
-                    {"cems-agent": head_agent.encode(), "cems-seq": str(head_seq).encode(), "cems-sig": sign(key, data)}))
+                    {"cems-agent": head_agent.encode(), "cems-seq": str(head_seq).encode(),
+                     "cems-sig": sign(key, data)}))
     return out
 
 

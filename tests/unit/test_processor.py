@@ -78,8 +78,10 @@ def test_late_data_revises_the_hour():
     stack1_h1 = [r for r in records if r.source_id == "stack1" and r.hour_start_ns == T0 + HOUR_NS]
     first, *revisions = stack1_h1
     # closed on the event time of stack 1's own hour-2 readings, with nothing received: missing, not stopped
-    assert (first.revision, first.reason, first.readings, first.missing, first.operating) == (0, "closed", 0, True, True)
-    assert [(r.revision, r.reason) for r in revisions] == [(i, "late_data") for i in range(1, 5)]  # 720 batches, 4 chunks
+    assert (first.revision, first.reason, first.readings, first.missing, first.operating) == (
+        0, "closed", 0, True, True)
+    # 720 batches, 4 chunks
+    assert [(r.revision, r.reason) for r in revisions] == [(i, "late_data") for i in range(1, 5)]
     assert revisions[-1].co2_kg == offline_co2_kg()[1, 1] and revisions[-1].readings == 3600 * len(CHANNELS)
     reference = final(run(processor(), MESSAGES))
     assert {k: r.content() for k, r in final(records).items()} == {k: r.content() for k, r in reference.items()}
@@ -108,8 +110,10 @@ def test_sequence_holes_are_reported_when_they_open_and_close():
 def test_bad_batches_are_dead_lettered_with_reasons():
     p = processor(revision_horizon_s=3600)
     good = MESSAGES[:4]
-    forged = Message(10, good[0].value, good[0].headers | {"cems-sig": sign(b"x" * 32, good[0].value)}, good[0].timestamp_ms)
-    future = Message(11, good[1].value, good[1].headers, good[1].timestamp_ms - 3_600_000)  # stamped 1 h before its readings
+    forged_headers = good[0].headers | {"cems-sig": sign(b"x" * 32, good[0].value)}
+    forged = Message(10, good[0].value, forged_headers, good[0].timestamp_ms)
+    # stamped 1 h before its readings
+    future = Message(11, good[1].value, good[1].headers, good[1].timestamp_ms - 3_600_000)
     out = p.process([forged, future, *good, good[0]])
     assert [(m.offset, r.reason) for m, r in out.dead_letters] == [(10, "bad_signature"), (11, "future_timestamp")]
     assert out.accepted == 4 and out.duplicates == 1

@@ -97,7 +97,8 @@ def plant(measured_co2_t: float, metered: dict, fuel_t: float = 1000.0) -> Month
                                     "region": {"province": "440000", "municipality": "440300"},
                                     "sources": [{"id": "b1", "name": "stack", "kind": "process", "channels": []}]})
     report = validate_report({"entity_id": "p1", "month": "2026-03", "sector": "power",
-                              "fuels": [{"fuel": "raw_coal", "consumption": {"value": fuel_t, "unit": "t", "basis": "measured"},
+                              "fuels": [{"fuel": "raw_coal",
+                                         "consumption": {"value": fuel_t, "unit": "t", "basis": "measured"},
                                          "carbon_content": {"value": 0.6, "unit": "tC/t", "basis": "measured"},
                                          "oxidation_rate": {"value": 0.98, "unit": "fraction", "basis": "measured"}}],
                               "power": {"gross_generation": {"value": 2000.0, "unit": "MWh", "basis": "measured"}}})

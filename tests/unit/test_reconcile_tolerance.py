@@ -115,7 +115,8 @@ def record(measured_hours: int, substituted_hours: int, rate_t_h: float, substit
 def power(monthly=(), measured_co2_t=None, excluded=()) -> MonthEvidence:
     # 1000 t coal x 0.6 tC/t x 0.98 x 44/12 = 2156 t; tolerance 8.2614 % (tests/unit/test_reconcile.py)
     report = validate_report({"entity_id": "e1", "month": "2026-02", "sector": "power",
-                              "fuels": [{"fuel": "raw_coal", "consumption": m(1000, "t"), "carbon_content": m(0.6, "tC/t"),
+                              "fuels": [{"fuel": "raw_coal", "consumption": m(1000, "t"),
+                                         "carbon_content": m(0.6, "tC/t"),
                                          "oxidation_rate": m(0.98, "fraction")}],
                               "power": {"gross_generation": m(2000, "MWh")}})
     return MonthEvidence(entity=entity("power", excluded), month="2026-02", report=report, monthly=list(monthly),

@@ -28,7 +28,8 @@ def test_environment_overrides_the_file_and_carries_the_secrets(tmp_path, monkey
     monkeypatch.setenv("CEMS_STREAM__PROCESSING__ALLOWED_LATENESS_S", "900")
     cfg = load_worker_config(path)
     assert cfg.kafka.sasl_password.get_secret_value() == "s3cret"
-    assert cfg.influx.token.get_secret_value() == "tok-123" and cfg.influx.org == "cems"  # the rest of the section stays
+    # the rest of the section stays
+    assert cfg.influx.token.get_secret_value() == "tok-123" and cfg.influx.org == "cems"
     assert (cfg.chunk, cfg.processing.allowed_lateness_s, cfg.kafka.sasl_username) == (500, 900.0, "cems-worker")
 
 
