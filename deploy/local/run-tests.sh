@@ -2,7 +2,9 @@
 # The whole test suite from a fresh clone, in one command:
 #   1. a virtualenv in .venv with the project and its test dependencies (reinstalled when pyproject changes),
 #   2. the real Kafka broker and InfluxDB server on 127.0.0.1 (fetched/built once, cached; see services.sh),
-#   3. pytest (extra arguments are passed through, e.g. `-k kafka` or `tests/unit`).
+#   3. the static checks: ruff, lint-imports and mypy, configured in pyproject.toml (CEMS_SKIP_CHECKS=1 skips them
+#      for a quick local loop; CI never sets it),
+#   4. pytest (extra arguments are passed through, e.g. `-k kafka` or `tests/unit`).
 # Services this script started are stopped on exit; services that were already running are left running.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
@@ -28,11 +30,21 @@ setup_venv() {
     fi
     if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
         quietly .venv/pip-install.log .venv/bin/python -m pip install --upgrade pip
-        quietly .venv/pip-install.log .venv/bin/python -m pip install -e ".[all,test]"
+        quietly .venv/pip-install.log .venv/bin/python -m pip install -e ".[all,test,lint]"
         echo "$want" >"$stamp"
     fi
 }
 step "python environment (.venv)" setup_venv
+
+static_checks() {
+    local out
+    .venv/bin/ruff check --quiet .
+    out=$(.venv/bin/lint-imports --no-cache 2>&1) || { echo "$out" >&2; die "lint-imports: a broken import contract"; }
+    out=$(.venv/bin/mypy --no-incremental 2>&1) || { echo "$out" >&2; die "mypy: type errors"; }
+}
+if [ "${CEMS_SKIP_CHECKS:-0}" != 1 ]; then
+    step "static checks (ruff, lint-imports, mypy)" static_checks
+fi
 # The console's browser tests drive Debian's Chromium (never a browser download); a CJK font draws the Chinese labels.
 need chromium chromium
 [ -n "$(fc-list :lang=zh 2>/dev/null)" ] || need_package fonts-wqy-microhei

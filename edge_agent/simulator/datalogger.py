@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, tzinfo
 
 import numpy as np
 
@@ -83,7 +83,7 @@ def minute_uploads(readings: dict, start_ns: int, *, channels=None, decimals: di
     decimals = {**DECIMALS, **(decimals or {})}
     codes = _codes(channels or readings)
     per = 60 * min_interval_min
-    stats = {ch: _minute_stats(*readings[ch], per) for ch in codes}
+    stats = {ch: _minute_stats(readings[ch][0], readings[ch][1], per) for ch in codes}
     n = min(s[0].size for s in stats.values())
     out = []
     for i in range(n):  # one upload per minute: a loop over messages, not samples
@@ -120,7 +120,7 @@ def hour_uploads(readings: dict, start_ns: int, *, channels=None, decimals: dict
     """2061 uploads: the mean of the valid minute means, at least 45 (HJ212-D24); flagged by HJ212-AC."""
     decimals = {**DECIMALS, **(decimals or {})}
     codes = _codes(channels or readings)
-    minutes = {ch: _minute_stats(*readings[ch], 60) for ch in codes}
+    minutes = {ch: _minute_stats(readings[ch][0], readings[ch][1], 60) for ch in codes}
     n = min(m[0].size for m in minutes.values()) // 60
     out = []
     for h in range(n):
@@ -150,7 +150,7 @@ class SimulatedDatalogger:
     version: Version = Version.HJ212_2017
     overtime_s: float = 2.0
     recount: int = 3
-    tz: object = CHINA_TZ
+    tz: tzinfo = CHINA_TZ
     stats: dict = field(default_factory=lambda: {"sent": 0, "resent": 0, "acked": 0, "connects": 0, "commands": 0})
 
     def frames(self, up: Upload, qn: str) -> list[bytes]:

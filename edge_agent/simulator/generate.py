@@ -141,7 +141,7 @@ def simulate_stack(model: StackModel, start_ns: int, seconds: int, seed: int = 0
         "product_total": model.product_total_start_t + np.cumsum(product) / 3600.0,
         "flow": gas.standard_dry_flow_m3_h,  # last: the noise of the channels before it is drawn as it always was
     }
-    readings = {}
+    readings: dict[str, list[np.ndarray]] = {}  # channel -> [values, flags]
     for ch in [c for c in true if c in CHANNELS or c in optional]:  # each vectorised over every second
         v = true[ch]
         noise_on = running | (ch in ("temp", "pstatic"))

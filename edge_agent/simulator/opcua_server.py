@@ -27,6 +27,7 @@ import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any, cast
 
 import numpy as np
 
@@ -173,7 +174,7 @@ class OpcUaSimulator:
                 self.values[:, k, j], self.flags[:, k, j] = value, flag
                 for f, bit in _STATUS_BIT.items():
                     self.status[:, k] |= ((flag == f) << bit).astype(np.uint16)
-        self.server = None
+        self.server: Any = None  # an asyncua Server while serving (imported lazily: the extra is optional)
         self.ns_index: int | None = None
         self.row = -1  # last row published
         self.ready = threading.Event()  # set once the server listens (usable from another thread)
@@ -201,14 +202,18 @@ class OpcUaSimulator:
             if security.trusted_clients is not None:
                 server.set_certificate_validator(trust_list_validator(security.trusted_clients))
         idx = self.ns_index = await server.register_namespace(NAMESPACE)
+
+        def node_id(name: str) -> ua.NodeId:
+            return ua.NodeId(ua.String(name), ua.Int16(idx))
+
         nodes = []  # row-major: per stack, the status word first, then the channels
         for k in range(self.n_stacks):
-            obj = await server.nodes.objects.add_object(ua.NodeId(f"stack{k}", idx), f"stack{k}")
+            obj = await server.nodes.objects.add_object(node_id(f"stack{k}"), f"stack{k}")
             word = ua.Variant(0, ua.VariantType.UInt16)
-            nodes.append((await obj.add_variable(ua.NodeId(f"stack{k}.status", idx), "status", word)).nodeid)
+            nodes.append((await obj.add_variable(node_id(f"stack{k}.status"), "status", word)).nodeid)
             for ch in self.channels:
                 zero = ua.Variant(0.0, ua.VariantType.Double)
-                var = await obj.add_variable(ua.NodeId(f"stack{k}.{ch}", idx), ch, zero)
+                var = await obj.add_variable(node_id(f"stack{k}.{ch}"), ch, zero)
                 nodes.append(var.nodeid)
         await self._publish(0, nodes)
         await server.start()
@@ -228,9 +233,10 @@ class OpcUaSimulator:
         """Write row ``t``: status word first, so a subscriber never sees a value before its status."""
         from asyncua import ua
 
-        source = _EPOCH + timedelta(microseconds=int(self.row_ts_ns(t)) // 1000)
-        now = datetime.now(UTC)
-        bad = ua.StatusCode(ua.StatusCodes.BadCommunicationError)
+        # asyncua annotates timestamps with its own DateTime class; it takes (and sends) plain datetimes
+        source = cast("ua.DateTime", _EPOCH + timedelta(microseconds=int(self.row_ts_ns(t)) // 1000))
+        now = cast("ua.DateTime", datetime.now(UTC))
+        bad = ua.StatusCode(ua.UInt32(ua.StatusCodes.BadCommunicationError))
         write = self.server.write_attribute_value
         values, flags = self.values[t].tolist(), self.flags[t].tolist()
         i = 0
