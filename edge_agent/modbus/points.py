@@ -2,7 +2,7 @@
 
 Addresses are the 0-based protocol addresses on the wire. Device manuals often print 1-based
 "register numbers" (40001 = holding register 0); Telegraf's and PLC4X's issue trackers are full of
-that off-by-one (``shared/reference/peers.md`` §1.2), so the configuration says which it uses
+that off-by-one (docs/sources.md MODBUS-ADDR0), so the configuration says which it uses
 (``address_base``) and the model always stores the wire address.
 
 Byte and word order use the four usual names for a 32-bit value with bytes A B C D, most
