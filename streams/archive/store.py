@@ -215,7 +215,7 @@ class Archive:
                 raise StoreError(f"{self.path}: not a CEMS archive, or a damaged one: table(s) {', '.join(missing)} "
                                  f"missing")
             columns = {r[1] for r in self.db.execute("PRAGMA table_info(entities)")}
-        except sqlite3.DatabaseError as exc:
+        except sqlite3.Error as exc:
             raise StoreError(f"{self.path}: not a readable SQLite archive ({exc})") from None
         # region columns, added to archives made before them (read-only: read as "")
         self._entity_columns = ", ".join(c if c in columns else f"'' AS {c}"
@@ -248,7 +248,7 @@ class Archive:
         """Every row of a read; StoreError (the file is damaged, not the request wrong) on SQLite's errors."""
         try:
             return self.db.execute(sql, params).fetchall()
-        except sqlite3.DatabaseError as exc:
+        except sqlite3.Error as exc:
             raise StoreError(f"{self.path}: {exc} (altered or damaged: run cems archive verify)") from None
 
     # -- writing ------------------------------------------------------------------------------------
@@ -299,7 +299,8 @@ class Archive:
     def put_blob(self, data: bytes) -> str:
         """Store a file once under its sha256 (hex); the same content again stores nothing."""
         digest = hashlib.sha256(data).hexdigest()
-        self.db.execute("INSERT OR IGNORE INTO blobs VALUES (?, ?)", (digest, data))
+        with self._txn():
+            self.db.execute("INSERT OR IGNORE INTO blobs VALUES (?, ?)", (digest, data))
         return digest
 
     def blob(self, sha256: str) -> bytes | None:
@@ -362,6 +363,8 @@ class Archive:
         return entry
 
     def _txn(self):
+        if self.read_only:
+            raise StoreError(f"{self.path}: opened read-only, nothing is written")
         db = self.db
 
         class _T:
@@ -426,11 +429,11 @@ class Archive:
         try:  # a connection of its own, reading text as it is stored (invalid UTF-8 breaks the hash, not the read)
             db = sqlite3.connect(self.path.resolve().as_uri() + "?mode=ro", uri=True)
             db.text_factory = lambda b: b.decode("utf-8", "surrogateescape")
-        except sqlite3.DatabaseError as exc:
+        except sqlite3.Error as exc:
             return [f"{self.path}: cannot be opened ({exc})"]
         try:
             return self._verify(db, head, expect_head)
-        except sqlite3.DatabaseError as exc:
+        except sqlite3.Error as exc:
             return [f"{self.path}: not a readable SQLite archive ({exc})"]
         finally:
             db.close()
@@ -466,21 +469,21 @@ class Archive:
         problems = []
         try:
             rows = db.execute(f"SELECT {self._entity_columns} FROM entities ORDER BY entity_id").fetchall()
-        except sqlite3.DatabaseError as exc:
+        except sqlite3.Error as exc:
             return [f"table entities cannot be read ({exc})"]
         keys = ("timezone", "first_month", "province", "municipality")
         for entity_id, *values in rows:
             data = newest.pop(entity_id, None)
             if data is None:
-                problems.append(f"entity {entity_id!r}: in the entities table but not in the chain (added outside the "
+                problems.append(f"entity {entity_id}: in the entities table but not in the chain (added outside the "
                                 f"archive)")
             elif "first_month" not in data:
-                problems.append(f"entity {entity_id!r}: its first month is not in the chain (archived before it "
+                problems.append(f"entity {entity_id}: its first month is not in the chain (archived before it "
                                 f"was; register the entity again, e.g. by cems archive sync, to chain it)")
             elif [data.get(k) for k in keys] != values:
                 what = "first month" if values[1:2] != [data["first_month"]] else "time zone or region"
                 problems.append(f"entity {entity_id}: {what} in the entities table does not match the chain (altered)")
-        problems += [f"entity {e!r}: in the chain but not in the entities table (removed)" for e in newest]
+        problems += [f"entity {e}: in the chain but not in the entities table (removed)" for e in newest]
         return problems
 
     def deadlines(self, as_of: datetime, *, start: int = 0, limit: int | None = None) -> list[dict]:
