@@ -45,7 +45,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 __all__ = ["AS_OF", "DEADLINE_DAYS", "FIELDS", "MONTHS", "Archive", "ArchiveError", "Record", "StoreError",
-           "deadline_of"]
+           "deadline_of", "printable"]
 
 #: Days after the month's end by which the month's key parameters are archived (docs/sources.md CN-REVIEW).
 DEADLINE_DAYS = 40
@@ -54,6 +54,8 @@ GENESIS = "0" * 64
 MONTHS = ((2000, 1), (2099, 12))
 #: The deadline report's ``as_of``, from (inclusive) and to (exclusive): its last month is then 2099-12 at most.
 AS_OF = (datetime(2000, 1, 1, tzinfo=UTC), datetime(2100, 1, 1, tzinfo=UTC))
+#: What SQLite raises on a damaged file (a message it cannot decode is a UnicodeDecodeError).
+_SQLITE_ERRORS = (sqlite3.Error, UnicodeDecodeError)
 #: The archive's tables: a file without them is not an archive (or has lost them).
 TABLES = ("versions", "records", "entities", "blobs")
 
@@ -114,6 +116,16 @@ def _object(text: object, what: str) -> dict:
     if not isinstance(value, dict):
         raise StoreError(f"{what} is not a JSON object (altered or damaged)")
     return value
+
+
+def printable(text: str) -> str:
+    """``text`` with its control characters escaped: a damaged file puts them in names and SQLite's messages, and a
+    message must not move a terminal's cursor."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
+def _said(exc: Exception) -> str:
+    return printable(str(exc))
 
 
 def _strict_text(data: bytes) -> str:
@@ -215,8 +227,8 @@ class Archive:
                 raise StoreError(f"{self.path}: not a CEMS archive, or a damaged one: table(s) {', '.join(missing)} "
                                  f"missing")
             columns = {r[1] for r in self.db.execute("PRAGMA table_info(entities)")}
-        except sqlite3.Error as exc:
-            raise StoreError(f"{self.path}: not a readable SQLite archive ({exc})") from None
+        except _SQLITE_ERRORS as exc:
+            raise StoreError(f"{self.path}: not a readable SQLite archive ({_said(exc)})") from None
         # region columns, added to archives made before them (read-only: read as "")
         self._entity_columns = ", ".join(c if c in columns else f"'' AS {c}"
                                          for c in ("entity_id", "timezone", "first_month", "province", "municipality"))
@@ -248,8 +260,8 @@ class Archive:
         """Every row of a read; StoreError (the file is damaged, not the request wrong) on SQLite's errors."""
         try:
             return self.db.execute(sql, params).fetchall()
-        except sqlite3.Error as exc:
-            raise StoreError(f"{self.path}: {exc} (altered or damaged: run cems archive verify)") from None
+        except _SQLITE_ERRORS as exc:
+            raise StoreError(f"{self.path}: {_said(exc)} (altered or damaged: run cems archive verify)") from None
 
     # -- writing ------------------------------------------------------------------------------------
 
@@ -429,12 +441,12 @@ class Archive:
         try:  # a connection of its own, reading text as it is stored (invalid UTF-8 breaks the hash, not the read)
             db = sqlite3.connect(self.path.resolve().as_uri() + "?mode=ro", uri=True)
             db.text_factory = lambda b: b.decode("utf-8", "surrogateescape")
-        except sqlite3.Error as exc:
-            return [f"{self.path}: cannot be opened ({exc})"]
+        except _SQLITE_ERRORS as exc:
+            return [f"{self.path}: cannot be opened ({_said(exc)})"]
         try:
             return self._verify(db, head, expect_head)
-        except sqlite3.Error as exc:
-            return [f"{self.path}: not a readable SQLite archive ({exc})"]
+        except _SQLITE_ERRORS as exc:
+            return [f"{self.path}: not a readable SQLite archive ({_said(exc)})"]
         finally:
             db.close()
 
@@ -448,10 +460,12 @@ class Archive:
             if table in tables:
                 chain += _read(db, cls, table, problems)
         chain.sort(key=lambda e: e.seq)
-        problems += _links(db, chain, tables)
+        files = _files(db) if "blobs" in tables else {}
+        problems += _links(chain, files)
         if not chain:
             problems.append("the archive holds no versions and no records (empty: the data are gone, or this is not "
                             "the archive meant)")
+        problems += _unreferred(chain, files)
         if "entities" in tables:
             problems += self._verify_entities(db, [e for e in chain if isinstance(e, Record) and e.kind == "entity"])
         now = chain[-1].hash if chain else GENESIS
@@ -469,8 +483,8 @@ class Archive:
         problems = []
         try:
             rows = db.execute(f"SELECT {self._entity_columns} FROM entities ORDER BY entity_id").fetchall()
-        except sqlite3.Error as exc:
-            return [f"table entities cannot be read ({exc})"]
+        except _SQLITE_ERRORS as exc:
+            return [f"table entities cannot be read ({_said(exc)})"]
         keys = ("timezone", "first_month", "province", "municipality")
         for entity_id, *values in rows:
             data = newest.pop(entity_id, None)
@@ -581,8 +595,9 @@ def _read(db: sqlite3.Connection, cls: type[Entry] | type[Record], table: str, p
     return out
 
 
-def _links(db: sqlite3.Connection, chain: list[Entry | Record | _Undecoded], tables: set[str]) -> list[str]:
-    """Every broken link of the chain (in seq order) and every evidence file missing or altered."""
+def _links(chain: list[Entry | Record | _Undecoded], files: dict[object, bool]) -> list[str]:
+    """Every broken link of the chain (in seq order) and every evidence file missing or altered (``files``: whether
+    each stored file matches its sha256, by sha256)."""
     problems: list[str] = []
     prev: object = GENESIS
     for e in chain:
@@ -598,15 +613,28 @@ def _links(db: sqlite3.Connection, chain: list[Entry | Record | _Undecoded], tab
                             f"record was removed or inserted)")
         if _hash(e) != e.hash:
             problems.append(f"seq {e.seq} ({name}): content does not match its hash (altered)")
-        if isinstance(e, Record) and e.kind == "evidence" and "blobs" in tables:
+        if isinstance(e, Record) and e.kind == "evidence":
             digest = e.data.get("sha256", "")
-            found = db.execute("SELECT data FROM blobs WHERE sha256=?", (str(digest),)).fetchall()
-            if not found:
+            if not isinstance(digest, str) or digest not in files:
                 problems.append(f"seq {e.seq} ({name}): evidence file {digest} is missing")
-            elif not isinstance(found[0][0], bytes) or hashlib.sha256(found[0][0]).hexdigest() != digest:
+            elif not files[digest]:
                 problems.append(f"seq {e.seq} ({name}): evidence file {digest} does not match its sha256 (altered)")
         prev = e.hash
     return problems
+
+
+def _files(db: sqlite3.Connection) -> dict[object, bool]:
+    """Whether each stored file matches the sha256 it is stored under, by that sha256 (one pass, one file in memory
+    at a time)."""
+    return {key: isinstance(data, bytes) and hashlib.sha256(data).hexdigest() == key
+            for key, data in db.execute("SELECT sha256, data FROM blobs")}
+
+
+def _unreferred(chain: list[Entry | Record | _Undecoded], files: dict[object, bool]) -> list[str]:
+    """Every stored file that no evidence record refers to (the file holds nothing outside the chain)."""
+    referred = {str(e.data.get("sha256")) for e in chain if isinstance(e, Record) and e.kind == "evidence"}
+    return [f"evidence file {printable(str(key))[:80]}: stored, but no evidence record refers to it (added outside "
+            f"the chain)" for key in files if key not in referred]
 
 
 def _hash(e: Entry | Record) -> str:

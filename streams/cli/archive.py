@@ -37,12 +37,12 @@ def serve_api(archive: Archive, port: int) -> None:
 def _open(store: Path, read_only: bool = True) -> Archive:
     """The archive, read-only unless it is written to (a missing file is never created then); a file that is not an
     archive is a clear error (exit 1), not a traceback."""
-    from streams.archive.store import Archive, StoreError
+    from streams.archive.store import Archive, StoreError, printable
 
     try:
         return Archive(store, read_only=read_only)
     except StoreError as exc:
-        raise click.ClickException(str(exc)) from None
+        raise click.ClickException(printable(str(exc))) from None
 
 
 def _hash(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
@@ -85,7 +85,7 @@ def archive_verify(store: Path, expect_head: str | None, head: str | None) -> No
     entities' time zones, regions and first months) and SQLite's integrity check; print the head hash and how many
     versions and records the chain holds. Exit 1 if anything is broken, the archive is empty or the head is not the
     one expected."""
-    from streams.archive.store import StoreError
+    from streams.archive.store import StoreError, printable
 
     a = _open(store)
     problems = a.verify(head, expect_head)
@@ -94,9 +94,11 @@ def archive_verify(store: Path, expect_head: str | None, head: str | None) -> No
         summary = f"head {a.head()}, {counts['versions']} monthly version(s), {counts['records']} record(s)"
     except StoreError:
         summary = "head unknown (the chain cannot be read)"
+    finally:
+        a.close()
     for p in problems:
-        click.echo(p, err=True)
-    click.echo(f"intact: {summary}" if not problems else f"BROKEN: {len(problems)} problem(s); {summary}")
+        click.echo(printable(p), err=True)
+    click.echo(printable(f"intact: {summary}" if not problems else f"BROKEN: {len(problems)} problem(s); {summary}"))
     sys.exit(1 if problems else 0)
 
 
