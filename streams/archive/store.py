@@ -207,7 +207,8 @@ def _decode(cls: type[Entry] | type[Record], row: tuple, table: str) -> Any:
 class Archive:
     def __init__(self, path: str | Path, *, read_only: bool = False) -> None:
         """The archive in the SQLite file ``path``: created if missing, unless ``read_only`` (verify, list, serve),
-        which opens it with SQLite's ``mode=ro`` and refuses a missing file or one without the archive's tables."""
+        which opens it with SQLite's ``mode=ro`` (docs/sources.md SQLITE-RO) and refuses a missing file or one
+        without the archive's tables."""
         self.path = Path(path)
         self.read_only = read_only
         try:
@@ -270,7 +271,8 @@ class Archive:
         """An entity whose months are due from ``first_month`` on (for the deadline report), in its region (GB/T
         2260 codes from the site file). The first month only ever moves earlier (a later one would drop months from
         the deadline report without a word). A new time zone, region or first month is also appended to the chain
-        (``entity``): the deadline report and the console read them, so :meth:`verify` checks the table against it."""
+        (``entity``): the deadline report and the console read them, so :meth:`verify` checks the table against it
+        (docs/sources.md ARCHIVE-ENTITY)."""
         _month(first_month)
         try:
             ZoneInfo(timezone)
@@ -431,10 +433,11 @@ class Archive:
         return self._next()[1]
 
     def verify(self, head: str | None = None, expect_head: str | None = None) -> list[str]:
-        """Every problem of the archive (empty: intact): SQLite's integrity check, a table missing, a row that does
-        not decode, every broken link of the hash chain (versions and records in one sequence), every evidence file
-        missing or not matching its sha256, and every entity row (time zone, region, first month) that differs from
-        the chain. An archive with nothing in it is a problem too (the data are gone).
+        """Every problem of the archive (empty: intact): SQLite's integrity check (docs/sources.md SQLITE-IC), a table
+        missing, a row that does not decode, every broken link of the hash chain (versions and records in one
+        sequence), every evidence file missing or not matching its sha256 and every file no evidence record refers
+        to, and every entity row (time zone, region, first month) that differs from the chain. An archive with
+        nothing in it is a problem too (the data are gone).
 
         ``head``: a head hash published earlier, which must still be in the chain (catches versions or records cut
         off the end, but not those appended since). ``expect_head``: the head it must be now (catches both)."""
