@@ -16,15 +16,14 @@ the monthly filing, and check it with ``verify(expect_head=...)``: ``cems archiv
 missing. Storage is one SQLite file (standard library; the embedded mode's store, or the archive service's).
 
 **Records.** Besides the monthly versions, the same chain holds :class:`Record` rows of other kinds, appended with
-:meth:`Archive.append` and never changed: ``entity`` (an entity's time zone and region, GB/T 2260 province and
-municipality codes and first month, written by :meth:`Archive.register` when they change: what the
-deadline report and the console read from the ``entities`` table, which :meth:`Archive.verify` checks against the
-chain), ``hourly`` (a source-month's hourly CO2
-and status, :func:`hourly_figures`), and the console's ``evidence``, ``submission``, ``review`` and
-``alert_action`` (``streams/console``). Evidence files are content-addressed blobs (sha256, stored once):
-:meth:`Archive.verify` checks each one against the hash its ``evidence`` record carries.
+:meth:`Archive.append` and never changed: ``entity`` (an entity's time zone, region as GB/T 2260 province and
+municipality codes, and first month, written by :meth:`Archive.register` when they change: what the deadline report
+and the console read from the ``entities`` table, which :meth:`Archive.verify` checks against the chain),
+``hourly`` (a source-month's hourly CO2 and status, :func:`hourly_figures`), and the console's ``evidence``,
+``submission``, ``review`` and ``alert_action`` (``streams/console``). Evidence files are content-addressed blobs
+(sha256, stored once): :meth:`Archive.verify` checks each one against the hash its ``evidence`` record carries.
 
-**Bad files.** ``Archive(path, read_only=True)`` (verify, list, serve) never creates a file and refuses one that is
+**Bad files.** ``Archive(path, read_only=True)`` (verify, serve) never creates a file and refuses one that is
 missing, not SQLite or lacks the archive's tables (:class:`StoreError`). A row that does not decode (text that is
 not UTF-8, figures that are not a JSON object) raises :class:`StoreError` on reading; :meth:`Archive.verify`
 reports it as a problem instead, beside SQLite's own integrity check. Months are bounded to :data:`MONTHS`
@@ -37,9 +36,10 @@ import csv
 import hashlib
 import io
 import json
+import re
 import sqlite3
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -83,15 +83,10 @@ def deadline_of(month: str, tz: ZoneInfo) -> datetime:
 
 def _month(month: str) -> tuple[int, int]:
     (y0, m0), (y1, m1) = MONTHS
-    try:
-        y, m = (int(x) for x in month.split("-"))
-        date(y, m, 1)
-        if len(month) != 7 or not month.isascii() or not (y0, m0) <= (y, m) <= (y1, m1):
-            raise ValueError
-    except (ValueError, TypeError, AttributeError):
-        raise ArchiveError(f"month must be YYYY-MM from {y0:04d}-{m0:02d} to {y1:04d}-{m1:02d}, got {month!r}"
-                           ) from None
-    return y, m
+    match = re.fullmatch(r"([0-9]{4})-(0[1-9]|1[0-2])", month) if isinstance(month, str) else None
+    if match is None or not (y0, m0) <= (int(match[1]), int(match[2])) <= (y1, m1):
+        raise ArchiveError(f"month must be YYYY-MM from {y0:04d}-{m0:02d} to {y1:04d}-{m1:02d}, got {month!r}")
+    return int(match[1]), int(match[2])
 
 
 def _label(index: int) -> str:
@@ -518,7 +513,7 @@ class Archive:
             try:
                 tz = ZoneInfo(entity["timezone"])
                 y, m = _month(entity["first_month"])
-            except (ValueError, KeyError):  # ArchiveError is a ValueError
+            except (ValueError, KeyError, TypeError):  # ArchiveError is a ValueError
                 raise StoreError(f"{self.path}: entity {entity['entity_id']!r} has time zone {entity['timezone']!r} "
                                  f"and first month {entity['first_month']!r} (altered or damaged: run cems archive "
                                  f"verify)") from None

@@ -229,7 +229,8 @@ def test_a_head_that_is_not_a_sha256_is_a_usage_error(store, bad):
 # -- months and time zones bounded --------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("month", ["1999-12", "2100-01", "9999-12", "0001-01", "2026-1", "+2026-01", "２０２６-01"])
+@pytest.mark.parametrize("month", ["1999-12", "2100-01", "9999-12", "0001-01", "2026-1", "+2026-01", "２０２６-01",
+                                   "2026-+1", "2026-00", "2026-13", " 2026-01", "2026-01-01"])
 def test_months_outside_2000_to_2099_or_not_yyyy_mm_are_refused(tmp_path, month):
     a = Archive(tmp_path / "a.sqlite")
     with pytest.raises(ArchiveError, match="month must be YYYY-MM from 2000-01 to 2099-12"):
@@ -348,6 +349,19 @@ def test_a_damaged_archive_answers_503_naming_it_and_the_unforeseen_a_json_500(s
     status, body, _ = api(a, "/v1/deadlines")["/v1/deadlines"]
     assert (status, body) == (500, {"error": "internal error (logged on the server)"})
     assert "ZeroDivisionError: a bug" in caplog.text  # logged with its traceback, on the server only
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    ("UPDATE entities SET timezone = 'Mars/Olympus'", "entity 'e1' has time zone 'Mars/Olympus' and first month"),
+    ("UPDATE entities SET first_month = 'soon'", "and first month 'soon' (altered or damaged"),
+    ("UPDATE versions SET archived_at = 'yesterday' WHERE month = '2026-01'",  # MIN() would hide one of the two
+     "month 2026-01: archived_at 'yesterday' is not a UTC time"),
+])
+def test_a_tampered_entity_or_time_answers_503_on_deadlines_not_500(store, change, message):
+    sql(store, change)
+    path = "/v1/deadlines?as_of=2026-06-01T00:00:00Z"
+    status, body, _ = api(Archive(store, read_only=True), path)[path]
+    assert status == 503 and message in body["error"]
 
 
 def test_verify_over_the_api_takes_the_expected_head(store):
