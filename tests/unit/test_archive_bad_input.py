@@ -9,6 +9,7 @@ import json
 import socket
 import sqlite3
 import threading
+import urllib.request
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -19,7 +20,7 @@ from click.testing import CliRunner
 from streams.archive.api import DEFAULT_LIMIT, MAX_LIMIT, make_app
 from streams.archive.store import Archive, ArchiveError, StoreError
 from streams.cli import main
-from tests.fixtures import free_port
+from tests.fixtures import cems_process, free_port, wait_until
 
 AT = datetime(2026, 3, 5, tzinfo=UTC)
 FIG = {"co2_t": 60467.3, "operating_hours": 672, "completeness": 1.0, "alerts": []}
@@ -385,6 +386,25 @@ def test_serve_on_a_port_in_use_is_a_usage_error_naming_the_port(store):
     assert res.exit_code == 2, res.output
     assert f"port {port} on 127.0.0.1 cannot be used: Address already in use" in res.output
     assert "Traceback" not in res.output
+
+
+def test_serve_answers_read_only_and_leaves_the_file_unchanged(store, tmp_path):
+    before, port = store.read_bytes(), free_port()
+    server = cems_process("archive", "serve", "--store", str(store), "--port", str(port), log=tmp_path / "serve.log")
+    try:
+        def answered():
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/verify", timeout=2) as r:
+                    return json.loads(r.read())
+            except OSError:
+                return None
+
+        assert wait_until(answered, 30), (tmp_path / "serve.log").read_text()
+        assert answered()["intact"] is True
+    finally:
+        server.terminate()
+        server.wait(10)
+    assert store.read_bytes() == before
 
 
 @pytest.mark.parametrize("port", ["0", "65536", "http"])
