@@ -41,8 +41,8 @@ def test_the_chain_detects_an_altered_or_removed_version(archive):
     assert archive.verify() == []
     archive.db.execute("UPDATE versions SET figures = ? WHERE seq = 2", (json.dumps(FIG | {"co2_t": 1.0}),))
     assert archive.verify() == ["seq 2 (e1/-/2026-02 v0): content does not match its hash (altered)"]
-    put_back = json.dumps(FIG | {"co2_t": 1001.0}, sort_keys=True, separators=(",", ":"))
-    archive.db.execute("UPDATE versions SET figures = ? WHERE seq = 2", (put_back,))
+    altered = json.dumps(FIG | {"co2_t": 1001.0}, sort_keys=True, separators=(",", ":"))
+    archive.db.execute("UPDATE versions SET figures = ? WHERE seq = 2", (altered,))
     assert archive.verify() == []  # put back exactly: intact again
     archive.db.execute("DELETE FROM versions WHERE seq = 2")
     assert archive.verify() == ["seq 3 (e1/-/2026-03 v0): prev_hash does not match the version before it "
