@@ -31,7 +31,8 @@ def test_regions_and_hourly_series_are_in_the_chain_and_written_only_when_change
     a.register("e1", "Asia/Shanghai", "2026-03", "320000", "320500")  # same region: no new record
     a.register("e1", "Asia/Shanghai", "2026-03", "320000", "320100")  # moved: a new record
     assert [r.data["municipality"] for r in a.records("entity")] == ["320500", "320100"]
-    assert a.entities() == [{"entity_id": "e1", "timezone": "Asia/Shanghai", "first_month": "2026-03",
+    # the first month stays 2026-02: a later one would drop February from the deadline report
+    assert a.entities() == [{"entity_id": "e1", "timezone": "Asia/Shanghai", "first_month": "2026-02",
                              "province": "320000", "municipality": "320100"}]
     series = {"start": "2026-01-31T16:00:00Z", "timezone": "Asia/Shanghai", "co2_kg": [1.5, None], "status": "VS"}
     assert a.put_hourly("e1", "s1", "2026-02", series) is not None
