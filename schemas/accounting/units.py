@@ -60,7 +60,8 @@ class Param(_Frozen):
     ``confirmed`` and ``default_version`` are set by :func:`fill_defaults` on defaults, never by a report.
     """
 
-    value: float | None = Field(default=None, allow_inf_nan=False)
+    # strict: a number, never JSON ``true`` (which would count as 1) nor a string (a CSV cell is converted first)
+    value: float | None = Field(default=None, allow_inf_nan=False, strict=True)
     unit: str | None = None
     basis: Literal["measured", "default"]
     confirmed: bool | None = None
