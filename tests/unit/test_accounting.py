@@ -357,7 +357,8 @@ def test_report_rules():
     with pytest.raises(ReportError, match=r"does not fit a gas fuel \(natural_gas\); use one of \['10\^4Nm3', 'Nm3'\]"):
         validate_report({**base, "fuels": [gas_as_t]})
     low_ncv = {**gas_as_t, "consumption": m(1, "Nm3"), "ncv": m(1, "MJ/Nm3")}  # 10 GJ/10^4 Nm3
-    with pytest.raises(ReportError, match=r"10 GJ/10\^4Nm3 is outside the plausible range \[20, 500\] GJ/10\^4Nm3 for gas fuels"):
+    with pytest.raises(ReportError,
+                       match=r"10 GJ/10\^4Nm3 is outside the plausible range \[20, 500\] GJ/10\^4Nm3 for gas fuels"):
         validate_report({**base, "fuels": [low_ncv]})
     with pytest.raises(ReportError, match=r"0.5 fraction is outside the plausible range \[0.8, 1\] fraction"):
         validate_report({**base, "fuels": [{**gas_as_t, "consumption": m(1, "Nm3"), "oxidation_rate": m(50, "%")}]})
