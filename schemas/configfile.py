@@ -15,6 +15,7 @@ the file's line or the variable the value came from. A complex value (``[...]``,
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar, cast
@@ -28,7 +29,8 @@ if TYPE_CHECKING:
     from pydantic.fields import FieldInfo
     from pydantic_settings import BaseSettings, PydanticBaseSettingsSource
 
-__all__ = ["MAX_CONFIG_BYTES", "line_of", "load_config", "load_settings", "parse_config", "yaml_env_first"]
+__all__ = ["MAX_CONFIG_BYTES", "field_of", "line_in_file", "line_of", "load_config", "load_settings", "parse_config",
+           "yaml_env_first"]
 
 #: Largest configuration file read [bytes] (of text: characters). The site file of a large steel works (a hundred
 #: sources of twenty channels) is about 200 kB; a file twenty times that is not a configuration file, and refusing
@@ -76,6 +78,42 @@ def line_of(root: yaml.Node | None, loc: Sequence[str | int]) -> int | None:
     if node is not None:
         line = node.start_mark.line + 1
     return line
+
+
+def line_in_file(path: str | Path, loc: Sequence[str | int]) -> int | None:
+    """The line of ``loc`` in the YAML/JSON file ``path`` (a file that loaded), None if it cannot be told."""
+    try:
+        return line_of(yaml.compose(Path(path).read_text(encoding="utf-8"), Loader=_Loader), loc)
+    except (OSError, UnicodeDecodeError, yaml.YAMLError, RecursionError):
+        return None
+
+
+def _node_at(root: yaml.Node | None, loc: Sequence[str | int]) -> yaml.Node | None:
+    """The node at a pydantic error location, None where the document has none (a missing field)."""
+    node = root
+    for part in loc:
+        if isinstance(node, yaml.MappingNode):
+            node = next((v for k, v in node.value if k.value == str(part)), None)
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and 0 <= part < len(node.value):
+            node = node.value[part]
+        else:
+            return None
+    return node
+
+
+def field_of(root: yaml.Node | None, loc: Location, message: str) -> Location:
+    """``loc`` taken down to the field a problem is about. A check across fields (a model validator) reports at the
+    object (``devices[0]``), whose line is the object's first; when its message names keys of that object
+    (``ambient_pressure names channel 'p'``), the problem is at the first key named, and so on down: its own line."""
+    node, out = _node_at(root, loc), tuple(loc)
+    while isinstance(node, yaml.MappingNode):
+        named = [(m.start(), key.value, value) for key, value in node.value if isinstance(key, yaml.ScalarNode)
+                 and (m := re.search(rf"(?<![\w.]){re.escape(str(key.value))}(?!\w)", message))]
+        if not named:
+            break
+        _, key, node = min(named, key=lambda n: n[0])
+        out += (key,)
+    return out
 
 
 def yaml_env_first(cls: type[BaseSettings], settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource,
@@ -162,7 +200,8 @@ def parse_config(text: str, model: type[M], source: str = "<string>", checks: Ch
                 return f"environment {variable}"
         return f"{source}:{line_of(root, loc) or '?'}"
 
-    raise ConfigError("\n".join(f"{where(loc)}: {field_path(loc)}: {msg}" for loc, msg in problems)) from None
+    located = [(field_of(root, loc, msg), msg) for loc, msg in problems]
+    raise ConfigError("\n".join(f"{where(loc)}: {field_path(loc)}: {msg}" for loc, msg in located)) from None
 
 
 def load_config(path: str | Path | None, model: type[M], checks: Checks | None = None) -> M:

@@ -12,7 +12,7 @@ Load a file with :func:`load_site`; the JSON Schema for editors is ``schemas/jso
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, Literal, NamedTuple, Protocol
@@ -28,11 +28,12 @@ from pydantic import (
     model_validator,
 )
 
-from .configfile import load_config
+from .configfile import line_in_file, load_config
 from .quantities import QUANTITIES
 
-__all__ = ["AmbientPressure", "Channel", "EmissionSource", "Entity", "ExcludedCO2", "Hj212Link", "MassInputs",
-           "OperatingEvidence", "Region", "Sector", "load_site", "site_json_schema", "standard_atmosphere_pa"]
+__all__ = ["PROVINCE_CODES", "AmbientPressure", "Channel", "EmissionSource", "Entity", "ExcludedCO2", "Hj212Link",
+           "MassInputs", "OperatingEvidence", "Region", "Sector", "entity_repeats", "load_site", "site_json_schema",
+           "standard_atmosphere_pa"]
 
 Identifier = Annotated[
     str,
@@ -500,11 +501,56 @@ def _state_problems(why: str, temperature: bool, static: bool, ambient: bool) ->
     return out
 
 
+#: The first two digits of the GB/T 2260 codes of the province-level divisions (docs/sources.md GB2260-PROV).
+PROVINCE_CODES = frozenset({
+    "11", "12", "13", "14", "15", "21", "22", "23", "31", "32", "33", "34", "35", "36", "37", "41", "42", "43", "44",
+    "45", "46", "50", "51", "52", "53", "54", "61", "62", "63", "64", "65", "71", "81", "82"})
+
+
+def _code_problem(code: str, level: Literal["province", "municipality"]) -> str | None:
+    """Why ``code`` (a text with a digit in it: meant as a code) is not a GB/T 2260 code of ``level``, or None.
+    A province is ``NN0000`` with ``NN`` a province-level division; a municipality (prefecture) ``NNMM00``."""
+    example = "'320000' (Jiangsu)" if level == "province" else "'320100' (Nanjing)"
+    if not (len(code) == 6 and code.isascii() and code.isdigit()):
+        return f"{level} {code!r} is not a 6-digit GB/T 2260 code such as {example} (or give the name)"
+    if code[:2] not in PROVINCE_CODES:
+        return f"{level} {code!r}: {code[:2]} is no province-level division of GB/T 2260 (known: " \
+               f"{', '.join(sorted(PROVINCE_CODES))})"
+    if level == "province" and code[2:] != "0000":
+        return f"province {code!r} is not a province's code (those end in 0000, e.g. {code[:2]}0000)"
+    if level == "municipality" and (code[2:4] == "00" or code[4:] != "00"):
+        return f"municipality {code!r} is not a municipality's code (NNMM00 with MM 01-99, e.g. {code[:2]}0100)"
+    return None
+
+
 class Region(_Frozen):
-    """Where the entity reports in the national-provincial-municipal review."""
+    """Where the entity reports in the national-provincial-municipal review: names, or GB/T 2260 codes that are
+    checked (docs/sources.md GB2260-PROV): a text with a digit is meant as a code, and a code that is none would
+    send the entity's alerts to no reviewer."""
 
     province: str = Field(min_length=1, description="Province name or GB/T 2260 code, e.g. '320000'.")
     municipality: str = Field(default="", description="Municipality name or GB/T 2260 code, e.g. '320100'.")
+
+    @field_validator("province")
+    @classmethod
+    def _province_code(cls, v: str) -> str:
+        problem = _code_problem(v, "province") if any(c.isdigit() for c in v) else None
+        if problem:
+            raise ValueError(problem)
+        return v
+
+    @field_validator("municipality")
+    @classmethod
+    def _municipality_code(cls, v: str, info: ValidationInfo) -> str:
+        if not any(c.isdigit() for c in v):
+            return v
+        problem = _code_problem(v, "municipality")
+        province = info.data.get("province", "")
+        if problem is None and province.isdigit() and v[:2] != province[:2]:
+            problem = f"municipality {v!r} is not in province {province!r} (its code starts with {province[:2]})"
+        if problem:
+            raise ValueError(problem)
+        return v
 
 
 class Entity(_Frozen):
@@ -548,6 +594,20 @@ class Entity(_Frozen):
 def load_site(path: str | Path) -> Entity:
     """Load and validate a site file (YAML or JSON); raises :class:`~schemas.errors.ConfigError`."""
     return load_config(path, Entity)
+
+
+def entity_repeats(loaded: Sequence[tuple[str | Path, Entity]]) -> list[str]:
+    """``file:line: id: ...`` for every entity id that an earlier file of ``loaded`` already gave, naming both files:
+    two files of one entity would each feed it, and one would silently win wherever the files are read."""
+    first: dict[str, str] = {}
+    out = []
+    for path, entity in loaded:
+        at = f"{path}:{line_in_file(path, ('id',)) or '?'}"
+        if entity.id in first:
+            out.append(f"{at}: id: entity {entity.id!r} is also the entity of {first[entity.id]}: one site file "
+                       f"per entity")
+        first.setdefault(entity.id, at)
+    return out
 
 
 def site_json_schema() -> dict[str, Any]:

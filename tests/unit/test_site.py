@@ -178,7 +178,8 @@ def test_co2_and_flow_must_state_their_basis():
 
 def test_a_basis_must_fit_its_quantity():
     msg = problems(GOOD.replace("basis: dry", "basis: standard_dry"))
-    assert "site.yaml:9: sources[0].channels[0]: basis 'standard_dry' does not fit a05001; it takes one of " \
+    # a check across the channel's fields, reported at the field it names, on that field's own line
+    assert "site.yaml:12: sources[0].channels[0].basis: basis 'standard_dry' does not fit a05001; it takes one of " \
            "['dry', 'wet']" in msg
 
 
