@@ -54,6 +54,9 @@ class _StrictLoader(_Loader):  # type: ignore[valid-type,misc]
         seen: dict[object, int] = {}
         for key_node, _ in node.value:
             key = self.construct_object(key_node, deep=True)
+            if not isinstance(key, Hashable) or not isinstance(key_node, yaml.ScalarNode):
+                raise yaml.constructor.ConstructorError(
+                    None, None, "a key must be a plain value (a name), not a list or a mapping", key_node.start_mark)
             if key in seen:
                 raise yaml.constructor.ConstructorError(
                     None, None, f"duplicate key {key!r} (first on line {seen[key] + 1})", key_node.start_mark
@@ -183,6 +186,9 @@ def parse_config(text: str, model: type[M], source: str = "<string>", checks: Ch
         data = {}
     if not isinstance(data, dict):
         raise ConfigError(f"{source}:1: expected a mapping at the top level, got {type(data).__name__}")
+    if prefix and not all(isinstance(k, str) for k in data):  # settings models take the keys as keyword arguments
+        bad = next(k for k in data if not isinstance(k, str))
+        raise ConfigError(f"{source}:{line_of(root, ()) or 1}: {bad!r}: a top-level key must be a name")
     try:
         obj = model(**data) if prefix else model.model_validate(data)
     except ValidationError as exc:
