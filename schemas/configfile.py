@@ -106,16 +106,20 @@ def _node_at(root: yaml.Node | None, loc: Sequence[str | int]) -> yaml.Node | No
 
 def field_of(root: yaml.Node | None, loc: Location, message: str) -> Location:
     """``loc`` taken down to the field a problem is about. A check across fields (a model validator) reports at the
-    object (``devices[0]``), whose line is the object's first; when its message names keys of that object
-    (``ambient_pressure names channel 'p'``), the problem is at the first key named, and so on down: its own line."""
+    object (``devices[0]``), whose line is the object's first; when its message starts with a field of that object
+    (``mode SignAndEncrypt needs a policy``, ``ambient_pressure.channel 'p' is not ...``), the problem is at that
+    field, on its own line."""
     node, out = _node_at(root, loc), tuple(loc)
-    while isinstance(node, yaml.MappingNode):
-        named = [(m.start(), key.value, value) for key, value in node.value if isinstance(key, yaml.ScalarNode)
-                 and (m := re.search(rf"(?<![\w.]){re.escape(str(key.value))}(?!\w)", message))]
-        if not named:
+    first = re.match(r"[A-Za-z_][\w.]*(\[\d+\])*(\.[A-Za-z_]\w*(\[\d+\])*)*", message)
+    path: list[str | int] = []
+    for token in first.group(0).split(".") if first else ():
+        name, *indices = token.replace("]", "").split("[")
+        path += [name, *map(int, indices)]
+    for part in path:
+        found = _node_at(node, (part,))
+        if found is None:
             break
-        _, key, node = min(named, key=lambda n: n[0])
-        out += (key,)
+        node, out = found, (*out, part)
     return out
 
 

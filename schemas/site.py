@@ -29,6 +29,7 @@ from pydantic import (
 )
 
 from .configfile import line_in_file, load_config
+from .errors import field_error
 from .quantities import QUANTITIES
 
 __all__ = ["PROVINCE_CODES", "AmbientPressure", "Channel", "EmissionSource", "Entity", "ExcludedCO2", "Hj212Link",
@@ -74,12 +75,14 @@ class _Identified(Protocol):
     def id(self) -> str: ...
 
 
-def _unique_ids(items: Iterable[_Identified], what: str, owner: str) -> None:
-    seen: set[str] = set()
-    for item in items:
+def _unique_ids(items: Iterable[_Identified], what: str, owner: str, field: str) -> None:
+    """Refuse an id given twice, at the second one's ``id`` (``field[i].id``), naming the first."""
+    seen: dict[str, int] = {}
+    for i, item in enumerate(items):
         if item.id in seen:
-            raise ValueError(f"{what} id {item.id!r} appears twice in {owner}")
-        seen.add(item.id)
+            raise field_error(owner, (field, i, "id"), f"{what} id {item.id!r} appears twice in {owner} (first at "
+                              f"{field}[{seen[item.id]}])", item.id)
+        seen[item.id] = i
 
 
 class Channel(_Frozen):
@@ -352,16 +355,17 @@ class EmissionSource(_Frozen):
 
     @model_validator(mode="after")
     def _unique_channels(self) -> EmissionSource:
-        _unique_ids(self.channels, "channel", f"source {self.id!r}")
+        _unique_ids(self.channels, "channel", f"source {self.id!r}", "channels")
         _check_hj212(self)
         return self
 
     @model_validator(mode="after")
     def _complete_for_mass(self) -> EmissionSource:
         ids = {c.id: c for c in self.channels}
-        for ref, what in ([(e.channel, "operating evidence") for e in self.operating or ()]
+        for ref, what in ([(e.channel, f"operating[{i}].channel") for i, e in enumerate(self.operating or ())]
                           + [(self.load_channel, "load_channel")]
-                          + [((self.ambient_pressure.channel if self.ambient_pressure else None), "ambient_pressure")]):
+                          + [((self.ambient_pressure.channel if self.ambient_pressure else None),
+                              "ambient_pressure.channel")]):
             if ref is not None and ref not in ids:
                 raise ValueError(f"{what} names channel {ref!r}, which source {self.id!r} does not have")
         barometer = self.ambient_pressure.channel if self.ambient_pressure is not None else None
@@ -576,7 +580,7 @@ class Entity(_Frozen):
 
     @model_validator(mode="after")
     def _unique_sources(self) -> Entity:
-        _unique_ids(self.sources, "source", f"entity {self.id!r}")
+        _unique_ids(self.sources, "source", f"entity {self.id!r}", "sources")
         mns: dict[str, str] = {}
         for s in self.sources:  # HJ 212: one MN, one source
             if s.hj212 is not None and mns.setdefault(s.hj212.mn, s.id) != s.id:

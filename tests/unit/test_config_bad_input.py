@@ -92,7 +92,7 @@ def test_a_check_across_fields_points_at_the_field_it_names(tmp_path):
     text = SITE.replace("ambient_pressure: {altitude_m: 20}", "ambient_pressure:\n      channel: baro")
     got = refused(tmp_path, text)
     assert got.startswith(f"f.yaml:{line_with(text, 'channel: baro')}: sources[0].ambient_pressure.channel: "
-                          f"ambient_pressure names channel 'baro', which source 'kiln1-stack' does not have")
+                          f"ambient_pressure.channel names channel 'baro', which source 'kiln1-stack' does not have")
 
 
 def test_a_gateway_error_inside_a_device_is_at_the_fields_line(tmp_path):
@@ -244,3 +244,21 @@ def test_a_list_or_mapping_as_a_key_is_a_located_error(tmp_path, text):
     # found by the corruption test above: PyYAML builds such keys, and the duplicate-key check crashed on them
     assert refused(tmp_path, text) == ("f.yaml:1:1: YAML syntax error: a key must be a plain value (a name), not a "
                                        "list or a mapping")
+
+
+def test_an_id_given_twice_is_refused_at_the_second(tmp_path):
+    # was reported at the entity's first line (a check across the list); now at the repeated id, naming the first
+    text = SITE.replace("- id: kiln1-fuel", "- id: kiln1-stack")
+    assert refused(tmp_path, text) == (f"f.yaml:{line_with(text, 'name: Kiln line 1 coal feed') - 1}: sources[1].id: "
+                                       f"source id 'kiln1-stack' appears twice in entity 'js-cement-001' (first at "
+                                       f"sources[0])")
+    text = SITE.replace("{id: o2, ", "{id: co2,")
+    assert refused(tmp_path, text).startswith(f"f.yaml:{line_with(text, 'quantity: a19001')}: "
+                                              f"sources[0].channels[1].id: channel id 'co2' appears twice")
+
+
+def test_operating_evidence_naming_a_missing_channel_is_at_that_entry(tmp_path):
+    text = SITE.replace("- {channel: velocity, above: 1.0}", "- {channel: fan, above: 1.0}")
+    assert refused(tmp_path, text).startswith(f"f.yaml:{line_with(text, 'channel: fan')}: "
+                                              f"sources[0].operating[0].channel: operating[0].channel names channel "
+                                              f"'fan', which source 'kiln1-stack' does not have")
