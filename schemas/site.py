@@ -29,7 +29,7 @@ from pydantic import (
 )
 
 from .configfile import line_in_file, load_config
-from .errors import field_error
+from .errors import Location, field_error, field_path
 from .quantities import QUANTITIES
 
 __all__ = ["PROVINCE_CODES", "AmbientPressure", "Channel", "EmissionSource", "Entity", "ExcludedCO2", "Hj212Link",
@@ -601,16 +601,23 @@ def load_site(path: str | Path) -> Entity:
 
 
 def entity_repeats(loaded: Sequence[tuple[str | Path, Entity]]) -> list[str]:
-    """``file:line: id: ...`` for every entity id that an earlier file of ``loaded`` already gave, naming both files:
-    two files of one entity would each feed it, and one would silently win wherever the files are read."""
-    first: dict[str, str] = {}
+    """``file:line: field: ...`` for every entity id, and every source id, that an earlier file of ``loaded`` already
+    gave, naming both files: two files of one entity would each feed it, one silently winning wherever the files are
+    read, and the centre keys readings by source id alone (``streams.core.processor.Registry`` refuses a repeat)."""
+    first: dict[tuple[str, str], str] = {}  # ("entity" | "source", id) -> where it was first given
     out = []
     for path, entity in loaded:
-        at = f"{path}:{line_in_file(path, ('id',)) or '?'}"
-        if entity.id in first:
-            out.append(f"{at}: id: entity {entity.id!r} is also the entity of {first[entity.id]}: one site file "
-                       f"per entity")
-        first.setdefault(entity.id, at)
+        ids: list[tuple[Location, str, str]] = [(("id",), "entity", entity.id)]
+        ids += [(("sources", i, "id"), "source", s.id) for i, s in enumerate(entity.sources)]
+        for loc, what, ident in ids:
+            at = f"{path}:{line_in_file(path, loc) or '?'}"
+            if (what, ident) in first:
+                also = "the entity" if what == "entity" else "a source"
+                out.append(f"{at}: {field_path(loc)}: {what} {ident!r} is also {also} of {first[what, ident]}: one "
+                           f"site file per entity, one id per source")
+                if what == "entity":
+                    break  # the whole file repeats the entity: its sources are the same sources
+            first.setdefault((what, ident), at if what == "entity" else f"{at} (entity {entity.id!r})")
     return out
 
 

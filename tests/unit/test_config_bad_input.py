@@ -84,6 +84,13 @@ def test_site_check_refuses_two_files_of_one_entity_naming_both(tmp_path):
     res = CliRunner().invoke(main, ["site", "check", str(a), str(b)])
     assert res.exit_code == 1
     assert f"{b}:4: id: entity 'js-cement-001' is also the entity of {a}:3: one site file per entity" in res.output
+    # another entity with a source id of the first: the centre keys readings by source id, so it is refused too
+    c = tmp_path / "c.yaml"
+    c.write_text(SITE.replace("id: js-cement-001", "id: js-cement-002"))
+    res = CliRunner().invoke(main, ["site", "check", str(a), str(c)])
+    assert res.exit_code == 1
+    assert (f"{c}:{line_with(SITE, '- id: kiln1-fuel')}: sources[1].id: source 'kiln1-fuel' is also a source of "
+            f"{a}:{line_with(SITE, '- id: kiln1-fuel')} (entity 'js-cement-001')") in res.output
 
 
 def test_a_check_across_fields_points_at_the_field_it_names(tmp_path):
