@@ -146,11 +146,14 @@ def test_the_window_moves_with_the_date():
 # --- types, entities --------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("value", [True, False, "12", [1], {"v": 1}])
-def test_a_value_that_is_not_a_json_number_is_refused(value):
+@pytest.mark.parametrize(("value", "message"), [
+    (True, "true is not a number (true would have counted as 1)"), (False, "false is not a number"),
+    ("12", "'12' is text: write the number without quotes"), ([1], "Input should be a valid number"),
+    ({"v": 1}, "Input should be a valid number")])
+def test_a_value_that_is_not_a_json_number_is_refused(value, message):
     got = problems_of(lambda: parse_json(json.dumps(steel(quantity={**m(1, "t"), "value": value})), "s.json",
                                          today=TODAY))
-    assert len(got) == 1 and "steel.materials[0].quantity.value" in got[0] and "valid number" in got[0]
+    assert len(got) == 1 and "steel.materials[0].quantity.value" in got[0] and message in got[0], got
 
 
 def test_an_entity_not_in_the_site_files_is_refused_when_they_are_given():
