@@ -16,7 +16,11 @@ Rows with the same (entity_id, source_id, month) form one report. JSON is a list
 
 from __future__ import annotations
 
+import functools
+import re
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +29,7 @@ from schemas.accounting import (
     SETTINGS,
     AccountingDefaults,
     AccountingReport,
+    Plausibility,
     ReportError,
     load_defaults,
     validate_report,
@@ -38,12 +43,15 @@ from .files import (
     Problem,
     decode_utf8,
     read_csv,
+    read_file,
     read_json,
     repeats,
 )
 
 __all__ = [
     "CSV_COLUMNS",
+    "MAX_BODY_BYTES",
+    "UNREADABLE_FIELDS",
     "AccountingImportError",
     "Problem",
     "load_reports",
@@ -57,6 +65,19 @@ CSV_COLUMNS = ("entity_id", "source_id", "month", "sector", "parameter", "item",
 MAX_BODY_BYTES = 16 * 1024 * 1024
 
 ReportKey = tuple[str, str | None, str]
+#: One report's mapping -> the validated report (:func:`schemas.accounting.validate_report` with the import's rules).
+Validate = Callable[[object], AccountingReport]
+#: The fields of a problem that is about the input as a whole (not a report): unreadable, not JSON, too large.
+UNREADABLE_FIELDS = frozenset({"(file)", "(body)", "(json)", "(csv)", "(header)"})
+
+
+def _validator(defaults: AccountingDefaults | None, entities: Collection[str] | None,
+               plausibility: Plausibility | None, today: date | None) -> Validate:
+    """The validation every report of one import goes through: the model, the plausibility table and the month
+    window, the known entities (when given), then the defaults."""
+    return functools.partial(validate_report, defaults=defaults if defaults is not None else load_defaults(),
+                             plausibility=plausibility, today=today,
+                             entities=frozenset(entities) if entities is not None else None)
 
 
 class AccountingImportError(FileImportError):
@@ -110,10 +131,20 @@ def _part(section: str, item: str) -> tuple[str, ...]:
     return (*_ITEMS_AT[section], item) if section in _ITEMS_AT else (section,)
 
 
+#: A number written with a decimal comma (a European or Chinese locale's spreadsheet): ``0,62``, ``-1,5``.
+_DECIMAL_COMMA = re.compile(r"-?\d+,\d+")
+
+
 def _number(text: str) -> float:
-    v = float(text)
+    """A cell's number; ValueError with the message for anything else (a decimal comma, inf, nan, words)."""
+    if _DECIMAL_COMMA.fullmatch(text):
+        raise ValueError(f"value {text!r} has a decimal comma: write {text.replace(',', '.')}")
+    try:
+        v = float(text)
+    except ValueError:
+        raise ValueError(f"value {text!r} is not a number") from None
     if v != v or v in (float("inf"), float("-inf")):
-        raise ValueError
+        raise ValueError(f"value {text!r} is not a finite number")
     return v
 
 
@@ -152,10 +183,7 @@ def _entry(cells: dict[str, str]) -> object:
         if cells["unit"] or cells["basis"]:
             raise ValueError("a setting has no unit or basis")
         return cells["value"]
-    try:
-        value = _number(cells["value"]) if cells["value"] else None
-    except ValueError:
-        raise ValueError(f"value {cells['value']!r} is not a number") from None
+    value = _number(cells["value"]) if cells["value"] else None
     return {"value": value, "unit": cells["unit"] or None, "basis": cells["basis"] or None}
 
 
@@ -194,37 +222,77 @@ def _as_lists(data: dict[str, Any]) -> tuple[dict[str, Any], dict[str, list[str]
     return data, order
 
 
-def _validate(key: ReportKey, rows: _Rows, source: str, defaults: AccountingDefaults,
+def _ragged(line: int, cells: list[str], header: list[str], reports: dict[ReportKey, _Rows], source: str) -> Problem:
+    """The problem of a row with more or fewer cells than the header. A number with a decimal comma, unquoted, is
+    split in two cells: said so. When the cells before the value name a parameter of a report read, that parameter
+    counts as given (its problem is this row's, not a missing field)."""
+    v = header.index("value")
+    message = f"{len(cells)} cells, the header has {len(header)}"
+    if len(cells) == len(header) + 1 and _DECIMAL_COMMA.fullmatch(f"{cells[v]},{cells[v + 1]}"):
+        message = (f"value {cells[v]},{cells[v + 1]} has a decimal comma, which splits it in two cells: write "
+                   f"{cells[v]}.{cells[v + 1]}")
+    if len(cells) > v:  # the cells before the value are in their columns
+        before = dict(zip(header[:v], cells[:v], strict=True))
+        key: ReportKey = (before.get("entity_id", ""), before.get("source_id") or None, before.get("month", ""))
+        param, item = before.get("parameter", ""), before.get("item", "")
+        rows = reports.get(key)
+        if rows is not None and "." in param:
+            section, name = param.split(".", 1)
+            rows.bad.add((*_part(section, item), name))
+            rows.seen.setdefault((param, item), line)
+            return Problem(f"{source}:{line}", f"{param} [{item}]" if item else param, message, _label(key))
+    return Problem(f"{source}:{line}", "(row)", message)
+
+
+def _refused_already(named: tuple[str | int, ...], msg: str, bad: set[tuple[str, ...]]) -> bool:
+    """Whether a problem is one a refused row already reported: at the row's own field, or a part's "missing field:
+    ..." naming it (``fuels[raw_coal]: missing field: ncv`` after the ncv row was refused)."""
+    if named in bad:
+        return True
+    return msg.startswith("missing field") and any(
+        b[:-1] == named and re.search(rf"\b{re.escape(b[-1])}\b", msg) for b in bad)
+
+
+def _validate(key: ReportKey, rows: _Rows, source: str, validate: Validate,
               problems: list[Problem]) -> AccountingReport | None:
     """The report of ``rows``, or None with its problems (at the lines of the rows they concern) added."""
     data, order = _as_lists(rows.data)
     try:
-        return validate_report(data, defaults)
+        return validate(data)
     except ReportError as exc:
         for loc, msg in exc.problems:
             line, name, named = _csv_where(loc, rows, order)
-            if named not in rows.bad:
+            if not _refused_already(named, msg, rows.bad):
                 msg = "missing field (no row gives it)" if msg == "missing field" else msg
                 problems.append(Problem(f"{source}:{line}", name, msg, _label(key)))
         return None
 
 
-def parse_csv(text: str, source: str = "<csv>", defaults: AccountingDefaults | None = None) -> list[AccountingReport]:
-    """Reports from long-format CSV text; raises :class:`AccountingImportError` (rows are file lines)."""
-    defaults = defaults if defaults is not None else load_defaults()
+def parse_csv(text: str, source: str = "<csv>", defaults: AccountingDefaults | None = None, *,
+              entities: Collection[str] | None = None, plausibility: Plausibility | None = None,
+              today: date | None = None) -> list[AccountingReport]:
+    """Reports from long-format CSV text; raises :class:`AccountingImportError` (rows are file lines).
+
+    ``entities``: the entity ids of the site files, when known (a report of another entity is refused);
+    ``plausibility``: the table of plausible values and months (default ``plausibility-cn-2026``); ``today``: the
+    date the month window is counted from (default: the current UTC date).
+    """
+    validate = _validator(defaults, entities, plausibility, today)
     table = read_csv(text, source, expected=f"expected columns {list(CSV_COLUMNS)}")
     _check_header(table, source)
-    problems = list(table.problems)
+    ragged = {line for line, _ in table.ragged}
+    problems = [p for p in table.problems if not (p.field == "(row)" and int(p.where.rsplit(":", 1)[1]) in ragged)]
     reports: dict[ReportKey, _Rows] = {}
     for row in table.rows:
         problem = _add_row(row, reports, source)
         if problem is not None:
             problems.append(problem)
+    problems += [_ragged(line, cells, table.header, reports, source) for line, cells in table.ragged]
     if not reports and not problems:
         problems.append(Problem(f"{source}:1", "(file)", "no data rows"))
     valid = []
     for key, rows in reports.items():
-        report = _validate(key, rows, source, defaults, problems)
+        report = _validate(key, rows, source, validate, problems)
         if report is not None:
             valid.append((f"{source}:{rows.first}", report))
     problems.sort(key=lambda p: int(p.where.rsplit(":", 1)[1]))  # file order; all CSV problems have a line
@@ -264,10 +332,12 @@ def _csv_field(named: list[str | int]) -> str:
 # --- JSON ---------------------------------------------------------------------------------------
 
 
-def parse_json(text: str | bytes, source: str = "<json>",
-               defaults: AccountingDefaults | None = None) -> list[AccountingReport]:
-    """Reports from JSON text (a list of reports, or one report); raises :class:`AccountingImportError`."""
-    defaults = defaults if defaults is not None else load_defaults()
+def parse_json(text: str | bytes, source: str = "<json>", defaults: AccountingDefaults | None = None, *,
+               entities: Collection[str] | None = None, plausibility: Plausibility | None = None,
+               today: date | None = None) -> list[AccountingReport]:
+    """Reports from JSON text (a list of reports, or one report); raises :class:`AccountingImportError`. The
+    keywords as for :func:`parse_csv`."""
+    validate = _validator(defaults, entities, plausibility, today)
     doc = read_json(text, source, noun="report", undecodable="(body)")
     if isinstance(doc, Problem):
         raise AccountingImportError([doc])
@@ -276,7 +346,7 @@ def parse_json(text: str | bytes, source: str = "<json>",
         label = (_label((item.get("entity_id"), item.get("source_id"), item.get("month"))) if isinstance(item, dict)
                  else "")
         try:
-            reports.append((doc.where(i), validate_report(item, defaults)))
+            reports.append((doc.where(i), validate(item)))
         except ReportError as exc:
             problems += [Problem(doc.where(i, loc), field_path(loc, "(report)"), msg, label)
                          for loc, msg in exc.problems]
@@ -284,26 +354,33 @@ def parse_json(text: str | bytes, source: str = "<json>",
 
 
 def reports_from_http_body(body: bytes, defaults: AccountingDefaults | None = None,
-                           max_bytes: int = MAX_BODY_BYTES) -> list[AccountingReport]:
+                           max_bytes: int = MAX_BODY_BYTES, *, entities: Collection[str] | None = None,
+                           plausibility: Plausibility | None = None,
+                           today: date | None = None) -> list[AccountingReport]:
     """Reports from the JSON body of an HTTP POST: the same checks as :func:`parse_json`, plus a size limit.
-    Pure: the HTTP server maps :class:`AccountingImportError` to a 422 with ``problems``."""
+    Pure: the HTTP server maps :class:`AccountingImportError` to a 400 (the body is no JSON document of reports,
+    :data:`UNREADABLE_FIELDS`) or a 422 (a report is wrong), with ``problems``."""
     if len(body) > max_bytes:
-        raise AccountingImportError([Problem("request body", "(body)", f"{len(body)} bytes, the limit is {max_bytes}")])
-    return parse_json(body, "request body", defaults)
+        raise AccountingImportError([Problem("request body", "(body)",
+                                             f"{len(body):,} bytes, the limit is {max_bytes:,}")])
+    return parse_json(body, "request body", defaults, entities=entities, plausibility=plausibility, today=today)
 
 
-def load_reports(path: str | Path, defaults: AccountingDefaults | None = None) -> list[AccountingReport]:
-    """Reports from a ``.csv`` or ``.json`` file."""
+def load_reports(path: str | Path, defaults: AccountingDefaults | None = None, *,
+                 entities: Collection[str] | None = None, plausibility: Plausibility | None = None,
+                 today: date | None = None) -> list[AccountingReport]:
+    """Reports from a ``.csv`` or ``.json`` file of at most :data:`ingest.files.MAX_FILE_BYTES`; the keywords as for
+    :func:`parse_csv`."""
     path = Path(path)
     if path.suffix.lower() not in (".csv", ".json"):
         raise AccountingImportError([Problem(str(path), "(file)", "expected a .csv or .json file")])
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise AccountingImportError([Problem(str(path), "(file)", f"cannot read: {exc.strerror or exc}")]) from None
+    raw = read_file(path)
+    if isinstance(raw, Problem):
+        raise AccountingImportError([raw])
+    rules: dict[str, Any] = {"entities": entities, "plausibility": plausibility, "today": today}
     if path.suffix.lower() == ".json":
-        return parse_json(raw, str(path), defaults)
+        return parse_json(raw, str(path), defaults, **rules)
     text = decode_utf8(raw, str(path))
     if isinstance(text, Problem):
         raise AccountingImportError([text])
-    return parse_csv(text, str(path), defaults)
+    return parse_csv(text, str(path), defaults, **rules)

@@ -15,6 +15,7 @@ import io
 import json
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, TypeVar
 
 import yaml
@@ -22,8 +23,14 @@ import yaml
 from schemas.configfile import line_of
 from schemas.errors import CemsError, Location
 
-__all__ = ["CsvRow", "CsvTable", "FileImportError", "JsonDocument", "Problem", "decode_utf8", "read_csv", "read_json",
-           "repeats"]
+__all__ = ["MAX_DEPTH", "MAX_FILE_BYTES", "CsvRow", "CsvTable", "FileImportError", "JsonDocument", "Problem",
+           "decode_utf8", "read_csv", "read_file", "read_json", "repeats"]
+
+#: Largest file an import reads [bytes]. A national month of accounting reports as CSV is about 10 MB.
+MAX_FILE_BYTES = 64 * 1024 * 1024
+#: Deepest nesting of a JSON document an import takes (a list of reports, a report, a section, a list of fuels, a
+#: fuel, a parameter is 6). Deeper is not a report; refused before it can exhaust the interpreter's stack.
+MAX_DEPTH = 32
 
 T = TypeVar("T")
 
@@ -60,6 +67,19 @@ def decode_utf8(raw: bytes, where: str, what: str = "(file)") -> str | Problem:
         return Problem(where, what, f"not UTF-8 ({exc.reason} at byte {exc.start})")
 
 
+def read_file(path: Path, max_bytes: int | None = None) -> bytes | Problem:
+    """The bytes of ``path``, or the problem: cannot be read, or larger than ``max_bytes`` (default
+    :data:`MAX_FILE_BYTES`; checked before reading)."""
+    max_bytes = MAX_FILE_BYTES if max_bytes is None else max_bytes
+    try:
+        size = path.stat().st_size
+        if size > max_bytes:
+            return Problem(str(path), "(file)", f"{size:,} bytes, the limit is {max_bytes:,}")
+        return path.read_bytes()
+    except OSError as exc:
+        return Problem(str(path), "(file)", f"cannot read: {exc.strerror or exc}")
+
+
 def repeats(found: Sequence[tuple[str, T]], key: Callable[[T], Hashable]) -> list[tuple[str, T, str]]:
     """``(where, item, where the first was)`` of every item whose key an earlier item has (found in order)."""
     first: dict[Hashable, str] = {}
@@ -85,17 +105,40 @@ class CsvRow:
 
 @dataclass
 class CsvTable:
-    """A CSV text read: the header (stripped), the rows that have as many cells as the header, and the problems
-    (an empty file, a ragged row, a CSV syntax error: reading stops there)."""
+    """A CSV text read: the header (stripped), the rows that have as many cells as the header, the ragged rows (their
+    cells, for an importer to tell which record they meant), and the problems (an empty file, another separator, a
+    ragged row, a CSV syntax error: reading stops there)."""
 
     header: list[str]
     rows: list[CsvRow] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
+    ragged: list[tuple[int, list[str]]] = field(default_factory=list)
+
+
+#: Separators a spreadsheet may have written instead of the comma (a European locale's Excel, a tab export).
+_OTHER_SEPARATORS = {";": "semicolons", "\t": "tabs", "|": "vertical bars"}
+
+
+def _too_large(n: int) -> str:
+    return f"{n:,} characters, the limit is {MAX_FILE_BYTES:,}"
+
+
+def _separator_problem(header: list[str], source: str) -> Problem | None:
+    """The header is one cell holding another separator: say which, instead of listing every column as missing."""
+    if len(header) != 1:
+        return None
+    found = [name for sep, name in _OTHER_SEPARATORS.items() if sep in header[0]]
+    if not found:
+        return None
+    return Problem(f"{source}:1", "(header)", f"the columns are separated by {found[0]}, not commas: save the file as "
+                                              f"comma-separated CSV (UTF-8)")
 
 
 def read_csv(text: str, source: str, *, expected: str) -> CsvTable:
     """The header and rows of CSV ``text``; blank rows are skipped. ``expected`` completes the message of an empty
     file (``"expected a header row"``)."""
+    if len(text) > MAX_FILE_BYTES:
+        return CsvTable([], problems=[Problem(source, "(file)", _too_large(len(text)))])
     reader = csv.reader(io.StringIO(text.removeprefix("\ufeff"), newline=""))
     try:
         table = CsvTable([h.strip() for h in next(reader)])
@@ -103,6 +146,9 @@ def read_csv(text: str, source: str, *, expected: str) -> CsvTable:
         return CsvTable([], problems=[Problem(f"{source}:1", "(header)", f"empty file; {expected}")])
     except csv.Error as exc:
         return CsvTable([], problems=[Problem(f"{source}:1", "(csv)", str(exc))])
+    other = _separator_problem(table.header, source)
+    if other is not None:
+        return CsvTable([], problems=[other])
     line = 1
     try:
         for cells in reader:
@@ -112,6 +158,7 @@ def read_csv(text: str, source: str, *, expected: str) -> CsvTable:
             if len(cells) != len(table.header):
                 table.problems.append(Problem(f"{source}:{row_line}", "(row)",
                                               f"{len(cells)} cells, the header has {len(table.header)}"))
+                table.ragged.append((row_line, [c.strip() for c in cells]))
                 continue
             table.rows.append(CsvRow(row_line, {h: c.strip() for h, c in zip(table.header, cells, strict=True)}))
     except csv.Error as exc:  # in the row after the last one read
@@ -148,6 +195,19 @@ class JsonDocument:
         return f"{self.source}:{line}" if line else f"{self.source} {self.noun}[{i}]"
 
 
+def _depth(doc: Any) -> int:
+    """The nesting depth of parsed JSON (a scalar is 0, ``[]`` 1), without recursion."""
+    deepest, todo = 0, [(doc, 1)]
+    while todo:
+        node, level = todo.pop()
+        children = node.values() if isinstance(node, dict) else node if isinstance(node, list) else None
+        if children is not None:
+            deepest = max(deepest, level)
+            if level <= MAX_DEPTH:
+                todo.extend((child, level + 1) for child in children)
+    return deepest
+
+
 def read_json(text: str | bytes, source: str, *, noun: str, undecodable: str = "(file)") -> JsonDocument | Problem:
     """Strict JSON (a duplicate key is an error, not the last one winning) with the positions of its nodes, or the
     problem that stops it: not UTF-8 (field ``undecodable``), not JSON, a duplicate key, nested too deeply, empty."""
@@ -156,17 +216,24 @@ def read_json(text: str | bytes, source: str, *, noun: str, undecodable: str = "
         if isinstance(decoded, Problem):
             return decoded
         text = decoded
+    if len(text) > MAX_FILE_BYTES:
+        return Problem(source, undecodable, _too_large(len(text)))
+    too_deep = Problem(source, "(json)", f"nested more than {MAX_DEPTH} levels deep: not a {noun} document")
     try:
         doc = json.loads(text, object_pairs_hook=_no_duplicate_keys)
     except json.JSONDecodeError as exc:
         return Problem(f"{source}:{exc.lineno}", "(json)", f"{exc.msg} (column {exc.colno})")
-    except (ValueError, RecursionError) as exc:  # a duplicate key; absurd nesting
-        return Problem(source, "(json)", str(exc) or "nested too deeply")
+    except RecursionError:  # deeper than the interpreter's stack
+        return too_deep
+    except ValueError as exc:  # a duplicate key
+        return Problem(source, "(json)", str(exc))
+    if _depth(doc) > MAX_DEPTH:
+        return too_deep
     items = doc if isinstance(doc, list) else [doc]
     if not items:
         return Problem(source, "(json)", f"no {noun}s")
     try:  # node positions for line numbers; JSON is (almost always) YAML, and lines are a courtesy
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        root = yaml.compose(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
     except (yaml.YAMLError, RecursionError):
         root = None
     return JsonDocument(source, items, isinstance(doc, list), noun, root)

@@ -15,9 +15,10 @@ the file's line or the variable the value came from. A complex value (``[...]``,
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import yaml
 from pydantic import BaseModel, ValidationError
@@ -28,26 +29,40 @@ if TYPE_CHECKING:
     from pydantic.fields import FieldInfo
     from pydantic_settings import BaseSettings, PydanticBaseSettingsSource
 
-__all__ = ["line_of", "load_config", "load_settings", "parse_config", "yaml_env_first"]
+__all__ = ["MAX_CONFIG_BYTES", "field_of", "line_in_file", "line_of", "load_config", "load_settings", "parse_config",
+           "yaml_env_first"]
+
+#: Largest configuration file read [bytes] (of text: characters). The site file of a large steel works (a hundred
+#: sources of twenty channels) is about 200 kB; a file twenty times that is not a configuration file, and refusing
+#: it at once says so where loading it would take tens of seconds and hundreds of MB.
+MAX_CONFIG_BYTES = 4 * 1024 * 1024
 
 M = TypeVar("M", bound=BaseModel)
 #: Checks across fields: the parsed model -> further ``(location, message)`` problems.
 Checks = Callable[[Any], Iterable[tuple[Location, str]]]
 
 
-class _StrictLoader(yaml.SafeLoader):
+#: libyaml's parser where PyYAML was built with it (the wheels are): the pure-Python one takes about a minute for a
+#: 5 MB file, libyaml about a second. Construction (duplicate keys, the Python objects) stays PyYAML's own.
+_Loader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+class _StrictLoader(_Loader):  # type: ignore[valid-type,misc]
     """SafeLoader that refuses duplicate keys instead of keeping the last one."""
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Hashable, Any]:
         seen: dict[object, int] = {}
         for key_node, _ in node.value:
             key = self.construct_object(key_node, deep=True)
+            if not isinstance(key, Hashable) or not isinstance(key_node, yaml.ScalarNode):
+                raise yaml.constructor.ConstructorError(
+                    None, None, "a key must be a plain value (a name), not a list or a mapping", key_node.start_mark)
             if key in seen:
                 raise yaml.constructor.ConstructorError(
                     None, None, f"duplicate key {key!r} (first on line {seen[key] + 1})", key_node.start_mark
                 )
             seen[key] = key_node.start_mark.line
-        return super().construct_mapping(node, deep=deep)
+        return cast(dict[Hashable, Any], super().construct_mapping(node, deep=deep))
 
 
 def line_of(root: yaml.Node | None, loc: Sequence[str | int]) -> int | None:
@@ -66,6 +81,46 @@ def line_of(root: yaml.Node | None, loc: Sequence[str | int]) -> int | None:
     if node is not None:
         line = node.start_mark.line + 1
     return line
+
+
+def line_in_file(path: str | Path, loc: Sequence[str | int]) -> int | None:
+    """The line of ``loc`` in the YAML/JSON file ``path`` (a file that loaded), None if it cannot be told."""
+    try:
+        return line_of(yaml.compose(Path(path).read_text(encoding="utf-8"), Loader=_Loader), loc)
+    except (OSError, UnicodeDecodeError, yaml.YAMLError, RecursionError):
+        return None
+
+
+def _node_at(root: yaml.Node | None, loc: Sequence[str | int]) -> yaml.Node | None:
+    """The node at a pydantic error location, None where the document has none (a missing field)."""
+    node = root
+    for part in loc:
+        if isinstance(node, yaml.MappingNode):
+            node = next((v for k, v in node.value if k.value == str(part)), None)
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and 0 <= part < len(node.value):
+            node = node.value[part]
+        else:
+            return None
+    return node
+
+
+def field_of(root: yaml.Node | None, loc: Location, message: str) -> Location:
+    """``loc`` taken down to the field a problem is about. A check across fields (a model validator) reports at the
+    object (``devices[0]``), whose line is the object's first; when its message starts with a field of that object
+    (``mode SignAndEncrypt needs a policy``, ``ambient_pressure.channel 'p' is not ...``), the problem is at that
+    field, on its own line."""
+    node, out = _node_at(root, loc), tuple(loc)
+    first = re.match(r"[A-Za-z_][\w.]*(\[\d+\])*(\.[A-Za-z_]\w*(\[\d+\])*)*", message)
+    path: list[str | int] = []
+    for token in first.group(0).split(".") if first else ():
+        name, *indices = token.replace("]", "").split("[")
+        path += [name, *map(int, indices)]
+    for part in path:
+        found = _node_at(node, (part,))
+        if found is None:
+            break
+        node, out = found, (*out, part)
+    return out
 
 
 def yaml_env_first(cls: type[BaseSettings], settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource,
@@ -95,17 +150,30 @@ def _env_prefix(model: type[BaseModel]) -> str | None:
     return str(prefix) if prefix else None
 
 
+def _too_large(source: str, size: str) -> str:
+    return (f"{source}: {size}, more than a configuration file may have ({MAX_CONFIG_BYTES:,} bytes); one site file "
+            f"holds one entity")
+
+
 def _read_yaml(text: str, source: str) -> tuple[Any, yaml.Node | None]:
-    """The data of YAML/JSON ``text`` (duplicate keys refused) and its node tree (for lines)."""
+    """The data of YAML/JSON ``text`` (duplicate keys refused) and its node tree (for lines): parsed once, the data
+    constructed from the tree."""
+    if len(text) > MAX_CONFIG_BYTES:
+        raise ConfigError(_too_large(source, f"{len(text):,} characters"))
+    loader = _StrictLoader(text)
     try:
-        data = yaml.load(text, Loader=_StrictLoader)
-        return data, yaml.compose(text, Loader=yaml.SafeLoader)
+        root = loader.get_single_node()
+        return (loader.construct_document(root) if root is not None else None), root
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         at = f"{source}:{mark.line + 1}:{mark.column + 1}" if mark else source
         raise ConfigError(f"{at}: YAML syntax error: {exc.problem or exc}") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"{source}: YAML error: {exc}") from None
+    except RecursionError:
+        raise ConfigError(f"{source}: nested too deeply to be a configuration file") from None
+    finally:
+        loader.dispose()
 
 
 def parse_config(text: str, model: type[M], source: str = "<string>", checks: Checks | None = None) -> M:
@@ -122,6 +190,9 @@ def parse_config(text: str, model: type[M], source: str = "<string>", checks: Ch
         data = {}
     if not isinstance(data, dict):
         raise ConfigError(f"{source}:1: expected a mapping at the top level, got {type(data).__name__}")
+    if prefix and not all(isinstance(k, str) for k in data):  # settings models take the keys as keyword arguments
+        bad = next(k for k in data if not isinstance(k, str))
+        raise ConfigError(f"{source}:{line_of(root, ()) or 1}: {bad!r}: a top-level key must be a name")
     try:
         obj = model(**data) if prefix else model.model_validate(data)
     except ValidationError as exc:
@@ -139,7 +210,8 @@ def parse_config(text: str, model: type[M], source: str = "<string>", checks: Ch
                 return f"environment {variable}"
         return f"{source}:{line_of(root, loc) or '?'}"
 
-    raise ConfigError("\n".join(f"{where(loc)}: {field_path(loc)}: {msg}" for loc, msg in problems)) from None
+    located = [(field_of(root, loc, msg), msg) for loc, msg in problems]
+    raise ConfigError("\n".join(f"{where(loc)}: {field_path(loc)}: {msg}" for loc, msg in located)) from None
 
 
 def load_config(path: str | Path | None, model: type[M], checks: Checks | None = None) -> M:
@@ -151,6 +223,9 @@ def load_config(path: str | Path | None, model: type[M], checks: Checks | None =
         return parse_config("", model, "(environment)", checks)
     path = Path(path)
     try:
+        size = path.stat().st_size
+        if size > MAX_CONFIG_BYTES:
+            raise ConfigError(_too_large(str(path), f"{size:,} bytes"))
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from None

@@ -19,6 +19,7 @@ __all__ = [
     "ConfigError",
     "Location",
     "UnsupportedSchemaVersion",
+    "field_error",
     "field_path",
     "validation_problems",
 ]
@@ -67,6 +68,17 @@ def field_path(loc: Sequence[str | int], top: str = "(top level)") -> str:
     for part in loc:
         out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
     return out or top
+
+
+def field_error(title: str, loc: Sequence[str | int], message: str, value: object) -> ValidationError:
+    """An error at ``loc`` below the model being validated, to raise from a model validator: pydantic puts the outer
+    location in front, so a problem found across a list (an id given twice) is reported at the item's own field and
+    line (``sources[2].id``), not at the object that holds the list."""
+    from pydantic import ValidationError
+    from pydantic_core import InitErrorDetails, PydanticCustomError
+
+    return ValidationError.from_exception_data(title, [InitErrorDetails(
+        type=PydanticCustomError("value_error", message), loc=tuple(loc), input=value)])
 
 
 def validation_problems(exc: ValidationError, prefix: Location = (), *, missing: str | None = None,

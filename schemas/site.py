@@ -12,7 +12,7 @@ Load a file with :func:`load_site`; the JSON Schema for editors is ``schemas/jso
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, Literal, NamedTuple, Protocol
@@ -28,11 +28,13 @@ from pydantic import (
     model_validator,
 )
 
-from .configfile import load_config
+from .configfile import line_in_file, load_config
+from .errors import Location, field_error, field_path
 from .quantities import QUANTITIES
 
-__all__ = ["AmbientPressure", "Channel", "EmissionSource", "Entity", "ExcludedCO2", "Hj212Link", "MassInputs",
-           "OperatingEvidence", "Region", "Sector", "load_site", "site_json_schema", "standard_atmosphere_pa"]
+__all__ = ["PROVINCE_CODES", "AmbientPressure", "Channel", "EmissionSource", "Entity", "ExcludedCO2", "Hj212Link",
+           "MassInputs", "OperatingEvidence", "Region", "Sector", "entity_repeats", "load_site", "site_json_schema",
+           "standard_atmosphere_pa"]
 
 Identifier = Annotated[
     str,
@@ -73,12 +75,14 @@ class _Identified(Protocol):
     def id(self) -> str: ...
 
 
-def _unique_ids(items: Iterable[_Identified], what: str, owner: str) -> None:
-    seen: set[str] = set()
-    for item in items:
+def _unique_ids(items: Iterable[_Identified], what: str, owner: str, field: str) -> None:
+    """Refuse an id given twice, at the second one's ``id`` (``field[i].id``), naming the first."""
+    seen: dict[str, int] = {}
+    for i, item in enumerate(items):
         if item.id in seen:
-            raise ValueError(f"{what} id {item.id!r} appears twice in {owner}")
-        seen.add(item.id)
+            raise field_error(owner, (field, i, "id"), f"{what} id {item.id!r} appears twice in {owner} (first at "
+                              f"{field}[{seen[item.id]}])", item.id)
+        seen[item.id] = i
 
 
 class Channel(_Frozen):
@@ -351,16 +355,17 @@ class EmissionSource(_Frozen):
 
     @model_validator(mode="after")
     def _unique_channels(self) -> EmissionSource:
-        _unique_ids(self.channels, "channel", f"source {self.id!r}")
+        _unique_ids(self.channels, "channel", f"source {self.id!r}", "channels")
         _check_hj212(self)
         return self
 
     @model_validator(mode="after")
     def _complete_for_mass(self) -> EmissionSource:
         ids = {c.id: c for c in self.channels}
-        for ref, what in ([(e.channel, "operating evidence") for e in self.operating or ()]
+        for ref, what in ([(e.channel, f"operating[{i}].channel") for i, e in enumerate(self.operating or ())]
                           + [(self.load_channel, "load_channel")]
-                          + [((self.ambient_pressure.channel if self.ambient_pressure else None), "ambient_pressure")]):
+                          + [((self.ambient_pressure.channel if self.ambient_pressure else None),
+                              "ambient_pressure.channel")]):
             if ref is not None and ref not in ids:
                 raise ValueError(f"{what} names channel {ref!r}, which source {self.id!r} does not have")
         barometer = self.ambient_pressure.channel if self.ambient_pressure is not None else None
@@ -500,11 +505,56 @@ def _state_problems(why: str, temperature: bool, static: bool, ambient: bool) ->
     return out
 
 
+#: The first two digits of the GB/T 2260 codes of the province-level divisions (docs/sources.md GB2260-PROV).
+PROVINCE_CODES = frozenset({
+    "11", "12", "13", "14", "15", "21", "22", "23", "31", "32", "33", "34", "35", "36", "37", "41", "42", "43", "44",
+    "45", "46", "50", "51", "52", "53", "54", "61", "62", "63", "64", "65", "71", "81", "82"})
+
+
+def _code_problem(code: str, level: Literal["province", "municipality"]) -> str | None:
+    """Why ``code`` (a text with a digit in it: meant as a code) is not a GB/T 2260 code of ``level``, or None.
+    A province is ``NN0000`` with ``NN`` a province-level division; a municipality (prefecture) ``NNMM00``."""
+    example = "'320000' (Jiangsu)" if level == "province" else "'320100' (Nanjing)"
+    if not (len(code) == 6 and code.isascii() and code.isdigit()):
+        return f"{level} {code!r} is not a 6-digit GB/T 2260 code such as {example} (or give the name)"
+    if code[:2] not in PROVINCE_CODES:
+        return f"{level} {code!r}: {code[:2]} is no province-level division of GB/T 2260 (known: " \
+               f"{', '.join(sorted(PROVINCE_CODES))})"
+    if level == "province" and code[2:] != "0000":
+        return f"province {code!r} is not a province's code (those end in 0000, e.g. {code[:2]}0000)"
+    if level == "municipality" and (code[2:4] == "00" or code[4:] != "00"):
+        return f"municipality {code!r} is not a municipality's code (NNMM00 with MM 01-99, e.g. {code[:2]}0100)"
+    return None
+
+
 class Region(_Frozen):
-    """Where the entity reports in the national-provincial-municipal review."""
+    """Where the entity reports in the national-provincial-municipal review: names, or GB/T 2260 codes that are
+    checked (docs/sources.md GB2260-PROV): a text with a digit is meant as a code, and a code that is none would
+    send the entity's alerts to no reviewer."""
 
     province: str = Field(min_length=1, description="Province name or GB/T 2260 code, e.g. '320000'.")
     municipality: str = Field(default="", description="Municipality name or GB/T 2260 code, e.g. '320100'.")
+
+    @field_validator("province")
+    @classmethod
+    def _province_code(cls, v: str) -> str:
+        problem = _code_problem(v, "province") if any(c.isdigit() for c in v) else None
+        if problem:
+            raise ValueError(problem)
+        return v
+
+    @field_validator("municipality")
+    @classmethod
+    def _municipality_code(cls, v: str, info: ValidationInfo) -> str:
+        if not any(c.isdigit() for c in v):
+            return v
+        problem = _code_problem(v, "municipality")
+        province = info.data.get("province", "")
+        if problem is None and province.isdigit() and v[:2] != province[:2]:
+            problem = f"municipality {v!r} is not in province {province!r} (its code starts with {province[:2]})"
+        if problem:
+            raise ValueError(problem)
+        return v
 
 
 class Entity(_Frozen):
@@ -530,7 +580,7 @@ class Entity(_Frozen):
 
     @model_validator(mode="after")
     def _unique_sources(self) -> Entity:
-        _unique_ids(self.sources, "source", f"entity {self.id!r}")
+        _unique_ids(self.sources, "source", f"entity {self.id!r}", "sources")
         mns: dict[str, str] = {}
         for s in self.sources:  # HJ 212: one MN, one source
             if s.hj212 is not None and mns.setdefault(s.hj212.mn, s.id) != s.id:
@@ -548,6 +598,27 @@ class Entity(_Frozen):
 def load_site(path: str | Path) -> Entity:
     """Load and validate a site file (YAML or JSON); raises :class:`~schemas.errors.ConfigError`."""
     return load_config(path, Entity)
+
+
+def entity_repeats(loaded: Sequence[tuple[str | Path, Entity]]) -> list[str]:
+    """``file:line: field: ...`` for every entity id, and every source id, that an earlier file of ``loaded`` already
+    gave, naming both files: two files of one entity would each feed it, one silently winning wherever the files are
+    read, and the centre keys readings by source id alone (``streams.core.processor.Registry`` refuses a repeat)."""
+    first: dict[tuple[str, str], str] = {}  # ("entity" | "source", id) -> where it was first given
+    out = []
+    for path, entity in loaded:
+        ids: list[tuple[Location, str, str]] = [(("id",), "entity", entity.id)]
+        ids += [(("sources", i, "id"), "source", s.id) for i, s in enumerate(entity.sources)]
+        for loc, what, ident in ids:
+            at = f"{path}:{line_in_file(path, loc) or '?'}"
+            if (what, ident) in first:
+                also = "the entity" if what == "entity" else "a source"
+                out.append(f"{at}: {field_path(loc)}: {what} {ident!r} is also {also} of {first[what, ident]}: one "
+                           f"site file per entity, one id per source")
+                if what == "entity":
+                    break  # the whole file repeats the entity: its sources are the same sources
+            first.setdefault((what, ident), at if what == "entity" else f"{at} (entity {entity.id!r})")
+    return out
 
 
 def site_json_schema() -> dict[str, Any]:

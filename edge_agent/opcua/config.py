@@ -100,9 +100,9 @@ class OpcUaStatus(Strict):
     @field_validator("bits")
     @classmethod
     def _bit_numbers(cls, bits: dict[int, str]) -> dict[int, str]:
-        bad = [b for b in bits if not 0 <= b < 32]
-        if bad:
-            raise ValueError(f"bit numbers must be 0..31, got {bad}")
+        for b in bits:  # at the bit's own key, as the Modbus status word does
+            if not 0 <= b < 32:
+                raise field_error("OpcUaStatus", (b,), f"bit {b}: a status word (UInt32) has bits 0..31", b)
         return bits
 
     def flag_of(self, word: int) -> int:

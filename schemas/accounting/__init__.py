@@ -18,18 +18,16 @@ serve the CSV import (:mod:`ingest.accounting`) and the defaults file. Formulas:
 and :mod:`streams.kernels.accounting`.
 
 Modules: :mod:`.units` (units and :class:`Param`), :mod:`.catalogues` (parameters per section, fuels,
-materials), :mod:`.report` (the report model) and :mod:`.defaults` (versioned default sets, the uncertainty
-policy, validation and defaults filling).
+materials), :mod:`.report` (the report model), :mod:`.plausibility` (the versioned table of plausible values and
+accepted months) and :mod:`.defaults` (versioned default sets, the uncertainty policy, validation and defaults
+filling).
 """
 
 from .catalogues import (
                          CELL_TECHNOLOGIES,
                          CO2_PARAMETERS,
-                         CURRENT_EFFICIENCY_PLAUSIBLE,
                          FUELS,
                          MATERIALS,
-                         NCV_PLAUSIBLE,
-                         OXIDATION_PLAUSIBLE,
                          PARAMETERS,
                          SETTINGS,
                          CellTechnology,
@@ -48,6 +46,7 @@ from .defaults import (
                          load_uncertainty,
                          validate_report,
 )
+from .plausibility import PLAUSIBILITY_VERSION, MonthWindow, Plausibility, PlausibleRange, load_plausibility
 from .report import (
                          AccountingReport,
                          AluminiumData,
@@ -63,13 +62,11 @@ from .units import UNITS, Param
 __all__ = [
     "CELL_TECHNOLOGIES",
     "CO2_PARAMETERS",
-    "CURRENT_EFFICIENCY_PLAUSIBLE",
     "DEFAULTS_VERSION",
     "FUELS",
     "MATERIALS",
-    "NCV_PLAUSIBLE",
-    "OXIDATION_PLAUSIBLE",
     "PARAMETERS",
+    "PLAUSIBILITY_VERSION",
     "SETTINGS",
     "UNCERTAINTY_VERSION",
     "UNITS",
@@ -84,13 +81,17 @@ __all__ = [
     "Material",
     "MaterialFlow",
     "MeasuredUncertainty",
+    "MonthWindow",
     "Param",
+    "Plausibility",
+    "PlausibleRange",
     "PowerData",
     "ReportError",
     "SteelData",
     "UncertaintyPolicy",
     "fill_defaults",
     "load_defaults",
+    "load_plausibility",
     "load_uncertainty",
     "validate_report",
 ]

@@ -1,5 +1,5 @@
 """What a report may name: the parameters (by section: fuel, material, cement, aluminium, power), the fuels, the
-steel carbon-balance materials and the cell technologies, with the plausible ranges the report model checks."""
+steel carbon-balance materials and the cell technologies, (their plausible values: :mod:`.plausibility`)."""
 
 from __future__ import annotations
 
@@ -70,16 +70,6 @@ FUELS: MappingProxyType[str, Fuel] = MappingProxyType(
     }
 )
 _FAMILY_UNIT = {"solid": "t", "liquid": "t", "gas": "10^4Nm3"}
-#: Plausible NCV per fuel family, GJ per canonical unit. Project choice: wide physical bounds (coal gangue
-#: about 8 GJ/t, CN-COMB [S]; oils about 40-47 GJ/t; blast furnace gas about 30, natural gas about 390
-#: GJ/10^4 Nm3), not a regulatory rule.
-NCV_PLAUSIBLE = MappingProxyType({"solid": (5.0, 35.0), "liquid": (35.0, 50.0), "gas": (20.0, 500.0)})
-#: Plausible carbon oxidation rate. Project choice (no source in the reference): below 0.8 a report is
-#: more likely wrong than a furnace that bad; one plant's value is 0.99 (CN-COMB [U]).
-OXIDATION_PLAUSIBLE = (0.8, 1.0)
-#: Plausible current efficiency of a reduction cell (fraction). Project choice, a wide bound meant to catch a
-#: percentage typed as a fraction (94 % entered as 0.94 %): modern cells run at about 0.9-0.96.
-CURRENT_EFFICIENCY_PLAUSIBLE = (0.8, 1.0)
 
 
 class Material(NamedTuple):

@@ -8,20 +8,23 @@ tolerance the uncertainty of each measured parameter.
 
 from __future__ import annotations
 
+import difflib
 import functools
 import math
-from collections.abc import Iterator
+from collections.abc import Collection
+from datetime import UTC, date, datetime
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal, TypeVar, cast
 
-from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
 from ..configfile import parse_config
 from ..errors import ConfigError, Location, validation_problems
 from ..site import Sector
 from .catalogues import CO2_PARAMETERS, FUELS, MATERIALS, PARAMETERS
-from .report import AccountingReport, ReportError
+from .plausibility import Plausibility, load_plausibility
+from .report import AccountingReport, ReportError, report_parts
 from .units import Param, _canonical, _Frozen
 
 #: The defaults version :func:`load_defaults` and the importers use unless told otherwise.
@@ -110,7 +113,7 @@ def _each_sector(sectors: list[Sector] | None) -> tuple[Sector | None, ...]:
 
 
 #: A versioned file's model: both have a ``version`` that must match the file's name.
-_Versioned = TypeVar("_Versioned", "AccountingDefaults", "UncertaintyPolicy")
+_Versioned = TypeVar("_Versioned", "AccountingDefaults", "UncertaintyPolicy", "Plausibility")
 
 
 def _versioned_file(version: str, path: str | Path | None, model: type[_Versioned], prefix: str) -> _Versioned:
@@ -205,22 +208,6 @@ def load_uncertainty(version: str = UNCERTAINTY_VERSION, path: str | Path | None
 # --- validation and defaults filling ------------------------------------------------------------
 
 
-def _parts(report: AccountingReport) -> Iterator[tuple[Location, str, str | None, BaseModel]]:
-    """(location, parameter section, item, model) of every part holding parameters."""
-    for i, f in enumerate(report.fuels):
-        yield ("fuels", i), "fuel", f.fuel, f
-    if report.cement is not None:
-        gangue = "coal_gangue" if report.cement.raw_meal_contains_coal_gangue else None
-        yield ("cement",), "cement", gangue, report.cement
-    if report.steel is not None:
-        for i, m in enumerate(report.steel.materials):
-            yield ("steel", "materials", i), "material", m.material, m
-    if report.aluminium is not None:
-        yield ("aluminium",), "aluminium", report.aluminium.cell_technology, report.aluminium
-    if report.power is not None:
-        yield ("power",), "power", None, report.power
-
-
 def _filled(p: Param, d: DefaultValue | None, version: str) -> dict[str, Any] | None:
     """A ``default`` parameter as it goes into the report: its value from the defaults when it gives none, labelled
     with the file's ``confirmed`` when it is the file's value (else unconfirmed); None when there is no default."""
@@ -255,7 +242,7 @@ def fill_defaults(report: AccountingReport, defaults: AccountingDefaults) -> Acc
     data = report.model_dump()
     problems: list[tuple[Location, str]] = []
     changed = False
-    for loc, section, item, part in _parts(report):
+    for loc, section, item, part in report_parts(report):
         target = _at(data, loc)
         for name, p in part:
             if not isinstance(p, Param) or p.basis != "default":
@@ -281,13 +268,32 @@ def fill_defaults(report: AccountingReport, defaults: AccountingDefaults) -> Acc
         raise ReportError(validation_problems(exc, missing="missing field")) from None
 
 
-def validate_report(data: object, defaults: AccountingDefaults | None = None) -> AccountingReport:
-    """Validate one report (a mapping, as parsed from JSON) and fill its defaults.
+def validate_report(data: object, defaults: AccountingDefaults | None = None, *,
+                    plausibility: Plausibility | None = None, today: date | None = None,
+                    entities: Collection[str] | None = None) -> AccountingReport:
+    """Validate one report (a mapping, as parsed from JSON), check it is plausible, and fill its defaults.
 
-    Raises :class:`ReportError` listing every problem with its location.
+    ``plausibility`` (default :func:`load_plausibility`) gives the range of each value and the window of months
+    (relative to ``today``, default the current UTC date); ``entities``, when given, are the entity ids of the site
+    files, and a report of any other entity is refused. Raises :class:`ReportError` listing every problem with its
+    location.
     """
     try:
         report = AccountingReport.model_validate(data)
     except ValidationError as exc:
         raise ReportError(validation_problems(exc, missing="missing field")) from None
+    table = plausibility if plausibility is not None else load_plausibility()
+    problems = table.problems(report, today if today is not None else datetime.now(UTC).date())
+    if entities is not None and report.entity_id not in entities:
+        problems.insert(0, (("entity_id",), _unknown_entity(report.entity_id, entities)))
+    if problems:
+        raise ReportError(problems)
     return fill_defaults(report, defaults if defaults is not None else load_defaults())
+
+
+def _unknown_entity(entity_id: str, entities: Collection[str]) -> str:
+    near = difflib.get_close_matches(entity_id, list(entities), n=1)
+    hint = f"; did you mean {near[0]!r}?" if near else ""
+    shown = sorted(entities)[:10]
+    more = f" and {len(entities) - len(shown)} more" if len(entities) > len(shown) else ""
+    return f"entity {entity_id!r} is in no site file{hint} (known: {shown}{more})"

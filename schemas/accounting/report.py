@@ -8,18 +8,16 @@ section's docstring.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 
-from pydantic import Field, ValidationInfo, field_validator, model_validator
+from pydantic import BaseModel, Field, ValidationInfo, field_validator, model_validator
 
 from ..errors import CemsError, Location, field_path
 from ..site import Identifier, Sector
 from .catalogues import (
     _FAMILY_UNIT,
-    CURRENT_EFFICIENCY_PLAUSIBLE,
     FUELS,
     MATERIALS,
-    NCV_PLAUSIBLE,
-    OXIDATION_PLAUSIBLE,
     PARAMETERS,
     CellTechnology,
 )
@@ -84,19 +82,6 @@ class FuelUse(_Frozen):
         name = str(info.field_name)
         per = {"consumption": unit, "ncv": f"GJ/{unit}", "carbon_content": f"tC/{unit}"}[name]
         _expect_unit(p, PARAMETERS[f"fuel.{name}"], per, f"a {fuel.family} fuel ({info.data['fuel']})")
-        if name == "ncv" and p.value is not None:
-            lo, hi = NCV_PLAUSIBLE[fuel.family]
-            if not lo <= p.value <= hi:
-                raise ValueError(f"{p.value:g} {per} is outside the plausible {lo:g}-{hi:g} {per} for "
-                                 f"{fuel.family} fuels")
-        return p
-
-    @field_validator("oxidation_rate")
-    @classmethod
-    def _plausible_oxidation(cls, p: Param) -> Param:
-        lo, hi = OXIDATION_PLAUSIBLE
-        if p.value is not None and not lo <= p.value <= hi:
-            raise ValueError(f"oxidation rate {p.value:g} is outside the plausible {lo:g}-{hi:g}")
         return p
 
     @model_validator(mode="after")
@@ -216,15 +201,6 @@ class AluminiumData(_Frozen):
     limestone_consumption: Mass | None = None  # limestone calcined in the month [t] (CN-AL-LIME [S])
     limestone_factor: CO2PerMass | None = None  # t CO2 per t limestone
 
-    @field_validator("current_efficiency")
-    @classmethod
-    def _plausible_efficiency(cls, p: Param | None) -> Param | None:
-        lo, hi = CURRENT_EFFICIENCY_PLAUSIBLE
-        if p is not None and p.value is not None and not lo < p.value <= hi:
-            raise ValueError(f"current efficiency {p.value:g} is outside the plausible {lo:g}-{hi:g} "
-                             f"(for a percentage use unit '%')")
-        return p
-
     @model_validator(mode="after")
     def _anode_carbon(self) -> AluminiumData:
         s, a = self.anode_sulphur.value, self.anode_ash.value
@@ -307,3 +283,20 @@ class AccountingReport(_Frozen):
     @property
     def key(self) -> tuple[str, str | None, str]:
         return (self.entity_id, self.source_id, self.month)
+
+
+def report_parts(report: AccountingReport) -> Iterator[tuple[Location, str, str | None, BaseModel]]:
+    """(location, parameter section, item, model) of every part holding parameters: the item is a fuel or material id,
+    or what a section's defaults depend on (coal gangue in the raw meal, the cell technology)."""
+    for i, f in enumerate(report.fuels):
+        yield ("fuels", i), "fuel", f.fuel, f
+    if report.cement is not None:
+        gangue = "coal_gangue" if report.cement.raw_meal_contains_coal_gangue else None
+        yield ("cement",), "cement", gangue, report.cement
+    if report.steel is not None:
+        for i, m in enumerate(report.steel.materials):
+            yield ("steel", "materials", i), "material", m.material, m
+    if report.aluminium is not None:
+        yield ("aluminium",), "aluminium", report.aluminium.cell_technology, report.aluminium
+    if report.power is not None:
+        yield ("power",), "power", None, report.power

@@ -10,7 +10,7 @@ import functools
 from types import MappingProxyType
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 # --- units --------------------------------------------------------------------------------------
 
@@ -60,11 +60,22 @@ class Param(_Frozen):
     ``confirmed`` and ``default_version`` are set by :func:`fill_defaults` on defaults, never by a report.
     """
 
-    value: float | None = Field(default=None, allow_inf_nan=False)
+    # strict: a number, never JSON ``true`` (which would count as 1) nor a string (a CSV cell is converted first)
+    value: float | None = Field(default=None, allow_inf_nan=False, strict=True)
     unit: str | None = None
     basis: Literal["measured", "default"]
     confirmed: bool | None = None
     default_version: str | None = None
+
+    @field_validator("value", mode="before")
+    @classmethod
+    def _a_number(cls, v: object) -> object:
+        """Say what a value that is not a JSON number is (pydantic's strict check would only say it is not one)."""
+        if isinstance(v, bool):
+            raise ValueError(f"{str(v).lower()} is not a number (true would have counted as 1)")
+        if isinstance(v, str):
+            raise ValueError(f"{v!r} is text: write the number without quotes")
+        return v
 
     @model_validator(mode="after")
     def _complete(self) -> Param:

@@ -56,10 +56,12 @@ def site() -> None:
 @site.command("check")
 @click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path))
 def site_check(files: tuple[Path, ...]) -> None:
-    """Validate site files; print a summary, or every problem with file, line and field."""
-    from schemas.site import load_site
+    """Validate site files; print a summary, or every problem with file, line and field (two files of one entity
+    are refused, naming both)."""
+    from schemas.site import entity_repeats, load_site
 
     failed = False
+    loaded = []
     for path in files:
         try:
             entity = load_site(path)
@@ -67,11 +69,15 @@ def site_check(files: tuple[Path, ...]) -> None:
             click.echo(str(exc), err=True)
             failed = True
             continue
+        loaded.append((path, entity))
         n_channels = sum(len(s.channels) for s in entity.sources)
         click.echo(
             f"{path}: OK: {entity.id} ({entity.sector}, {entity.timezone}), "
             f"{len(entity.sources)} sources, {n_channels} channels"
         )
+    for problem in entity_repeats(loaded):
+        click.echo(problem, err=True)
+        failed = True
     sys.exit(1 if failed else 0)
 
 

@@ -61,11 +61,19 @@ def accounting_serve(config: Path | None, host: str, port: int) -> None:
     from aiohttp import web
 
     from ingest.accounting_http import make_app
+    from schemas.errors import ConfigError
+    from streams.config import load_sites
     from streams.runtime.reconciler import publish_reports
 
     cfg = _load(config)
     token = cfg.reconcile.intake_token.get_secret_value() if cfg.reconcile.intake_token else None
-    web.run_app(make_app(lambda reports: publish_reports(cfg, reports), token=token), host=host, port=port,
+    try:  # a report of an entity in no site file is refused (422)
+        entities = {e.id for e in load_sites(cfg.sites)}
+    except ConfigError as exc:
+        click.echo(str(exc), err=True)
+        sys.exit(1)
+    web.run_app(make_app(lambda reports: publish_reports(cfg, reports), token=token, entities=entities),
+                host=host, port=port,
                 print=lambda *_: click.echo(f"accounting intake on http://{host}:{port}/v1/accounting"))
 
 

@@ -261,7 +261,7 @@ def test_default_and_sector_restriction():
 
 def test_plant_stated_default_is_labelled_by_the_file():
     al = json.loads(json.dumps(ALUMINIUM))
-    al["aluminium"]["slope_cf4"] = m(143, "kgCF4/tAl/(min/cell-day)", "default")  # not the file's 0.143
+    al["aluminium"]["slope_cf4"] = m(0.15, "kgCF4/tAl/(min/cell-day)", "default")  # not the file's 0.143
     al["aluminium"]["c2f6_cf4_ratio"] = m(0.121, "kgC2F6/kgCF4", "default")  # the file's value
     rep = validate_report(al)
     assert rep.aluminium.slope_cf4.confirmed is False and rep.aluminium.slope_cf4.default_version is None
@@ -357,9 +357,10 @@ def test_report_rules():
     with pytest.raises(ReportError, match=r"does not fit a gas fuel \(natural_gas\); use one of \['10\^4Nm3', 'Nm3'\]"):
         validate_report({**base, "fuels": [gas_as_t]})
     low_ncv = {**gas_as_t, "consumption": m(1, "Nm3"), "ncv": m(1, "MJ/Nm3")}  # 10 GJ/10^4 Nm3
-    with pytest.raises(ReportError, match="outside the plausible 20-500 GJ/10\\^4Nm3"):
+    with pytest.raises(ReportError,
+                       match=r"10 GJ/10\^4Nm3 is outside the plausible range \[20, 500\] GJ/10\^4Nm3 for gas fuels"):
         validate_report({**base, "fuels": [low_ncv]})
-    with pytest.raises(ReportError, match=r"oxidation rate 0.5 is outside"):
+    with pytest.raises(ReportError, match=r"0.5 fraction is outside the plausible range \[0.8, 1\] fraction"):
         validate_report({**base, "fuels": [{**gas_as_t, "consumption": m(1, "Nm3"), "oxidation_rate": m(50, "%")}]})
     with pytest.raises(ReportError, match="not both"):
         validate_report({**base, "fuels": [{**gas_as_t, "consumption": m(1, "Nm3"),

@@ -178,7 +178,8 @@ def test_co2_and_flow_must_state_their_basis():
 
 def test_a_basis_must_fit_its_quantity():
     msg = problems(GOOD.replace("basis: dry", "basis: standard_dry"))
-    assert "site.yaml:9: sources[0].channels[0]: basis 'standard_dry' does not fit a05001; it takes one of " \
+    # a check across the channel's fields, reported at the field it names, on that field's own line
+    assert "site.yaml:12: sources[0].channels[0].basis: basis 'standard_dry' does not fit a05001; it takes one of " \
            "['dry', 'wet']" in msg
 
 
@@ -215,7 +216,7 @@ def test_ambient_pressure_takes_exactly_one_form_and_a_real_channel():
                         "    duct_area_m2: 7.0\n    ambient_pressure: {kpa: 100, altitude_m: 10}\n")
     assert "give exactly one of channel, kpa or altitude_m (got ['kpa', 'altitude_m'])" in problems(both)
     ghost = GOOD.replace("    duct_area_m2: 7.0\n", "    duct_area_m2: 7.0\n    ambient_pressure: {channel: baro}\n")
-    assert "ambient_pressure names channel 'baro', which source 'potline-1' does not have" in problems(ghost)
+    assert "ambient_pressure.channel names channel 'baro', which source 'potline-1' does not have" in problems(ghost)
     high = GOOD.replace("    duct_area_m2: 7.0\n", "    duct_area_m2: 7.0\n    ambient_pressure: {kpa: 1013}\n")
     assert "sources[0].ambient_pressure.kpa: Input should be less than or equal to 110" in problems(high)
 
@@ -223,7 +224,7 @@ def test_ambient_pressure_takes_exactly_one_form_and_a_real_channel():
 def test_operating_evidence_must_name_a_channel_of_the_source_and_a_default_must_exist():
     ghost = GOOD.replace("    duct_area_m2: 7.0\n",
                          "    duct_area_m2: 7.0\n    operating: [{channel: fan, above: 1}]\n")
-    assert "operating evidence names channel 'fan', which source 'potline-1' does not have" in problems(ghost)
+    assert "operating[0].channel names channel 'fan', which source 'potline-1' does not have" in problems(ghost)
     no_area = GOOD.replace("    duct_area_m2: 7.0\n", "")
     assert "no default operating rule applies" in problems(no_area)
     e = parse_config(GOOD, Entity)
