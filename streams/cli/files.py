@@ -127,7 +127,7 @@ def batch_inspect(file, as_csv: bool) -> None:
         ids = np.array([c.id for c in b.channels] or [""])[b.channel]
         click.echo("time_utc,channel,value,flag")
         times = np.datetime_as_string(b.timestamps, unit="ms")
-        for row in zip(times, ids, b.value, letters, strict=True):
+        for row in zip(times, ids, b.value.tolist(), letters, strict=True):  # Python floats: 13.76, not np.float64
             click.echo("{},{},{!r},{}".format(*row))
         return
     click.echo(f"schema v{b.version}  agent {b.agent_id}  source {b.source_id}  seq {b.seq}  readings {len(b)}")

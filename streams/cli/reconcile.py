@@ -13,8 +13,10 @@ from pathlib import Path
 import click
 
 from schemas.alerts import ACK_STATES, SEVERITIES
+from streams.cli.checks import Month, check_listen
 from streams.cli.stream import _load
 
+MAX_WAIT_S = 31 * 86_400.0  # the longest pause between runs (a month): time.sleep refuses an infinite one
 CONFIG = click.argument("config", type=click.Path(dir_okay=False, path_type=Path), required=False)
 
 
@@ -48,14 +50,14 @@ def accounting_import(files: tuple[Path, ...], config: Path | None, check: bool)
     if check:
         click.echo(f"{len(reports)} report(s) valid")
         return
-    for key in publish_reports(_load(config), reports):
+    for key in publish_reports(_load(config, given_as="-c/--config"), reports):
         click.echo(f"published {key}")
 
 
 @accounting.command("serve")
 @CONFIG
 @click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", default=8480, show_default=True)
+@click.option("--port", type=click.IntRange(1, 65535), default=8480, show_default=True)
 def accounting_serve(config: Path | None, host: str, port: int) -> None:
     """Serve POST /v1/accounting (bearer token from reconcile.intake_token, if set)."""
     from aiohttp import web
@@ -63,16 +65,21 @@ def accounting_serve(config: Path | None, host: str, port: int) -> None:
     from ingest.accounting_http import make_app
     from streams.runtime.reconciler import publish_reports
 
+    check_listen(host, port, "the accounting intake")
     cfg = _load(config)
     token = cfg.reconcile.intake_token.get_secret_value() if cfg.reconcile.intake_token else None
-    web.run_app(make_app(lambda reports: publish_reports(cfg, reports), token=token), host=host, port=port,
-                print=lambda *_: click.echo(f"accounting intake on http://{host}:{port}/v1/accounting"))
+    try:
+        web.run_app(make_app(lambda reports: publish_reports(cfg, reports), token=token), host=host, port=port,
+                    print=lambda *_: click.echo(f"accounting intake on http://{host}:{port}/v1/accounting"))
+    except OSError as exc:  # the port taken since it was checked
+        raise click.ClickException(f"cannot serve the accounting intake on {host}:{port}: {exc.strerror}") from None
 
 
 @click.command("reconcile")
 @CONFIG
-@click.option("--month", help="Only this local month (YYYY-MM).")
-@click.option("--every", type=float, help="Run again every this many seconds (until interrupted).")
+@click.option("--month", type=Month(), help="Only this local month.")
+@click.option("--every", type=click.FloatRange(1.0, MAX_WAIT_S),
+              help="Run again every this many seconds (until interrupted).")
 def reconcile(config: Path | None, month: str | None, every: float | None) -> None:
     """Reconcile measured against reported data and publish the alerts that changed."""
     from streams.runtime.reconciler import Reconciler
@@ -140,7 +147,8 @@ def alerts_list(config, status, as_json, **filters) -> None:
 @alerts.command("follow")
 @CONFIG
 @_filters
-@click.option("--interval", default=5.0, show_default=True, help="Seconds between looks.")
+@click.option("--interval", type=click.FloatRange(0.1, MAX_WAIT_S), default=5.0, show_default=True,
+              help="Seconds between looks.")
 def alerts_follow(config, status, as_json, interval, **filters) -> None:
     """Print alerts as new versions or review changes arrive (Ctrl-C to stop)."""
     cfg = _load(config)
