@@ -11,7 +11,8 @@ from typing import Any
 
 import click
 
-__all__ = ["FIRST_MONTH", "LAST_MONTH", "Month", "check_listen", "kafka_reachable", "missing_settings"]
+__all__ = ["FIRST_MONTH", "LAST_MONTH", "LOG_LEVELS", "Month", "check_listen", "kafka_reachable", "listen_problem",
+           "missing_settings"]
 
 #: The months a command takes: each local month, in any time zone (UTC-12 .. UTC+14) and with a month's lateness
 #: run on past its end, lies inside the timestamps a reading batch may carry, [2000-01-01, 2200-01-01) UTC
@@ -20,6 +21,7 @@ FIRST_MONTH, LAST_MONTH = "2000-02", "2199-11"
 #: How long one broker address may take to accept a TCP connection before it counts as unreachable.
 CONNECT_TIMEOUT_S = 3.0
 KAFKA_PORT = 9092  # what kafka-python assumes for an address without a port
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")  # --log-level of the commands that run
 
 
 class Month(click.ParamType):
@@ -88,19 +90,24 @@ def kafka_reachable(bootstrap_servers: str, setting: str, timeout_s: float = CON
                                f"check {setting}")
 
 
-def check_listen(host: str, port: int, what: str, param_hint: str = "--port") -> None:
-    """``host:port`` can be bound now (``host`` resolves, is this machine's, and the port is free): a usage error
-    before the work that precedes serving, rather than a server failing after it."""
+def listen_problem(host: str, port: int) -> str | None:
+    """Why ``host:port`` cannot be served now (``host`` does not resolve or is not this machine's, the port is
+    taken), or None: checked before the work that precedes serving, rather than a server failing after it."""
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
     except (socket.gaierror, UnicodeError) as exc:
-        raise click.BadParameter(f"{host!r} does not resolve: {getattr(exc, 'strerror', None) or exc}",
-                                 param_hint="--host") from None
+        return f"{host!r} does not resolve: {getattr(exc, 'strerror', None) or exc}"
     family, kind, proto, _, address = infos[0]
     with socket.socket(family, kind, proto) as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as aiohttp does: TIME_WAIT is no conflict
         try:
             sock.bind(address)
         except OSError as exc:
-            raise click.BadParameter(f"cannot serve {what} on {host}:{port}: {exc.strerror or exc}",
-                                     param_hint=param_hint) from None
+            return f"cannot serve on {host}:{port}: {exc.strerror or exc}"
+    return None
+
+
+def check_listen(host: str, port: int, what: str, param_hint: str = "'--host' / '--port'") -> None:
+    """A usage error naming the options when :func:`listen_problem` finds a problem (``what``: the server)."""
+    if (problem := listen_problem(host, port)) is not None:
+        raise click.BadParameter(f"{what}: {problem}", param_hint=param_hint)

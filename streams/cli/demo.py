@@ -90,7 +90,7 @@ def demo(out: Path, reports: tuple[Path, ...], month: str, serve: bool, archive_
     files = list(reports) or sorted(DEMO_REPORTS.glob("*.csv"))
     _check_reports(files, month, in_process=config is None)
     if serve:
-        check_listen("127.0.0.1", port, "the archive API" if archive_api else "the review console")
+        check_listen("127.0.0.1", port, "the archive API" if archive_api else "the review console", "'--port'")
     cfg = None
     if config is not None:
         from streams.cli.stream import _load

@@ -95,11 +95,14 @@ def schema_show(name: str) -> None:
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=JSON_SCHEMA_DIR, show_default=True)
 def schema_export(out: Path) -> None:
     """Write every JSON Schema to OUT/<name>.schema.json (the copies committed in schemas/json)."""
-    out.mkdir(parents=True, exist_ok=True)
-    for name, doc in _json_schemas().items():
-        path = out / f"{name}.schema.json"
-        path.write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
-        click.echo(f"wrote {path}")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        for name, doc in _json_schemas().items():
+            path = out / f"{name}.schema.json"
+            path.write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
+            click.echo(f"wrote {path}")
+    except OSError as exc:
+        raise click.ClickException(f"cannot write {exc.filename}: {exc.strerror or exc}") from None
 
 
 @click.group()

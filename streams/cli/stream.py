@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from schemas.errors import ConfigError
-from streams.cli.checks import kafka_reachable, missing_settings
+from streams.cli.checks import LOG_LEVELS, kafka_reachable, missing_settings
 
 
 def _load(path: Path | None, given_as: str = "CONFIG"):
@@ -74,7 +74,7 @@ def topics(config: Path, partitions: int, replication: int, readings_retention_d
 
 @stream.command("worker")
 @click.argument("config", type=click.Path(dir_okay=False, path_type=Path), required=False)
-@click.option("--log-level", default="INFO", show_default=True)
+@click.option("--log-level", type=click.Choice(LOG_LEVELS, case_sensitive=False), default="INFO", show_default=True)
 @click.option("--log-format", type=click.Choice(["text", "json"]), default="text", show_default=True)
 def worker(config: Path | None, log_level: str, log_format: str) -> None:
     """Run a worker until SIGTERM/SIGINT. Workers with the same app_id share the readings partitions.
