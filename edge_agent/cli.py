@@ -33,6 +33,12 @@ def _load(path: Path):
         sys.exit(1)
 
 
+def _finite(ctx, param, value: float) -> float:
+    if value != value:  # click's FloatRange lets NaN through (no comparison fails)
+        raise click.BadParameter("nan is not a number of seconds", ctx, param)
+    return value
+
+
 def _host_option(ctx, param, value: str) -> str:
     try:
         return check_host(value)
@@ -178,7 +184,7 @@ def run(config: Path, log_level: str, log_format: str, metrics_port: int, metric
 @click.argument("device")
 @click.argument("channel", required=False)
 @click.option("--listen", "listen_s", type=click.FloatRange(0, 86_400), default=0.0, show_default=True,
-              help="HJ 212 device: listen this many seconds yourself (agent not running) and show what arrives.")
+              callback=_finite, help="HJ 212 device: listen this many seconds yourself (agent not running) and show what arrives.")
 def probe(config: Path, device: str, channel: str | None, listen_s: float) -> None:
     """Read points of DEVICE now (or only CHANNEL): raw registers, decoded value and flag.
 

@@ -11,8 +11,8 @@ from typing import Any
 
 import click
 
-__all__ = ["FIRST_MONTH", "LAST_MONTH", "LOG_LEVELS", "Month", "check_listen", "kafka_reachable", "listen_problem",
-           "missing_settings"]
+__all__ = ["FIRST_MONTH", "LAST_MONTH", "LOG_LEVELS", "Month", "Seconds", "check_listen", "kafka_reachable",
+           "listen_problem", "missing_settings"]
 
 #: The months a command takes: each local month, in any time zone (UTC-12 .. UTC+14) and with a month's lateness
 #: run on past its end, lies inside the timestamps a reading batch may carry, [2000-01-01, 2200-01-01) UTC
@@ -22,6 +22,18 @@ FIRST_MONTH, LAST_MONTH = "2000-02", "2199-11"
 CONNECT_TIMEOUT_S = 3.0
 KAFKA_PORT = 9092  # what kafka-python assumes for an address without a port
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")  # --log-level of the commands that run
+
+
+class Seconds(click.FloatRange):
+    """A duration in seconds within ``min`` .. ``max``: click's FloatRange lets NaN through (no comparison fails)."""
+
+    name = "seconds"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        out = super().convert(value, param, ctx)
+        if out != out:  # NaN
+            self.fail(f"{value!r} is not a number of seconds", param, ctx)
+        return out
 
 
 class Month(click.ParamType):

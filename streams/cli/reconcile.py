@@ -13,11 +13,12 @@ from pathlib import Path
 import click
 
 from schemas.alerts import ACK_STATES, SEVERITIES
-from streams.cli.checks import Month, check_listen
+from streams.cli.checks import Month, Seconds, check_listen
 from streams.cli.stream import _load
 
 MAX_WAIT_S = 31 * 86_400.0  # the longest pause between runs (a month): time.sleep refuses an infinite one
-CONFIG = click.argument("config", type=click.Path(dir_okay=False, path_type=Path), required=False)
+CONFIG_PATH = click.Path(dir_okay=False, path_type=Path)
+CONFIG = click.argument("config", type=CONFIG_PATH, required=False)
 
 
 @click.group()
@@ -147,7 +148,7 @@ def alerts_list(config, status, as_json, **filters) -> None:
 @alerts.command("follow")
 @CONFIG
 @_filters
-@click.option("--interval", type=click.FloatRange(0.1, MAX_WAIT_S), default=5.0, show_default=True,
+@click.option("--interval", type=Seconds(0.1, MAX_WAIT_S), default=5.0, show_default=True,
               help="Seconds between looks.")
 def alerts_follow(config, status, as_json, interval, **filters) -> None:
     """Print alerts as new versions or review changes arrive (Ctrl-C to stop)."""
@@ -163,17 +164,21 @@ def alerts_follow(config, status, as_json, interval, **filters) -> None:
 
 
 @alerts.command("ack")
-@CONFIG
-@click.argument("alert_id")
+@click.argument("args", nargs=-1, metavar="[CONFIG] ALERT_ID")
 @click.option("--by", required=True, help="Who (reviewer id).")
 @click.option("--state", type=click.Choice(ACK_STATES), default="acknowledged", show_default=True)
 @click.option("--note", default="")
-def alerts_ack(config, alert_id: str, by: str, state: str, note: str) -> None:
+def alerts_ack(args: tuple[str, ...], by: str, state: str, note: str) -> None:
     """Acknowledge, resolve or reopen an alert (holds until the alert is revised)."""
     from schemas.alerts import Ack
     from streams.runtime.kafka_io import send_all
     from streams.runtime.reconciler import read_alerts
 
+    # CONFIG is optional before ALERT_ID, which click's arguments cannot say: one argument is the alert
+    if not 1 <= len(args) <= 2:
+        raise click.UsageError(f"expected [CONFIG] ALERT_ID, got {len(args)} argument(s)")
+    config = CONFIG_PATH.convert(args[0], None, click.get_current_context()) if len(args) == 2 else None
+    alert_id = args[-1]
     cfg = _load(config)
     current = {a.id: a for a in read_alerts(cfg)}
     if alert_id not in current:
