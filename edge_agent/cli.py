@@ -184,7 +184,8 @@ def run(config: Path, log_level: str, log_format: str, metrics_port: int, metric
 @click.argument("device")
 @click.argument("channel", required=False)
 @click.option("--listen", "listen_s", type=click.FloatRange(0, 86_400), default=0.0, show_default=True,
-              callback=_finite, help="HJ 212 device: listen this many seconds yourself (agent not running) and show what arrives.")
+              callback=_finite,
+              help="HJ 212 device: listen this many seconds yourself (agent not running) and show what arrives.")
 def probe(config: Path, device: str, channel: str | None, listen_s: float) -> None:
     """Read points of DEVICE now (or only CHANNEL): raw registers, decoded value and flag.
 
