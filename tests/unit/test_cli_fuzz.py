@@ -219,3 +219,17 @@ def test_non_utf8_bytes_in_argv(args, tmp_path):
                           timeout=60, stdin=subprocess.DEVNULL)
     out = proc.stdout.decode(errors="replace") + proc.stderr.decode(errors="replace")
     assert proc.returncode in (1, 2) and "Traceback" not in out, out
+
+
+def every_command(group: click.Group = main, path: tuple[str, ...] = ()):
+    for name, cmd in sorted(group.commands.items()):
+        yield (*path, name)
+        if isinstance(cmd, click.Group):
+            yield from every_command(cmd, (*path, name))
+
+
+@pytest.mark.parametrize("path", list(every_command()), ids=" ".join)
+def test_every_help_answers(path):
+    """`cems ... --help` of every command and group, the other engineers' included."""
+    res = CliRunner().invoke(main, [*path, "--help"])
+    assert res.exit_code == 0 and "Usage: " in res.output, res.output
