@@ -177,7 +177,13 @@ def alerts_ack(args: tuple[str, ...], by: str, state: str, note: str) -> None:
     # CONFIG is optional before ALERT_ID, which click's arguments cannot say: one argument is the alert
     if not 1 <= len(args) <= 2:
         raise click.UsageError(f"expected [CONFIG] ALERT_ID, got {len(args)} argument(s)")
-    config = CONFIG_PATH.convert(args[0], None, click.get_current_context()) if len(args) == 2 else None
+    config: Path | None = None
+    if len(args) == 2:
+        try:
+            # path_type=Path: a Path, though click types it as any path-like
+            config = CONFIG_PATH.convert(args[0], None, click.get_current_context())  # type: ignore[assignment]
+        except click.BadParameter as exc:
+            raise click.BadParameter(exc.message, param_hint="CONFIG") from None
     alert_id = args[-1]
     cfg = _load(config)
     current = {a.id: a for a in read_alerts(cfg)}
