@@ -95,7 +95,7 @@ def demo(out: Path, reports: tuple[Path, ...], month: str, serve: bool, archive_
     if config is not None:
         from streams.cli.stream import _load
 
-        cfg = _load(config, given_as="--config")
+        cfg = _load(config)
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

@@ -79,7 +79,7 @@ def accounting_serve(config: Path | None, host: str, port: int) -> None:
 @click.command("reconcile")
 @CONFIG
 @click.option("--month", type=Month(), help="Only this local month.")
-@click.option("--every", type=click.FloatRange(1.0, MAX_WAIT_S),
+@click.option("--every", type=Seconds(1.0, MAX_WAIT_S),
               help="Run again every this many seconds (until interrupted).")
 def reconcile(config: Path | None, month: str | None, every: float | None) -> None:
     """Reconcile measured against reported data and publish the alerts that changed."""

@@ -249,6 +249,7 @@ def test_a_worker_datadir_without_its_folder(tmp_path, no_central_env):
     (["stream", "topics", "C", "--readings-retention-days", "1e400"], "inf is not in the range 0<=x<=36525"),
     (["reconcile", "C", "--every", "0"], "'--every': 0.0 is not in the range 1.0<=x<=2678400.0"),
     (["reconcile", "C", "--every", "inf"], "'--every': inf is not in the range"),
+    (["reconcile", "C", "--every", "nan"], "'--every': 'nan' is not a number of seconds"),
     (["alerts", "follow", "C", "--interval", "nan"], "'--interval': 'nan' is not a number of seconds"),
     (["alerts", "follow", "C", "--interval", "-5"], "'--interval': -5.0 is not in the range"),
     (["stream", "worker", "C", "--log-level", "LOUD"], "'--log-level': 'LOUD' is not one of 'debug', 'info'"),
