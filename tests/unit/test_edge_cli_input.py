@@ -181,3 +181,23 @@ def test_run_refuses_a_taken_metrics_port_before_starting(tmp_path, monkeypatch)
 def test_probe_listen_seconds(tmp_path, value, message):
     res = CliRunner().invoke(main, ["edge", "probe", str(gateway(tmp_path)), "cems-kiln1", "--listen", value])
     assert res.exit_code == 2 and message in res.output, res.output
+
+
+def test_a_real_process_refuses_and_announces_nothing():
+    """The same refusals from `cems edge simulate` as a process: exit 2 before any server is announced (the CliRunner
+    rows above, where a server must bind: a port 70000, a host that is not this machine's, a port taken)."""
+    import os
+    import subprocess
+
+    from tests.fixtures import REPO, cems_command
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        taken = str(busy.getsockname()[1])
+        for args in (["--modbus-port", "70000"], ["--host", "192.0.2.1"], ["--modbus-port", taken],
+                     ["--opcua-port", taken, "--modbus-port", "0"]):
+            proc = subprocess.run(cems_command("edge", "simulate", *args), cwd=REPO, capture_output=True, text=True,
+                                  timeout=60, env={**os.environ, "PYTHONPATH": str(REPO)})
+            assert proc.returncode == 2 and proc.stdout == "", (args, proc.stdout, proc.stderr)
+            assert "Error: " in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
