@@ -20,6 +20,8 @@ from .fields import check_host
 if TYPE_CHECKING:
     import asyncio
 
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
 
 def _load(path: Path):
     from .config import load_gateway_config
@@ -29,6 +31,19 @@ def _load(path: Path):
     except ConfigError as exc:
         click.echo(str(exc), err=True)
         sys.exit(1)
+
+
+def _finite(ctx, param, value: float) -> float:
+    if value != value:  # click's FloatRange lets NaN through (no comparison fails)
+        raise click.BadParameter("nan is not a number of seconds", ctx, param)
+    return value
+
+
+def _host_option(ctx, param, value: str) -> str:
+    try:
+        return check_host(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), ctx, param) from None
 
 
 class _EdgeGroup(click.Group):
@@ -120,11 +135,12 @@ def _check_hj212(cfg, d) -> None:
 
 @edge.command("run")
 @click.argument("config", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--log-level", default="INFO", show_default=True)
+@click.option("--log-level", type=click.Choice(LOG_LEVELS, case_sensitive=False), default="INFO", show_default=True)
 @click.option("--log-format", type=click.Choice(["text", "json"]), default="text", show_default=True,
               help="json: one object per line with device/event fields (for journald, Loki...).")
-@click.option("--metrics-port", type=int, default=9108, show_default=True, help="Prometheus metrics; 0 disables.")
-@click.option("--metrics-address", default="127.0.0.1", show_default=True)
+@click.option("--metrics-port", type=click.IntRange(0, 65535), default=9108, show_default=True,
+              help="Prometheus metrics; 0 disables.")
+@click.option("--metrics-address", default="127.0.0.1", show_default=True, callback=_host_option)
 def run(config: Path, log_level: str, log_format: str, metrics_port: int, metrics_address: str) -> None:
     """Run the agent until SIGTERM or SIGINT: poll, store batches on disk, send them to Kafka."""
     import asyncio
@@ -141,6 +157,8 @@ def run(config: Path, log_level: str, log_format: str, metrics_port: int, metric
     except OSError as exc:
         click.echo(f"cannot read key_file {cfg.agent.key_file}: {exc.strerror}", err=True)
         sys.exit(1)
+    if metrics_port:
+        _check_listen(metrics_address, [("metrics", metrics_port)], host_option="--metrics-address")
 
     async def main() -> None:
         stop = asyncio.Event()
@@ -151,7 +169,11 @@ def run(config: Path, log_level: str, log_format: str, metrics_port: int, metric
         if metrics_port:
             from prometheus_client import start_http_server
 
-            start_http_server(metrics_port, addr=metrics_address, registry=agent.metrics.registry)
+            try:
+                start_http_server(metrics_port, addr=metrics_address, registry=agent.metrics.registry)
+            except OSError as exc:  # the port taken since it was checked
+                raise click.ClickException(f"cannot serve metrics on {metrics_address}:{metrics_port}: "
+                                           f"{exc.strerror or exc}") from None
         await agent.run(stop)
 
     asyncio.run(main())
@@ -161,7 +183,8 @@ def run(config: Path, log_level: str, log_format: str, metrics_port: int, metric
 @click.argument("config", type=click.Path(dir_okay=False, path_type=Path))
 @click.argument("device")
 @click.argument("channel", required=False)
-@click.option("--listen", "listen_s", type=float, default=0.0, show_default=True,
+@click.option("--listen", "listen_s", type=click.FloatRange(0, 86_400), default=0.0, show_default=True,
+              callback=_finite,
               help="HJ 212 device: listen this many seconds yourself (agent not running) and show what arrives.")
 def probe(config: Path, device: str, channel: str | None, listen_s: float) -> None:
     """Read points of DEVICE now (or only CHANNEL): raw registers, decoded value and flag.
@@ -326,6 +349,11 @@ def _listen_hj212(cfg, dev, seconds: float) -> int:
 #: The fault kinds the simulator scripts (edge_agent/simulator/generate.py, simulate_stack).
 FAULT_KINDS = ("calibration", "comm_loss", "stuck", "drift", "bias", "out_of_range", "stopped", "instrument_stopped")
 MAX_SIMULATED_STACKS = 255  # stack k's HJ 212 MN ends in k as two hex digits (simulated_mn)
+#: The simulator holds its whole series in memory: 64 bytes of Modbus registers a stack-second (as much again for
+#: OPC UA), plus about 300 bytes a second for the stack being generated. A month of one stack, and at most this
+#: many stack-seconds in all (about 0.4 GB of registers).
+MAX_SIMULATED_SECONDS = 31 * 86_400
+MAX_STACK_SECONDS = 6_000_000
 
 
 class FaultSpec(click.ParamType):
@@ -380,17 +408,12 @@ class HostPort(click.ParamType):
         return host, int(port)
 
 
-def _host_option(ctx, param, value: str) -> str:
-    try:
-        return check_host(value)
-    except ValueError as exc:
-        raise click.BadParameter(str(exc), ctx, param) from None
-
-
 def _writable_file(ctx, param, value: Path | None) -> Path | None:
     """A file to write: its folder must exist (no folder is created behind the user's back)."""
     if value is None:
         return None
+    if value.is_dir():  # click checks only paths it is told exist; '' is the current folder
+        raise click.BadParameter(f"{str(value)!r} is a folder, not a file", ctx, param)
     folder = value.parent
     if not folder.is_dir():
         raise click.BadParameter(f"folder {str(folder)!r} does not exist", ctx, param)
@@ -399,7 +422,7 @@ def _writable_file(ctx, param, value: Path | None) -> Path | None:
     return value
 
 
-def _check_listen(host: str, ports: list[tuple[str, int]]) -> None:
+def _check_listen(host: str, ports: list[tuple[str, int]], host_option: str = "--host") -> None:
     """Every TCP port the simulator is to serve can be bound on ``host`` now (free, and ``host`` is this machine's):
     a usage error before the series are generated, rather than a server failing after it was announced."""
     import socket
@@ -408,7 +431,7 @@ def _check_listen(host: str, ports: list[tuple[str, int]]) -> None:
         try:
             infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
         except socket.gaierror as exc:
-            raise click.BadParameter(f"{host!r} does not resolve: {exc.strerror}", param_hint="--host") from None
+            raise click.BadParameter(f"{host!r} does not resolve: {exc.strerror}", param_hint=host_option) from None
         family, kind, proto, _, address = infos[0]
         with socket.socket(family, kind, proto) as sock:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the servers do: TIME_WAIT is no conflict
@@ -446,6 +469,10 @@ def _refuse_before_work(stacks: int, seconds: int, modbus_port: int, rtu_port: s
         raise click.UsageError("nothing to serve: give --modbus-port, --rtu, --opcua-port or --hj212-to")
     if modbus_port and modbus_port == opcua_port:
         raise click.UsageError(f"--modbus-port and --opcua-port are both {modbus_port}: one port, one server")
+    if stacks * seconds > MAX_STACK_SECONDS:
+        raise click.UsageError(f"--stacks {stacks} x --seconds {seconds} = {stacks * seconds:,} stack-seconds, more "
+                               f"than the {MAX_STACK_SECONDS:,} the simulator holds in memory; shorten --seconds (the "
+                               f"last values stay served after the series ends)")
     for stack, fault in faults:
         if stack >= stacks:
             raise click.BadParameter(f"{fault.kind} on stack {stack}: the stacks are 0..{stacks - 1} (--stacks "
@@ -465,9 +492,9 @@ def _refuse_before_work(stacks: int, seconds: int, modbus_port: int, rtu_port: s
 @edge.command("simulate")
 @click.option("--stacks", type=click.IntRange(1, MAX_SIMULATED_STACKS), default=2, show_default=True,
               help="Simulated stacks (CEMS racks with fuel meter and weigher).")
-@click.option("--seconds", type=click.IntRange(min=1), default=86_400, show_default=True,
+@click.option("--seconds", type=click.IntRange(1, MAX_SIMULATED_SECONDS), default=86_400, show_default=True,
               help="Length of the simulated series (1 Hz); its last values stay served after that.")
-@click.option("--seed", default=0, show_default=True)
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
 @click.option("--modbus-port", type=click.IntRange(0, 65535), default=5020, show_default=True,
               help="Modbus TCP port; 0: none.")
 @click.option("--rtu", "rtu_port", type=click.Path(exists=True, dir_okay=False), default=None,
@@ -504,7 +531,8 @@ def simulate(stacks, seconds, seed, modbus_port, rtu_port, opcua_port, opcua_cer
     from .simulator.modbus_server import ModbusSimulator
     from .simulator.opcua_server import OpcUaSimulator, ServerSecurity, make_certificates
 
-    logging.getLogger("asyncua.server").setLevel(logging.ERROR)  # its start-up notes on user-token policies
+    # asyncua's start-up notes on user-token policies, and its traceback of a failed bind (said once, below)
+    logging.getLogger("asyncua.server").setLevel(logging.CRITICAL)
     start_ns = time.time_ns() // 10**9 * 10**9
     models = [dataclasses.replace(simulator_stack_model(k), faults=tuple(f for s, f in faults if s == k))
               for k in range(stacks)]
@@ -546,8 +574,8 @@ def simulate(stacks, seconds, seed, modbus_port, rtu_port, opcua_port, opcua_cer
                 click.echo(f"HJ 212 datalogger of {stacks} stack(s) pushing to "
                            f"{', '.join(f'{h}:{p}' for h, p in hj212_to)} (MN {simulated_mn(0)}...)")
             await asyncio.gather(*tasks)
-        except OSError as exc:  # a port taken between the check and the bind, a serial device gone...
-            raise click.ClickException(f"simulator stopped: {exc}") from None
+        except (OSError, RuntimeError) as exc:  # a port taken between the check and the bind (pymodbus: a
+            raise click.ClickException(f"simulator stopped: {exc}") from None  # RuntimeError), a serial device gone
         finally:
             for t in tasks:
                 t.cancel()

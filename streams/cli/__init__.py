@@ -3,6 +3,8 @@ commands so ``cems`` starts fast on a gateway and never needs the central extras
 
 from __future__ import annotations
 
+import sys
+
 import click
 
 from streams.cli.archive import archive
@@ -16,7 +18,22 @@ from streams.cli.reconcile import accounting, alerts, reconcile
 from streams.cli.stream import stream
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _Main(click.Group):
+    """A Kafka client's error that reaches the command line (a broker gone mid-run, a refused login) is one line
+    naming the broker's answer, exit status 1, not a traceback. kafka-python is imported only by the commands that
+    use it: an exception cannot be one of its errors unless ``kafka.errors`` was imported."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except Exception as exc:
+            errors = sys.modules.get("kafka.errors")
+            if errors is not None and isinstance(exc, errors.KafkaError):
+                raise click.ClickException(f"Kafka: {exc}") from None
+            raise
+
+
+@click.group(cls=_Main, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="cems-pipeline", prog_name="cems")
 def main() -> None:
     """CEMS pipeline: edge agents, stream processing and reconciliation for carbon-market emitters."""
@@ -35,7 +52,6 @@ main.add_command(console)
 main.add_command(site)
 main.add_command(schema)
 main.add_command(batch)
-
 
 
 if __name__ == "__main__":

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import click
 
+from streams.cli.checks import check_listen
+
 __all__ = ["console", "serve"]
 
 ARCHIVE = click.option("--store", type=click.Path(dir_okay=False, path_type=Path),
@@ -34,11 +36,19 @@ def serve(store: Path, accounts: Path, host: str = "127.0.0.1", port: int = 8481
     from streams.console.auth import load_secret
     from streams.console.store import Store
 
-    app = make_app(Archive(store), Store(accounts), load_secret(accounts.parent), clock=clock,
-                   secure_cookies=secure_cookies)
+    try:
+        secret = load_secret(accounts.parent)
+    except ValueError as exc:  # CEMS_CONSOLE_SECRET too short, console.key readable by others
+        raise click.ClickException(str(exc)) from None
+    app = make_app(_open(Archive, store, "an archive"), _open(Store, accounts, "a console accounts file"), secret,
+                   clock=clock, secure_cookies=secure_cookies)
     url = f"http://{host if ':' not in host else f'[{host}]'}:{port}/"
-    web.run_app(app, host=host, port=port, access_log=None,
-                print=lambda *_: click.echo(f"{banner}console on {url} (API: {url}api/v1/openapi.json); Ctrl-C stops"))
+    try:
+        web.run_app(app, host=host, port=port, access_log=None,
+                    print=lambda *_: click.echo(f"{banner}console on {url} (API: {url}api/v1/openapi.json); Ctrl-C "
+                                                f"stops"))
+    except OSError as exc:  # the port taken since it was checked
+        raise click.ClickException(f"cannot serve the console on {host}:{port}: {exc.strerror or exc}") from None
 
 
 @console.command("serve")
@@ -46,13 +56,14 @@ def serve(store: Path, accounts: Path, host: str = "127.0.0.1", port: int = 8481
 @ACCOUNTS
 @click.option("--host", default="127.0.0.1", show_default=True,
               help="Address to listen on. Keep loopback unless a TLS reverse proxy is in front.")
-@click.option("--port", default=8481, show_default=True)
+@click.option("--port", type=click.IntRange(1, 65535), default=8481, show_default=True)
 @click.option("--insecure-cookies", is_flag=True,
               help="Session cookies without the Secure flag (plain http to a non-loopback address; avoid).")
 def console_serve(store: Path, accounts: Path | None, host: str, port: int, insecure_cookies: bool) -> None:
     """Serve the console on the archive."""
     if not store.exists():
         raise click.ClickException(f"{store}: no archive there (run ./cems demo, cems embedded or cems archive sync)")
+    check_listen(host, port, "the console")
     serve(store, _accounts(store, accounts), host, port, secure_cookies=not insecure_cookies)
 
 
@@ -61,10 +72,20 @@ def user() -> None:
     """Accounts: add, disable, enable, list, and API tokens for provincial platforms."""
 
 
+def _open(kind, path: Path, what: str):
+    """``kind(path)`` (an Archive, a Store), or one line saying the file is not ``what``."""
+    import sqlite3
+
+    try:
+        return kind(path)
+    except sqlite3.DatabaseError as exc:
+        raise click.ClickException(f"{path}: not {what} ({exc})") from None
+
+
 def _store(store: Path, accounts: Path | None):
     from streams.console.store import Store
 
-    return Store(_accounts(store, accounts))
+    return _open(Store, _accounts(store, accounts), "a console accounts file")
 
 
 @user.command("add")
@@ -89,7 +110,7 @@ def user_add(username, role, entity, province, municipality, password_stdin, sto
     if store.exists() and role == "plant":
         from streams.archive.store import Archive
 
-        known = {e["entity_id"] for e in Archive(store).entities()}
+        known = {e["entity_id"] for e in _open(Archive, store, "an archive").entities()}
         if entity not in known:
             raise click.ClickException(f"entity {entity!r} is not in {store} (known: {', '.join(sorted(known))})")
     password = (sys.stdin.readline().rstrip("\n") if password_stdin

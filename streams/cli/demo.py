@@ -17,6 +17,7 @@ import click
 
 from edge_agent.simulator.demo import BATCH_S, DEMO_PLANTS, Plant, batches, write_outbox
 from schemas.site import Entity
+from streams.cli.checks import Month, check_listen
 
 __all__ = ["demo", "record_plants", "run_demo_plants"]
 
@@ -64,14 +65,14 @@ def run_demo_plants(plants: tuple[Plant, ...], month: str, outbox: Path, progres
 @click.command("demo")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("demo-output"), show_default=True,
               help="Where the outbox, the archive (archive.sqlite) and the report (report.html) go.")
-@click.option("--reports", type=click.Path(exists=True, path_type=Path), multiple=True,
+@click.option("--reports", type=click.Path(exists=True, dir_okay=False, path_type=Path), multiple=True,
               help="Self-reported files (default: the samples in deploy/demo/reports, one value falsified).")
-@click.option("--month", default="2026-02", show_default=True)
+@click.option("--month", type=Month(), default="2026-02", show_default=True, help="The local month to simulate.")
 @click.option("--serve/--no-serve", default=True, show_default=True,
               help="Then open the review console on the demo's archive at 127.0.0.1, with demo accounts, until "
                    "interrupted.")
 @click.option("--archive-api", is_flag=True, help="Serve the read-only archive API instead of the console.")
-@click.option("--port", default=8481, show_default=True)
+@click.option("--port", type=click.IntRange(1, 65535), default=8481, show_default=True)
 @click.option("--config", type=click.Path(dir_okay=False, path_type=Path),
               help="Run on the real services of this central config (broker, InfluxDB) instead of in process.")
 def demo(out: Path, reports: tuple[Path, ...], month: str, serve: bool, archive_api: bool, port: int,
@@ -87,12 +88,21 @@ def demo(out: Path, reports: tuple[Path, ...], month: str, serve: bool, archive_
     started = time.perf_counter()
     clock = _demo_clock(month)
     files = list(reports) or sorted(DEMO_REPORTS.glob("*.csv"))
-    out.mkdir(parents=True, exist_ok=True)
+    _check_reports(files, month, in_process=config is None)
+    if serve:
+        check_listen("127.0.0.1", port, "the archive API" if archive_api else "the review console", "'--port'")
+    cfg = None
     if config is not None:
         from streams.cli.stream import _load
-        from streams.runtime.replay import replay_on_services
 
         cfg = _load(config)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise click.BadParameter(f"cannot create {str(out)!r}: {exc.strerror or exc}", param_hint="--out") from None
+    if cfg is not None:
+        from streams.runtime.replay import replay_on_services
+
         click.echo(f"[1/4] simulating three plants for {month} into {out / 'outbox'}; through Kafka, a stream "
                    f"worker and InfluxDB")
         entities, batch_files, meters = record_plants(DEMO_PLANTS, month, out / "outbox",
@@ -118,10 +128,37 @@ def demo(out: Path, reports: tuple[Path, ...], month: str, serve: bool, archive_
     if serve and archive_api:
         from streams.cli.archive import serve_api
 
-        serve_api(archive, port)
+        try:
+            serve_api(archive, port)
+        except OSError as exc:  # the port taken since it was checked
+            raise click.ClickException(f"cannot serve the archive API on 127.0.0.1:{port}: {exc.strerror}") from None
     elif serve:
         _serve_console(out, port, clock)
     archive.close()
+
+
+def _check_reports(files: list[Path], month: str, in_process: bool) -> None:
+    """Every self-reported file valid (all or nothing, as ``cems accounting import``) before the simulation starts,
+    as a usage error listing each problem with file, line and field; a report that is for no demo plant in
+    ``month`` (in process: or for one source of it) is said to be unused, rather than left out without a word."""
+    from ingest.accounting import AccountingImportError, load_reports
+
+    problems, unused = [], []
+    plants = {p.entity_id for p in DEMO_PLANTS}
+    for path in files:
+        try:
+            reports = load_reports(path)
+        except AccountingImportError as exc:
+            problems += [str(p) for p in exc.problems]
+            continue
+        unused += [f"{path}: the report of {r.entity_id}{f'/{r.source_id}' if r.source_id else ''} for {r.month}"
+                   for r in reports
+                   if r.entity_id not in plants or r.month != month or (in_process and r.source_id is not None)]
+    if problems:
+        raise click.BadParameter(f"{len(problems)} problem(s), nothing simulated:\n  " + "\n  ".join(problems),
+                                 param_hint="--reports")
+    for u in unused:
+        click.echo(f"note: {u}: not used (the demo simulates {', '.join(sorted(plants))} in {month})", err=True)
 
 
 def _summary(results, month: str) -> None:

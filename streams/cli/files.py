@@ -101,11 +101,14 @@ def schema_show(name: str) -> None:
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=JSON_SCHEMA_DIR, show_default=True)
 def schema_export(out: Path) -> None:
     """Write every JSON Schema to OUT/<name>.schema.json (the copies committed in schemas/json)."""
-    out.mkdir(parents=True, exist_ok=True)
-    for name, doc in _json_schemas().items():
-        path = out / f"{name}.schema.json"
-        path.write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
-        click.echo(f"wrote {path}")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        for name, doc in _json_schemas().items():
+            path = out / f"{name}.schema.json"
+            path.write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
+            click.echo(f"wrote {path}")
+    except OSError as exc:
+        raise click.ClickException(f"cannot write {exc.filename}: {exc.strerror or exc}") from None
 
 
 @click.group()
@@ -133,7 +136,7 @@ def batch_inspect(file, as_csv: bool) -> None:
         ids = np.array([c.id for c in b.channels] or [""])[b.channel]
         click.echo("time_utc,channel,value,flag")
         times = np.datetime_as_string(b.timestamps, unit="ms")
-        for row in zip(times, ids, b.value, letters, strict=True):
+        for row in zip(times, ids, b.value.tolist(), letters, strict=True):  # Python floats: 13.76, not np.float64
             click.echo("{},{},{!r},{}".format(*row))
         return
     click.echo(f"schema v{b.version}  agent {b.agent_id}  source {b.source_id}  seq {b.seq}  readings {len(b)}")

@@ -8,17 +8,33 @@ from pathlib import Path
 import click
 
 from schemas.errors import ConfigError
+from streams.cli.checks import LOG_LEVELS, kafka_reachable, listen_problem, missing_settings
 
 
 def _load(path: Path | None):
     from ingest.hj212_server import Hj212ServerConfig
     from schemas.configfile import load_settings
 
+    if path is None and (missing := missing_settings(Hj212ServerConfig)):
+        raise click.UsageError(f"no receiver settings: give a config file as CONFIG (like "
+                               f"deploy/examples/hj212-server.yaml), or set {', '.join(missing)}",
+                               click.get_current_context(silent=True))
     try:  # the file, with CEMS_HJ212__* environment variables over it
         return load_settings(path, Hj212ServerConfig)
     except ConfigError as exc:
         click.echo(str(exc), err=True)
         sys.exit(1)
+
+
+def _check_serving(cfg, config: Path | None) -> None:
+    """The broker answers and the receiver's (and metrics') address can be bound, before anything starts."""
+    where = f" in {config}" if config else ""
+    kafka_reachable(cfg.kafka.bootstrap_servers, f"kafka.bootstrap_servers{where} or "
+                                                 f"CEMS_HJ212__KAFKA__BOOTSTRAP_SERVERS")
+    for setting, host, port in (("listen/port", cfg.listen, cfg.port),
+                                ("metrics_address/metrics_port", cfg.metrics_address, cfg.metrics_port)):
+        if port and (problem := listen_problem(host, port)) is not None:
+            raise click.ClickException(f"{problem}; check {setting}{where} or CEMS_HJ212__*")
 
 
 def _prepare(cfg):
@@ -67,7 +83,7 @@ def check(config: Path | None) -> None:
 
 @hj212.command("serve")
 @click.argument("config", type=click.Path(dir_okay=False, path_type=Path), required=False)
-@click.option("--log-level", default="INFO", show_default=True)
+@click.option("--log-level", type=click.Choice(LOG_LEVELS, case_sensitive=False), default="INFO", show_default=True)
 @click.option("--log-format", type=click.Choice(["text", "json"]), default="text", show_default=True)
 def serve(config: Path | None, log_level: str, log_format: str) -> None:
     """Run the receiver until SIGTERM/SIGINT: frames in, signed batches to the readings topic, refusals to the
@@ -81,6 +97,7 @@ def serve(config: Path | None, log_level: str, log_format: str) -> None:
     configure_logging(log_level, log_format)
     cfg = _load(config)
     entities, _, keys, passwords = _prepare(cfg)
+    _check_serving(cfg, config)
 
     async def main() -> None:
         sink = KafkaSink(cfg.kafka, cfg.topic, cfg.dead_letter_topic)
@@ -89,15 +106,19 @@ def serve(config: Path | None, log_level: str, log_format: str) -> None:
         except ValueError as exc:
             click.echo(f"cannot start: {exc}", err=True)
             sys.exit(1)
-        if cfg.metrics_port:
-            from prometheus_client import start_http_server
-
-            start_http_server(cfg.metrics_port, addr=cfg.metrics_address, registry=server.registry)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-        await server.start()
+        try:  # a port taken since it was checked
+            if cfg.metrics_port:
+                from prometheus_client import start_http_server
+
+                start_http_server(cfg.metrics_port, addr=cfg.metrics_address, registry=server.registry)
+            await server.start()
+        except OSError as exc:
+            click.echo(f"cannot start: {exc.strerror or exc}", err=True)
+            sys.exit(1)
         try:
             await stop.wait()
         finally:

@@ -13,9 +13,12 @@ from pathlib import Path
 import click
 
 from schemas.alerts import ACK_STATES, SEVERITIES
+from streams.cli.checks import Month, Seconds, check_listen
 from streams.cli.stream import _load
 
-CONFIG = click.argument("config", type=click.Path(dir_okay=False, path_type=Path), required=False)
+MAX_WAIT_S = 31 * 86_400.0  # the longest pause between runs (a month): time.sleep refuses an infinite one
+CONFIG_PATH = click.Path(dir_okay=False, path_type=Path)
+CONFIG = click.argument("config", type=CONFIG_PATH, required=False)
 
 
 @click.group()
@@ -48,14 +51,14 @@ def accounting_import(files: tuple[Path, ...], config: Path | None, check: bool)
     if check:
         click.echo(f"{len(reports)} report(s) valid")
         return
-    for key in publish_reports(_load(config), reports):
+    for key in publish_reports(_load(config, given_as="-c/--config"), reports):
         click.echo(f"published {key}")
 
 
 @accounting.command("serve")
 @CONFIG
 @click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", default=8480, show_default=True)
+@click.option("--port", type=click.IntRange(1, 65535), default=8480, show_default=True)
 def accounting_serve(config: Path | None, host: str, port: int) -> None:
     """Serve POST /v1/accounting (bearer token from reconcile.intake_token, if set)."""
     from aiohttp import web
@@ -65,22 +68,26 @@ def accounting_serve(config: Path | None, host: str, port: int) -> None:
     from streams.config import load_sites
     from streams.runtime.reconciler import publish_reports
 
+    check_listen(host, port, "the accounting intake")
     cfg = _load(config)
     token = cfg.reconcile.intake_token.get_secret_value() if cfg.reconcile.intake_token else None
     try:  # a report of an entity in no site file is refused (422)
         entities = {e.id for e in load_sites(cfg.sites)}
     except ConfigError as exc:
-        click.echo(str(exc), err=True)
-        sys.exit(1)
-    web.run_app(make_app(lambda reports: publish_reports(cfg, reports), token=token, entities=entities),
-                host=host, port=port,
-                print=lambda *_: click.echo(f"accounting intake on http://{host}:{port}/v1/accounting"))
+        raise click.ClickException(str(exc)) from None
+    try:
+        web.run_app(make_app(lambda reports: publish_reports(cfg, reports), token=token, entities=entities),
+                    host=host, port=port,
+                    print=lambda *_: click.echo(f"accounting intake on http://{host}:{port}/v1/accounting"))
+    except OSError as exc:  # the port taken since it was checked
+        raise click.ClickException(f"cannot serve the accounting intake on {host}:{port}: {exc.strerror}") from None
 
 
 @click.command("reconcile")
 @CONFIG
-@click.option("--month", help="Only this local month (YYYY-MM).")
-@click.option("--every", type=float, help="Run again every this many seconds (until interrupted).")
+@click.option("--month", type=Month(), help="Only this local month.")
+@click.option("--every", type=Seconds(1.0, MAX_WAIT_S),
+              help="Run again every this many seconds (until interrupted).")
 def reconcile(config: Path | None, month: str | None, every: float | None) -> None:
     """Reconcile measured against reported data and publish the alerts that changed."""
     from streams.runtime.reconciler import Reconciler
@@ -148,7 +155,8 @@ def alerts_list(config, status, as_json, **filters) -> None:
 @alerts.command("follow")
 @CONFIG
 @_filters
-@click.option("--interval", default=5.0, show_default=True, help="Seconds between looks.")
+@click.option("--interval", type=Seconds(0.1, MAX_WAIT_S), default=5.0, show_default=True,
+              help="Seconds between looks.")
 def alerts_follow(config, status, as_json, interval, **filters) -> None:
     """Print alerts as new versions or review changes arrive (Ctrl-C to stop)."""
     cfg = _load(config)
@@ -163,17 +171,27 @@ def alerts_follow(config, status, as_json, interval, **filters) -> None:
 
 
 @alerts.command("ack")
-@CONFIG
-@click.argument("alert_id")
+@click.argument("args", nargs=-1, metavar="[CONFIG] ALERT_ID")
 @click.option("--by", required=True, help="Who (reviewer id).")
 @click.option("--state", type=click.Choice(ACK_STATES), default="acknowledged", show_default=True)
 @click.option("--note", default="")
-def alerts_ack(config, alert_id: str, by: str, state: str, note: str) -> None:
+def alerts_ack(args: tuple[str, ...], by: str, state: str, note: str) -> None:
     """Acknowledge, resolve or reopen an alert (holds until the alert is revised)."""
     from schemas.alerts import Ack
     from streams.runtime.kafka_io import send_all
     from streams.runtime.reconciler import read_alerts
 
+    # CONFIG is optional before ALERT_ID, which click's arguments cannot say: one argument is the alert
+    if not 1 <= len(args) <= 2:
+        raise click.UsageError(f"expected [CONFIG] ALERT_ID, got {len(args)} argument(s)")
+    config: Path | None = None
+    if len(args) == 2:
+        try:
+            # path_type=Path: a Path, though click types it as any path-like
+            config = CONFIG_PATH.convert(args[0], None, click.get_current_context())  # type: ignore[assignment]
+        except click.BadParameter as exc:
+            raise click.BadParameter(exc.message, param_hint="CONFIG") from None
+    alert_id = args[-1]
     cfg = _load(config)
     current = {a.id: a for a in read_alerts(cfg)}
     if alert_id not in current:

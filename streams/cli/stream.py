@@ -8,16 +8,44 @@ from pathlib import Path
 import click
 
 from schemas.errors import ConfigError
+from streams.cli.checks import LOG_LEVELS, kafka_reachable, missing_settings
 
 
-def _load(path: Path | None):
-    from streams.config import load_worker_config
+def _load(path: Path | None, given_as: str = "CONFIG"):
+    """The central settings of ``path`` and/or the environment, with the broker they name answering. Without a
+    file, a required setting the environment lacks is a usage error naming the file option (``given_as``) and
+    the variable; a broker that does not answer is an error within seconds (every caller talks to Kafka)."""
+    from streams.config import WorkerConfig, load_worker_config
 
+    if path is None and (missing := missing_settings(WorkerConfig)):
+        raise click.UsageError(f"no central settings: give a config file as {given_as} (like "
+                               f"deploy/examples/worker.yaml), or set {', '.join(missing)}",
+                               click.get_current_context(silent=True))
     try:
-        return load_worker_config(path)
+        cfg = load_worker_config(path)
     except ConfigError as exc:
         click.echo(str(exc), err=True)
         sys.exit(1)
+    kafka_reachable(cfg.kafka.bootstrap_servers, f"kafka.bootstrap_servers{f' in {path}' if path else ''} or "
+                                                 f"{_env('KAFKA__BOOTSTRAP_SERVERS')}")
+    return cfg
+
+
+def _check_datadir(datadir: Path, config: Path | None) -> None:
+    """faust makes the worker's data directory, but not its parents: say so before the worker starts, not in a
+    traceback after."""
+    where = f"datadir{f' in {config}' if config else ''} or {_env('DATADIR')}"
+    if datadir.exists() and not datadir.is_dir():
+        raise click.ClickException(f"datadir {datadir} is not a directory; check {where}")
+    if not datadir.parent.is_dir():
+        raise click.ClickException(f"datadir {datadir}: its folder {datadir.parent} does not exist (create it, or "
+                                   f"check {where})")
+
+
+def _env(name: str) -> str:
+    from streams.config import ENV_PREFIX
+
+    return f"{ENV_PREFIX}{name}"
 
 
 @click.group()
@@ -27,9 +55,10 @@ def stream() -> None:
 
 @stream.command("topics")
 @click.argument("config", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--partitions", default=12, show_default=True, help="Partitions of readings, hourly and state topics.")
-@click.option("--replication", default=1, show_default=True)
-@click.option("--readings-retention-days", default=14.0, show_default=True,
+@click.option("--partitions", type=click.IntRange(1, 2**31 - 1), default=12, show_default=True,
+              help="Partitions of readings, hourly and state topics.")
+@click.option("--replication", type=click.IntRange(1, 2**15 - 1), default=1, show_default=True)  # Kafka's int16
+@click.option("--readings-retention-days", type=click.FloatRange(0, 36_525), default=14.0, show_default=True,
               help="Counted from each batch's creation time; 0: no time limit (for replaying history).")
 def topics(config: Path, partitions: int, replication: int, readings_retention_days: float) -> None:
     """Create the worker's topics (readings, dead letters, compacted hourly records and worker state)."""
@@ -45,7 +74,7 @@ def topics(config: Path, partitions: int, replication: int, readings_retention_d
 
 @stream.command("worker")
 @click.argument("config", type=click.Path(dir_okay=False, path_type=Path), required=False)
-@click.option("--log-level", default="INFO", show_default=True)
+@click.option("--log-level", type=click.Choice(LOG_LEVELS, case_sensitive=False), default="INFO", show_default=True)
 @click.option("--log-format", type=click.Choice(["text", "json"]), default="text", show_default=True)
 def worker(config: Path | None, log_level: str, log_format: str) -> None:
     """Run a worker until SIGTERM/SIGINT. Workers with the same app_id share the readings partitions.
@@ -60,6 +89,7 @@ def worker(config: Path | None, log_level: str, log_format: str) -> None:
 
     configure_logging(log_level, log_format)
     cfg = _load(config)
+    _check_datadir(cfg.datadir, config)
 
     async def main() -> None:
         # the faust app is built inside the running loop: built outside, its agents bind to another loop and
