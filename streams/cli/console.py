@@ -76,8 +76,12 @@ def _open(kind, path: Path, what: str):
     """``kind(path)`` (an Archive, a Store), or one line saying the file is not ``what``."""
     import sqlite3
 
+    from streams.archive.store import StoreError
+
     try:
         return kind(path)
+    except StoreError as exc:  # the archive says what is wrong with its file itself
+        raise click.ClickException(str(exc)) from None
     except sqlite3.DatabaseError as exc:
         raise click.ClickException(f"{path}: not {what} ({exc})") from None
 

@@ -287,7 +287,8 @@ def test_console_files_that_are_not_databases(tmp_path, content):
     path = tmp_path / "x.sqlite"
     path.write_bytes(content)
     res = cems("console", "serve", "--store", str(path), "--port", str(free_port()))
-    assert res.exit_code == 1 and f"Error: {path}: not an archive (file is not a database)" in res.output, res.output
+    refusal = f"Error: {path}: not a readable SQLite archive (file is not a database)"
+    assert res.exit_code == 1 and refusal in res.output, res.output
     res = cems("console", "user", "list", "--accounts", str(path))
     assert res.exit_code == 1 and f"{path}: not a console accounts file (file is not a database)" in res.output
 
