@@ -1,0 +1,267 @@
+"""QA state gates validity: failed drift checks open out-of-control periods, overdue tests expire, and the month's
+substitution and capture rate follow (streams/kernels/qa_state.py, streams/core/qa.py, streams/core/monthly.py).
+Every expected figure is worked by hand in the comments."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from schemas.qa import ComparisonRun, ComparisonTest, DriftCheck
+from schemas.records import HourlyRecord
+from schemas.site import Entity
+from streams.core.monthly import MonthlyRollup
+from streams.core.processor import Registry
+from streams.core.qa import QaState, due_after
+from streams.kernels import HOUR_NS, POLICIES
+from streams.kernels.qa_state import KINDS, NEVER, REASONS, channel_state, get_schedule, source_state
+
+SHANGHAI = ZoneInfo("Asia/Shanghai")
+FEB = 1_769_875_200 * 10**9  # 2026-02-01T00:00 Asia/Shanghai
+FLOW = 100_000.0  # m3/h std dry; 10,000 mg/m3 x 100,000 m3/h x 1e-6 = 1,000 kg an hour
+
+
+def registry() -> Registry:
+    ch = [{"id": "co2", "quantity": "a05001", "unit": "%", "basis": "dry"},
+          {"id": "o2", "quantity": "a19001", "unit": "%"},
+          {"id": "q", "quantity": "a00000", "unit": "m3/h", "basis": "standard_dry"}]
+    return Registry([Entity.model_validate({"id": "plant", "name": "p", "sector": "cement", "timezone": "Asia/Shanghai",
+                                            "sources": [{"id": "k1", "name": "kiln", "duct_area_m2": 10.0,
+                                                         "channels": ch}]})])
+
+
+def hour(i: int, co2_kg: float = 1000.0, state: str = "measured") -> HourlyRecord:
+    measured, operating = state == "measured", state != "stopped"
+    return HourlyRecord(
+        entity_id="plant", source_id="k1", hour_start_ns=FEB + i * HOUR_NS, revision=0, reason="closed",
+        policy="cn-hj75", co2_kg=co2_kg if measured else (0.0 if not operating else None),
+        co2_mg_m3=co2_kg * 1e6 / FLOW if measured else None, flow_m3_h=FLOW if measured else None,
+        operating=operating, measured=measured, missing=operating and not measured, readings=3600, status=state)
+
+
+def february() -> list[HourlyRecord]:
+    """672 measured hours of 1,000 kg, except hour 20 (2,000 kg) and hour 100 (1,500 kg)."""
+    return [hour(i, 2000.0 if i == 20 else 1500.0 if i == 100 else 1000.0) for i in range(672)]
+
+
+def at(day: int, hh: int = 0, mm: int = 30) -> datetime:
+    return datetime(2026, 2, day, hh, mm, tzinfo=SHANGHAI)
+
+
+def span(t: datetime, measured: float, channel: str = "co2", quantity: str = "a05001") -> DriftCheck:
+    """A span check on a 20.0 % CO2 gas, full scale 25 %: the HJ 75 limit 2.5 % of 25 = 0.625 % CO2."""
+    return DriftCheck(site_id="plant", source_id="k1", channel_id=channel, quantity=quantity, unit="%", time=t,
+                      check="span", reference_value=20.0, measured_value=measured, full_scale=25.0)
+
+
+def daily(fail: set[int] = frozenset(), skip: set[int] = frozenset(), days: range = range(1, 29),
+          hh: int = 0, mm: int = 30, **late: tuple[int, int]) -> list[DriftCheck]:
+    """One span check a day at hh:mm local: 20.3 (e = 0.3, passes) or 21.0 on the days in ``fail``
+    (e = 1.0 % CO2 = 4 % of full scale > 2.5 %); none on the days in ``skip``; ``late``: day -> (hh, mm)."""
+    out = []
+    for d in days:
+        if d in skip:
+            continue
+        h, m = late.get(f"d{d}", (hh, mm))
+        out.append(span(at(d, h, m), 21.0 if d in fail else 20.3))
+    return out
+
+
+def month(records, qa: QaState | None):
+    roll = MonthlyRollup(registry(), POLICIES["cn-hj75"])
+    hours = february() if qa is None else qa.gate(february())
+    (rec,) = roll.update(hours)
+    return rec, hours
+
+
+# --- the kernel ---------------------------------------------------------------------------------------------------
+
+
+def test_channel_state_failed_until_the_next_pass_then_overdue():
+    # One channel, span drift (kind 1). Hours 0..9 of a grid at 0. A pass at 0:30 due at 3:30; a failure at 5:10;
+    # a pass at 8:20 (never due). Hours 0..3 in control (hour 3 starts at 3:00 < 3:30), hour 4 overdue (4:00 >= 3:30)
+    # only because overdue span checks invalidate; hours 5..7 failed; hours 8, 9 in control.
+    h, m = HOUR_NS, HOUR_NS // 60
+    reason = channel_state([0, 0, 0], [1, 1, 1], [30 * m, 5 * h + 10 * m, 8 * h + 20 * m], [True, False, True],
+                           [3 * h + 30 * m, 0, NEVER], [False, True, False, False], 1, 0, 10).reason[0]
+    failed, overdue = KINDS.index("span_drift") + 1, len(KINDS) + KINDS.index("span_drift") + 1
+    assert reason.tolist() == [0, 0, 0, 0, overdue, failed, failed, failed, 0, 0]
+    assert REASONS[failed] == "span_drift_failed" and REASONS[overdue] == "span_drift_overdue"
+    # the same events where an overdue span check is only reported: hour 4 in control
+    reason = channel_state([0, 0, 0], [1, 1, 1], [30 * m, 5 * h + 10 * m, 8 * h + 20 * m], [True, False, True],
+                           [3 * h + 30 * m, 0, NEVER], [False] * 4, 1, 0, 10).reason[0]
+    assert reason.tolist() == [0, 0, 0, 0, 0, failed, failed, failed, 0, 0]
+
+
+def test_channel_state_before_the_first_record_is_not_gated_and_the_last_event_of_an_hour_wins():
+    h, m = HOUR_NS, HOUR_NS // 60
+    # A failure at 2:10 corrected by a pass at 2:50: the hour's last event passed, nothing is out of control.
+    reason = channel_state([0, 0], [0, 0], [2 * h + 50 * m, 2 * h + 10 * m], [True, False], [NEVER, 0],
+                           [True] * 4, 2, 0, 4).reason
+    assert reason.tolist() == [[0, 0, 0, 0], [0, 0, 0, 0]]
+
+
+def test_source_state_gates_the_parts_an_analyser_feeds():
+    # channels: 0 CO2 (conc) and 1 O2 (neither) of source 0; 2 flow of source 1. All out of control in hour 1.
+    reason = np.array([[0, 2], [0, 1], [0, 3]], np.uint8)
+    conc, flow, code = source_state(reason, [0, 0, 1], [True, False, False], [False, False, True], 2)
+    assert conc.tolist() == [[False, True], [False, False]]
+    assert flow.tolist() == [[False, False], [False, True]]
+    assert code.tolist() == [[0, 2], [0, 3]]  # the O2 channel's code 1 gates nothing, so it is not the reason
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 2), st.integers(0, 3), st.integers(-5 * 60, 30 * 60), st.booleans(),
+                          st.integers(0, 40 * 60)), max_size=25),
+       st.integers(0, 24))
+def test_channel_state_agrees_with_a_plain_reading_of_the_rule(events, n_hours):
+    """Property: each hour's state is that of the last event at or before it, per (channel, kind)."""
+    m = HOUR_NS // 60
+    ch, kd, t, ok, due = (np.array(x, np.int64) for x in zip(*events, strict=True)) if events else [np.zeros(0)] * 5
+    t, due = t * m, (t + due) * m
+    inval = np.array([True, False, True, True])
+    got = channel_state(ch, kd, t, ok.astype(bool), due, inval, 3, 0, n_hours).reason
+    for c in range(3):
+        for h in range(n_hours):
+            codes = []
+            for k in range(4):
+                mine = [i for i in range(len(ch)) if ch[i] == c and kd[i] == k and t[i] // HOUR_NS <= h]
+                if not mine:
+                    continue
+                last = max(mine, key=lambda i: (t[i], i))
+                if not ok[last]:
+                    codes.append(1 + k)
+                elif h * HOUR_NS >= due[last] and inval[k]:
+                    codes.append(5 + k)
+            assert got[c, h] == (min(codes) if codes else 0)
+
+
+# --- the month: drift failure on day 10, passing check on day 12 ----------------------------------------------------
+
+
+def test_a_drift_failure_on_day_10_puts_days_10_and_11_out_of_control_until_the_pass_on_day_12():
+    # Span checks daily at 00:30 local. Day 10: 21.0 on a 20.0 gas, e = 1.0 % CO2 = 4 % of full scale > 2.5 %:
+    # failed. Day 11: no check (under repair). Day 12: 20.3, e = 1.2 % of full scale: passed.
+    # Out of control: from the hour of the failure (day 10 00:00-01:00 = hour 9 x 24 = 216) to the hour of the pass
+    # (day 12 00:00 = hour 264, in control again): hours 216..263 = 48 hours = local days 10 and 11.
+    qa = QaState(daily(fail={10}, skip={11}), registry())
+    rec, hours = month(february(), qa)
+    ooc = [i for i, h in enumerate(hours) if h.status == "out_of_control"]
+    assert ooc == list(range(216, 264))
+    assert all(h.co2_kg is None and h.co2_mg_m3 is None and h.flow_m3_h == FLOW for h in hours[216:264])
+    # Capture rate of the quarter (its hours so far are February's): valid 672 - 48 = 624 of 672 operating hours
+    # = 92.857 % >= 90 %, and the run is N = 48 h > 24 h: the maximum hourly mass of the 720 valid hours before the
+    # run (all 216 hours before it, hours 0..215: the largest is hour 20, 2,000 kg): 48 x 2,000 = 96,000 kg.
+    assert rec.out_of_control_hours == 48 and rec.measured_hours == 624 and rec.substituted_hours == 48
+    assert rec.capture_rate == pytest.approx(624 / 672)
+    # measured: 622 hours x 1,000 + 2,000 + 1,500 = 625,500 kg; total 625.5 + 96 = 721.5 t
+    assert rec.measured_co2_t == pytest.approx(625.5)
+    assert rec.substituted_co2_t == pytest.approx(96.0)
+    assert rec.co2_t == pytest.approx(721.5)
+    assert rec.missing_hours == 0
+
+
+def test_a_24_hour_period_takes_the_180_hour_row_and_25_hours_the_720_hour_row():
+    # Failure day 10 00:30, pass day 11 00:30: hours 216..239, N = 24 <= 24 -> the maximum of the 180 valid hours
+    # before the run (hours 36..215: hour 100, 1,500 kg; hour 20 is out of reach): 24 x 1,500 = 36,000 kg.
+    rec, _ = month(february(), QaState(daily(fail={10}), registry()))
+    assert rec.out_of_control_hours == 24 and rec.substituted_co2_t == pytest.approx(36.0)
+    # The pass an hour later (day 11 01:30): N = 25 > 24 -> the 720-hour row: 25 x 2,000 = 50,000 kg.
+    rec, _ = month(february(), QaState(daily(fail={10}, d11=(1, 30)), registry()))
+    assert rec.out_of_control_hours == 25 and rec.substituted_co2_t == pytest.approx(50.0)
+    # capture rate (672 - 25) / 672 = 96.28 %
+    assert rec.capture_rate == pytest.approx(647 / 672)
+
+
+@pytest.mark.parametrize(("measured", "out"), [(20.625, 0), (20.626, 24), (19.375, 0), (19.374, 24)])
+def test_the_drift_limit_is_a_boundary_of_the_gate(measured, out):
+    # HJ 75: |e| <= 2.5 % of 25 % = 0.625 % CO2 passes; 20.625 and 19.375 are exactly at it, 0.001 beyond fails
+    # (the day-10 check replaced; day 11 passes again at 00:30: 24 hours).
+    checks = [c if c.time != at(10) else span(at(10), measured) for c in daily()]
+    rec, _ = month(february(), QaState(checks, registry()))
+    assert rec.out_of_control_hours == out
+
+
+def test_an_overdue_daily_check_invalidates_from_24_hours_after_the_last_pass():
+    # cn-hj75: a passing check keeps the analyser in control for 24 h [U]. Checks at 00:30 daily, none on days 10
+    # and 11: the day-9 check (00:30) is due at day 10 00:30; hour day 10 00:00 starts before that (in control),
+    # hours day 10 01:00 .. day 12 00:00 (excluded: the day-12 check passes in it) are overdue: 23 + 24 = 47 hours.
+    qa = QaState(daily(skip={10, 11}), registry())
+    rec, hours = month(february(), qa)
+    assert [i for i, h in enumerate(hours) if h.status == "out_of_control"] == list(range(217, 264))
+    assert rec.out_of_control_hours == 47
+    # A check an hour late (day 10 01:29 instead of 00:30) leaves no hour uncovered: hour 01:00 holds the new pass.
+    rec, _ = month(february(), QaState(daily(d10=(1, 29)), registry()))
+    assert rec.out_of_control_hours == 0
+    # Two hours late (02:10): hour 01:00 starts after the due 00:30 and holds no check: 1 hour out of control.
+    rec, _ = month(february(), QaState(daily(d10=(2, 10)), registry()))
+    assert rec.out_of_control_hours == 1
+
+
+def test_an_o2_drift_failure_is_reported_but_does_not_gate_the_co2_mass():
+    checks = daily() + [DriftCheck(site_id="plant", source_id="k1", channel_id="o2", quantity="a19001", unit="%",
+                                   time=at(10), check="span", reference_value=20.9, measured_value=23.0,
+                                   full_scale=25.0)]  # e = 2.1 = 8.4 % of full scale: failed
+    qa = QaState(checks, registry())
+    rec, _ = month(february(), qa)
+    assert rec.out_of_control_hours == 0
+    start, end = FEB, FEB + 672 * HOUR_NS
+    (period,) = [p for p in qa.periods("k1", start, end) if p["channel_id"] == "o2"]
+    # from day 10 00:00 (hour 216) to the end of the month: no later O2 check
+    assert (period["reason"], period["hours"], period["gates_co2"]) == ("span_drift_failed", 672 - 216, False)
+
+
+def test_stopped_hours_stay_stopped_and_records_of_unknown_analysers_are_refused():
+    qa = QaState(daily(fail={10}), registry())
+    gated = qa.gate([hour(216, state="stopped"), hour(217, state="missing")])
+    assert [h.status for h in gated] == ["stopped", "out_of_control"]
+    with pytest.raises(ValueError, match="channel 'nox' is not a channel of source 'k1'"):
+        QaState([span(at(1), 20.3, channel="nox")], registry())
+    with pytest.raises(ValueError, match="the record is about a05001, the channel measures a19001"):
+        QaState([span(at(1), 20.3, channel="o2")], registry())
+
+
+def test_part75_schedules_and_grace_periods():
+    sched = get_schedule("us-part75")
+    t = int(datetime(2026, 2, 10, 9, 0, tzinfo=SHANGHAI).timestamp()) * 10**9
+    # daily calibration: 26 clock hours
+    assert due_after(sched.due["span_drift"], t, SHANGHAI) == t + 26 * HOUR_NS
+    # linearity, quarterly: the end of the quarter after the test's (Q1 2026 -> the end of Q2, 2026-07-01 local)
+    # plus 168 h of grace = 2026-07-08 00:00 local
+    assert due_after(sched.due["linearity"], t, SHANGHAI) == int(datetime(2026, 7, 8, tzinfo=SHANGHAI).timestamp()) * 10**9
+    # RATA: semiannual (the end of the 2nd quarter after: 2026-10-01) unless RA <= 7.5 % (annual: the 4th, 2027-04-01),
+    # plus 720 h = 30 days of grace
+    rata = sched.due["comparison"]
+    assert due_after(rata, t, SHANGHAI, 7.6) == int((datetime(2026, 10, 1, tzinfo=SHANGHAI)
+                                                     + timedelta(days=30)).timestamp()) * 10**9
+    assert due_after(rata, t, SHANGHAI, 7.5) == int((datetime(2027, 4, 1, tzinfo=SHANGHAI)
+                                                     + timedelta(days=30)).timestamp()) * 10**9
+    # China: periodic verification 6 months after (2026-08-10 09:00), reported and not gated
+    cn = get_schedule("cn-hj75").due["comparison"]
+    assert due_after(cn, t, SHANGHAI) == int(datetime(2026, 8, 10, 9, tzinfo=SHANGHAI).timestamp()) * 10**9
+    assert not cn.invalidates
+
+
+def test_a_failed_comparison_test_puts_the_analyser_out_of_control_until_a_passing_one():
+    def test(test_id: str, day: int, cems: float) -> ComparisonTest:
+        # six runs, reference 12.0 % CO2; CEMS constant: d = 12 - cems each run, s_d = 0, cc = 0
+        runs = [ComparisonRun(run=k + 1, start=at(day, 9 + k, 0), end=at(day, 9 + k, 50), reference_value=12.0,
+                              cems_value=cems) for k in range(6)]
+        return ComparisonTest(site_id="plant", source_id="k1", channel_id="co2", quantity="a05001", unit="%",
+                              test_id=test_id, runs=runs)
+
+    # RA = |12 - 10| / 12 = 16.7 % > 15 % [U]: failed (day 5, last run ends 14:50 -> hour 4 x 24 + 14 = 110);
+    # RA = 0.5 / 12 = 4.2 %: passed (day 7, 14:50 -> hour 6 x 24 + 14 = 158). Out of control 110..157: 48 hours.
+    qa = QaState(daily() + [test("R1", 5, 10.0), test("R2", 7, 11.5)], registry())
+    rec, hours = month(february(), qa)
+    assert [i for i, h in enumerate(hours) if h.status == "out_of_control"] == list(range(110, 158))
+    timeline = qa.timeline("k1", FEB, FEB + 672 * HOUR_NS)
+    (co2,) = timeline["channels"]
+    assert [t["test"] for t in co2["tests"] if t["kind"] == "comparison"] == ["R1", "R2"]
+    assert [p["reason"] for p in co2["periods"]] == ["comparison_failed"]
+    assert co2["next_due"]["comparison"] == "2026-08-07T14:50:00+08:00"  # 6 months after the pass
