@@ -20,6 +20,7 @@ and hours give the same gated records, so replays and revisions agree.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
@@ -27,6 +28,7 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 
+from schemas.alerts import Alert, alert_id
 from schemas.qa import ComparisonTest, DriftCheck, LinearityCheck, QaRecord, VelocityTraverse
 from schemas.records import HourlyRecord
 from streams.kernels.aggregate import HOUR_NS
@@ -41,7 +43,7 @@ from streams.kernels.qa import (
 )
 from streams.kernels.qa_state import KINDS, NEVER, REASONS, Due, channel_state, get_schedule, source_state
 
-__all__ = ["QaEvent", "QaState"]
+__all__ = ["QA_POLICY_OF", "QaEvent", "QaState", "due_after", "qa_figures", "quarter_figures"]
 
 #: Roles of the stack layout whose channels feed the concentration / the flow of the hourly CO2 mass.
 _CONC_ROLES, _FLOW_ROLES = ("co2",), ("velocity", "flow", "temperature", "static_pressure", "ambient_pressure")
@@ -113,6 +115,8 @@ class QaState:
     """QA records judged under a QA policy, as events per analyser (module docstring)."""
 
     def __init__(self, records: Sequence[QaRecord], registry, policy: str = "cn-hj75") -> None:
+        """``policy``: a QA policy name, or the validity policy whose QA policy to use (:data:`QA_POLICY_OF`)."""
+        policy = QA_POLICY_OF.get(policy, policy)
         self.registry, self.policy, self.schedule = registry, get_policy(policy), get_schedule(policy)
         self.records = list(records)
         self.traverses = [r for r in records if isinstance(r, VelocityTraverse)]
@@ -194,8 +198,9 @@ class QaState:
 
     def _linearity(self, r: LinearityCheck, row: int, tz: ZoneInfo) -> QaEvent:
         levels = ("low", "mid", "high")
-        ref, meas = level_means([levels.index(i.level) for i in r.injections], [i.reference_value for i in r.injections],
-                                [i.measured_value for i in r.injections], 3)
+        inj = r.injections
+        ref, meas = level_means([levels.index(i.level) for i in inj], [i.reference_value for i in inj],
+                                [i.measured_value for i in inj], 3)
         lin = evaluate_linearity(self.policy, r.quantity, ref, meas, unit=r.unit)
         passed = bool(np.all(lin.verdict.passed | ~lin.verdict.judged))
         t = _ns(max(i.time for i in r.injections))
@@ -271,3 +276,135 @@ class QaState:
             ch["periods"].append({"reason": p["reason"], "start": _iso(p["start_ns"], tz), "end": _iso(p["end_ns"], tz),
                                   "hours": p["hours"], "gates_co2": p["gates_co2"]})
         return {"policy": self.policy.name, "channels": [channels[c] for c in sorted(channels)]}
+
+    def findings(self, entity, label: str, start_ns: int, end_ns: int) -> list[Alert]:
+        """QA findings of one entity's month [start_ns, end_ns) as alerts (``P-QA-FINDINGS``): a failed test not
+        followed by a passing one within :data:`CORRECTIVE_H` hours (``qa_failed_uncorrected``; critical while none
+        has passed by the month's end), a drift rising over the last :data:`TREND_CHECKS` passing checks to at
+        least :data:`TREND_FRACTION` of its limit (``qa_drift_trend``), and a scheduled test overdue at the month's
+        end (``qa_test_overdue``; critical where the overdue test invalidates the data)."""
+        region = entity.region
+        province, municipality = (region.province, region.municipality) if region else ("", "")
+        out: list[Alert] = []
+
+        def add(e: QaEvent, rule: str, severity: str, explanation: str, measured: float | None = None,
+                allowed: float | None = None) -> None:
+            out.append(Alert(
+                id=alert_id(province, municipality, entity.id, e.source_id, label, f"{rule}:{e.channel_id}/{e.kind}"),
+                entity_id=entity.id, province=province, municipality=municipality, source_id=e.source_id,
+                period=label, rule=rule, severity=severity, measured=measured, expected=None,
+                unit="" if measured is None else "share of limit", deviation=None, allowed=allowed,
+                explanation=explanation, evidence=(f"qa:{e.source_id}/{e.channel_id}/{e.kind}/{e.test}",)))
+
+        mine = {s.id for s in entity.sources}
+        series: dict[tuple[int, str], list[QaEvent]] = {}
+        for e in self.events:
+            if e.source_id in mine and e.time_ns < end_ns:
+                series.setdefault((e.row, e.kind), []).append(e)
+        for events in series.values():  # a loop over analysers and kinds of test
+            for finding in (_uncorrected(events, start_ns, entity.tz), _rising(events, start_ns),
+                            self._overdue(events, end_ns, entity.tz)):
+                if finding is not None:
+                    add(*finding)
+        return sorted(out, key=lambda a: a.id)
+
+    def _overdue(self, events: list[QaEvent], end_ns: int, tz: ZoneInfo) -> _Finding | None:
+        final = events[-1]
+        due = self.schedule.due.get(final.kind)
+        if due is None or final.kind not in ("comparison", "linearity") or not final.passed or final.due_ns >= end_ns:
+            return None
+        then = ": the data are out of control until one passes." if due.invalidates else "."
+        return (final, "qa_test_overdue", "critical" if due.invalidates else "warning",
+                f"{final.channel_id}: the {final.kind} test after {final.test} was due by {_iso(final.due_ns, tz)} "
+                f"({due.source}); none is recorded{then}")
+
+
+_Finding = tuple  # (event, rule, severity, explanation[, measured, allowed]): the arguments of an alert
+
+
+def _uncorrected(events: list[QaEvent], start_ns: int, tz: ZoneInfo) -> _Finding | None:
+    """The month's first failed test of one analyser and kind not followed by a pass within CORRECTIVE_H."""
+    for i, e in enumerate(events):
+        if e.passed or e.time_ns < start_ns:
+            continue
+        fix = next((x for x in events[i + 1:] if x.passed), None)
+        if fix is not None and fix.time_ns - e.time_ns <= CORRECTIVE_H * HOUR_NS:
+            continue
+        when = ("no passing test followed by the month's end" if fix is None
+                else f"the next passing test came {(fix.time_ns - e.time_ns) / HOUR_NS:.0f} h later")
+        return (e, "qa_failed_uncorrected", "critical" if fix is None else "warning",
+                f"{e.channel_id}: {e.kind} test {e.test} failed at {_iso(e.time_ns, tz)}; {when}. Its hours are out "
+                "of control and substituted.")
+    return None
+
+
+def _rising(events: list[QaEvent], start_ns: int) -> _Finding | None:
+    """A drift rising over the month's last TREND_CHECKS passing checks to TREND_FRACTION of its limit or more."""
+    fractions = [(x, x.limit_fraction) for x in events
+                 if x.passed and x.limit_fraction is not None and x.time_ns >= start_ns][-TREND_CHECKS:]
+    if not events[-1].passed or len(fractions) < TREND_CHECKS:
+        return None
+    values = [f for _, f in fractions]
+    if not (all(a < b for a, b in itertools.pairwise(values)) and values[-1] >= TREND_FRACTION):
+        return None
+    e = fractions[-1][0]
+    return (e, "qa_drift_trend", "warning",
+            f"{e.channel_id}: {e.kind} rose over the last {TREND_CHECKS} checks to {values[-1]:.0%} of its limit; "
+            "it will fail soon unless the analyser is serviced.", values[-1], 1.0)
+
+
+# -- monthly figures: quarter capture rate, availability, timeline, findings ----------------------------------------
+
+#: QA policy judging the analysers under each validity policy (``Settings.policy``).
+QA_POLICY_OF = {"cn-hj75": "cn-hj75", "eu-mrr": "eu-en14181", "us-part75": "us-part75"}
+#: Project thresholds of the QA findings (``P-QA-FINDINGS``): hours a failed test may stand before a passing one
+#: must follow; share of its limit from which a rising drift is reported, over how many checks.
+CORRECTIVE_H, TREND_FRACTION, TREND_CHECKS = 24, 0.8, 3
+
+
+def _latest(records: list) -> list:
+    latest = {}
+    for r in records:  # revisions in order: the last one per key wins
+        latest[r.key] = r
+    return list(latest.values())
+
+
+def quarter_figures(source_id: str, label: str, tz: ZoneInfo, monthly: list, hourly: list) -> dict:
+    """The calendar quarter of month ``label`` to its end, for one source: HJ 75's valid-data capture rate (valid
+    hours / operating hours, out-of-control hours not valid) [HJ75-CR], and Part 75 style monitor data availability
+    of the concentration and the flow (hours with a quality-assured value / operating hours) [P75-32], out of
+    control hours and the quarter's label ("2026-Q1")."""
+    y, m = (int(x) for x in label.split("-"))
+    first = m - (m - 1) % 3
+    months = {f"{y:04d}-{k:02d}" for k in range(first, m + 1)}
+    ms = [r for r in _latest(monthly) if r.source_id == source_id and r.month in months]
+    start = int(datetime(y, first, 1, tzinfo=tz).timestamp()) * 10**9
+    end = int(_add_months(datetime(y, m, 1, tzinfo=tz), 1).timestamp()) * 10**9
+    hs = [h for h in _latest(hourly) if h.source_id == source_id and start <= h.hour_start_ns < end and h.operating]
+    operating = sum(r.operating_hours for r in ms)
+    conc = sum(h.co2_mg_m3 is not None for h in hs)  # the gate clears the part an analyser out of control feeds
+    flow = sum(h.flow_m3_h is not None for h in hs)
+
+    def share(n: int) -> float | None:
+        return n / operating if operating else None
+
+    return {"quarter": f"{y:04d}-Q{(first + 2) // 3}", "months": sorted(months), "operating_hours": operating,
+            "valid_hours": sum(r.measured_hours for r in ms),
+            "out_of_control_hours": sum(r.out_of_control_hours for r in ms),
+            "capture_rate": share(sum(r.measured_hours for r in ms)),
+            "availability_co2_concentration": share(conc), "availability_flow": share(flow)}
+
+
+def qa_figures(qa: QaState | None, entity, label: str, monthly: list, hourly: list) -> dict:
+    """What the archive keeps of a month's QA: per source ``{"qa": {quarter, timeline}}`` and the month's QA
+    findings as alerts (``findings``, :class:`schemas.alerts.Alert`)."""
+    from streams.core.monthly import month_range
+
+    start, end = month_range(label, entity.tz)
+    sources = {}
+    for s in entity.sources:
+        fig: dict = {"quarter": quarter_figures(s.id, label, entity.tz, monthly, hourly)}
+        if qa is not None:
+            fig["timeline"] = qa.timeline(s.id, start, end)
+        sources[s.id] = {"qa": fig}
+    return {"sources": sources, "findings": [] if qa is None else qa.findings(entity, label, start, end)}

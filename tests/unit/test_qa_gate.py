@@ -72,7 +72,7 @@ def daily(fail: set[int] = frozenset(), skip: set[int] = frozenset(), days: rang
     return out
 
 
-def month(records, qa: QaState | None):
+def month(qa: QaState | None):
     roll = MonthlyRollup(registry(), POLICIES["cn-hj75"])
     hours = february() if qa is None else qa.gate(february())
     (rec,) = roll.update(hours)
@@ -150,7 +150,7 @@ def test_a_drift_failure_on_day_10_puts_days_10_and_11_out_of_control_until_the_
     # Out of control: from the hour of the failure (day 10 00:00-01:00 = hour 9 x 24 = 216) to the hour of the pass
     # (day 12 00:00 = hour 264, in control again): hours 216..263 = 48 hours = local days 10 and 11.
     qa = QaState(daily(fail={10}, skip={11}), registry())
-    rec, hours = month(february(), qa)
+    rec, hours = month(qa)
     ooc = [i for i, h in enumerate(hours) if h.status == "out_of_control"]
     assert ooc == list(range(216, 264))
     assert all(h.co2_kg is None and h.co2_mg_m3 is None and h.flow_m3_h == FLOW for h in hours[216:264])
@@ -169,10 +169,10 @@ def test_a_drift_failure_on_day_10_puts_days_10_and_11_out_of_control_until_the_
 def test_a_24_hour_period_takes_the_180_hour_row_and_25_hours_the_720_hour_row():
     # Failure day 10 00:30, pass day 11 00:30: hours 216..239, N = 24 <= 24 -> the maximum of the 180 valid hours
     # before the run (hours 36..215: hour 100, 1,500 kg; hour 20 is out of reach): 24 x 1,500 = 36,000 kg.
-    rec, _ = month(february(), QaState(daily(fail={10}), registry()))
+    rec, _ = month(QaState(daily(fail={10}), registry()))
     assert rec.out_of_control_hours == 24 and rec.substituted_co2_t == pytest.approx(36.0)
     # The pass an hour later (day 11 01:30): N = 25 > 24 -> the 720-hour row: 25 x 2,000 = 50,000 kg.
-    rec, _ = month(february(), QaState(daily(fail={10}, d11=(1, 30)), registry()))
+    rec, _ = month(QaState(daily(fail={10}, d11=(1, 30)), registry()))
     assert rec.out_of_control_hours == 25 and rec.substituted_co2_t == pytest.approx(50.0)
     # capture rate (672 - 25) / 672 = 96.28 %
     assert rec.capture_rate == pytest.approx(647 / 672)
@@ -183,7 +183,7 @@ def test_the_drift_limit_is_a_boundary_of_the_gate(measured, out):
     # HJ 75: |e| <= 2.5 % of 25 % = 0.625 % CO2 passes; 20.625 and 19.375 are exactly at it, 0.001 beyond fails
     # (the day-10 check replaced; day 11 passes again at 00:30: 24 hours).
     checks = [c if c.time != at(10) else span(at(10), measured) for c in daily()]
-    rec, _ = month(february(), QaState(checks, registry()))
+    rec, _ = month(QaState(checks, registry()))
     assert rec.out_of_control_hours == out
 
 
@@ -192,14 +192,14 @@ def test_an_overdue_daily_check_invalidates_from_24_hours_after_the_last_pass():
     # and 11: the day-9 check (00:30) is due at day 10 00:30; hour day 10 00:00 starts before that (in control),
     # hours day 10 01:00 .. day 12 00:00 (excluded: the day-12 check passes in it) are overdue: 23 + 24 = 47 hours.
     qa = QaState(daily(skip={10, 11}), registry())
-    rec, hours = month(february(), qa)
+    rec, hours = month(qa)
     assert [i for i, h in enumerate(hours) if h.status == "out_of_control"] == list(range(217, 264))
     assert rec.out_of_control_hours == 47
     # A check an hour late (day 10 01:29 instead of 00:30) leaves no hour uncovered: hour 01:00 holds the new pass.
-    rec, _ = month(february(), QaState(daily(d10=(1, 29)), registry()))
+    rec, _ = month(QaState(daily(d10=(1, 29)), registry()))
     assert rec.out_of_control_hours == 0
     # Two hours late (02:10): hour 01:00 starts after the due 00:30 and holds no check: 1 hour out of control.
-    rec, _ = month(february(), QaState(daily(d10=(2, 10)), registry()))
+    rec, _ = month(QaState(daily(d10=(2, 10)), registry()))
     assert rec.out_of_control_hours == 1
 
 
@@ -208,7 +208,7 @@ def test_an_o2_drift_failure_is_reported_but_does_not_gate_the_co2_mass():
                                    time=at(10), check="span", reference_value=20.9, measured_value=23.0,
                                    full_scale=25.0)]  # e = 2.1 = 8.4 % of full scale: failed
     qa = QaState(checks, registry())
-    rec, _ = month(february(), qa)
+    rec, _ = month(qa)
     assert rec.out_of_control_hours == 0
     start, end = FEB, FEB + 672 * HOUR_NS
     (period,) = [p for p in qa.periods("k1", start, end) if p["channel_id"] == "o2"]
@@ -233,7 +233,8 @@ def test_part75_schedules_and_grace_periods():
     assert due_after(sched.due["span_drift"], t, SHANGHAI) == t + 26 * HOUR_NS
     # linearity, quarterly: the end of the quarter after the test's (Q1 2026 -> the end of Q2, 2026-07-01 local)
     # plus 168 h of grace = 2026-07-08 00:00 local
-    assert due_after(sched.due["linearity"], t, SHANGHAI) == int(datetime(2026, 7, 8, tzinfo=SHANGHAI).timestamp()) * 10**9
+    july8 = int(datetime(2026, 7, 8, tzinfo=SHANGHAI).timestamp()) * 10**9
+    assert due_after(sched.due["linearity"], t, SHANGHAI) == july8
     # RATA: semiannual (the end of the 2nd quarter after: 2026-10-01) unless RA <= 7.5 % (annual: the 4th, 2027-04-01),
     # plus 720 h = 30 days of grace
     rata = sched.due["comparison"]
@@ -258,7 +259,7 @@ def test_a_failed_comparison_test_puts_the_analyser_out_of_control_until_a_passi
     # RA = |12 - 10| / 12 = 16.7 % > 15 % [U]: failed (day 5, last run ends 14:50 -> hour 4 x 24 + 14 = 110);
     # RA = 0.5 / 12 = 4.2 %: passed (day 7, 14:50 -> hour 6 x 24 + 14 = 158). Out of control 110..157: 48 hours.
     qa = QaState(daily() + [test("R1", 5, 10.0), test("R2", 7, 11.5)], registry())
-    rec, hours = month(february(), qa)
+    _, hours = month(qa)
     assert [i for i, h in enumerate(hours) if h.status == "out_of_control"] == list(range(110, 158))
     timeline = qa.timeline("k1", FEB, FEB + 672 * HOUR_NS)
     (co2,) = timeline["channels"]
