@@ -1,10 +1,11 @@
 """QA records of a simulated stack (:mod:`schemas.qa`), consistent with its readings (:mod:`.generate`).
 
 * :func:`daily_span_checks`: the analyser's daily span check (by default at the end of the demo's 10-minute
-  calibration window, 19:10 after the start of each day of the series, :func:`.demo.daily_calibrations`), reading the span gas through the same gain as
-  the flue gas: a ``drift`` fault of the model on that channel (relative, growing linearly) makes the check read
-  ``span x (1 + drift so far)``. A drift large enough to fail a check is still small in the data: that is how QA
-  catches an analyser before reconciliation can. ``fail`` scripts a failure (an absolute error) on given days.
+  calibration window, 19:10 after the start of each day of the series, :func:`.demo.daily_calibrations`),
+  reading the span gas through the same gain as the flue gas: a ``drift`` fault of the model on that channel
+  (relative, growing linearly) makes the check read ``span x (1 + drift so far)``. A drift large enough to fail
+  a check is still small in the data: that is how QA catches an analyser before reconciliation can. ``fail``
+  scripts a failure (an absolute error) on given days.
 * :func:`comparison_test`: a comparison test (RATA) of the CO2 analyser with a known relative bias: the reference
   method reads the true dry CO2 of each run, the CEMS that times ``1 + bias``.
 
@@ -46,7 +47,8 @@ def daily_span_checks(model: StackModel, site_id: str, source_id: str, start_ns:
                       channel: str = "co2", span: float = 15.0, full_scale: float = 25.0, at_s: int = 19 * 3600 + 600,
                       fail: Mapping[int, float] | None = None) -> list[DriftCheck]:
     """One span check a day for ``days`` days from ``start_ns``, ``at_s`` seconds into each day of the series (default
-    19:10, the end of the demo's calibration window). ``fail``: day index -> an absolute error added to that day's reading (scripted failure).
+    19:10, the end of the demo's calibration window). ``fail``: day index -> an absolute error added to that day's
+    reading (a scripted failure).
 
     Units: ``span`` and ``full_scale`` in the channel's unit (% CO2 for the simulated analyser)."""
     quantity, unit = CHANNELS[channel]

@@ -30,7 +30,8 @@ def test_the_simulated_span_check_reads_through_the_same_gain_as_the_data():
     clean, _ = simulate_stack(replace(model, faults=()), FEB, 2 * DAY_S, seed=3)
     t = np.arange(2 * DAY_S)
     np.testing.assert_allclose(drifting["co2"][0] / clean["co2"][0], drift_gain(model, "co2", t), rtol=1e-12)
-    # the span check of day 1, 19:10 after the series start (t = 86,400 + 69,000 = 155,400 s): 15 x (1 + 0.01 x 155,401 / 172,800)
+    # the span check of day 1, 19:10 after the series start (t = 86,400 + 69,000 = 155,400 s):
+    # 15 x (1 + 0.01 x 155,401 / 172,800)
     (_, day1) = daily_span_checks(model, "p", "s", FEB, 2)
     assert day1.measured_value == pytest.approx(15 * (1 + 0.01 * 155_401 / 172_800), abs=1e-6)
 
@@ -83,7 +84,7 @@ def test_cems_embedded_with_qa_marks_the_out_of_control_day(tmp_path):
     # calibration window. Day 2's reads 16.0 on the 15.0 gas: e = 1.0 % CO2 = 4 % of 25 % full scale > 2.5 %: failed.
     # Day 3's passes. Out of control: the hour of the failure (Feb 2 19:00, hour 24 + 19 = 43 of the recording) to
     # the hour of the pass (Feb 3 19:00, hour 67, in control again): 24 hours, hours 43..66.
-    from streams.cli.__main__ import cli
+    from streams.cli import main as cli
     from streams.cli.demo import record_plants
 
     plant = DEMO_PLANTS[0]
