@@ -41,8 +41,11 @@ def _qa_records(paths) -> list:
               help="An edge meter and what it measures, e.g. kiln1-fuel/coal_total=fuel:raw_coal (repeatable).")
 @click.option("--qa", "qa_files", type=click.Path(exists=True, dir_okay=False, path_type=Path), multiple=True,
               help="QA record files (CSV/JSON, docs/qa.md): failed or overdue checks put hours out of control.")
+@click.option("--qa-recompute", is_flag=True,
+              help="Let a QA result (Kv, bias factor) apply before its test was completed: an explicit recomputation, "
+                   "archived as a new version (reason qa_recompute) of the months it changes.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("cems-output"), show_default=True)
-def embedded(sites, batches, reports, meters, qa_files, out: Path) -> None:
+def embedded(sites, batches, reports, meters, qa_files, qa_recompute, out: Path) -> None:
     """Recorded data through the whole pipeline in this process (no Kafka, no InfluxDB): records, reconciliation
     against the reports, the archive (OUT/archive.sqlite) and an HTML report (OUT/report.html)."""
     from streams.archive.store import Archive
@@ -56,7 +59,8 @@ def embedded(sites, batches, reports, meters, qa_files, out: Path) -> None:
     click.echo(f"processing {len(files):,} recorded batch(es) of {len(entities)} entit(y/ies)"
                + (f", {len(qa)} QA record(s)" if qa_files else ""))
     try:
-        results = run_recorded(entities, files, dict(m.split("=", 1) for m in meters), qa_records=qa)
+        results = run_recorded(entities, files, dict(m.split("=", 1) for m in meters), qa_records=qa,
+                               qa_recompute=qa_recompute)
     except ValueError as exc:
         if not qa_files or "QA record" not in str(exc):
             raise

@@ -40,10 +40,20 @@ from streams.kernels.qa import (
     get_policy,
     level_means,
     paired_statistics,
+    traverse_kv,
 )
-from streams.kernels.qa_state import KINDS, NEVER, REASONS, Due, channel_state, get_schedule, source_state
+from streams.kernels.qa_state import (
+    KINDS,
+    NEVER,
+    REASONS,
+    Due,
+    channel_state,
+    get_schedule,
+    source_state,
+    step_factor,
+)
 
-__all__ = ["QA_POLICY_OF", "QaEvent", "QaState", "due_after", "qa_figures", "quarter_figures"]
+__all__ = ["QA_POLICY_OF", "Adjustment", "QaEvent", "QaState", "due_after", "qa_figures", "quarter_figures"]
 
 #: Roles of the stack layout whose channels feed the concentration / the flow of the hourly CO2 mass.
 _CONC_ROLES, _FLOW_ROLES = ("co2",), ("velocity", "flow", "temperature", "static_pressure", "ambient_pressure")
@@ -71,6 +81,30 @@ class QaEvent:
                 "passed": self.passed, "figure": self.figure, "unit": self.unit,
                 "limit_fraction": self.limit_fraction,
                 "next_due": None if self.due_ns == NEVER or not self.passed else _iso(self.due_ns, tz)}
+
+
+@dataclass(frozen=True)
+class Adjustment:
+    """A passed test's result applied to the figures from a stated date (``apply_from``): a new velocity-field
+    coefficient (``kv``: the new Kv, its factor new Kv / the site file's Kv) or a bias adjustment factor (``baf``),
+    each multiplying the flow, and so the CO2 mass, of the source's hours from then on [P-QA-APPLY-FROM]."""
+
+    source_id: str
+    test_id: str
+    kind: str  # "kv" | "baf"
+    from_ns: int  # apply_from, UTC
+    completed_ns: int  # the test's completion, UTC
+    value: float  # the new Kv, or the BAF [1]
+    factor: float  # on the flow from from_ns on, relative to the site file [1]
+
+    @property
+    def retroactive(self) -> bool:
+        return self.from_ns < self.completed_ns
+
+    def to_dict(self, tz: ZoneInfo) -> dict:
+        return {"test_id": self.test_id, "kind": self.kind, "from": _iso(self.from_ns, tz),
+                "completed": _iso(self.completed_ns, tz), "value": self.value, "factor": self.factor,
+                "retroactive": self.retroactive}
 
 
 def _iso(ns: int, tz: ZoneInfo) -> str:
@@ -114,10 +148,13 @@ def due_after(due: Due | None, time_ns: int, tz: ZoneInfo, relative_accuracy: fl
 class QaState:
     """QA records judged under a QA policy, as events per analyser (module docstring)."""
 
-    def __init__(self, records: Sequence[QaRecord], registry, policy: str = "cn-hj75") -> None:
-        """``policy``: a QA policy name, or the validity policy whose QA policy to use (:data:`QA_POLICY_OF`)."""
+    def __init__(self, records: Sequence[QaRecord], registry, policy: str = "cn-hj75", recompute: bool = False) -> None:
+        """``policy``: a QA policy name, or the validity policy whose QA policy to use (:data:`QA_POLICY_OF`).
+        ``recompute``: let a test's result apply before the test was completed (an explicit recomputation, which
+        the archive keeps as a new version of the months it changes); refused otherwise."""
         policy = QA_POLICY_OF.get(policy, policy)
         self.registry, self.policy, self.schedule = registry, get_policy(policy), get_schedule(policy)
+        self.recompute = recompute
         self.records = list(records)
         self.traverses = [r for r in records if isinstance(r, VelocityTraverse)]
         self.events: list[QaEvent] = []
@@ -137,6 +174,7 @@ class QaState:
             if m >= 0:
                 self.affects_conc[m] |= layout.co2_basis[i] == "wet"
                 self.affects_flow[m] |= layout.flow_basis[i] != "standard_dry"
+        self.adjustments = self._adjustments([r for r in records if getattr(r, "apply_from", None) is not None])
         self._arrays = (np.array([e.row for e in self.events], np.int64),
                         np.array([KINDS.index(e.kind) for e in self.events], np.int64),
                         np.array([e.time_ns for e in self.events], np.int64),
@@ -207,6 +245,76 @@ class QaState:
         return QaEvent(r.site_id, r.source_id, r.channel_id, row, "linearity", r.test_id, t, passed,
                        due_after(self.schedule.due.get("linearity"), t, tz), float(np.max(lin.error_percent)), "%")
 
+    # -- results applied from a stated date ---------------------------------------------------------------------------
+
+    def _adjustments(self, records: list) -> list[Adjustment]:
+        out: list[Adjustment] = []
+        for r in sorted(records, key=lambda r: r.apply_from):  # in date order: a comparison's Kv builds on the last
+            label = f"QA record {r.site_id}/{r.test_id}"
+            try:
+                start = _ns(r.apply_from)
+                a = self._traverse(r, start) if isinstance(r, VelocityTraverse) else self._bias(r, start, out)
+            except ValueError as exc:
+                raise ValueError(f"{label}: {exc}") from None
+            if a.retroactive and not self.recompute:
+                tz = self.registry.entities[r.site_id].tz
+                raise ValueError(f"{label}: apply_from {_iso(a.from_ns, tz)} is before the test was completed "
+                                 f"({_iso(a.completed_ns, tz)}): figures before a test are never rewritten silently; "
+                                 "ask for a recomputation explicitly (cems embedded --qa-recompute)")
+            out.append(a)
+        return out
+
+    def _site_kv(self, source_id: str) -> float:
+        kv = float(self.registry.layout.velocity_field_coefficient[self.registry.index[source_id]])
+        if not np.isfinite(kv):
+            raise ValueError(f"source {source_id!r} does not compute its flow from velocity with a Kv; there is no "
+                             "Kv to update")
+        return kv
+
+    def _traverse(self, r: VelocityTraverse, from_ns: int) -> Adjustment:
+        row, _ = self._row(r)
+        if self.registry.layout.series["velocity"][self.registry.index[r.source_id]] != row:
+            raise ValueError(f"channel {r.channel_id!r} is not the velocity channel its source's flow is computed from")
+        site_kv = self._site_kv(r.source_id)
+        points = [(k, p.reference_velocity_m_s) for k, run in enumerate(r.runs) for p in run.points]
+        tr = traverse_kv([k for k, _ in points], [v for _, v in points], [run.cems_velocity_m_s for run in r.runs],
+                         [0] * len(r.runs), 1)
+        kv = float(tr.kv[0])
+        return Adjustment(r.source_id, r.test_id, "kv", from_ns, _ns(max(run.end for run in r.runs)), kv, kv / site_kv)
+
+    def _bias(self, r: ComparisonTest, from_ns: int, earlier: list[Adjustment]) -> Adjustment:
+        event = next(e for e in self.events if e.kind == "comparison" and e.test == r.test_id
+                     and e.source_id == r.source_id)
+        if not event.passed:
+            raise ValueError("the test did not pass; only a passed test can change the figures")
+        used = [x for x in r.runs if x.used]
+        stats = paired_statistics([[x.reference_value for x in used]], [[x.cems_value for x in used]])
+        c = evaluate_comparison(self.policy, r.quantity, stats, unit=r.unit)
+        if self.policy.rules(r.quantity).bias_test:
+            baf = float(c.baf[0])
+            return Adjustment(r.source_id, r.test_id, "baf", from_ns, event.time_ns, baf, baf)
+        if r.quantity != "a01011":
+            raise ValueError(f"the {self.policy.name} policy applies no bias adjustment to {r.quantity}, and only a "
+                             "velocity test updates Kv; leave apply_from empty")
+        site_kv = self._site_kv(r.source_id)
+        # the CEMS velocities of the test were computed with the Kv in force then: the new Kv builds on it (HJ75-KV)
+        before = [a for a in earlier if a.kind == "kv" and a.source_id == r.source_id and a.from_ns <= event.time_ns]
+        in_force = before[-1].factor if before else 1.0
+        ratio = float(stats.mean_reference[0] / stats.mean_cems[0])
+        return Adjustment(r.source_id, r.test_id, "kv", from_ns, event.time_ns, site_kv * in_force * ratio,
+                          in_force * ratio)
+
+    def factors(self, hour0_ns: int, n_hours: int) -> np.ndarray:
+        """Per source row and hour, the factor on the flow (and the CO2 mass) of the adjustments in force: the
+        latest Kv times the latest BAF (1 before any)."""
+        out = np.ones((len(self.registry.sources), n_hours))
+        for kind in ("kv", "baf"):  # a loop over the two kinds of adjustment
+            mine = [a for a in self.adjustments if a.kind == kind]
+            if mine:
+                out *= step_factor([self.registry.index[a.source_id] for a in mine], [a.from_ns for a in mine],
+                                   [a.factor for a in mine], len(self.registry.sources), hour0_ns, n_hours)
+        return out
+
     # -- the state over hours ------------------------------------------------------------------------------------------
 
     def channel_reasons(self, hour0_ns: int, n_hours: int) -> np.ndarray:
@@ -221,17 +329,22 @@ class QaState:
 
     def gate(self, records: list[HourlyRecord]) -> list[HourlyRecord]:
         """The hourly records with their operating hours out of control marked so (module docstring)."""
-        if not records or not self.events:
+        if not records or not (self.events or self.adjustments):
             return records
         hours = np.array([r.hour_start_ns for r in records], np.int64)
         h0 = int(hours.min()) // HOUR_NS * HOUR_NS
-        conc, flow, _ = self.source_hours(h0, int(hours.max() - h0) // HOUR_NS + 1)
+        n = int(hours.max() - h0) // HOUR_NS + 1
+        conc, flow, _ = self.source_hours(h0, n)
         rows = np.array([self.registry.index[r.source_id] for r in records], np.int64)
         j = (hours - h0) // HOUR_NS
-        c, f = conc[rows, j], flow[rows, j]
+        c, f, k = conc[rows, j], flow[rows, j], self.factors(h0, n)[rows, j]
         out = list(records)
+        for i in np.flatnonzero(k != 1.0).tolist():  # a result applied from its date: the flow and the mass scale
+            r = out[i]
+            out[i] = replace(r, flow_m3_h=None if r.flow_m3_h is None else r.flow_m3_h * k[i],
+                             co2_kg=None if r.co2_kg is None else r.co2_kg * k[i])
         for i in np.flatnonzero(c | f).tolist():
-            r = records[i]
+            r = out[i]
             if r.status in ("measured", "missing"):
                 out[i] = replace(r, status="out_of_control", measured=False, missing=True, co2_kg=None,
                                  co2_mg_m3=None if c[i] else r.co2_mg_m3, flow_m3_h=None if f[i] else r.flow_m3_h)
@@ -275,7 +388,9 @@ class QaState:
                                                        "next_due": {}})
             ch["periods"].append({"reason": p["reason"], "start": _iso(p["start_ns"], tz), "end": _iso(p["end_ns"], tz),
                                   "hours": p["hours"], "gates_co2": p["gates_co2"]})
-        return {"policy": self.policy.name, "channels": [channels[c] for c in sorted(channels)]}
+        return {"policy": self.policy.name, "channels": [channels[c] for c in sorted(channels)],
+                "adjustments": [a.to_dict(tz) for a in self.adjustments if a.source_id == source_id
+                                and a.from_ns < end_ns]}
 
     def findings(self, entity, label: str, start_ns: int, end_ns: int) -> list[Alert]:
         """QA findings of one entity's month [start_ns, end_ns) as alerts (``P-QA-FINDINGS``): a failed test not

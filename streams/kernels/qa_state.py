@@ -36,7 +36,7 @@ from numpy.typing import ArrayLike, NDArray
 from .aggregate import HOUR_NS
 
 __all__ = ["KINDS", "NEVER", "REASONS", "SCHEDULES", "ChannelState", "Due", "Schedule", "channel_state",
-           "get_schedule", "source_state"]
+           "get_schedule", "source_state", "step_factor"]
 
 #: Kinds of QA event, in the order of their reason codes.
 KINDS = ("zero_drift", "span_drift", "comparison", "linearity")
@@ -253,3 +253,52 @@ def source_state(reason: ArrayLike, source_of_channel: ArrayLike, affects_conc: 
     gating = conc_ch | flow_ch
     np.minimum.at(code, src[gating], np.where(r[gating] > 0, r[gating], _NONE).astype(np.uint8))
     return conc, flow, np.where(code == _NONE, 0, code).astype(np.uint8)
+
+
+def step_factor(source: ArrayLike, from_ns: ArrayLike, factor: ArrayLike, n_sources: int, hour0_ns: int,
+                n_hours: int) -> NDArray[np.float64]:
+    """Per source and hour, the factor of the latest adjustment in force: a step function of time.
+
+    A passed comparison test or traverse can change a figure from a stated date (a new Kv scales the flow computed
+    from velocity, a bias adjustment factor multiplies the flow). Hours starting before the date keep their figures
+    (1.0); an hour starting at or after it takes the factor of the latest adjustment whose date it has reached.
+
+    Parameters
+    ----------
+    source : array_like of int, shape (adjustments,)
+        Source row of each adjustment.
+    from_ns : array_like of int, shape (adjustments,)
+        When each takes effect [ns, UTC].
+    factor : array_like of float, shape (adjustments,)
+        The factor it applies from then on [1], relative to the site file's configuration.
+    n_sources : int
+        Source rows [1].
+    hour0_ns : int
+        Start of the first hour [ns, UTC], on an hour boundary.
+    n_hours : int
+        Hours [1].
+
+    Returns
+    -------
+    ndarray of float, shape (n_sources, n_hours)
+        The factor in force [1].
+
+    References
+    ----------
+    docs/sources.md: P75-A-7.6 (a BAF applies until the next test), HJ75-KV, P-QA-APPLY-FROM.
+    """
+    src, t, f = np.asarray(source, np.int64), np.asarray(from_ns, np.int64), np.asarray(factor, np.float64)
+    out = np.ones((n_sources, n_hours))
+    if not src.size or not n_hours:
+        return out
+    base = min(int(t.min()) // HOUR_NS * HOUR_NS, hour0_ns)
+    first = -((base - t) // HOUR_NS)  # the first hour starting at or after each date, in hours from base
+    span = max(int(first.max()), (hour0_ns - base) // HOUR_NS + n_hours) + 1
+    order = np.lexsort((t, src))
+    key = src[order] * span + first[order]
+    q_src = np.repeat(np.arange(n_sources, dtype=np.int64), n_hours)
+    q_hour = (hour0_ns - base) // HOUR_NS + np.arange(n_hours, dtype=np.int64)
+    j = np.searchsorted(key, q_src * span + np.tile(q_hour, n_sources), side="right") - 1
+    e = order[np.maximum(j, 0)]
+    known = (j >= 0) & (src[e] == q_src)
+    return np.where(known, f[e], 1.0).reshape(n_sources, n_hours)

@@ -58,12 +58,14 @@ def _channels(entity: Entity) -> dict:
 
 
 def process_entity(entity: Entity, messages: list[Message], keys: dict[str, bytes], start: int, end: int,
-                   settings: Settings = Settings(), qa_records: list | None = None) -> PlantResult:
+                   settings: Settings = Settings(), qa_records: list | None = None,
+                   qa_recompute: bool = False) -> PlantResult:
     """One entity's messages (time order) through a partition processor: records, and the closed minutes as a
     grid over [start, end) for the indicators and meters. ``qa_records`` (:mod:`schemas.qa`, this entity's):
-    the QA state that marks out-of-control hours (``streams/core/qa.py``)."""
+    the QA state that marks out-of-control hours and applies results from their date (``streams/core/qa.py``);
+    ``qa_recompute`` lets a result apply before its test (an explicit recomputation)."""
     registry = Registry([entity])
-    qa = QaState(qa_records, registry, settings.policy) if qa_records else None
+    qa = QaState(qa_records, registry, settings.policy, qa_recompute) if qa_records else None
     proc = PartitionProcessor(registry, KeyRing(keys=keys), settings, qa)
     hourly: list[HourlyRecord] = []
     monthly: dict[str, MonthlyRecord] = {}  # key -> the newest version
@@ -95,7 +97,8 @@ def batch_files(paths: list[Path]) -> list[Path]:
 
 
 def run_recorded(entities: list[Entity], files: list[Path], meters: dict[str, str] | None = None,
-                 settings: Settings = Settings(), qa_records: list | None = None) -> list[PlantResult]:
+                 settings: Settings = Settings(), qa_records: list | None = None,
+                 qa_recompute: bool = False) -> list[PlantResult]:
     """Recorded reading batches (files in the wire format, e.g. an edge outbox's ``*.batch``) through the
     processor, per entity. Local files are trusted as they are: they are signed here with a key of this run
     (the signature guards the network, not the disk). Each batch is stamped as produced one second after its
@@ -132,7 +135,8 @@ def run_recorded(entities: list[Entity], files: list[Path], meters: dict[str, st
         _, _, end = month_bounds(rows[-1][0] * 10**6 - 1, entity.tz)
         messages = [Message(i, data, headers, ts) for i, (ts, data, headers, _) in enumerate(rows)]
         qa = [r for r in qa_records or () if r.site_id == entity.id]
-        res = process_entity(entity, messages, dict.fromkeys(agents[entity.id], key), start, end, settings, qa)
+        res = process_entity(entity, messages, dict.fromkeys(agents[entity.id], key), start, end, settings, qa,
+                             qa_recompute)
         res.meters = dict(meters or {})
         results.append(res)
     return results
@@ -177,7 +181,7 @@ def archive_plants(results: list[PlantResult], archive: Archive, at: datetime | 
             region = res.entity.region
             archive.register(res.entity.id, res.entity.timezone, label, region.province if region else "",
                              region.municipality if region else "", at)
-            reason = "report" if res.report else "cems"
+            reason = "qa_recompute" if res.qa and res.qa.recompute else "report" if res.report else "cems"
             archive.put(res.entity.id, None, label, month_figures(ms, res.calculated, alerts), reason, at)
             start, end = month_range(label, res.entity.tz)
             for m in ms:

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from schemas.qa import ComparisonRun, ComparisonTest, DriftCheck
+from schemas.qa import ComparisonRun, ComparisonTest, DriftCheck, TraversePoint, TraverseRun, VelocityTraverse
 from schemas.records import HourlyRecord
 from schemas.site import Entity
 from streams.core.monthly import MonthlyRollup
@@ -266,3 +266,101 @@ def test_a_failed_comparison_test_puts_the_analyser_out_of_control_until_a_passi
     assert [t["test"] for t in co2["tests"] if t["kind"] == "comparison"] == ["R1", "R2"]
     assert [p["reason"] for p in co2["periods"]] == ["comparison_failed"]
     assert co2["next_due"]["comparison"] == "2026-08-07T14:50:00+08:00"  # 6 months after the pass
+
+
+# --- results applied from a stated date: Kv and the bias adjustment factor ------------------------------------------
+
+
+def velocity_registry(kv: float = 1.0) -> Registry:
+    from edge_agent.simulator.generate import StackModel, source_config
+
+    source = source_config("k1", "kiln", StackModel(velocity_field_coefficient=kv))
+    return Registry([Entity.model_validate({"id": "plant", "name": "p", "sector": "cement",
+                                            "timezone": "Asia/Shanghai", "sources": [source]})])
+
+
+def traverse(apply_from: datetime | None) -> VelocityTraverse:
+    # run 1: points 10.5, 10.7, 10.6, 10.6 -> mean 10.6 against the CEMS 10.0 m/s: Kv 1.06; run 2: 10.4, 10.4 ->
+    # 1.04; the test's Kv is the mean of its runs, 1.05. Completed 2026-02-14 16:00 local.
+    runs = [TraverseRun(run=1, start=at(14, 14, 0), end=at(14, 15, 0), cems_velocity_m_s=10.0,
+                        points=[TraversePoint(point=k + 1, reference_velocity_m_s=v)
+                                for k, v in enumerate((10.5, 10.7, 10.6, 10.6))]),
+            TraverseRun(run=2, start=at(14, 15, 0), end=at(14, 16, 0), cems_velocity_m_s=10.0,
+                        points=[TraversePoint(point=k + 1, reference_velocity_m_s=10.4) for k in range(2)])]
+    return VelocityTraverse(test_id="T1", site_id="plant", source_id="k1", channel_id="velocity", runs=runs,
+                            apply_from=apply_from)
+
+
+def velocity_month(qa: QaState):
+    roll = MonthlyRollup(velocity_registry(), POLICIES["cn-hj75"])
+    hours = qa.gate(february())
+    (rec,) = roll.update(hours)
+    return rec, hours
+
+
+def test_a_traverse_updates_kv_from_its_date_and_not_before():
+    # Kv 1.05 against the site file's 1.0: factor 1.05 on the flow, and so on the mass, from 2026-02-15 00:00 local
+    # (hour 14 x 24 = 336): 1,000 kg -> 1,050 kg, 100,000 -> 105,000 m3/h. Hours before keep their figures.
+    qa = QaState([traverse(at(15, 0, 0))], velocity_registry())
+    (adj,) = qa.adjustments
+    assert (adj.kind, adj.value, adj.factor) == ("kv", pytest.approx(1.05), pytest.approx(1.05))
+    rec, hours = velocity_month(qa)
+    assert hours[335].co2_kg == 1000.0 and hours[336].co2_kg == pytest.approx(1050.0)
+    assert hours[336].flow_m3_h == pytest.approx(105_000.0)
+    # measured: hours 0..335 = 334 x 1,000 + 2,000 + 1,500 = 337,500 kg; hours 336..671 = 336 x 1,050 = 352,800 kg
+    assert rec.measured_co2_t == pytest.approx(690.3)
+    assert qa.timeline("k1", FEB, FEB + 672 * HOUR_NS)["adjustments"][0]["from"] == "2026-02-15T00:00:00+08:00"
+
+
+def test_a_result_applied_before_its_test_is_an_explicit_recomputation_kept_as_a_new_archive_version(tmp_path):
+    from streams.archive.store import Archive
+    from streams.core.figures import month_figures
+
+    # apply_from 2026-02-10, the traverse was completed 2026-02-14 16:00: refused unless asked for
+    with pytest.raises(ValueError, match="never rewritten silently"):
+        QaState([traverse(at(10, 0, 0))], velocity_registry())
+    archive = Archive(tmp_path / "archive.sqlite")
+    before, _ = velocity_month(QaState([traverse(None)], velocity_registry()))  # recorded, nothing applied
+    assert before.measured_co2_t == pytest.approx(673.5)  # 670 x 1,000 + 2,000 + 1,500 kg
+    archive.put("plant", "k1", "2026-02", month_figures([before]), "cems")
+    # recomputed from hour 9 x 24 = 216: 214 x 1,000 + 2,000 + 1,500 = 217,500 kg, then 456 x 1,050 = 478,800 kg
+    after, _ = velocity_month(QaState([traverse(at(10, 0, 0))], velocity_registry(), recompute=True))
+    assert after.measured_co2_t == pytest.approx(696.3)
+    archive.put("plant", "k1", "2026-02", month_figures([after]), "qa_recompute")
+    history = archive.history("plant", "2026-02", "k1")
+    assert [(e.version, e.reason, round(e.figures["co2_t"], 1)) for e in history] == [
+        (0, "first", 673.5), (1, "qa_recompute", 696.3)]
+    assert archive.verify() == []
+
+
+def test_only_a_passed_velocity_comparison_updates_kv_and_part75_flow_takes_a_bias_factor():
+    def velocity_test(cems: float, apply_from: datetime | None = at(20, 0, 0)) -> ComparisonTest:
+        runs = [ComparisonRun(run=k + 1, start=at(18, 9 + k, 0), end=at(18, 9 + k, 50), reference_value=ref,
+                              cems_value=cems + (ref - 10.0)) for k, ref in enumerate((9.9, 10.1, 10.0, 9.8, 10.2, 10.0))]
+        return ComparisonTest(site_id="plant", source_id="k1", channel_id="velocity", quantity="a01011", unit="m/s",
+                              test_id="V1", runs=runs, apply_from=apply_from)
+
+    # HJ 75: CEMS 9.6 against a mean reference of 10.0 m/s: RE = -4 %, within 12 % at <= 10 m/s [U]: passed.
+    # The new Kv = 1.0 x 10.0 / 9.6 = 1.041667 from 2026-02-20 (hour 19 x 24 = 456).
+    qa = QaState([velocity_test(9.6)], velocity_registry())
+    (adj,) = qa.adjustments
+    assert adj.kind == "kv" and adj.factor == pytest.approx(10.0 / 9.6)
+    assert qa.factors(FEB, 672)[0, 455] == 1.0 and qa.factors(FEB, 672)[0, 456] == pytest.approx(10.0 / 9.6)
+    # CEMS 8.5: RE = -15 % fails; a failed test changes nothing and says so
+    with pytest.raises(ValueError, match="only a passed test can change the figures"):
+        QaState([velocity_test(8.5)], velocity_registry())
+    # CO2 takes no adjustment under any policy
+    co2 = ComparisonTest(site_id="plant", source_id="k1", channel_id="co2", quantity="a05001", unit="%",
+                         test_id="C1", apply_from=at(20, 0, 0),
+                         runs=[ComparisonRun(run=k + 1, start=at(18, 9 + k, 0), end=at(18, 9 + k, 50),
+                                             reference_value=12.0, cems_value=11.9) for k in range(6)])
+    with pytest.raises(ValueError, match="applies no bias adjustment to a05001"):
+        QaState([co2], velocity_registry())
+    # Part 75 velocity: a bias test. Nine runs, d_i = 0.4 m/s each (s_d = 0, cc = 0 < d-bar: biased low):
+    # BAF = 1 + 0.4 / 9.6 = 1.041667 (RA = 0.4 / 10.0 = 4 % passes by the principal criterion: no cap)
+    runs = [ComparisonRun(run=k + 1, start=at(18, 9 + k, 0), end=at(18, 9 + k, 50), reference_value=10.0,
+                          cems_value=9.6) for k in range(9)]
+    rata = ComparisonTest(site_id="plant", source_id="k1", channel_id="velocity", quantity="a01011", unit="m/s",
+                          test_id="R1", runs=runs, apply_from=at(20, 0, 0))
+    (adj,) = QaState([rata], velocity_registry(), "us-part75").adjustments
+    assert (adj.kind, adj.value) == ("baf", pytest.approx(1 + 0.4 / 9.6))
