@@ -335,8 +335,9 @@ def test_a_result_applied_before_its_test_is_an_explicit_recomputation_kept_as_a
 
 def test_only_a_passed_velocity_comparison_updates_kv_and_part75_flow_takes_a_bias_factor():
     def velocity_test(cems: float, apply_from: datetime | None = at(20, 0, 0)) -> ComparisonTest:
+        refs = (9.9, 10.1, 10.0, 9.8, 10.2, 10.0)  # mean 10.0 m/s; the CEMS follows each run, offset to mean cems
         runs = [ComparisonRun(run=k + 1, start=at(18, 9 + k, 0), end=at(18, 9 + k, 50), reference_value=ref,
-                              cems_value=cems + (ref - 10.0)) for k, ref in enumerate((9.9, 10.1, 10.0, 9.8, 10.2, 10.0))]
+                              cems_value=cems + (ref - 10.0)) for k, ref in enumerate(refs)]
         return ComparisonTest(site_id="plant", source_id="k1", channel_id="velocity", quantity="a01011", unit="m/s",
                               test_id="V1", runs=runs, apply_from=apply_from)
 
@@ -364,3 +365,69 @@ def test_only_a_passed_velocity_comparison_updates_kv_and_part75_flow_takes_a_bi
                           test_id="R1", runs=runs, apply_from=at(20, 0, 0))
     (adj,) = QaState([rata], velocity_registry(), "us-part75").adjustments
     assert (adj.kind, adj.value) == ("baf", pytest.approx(1 + 0.4 / 9.6))
+
+
+# --- reports: the quarter's capture rate and availability, QA findings as alerts --------------------------------------
+
+
+def entity():
+    return registry().entities["plant"]
+
+
+def test_quarter_capture_rate_and_availability():
+    from streams.core.qa import quarter_figures
+
+    qa = QaState(daily(fail={10}, skip={11}), registry())
+    rec, hours = month(qa)
+    q = quarter_figures("k1", "2026-02", SHANGHAI, [rec], hours)
+    # Q1 to the end of February (no January hours): 672 operating hours, 624 valid (48 out of control): HJ 75 capture
+    # rate 624 / 672 = 92.86 %; the CO2 concentration is available in the 624 (cleared while out of control), the
+    # flow, whose monitor was in control, in all 672 (100 %).
+    assert (q["quarter"], q["months"], q["operating_hours"], q["valid_hours"], q["out_of_control_hours"]) == (
+        "2026-Q1", ["2026-01", "2026-02"], 672, 624, 48)
+    assert q["capture_rate"] == pytest.approx(624 / 672)
+    assert q["availability_co2_concentration"] == pytest.approx(624 / 672) and q["availability_flow"] == 1.0
+
+
+def rules(qa: QaState) -> list[tuple[str, str]]:
+    return [(a.rule, a.severity) for a in qa.findings(entity(), "2026-02", FEB, FEB + 672 * HOUR_NS)]
+
+
+def test_a_failed_check_not_corrected_within_24_hours_is_a_finding():
+    # failed on day 28, the last check of the month: nothing passes before its end, critical
+    assert rules(QaState(daily(fail={28}), registry())) == [("qa_failed_uncorrected", "critical")]
+    # failed on day 10, passed on day 12: 48 h later > 24 h: warning
+    qa = QaState(daily(fail={10}, skip={11}), registry())
+    (finding,) = qa.findings(entity(), "2026-02", FEB, FEB + 672 * HOUR_NS)
+    assert (finding.rule, finding.severity, finding.source_id) == ("qa_failed_uncorrected", "warning", "k1")
+    assert "48 h later" in finding.explanation and finding.id.endswith("/2026-02/qa_failed_uncorrected:co2/span_drift")
+    # passed again on day 11, exactly 24 h later: corrected in time, no finding (the boundary)
+    assert rules(QaState(daily(fail={10}), registry())) == []
+
+
+@pytest.mark.parametrize(("last", "found"), [(20.5, True), (20.49, False)])
+def test_drift_growing_towards_its_limit_is_a_finding(last, found):
+    # The month's last three span checks read 20.4, 20.45 and `last` on the 20.0 gas: 100 x e / 25 % of the 2.5 %
+    # limit = 0.64, 0.72, then 0.8 (20.5: at the 80 % threshold, reported) or 0.784 (20.49, not reported).
+    checks = daily(days=range(1, 26)) + [span(at(26), 20.4), span(at(27), 20.45), span(at(28), last)]
+    qa = QaState(checks, registry())
+    got = qa.findings(entity(), "2026-02", FEB, FEB + 672 * HOUR_NS)
+    assert [(a.rule, a.severity) for a in got] == ([("qa_drift_trend", "warning")] if found else [])
+    if found:
+        assert got[0].measured == pytest.approx(0.8) and got[0].allowed == 1.0
+
+
+def test_an_overdue_comparison_test_is_a_finding():
+    # cn-hj75: the next periodic comparison is due 6 months after a pass [U]; a pass on 2025-08-10 is due on
+    # 2026-02-10 09:50, within February: a warning (overdue comparisons are reported, not gated, under cn-hj75).
+    # six hourly runs from 04:00, the last ending 09:50
+    runs = [ComparisonRun(run=k + 1, start=datetime(2025, 8, 10, 4, 0, tzinfo=SHANGHAI) + timedelta(hours=k),
+                          end=datetime(2025, 8, 10, 4, 50, tzinfo=SHANGHAI) + timedelta(hours=k),
+                          reference_value=12.0, cems_value=11.9) for k in range(6)]
+    test = ComparisonTest(site_id="plant", source_id="k1", channel_id="co2", quantity="a05001", unit="%",
+                          test_id="R-2025-08", runs=runs)
+    qa = QaState(daily() + [test], registry())
+    (finding,) = qa.findings(entity(), "2026-02", FEB, FEB + 672 * HOUR_NS)
+    assert (finding.rule, finding.severity) == ("qa_test_overdue", "warning")
+    assert "2026-02-10T09:50:00+08:00" in finding.explanation
+    assert month(qa)[0].out_of_control_hours == 0  # reported, not gated
