@@ -431,3 +431,55 @@ def test_an_overdue_comparison_test_is_a_finding():
     assert (finding.rule, finding.severity) == ("qa_test_overdue", "warning")
     assert "2026-02-10T09:50:00+08:00" in finding.explanation
     assert month(qa)[0].out_of_control_hours == 0  # reported, not gated
+
+
+# --- properties and refusals -------------------------------------------------------------------------------------
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 1), st.integers(-3 * 60, 30 * 60), st.floats(0.5, 2.0)), max_size=8),
+       st.integers(0, 30))
+def test_step_factor_is_the_latest_adjustment_whose_date_an_hour_has_reached(adjustments, n_hours):
+    """Property: an hour takes the factor of the latest adjustment dated at or before its start, else 1."""
+    from streams.kernels.qa_state import step_factor
+
+    m = HOUR_NS // 60
+    src = [a[0] for a in adjustments]
+    t = [a[1] * m for a in adjustments]
+    f = [a[2] for a in adjustments]
+    got = step_factor(src, t, f, 2, 0, n_hours)
+    for s in range(2):
+        for h in range(n_hours):
+            mine = [i for i in range(len(src)) if src[i] == s and t[i] <= h * HOUR_NS]
+            want = f[max(mine, key=lambda i: (t[i], i))] if mine else 1.0
+            assert got[s, h] == want
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.lists(st.sampled_from(["measured", "missing", "stopped"]), min_size=1, max_size=72),
+       st.lists(st.tuples(st.integers(0, 80), st.booleans()), max_size=6))
+def test_the_gate_never_adds_valid_hours_and_never_touches_stopped_ones(states, checks):
+    """Property: gating only turns operating hours out of control, never the other way, keeps stopped hours, and
+    gating twice gives the same hours."""
+    qa = QaState([span(datetime.fromtimestamp((FEB + i * HOUR_NS) / 1e9, SHANGHAI), 20.3 if ok else 21.0)
+                  for i, ok in checks], registry())
+    hours = [hour(i, state=s) for i, s in enumerate(states)]
+    gated = qa.gate(hours)
+    for before, after in zip(hours, gated, strict=True):
+        assert after.status == before.status or (before.status in ("measured", "missing")
+                                                 and after.status == "out_of_control")
+        assert after.measured <= before.measured
+    assert qa.gate(gated) == gated
+
+
+def test_a_check_the_policy_cannot_judge_is_refused_with_the_record_named():
+    # HJ 75 writes the drift limit as a % of full scale: a check without full_scale cannot be judged
+    check = DriftCheck(site_id="plant", source_id="k1", channel_id="co2", quantity="a05001", unit="%", time=at(3),
+                       check="span", reference_value=20.0, measured_value=20.3)
+    with pytest.raises(ValueError, match=r"QA record plant/k1/co2 \(drift_check\): .*full scale is missing"):
+        QaState([check], registry())
+    # ... which Part 75, with its limit in % CO2, judges: e = 0.3 <= 1.0 % CO2
+    (event,) = QaState([check], registry(), "us-part75").events
+    assert event.passed and event.figure == pytest.approx(0.3)
+    with pytest.raises(ValueError, match="site 'elsewhere' is not a registered site"):
+        QaState([check.model_copy(update={"site_id": "elsewhere"})], registry())

@@ -117,3 +117,10 @@ def test_cems_embedded_with_qa_marks_the_out_of_control_day(tmp_path):
     result = CliRunner().invoke(cli, ["embedded", "--site", str(site), "--batches", str(tmp_path / "outbox"),
                                       "--qa", str(bad), "--out", str(out)])
     assert result.exit_code != 0 and "bad.csv:2: check" in result.output and "Traceback" not in result.output
+    # a QA record of a site that is in none of the site files: named, nothing run
+    stray = tmp_path / "stray.json"
+    stray.write_text(checks[0].model_copy(update={"site_id": "elsewhere"}).model_dump_json())
+    result = CliRunner().invoke(cli, ["embedded", "--site", str(site), "--batches", str(tmp_path / "outbox"),
+                                      "--qa", str(stray), "--out", str(out)])
+    assert result.exit_code != 0 and "QA records of site(s) ['elsewhere']" in result.output
+    assert "Traceback" not in result.output
