@@ -145,6 +145,21 @@ def due_after(due: Due | None, time_ns: int, tz: ZoneInfo, relative_accuracy: fl
     return end + int(due.grace_h * HOUR_NS)
 
 
+def _parts(layout, n_series: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per series: it feeds the standard dry CO2 concentration / the standard dry flow of its source's CO2 mass
+    (``P-QA-PARTS``). Moisture feeds what it converts to the dry basis."""
+    conc, flow = np.zeros(n_series, bool), np.zeros(n_series, bool)
+    for roles, mask in ((_CONC_ROLES, conc), (_FLOW_ROLES, flow)):
+        for role in roles:  # a loop over configuration
+            s = layout.series[role]
+            mask[s[s >= 0]] = True
+    for i, m in enumerate(layout.series["moisture"].tolist()):
+        if m >= 0:
+            conc[m] |= layout.co2_basis[i] == "wet"
+            flow[m] |= layout.flow_basis[i] != "standard_dry"
+    return conc, flow
+
+
 class QaState:
     """QA records judged under a QA policy, as events per analyser (module docstring)."""
 
@@ -155,25 +170,10 @@ class QaState:
         policy = QA_POLICY_OF.get(policy, policy)
         self.registry, self.policy, self.schedule = registry, get_policy(policy), get_schedule(policy)
         self.recompute = recompute
-        self.records = list(records)
-        self.traverses = [r for r in records if isinstance(r, VelocityTraverse)]
-        self.events: list[QaEvent] = []
-        for r in records:
-            if not isinstance(r, VelocityTraverse):
-                self.events.append(self._event(r))
-        self.events.sort(key=lambda e: (e.row, e.kind, e.time_ns))
-        layout = registry.layout
-        n = registry.n_series
-        self.affects_conc, self.affects_flow = np.zeros(n, bool), np.zeros(n, bool)
-        for roles, mask in ((_CONC_ROLES, self.affects_conc), (_FLOW_ROLES, self.affects_flow)):
-            for role in roles:
-                s = layout.series[role]
-                mask[s[s >= 0]] = True
-        moisture = layout.series["moisture"]
-        for i, m in enumerate(moisture.tolist()):  # moisture feeds what it converts to the dry basis
-            if m >= 0:
-                self.affects_conc[m] |= layout.co2_basis[i] == "wet"
-                self.affects_flow[m] |= layout.flow_basis[i] != "standard_dry"
+        # a traverse is not passed or failed: it only sets Kv (an adjustment, below)
+        self.events = sorted((self._event(r) for r in records if not isinstance(r, VelocityTraverse)),
+                             key=lambda e: (e.row, e.kind, e.time_ns))
+        self.affects_conc, self.affects_flow = _parts(registry.layout, registry.n_series)
         self.adjustments = self._adjustments([r for r in records if getattr(r, "apply_from", None) is not None])
         self._arrays = (np.array([e.row for e in self.events], np.int64),
                         np.array([KINDS.index(e.kind) for e in self.events], np.int64),
