@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 from dataclasses import replace
+from datetime import UTC, datetime
 
 import numpy as np
 import pytest
@@ -124,3 +125,27 @@ def test_cems_embedded_with_qa_marks_the_out_of_control_day(tmp_path):
                                       "--qa", str(stray), "--out", str(out)])
     assert result.exit_code != 0 and "QA records of site(s) ['elsewhere']" in result.output
     assert "Traceback" not in result.output
+
+
+def test_cems_qa_import_check_judges_the_records_against_the_sites(tmp_path):
+    import json
+
+    import yaml
+
+    from streams.cli import main as cli
+    from tests.unit.test_qa_gate import daily, registry, span
+
+    site = tmp_path / "site.yaml"
+    site.write_text(yaml.safe_dump(registry().entities["plant"].model_dump(mode="json", exclude_none=True)))
+    config = tmp_path / "worker.yaml"
+    config.write_text(yaml.safe_dump({"kafka": {"bootstrap_servers": "127.0.0.1:1"}, "sites": [str(site)],
+                                      "keys_dir": str(tmp_path)}))
+    good = tmp_path / "checks.json"
+    good.write_text(json.dumps([json.loads(c.model_dump_json()) for c in daily(days=range(1, 4))]))
+    result = CliRunner().invoke(cli, ["qa", "import", "-c", str(config), "--check", str(good)])
+    assert result.exit_code == 0, result.output
+    assert "3 QA record(s) valid" in result.output
+    stray = tmp_path / "stray.json"
+    stray.write_text(span(datetime(2026, 2, 1, tzinfo=UTC), 20.3, channel="nox").model_dump_json())
+    result = CliRunner().invoke(cli, ["qa", "import", "-c", str(config), "--check", str(stray)])
+    assert result.exit_code == 1 and "nothing imported: QA record plant/k1/nox: channel 'nox'" in result.output
