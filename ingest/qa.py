@@ -12,8 +12,10 @@ columns marked optional may be left out or left blank)::
 
     drift_check       site_id,source_id,channel_id,quantity,unit,time,check,reference_value,measured_value[,full_scale]
     comparison_test   test_id,site_id,source_id,channel_id,quantity,unit,run,start,end,reference_value,cems_value[,used]
+                      [,apply_from]
     linearity_check   test_id,site_id,source_id,channel_id,quantity,unit,level,time,reference_value,measured_value
     velocity_traverse test_id,site_id,source_id,channel_id,run,start,end,cems_velocity_m_s,point,reference_velocity_m_s
+                      [,apply_from]
 
 A drift-check row is one record. The rows of one ``test_id`` form one test: each row is a run
 (comparison), an injection (linearity) or a traverse point (traverse; the rows of one ``run`` share its
@@ -76,15 +78,17 @@ CSV_LAYOUTS: dict[str, _Layout] = {
     for lay in (
         _Layout("drift_check", (_Level(None, (*_ANALYSER, "time", "check", "reference_value", "measured_value",
                                               "full_scale"), None),), frozenset({"full_scale"})),
-        _Layout("comparison_test", (_Level(None, ("test_id", *_ANALYSER), "test_id"),
+        _Layout("comparison_test", (_Level(None, ("test_id", *_ANALYSER, "apply_from"), "test_id"),
                                     _Level("runs", ("run", "start", "end", "reference_value", "cems_value", "used"),
-                                           None)), frozenset({"used"})),
+                                           None)), frozenset({"used", "apply_from"})),
         _Layout("linearity_check", (_Level(None, ("test_id", *_ANALYSER), "test_id"),
                                     _Level("injections", ("level", "time", "reference_value", "measured_value"),
                                            None))),
-        _Layout("velocity_traverse", (_Level(None, ("test_id", "site_id", "source_id", "channel_id"), "test_id"),
+        _Layout("velocity_traverse", (_Level(None, ("test_id", "site_id", "source_id", "channel_id", "apply_from"),
+                                             "test_id"),
                                       _Level("runs", ("run", "start", "end", "cems_velocity_m_s"), "run"),
-                                      _Level("points", ("point", "reference_velocity_m_s"), None))),
+                                      _Level("points", ("point", "reference_velocity_m_s"), None)),
+                frozenset({"apply_from"})),
     )
 }
 

@@ -154,6 +154,13 @@ class ComparisonTest(_Analyser):
     kind: Literal["comparison_test"] = "comparison_test"
     test_id: Identifier = Field(description="Test id, unique per site (the tester's report number).")
     runs: list[ComparisonRun] = Field(min_length=2, description="The runs; at least two used ones.")
+    apply_from: AwareDatetime | None = Field(
+        default=None,
+        description="From when the test's result changes the figures (ISO 8601 with a UTC offset): the "
+        "velocity-field coefficient Kv of a velocity test or traverse, or the bias adjustment factor where the "
+        "policy applies one. None: the result is recorded, no figure changes. Figures before it never change; a "
+        "date before the test was completed is a recomputation, refused unless asked for explicitly.",
+    )
 
     @model_validator(mode="after")
     def _runs(self) -> Self:
@@ -220,6 +227,13 @@ class VelocityTraverse(_Frozen):
     source_id: Identifier = Field(description="Emission source (stack) id within the site.")
     channel_id: Identifier = Field(description="The velocity channel (a01011, m/s) whose Kv is determined.")
     runs: list[TraverseRun] = Field(min_length=1, description="The traverse runs.")
+    apply_from: AwareDatetime | None = Field(
+        default=None,
+        description="From when the test's result changes the figures (ISO 8601 with a UTC offset): the "
+        "velocity-field coefficient Kv of a velocity test or traverse, or the bias adjustment factor where the "
+        "policy applies one. None: the result is recorded, no figure changes. Figures before it never change; a "
+        "date before the test was completed is a recomputation, refused unless asked for explicitly.",
+    )
 
     @model_validator(mode="after")
     def _runs(self) -> Self:

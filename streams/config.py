@@ -43,6 +43,7 @@ class Topics(_Strict):
     accounting: str = Field(default="cems.accounting.v1", description="Self-reported monthly accounting reports.")
     alerts: str = Field(default="cems.alerts.v1", description="Discrepancy and data-quality alerts (compacted).")
     alert_acks: str = Field(default="cems.alerts.ack.v1", description="Acknowledgements of alerts (compacted).")
+    qa: str = Field(default="cems.qa.v1", description="QA records of the monitors (compacted; cems qa import).")
 
     @classmethod
     def prefixed(cls, prefix: str) -> Topics:

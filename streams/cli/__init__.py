@@ -14,6 +14,7 @@ from streams.cli.embedded import embedded
 from streams.cli.files import batch, schema, site
 from streams.cli.hj212 import hj212
 from streams.cli.plugins import load_commands
+from streams.cli.qa import qa
 from streams.cli.reconcile import accounting, alerts, reconcile
 from streams.cli.stream import stream
 
@@ -42,6 +43,7 @@ def main() -> None:
 load_commands(main)  # cems edge: the entry points of pyproject.toml (central code never imports edge_agent)
 main.add_command(stream)
 main.add_command(accounting)
+main.add_command(qa)
 main.add_command(reconcile)
 main.add_command(alerts)
 main.add_command(demo)

@@ -14,8 +14,21 @@ def month_line(m) -> str:
     hours = "" if m.status == "closed" else f", {m.hours} of {m.hours_in_month} h so far"
     return (f"{m.source_id} {m.month} {m.status}{hours}: {m.co2_t:,.1f} t CO2 = {m.measured_co2_t:,.1f} t measured "
             f"({m.measured_hours} h) + {m.substituted_co2_t:,.1f} t substituted ({m.substituted_hours} h)"
-            + (f", {m.missing_hours} h missing" if m.missing_hours else ""))
+            + (f", {m.missing_hours} h missing" if m.missing_hours else "")
+            + (f", {m.out_of_control_hours} h out of control" if m.out_of_control_hours else ""))
 
+
+
+def _qa_records(paths) -> list:
+    """QA records of every file, all or nothing (``ingest.qa``); their problems as a clean error, file:line first."""
+    if not paths:
+        return []
+    from ingest.qa import QaImportError, load_records
+
+    try:
+        return load_records(*paths)
+    except QaImportError as exc:
+        raise click.ClickException(str(exc)) from None
 
 
 @click.command("embedded")
@@ -26,8 +39,13 @@ def month_line(m) -> str:
 @click.option("--reports", type=click.Path(exists=True, path_type=Path), multiple=True, help="Self-reported files.")
 @click.option("--meter", "meters", multiple=True, metavar="SOURCE/CHANNEL=WHAT",
               help="An edge meter and what it measures, e.g. kiln1-fuel/coal_total=fuel:raw_coal (repeatable).")
+@click.option("--qa", "qa_files", type=click.Path(exists=True, dir_okay=False, path_type=Path), multiple=True,
+              help="QA record files (CSV/JSON, docs/qa.md): failed or overdue checks put hours out of control.")
+@click.option("--qa-recompute", is_flag=True,
+              help="Let a QA result (Kv, bias factor) apply before its test was completed: an explicit recomputation, "
+                   "archived as a new version (reason qa_recompute) of the months it changes.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("cems-output"), show_default=True)
-def embedded(sites, batches, reports, meters, out: Path) -> None:
+def embedded(sites, batches, reports, meters, qa_files, qa_recompute, out: Path) -> None:
     """Recorded data through the whole pipeline in this process (no Kafka, no InfluxDB): records, reconciliation
     against the reports, the archive (OUT/archive.sqlite) and an HTML report (OUT/report.html)."""
     from streams.archive.store import Archive
@@ -37,8 +55,16 @@ def embedded(sites, batches, reports, meters, out: Path) -> None:
 
     files = batch_files(list(batches))
     entities = load_sites(list(sites))
-    click.echo(f"processing {len(files):,} recorded batch(es) of {len(entities)} entit(y/ies)")
-    results = run_recorded(entities, files, dict(m.split("=", 1) for m in meters))
+    qa = _qa_records(qa_files)
+    click.echo(f"processing {len(files):,} recorded batch(es) of {len(entities)} entit(y/ies)"
+               + (f", {len(qa)} QA record(s)" if qa_files else ""))
+    try:
+        results = run_recorded(entities, files, dict(m.split("=", 1) for m in meters), qa_records=qa,
+                               qa_recompute=qa_recompute)
+    except ValueError as exc:
+        if not qa_files or "QA record" not in str(exc):
+            raise
+        raise click.ClickException(str(exc)) from None
     reconcile_plants(results, list(reports))
     out.mkdir(parents=True, exist_ok=True)
     archive = Archive(out / "archive.sqlite")

@@ -152,8 +152,9 @@ class _Accepted(NamedTuple):
 
 
 class PartitionProcessor:
-    def __init__(self, registry: Registry, keys: KeyRing, settings: Settings = Settings()) -> None:
+    def __init__(self, registry: Registry, keys: KeyRing, settings: Settings = Settings(), qa=None) -> None:
         self.registry, self.keys, self.settings = registry, keys, settings
+        self.qa = qa  # streams.core.qa.QaState or None: out-of-control hours are marked before the monthly rollup
         self.policy = get_policy(settings.policy)
         self.minutes = Accumulator.empty(MINUTE_NS)  # open minute cells
         self.hours: dict[int, Accumulator] = {}  # hour start -> hour cells of the minutes folded so far
@@ -206,6 +207,8 @@ class PartitionProcessor:
             averaged = self._fold_means(means)
             out.minutes = averaged if out.minutes is None else concat_tables([out.minutes, averaged])
         out.hourly = self._publish(touched)
+        if self.qa is not None:
+            out.hourly = self.qa.gate(out.hourly)
         out.monthly = self.monthly.update(out.hourly)
         out.gaps = [GapReport(a, h, self.trackers[a].missing, self.trackers[a].highest, self.clock_ns)
                     for a, h in out.holes.items()]

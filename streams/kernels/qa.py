@@ -37,6 +37,7 @@ __all__ = [
     "biased_low",
     "confidence_coefficient",
     "drift_error",
+    "drift_limit_fraction",
     "evaluate_comparison",
     "evaluate_drift",
     "evaluate_linearity",
@@ -374,6 +375,47 @@ def evaluate_drift(policy: QaPolicy, quantity: str, check: Literal["zero", "span
     error = drift_error(reference, measured)
     limits = rules.zero_drift if check == "zero" else rules.span_drift
     return error, judge(limits, difference=error, unit=unit, full_scale=full_scale)
+
+
+def drift_limit_fraction(policy: QaPolicy, quantity: str, check: Literal["zero", "span"], error: ArrayLike, *,
+                         unit: str, full_scale: ArrayLike | None = None) -> NDArray[np.float64]:
+    """How much of its principal drift limit each error uses: 1 at the limit, above 1 failed.
+
+    The QA findings watch it grow from check to check: an analyser drifting towards its limit is reported
+    before its drift check fails (``docs/qa.md``).
+
+    Parameters
+    ----------
+    policy : QaPolicy
+        The regime whose principal (first) zero or span criterion is used.
+    quantity : str
+        HJ 212 code of the analysers.
+    check : {"zero", "span"}
+        Kind of check.
+    error : array_like of float
+        Drift errors, measured - reference [``unit``].
+    unit : str
+        Unit of the errors.
+    full_scale : array_like of float, optional
+        Range upper limit [``unit``], for a limit in % of full scale.
+
+    Returns
+    -------
+    ndarray
+        The fraction [1]; NaN where the regime sets no drift limit.
+
+    References
+    ----------
+    docs/sources.md: HJ75-DRIFT, P75-B-2.1.4, P-QA-DRIFT-TREND.
+    """
+    rules = policy.rules(quantity)
+    limits = rules.zero_drift if check == "zero" else rules.span_drift
+    diff = np.abs(_a(error))
+    if not limits:
+        return np.full(diff.shape, np.nan)
+    lim = limits[0]
+    measure = _measure(lim, diff, np.ones(diff.shape, dtype=bool), unit, None, full_scale)
+    return np.asarray(measure / lim.value, dtype=np.float64)
 
 
 # --- comparison tests: relative accuracy, bias, relative error -----------------------------------

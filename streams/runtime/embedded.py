@@ -27,6 +27,7 @@ from streams.archive.store import Archive
 from streams.core.figures import alert_figures, calculated, hourly_figures, month_figures
 from streams.core.monthly import month_bounds, month_range
 from streams.core.processor import Message, PartitionProcessor, Registry, Settings
+from streams.core.qa import QaState, qa_figures
 from streams.core.reconcile import MonthEvidence, ReconcilePolicy, metered_totals, reconcile_month
 from streams.kernels.aggregate import MINUTE_NS, PeriodTable, concat_tables
 from streams.kernels.indicators import Grid
@@ -49,6 +50,7 @@ class PlantResult:
     report: AccountingReport | None = None
     meters: dict[str, str] = field(default_factory=dict)  # "source/channel" -> what the meter measures
     calculated: dict[str, float] = field(default_factory=dict)
+    qa: QaState | None = None  # the QA state that gated the hours (None: no QA records given)
 
 
 def _channels(entity: Entity) -> dict:
@@ -56,11 +58,15 @@ def _channels(entity: Entity) -> dict:
 
 
 def process_entity(entity: Entity, messages: list[Message], keys: dict[str, bytes], start: int, end: int,
-                   settings: Settings = Settings()) -> PlantResult:
+                   settings: Settings = Settings(), qa_records: list | None = None,
+                   qa_recompute: bool = False) -> PlantResult:
     """One entity's messages (time order) through a partition processor: records, and the closed minutes as a
-    grid over [start, end) for the indicators and meters."""
+    grid over [start, end) for the indicators and meters. ``qa_records`` (:mod:`schemas.qa`, this entity's):
+    the QA state that marks out-of-control hours and applies results from their date (``streams/core/qa.py``);
+    ``qa_recompute`` lets a result apply before its test (an explicit recomputation)."""
     registry = Registry([entity])
-    proc = PartitionProcessor(registry, KeyRing(keys=keys), settings)
+    qa = QaState(qa_records, registry, settings.policy, qa_recompute) if qa_records else None
+    proc = PartitionProcessor(registry, KeyRing(keys=keys), settings, qa)
     hourly: list[HourlyRecord] = []
     monthly: dict[str, MonthlyRecord] = {}  # key -> the newest version
     minutes: list[PeriodTable] = []
@@ -78,7 +84,7 @@ def process_entity(entity: Entity, messages: list[Message], keys: dict[str, byte
     n = (end - start) // MINUTE_NS
     grid = (Grid.from_table(concat_tables(minutes), registry.n_series, start, n) if minutes
             else Grid(np.full((len(series), n), np.nan), start))
-    return PlantResult(entity, hourly, list(monthly.values()), grid, series, {}, readings)
+    return PlantResult(entity, hourly, list(monthly.values()), grid, series, {}, readings, qa=qa)
 
 
 def batch_files(paths: list[Path]) -> list[Path]:
@@ -91,16 +97,21 @@ def batch_files(paths: list[Path]) -> list[Path]:
 
 
 def run_recorded(entities: list[Entity], files: list[Path], meters: dict[str, str] | None = None,
-                 settings: Settings = Settings()) -> list[PlantResult]:
+                 settings: Settings = Settings(), qa_records: list | None = None,
+                 qa_recompute: bool = False) -> list[PlantResult]:
     """Recorded reading batches (files in the wire format, e.g. an edge outbox's ``*.batch``) through the
     processor, per entity. Local files are trusted as they are: they are signed here with a key of this run
     (the signature guards the network, not the disk). Each batch is stamped as produced one second after its
     newest reading. Months close by the data's own clock, as on the stream: a month whose end plus the allowed
-    lateness the recording does not reach stays open (a recording of part of a month is never a whole month)."""
+    lateness the recording does not reach stays open (a recording of part of a month is never a whole month).
+    ``qa_records``: QA records (``ingest.qa.load_records``) of the entities' analysers, which gate their hours."""
     import secrets
 
     from schemas.batch import decode_batch
 
+    unknown = sorted({r.site_id for r in qa_records or ()} - {e.id for e in entities})
+    if unknown:
+        raise ValueError(f"QA records of site(s) {unknown}, which are in none of the site files")
     key = secrets.token_bytes(32)
     entity_of = {s.id: e for e in entities for s in e.sources}
     by_entity: dict[str, list] = {e.id: [] for e in entities}
@@ -123,7 +134,9 @@ def run_recorded(entities: list[Entity], files: list[Path], meters: dict[str, st
         _, start, _ = month_bounds(min(r[3] for r in rows), entity.tz)
         _, _, end = month_bounds(rows[-1][0] * 10**6 - 1, entity.tz)
         messages = [Message(i, data, headers, ts) for i, (ts, data, headers, _) in enumerate(rows)]
-        res = process_entity(entity, messages, dict.fromkeys(agents[entity.id], key), start, end, settings)
+        qa = [r for r in qa_records or () if r.site_id == entity.id]
+        res = process_entity(entity, messages, dict.fromkeys(agents[entity.id], key), start, end, settings, qa,
+                             qa_recompute)
         res.meters = dict(meters or {})
         results.append(res)
     return results
@@ -159,19 +172,21 @@ def archive_plants(results: list[PlantResult], archive: Archive, at: datetime | 
     """Each plant's closed months into the archive: the entity's total with the report and alerts, and each source.
     A month still open (its end plus the allowed lateness not yet reached by the data) is not archived."""
     for res in results:
-        alerts = [alert_figures(a) for a in res.alerts]
         for label in sorted({m.month for m in res.monthly}):
             ms = [m for m in res.monthly if m.month == label]
             if any(m.status != "closed" for m in ms):  # open months are not archived
                 continue
+            qa = qa_figures(res.qa, res.entity, label, res.monthly, res.hourly)
+            alerts = [alert_figures(a) for a in res.alerts + qa.pop("findings")]
             region = res.entity.region
             archive.register(res.entity.id, res.entity.timezone, label, region.province if region else "",
                              region.municipality if region else "", at)
-            reason = "report" if res.report else "cems"
+            reason = "qa_recompute" if res.qa and res.qa.recompute else "report" if res.report else "cems"
             archive.put(res.entity.id, None, label, month_figures(ms, res.calculated, alerts), reason, at)
             start, end = month_range(label, res.entity.tz)
             for m in ms:
-                archive.put(res.entity.id, m.source_id, label, month_figures([m]), reason, at)
+                archive.put(res.entity.id, m.source_id, label, month_figures([m]) | qa["sources"].get(m.source_id, {}),
+                            reason, at)
                 hours = [h for h in res.hourly if h.source_id == m.source_id]
                 archive.put_hourly(res.entity.id, m.source_id, label, hourly_figures(hours, m, start, end), at)
 

@@ -41,6 +41,7 @@ def topic_specs(cfg: WorkerConfig, partitions: int, readings_retention_days: flo
         t.accounting: (1, compacted),  # one report per entity, source and month
         t.alerts: (1, compacted),  # one version per alert id, the last
         t.alert_acks: (1, compacted),
+        t.qa: (1, compacted),  # one version per QA record key, the last
     }
 
 

@@ -17,6 +17,9 @@ the snapshot are therefore never counted twice, and events after it are replayed
 Outputs produced between the snapshot and a crash are produced again identically on replay (same
 revision, same key): the compacted topic and InfluxDB keep one copy. Faust table writes are not used:
 faust refuses them inside ``take()`` (faust-streaming issue #497).
+
+QA records (``streams/runtime/qa_topic.py``) are read from the compacted QA topic when a partition is loaded and
+every :data:`QA_REFRESH_S`; the processors gate the hours they publish from then on by them (``docs/qa.md``).
 """
 
 from __future__ import annotations
@@ -32,7 +35,9 @@ from schemas import envelope
 from streams.config import WorkerConfig, load_sites
 from streams.core.backoff import Backoff
 from streams.core.processor import Message, PartitionProcessor, Registry
+from streams.core.qa import QaState
 from streams.runtime import kafka_io
+from streams.runtime.qa_topic import read_records
 from streams.runtime.state_store import PIECE_BYTES, KafkaLog, PartitionState, read_manifest, read_partition_state
 
 if TYPE_CHECKING:
@@ -41,6 +46,9 @@ if TYPE_CHECKING:
 __all__ = ["StreamWorker", "checkpoint_lag"]
 
 log = logging.getLogger(__name__)
+
+#: How often the QA topic is read again [s].
+QA_REFRESH_S = 300.0
 
 #: The pace of retrying counted output (Kafka sends, state saves, InfluxDB writes) while a service is away.
 RETRY = Backoff(initial_s=0.5, max_s=30.0)
@@ -73,6 +81,8 @@ class StreamWorker:
         self._next_checkpoint = 0.0
         self._busy: asyncio.Lock | None = None  # handle() and a state capture never interleave (created in the loop)
         self._saving: asyncio.Task | None = None  # the save under way, if any
+        self._qa: QaState | None = None  # the QA state of the records on the QA topic, as last read
+        self._qa_read = float("-inf")  # monotonic time of that read
         self.app.agent(self.readings, name="cems-readings")(self._agent)
         self.app.timer(cfg.snapshot_interval_s, name="cems-checkpoint")(self._tick)
         # faust types a receiver as (sender, *args, signal=...); this signal passes the revoked set as an argument
@@ -98,10 +108,26 @@ class StreamWorker:
 
     async def _tick(self) -> None:
         """Checkpoint on a timer too: when events stop coming, the ones already handled must still be
-        acknowledged (faust holds back a stream whose events stay unacknowledged)."""
+        acknowledged (faust holds back a stream whose events stay unacknowledged). Read the QA topic when due."""
         if time.monotonic() >= self._next_checkpoint and any(self.pending.values()):
             async with self._lock():
                 self._start_save(await self._capture())
+        if time.monotonic() - self._qa_read >= QA_REFRESH_S:
+            qa = await self._read_qa()
+            async with self._lock():
+                for proc in self.processors.values():
+                    proc.qa = qa
+
+    async def _read_qa(self) -> QaState | None:
+        """The QA records of the registered sites on the QA topic, judged; the previous state if they cannot be."""
+        self._qa_read = time.monotonic()
+        try:
+            records = await asyncio.to_thread(read_records, self.cfg)
+            mine = [r for r in records if r.site_id in self.registry.entities]
+            self._qa = QaState(mine, self.registry, self.cfg.processing.policy) if mine else None
+        except Exception as exc:  # a record the policy cannot judge, or Kafka away: keep the state as it was
+            log.error("QA records not applied: %s", exc, extra={"event": "qa_refresh_failed"})
+        return self._qa
 
     async def handle(self, events) -> None:
         by_tp: dict = {}
@@ -224,7 +250,8 @@ class StreamWorker:
         return send
 
     async def _load(self, tp) -> PartitionProcessor:
-        proc = PartitionProcessor(self.registry, self.keys, self.cfg.processing)
+        qa = self._qa if time.monotonic() - self._qa_read < QA_REFRESH_S else await self._read_qa()
+        proc = PartitionProcessor(self.registry, self.keys, self.cfg.processing, qa)
         prefix = f"{tp.topic}/{tp.partition}"
         loaded = await asyncio.to_thread(self._read_state, tp.partition, prefix)
         self.states[tp], segments = loaded or (PartitionState(prefix), None)
