@@ -56,8 +56,9 @@ if [[ -z "$mirror" ]]; then
   mirror="${mirror:-http://deb.debian.org/debian}"
 fi
 security="${mirror%/debian}/debian-security"
-# python3: the runtime; ca-certificates: TLS to Kafka/InfluxDB; tzdata: plants' local time (zoneinfo)
-base_packages="python3,ca-certificates,tzdata"
+# python3: the runtime; libstdc++6: numpy 2's C++ core (its wheel does not bundle it); ca-certificates: TLS to
+# Kafka/InfluxDB; tzdata: plants' local time (zoneinfo)
+base_packages="python3,libstdc++6,ca-certificates,tzdata"
 # Docs, man pages and locales are dropped at unpack time (dpkg path-exclude); copyright files stay.
 # merged-usr hook: /usr merged by mmdebstrap itself, not by the usrmerge package (which pulls in all of perl).
 base_opts=(--variant=essential --include="$base_packages" --mode=root --format=tar
@@ -79,11 +80,17 @@ else
   if [[ ! -s "$rootfs" ]]; then
     log "mmdebstrap $suite from $mirror (+ $base_packages) -> $rootfs"
     mmdebstrap "${base_opts[@]}" "$suite" "$rootfs.part" \
-      "deb $mirror $suite main" "deb $mirror $suite-updates main" "deb $security $suite-security main"
+      "deb $mirror $suite main" "deb $mirror $suite-updates main" "deb $security $suite-security main" \
+      > "$cache/mmdebstrap.log" 2>&1 || { tail -n 30 "$cache/mmdebstrap.log" >&2; exit 1; }
     mv "$rootfs.part" "$rootfs"
   fi
   log "podman import $rootfs -> $base"
   podman import --quiet --change 'ENV LANG=C.UTF-8' --change 'CMD ["/bin/bash"]' "$rootfs" "$base" >/dev/null
+  # Superseded bases and their tarballs (an image still built on one keeps it until rebuilt).
+  for old in $(podman images --format '{{.Repository}}:{{.Tag}}' localhost/cems-base | grep -vx "$base"); do
+    podman rmi "$old" >/dev/null 2>&1 || true
+  done
+  find "$cache" -maxdepth 1 -name 'rootfs-*.tar' ! -name "$(basename "$rootfs")" -delete
 fi
 
 # shellcheck source=deploy/images/lib.sh
@@ -115,7 +122,7 @@ build_image() {  # name extras
     log "$name: wheels for [$extras] -> $deps"
     rm -rf "$deps" && mkdir -p "$deps"
     # The dependencies only (the project's own wheel is staged apart, so that a code change rebuilds one layer).
-    "$builder/bin/pip" wheel -q -w "$deps" "$wheel[$extras]" >/dev/null
+    "$builder/bin/pip" wheel -q -w "$deps" "${wheel}[$extras]" >/dev/null
     rm -f "$deps"/cems_pipeline-*.whl
     "$builder/bin/pip" download -q --no-deps -d "$deps" pip >/dev/null
     ls "$deps" > "$deps/.complete"
