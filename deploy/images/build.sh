@@ -6,7 +6,7 @@
 #              `cems` user, uid 10001) from the configured Debian mirror; `podman import` turns it into
 #              localhost/cems-base:<hash>. Cached: the hash covers the suite, the mirror and the package list.
 #   2. wheels: pip (on this machine, from PyPI) builds every wheel the image's extras need, once per pyproject.toml
-#              hash, plus the project's own wheel (every run: it is the part that changes).
+#              hash, plus the project's own wheel (every run, reproducibly: same sources, same bytes).
 #   3. images: one Containerfile per image (edge.Containerfile, central.Containerfile), built with --network=none
 #              (every RUN step installs from the staged wheels, nothing else), podman's layer cache on.
 #
@@ -107,11 +107,24 @@ if [[ ! -x "$builder/bin/pip" ]]; then
   "$py" -m venv "$builder" && "$builder/bin/pip" install -q --upgrade pip wheel
 fi
 
-project_wheel_dir="$cache/project"
-rm -rf "$project_wheel_dir" && mkdir -p "$project_wheel_dir"
+pip_wheel="$cache/pip-wheel"
+if ! ls "$pip_wheel"/pip-*.whl >/dev/null 2>&1; then
+  mkdir -p "$pip_wheel" && "$builder/bin/pip" download -q --no-deps -d "$pip_wheel" pip >/dev/null
+fi
+
+# The project's wheel from a clean copy of the tracked and new files (no stale build/ of an earlier build), with
+# fixed timestamps: the same sources give the same bytes, so podman's layer cache holds while nothing changed.
+src="$cache/src" project_wheel_dir="$cache/project"
+rm -rf "$src" "$project_wheel_dir" && mkdir -p "$src" "$project_wheel_dir"
+if git -C "$repo" rev-parse --git-dir >/dev/null 2>&1; then
+  git -C "$repo" ls-files -z --cached --others --exclude-standard \
+    | (cd "$repo" && xargs -0 -r sh -c 'for f; do [ -e "$f" ] && printf "%s\0" "$f"; done' _) \
+    | tar -C "$repo" --null -T - -cf - | tar -C "$src" -xf -
+else
+  cp -a "$repo/." "$src/" && rm -rf "$src/build" "$src/.venv"
+fi
 log "building the project's wheel"
-"$builder/bin/pip" wheel -q --no-deps --no-build-isolation -w "$project_wheel_dir" "$repo" >/dev/null 2>&1 \
-  || "$builder/bin/pip" wheel -q --no-deps -w "$project_wheel_dir" "$repo" >/dev/null
+SOURCE_DATE_EPOCH=315532800 "$builder/bin/pip" wheel -q --no-deps -w "$project_wheel_dir" "$src" >/dev/null
 wheel="$(ls "$project_wheel_dir"/cems_pipeline-*.whl)"
 
 build_image() {  # name extras
@@ -124,14 +137,15 @@ build_image() {  # name extras
     # The dependencies only (the project's own wheel is staged apart, so that a code change rebuilds one layer).
     "$builder/bin/pip" wheel -q -w "$deps" "${wheel}[$extras]" >/dev/null
     rm -f "$deps"/cems_pipeline-*.whl
-    "$builder/bin/pip" download -q --no-deps -d "$deps" pip >/dev/null
     ls "$deps" > "$deps/.complete"
   fi
   ctx="$cache/context-$name"
-  rm -rf "$ctx" && mkdir -p "$ctx/project"
+  rm -rf "$ctx" && mkdir -p "$ctx/project" "$ctx/pip"
   cp -al "$deps" "$ctx/wheels" 2>/dev/null || cp -a "$deps" "$ctx/wheels"
-  cp "$wheel" "$ctx/project/"
-  cp -r "$repo/deploy/demo/reports" "$ctx/demo-reports"
+  rm -f "$ctx/wheels/.complete"
+  cp -a "$pip_wheel"/pip-*.whl "$ctx/pip/"
+  cp -a "$wheel" "$ctx/project/"
+  cp -a "$repo/deploy/demo/reports" "$ctx/demo-reports"
   log "$name: podman build localhost/cems-$name:$tag"
   "${PODMAN[@]}" build "${PODMAN_RUN[@]}" --quiet --layers --network=none --pull=never \
     --build-arg "BASE=$base" --build-arg "EXTRAS=$extras" \

@@ -34,7 +34,7 @@ present = [m for m in ("faust", "influxdb_client", "aiokafka", "aiohttp") if imp
 sys.exit(f"present in the edge image: {present}" if present else 0)'
 step "edge: cems edge simulate, then check and probe it from the same container"
 out="$(run --entrypoint /bin/bash "$edge" -c '
-  cd /tmp && cems edge simulate --stacks 1 --seconds 120 --opcua-port 0 --gateway-out gw.yaml & sim=$!
+  cd /tmp; cems edge simulate --stacks 1 --seconds 120 --opcua-port 0 --gateway-out gw.yaml & sim=$!
   for _ in $(seq 300); do [[ -s /tmp/gw.yaml ]] && break; sleep 0.2; done  # up to 60 s
   cems edge check gw.yaml && cems edge probe gw.yaml stack0-modbus; rc=$?
   kill $sim; wait $sim 2>/dev/null; exit $rc')" || fail "edge simulate/check/probe: $out"
