@@ -124,7 +124,8 @@ else
   cp -a "$repo/." "$src/" && rm -rf "$src/build" "$src/.venv"
 fi
 log "building the project's wheel"
-SOURCE_DATE_EPOCH=315532800 "$builder/bin/pip" wheel -q --no-deps -w "$project_wheel_dir" "$src" >/dev/null
+SOURCE_DATE_EPOCH=315532800 "$builder/bin/pip" wheel -q --no-deps -w "$project_wheel_dir" "$src" \
+  > "$cache/wheel.log" 2>&1 || { cat "$cache/wheel.log" >&2; exit 1; }
 wheel="$(ls "$project_wheel_dir"/cems_pipeline-*.whl)"
 
 build_image() {  # name extras
@@ -135,14 +136,15 @@ build_image() {  # name extras
     log "$name: wheels for [$extras] -> $deps"
     rm -rf "$deps" && mkdir -p "$deps"
     # The dependencies only (the project's own wheel is staged apart, so that a code change rebuilds one layer).
-    "$builder/bin/pip" wheel -q -w "$deps" "${wheel}[$extras]" >/dev/null
+    "$builder/bin/pip" wheel -q -w "$deps" "${wheel}[$extras]" > "$cache/wheel.log" 2>&1 \
+      || { cat "$cache/wheel.log" >&2; exit 1; }
     rm -f "$deps"/cems_pipeline-*.whl
     ls "$deps" > "$deps/.complete"
   fi
   ctx="$cache/context-$name"
   rm -rf "$ctx" && mkdir -p "$ctx/project" "$ctx/pip"
   cp -al "$deps" "$ctx/wheels" 2>/dev/null || cp -a "$deps" "$ctx/wheels"
-  rm -f "$ctx/wheels/.complete"
+  rm -f "$ctx/wheels/.complete" "$ctx/wheels"/pip-*.whl  # pip runs from its own wheel and stays out of the image
   cp -a "$pip_wheel"/pip-*.whl "$ctx/pip/"
   cp -a "$wheel" "$ctx/project/"
   cp -a "$repo/deploy/demo/reports" "$ctx/demo-reports"
