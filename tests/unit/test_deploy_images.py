@@ -256,7 +256,7 @@ def test_compose_commands_exist_and_parse():
         _parses(argv)
         config = next((a for a in argv if a.startswith("/etc/cems/") and a.endswith(".yaml")), None)
         if config and name != "edge":
-            mounted = [v.split(":")[1] for v in svc["volumes"] if isinstance(v, str)]
+            mounted = [re.sub(r":(ro|rw)$", "", v).rsplit(":", 1)[1] for v in svc["volumes"]]
             assert config in mounted, f"compose {name}: {config} is not mounted"
 
 
@@ -280,3 +280,12 @@ def test_scripts_are_strict_bash(path):
     assert text.startswith("#!/usr/bin/env bash") or path == "lib.sh"
     if path != "lib.sh":
         assert "set -euo pipefail" in text
+
+
+def test_deployments_name_the_version_build_sh_tags():
+    version = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["project"]["version"]
+    kust = yaml.safe_load((K8S / "kustomization.yaml").read_text(encoding="utf-8"))
+    assert [i["newTag"] for i in kust["images"] if i["name"] == "localhost/cems-central"] == [version]
+    for name, svc in _compose()["services"].items():
+        m = re.fullmatch(r"\$\{CEMS_(?:CENTRAL|EDGE)_IMAGE:-localhost/cems-\w+:(.+)\}", svc["image"])
+        assert m is None or m.group(1) == version, f"compose {name}: {svc['image']} is not version {version}"
