@@ -16,10 +16,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import UTC, datetime
+from typing import cast
 
 import numpy as np
 
-from schemas.qa import ComparisonRun, ComparisonTest, DriftCheck
+from schemas.qa import ComparisonRun, ComparisonTest, DriftCheck, QaQuantity
 
 from .generate import CHANNELS, StackModel, simulate_stack
 
@@ -51,7 +52,8 @@ def daily_span_checks(model: StackModel, site_id: str, source_id: str, start_ns:
     reading (a scripted failure).
 
     Units: ``span`` and ``full_scale`` in the channel's unit (% CO2 for the simulated analyser)."""
-    quantity, unit = CHANNELS[channel]
+    code, unit = CHANNELS[channel]
+    quantity = cast(QaQuantity, code)  # checked by DriftCheck's validation
     t = np.arange(days) * DAY_S + at_s
     measured = span * drift_gain(model, channel, t)
     for day, error in (fail or {}).items():
