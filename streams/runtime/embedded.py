@@ -257,7 +257,8 @@ def run_batches(entities: list[Entity], files: list[Path], meters: dict[str, str
     results: list[PlantResult] = []
     holes: dict[str, list[tuple[int, int]]] = {}
     for entity in entities:
-        rows = sorted((r for r in by_entity[entity.id] if r.batch.ts_ns.size), key=_produced_ms)
+        rows = sorted((r for r in by_entity[entity.id] if r.batch.ts_ns.size),
+                      key=lambda r: (_produced_ms(r), r.batch.agent_id, r.batch.seq))  # a replay's new seq is higher
         refused: set[int] = set()
         for s in entity.sources:  # the same readings again under a new sequence number: counted once
             mine = [i for i, r in enumerate(rows) if r.batch.source_id == s.id]
