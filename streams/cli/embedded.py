@@ -120,8 +120,8 @@ def embedded(sites, batches, reports, meters, out: Path) -> None:
     for agent, holes in sorted(rec.holes.items()):
         missing = sum(b - a + 1 for a, b in holes)
         ranges = ", ".join(f"{a}" if a == b else f"{a}-{b}" for a, b in holes[:5]) + (" ..." if len(holes) > 5 else "")
-        click.echo(f"agent {agent}: {missing:,} batch(es) not in the recording (seq {ranges}): their readings are "
-                   "missing from the figures")
+        click.echo(f"agent {agent}: {missing:,} sequence number(s) without a usable batch (seq {ranges}), not in "
+                   "the recording or dead-lettered: their readings are missing from the figures")
     if rec.repeats:
         click.echo(f"{rec.repeats:,} file(s) repeat another byte for byte (same agent and seq): read once")
     if rec.dead_letters:

@@ -10,6 +10,10 @@ Exactly-once in effect, by construction:
 * **Order and splitting do not matter.** Minute state is the kernels' :class:`Accumulator`, whose sums
   are exact integers (``docs/kernels.md``): absorbing messages one by one, in chunks, or replayed after
   a restart gives bit-identical state.
+* **A batch says what its values are.** Its channel table (id, quantity code, unit) is checked against the site
+  file once per table: values in another unit of the quantity are converted to the site file's
+  (``schemas.quantities.unit_conversion``); an unknown channel, another quantity code or a unit that does not
+  convert is dead-lettered (``unknown_channel``, ``quantity_mismatch``, ``unit_mismatch``).
 * **Time is event time, never the wall clock.** An hour is published when its end plus the allowed
   lateness is behind the source's newest reading, or behind the partition clock (the newest Kafka
   timestamp seen, so a source that went quiet still gets its hours closed). Both come from the log,

@@ -35,7 +35,7 @@ def test_a_missing_batch_in_the_demo_month_raises_no_false_alert(demo_run, fast_
         "--site", str(site_file), "--batches", str(outbox), "--reports",
         str(REPO / "deploy/demo/reports/demo-cement-2026-02.csv"), *meters, "--out", str(out)])
     assert run.exit_code == 0, run.output
-    assert f"agent {plant.agent_id}: 1 batch(es) not in the recording (seq 4000)" in run.output
+    assert f"agent {plant.agent_id}: 1 sequence number(s) without a usable batch (seq 4000)" in run.output
     assert "dead-lettered 1 batch file(s)" in run.output and "junk.batch: undecodable: " in run.output
     assert "demo-cement: 4,839,600 readings, 672 hourly records; 1 alert(s)" in run.output  # 4,840,200 - 5 min x 10 ch
     (total,) = Archive(out / "archive.sqlite").latest(source_id="-")
