@@ -236,6 +236,20 @@ def _produced_ms(r: _Read) -> int:
     return int(r.batch.ts_ns.max()) // 10**6 + 1000
 
 
+def _with_empty(rows: list[_Read], produced: list[int], empty: list[_Read]) -> tuple[list[_Read], list[int]]:
+    """Batches without readings put among the others after their agent's batch numbered just below (produced at
+    the same time), so that their sequence numbers are taken in order and never show as a hole."""
+    if not empty:
+        return rows, produced
+    out = list(zip(rows, produced, strict=True))
+    for e in sorted(empty, key=lambda r: (r.batch.agent_id, r.batch.seq)):
+        agent, seq = e.batch.agent_id, e.batch.seq
+        below = [(r.batch.seq, k) for k, (r, _) in enumerate(out) if r.batch.agent_id == agent and r.batch.seq < seq]
+        k = max(below)[1] + 1 if below else 0
+        out.insert(k, (e, out[k - 1][1] if k else out[0][1]))
+    return [r for r, _ in out], [t for _, t in out]
+
+
 def run_batches(entities: list[Entity], files: list[Path], meters: dict[str, str] | None = None,
                 settings: Settings = Settings()) -> Recording:
     """Recorded reading batches (files in the wire format, e.g. an edge outbox's ``*.batch``) through the
@@ -259,6 +273,7 @@ def run_batches(entities: list[Entity], files: list[Path], meters: dict[str, str
     for entity in entities:
         rows = sorted((r for r in by_entity[entity.id] if r.batch.ts_ns.size),
                       key=lambda r: (_produced_ms(r), r.batch.agent_id, r.batch.seq))  # a replay's new seq is higher
+        empty = [r for r in by_entity[entity.id] if not r.batch.ts_ns.size]  # nothing to absorb; their numbers count
         refused: set[int] = set()
         for s in entity.sources:  # the same readings again under a new sequence number: counted once
             mine = [i for i, r in enumerate(rows) if r.batch.source_id == s.id]
@@ -273,8 +288,10 @@ def run_batches(entities: list[Entity], files: list[Path], meters: dict[str, str
             continue
         _, start, _ = month_bounds(min(int(r.batch.ts_ns.min()) for r in rows), entity.tz)
         _, _, end = month_bounds(_produced_ms(rows[-1]) * 10**6 - 1, entity.tz)
-        messages = [Message(i, r.data, envelope.headers(r.batch.agent_id, r.batch.seq, key, r.data), _produced_ms(r))
-                    for i, r in enumerate(rows)]
+        produced = [_produced_ms(r) for r in rows]
+        rows, produced = _with_empty(rows, produced, empty)
+        messages = [Message(i, r.data, envelope.headers(r.batch.agent_id, r.batch.seq, key, r.data), t)
+                    for i, (r, t) in enumerate(zip(rows, produced, strict=True))]
         agents = {r.batch.agent_id for r in rows}
         res = process_entity(entity, messages, dict.fromkeys(agents, key), start, end, settings)
         dead += [DeadLetter(rows[offset].path, rej.reason, rej.detail, rows[offset].data)

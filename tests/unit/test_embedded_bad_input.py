@@ -371,3 +371,14 @@ def test_fuzz_random_bad_files_never_raise_never_change_the_good_figures(fuzz_re
     assert sorted(d.path for d in rec.dead_letters) == sorted(bad_files)
     assert_same_figures(rec, clean_run)
     shutil.rmtree(work)
+
+
+def test_a_batch_without_readings_takes_its_number_and_opens_no_hole(recording, tmp_path):
+    """Batch 360 of gw-a replaced by a valid batch of no readings under the same number: nothing is refused, no hole
+    is reported, and the readings are the clean ones less that batch's: 90,000 - 5 s x 10 channels = 89,950."""
+    outbox = copy_of(recording, tmp_path)
+    path = outbox / "gw-a" / f"{360:020d}.batch"
+    path.write_bytes(rebuilt(path.read_bytes(), ts_ns=[], channel=[], value=[], flag=[]))
+    rec = run_batches([site()], sorted(outbox.rglob("*.batch")))
+    assert rec.dead_letters == [] and rec.holes == {}
+    assert sum(r.readings for r in rec.results) == 89_950
