@@ -141,7 +141,7 @@ def batch_files(paths: list[Path]) -> list[Path]:
     (an edge outbox, or a folder of outboxes, one per gateway), in path order."""
     out: list[Path] = []
     for p in paths:
-        out += sorted(f for f in p.rglob("*.batch") if f.is_file()) if p.is_dir() else [p]
+        out += sorted(f for f in p.rglob("*.batch") if not f.is_dir()) if p.is_dir() else [p]  # a dangling link too
     return out
 
 

@@ -382,3 +382,29 @@ def test_a_batch_without_readings_takes_its_number_and_opens_no_hole(recording, 
     rec = run_batches([site()], sorted(outbox.rglob("*.batch")))
     assert rec.dead_letters == [] and rec.holes == {}
     assert sum(r.readings for r in rec.results) == 89_950
+
+
+def test_a_file_that_cannot_be_read_is_a_dead_letter(recording, clean, tmp_path):
+    """A dangling symbolic link named like a batch (the file it pointed to is gone): ``unreadable``, with the
+    system's reason; the rest as clean."""
+    outbox = copy_of(recording, tmp_path)
+    (outbox / "gw-a" / "gone.batch").symlink_to(tmp_path / "nowhere.batch")
+    rec = run_batches([site()], batch_files([outbox]))
+    assert [(d.path.name, d.reason, d.detail, d.data) for d in rec.dead_letters] == [
+        ("gone.batch", "unreadable", "No such file or directory", b"")]
+    assert_same_figures(rec, clean)
+
+
+def test_a_broken_site_or_report_file_is_an_error_before_any_work(recording, tmp_path):
+    site_file = tmp_path / "site.yaml"
+    site_file.write_text("id: plant\nsources: 7\n")
+    out = tmp_path / "out"
+    run = CliRunner().invoke(embedded, ["--site", str(site_file), "--batches", str(recording), "--out", str(out)])
+    assert run.exit_code == 1 and f"{site_file}" in run.output and "Traceback" not in run.output
+    site_file.write_text(yaml.safe_dump(site().model_dump(mode="json")))
+    report = tmp_path / "report.csv"
+    report.write_text("entity_id,month\nplant,2026-01\n")
+    run = CliRunner().invoke(embedded, ["--site", str(site_file), "--batches", str(recording), "--reports",
+                                        str(report), "--out", str(out)])
+    assert run.exit_code == 1 and f"{report}:1" in run.output and "nothing imported" in run.output
+    assert not out.exists()
