@@ -205,9 +205,10 @@ def repeated_readings(batches: list[ReadingBatch]) -> dict[int, tuple[int, int]]
     (how many of its readings an earlier batch gave already: same channel id, same timestamp; the index of the
     first such earlier batch). Samples only: HJ 212 period means given twice are the processor's ``repeat``.
 
-    One sort of all the readings, not a comparison per batch: an edge agent cuts its batches at successive times,
-    so two batches of one source never hold a reading of the same channel at the same instant unless the same
-    readings were sent again."""
+    Per channel id, one pass over the times of all the batches, not a comparison per batch pair: an edge agent cuts
+    its batches at successive times, so two batches of one source never hold a reading of the same channel at the
+    same instant unless the same readings were sent again; and where a channel's times already increase batch by
+    batch (the usual recording) nothing is sorted."""
     codes: dict[str, int] = {}
     parts = []
     for i, b in enumerate(batches):
@@ -218,17 +219,21 @@ def repeated_readings(batches: list[ReadingBatch]) -> dict[int, tuple[int, int]]
     if len(parts) < 2:
         return {}
     index, channel, ts = (np.concatenate(p) for p in zip(*parts, strict=True))
-    order = np.lexsort((index, ts, channel))  # by channel, time, then batch order: the first giver leads its group
-    index, channel, ts = index[order], channel[order], ts[order]
-    again = np.r_[False, (channel[1:] == channel[:-1]) & (ts[1:] == ts[:-1])]
-    leader = index[np.flatnonzero(~again)][np.cumsum(~again) - 1]  # the first batch that gave each reading
-    later = again & (index != leader)
-    if not later.any():
-        return {}
-    counts = np.bincount(index[later], minlength=len(batches))
+    counts = np.zeros(len(batches), dtype=np.int64)
     first = np.full(len(batches), len(batches), dtype=np.int64)
-    np.minimum.at(first, index[later], leader[later])
-    return {int(i): (int(counts[i]), int(first[i])) for i in np.flatnonzero(counts)}
+    for c in range(len(codes)):  # per channel id (configuration): one stable sort by time keeps the batch order
+        mine = channel == c
+        i, t = index[mine], ts[mine]
+        if (t[1:] > t[:-1]).all():  # the usual recording: every channel's times strictly increase, batch by batch
+            continue
+        order = np.argsort(t, kind="stable")
+        i, t = i[order], t[order]
+        again = np.r_[False, t[1:] == t[:-1]]
+        leader = i[np.flatnonzero(~again)][np.cumsum(~again) - 1]  # the first batch that gave each reading
+        later = again & (i != leader)
+        counts += np.bincount(i[later], minlength=len(batches))
+        np.minimum.at(first, i[later], leader[later])
+    return {int(k): (int(counts[k]), int(first[k])) for k in np.flatnonzero(counts)}
 
 
 def _produced_ms(r: _Read) -> int:
