@@ -408,3 +408,23 @@ def test_a_broken_site_or_report_file_is_an_error_before_any_work(recording, tmp
                                         str(report), "--out", str(out)])
     assert run.exit_code == 1 and f"{report}:1" in run.output and "nothing imported" in run.output
     assert not out.exists()
+
+
+def test_repeated_readings_by_hand():
+    """Batch 0: co2 at t 0, 1, 2; batch 1: co2 at 3, 4 and o2 at 0 (another channel: no repeat); batch 2: co2 at 1,
+    2, 5 (two of batch 0's) and o2 at 0 (batch 1's): 3 readings given before, first by batch 0. Batch 3 is HJ 212
+    minute means (period 60) at co2 t 0: the processor's own rule, not this one."""
+    from streams.runtime.embedded import repeated_readings
+
+    def batch(readings, period_s=0):
+        ids = sorted({c for c, _ in readings})
+        return ReadingBatch.from_columns(agent_id="gw", source_id="s", seq=0, period_s=period_s,
+                                         channels=[(c, "a05001", "%") for c in ids],
+                                         ts_ns=[T0 + t * 60 * 10**9 for _, t in readings],
+                                         channel=[ids.index(c) for c, _ in readings], value=[1.0] * len(readings),
+                                         flag=[0] * len(readings))
+
+    batches = [batch([("co2", 0), ("co2", 1), ("co2", 2)]), batch([("co2", 3), ("co2", 4), ("o2", 0)]),
+               batch([("co2", 1), ("co2", 2), ("co2", 5), ("o2", 0)]), batch([("co2", 0)], period_s=60)]
+    assert repeated_readings(batches) == {2: (3, 0)}
+    assert repeated_readings(batches[:2]) == {}
