@@ -75,9 +75,6 @@ PROCESSOR_REASONS = {
     "future_timestamp": "a reading is stamped later than the message was produced, beyond the allowed clock skew",
     "too_late": "readings for an hour older than the revision horizon (its minute state is gone)",
     "minute_closed": "readings for a minute already closed and folded into its hour (out-of-order delivery)",
-    "duplicate_readings": "a batch with a new sequence number whose newest reading is at or before the newest reading "
-                          "already received of each of its channels: the same readings sent again (a replayed or "
-                          "renumbered outbox)",
     "bad_period": "period means (HJ 212 minute data) that cannot stand for minutes: another length, an interval "
                   "start off its boundary, or one channel's minute given twice",
 }
@@ -181,7 +178,6 @@ class PartitionProcessor:
         self.hole_open = np.zeros(len(registry.sources), dtype=bool)  # the source's agent misses batches
         self.trackers: dict[str, SeqTracker] = {}
         self.watermark = np.full(len(registry.sources), _NEVER, dtype=np.int64)  # newest reading per source
-        self.series_newest = np.full(registry.n_series, _NEVER, dtype=np.int64)  # newest reading absorbed per series
         self.clock_ns = _NEVER  # newest Kafka timestamp seen in the partition
         self.published: dict[int, dict[int, HourlyRecord]] = {}  # hour start -> source index -> last record
         self.closed_upto = np.full(len(registry.sources), _NEVER, dtype=np.int64)  # hours before this are published
@@ -220,7 +216,6 @@ class PartitionProcessor:
             out.readings = int(ts.size)
             self.minutes = self.minutes.absorb_readings(series, ts, value, flag, bounds=self.registry.bounds,
                                                         set_values_valid=self.registry.set_values_valid)
-            np.maximum.at(self.series_newest, series, ts)
         out.minutes = self._fold_minutes()
         if means:
             out.readings += sum(p[1].size for p in means)
@@ -294,13 +289,6 @@ class PartitionProcessor:
                 closed := self._folded_minutes(src, b.ts_ns)):
             return Rejection("minute_closed", f"{closed} minute(s) of the batch were already closed, the "
                                               f"first at {first} ns or later")
-        if (last <= self.watermark[src] and b.seq > self.trackers[b.agent_id].highest
-                and last <= int(self.series_newest[table.series].min())):
-            # a new number for readings every channel of the batch already has past them: the same readings again.
-            # A backlog drained in order keeps its old numbers (below the highest) and is never taken for this; a
-            # batch newer than its source's newest reading (every batch of a stream in order) costs one comparison
-            return Rejection("duplicate_readings", f"agent {b.agent_id!r} seq {b.seq}: its newest reading ({last} ns) "
-                                                   "is not after any of its channels' newest reading already received")
         return None
 
     def _record_seq(self, b, tracker: SeqTracker, src: int, out: Output) -> None:
@@ -531,8 +519,7 @@ class PartitionProcessor:
             "sources": [s.id for s in self.registry.sources],
         }
         out = {"core": npz_bytes(
-            watermark=self.watermark, closed_upto=self.closed_upto, series_newest=self.series_newest,
-            meta=json_array(meta),
+            watermark=self.watermark, closed_upto=self.closed_upto, meta=json_array(meta),
             folded_hours=np.array(folded_hours, dtype=np.int64),
             folded=(np.stack([self.folded[h] for h in folded_hours]) if folded_hours
                     else np.zeros((0, len(self.registry.sources)), dtype=np.int64)),
@@ -557,8 +544,6 @@ class PartitionProcessor:
         self.minutes = Accumulator.from_arrays(MINUTE_NS, z)
         self.folded = {h: row.copy() for h, row in zip(z["folded_hours"].tolist(), z["folded"], strict=True)}
         self.watermark, self.closed_upto = z["watermark"].copy(), z["closed_upto"].copy()
-        self.series_newest = (z["series_newest"].copy() if "series_newest" in z.files  # older snapshots: none yet
-                              else np.full(self.registry.n_series, _NEVER, dtype=np.int64))
         self.next_offset, self.clock_ns = int(meta["next_offset"]), int(meta["clock_ns"])
         self.trackers = {a: SeqTracker.from_dict(d) for a, d in meta["trackers"].items()}
         self.sources_of_agent = {a: set(v) for a, v in meta["sources_of_agent"].items()}

@@ -1,6 +1,7 @@
-"""The same readings under a new sequence number, on the stream worker's path (streams/core/processor.py): refused as
-``duplicate_readings`` while their minutes are still open (once folded they are ``minute_closed``), so the figures
-count them once; a backlog drained in order keeps its numbers and is absorbed."""
+"""Old readings under new sequence numbers on the stream worker's path (streams/core/processor.py): a back-fill of a
+gap (HJ 212 history uploaded after a link outage: the receiver numbers it on arrival, after newer realtime data) is
+absorbed; a replay of readings whose minutes are folded is ``minute_closed``. Why the stream has no rule for a replay
+of still-open minutes: docs/bad-input.md, "Batches and `cems embedded`"."""
 
 from __future__ import annotations
 
@@ -13,44 +14,33 @@ MESSAGES, _ = two_stacks()
 A = [m for m in MESSAGES if m.headers["cems-agent"] == b"gw-a"]  # stack0's 2,160 batches of 5 s, seq 0-2159
 
 
-def renumbered(m: Message, seq: int, offset: int) -> Message:
-    """The same readings as ``m`` under sequence number ``seq``, re-signed, produced when ``m`` was."""
+def renumbered(m: Message, seq: int, offset: int, timestamp_ms: int | None = None) -> Message:
+    """The same readings as ``m`` under sequence number ``seq``, re-signed."""
     b = decode_batch(m.value)
     data = ReadingBatch.from_columns(agent_id=b.agent_id, source_id=b.source_id, seq=seq, channels=b.channels,
                                      ts_ns=b.ts_ns, channel=b.channel, value=b.value, flag=b.flag).encode()
     headers = {"cems-agent": b.agent_id.encode(), "cems-seq": str(seq).encode(),
                "cems-sig": sign(KEYS[b.agent_id], data)}
-    return Message(offset, data, headers, m.timestamp_ms)
+    return Message(offset, data, headers, m.timestamp_ms if timestamp_ms is None else timestamp_ms)
 
 
-def test_a_replay_of_open_minutes_is_refused_and_the_hours_count_once():
-    """Batches 0-899 (75 min), then batch 898 again as seq 900 (its minute 74 is still open: the fold lateness is
-    120 s past the newest reading, 74:59), then the rest: the hours are those of the stream without the replay."""
+def test_a_gap_back_filled_under_new_numbers_is_absorbed():
+    """Readings of 0:20-0:25 (batches 240-299) withheld, the next 20 min sent on (numbered 240-479), then the
+    withheld ones uploaded under 480-539, older than the newest reading: absorbed, and the hours equal the stream
+    sent in order. A rule refusing new-numbered batches older than every channel's newest reading would refuse
+    exactly these."""
+    live = [renumbered(m, k, k) for k, m in enumerate(A[:240] + A[300:540])]
+    sent_ms = live[-1].timestamp_ms + 1000
+    backfill = [renumbered(m, 480 + k, 1000 + k, sent_ms) for k, m in enumerate(A[240:300])]
+    rest = [renumbered(m, 540 + k, 2000 + k) for k, m in enumerate(A[540:])]
     p = processor()
-    records = run(p, A[:900])
-    out = p.process([renumbered(A[898], 900, 10_000)])
-    assert [(r.reason, r.detail.split(":")[0]) for _, r in out.dead_letters] == [("duplicate_readings",
-                                                                                  "agent 'gw-a' seq 900")]
-    assert out.readings == 0 and p.trackers["gw-a"].highest == 899  # nothing absorbed, the number not taken
-    later = [Message(m.offset + 20_000, m.value, m.headers, m.timestamp_ms) for m in A[900:]]
-    records += run(p, later)
+    records = run(p, live) + run(p, backfill) + run(p, rest)
     want = final(run(processor(), A))
     assert {k: r.content() for k, r in final(records).items()} == {k: r.content() for k, r in want.items()}
 
 
-def test_a_replay_while_a_hole_keeps_the_minutes_open_is_refused():
-    """Seq 100-199 missing keeps every later minute of stack0 open; batch 50's readings under seq 400 are refused
-    (before, they were absorbed a second time: the hole keeps them from ``minute_closed``)."""
+def test_a_replay_of_folded_minutes_is_minute_closed():
     p = processor()
-    p.process(A[:100] + A[200:400])
-    assert p.hole_open[0]
-    out = p.process([renumbered(A[50], 400, 10_000)])
-    assert [r.reason for _, r in out.dead_letters] == ["duplicate_readings"] and out.readings == 0
-
-
-def test_a_backlog_drained_in_order_is_absorbed():
-    """The hole's batches arriving late keep their own numbers (below the highest): merged, nothing refused."""
-    p = processor()
-    p.process(A[:100] + A[200:400])
-    out = p.process(A[100:200])
-    assert not out.dead_letters and out.readings == 100 * 5 * 10  # 100 batches x 5 s x 10 channels
+    run(p, A[:900])  # 75 min; minute 10 is long folded (the fold lateness is 120 s)
+    out = p.process([renumbered(A[120], 900, 10_000)])
+    assert [r.reason for _, r in out.dead_letters] == ["minute_closed"] and out.readings == 0
