@@ -20,11 +20,13 @@ __all__ = [
     "QUANTITIES",
     "REPORT_UNITS",
     "UNITS",
+    "UNIT_CONVERSIONS",
     "Flag",
     "Quantity",
     "flag_codes",
     "flag_letters",
     "status_word_flag",
+    "unit_conversion",
 ]
 
 
@@ -114,6 +116,22 @@ REPORT_UNITS: dict[str, tuple[str, float]] = {
 }
 
 
+#: Linear conversions between units of one dimension: ``(from, to) -> (scale, offset)``, the value in ``to`` being
+#: value x scale + offset. By the definitions of the units (docs/sources.md ``SI-UNITS``): a per cent is 10^4 parts
+#: per million of the same fraction (HJ 75 writes gas concentrations as mole fractions, ppm = umol/mol), 1 h = 3600 s,
+#: kilo = 10^3, 0 degC = 273.15 K. A change of dimension is not here: ppm -> mg/m3 needs the molar mass and the
+#: reference state (``HJ212-D20``), which a batch's channel table does not carry, so such a batch is refused.
+UNIT_CONVERSIONS: dict[tuple[str, str], tuple[float, float]] = {
+    ("%", "ppm"): (1e4, 0.0),
+    ("g/m3", "mg/m3"): (1e3, 0.0),
+    ("m3/s", "m3/h"): (3600.0, 0.0),
+    ("kPa", "Pa"): (1e3, 0.0),
+    ("t", "kg"): (1e3, 0.0),
+    ("t/h", "kg/h"): (1e3, 0.0),
+    ("degC", "K"): (1.0, 273.15),
+}
+
+
 class Quantity(NamedTuple):
     code: str
     name: str
@@ -162,6 +180,42 @@ QUANTITIES: dict[str, Quantity] = {
         _q("xs0002", "source run status (1 running, 0 stopped), e.g. from the DCS", ("1",), _EXT),
     )
 }
+
+
+def unit_conversion(quantity: str, from_unit: str, to_unit: str) -> tuple[float, float] | None:
+    """How a value of ``quantity`` in ``from_unit`` becomes one in ``to_unit``: ``(scale, offset)``, the converted
+    value being value x scale + offset; None when it cannot be converted here.
+
+    Both units must be units of the quantity (:data:`QUANTITIES`): the table alone would let a moisture "ppm"
+    through, which no site file may declare. The inverse of a table entry is derived, so each pair is written once.
+
+    Parameters
+    ----------
+    quantity : str
+        Quantity code (HJ 212-2017 Table B.2 or a project extension), the site file's.
+    from_unit, to_unit : str
+        The unit the values come in (a batch's channel table) and the unit wanted (the site file's channel).
+
+    Returns
+    -------
+    tuple of (float, float) or None
+        ``(scale, offset)`` [to_unit per from_unit, to_unit]; ``(1.0, 0.0)`` for the same unit.
+
+    References
+    ----------
+    docs/sources.md ``SI-UNITS`` (the factors), ``HJ212-D20`` (why ppm <-> mg/m3 is not among them).
+    """
+    q = QUANTITIES.get(quantity)
+    if q is None or from_unit not in q.units or to_unit not in q.units:
+        return None
+    if from_unit == to_unit:
+        return 1.0, 0.0
+    if (from_unit, to_unit) in UNIT_CONVERSIONS:
+        return UNIT_CONVERSIONS[(from_unit, to_unit)]
+    if (to_unit, from_unit) in UNIT_CONVERSIONS:
+        scale, offset = UNIT_CONVERSIONS[(to_unit, from_unit)]
+        return 1.0 / scale, (-offset / scale if offset else 0.0)
+    return None
 
 
 #: Flags a status word can raise, most severe first: a stopped source (F) outranks a fault (D), which

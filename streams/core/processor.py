@@ -10,6 +10,10 @@ Exactly-once in effect, by construction:
 * **Order and splitting do not matter.** Minute state is the kernels' :class:`Accumulator`, whose sums
   are exact integers (``docs/kernels.md``): absorbing messages one by one, in chunks, or replayed after
   a restart gives bit-identical state.
+* **A batch says what its values are.** Its channel table (id, quantity code, unit) is checked against the site
+  file once per table: values in another unit of the quantity are converted to the site file's
+  (``schemas.quantities.unit_conversion``); an unknown channel, another quantity code or a unit that does not
+  convert is dead-lettered (``unknown_channel``, ``quantity_mismatch``, ``unit_mismatch``).
 * **Time is event time, never the wall clock.** An hour is published when its end plus the allowed
   lateness is behind the source's newest reading, or behind the partition clock (the newest Kafka
   timestamp seen, so a source that went quiet still gets its hours closed). Both come from the log,
@@ -41,7 +45,8 @@ import numpy as np
 
 from ingest.batches import KeyRing, Rejection, check_messages
 from ingest.sequence import SeqTracker
-from schemas.batch import ReadingBatch
+from schemas.batch import ChannelSpec, ReadingBatch
+from schemas.quantities import unit_conversion
 from schemas.records import GapReport, HourlyRecord, MonthlyRecord
 from schemas.site import Channel, Entity
 from streams.core.monthly import MonthlyRollup
@@ -65,6 +70,8 @@ __all__ = ["Message", "Output", "PartitionProcessor", "Registry", "Settings"]
 PROCESSOR_REASONS = {
     "unknown_source": "the batch's source is not in any registered site file",
     "unknown_channel": "a channel of the batch is not a channel of its source in the site file",
+    "quantity_mismatch": "a channel of the batch has another quantity code than the site file gives it",
+    "unit_mismatch": "a channel's unit differs from the site file's and cannot be converted to it",
     "future_timestamp": "a reading is stamped later than the message was produced, beyond the allowed clock skew",
     "too_late": "readings for an hour older than the revision horizon (its minute state is gone)",
     "minute_closed": "readings for a minute already closed and folded into its hour (out-of-order delivery)",
@@ -140,6 +147,15 @@ _NEVER = np.iinfo(np.int64).min // 2
 #: Outcomes of a batch that is counted and sequenced but not absorbed: data that do not feed the figures, the same
 #: minutes again.
 _Counted = Literal["not_fed", "repeat"]
+
+
+class _ChannelMap(NamedTuple):
+    """A batch's channel table against the site file: series numbers, and values converted to the site's units."""
+
+    series: np.ndarray  # series number of each channel of the table (-1: unknown)
+    convert: tuple[np.ndarray, np.ndarray] | None  # (scale, offset) per channel: site value = value x scale + offset;
+    # None: every channel in the site's units
+    refusal: Rejection | None  # an unknown channel, another quantity, a unit that does not convert
 
 
 class _Accepted(NamedTuple):
@@ -247,15 +263,18 @@ class PartitionProcessor:
         self.watermark[src] = max(self.watermark[src], last)
         if self.closed_upto[src] == _NEVER:  # a source's first data: its hours count from here on
             self.closed_upto[src] = first // HOUR_NS * HOUR_NS
-        return _Accepted(src, (table[b.channel], b.ts_ns, b.value, b.flag), first, last)
+        value = b.value
+        if table.convert is not None:  # to the site file's units, per reading by its channel's factors
+            scale, offset = table.convert
+            value = value * scale[b.channel] + offset[b.channel]
+        return _Accepted(src, (table.series[b.channel], b.ts_ns, value, b.flag), first, last)
 
-    def _judge(self, m: Message, b: ReadingBatch, src: int, table: np.ndarray,
+    def _judge(self, m: Message, b: ReadingBatch, src: int, table: _ChannelMap,
                span: tuple[int, int] | None) -> Rejection | _Counted | None:
         """Why a batch of a registered source is not absorbed (None: it is). ``span``: its first and last reading
         time [ns], None when it has no readings."""
-        if (table < 0).any():
-            unknown = [c.id for c, s in zip(b.channels, table, strict=True) if s < 0]
-            return Rejection("unknown_channel", f"source {b.source_id!r} has no channel(s) {unknown}")
+        if table.refusal is not None:
+            return table.refusal
         if b.period_s != self.registry.feed_period_s[src]:  # HJ 212 data that do not feed the figures
             return "not_fed"
         if span is None:
@@ -288,11 +307,11 @@ class PartitionProcessor:
 
     # -- HJ 212 period means (issue 16): closed minutes as they arrive --------------------------------------------
 
-    def _check_means(self, src: int, table: np.ndarray, b: ReadingBatch) -> Rejection | Literal["repeat"] | None:
+    def _check_means(self, src: int, table: _ChannelMap, b: ReadingBatch) -> Rejection | Literal["repeat"] | None:
         """A batch of means: refused if they cannot stand for minutes or some of their minutes are folded already;
         ``"repeat"`` when every one is (the same minutes again: a datalogger's retransmission in a new batch)."""
         try:
-            minutes_from_averages(table[b.channel], b.ts_ns, b.period_s, b.value, b.flag)
+            minutes_from_averages(table.series[b.channel], b.ts_ns, b.period_s, b.value, b.flag)
         except ValueError as exc:
             return Rejection("bad_period", str(exc))
         k = b.period_s // 60
@@ -323,16 +342,44 @@ class PartitionProcessor:
 
     # -- end of HJ 212 period means ------------------------------------------------------------------------------
 
-    def _table(self, source_id: str, channels) -> np.ndarray:
-        """Series number of each channel of a batch's channel table (-1: unknown), cached per table."""
+    def _table(self, source_id: str, channels: tuple[ChannelSpec, ...]) -> _ChannelMap:
+        """A batch's channel table against the site file, cached per table: the series of each channel, the
+        conversion of its values to the site file's unit (``schemas.quantities.unit_conversion``), or why the batch
+        is refused (an unknown channel; a quantity code the site file does not give the channel, e.g. CO2 sent as
+        O2; a unit that does not convert). The table is the batch's own statement of what its values are, so a
+        unit change at the edge is converted or refused, never absorbed as if in the old unit."""
         key = (source_id, channels)
         table = self._tables.get(key)
         if table is None:
-            table = np.array([self.registry.series_of.get((source_id, c.id), -1) for c in channels], dtype=np.int64)
+            table = self._map_channels(source_id, channels)
             if len(self._tables) > 100_000:
                 self._tables.clear()
             self._tables[key] = table
         return table
+
+    def _map_channels(self, source_id: str, channels: tuple[ChannelSpec, ...]) -> _ChannelMap:
+        series = np.array([self.registry.series_of.get((source_id, c.id), -1) for c in channels], dtype=np.int64)
+        if (series < 0).any():
+            unknown = [c.id for c, s in zip(channels, series, strict=True) if s < 0]
+            return _ChannelMap(series, None,
+                               Rejection("unknown_channel", f"source {source_id!r} has no channel(s) {unknown}"))
+        factors = []
+        for c, s in zip(channels, series.tolist(), strict=True):  # the channel table, not the readings
+            site = self.registry.channel_of_series[s]
+            if c.quantity != site.quantity:
+                return _ChannelMap(series, None, Rejection("quantity_mismatch", (
+                    f"source {source_id!r} channel {c.id!r}: the batch gives quantity code {c.quantity!r}, the site "
+                    f"file {site.quantity!r}")))
+            factor = unit_conversion(site.quantity, c.unit, site.unit)
+            if factor is None:
+                return _ChannelMap(series, None, Rejection("unit_mismatch", (
+                    f"source {source_id!r} channel {c.id!r} ({site.quantity}): unit {c.unit!r} in the batch cannot "
+                    f"be converted to the site file's {site.unit!r}")))
+            factors.append(factor)
+        if all(f == (1.0, 0.0) for f in factors):
+            return _ChannelMap(series, None, None)
+        scale, offset = (np.array(x, dtype=np.float64) for x in zip(*factors, strict=True))
+        return _ChannelMap(series, (scale, offset), None)
 
     def _folded_minutes(self, src: int, ts_ns: np.ndarray) -> int:
         """How many minutes of a batch's readings were already folded (only asked for batches old enough)."""

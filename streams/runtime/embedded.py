@@ -14,13 +14,16 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
 from ingest.accounting import load_reports
-from ingest.batches import KeyRing
+from ingest.batches import KeyRing, Rejection
 from schemas import envelope
 from schemas.accounting import AccountingReport
+from schemas.batch import ReadingBatch
+from schemas.errors import BatchDecodeError, UnsupportedSchemaVersion
 from schemas.records import HourlyRecord, MonthlyRecord
 from schemas.site import Entity
 from streams.archive.store import Archive
@@ -32,8 +35,9 @@ from streams.core.reconcile import MonthEvidence, ReconcilePolicy, metered_total
 from streams.kernels.aggregate import MINUTE_NS, PeriodTable, concat_tables
 from streams.kernels.indicators import Grid
 
-__all__ = ["PlantResult", "archive_plants", "batch_files", "process_entity", "reconcile_plants", "run_recorded",
-           "write_records"]
+__all__ = ["RECORDING_REASONS", "DeadLetter", "PlantResult", "Recording", "archive_plants", "batch_files",
+           "other_files", "process_entity", "reconcile_plants", "repeated_readings", "run_batches", "run_recorded",
+           "write_dead_letters", "write_records"]
 
 @dataclass
 class PlantResult:
@@ -51,19 +55,61 @@ class PlantResult:
     meters: dict[str, str] = field(default_factory=dict)  # "source/channel" -> what the meter measures
     calculated: dict[str, float] = field(default_factory=dict)
     qa: QaState | None = None  # the QA state that gated the hours (None: no QA records given)
+    dead_letters: list[tuple[int, Rejection]] = field(default_factory=list)  # (message offset, why) the processor
+    holes: dict[str, list[tuple[int, int]]] = field(default_factory=dict)  # agent -> sequence ranges never received
 
 
 def _channels(entity: Entity) -> dict:
     return {(s.id, c.id): (c.quantity, c.unit) for s in entity.sources for c in s.channels}
 
 
+#: Why a recorded batch file is dead-lettered besides the stream's own reasons (``ingest.batches.REASONS``,
+#: ``streams.core.processor.PROCESSOR_REASONS``): what only a whole recording on disk shows.
+RECORDING_REASONS = {
+    "unreadable": "the file could not be read",
+    "seq_reused": "another file of the recording has the same agent and sequence number but other bytes",
+    "duplicate_readings": "readings of a channel at a time an earlier batch of the recording already gave (the same "
+                          "readings under a new sequence number): absorbing them would count them twice",
+}
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    """A batch file the run did not use: where it was, why (a reason code), what exactly, and its bytes as read."""
+
+    path: Path
+    reason: str
+    detail: str
+    data: bytes
+
+
+@dataclass
+class Recording:
+    """What :func:`run_batches` made of a recording: the plants' results, and every file it did not use, and why."""
+
+    results: list[PlantResult]
+    dead_letters: list[DeadLetter]
+    repeats: int = 0  # files repeating another byte for byte (same agent and sequence number): read once
+    holes: dict[str, list[tuple[int, int]]] = field(default_factory=dict)  # agent -> sequence ranges not recorded
+
+    def by_reason(self) -> dict[str, int]:
+        """Dead-lettered files per reason code, most frequent first."""
+        counts: dict[str, int] = {}
+        for d in self.dead_letters:
+            counts[d.reason] = counts.get(d.reason, 0) + 1
+        return dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
+
+
 def process_entity(entity: Entity, messages: list[Message], keys: dict[str, bytes], start: int, end: int,
                    settings: Settings = Settings(), qa_records: list | None = None,
                    qa_recompute: bool = False) -> PlantResult:
     """One entity's messages (time order) through a partition processor: records, and the closed minutes as a
-    grid over [start, end) for the indicators and meters. ``qa_records`` (:mod:`schemas.qa`, this entity's):
-    the QA state that marks out-of-control hours and applies results from their date (``streams/core/qa.py``);
-    ``qa_recompute`` lets a result apply before its test (an explicit recomputation)."""
+    grid over [start, end) for the indicators and meters. Messages the processor refuses are in the result's
+    ``dead_letters`` (message offset, rejection). The recording is all there is: at its end the minutes still open
+    (a hole in a sequence keeps them open, waiting for the missing batch) are closed too, so that a missing batch
+    only lowers a meter's coverage and never cuts its month short. ``qa_records`` (:mod:`schemas.qa`, this
+    entity's): the QA state that marks out-of-control hours and applies results from their date
+    (``streams/core/qa.py``); ``qa_recompute`` lets a result apply before its test (an explicit recomputation)."""
     registry = Registry([entity])
     qa = QaState(qa_records, registry, settings.policy, qa_recompute) if qa_records else None
     proc = PartitionProcessor(registry, KeyRing(keys=keys), settings, qa)
@@ -71,75 +117,238 @@ def process_entity(entity: Entity, messages: list[Message], keys: dict[str, byte
     monthly: dict[str, MonthlyRecord] = {}  # key -> the newest version
     minutes: list[PeriodTable] = []
     readings = 0
+    dead: list[tuple[int, Rejection]] = []
+    holes: dict[str, list[tuple[int, int]]] = {}
     for i in range(0, len(messages), 500):
         out = proc.process(messages[i:i + 500])
-        if out.dead_letters:
-            raise RuntimeError(f"{entity.id}: batch rejected: {out.dead_letters[0][1]}")
+        dead += [(m.offset, r) for m, r in out.dead_letters]
+        holes |= out.holes
         hourly += out.hourly
         monthly |= {r.key: r for r in out.monthly}
         readings += out.readings
         if out.minutes is not None and len(out.minutes):
             minutes.append(out.minutes)
+    if len(proc.minutes):  # the end of the recording: nothing more will come for the minutes still open
+        minutes.append(proc.minutes.close(proc.policy))
     series = [(s.id, c.id) for s in entity.sources for c in s.channels]
     n = (end - start) // MINUTE_NS
     grid = (Grid.from_table(concat_tables(minutes), registry.n_series, start, n) if minutes
             else Grid(np.full((len(series), n), np.nan), start))
-    return PlantResult(entity, hourly, list(monthly.values()), grid, series, {}, readings, qa=qa)
+    return PlantResult(entity, hourly, list(monthly.values()), grid, series, {}, readings, qa=qa, dead_letters=dead,
+                       holes={a: h for a, h in holes.items() if h})
+
+
+#: Files an edge outbox holds besides its batches (edge_agent/outbox.py): not batches, and not worth a word.
+_OUTBOX_FILES = ("next_seq", "*.tmp")
 
 
 def batch_files(paths: list[Path]) -> list[Path]:
-    """The reading batches to run: files as given, and every ``*.batch`` under a directory (an edge outbox, or a
-    folder of outboxes, one per gateway), in path order."""
+    """The reading batches to run: files as given, and every ``*.batch`` under a directory and its subdirectories
+    (an edge outbox, or a folder of outboxes, one per gateway), in path order."""
     out: list[Path] = []
     for p in paths:
-        out += sorted(p.rglob("*.batch")) if p.is_dir() else [p]
+        out += sorted(f for f in p.rglob("*.batch") if not f.is_dir()) if p.is_dir() else [p]  # a dangling link too
     return out
 
 
-def run_recorded(entities: list[Entity], files: list[Path], meters: dict[str, str] | None = None,
-                 settings: Settings = Settings(), qa_records: list | None = None,
-                 qa_recompute: bool = False) -> list[PlantResult]:
-    """Recorded reading batches (files in the wire format, e.g. an edge outbox's ``*.batch``) through the
-    processor, per entity. Local files are trusted as they are: they are signed here with a key of this run
-    (the signature guards the network, not the disk). Each batch is stamped as produced one second after its
-    newest reading. Months close by the data's own clock, as on the stream: a month whose end plus the allowed
-    lateness the recording does not reach stays open (a recording of part of a month is never a whole month).
-    ``qa_records``: QA records (``ingest.qa.load_records``) of the entities' analysers, which gate their hours."""
-    import secrets
+def other_files(paths: list[Path]) -> list[Path]:
+    """Files under the directories of ``paths`` that :func:`batch_files` does not read (not ``*.batch``), less an
+    outbox's own bookkeeping (``next_seq``, ``*.tmp``): for the run to say it skipped them."""
+    out: list[Path] = []
+    for p in (p for p in paths if p.is_dir()):
+        out += sorted(f for f in p.rglob("*") if f.is_file() and f.suffix != ".batch"
+                      and not any(f.match(g) for g in _OUTBOX_FILES))
+    return out
 
+
+class _Read(NamedTuple):
+    path: Path
+    data: bytes
+    batch: ReadingBatch
+
+
+def _read_files(files: list[Path], entity_of: dict[str, Entity]) -> tuple[list[_Read], list[DeadLetter], int]:
+    """Every file read and decoded once: the batches of known sources, the files refused (unreadable,
+    undecodable, an unknown source, a sequence number reused for other bytes), and how many repeated another."""
     from schemas.batch import decode_batch
+
+    good: list[_Read] = []
+    dead: list[DeadLetter] = []
+    seen: dict[tuple[str, int], _Read] = {}
+    repeats = 0
+    for path in files:
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            dead.append(DeadLetter(path, "unreadable", exc.strerror or str(exc), b""))
+            continue
+        try:
+            b = decode_batch(data)
+        except UnsupportedSchemaVersion as exc:
+            dead.append(DeadLetter(path, "unsupported_version", exc.detail, data))
+            continue
+        except BatchDecodeError as exc:
+            dead.append(DeadLetter(path, "undecodable", f"{exc.reason}: {exc.detail}", data))
+            continue
+        if b.source_id not in entity_of:
+            dead.append(DeadLetter(path, "unknown_source", f"source {b.source_id!r} is in none of the site files",
+                                   data))
+            continue
+        first = seen.setdefault((b.agent_id, b.seq), _Read(path, data, b))
+        if first.path != path:
+            if first.data == data:
+                repeats += 1
+            else:
+                dead.append(DeadLetter(path, "seq_reused", f"agent {b.agent_id!r} seq {b.seq} is also {first.path}, "
+                                                           "with other bytes (that one is read)", data))
+            continue
+        good.append(first)
+    return good, dead, repeats
+
+
+def repeated_readings(batches: list[ReadingBatch]) -> dict[int, tuple[int, int]]:
+    """Batches (of one source, in the order they are processed) that repeat readings of earlier ones: batch index ->
+    (how many of its readings an earlier batch gave already: same channel id, same timestamp; the index of the
+    first such earlier batch). Samples only: HJ 212 period means given twice are the processor's ``repeat``.
+
+    Per channel id, one pass over the times of all the batches, not a comparison per batch pair: an edge agent cuts
+    its batches at successive times, so two batches of one source never hold a reading of the same channel at the
+    same instant unless the same readings were sent again; and where a channel's times already increase batch by
+    batch (the usual recording) nothing is sorted."""
+    codes: dict[str, int] = {}
+    parts = []
+    for i, b in enumerate(batches):
+        if b.period_s or not b.ts_ns.size:
+            continue
+        table = np.array([codes.setdefault(c.id, len(codes)) for c in b.channels], dtype=np.int64)
+        parts.append((np.full(b.ts_ns.size, i, dtype=np.int64), table[b.channel], b.ts_ns))
+    if len(parts) < 2:
+        return {}
+    index, channel, ts = (np.concatenate(p) for p in zip(*parts, strict=True))
+    counts = np.zeros(len(batches), dtype=np.int64)
+    first = np.full(len(batches), len(batches), dtype=np.int64)
+    for c in range(len(codes)):  # per channel id (configuration): one stable sort by time keeps the batch order
+        mine = channel == c
+        i, t = index[mine], ts[mine]
+        if (t[1:] > t[:-1]).all():  # the usual recording: every channel's times strictly increase, batch by batch
+            continue
+        order = np.argsort(t, kind="stable")
+        i, t = i[order], t[order]
+        again = np.r_[False, t[1:] == t[:-1]]
+        leader = i[np.flatnonzero(~again)][np.cumsum(~again) - 1]  # the first batch that gave each reading
+        later = again & (i != leader)
+        counts += np.bincount(i[later], minlength=len(batches))
+        np.minimum.at(first, i[later], leader[later])
+    return {int(k): (int(counts[k]), int(first[k])) for k in np.flatnonzero(counts)}
+
+
+def _produced_ms(r: _Read) -> int:
+    """When a recorded batch is taken as produced [ms]: one second after its newest reading."""
+    return int(r.batch.ts_ns.max()) // 10**6 + 1000
+
+
+def _with_empty(rows: list[_Read], produced: list[int], empty: list[_Read]) -> tuple[list[_Read], list[int]]:
+    """Batches without readings put among the others after their agent's batch numbered just below (produced at
+    the same time), so that their sequence numbers are taken in order and never show as a hole."""
+    if not empty:
+        return rows, produced
+    out = list(zip(rows, produced, strict=True))
+    for e in sorted(empty, key=lambda r: (r.batch.agent_id, r.batch.seq)):
+        agent, seq = e.batch.agent_id, e.batch.seq
+        below = [(r.batch.seq, k) for k, (r, _) in enumerate(out) if r.batch.agent_id == agent and r.batch.seq < seq]
+        k = max(below)[1] + 1 if below else 0
+        out.insert(k, (e, out[k - 1][1] if k else out[0][1]))
+    return [r for r, _ in out], [t for _, t in out]
+
+
+def run_batches(entities: list[Entity], files: list[Path], meters: dict[str, str] | None = None,
+                settings: Settings = Settings(), qa_records: list | None = None,
+                qa_recompute: bool = False) -> Recording:
+    """Recorded reading batches (files in the wire format, e.g. an edge outbox's ``*.batch``) through the
+    processor, per entity; every file that cannot be used is a :class:`DeadLetter` with its reason, and the rest
+    are processed as if it had never been there.
+
+    Local files are trusted as they are: they are signed here with a key of this run (the signature guards the
+    network, not the disk). Each batch is stamped as produced one second after its newest reading. Months close by
+    the data's own clock, as on the stream: a month whose end plus the allowed lateness the recording does not
+    reach stays open (a recording of part of a month is never a whole month). ``qa_records``: QA records
+    (``ingest.qa.load_records``) of the entities' analysers, which gate their hours."""
+    import secrets
 
     unknown = sorted({r.site_id for r in qa_records or ()} - {e.id for e in entities})
     if unknown:
         raise ValueError(f"QA records of site(s) {unknown}, which are in none of the site files")
     key = secrets.token_bytes(32)
     entity_of = {s.id: e for e in entities for s in e.sources}
-    by_entity: dict[str, list] = {e.id: [] for e in entities}
-    agents: dict[str, set] = {e.id: set() for e in entities}
-    for path in files:
-        data = path.read_bytes()
-        b = decode_batch(data)
-        entity = entity_of.get(b.source_id)
-        if entity is None:
-            raise ValueError(f"{path}: source {b.source_id!r} is in none of the site files")
-        if b.ts_ns.size:
-            headers = envelope.headers(b.agent_id, b.seq, key, data)
-            by_entity[entity.id].append((int(b.ts_ns.max()) // 10**6 + 1000, data, headers, int(b.ts_ns.min())))
-            agents[entity.id].add(b.agent_id)
-    results = []
+    good, dead, repeats = _read_files(files, entity_of)
+    by_entity: dict[str, list[_Read]] = {e.id: [] for e in entities}
+    for r in good:
+        by_entity[entity_of[r.batch.source_id].id].append(r)
+    results: list[PlantResult] = []
+    holes: dict[str, list[tuple[int, int]]] = {}
     for entity in entities:
-        rows = sorted(by_entity[entity.id], key=lambda r: r[0])
+        rows = sorted((r for r in by_entity[entity.id] if r.batch.ts_ns.size),
+                      key=lambda r: (_produced_ms(r), r.batch.agent_id, r.batch.seq))  # a replay's new seq is higher
+        empty = [r for r in by_entity[entity.id] if not r.batch.ts_ns.size]  # nothing to absorb; their numbers count
+        refused: set[int] = set()
+        for s in entity.sources:  # the same readings again under a new sequence number: counted once
+            mine = [i for i, r in enumerate(rows) if r.batch.source_id == s.id]
+            for j, (count, first) in repeated_readings([rows[i].batch for i in mine]).items():
+                r = rows[mine[j]]
+                dead.append(DeadLetter(r.path, "duplicate_readings", (
+                    f"{count} of its {r.batch.ts_ns.size} readings were given by {rows[mine[first]].path} already "
+                    f"(source {s.id!r}, agent {r.batch.agent_id!r} seq {r.batch.seq})"), r.data))
+                refused.add(mine[j])
+        rows = [r for i, r in enumerate(rows) if i not in refused]
         if not rows:
             continue
-        _, start, _ = month_bounds(min(r[3] for r in rows), entity.tz)
-        _, _, end = month_bounds(rows[-1][0] * 10**6 - 1, entity.tz)
-        messages = [Message(i, data, headers, ts) for i, (ts, data, headers, _) in enumerate(rows)]
+        _, start, _ = month_bounds(min(int(r.batch.ts_ns.min()) for r in rows), entity.tz)
+        _, _, end = month_bounds(_produced_ms(rows[-1]) * 10**6 - 1, entity.tz)
+        produced = [_produced_ms(r) for r in rows]
+        rows, produced = _with_empty(rows, produced, empty)
+        messages = [Message(i, r.data, envelope.headers(r.batch.agent_id, r.batch.seq, key, r.data), t)
+                    for i, (r, t) in enumerate(zip(rows, produced, strict=True))]
+        agents = {r.batch.agent_id for r in rows}
         qa = [r for r in qa_records or () if r.site_id == entity.id]
-        res = process_entity(entity, messages, dict.fromkeys(agents[entity.id], key), start, end, settings, qa,
-                             qa_recompute)
+        res = process_entity(entity, messages, dict.fromkeys(agents, key), start, end, settings, qa, qa_recompute)
+        dead += [DeadLetter(rows[offset].path, rej.reason, rej.detail, rows[offset].data)
+                 for offset, rej in res.dead_letters]
+        holes |= res.holes
         res.meters = dict(meters or {})
         results.append(res)
-    return results
+    return Recording(results, dead, repeats, holes)
+
+
+def run_recorded(entities: list[Entity], files: list[Path], meters: dict[str, str] | None = None,
+                 settings: Settings = Settings(), qa_records: list | None = None,
+                 qa_recompute: bool = False) -> list[PlantResult]:
+    """:func:`run_batches` for a recording that must be whole (the demo's own): a file it cannot use is an
+    error (``ValueError`` naming the file and why), not a dead letter."""
+    rec = run_batches(entities, files, meters, settings, qa_records, qa_recompute)
+    if rec.dead_letters:
+        d = rec.dead_letters[0]
+        raise ValueError(f"{d.path}: {d.reason}: {d.detail}")
+    return rec.results
+
+
+def write_dead_letters(dead_letters: list[DeadLetter], directory: Path) -> None:
+    """Each dead letter into ``directory`` (made afresh: a run's dead letters, not an accumulation): its bytes as
+    read under a numbered copy of its name, and beside it ``<name>.json`` with the file it came from, the reason
+    code and the detail, for ``cems batch inspect`` and for sending it again once mended."""
+    import json
+    import shutil
+
+    if directory.exists():
+        shutil.rmtree(directory)
+    if not dead_letters:
+        return
+    directory.mkdir(parents=True)
+    for k, d in enumerate(sorted(dead_letters, key=lambda d: str(d.path))):
+        name = f"{k:05d}-{d.path.name}"
+        (directory / name).write_bytes(d.data)
+        (directory / f"{name}.json").write_text(json.dumps(
+            {"file": str(d.path), "reason": d.reason, "detail": d.detail, "bytes": len(d.data)}, indent=1) + "\n",
+            encoding="utf-8")
 
 
 def reconcile_plants(results: list[PlantResult], report_files: list[Path],
