@@ -106,7 +106,8 @@ def test_image_entrypoints_name_existing_commands():
     _parses(edge["ENTRYPOINT"][1:] + edge["CMD"])
     _parses(edge["ENTRYPOINT"][1:] + ["simulate", "--seconds", "5", "--opcua-port", "0"])
     assert central["ENTRYPOINT"] == ["cems"]
-    _parses(["demo", "--no-serve", "--out", "/tmp/demo", "--reports", str(REPO / "deploy/demo/reports")])
+    report = sorted((REPO / "deploy/demo/reports").glob("*.csv"))[0]  # --reports takes files, not a folder
+    _parses(["demo", "--no-serve", "--out", "/tmp/demo", "--reports", str(report)])
 
 
 def _extra_requirements(extra: str, seen: set[str] | None = None) -> set[str]:
