@@ -31,6 +31,7 @@ from streams.config import WorkerConfig, load_sites
 from streams.core.backoff import Backoff
 from streams.core.processor import Message, PartitionProcessor, Registry
 from streams.runtime import kafka_io
+from streams.runtime.metrics import WorkerMetrics
 from streams.runtime.state_store import PIECE_BYTES, KafkaLog, PartitionState, read_manifest, read_partition_state
 
 __all__ = ["StreamWorker", "checkpoint_lag"]
@@ -48,6 +49,7 @@ class StreamWorker:
         self.registry = Registry(load_sites(cfg.sites))
         self.keys = KeyRing(cfg.keys_dir)
         self.sink = sink
+        self.metrics = WorkerMetrics()  # served by `cems stream worker` when metrics_port is set
         self.app = faust.App(
             cfg.app_id, **cfg.kafka.faust_settings(), store="memory://", web_enabled=False, datadir=str(cfg.datadir),
             # state pieces are sent through faust but read with kafka-python (streams/runtime/state_store.py): the
@@ -90,6 +92,7 @@ class StreamWorker:
     async def _tick(self) -> None:
         """Checkpoint on a timer too: when events stop coming, the ones already handled must still be
         acknowledged (faust holds back a stream whose events stay unacknowledged)."""
+        self.metrics.set_lag(self._lags())
         if time.monotonic() >= self._next_checkpoint and any(self.pending.values()):
             async with self._lock():
                 self._start_save(await self._capture())
@@ -104,6 +107,7 @@ class StreamWorker:
                             int(round(e.message.timestamp * 1000))) for e in evs if e.message.offset >= proc.next_offset]
             if msgs:
                 out = await asyncio.to_thread(proc.process, msgs)
+                self.metrics.handled(tp.partition, out)
                 await self._emit(tp, out)
             self.pending.setdefault(tp, []).extend(evs)
 
@@ -147,9 +151,9 @@ class StreamWorker:
             await asyncio.gather(*futures)
 
         if sends:
-            await self._retry(f"sending {len(sends)} message(s)", once)
+            await self._retry(f"sending {len(sends)} message(s)", once, output="kafka")
 
-    async def _retry(self, what: str, attempt) -> None:
+    async def _retry(self, what: str, attempt, *, output: str) -> None:
         """Until it succeeds: the broker or the database may be away, and counted output is never dropped. Always
         outside the handling lock (saves run in the background), at the project's one retry pace."""
         for n in itertools.count():
@@ -159,6 +163,7 @@ class StreamWorker:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
+                self.metrics.output_failures.labels(output).inc()
                 delay = RETRY.delay(n)
                 log.warning("%s failed (%s: %s); retrying in %.1f s", what, type(exc).__name__, exc, delay,
                             extra={"event": "output_retry"})
@@ -198,15 +203,30 @@ class StreamWorker:
     async def _save(self, captured, events, outs) -> None:
         """The sink's points of these events first, then each partition's state, then the acknowledgements: an
         event is acked only once everything it produced is stored."""
+        started = time.perf_counter()
         if outs:
-            await self._retry("InfluxDB write", lambda: asyncio.to_thread(self._write_sink, outs))
+            await self._retry("InfluxDB write", lambda: asyncio.to_thread(self._write_sink, outs), output="influxdb")
         await asyncio.gather(*(
             self._retry(f"saving the state of {tp.topic}/{tp.partition}",
-                        lambda s=state, c=changed, o=offset, f=self._state_sender(tp.partition): s.save(c, o, f))
+                        lambda s=state, c=changed, o=offset, f=self._state_sender(tp.partition): s.save(c, o, f),
+                        output="state")
             for tp, state, changed, offset in captured))
         for evs in events.values():
             for e in evs:
                 e.ack()
+        self.metrics.checkpointed(time.perf_counter() - started)
+
+    def _lags(self) -> dict[int, int]:
+        """Per readings partition held here, the messages after the last one handled (for the metrics)."""
+        lags = {}
+        for tp, proc in self.processors.items():
+            try:
+                high = self.app.consumer.highwater(tp)
+            except Exception:  # moved away meanwhile, or nothing fetched yet
+                continue
+            if high is not None:
+                lags[tp.partition] = max(0, high - proc.next_offset)
+        return lags
 
     def _state_sender(self, partition: int):
         async def send(key: bytes, value: bytes | None) -> int:
