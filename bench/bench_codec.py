@@ -28,16 +28,16 @@ import struct
 import sys
 import time
 import zlib
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from ingest.batches import KeyRing, Rejection, check_message, check_messages  # noqa: E402
-from schemas.batch import (_FIXED, ReadingBatch, _encode_meta, check_batch_columns, decode_batch,  # noqa: E402
-                           encode_batch)
-from schemas.quantities import FLAG_IS_VALID_CODE, Flag  # noqa: E402
+from ingest.batches import KeyRing, Rejection, check_message, check_messages
+from schemas.batch import _FIXED, ReadingBatch, _encode_meta, check_batch_columns, decode_batch, encode_batch
+from schemas.quantities import FLAG_IS_VALID_CODE, Flag
 
 T0 = 1_767_225_600 * 10**9
 
@@ -106,7 +106,8 @@ def signed_messages(n_messages: int, n_channels: int, batch_s: int, key: bytes) 
     out = []
     for a in range(n_messages):
         data = ReadingBatch.from_columns(
-            agent_id=f"gw{a}", source_id=f"s{a}", seq=3, channels=[(f"ch{i}", "a05001", "%") for i in range(n_channels)],
+            agent_id=f"gw{a}", source_id=f"s{a}", seq=3,
+            channels=[(f"ch{i}", "a05001", "%") for i in range(n_channels)],
             ts_ns=ts, channel=ch, value=rng.normal(10.0, 1.0, ch.size), flag=np.zeros(ch.size, np.uint8)).encode()
         out.append((data, {"cems-agent": f"gw{a}".encode(), "cems-seq": b"3",
                            "cems-sig": hmac.new(key, data, hashlib.sha256).digest()}))
@@ -120,26 +121,37 @@ def decode_chunk(values: list[bytes]) -> list[ReadingBatch]:
     return bs
 
 
+def _accepted(results: list[ReadingBatch | Rejection]) -> list[ReadingBatch]:
+    """The checked batches; none may have been rejected (the messages are made valid)."""
+    batches = [r for r in results if isinstance(r, ReadingBatch)]
+    assert len(batches) == len(results), "a valid message was rejected"
+    return batches
+
+
+def _paths(items: list[tuple[bytes, dict]], keys: KeyRing) -> dict[str, Callable[[], object]]:
+    """The old path (one message at a time) and the new one (a chunk), to run interleaved: the same load for both."""
+    values = [v for v, _ in items]
+    return {
+        "old": lambda: [check_message(v, h, keys) for v, h in items],
+        "new": lambda: check_messages(items, keys),
+        "decode_old": lambda: [decode_batch(v) for v in values],
+        "decode_new": lambda: decode_chunk(values),
+    }
+
+
 def per_message(args) -> None:
     key = b"k" * 32
-    print(f"per message: {args.messages:,} signed messages per chunk, one agent each, {args.channels} channels at 1 Hz; "
-          f"us per message, best of {args.repeat} interleaved runs (median in brackets)")
+    print(f"per message: {args.messages:,} signed messages per chunk, one agent each, {args.channels} channels at "
+          f"1 Hz; us per message, best of {args.repeat} interleaved runs (median in brackets)")
     print(f"{'batch':>20}{'check_message':>16}{'check_messages':>16}{'saved':>7}"
           f"{'decode_batch':>16}{'+chunk columns':>16}")
     for batch_s in (int(x) for x in args.batch_s.split(",")):
         items = signed_messages(args.messages, args.channels, batch_s, key)
         keys = KeyRing(keys={f"gw{a}": key for a in range(args.messages)})
-        old = [check_message(v, h, keys) for v, h in items]
-        new = check_messages(items, keys)
-        assert not any(isinstance(r, Rejection) for r in old)
+        old = _accepted([check_message(v, h, keys) for v, h in items])
+        new = _accepted(check_messages(items, keys))
         assert all(o.equals(n) for o, n in zip(old, new, strict=True)), "check_messages disagrees with check_message"
-        values = [v for v, _ in items]
-        runs = {  # the old path (one message at a time) and the new one (a chunk), interleaved: the same load for both
-            "old": lambda: [check_message(v, h, keys) for v, h in items],  # noqa: B023
-            "new": lambda: check_messages(items, keys),  # noqa: B023
-            "decode_old": lambda: [decode_batch(v) for v in values],  # noqa: B023
-            "decode_new": lambda: decode_chunk(values),  # noqa: B023
-        }
+        runs = _paths(items, keys)
         times: dict[str, list[float]] = {k: [] for k in runs}
         for _ in range(args.repeat):
             for k, fn in runs.items():

@@ -25,12 +25,12 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from edge_agent.agent import EdgeAgent  # noqa: E402
-from edge_agent.config import GatewayConfig  # noqa: E402
-from edge_agent.outbox import Outbox  # noqa: E402
-from edge_agent.simulator.generate import CHANNELS, source_config  # noqa: E402
-from edge_agent.simulator.modbus_server import STACK_REGISTERS, STATUS_OFFSET, gateway_points  # noqa: E402
-from edge_agent.uplink import KafkaUplink  # noqa: E402
+from edge_agent.agent import EdgeAgent
+from edge_agent.config import GatewayConfig
+from edge_agent.outbox import Outbox
+from edge_agent.simulator.generate import CHANNELS, source_config
+from edge_agent.simulator.modbus_server import STACK_REGISTERS, STATUS_OFFSET, gateway_points
+from edge_agent.uplink import KafkaUplink
 
 T0 = 1_767_225_600 * 10**9
 BOOTSTRAP = os.environ.get("CEMS_KAFKA_BOOTSTRAP", "127.0.0.1:19092")

@@ -26,11 +26,11 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from schemas.site import EmissionSource  # noqa: E402
-from streams.kernels.aggregate import HOUR_NS, MINUTE_NS, Accumulator, hours_from_minutes  # noqa: E402
-from streams.kernels.emissions import StackLayout, hourly_emissions  # noqa: E402
-from streams.kernels.plausibility import series_bounds  # noqa: E402
-from streams.kernels.policy import POLICIES  # noqa: E402
+from schemas.site import EmissionSource
+from streams.kernels.aggregate import HOUR_NS, MINUTE_NS, Accumulator, hours_from_minutes
+from streams.kernels.emissions import StackLayout, hourly_emissions
+from streams.kernels.plausibility import series_bounds
+from streams.kernels.policy import POLICIES
 
 T0 = 1_767_225_600 * 10**9
 S = 10**9
@@ -43,8 +43,9 @@ NOISE = np.array([0.5, 0.3, 2.0, 0.01, 0.4])
 
 def stacks(n: int) -> list[EmissionSource]:
     chans = [{"id": c, "quantity": q, "unit": u, **({"basis": "dry"} if q == "a05001" else {})} for c, q, u in CHANNELS]
-    return [EmissionSource(id=f"s{i}", name=f"stack {i}", duct_area_m2=5.0, velocity_field_coefficient=1.0,
-                           ambient_pressure={"kpa": 101.325}, channels=chans) for i in range(n)]
+    return [EmissionSource.model_validate({"id": f"s{i}", "name": f"stack {i}", "duct_area_m2": 5.0,
+                                           "velocity_field_coefficient": 1.0, "ambient_pressure": {"kpa": 101.325},
+                                           "channels": chans}) for i in range(n)]
 
 
 def readings(n_stacks: int, t_from: int, t_to: int, seed: int):
@@ -64,7 +65,8 @@ def readings(n_stacks: int, t_from: int, t_to: int, seed: int):
 def run_kernels(n_stacks, seconds, batch_readings, seed=1):
     nch = len(CHANNELS)
     secs_per_batch = max(1, batch_readings // (n_stacks * nch))
-    batches = [readings(n_stacks, a, min(a + secs_per_batch, seconds), seed + a) for a in range(0, seconds, secs_per_batch)]
+    batches = [readings(n_stacks, a, min(a + secs_per_batch, seconds), seed + a)
+               for a in range(0, seconds, secs_per_batch)]
     layout = StackLayout.from_sources(stacks(n_stacks), {(f"s{i}", c[0]): i * nch + j for i in range(n_stacks)
                                                          for j, c in enumerate(CHANNELS)})
     n_hours = math.ceil(seconds / 3600)
@@ -90,7 +92,8 @@ def run_kernels(n_stacks, seconds, batch_readings, seed=1):
 def _per_reading_rows(n_stacks, seconds, seed, batch_readings):
     nch = len(CHANNELS)
     secs_per_batch = max(1, batch_readings // (n_stacks * nch))
-    data = [readings(n_stacks, a, min(a + secs_per_batch, seconds), seed + a) for a in range(0, seconds, secs_per_batch)]
+    data = [readings(n_stacks, a, min(a + secs_per_batch, seconds), seed + a)
+            for a in range(0, seconds, secs_per_batch)]
     return [list(zip(*(c.tolist() for c in b), strict=True)) for b in data]
 
 

@@ -46,6 +46,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import hmac
+import logging
 import os
 import struct
 import sys
@@ -57,12 +58,12 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from ingest.batches import KeyRing  # noqa: E402
-from schemas import ReadingBatch  # noqa: E402
-from schemas.site import Entity  # noqa: E402
-from streams.kernels import Accumulator  # noqa: E402
-from streams.kernels.aggregate import MINUTE_NS  # noqa: E402
-from streams.core.processor import Message, PartitionProcessor, Registry  # noqa: E402
+from ingest.batches import KeyRing
+from schemas import ReadingBatch
+from schemas.site import Entity
+from streams.core.processor import Message, PartitionProcessor, Registry
+from streams.kernels import Accumulator
+from streams.kernels.aggregate import MINUTE_NS
 
 T0 = 1_767_225_600 * 10**9
 CHANNELS = [("co2", "a05001", "%"), ("o2", "a19001", "%"), ("moisture", "a01014", "%"), ("temp", "a01012", "degC"),
@@ -84,14 +85,15 @@ def registry(n_sources: int) -> Registry:
 
 def messages(n_sources: int, seconds: int, key: bytes) -> list[Message]:
     rng = np.random.default_rng(1)
-    out = []
+    out: list[Message] = []
     ch = np.tile(np.arange(len(CHANNELS), dtype=np.uint16), 5)
     for start in range(0, seconds, 5):
         ts = np.repeat(T0 + np.arange(start, start + 5, dtype=np.int64) * 10**9, len(CHANNELS))
         for s in range(n_sources):
             value = np.tile(TYPICAL, 5) * (1 + 0.01 * rng.standard_normal(ch.size))
             data = ReadingBatch.from_columns(agent_id=f"gw{s}", source_id=f"s{s}", seq=start // 5, channels=CHANNELS,
-                                             ts_ns=ts, channel=ch, value=value, flag=np.zeros(ch.size, np.uint8)).encode()
+                                             ts_ns=ts, channel=ch, value=value,
+                                             flag=np.zeros(ch.size, np.uint8)).encode()
             headers = {"cems-agent": f"gw{s}".encode(), "cems-seq": str(start // 5).encode(),
                        "cems-sig": hmac.new(key, data, hashlib.sha256).digest()}
             out.append(Message(len(out), data, headers, (T0 + (start + 5) * 10**9) // 10**6))
@@ -150,8 +152,8 @@ def main() -> None:
 
     print(f"stream processor | {args.sources:,} sources x {len(CHANNELS)} channels, {args.seconds} s at 1 Hz, "
           f"5-s batches: {len(msgs):,} messages, {n_readings:,} readings")
-    print(f"processor        : {n_readings / processor_s:12,.0f} readings/s  {len(msgs) / processor_s:9,.0f} messages/s "
-          f"(target 160,000 readings/s)")
+    print(f"processor        : {n_readings / processor_s:12,.0f} readings/s  "
+          f"{len(msgs) / processor_s:9,.0f} messages/s (target 160,000 readings/s)")
     print(f"kernels only     : {n_readings / kernel_s:12,.0f} readings/s  (same readings pre-decoded: the floor)")
     print(f"per message      : {1e6 * (processor_s - kernel_s) / len(msgs):.1f} us of checks, decode and routing")
     print(f"minute state     : {proc.minutes.nbytes / 2**20:.0f} MiB for {len(proc.minutes):,} open channel-minutes")
@@ -171,8 +173,8 @@ def broker_config(bootstrap: str, reg, key: bytes, n_sources: int, partitions: i
     import yaml
 
     from schemas.kafka import KafkaConnection
-    from streams.runtime.topics import create_topics
     from streams.config import Topics, WorkerConfig
+    from streams.runtime.topics import create_topics
 
     tmp = Path(tempfile.mkdtemp(prefix="cems-bench-"))
     (tmp / "keys").mkdir()
@@ -258,7 +260,8 @@ def produce(bootstrap: str, topic: str, sources: list[int], batch_s: int, second
     ch = np.tile(np.arange(len(CHANNELS), dtype=np.uint16), batch_s)
     ts = np.repeat(T0 + (np.arange(batch_s, dtype=np.int64) - batch_s) * 10**9, len(CHANNELS))  # the s before T0
     period = batch_s * TICKS
-    templates, due = {}, [[] for _ in range(period)]
+    templates: dict[int, bytes] = {}  # source -> its batch, to restamp
+    due: list[list[tuple[int, bytes]]] = [[] for _ in range(period)]  # tick of the period -> (source, agent)
     for s in sources:
         value = np.tile(TYPICAL, batch_s) * (1 + 0.01 * rng.standard_normal(ch.size))
         templates[s] = ReadingBatch.from_columns(agent_id=f"gw{s}", source_id=f"s{s}", seq=0, channels=CHANNELS,
@@ -280,10 +283,10 @@ def produce(bootstrap: str, topic: str, sources: list[int], batch_s: int, second
         seq, phase = divmod(k, period)
         shift = int(start * 1e9) + k * (10**9 // TICKS) - T0
         for s, agent in due[phase]:
-            value = restamp(templates[s], seq, shift)
-            producer.send(topic, key=agent, value=value, headers=[
+            data = restamp(templates[s], seq, shift)
+            producer.send(topic, key=agent, value=data, headers=[
                 ("cems-agent", agent), ("cems-seq", str(seq).encode()),
-                ("cems-sig", hmac.new(key, value, hashlib.sha256).digest())])
+                ("cems-sig", hmac.new(key, data, hashlib.sha256).digest())])
             sent += 1
     producer.flush()
     report.put(("done", sent, time.time() - start, behind, time.process_time() - cpu0))
@@ -315,8 +318,13 @@ def timed_worker(null: bool = False):
     class Timed(StreamWorker):
         def __init__(self, cfg) -> None:
             super().__init__(cfg)
-            self.latency, self.durable, self.calls, self.snaps, self.checkpoints = [], [], [], [], []
-            self.position, self.covered = {}, {}  # partition -> next offset handled / covered by a snapshot
+            self.latency: list[tuple[np.ndarray, np.ndarray]] = []  # (produced at, to the minute state) [s]
+            self.durable: list[tuple[np.ndarray, np.ndarray]] = []  # (produced at, to the saved state) [s]
+            self.calls: list[tuple[float, int, float, int, int, int, int]] = []  # process() calls
+            self.snaps: list[tuple[float, int, float, int]] = []  # checkpoint() calls
+            self.checkpoints: list[tuple[float, float]] = []  # saves: (at, duration [s])
+            self.position: dict[int, int] = {}  # partition -> next offset handled
+            self.covered: dict[int, int] = {}  # partition -> next offset covered by a saved state
 
         async def handle(self, events) -> None:
             if null:
@@ -332,11 +340,11 @@ def timed_worker(null: bool = False):
             produced = np.array([e.message.timestamp for e in events])
             self.latency.append((produced, time.time() - produced))
 
-        async def _save(self, captured, events) -> None:
+        async def _save(self, captured, events, outs) -> None:
             produced = np.array([e.message.timestamp for evs in events.values() for e in evs])
             covered = {tp.partition: max(e.message.offset for e in evs) + 1 for tp, evs in events.items() if evs}
             t = time.perf_counter()
-            await super()._save(captured, events)
+            await super()._save(captured, events, outs)
             self.checkpoints.append((time.time(), time.perf_counter() - t))
             self.durable.append((produced, time.time() - produced))
             self.covered |= covered
@@ -366,20 +374,17 @@ def timed_worker(null: bool = False):
     return Timed
 
 
-class _Warnings:
+class _Warnings(logging.Handler):
     """Counts client warnings: a broker restarted or failing under the run spoils it, and must show."""
 
     def __init__(self) -> None:
-        import logging
-
+        super().__init__(logging.WARNING)
         self.n, self.first = 0, ""
-        handler = logging.Handler(logging.WARNING)
-        handler.emit = self._emit
         logging.basicConfig(level=logging.WARNING)
-        logging.getLogger().addHandler(handler)
+        logging.getLogger().addHandler(self)
         logging.getLogger("kafka.net.selector").setLevel(logging.ERROR)  # the lag sampler's client, GIL-starved
 
-    def _emit(self, record) -> None:
+    def emit(self, record: logging.LogRecord) -> None:
         self.n += 1
         self.first = self.first or f"{record.name}: {record.getMessage()}"[:200]
 
@@ -413,7 +418,11 @@ async def realtime(bootstrap: str, reg, key: bytes, args) -> None:
         import streams.runtime.worker
 
         parsed = {cfg.sites[0] / f"site{e}.yaml": entity for e, entity in enumerate(reg.entities.values())}
-        streams.runtime.worker.load_site = parsed.__getitem__
+
+        def preloaded(paths: list[Path]) -> list[Entity]:  # streams.config.load_sites, without the parsing
+            return [parsed[f] for p in paths for f in sorted(p.glob("*.yaml"))]
+
+        streams.runtime.worker.load_sites = preloaded
     worker = timed_worker(args.null_worker)(cfg)
     built = time.perf_counter() - t
     await worker.app.start()
@@ -453,7 +462,7 @@ async def realtime(bootstrap: str, reg, key: bytes, args) -> None:
         shutil.rmtree(cfg.keys_dir.parent, ignore_errors=True)
         try:
             await asyncio.to_thread(delete_topics, cfg)  # the state topic alone holds gigabytes of snapshots
-        except Exception as exc:  # noqa: BLE001 - a broker gone away must not hide the measurements
+        except Exception as exc:  # a broker gone away must not hide the measurements
             print(f"could not delete the run's topics ({type(exc).__name__}: {exc})")
     if warnings.n:
         print(f"WARNING          : {warnings.n} client warning(s) during the run, first: {warnings.first}")
@@ -511,7 +520,7 @@ def report_realtime(args, cfg, worker, start: float, samples: np.ndarray, done: 
               f"{c_n.sum() * per_msg:,.0f}, dead letters {c_dead.sum():,.0f} (DLQ topic {dlq}), "
               f"duplicates {c_dup.sum():,.0f}")
     if worker.snaps:
-        p_t, p_size, p_dt, p_cells = np.array(worker.snaps).T
+        p_t, p_size, p_dt, _ = np.array(worker.snaps).T
         k_t, k_dt = np.array(worker.checkpoints).T
         late = p_t >= (p_t[0] + p_t[-1]) / 2
         print(f"checkpoints      : {p_t.size} partition saves (every {cfg.snapshot_interval_s:g} s per partition); "

@@ -66,14 +66,15 @@ def thread_of(frames: list[str]) -> str:
 
 
 def summarise(path: str) -> None:
-    stacks = Counter()
-    for line in open(path, encoding="utf-8", errors="replace"):
-        stack, _, n = line.rstrip("\n").rpartition(" ")
-        if stack:
-            stacks[stack] += int(n)
+    stacks: Counter[str] = Counter()  # collapsed stack -> samples
+    with open(path, encoding="utf-8", errors="replace") as lines:
+        for line in lines:
+            stack, _, count = line.rstrip("\n").rpartition(" ")
+            if stack:
+                stacks[stack] += int(count)
     total = sum(stacks.values())
     print(f"{path}: {total:,} samples")
-    threads = Counter()
+    threads: Counter[str] = Counter()
     for stack, n in stacks.items():
         threads[thread_of(stack.split(";"))] += n
     for name, n in threads.most_common():
@@ -88,14 +89,14 @@ def summarise(path: str) -> None:
                 n += c
         print(f"  {n / total:6.1%}  {label}")
     print("exclusive (each sample once, first match in this order):")
-    share = Counter()
+    share: Counter[str] = Counter()
     for stack, n in stacks.items():
         frames = stack.split(";")
         share[next((label for label, pattern in EXCLUSIVE if any(re.search(pattern, f) for f in frames)),
                    "other")] += n
     for label, _ in EXCLUSIVE + [("other", None)]:
         print(f"  {share[label] / total:6.1%}  {label}")
-    self_time = Counter()
+    self_time: Counter[str] = Counter()
     for stack, n in stacks.items():
         self_time[stack.rsplit(";", 1)[-1]] += n
     print("top self time (innermost Python frame):")

@@ -16,13 +16,9 @@ Rows with the same (entity_id, source_id, month) form one report. JSON is a list
 
 from __future__ import annotations
 
-import csv
-import io
-import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-
-import yaml
+from typing import Any
 
 from schemas.accounting import (
     PARAMETERS,
@@ -33,8 +29,18 @@ from schemas.accounting import (
     load_defaults,
     validate_report,
 )
-from schemas.configfile import _line_of
-from schemas.errors import CemsError
+from schemas.errors import Location, field_path
+
+from .files import (
+    CsvRow,
+    CsvTable,
+    FileImportError,
+    Problem,
+    decode_utf8,
+    read_csv,
+    read_json,
+    repeats,
+)
 
 __all__ = [
     "CSV_COLUMNS",
@@ -50,48 +56,58 @@ CSV_COLUMNS = ("entity_id", "source_id", "month", "sector", "parameter", "item",
 #: Largest HTTP body :func:`reports_from_http_body` accepts (a national month is far below it).
 MAX_BODY_BYTES = 16 * 1024 * 1024
 
-
-@dataclass(frozen=True)
-class Problem:
-    """One problem: where (``file:line``), which report, which field, what is wrong."""
-
-    where: str
-    field: str
-    message: str
-    report: str = ""
-
-    def __str__(self) -> str:
-        of = f" ({self.report})" if self.report else ""
-        return f"{self.where}: {self.field}{of}: {self.message}"
+ReportKey = tuple[str, str | None, str]
 
 
-class AccountingImportError(CemsError, ValueError):
+class AccountingImportError(FileImportError):
     """Nothing was imported. ``problems`` lists every :class:`Problem` found."""
 
-    def __init__(self, problems: list[Problem]) -> None:
-        self.problems = tuple(problems)
-        n = len(self.problems)
-        super().__init__(f"{n} problem{'s' if n != 1 else ''}, nothing imported:\n" + "\n".join(map(str, self.problems)))
 
-
-def _label(key: tuple) -> str:
+def _label(key: tuple[object, object, object]) -> str:
     entity, source, month = key
     return f"{entity}/{source or '*'}/{month}"
 
 
 def _finish(reports: list[tuple[str, AccountingReport]], problems: list[Problem]) -> list[AccountingReport]:
-    first: dict[tuple, str] = {}
-    for where, rep in reports:
-        if rep.key in first:
-            problems.append(Problem(where, "(report)", f"same entity, source and month as the report at {first[rep.key]}",
-                                    _label(rep.key)))
-        first.setdefault(rep.key, where)
+    problems += [Problem(where, "(report)", f"same entity, source and month as the report at {first}", _label(rep.key))
+                 for where, rep, first in repeats(reports, lambda rep: rep.key)]
     if problems:
         raise AccountingImportError(problems)
     return [rep for _, rep in reports]
 
 
 # --- CSV ----------------------------------------------------------------------------------------
+
+#: Where the rows of a section with items (fuels, materials) go in the report, and where the others go.
+_ITEMS_AT = {"fuel": ("fuels",), "material": ("steel", "materials")}
+
+
+@dataclass
+class _Rows:
+    """The rows of one report as they are read: its data (items by id), the CSV line of each part, the parts whose
+    row was refused (reported there, not again as missing) and the line of each (parameter, item) given."""
+
+    data: dict[str, Any]
+    first: int
+    locs: dict[tuple[str, ...], int] = field(default_factory=dict)
+    bad: set[tuple[str, ...]] = field(default_factory=set)
+    seen: dict[tuple[str, str], int] = field(default_factory=dict)
+
+    def place(self, section: str, item: str, name: str, entry: object, line: int) -> None:
+        """``entry`` as field ``name`` of the part ``section`` (of item ``item``: a fuel or a material)."""
+        path = _part(section, item)
+        target = self.data
+        for part in path[:-1]:
+            target = target.setdefault(part, {})
+        target = target.setdefault(path[-1], {section: item} if section in _ITEMS_AT else {})
+        target[name] = entry
+        self.locs.setdefault(path, line)
+        self.locs[(*path, name)] = line
+
+
+def _part(section: str, item: str) -> tuple[str, ...]:
+    """Where the part a row fills is in the report (items by id): ``("fuels", "raw_coal")``, ``("cement",)``."""
+    return (*_ITEMS_AT[section], item) if section in _ITEMS_AT else (section,)
 
 
 def _number(text: str) -> float:
@@ -101,113 +117,121 @@ def _number(text: str) -> float:
     return v
 
 
-def parse_csv(text: str, source: str = "<csv>", defaults: AccountingDefaults | None = None) -> list[AccountingReport]:
-    """Reports from long-format CSV text; raises :class:`AccountingImportError` (rows are file lines)."""
-    defaults = defaults if defaults is not None else load_defaults()
-    reader = csv.reader(io.StringIO(text.removeprefix("\ufeff"), newline=""))
-    problems: list[Problem] = []
-    try:
-        header = [h.strip() for h in next(reader)]
-    except StopIteration:
-        raise AccountingImportError([Problem(f"{source}:1", "(header)", f"empty file; expected columns {list(CSV_COLUMNS)}")]) from None
-    missing = [c for c in CSV_COLUMNS if c not in header]
-    extra = [c for c in header if c not in CSV_COLUMNS]
+def _check_header(table: CsvTable, source: str) -> None:
+    if not table.header and table.problems:  # empty, or not CSV
+        raise AccountingImportError(table.problems)
+    missing = [c for c in CSV_COLUMNS if c not in table.header]
+    extra = [c for c in table.header if c not in CSV_COLUMNS]
     if missing or extra:
         raise AccountingImportError([Problem(f"{source}:1", "(header)", f"missing columns {missing}, unknown columns "
                                              f"{extra}; expected {list(CSV_COLUMNS)}")])
-    # report key -> {"data": report dict, "locs": location -> CSV line, "first": first line}
-    groups: dict[tuple, dict] = {}
-    seen: dict[tuple, int] = {}
-    line = 1
-    for cells in reader:
-        row_line, line = line + 1, reader.line_num
-        if not any(c.strip() for c in cells):
-            continue
-        if len(cells) != len(header):
-            problems.append(Problem(f"{source}:{row_line}", "(row)", f"{len(cells)} cells, the header has {len(header)}"))
-            continue
-        row = {h: c.strip() for h, c in zip(header, cells)}
-        where = f"{source}:{row_line}"
-        key = (row["entity_id"], row["source_id"] or None, row["month"])
-        g = groups.setdefault(key, {"data": {"entity_id": key[0], "source_id": key[1], "month": key[2],
-                                             "sector": row["sector"]},
-                                    "locs": {}, "bad": set(), "first": row_line})
-        param, item = row["parameter"], row["item"]
-        label = f"{param} [{item}]" if item else param
-        if row["sector"] != g["data"]["sector"]:
-            problems.append(Problem(where, "sector", f"{row['sector']!r} differs from {g['data']['sector']!r} on "
-                                    f"line {g['first']} of the same report", _label(key)))
-            continue
-        if param not in PARAMETERS and param not in SETTINGS:
-            problems.append(Problem(where, "parameter", f"unknown parameter {param!r}; known: "
-                                    f"{', '.join([*PARAMETERS, *sorted(SETTINGS)])}", _label(key)))
-            continue
-        section, name = param.split(".")
-        if (section in ("fuel", "material")) != bool(item):
-            need = "needs the fuel or material id in item" if section in ("fuel", "material") else "takes no item"
-            problems.append(Problem(where, label, f"{param} {need}", _label(key)))
-            continue
-        if (key, param, item) in seen:
-            problems.append(Problem(where, label, f"given twice (also on line {seen[key, param, item]})", _label(key)))
-            continue
-        seen[key, param, item] = row_line
-        named = {"fuel": ("fuels", item, name), "material": ("steel", "materials", item, name)}.get(section, (section, name))
-        if param in SETTINGS:
-            if row["unit"] or row["basis"]:
-                problems.append(Problem(where, label, "a setting has no unit or basis", _label(key)))
-                g["bad"].add(named)
-                continue
-            entry = row["value"]
-        else:
-            try:
-                value = _number(row["value"]) if row["value"] else None
-            except ValueError:
-                problems.append(Problem(where, label, f"value {row['value']!r} is not a number", _label(key)))
-                g["bad"].add(named)  # reported here; not again as missing
-                continue
-            entry = {"value": value, "unit": row["unit"] or None, "basis": row["basis"] or None}
-        data, locs = g["data"], g["locs"]
-        if section == "fuel":
-            items = data.setdefault("fuels", {})
-            items.setdefault(item, {"fuel": item})[name] = entry
-            locs.setdefault(("fuels", item), row_line)
-            locs[("fuels", item, name)] = row_line
-        elif section == "material":
-            items = data.setdefault("steel", {}).setdefault("materials", {})
-            items.setdefault(item, {"material": item})[name] = entry
-            locs.setdefault(("steel", "materials", item), row_line)
-            locs[("steel", "materials", item, name)] = row_line
-        else:
-            data.setdefault(section, {})[name] = entry
-            locs.setdefault((section,), row_line)
-            locs[(section, name)] = row_line
-    if not groups and not problems:
-        problems.append(Problem(f"{source}:1", "(file)", "no data rows"))
 
-    reports = []
-    for key, g in groups.items():
-        data = dict(g["data"])
-        order = {}  # list position -> item id, to map pydantic locations back to rows
-        if "fuels" in data:
-            order["fuels"] = list(data["fuels"])
-            data["fuels"] = list(data["fuels"].values())
-        if "steel" in data and "materials" in data["steel"]:
-            order["materials"] = list(data["steel"]["materials"])
-            data["steel"] = {**data["steel"], "materials": list(data["steel"]["materials"].values())}
-        try:
-            reports.append((f"{source}:{g['first']}", validate_report(data, defaults)))
-        except ReportError as exc:
-            for loc, msg in exc.problems:
-                line, field, named = _csv_where(loc, g, order)
-                if named in g["bad"]:
-                    continue
+
+def _refusal(cells: dict[str, str], rows: _Rows) -> tuple[str, str] | None:
+    """(field, message) when a row cannot belong to its report: another sector, an unknown parameter, an item
+    where none belongs (or none where one must), a parameter given twice."""
+    param, item = cells["parameter"], cells["item"]
+    label = f"{param} [{item}]" if item else param
+    if cells["sector"] != rows.data["sector"]:
+        return "sector", (f"{cells['sector']!r} differs from {rows.data['sector']!r} on line {rows.first} of the same "
+                          f"report")
+    if param not in PARAMETERS and param not in SETTINGS:
+        return "parameter", f"unknown parameter {param!r}; known: {', '.join([*PARAMETERS, *sorted(SETTINGS)])}"
+    section = param.split(".")[0]
+    if (section in _ITEMS_AT) != bool(item):
+        return label, f"{param} {'needs the fuel or material id in item' if section in _ITEMS_AT else 'takes no item'}"
+    if (param, item) in rows.seen:
+        return label, f"given twice (also on line {rows.seen[param, item]})"
+    return None
+
+
+def _entry(cells: dict[str, str]) -> object:
+    """What a row gives its field: a setting's text, or a parameter's ``{value, unit, basis}``. Raises ValueError
+    with the message of a setting with a unit or basis, or a value that is not a number."""
+    if cells["parameter"] in SETTINGS:
+        if cells["unit"] or cells["basis"]:
+            raise ValueError("a setting has no unit or basis")
+        return cells["value"]
+    try:
+        value = _number(cells["value"]) if cells["value"] else None
+    except ValueError:
+        raise ValueError(f"value {cells['value']!r} is not a number") from None
+    return {"value": value, "unit": cells["unit"] or None, "basis": cells["basis"] or None}
+
+
+def _add_row(row: CsvRow, reports: dict[ReportKey, _Rows], source: str) -> Problem | None:
+    """Put one CSV row into its report; the problem when it does not fit."""
+    cells = row.cells
+    key: ReportKey = (cells["entity_id"], cells["source_id"] or None, cells["month"])
+    rows = reports.setdefault(key, _Rows({"entity_id": key[0], "source_id": key[1], "month": key[2],
+                                          "sector": cells["sector"]}, row.line))
+    param, item = cells["parameter"], cells["item"]
+    label = f"{param} [{item}]" if item else param
+    refused = _refusal(cells, rows)
+    if refused is not None:
+        return Problem(f"{source}:{row.line}", *refused, _label(key))
+    rows.seen[param, item] = row.line
+    section, name = param.split(".")
+    try:
+        entry = _entry(cells)
+    except ValueError as exc:
+        rows.bad.add((*_part(section, item), name))
+        return Problem(f"{source}:{row.line}", label, str(exc), _label(key))
+    rows.place(section, item, name, entry, row.line)
+    return None
+
+
+def _as_lists(data: dict[str, Any]) -> tuple[dict[str, Any], dict[str, list[str]]]:
+    """The report's items (by id while reading) as lists, and the item id at each list position, to map pydantic
+    locations back to rows."""
+    data, order = dict(data), {}
+    if "fuels" in data:
+        order["fuels"] = list(data["fuels"])
+        data["fuels"] = list(data["fuels"].values())
+    if "steel" in data and "materials" in data["steel"]:
+        order["materials"] = list(data["steel"]["materials"])
+        data["steel"] = {**data["steel"], "materials": list(data["steel"]["materials"].values())}
+    return data, order
+
+
+def _validate(key: ReportKey, rows: _Rows, source: str, defaults: AccountingDefaults,
+              problems: list[Problem]) -> AccountingReport | None:
+    """The report of ``rows``, or None with its problems (at the lines of the rows they concern) added."""
+    data, order = _as_lists(rows.data)
+    try:
+        return validate_report(data, defaults)
+    except ReportError as exc:
+        for loc, msg in exc.problems:
+            line, name, named = _csv_where(loc, rows, order)
+            if named not in rows.bad:
                 msg = "missing field (no row gives it)" if msg == "missing field" else msg
-                problems.append(Problem(f"{source}:{line}", field, msg, _label(key)))
+                problems.append(Problem(f"{source}:{line}", name, msg, _label(key)))
+        return None
+
+
+def parse_csv(text: str, source: str = "<csv>", defaults: AccountingDefaults | None = None) -> list[AccountingReport]:
+    """Reports from long-format CSV text; raises :class:`AccountingImportError` (rows are file lines)."""
+    defaults = defaults if defaults is not None else load_defaults()
+    table = read_csv(text, source, expected=f"expected columns {list(CSV_COLUMNS)}")
+    _check_header(table, source)
+    problems = list(table.problems)
+    reports: dict[ReportKey, _Rows] = {}
+    for row in table.rows:
+        problem = _add_row(row, reports, source)
+        if problem is not None:
+            problems.append(problem)
+    if not reports and not problems:
+        problems.append(Problem(f"{source}:1", "(file)", "no data rows"))
+    valid = []
+    for key, rows in reports.items():
+        report = _validate(key, rows, source, defaults, problems)
+        if report is not None:
+            valid.append((f"{source}:{rows.first}", report))
     problems.sort(key=lambda p: int(p.where.rsplit(":", 1)[1]))  # file order; all CSV problems have a line
-    return _finish(reports, problems)
+    return _finish(valid, problems)
 
 
-def _csv_where(loc: tuple, g: dict, order: dict) -> tuple[int, str, tuple]:
+def _csv_where(loc: Location, rows: _Rows, order: dict[str, list[str]]) -> tuple[int, str, tuple[str | int, ...]]:
     """The CSV line (of the deepest part of ``loc`` that has a row), the field in CSV terms, and ``loc``
     with item ids for list positions."""
     named = list(loc)
@@ -215,75 +239,48 @@ def _csv_where(loc: tuple, g: dict, order: dict) -> tuple[int, str, tuple]:
         named[1] = order["fuels"][named[1]]
     if named[:2] == ["steel", "materials"] and len(named) > 2 and isinstance(named[2], int):
         named[2] = order["materials"][named[2]]
-    line = next((g["locs"][tuple(named[:n])] for n in range(len(named), 0, -1) if tuple(named[:n]) in g["locs"]),
-                g["first"])
+    line = next((rows.locs[key] for n in range(len(named), 0, -1) if (key := tuple(map(str, named[:n]))) in rows.locs),
+                rows.first)
+    return line, _csv_field(named), tuple(named)
+
+
+def _csv_field(named: list[str | int]) -> str:
+    """A location (item ids for list positions) as the CSV names it: ``fuel.ncv [raw_coal]``, ``cement.clinker_cao``."""
+    rest: list[str | int]
     if named[-1:] in (["fuel"], ["material"]) and len(named) in (3, 4):  # the id itself
         head, rest = f"item [{named[-2]}]", []
     elif named[:1] == ["fuels"] and len(named) > 1:
         head, rest = (f"fuel.{named[2]} [{named[1]}]", named[3:]) if len(named) > 2 else (f"fuel [{named[1]}]", [])
     elif named[:2] == ["steel", "materials"] and len(named) > 2:
-        head, rest = (f"material.{named[3]} [{named[2]}]", named[4:]) if len(named) > 3 else (f"material [{named[2]}]", [])
+        head, rest = ((f"material.{named[3]} [{named[2]}]", named[4:]) if len(named) > 3
+                      else (f"material [{named[2]}]", []))
     elif len(named) > 1:
         head, rest = f"{named[0]}.{named[1]}", named[2:]
     else:
         head, rest = (str(named[0]) if named else "(report)"), []
-    return line, head + "".join(f".{p}" for p in rest), tuple(named)
+    return head + "".join(f".{p}" for p in rest)
 
 
 # --- JSON ---------------------------------------------------------------------------------------
 
 
-def _no_duplicate_keys(pairs):
-    out = {}
-    for k, v in pairs:
-        if k in out:
-            raise ValueError(f"duplicate key {k!r}")
-        out[k] = v
-    return out
-
-
-def parse_json(text: str | bytes, source: str = "<json>", defaults: AccountingDefaults | None = None) -> list[AccountingReport]:
+def parse_json(text: str | bytes, source: str = "<json>",
+               defaults: AccountingDefaults | None = None) -> list[AccountingReport]:
     """Reports from JSON text (a list of reports, or one report); raises :class:`AccountingImportError`."""
     defaults = defaults if defaults is not None else load_defaults()
-    if isinstance(text, bytes):
-        try:
-            text = text.decode("utf-8-sig")
-        except UnicodeDecodeError as exc:
-            raise AccountingImportError([Problem(source, "(body)", f"not UTF-8 ({exc.reason} at byte {exc.start})")]) from None
-    try:
-        doc = json.loads(text, object_pairs_hook=_no_duplicate_keys)
-    except json.JSONDecodeError as exc:
-        raise AccountingImportError([Problem(f"{source}:{exc.lineno}", "(json)", f"{exc.msg} (column {exc.colno})")]) from None
-    except ValueError as exc:  # a duplicate key
-        raise AccountingImportError([Problem(source, "(json)", str(exc))]) from None
-    items = doc if isinstance(doc, list) else [doc]
-    if not items:
-        raise AccountingImportError([Problem(source, "(json)", "no reports")])
-    try:  # node positions for line numbers; JSON is (almost always) YAML, and lines are a courtesy
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-    except yaml.YAMLError:
-        root = None
+    doc = read_json(text, source, noun="report", undecodable="(body)")
+    if isinstance(doc, Problem):
+        raise AccountingImportError([doc])
     reports, problems = [], []
-    for i, item in enumerate(items):
-        prefix = (i,) if isinstance(doc, list) else ()
-        label = _label((item.get("entity_id"), item.get("source_id"), item.get("month"))) if isinstance(item, dict) else ""
-
-        def where(loc: tuple, prefix=prefix) -> str:
-            line = _line_of(root, prefix + loc) if root is not None else None
-            return f"{source}:{line}" if line else f"{source} report[{i}]"
-
+    for i, item in enumerate(doc.items):
+        label = (_label((item.get("entity_id"), item.get("source_id"), item.get("month"))) if isinstance(item, dict)
+                 else "")
         try:
-            reports.append((where(()), validate_report(item, defaults)))
+            reports.append((doc.where(i), validate_report(item, defaults)))
         except ReportError as exc:
-            problems += [Problem(where(loc), _json_field(loc), msg, label) for loc, msg in exc.problems]
+            problems += [Problem(doc.where(i, loc), field_path(loc, "(report)"), msg, label)
+                         for loc, msg in exc.problems]
     return _finish(reports, problems)
-
-
-def _json_field(loc: tuple) -> str:
-    out = ""
-    for part in loc:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out or "(report)"
 
 
 def reports_from_http_body(body: bytes, defaults: AccountingDefaults | None = None,
@@ -306,8 +303,7 @@ def load_reports(path: str | Path, defaults: AccountingDefaults | None = None) -
         raise AccountingImportError([Problem(str(path), "(file)", f"cannot read: {exc.strerror or exc}")]) from None
     if path.suffix.lower() == ".json":
         return parse_json(raw, str(path), defaults)
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise AccountingImportError([Problem(str(path), "(file)", f"not UTF-8 ({exc.reason} at byte {exc.start})")]) from None
+    text = decode_utf8(raw, str(path))
+    if isinstance(text, Problem):
+        raise AccountingImportError([text])
     return parse_csv(text, str(path), defaults)

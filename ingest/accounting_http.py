@@ -15,12 +15,15 @@ from collections.abc import Callable
 
 from aiohttp import web
 
+from schemas.accounting import AccountingReport
+
 from .accounting import MAX_BODY_BYTES, AccountingImportError, reports_from_http_body
 
 __all__ = ["make_app"]
 
 
-def make_app(publish: Callable[[list], list[str]], token: str | None = None, max_bytes: int = MAX_BODY_BYTES) -> web.Application:
+def make_app(publish: Callable[[list[AccountingReport]], list[str]], token: str | None = None,
+             max_bytes: int = MAX_BODY_BYTES) -> web.Application:
     """``publish(reports) -> keys`` (blocking; run in a thread) puts accepted reports on the accounting topic."""
 
     async def accounting(request: web.Request) -> web.Response:

@@ -27,7 +27,7 @@ from schemas import envelope
 from schemas.batch import ReadingBatch, check_batch_columns, decode_batch
 from schemas.errors import BatchDecodeError, UnsupportedSchemaVersion
 
-__all__ = ["KeyRing", "Rejection", "check_message", "check_messages", "dead_letter_headers", "REASONS"]
+__all__ = ["REASONS", "KeyRing", "Rejection", "check_message", "check_messages", "dead_letter_headers"]
 
 #: Reason codes of a rejected batch (dead-letter header ``cems-dlq-reason``; a metric label).
 REASONS = {

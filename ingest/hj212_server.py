@@ -39,7 +39,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from schemas import envelope
@@ -427,7 +427,7 @@ class Hj212Server:
                 try:
                     await self.sink.produce(data, agent.encode(), list(envelope.headers(agent, seq, key, data).items()))
                     break
-                except Exception as exc:  # noqa: BLE001 - Kafka unavailable: try again later
+                except Exception as exc:
                     log.warning("hj212: filler %s/%d not produced (%s); retry in %g s", agent, seq, exc, backoff)
                     await asyncio.sleep(backoff)
                     backoff = min(backoff * 2, 60.0)
@@ -518,7 +518,7 @@ class Hj212Server:
             try:
                 await self.sink.produce(data, agent.encode(),
                                         list(envelope.headers(agent, seq, self.keys[agent], data).items()))
-            except Exception as exc:  # noqa: BLE001 - not in Kafka: no answer; the number becomes a filler
+            except Exception as exc:
                 m.unacked.inc()
                 log.warning("hj212: batch %s/%d not produced (%s); upload left unanswered", agent, seq, exc,
                             extra={"event": "produce_failed", "mn": ev.registration.mn})
@@ -541,7 +541,7 @@ class Hj212Server:
             headers.append(("cems-hj212-mn", ev.mn.encode("utf-8", "replace")[:64]))
         try:
             await self.sink.dead_letter(ev.raw, headers)
-        except Exception as exc:  # noqa: BLE001 - a dead letter is never worth a crash
+        except Exception as exc:
             log.warning("hj212: dead letter not produced (%s)", exc)
 
 

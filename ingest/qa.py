@@ -2,7 +2,7 @@
 
 All or nothing: every record of every file given validates, or :class:`QaImportError` lists every
 problem as ``file:line: field (record): message`` and nothing is returned. The formatting is that of
-the accounting import (:class:`ingest.accounting.Problem`).
+the accounting import (:class:`ingest.files.Problem`, shared).
 
 JSON is a list of records shaped like :data:`schemas.qa.QaRecord`, told apart by ``kind`` (a single
 object is taken as a list of one); JSON Schema: ``schemas/json/qa-records.schema.json``.
@@ -10,10 +10,10 @@ object is taken as a list of one); JSON Schema: ``schemas/json/qa-records.schema
 CSV is long format, one file per record kind; the header tells the kind (columns in any order, the
 columns marked optional may be left out or left blank)::
 
-    drift_check        site_id,source_id,channel_id,quantity,unit,time,check,reference_value,measured_value[,full_scale]
-    comparison_test    test_id,site_id,source_id,channel_id,quantity,unit,run,start,end,reference_value,cems_value[,used]
-    linearity_check    test_id,site_id,source_id,channel_id,quantity,unit,level,time,reference_value,measured_value
-    velocity_traverse  test_id,site_id,source_id,channel_id,run,start,end,cems_velocity_m_s,point,reference_velocity_m_s
+    drift_check       site_id,source_id,channel_id,quantity,unit,time,check,reference_value,measured_value[,full_scale]
+    comparison_test   test_id,site_id,source_id,channel_id,quantity,unit,run,start,end,reference_value,cems_value[,used]
+    linearity_check   test_id,site_id,source_id,channel_id,quantity,unit,level,time,reference_value,measured_value
+    velocity_traverse test_id,site_id,source_id,channel_id,run,start,end,cems_velocity_m_s,point,reference_velocity_m_s
 
 A drift-check row is one record. The rows of one ``test_id`` form one test: each row is a run
 (comparison), an injection (linearity) or a traverse point (traverse; the rows of one ``run`` share its
@@ -25,19 +25,17 @@ to come can hand it a request body as it is.
 
 from __future__ import annotations
 
-import csv
-import io
-import json
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-import yaml
 from pydantic import ValidationError
 
-from ingest.accounting import Problem, _json_field, _no_duplicate_keys
-from schemas.configfile import _line_of
-from schemas.errors import CemsError
-from schemas.qa import validate_record
+from schemas.errors import Location, field_path, validation_problems
+from schemas.qa import QaRecord, validate_record
+
+from .files import FileImportError, Problem, decode_utf8, read_csv, read_json, repeats
 
 __all__ = ["CSV_LAYOUTS", "MAX_BODY_BYTES", "QaImportError", "load_records", "parse_bytes", "parse_csv", "parse_json"]
 
@@ -45,13 +43,8 @@ __all__ = ["CSV_LAYOUTS", "MAX_BODY_BYTES", "QaImportError", "load_records", "pa
 MAX_BODY_BYTES = 16 * 1024 * 1024
 
 
-class QaImportError(CemsError, ValueError):
-    """Nothing was imported. ``problems`` lists every :class:`ingest.accounting.Problem` found."""
-
-    def __init__(self, problems: list[Problem]) -> None:
-        self.problems = tuple(problems)
-        n = len(self.problems)
-        super().__init__(f"{n} problem{'s' if n != 1 else ''}, nothing imported:\n" + "\n".join(map(str, self.problems)))
+class QaImportError(FileImportError):
+    """Nothing was imported. ``problems`` lists every :class:`ingest.files.Problem` found."""
 
 
 @dataclass(frozen=True)
@@ -87,7 +80,8 @@ CSV_LAYOUTS: dict[str, _Layout] = {
                                     _Level("runs", ("run", "start", "end", "reference_value", "cems_value", "used"),
                                            None)), frozenset({"used"})),
         _Layout("linearity_check", (_Level(None, ("test_id", *_ANALYSER), "test_id"),
-                                    _Level("injections", ("level", "time", "reference_value", "measured_value"), None))),
+                                    _Level("injections", ("level", "time", "reference_value", "measured_value"),
+                                           None))),
         _Layout("velocity_traverse", (_Level(None, ("test_id", "site_id", "source_id", "channel_id"), "test_id"),
                                       _Level("runs", ("run", "start", "end", "cems_velocity_m_s"), "run"),
                                       _Level("points", ("point", "reference_velocity_m_s"), None))),
@@ -109,14 +103,14 @@ def _layout_of(header: list[str], source: str) -> _Layout:
                                  f"missing {missing}, unknown {unknown}. Layouts: {expected}")])
 
 
-def _label(data: dict) -> str:
+def _label(data: dict[str, Any]) -> str:
     if not isinstance(data.get("site_id"), str):
         return ""
     key = data.get("test_id") or "/".join(str(data.get(c, "?")) for c in ("source_id", "channel_id", "check", "time"))
     return f"{data['site_id']}/{key}"
 
 
-def _field(loc: tuple) -> str:
+def _field(loc: Location) -> str:
     """The CSV column an error location names, or the row's entity (run, injection, point)."""
     if loc and isinstance(loc[-1], str):
         return loc[-1]
@@ -125,32 +119,22 @@ def _field(loc: tuple) -> str:
     return "(record)"
 
 
-def _errors(exc: ValidationError, kind: str | None) -> list[tuple[tuple, str]]:
-    out = []
-    for err in exc.errors(include_url=False):
-        loc = tuple(err["loc"])
-        if kind is not None and loc[:1] == (kind,):  # discriminated union: the tag comes first
-            loc = loc[1:]
-        msg = "missing field" if err["type"] == "missing" else err["msg"].removeprefix("Value error, ")
-        out.append((loc, msg))
-    return out
+def _errors(exc: ValidationError, kind: str | None) -> list[tuple[Location, str]]:
+    """Problems of a record; the kind (the union's tag) is not a level of the record as written."""
+    return validation_problems(exc, missing="missing field", tag=kind)
 
 
-def _key(rec) -> tuple:
+def _key(rec: QaRecord) -> Hashable:
     if rec.kind == "drift_check":
         return rec.kind, rec.site_id, rec.source_id, rec.channel_id, rec.check, rec.time
     return rec.kind, rec.site_id, rec.test_id
 
 
-def _finish(records: list[tuple[str, object]], problems: list[Problem]) -> list:
-    first: dict[tuple, str] = {}
-    for where, rec in records:
-        k = _key(rec)
-        if k in first:
-            what = "check (site, source, channel, check, time)" if rec.kind == "drift_check" else "test id on this site"
-            problems.append(Problem(where, "(record)", f"same {what} as the record at {first[k]}",
-                                    _label(rec.model_dump(mode="json"))))
-        first.setdefault(k, where)
+def _finish(records: list[tuple[str, QaRecord]], problems: list[Problem]) -> list[QaRecord]:
+    for where, rec, first in repeats(records, _key):
+        what = "check (site, source, channel, check, time)" if rec.kind == "drift_check" else "test id on this site"
+        problems.append(Problem(where, "(record)", f"same {what} as the record at {first}",
+                                _label(rec.model_dump(mode="json"))))
     if problems:
         raise QaImportError(problems)
     return [rec for _, rec in records]
@@ -159,32 +143,18 @@ def _finish(records: list[tuple[str, object]], problems: list[Problem]) -> list:
 # --- CSV ----------------------------------------------------------------------------------------
 
 
-def _csv_records(text: str, source: str) -> tuple[list[tuple[str, object]], list[Problem]]:
-    reader = csv.reader(io.StringIO(text.removeprefix("\ufeff"), newline=""))
-    try:
-        header = [h.strip() for h in next(reader)]
-    except StopIteration:
-        return [], [Problem(f"{source}:1", "(header)", "empty file; expected a header row")]
-    except csv.Error as exc:
-        return [], [Problem(f"{source}:1", "(csv)", str(exc))]
-    if len(set(header)) != len(header):
-        return [], [Problem(f"{source}:1", "(header)", f"a column appears twice: {header}")]
-    lay = _layout_of(header, source)
-    problems: list[Problem] = []
-    groups: dict[object, dict] = {}  # record key -> {"data", "first", "lines": loc -> line, "kids": per-level maps}
-    line = 1
-    try:
-        for row_index, cells in enumerate(reader):
-            row_line, line = line + 1, reader.line_num
-            if not any(c.strip() for c in cells):
-                continue
-            if len(cells) != len(header):
-                problems.append(Problem(f"{source}:{row_line}", "(row)", f"{len(cells)} cells, the header has {len(header)}"))
-                continue
-            row = {h: c.strip() for h, c in zip(header, cells) if c.strip()}  # blank: not given
-            _place(row, row_line, row_index, lay, groups, problems, source)
-    except csv.Error as exc:
-        problems.append(Problem(f"{source}:{line}", "(csv)", str(exc)))
+def _csv_records(text: str, source: str) -> tuple[list[tuple[str, QaRecord]], list[Problem]]:
+    table = read_csv(text, source, expected="expected a header row")
+    if not table.header and table.problems:
+        return [], table.problems
+    if len(set(table.header)) != len(table.header):
+        return [], [Problem(f"{source}:1", "(header)", f"a column appears twice: {table.header}")]
+    lay = _layout_of(table.header, source)
+    problems = table.problems
+    groups: dict[object, dict[str, Any]] = {}  # record key -> {"data", "first", "lines": loc -> line, "kids"}
+    for index, row in enumerate(table.rows):
+        given = {h: c for h, c in row.cells.items() if c}  # blank: not given
+        _place(given, row.line, index, lay, groups, problems, source)
     if not groups and not problems:
         problems.append(Problem(f"{source}:1", "(file)", "no data rows"))
     records = []
@@ -200,7 +170,8 @@ def _csv_records(text: str, source: str) -> tuple[list[tuple[str, object]], list
     return records, problems
 
 
-def _place(row: dict, line: int, index: int, lay: _Layout, groups: dict, problems: list, source: str) -> None:
+def _place(row: dict[str, str], line: int, index: int, lay: _Layout, groups: dict[object, dict[str, Any]],
+           problems: list[Problem], source: str) -> None:
     """Put one CSV row into its record (and run), checking that shared columns agree."""
     top = lay.levels[0]
     key = row.get(top.key) if top.key else index
@@ -210,8 +181,11 @@ def _place(row: dict, line: int, index: int, lay: _Layout, groups: dict, problem
         g = groups[key] = {"data": data, "first": line, "lines": {(): line}, "kids": {}}
     elif not _agree(row, g["data"], top.columns, g["first"], "test", g["data"], source, line, problems):
         return
-    parent, loc = g["data"], ()
-    for depth, lv in enumerate(lay.levels[1:], start=1):
+    parent: dict[str, Any] = g["data"]
+    loc: tuple[str | int | None, ...] = ()
+    for lv in lay.levels[1:]:
+        if lv.field is None:  # a layout error, not an input one: only the record level fills no list
+            raise ValueError(f"layout {lay.kind}: a nested level needs the list it fills")
         items = parent.setdefault(lv.field, [])
         kids = g["kids"].setdefault(loc, {})
         k = row.get(lv.key) if lv.key else None
@@ -229,8 +203,8 @@ def _place(row: dict, line: int, index: int, lay: _Layout, groups: dict, problem
         parent, loc = items[i], (*loc, lv.field, i)
 
 
-def _agree(row: dict, data: dict, columns, first: int, what: str, record: dict, source: str, line: int,
-           problems: list) -> bool:
+def _agree(row: dict[str, str], data: dict[str, Any], columns: Sequence[str], first: int, what: str,
+           record: dict[str, Any], source: str, line: int, problems: list[Problem]) -> bool:
     bad = [c for c in columns if row.get(c) != data.get(c)]
     for c in bad:
         problems.append(Problem(f"{source}:{line}", c, f"{row.get(c, '')!r} differs from {data.get(c, '')!r} on line "
@@ -238,7 +212,7 @@ def _agree(row: dict, data: dict, columns, first: int, what: str, record: dict, 
     return not bad
 
 
-def parse_csv(text: str, source: str = "<csv>") -> list:
+def parse_csv(text: str, source: str = "<csv>") -> list[QaRecord]:
     """QA records from CSV text (layouts in the module docstring); raises :class:`QaImportError`."""
     return _finish(*_csv_records(text, source))
 
@@ -246,46 +220,26 @@ def parse_csv(text: str, source: str = "<csv>") -> list:
 # --- JSON ---------------------------------------------------------------------------------------
 
 
-def _json_records(text: str | bytes, source: str) -> tuple[list[tuple[str, object]], list[Problem]]:
-    if isinstance(text, bytes):
-        try:
-            text = text.decode("utf-8-sig")
-        except UnicodeDecodeError as exc:
-            return [], [Problem(source, "(file)", f"not UTF-8 ({exc.reason} at byte {exc.start})")]
-    try:
-        doc = json.loads(text, object_pairs_hook=_no_duplicate_keys)
-    except json.JSONDecodeError as exc:
-        return [], [Problem(f"{source}:{exc.lineno}", "(json)", f"{exc.msg} (column {exc.colno})")]
-    except (ValueError, RecursionError) as exc:  # a duplicate key; absurd nesting
-        return [], [Problem(source, "(json)", str(exc) or "nested too deeply")]
-    items = doc if isinstance(doc, list) else [doc]
-    if not items:
-        return [], [Problem(source, "(json)", "no records")]
-    try:  # node positions for line numbers; JSON is (almost always) YAML, and lines are a courtesy
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-    except (yaml.YAMLError, RecursionError):
-        root = None
+def _json_records(text: str | bytes, source: str) -> tuple[list[tuple[str, QaRecord]], list[Problem]]:
+    doc = read_json(text, source, noun="record")
+    if isinstance(doc, Problem):
+        return [], [doc]
     records, problems = [], []
-    for i, item in enumerate(items):
-        prefix = (i,) if isinstance(doc, list) else ()
-
-        def where(loc: tuple, prefix=prefix, i=i) -> str:
-            line = _line_of(root, prefix + loc) if root is not None else None
-            return f"{source}:{line}" if line else f"{source} record[{i}]"
-
+    for i, item in enumerate(doc.items):
         if not isinstance(item, dict):
-            problems.append(Problem(where(()), "(record)", f"expected an object with a kind, got {type(item).__name__}"))
+            problems.append(Problem(doc.where(i), "(record)",
+                                    f"expected an object with a kind, got {type(item).__name__}"))
             continue
         kind = item.get("kind")
         try:
-            records.append((where(()), validate_record(item)))
+            records.append((doc.where(i), validate_record(item)))
         except ValidationError as exc:
-            problems += [Problem(where(loc), _json_field(loc) if loc else "(record)", msg, _label(item))
+            problems += [Problem(doc.where(i, loc), field_path(loc, "(record)"), msg, _label(item))
                          for loc, msg in _errors(exc, kind if isinstance(kind, str) else None)]
     return records, problems
 
 
-def parse_json(text: str | bytes, source: str = "<json>") -> list:
+def parse_json(text: str | bytes, source: str = "<json>") -> list[QaRecord]:
     """QA records from JSON text (a list of records, or one record); raises :class:`QaImportError`."""
     return _finish(*_json_records(text, source))
 
@@ -293,7 +247,7 @@ def parse_json(text: str | bytes, source: str = "<json>") -> list:
 # --- bytes and files ----------------------------------------------------------------------------
 
 
-def _from_bytes(raw: bytes, name: str, max_bytes: int) -> tuple[list, list[Problem]]:
+def _from_bytes(raw: bytes, name: str, max_bytes: int) -> tuple[list[tuple[str, QaRecord]], list[Problem]]:
     suffix = Path(name).suffix.lower()
     if suffix not in (".csv", ".json"):
         return [], [Problem(name, "(file)", "expected a .csv or .json name")]
@@ -301,23 +255,22 @@ def _from_bytes(raw: bytes, name: str, max_bytes: int) -> tuple[list, list[Probl
         return [], [Problem(name, "(file)", f"{len(raw)} bytes, the limit is {max_bytes}")]
     if suffix == ".json":
         return _json_records(raw, name)
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        return [], [Problem(name, "(file)", f"not UTF-8 ({exc.reason} at byte {exc.start})")]
+    text = decode_utf8(raw, name)
+    if isinstance(text, Problem):
+        return [], [text]
     try:
         return _csv_records(text, name)
     except QaImportError as exc:  # the header matches no layout
         return [], list(exc.problems)
 
 
-def parse_bytes(raw: bytes, name: str, max_bytes: int = MAX_BODY_BYTES) -> list:
+def parse_bytes(raw: bytes, name: str, max_bytes: int = MAX_BODY_BYTES) -> list[QaRecord]:
     """QA records from raw bytes (a file's or a request body's); the format follows ``name``'s suffix
     (``.csv`` or ``.json``) and ``name`` is where errors point. Pure: raises :class:`QaImportError`."""
     return _finish(*_from_bytes(raw, name, max_bytes))
 
 
-def load_records(*paths: str | Path) -> list:
+def load_records(*paths: str | Path) -> list[QaRecord]:
     """QA records from ``.csv`` and ``.json`` files: all the files' records, or :class:`QaImportError`
     with the problems of every file (duplicates are checked across files too)."""
     records, problems = [], []

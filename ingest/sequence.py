@@ -30,7 +30,7 @@ class SeqTracker:
     _missing: int = field(default=0, init=False, repr=False, compare=False)  # derived: see missing
 
     def __post_init__(self) -> None:
-        self._missing = sum(start - end for (_, end), (start, _) in zip([[0, self.contiguous]] + self.runs, self.runs))
+        self._missing = sum(start - end for (_, end), (start, _) in zip([[0, self.contiguous]] + self.runs, self.runs, strict=False))
 
     def seen(self, seq: int) -> bool:
         if seq < self.contiguous:

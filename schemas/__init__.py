@@ -2,7 +2,13 @@
 vocabulary and the exception types. Imports nothing from the rest of the project."""
 
 from .batch import SCHEMA_VERSION, ChannelSpec, ReadingBatch, decode_batch, encode_batch
-from .errors import BatchDecodeError, BatchError, CemsError, ConfigError, UnsupportedSchemaVersion
+from .errors import (
+    BatchDecodeError,
+    BatchError,
+    CemsError,
+    ConfigError,
+    UnsupportedSchemaVersion,
+)
 from .quantities import QUANTITIES, UNITS, Flag
 
 __all__ = [

@@ -52,15 +52,19 @@ import re
 import struct
 import zlib
 from bisect import bisect_right
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from itertools import accumulate
-from typing import NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple, cast
 
 import numpy as np
+from numpy.typing import ArrayLike, DTypeLike, NDArray
 
 from .errors import BatchDecodeError, BatchError, UnsupportedSchemaVersion
 from .quantities import FLAG_IS_VALID_CODE, Flag
+
+if TYPE_CHECKING:
+    from typing_extensions import Buffer
 
 __all__ = [
     "MAGIC",
@@ -141,10 +145,10 @@ class ReadingBatch:
     source_id: str
     seq: int
     channels: tuple[ChannelSpec, ...]
-    ts_ns: np.ndarray
-    channel: np.ndarray
-    value: np.ndarray
-    flag: np.ndarray
+    ts_ns: NDArray[np.int64]
+    channel: NDArray[np.uint16]
+    value: NDArray[np.float64]
+    flag: NDArray[np.uint8]
     version: int = SCHEMA_VERSION
     period_s: int = 0
 
@@ -155,11 +159,11 @@ class ReadingBatch:
         agent_id: str,
         source_id: str,
         seq: int,
-        channels,
-        ts_ns,
-        channel,
-        value,
-        flag,
+        channels: Iterable[Iterable[str]],
+        ts_ns: ArrayLike,
+        channel: ArrayLike,
+        value: ArrayLike,
+        flag: ArrayLike,
         period_s: int = 0,
     ) -> ReadingBatch:
         """Validate and coerce columns (any array-likes) into a batch; raises :class:`BatchError`."""
@@ -188,7 +192,7 @@ class ReadingBatch:
         return int(self.ts_ns.shape[0])
 
     @property
-    def timestamps(self) -> np.ndarray:
+    def timestamps(self) -> NDArray[np.datetime64]:
         """Reading times as ``datetime64[ns]`` (UTC), without copying."""
         return self.ts_ns.view("datetime64[ns]")
 
@@ -207,7 +211,7 @@ class ReadingBatch:
         return encode_batch(self)
 
 
-def _as_column(data, dtype, name: str) -> np.ndarray:
+def _as_column(data: ArrayLike, dtype: DTypeLike, name: str) -> NDArray[Any]:
     """Coerce to a 1-D contiguous column of ``dtype`` without silent wrap-around or truncation."""
     try:
         arr = np.asarray(data)
@@ -229,7 +233,7 @@ def _as_column(data, dtype, name: str) -> np.ndarray:
     return np.ascontiguousarray(arr, dtype=target)
 
 
-def _check_text(value, what: str, max_bytes: int) -> None:
+def _check_text(value: object, what: str, max_bytes: int) -> None:
     if not isinstance(value, str):
         raise BatchError("bad_metadata", f"{what} must be a string, got {type(value).__name__}")
     try:
@@ -242,7 +246,7 @@ def _check_text(value, what: str, max_bytes: int) -> None:
         raise BatchError("bad_metadata", f"{what} {value!r} contains control or unprintable characters")
 
 
-def _check_header(agent_id, source_id, seq, channels: tuple[ChannelSpec, ...]) -> None:
+def _check_header(agent_id: object, source_id: object, seq: object, channels: tuple[ChannelSpec, ...]) -> None:
     try:  # every batch of a source repeats its names: checked once (a refusal is never cached)
         _check_names(agent_id, source_id, channels)
     except TypeError:  # something unhashable: checked without the cache, which says what is wrong
@@ -252,7 +256,7 @@ def _check_header(agent_id, source_id, seq, channels: tuple[ChannelSpec, ...]) -
 
 
 @functools.lru_cache(maxsize=65_536)
-def _check_names(agent_id, source_id, channels: tuple[ChannelSpec, ...]) -> None:
+def _check_names(agent_id: object, source_id: object, channels: tuple[ChannelSpec, ...]) -> None:
     _check_text(agent_id, "agent_id", 128)
     _check_text(source_id, "source_id", 128)
     if len(channels) > 65535:
@@ -268,20 +272,22 @@ def _check_names(agent_id, source_id, channels: tuple[ChannelSpec, ...]) -> None
         seen.add(c.id)
 
 
-def _check_period(period_s) -> None:
+def _check_period(period_s: object) -> None:
     if not isinstance(period_s, (int, np.integer)) or isinstance(period_s, bool) or \
             not 0 <= int(period_s) <= MAX_PERIOD_S:
         raise BatchError("bad_metadata", f"period_s must be a whole number of seconds in [0, {MAX_PERIOD_S}] "
                                          f"(0: samples), got {period_s!r}")
 
 
-def _check_columns(n_channels: int, ts_ns: np.ndarray, channel: np.ndarray, value: np.ndarray, flag: np.ndarray) -> None:
+def _check_columns(n_channels: int, ts_ns: NDArray[np.int64], channel: NDArray[np.uint16], value: NDArray[np.float64],
+                   flag: NDArray[np.uint8]) -> None:
     """The per-reading rules, each one vectorised pass over a column."""
     n = ts_ns.shape[0]
     if not channel.shape[0] == value.shape[0] == flag.shape[0] == n:
         raise BatchError(
             "bad_column",
-            f"column lengths differ: ts_ns {n}, channel {channel.shape[0]}, value {value.shape[0]}, flag {flag.shape[0]}",
+            f"column lengths differ: ts_ns {n}, channel {channel.shape[0]}, value {value.shape[0]}, "
+            f"flag {flag.shape[0]}",
         )
     if n > _MAX_U32:
         raise BatchError("bad_column", f"{n} readings; at most {_MAX_U32} per batch")
@@ -298,7 +304,8 @@ def _check_columns(n_channels: int, ts_ns: np.ndarray, channel: np.ndarray, valu
     cmax = int(channel.max())
     if cmax >= n_channels:
         i = int(np.argmax(channel >= n_channels))
-        raise BatchError("bad_channel_index", f"reading {i}: channel index {cmax} but the table has {n_channels} channels")
+        raise BatchError("bad_channel_index",
+                         f"reading {i}: channel index {cmax} but the table has {n_channels} channels")
     known = FLAG_IS_VALID_CODE[flag]
     if not known.all():
         i = int(np.argmin(known))
@@ -312,8 +319,9 @@ def _check_columns(n_channels: int, ts_ns: np.ndarray, channel: np.ndarray, valu
         raise BatchError("bad_value", f"reading {i}: value is NaN but the flag is N (normal)")
 
 
-def check_column_segments(offsets, n_channels, ts_ns: np.ndarray, channel: np.ndarray, value: np.ndarray,
-                          flag: np.ndarray) -> np.ndarray:
+def check_column_segments(offsets: ArrayLike, n_channels: ArrayLike, ts_ns: NDArray[np.int64],
+                          channel: NDArray[np.uint16], value: NDArray[np.float64],
+                          flag: NDArray[np.uint8]) -> NDArray[np.int64]:
     """Which of many batches break the per-reading rules, checked over their concatenated columns at once.
 
     Batch ``k`` is the segment ``[offsets[k], offsets[k + 1])`` of each of the four concatenated columns
@@ -517,7 +525,7 @@ def _metadata(meta: bytes, version: int = SCHEMA_VERSION) -> tuple[str, str, int
     return agent_id, source_id, period_s, channels
 
 
-def decode_batch(data, *, check_columns: bool = True) -> ReadingBatch:
+def decode_batch(data: object, *, check_columns: bool = True) -> ReadingBatch:
     """Parse and validate wire bytes into a :class:`ReadingBatch`.
 
     Raises :class:`~schemas.errors.BatchDecodeError` (and nothing else) for any input that is not a
@@ -531,7 +539,7 @@ def decode_batch(data, *, check_columns: bool = True) -> ReadingBatch:
     """
     if not isinstance(data, bytes):
         try:
-            data = memoryview(data).tobytes()  # not bytes(data): bytes(5) would be five zero bytes
+            data = memoryview(cast("Buffer", data)).tobytes()  # not bytes(data): bytes(5) would be five zero bytes
         except TypeError:
             raise BatchDecodeError("bad_input", f"expected bytes, got {type(data).__name__}") from None
     h = _read_fixed(data)

@@ -14,26 +14,32 @@ the file's line or the variable the value came from. A complex value (``[...]``,
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import TypeVar
-
 import os
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from .errors import ConfigError
+from .errors import ConfigError, Location, field_path, validation_problems
 
-__all__ = ["load_config", "load_settings", "parse_config", "yaml_env_first"]
+if TYPE_CHECKING:
+    from pydantic.fields import FieldInfo
+    from pydantic_settings import BaseSettings, PydanticBaseSettingsSource
+
+__all__ = ["line_of", "load_config", "load_settings", "parse_config", "yaml_env_first"]
 
 M = TypeVar("M", bound=BaseModel)
+#: Checks across fields: the parsed model -> further ``(location, message)`` problems.
+Checks = Callable[[Any], Iterable[tuple[Location, str]]]
 
 
 class _StrictLoader(yaml.SafeLoader):
     """SafeLoader that refuses duplicate keys instead of keeping the last one."""
 
-    def construct_mapping(self, node, deep=False):
-        seen: dict = {}
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Hashable, Any]:
+        seen: dict[object, int] = {}
         for key_node, _ in node.value:
             key = self.construct_object(key_node, deep=True)
             if key in seen:
@@ -44,7 +50,7 @@ class _StrictLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep=deep)
 
 
-def _line_of(root: yaml.Node | None, loc: tuple) -> int | None:
+def line_of(root: yaml.Node | None, loc: Sequence[str | int]) -> int | None:
     """1-based line of the deepest node along a pydantic error location."""
     node, line = root, None
     for part in loc:
@@ -62,26 +68,21 @@ def _line_of(root: yaml.Node | None, loc: tuple) -> int | None:
     return line
 
 
-def _field_path(loc: tuple) -> str:
-    out = ""
-    for part in loc:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out or "(top level)"
-
-
-def yaml_env_first(cls, settings_cls, init_settings, env_settings, dotenv_settings, file_secret_settings):
+def yaml_env_first(cls: type[BaseSettings], settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource,
+                   env_settings: PydanticBaseSettingsSource, dotenv_settings: PydanticBaseSettingsSource,
+                   file_secret_settings: PydanticBaseSettingsSource) -> tuple[PydanticBaseSettingsSource, ...]:
     """``settings_customise_sources`` of the project's settings models: the environment over the file's values (the
     init arguments), with complex values read as YAML (a YAML list is what an operator types: ``[a, b]``)."""
     from pydantic_settings import EnvSettingsSource
 
     class _YamlEnv(EnvSettingsSource):
-        def decode_complex_value(self, field_name, field, value):
+        def decode_complex_value(self, field_name: str, field: FieldInfo, value: Any) -> Any:
             return yaml.safe_load(value)
 
     return _YamlEnv(settings_cls, case_sensitive=False), init_settings
 
 
-def _env_paths(prefix: str, environ=None) -> dict[tuple[str, ...], str]:
+def _env_paths(prefix: str, environ: Mapping[str, str] | None = None) -> dict[tuple[str, ...], str]:
     """Field paths set by ``PREFIX_A__B`` variables -> the variable's name (to say where a bad value came from)."""
     return {tuple(part.lower() for part in name[len(prefix):].split("__")): name
             for name in sorted(os.environ if environ is None else environ)
@@ -91,10 +92,23 @@ def _env_paths(prefix: str, environ=None) -> dict[tuple[str, ...], str]:
 def _env_prefix(model: type[BaseModel]) -> str | None:
     """The environment prefix of a settings model (pydantic-settings), None for a plain model."""
     prefix = getattr(model, "model_config", {}).get("env_prefix")
-    return prefix or None
+    return str(prefix) if prefix else None
 
 
-def parse_config(text: str, model: type[M], source: str = "<string>", checks=None) -> M:
+def _read_yaml(text: str, source: str) -> tuple[Any, yaml.Node | None]:
+    """The data of YAML/JSON ``text`` (duplicate keys refused) and its node tree (for lines)."""
+    try:
+        data = yaml.load(text, Loader=_StrictLoader)
+        return data, yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        at = f"{source}:{mark.line + 1}:{mark.column + 1}" if mark else source
+        raise ConfigError(f"{at}: YAML syntax error: {exc.problem or exc}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{source}: YAML error: {exc}") from None
+
+
+def parse_config(text: str, model: type[M], source: str = "<string>", checks: Checks | None = None) -> M:
     """Parse YAML/JSON ``text`` into ``model``; raise :class:`ConfigError` listing every problem.
 
     ``checks(obj)`` may return further ``(location, message)`` problems found across fields (for
@@ -103,15 +117,7 @@ def parse_config(text: str, model: type[M], source: str = "<string>", checks=Non
     problem in a value from the environment names the variable.
     """
     prefix = _env_prefix(model)
-    try:
-        data = yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - SafeLoader subclass
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        where = f"{source}:{mark.line + 1}:{mark.column + 1}" if mark else source
-        raise ConfigError(f"{where}: YAML syntax error: {exc.problem or exc}") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{source}: YAML error: {exc}") from None
+    data, root = _read_yaml(text, source)
     if data is None and prefix:
         data = {}
     if not isinstance(data, dict):
@@ -119,24 +125,24 @@ def parse_config(text: str, model: type[M], source: str = "<string>", checks=Non
     try:
         obj = model(**data) if prefix else model.model_validate(data)
     except ValidationError as exc:
-        problems = [(err["loc"], err["msg"].removeprefix("Value error, ")) for err in exc.errors(include_url=False)]
+        problems = validation_problems(exc)
     else:
         problems = list(checks(obj)) if checks else []
         if not problems:
             return obj
     from_env = _env_paths(prefix) if prefix else {}
 
-    def where(loc: tuple) -> str:
+    def where(loc: Location) -> str:
         names = tuple(str(p).lower() for p in loc)
         for path, variable in from_env.items():
             if names[: len(path)] == path:
                 return f"environment {variable}"
-        return f"{source}:{_line_of(root, loc) or '?'}"
+        return f"{source}:{line_of(root, loc) or '?'}"
 
-    raise ConfigError("\n".join(f"{where(loc)}: {_field_path(loc)}: {msg}" for loc, msg in problems)) from None
+    raise ConfigError("\n".join(f"{where(loc)}: {field_path(loc)}: {msg}" for loc, msg in problems)) from None
 
 
-def load_config(path: str | Path | None, model: type[M], checks=None) -> M:
+def load_config(path: str | Path | None, model: type[M], checks: Checks | None = None) -> M:
     """Read ``path`` (YAML or JSON) into ``model``; errors name the file, line and field. A settings model takes the
     environment over the file, and ``path=None`` reads the environment alone."""
     if path is None:

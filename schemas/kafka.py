@@ -4,7 +4,7 @@ is built)."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
@@ -32,25 +32,28 @@ class KafkaConnection(BaseModel):
             raise ValueError(f"{self.security_protocol} needs sasl_mechanism, sasl_username and sasl_password")
         return self
 
-    def producer_config(self) -> dict:
+    def producer_config(self) -> dict[str, Any]:
         """Connection keyword arguments for kafka-python's producer, consumer and admin client."""
-        cfg = {"bootstrap_servers": self.bootstrap_servers, "security_protocol": self.security_protocol}
+        cfg: dict[str, Any] = {"bootstrap_servers": self.bootstrap_servers, "security_protocol": self.security_protocol}
         if self.sasl_mechanism:
             cfg |= {"sasl_mechanism": self.sasl_mechanism, "sasl_plain_username": self.sasl_username,
-                    "sasl_plain_password": self.sasl_password.get_secret_value()}
+                    "sasl_plain_password": self._password()}
         for name in ("ssl_cafile", "ssl_certfile", "ssl_keyfile"):
             if getattr(self, name):
                 cfg[name] = str(getattr(self, name))
         return cfg
 
-    def faust_settings(self) -> dict:
+    def _password(self) -> str | None:
+        return self.sasl_password.get_secret_value() if self.sasl_password is not None else None
+
+    def faust_settings(self) -> dict[str, Any]:
         """``broker`` and ``broker_credentials`` for a faust App (aiokafka underneath)."""
         import ssl
 
         import faust
 
         servers = ";".join(f"kafka://{s.strip()}" for s in self.bootstrap_servers.split(","))
-        out: dict = {"broker": servers}
+        out: dict[str, Any] = {"broker": servers}
         context = None
         if self.security_protocol in ("SSL", "SASL_SSL"):
             context = ssl.create_default_context(cafile=str(self.ssl_cafile) if self.ssl_cafile else None)
@@ -58,7 +61,7 @@ class KafkaConnection(BaseModel):
                 context.load_cert_chain(str(self.ssl_certfile), str(self.ssl_keyfile) if self.ssl_keyfile else None)
         if self.security_protocol.startswith("SASL"):
             out["broker_credentials"] = faust.SASLCredentials(
-                username=self.sasl_username, password=self.sasl_password.get_secret_value(),
+                username=self.sasl_username, password=self._password(),
                 mechanism=self.sasl_mechanism, ssl_context=context)
         elif context is not None:
             out["broker_credentials"] = faust.SSLCredentials(context)

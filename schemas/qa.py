@@ -26,9 +26,17 @@ Imports (CSV, JSON, all or nothing): :mod:`ingest.qa`. Formulas and limits: ``do
 
 from __future__ import annotations
 
-from typing import Annotated, Literal, Union
+from collections.abc import Iterable
+from typing import Annotated, Any, Literal, Self
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter, model_validator
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    model_validator,
+)
 
 from .quantities import QUANTITIES
 from .site import Identifier
@@ -76,10 +84,11 @@ class _Analyser(_Frozen):
         description="HJ 212-2017 factor code of the channel: a05001 CO2, a19001 O2, a01014 moisture, "
         "a00000 flow, a01011 velocity."
     )
-    unit: str = Field(description="Unit of every value of the record; one of the quantity's units (schemas.quantities).")
+    unit: str = Field(description="Unit of every value of the record; one of the quantity's units "
+                                  "(schemas.quantities).")
 
     @model_validator(mode="after")
-    def _unit_of_quantity(self):
+    def _unit_of_quantity(self) -> Self:
         units = QUANTITIES[self.quantity].units
         if self.unit not in units:
             raise ValueError(f"unit {self.unit!r} is not a unit of {self.quantity} "
@@ -102,7 +111,7 @@ class DriftCheck(_Analyser):
     )
 
     @model_validator(mode="after")
-    def _reference_in_range(self):
+    def _reference_in_range(self) -> Self:
         if self.check == "span" and self.reference_value <= 0:
             raise ValueError(f"a span check needs a reference value above zero, got {self.reference_value}")
         if self.full_scale is not None and self.reference_value > self.full_scale:
@@ -110,7 +119,7 @@ class DriftCheck(_Analyser):
         return self
 
 
-def _unique(numbers, what: str) -> None:
+def _unique(numbers: Iterable[int], what: str) -> None:
     seen: set[int] = set()
     for n in numbers:
         if n in seen:
@@ -133,7 +142,7 @@ class ComparisonRun(_Frozen):
     )
 
     @model_validator(mode="after")
-    def _ordered(self):
+    def _ordered(self) -> Self:
         if self.end <= self.start:
             raise ValueError(f"end {self.end.isoformat()} is not after start {self.start.isoformat()}")
         return self
@@ -147,7 +156,7 @@ class ComparisonTest(_Analyser):
     runs: list[ComparisonRun] = Field(min_length=2, description="The runs; at least two used ones.")
 
     @model_validator(mode="after")
-    def _runs(self):
+    def _runs(self) -> Self:
         _unique((r.run for r in self.runs), "run")
         if sum(r.used for r in self.runs) < 2:
             raise ValueError("at least two runs must be used (a standard deviation needs two)")
@@ -171,7 +180,7 @@ class LinearityCheck(_Analyser):
     injections: list[LinearityInjection] = Field(description="Injections of the three gas levels (each at least once).")
 
     @model_validator(mode="after")
-    def _levels(self):
+    def _levels(self) -> Self:
         missing = [lv for lv in ("low", "mid", "high") if lv not in {i.level for i in self.injections}]
         if missing:
             raise ValueError(f"no injection at level {', '.join(missing)}; a linearity check needs low, mid and high")
@@ -195,7 +204,7 @@ class TraverseRun(_Frozen):
     points: list[TraversePoint] = Field(min_length=1, description="The traverse points.")
 
     @model_validator(mode="after")
-    def _checks(self):
+    def _checks(self) -> Self:
         if self.end <= self.start:
             raise ValueError(f"end {self.end.isoformat()} is not after start {self.start.isoformat()}")
         _unique((p.point for p in self.points), "point")
@@ -213,13 +222,13 @@ class VelocityTraverse(_Frozen):
     runs: list[TraverseRun] = Field(min_length=1, description="The traverse runs.")
 
     @model_validator(mode="after")
-    def _runs(self):
+    def _runs(self) -> Self:
         _unique((r.run for r in self.runs), "run")
         return self
 
 
 #: One QA record of any kind, told apart by ``kind``.
-QaRecord = Annotated[Union[DriftCheck, ComparisonTest, LinearityCheck, VelocityTraverse], Field(discriminator="kind")]
+QaRecord = Annotated[DriftCheck | ComparisonTest | LinearityCheck | VelocityTraverse, Field(discriminator="kind")]
 #: A QA file: a list of records (the JSON import shape; also ``schemas/json/qa-records.schema.json``).
 QaRecords = list[QaRecord]
 
@@ -232,6 +241,6 @@ def validate_record(data: object) -> DriftCheck | ComparisonTest | LinearityChec
     return _ADAPTER.validate_python(data)
 
 
-def qa_json_schema() -> dict:
+def qa_json_schema() -> dict[str, Any]:
     """JSON Schema of a QA file (a list of records)."""
     return TypeAdapter(QaRecords).json_schema()

@@ -3,8 +3,8 @@
 Status flags are the data flags of HJ 212-2017 Table 8 (§6.6.4). Quantity codes are the flue-gas
 factor codes of HJ 212-2017 Appendix B, Table B.2 (itself based on HJ 524-2009); quantities a CO2
 CEMS site needs that Table B.2 does not define (fuel and product meters, analyzer status words) get
-project extension codes starting with ``x``, a prefix HJ 212 does not use. Source notes with
-confidence tags: ``shared/reference/cems-standards.md`` §1.7 and §1.9.
+project extension codes starting with ``x``, a prefix HJ 212 does not use. Sources (docs/sources.md):
+``HJ212-T8`` [P] for the flags, ``HJ212-B2`` [P] for the flue-gas codes.
 """
 
 from __future__ import annotations
@@ -13,8 +13,19 @@ from enum import IntEnum
 from typing import NamedTuple
 
 import numpy as np
+from numpy.typing import ArrayLike, NDArray
 
-__all__ = ["FLAG_IS_VALID_CODE", "QUANTITIES", "UNITS", "Flag", "Quantity", "flag_codes", "flag_letters", "status_word_flag"]
+__all__ = [
+    "FLAG_IS_VALID_CODE",
+    "QUANTITIES",
+    "REPORT_UNITS",
+    "UNITS",
+    "Flag",
+    "Quantity",
+    "flag_codes",
+    "flag_letters",
+    "status_word_flag",
+]
 
 
 class Flag(IntEnum):
@@ -45,12 +56,12 @@ FLAG_IS_VALID_CODE.setflags(write=False)
 _LETTERS = np.array([f.name for f in Flag])
 
 
-def flag_letters(codes: np.ndarray) -> np.ndarray:
+def flag_letters(codes: ArrayLike) -> NDArray[np.str_]:
     """Flag codes -> HJ 212 letters (``'N'``, ``'C'``...), vectorised."""
     return _LETTERS[np.asarray(codes, dtype=np.uint8)]
 
 
-def flag_codes(letters) -> np.ndarray:
+def flag_codes(letters: ArrayLike) -> NDArray[np.uint8]:
     """HJ 212 letters -> flag codes, vectorised. Unknown letters raise ``KeyError``."""
     arr = np.asarray(letters, dtype="U1")
     out = np.full(arr.shape, 255, dtype=np.uint8)
@@ -84,6 +95,22 @@ UNITS: dict[str, str] = {
     "MWh": "megawatt hour",
     "MW": "megawatt",
     "1": "dimensionless (status words, counters)",
+}
+
+
+#: What the meters' units are in the units the accounting reports count activity in (t, 10^4 Nm3, MWh:
+#: ``schemas.accounting.UNITS``, kinds ``quantity`` and ``energy``): unit -> (report unit, factor), the report figure
+#: being value x factor. A rate per hour (t/h, m3/h, MW) maps to the unit of its integral over hours. Volumes are
+#: standard volumes, as the fuel meters' quantities say (xf0002, xf0004).
+REPORT_UNITS: dict[str, tuple[str, float]] = {
+    "t": ("t", 1.0),
+    "kg": ("t", 1e-3),
+    "m3": ("10^4Nm3", 1e-4),
+    "MWh": ("MWh", 1.0),
+    "t/h": ("t", 1.0),
+    "kg/h": ("t", 1e-3),
+    "m3/h": ("10^4Nm3", 1e-4),
+    "MW": ("MWh", 1.0),
 }
 
 

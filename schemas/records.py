@@ -25,26 +25,30 @@ import json
 import math
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, cast
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
 
 __all__ = ["GapReport", "HourlyRecord", "MonthlyRecord"]
 
 
-def _num(x: float) -> float | None:
+def _num(x: float | None) -> float | None:
     return None if x is None or (isinstance(x, float) and math.isnan(x)) else float(x)
 
 
 class _Revised:
     """A record published again under the same key when it changes (dataclass subclasses)."""
 
-    def content(self) -> tuple:
+    def content(self) -> tuple[tuple[str, Any], ...]:
         """What a revision compares: the figures (and status), not the revision bookkeeping."""
-        d = asdict(self)
+        d = asdict(cast("DataclassInstance", self))
         for k in ("revision", "reason"):
             d.pop(k)
         return tuple((k, _num(v) if isinstance(v, float) else v) for k, v in d.items())
 
-    def _json(self, **extra) -> bytes:
-        d = asdict(self) | extra
+    def _json(self, **extra: object) -> bytes:
+        d = asdict(cast("DataclassInstance", self)) | extra
         d |= {k: _num(v) for k, v in d.items() if isinstance(v, float)}
         return json.dumps(d, sort_keys=True, separators=(",", ":")).encode()
 

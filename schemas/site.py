@@ -12,12 +12,21 @@ Load a file with :func:`load_site`; the JSON Schema for editors is ``schemas/jso
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Literal, NamedTuple
+from typing import Annotated, Any, Literal, NamedTuple, Protocol
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from .configfile import load_config
 from .quantities import QUANTITIES
@@ -59,7 +68,12 @@ class _Frozen(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-def _unique_ids(items, what: str, owner: str) -> None:
+class _Identified(Protocol):
+    @property
+    def id(self) -> str: ...
+
+
+def _unique_ids(items: Iterable[_Identified], what: str, owner: str) -> None:
     seen: set[str] = set()
     for item in items:
         if item.id in seen:
@@ -149,7 +163,7 @@ def standard_atmosphere_pa(altitude_m: float) -> float:
     """Barometric pressure of the standard atmosphere at ``altitude_m`` [Pa] (troposphere):
     ``p = 101325 (1 - 0.0065 h / 288.15) ** 5.25588`` (ISO 2533 / ICAO, ``docs/sources.md`` ISA-P).
     2,000 m gives 79,495 Pa."""
-    return 101_325.0 * (1.0 - 0.0065 * altitude_m / 288.15) ** 5.25588
+    return 101_325.0 * float((1.0 - 0.0065 * altitude_m / 288.15) ** 5.25588)
 
 
 class OperatingEvidence(_Frozen):
@@ -349,10 +363,9 @@ class EmissionSource(_Frozen):
                           + [((self.ambient_pressure.channel if self.ambient_pressure else None), "ambient_pressure")]):
             if ref is not None and ref not in ids:
                 raise ValueError(f"{what} names channel {ref!r}, which source {self.id!r} does not have")
-        if self.ambient_pressure is not None and self.ambient_pressure.channel is not None:
-            if ids[self.ambient_pressure.channel].quantity != "a01006":
-                raise ValueError(f"ambient_pressure.channel {self.ambient_pressure.channel!r} is not an a01006 "
-                                 f"(barometric pressure) channel")
+        barometer = self.ambient_pressure.channel if self.ambient_pressure is not None else None
+        if barometer is not None and ids[barometer].quantity != "a01006":
+            raise ValueError(f"ambient_pressure.channel {barometer!r} is not an a01006 (barometric pressure) channel")
         if self.kind == "stack":
             missing = self.mass_inputs().problems
             if missing:
@@ -407,54 +420,26 @@ class MassInputs(NamedTuple):
     @classmethod
     def of(cls, src: EmissionSource) -> MassInputs:
         problems: list[str] = []
-        by_q: dict[str, list[Channel]] = {}
-        for c in src.channels:
-            by_q.setdefault(c.quantity, []).append(c)
-        for q in ("a05001", "a00000", "a01011", "a01012", "a01013", "a01014", "a01006"):
-            if len(by_q.get(q, ())) > 1:
-                problems.append(f"two {QUANTITIES[q].name} ({q}) channels {[c.id for c in by_q[q]]}: keep one")
-
-        def one(q: str) -> Channel | None:
-            return by_q[q][0] if by_q.get(q) else None
-
+        one = _one_per_quantity(src, problems)
         co2, flow, velocity = one("a05001"), one("a00000"), one("a01011")
         temperature, static, moisture = one("a01012"), one("a01013"), one("a01014")
+        barometer = one("a01006")
         ambient_ch = (src.ambient_pressure.channel if src.ambient_pressure and src.ambient_pressure.channel
-                      else (one("a01006").id if one("a01006") and src.ambient_pressure is None else None))
+                      else (barometer.id if barometer and src.ambient_pressure is None else None))
         ambient_pa = src.ambient_pressure.constant_pa if src.ambient_pressure else None
         if co2 is None:
             problems.append("no CO2 (a05001) channel")
         elif co2.basis is None:
             problems.append(f"CO2 channel {co2.id!r} must state its basis: dry or wet")
-        if flow is not None:
-            basis = flow.basis
-            if basis is None:
-                problems.append(f"flow channel {flow.id!r} must state its basis: actual_wet, standard_dry "
-                                f"(标干) or standard_wet")
-        elif velocity is not None:
-            basis = "actual_wet"
-            if src.duct_area_m2 is None:
-                problems.append(f"the flow comes from velocity channel {velocity.id!r}: give duct_area_m2")
-            if src.velocity_field_coefficient is None:
-                problems.append(f"the flow comes from velocity channel {velocity.id!r}: give "
-                                f"velocity_field_coefficient (Kv from the comparison test; 1.0 if none was made)")
-        else:
-            basis = None
-            problems.append("no flow (a00000) or velocity (a01011) channel")
+        basis = _flow_basis(src, flow, velocity, problems)
         need_moisture = basis in ("actual_wet", "standard_wet") or (co2 is not None and co2.basis == "wet")
-        need_state = basis == "actual_wet" or (co2 is not None and co2.conditions == "actual")
         if need_moisture and moisture is None and src.moisture_pct is None:
             problems.append("the calculation needs the flue-gas moisture: add an a01014 channel or moisture_pct")
-        if need_state:
+        if basis == "actual_wet" or (co2 is not None and co2.conditions == "actual"):
             why = "an actual wet flow" if basis == "actual_wet" else "a CO2 at actual conditions"
-            if temperature is None:
-                problems.append(f"{why} needs the flue-gas temperature: add an a01012 channel")
-            if static is None and src.static_pressure_kpa is None:
-                problems.append(f"{why} needs the flue-gas static pressure: add an a01013 channel or "
-                                f"static_pressure_kpa")
-            if ambient_ch is None and ambient_pa is None:
-                problems.append(f"{why} needs the barometric pressure: add an a01006 channel or ambient_pressure "
-                                f"(channel, kpa or altitude_m)")
+            problems += _state_problems(why, temperature is not None,
+                                        static is not None or src.static_pressure_kpa is not None,
+                                        ambient_ch is not None or ambient_pa is not None)
         if not src.operating_evidence() and src.kind == "stack":
             problems.append("no default operating rule applies (no velocity channel, and no flow channel with a "
                             "duct area): say how to tell that the source runs with operating: [{channel, above}]")
@@ -467,6 +452,52 @@ class MassInputs(NamedTuple):
             ambient_pressure=ambient_ch, ambient_pressure_pa=None if ambient_ch else ambient_pa,
             moisture=moisture.id if moisture else None,
             moisture_pct=None if moisture else src.moisture_pct, problems=tuple(problems))
+
+
+def _one_per_quantity(src: EmissionSource, problems: list[str]) -> Callable[[str], Channel | None]:
+    """The source's channel of a quantity (the first; two of a quantity the mass uses is a problem)."""
+    by_q: dict[str, list[Channel]] = {}
+    for c in src.channels:
+        by_q.setdefault(c.quantity, []).append(c)
+    for q in ("a05001", "a00000", "a01011", "a01012", "a01013", "a01014", "a01006"):
+        if len(by_q.get(q, ())) > 1:
+            problems.append(f"two {QUANTITIES[q].name} ({q}) channels {[c.id for c in by_q[q]]}: keep one")
+
+    def one(q: str) -> Channel | None:
+        return by_q[q][0] if by_q.get(q) else None
+
+    return one
+
+
+def _flow_basis(src: EmissionSource, flow: Channel | None, velocity: Channel | None, problems: list[str]) -> str | None:
+    """The basis of the stack's flow: the flow channel's, actual wet from velocity, None without either."""
+    if flow is not None:
+        if flow.basis is None:
+            problems.append(f"flow channel {flow.id!r} must state its basis: actual_wet, standard_dry "
+                            f"(标干) or standard_wet")
+        return flow.basis
+    if velocity is not None:
+        if src.duct_area_m2 is None:
+            problems.append(f"the flow comes from velocity channel {velocity.id!r}: give duct_area_m2")
+        if src.velocity_field_coefficient is None:
+            problems.append(f"the flow comes from velocity channel {velocity.id!r}: give "
+                            f"velocity_field_coefficient (Kv from the comparison test; 1.0 if none was made)")
+        return "actual_wet"
+    problems.append("no flow (a00000) or velocity (a01011) channel")
+    return None
+
+
+def _state_problems(why: str, temperature: bool, static: bool, ambient: bool) -> list[str]:
+    """What a conversion from actual conditions lacks (HJ212-D18, HJ212-D31): temperature and both pressures."""
+    out = []
+    if not temperature:
+        out.append(f"{why} needs the flue-gas temperature: add an a01012 channel")
+    if not static:
+        out.append(f"{why} needs the flue-gas static pressure: add an a01013 channel or static_pressure_kpa")
+    if not ambient:
+        out.append(f"{why} needs the barometric pressure: add an a01006 channel or ambient_pressure "
+                   f"(channel, kpa or altitude_m)")
+    return out
 
 
 class Region(_Frozen):
@@ -519,7 +550,7 @@ def load_site(path: str | Path) -> Entity:
     return load_config(path, Entity)
 
 
-def site_json_schema() -> dict:
+def site_json_schema() -> dict[str, Any]:
     """JSON Schema (draft 2020-12) of a site file, for editors and non-Python tools."""
     schema = Entity.model_json_schema()
     return {

@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from schemas.configfile import load_settings, yaml_env_first
 from schemas.kafka import KafkaConnection
@@ -98,7 +98,14 @@ class WorkerConfig(BaseSettings):
     reconcile: ReconcileSettings = Field(default_factory=ReconcileSettings,
                                          description="For `cems reconcile` (the worker ignores it).")
 
-    settings_customise_sources = classmethod(yaml_env_first)
+    @classmethod
+    def settings_customise_sources(
+        cls, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource, dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """The environment over the file (:func:`schemas.configfile.yaml_env_first`)."""
+        return yaml_env_first(cls, settings_cls, init_settings, env_settings, dotenv_settings, file_secret_settings)
 
 
 def load_worker_config(path: str | Path | None) -> WorkerConfig:

@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import os
+import shutil
 import socket
+import subprocess
+import tempfile
+import time
 import urllib.request
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+REPO = Path(__file__).resolve().parents[1]
 
 KAFKA_BOOTSTRAP = os.environ.get("CEMS_KAFKA_BOOTSTRAP", "127.0.0.1:19092")
 # The broker's second listener: SASL_SSL, SCRAM-SHA-256/512, certificate from a test CA that kafka.sh makes under
@@ -45,7 +51,7 @@ def _tcp_open(hostport: str) -> bool:
 
 def _influx_healthy(url: str) -> bool:
     try:
-        with urllib.request.urlopen(f"{url}/health", timeout=2) as resp:  # noqa: S310 - loopback URL
+        with urllib.request.urlopen(f"{url}/health", timeout=2) as resp:
             return resp.status == 200
     except OSError:
         return False
@@ -105,3 +111,58 @@ def bucket(client, influx):
     created = buckets.create_bucket(bucket_name=name, org=influx.org)
     yield name
     buckets.delete_bucket(created)
+
+
+@dataclass(frozen=True)
+class DemoRun:
+    """One ``./cems demo --no-serve`` of this checkout: where its output went, what it printed, when it started
+    (Unix time, s: the demo's clock runs from then)."""
+
+    out: Path
+    returncode: int
+    stdout: str
+    stderr: str
+    started: float
+
+
+@pytest.fixture(scope="session")
+def demo_run(fast_tmp_factory) -> DemoRun:
+    """The README's main command, run once per session (each run takes ~15 s) and shared by every test that needs
+    the demo's month: they read its output and never change it (the console tests work on a copy). Its outbox is
+    about 24,000 batch files: on tmpfs where there is one."""
+    out = fast_tmp_factory.mktemp("demo")
+    started = time.time()
+    run = subprocess.run([str(REPO / "cems"), "demo", "--no-serve", "--out", str(out)], cwd=out, capture_output=True,
+                         text=True, timeout=600)
+    return DemoRun(out, run.returncode, run.stdout, run.stderr, started)
+
+
+class FastTmpFactory:
+    """Fresh directories under one root on tmpfs (see :func:`fast_tmp_factory`)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def mktemp(self, name: str) -> Path:
+        return Path(tempfile.mkdtemp(prefix=f"{name}-", dir=self.root))
+
+
+@pytest.fixture(scope="session")
+def fast_tmp_factory(tmp_path_factory):
+    """Directories on tmpfs (/dev/shm) when the machine has one, else under the session's temp dir, removed at the
+    end: for tests that write thousands of files, or fsync thousands of times, and are about something else than
+    the disk (its latency is all they would measure; a SIGKILL, the only crash the tests make, loses nothing from the
+    page cache either way)."""
+    shm = Path("/dev/shm")
+    if not (shm.is_dir() and os.access(shm, os.W_OK)):
+        yield FastTmpFactory(tmp_path_factory.mktemp("fast"))
+        return
+    root = Path(tempfile.mkdtemp(prefix="cems-tests-", dir=shm))
+    yield FastTmpFactory(root)
+    shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture
+def fast_tmp(fast_tmp_factory) -> Path:
+    """A fresh directory of :func:`fast_tmp_factory`."""
+    return fast_tmp_factory.mktemp("test")

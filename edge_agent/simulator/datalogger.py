@@ -22,12 +22,21 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import numpy as np
 
-from schemas.hj212 import (CHINA_TZ, DataRecord, FrameSplitter, Hj212Error, Version, build_data_upload,
-                           build_response, format_qn, parse_frame)
+from schemas.hj212 import (
+    CHINA_TZ,
+    DataRecord,
+    FrameSplitter,
+    Hj212Error,
+    Version,
+    build_data_upload,
+    build_response,
+    format_qn,
+    parse_frame,
+)
 from schemas.quantities import Flag
 
 from .generate import CHANNELS
@@ -144,7 +153,7 @@ class SimulatedDatalogger:
     stats: dict = field(default_factory=lambda: {"sent": 0, "resent": 0, "acked": 0, "connects": 0, "commands": 0})
 
     def frames(self, up: Upload, qn: str) -> list[bytes]:
-        return build_data_upload(up.cn, up.records, data_time=datetime.fromtimestamp(up.data_time_ns / 1e9, timezone.utc),
+        return build_data_upload(up.cn, up.records, data_time=datetime.fromtimestamp(up.data_time_ns / 1e9, UTC),
                                  st=self.st, pw=self.password, mn=self.mn, qn=qn, version=self.version, tz=self.tz)
 
     async def send(self, uploads: list[Upload], *, give_up_s: float = 60.0, qn_base_ns: int | None = None) -> int:
@@ -157,7 +166,7 @@ class SimulatedDatalogger:
             if i not in built:
                 built.clear()
                 built[i] = self.frames(uploads[i], format_qn(datetime.fromtimestamp((base + i * 10**6) / 1e9,
-                                                                                    timezone.utc), self.tz))
+                                                                                    UTC), self.tz))
             return built[i]
 
         done, stalled_since = 0, asyncio.get_running_loop().time()

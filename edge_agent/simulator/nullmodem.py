@@ -10,6 +10,7 @@ no-parity framing *Modbus over Serial Line* V1.02 §2.5.1 allows.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pty
 import select
@@ -59,10 +60,8 @@ class NullModem:
         self._closed = True
         self._thread.join(timeout=1)
         for fd in self._masters + self._slaves:
-            try:
+            with contextlib.suppress(OSError):
                 os.close(fd)
-            except OSError:
-                pass
 
     def __enter__(self) -> NullModem:
         return self

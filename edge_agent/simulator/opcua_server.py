@@ -25,7 +25,7 @@ import logging
 import socket
 import threading
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -46,7 +46,7 @@ CLIENT_URI = "urn:cems:edge-agent"
 #: Status word bit -> HJ 212 flag, as a gateway file's ``status.bits`` writes it.
 STATUS_BITS = {0: "C", 1: "M", 2: "D"}
 _STATUS_BIT = {Flag.C: 0, Flag.M: 1, Flag.D: 2}
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def node_id(stack: int, channel: str, ns_index: int | None = None) -> str:
@@ -229,7 +229,7 @@ class OpcUaSimulator:
         from asyncua import ua
 
         source = _EPOCH + timedelta(microseconds=int(self.row_ts_ns(t)) // 1000)
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         bad = ua.StatusCode(ua.StatusCodes.BadCommunicationError)
         write = self.server.write_attribute_value
         values, flags = self.values[t].tolist(), self.flags[t].tolist()

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["Fuel", "FlueGas", "COAL", "NATURAL_GAS_LIKE", "flue_gas"]
+__all__ = ["COAL", "NATURAL_GAS_LIKE", "FlueGas", "Fuel", "flue_gas"]
 
 M_C, M_H2, M_S, M_O2, M_N2, M_H2O, M_CO2 = 12.011, 2.016, 32.06, 31.998, 28.014, 18.015, 44.009
 V_M3_PER_KMOL = 22.4  # HJ 212 App. D Eq. (20) molar volume at 273 K, 101 325 Pa

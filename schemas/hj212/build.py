@@ -4,9 +4,9 @@ the 2025 heartbeat (9015). Every frame written here parses back in strict mode (
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from datetime import datetime, tzinfo
 from decimal import Decimal
-from typing import Sequence
 
 from .commands import DATA_UPLOADS
 from .crc import crc16_hex
@@ -67,7 +67,7 @@ def build_frame(*, st: str, cn: str, pw: str, mn: str, qn: str | None, flag: int
                                             ("Flag", flag), ("PNUM", pnum), ("PNO", pno)) if v is not None)
     if resend:
         head += "RF=1;"
-    segment = f"{head}CP=&&{cp}&&".encode("utf-8")
+    segment = f"{head}CP=&&{cp}&&".encode()
     if len(segment) > 9999:
         raise Hj212Error("oversize", f"data segment of {len(segment)} bytes exceeds the 4-digit length field")
     return b"##%04d%s%s\r\n" % (len(segment), segment, crc16_hex(segment).encode("ascii"))

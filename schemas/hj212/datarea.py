@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone, tzinfo
+from datetime import UTC, datetime, timedelta, timezone, tzinfo
 from enum import IntEnum
 from types import MappingProxyType
-from typing import Mapping, NamedTuple
+from typing import Any, NamedTuple
 
 from ..quantities import Flag
 from .errors import Hj212Error
@@ -167,13 +168,13 @@ def parse_time(text: str, *, tz: tzinfo = CHINA_TZ, strict: bool = True, what: s
                          int(text[12:14]), int(text[14:17]) * 1000 if n == 17 else 0, tzinfo=tz)
     except ValueError as exc:
         raise Hj212Error("field", f"{what}: {text!r} is not a valid date and time ({exc})") from None
-    return local.astimezone(timezone.utc)
+    return local.astimezone(UTC)
 
 
 class _Builder:
     """Accumulates one record's fields (a factor may span several ';' groups)."""
 
-    __slots__ = ("code", "original", "fields")
+    __slots__ = ("code", "fields", "original")
 
     def __init__(self, code: str, original: str | None) -> None:
         self.code = code
@@ -216,14 +217,43 @@ def _general_area(cp: str, *, version: Version | None, strict: bool, tz: tzinfo,
     if not cp:
         return DataArea(None, (), params)
     letters = flags.for_version(version)
-    spaced = " " in cp
     plain = cp.isascii() and "_" not in cp  # then float() can only misread 'nan'/'inf', which isfinite catches
-    if spaced and strict:
-        raise Hj212Error("field", f"CP holds spaces: {cp[:60]!r}")
     first_time: datetime | None = None
     current_time: datetime | None = None
     builders: dict[str, _Builder] = {}
     codes: set[str] = set()
+    for item, key, sep, value in _items(cp, strict):
+        dash = key.find("-")
+        if dash > 0 and sep:  # a factor field: the common case
+            _add_field(builders, codes, key, dash, value, version, strict, notes)
+            continue
+        if not sep or not key:
+            raise Hj212Error("field", f"CP: {item!r} is not key=value")
+        if dash >= 0:
+            raise Hj212Error("field", f"CP: {key!r} is not a factor-field key")
+        if key != "DataTime":
+            _put_param(params, key, value, strict, tz, notes)
+            continue
+        t = parse_time(value, tz=tz, strict=strict, what="DataTime")
+        if first_time is None:
+            first_time = t
+            params["DataTime"] = t
+        else:  # a new set of records begins
+            records.extend(_finish(b, current_time, letters, flags, strict, plain, tz, notes)
+                           for b in builders.values())
+            builders, codes = {}, set()
+        current_time = t
+    records.extend(_finish(b, current_time, letters, flags, strict, plain, tz, notes) for b in builders.values())
+    return DataArea(first_time, tuple(records), params)
+
+
+def _items(cp: str, strict: bool) -> Iterator[tuple[str, str, str, str]]:
+    """``(item, key, '=', value)`` of every item of a data area, in order (``sep`` empty for an item without '=';
+    ``item`` as written, for messages). Lenient
+    mode strips spaces and skips empty groups and empty items; strict mode refuses both."""
+    spaced = " " in cp
+    if spaced and strict:
+        raise Hj212Error("field", f"CP holds spaces: {cp[:60]!r}")
     for group in cp.split(";"):
         if not group:
             if strict:
@@ -235,34 +265,19 @@ def _general_area(cp: str, *, version: Version | None, strict: bool, tz: tzinfo,
                 key, value = key.strip(), value.strip()
                 if not key and not value:
                     continue
-            dash = key.find("-")
-            if dash > 0 and sep:  # a factor field: the common case
-                code = key[:dash]
-                b = builders.get(code)
-                if b is None:
-                    b = builders[code] = _new_builder(code, version, strict, codes, notes)
-                old = b.fields.setdefault(key[dash + 1:], value)
-                if old is not value and (strict or old != value):
-                    raise Hj212Error("field", f"CP: {key} given twice ({old!r}, {value!r})")
-                continue
-            if not sep or not key:
-                raise Hj212Error("field", f"CP: {item!r} is not key=value")
-            if dash >= 0:
-                raise Hj212Error("field", f"CP: {key!r} is not a factor-field key")
-            if key == "DataTime":
-                t = parse_time(value, tz=tz, strict=strict, what="DataTime")
-                if first_time is None:
-                    first_time = t
-                    params["DataTime"] = t
-                else:  # a new set of records begins
-                    records.extend(_finish(b, current_time, letters, flags, strict, plain, tz, notes)
-                                   for b in builders.values())
-                    builders, codes = {}, set()
-                current_time = t
-                continue
-            _put_param(params, key, value, strict, tz, notes)
-    records.extend(_finish(b, current_time, letters, flags, strict, plain, tz, notes) for b in builders.values())
-    return DataArea(first_time, tuple(records), params)
+            yield item, key, sep, value
+
+
+def _add_field(builders: dict[str, _Builder], codes: set[str], key: str, dash: int, value: str,
+               version: Version | None, strict: bool, notes: list[str]) -> None:
+    """A factor field into its record's builder; a field given twice is refused (lenient: unless equal)."""
+    code = key[:dash]
+    b = builders.get(code)
+    if b is None:
+        b = builders[code] = _new_builder(code, version, strict, codes, notes)
+    old = b.fields.setdefault(key[dash + 1:], value)
+    if old is not value and (strict or old != value):
+        raise Hj212Error("field", f"CP: {key} given twice ({old!r}, {value!r})")
 
 
 #: Factor-field key -> (factor code as sent, field, slot): the keys of a site repeat in every frame. ``slot`` is the
@@ -286,95 +301,134 @@ def _fast_area(cp: str, version: Version | None, strict: bool, tz: tzinfo,
     returns None and the general parser reads the area from the start, so results and refusals are the same
     either way (``tests/unit/test_hj212_fastpath.py`` holds the two equal).
     """
-    recs: dict[str, list] = {}
+    recs: dict[str, list[Any]] = {}
     texts: list[str] = []
-    slots: list[tuple[list, int]] = []
+    slots: list[tuple[list[Any], int]] = []
     params: dict[str, object] = {}
-    data_time = None
     legacy_ok = version is Version.HJ212_2005
     keys = _KEYS
     for item in cp.replace(";", ",").split(","):
         key, sep, value = item.partition("=")
         info = keys.get(key)
-        if info is None:
-            dash = key.find("-")
-            if not sep or not key or dash == 0:
+        if info is None:  # a parameter, or a factor field not seen before
+            info = _fast_key(key, sep, value, params, strict, tz)
+            if info is None:
                 return None
-            if dash < 0:  # a parameter
-                if key == "DataTime":
-                    if data_time is not None:
-                        return None  # a second set of records: the general parser splits them
-                    try:
-                        data_time = parse_time(value, tz=tz, strict=strict, what="DataTime")
-                    except Hj212Error:
-                        return None
-                    params["DataTime"] = data_time
-                    continue
-                if key in params:
-                    return None
-                try:
-                    _put_param(params, key, value, strict, tz, [])
-                except Hj212Error:
-                    return None
+            if info is _PARAM:
                 continue
-            if len(keys) > 65_536:
-                keys.clear()
-            name = key[dash + 1:]
-            info = keys[key] = (key[:dash], name, _SLOT.get(name, _SPECIAL.get(name, -4)))
         elif not sep:
             return None
         code, name, slot = info
-        rec = recs.get(code)
+        rec = recs.get(code) or _fast_record(recs, code, legacy_ok)
         if rec is None:
-            new = LEGACY_CODES.get(code)
-            if new is not None and not legacy_ok:
-                return None
-            rec = recs[code] = [None] * _N_SLOTS
-            rec[0], rec[1], rec[-1] = new or code, code if new else None, {}
-        if slot > 0:
+            return None
+        if slot > 0:  # a number: checked with the others at the end
             if rec[slot] is not None:
                 return None
             rec[slot] = 0.0  # taken; the value comes after the numbers are checked
             texts.append(value)
             slots.append((rec, slot))
-            continue
-        if slot == -1:
-            flag = letters.get(value)
-            if flag is None or rec[_LETTER] is not None:
-                return None
-            rec[_LETTER], rec[_FLAG] = value, flag
-        elif slot == -2:
-            if rec[_EFLAG] is not None:
-                return None
-            rec[_EFLAG] = value
-        elif slot == -3:
-            if rec[_SAMPLE] is not None:
-                return None
-            try:
-                rec[_SAMPLE] = parse_time(value, tz=tz, strict=strict, what=f"{rec[0]}-SampleTime")
-            except Hj212Error:
-                return None
-        else:
-            if name in rec[-1]:
-                return None
-            rec[-1][name] = value
+        elif not _fast_field(rec, slot, name, value, letters, strict, tz):
+            return None
+    return _fast_finish(recs, texts, slots, params, strict)
+
+
+def _fast_finish(recs: dict[str, list[Any]], texts: list[str], slots: list[tuple[list[Any], int]],
+                 params: dict[str, object], strict: bool) -> DataArea | None:
+    """The records of a fast-read area with their numbers, or None where the general parser must decide."""
     if len({r[0] for r in recs.values()}) != len(recs):  # one factor under its 2005 and its 2017 code
         return None
-    if texts:
-        joined = ",".join(texts)
-        if (_N_NUMBERS if strict else _PLAIN_NUMBERS).fullmatch(joined) is None:
-            return None
-        numbers = list(map(float, texts))
-        if _INF in numbers or _NINF in numbers:  # 400 digits: the general parser says what to do
-            return None
-        for (rec, slot), number in zip(slots, numbers):  # noqa: B905 - same length by construction
-            rec[slot] = number
-    new = tuple.__new__
+    if texts and not _fast_numbers(texts, slots, strict):
+        return None
+    data_time = params.get("DataTime")
+    make = tuple.__new__  # a record from its fields, without NamedTuple's argument handling
     records = []
     for rec in recs.values():
         rec[2] = data_time
-        records.append(new(DataRecord, rec))
-    return DataArea(data_time, tuple(records), params)
+        records.append(make(DataRecord, rec))
+    return DataArea(data_time if isinstance(data_time, datetime) else None, tuple(records), params)
+
+
+#: What :func:`_fast_key` returns for a parameter it has stored.
+_PARAM: tuple[str, str, int] = ("", "", 0)
+
+
+def _fast_key(key: str, sep: str, value: str, params: dict[str, object], strict: bool,
+              tz: tzinfo) -> tuple[str, str, int] | None:
+    """A key the cache does not know: a parameter is stored (:data:`_PARAM`), a factor field is cached and its
+    (code, field, slot) returned; None when the general parser must decide."""
+    dash = key.find("-")
+    if not sep or not key or dash == 0:
+        return None
+    if dash < 0:  # a parameter; a second DataTime starts a second set of records, which the general parser splits
+        if key in params:
+            return None
+        try:
+            if key == "DataTime":
+                params["DataTime"] = parse_time(value, tz=tz, strict=strict, what="DataTime")
+            else:
+                _put_param(params, key, value, strict, tz, [])
+        except Hj212Error:
+            return None
+        return _PARAM
+    if len(_KEYS) > 65_536:
+        _KEYS.clear()
+    name = key[dash + 1:]
+    info = _KEYS[key] = (key[:dash], name, _SLOT.get(name, _SPECIAL.get(name, -4)))
+    return info
+
+
+def _fast_record(recs: dict[str, list[Any]], code: str, legacy_ok: bool) -> list[Any] | None:
+    """A new record's fields (code, 2005 code, ..., extra), kept in ``recs``; None for a 2005 code outside a 2005
+    frame."""
+    new = LEGACY_CODES.get(code)
+    if new is not None and not legacy_ok:
+        return None
+    rec: list[Any] = [None] * _N_SLOTS
+    rec[0], rec[1], rec[-1] = new or code, code if new else None, {}
+    recs[code] = rec
+    return rec
+
+
+def _fast_field(rec: list[Any], slot: int, name: str, value: str, letters: Mapping[str, Flag], strict: bool,
+                tz: tzinfo) -> bool:
+    """A factor's flag, EFlag, SampleTime or other field into its record; False where the general parser must
+    decide (an unknown letter, a field given twice, a time that does not read)."""
+    if slot == -1:
+        flag = letters.get(value)
+        if flag is None or rec[_LETTER] is not None:
+            return False
+        rec[_LETTER], rec[_FLAG] = value, flag
+    elif slot == -2:
+        if rec[_EFLAG] is not None:
+            return False
+        rec[_EFLAG] = value
+    elif slot == -3:
+        if rec[_SAMPLE] is not None:
+            return False
+        try:
+            rec[_SAMPLE] = parse_time(value, tz=tz, strict=strict, what=f"{rec[0]}-SampleTime")
+        except Hj212Error:
+            return False
+    else:
+        if name in rec[-1]:
+            return False
+        rec[-1][name] = value
+    return True
+
+
+def _fast_numbers(texts: list[str], slots: list[tuple[list[Any], int]], strict: bool) -> bool:
+    """Every number of the area into its slot, checked with one regular expression and converted with one
+    ``map``; False where one is not a plain (strict: N-type) number or overflows."""
+    joined = ",".join(texts)
+    if (_N_NUMBERS if strict else _PLAIN_NUMBERS).fullmatch(joined) is None:
+        return False
+    numbers = list(map(float, texts))
+    if _INF in numbers or _NINF in numbers:  # 400 digits: the general parser says what to do
+        return False
+    for (rec, slot), number in zip(slots, numbers, strict=True):
+        rec[slot] = number
+    return True
 
 
 def _new_builder(code: str, version: Version | None, strict: bool, codes: set[str], notes: list[str]) -> _Builder:
@@ -419,35 +473,14 @@ def _finish(b: _Builder, data_time: datetime | None, letters: Mapping[str, Flag]
     for name, text in b.fields.items():
         slot = _SLOT.get(name)
         if slot is not None:
-            if strict:
-                if _STRICT_NUMBER.match(text) is None:
-                    raise Hj212Error("field", f"{b.code}-{name}: {text!r} is not a number of the HJ 212 N type")
-                v[slot] = float(text)
-                continue
-            try:
-                number = float(text)
-            except ValueError:
-                number = None
-            if number is not None and math.isfinite(number) and (plain or ("_" not in text and text.isascii())):
-                v[slot] = number  # float() alone also reads 'nan', '1_0' and non-ASCII digits
-            elif not text:
-                notes.append(f"{b.code}-{name} is empty: kept as missing")
-            else:
-                notes.append(f"{b.code}-{name}={text!r} is not a number: kept as text in extra")
+            number = _number(b.code, name, text, strict, plain, notes)
+            if number is not None:
+                v[slot] = number
+            elif text:  # not a number: kept as text
                 extra[name] = text
         elif name == "Flag":
             v[_LETTER] = text
-            flag = letters.get(text)
-            if flag is None:
-                flag = flags.legacy.get(text) if not strict else None
-                if flag is not None:
-                    notes.append(f"{b.code}-Flag={text} is a 2005 letter: read as {flag.name}")
-                elif strict:
-                    raise Hj212Error("data_flag", f"{b.code}-Flag={text!r} is not an HJ 212 data flag "
-                                                  f"(known: {''.join(letters)})")
-                else:
-                    notes.append(f"{b.code}-Flag={text!r} is not an HJ 212 data flag: marked unknown")
-            v[_FLAG] = flag
+            v[_FLAG] = _data_flag(b.code, text, letters, flags, strict, notes)
         elif name == "EFlag":
             v[_EFLAG] = text
         elif name == "SampleTime":
@@ -456,3 +489,39 @@ def _finish(b: _Builder, data_time: datetime | None, letters: Mapping[str, Flag]
             extra[name] = text
     v[-1] = extra
     return tuple.__new__(DataRecord, v)
+
+
+def _number(code: str, name: str, text: str, strict: bool, plain: bool, notes: list[str]) -> float | None:
+    """A numeric field's value; strict: an N-type number or a refusal; lenient: None (with a note) for an empty
+    field or one that is not a number."""
+    if strict:
+        if _STRICT_NUMBER.match(text) is None:
+            raise Hj212Error("field", f"{code}-{name}: {text!r} is not a number of the HJ 212 N type")
+        return float(text)
+    try:
+        number = float(text)
+    except ValueError:
+        number = None
+    if number is not None and math.isfinite(number) and (plain or ("_" not in text and text.isascii())):
+        return number  # float() alone also reads 'nan', '1_0' and non-ASCII digits
+    if not text:
+        notes.append(f"{code}-{name} is empty: kept as missing")
+    else:
+        notes.append(f"{code}-{name}={text!r} is not a number: kept as text in extra")
+    return None
+
+
+def _data_flag(code: str, text: str, letters: Mapping[str, Flag], flags: FlagTable, strict: bool,
+               notes: list[str]) -> Flag | None:
+    """The flag a data-flag letter means (HJ212-T8); lenient mode reads 2005 letters and marks unknown ones."""
+    flag = letters.get(text)
+    if flag is not None:
+        return flag
+    flag = flags.legacy.get(text) if not strict else None
+    if flag is not None:
+        notes.append(f"{code}-Flag={text} is a 2005 letter: read as {flag.name}")
+    elif strict:
+        raise Hj212Error("data_flag", f"{code}-Flag={text!r} is not an HJ 212 data flag (known: {''.join(letters)})")
+    else:
+        notes.append(f"{code}-Flag={text!r} is not an HJ 212 data flag: marked unknown")
+    return flag

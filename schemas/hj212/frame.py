@@ -17,7 +17,16 @@ from itertools import chain
 
 from .crc import crc16
 from .crypto import decrypt_segment, is_encrypted
-from .datarea import CHINA_TZ, DEFAULT_FLAGS, DataArea, DataRecord, FlagTable, Version, parse_data_area, parse_time
+from .datarea import (
+    CHINA_TZ,
+    DEFAULT_FLAGS,
+    DataArea,
+    DataRecord,
+    FlagTable,
+    Version,
+    parse_data_area,
+    parse_time,
+)
 from .errors import Hj212Error
 
 __all__ = ["MAX_SEGMENT_2017", "MAX_SEGMENT_FORMAT", "Frame", "Message", "Reassembler", "parse_frame"]
@@ -117,6 +126,14 @@ def parse_frame(
     notes: list[str] = []
     limit = max_segment_bytes if max_segment_bytes is not None else (MAX_SEGMENT_2017 if strict else
                                                                        MAX_SEGMENT_FORMAT)
+    body = _unwrap(raw, strict, notes)
+    segment, crc_field, declared, actual = _segment(body, raw, limit, strict, sm4_key, notes)
+    _check_crc(segment, crc_field, declared, actual, strict, notes)
+    return _parse_segment(_text(segment), raw, strict, tz, flags, notes)
+
+
+def _unwrap(raw: bytes, strict: bool, notes: list[str]) -> bytes:
+    """The frame between ``##`` and the ``<CR><LF>`` trailer (lenient: leading whitespace, a partial trailer)."""
     body = raw
     if not strict:
         stripped = body.lstrip(b" \t\r\n")
@@ -125,16 +142,19 @@ def parse_frame(
             body = stripped
     if not body.startswith(b"##"):
         raise Hj212Error("header", f"frame starts with {bytes(raw[:8])!r}, not '##'")
-    # Trailer.
     if body.endswith(b"\r\n"):
-        body = body[2:-2]
-    elif strict:
+        return body[2:-2]
+    if strict:
         raise Hj212Error("trailer", f"frame ends with {bytes(raw[-6:])!r}, not <CR><LF>")
-    else:
-        end = len(body.rstrip(b"\r\n"))
-        notes.append("trailer <CR><LF> missing or partial")
-        body = body[2:end]
-    # Length field.
+    end = len(body.rstrip(b"\r\n"))
+    notes.append("trailer <CR><LF> missing or partial")
+    return body[2:end]
+
+
+def _segment(body: bytes, raw: bytes, limit: int, strict: bool, sm4_key: bytes | None,
+             notes: list[str]) -> tuple[bytes, bytes, int, int]:
+    """(data segment, CRC field, declared length, actual length): the length field checked against the limit and
+    the segment (decrypted first when SM4-encrypted and the key is given)."""
     length_field = body[:4]
     if len(length_field) < 4 or not length_field.isdigit():
         raise Hj212Error("length", f"bytes 2-5 are {bytes(length_field)!r}, not a 4-digit length")
@@ -162,7 +182,11 @@ def parse_frame(
         if actual > limit:
             raise Hj212Error("oversize", f"data segment holds {actual} bytes; the limit is {limit}")
         notes.append(f"length field says {declared} bytes; the data segment holds {actual} (the CRC decides)")
-    # CRC: a mismatch ends processing here (HJ212-CRC).
+    return segment, crc_field, declared, actual
+
+
+def _check_crc(segment: bytes, crc_field: bytes, declared: int, actual: int, strict: bool, notes: list[str]) -> None:
+    """The CRC field against the segment's CRC: a mismatch ends processing here (HJ212-CRC)."""
     if not all(c in (_HEX_UPPER if strict else _HEX) for c in crc_field):
         raise Hj212Error("crc", f"CRC field {bytes(crc_field)!r} at byte {6 + actual} is not 4 "
                                 f"{'upper-case ' if strict else ''}hex digits")
@@ -174,7 +198,10 @@ def parse_frame(
                                 f"gives {computed:04X}{extra}: frame refused")
     if crc_field != crc_field.upper():
         notes.append("CRC written in lower-case hex")
-    # Text.
+
+
+def _text(segment: bytes) -> str:
+    """The segment as text: UTF-8 without control characters."""
     try:
         text = segment.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -182,7 +209,7 @@ def parse_frame(
     if not text.isprintable():
         bad = next(i for i, ch in enumerate(text) if not ch.isprintable())
         raise Hj212Error("encoding", f"data segment character {bad} is a control character {text[bad]!r}")
-    return _parse_segment(text, raw, strict, tz, flags, notes)
+    return text
 
 
 def _parse_segment(text: str, raw: bytes, strict: bool, tz: tzinfo, flags: FlagTable, notes: list[str]) -> Frame:
@@ -196,7 +223,19 @@ def _parse_segment(text: str, raw: bytes, strict: bool, tz: tzinfo, flags: FlagT
         raise Hj212Error("field", f"data area does not end with '&&' (ends {tail[-8:]!r})")
     cp = tail[:-2]
     header = _header_fields(text[:cp_at], strict, notes)
+    st, cn = _system_and_command(header, strict)
+    qn = _qn(header, strict, tz, notes)
+    pw, mn = _password_and_mn(header, strict, notes)
+    flag, version, ack, has_packets = _flag(header, strict, notes)
+    pnum, pno = _packet_numbers(header, flag, has_packets, strict, notes)
+    rf = header.get("RF")
+    if rf is not None and (rf != "1" or (strict and version is not Version.HJ212_2025)):
+        raise Hj212Error("field", f"RF={rf!r}: only RF=1, and only in HJ 212-2025 frames, marks re-sent data")
+    area = parse_data_area(cp, version=version, strict=strict, tz=tz, flags=flags, notes=notes)
+    return Frame(qn, st, cn, pw, mn, flag, version, ack, pnum, pno, rf is not None, cp, area, raw, tuple(notes))
 
+
+def _system_and_command(header: dict[str, str], strict: bool) -> tuple[str, str]:
     st, cn = header.get("ST"), header.get("CN")
     if st is None or cn is None:
         raise Hj212Error("field", f"header lacks {'ST' if st is None else 'CN'}")
@@ -204,6 +243,10 @@ def _parse_segment(text: str, raw: bytes, strict: bool, tz: tzinfo, flags: FlagT
         raise Hj212Error("field", f"CN={cn!r} is not a 4-digit command code")
     if strict and not (len(st) == 2 and st.isalnum() and st.isascii()):
         raise Hj212Error("field", f"ST={st!r} is not a 2-character system code")
+    return st, cn
+
+
+def _qn(header: dict[str, str], strict: bool, tz: tzinfo, notes: list[str]) -> str | None:
     qn = header.get("QN")
     if qn is not None:
         parse_time(qn[:14], tz=tz, strict=True, what="QN")  # checks the date; a bad QN is refused in both modes
@@ -215,47 +258,56 @@ def _parse_segment(text: str, raw: bytes, strict: bool, tz: tzinfo, flags: FlagT
         raise Hj212Error("field", "header lacks QN")
     else:
         notes.append("no QN")
+    return qn
+
+
+def _password_and_mn(header: dict[str, str], strict: bool, notes: list[str]) -> tuple[str | None, str | None]:
     pw, mn = header.get("PW"), header.get("MN")
     if strict:
         if pw is None or len(pw) != 6:
             raise Hj212Error("field", f"PW={pw!r} is not a 6-character password")
         if mn is None or len(mn) != 24 or not set(mn) <= _MN_CHARS:
             raise Hj212Error("field", f"MN={mn!r} is not 24 upper-case hex characters (EPC-96)")
-    else:
-        if pw is None:
-            notes.append("no PW")
-        if mn is None:
-            notes.append("no MN")
-        elif len(mn) != 24 or not set(mn) <= _MN_CHARS:
-            notes.append(f"MN={mn!r} is not 24 hex characters")
+        return pw, mn
+    if pw is None:
+        notes.append("no PW")
+    if mn is None:
+        notes.append("no MN")
+    elif len(mn) != 24 or not set(mn) <= _MN_CHARS:
+        notes.append(f"MN={mn!r} is not 24 hex characters")
+    return pw, mn
 
+
+def _flag(header: dict[str, str], strict: bool, notes: list[str]) -> tuple[int | None, Version | None, bool, bool]:
+    """(Flag, edition, acknowledgement wanted, packet numbers present) (HJ212-FLAG, HJ212-2025-FLAG)."""
     flag_text = header.get("Flag")
-    flag: int | None = None
-    version: Version | None
     if flag_text is None:
         if strict:
             raise Hj212Error("field", "header lacks Flag")
         notes.append("no Flag: read as an HJ/T 212-2005 frame")
-        version, ack, has_packets = Version.HJ212_2005, False, False
-    else:
-        if not (flag_text.isdigit() and flag_text.isascii() and len(flag_text) <= 3 and int(flag_text) <= 255):
-            raise Hj212Error("flag", f"Flag={flag_text!r} is not a whole number 0-255")
-        flag = int(flag_text)
-        ack, has_packets = bool(flag & 1), bool(flag & 2)
-        try:
-            version = Version(flag >> 2)
-        except ValueError:
-            if strict:
-                raise Hj212Error("version", f"Flag={flag} has version bits {flag >> 2:06b}: no known edition "
-                                            f"(000000 2005, 000001 2017, 000010 2025)") from None
-            notes.append(f"Flag={flag}: version bits {flag >> 2:06b} name no known edition")
-            version = None
+        return None, Version.HJ212_2005, False, False
+    if not (flag_text.isdigit() and flag_text.isascii() and len(flag_text) <= 3 and int(flag_text) <= 255):
+        raise Hj212Error("flag", f"Flag={flag_text!r} is not a whole number 0-255")
+    flag = int(flag_text)
+    version: Version | None
+    try:
+        version = Version(flag >> 2)
+    except ValueError:
+        if strict:
+            raise Hj212Error("version", f"Flag={flag} has version bits {flag >> 2:06b}: no known edition "
+                                        f"(000000 2005, 000001 2017, 000010 2025)") from None
+        notes.append(f"Flag={flag}: version bits {flag >> 2:06b} name no known edition")
+        version = None
+    return flag, version, bool(flag & 1), bool(flag & 2)
 
+
+def _packet_numbers(header: dict[str, str], flag: int | None, has_packets: bool, strict: bool,
+                    notes: list[str]) -> tuple[int | None, int | None]:
     pnum = _packet_number(header, "PNUM")
     pno = _packet_number(header, "PNO")
     if (pnum is None) != (pno is None):
         raise Hj212Error("field", "PNUM and PNO must come together")
-    if pnum is not None and not 1 <= pno <= pnum:
+    if pnum is not None and pno is not None and not 1 <= pno <= pnum:
         raise Hj212Error("field", f"PNO={pno} is outside 1..PNUM={pnum}")
     if flag is not None and has_packets != (pnum is not None):
         detail = (f"Flag={flag} has the packet bit set but the header has no PNUM/PNO" if has_packets else
@@ -263,18 +315,32 @@ def _parse_segment(text: str, raw: bytes, strict: bool, tz: tzinfo, flags: FlagT
         if strict:
             raise Hj212Error("flag", detail)
         notes.append(detail + ": PNUM/PNO presence decides")
+    return pnum, pno
 
-    rf = header.get("RF")
-    if rf is not None:
-        if rf != "1" or (strict and version is not Version.HJ212_2025):
-            raise Hj212Error("field", f"RF={rf!r}: only RF=1, and only in HJ 212-2025 frames, marks re-sent data")
-    area = parse_data_area(cp, version=version, strict=strict, tz=tz, flags=flags, notes=notes)
-    return Frame(qn, st, cn, pw, mn, flag, version, ack, pnum, pno, rf is not None, cp, area, raw, tuple(notes))
+
+_HEADER_KEYS = (*_HEADER_ORDER, "PNUM", "PNO", "RF")
 
 
 def _header_fields(head: str, strict: bool, notes: list[str]) -> dict[str, str]:
     if strict and head and not head.endswith(";"):
         raise Hj212Error("field", f"header does not end with ';' before CP (ends {head[-8:]!r})")
+    fields = _key_values(head, strict)
+    keys = list(fields)
+    if strict:
+        expected = [k for k in _HEADER_KEYS if k in fields]
+        if keys != expected or len(keys) != len(set(keys) & set(_HEADER_KEYS)):
+            raise Hj212Error("field", f"header fields are {keys}; HJ 212 wants QN;ST;CN;PW;MN;Flag[;PNUM;PNO][;RF]")
+    else:
+        unknown = [k for k in keys if k not in _HEADER_KEYS]
+        if unknown:
+            notes.append(f"unknown header fields {unknown} ignored")
+        if " " in head:
+            notes.append("spaces in the header ignored")
+    return fields
+
+
+def _key_values(head: str, strict: bool) -> dict[str, str]:
+    """The header's ``key=value`` fields in order (lenient: spaces and empty fields dropped)."""
     fields: dict[str, str] = {}
     parts = head.split(";")
     if strict:
@@ -294,17 +360,6 @@ def _header_fields(head: str, strict: bool, notes: list[str]) -> dict[str, str]:
         if key in fields:
             raise Hj212Error("field", f"header gives {key} twice")
         fields[key] = value
-    keys = list(fields)
-    if strict:
-        expected = [k for k in (*_HEADER_ORDER, "PNUM", "PNO", "RF") if k in fields]
-        if keys != expected or len(keys) != len(set(keys) & {*_HEADER_ORDER, "PNUM", "PNO", "RF"}):
-            raise Hj212Error("field", f"header fields are {keys}; HJ 212 wants QN;ST;CN;PW;MN;Flag[;PNUM;PNO][;RF]")
-    else:
-        unknown = [k for k in keys if k not in (*_HEADER_ORDER, "PNUM", "PNO", "RF")]
-        if unknown:
-            notes.append(f"unknown header fields {unknown} ignored")
-        if " " in head:
-            notes.append("spaces in the header ignored")
     return fields
 
 
@@ -355,7 +410,8 @@ class Reassembler:
         self.max_messages = max_messages
         self.max_packets = max_packets
         self.timeout_s = timeout_s
-        self._pending: dict[tuple, tuple[float, dict[int, Frame]]] = {}  # insertion order = age order
+        # (MN, ST, CN, QN) -> (first seen, packets by number); insertion order = age order
+        self._pending: dict[tuple[str | None, str, str, str], tuple[float, dict[int, Frame]]] = {}
         self.duplicates = 0
         self.evicted = 0
         self.expired = 0
@@ -367,36 +423,46 @@ class Reassembler:
     def push(self, frame: Frame, now_s: float) -> Message | None:
         if frame.pnum is None:
             return Message((frame,))
-        if frame.pnum > self.max_packets:
-            raise Hj212Error("split", f"PNUM={frame.pnum} exceeds the limit of {self.max_packets} packets")
+        key, pnum, pno = self._split_key(frame, frame.pnum)
+        packets = self._packets(key, now_s)
+        if packets:
+            earlier = next(iter(packets.values())).pnum
+            if pnum != earlier:
+                del self._pending[key]
+                raise Hj212Error("split", f"QN={frame.qn}: packet {pno} says PNUM={pnum}, "
+                                          f"earlier packets said {earlier}; message dropped")
+        held = packets.get(pno)
+        if held is not None:
+            if held.cp == frame.cp:
+                self.duplicates += 1
+                return None
+            del self._pending[key]
+            raise Hj212Error("split", f"QN={frame.qn}: two different packets numbered {pno}; message dropped")
+        packets[pno] = frame
+        if len(packets) < pnum:
+            return None
+        del self._pending[key]
+        return Message(tuple(packets[i] for i in range(1, pnum + 1)))
+
+    def _split_key(self, frame: Frame, pnum: int) -> tuple[tuple[str | None, str, str, str], int, int]:
+        """(message key, PNUM, PNO) of a split packet, or the refusal of one that cannot be joined."""
+        if pnum > self.max_packets:
+            raise Hj212Error("split", f"PNUM={pnum} exceeds the limit of {self.max_packets} packets")
         if frame.qn is None:
             raise Hj212Error("split", "a split packet without QN cannot be matched to its message")
-        key = (frame.mn, frame.st, frame.cn, frame.qn)
+        if frame.pno is None:  # the parser never makes one (PNUM and PNO come together)
+            raise Hj212Error("split", "a split packet without PNO cannot be placed in its message")
+        return (frame.mn, frame.st, frame.cn, frame.qn), pnum, frame.pno
+
+    def _packets(self, key: tuple[str | None, str, str, str], now_s: float) -> dict[int, Frame]:
+        """The packets held for a message, a new message dropping the oldest when the table is full."""
         entry = self._pending.get(key)
         if entry is None:
             if len(self._pending) >= self.max_messages:
                 del self._pending[next(iter(self._pending))]
                 self.evicted += 1
             entry = self._pending[key] = (now_s, {})
-        packets = entry[1]
-        if packets:
-            pnum = next(iter(packets.values())).pnum
-            if frame.pnum != pnum:
-                del self._pending[key]
-                raise Hj212Error("split", f"QN={frame.qn}: packet {frame.pno} says PNUM={frame.pnum}, "
-                                          f"earlier packets said {pnum}; message dropped")
-        held = packets.get(frame.pno)
-        if held is not None:
-            if held.cp == frame.cp:
-                self.duplicates += 1
-                return None
-            del self._pending[key]
-            raise Hj212Error("split", f"QN={frame.qn}: two different packets numbered {frame.pno}; message dropped")
-        packets[frame.pno] = frame
-        if len(packets) < frame.pnum:
-            return None
-        del self._pending[key]
-        return Message(tuple(packets[i] for i in range(1, frame.pnum + 1)))
+        return entry[1]
 
     def expire(self, now_s: float) -> list[tuple[str | None, str, str, str]]:
         """Drop incomplete messages first seen more than ``timeout_s`` ago; return their (MN, ST, CN, QN)."""

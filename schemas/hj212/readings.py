@@ -17,7 +17,7 @@ factor codes the source does not map (a heartbeat's ``CON``, a treatment facilit
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 
@@ -137,10 +137,10 @@ def message_columns(message: Message, source: SourceMap) -> Converted:
                      tuple(unmapped), repaired)
 
 
-def _ns(t) -> int:
+def _ns(t: datetime) -> int:
     """Aware datetime -> ns since the epoch, exactly (HJ 212 times are whole seconds, 17-digit ones milliseconds)."""
     return (t - _EPOCH) // _US * 1000
 
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _US = timedelta(microseconds=1)

@@ -15,11 +15,13 @@ Per frame, in order (docs/hj212.md, "Receivers"):
 3. Data uploads (2011, 2051, 2061, 2031) are reassembled (PNUM/PNO), converted (:mod:`.readings`) and returned as
    :class:`Upload` with their data answer (9014, when the Flag asks for one, HJ212-ANS), which the shell sends only
    once the data are stored (HJ212-ACK-STORED): an acknowledged upload is never lost. A packet that is not the last
-   of its message is answered at once (the datalogger sends the next one only then). A message whose content was already stored (a
-   retransmission: same MN, CN and data area, whatever its QN) is acknowledged again but not stored twice.
+   of its message is answered at once (the datalogger sends the next one only then). A message whose content was
+   already stored (a retransmission: same MN, CN and data area, whatever its QN) is acknowledged again but not stored
+   twice.
 4. A heartbeat (9015) asking for an answer gets a notification answer (9013; HJ212-9015-ANS [U]: which answer
-   HJ 212-2025 wants is not confirmed); a time calibration request (1013) gets the platform's time (1012, ``SystemTime``); other frames
-   asking for an answer get a notification answer (9013); answers (9011-9014) are never answered.
+   HJ 212-2025 wants is not confirmed); a time calibration request (1013) gets the platform's time (1012,
+   ``SystemTime``); other frames asking for an answer get a notification answer (9013); answers (9011-9014) are never
+   answered.
 """
 
 from __future__ import annotations
@@ -27,9 +29,10 @@ from __future__ import annotations
 import hashlib
 import hmac
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timezone, tzinfo
-from typing import Callable, NamedTuple
+from datetime import UTC, datetime, tzinfo
+from typing import NamedTuple
 
 from ..batch import TS_MAX_NS, TS_MIN_NS
 from .build import build_frame, build_response, format_qn, format_time, make_flag
@@ -40,7 +43,7 @@ from .frame import MAX_SEGMENT_FORMAT, Frame, Message, Reassembler, parse_frame
 from .readings import Converted, SourceMap, message_columns
 from .stream import MAX_FRAME_BYTES, FrameSplitter
 
-__all__ = ["Dedup", "Refused", "Registration", "ReceiverSession", "Reply", "Seen", "Upload", "REFUSALS"]
+__all__ = ["REFUSALS", "Dedup", "ReceiverSession", "Refused", "Registration", "Reply", "Seen", "Upload"]
 
 #: Why a receiver refuses a frame (metric label, dead-letter reason). Codec refusals keep the codec's own reason
 #: (``crc``, ``length``...; :data:`~.errors.REASONS`), reported as ``crc`` or ``undecodable`` by the centre.
@@ -153,7 +156,7 @@ class ReceiverSession:
     def __init__(self, lookup: Callable[[str], Registration | None], *, dedup: Dedup | None = None,
                  strict: bool = False, flags: FlagTable = DEFAULT_FLAGS, max_frame_bytes: int = MAX_FRAME_BYTES,
                  max_messages: int = 64, max_packets: int = 64, split_timeout_s: float = 600.0,
-                 clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc)) -> None:
+                 clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
         self.lookup, self.dedup = lookup, dedup if dedup is not None else Dedup()
         self.strict, self.flags, self.clock = strict, flags, clock
         self.splitter = FrameSplitter(max_frame_bytes)
@@ -196,6 +199,10 @@ class ReceiverSession:
                                   raw, frame.mn))
             return
         self.mns.add(reg.mn)
+        self._dispatch(reg, frame, raw, now_s, events)
+
+    def _dispatch(self, reg: Registration, frame: Frame, raw: bytes, now_s: float, events: list[Event]) -> None:
+        """What an authenticated frame calls for: storing an upload, answering, or only noting it."""
         cn = frame.cn
         if cn in DATA_UPLOADS:
             self._upload(reg, frame, raw, now_s, events)
@@ -224,7 +231,7 @@ class ReceiverSession:
         digest = Dedup.digest(message)
         duplicate = self.dedup.seen(reg.mn, digest)
         converted = message_columns(message, reg.source)
-        if converted.ts_ns.size and not (TS_MIN_NS <= int(converted.ts_ns.min())
+        if converted.ts_ns.size and not (int(converted.ts_ns.min()) >= TS_MIN_NS
                                          and int(converted.ts_ns.max()) < TS_MAX_NS):
             events.append(Refused("bad_time", f"MN={frame.mn} CN={frame.cn} QN={frame.qn}: DataTime outside "
                                               f"2000-2199", b"".join(p.raw for p in message.parts), frame.mn))
@@ -238,7 +245,7 @@ class ReceiverSession:
     @staticmethod
     def _answer(cn: str, frame: Frame) -> bytes:
         version = frame.version if frame.version in (Version.HJ212_2017, Version.HJ212_2025) else Version.HJ212_2017
-        return build_response(cn, qn=frame.qn or format_qn(datetime.now(timezone.utc)), pw=frame.pw or "",
+        return build_response(cn, qn=frame.qn or format_qn(datetime.now(UTC)), pw=frame.pw or "",
                               mn=frame.mn or "", version=version)
 
     def _set_time(self, reg: Registration, frame: Frame) -> bytes:

@@ -4,18 +4,20 @@ deadlines. Read-only. Bad requests get a 4xx with a JSON ``error``; the OpenAPI 
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
 from aiohttp import web
 
-from streams.archive.store import FIELDS, Archive, ArchiveError
+from streams.archive.store import FIELDS, Archive, ArchiveError, Entry
 
 __all__ = ["OPENAPI", "make_app"]
 
 _FORMAT = {"name": "format", "in": "query", "schema": {"type": "string", "enum": ["json", "csv", "parquet"],
                                                            "default": "json"}}
 _ENTRY = {"type": "object", "properties": {
-    "seq": {"type": "integer"}, "entity_id": {"type": "string"}, "source_id": {"type": "string", "description": "'-': entity total"},
+    "seq": {"type": "integer"}, "entity_id": {"type": "string"},
+    "source_id": {"type": "string", "description": "'-': entity total"},
     "month": {"type": "string", "pattern": r"^\d{4}-\d{2}$"}, "version": {"type": "integer"},
     "reason": {"type": "string", "description": "first | late_data | report | alerts | ..."},
     "archived_at": {"type": "string", "format": "date-time"},
@@ -30,8 +32,8 @@ OPENAPI = {
     "paths": {
         "/v1/months": {"get": {
             "summary": "Newest version of every month matching the filters",
-            "parameters": [{"name": n, "in": "query", "schema": {"type": "string"}} for n in ("entity", "source", "month")]
-            + [_FORMAT],
+            "parameters": [{"name": n, "in": "query", "schema": {"type": "string"}}
+                           for n in ("entity", "source", "month")] + [_FORMAT],
             "responses": {"200": {"description": "entries", "content": {
                 "application/json": {"schema": {"type": "array", "items": _ENTRY}}, "text/csv": {},
                 "application/vnd.apache.parquet": {}}}, "400": _ERROR}}},
@@ -52,7 +54,8 @@ OPENAPI = {
 
 
 @web.middleware
-async def _errors(request: web.Request, handler):
+async def _errors(request: web.Request,
+                  handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
     try:
         return await handler(request)
     except ArchiveError as exc:
@@ -64,9 +67,10 @@ async def _errors(request: web.Request, handler):
 
 
 def make_app(archive: Archive) -> web.Application:
-    def respond(entries, request: web.Request) -> web.Response:
+    def respond(entries: list[Entry], request: web.Request) -> web.Response:
         body, media = archive.export(entries, request.query.get("format", "json"))
-        return web.Response(body=body, content_type=media.split(";")[0], charset="utf-8" if "charset" in media else None)
+        return web.Response(body=body, content_type=media.split(";")[0],
+                            charset="utf-8" if "charset" in media else None)
 
     async def months(request: web.Request) -> web.Response:
         unknown = set(request.query) - {"entity", "source", "month", "format"}
@@ -76,7 +80,8 @@ def make_app(archive: Archive) -> web.Application:
         return respond(archive.latest(q.get("entity"), q.get("month"), q.get("source")), request)
 
     async def versions(request: web.Request) -> web.Response:
-        entries = archive.history(request.match_info["entity"], request.match_info["month"], request.query.get("source"))
+        match = request.match_info
+        entries = archive.history(match["entity"], match["month"], request.query.get("source"))
         if not entries:
             return web.json_response({"error": "no such entity, source and month in the archive"}, status=404)
         return respond(entries, request)

@@ -11,7 +11,7 @@ version breaks every hash after it: :meth:`Archive.verify` recomputes the chain 
 (Cutting the newest versions off the end leaves a valid shorter chain: publish the head hash elsewhere, e.g. in
 the monthly filing, to catch that too.)
 
-**Deadlines.** Key parameters are archived monthly within 40 days after the month's end (cems-standards §4.7 [S]):
+**Deadlines.** Key parameters are archived monthly within 40 days after the month's end (docs/sources.md CN-REVIEW):
 :meth:`Archive.deadlines` reports, per entity and month, whether the month is archived in time, late, still due or
 missing. Storage is one SQLite file (standard library; the embedded mode's store, or the archive service's).
 
@@ -161,7 +161,8 @@ class Archive:
         """Registered entities: id, time zone, first month, province and municipality."""
         cur = self.db.execute("SELECT entity_id, timezone, first_month, province, municipality FROM entities "
                               "ORDER BY entity_id")
-        return [dict(zip(("entity_id", "timezone", "first_month", "province", "municipality"), r)) for r in cur]
+        columns = ("entity_id", "timezone", "first_month", "province", "municipality")
+        return [dict(zip(columns, r, strict=True)) for r in cur]
 
     def append(self, kind: str, entity_id: str, month: str, data: dict, at: datetime | None = None) -> Record:
         """A record at the head of the chain (``month`` "" for an entity-wide one). Never changed afterwards."""
@@ -269,7 +270,8 @@ class Archive:
                           (entity_id, source, month) * 2)
         return rows[0] if rows else None
 
-    def latest(self, entity_id: str | None = None, month: str | None = None, source_id: str | None = None) -> list[Entry]:
+    def latest(self, entity_id: str | None = None, month: str | None = None,
+               source_id: str | None = None) -> list[Entry]:
         """The newest version of every entry matching the filters."""
         if month is not None:
             _month(month)
@@ -289,8 +291,10 @@ class Archive:
         """Every broken link of the hash chain, versions and records in one sequence, and every evidence file
         that is missing or does not match its sha256 (empty: intact). ``head``: a head hash published earlier,
         which must still be in the chain (catches versions or records cut off the end)."""
-        problems, prev, seen = [], GENESIS, set()
-        for e in sorted(self._rows() + self._records(""), key=lambda e: e.seq):
+        problems: list[str] = []
+        prev, seen = GENESIS, set()
+        chain: list[Entry | Record] = [*self._rows(), *self._records("")]
+        for e in sorted(chain, key=lambda e: e.seq):
             name = (f"{e.entity_id}/{e.source_id}/{e.month} v{e.version}" if isinstance(e, Entry)
                     else f"{e.kind} {e.entity_id}/{e.month or '-'}")
             if e.prev_hash != prev:
@@ -310,10 +314,10 @@ class Archive:
             prev = e.hash
             seen.add(e.hash)
         chained = {r.entity_id: r.data for r in self._records("WHERE kind='entity' ORDER BY seq")}
-        for e in self.entities():  # the table is what the console filters by; the chain is what counts
-            if e["entity_id"] in chained and chained[e["entity_id"]] != {k: e[k] for k in ("timezone", "province",
-                                                                                            "municipality")}:
-                problems.append(f"entity {e['entity_id']}: time zone or region in the entities table does not match "
+        for row in self.entities():  # the table is what the console filters by; the chain is what counts
+            if row["entity_id"] in chained and chained[row["entity_id"]] != {k: row[k] for k in ("timezone", "province",
+                                                                                                "municipality")}:
+                problems.append(f"entity {row['entity_id']}: time zone or region in the entities table does not match "
                                 f"the chain (altered)")
         if head is not None and head != GENESIS and head not in seen:
             problems.append(f"head {head} is not in the chain (versions or records were cut off its end)")
@@ -336,7 +340,8 @@ class Archive:
                 deadline = deadline_of(label, tz)
                 first_at = self.db.execute("SELECT MIN(archived_at) FROM versions WHERE entity_id=? AND month=?",
                                            (entity_id, label)).fetchone()[0]
-                archived = None if first_at is None else datetime.strptime(first_at, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+                archived = (None if first_at is None
+                            else datetime.strptime(first_at, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC))
                 if archived is not None:
                     status = "in_time" if archived <= deadline else "late"
                 else:
@@ -358,11 +363,11 @@ class Archive:
         columns = list(rows[0]) if rows else ["entity_id", "source_id", "month", "version", "reason", "archived_at",
                                               *FIELDS, "hash"]
         if fmt == "csv":
-            buf = io.StringIO()
-            w = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
+            text = io.StringIO()
+            w = csv.DictWriter(text, fieldnames=columns, lineterminator="\n")
             w.writeheader()
             w.writerows(rows)
-            return buf.getvalue().encode(), "text/csv; charset=utf-8"
+            return text.getvalue().encode(), "text/csv; charset=utf-8"
         if fmt == "parquet":
             import pyarrow as pa
             import pyarrow.parquet as pq

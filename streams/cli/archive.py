@@ -16,8 +16,8 @@ def serve_api(archive, port: int) -> None:
 
     from streams.archive.api import make_app
 
-    web.run_app(make_app(archive), host="127.0.0.1", port=port,
-                print=lambda *_: click.echo(f"archive API on http://127.0.0.1:{port}/v1/months (OpenAPI: /openapi.json)"))
+    banner = f"archive API on http://127.0.0.1:{port}/v1/months (OpenAPI: /openapi.json)"
+    web.run_app(make_app(archive), host="127.0.0.1", port=port, print=lambda *_: click.echo(banner))
 
 
 @click.group()
@@ -25,8 +25,8 @@ def archive() -> None:
     """The monthly archive: immutable versions in a hash chain, deadlines, exports."""
 
 
-STORE = click.option("--store", type=click.Path(dir_okay=False, path_type=Path), default=Path("demo-output/archive.sqlite"),
-                     show_default=True, help="The archive file.")
+STORE = click.option("--store", type=click.Path(dir_okay=False, path_type=Path),
+                     default=Path("demo-output/archive.sqlite"), show_default=True, help="The archive file.")
 
 
 @archive.command("serve")

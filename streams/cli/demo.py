@@ -16,6 +16,7 @@ from zoneinfo import ZoneInfo
 import click
 
 from edge_agent.simulator.demo import BATCH_S, DEMO_PLANTS, Plant, batches, write_outbox
+from schemas.site import Entity
 
 __all__ = ["demo", "record_plants", "run_demo_plants"]
 
@@ -24,13 +25,15 @@ DEMO_REPORTS = REPO / "deploy" / "demo" / "reports"
 
 
 def record_plants(plants: tuple[Plant, ...], month: str, outbox: Path, lateness_s: float = 600.0,
-                  days: int | None = None) -> tuple[list, list[Path], dict[str, str]]:
+                  days: int | None = None) -> tuple[list[Entity], list[Path], dict[str, str]]:
     """Each plant's local month (or its first ``days``) as an edge outbox under ``outbox/<agent>``, running on past
     the month's end for the allowed lateness so that the month closes by the data's own clock: (entities, batch
     files, meters)."""
     from streams.core.monthly import month_range
 
-    entities, files, meters = [], [], {}
+    entities: list[Entity] = []
+    files: list[Path] = []
+    meters: dict[str, str] = {}
     for plant in plants:
         entity = plant.entity()
         start, end = month_range(month, entity.tz)
@@ -154,7 +157,8 @@ def _serve_console(out: Path, port: int, clock) -> None:
         from streams.cli.console import serve
         from streams.console.demo import demo_accounts
     except ImportError as exc:
-        raise click.ClickException(f"the console needs the 'console' extra (pip install -e '.[console]'): {exc}")
+        hint = "the console needs the 'console' extra (pip install -e '.[console]')"
+        raise click.ClickException(f"{hint}: {exc}") from exc
     from streams.archive.store import Archive
 
     accounts = demo_accounts(out / "console.sqlite", Archive(out / "archive.sqlite").entities())

@@ -75,8 +75,8 @@ def serve(config: Path | None, log_level: str, log_format: str) -> None:
     import asyncio
     import signal
 
-    from schemas.logs import configure_logging  # the CLI's log format, shared with the other commands
     from ingest.hj212_server import Hj212Server, KafkaSink
+    from schemas.logs import configure_logging  # the CLI's log format, shared with the other commands
 
     configure_logging(log_level, log_format)
     cfg = _load(config)

@@ -29,10 +29,12 @@ def accounting() -> None:
 @click.option("--check", is_flag=True, help="Validate only; publish nothing.")
 def accounting_import(files: tuple[Path, ...], config: Path | None, check: bool) -> None:
     """Validate CSV/JSON reports, all files or nothing, then publish them to the accounting topic."""
-    from ingest.accounting import AccountingImportError, load_reports
+    from ingest.accounting import AccountingImportError, Problem, load_reports
+    from schemas.accounting import AccountingReport
     from streams.runtime.reconciler import publish_reports
 
-    reports, problems = [], []
+    reports: list[AccountingReport] = []
+    problems: list[Problem] = []
     for path in files:
         try:
             reports += load_reports(path)
@@ -148,7 +150,8 @@ def alerts_list(config, status, as_json, **filters) -> None:
 @click.option("--interval", default=5.0, show_default=True, help="Seconds between looks.")
 def alerts_follow(config, status, as_json, interval, **filters) -> None:
     """Print alerts as new versions or review changes arrive (Ctrl-C to stop)."""
-    cfg, seen = _load(config), {}
+    cfg = _load(config)
+    seen: dict[str, tuple[int, str]] = {}
     while True:
         for row in _select(cfg, status, filters):
             state = (row.alert.revision, row.status)

@@ -25,6 +25,7 @@ from . import review
 from .auth import Auth, Limits, LoginRefused
 from .i18n import LABELS, LANGS, label, region_name
 from .openapi import OPENAPI
+from .policy import User
 from .service import CATEGORIES, MAX_FILE_BYTES, BadRequest, Conflict, Console, NotFound, Refused
 from .store import Store
 
@@ -37,8 +38,8 @@ PUBLIC = ("/login", "/static/", "/api/v1/openapi.json")
 CSP = ("default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
        "object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'")
 CONSOLE = web.AppKey("console", Console)
-USER = web.RequestKey("user", object)  # policy.User of the request, when logged in
-SESSION = web.RequestKey("session", object)  # the session token (str) or None
+USER = web.RequestKey("user", User)  # the user of the request, when logged in
+SESSION: web.RequestKey[str | None] = web.RequestKey("session")  # the session token, when a cookie sent one
 VIA = web.RequestKey("via", str)  # "cookie" | "bearer"
 AUTH = web.AppKey("auth", Auth)
 SETTINGS = web.AppKey("settings", dict)
@@ -109,10 +110,16 @@ async def _csrf(request: web.Request, handler):
         return await handler(request)  # checked against the login cookie in the handler
     sent = request.headers.get("X-CSRF-Token")
     if sent is None and request.content_type in ("application/x-www-form-urlencoded", "multipart/form-data"):
-        sent = (await request.post()).get("csrf")
-    if not request.get(SESSION) or not request.app[AUTH].csrf_ok(request[SESSION], sent):
+        sent = _form_text((await request.post()).get("csrf"))
+    session = request.get(SESSION)
+    if not session or not request.app[AUTH].csrf_ok(session, sent):
         return _csrf_refused(request)
     return await handler(request)
+
+
+def _form_text(value: object) -> str | None:
+    """A form field's text; None for a missing field or an uploaded file in its place."""
+    return value if isinstance(value, str) else None
 
 
 def _csrf_refused(request: web.Request) -> web.Response:
@@ -166,7 +173,7 @@ def _region_codes(data: dict | None) -> set[str]:
     return codes | {a[k] for a in data.get("queue", []) for k in ("province", "municipality")}
 
 
-def _user(request: web.Request):
+def _user(request: web.Request) -> User:
     return request[USER]
 
 
@@ -196,7 +203,7 @@ async def login(request: web.Request) -> web.Response:
     form = await request.post()
     auth = request.app[AUTH]
     pre = request.cookies.get(LOGIN_COOKIE)
-    if not pre or not auth.csrf_ok("login:" + pre, form.get("csrf")):
+    if not pre or not auth.csrf_ok("login:" + pre, _form_text(form.get("csrf"))):
         return _csrf_refused(request)
     try:
         user, token = auth.login(str(form.get("username", "")), str(form.get("password", "")),
@@ -215,7 +222,9 @@ def _redirect(location: str) -> web.Response:
 
 
 async def logout(request: web.Request) -> web.Response:
-    request.app[AUTH].logout(request[SESSION])
+    session = request.get(SESSION)
+    if session:  # a bearer token's request has no session to end
+        request.app[AUTH].logout(session)
     response = _redirect("/login")
     response.del_cookie(SESSION_COOKIE, path="/")
     return response

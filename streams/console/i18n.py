@@ -23,7 +23,8 @@ LABELS: dict[str, tuple[str, str]] = {  # key: (en, zh)
     "cleared": ("cleared", "已解除"),
     "open": ("open", "待处理"), "acknowledged": ("acknowledged", "已确认"), "dismissed": ("dismissed", "已驳回"),
     "finding": ("finding", "审核发现"),
-    "acknowledge": ("Acknowledge", "确认"), "dismiss": ("Dismiss", "驳回"), "make_finding": ("Make a finding", "列为审核发现"),
+    "acknowledge": ("Acknowledge", "确认"), "dismiss": ("Dismiss", "驳回"),
+    "make_finding": ("Make a finding", "列为审核发现"),
     "in_time": ("on time", "按时"), "late": ("late", "逾期"), "missing": ("missing", "未报"), "due": ("due", "待报"),
     "open_alerts": ("open alerts", "未处理预警"),
     "municipal_review": ("municipal review", "市级审核中"), "provincial_review": ("provincial review", "省级审核中"),
@@ -44,7 +45,8 @@ LABELS: dict[str, tuple[str, str]] = {  # key: (en, zh)
     "weighbridge_ticket": ("weighbridge ticket", "过磅单"), "invoice": ("invoice", "发票"),
     "sampling_record": ("sampling record", "采样记录"), "other": ("other", "其他"),
     "deposit": ("Deposit a file", "上传材料"), "upload": ("Upload", "上传"),
-    "submit": ("Submit the month", "提交本月"), "correction_reason": ("Reason (needed for a correction)", "原因（更正时必填）"),
+    "submit": ("Submit the month", "提交本月"),
+    "correction_reason": ("Reason (needed for a correction)", "原因（更正时必填）"),
     "reason": ("Reason", "原因"), "review": ("Review", "审核"), "accept": ("Accept", "通过"),
     "escalate": ("Escalate", "上报"), "return": ("Return to the plant", "退回企业"),
     "history": ("Review history", "审核记录"), "by": ("By", "操作人"), "action": ("Action", "操作"),
@@ -64,7 +66,8 @@ LABELS: dict[str, tuple[str, str]] = {  # key: (en, zh)
     "status_by_region": ("Entities by deadline status", "按截止状态统计"),
     "alerts_by_region": ("Open alerts by region and severity", "按地区与严重程度统计的预警"),
     "from": ("From", "原状态"), "to": ("To", "新状态"), "escalated": ("escalated", "已上报"),
-    "submission": ("submission", "提交"), "nothing_to_do": ("No action for your role in this state.", "当前状态下无可执行操作。"),
+    "submission": ("submission", "提交"),
+    "nothing_to_do": ("No action for your role in this state.", "当前状态下无可执行操作。"),
 }
 
 

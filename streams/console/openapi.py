@@ -9,7 +9,8 @@ __all__ = ["OPENAPI"]
 
 _ERR = {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
 _P = {n: {"name": n, "in": "path", "required": True, "schema": {"type": "string"}} for n in ("entity", "sha256")}
-_P["month"] = {"name": "month", "in": "path", "required": True, "schema": {"type": "string", "pattern": r"^\d{4}-\d{2}$"}}
+_P["month"] = {"name": "month", "in": "path", "required": True,
+               "schema": {"type": "string", "pattern": r"^\d{4}-\d{2}$"}}
 _Q = {n: {"name": n, "in": "query", "schema": {"type": "string"}} for n in
       ("severity", "state", "province", "municipality", "month", "entity")}
 _COMMON = {"401": {"description": "not logged in (no session cookie or bearer token)", **_ERR},

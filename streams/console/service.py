@@ -134,8 +134,9 @@ def report_parameters(report: dict) -> list[dict]:
 
 def co2_tolerance(report_json: dict | None, alert_allowed: float | None) -> float:
     """The tolerance band of CEMS against calculated CO2 (fraction): the reconciliation's own, from its alert when
-    it raised one, else the same combination for this report as reported (``streams.core.reconcile.calculation_tolerance``:
-    the CEMS tier with each input's uncertainty weighted by the CO2 it carries; docs/reconciliation.md)."""
+    it raised one, else the same combination for this report as reported
+    (``streams.core.reconcile.calculation_tolerance``: the CEMS tier with each input's uncertainty weighted by the CO2
+    it carries; docs/reconciliation.md)."""
     if alert_allowed is not None:
         return float(alert_allowed)
     from schemas.accounting import validate_report
@@ -360,8 +361,11 @@ class Console:
 
         if media not in ("text/csv", "application/json"):
             raise BadRequest(f"{name}: an accounting report is CSV or JSON (the pipeline's import format)")
+        text = _text(data) if media == "text/csv" else None
+        if media == "text/csv" and text is None:  # sniff() takes a CSV file only as UTF-8 text
+            raise BadRequest(f"{name}: a CSV report is UTF-8 text")
         try:
-            reports = (parse_csv(_text(data), name) if media == "text/csv" else parse_json(data, name))
+            reports = parse_csv(text, name) if text is not None else parse_json(data, name)
         except (CemsError, ValueError) as exc:
             raise BadRequest(str(exc)) from None
         mine = [r for r in reports if r.entity_id == e["entity_id"] and r.month == month and r.source_id is None]

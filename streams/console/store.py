@@ -71,7 +71,8 @@ class Store:
             self.db.execute("DELETE FROM api_tokens WHERE username=?", (username,))
 
     def set_password_hash(self, username: str, password_hash: str) -> None:
-        if self.db.execute("UPDATE users SET password_hash=? WHERE username=?", (password_hash, username)).rowcount != 1:
+        cur = self.db.execute("UPDATE users SET password_hash=? WHERE username=?", (password_hash, username))
+        if cur.rowcount != 1:
             raise AccountError(f"no user {username!r}")
 
     # -- sessions and tokens (hashes only) ------------------------------------------------------------

@@ -6,8 +6,10 @@ archive store (``streams/archive/store.py``) stores these, the report and the co
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime
 
+from schemas.records import MonthlyRecord
 from streams.kernels.aggregate import HOUR_NS
 
 __all__ = ["HOUR_STATUS", "alert_figures", "calculated", "deviation", "hourly_figures", "month_figures"]
@@ -47,7 +49,8 @@ def hourly_figures(hours: list, month, start_ns: int, end_ns: int) -> dict:
             "timezone": month.timezone, "co2_kg": co2, "status": "".join(status)}
 
 
-def month_figures(records: list, calculated: dict | None = None, alerts: list[dict] = ()) -> dict:
+def month_figures(records: Sequence[MonthlyRecord], calculated: dict | None = None,
+                  alerts: Sequence[dict] = ()) -> dict:
     """An archive entry's figures from the closed monthly records of its sources (summed; one record: a source's
     own entry), the CO2 and PFCs calculated from the report (``co2_t``, ``cf4_t``, ``c2f6_t``, ``pfc_co2e_t``)
     and the month's alerts."""

@@ -104,7 +104,8 @@ def _status_byte(r: HourlyRecord) -> int:
 
 
 def _figures(r: MonthlyRecord) -> dict:
-    """What a revision compares (``MonthlyRecord.content`` without its deep copy: the rollup's figures are never NaN)."""
+    """What a revision compares (``MonthlyRecord.content`` without its deep copy: the rollup's figures are never
+    NaN)."""
     return {k: v for k, v in vars(r).items() if k not in ("revision", "reason")}
 
 
@@ -113,7 +114,8 @@ def _value(x) -> float:
 
 
 class _Hours:
-    """One source's published hours from ``origin`` on: a status byte and the policy's value fields, growing at the end."""
+    """One source's published hours from ``origin`` on: a status byte and the policy's value fields, growing at the
+    end."""
 
     def __init__(self, origin: int, fields: tuple[str, ...], arrays: dict[str, np.ndarray] | None = None) -> None:
         self.origin, self.fields = origin, fields
@@ -147,8 +149,8 @@ class _Hours:
         if i >= self.size:
             self._grow(0, max(i + 1 - self.size, 24 * 31))
         self.status[i] = _status_byte(r)
-        measured = r.status == "measured" and r.co2_kg is not None and np.isfinite(r.co2_kg)
-        values = {"co2": float(r.co2_kg) if measured else 0.0, "conc": _value(r.co2_mg_m3),
+        co2 = r.co2_kg if r.status == "measured" and r.co2_kg is not None and np.isfinite(r.co2_kg) else 0.0
+        values = {"co2": float(co2), "conc": _value(r.co2_mg_m3),
                   "flow": _value(r.flow_m3_h), "load": _value(r.load)}
         for f, x in self.data.items():
             x[i] = values[f]
@@ -264,7 +266,8 @@ class MonthlyRollup:
             return mask.sum(axis=1)
 
         stopped, ooc = count(st == STOPPED), count(st == OUT_OF_CONTROL)
-        analyser_off, ambient = count(operating & (flags & _ANALYSER_OFF != 0)), count(operating & (flags & _CO2_AMBIENT != 0))
+        analyser_off = count(operating & (flags & _ANALYSER_OFF != 0))
+        ambient = count(operating & (flags & _CO2_AMBIENT != 0))
         completeness, invalid = months.completeness[:, 0], months.invalid[:, 0]
         out = []
         for i, source in enumerate(sources):
@@ -283,7 +286,8 @@ class MonthlyRollup:
                 substituted_hours=int(months.substituted_hours[i, 0]), missing_hours=int(months.missing_hours[i, 0]),
                 valid_days=int(months.valid_parts[i, 0]), valid=not bool(invalid[i]),
                 completeness=None if months.operating_hours[i, 0] == 0 else float(completeness[i]),
-                stopped_hours=int(stopped[i]), out_of_control_hours=int(ooc[i]), analyser_off_hours=int(analyser_off[i]),
+                stopped_hours=int(stopped[i]), out_of_control_hours=int(ooc[i]),
+                analyser_off_hours=int(analyser_off[i]),
                 co2_ambient_hours=int(ambient[i]), capture_rate=None if not np.isfinite(rate) else float(rate))
             last = self.published.setdefault(source, {}).get(label)
             if last is not None and _figures(last) == _figures(rec):
@@ -327,7 +331,8 @@ class MonthlyRollup:
 
     def _day(self, day: int) -> bytes:
         n = len(self.registry.sources)
-        arrays = {"status": np.zeros((n, 24), np.uint8)} | {f: np.full((n, 24), _EMPTY[f], _DTYPE[f]) for f in self.fields}
+        arrays = ({"status": np.zeros((n, 24), np.uint8)}
+                  | {f: np.full((n, 24), _EMPTY[f], _DTYPE[f]) for f in self.fields})
         start = day * DAY_NS
         for source, h in self.hours.items():
             a = max(0, (start - h.origin) // HOUR_NS)

@@ -35,14 +35,15 @@ from __future__ import annotations
 import io
 import json
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from typing import Literal, NamedTuple
 
 import numpy as np
 
 from ingest.batches import KeyRing, Rejection, check_messages
 from ingest.sequence import SeqTracker
+from schemas.batch import ReadingBatch
 from schemas.records import GapReport, HourlyRecord, MonthlyRecord
-from schemas.site import Entity
+from schemas.site import Channel, Entity
 from streams.core.monthly import MonthlyRollup
 from streams.core.state import json_array, npz_bytes
 from streams.kernels import (
@@ -83,7 +84,7 @@ class Registry:
             raise ValueError("a source id appears in two site files")
         self.index = {s.id: i for i, s in enumerate(self.sources)}
         self.series_of: dict[tuple[str, str], int] = {}
-        channels = []
+        channels: list[tuple[str, Channel]] = []
         for s in self.sources:
             for c in s.channels:
                 self.series_of[(s.id, c.id)] = len(channels)
@@ -136,6 +137,9 @@ class Output:
 
 
 _NEVER = np.iinfo(np.int64).min // 2
+#: Outcomes of a batch that is counted and sequenced but not absorbed: data that do not feed the figures, the same
+#: minutes again.
+_Counted = Literal["not_fed", "repeat"]
 
 
 class _Accepted(NamedTuple):
@@ -177,7 +181,9 @@ class PartitionProcessor:
 
     def process(self, messages: list[Message]) -> Output:
         out = Output()
-        parts, means, touched = [], [], set()
+        parts: list[tuple[np.ndarray, ...]] = []  # readings' columns
+        means: list[tuple[np.ndarray, ...]] = []  # period means' columns
+        touched: set[tuple[int, int]] = set()  # (source, hour start ns)
         self._chunk_means = {}
         checked = check_messages([(m.value, m.headers) for m in messages], self.keys)  # columns once per chunk
         for m, c in zip(messages, checked, strict=True):
@@ -215,32 +221,15 @@ class PartitionProcessor:
         if tracker.seen(b.seq):
             out.duplicates += 1
             return None
-        reject = None
         src = self.registry.index.get(b.source_id)
         if src is None:
-            reject = Rejection("unknown_source", f"source {b.source_id!r} is in no registered site file")
-        else:
-            table = self._table(b.source_id, b.channels)
-            if (table < 0).any():
-                unknown = [c.id for c, s in zip(b.channels, table, strict=True) if s < 0]
-                reject = Rejection("unknown_channel", f"source {b.source_id!r} has no channel(s) {unknown}")
-            elif b.period_s != self.registry.feed_period_s[src]:  # HJ 212 data that do not feed the figures
-                reject = "not_fed"
-            elif not b.ts_ns.size:
-                pass
-            elif (last := int(b.ts_ns.max())) > m.timestamp_ms * 1_000_000 + self._skew:
-                reject = Rejection("future_timestamp", f"newest reading {last} ns is after the message "
-                                                       f"time {m.timestamp_ms} ms plus {self._skew / 1e9:g} s")
-            elif (first := int(b.ts_ns.min())) < self._now(src) - self._horizon:
-                reject = Rejection("too_late", f"oldest reading {first} ns is beyond the revision "
-                                               f"horizon of {self._horizon / 3.6e12:g} h")
-            elif b.period_s:  # means fold at once: any folded minute is checked, however recent
-                reject = self._check_means(src, table, b)
-            elif first // MINUTE_NS * MINUTE_NS + MINUTE_NS + self._fold <= self.watermark[src] and (
-                    closed := self._folded_minutes(src, b.ts_ns)):
-                reject = Rejection("minute_closed", f"{closed} minute(s) of the batch were already closed, the "
-                                                    f"first at {closed and first} ns or later")
-        if reject in ("not_fed", "repeat"):  # counted, sequence recorded, nothing absorbed
+            unknown = Rejection("unknown_source", f"source {b.source_id!r} is in no registered site file")
+            out.dead_letters.append((m, unknown))
+            return None
+        table = self._table(b.source_id, b.channels)
+        span = (int(b.ts_ns.min()), int(b.ts_ns.max())) if b.ts_ns.size else None
+        reject = self._judge(m, b, src, table, span)
+        if isinstance(reject, str):  # "not_fed" or "repeat": counted, sequence recorded, nothing absorbed
             out.not_fed += reject == "not_fed"
             out.duplicates += reject == "repeat"
             self._record_seq(b, tracker, src, out)
@@ -249,12 +238,39 @@ class PartitionProcessor:
             out.dead_letters.append((m, reject))
             return None
         self._record_seq(b, tracker, src, out)
-        if not b.ts_ns.size:
+        if span is None:
             return None
+        first, last = span
         self.watermark[src] = max(self.watermark[src], last)
         if self.closed_upto[src] == _NEVER:  # a source's first data: its hours count from here on
             self.closed_upto[src] = first // HOUR_NS * HOUR_NS
         return _Accepted(src, (table[b.channel], b.ts_ns, b.value, b.flag), first, last)
+
+    def _judge(self, m: Message, b: ReadingBatch, src: int, table: np.ndarray,
+               span: tuple[int, int] | None) -> Rejection | _Counted | None:
+        """Why a batch of a registered source is not absorbed (None: it is). ``span``: its first and last reading
+        time [ns], None when it has no readings."""
+        if (table < 0).any():
+            unknown = [c.id for c, s in zip(b.channels, table, strict=True) if s < 0]
+            return Rejection("unknown_channel", f"source {b.source_id!r} has no channel(s) {unknown}")
+        if b.period_s != self.registry.feed_period_s[src]:  # HJ 212 data that do not feed the figures
+            return "not_fed"
+        if span is None:
+            return None
+        first, last = span
+        if last > m.timestamp_ms * 1_000_000 + self._skew:
+            return Rejection("future_timestamp", f"newest reading {last} ns is after the message "
+                                                 f"time {m.timestamp_ms} ms plus {self._skew / 1e9:g} s")
+        if first < self._now(src) - self._horizon:
+            return Rejection("too_late", f"oldest reading {first} ns is beyond the revision "
+                                         f"horizon of {self._horizon / 3.6e12:g} h")
+        if b.period_s:  # means fold at once: any folded minute is checked, however recent
+            return self._check_means(src, table, b)
+        if first // MINUTE_NS * MINUTE_NS + MINUTE_NS + self._fold <= self.watermark[src] and (
+                closed := self._folded_minutes(src, b.ts_ns)):
+            return Rejection("minute_closed", f"{closed} minute(s) of the batch were already closed, the "
+                                              f"first at {first} ns or later")
+        return None
 
     def _record_seq(self, b, tracker: SeqTracker, src: int, out: Output) -> None:
         before = tracker.missing
@@ -269,7 +285,7 @@ class PartitionProcessor:
 
     # -- HJ 212 period means (issue 16): closed minutes as they arrive --------------------------------------------
 
-    def _check_means(self, src: int, table: np.ndarray, b) -> Rejection | str | None:
+    def _check_means(self, src: int, table: np.ndarray, b: ReadingBatch) -> Rejection | Literal["repeat"] | None:
         """A batch of means: refused if they cannot stand for minutes or some of their minutes are folded already;
         ``"repeat"`` when every one is (the same minutes again: a datalogger's retransmission in a new batch)."""
         try:
@@ -335,7 +351,8 @@ class PartitionProcessor:
             return None
         end = self.minutes.start_ns + MINUTE_NS
         src = self.registry.source_of_series[self.minutes.series]
-        ready = ((end + self._fold <= self.watermark[src]) & ~self.hole_open[src]) | (end + self._horizon <= self.clock_ns)
+        ready = (((end + self._fold <= self.watermark[src]) & ~self.hole_open[src])
+                 | (end + self._horizon <= self.clock_ns))
         if not ready.any():
             return None
         table = self.minutes.select(ready).close(self.policy)
@@ -362,7 +379,7 @@ class PartitionProcessor:
         as missing), and revisions for published hours that received data."""
         now = np.maximum(self.watermark, self.clock_ns)
         bound = (now - self._lateness - HOUR_NS) // HOUR_NS * HOUR_NS + HOUR_NS  # hours starting before are due
-        due = set()
+        due: set[tuple[int, int]] = set()  # (source, hour start ns)
         cems = self.registry.layout.cems  # process sources (meters) have minutes, not CO2 hours
         for s in np.flatnonzero(cems & (self.closed_upto != _NEVER) & (bound > self.closed_upto)).tolist():
             due.update((s, h) for h in range(int(self.closed_upto[s]), int(bound[s]), HOUR_NS))
@@ -435,10 +452,10 @@ class PartitionProcessor:
     def checkpoint(self) -> dict[str, bytes | None]:
         """The segments changed since the last checkpoint (``None``: a segment that is gone), to be saved over
         the previous ones; saving every checkpoint in order reproduces :meth:`snapshot`."""
-        segments, live = self._segments(full=False)
-        segments |= dict.fromkeys(self._saved - live)
+        changed, live = self._segments(full=False)
+        gone: dict[str, bytes | None] = dict.fromkeys(self._saved - live)
         self._saved, self._dirty_hours = live, set()
-        return segments
+        return changed | gone
 
     def snapshot(self) -> bytes:
         """Every segment in one blob: everything needed to resume (for tests, the embedded mode, and tools)."""
@@ -463,7 +480,8 @@ class PartitionProcessor:
         for h in sorted(live_hours if full else self._dirty_hours & live_hours):
             cells = self.hours.get(h, Accumulator.empty(HOUR_NS))
             records = [r.to_json().decode() for r in self.published.get(h, {}).values()]
-            out[f"hour:{h}"] = npz_bytes(meta=json_array(records), **{n: getattr(cells, n) for n in Accumulator._ARRAYS})
+            arrays = {n: getattr(cells, n) for n in Accumulator._ARRAYS}
+            out[f"hour:{h}"] = npz_bytes(meta=json_array(records), **arrays)
         monthly, monthly_live = self.monthly.segments(full)
         return out | monthly, {"core"} | {f"hour:{h}" for h in live_hours} | monthly_live
 

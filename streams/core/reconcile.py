@@ -39,7 +39,6 @@ alert. Severity: ``warning`` from 1x the tolerance, ``critical`` from 2x (config
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -58,7 +57,6 @@ from schemas.accounting import (
     load_uncertainty,
 )
 from schemas.alerts import Alert, alert_id
-from schemas.quantities import Flag
 from schemas.records import MonthlyRecord
 from schemas.site import Entity
 from streams.kernels.accounting import (
@@ -69,10 +67,11 @@ from streams.kernels.accounting import (
     co2_variance_t2,
     inputs_from_reports,
 )
-from streams.kernels.indicators import DEFAULT_POLICY, NEAR_DEADLINE, NO_DATA, CO2O2Pairs, Grid, IndicatorPolicy, scan
+from streams.kernels.indicators import DEFAULT_POLICY, NEAR_DEADLINE, CO2O2Pairs, Grid, IndicatorPolicy, hour_grid, scan
+from streams.kernels.meters import TOTALISERS, MeterTotal, metered_totals
 
-__all__ = ["CEMS_TIER_UNCERTAINTY", "MeterTotal", "MonthEvidence", "ReconcilePolicy", "calculation_tolerance", "metered_totals",
-           "reconcile_month"]
+__all__ = ["CEMS_TIER_UNCERTAINTY", "MeterTotal", "MonthEvidence", "ReconcilePolicy", "calculation_tolerance",
+           "metered_totals", "reconcile_month"]
 
 #: EU MRR 2018/2066 Annex VIII Table 1, CO2 emission sources: maximum permissible uncertainty per tier
 #: (``MRR-AVIII-T1`` [P]), a 95 % half-width like every uncertainty here.
@@ -89,28 +88,32 @@ class ReconcilePolicy(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     name: str = "cn-default"
-    cems_tier: int = Field(3, ge=1, le=4, description="EU MRR Annex VIII tier the CEMS meets (Table 1) [P].")
-    uncertainty: str = Field(UNCERTAINTY_VERSION, description="Named, versioned uncertainty policy of the measured "
-                             "accounting parameters (schemas/defaults/<name>.yaml); defaults carry their own.")
-    meter_uncertainty: float = Field(0.02, gt=0, description="Edge meters (fuel, weigher): project default, unsourced.")
-    min_completeness: float = Field(0.9, gt=0, le=1, description="Measured share of the operating hours below which "
-                                    "a month is 'insufficient measured data', not compared (project choice).")
+    cems_tier: int = Field(default=3, ge=1, le=4,
+                           description="EU MRR Annex VIII tier the CEMS meets (Table 1) [P].")
+    uncertainty: str = Field(default=UNCERTAINTY_VERSION, description="Named, versioned uncertainty policy of the "
+                             "measured accounting parameters (schemas/defaults/<name>.yaml); defaults carry their own.")
+    meter_uncertainty: float = Field(default=0.02, gt=0,
+                                     description="Edge meters (fuel, weigher): project default, unsourced.")
+    min_completeness: float = Field(default=0.9, gt=0, le=1, description="Measured share of the operating hours below "
+                                    "which a month is 'insufficient measured data', not compared (project choice).")
     insufficient_severity: Literal["info", "warning"] = Field(
-        "warning", description="Severity of insufficient_measured_data: a month that cannot be checked is where "
-                               "missing or withheld data would hide, so a reviewer should look.")
-    meter_min_coverage: float = Field(0.9, gt=0, le=1, description="Share of the month a meter's data must count "
-                                      "before its total is compared or replaces a reported quantity (project choice).")
+        default="warning", description="Severity of insufficient_measured_data: a month that cannot be checked is "
+                                       "where missing or withheld data would hide, so a reviewer should look.")
+    meter_min_coverage: float = Field(default=0.9, gt=0, le=1, description="Share of the month a meter's data must "
+                                      "count before its total is compared or replaces a reported quantity (project "
+                                      "choice).")
     meter_gaps: Literal["scale_to_month", "as_counted"] = Field(
-        "scale_to_month", description="A rate meter with gaps: its integral scaled to the month at the mean rate of "
-                                      "the minutes with data, or compared as counted (totalisers are read as they are).")
-    warning_at: float = Field(1.0, gt=0, description="Deviation / tolerance from which an alert is a warning.")
-    critical_at: float = Field(2.0, gt=0, description="... and critical.")
+        default="scale_to_month", description="A rate meter with gaps: its integral scaled to the month at the mean "
+                                              "rate of the minutes with data, or compared as counted (totalisers are "
+                                              "read as they are).")
+    warning_at: float = Field(default=1.0, gt=0, description="Deviation / tolerance from which an alert is a warning.")
+    critical_at: float = Field(default=2.0, gt=0, description="... and critical.")
     benchmarks: dict[str, Benchmark] = Field(default_factory=dict, description="Per sector; none sourced by default.")
     # level shifts at z >= 8 rather than the kernel's 6: clean simulated months of the four sectors reached z 6.0-6.6
     # in 23 of 160 months (load changes), a 10 % step scores 11-13 (docs/reconciliation.md)
     indicators: IndicatorPolicy = DEFAULT_POLICY.model_copy(update={"name": "reconcile", "shift_z": 8.0})
-    analyser_off_critical_h: int = Field(24, ge=1, description="Hours of analyser F/M/D while the source runs from "
-                                                                   "which the alert is critical (a day of lost data).")
+    analyser_off_critical_h: int = Field(default=24, ge=1, description="Hours of analyser F/M/D while the source runs "
+                                         "from which the alert is critical (a day of lost data).")
     indicator_severity: dict[str, str] = Field(default_factory=lambda: {
         "flatline": "critical", "repeated_profile": "critical", "co2_o2_inconsistent": "warning",
         "level_shift": "info", "low_variance": "warning", "out_of_range": "warning", "cm_day_share": "info",
@@ -156,10 +159,11 @@ def _product(report: AccountingReport) -> tuple[str, float | None, str]:
 
 def _with_metered(report: AccountingReport, metered: Mapping[str, float]) -> AccountingReport:
     """The report with the meters' activity data in place of the reported quantities."""
-    def q(p, value):
+    def q(p: Param, value: float | None) -> Param:
         return p if value is None else p.model_copy(update={"value": float(value)})
 
-    fuels = [f.model_copy(update={"consumption": q(f.consumption, metered.get(f"fuel:{f.fuel}"))}) for f in report.fuels]
+    fuels = [f.model_copy(update={"consumption": q(f.consumption, metered.get(f"fuel:{f.fuel}"))})
+             for f in report.fuels]
     update: dict = {"fuels": fuels}
     product = metered.get("product")
     if report.cement is not None:
@@ -176,25 +180,12 @@ def _with_metered(report: AccountingReport, metered: Mapping[str, float]) -> Acc
     return report.model_copy(update=update)
 
 
-def hour_grid(minutes: Grid) -> Grid:
-    """Hour means of a minute grid that starts on an hour (operating: any operating minute; calibrating: any)."""
-    n, m = minutes.shape
-    h = m // 60
-    cube = minutes.mean[:, :h * 60].reshape(n, h, 60)
-    with warnings.catch_warnings():  # hours without any minute are NaN, as intended
-        warnings.simplefilter("ignore", RuntimeWarning)
-        mean = np.nanmean(cube, axis=2)
-    operating = minutes.operating[:, :h * 60].reshape(n, h, 60).any(axis=2)
-    calibrating = minutes.calibrating[:, :h * 60].reshape(n, h, 60).any(axis=2)
-    flag = np.where(np.isfinite(mean), Flag.N, NO_DATA).astype(np.uint8)
-    return Grid(mean, minutes.start_ns, 60 * minutes.period_ns, flag, operating, calibrating)
-
-
 class _Alerts:
     """Builds the alerts of one evidence bundle (region, ids and severities in one place)."""
 
     def __init__(self, ev: MonthEvidence, policy: ReconcilePolicy) -> None:
-        self.ev, self.policy, self.out = ev, policy, []
+        self.ev, self.policy = ev, policy
+        self.out: list[Alert] = []
         region = ev.entity.region
         self.province = region.province if region else ""
         self.municipality = region.municipality if region else ""
@@ -229,8 +220,8 @@ def reconcile_month(ev: MonthEvidence, policy: ReconcilePolicy = ReconcilePolicy
     a = _Alerts(ev, policy)
     _indicators(ev, policy, a)  # first: the emissions comparison folds into an analyser alert it finds
     if ev.report is not None:
-        _activity(ev, policy, a)
-        _emissions(ev, policy, a)
+        _activity(ev, ev.report, policy, a)
+        _emissions(ev, ev.report, policy, a)
     _data_quality(ev, policy, a)
     if ev.signature_failures:
         a.add("bad_signature", "critical", measured=ev.signature_failures, unit="batches",
@@ -272,7 +263,8 @@ class _Meter(NamedTuple):
 
 def _meters(ev: MonthEvidence, policy: ReconcilePolicy) -> tuple[dict[str, _Meter], dict[str, _Meter]]:
     """(usable, low coverage) meters by key; a plain float is a complete month total."""
-    usable, low = {}, {}
+    usable: dict[str, _Meter] = {}
+    low: dict[str, _Meter] = {}
     for key, m in ev.metered.items():
         meter = (_Meter(float(m), 1.0, 1.0) if not isinstance(m, MeterTotal) else
                  _Meter(m.month if policy.meter_gaps == "scale_to_month" else m.counted_total, m.coverage,
@@ -285,7 +277,8 @@ def _meters(ev: MonthEvidence, policy: ReconcilePolicy) -> tuple[dict[str, _Mete
 def _activity_rows(report: AccountingReport) -> list[tuple[str, str, str, str | None, Param | None]]:
     """(meter key, subject, parameter, item, reported param) of every quantity an edge meter may measure; item is
     the fuel or material id (None for the sector's own product)."""
-    rows = [(f"fuel:{f.fuel}", f.fuel, "fuel.consumption", f.fuel, f.consumption) for f in report.fuels]
+    rows: list[tuple[str, str, str, str | None, Param | None]] = [
+        (f"fuel:{f.fuel}", f.fuel, "fuel.consumption", f.fuel, f.consumption) for f in report.fuels]
     if report.steel is not None:
         product = _product(report)[0].replace(" ", "_")
         rows += [(("product" if m.material == product else f"material:{m.material}"), m.material.replace("_", " "),
@@ -308,7 +301,11 @@ class _Uncertainty:
         self.policy, self.table = policy, load_uncertainty(policy.uncertainty)
         self.metered = {(parameter, item) for key, _, parameter, item, _ in _activity_rows(report) if key in metered}
 
-    def __call__(self, report: AccountingReport, parameter: str, item: str | None, p: Param) -> float:
+    def __call__(self, report: object, parameter: str, item: str | None, p: object) -> float:
+        """``streams.kernels.accounting.UncertaintyOf``: the kernel passes its reports and their parameters on."""
+        if not isinstance(report, AccountingReport) or not isinstance(p, Param):
+            raise TypeError(f"the uncertainty of {parameter} needs an AccountingReport and a Param, got "
+                            f"{type(report).__name__} and {type(p).__name__}")
         if parameter not in CO2_PARAMETERS and not parameter.startswith("power."):
             return 0.0  # PFC inputs: not in the CO2 a CEMS sees
         if p.basis == "measured":
@@ -321,29 +318,31 @@ class _Uncertainty:
         return entry.uncertainty if entry is not None and entry.uncertainty else self.table.unsourced_default
 
 
-def _activity(ev: MonthEvidence, policy: ReconcilePolicy, a: _Alerts) -> None:
+def _activity(ev: MonthEvidence, report: AccountingReport, policy: ReconcilePolicy, a: _Alerts) -> None:
     usable, low = _meters(ev, policy)
-    u = _Uncertainty(policy, ev.report, {})
-    for key, subject, parameter, item, p in _activity_rows(ev.report):
+    u = _Uncertainty(policy, report, {})
+    for key, subject, parameter, item, p in _activity_rows(report):
+        if p is None or p.value is None:  # nothing reported to check
+            continue
         rule = "production_metered_vs_reported" if key == "product" else "fuel_metered_vs_reported"
-        name, unit, reported = subject.replace(" ", "_"), (p.unit if p is not None else ""), p.value if p else None
-        if key in low and reported is not None:
+        name, unit, reported = subject.replace(" ", "_"), p.unit or "", p.value  # a value has a unit (Param)
+        if key in low:
             m = low[key]
-            a.add("meter_low_coverage", "info", source=ev.report.source_id, subject=name, measured=m.value,
+            a.add("meter_low_coverage", "info", source=report.source_id, subject=name, measured=m.value,
                   expected=reported, unit=unit, coverage=m.counted,
                   explanation=f"The edge meters of {subject} count {m.counted:.1%} of the month (data in "
                               f"{m.coverage:.1%} of its minutes), below the {policy.meter_min_coverage:.0%} needed to "
                               f"check the reported {reported:,.1f} {unit}; the reported figure is used as it is.")
             continue
-        m = usable.get(key)
-        if m is None or reported is None:
+        if key not in usable:
             continue
-        tolerance = float(np.hypot(policy.meter_uncertainty, u(ev.report, parameter, item, p)))
+        m = usable[key]
+        tolerance = float(np.hypot(policy.meter_uncertainty, u(report, parameter, item, p)))
         d = (reported - m.value) / m.value
         severity = a.severity(abs(d) / tolerance)
         if severity:
             scaled = f" (their data count {m.counted:.1%} of the month)" if m.counted < 1 else ""
-            a.add(rule, severity, source=ev.report.source_id, subject=name, measured=reported, expected=m.value,
+            a.add(rule, severity, source=report.source_id, subject=name, measured=reported, expected=m.value,
                   unit=unit, deviation=d, allowed=tolerance, coverage=m.counted,
                   explanation=f"Reported {subject} {reported:,.1f} {unit} is {d:+.1%} against the edge meters' "
                               f"{m.value:,.1f} {unit}{scaled}; tolerated {tolerance:.1%}.")
@@ -410,8 +409,7 @@ def calculation_tolerance(report: AccountingReport, policy: ReconcilePolicy = Re
     return float(np.hypot(CEMS_TIER_UNCERTAINTY[policy.cems_tier], u_calc))
 
 
-def _emissions(ev: MonthEvidence, policy: ReconcilePolicy, a: _Alerts) -> None:
-    report = ev.report
+def _emissions(ev: MonthEvidence, report: AccountingReport, policy: ReconcilePolicy, a: _Alerts) -> None:
     usable, _ = _meters(ev, policy)
     x = inputs_from_reports([_with_metered(report, {k: m.value for k, m in usable.items()})],
                             _Uncertainty(policy, report, usable))
@@ -420,7 +418,7 @@ def _emissions(ev: MonthEvidence, policy: ReconcilePolicy, a: _Alerts) -> None:
     cems = _cems(ev, policy, float(calc.combustion_co2_t[0]))
     if cems is not None and cems.insufficient:
         if cems.operating_hours or expected > 0:  # a stack stopped all month with nothing reported: nothing to check
-            _insufficient(ev, policy, a, cems, expected)
+            _insufficient(ev, report, policy, a, cems, expected)
         return
     variance = co2_variance_t2(x)[0]
     if cems is not None and expected > 0:
@@ -434,13 +432,13 @@ def _emissions(ev: MonthEvidence, policy: ReconcilePolicy, a: _Alerts) -> None:
                       f"from the report" + (" with the metered activity data" if usable else "")
                       + _bases(cems, d_sub) + f"; tolerated {tolerance:.1%}: "
                       + _tolerance_text(policy, u_cems, u_calc, u_excluded, variance, calc, expected))
-        analyser = [x for x in a.out if x.rule == "co2_o2_inconsistent" and x.deviation is not None
-                    and np.sign(x.deviation) == np.sign(d)]
+        analyser = [al for al in a.out if al.rule == "co2_o2_inconsistent" and al.deviation is not None
+                    and np.sign(al.deviation) == np.sign(d)]
         severity = a.severity(abs(d) / tolerance)
         if analyser:  # one cause, one alert: the analyser's, with the month's figures in it
-            for i, x in enumerate(a.out):
-                if x in analyser:
-                    a.out[i] = replace(x, explanation=f"{x.explanation} {comparison}.")
+            for i, alert in enumerate(a.out):
+                if alert in analyser:
+                    a.out[i] = replace(alert, explanation=f"{alert.explanation} {comparison}.")
         elif severity:
             a.add("measured_vs_calculated", severity, source=report.source_id, measured=cems.measured_basis_t,
                   expected=expected, unit="t CO2", deviation=d, allowed=tolerance, deviation_measured_basis=d,
@@ -455,8 +453,9 @@ def _emissions(ev: MonthEvidence, policy: ReconcilePolicy, a: _Alerts) -> None:
         d = (intensity - bench.t_co2_per_unit) / bench.t_co2_per_unit
         severity = a.severity(d / CEMS_TIER_UNCERTAINTY[policy.cems_tier])
         if severity:
-            a.add("intensity_vs_benchmark", severity, source=report.source_id, measured=intensity, expected=bench.t_co2_per_unit,
-                  unit=f"t CO2/{_product(report)[2]}", deviation=d, allowed=CEMS_TIER_UNCERTAINTY[policy.cems_tier],
+            a.add("intensity_vs_benchmark", severity, source=report.source_id, measured=intensity,
+                  expected=bench.t_co2_per_unit, unit=f"t CO2/{_product(report)[2]}", deviation=d,
+                  allowed=CEMS_TIER_UNCERTAINTY[policy.cems_tier],
                   explanation=f"Measured intensity {intensity:.4f} is {d:+.1%} above the benchmark "
                               f"{bench.t_co2_per_unit:.4f} ({bench.source}).")
 
@@ -486,7 +485,8 @@ def _tolerance_text(policy, u_cems, u_calc, u_excluded, variance, calc, expected
     return text
 
 
-def _insufficient(ev: MonthEvidence, policy: ReconcilePolicy, a: _Alerts, cems: _Cems, expected: float) -> None:
+def _insufficient(ev: MonthEvidence, report: AccountingReport, policy: ReconcilePolicy, a: _Alerts, cems: _Cems,
+                  expected: float) -> None:
     by_source = {m.source_id: m for m in ev.monthly}
     parts = []
     for source, completeness in cems.insufficient:
@@ -494,10 +494,11 @@ def _insufficient(ev: MonthEvidence, policy: ReconcilePolicy, a: _Alerts, cems: 
         parts.append(f"{source}: {m.measured_hours} of {m.operating_hours} operating hours measured"
                      + (f" ({completeness:.0%})" if completeness is not None else " (no operating hours)")
                      + f", {m.substituted_hours} substituted, {m.missing_hours} missing")
-    a.add("insufficient_measured_data", policy.insufficient_severity, source=ev.report.source_id,
+    a.add("insufficient_measured_data", policy.insufficient_severity, source=report.source_id,
           measured=cems.completeness, expected=policy.min_completeness, unit="measured / operating hours",
           allowed=policy.min_completeness, coverage=cems.completeness,
-          deviation_measured_basis=(cems.measured_basis_t / expected - 1) if expected > 0 and cems.measured_hours else None,
+          deviation_measured_basis=((cems.measured_basis_t / expected - 1) if expected > 0 and cems.measured_hours
+                                    else None),
           deviation_substituted_basis=(cems.substituted_basis_t / expected - 1) if expected > 0 else None,
           explanation=f"Too little of the month was measured to check the report against the CEMS "
                       f"(at least {policy.min_completeness:.0%} of the operating hours): {'; '.join(parts)}. "
@@ -505,12 +506,15 @@ def _insufficient(ev: MonthEvidence, policy: ReconcilePolicy, a: _Alerts, cems: 
 
 
 def _indicators(ev: MonthEvidence, policy: ReconcilePolicy, a: _Alerts) -> None:
-    if ev.minutes is None and ev.hours is None:
-        return
     quantity = {(s.id, c.id): c.quantity for s in ev.entity.sources for c in s.channels}
     keep = [i for i, key in enumerate(ev.series) if quantity.get(key) not in TOTALISERS]  # counters only grow
     minutes = None if ev.minutes is None else _rows(ev.minutes, keep)
-    hours = _rows(ev.hours, keep) if ev.hours is not None else hour_grid(minutes)
+    if ev.hours is not None:
+        hours = _rows(ev.hours, keep)
+    elif minutes is not None:
+        hours = hour_grid(minutes)
+    else:  # neither grid: nothing to scan
+        return
     ev = replace(ev, series=[ev.series[i] for i in keep])
     series_of = {key: i for i, key in enumerate(ev.series)}
     sources = [s for s in ev.entity.sources if any(k[0] == s.id for k in ev.series)]
@@ -531,7 +535,7 @@ def _indicators(ev: MonthEvidence, policy: ReconcilePolicy, a: _Alerts) -> None:
             if rule == "co2_o2_inconsistent":  # value: CO2 minus the O2-implied CO2 [vol %]; in tolerances here
                 deviation = float(np.nanmedian(sel.value / sel.threshold))
             spans = sorted(zip(sel.start_time_ns.tolist(), sel.end_time_ns.tolist(),
-                               [ev.series[s][1] for s in sel.series.tolist()]))[:8]
+                               [ev.series[s][1] for s in sel.series.tolist()], strict=True))[:8]  # one per finding
             a.add(rule, severity, source=source, measured=sel.value[worst], deviation=deviation,
                   allowed=sel.threshold[worst],
                   explanation=f"{_INDICATOR_TEXT.get(rule, rule)}: {len(sel)} finding(s) this month on "
@@ -560,55 +564,3 @@ _INDICATOR_TEXT = {
     "cm_day_share": "Many minutes flagged calibration or maintenance in a day",
     "cm_run_long": "A calibration or maintenance run longer than allowed",
 }
-
-
-#: Edge meter quantities (schemas/quantities.py): totalisers (month = last - first valid reading) and rates per hour
-#: (integrated over the minutes with data), with the factor to the report's canonical unit (t, 10^4 Nm3, MWh).
-TOTALISERS = {"xf0003", "xf0004", "xp0002", "xe0002"}
-TO_REPORT_UNIT = {"t": 1.0, "kg": 1e-3, "m3": 1e-4, "MWh": 1.0, "t/h": 1.0, "kg/h": 1e-3, "m3/h": 1e-4}
-
-
-class MeterTotal(NamedTuple):
-    """An edge meter's month, as its data count it (several meters of one quantity summed)."""
-
-    counted_total: float  # what the data count [report unit]: a totaliser's last - first, a rate's integral
-    month: float  # the month's estimate: rate meters scaled at the mean rate of the minutes with data, totalisers
-    #               as read (last - first valid reading, wherever they fall)
-    coverage: float  # minutes with data / minutes of the month (the lowest of the meters)
-    counted_share: float  # share of the month the total counts (a totaliser: between its first and last reading)
-
-
-def metered_totals(minutes: Grid, series: list[tuple[str, str]], channels: Mapping[tuple[str, str], tuple[str, str]],
-                   meters: Mapping[str, str]) -> dict[str, MeterTotal]:
-    """Month totals of the configured meters from the minute grid (``meters``: "source/channel" -> what it
-    measures; ``channels``: (source, channel) -> (quantity, unit)).
-
-    A rate meter is integrated over the minutes that have data: a gap is unknown flow, not zero flow, so it lowers
-    the coverage and the policy decides whether to scale (``ReconcilePolicy.meter_gaps``). A totaliser's month is
-    its last valid reading less its first wherever they fall: a hole between them loses nothing and only lowers the
-    coverage; it counts the share of the month between those readings (``counted_share``, what the policy's
-    coverage threshold is held against). A meter without data is left out, so its rule is skipped rather than
-    compared with zero."""
-    index = {key: i for i, key in enumerate(series)}
-    n = minutes.shape[1]
-    parts: dict[str, list[tuple[float, float, float, float]]] = {}  # (counted, month, coverage, counted share)
-    for name, measures in meters.items():
-        source, _, channel = name.partition("/")
-        i = index.get((source, channel))
-        if i is None:
-            continue
-        quantity, unit = channels[(source, channel)]
-        x = minutes.mean[i]
-        ok = np.flatnonzero(np.isfinite(x))
-        if not ok.size:
-            continue
-        coverage = ok.size / n
-        factor = TO_REPORT_UNIT.get(unit, 1.0)
-        if quantity in TOTALISERS:
-            total = float(x[ok[-1]] - x[ok[0]]) * factor
-            parts.setdefault(measures, []).append((total, total, coverage, (ok[-1] - ok[0]) / max(n - 1, 1)))
-        else:
-            total = float(x[ok].sum()) * minutes.period_ns / 3_600_000_000_000 * factor
-            parts.setdefault(measures, []).append((total, total / coverage, coverage, coverage))
-    return {k: MeterTotal(*(sum(p[i] for p in v) for i in (0, 1)), *(min(p[i] for p in v) for i in (2, 3)))
-            for k, v in parts.items()}

@@ -1,14 +1,22 @@
 """Pure emission kernels: numpy in, numpy out, no I/O, no per-reading Python loops.
 
 Shared by every runtime (faust workers, embedded mode, batch recomputation). Every formula, constant
-and validity rule cites its source in ``shared/reference/cems-standards.md``. Data flow and design:
-``docs/kernels.md``.
+and validity rule cites its source: an entry of ``docs/sources.md``, by id, with its confidence tag.
+Data flow and design: ``docs/kernels.md``.
 """
 
-from .aggregate import HOUR_NS, MINUTE_NS, Accumulator, PeriodTable, hours_from_minutes, readings_to_minutes
+from .aggregate import (
+    HOUR_NS,
+    MINUTE_NS,
+    Accumulator,
+    PeriodTable,
+    hours_from_minutes,
+    readings_to_minutes,
+)
 from .emissions import HourlyEmissions, StackLayout, hourly_emissions
 from .gwp import GWP_SETS, co2e
 from .indicators import Findings, Grid, IndicatorPolicy, scan
+from .meters import MeterTotal, metered_totals
 from .policy import POLICIES, ValidityPolicy, get_policy
 from .rollup import PeriodTotals, rollup
 from .standardise import REFERENCE_CONDITIONS, ReferenceConditions
@@ -27,6 +35,7 @@ __all__ = [
     "HourGrid",
     "HourlyEmissions",
     "IndicatorPolicy",
+    "MeterTotal",
     "Part75Limits",
     "PeriodTable",
     "PeriodTotals",
@@ -38,6 +47,7 @@ __all__ = [
     "get_policy",
     "hourly_emissions",
     "hours_from_minutes",
+    "metered_totals",
     "readings_to_minutes",
     "rollup",
     "scan",

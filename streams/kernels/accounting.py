@@ -24,28 +24,35 @@ CO2 it carries, which is what the reconciliation tolerates (docs/reconciliation.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
+from numpy.typing import ArrayLike, NDArray
 
 from schemas.accounting import MATERIALS
 
+if TYPE_CHECKING:
+    from schemas.accounting import AccountingReport, AluminiumData, CementData, Param
+
 from .gwp import DEFAULT_GWP_SET, co2e
 
+Floats = NDArray[np.float64]
+
 __all__ = [
+    "CO2_INPUTS",
     "COMPONENT_INPUTS",
     "DEFAULT",
     "INPUTS",
     "MEASURED",
+    "PARAMETER_OF",
     "UNCONFIRMED",
     "AccountingEmissions",
     "AccountingInputs",
     "accounting_emissions",
     "anode_co2_t",
-    "CO2_INPUTS",
-    "PARAMETER_OF",
     "clinker_process_co2_t",
     "co2_variance_t2",
     "fuel_co2_t",
@@ -64,8 +71,8 @@ MGO_TO_CO2 = 44.0 / 40.0  # CONST-MOLAR [S]
 
 _FUEL = ("fuel_consumption", "fuel_ncv", "fuel_carbon_per_heat", "fuel_carbon_element", "fuel_oxidation")
 _MATERIAL = ("material_quantity", "material_carbon")
-_CEMENT = ("clinker_t", "clinker_cao", "clinker_mgo", "noncarbonate_cao", "noncarbonate_mgo", "raw_meal_t", "raw_meal_toc",
-           "kiln_dust_t", "bypass_dust_t")
+_CEMENT = ("clinker_t", "clinker_cao", "clinker_mgo", "noncarbonate_cao", "noncarbonate_mgo", "raw_meal_t",
+           "raw_meal_toc", "kiln_dust_t", "bypass_dust_t")
 _ALUMINIUM = ("aluminium_t", "anode_consumption", "anode_sulphur", "anode_ash", "limestone_t", "limestone_factor",
               "anode_effect_minutes", "slope_cf4", "overvoltage_coefficient", "anode_effect_overvoltage",
               "current_efficiency", "c2f6_cf4_ratio")
@@ -77,7 +84,7 @@ INPUTS = _FUEL + _MATERIAL + _CEMENT + _ALUMINIUM
 COMPONENT_INPUTS = MappingProxyType(
     {
         "combustion": _FUEL,
-        "process": _CEMENT + ("limestone_t", "limestone_factor"),
+        "process": (*_CEMENT, "limestone_t", "limestone_factor"),
         "carbon_balance": _MATERIAL,
         "anode": _ALUMINIUM[:4],
         "cf4": _PFC[:-1],
@@ -105,10 +112,36 @@ PARAMETER_OF = MappingProxyType({
     "current_efficiency": "aluminium.current_efficiency", "c2f6_cf4_ratio": "aluminium.c2f6_cf4_ratio"})
 
 
-def fuel_co2_t(consumption, oxidation, ncv=None, carbon_per_heat=None, carbon_element=None) -> np.ndarray:
+def fuel_co2_t(consumption: ArrayLike, oxidation: ArrayLike, ncv: ArrayLike | None = None,
+               carbon_per_heat: ArrayLike | None = None, carbon_element: ArrayLike | None = None) -> Floats:
     """CO2 [t] per fuel row: ``FC x NCV x CC x OF x 44/12``, or ``FC x C_element x OF x 44/12`` where
-    ``carbon_element`` is finite (CN-COMB [S]). Units: FC t or 10^4 Nm3, NCV GJ per that unit, CC tC/GJ,
-    C_element tC per unit, OF fraction."""
+    ``carbon_element`` is finite.
+
+    A plant either measures the fuel's element carbon or takes its carbon per unit of heat (and then needs the
+    NCV); the row says which by which values it has.
+
+    Parameters
+    ----------
+    consumption : array_like
+        Fuel burned, FC [t, or 10^4 Nm3 for gases].
+    oxidation : array_like
+        Carbon oxidation rate, OF [fraction].
+    ncv : array_like, optional
+        Net calorific value [GJ per unit of FC].
+    carbon_per_heat : array_like, optional
+        Carbon per unit of heat, CC [tC/GJ].
+    carbon_element : array_like, optional
+        Element carbon [tC per unit of FC]; NaN where not measured.
+
+    Returns
+    -------
+    ndarray of float
+        CO2 [t]; NaN where a row has neither carbon figure.
+
+    References
+    ----------
+    docs/sources.md: CN-COMB [S], CONST-MOLAR [S].
+    """
     fc, of = np.asarray(consumption, np.float64), np.asarray(oxidation, np.float64)
     nan = np.full(np.shape(fc), np.nan)
     element = nan if carbon_element is None else np.asarray(carbon_element, np.float64)
@@ -118,8 +151,9 @@ def fuel_co2_t(consumption, oxidation, ncv=None, carbon_per_heat=None, carbon_el
     return fc * carbon * of * C_TO_CO2
 
 
-def clinker_process_co2_t(clinker_t, cao, mgo, cao_noncarbonate, mgo_noncarbonate, kiln_dust_t=0.0,
-                          bypass_dust_t=0.0) -> np.ndarray:
+def clinker_process_co2_t(clinker_t: ArrayLike, cao: ArrayLike, mgo: ArrayLike, cao_noncarbonate: ArrayLike,
+                          mgo_noncarbonate: ArrayLike, kiln_dust_t: ArrayLike = 0.0,
+                          bypass_dust_t: ArrayLike = 0.0) -> Floats:
     """Carbonate CO2 [t] of a clinker kiln: ``(Q_clinker + Q_ckd + Q_bypass) x [(CaO - CaO_nc) x 44/56 +
     (MgO - MgO_nc) x 44/40]``.
 
@@ -142,11 +176,12 @@ def clinker_process_co2_t(clinker_t, cao, mgo, cao_noncarbonate, mgo_noncarbonat
     ----------
     docs/sources.md: CN-CEM-PROC [S] (GB/T 32151.8 form, kiln-dust and bypass-dust terms), CONST-MOLAR [S].
     """
-    calcined = np.asarray(clinker_t, np.float64) + kiln_dust_t + bypass_dust_t
-    return calcined * ((np.asarray(cao) - cao_noncarbonate) * CAO_TO_CO2 + (np.asarray(mgo) - mgo_noncarbonate) * MGO_TO_CO2)
+    calcined = _arr(clinker_t) + _arr(kiln_dust_t) + _arr(bypass_dust_t)
+    return calcined * ((_arr(cao) - _arr(cao_noncarbonate)) * CAO_TO_CO2
+                       + (_arr(mgo) - _arr(mgo_noncarbonate)) * MGO_TO_CO2)
 
 
-def anode_co2_t(aluminium_t, anode_t_per_t, sulphur, ash) -> np.ndarray:
+def anode_co2_t(aluminium_t: ArrayLike, anode_t_per_t: ArrayLike, sulphur: ArrayLike, ash: ArrayLike) -> Floats:
     """Anode CO2 [t]: ``NAC x MP x (1 - S - Ash) x 44/12``.
 
     Parameters
@@ -158,25 +193,43 @@ def anode_co2_t(aluminium_t, anode_t_per_t, sulphur, ash) -> np.ndarray:
     sulphur, ash : array_like
         Sulphur and ash mass fractions of the anode [-]: what of the anode is not carbon.
 
+    Returns
+    -------
+    ndarray of float
+        CO2 [t].
+
     References
     ----------
     docs/sources.md: CN-AL-ANODE [U] (form inferred from 40 CFR 98.63's variables).
     """
-    return np.asarray(aluminium_t, np.float64) * anode_t_per_t * (1.0 - np.asarray(sulphur) - ash) * C_TO_CO2
+    return _arr(aluminium_t) * _arr(anode_t_per_t) * (1.0 - _arr(sulphur) - _arr(ash)) * C_TO_CO2
 
 
-def limestone_co2_t(limestone_t, t_co2_per_t) -> np.ndarray:
-    """CO2 [t] of limestone calcined at an aluminium smelter: ``Q_limestone x EF`` (EF in t CO2 / t limestone).
+def limestone_co2_t(limestone_t: ArrayLike, t_co2_per_t: ArrayLike) -> Floats:
+    """CO2 [t] of limestone calcined at an aluminium smelter: ``Q_limestone x EF``.
+
+    Parameters
+    ----------
+    limestone_t : array_like
+        Limestone calcined [t].
+    t_co2_per_t : array_like
+        Emission factor EF [t CO2 / t limestone].
+
+    Returns
+    -------
+    ndarray of float
+        CO2 [t].
 
     References
     ----------
     docs/sources.md: CN-AL-LIME [S] (the term and its 0.405 default in an implementation of the Chinese
     electrolytic-aluminium guideline).
     """
-    return np.asarray(limestone_t, np.float64) * t_co2_per_t
+    return _arr(limestone_t) * _arr(t_co2_per_t)
 
 
-def pfc_slope_t(aluminium_t, aem, slope_cf4, c2f6_cf4_ratio) -> tuple[np.ndarray, np.ndarray]:
+def pfc_slope_t(aluminium_t: ArrayLike, aem: ArrayLike, slope_cf4: ArrayLike,
+                c2f6_cf4_ratio: ArrayLike) -> tuple[Floats, Floats]:
     """(CF4 t, C2F6 t) by the slope method: ``S x AEM x MP x 0.001``, C2F6 = CF4 x ratio.
 
     Parameters
@@ -190,15 +243,21 @@ def pfc_slope_t(aluminium_t, aem, slope_cf4, c2f6_cf4_ratio) -> tuple[np.ndarray
     c2f6_cf4_ratio : array_like
         [kg C2F6/kg CF4].
 
+    Returns
+    -------
+    tuple of two ndarrays of float
+        CF4 and C2F6 [t].
+
     References
     ----------
     docs/sources.md: CN-AL-PFC [S].
     """
-    cf4 = np.asarray(slope_cf4, np.float64) * aem * aluminium_t * 0.001
-    return cf4, cf4 * np.asarray(c2f6_cf4_ratio, np.float64)
+    cf4 = _arr(slope_cf4) * _arr(aem) * _arr(aluminium_t) * 0.001
+    return cf4, cf4 * _arr(c2f6_cf4_ratio)
 
 
-def pfc_overvoltage_t(aluminium_t, ovc, aeo_mv, current_efficiency, c2f6_cf4_ratio) -> tuple[np.ndarray, np.ndarray]:
+def pfc_overvoltage_t(aluminium_t: ArrayLike, ovc: ArrayLike, aeo_mv: ArrayLike, current_efficiency: ArrayLike,
+                      c2f6_cf4_ratio: ArrayLike) -> tuple[Floats, Floats]:
     """(CF4 t, C2F6 t) by the overvoltage method: ``OVC x (AEO/CE) x MP x 0.001``, C2F6 = CF4 x ratio.
 
     For cells whose control system records the anode-effect overvoltage instead of anode-effect minutes.
@@ -217,17 +276,23 @@ def pfc_overvoltage_t(aluminium_t, ovc, aeo_mv, current_efficiency, c2f6_cf4_rat
     c2f6_cf4_ratio : array_like
         [t C2F6 / t CF4].
 
+    Returns
+    -------
+    tuple of two ndarrays of float
+        CF4 and C2F6 [t].
+
     References
     ----------
     docs/sources.md: MRR-AIV-8B [P] (Regulation 601/2012 Annex IV section 8, calculation method B).
     """
-    ce_pct = np.asarray(current_efficiency, np.float64) * 100.0
-    per_pct = np.divide(aeo_mv, ce_pct, out=np.zeros(np.broadcast(aeo_mv, ce_pct).shape), where=ce_pct > 0)
-    cf4 = np.asarray(ovc, np.float64) * per_pct * aluminium_t * 0.001
-    return cf4, cf4 * np.asarray(c2f6_cf4_ratio, np.float64)
+    ce_pct = _arr(current_efficiency) * 100.0
+    aeo = _arr(aeo_mv)
+    per_pct = np.divide(aeo, ce_pct, out=np.zeros(np.broadcast(aeo, ce_pct).shape), where=ce_pct > 0)
+    cf4 = _arr(ovc) * per_pct * _arr(aluminium_t) * 0.001
+    return cf4, cf4 * _arr(c2f6_cf4_ratio)
 
 
-def _arr(x=()) -> np.ndarray:
+def _arr(x: ArrayLike = ()) -> Floats:
     return np.asarray(x, dtype=np.float64)
 
 
@@ -299,27 +364,47 @@ class AccountingEmissions:
     co2_t: np.ndarray  # all CO2: the most a CO2 CEMS can see (it does not see PFC)
     total_co2e_t: np.ndarray
     gwp_set: str
-    basis: np.ndarray  # int8 (n_reports, len(INPUTS)): highest basis code among the inputs the report used
+    basis: NDArray[np.int8]  # (n_reports, len(INPUTS)): highest basis code among the inputs the report used
 
     @property
-    def defaults(self) -> np.ndarray:
+    def defaults(self) -> NDArray[np.bool_]:
         """bool (n_reports, len(INPUTS)): the input was a default."""
-        return self.basis >= DEFAULT
+        return np.greater_equal(self.basis, DEFAULT)
 
     @property
-    def unconfirmed(self) -> np.ndarray:
+    def unconfirmed(self) -> NDArray[np.bool_]:
         """bool (n_reports, len(INPUTS)): the input was a default whose source is unconfirmed."""
-        return self.basis == UNCONFIRMED
+        return np.equal(self.basis, UNCONFIRMED)
 
     def default_inputs(self, report: int) -> tuple[str, ...]:
-        return tuple(name for name, d in zip(INPUTS, self.defaults[report]) if d)
+        return tuple(name for name, d in zip(INPUTS, self.defaults[report], strict=False) if d)
 
     def unconfirmed_inputs(self, report: int) -> tuple[str, ...]:
-        return tuple(name for name, u in zip(INPUTS, self.unconfirmed[report]) if u)
+        return tuple(name for name, u in zip(INPUTS, self.unconfirmed[report], strict=False) if u)
 
 
 def accounting_emissions(x: AccountingInputs, gwp_set: str = DEFAULT_GWP_SET) -> AccountingEmissions:
-    """Calculation-based emissions of every report in ``x`` (formulas in the module docstring)."""
+    """Calculation-based emissions of every report in ``x`` (formulas in the module docstring).
+
+    Parameters
+    ----------
+    x : AccountingInputs
+        Column arrays of the reports' parameters in canonical units (t or 10^4 Nm3, GJ per unit, tC per unit or per
+        GJ, fractions, min/cell-day, mV) with their basis codes.
+    gwp_set : str
+        The GWP set (:data:`streams.kernels.gwp.GWP_SETS`) that turns CF4 and C2F6 into CO2e.
+
+    Returns
+    -------
+    AccountingEmissions
+        Per report: CO2 by component [t], CF4 and C2F6 [t] and their CO2e [t CO2e], totals [t], and the highest basis
+        code among the inputs each report used.
+
+    References
+    ----------
+    docs/sources.md: CN-COMB [S], CN-CEM-PROC [S], CN-CEM-TOC [U], CN-STEEL-CB [S], CN-AL-ANODE [U], CN-AL-LIME [S],
+    CN-AL-PFC [S], MRR-AIV-8B [P], CONST-MOLAR [S]; the GWP sets' own (GWP-SAR, GWP-AR4, GWP-AR5, GWP-AR6).
+    """
     n = x.n_reports
     fuel_report = np.asarray(x.fuel_report, np.int64)
     element = np.isfinite(np.asarray(x.fuel_carbon_element, np.float64))
@@ -333,7 +418,8 @@ def accounting_emissions(x: AccountingInputs, gwp_set: str = DEFAULT_GWP_SET) ->
     r = x.per_report
     process = (clinker_process_co2_t(r("clinker_t"), r("clinker_cao"), r("clinker_mgo"), r("noncarbonate_cao"),
                                      r("noncarbonate_mgo"), r("kiln_dust_t"), r("bypass_dust_t"))
-               + r("raw_meal_t") * r("raw_meal_toc") * C_TO_CO2 + limestone_co2_t(r("limestone_t"), r("limestone_factor")))
+               + r("raw_meal_t") * r("raw_meal_toc") * C_TO_CO2
+               + limestone_co2_t(r("limestone_t"), r("limestone_factor")))
     anode = anode_co2_t(r("aluminium_t"), r("anode_consumption"), r("anode_sulphur"), r("anode_ash"))
     # a report uses one PFC method (schemas.accounting); the other's inputs are zero and give zero
     cf4_s, c2f6_s = pfc_slope_t(r("aluminium_t"), r("anode_effect_minutes"), r("slope_cf4"), r("c2f6_cf4_ratio"))
@@ -405,7 +491,8 @@ def co2_variance_t2(x: AccountingInputs) -> np.ndarray:
     fuel = fuel_co2_t(x.fuel_consumption, x.fuel_oxidation, x.fuel_ncv, x.fuel_carbon_per_heat, x.fuel_carbon_element)
     material = np.asarray(x.material_sign, np.float64) * x.material_quantity * x.material_carbon * C_TO_CO2
     r = x.per_report
-    oxide = ((r("clinker_cao") - r("noncarbonate_cao")) * CAO_TO_CO2 + (r("clinker_mgo") - r("noncarbonate_mgo")) * MGO_TO_CO2)
+    oxide = ((r("clinker_cao") - r("noncarbonate_cao")) * CAO_TO_CO2
+             + (r("clinker_mgo") - r("noncarbonate_mgo")) * MGO_TO_CO2)
     calcined = r("clinker_t") + r("kiln_dust_t") + r("bypass_dust_t")
     toc = r("raw_meal_t") * r("raw_meal_toc") * C_TO_CO2
     anode = anode_co2_t(r("aluminium_t"), r("anode_consumption"), r("anode_sulphur"), r("anode_ash"))
@@ -417,8 +504,10 @@ def co2_variance_t2(x: AccountingInputs) -> np.ndarray:
         "material_quantity": material, "material_carbon": material,
         "clinker_t": r("clinker_t") * oxide, "kiln_dust_t": r("kiln_dust_t") * oxide,
         "bypass_dust_t": r("bypass_dust_t") * oxide,
-        "clinker_cao": calcined * r("clinker_cao") * CAO_TO_CO2, "noncarbonate_cao": -calcined * r("noncarbonate_cao") * CAO_TO_CO2,
-        "clinker_mgo": calcined * r("clinker_mgo") * MGO_TO_CO2, "noncarbonate_mgo": -calcined * r("noncarbonate_mgo") * MGO_TO_CO2,
+        "clinker_cao": calcined * r("clinker_cao") * CAO_TO_CO2,
+        "noncarbonate_cao": -calcined * r("noncarbonate_cao") * CAO_TO_CO2,
+        "clinker_mgo": calcined * r("clinker_mgo") * MGO_TO_CO2,
+        "noncarbonate_mgo": -calcined * r("noncarbonate_mgo") * MGO_TO_CO2,
         "raw_meal_t": toc, "raw_meal_toc": toc,
         "aluminium_t": anode, "anode_consumption": anode,
         "anode_sulphur": -carbon_t * r("anode_sulphur"), "anode_ash": -carbon_t * r("anode_ash"),
@@ -444,87 +533,129 @@ def co2_variance_t2(x: AccountingInputs) -> np.ndarray:
 # --- from validated reports ---------------------------------------------------------------------
 
 
-def _code(p) -> int:
+def _code(p: Param | None) -> int:
     if p is None or p.basis == "measured":
         return MEASURED
     return DEFAULT if p.confirmed else UNCONFIRMED
 
 
-def _value(p, where: str) -> float:
+def _value(p: Param | None, where: str) -> float:
     if p is None:
-        return np.nan
+        return float("nan")
     if p.value is None:
         raise ValueError(f"{where}: default not filled (run schemas.accounting.fill_defaults first)")
     return p.value
 
 
 #: ``uncertainty(report, parameter, item, param) -> relative expanded uncertainty`` (see inputs_from_reports)
-UncertaintyOf = Callable[[object, str, "str | None", object], float]
+UncertaintyOf = Callable[["AccountingReport", str, "str | None", "Param"], float]
 
 
-def inputs_from_reports(reports: Sequence, uncertainty: UncertaintyOf | None = None) -> AccountingInputs:
+class _Columns:
+    """The columns :func:`inputs_from_reports` builds: rows of fuels and materials (a list per input), and one value
+    per report of the cement and aluminium inputs, each with its basis code and uncertainty."""
+
+    def __init__(self, n: int, uncertainty: UncertaintyOf | None) -> None:
+        self.uncertainty = uncertainty
+        self.rows: dict[str, list[float]] = {k: [] for k in ("fuel_report", *_FUEL, "material_report", *_MATERIAL,
+                                                             "material_sign")}
+        self.row_basis: dict[str, list[int]] = {k: [] for k in (*_FUEL, *_MATERIAL)}
+        self.row_u: dict[str, list[float]] = {k: [] for k in (*_FUEL, *_MATERIAL)}
+        self.per = {k: np.zeros(n) for k in _CEMENT + _ALUMINIUM}
+        self.per_basis = {k: np.zeros(n, np.int8) for k in _CEMENT + _ALUMINIUM}
+        self.per_u = {k: np.zeros(n) for k in _CEMENT + _ALUMINIUM}
+
+    def u_of(self, rep: AccountingReport, name: str, item: str | None, p: Param | None) -> float:
+        if p is None or self.uncertainty is None:
+            return 0.0
+        return float(self.uncertainty(rep, PARAMETER_OF[name], item, p))
+
+    def put(self, rep: AccountingReport, i: int, name: str, p: Param | None, item: str | None = None,
+            value: float | None = None) -> None:
+        """One per-report input of report ``i`` (``value`` in place of the parameter's, when given)."""
+        if value is None:
+            value = 0.0 if p is None else _value(p, f"{rep.key} {PARAMETER_OF[name]}")
+        self.per[name][i] = value
+        self.per_basis[name][i] = _code(p)
+        self.per_u[name][i] = self.u_of(rep, name, item, p)
+
+    def put_row(self, rep: AccountingReport, names: Sequence[str], params: Sequence[Param | None], item: str) -> None:
+        """One fuel or material row."""
+        for name, p in zip(names, params, strict=True):
+            self.rows[name].append(_value(p, f"{rep.key} {PARAMETER_OF[name]} [{item}]"))
+            self.row_basis[name].append(_code(p))
+            self.row_u[name].append(self.u_of(rep, name, item, p))
+
+    def report(self, i: int, rep: AccountingReport) -> None:
+        for f in rep.fuels:
+            self.rows["fuel_report"].append(i)
+            self.put_row(rep, _FUEL, (f.consumption, f.ncv, f.carbon_per_heat, f.carbon_content, f.oxidation_rate),
+                         f.fuel)
+        if rep.steel is not None:
+            for m in rep.steel.materials:
+                self.rows["material_report"].append(i)
+                self.rows["material_sign"].append(1.0 if MATERIALS[m.material].direction == "input" else -1.0)
+                self.put_row(rep, _MATERIAL, (m.quantity, m.carbon_content), m.material)
+        if rep.cement is not None:
+            self.cement(i, rep, rep.cement)
+        if rep.aluminium is not None:
+            self.aluminium(i, rep, rep.aluminium)
+
+    def cement(self, i: int, rep: AccountingReport, c: CementData) -> None:
+        item = "coal_gangue" if c.raw_meal_contains_coal_gangue else None
+        clinker = _value(c.clinker_output, f"{rep.key} cement.clinker_output")
+        for name, p in (("clinker_t", c.clinker_output), ("clinker_cao", c.clinker_cao),
+                        ("clinker_mgo", c.clinker_mgo), ("raw_meal_t", c.raw_meal_consumption),
+                        ("raw_meal_toc", c.raw_meal_toc), ("kiln_dust_t", c.kiln_dust),
+                        ("bypass_dust_t", c.bypass_dust)):
+            self.put(rep, i, name, p, item)
+        for name, p in (("noncarbonate_cao", c.noncarbonate_cao), ("noncarbonate_mgo", c.noncarbonate_mgo)):
+            v = _value(p, f"{rep.key} {PARAMETER_OF[name]}")  # a mass becomes a fraction of clinker
+            self.put(rep, i, name, p, item, v if p.unit == "fraction" else (v / clinker if clinker else 0.0))
+
+    def aluminium(self, i: int, rep: AccountingReport, a: AluminiumData) -> None:
+        for name, p in (("aluminium_t", a.aluminium_output), ("anode_consumption", a.net_anode_consumption),
+                        ("anode_sulphur", a.anode_sulphur), ("anode_ash", a.anode_ash),
+                        ("limestone_t", a.limestone_consumption), ("limestone_factor", a.limestone_factor),
+                        ("anode_effect_minutes", a.anode_effect_minutes), ("slope_cf4", a.slope_cf4),
+                        ("overvoltage_coefficient", a.overvoltage_coefficient),
+                        ("anode_effect_overvoltage", a.anode_effect_overvoltage),
+                        ("current_efficiency", a.current_efficiency), ("c2f6_cf4_ratio", a.c2f6_cf4_ratio)):
+            self.put(rep, i, name, p, a.cell_technology)
+
+
+def inputs_from_reports(reports: Sequence[AccountingReport],
+                        uncertainty: UncertaintyOf | None = None) -> AccountingInputs:
     """Validated, default-filled :class:`schemas.accounting.AccountingReport` objects -> column arrays.
 
     The report order is kept: row ``i`` of every result is ``reports[i]``. (A thin Python pass over
-    the reports and their rows; the arithmetic is in :func:`accounting_emissions`.) With ``uncertainty``,
-    each given parameter's relative uncertainty is ``uncertainty(report, parameter, item, param)``, ``item``
-    being the fuel or material id, the cell technology, or ``coal_gangue`` for a raw mix with coal gangue
-    (the keys the defaults use); parameters a report does not give have none (0).
+    the reports and their rows; the arithmetic is in :func:`accounting_emissions`.)
+
+    Parameters
+    ----------
+    reports : sequence of AccountingReport
+        Validated reports with their defaults filled (:func:`schemas.accounting.validate_report`); values are in
+        the canonical units of :data:`schemas.accounting.UNITS`.
+    uncertainty : callable, optional
+        ``uncertainty(report, parameter, item, param)`` -> the parameter's relative expanded uncertainty [fraction,
+        95 %], ``item`` being the fuel or material id, the cell technology, or ``coal_gangue`` for a raw mix with
+        coal gangue (the keys the defaults use); parameters a report does not give have none (0).
+
+    Returns
+    -------
+    AccountingInputs
+        Per-report inputs of shape ``(n,)`` (zero where a sector does not apply) and fuel and material rows with the
+        index of their report, each with basis codes (and uncertainties when given), in the same units.
+
+    References
+    ----------
+    docs/sources.md: the parameters' own (docs/accounting.md); uncertainties IPCC-V1C3-AP1 [S] and the policy file's.
     """
     n = len(reports)
-    cols: dict[str, list] = {k: [] for k in ("fuel_report", *_FUEL, "material_report", *_MATERIAL, "material_sign")}
-    row_basis: dict[str, list] = {k: [] for k in (*_FUEL, *_MATERIAL)}
-    row_u: dict[str, list] = {k: [] for k in (*_FUEL, *_MATERIAL)}
-    per = {k: np.zeros(n) for k in _CEMENT + _ALUMINIUM}
-    per_basis = {k: np.zeros(n, np.int8) for k in _CEMENT + _ALUMINIUM}
-    per_u = {k: np.zeros(n) for k in _CEMENT + _ALUMINIUM}
-
-    def u_of(rep, name: str, item, p) -> float:
-        return 0.0 if p is None or uncertainty is None else float(uncertainty(rep, PARAMETER_OF[name], item, p))
-
-    def put(rep, i: int, name: str, p, item=None, value: float | None = None) -> None:
-        per[name][i] = (0.0 if p is None else _value(p, f"{rep.key} {PARAMETER_OF[name]}")) if value is None else value
-        per_basis[name][i] = _code(p)
-        per_u[name][i] = u_of(rep, name, item, p)
-
-    def put_row(rep, names, params, item) -> None:
-        for name, p in zip(names, params):
-            cols[name].append(_value(p, f"{rep.key} {PARAMETER_OF[name]} [{item}]"))
-            row_basis[name].append(_code(p))
-            row_u[name].append(u_of(rep, name, item, p))
-
+    c = _Columns(n, uncertainty)
     for i, rep in enumerate(reports):
-        for f in rep.fuels:
-            cols["fuel_report"].append(i)
-            put_row(rep, _FUEL, (f.consumption, f.ncv, f.carbon_per_heat, f.carbon_content, f.oxidation_rate), f.fuel)
-        if rep.steel is not None:
-            for m in rep.steel.materials:
-                cols["material_report"].append(i)
-                cols["material_sign"].append(1.0 if MATERIALS[m.material].direction == "input" else -1.0)
-                put_row(rep, _MATERIAL, (m.quantity, m.carbon_content), m.material)
-        c = rep.cement
-        if c is not None:
-            item = "coal_gangue" if c.raw_meal_contains_coal_gangue else None
-            clinker = _value(c.clinker_output, f"{rep.key} cement.clinker_output")
-            for name, p in (("clinker_t", c.clinker_output), ("clinker_cao", c.clinker_cao),
-                            ("clinker_mgo", c.clinker_mgo), ("raw_meal_t", c.raw_meal_consumption),
-                            ("raw_meal_toc", c.raw_meal_toc), ("kiln_dust_t", c.kiln_dust),
-                            ("bypass_dust_t", c.bypass_dust)):
-                put(rep, i, name, p, item)
-            for name, p in (("noncarbonate_cao", c.noncarbonate_cao), ("noncarbonate_mgo", c.noncarbonate_mgo)):
-                v = _value(p, f"{rep.key} {PARAMETER_OF[name]}")  # a mass becomes a fraction of clinker
-                put(rep, i, name, p, item, v if p.unit == "fraction" else (v / clinker if clinker else 0.0))
-        a = rep.aluminium
-        if a is not None:
-            for name, p in (("aluminium_t", a.aluminium_output), ("anode_consumption", a.net_anode_consumption),
-                            ("anode_sulphur", a.anode_sulphur), ("anode_ash", a.anode_ash),
-                            ("limestone_t", a.limestone_consumption), ("limestone_factor", a.limestone_factor),
-                            ("anode_effect_minutes", a.anode_effect_minutes), ("slope_cf4", a.slope_cf4),
-                            ("overvoltage_coefficient", a.overvoltage_coefficient),
-                            ("anode_effect_overvoltage", a.anode_effect_overvoltage),
-                            ("current_efficiency", a.current_efficiency), ("c2f6_cf4_ratio", a.c2f6_cf4_ratio)):
-                put(rep, i, name, p, a.cell_technology)
-    arrays = {k: np.asarray(v, np.int64 if k.endswith("_report") else np.float64) for k, v in cols.items()}
-    basis = {k: np.asarray(v, np.int8) for k, v in row_basis.items()} | per_basis
-    u = ({k: np.asarray(v, np.float64) for k, v in row_u.items()} | per_u) if uncertainty is not None else {}
-    return AccountingInputs(n_reports=n, **arrays, **per, basis=basis, uncertainty=u)
+        c.report(i, rep)
+    arrays = {k: np.asarray(v, np.int64 if k.endswith("_report") else np.float64) for k, v in c.rows.items()}
+    basis = {k: np.asarray(v, np.int8) for k, v in c.row_basis.items()} | c.per_basis
+    u = ({k: np.asarray(v, np.float64) for k, v in c.row_u.items()} | c.per_u) if uncertainty is not None else {}
+    return AccountingInputs(n_reports=n, **arrays, **c.per, basis=basis, uncertainty=u)

@@ -17,16 +17,20 @@ Python loop per reading.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Hashable, Mapping
 from dataclasses import dataclass, fields
+from typing import Any, ClassVar
 
 import numpy as np
+from numpy.typing import ArrayLike, NDArray
 
 from schemas.quantities import Flag
 
 from . import exact
 from .policy import ValidityPolicy
 
-__all__ = ["HOUR_NS", "MINUTE_NS", "ROUND_NS", "Accumulator", "PeriodTable", "combine", "hours_from_minutes", "readings_to_minutes"]
+__all__ = ["HOUR_NS", "MINUTE_NS", "ROUND_NS", "Accumulator", "PeriodTable", "combine", "hours_from_minutes",
+           "readings_to_minutes"]
 
 MINUTE_NS = 60 * 10**9
 HOUR_NS = 3600 * 10**9
@@ -41,7 +45,27 @@ _MINUTE_SLOTS = 12  # 5-s slots of a minute (HJ 212 App. D Eq. 23: sampled at mo
 ROUND_NS = 500_000_000
 
 
-def cell_keys(series: np.ndarray, ts_ns: np.ndarray, period_ns: int) -> np.ndarray:
+def cell_keys(series: ArrayLike, ts_ns: ArrayLike, period_ns: int) -> NDArray[np.int64]:
+    """Keys of the cells readings fall in: ``series << 32 | period index since the epoch``.
+
+    Parameters
+    ----------
+    series : array_like of int
+        Series number of each reading [1].
+    ts_ns : array_like of int
+        Reading times [ns since the epoch, UTC].
+    period_ns : int
+        Period length [ns] (a minute or an hour).
+
+    Returns
+    -------
+    ndarray of int64
+        One key per reading; periods are UTC-aligned.
+
+    References
+    ----------
+    Project layout of the state (module docstring); no regulation involved.
+    """
     return (np.asarray(series, dtype=np.int64) << _PERIOD_BITS) | (np.asarray(ts_ns, dtype=np.int64) // period_ns)
 
 
@@ -78,7 +102,7 @@ def _grouped_sum(inv: np.ndarray, m: int, x: np.ndarray) -> np.ndarray:
     return np.stack([exact.segment_sum(inv, x[:, j], m) for j in range(x.shape[1])], axis=1)
 
 
-def _counts(inv: np.ndarray, m: int, weights=None) -> np.ndarray:
+def _counts(inv: np.ndarray, m: int, weights: ArrayLike | None = None) -> np.ndarray:
     return np.bincount(inv, weights=weights, minlength=m).astype(np.int64)
 
 
@@ -139,16 +163,17 @@ class Accumulator(_Cells):
     operating_slots: np.ndarray
     recorded_samples: np.ndarray
     recorded_qsum: np.ndarray
-    batches: frozenset = frozenset()
+    batches: frozenset[Hashable] = frozenset()
 
-    _ROW_FIELDS = ("part_flags", "valid_parts", "part_qsum", "sample_flags", "valid_samples", "sample_qsum",
-                   "recorded_samples", "recorded_qsum")
-    _OR_FIELDS = ("valid_slots", "operating_slots")
-    _ARRAYS = ("key",) + _ROW_FIELDS + _OR_FIELDS  # every per-cell array
+    _ROW_FIELDS: ClassVar[tuple[str, ...]] = ("part_flags", "valid_parts", "part_qsum", "sample_flags",
+                                              "valid_samples", "sample_qsum", "recorded_samples", "recorded_qsum")
+    _OR_FIELDS: ClassVar[tuple[str, ...]] = ("valid_slots", "operating_slots")
+    _ARRAYS: ClassVar[tuple[str, ...]] = ("key", *_ROW_FIELDS, *_OR_FIELDS)  # every per-cell array
     #: Fields equal to another unless some reading says otherwise (samples are the parts of a minute; recorded
     #: values are the valid ones when no reading is flagged F): shared, not copied, while they are equal.
-    _TWINS = {"sample_flags": "part_flags", "valid_samples": "valid_parts", "sample_qsum": "part_qsum",
-              "recorded_samples": "valid_samples", "recorded_qsum": "sample_qsum"}
+    _TWINS: ClassVar[Mapping[str, str]] = {
+        "sample_flags": "part_flags", "valid_samples": "valid_parts", "sample_qsum": "part_qsum",
+        "recorded_samples": "valid_samples", "recorded_qsum": "sample_qsum"}
 
     @classmethod
     def empty(cls, period_ns: int) -> Accumulator:
@@ -156,10 +181,10 @@ class Accumulator(_Cells):
         return cls(period_ns, z, zf, z, z, zf, z, z, z, z, z, z)
 
     @classmethod
-    def from_arrays(cls, period_ns: int, arrays) -> Accumulator:
+    def from_arrays(cls, period_ns: int, arrays: Mapping[str, np.ndarray]) -> Accumulator:
         """State from saved arrays (``arrays[name]`` for each of :attr:`_ARRAYS`). Arrays saved before a field
         existed are taken from its twin, which is what they equalled then."""
-        got = {n: arrays[n] for n in cls._ARRAYS if n in arrays}
+        got: dict[str, Any] = {n: arrays[n] for n in cls._ARRAYS if n in arrays}
         for name in cls._ARRAYS:
             if name not in got:
                 got[name] = got[cls._TWINS[name]]
@@ -184,7 +209,7 @@ class Accumulator(_Cells):
         sample_flags: np.ndarray | None = None,
         sample_valid: np.ndarray | None = None,
         sample_qsum: np.ndarray | None = None,
-        batch_id=None,
+        batch_id: Hashable | None = None,
         recorded_samples: np.ndarray | None = None,
         recorded_qsum: np.ndarray | None = None,
     ) -> Accumulator:
@@ -197,26 +222,28 @@ class Accumulator(_Cells):
         part_flags = part_flags.astype(np.int64)
         valid_parts = _counts(inv, m, part_valid)
         part_qsum = exact.segment_sum(inv[part_valid], part_q[part_valid], m)
-        if sample_flags is None:
+        if sample_flags is None or sample_valid is None or sample_qsum is None:
             s_flags, s_valid, s_qsum = part_flags, valid_parts, part_qsum
         else:
             s_flags, s_valid, s_qsum = (
                 _grouped_sum(inv, m, x) for x in (sample_flags, sample_valid, sample_qsum)
             )
-        if recorded_samples is None or (recorded_samples is sample_valid and recorded_qsum is sample_qsum):
+        if (recorded_samples is None or recorded_qsum is None
+                or (recorded_samples is sample_valid and recorded_qsum is sample_qsum)):
             r_n, r_qsum = s_valid, s_qsum
         else:
             r_n, r_qsum = (_grouped_sum(inv, m, x) for x in (recorded_samples, recorded_qsum))
         valid_slots = _slot_bits(inv[part_valid], slot[part_valid], m)
         operating_slots = _slot_bits(inv[part_operating], slot[part_operating], m)
-        batches = frozenset() if batch_id is None else frozenset([batch_id])
+        batches: frozenset[Hashable] = frozenset() if batch_id is None else frozenset([batch_id])
         return cls(
             period_ns, uniq, part_flags, valid_parts, part_qsum, s_flags, s_valid, s_qsum, valid_slots,
             operating_slots, r_n, r_qsum, batches,
         )
 
-    def absorb_readings(self, series, ts_ns, value, flag, batch_id=None, bounds=None,
-                        set_values_valid=None) -> Accumulator:
+    def absorb_readings(self, series: ArrayLike, ts_ns: ArrayLike, value: ArrayLike, flag: ArrayLike,
+                        batch_id: Hashable | None = None, bounds: tuple[ArrayLike, ArrayLike] | None = None,
+                        set_values_valid: ArrayLike | None = None) -> Accumulator:
         """Add raw readings (period must be a minute). A ``batch_id`` already absorbed is a no-op.
 
         Out-of-range handling as in :func:`readings_to_minutes`.
@@ -231,7 +258,7 @@ class Accumulator(_Cells):
         """Combine two states of the same period. Refuses states that share a batch (double count)."""
         return combine([self, other])
 
-    def _as_dict(self) -> dict:
+    def _as_dict(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
 
     def select(self, mask: np.ndarray) -> Accumulator:
@@ -295,16 +322,36 @@ class Accumulator(_Cells):
 def combine(states: list[Accumulator]) -> Accumulator:
     """Merge any number of states of one period length in one pass (sums add, slot masks OR).
 
-    Refuses states that share a batch id: that batch would be counted twice.
+    Integer sums and bit masks make merging exact and order-independent, which is what lets a stream aggregate in
+    pieces and still give the figures of aggregating whole.
+
+    Parameters
+    ----------
+    states : list of Accumulator
+        States of one period length [ns]; they must not share a batch id.
+
+    Returns
+    -------
+    Accumulator
+        The merged state (counts [1], exact quantised sums [2^-24 of the series' unit], slot masks).
+
+    Raises
+    ------
+    ValueError
+        States of different periods, or sharing a batch id (that batch would be counted twice).
+
+    References
+    ----------
+    :mod:`streams.kernels.exact` (why the sums are integers); no regulation involved.
     """
     period = {a.period_ns for a in states}
     if len(period) != 1:
         raise ValueError(f"cannot merge states of different periods: {sorted(period)} ns")
-    batches: frozenset = frozenset()
+    batches: frozenset[Hashable] = frozenset()
     for a in states:
         shared = batches & a.batches
         if shared:
-            raise ValueError(f"states share batches {sorted(shared)[:5]}: merging would count them twice")
+            raise ValueError(f"states share batches {sorted(shared, key=repr)[:5]}: merging would count them twice")
         batches |= a.batches
     states = [a for a in states if len(a)]
     if len(states) <= 1:
@@ -315,14 +362,14 @@ def combine(states: list[Accumulator]) -> Accumulator:
     m = uniq.size
     # Keys are unique within each state, so per-state fancy-index updates are exact scatter-adds.
     at = np.split(inv, np.cumsum([len(a) for a in states])[:-1])
-    out = {"period_ns": states[0].period_ns, "key": uniq, "batches": batches}
+    out: dict[str, Any] = {"period_ns": states[0].period_ns, "key": uniq, "batches": batches}
     for name in Accumulator._ROW_FIELDS + Accumulator._OR_FIELDS:
         twin = Accumulator._TWINS.get(name)
         if twin and all(getattr(a, name) is getattr(a, twin) for a in states):  # minutes: samples are the parts
             out[name] = out[twin]
             continue
         first = getattr(states[0], name)
-        acc = np.zeros((m,) + first.shape[1:], dtype=np.int64)
+        acc = np.zeros((m, *first.shape[1:]), dtype=np.int64)
         for a, idx in zip(states, at, strict=True):
             if name in Accumulator._OR_FIELDS:
                 acc[idx] |= getattr(a, name)
@@ -408,42 +455,76 @@ class PeriodTable(_Cells):
 CHUNK = 1 << 20
 
 
-def readings_to_minutes(series, ts_ns, value, flag, batch_id=None, bounds=None, set_values_valid=None) -> Accumulator:
+def readings_to_minutes(series: ArrayLike, ts_ns: ArrayLike, value: ArrayLike, flag: ArrayLike,
+                        batch_id: Hashable | None = None, bounds: tuple[ArrayLike, ArrayLike] | None = None,
+                        set_values_valid: ArrayLike | None = None) -> Accumulator:
     """Group raw readings into minute cells (the first kernel stage, and the hot path).
 
     Readings flagged N whose value is NaN, infinite or beyond :data:`exact.MAX_ABS_VALUE` count as
-    out of range (T): flagged, never summed. With ``bounds = (low, high)``, arrays indexed by series
-    (see :func:`.plausibility.series_bounds`), normal readings outside ``[low, high]`` are T too.
-    ``set_values_valid``: bool per series; where true, readings flagged S (a value entered by hand, HJ 212-2017
-    Table 8) count as valid values of that channel (the site file's per-channel ``manual_values`` policy,
-    ``docs/sources.md`` HJ212-T8-S); elsewhere, as by default, only N readings are valid.
-    Cells are addressed through a dense ``(series, minute)`` index over each chunk's span, so every
-    statistic is one ``np.bincount``.
+    out of range (T): flagged, never summed. Cells are addressed through a dense ``(series, minute)`` index over
+    each chunk's span, so every statistic is one ``np.bincount``. A reading belongs to the minute (and 5-s slot) of
+    its timestamp rounded to the nearest second.
+
+    Parameters
+    ----------
+    series : array_like of int
+        Series number of each reading [1].
+    ts_ns : array_like of int
+        Reading times [ns since the epoch, UTC].
+    value : array_like of float
+        Reading values [the series' unit].
+    flag : array_like of uint8
+        HJ 212 flag code of each reading.
+    batch_id : hashable, optional
+        The batch these readings came in: a state that already holds it refuses to take it twice.
+    bounds : tuple of two arrays of float, optional
+        ``(low, high)`` per series [the series' unit] (:func:`streams.kernels.plausibility.series_bounds`); normal
+        readings outside them are flagged T.
+    set_values_valid : array_like of bool, optional
+        Per series: readings flagged S (entered by hand) count as valid values of that channel (the site file's
+        ``manual_values`` policy); elsewhere only N readings are valid.
+
+    Returns
+    -------
+    Accumulator
+        Minute cells: counts of readings by flag and of valid readings [1], exact sums of valid values
+        [2^-24 of the series' unit], masks of 5-s slots with valid or any readings.
+
+    References
+    ----------
+    docs/sources.md: HJ212-D23 [P] (minute means from samples at most 5 s apart), HJ212-T8 [P], HJ212-T8-S [P/U],
+    ROUND-S (project choice).
     """
-    series = np.asarray(series, dtype=np.int64)
-    ts_ns = np.asarray(ts_ns, dtype=np.int64)
-    value = np.asarray(value, dtype=np.float64)
-    flag = np.asarray(flag, dtype=np.uint8)
-    if not series.shape == ts_ns.shape == value.shape == flag.shape:
+    s = np.asarray(series, dtype=np.int64)
+    t = np.asarray(ts_ns, dtype=np.int64)
+    v = np.asarray(value, dtype=np.float64)
+    f = np.asarray(flag, dtype=np.uint8)
+    if not s.shape == t.shape == v.shape == f.shape:
         raise ValueError("series, ts_ns, value and flag must have the same length")
-    if bounds is not None:
-        bounds = tuple(np.asarray(b, dtype=np.float64) for b in bounds)
-        if series.size and series.max() >= bounds[0].size:
-            raise ValueError(f"bounds cover {bounds[0].size} series; readings name series {int(series.max())}")
+    limits = (None if bounds is None
+              else (np.asarray(bounds[0], dtype=np.float64), np.asarray(bounds[1], dtype=np.float64)))
+    if limits is not None and s.size and s.max() >= limits[0].size:
+        raise ValueError(f"bounds cover {limits[0].size} series; readings name series {int(s.max())}")
     accept_s = None if set_values_valid is None or not np.any(set_values_valid) else np.asarray(set_values_valid, bool)
     chunks = [  # a few chunks per batch, not a loop per reading
-        _minutes_of_chunk(series[lo : lo + CHUNK], ts_ns[lo : lo + CHUNK], value[lo : lo + CHUNK], flag[lo : lo + CHUNK],
-                          bounds, accept_s)
-        for lo in range(0, ts_ns.size, CHUNK)
+        _minutes_of_chunk(s[lo : lo + CHUNK], t[lo : lo + CHUNK], v[lo : lo + CHUNK], f[lo : lo + CHUNK], limits,
+                          accept_s)
+        for lo in range(0, t.size, CHUNK)
     ]
     acc = combine(chunks) if chunks else Accumulator.empty(MINUTE_NS)
-    return dataclasses.replace(acc, batches=frozenset() if batch_id is None else frozenset([batch_id]))
+    batches: frozenset[Hashable] = frozenset() if batch_id is None else frozenset([batch_id])
+    return dataclasses.replace(acc, batches=batches)
 
 
-def _minutes_of_chunk(series, ts_ns, value, flag, bounds, accept_s=None) -> Accumulator:
+Bounds = tuple[NDArray[np.float64], NDArray[np.float64]]
+
+
+def _minutes_of_chunk(series: NDArray[np.int64], ts_ns: NDArray[np.int64], value: NDArray[np.float64],
+                      flag: NDArray[np.uint8], bounds: Bounds | None,
+                      accept_s: NDArray[np.bool_] | None = None) -> Accumulator:
     valid = flag == Flag.N
     set_valid = accept_s is not None and bool(((flag == Flag.S) & np.take(accept_s, series)).any())
-    if set_valid:
+    if set_valid and accept_s is not None:
         valid |= (flag == Flag.S) & np.take(accept_s, series)
     if bounds is not None:
         with np.errstate(invalid="ignore"):
@@ -518,7 +599,8 @@ def _minutes_of_chunk(series, ts_ns, value, flag, bounds, accept_s=None) -> Accu
     )
 
 
-def _recorded_under_f(series, value, flag, bounds) -> np.ndarray | None:
+def _recorded_under_f(series: NDArray[np.int64], value: NDArray[np.float64], flag: NDArray[np.uint8],
+                      bounds: Bounds | None) -> np.ndarray | None:
     """Readings flagged F (instrument stopped) that still carry a finite, plausible value, or None if there are
     none (the common case, at the cost of one comparison)."""
     f = flag == Flag.F
@@ -541,7 +623,24 @@ def _pack_bits(hit: np.ndarray) -> np.ndarray:
 
 
 def hours_from_minutes(minutes: PeriodTable) -> Accumulator:
-    """Closed minutes -> hour cells (parts: minutes, flagged by their label; slots: 15-min quadrants)."""
+    """Closed minutes -> hour cells (parts: minutes, flagged by their label; slots: 15-min quadrants).
+
+    Parameters
+    ----------
+    minutes : PeriodTable
+        Closed minutes of many series, their validity judged by a policy [the series' unit].
+
+    Returns
+    -------
+    Accumulator
+        Hour cells whose parts are the minutes (counts by the minutes' labels, valid minutes, exact sums of the
+        valid minute means [2^-24 of the series' unit]) with the readings' own counts carried along, and masks of
+        15-minute quadrants with valid or operating minutes (for Part 75's hour rule).
+
+    References
+    ----------
+    docs/sources.md: HJ212-D24 [P] (an hour mean is the mean of its valid minute means), HJ212-AC [P], P75-10d [P].
+    """
     if minutes.period_ns != MINUTE_NS:
         raise ValueError("hours are built from minutes")
     start = minutes.start_ns
@@ -570,8 +669,9 @@ def hours_from_minutes(minutes: PeriodTable) -> Accumulator:
 AVERAGE_PERIODS_S = frozenset(60 * k for k in (1, 2, 3, 4, 5, 6, 10, 12, 15, 20, 30))
 
 
-def minutes_from_averages(series, start_ns, period_s: int, value, flag, bounds=None,
-                          set_values_valid=None) -> PeriodTable:
+def minutes_from_averages(series: ArrayLike, start_ns: ArrayLike, period_s: int, value: ArrayLike, flag: ArrayLike,
+                          bounds: tuple[ArrayLike, ArrayLike] | None = None,
+                          set_values_valid: ArrayLike | None = None) -> PeriodTable:
     """Means a datalogger computed over whole minutes (HJ 212 2051 minute data) -> closed minute cells.
 
     A minute mean is not a sample: folding it through :func:`readings_to_minutes` would make it one reading of a
@@ -659,9 +759,24 @@ def minutes_from_averages(series, start_ns, period_s: int, value, flag, bounds=N
 
 
 def concat_tables(tables: list[PeriodTable]) -> PeriodTable:
-    """Closed periods of one length from several tables (disjoint cells), in one table."""
+    """Closed periods of one length from several tables (disjoint cells), in one table.
+
+    Parameters
+    ----------
+    tables : list of PeriodTable
+        Tables of one period length [ns] and one policy, holding different cells.
+
+    Returns
+    -------
+    PeriodTable
+        Their rows, table by table, in the units they had.
+
+    References
+    ----------
+    No regulation involved (bookkeeping).
+    """
     names = [f.name for f in fields(PeriodTable) if f.name not in ("period_ns", "policy")]
-    return PeriodTable(tables[0].period_ns, *(np.concatenate([getattr(t, n) for t in tables]) for n in names),
-                       tables[0].policy)
+    columns = {n: np.concatenate([getattr(t, n) for t in tables]) for n in names}
+    return PeriodTable(period_ns=tables[0].period_ns, policy=tables[0].policy, **columns)
 
 # --- end of period data -------------------------------------------------------------------------------------------

@@ -107,6 +107,8 @@ class StackLayout:
                 if channel_id is not None:
                     series[role][i] = series_of[(src.id, channel_id)]
                     units[role][i] = src.channel(channel_id).unit
+            if mi.co2 is None:  # refused when the site file is loaded; a hand-built source gets this
+                raise ValueError(f"stack {src.id!r} has no CO2 channel (a05001)")
             co2 = src.channel(mi.co2)
             co2_basis[i], co2_cond[i], flow_basis[i] = mi.co2_basis or "", co2.conditions, mi.flow_basis or ""
             if mi.velocity is not None:
@@ -159,7 +161,29 @@ class HourGrids:
 
 
 def pivot_hours(hours: PeriodTable, n_series: int, start_ns: int, n_hours: int) -> HourGrids:
-    """Hour records -> dense ``[series, hour]`` grids."""
+    """Hour records -> dense ``[series, hour]`` grids.
+
+    Parameters
+    ----------
+    hours : PeriodTable
+        Closed hours [the series' unit].
+    n_series : int
+        Rows of the grid [1].
+    start_ns : int
+        Start of the first hour of the grid [ns since the epoch, UTC].
+    n_hours : int
+        Columns of the grid [1].
+
+    Returns
+    -------
+    HourGrids
+        Valid means [the series' unit], validity, presence, the recorded means (normal or F-flagged values: process
+        evidence) [the series' unit] and the share of readings flagged F, M or D [fraction].
+
+    References
+    ----------
+    docs/sources.md: HJ212-T8-F [P/project rule] (F-flagged values are evidence of operation, never valid means).
+    """
     if hours.period_ns != HOUR_NS:
         raise ValueError("pivot_hours needs hour records")
     h = (hours.start_ns - start_ns) // HOUR_NS

@@ -29,16 +29,66 @@ _MAX_PER_GROUP = 1 << 16  # |high part| < 2**36, so 2**16 of them sum below 2**5
 
 
 def quantise(values: np.ndarray) -> np.ndarray:
-    """Values -> int64 multiples of 2⁻²⁴. Callers must have excluded NaN and |v| >= MAX_ABS_VALUE."""
+    """Values -> int64 multiples of 2⁻²⁴, the grid every running sum uses.
+
+    Parameters
+    ----------
+    values : ndarray of float
+        Values [any unit]; callers must have excluded NaN and ``|v| >= MAX_ABS_VALUE``.
+
+    Returns
+    -------
+    ndarray of int64
+        ``round(v x 2^24)`` [2^-24 of the unit].
+
+    References
+    ----------
+    Module docstring (exact, order-independent sums); no regulation involved.
+    """
     return np.rint(np.asarray(values, dtype=np.float64) * SCALE).astype(np.int64)
 
 
 def dequantise(q: np.ndarray) -> np.ndarray:
+    """Quantised integers back to values.
+
+    Parameters
+    ----------
+    q : ndarray of int
+        Multiples of 2⁻²⁴ [2^-24 of the unit].
+
+    Returns
+    -------
+    ndarray of float
+        ``q / 2^24`` [the unit].
+
+    References
+    ----------
+    Module docstring; no regulation involved.
+    """
     return np.asarray(q, dtype=np.int64) / SCALE
 
 
 def segment_sum(index: np.ndarray, q: np.ndarray, size: int) -> np.ndarray:
-    """Exact ``out[i] = sum(q[index == i])`` for int64 ``q``, ``0 <= index < size``."""
+    """Exact ``out[i] = sum(q[index == i])`` for int64 ``q``, ``0 <= index < size``.
+
+    Parameters
+    ----------
+    index : ndarray of int
+        Group of each element, ``0 <= index < size``.
+    q : ndarray of int64
+        Quantised values [2^-24 of their unit].
+    size : int
+        Number of groups.
+
+    Returns
+    -------
+    ndarray of int64
+        Exact sum per group [2^-24 of the unit].
+
+    References
+    ----------
+    Module docstring (why integer sums); no regulation involved.
+    """
     if q.size == 0:
         return np.zeros(size, dtype=np.int64)
     counts = np.bincount(index, minlength=size)

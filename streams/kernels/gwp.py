@@ -35,8 +35,26 @@ DEFAULT_GWP_SET = "AR4"
 def co2e(masses: dict[str, np.ndarray | float], gwp_set: str = DEFAULT_GWP_SET) -> np.ndarray:
     """Sum of mass x GWP over gases, e.g. ``co2e({"CO2": t_co2, "CF4": t_cf4, "C2F6": t_c2f6}, "AR5")``.
 
-    Masses in any one unit (t, kg); the result is in that unit of CO2e. An unknown gas or set raises
-    ``KeyError`` naming what is known; NaN in any gas gives NaN (a missing gas is not zero).
+    Parameters
+    ----------
+    masses : dict of str to array_like or float
+        Gas -> mass, all in one unit [t, or kg].
+    gwp_set : str
+        Name of the GWP set (:data:`GWP_SETS`, 100-year horizon).
+
+    Returns
+    -------
+    ndarray of float
+        CO2e [the masses' unit of CO2e]; NaN where any gas is NaN (a missing gas is not zero).
+
+    Raises
+    ------
+    KeyError
+        An unknown gas or set, naming what is known.
+
+    References
+    ----------
+    docs/sources.md: GWP-SAR [S], GWP-AR4 [S], GWP-AR5 [U], GWP-AR6 [S for CF4, U for C2F6].
     """
     try:
         gwp = GWP_SETS[gwp_set]

@@ -33,7 +33,23 @@ PLAUSIBLE: dict[tuple[str, str], tuple[float, float]] = {
 
 
 def series_bounds(channels: list[tuple[str, str]]) -> tuple[np.ndarray, np.ndarray]:
-    """(low, high) arrays for series described by (quantity, unit); unbounded where none is known."""
+    """Physical bounds of series described by (quantity, unit); unbounded where none is known.
+
+    Parameters
+    ----------
+    channels : list of (str, str)
+        (HJ 212 quantity code, unit) of each series.
+
+    Returns
+    -------
+    low, high : ndarray of float
+        Inclusive bounds per series [the series' unit]; -inf / inf where :data:`PLAUSIBLE` has none.
+
+    References
+    ----------
+    Project choice: deliberately wide physical limits (module docstring), not emission limits; readings outside
+    them are flagged T (docs/sources.md HJ212-T8 [P]).
+    """
     low = np.array([PLAUSIBLE.get(c, (-np.inf, np.inf))[0] for c in channels], dtype=np.float64)
     high = np.array([PLAUSIBLE.get(c, (-np.inf, np.inf))[1] for c in channels], dtype=np.float64)
     return low, high

@@ -132,6 +132,27 @@ POLICIES: dict[str, ValidityPolicy] = {
 
 
 def get_policy(name: str) -> ValidityPolicy:
+    """The validity policy of a regime by name.
+
+    Parameters
+    ----------
+    name : str
+        A key of :data:`POLICIES` (``cn-hj75``, the default, ``cn-hj75-slots``, ``eu-mrr``, ``us-part75``).
+
+    Returns
+    -------
+    ValidityPolicy
+        The minute, hour, day and month rules of that regime.
+
+    Raises
+    ------
+    KeyError
+        An unknown name, listing the known ones.
+
+    References
+    ----------
+    docs/sources.md: HJ212-D23, HJ212-D24, HJ212-D25, HJ76-B (China); MRR-44 (EU); P75-10d (US).
+    """
     try:
         return POLICIES[name]
     except KeyError:

@@ -14,11 +14,13 @@ difference means the CEMS reads low. A drift error is measured - reference (posi
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Literal, Mapping
+from typing import Literal
 
 import numpy as np
+from numpy.typing import ArrayLike, NDArray
 
 __all__ = [
     "POLICIES",
@@ -69,7 +71,7 @@ _T.setflags(write=False)
 _GUARD = 1e-12
 
 
-def _a(x) -> np.ndarray:
+def _a(x: ArrayLike) -> NDArray[np.float64]:
     return np.asarray(x, dtype=float)
 
 
@@ -128,8 +130,10 @@ class QaPolicy:
         return self.quantities.get(quantity, QuantityRules())
 
 
-def _L(value, basis, source, confidence, unit=None, **band) -> Limit:
-    return Limit(float(value), basis, unit, source=source, confidence=confidence, **band)
+def _L(value: float, basis: Basis, source: str, confidence: Literal["P", "S", "U"], unit: str | None = None, *,
+       above: float | None = None, at_most: float | None = None, band_unit: str | None = None) -> Limit:
+    return Limit(float(value), basis, unit, above=above, at_most=at_most, band_unit=band_unit, source=source,
+                 confidence=confidence)
 
 
 def _cn_hj75() -> QaPolicy:
@@ -187,7 +191,22 @@ POLICIES: Mapping[str, QaPolicy] = MappingProxyType({p.name: p for p in (_cn_hj7
 
 
 def get_policy(name: str = "cn-hj75") -> QaPolicy:
-    """The named QA policy; ``cn-hj75`` unless told otherwise."""
+    """The named QA policy; ``cn-hj75`` unless told otherwise.
+
+    Parameters
+    ----------
+    name : str
+        ``cn-hj75``, ``us-part75`` or ``eu-en14181``.
+
+    Returns
+    -------
+    QaPolicy
+        The regime's criteria per quantity.
+
+    References
+    ----------
+    docs/sources.md: each criterion's own id (:class:`Limit`); HJ75-* [S/U], P75-A-* [S/U], EN14181-QAL3 [S].
+    """
     try:
         return POLICIES[name]
     except KeyError:
@@ -212,8 +231,8 @@ def _at_most(measure: np.ndarray, limit: float) -> np.ndarray:
     return measure <= limit * (1 + _GUARD)
 
 
-def judge(limits: tuple[Limit, ...], *, difference, unit: str, relative_percent=None, full_scale=None,
-          reference=None) -> Verdict:
+def judge(limits: tuple[Limit, ...], *, difference: ArrayLike, unit: str, relative_percent: ArrayLike | None = None,
+          full_scale: ArrayLike | None = None, reference: ArrayLike | None = None) -> Verdict:
     """Judge figures against alternative criteria, vectorised.
 
     Parameters
@@ -253,33 +272,8 @@ def judge(limits: tuple[Limit, ...], *, difference, unit: str, relative_percent=
     passed = np.zeros(diff.shape, dtype=bool)
     by_first = np.zeros(diff.shape, dtype=bool)
     for i, lim in enumerate(limits):  # loop over configuration (at most a few alternatives)
-        applies = np.ones(diff.shape, dtype=bool)
-        if lim.above is not None or lim.at_most is not None:
-            if reference is None:
-                raise ValueError(f"criterion {lim.source} applies by reference band; the reference values are needed")
-            if lim.band_unit != unit:
-                raise ValueError(f"criterion {lim.source} has its band in {lim.band_unit}, the values are in {unit}")
-            ref = _a(reference)
-            if lim.above is not None:
-                applies &= ref > lim.above
-            if lim.at_most is not None:
-                applies &= ref <= lim.at_most
-        if lim.basis == "absolute":
-            if lim.unit != unit:
-                raise ValueError(f"criterion {lim.source} is {lim.value} {lim.unit}; the values are in {unit}")
-            measure = diff
-        elif lim.basis == "percent_full_scale":
-            fs = np.broadcast_to(_a(np.nan if full_scale is None else full_scale), diff.shape)
-            missing = applies & ~(fs > 0)
-            if missing.any():
-                raise ValueError(f"criterion {lim.source} is {lim.value} % of full scale; full scale is missing "
-                                 f"for {int(missing.sum())} of {diff.size} checks")
-            with np.errstate(divide="ignore", invalid="ignore"):
-                measure = 100.0 * diff / fs
-        else:
-            if relative_percent is None:
-                raise ValueError(f"criterion {lim.source} compares a relative figure; none was given")
-            measure = np.abs(_a(relative_percent))
+        applies = _applies(lim, diff.shape, unit, reference)
+        measure = _measure(lim, diff, applies, unit, relative_percent, full_scale)
         ok = applies & _at_most(measure, lim.value)
         judged |= applies
         passed |= ok
@@ -288,10 +282,47 @@ def judge(limits: tuple[Limit, ...], *, difference, unit: str, relative_percent=
     return Verdict(judged, passed & judged, by_first)
 
 
+def _applies(lim: Limit, shape: tuple[int, ...], unit: str, reference: ArrayLike | None) -> NDArray[np.bool_]:
+    """Where a criterion applies: everywhere, or where the mean reference value is in its band."""
+    applies = np.ones(shape, dtype=bool)
+    if lim.above is None and lim.at_most is None:
+        return applies
+    if reference is None:
+        raise ValueError(f"criterion {lim.source} applies by reference band; the reference values are needed")
+    if lim.band_unit != unit:
+        raise ValueError(f"criterion {lim.source} has its band in {lim.band_unit}, the values are in {unit}")
+    ref = _a(reference)
+    if lim.above is not None:
+        applies &= ref > lim.above
+    if lim.at_most is not None:
+        applies &= ref <= lim.at_most
+    return applies
+
+
+def _measure(lim: Limit, diff: NDArray[np.float64], applies: NDArray[np.bool_], unit: str,
+             relative_percent: ArrayLike | None, full_scale: ArrayLike | None) -> NDArray[np.float64]:
+    """The figure a criterion compares with its value, by its basis (see :class:`Limit`)."""
+    if lim.basis == "absolute":
+        if lim.unit != unit:
+            raise ValueError(f"criterion {lim.source} is {lim.value} {lim.unit}; the values are in {unit}")
+        return diff
+    if lim.basis == "percent_full_scale":
+        fs = np.broadcast_to(_a(np.nan if full_scale is None else full_scale), diff.shape)
+        missing = applies & ~(fs > 0)
+        if missing.any():
+            raise ValueError(f"criterion {lim.source} is {lim.value} % of full scale; full scale is missing "
+                             f"for {int(missing.sum())} of {diff.size} checks")
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return 100.0 * diff / fs
+    if relative_percent is None:
+        raise ValueError(f"criterion {lim.source} compares a relative figure; none was given")
+    return np.abs(_a(relative_percent))
+
+
 # --- drift ---------------------------------------------------------------------------------------
 
 
-def drift_error(reference, measured) -> np.ndarray:
+def drift_error(reference: ArrayLike, measured: ArrayLike) -> NDArray[np.float64]:
     """Drift (calibration error) of zero or span checks: measured - reference.
 
     Parameters
@@ -311,8 +342,9 @@ def drift_error(reference, measured) -> np.ndarray:
     return _a(measured) - _a(reference)
 
 
-def evaluate_drift(policy: QaPolicy, quantity: str, check: Literal["zero", "span"], reference, measured, *,
-                   unit: str, full_scale=None) -> tuple[np.ndarray, Verdict]:
+def evaluate_drift(policy: QaPolicy, quantity: str, check: Literal["zero", "span"], reference: ArrayLike,
+                   measured: ArrayLike, *, unit: str,
+                   full_scale: ArrayLike | None = None) -> tuple[NDArray[np.float64], Verdict]:
     """Drift errors of many checks of one quantity and kind, and the policy's verdict on them.
 
     Parameters
@@ -362,7 +394,7 @@ class PairedStatistics:
     mean_cems: np.ndarray
 
 
-def paired_statistics(reference, cems, used=None) -> PairedStatistics:
+def paired_statistics(reference: ArrayLike, cems: ArrayLike, used: ArrayLike | None = None) -> PairedStatistics:
     """Statistics of many comparison tests at once from their paired runs.
 
     Parameters
@@ -401,10 +433,23 @@ def paired_statistics(reference, cems, used=None) -> PairedStatistics:
                             np.where(mask, cem, 0.0).sum(axis=1) / n)
 
 
-def t_value(n) -> np.ndarray:
+def t_value(n: ArrayLike) -> NDArray[np.float64]:
     """t(0.025 one-tailed, n - 1 degrees of freedom) from :data:`T_TABLE`, for run counts n = 2..30.
 
-    Raises ``ValueError`` outside the table: no value is extrapolated.
+    Parameters
+    ----------
+    n : array_like of int
+        Runs of each test [1].
+
+    Returns
+    -------
+    ndarray of float
+        The t-value of each [1].
+
+    Raises
+    ------
+    ValueError
+        A run count outside the table: no value is extrapolated.
 
     References
     ----------
@@ -415,10 +460,10 @@ def t_value(n) -> np.ndarray:
     if np.any(bad):
         raise ValueError(f"no t-value for {sorted(set((np.asarray(df)[bad] + 1).ravel().tolist()))} runs; "
                          f"the table covers 2 to {len(_T)} runs")
-    return _T[df]
+    return np.asarray(_T[df], dtype=np.float64)
 
 
-def confidence_coefficient(n, sd_difference) -> np.ndarray:
+def confidence_coefficient(n: ArrayLike, sd_difference: ArrayLike) -> NDArray[np.float64]:
     """Confidence coefficient cc = t(0.025, n - 1) x s_d / sqrt(n) (Part 75 App. A Eq. A-9).
 
     Parameters
@@ -438,10 +483,10 @@ def confidence_coefficient(n, sd_difference) -> np.ndarray:
     docs/sources.md: P75-A-7.3, P75-A-T7-1, HJ75-RA.
     """
     n = np.asarray(n)
-    return t_value(n) * _a(sd_difference) / np.sqrt(n)
+    return t_value(n) * _a(sd_difference) / np.sqrt(_a(n))
 
 
-def relative_accuracy(mean_difference, cc, mean_reference) -> np.ndarray:
+def relative_accuracy(mean_difference: ArrayLike, cc: ArrayLike, mean_reference: ArrayLike) -> NDArray[np.float64]:
     """Relative accuracy RA = (|d-bar| + |cc|) / RM-bar x 100 (Part 75 App. A Eq. A-10; HJ 75 the same).
 
     Parameters
@@ -463,18 +508,31 @@ def relative_accuracy(mean_difference, cc, mean_reference) -> np.ndarray:
         return np.where(rm > 0, (np.abs(_a(mean_difference)) + np.abs(_a(cc))) / rm * 100.0, np.nan)
 
 
-def biased_low(mean_difference, cc) -> np.ndarray:
+def biased_low(mean_difference: ArrayLike, cc: ArrayLike) -> NDArray[np.bool_]:
     """Bias test: the CEMS is biased low where d-bar > |cc| (d = reference - CEMS). A mean difference at
     most |cc| passes; a negative one (CEMS reading high) is never adjusted.
+
+    Parameters
+    ----------
+    mean_difference : array_like of float
+        d-bar of each test, reference - CEMS [the test's unit].
+    cc : array_like of float
+        Confidence coefficient of each test [the test's unit].
+
+    Returns
+    -------
+    ndarray of bool
+        True where the CEMS is biased low.
 
     References
     ----------
     docs/sources.md: P75-A-7.6 (checked on EPA's published RATA records, P75-RATA-DATA).
     """
-    return _a(mean_difference) > np.abs(_a(cc))
+    return np.greater(_a(mean_difference), np.abs(_a(cc)))
 
 
-def bias_adjustment_factor(mean_difference, cc, mean_cems, *, cap: float | None = None, capped=False) -> np.ndarray:
+def bias_adjustment_factor(mean_difference: ArrayLike, cc: ArrayLike, mean_cems: ArrayLike, *, cap: float | None = None,
+                           capped: ArrayLike = False) -> NDArray[np.float64]:
     """Bias adjustment factor BAF = 1 + |d-bar| / CEM-bar where the bias test fails, else 1.
 
     Parameters
@@ -504,8 +562,15 @@ def bias_adjustment_factor(mean_difference, cc, mean_cems, *, cap: float | None 
     return baf
 
 
-def relative_error(mean_reference, mean_cems) -> np.ndarray:
+def relative_error(mean_reference: ArrayLike, mean_cems: ArrayLike) -> NDArray[np.float64]:
     """Relative error of a comparison test, HJ 75: RE = (CEMS-bar - reference-bar) / reference-bar x 100.
+
+    Parameters
+    ----------
+    mean_reference : array_like of float
+        Mean of the reference method [the test's unit].
+    mean_cems : array_like of float
+        Mean of the CEMS over the same runs [the test's unit].
 
     Returns
     -------
@@ -588,7 +653,8 @@ def evaluate_comparison(policy: QaPolicy, quantity: str, stats: PairedStatistics
 # --- linearity -----------------------------------------------------------------------------------
 
 
-def level_means(group, reference, measured, n_groups: int) -> tuple[np.ndarray, np.ndarray]:
+def level_means(group: ArrayLike, reference: ArrayLike, measured: ArrayLike,
+                n_groups: int) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
     """Mean reference value and mean response per gas level, for many checks at once.
 
     Parameters
@@ -598,11 +664,16 @@ def level_means(group, reference, measured, n_groups: int) -> tuple[np.ndarray, 
     reference, measured : array_like
         Reference value and response of each injection [check unit].
     n_groups : int
+        Number of (check, level) groups [1].
 
     Returns
     -------
     reference_mean, measured_mean : ndarray, shape (n_groups,)
-        NaN for a group without injections.
+        Means [check unit]; NaN for a group without injections.
+
+    References
+    ----------
+    docs/sources.md: P75-A-3.2 [U] (a level's error is that of its mean response), HJ75-LIN [U].
     """
     g = np.asarray(group, dtype=np.intp)
     count = np.bincount(g, minlength=n_groups).astype(float)
@@ -610,7 +681,7 @@ def level_means(group, reference, measured, n_groups: int) -> tuple[np.ndarray, 
         return (np.bincount(g, _a(reference), n_groups) / count, np.bincount(g, _a(measured), n_groups) / count)
 
 
-def linearity_error(reference_mean, measured_mean) -> np.ndarray:
+def linearity_error(reference_mean: ArrayLike, measured_mean: ArrayLike) -> NDArray[np.float64]:
     """Linearity error LE = |R - A| / R x 100 at one gas level (Part 75 App. A Eq. A-4).
 
     Parameters
@@ -642,9 +713,26 @@ class Linearity:
     verdict: Verdict
 
 
-def evaluate_linearity(policy: QaPolicy, quantity: str, reference_mean, measured_mean, *, unit: str) -> Linearity:
+def evaluate_linearity(policy: QaPolicy, quantity: str, reference_mean: ArrayLike, measured_mean: ArrayLike, *,
+                       unit: str) -> Linearity:
     """Linearity errors of many gas levels of one quantity and the policy's verdict (a check passes when
     each of its levels does).
+
+    Parameters
+    ----------
+    policy : QaPolicy
+        The regime whose linearity criteria judge the levels.
+    quantity : str
+        HJ 212 code of the analyser's quantity.
+    reference_mean, measured_mean : array_like of float
+        Mean reference value and mean response of each level [``unit``].
+    unit : str
+        Unit of the values, for absolute criteria.
+
+    Returns
+    -------
+    Linearity
+        The errors [%] and the verdict per level.
 
     References
     ----------
@@ -659,7 +747,7 @@ def evaluate_linearity(policy: QaPolicy, quantity: str, reference_mean, measured
 # --- velocity-field coefficient ------------------------------------------------------------------
 
 
-def velocity_field_coefficient(reference_mean_velocity, cems_velocity) -> np.ndarray:
+def velocity_field_coefficient(reference_mean_velocity: ArrayLike, cems_velocity: ArrayLike) -> NDArray[np.float64]:
     """Kv = mean reference velocity over the cross-section / CEMS point velocity Vp, so that Vs = Kv x Vp
     (HJ 212-2017 App. D Eq. (29)).
 
@@ -693,7 +781,8 @@ class Traverse:
     kv_rsd_percent: np.ndarray
 
 
-def traverse_kv(run_of_point, reference_velocity_m_s, cems_velocity_m_s, test_of_run, n_tests: int) -> Traverse:
+def traverse_kv(run_of_point: ArrayLike, reference_velocity_m_s: ArrayLike, cems_velocity_m_s: ArrayLike,
+                test_of_run: ArrayLike, n_tests: int) -> Traverse:
     """Kv of many traverse tests at once.
 
     Parameters

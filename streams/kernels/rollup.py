@@ -18,10 +18,12 @@ True. Policies without a day or month rule (EU, US) count every operating period
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import numpy as np
+from numpy.typing import NDArray
 
 from .policy import ValidityPolicy
 
@@ -33,7 +35,10 @@ _DAY_S = 86_400
 def _utc_offsets_s(start_ns: int, n_hours: int, tz: ZoneInfo) -> np.ndarray:
     """UTC offset of every hour [s]. Zones without transitions in the range (China) cost two lookups."""
     def offset(h: int) -> int:
-        return int(datetime.fromtimestamp(start_ns // 10**9 + 3600 * h, timezone.utc).astimezone(tz).utcoffset().total_seconds())
+        delta = datetime.fromtimestamp(start_ns // 10**9 + 3600 * h, UTC).astimezone(tz).utcoffset()
+        if delta is None:  # never for a ZoneInfo
+            raise ValueError(f"time zone {tz} gives no UTC offset")
+        return int(delta.total_seconds())
 
     first, last = offset(0), offset(n_hours - 1)
     if first == last and n_hours < 24 * 200:  # no DST change inside: constant
@@ -41,8 +46,33 @@ def _utc_offsets_s(start_ns: int, n_hours: int, tz: ZoneInfo) -> np.ndarray:
     return np.array([offset(h) for h in range(n_hours)], dtype=np.int64)  # per hour, not per reading
 
 
-def local_period_index(start_ns: int, n_hours: int, tz: ZoneInfo, period: str):
-    """For each hour: (index of its local day, month, calendar quarter or year in the range, label of that period)."""
+def local_period_index(start_ns: int, n_hours: int, tz: ZoneInfo,
+                       period: str) -> tuple[NDArray[np.intp], NDArray[np.datetime64]]:
+    """For each hour: the index of its local day, month, calendar quarter or year in the range, and the labels.
+
+    Parameters
+    ----------
+    start_ns : int
+        Start of the first hour [ns since the epoch, UTC].
+    n_hours : int
+        Hours in the range [1].
+    tz : ZoneInfo
+        The entity's time zone (local days and months are the reporting periods).
+    period : str
+        ``day``, ``month``, ``quarter`` or ``year``.
+
+    Returns
+    -------
+    index : ndarray of int
+        Period of each hour, 0 .. number of periods - 1.
+    labels : ndarray of datetime64
+        Each period's local calendar label (``datetime64[D]`` for days, ``[M]`` for the first month of the others).
+
+    References
+    ----------
+    docs/sources.md: HJ212-D25 [P] and HJ76-B [S] (days and months are local calendar periods), HJ75-CR [S]
+    (calendar quarters).
+    """
     local_s = start_ns // 10**9 + 3600 * np.arange(n_hours, dtype=np.int64) + _utc_offsets_s(start_ns, n_hours, tz)
     day = local_s // _DAY_S
     if period == "day":
@@ -62,26 +92,26 @@ class PeriodTotals:
     """``[source, period]`` totals for local days or months."""
 
     period: str  # "day" or "month"
-    labels: np.ndarray  # datetime64[D] or datetime64[M], local calendar
-    total: np.ndarray  # measured + substituted [unit of the hourly values]
-    measured_total: np.ndarray
-    substituted_total: np.ndarray
-    hours: np.ndarray  # clock hours covered
-    operating_hours: np.ndarray
-    measured_hours: np.ndarray  # valid hours
-    substituted_hours: np.ndarray
-    missing_hours: np.ndarray  # operating, neither measured nor substituted (no history)
-    valid_parts: np.ndarray  # valid hours (days) or valid days (months)
-    operating_parts: np.ndarray  # operating hours (days) or days with an operating hour (months)
-    valid: np.ndarray  # meets the rule, among its operating parts (False when the source never ran)
+    labels: NDArray[np.datetime64]  # datetime64[D] or datetime64[M], local calendar
+    total: NDArray[np.float64]  # measured + substituted [unit of the hourly values]
+    measured_total: NDArray[np.float64]
+    substituted_total: NDArray[np.float64]
+    hours: NDArray[np.int64]  # clock hours covered
+    operating_hours: NDArray[np.int64]
+    measured_hours: NDArray[np.int64]  # valid hours
+    substituted_hours: NDArray[np.int64]
+    missing_hours: NDArray[np.int64]  # operating, neither measured nor substituted (no history)
+    valid_parts: NDArray[np.int64]  # valid hours (days) or valid days (months)
+    operating_parts: NDArray[np.int64]  # operating hours (days) or days with an operating hour (months)
+    valid: NDArray[np.bool_]  # meets the rule, among its operating parts (False when the source never ran)
 
     @property
-    def stopped(self) -> np.ndarray:
+    def stopped(self) -> NDArray[np.bool_]:
         """The source never ran in the period: neither valid nor invalid."""
-        return self.operating_parts == 0
+        return np.equal(self.operating_parts, 0)
 
     @property
-    def invalid(self) -> np.ndarray:
+    def invalid(self) -> NDArray[np.bool_]:
         return ~self.valid & ~self.stopped
 
     @property
@@ -144,17 +174,17 @@ def rollup(
     day_idx, day_labels = local_period_index(start_ns, n_hours, tz, "day")
     n_days = day_labels.size
 
-    def totals(idx, n):
-        return dict(
-            total=_group_sum(v, idx, n),
-            measured_total=_group_sum(np.where(measured, v, 0.0), idx, n),
-            substituted_total=_group_sum(np.where(substituted & ~measured, v, 0.0), idx, n),
-            hours=_group_sum(np.ones_like(v), idx, n).astype(np.int64),
-            operating_hours=_group_sum(operating, idx, n).astype(np.int64),
-            measured_hours=_group_sum(measured, idx, n).astype(np.int64),
-            substituted_hours=_group_sum(substituted & ~measured, idx, n).astype(np.int64),
-            missing_hours=_group_sum(operating & ~filled, idx, n).astype(np.int64),
-        )
+    def totals(idx: NDArray[np.intp], n: int) -> dict[str, NDArray[Any]]:
+        return {
+            "total": _group_sum(v, idx, n),
+            "measured_total": _group_sum(np.where(measured, v, 0.0), idx, n),
+            "substituted_total": _group_sum(np.where(substituted & ~measured, v, 0.0), idx, n),
+            "hours": _group_sum(np.ones_like(v), idx, n).astype(np.int64),
+            "operating_hours": _group_sum(operating, idx, n).astype(np.int64),
+            "measured_hours": _group_sum(measured, idx, n).astype(np.int64),
+            "substituted_hours": _group_sum(substituted & ~measured, idx, n).astype(np.int64),
+            "missing_hours": _group_sum(operating & ~filled, idx, n).astype(np.int64),
+        }
 
     d = totals(day_idx, n_days)
     invalid_hours = d["operating_hours"] - d["measured_hours"]

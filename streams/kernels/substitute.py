@@ -42,8 +42,10 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass, field
+from typing import SupportsIndex
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from .standardise import mass_rate_kg_h
 
@@ -52,7 +54,8 @@ __all__ = ["METHODS", "POLICY_NAMES", "STATUS", "HourGrid", "MaxPotentialMissing
 
 #: Hour status codes of an :class:`HourGrid` (``HourlyRecord.status``); 0: no record for the hour.
 UNKNOWN, STOPPED, MEASURED, MISSING, OUT_OF_CONTROL = 0, 1, 2, 3, 4
-STATUS: dict[str, int] = {"stopped": STOPPED, "measured": MEASURED, "missing": MISSING, "out_of_control": OUT_OF_CONTROL}
+STATUS: dict[str, int] = {"stopped": STOPPED, "measured": MEASURED, "missing": MISSING,
+                          "out_of_control": OUT_OF_CONTROL}
 
 #: Method code -> name. 0: not substituted (measured, stopped, or nothing to fill). Mass, concentration and flow each
 #: carry their own code; a mass computed from substituted parts carries ``conc-x-flow``.
@@ -169,7 +172,7 @@ class Substituted:
     @property
     def substituted(self) -> np.ndarray:
         """Hours whose mass was filled."""
-        return (self.method != 0) & ~np.isin(self.method, _UNFILLED)
+        return np.asarray(np.not_equal(self.method, 0) & ~np.isin(self.method, _UNFILLED), dtype=bool)
 
 
 def _runs(mask_row: np.ndarray) -> list[tuple[int, int]]:
@@ -184,7 +187,7 @@ def _before(ok_row: np.ndarray, start: int, n: int) -> np.ndarray:
     return np.flatnonzero(ok_row[:start])[-n:]
 
 
-def _before_after_mean(values_row, ok_row, start, end) -> float:
+def _before_after_mean(values_row: np.ndarray, ok_row: np.ndarray, start: int, end: int) -> float:
     """Mean of the valid hour before and the valid hour after [start, end); one of them when the other is unknown."""
     before, after = np.flatnonzero(ok_row[:start]), np.flatnonzero(ok_row[end:])
     vals = ([values_row[before[-1]]] if before.size else []) + ([values_row[end + after[0]]] if after.size else [])
@@ -224,7 +227,7 @@ def _hj75_row(a: float, n: int, table: str) -> tuple[int, str]:
     return (180, "hj75-ooc-180h-max") if table == "ooc" else (0, "hj75-missing-before-after-mean")
 
 
-def _neighbours(ok: np.ndarray, need: np.ndarray):
+def _neighbours(ok: np.ndarray, need: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Per hour, vectorised over sources and hours: the last ``ok`` hour at or before it and the first at or after it
     (-1 / n_hours: none), and the [start, end) of the run of ``need`` hours holding it."""
     n_h = ok.shape[1]
@@ -236,7 +239,8 @@ def _neighbours(ok: np.ndarray, need: np.ndarray):
     return prev, nxt, start, end
 
 
-def _hj75(grid, mass, conc, flow, m_mass, m_conc, m_flow, rate) -> None:
+def _hj75(grid: HourGrid, mass: np.ndarray, conc: np.ndarray, flow: np.ndarray, m_mass: np.ndarray,
+          m_conc: np.ndarray, m_flow: np.ndarray, rate: np.ndarray) -> None:
     status = grid.status
     mass_ok = status == MEASURED
     for s in np.flatnonzero((status == OUT_OF_CONTROL).any(axis=1)):  # rare: a loop over runs
@@ -270,12 +274,13 @@ def _hj75(grid, mass, conc, flow, m_mass, m_conc, m_flow, rate) -> None:
                 _put(part, m_part, s, slice(a, b), _max(part[s, _before(ok[s], a, window)]), name)
 
 
-def _put(values, method, s, where, fill, name) -> None:
+def _put(values: np.ndarray, method: np.ndarray, s: SupportsIndex, where: slice | np.ndarray, fill: ArrayLike,
+         name: str) -> None:
     """Fill ``values[s, where]`` with ``fill`` (scalar or array) under ``name``; non-finite fills: no history."""
-    fill = np.broadcast_to(np.asarray(fill, dtype=np.float64), values[s, where].shape)
-    ok = np.isfinite(fill)
+    filled = np.broadcast_to(np.asarray(fill, dtype=np.float64), values[s, where].shape)
+    ok = np.isfinite(filled)
     vals, codes = values[s, where], method[s, where]
-    vals[ok] = fill[ok]
+    vals[ok] = filled[ok]
     codes[ok] = _CODE[name]
     codes[~ok] = _CODE["no-history"]
     values[s, where], method[s, where] = vals, codes
@@ -284,7 +289,8 @@ def _put(values, method, s, where, fill, name) -> None:
 # -- EU MRR ----------------------------------------------------------------------------------------
 
 
-def _eu(grid, conc, flow, m_conc, m_flow, operating, gap) -> None:
+def _eu(grid: HourGrid, conc: np.ndarray, flow: np.ndarray, m_conc: np.ndarray, m_flow: np.ndarray,
+        operating: np.ndarray, gap: np.ndarray) -> None:
     # Art. 45(3): mean + 2 sigma of the period's valid concentrations, one value per (source, year): vectorised.
     ok = np.isfinite(conc) & operating
     need = gap & ~ok
@@ -340,7 +346,7 @@ def _availability(ok_row: np.ndarray, operating_row: np.ndarray) -> np.ndarray:
     v = np.concatenate([[0], np.cumsum((ok_row & operating_row)[operating_row])])  # valid count by operating index
     lo = np.maximum(k - _PMA_HOURS, 0)
     with np.errstate(invalid="ignore", divide="ignore"):
-        return (v[k] - v[lo]) / (k - lo)
+        return np.asarray((v[k] - v[lo]) / (k - lo), dtype=np.float64)
 
 
 def _us_bands(pma: np.ndarray, n: int, avg: float, p90: float, p95: float, peak: float, potential: float,
@@ -348,7 +354,8 @@ def _us_bands(pma: np.ndarray, n: int, avg: float, p90: float, p95: float, peak:
     """Per hour of an n-hour gap: (fill, method code) of the §75.33 band its availability falls in."""
     hi = (avg, names[0]) if n <= 24 else (np.nanmax([p90, avg]), names[1])
     mid = (avg, names[0]) if n <= 8 else (np.nanmax([p95, avg]), names[2])
-    bands = [(pma >= 0.95, *hi), (pma >= 0.90, *mid), (pma >= 0.80, peak, names[3]), (np.ones_like(pma, bool), potential, names[4])]
+    bands = [(pma >= 0.95, *hi), (pma >= 0.90, *mid), (pma >= 0.80, peak, names[3]),
+             (np.ones_like(pma, bool), potential, names[4])]
     fill, code = np.full(pma.shape, np.nan), np.zeros(pma.shape, np.uint8)
     taken = np.zeros(pma.shape, bool)
     for cond, value, name in bands:
@@ -369,13 +376,15 @@ _FLOW_NAMES = ("us75-flow-load-avg", "us75-flow-load-p90-or-avg", "us75-flow-loa
                "us75-flow-max-potential")
 
 
-def _us(grid, conc, flow, m_conc, m_flow, operating, gap, max_co2, max_flow, load_range, refuse, refused) -> None:
+def _us(grid: HourGrid, conc: np.ndarray, flow: np.ndarray, m_conc: np.ndarray, m_flow: np.ndarray,
+        operating: np.ndarray, gap: np.ndarray, max_co2: np.ndarray | None, max_flow: np.ndarray | None,
+        load_range: tuple[ArrayLike, ArrayLike] | None, refuse: str, refused: np.ndarray) -> None:
     bins = None
     if grid.load is not None and load_range is not None:
         low, high = (np.asarray(x, np.float64)[:, None] for x in load_range)
         with np.errstate(invalid="ignore", divide="ignore"):
-            b = np.floor((grid.load - low) / (high - low) * _BINS)
-        bins = np.where(np.isfinite(b), np.clip(b, 0, _BINS - 1), -1).astype(np.int64)  # -1: no load range
+            scaled = np.floor((grid.load - low) / (high - low) * _BINS)
+        bins = np.where(np.isfinite(scaled), np.clip(scaled, 0, _BINS - 1), -1).astype(np.int64)  # -1: no load range
     for part, m_part, lookback, potential, names, what in (
             (conc, m_conc, 720, max_co2, _CO2_NAMES, "CO2 concentration (Part75Limits.max_co2_pct)"),
             (flow, m_flow, 2160, max_flow, _FLOW_NAMES, "flow (Part75Limits.max_flow_m3_h)")):
@@ -396,7 +405,7 @@ def _us(grid, conc, flow, m_conc, m_flow, operating, gap, max_co2, max_flow, loa
                     hist_bin = None if bins is None else bins[s, hist]
                     for k in np.unique(hour_bin):
                         at = hour_bin == k
-                        pick = hist if k < 0 else _load_range(hist, hist_bin, int(k))
+                        pick = hist if k < 0 or hist_bin is None else _load_range(hist, hist_bin, int(k))
                         avg, p90, p95, peak = _stats(part[s, pick])
                         fill[at], code[at] = _us_bands(pma[a:b][at], b - a, avg, p90, p95, peak, mpc, names)
                 lacking = (code == _CODE[names[4]]) & ~np.isfinite(fill)
@@ -404,21 +413,23 @@ def _us(grid, conc, flow, m_conc, m_flow, operating, gap, max_co2, max_flow, loa
                     if refuse == "raise":
                         h = a + int(np.flatnonzero(lacking)[0])
                         raise MaxPotentialMissing(
-                            f"us-part75: source {grid.name(s)}: hour {h} of the grid needs the maximum potential {what}"
-                            f" (monitor data availability {pma[h]:.1%} < 80 %, §75.33); it is not configured, and an hour"
+                            f"us-part75: source {grid.name(int(s))}: hour {h} of the grid needs the maximum "
+                            f"potential {what} (monitor data availability {pma[h]:.1%} < 80 %, §75.33); it is not "
+                            f"configured, and an hour"
                             " is never filled with 0 t: configure it, or the month cannot be closed")
                     refused[s] = True
                 ok_fill = np.isfinite(fill)
                 seg_v, seg_m = part[s, a:b], m_part[s, a:b]
                 seg_v[ok_fill], seg_m[ok_fill] = fill[ok_fill], code[ok_fill]
-                seg_m[~ok_fill] = np.where(lacking[~ok_fill], _CODE["max-potential-not-configured"], _CODE["no-history"])
+                seg_m[~ok_fill] = np.where(lacking[~ok_fill], _CODE["max-potential-not-configured"],
+                                           _CODE["no-history"])
                 part[s, a:b], m_part[s, a:b] = seg_v, seg_m
 
 
 def _load_range(hist: np.ndarray, hist_bin: np.ndarray, k: int) -> np.ndarray:
     """Lookback hours in load range ``k``; if none, in the next higher range that has some; else all [U]."""
     for j in range(k, _BINS):
-        pick = hist[hist_bin == j]
+        pick = np.asarray(hist[np.equal(hist_bin, j)])
         if pick.size:
             return pick
     return hist
@@ -473,7 +484,7 @@ def substitute(
     operating = np.isin(status, (MEASURED, MISSING, OUT_OF_CONTROL))
     gap = operating & ~measured
 
-    def part(x):
+    def part(x: ArrayLike | None) -> np.ndarray:
         return np.full(shape, np.nan) if x is None else np.where(operating, np.asarray(x, np.float64), np.nan)
 
     mass = np.where(measured, np.asarray(grid.co2_kg, np.float64), np.where(operating, np.nan, 0.0))

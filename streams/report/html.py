@@ -75,8 +75,9 @@ def render(results, title: str, archive_head: str) -> str:
         worst = max((a.severity for a in r.alerts), key=["info", "warning", "critical"].index, default="")
         summary.append(f"<tr><td>{html.escape(r.entity.name)}</td><td>{r.entity.sector.value}</td><td>{m.month}</td>"
                        f"<td>{m.status}</td><td class=n>{m.co2_t:,.0f}</td><td class=n>{m.measured_co2_t:,.0f}</td>"
-                       f"<td class=n>{m.substituted_co2_t:,.0f}</td><td class=n>{'' if calc is None else f'{calc:,.0f}'}</td>"
-                       f"<td class=n>{dev}</td><td class=n>{'' if m.completeness is None else f'{m.completeness:.1%}'}</td>"
+                       f"<td class=n>{m.substituted_co2_t:,.0f}</td>"
+                       f"<td class=n>{'' if calc is None else f'{calc:,.0f}'}</td><td class=n>{dev}</td>"
+                       f"<td class=n>{'' if m.completeness is None else f'{m.completeness:.1%}'}</td>"
                        f"<td class=n>{m.substituted_hours}</td><td style='color:{_SEVERITY.get(worst, '#333')}'>"
                        f"{len(r.alerts)} {worst}</td></tr>")
         hours = sorted(r.hourly, key=lambda h: h.hour_start_ns)
@@ -94,7 +95,8 @@ def render(results, title: str, archive_head: str) -> str:
                                      ("CEMS, with substitutes", m.co2_t, "#6b8fc7")]
                        + ([("calculated (report)", calc, "#7a5195")] if calc is not None else [])))
         for a in r.alerts:
-            alerts.append(f"<tr><td style='color:{_SEVERITY.get(a.severity, '#333')};font-weight:bold'>{a.severity}</td>"
+            colour = _SEVERITY.get(a.severity, "#333")
+            alerts.append(f"<tr><td style='color:{colour};font-weight:bold'>{a.severity}</td>"
                           f"<td>{html.escape(a.rule)}</td><td>{html.escape(a.entity_id)}</td><td>{a.period}</td>"
                           f"<td class=n>{'' if a.deviation is None else f'{a.deviation:+.1%}'}</td>"
                           f"<td>{html.escape(a.explanation)}<br><small>{html.escape(a.id)}</small></td></tr>")

@@ -28,7 +28,7 @@ from streams.core.figures import alert_figures, calculated, hourly_figures, mont
 from streams.core.monthly import month_bounds, month_range
 from streams.core.processor import Message, PartitionProcessor, Registry, Settings
 from streams.core.reconcile import MonthEvidence, ReconcilePolicy, metered_totals, reconcile_month
-from streams.kernels.aggregate import MINUTE_NS, PeriodTable
+from streams.kernels.aggregate import MINUTE_NS, PeriodTable, concat_tables
 from streams.kernels.indicators import Grid
 
 __all__ = ["PlantResult", "archive_plants", "batch_files", "process_entity", "reconcile_plants", "run_recorded",
@@ -41,7 +41,7 @@ class PlantResult:
     entity: Entity
     hourly: list[HourlyRecord]
     monthly: list[MonthlyRecord]
-    minutes: Grid
+    minutes: Grid | None  # None: records read back from the services (their minutes are in InfluxDB)
     series: list[tuple[str, str]]
     metered: dict[str, float]
     readings: int
@@ -49,13 +49,6 @@ class PlantResult:
     report: AccountingReport | None = None
     meters: dict[str, str] = field(default_factory=dict)  # "source/channel" -> what the meter measures
     calculated: dict[str, float] = field(default_factory=dict)
-
-
-def _concat(tables: list[PeriodTable]) -> PeriodTable:
-    names = ("key", "mean", "valid", "label", "instrument_stopped", "part_flags", "valid_parts", "sample_flags", "valid_samples",
-             "sample_qsum", "valid_slots", "operating_slots", "recorded_samples", "recorded_qsum")
-    return PeriodTable(tables[0].period_ns, *(np.concatenate([getattr(t, n) for t in tables]) for n in names),
-                       tables[0].policy)
 
 
 def _channels(entity: Entity) -> dict:
@@ -68,7 +61,10 @@ def process_entity(entity: Entity, messages: list[Message], keys: dict[str, byte
     grid over [start, end) for the indicators and meters."""
     registry = Registry([entity])
     proc = PartitionProcessor(registry, KeyRing(keys=keys), settings)
-    hourly, monthly, minutes, readings = [], {}, [], 0
+    hourly: list[HourlyRecord] = []
+    monthly: dict[str, MonthlyRecord] = {}  # key -> the newest version
+    minutes: list[PeriodTable] = []
+    readings = 0
     for i in range(0, len(messages), 500):
         out = proc.process(messages[i:i + 500])
         if out.dead_letters:
@@ -80,7 +76,7 @@ def process_entity(entity: Entity, messages: list[Message], keys: dict[str, byte
             minutes.append(out.minutes)
     series = [(s.id, c.id) for s in entity.sources for c in s.channels]
     n = (end - start) // MINUTE_NS
-    grid = (Grid.from_table(_concat(minutes), registry.n_series, start, n) if minutes
+    grid = (Grid.from_table(concat_tables(minutes), registry.n_series, start, n) if minutes
             else Grid(np.full((len(series), n), np.nan), start))
     return PlantResult(entity, hourly, list(monthly.values()), grid, series, {}, readings)
 
@@ -139,13 +135,15 @@ def reconcile_plants(results: list[PlantResult], report_files: list[Path],
     reports = {(r.entity_id, r.month): r for f in report_files for r in load_reports(f) if r.source_id is None}
     for res in results:
         res.alerts = []
+        g = res.minutes
+        if g is None:
+            raise ValueError(f"{res.entity.id}: no minute grid to reconcile (records read back from the services)")
         for label in sorted({m.month for m in res.monthly}):  # one bundle per month, every source of it
             ms = [m for m in res.monthly if m.month == label]
             m = ms[0]
             report = reports.get((res.entity.id, m.month))
             _, start, end = month_bounds(m.month_start_ns, res.entity.tz)
-            a, b = ((x - res.minutes.start_ns) // MINUTE_NS for x in (start, end))
-            g = res.minutes
+            a, b = ((x - g.start_ns) // MINUTE_NS for x in (start, end))
             month_grid = Grid(g.mean[:, a:b], start, g.period_ns, g.flag[:, a:b], g.operating[:, a:b],
                               g.calibrating[:, a:b])
             res.alerts += reconcile_month(MonthEvidence(
@@ -191,12 +189,12 @@ def write_records(results: list[PlantResult], out: Path) -> tuple[Path, Path]:
         latest = {}
         for r in rows:  # revisions in order: the last one of each key wins
             latest[r.key] = r
-        names = [f for f in cls.__dataclass_fields__]
+        names = list(cls.__dataclass_fields__)
         with path.open("w", newline="", encoding="utf-8") as f:
             w = csv.writer(f)
             w.writerow((["hour_start"] if cls is HourlyRecord else []) + names)
             for r in sorted(latest.values(), key=lambda r: r.key):
                 values = ["" if v is None or (isinstance(v, float) and v != v) else v
                           for v in (getattr(r, n) for n in names)]
-                w.writerow(([r.hour_iso] if cls is HourlyRecord else []) + values)
+                w.writerow(([r.hour_iso] if isinstance(r, HourlyRecord) else []) + values)
     return paths

@@ -122,8 +122,9 @@ class Reconciler:
             scope = [report.source_id] if report is not None and report.source_id else [s.id for s in entity.sources]
             meters = {k: v for k, v in settings.meters.items() if k.partition("/")[0] in scope}
             stacks = [s.id for s in entity.sources if s.id in scope and any(c.quantity == "a05001" for c in s.channels)]
-            closed = [by_source.get(s) for s in stacks]  # the CEMS stacks among them (meters have no CO2)
-            records = closed if closed and all(m is not None and m.status == "closed" for m in closed) else []
+            # the CEMS stacks among them (meters have no CO2), compared only once every one's month is closed
+            closed = [m for s in stacks if (m := by_source.get(s)) is not None and m.status == "closed"]
+            records = closed if stacks and len(closed) == len(stacks) else []
             first = i == 0  # indicators and ingest findings once per entity-month
             bundles.append(MonthEvidence(
                 entity=entity, month=label, report=report, monthly=records,
@@ -158,7 +159,7 @@ class Reconciler:
         with InfluxDBClient(url=self.cfg.influx.url, token=self.cfg.influx.token.get_secret_value(),
                             org=self.cfg.influx.org, timeout=120_000) as client:
             text = client.query_api().query_raw(flux, dialect=Dialect(header=True, annotations=[])).data.decode()
-        header = None
+        header: dict[str, int] = {}  # column name -> index, of the result table being read
         for row in csv.reader(io.StringIO(text)):  # one header row per result table, then its rows
             if not row:
                 continue
@@ -182,7 +183,7 @@ class Reconciler:
 
         out: dict[tuple[str, str], int] = defaultdict(int)
         for r in read_topic(self.cfg, self.cfg.topics.dead_letter):
-            headers = {k: v for k, v in (r.headers or [])}
+            headers = dict(r.headers or [])
             if headers.get("cems-dlq-reason") != b"bad_signature":
                 continue
             agent = headers.get(envelope.AGENT, b"").decode("utf-8", "replace")

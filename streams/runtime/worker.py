@@ -4,8 +4,9 @@ Per readings partition the worker holds one processor. A faust agent takes event
 (``noack_take``: nothing is acknowledged on reading), hands each partition's messages to its processor
 (numpy, in a thread so the event loop keeps heart-beating), and sends what comes out: hourly records to
 the compacted hourly topic (key ``source/hour``), monthly totals to the compacted monthly topic (key
-``source/YYYY-MM``), sequence gap reports to the compacted gaps topic (key agent), rejected batches to the dead-letter topic with their
-original bytes and headers, minute means, hourly records and monthly totals to InfluxDB when configured.
+``source/YYYY-MM``), sequence gap reports to the compacted gaps topic (key agent), rejected batches to the
+dead-letter topic with their original bytes and headers, minute means, hourly records and monthly totals to InfluxDB
+when configured.
 
 Checkpoints make it exactly-once in effect. Every ``snapshot_interval_s`` the worker writes each
 processor's snapshot, which contains the next input offset, to partition *p* of the compacted state topic,
@@ -24,6 +25,7 @@ import asyncio
 import itertools
 import logging
 import time
+from typing import TYPE_CHECKING
 
 from ingest.batches import KeyRing, dead_letter_headers
 from schemas import envelope
@@ -33,6 +35,9 @@ from streams.core.processor import Message, PartitionProcessor, Registry
 from streams.runtime import kafka_io
 from streams.runtime.metrics import WorkerMetrics
 from streams.runtime.state_store import PIECE_BYTES, KafkaLog, PartitionState, read_manifest, read_partition_state
+
+if TYPE_CHECKING:
+    import faust
 
 __all__ = ["StreamWorker", "checkpoint_lag"]
 
@@ -59,11 +64,10 @@ class StreamWorker:
             stream_wait_empty=False,  # unacknowledged events are the next snapshot's business, not shutdown's
             broker_session_timeout=cfg.session_timeout_s, broker_heartbeat_interval=cfg.session_timeout_s / 5,
         )
-        raw = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
         t = cfg.topics
-        self.readings, self.dlq = self.app.topic(t.readings, **raw), self.app.topic(t.dead_letter, **raw)
-        self.hourly, self.state = self.app.topic(t.hourly, **raw), self.app.topic(t.state, **raw)
-        self.monthly, self.gaps = self.app.topic(t.monthly, **raw), self.app.topic(t.gaps, **raw)
+        self.readings, self.dlq = self._raw_topic(t.readings), self._raw_topic(t.dead_letter)
+        self.hourly, self.state = self._raw_topic(t.hourly), self._raw_topic(t.state)
+        self.monthly, self.gaps = self._raw_topic(t.monthly), self._raw_topic(t.gaps)
         self.processors: dict = {}  # TP -> PartitionProcessor
         self.states: dict = {}  # TP -> PartitionState (the manifest of its saved state)
         self.pending: dict = {}  # TP -> events processed but not yet acknowledged (covered by the next snapshot)
@@ -73,7 +77,12 @@ class StreamWorker:
         self._saving: asyncio.Task | None = None  # the save under way, if any
         self.app.agent(self.readings, name="cems-readings")(self._agent)
         self.app.timer(cfg.snapshot_interval_s, name="cems-checkpoint")(self._tick)
-        self.app.on_partitions_revoked.connect(self._revoked)
+        # faust types a receiver as (sender, *args, signal=...); this signal passes the revoked set as an argument
+        self.app.on_partitions_revoked.connect(self._revoked)  # type: ignore[arg-type]
+
+    def _raw_topic(self, name: str) -> faust.TopicT:
+        """A topic of bytes keys and values, as they are on the wire (the records carry their own encoding)."""
+        return self.app.topic(name, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
 
     # -- faust agent --------------------------------------------------------------------------------
 
@@ -104,7 +113,7 @@ class StreamWorker:
         for tp, evs in by_tp.items():
             proc = self.processors.get(tp) or await self._load(tp)
             msgs = [Message(e.message.offset, e.message.value, _headers(e.message.headers),
-                            int(round(e.message.timestamp * 1000))) for e in evs if e.message.offset >= proc.next_offset]
+                            round(e.message.timestamp * 1000)) for e in evs if e.message.offset >= proc.next_offset]
             if msgs:
                 out = await asyncio.to_thread(proc.process, msgs)
                 self.metrics.handled(tp.partition, out)

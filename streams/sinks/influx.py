@@ -26,8 +26,9 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from functools import partial
 
 import numpy as np
 
@@ -73,7 +74,8 @@ class InfluxSink:
     :meth:`flush` posts the rest. Data is in InfluxDB once ``flush()`` returned; ack input only then. On
     :class:`SinkError` the buffer is dropped: replay everything since the last successful flush (writes are
     idempotent). Backoff before retry ``k`` (0-based) is ``min(max_backoff_s, backoff_s * 2**k)`` times a jitter
-    in [0.5, 1], or the server's ``Retry-After`` when it sends one (capped the same way).
+    in [0.5, 1], or the server's ``Retry-After`` when it sends one (capped the same way). ``sleep`` waits out a
+    backoff (seconds; tests pass one that records what was asked instead of waiting).
     """
 
     def __init__(
@@ -89,9 +91,10 @@ class InfluxSink:
         backoff_s: float = 0.5,
         max_backoff_s: float = 8.0,
         gzip: bool = False,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         try:
-            from influxdb_client import InfluxDBClient
+            from influxdb_client import InfluxDBClient, WritePrecision
             from influxdb_client.client.write_api import SYNCHRONOUS
         except ImportError as e:  # pragma: no cover - depends on the installed extras
             raise ImportError("the InfluxDB sink needs influxdb-client: pip install 'cems-pipeline[central]'") from e
@@ -100,9 +103,13 @@ class InfluxSink:
         self.url, self.org, self.bucket = url, org, bucket
         self.batch_size, self.max_retries = int(batch_size), int(max_retries)
         self.backoff = Backoff(initial_s=float(backoff_s), max_s=float(max_backoff_s))
+        self._sleep = sleep
         # retries=False (the client's default): urllib3 does not retry behind our back; this class owns retries.
         self._client = InfluxDBClient(url=url, token=token, org=org, timeout=int(timeout_s * 1000), enable_gzip=gzip)
         self._write_api = self._client.write_api(write_options=SYNCHRONOUS)
+        # The client annotates write_precision as WritePrecision, whose constants (WritePrecision.NS) are str.
+        ns = WritePrecision.NS
+        self._write = partial(self._write_api.write, bucket, org, write_precision=ns)  # type: ignore[arg-type]
         self._delete_api = self._client.delete_api()
         self._buf: list[str] = []
         self._closed = False
@@ -138,7 +145,7 @@ class InfluxSink:
             bad = ~(rows.valid & np.isfinite(rows.mean))
             if bad.any():
                 runs = _runs(
-                    list(zip(rows.source_id.tolist(), rows.channel_id.tolist())),
+                    list(zip(rows.source_id.tolist(), rows.channel_id.tolist(), strict=True)),
                     rows.start_ns.tolist(),
                     MINUTE_NS,
                     bad.tolist(),
@@ -215,7 +222,7 @@ class InfluxSink:
             body = "\n".join(chunk).encode()
             self._retrying(
                 f"write of {len(chunk)} lines",
-                lambda body=body: self._write_api.write(self.bucket, self.org, body, write_precision="ns"),
+                partial(self._write, body),
             )
             self.stats.points += len(chunk)
             self.stats.requests += 1
@@ -228,21 +235,21 @@ class InfluxSink:
         for key, first, last in runs:
             for v in key:
                 escape_tag(v)  # the same values the write will refuse; refuse them before deleting anything
-            predicate = " AND ".join(
-                [f'_measurement="{measurement}"'] + [f"{k}={_predicate_value(v)}" for k, v in zip(tag_keys, key)]
-            )
+            tags = [f"{k}={_predicate_value(v)}" for k, v in zip(tag_keys, key, strict=True)]
+            predicate = " AND ".join([f'_measurement="{measurement}"'] + tags)
             start, stop = _rfc3339(first), _rfc3339(last)  # both ends inclusive
             self._retrying(
                 f"delete of {predicate} [{start}, {stop}]",
-                lambda: self._delete_api.delete(start, stop, predicate, self.bucket, self.org),
+                partial(self._delete_api.delete, start, stop, predicate, self.bucket, self.org),
             )
             self.stats.deletes += 1
 
-    def _retrying(self, what: str, call) -> None:
+    def _retrying(self, what: str, call: Callable[[], object]) -> None:
         from influxdb_client.rest import ApiException
         from urllib3.exceptions import HTTPError as Urllib3Error
 
         t0 = time.perf_counter()
+        cause: Exception
         try:
             for attempt in range(self.max_retries + 1):
                 retry_after = None
@@ -271,7 +278,7 @@ class InfluxSink:
                 log.warning("InfluxDB %s failed (%s); retry %d/%d in %.2f s", what, failure, attempt + 1,
                             self.max_retries, delay)
                 self.stats.retries += 1
-                time.sleep(delay)
+                self._sleep(delay)
         finally:
             self.stats.write_s += time.perf_counter() - t0
 

@@ -11,6 +11,7 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime
+from typing import ClassVar
 
 import numpy as np
 
@@ -92,13 +93,15 @@ def monthly_lines(records: Iterable[MonthlyRecord]) -> list[str]:
     for r in records:
         head = f"{MONTHLY_MEASUREMENT},entity={escape_tag(r.entity_id)},source={escape_tag(r.source_id)} "
         figures = (_float_field("co2_t", r.co2_t) + _float_field("measured_co2_t", r.measured_co2_t)
-                   + _float_field("substituted_co2_t", r.substituted_co2_t) + _float_field("completeness", r.completeness))
+                   + _float_field("substituted_co2_t", r.substituted_co2_t)
+                   + _float_field("completeness", r.completeness))
         counts = "".join(f"{k}={int(getattr(r, k))}i," for k in (
             "hours_in_month", "hours", "operating_hours", "measured_hours", "substituted_hours", "missing_hours",
             "valid_days", "revision"))
         out.append(
-            f"{head}{figures}{counts}valid={_bool(r.valid)},month={_escape_str(r.month)},status={_escape_str(r.status)},"
-            f"reason={_escape_str(r.reason)},policy={_escape_str(r.policy)},substitution={_escape_str(r.substitution)} "
+            f"{head}{figures}{counts}valid={_bool(r.valid)},month={_escape_str(r.month)},"
+            f"status={_escape_str(r.status)},reason={_escape_str(r.reason)},policy={_escape_str(r.policy)},"
+            f"substitution={_escape_str(r.substitution)} "
             f"{int(r.month_start_ns)}"
         )
     return out
@@ -128,7 +131,8 @@ class MinuteRows:
     label: np.ndarray  # uint8, HJ 212 flag code
     n: np.ndarray  # int64
 
-    _DTYPES = {"start_ns": np.int64, "mean": np.float64, "valid": np.bool_, "label": np.uint8, "n": np.int64}
+    _DTYPES: ClassVar[dict[str, type]] = {
+        "start_ns": np.int64, "mean": np.float64, "valid": np.bool_, "label": np.uint8, "n": np.int64}
 
     def __post_init__(self) -> None:
         size = None
@@ -183,17 +187,19 @@ def minute_lines(rows: MinuteRows) -> list[str]:
             )
         return p
 
-    keys = zip(rows.entity_id.tolist(), rows.source_id.tolist(), rows.channel_id.tolist(), rows.quantity.tolist())
+    keys = zip(rows.entity_id.tolist(), rows.source_id.tolist(), rows.channel_id.tolist(), rows.quantity.tolist(),
+               strict=True)  # MinuteRows' columns have one length
     heads = [prefixes.get(k) or prefix(k) for k in keys]
     units = {u: _escape_str(u) for u in set(rows.unit.tolist())}
     unit_s = [units[u] for u in rows.unit.tolist()]
     show = rows.valid & np.isfinite(rows.mean)
-    means = [f"mean={m!r}," if ok else "" for m, ok in zip(rows.mean.tolist(), show.tolist())]
+    means = [f"mean={m!r}," if ok else "" for m, ok in zip(rows.mean.tolist(), show.tolist(), strict=True)]
     tails = np.where(rows.valid, 'valid=true,flag="', 'valid=false,flag="').tolist()
     letters = flag_letters(rows.label).tolist()
     return [
         f'{h}{m}{t}{f}",n={n}i,unit={u} {ts}'
-        for h, m, t, f, n, u, ts in zip(heads, means, tails, letters, rows.n.tolist(), unit_s, rows.start_ns.tolist())
+        for h, m, t, f, n, u, ts in zip(heads, means, tails, letters, rows.n.tolist(), unit_s, rows.start_ns.tolist(),
+                                        strict=True)
     ]
 
 
@@ -203,25 +209,23 @@ def _runs(keys: list[tuple], times: list[int], step: int, needs: list[bool]) -> 
     Deleting a whole run is safe when every time in it is rewritten right after; runs without a ``needs`` row are
     overwritten field by field anyway and need no delete.
     """
-    wanted = {k for k, nd in zip(keys, needs) if nd}
+    wanted = {k for k, nd in zip(keys, needs, strict=True) if nd}  # one key, time and need per row
     if not wanted:
         return []
     cells: dict[tuple, dict[int, bool]] = {}
-    for k, t, nd in zip(keys, times, needs):
+    for k, t, nd in zip(keys, times, needs, strict=True):
         if k in wanted:
             d = cells.setdefault(k, {})
             d[t] = d.get(t, False) or nd
-    out = []
+    out: list[tuple[tuple, int, int]] = []
     for k, d in cells.items():
-        first = last = None
-        hit = False
-        for t in sorted(d):
-            if last is not None and t != last + step:
+        first, *rest = sorted(d)
+        last, hit = first, d[first]
+        for t in rest:
+            if t != last + step:
                 if hit:
                     out.append((k, first, last))
                 first, hit = t, False
-            elif first is None:
-                first = t
             last, hit = t, hit or d[t]
         if hit:
             out.append((k, first, last))

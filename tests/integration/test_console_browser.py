@@ -1,15 +1,16 @@
 """The console in a real browser (Debian's headless Chromium through playwright) against the real server that
-``./cems demo`` opens on the archive the pipeline just produced: login, regional isolation through pages, API and
-direct URLs, a plant's deposit and submission, the review up three levels with one return, an alert made a
-finding, a CSRF attempt from another origin, the charts drawn, and the chain checked by ``cems archive verify``.
-Screenshots go to test-artifacts/console/."""
+``./cems demo`` opens on the archive the pipeline just produced (the session's ``cems demo --no-serve``, on a copy,
+served as ``cems demo`` serves it: ``serve_demo_console`` in tests/fixtures.py): login, regional isolation through
+pages, API and direct URLs, a plant's deposit and submission, the review up three levels with one return, an alert
+made a finding, a CSRF attempt from another origin, the charts drawn, and the chain checked by ``cems archive
+verify``. Screenshots go to test-artifacts/console/."""
 
 from __future__ import annotations
 
 import http.server
 import os
 import re
-import socket
+import shutil
 import sqlite3
 import subprocess
 import sys
@@ -17,6 +18,8 @@ import threading
 from pathlib import Path
 
 import pytest
+
+from tests.fixtures import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 SHOTS = REPO / "test-artifacts" / "console"
@@ -27,22 +30,20 @@ PDF = b"%PDF-1.4\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF\n"
 CEMENT = "/entities/demo-cement/2026-02"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    """`cems demo` on a fresh directory: the pipeline's month, then the console on it with printed accounts."""
+def server(tmp_path_factory, demo_run):
+    """The pipeline's month (the session's demo run), then the console on a copy of its archive with printed
+    accounts, as `cems demo` serves it."""
     if not Path(CHROMIUM).exists():
         msg = f"{CHROMIUM} is missing (deploy/local/run-tests.sh installs Debian's chromium)"
         pytest.fail(msg) if os.environ.get("CI", "").lower() == "true" else pytest.skip(msg)
+    assert demo_run.returncode == 0, demo_run.stdout[-3000:] + demo_run.stderr[-3000:]
     out = tmp_path_factory.mktemp("demo")
-    port = _free_port()
-    cems = Path(sys.executable).parent / "cems"
-    proc = subprocess.Popen([str(cems), "demo", "--out", str(out), "--port", str(port)], cwd=out,
+    for f in demo_run.out.glob("archive.sqlite*"):  # the tests review, submit and tamper: never the shared archive
+        shutil.copy2(f, out / f.name)
+    port = free_port()
+    serve = f"from tests.fixtures import serve_demo_console as s; s({str(out)!r}, {port}, {demo_run.started!r})"
+    proc = subprocess.Popen([sys.executable, "-c", serve], cwd=out, env={**os.environ, "PYTHONPATH": str(REPO)},
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     passwords, log = {}, []
     for line in proc.stdout:

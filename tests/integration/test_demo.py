@@ -1,4 +1,5 @@
-"""The README's main command: ./cems demo on this checkout, end to end (no services needed)."""
+"""The README's main command: ./cems demo on this checkout, end to end (no services needed; the session runs it once,
+``demo_run`` in tests/conftest.py), and the same demo through Kafka and InfluxDB."""
 
 from __future__ import annotations
 
@@ -11,39 +12,41 @@ REPO = Path(__file__).resolve().parents[2]
 FALSIFIED = "320000/320500/demo-cement/-/2026-02/production_metered_vs_reported:clinker"
 
 
-def test_demo_finds_the_falsified_clinker_figure_and_reports_it(tmp_path):
-    out = subprocess.run([str(REPO / "cems"), "demo", "--no-serve", "--out", str(tmp_path)], cwd=tmp_path, capture_output=True,
-                         text=True, timeout=600)
+def test_demo_finds_the_falsified_clinker_figure_and_reports_it(demo_run):
+    out = demo_run
     assert out.returncode == 0, out.stderr
     assert "[4/4]" in out.stdout and "archive chain intact" in out.stdout
     lines = {line.split()[0]: line for line in out.stdout.splitlines() if line.startswith("demo-")}
     # 82,200 t reported against 73,426.7 t metered: +11.95 % (the metered month reaches the month's last minute)
     assert "critical production_metered_vs_reported +11.9%" in lines["demo-cement"]
     assert lines["demo-steel"].endswith("none") and lines["demo-aluminium"].endswith("none")  # honest reports
-    report = (tmp_path / "report.html").read_text()
+    report = (out.out / "report.html").read_text()
     assert FALSIFIED in report and report.count("<svg") >= 5  # alerts, bars, one hourly plot per plant
-    archive = Archive(tmp_path / "archive.sqlite")
+    archive = Archive(out.out / "archive.sqlite")
     (cement,) = archive.latest(entity_id="demo-cement", source_id="-")  # the entity total
     assert [a["id"] for a in cement.figures["alerts"]] == [FALSIFIED]
     assert archive.verify() == []
 
 
-def test_the_demo_on_kafka_and_influxdb_gives_the_same_months_as_in_process(tmp_path, kafka_bootstrap, influx, bucket):
+def test_the_demo_on_kafka_and_influxdb_gives_the_same_months_as_in_process(fast_tmp, kafka_bootstrap, influx, bucket,
+                                                                          demo_run):
     """`cems demo --config`: the plants through the broker, a stream worker, InfluxDB, cems reconcile and cems
-    archive sync. The archived months equal the in-process run's, figure for figure, alerts included."""
+    archive sync. The archived months equal the in-process run's (the session's ``demo_run``), figure for figure,
+    alerts included."""
     import yaml
 
+    tmp_path = fast_tmp  # the demo records about 24,000 batch files
     cfg = tmp_path / "central.yaml"
     cfg.write_text(yaml.safe_dump({
         "kafka": {"bootstrap_servers": kafka_bootstrap}, "sites": [str(tmp_path)], "keys_dir": str(tmp_path),
         "influx": {"url": influx.url, "org": influx.org, "bucket": bucket, "token": influx.token}}))
-    for out, extra in ((tmp_path / "services", ["--config", str(cfg)]), (tmp_path / "embedded", [])):
-        run = subprocess.run([str(REPO / "cems"), "demo", "--no-serve", "--out", str(out), *extra], cwd=tmp_path,
-                             capture_output=True, text=True, timeout=900)
-        assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    run = subprocess.run([str(REPO / "cems"), "demo", "--no-serve", "--out", str(tmp_path / "services"), "--config",
+                          str(cfg)], cwd=tmp_path, capture_output=True, text=True, timeout=900)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    assert demo_run.returncode == 0, demo_run.stdout[-3000:] + demo_run.stderr[-3000:]
     months = {}
-    for name in ("services", "embedded"):
-        archive = Archive(tmp_path / name / "archive.sqlite")
+    for name, out in (("services", tmp_path / "services"), ("embedded", demo_run.out)):
+        archive = Archive(out / "archive.sqlite")
         months[name] = {e.entity_id: e.figures for e in archive.latest(source_id="-")}
         assert {e.source_id for e in archive.latest()} == {"-", "demo-cement-stack", "demo-steel-stack",
                                                             "demo-aluminium-stack"}
@@ -56,7 +59,7 @@ def test_the_demo_on_kafka_and_influxdb_gives_the_same_months_as_in_process(tmp_
         assert [a["id"] for a in got["alerts"]] == [a["id"] for a in figures["alerts"]]
 
 
-def test_recorded_batches_through_the_embedded_pipeline_give_the_simulated_month(tmp_path):
+def test_recorded_batches_through_the_embedded_pipeline_give_the_simulated_month(fast_tmp):
     """`cems embedded`: an edge outbox's worth of batch files (the demo cement kiln's month) in, the same month
     out as the demo's, and the falsified clinker caught."""
     import yaml
@@ -64,6 +67,7 @@ def test_recorded_batches_through_the_embedded_pipeline_give_the_simulated_month
     from edge_agent.simulator.demo import DEMO_PLANTS, batches, write_outbox
     from streams.core.monthly import month_range
 
+    tmp_path = fast_tmp  # 8,067 batch files
     plant = DEMO_PLANTS[0]
     entity = plant.entity()
     start, end = month_range("2026-02", entity.tz)
@@ -85,7 +89,7 @@ def test_recorded_batches_through_the_embedded_pipeline_give_the_simulated_month
     assert [a["id"] for a in total.figures["alerts"]] == [FALSIFIED]
 
 
-def test_a_recording_that_ends_with_the_month_leaves_it_open_and_unarchived(tmp_path):
+def test_a_recording_that_ends_with_the_month_leaves_it_open_and_unarchived(fast_tmp):
     """Months close by the data's clock: an outbox that stops at the month's last reading has not passed the end plus
     the allowed lateness, so the month is open, with its last hour still to come, and is not archived as a month."""
     import yaml
@@ -93,9 +97,10 @@ def test_a_recording_that_ends_with_the_month_leaves_it_open_and_unarchived(tmp_
     from edge_agent.simulator.demo import DEMO_PLANTS, batches, write_outbox
     from streams.core.monthly import month_range
 
+    tmp_path = fast_tmp
     plant = DEMO_PLANTS[2]
     entity = plant.entity()
-    start, end = month_range("2026-02", entity.tz)
+    start, _end = month_range("2026-02", entity.tz)
     outbox = tmp_path / "outbox"
     write_outbox(outbox, batches(plant, start, 3 * 86_400))  # the first three days only
     (tmp_path / "site.yaml").write_text(yaml.safe_dump(entity.model_dump(mode="json")))

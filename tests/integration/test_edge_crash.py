@@ -52,7 +52,7 @@ async def start_agent(config: Path):
 def assert_all_delivered(bootstrap, topic, outbox_dir):
     n = Outbox(outbox_dir).next_seq
     assert Outbox(outbox_dir).pending() == []
-    records = read_topic(bootstrap, topic, 10**9)  # everything in the topic
+    records = read_topic(bootstrap, topic)  # everything in the topic (up to its end: nothing more is coming)
     seqs = {decode_batch(r.value).seq for r in records}
     assert seqs == set(range(n)), f"missing {sorted(set(range(n)) - seqs)[:10]}"
     assert all(verify(KEY, r.value, dict(r.headers)["cems-sig"]) for r in records)
@@ -85,22 +85,25 @@ async def test_broker_stopped_and_restarted_mid_stream(tmp_path, kafka_bootstrap
     server, task, port = await start_server(registers(), [False] * 8)
     topic = f"cems.test.outage.{uuid.uuid4().hex[:8]}"
     config = gateway(tmp_path, port, kafka_bootstrap, topic)
+    from tests.fixtures import wait_for
+
+    def stored() -> int:  # batches stored so far, from the names alone (opening an Outbox would touch its files)
+        names = [int(p.stem) for p in (tmp_path / "outbox").glob("*.batch")]
+        kept = tmp_path / "outbox" / "next_seq"  # written before the newest batch is acknowledged and removed
+        return max([n + 1 for n in names] + [int(kept.read_text() or 0) if kept.exists() else 0])
+
     agent = await start_agent(config)
     try:
-        await asyncio.sleep(3.0)
+        assert await wait_for(lambda: stored() >= 5, 60), "the agent stored nothing"  # streaming, then...
         await asyncio.to_thread(subprocess.run, [str(DEPLOY / "kafka.sh"), "stop"], check=True)
-        await asyncio.sleep(5.0)  # batches pile up in the outbox
-        assert len(list((tmp_path / "outbox").glob("*.batch"))) >= 5  # (opening an Outbox would touch its files)
+        # batches pile up in the outbox
+        assert await wait_for(lambda: len(list((tmp_path / "outbox").glob("*.batch"))) >= 5, 60)
         await asyncio.to_thread(subprocess.run, [str(DEPLOY / "kafka.sh"), "start", "--keep-data"], check=True)
-        await asyncio.sleep(3.0)
     finally:
         # the broker must be back for the rest of the suite whatever happened
         await asyncio.to_thread(subprocess.run, [str(DEPLOY / "kafka.sh"), "start", "--keep-data"])
         # give the agent time to drain after the outage (its uplink backs off up to 60 s)
-        for _ in range(120):
-            if not list((tmp_path / "outbox").glob("*.batch")):
-                break
-            await asyncio.sleep(0.5)
+        await wait_for(lambda: not list((tmp_path / "outbox").glob("*.batch")), 60)
         agent.send_signal(signal.SIGTERM)
         await asyncio.wait_for(agent.wait(), 90)
         await server.shutdown()

@@ -7,6 +7,7 @@ import asyncio
 import os
 import random
 import uuid
+from datetime import UTC
 
 import numpy as np
 import pytest
@@ -17,7 +18,7 @@ from ingest.hj212_server import Hj212Server, Hj212ServerConfig, KafkaSink, Memor
 from schemas.hj212 import DataRecord, build_data_upload
 from schemas.quantities import Flag
 from schemas.site import Entity
-from tests.integration.test_uplink import read_topic
+from tests.fixtures import read_topic
 
 START_NS = 1_772_323_200 * 10**9  # 2026-03-01T00:00Z
 
@@ -118,7 +119,7 @@ async def test_limits_connections_idle_and_refusals(tmp_path):
     try:
         conns = [await asyncio.open_connection("127.0.0.1", server.port) for _ in range(3)]
         await asyncio.sleep(0.1)
-        r4, w4 = await asyncio.open_connection("127.0.0.1", server.port)
+        r4, _w4 = await asyncio.open_connection("127.0.0.1", server.port)
         assert await asyncio.wait_for(r4.read(10), 2.0) == b""  # the fourth is closed at once
         for r, _ in conns:  # the idle ones are closed after idle_timeout_s
             assert await asyncio.wait_for(r.read(10), 3.0) == b""
@@ -181,7 +182,7 @@ async def test_random_and_mutated_byte_streams_never_crash_it(tmp_path):
     try:
         async def blast(seed: int) -> None:
             r = random.Random(seed)
-            reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+            _reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
             for _ in range(40):
                 kind = r.random()
                 if kind < 0.3:
@@ -200,7 +201,7 @@ async def test_random_and_mutated_byte_streams_never_crash_it(tmp_path):
             writer.close()
 
         await asyncio.gather(*(blast(rng.randrange(10**9)) for _ in range(20)))
-        for conn in list(server.connections):  # nothing held beyond the frame limit (plus one read)
+        for _conn in list(server.connections):  # nothing held beyond the frame limit (plus one read)
             pass
         logger = SimulatedDatalogger("127.0.0.1", server.port, mn_of(1), passwords[mn_of(1)])
         assert await logger.send([minute(1, 0)]) == 1  # still serving
@@ -211,9 +212,9 @@ async def test_random_and_mutated_byte_streams_never_crash_it(tmp_path):
 
 
 def _dt(ns):
-    from datetime import datetime, timezone
+    from datetime import datetime
 
-    return datetime.fromtimestamp(ns / 1e9, timezone.utc)
+    return datetime.fromtimestamp(ns / 1e9, UTC)
 
 
 def test_minute_values(tmp_path):
@@ -254,10 +255,10 @@ async def test_real_frames_of_others_over_tcp(tmp_path):
     mns = ["ZG130182201325", "LD130131000211", "Y80110010000010"]
     sink = MemorySink()
     server = Hj212Server(config(tmp_path), [e], {agent_id_of(m): b"k" * 32 for m in mns},
-                         {m: "123456" for m in mns}, sink)
+                         dict.fromkeys(mns, "123456"), sink)
     await server.start()
     try:
-        r, w = await asyncio.open_connection("127.0.0.1", server.port)
+        _r, w = await asyncio.open_connection("127.0.0.1", server.port)
         w.write(rt2005 + min2005 + bad)
         await w.drain()
         await asyncio.sleep(1.0)

@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import multiprocessing
+from concurrent.futures import ProcessPoolExecutor
 
 import numpy as np
 import pytest
@@ -106,31 +108,51 @@ def final(records) -> dict[int, object]:
     return last
 
 
-async def test_a_month_as_2051_minutes_gives_the_hourly_figures_of_the_same_month_as_readings(tmp_path):
-    entity_a, entity_b = site(False), site(True)
+def readings_path() -> tuple[list, dict[str, list[np.ndarray]]]:
+    """The month as 1 Hz readings in 5-minute signed batches through the stream processor (path A): its hourly
+    records, with the partition clock moved past the end so the last hours are published too, and each day's hour
+    means of the channels (for the rounding bound)."""
+    entity_a = site(False)
     channels = [(c.id, c.quantity, c.unit) for c in entity_a.sources[0].channels]
     proc_a = PartitionProcessor(Registry([entity_a]), KeyRing(keys={"gw-a": KEY_A}), Settings())
+    records_a, means = [], {}
+    for d in range(DAYS):
+        day_ns = START_NS + d * DAY_S * 10**9
+        readings = day_readings(d)
+        for ch, m in hour_means(readings, day_ns).items():
+            means.setdefault(ch, []).append(m)
+        msgs = sample_messages(readings, day_ns, d * 288, channels)
+        for i in range(0, len(msgs), 96):
+            records_a += proc_a.process(msgs[i:i + 96]).hourly
+    end_ms = (START_NS + (DAYS + 1) * DAY_S * 10**9) // 10**6
+    records_a += proc_a.process([_tick("gw-a", DAYS * 288, KEY_A, end_ms)]).hourly
+    return records_a, means
+
+
+async def test_a_month_as_2051_minutes_gives_the_hourly_figures_of_the_same_month_as_readings(tmp_path, fast_tmp):
+    entity_b = site(True)
     proc_b = PartitionProcessor(Registry([entity_b]), KeyRing(keys={agent_id_of(MN): KEY_B}), Settings())
+    # Path A (readings) shares nothing with path B (minute frames over the sockets) but the simulated month, which
+    # both make from the same seeds: it runs in a process of its own meanwhile (a month of either takes about as long).
+    pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
+    path_a = asyncio.get_running_loop().run_in_executor(pool, readings_path)
 
     sink = MemorySink()
+    # The receiver's durable numbers on tmpfs where there is one: it fsyncs its log once per frame (40,320 here),
+    # which is what its restart tests (test_hj212_central.py) are about, and here only the disk's latency.
     cfg = Hj212ServerConfig.model_validate({
         "listen": "127.0.0.1", "port": 0, "kafka": {"bootstrap_servers": "127.0.0.1:1"}, "sites": [str(tmp_path)],
         "keys_dir": str(tmp_path), "passwords_dir": str(tmp_path), "metrics_port": 0,
-        "state_dir": str(tmp_path / "state")})
+        "state_dir": str(fast_tmp / "state")})
     server = Hj212Server(cfg, [entity_b], {agent_id_of(MN): KEY_B}, {MN: PW}, sink)
     await server.start()
     logger = SimulatedDatalogger("127.0.0.1", server.port, MN, PW, overtime_s=10.0)
-    records_a, records_b, means = [], [], {}
+    records_b = []
     offset_b = 0
     try:
         for d in range(DAYS):
             day_ns = START_NS + d * DAY_S * 10**9
             readings = day_readings(d)
-            for ch, m in hour_means(readings, day_ns).items():
-                means.setdefault(ch, []).append(m)
-            msgs = sample_messages(readings, day_ns, d * 288, channels)
-            for i in range(0, len(msgs), 96):
-                records_a += proc_a.process(msgs[i:i + 96]).hourly
             uploads = minute_uploads(readings, day_ns, channels=list(CHANNELS))
             assert await logger.send(uploads, qn_base_ns=day_ns) == len(uploads)
             msgs_b = [Message(offset_b + i, v, dict(h), _minute_end_ms(v)) for i, (v, _, h) in enumerate(sink.records)]
@@ -138,11 +160,12 @@ async def test_a_month_as_2051_minutes_gives_the_hourly_figures_of_the_same_mont
             sink.records.clear()
             for i in range(0, len(msgs_b), 240):
                 records_b += proc_b.process(msgs_b[i:i + 240]).hourly
+        records_a, means = await path_a
     finally:
         await server.stop()
-    # Move both partition clocks past the end, so the last hours are published too.
+        pool.shutdown(cancel_futures=True)
+    # Move path B's partition clock past the end too, so the last hours are published.
     end_ms = (START_NS + (DAYS + 1) * DAY_S * 10**9) // 10**6
-    records_a += proc_a.process([_tick("gw-a", DAYS * 288, KEY_A, end_ms)]).hourly
     records_b += proc_b.process([_tick(agent_id_of(MN), offset_b, KEY_B, end_ms)]).hourly
 
     a, b = final(records_a), final(records_b)

@@ -7,8 +7,8 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
+from datetime import UTC
 
-import numpy as np
 import pytest
 import yaml
 from click.testing import CliRunner
@@ -23,7 +23,7 @@ from schemas import decode_batch
 from schemas.envelope import verify
 from schemas.hj212 import build_data_upload, parse_frame
 from schemas.quantities import Flag
-from tests.integration.test_uplink import read_topic
+from tests.fixtures import read_topic
 
 pytestmark = pytest.mark.integration
 KEY = b"gateway key for hj212 tests 0001"
@@ -163,9 +163,9 @@ async def test_history_after_an_outage_arrives_in_order(tmp_path, kafka_bootstra
 
 
 def _dt(ns):
-    from datetime import datetime, timezone
+    from datetime import datetime
 
-    return datetime.fromtimestamp(ns / 1e9, timezone.utc)
+    return datetime.fromtimestamp(ns / 1e9, UTC)
 
 
 def test_probe_frames_parse():

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 
 import numpy as np
-import pytest
 from prometheus_client import CollectorRegistry
 
 from edge_agent.hj212.config import Hj212Uplink

@@ -4,7 +4,6 @@ missing figures, minute round trip with odd tag values, batching, and the error 
 from __future__ import annotations
 
 import math
-import socket
 import threading
 import time
 import uuid
@@ -18,6 +17,7 @@ from schemas.records import HourlyRecord, MonthlyRecord
 from streams.sinks.base import SinkError, SinkRejected
 from streams.sinks.influx import InfluxSink
 from streams.sinks.line_protocol import MinuteRows, escape_tag, minute_lines
+from tests.fixtures import free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 
@@ -79,7 +79,7 @@ def minutes(source="kiln1", entity="cement-co", channel="co2", quantity="a05001"
     mean = 150_000.0 + 0.25 * k if mean is None else np.asarray(mean, dtype=float)
     labels = np.full(count, Flag.N, dtype=np.uint8) if labels is None else np.asarray(labels, dtype=np.uint8)
     valid = labels == Flag.N
-    obj = lambda v: np.full(count, v, dtype=object)  # noqa: E731
+    obj = lambda v: np.full(count, v, dtype=object)
     return MinuteRows(entity_id=obj(entity), source_id=obj(source), channel_id=obj(channel), quantity=obj(quantity),
                       unit=obj(unit), start_ns=T0 + (start + k) * MINUTE, mean=np.where(valid, mean, np.nan),
                       valid=valid, label=labels, n=np.where(valid, 12, 3))
@@ -207,7 +207,7 @@ def test_minute_rows_round_trip_with_odd_tag_values(client, bucket, make_sink):
     assert [r["flag"] for r in got] == ["C"] * 3 + ["N"] * 27 + ["D"] + ["N"] * 29
     assert [r["valid"] for r in got] == (labels == Flag.N).tolist()
     assert [r["n"] for r in got] == np.where(labels == Flag.N, 12, 3).tolist()
-    assert [r.get("mean") for r in got] == [m if f == Flag.N else None for m, f in zip(mean.tolist(), labels.tolist())]
+    assert [r.get("mean") for r in got] == [m if f == Flag.N else None for m, f in zip(mean.tolist(), labels.tolist(), strict=False)]
     assert [int(r["_time"].timestamp()) * 10**9 for r in got] == (T0 + np.arange(60) * MINUTE).tolist()
     other = points(client, bucket, "cems_minute", ' |> filter(fn: (r) => r.source == "kiln2")')
     assert {r["unit"] for r in other} == {'deg"C\\'} and {r["mean"] for r in other} == {180.5}
@@ -284,24 +284,19 @@ def test_line_protocol_build_rate(client, bucket, make_sink):
 # --- error paths --------------------------------------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_nothing_listening_raises_after_bounded_retries(make_sink):
-    sink = make_sink(url=f"http://127.0.0.1:{_free_port()}", max_retries=3, backoff_s=0.05, timeout_s=2)
+    slept = []  # the backoffs the sink asked for, in s (waited for by nobody)
+    sink = make_sink(url=f"http://127.0.0.1:{free_port()}", max_retries=3, backoff_s=0.05, timeout_s=2,
+                     sleep=slept.append)
     sink.write_hourly([hour()])
-    t = time.perf_counter()
     with pytest.raises(SinkError) as info:
         sink.flush()
-    elapsed = time.perf_counter() - t
     e = info.value
     assert not isinstance(e, SinkRejected)
     assert (e.attempts, e.retryable, e.status) == (4, True, None)
     assert "failed after 4 attempt(s)" in str(e) and "Connection refused" in str(e)
-    assert 0.05 < elapsed < 3, elapsed  # backoff 0.05 + 0.1 + 0.2 s, jittered down to half
+    # backoff before retry k: 0.05 x 2**k s = 0.05, 0.1, 0.2 s, each jittered down to no less than half
+    assert len(slept) == 3 and all(b / 2 <= d <= b for d, b in zip(slept, (0.05, 0.1, 0.2), strict=True)), slept
     assert sink.stats.retries == 3 and sink.pending == 0  # the buffer is dropped: the caller replays
 
 
@@ -311,7 +306,7 @@ class _Flaky(BaseHTTPRequestHandler):
     plan: list[int] = []
     seen: list[int] = []
 
-    def do_POST(self):  # noqa: N802 - http.server naming
+    def do_POST(self):
         self.rfile.read(int(self.headers.get("Content-Length", 0)))
         status = self.plan.pop(0) if self.plan else 204
         self.seen.append(status)
@@ -354,15 +349,15 @@ def test_5xx_and_429_are_retried_then_raise(flaky_server, make_sink):
 
 
 def test_refused_data_raises_at_once_with_influxdb_message(client, bucket, make_sink, influx):
-    sink = make_sink(max_retries=5, backoff_s=1.0)
+    slept = []
+    sink = make_sink(max_retries=5, backoff_s=1.0, sleep=slept.append)
     sink.write_hourly([hour()])
     sink.flush()
     # `revision` is an integer field; a float `revision` on the same series is a type conflict (HTTP 422).
     sink.write_lines([f"cems_hourly,entity=cement-co,source=kiln1 revision=1.5 {T0 + 3 * HOUR}"])
-    t = time.perf_counter()
     with pytest.raises(SinkRejected, match="field type conflict") as info:
         sink.flush()
-    assert time.perf_counter() - t < 0.9  # no backoff for a refusal
+    assert slept == []  # no backoff for a refusal
     assert (info.value.status, info.value.attempts, info.value.retryable) == (422, 1, False)
 
     with pytest.raises(SinkRejected, match="unable to parse") as info:  # malformed line: 400 with the parse error

@@ -17,7 +17,7 @@ from edge_agent.config import KafkaSettings
 from edge_agent.outbox import Outbox, verify
 from edge_agent.uplink import KafkaUplink
 from schemas import decode_batch
-from tests.unit.test_outbox import batch_bytes
+from tests.fixtures import batch_bytes
 
 pytestmark = pytest.mark.integration
 KEY = b"gw-1 secret key"

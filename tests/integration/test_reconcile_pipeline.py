@@ -8,9 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import socket
 import subprocess
-import sys
 import uuid
 from pathlib import Path
 
@@ -23,21 +21,16 @@ from schemas.batch import ChannelSpec, ReadingBatch
 from schemas.kafka import KafkaConnection
 from schemas.quantities import Flag
 from schemas.records import MonthlyRecord
+from streams.config import InfluxSettings, ReconcileSettings, Topics, WorkerConfig
 from streams.runtime.kafka_io import send_all
 from streams.runtime.reconciler import Reconciler, read_alerts
+from streams.runtime.topics import create_topics
 from streams.sinks.influx import InfluxSink
 from streams.sinks.line_protocol import MinuteRows
-from streams.runtime.topics import create_topics
-from streams.config import InfluxSettings, ReconcileSettings, Topics, WorkerConfig
+from tests.fixtures import cems_command, free_port
 
 pytestmark = [pytest.mark.integration]
 REPO = Path(__file__).resolve().parents[2]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def config(tmp_path: Path, bootstrap: str, influx: dict, sm) -> WorkerConfig:
@@ -108,7 +101,7 @@ def post(port: int, body: bytes, token: str = "intake-test-token") -> tuple[int,
 
 
 def cems(cfg_file: Path, *args: str) -> str:
-    out = subprocess.run([sys.executable, "-m", "streams.cli", *args[:2], str(cfg_file), *args[2:]], cwd=REPO,
+    out = subprocess.run(cems_command(*args[:2], str(cfg_file), *args[2:]), cwd=REPO,
                          capture_output=True, text=True, timeout=120, env=os.environ | {"PYTHONPATH": str(REPO)})
     assert out.returncode == 0, out.stderr
     return out.stdout

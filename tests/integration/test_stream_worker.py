@@ -5,11 +5,6 @@ month: ``test_stream_month.py`` (which shares this module's helpers)."""
 
 from __future__ import annotations
 
-import asyncio
-import os
-import subprocess
-import sys
-import time
 import uuid
 from pathlib import Path
 
@@ -19,14 +14,13 @@ import yaml
 from edge_agent.outbox import sign
 from schemas.kafka import KafkaConnection
 from schemas.records import HourlyRecord
-from streams.runtime.topics import create_topics
-from streams.runtime.worker import StreamWorker, checkpoint_lag
 from streams.config import Topics, WorkerConfig
-from tests.unit.test_processor import KEYS, MESSAGES, final, processor, run, site
+from streams.runtime.topics import create_topics
+from streams.runtime.worker import StreamWorker
+from tests.fixtures import KEYS, caught_up, final, processor, produce, read_all, run, site, two_stacks, wait_for
 
 pytestmark = [pytest.mark.integration]
-REPO = Path(__file__).resolve().parents[2]
-DEPLOY = REPO / "deploy" / "local"
+MESSAGES, _ = two_stacks()
 
 
 def worker_config(tmp_path: Path, bootstrap: str, **extra) -> WorkerConfig:
@@ -42,54 +36,19 @@ def worker_config(tmp_path: Path, bootstrap: str, **extra) -> WorkerConfig:
         snapshot_interval_s=1.0, **extra)
 
 
-def produce(cfg: WorkerConfig, messages, extra_headers=None) -> None:
-    from kafka import KafkaProducer
-
-    producer = KafkaProducer(**cfg.kafka.producer_config(), linger_ms=20)
-    futures = [producer.send(cfg.topics.readings, key=m.headers["cems-agent"], value=m.value,
-                             headers=list(m.headers.items()) + (extra_headers or []), timestamp_ms=m.timestamp_ms)
-               for m in messages]
-    producer.flush(60)
-    for f in futures:
-        f.get(timeout=30)
-    producer.close()
-
-
-def read_all(cfg: WorkerConfig, topic: str, idle_s: float = 3.0):
-    from kafka import KafkaConsumer
-
-    consumer = KafkaConsumer(topic, **cfg.kafka.producer_config(), auto_offset_reset="earliest",
-                             enable_auto_commit=False, group_id=None, consumer_timeout_ms=int(idle_s * 1000))
-    records = list(consumer)
-    consumer.close()
-    return records
-
-
 def hourly(cfg: WorkerConfig) -> dict:
     return final(HourlyRecord.from_json(r.value) for r in read_all(cfg, cfg.topics.hourly))
 
 
-def caught_up(cfg: WorkerConfig) -> bool:
-    """Every readings partition's newest snapshot covers everything produced to it."""
-    return not any(checkpoint_lag(cfg).values())
-
-
-async def wait_for(predicate, timeout_s: float, every_s: float = 1.0):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if await asyncio.to_thread(predicate):
-            return True
-        await asyncio.sleep(every_s)
-    return False
-
-
 async def run_worker_until_records(cfg: WorkerConfig, messages) -> None:
-    """Run an in-process worker until its hourly topic holds what the processor makes of ``messages`` offline."""
+    """Run an in-process worker until its hourly topic holds what the processor makes of ``messages`` offline and
+    it has checkpointed every message (so whatever else it sends, dead letters too, is in Kafka)."""
     expected = {k: r.content() for k, r in final(run(processor(), messages)).items()}
     worker = StreamWorker(cfg)
     await worker.app.start()
     try:
-        assert await wait_for(lambda: {k: r.content() for k, r in hourly(cfg).items()} == expected, 120)
+        assert await wait_for(lambda: {k: r.content() for k, r in hourly(cfg).items()} == expected
+                              and caught_up(cfg), 120)
     finally:
         await worker.app.stop()
 
@@ -108,13 +67,6 @@ async def test_worker_publishes_the_processors_records_and_dead_letters(tmp_path
     dlq = read_all(cfg, cfg.topics.dead_letter)
     assert [dict(r.headers)["cems-dlq-reason"] for r in dlq] == [b"bad_signature"]
     assert dlq[0].value == MESSAGES[5].value  # the original bytes, for investigation or replay
-
-
-def start_worker(config_path: Path):
-    log = open(config_path.with_suffix(".log"), "ab")  # noqa: SIM115 - the worker process owns it
-    return subprocess.Popen([sys.executable, "-m", "streams.cli", "stream", "worker", str(config_path),
-                             "--log-level", "info"], cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)},
-                            stdout=log, stderr=log)
 
 
 @pytest.mark.timeout(180)

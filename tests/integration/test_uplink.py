@@ -10,24 +10,10 @@ import pytest
 from edge_agent.outbox import Outbox, verify
 from edge_agent.uplink import KafkaUplink
 from schemas import decode_batch
-from tests.unit.test_outbox import batch_bytes
+from tests.fixtures import batch_bytes, read_topic
 
 pytestmark = pytest.mark.integration
 KEY = b"gw-1 secret key"
-
-
-def read_topic(bootstrap: str, topic: str, expected: int):
-    from kafka import KafkaConsumer
-
-    consumer = KafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
-                             enable_auto_commit=False, group_id=None, consumer_timeout_ms=10_000)
-    records = []
-    for record in consumer:
-        records.append(record)
-        if len(records) >= expected:
-            break
-    consumer.close()
-    return records
 
 
 def test_outage_then_drain_delivers_every_batch_in_order_signed(tmp_path, kafka_bootstrap):

@@ -11,7 +11,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ingest.accounting import AccountingImportError, load_reports, parse_csv, parse_json, reports_from_http_body
+from ingest.accounting import (
+    AccountingImportError,
+    load_reports,
+    parse_csv,
+    parse_json,
+    reports_from_http_body,
+)
 from schemas import ConfigError
 from schemas.accounting import (
     CO2_PARAMETERS,
@@ -167,7 +173,8 @@ def test_aluminium_anode_and_pfc_hand_computed():
     assert e.c2f6_co2e_t[0] == pytest.approx(211.0966, rel=1e-12)
     assert e.co2_t[0] == pytest.approx(15_015.0) and e.total_co2e_t[0] == pytest.approx(16_282.8666, rel=1e-12)
     # AR5: 0.143 x 6630 + 0.017303 x 11100 = 948.09 + 192.0633 -> 16155.1533
-    assert accounting_emissions(inputs_from_reports([rep]), "AR5").total_co2e_t[0] == pytest.approx(16_155.1533, rel=1e-12)
+    total = accounting_emissions(inputs_from_reports([rep]), "AR5").total_co2e_t[0]
+    assert total == pytest.approx(16_155.1533, rel=1e-12)
     assert set(e.unconfirmed_inputs(0)) == {"anode_consumption", "slope_cf4", "c2f6_cf4_ratio"}
 
 
@@ -194,7 +201,8 @@ def test_many_reports_vectorised_equal_one_by_one():
 
 def test_fuel_formula_arrays_and_unused_ncv_basis():
     # element carbon wins where finite: row 0 uses 2 x 0.5 x 1 x 44/12 = 3.6667; row 1 uses 1 x 10 x 0.1 x 1 x 44/12
-    co2 = fuel_co2_t([2.0, 1.0], [1.0, 1.0], ncv=[99.0, 10.0], carbon_per_heat=[99.0, 0.1], carbon_element=[0.5, np.nan])
+    co2 = fuel_co2_t([2.0, 1.0], [1.0, 1.0], ncv=[99.0, 10.0], carbon_per_heat=[99.0, 0.1],
+                     carbon_element=[0.5, np.nan])
     assert co2 == pytest.approx([11 / 3, 11 / 3])
     # a default NCV next to a measured element carbon did not enter the result, so it is not reported
     x = AccountingInputs(n_reports=2, fuel_report=np.array([1, 1]), fuel_consumption=np.array([2.0, 1.0]),
@@ -279,7 +287,7 @@ def test_missing_default_names_the_gap():
 def test_parameter_table_matches_the_models():
     sections = {"fuel": FuelUse, "material": MaterialFlow, "cement": CementData, "aluminium": AluminiumData,
                 "power": PowerData}
-    declared = {name for name in (*PARAMETERS, *SETTINGS)}
+    declared = {*PARAMETERS, *SETTINGS}
     fields = {f"{s}.{f}" for s, model in sections.items() for f in model.model_fields if f not in ("fuel", "material")}
     assert declared == fields
 
@@ -329,7 +337,8 @@ def test_csv_structural_problems():
         parse_csv(rows, "s.csv")
     got = "\n".join(problems(exc))
     assert "s.csv:2: fuel.ncv (js-cement-001/kiln1/2025-01): fuel.ncv needs the fuel or material id in item" in got
-    assert "s.csv:3: cement.clinker_output [raw_coal] (js-cement-001/kiln1/2025-01): cement.clinker_output takes no item" in got
+    assert ("s.csv:3: cement.clinker_output [raw_coal] (js-cement-001/kiln1/2025-01): cement.clinker_output takes no "
+            "item") in got
     assert "s.csv:4: parameter (js-cement-001/kiln1/2025-01): unknown parameter 'cement.kiln_colour'" in got
     assert "s.csv:6: cement.clinker_output (js-cement-001/kiln1/2025-01): given twice (also on line 5)" in got
     assert "s.csv:7: aluminium.cell_technology (js-cement-001/kiln1/2025-01): a setting has no unit or basis" in got
@@ -350,7 +359,7 @@ def test_report_rules():
     low_ncv = {**gas_as_t, "consumption": m(1, "Nm3"), "ncv": m(1, "MJ/Nm3")}  # 10 GJ/10^4 Nm3
     with pytest.raises(ReportError, match="outside the plausible 20-500 GJ/10\\^4Nm3"):
         validate_report({**base, "fuels": [low_ncv]})
-    with pytest.raises(ReportError, match="oxidation rate 0.5 is outside"):
+    with pytest.raises(ReportError, match=r"oxidation rate 0.5 is outside"):
         validate_report({**base, "fuels": [{**gas_as_t, "consumption": m(1, "Nm3"), "oxidation_rate": m(50, "%")}]})
     with pytest.raises(ReportError, match="not both"):
         validate_report({**base, "fuels": [{**gas_as_t, "consumption": m(1, "Nm3"),
@@ -392,7 +401,7 @@ def test_load_reports_by_suffix(tmp_path):
     (tmp_path / "m.json").write_text(json.dumps(POWER))
     assert load_reports(tmp_path / "m.csv")[0].sector == "cement"
     assert load_reports(tmp_path / "m.json")[0].sector == "power"
-    with pytest.raises(AccountingImportError, match="expected a .csv or .json"):
+    with pytest.raises(AccountingImportError, match=r"expected a .csv or .json"):
         load_reports(tmp_path / "m.txt")
 
 

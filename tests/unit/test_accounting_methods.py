@@ -9,8 +9,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from schemas.accounting import ReportError, validate_report
-from streams.kernels.accounting import (INPUTS, AccountingInputs, accounting_emissions, co2_variance_t2,
-                                        inputs_from_reports, pfc_overvoltage_t)
+from streams.kernels.accounting import (
+    INPUTS,
+    AccountingInputs,
+    accounting_emissions,
+    co2_variance_t2,
+    inputs_from_reports,
+    pfc_overvoltage_t,
+)
 from streams.kernels.gwp import co2e
 
 
@@ -43,7 +49,8 @@ def test_kiln_dust_and_bypass_dust_are_calcined_like_clinker():
 def test_aluminium_limestone_calcination_with_the_default_factor():
     # anode: 10000 x 0.42 x (1 - 0.02 - 0.004) x 44/12 = 4099.2 x 44/12 = 15030.4 t
     # limestone: 1200 t x 0.405 t CO2/t (default) = 486 t; process CO2 486 t, all CO2 15516.4 t
-    rep = validate_report(aluminium(anode_effect_minutes=m(0.1, "min/cell-day"), slope_cf4=m(0.143, "kgCF4/tAl/(min/cell-day)"),
+    rep = validate_report(aluminium(anode_effect_minutes=m(0.1, "min/cell-day"),
+                                    slope_cf4=m(0.143, "kgCF4/tAl/(min/cell-day)"),
                                     limestone_consumption=m(1200, "t"), limestone_factor={"basis": "default"}))
     assert rep.aluminium.limestone_factor.value == 0.405 and rep.aluminium.limestone_factor.confirmed is False
     e = accounting_emissions(inputs_from_reports([rep]))
@@ -87,7 +94,8 @@ def test_one_pfc_method_per_report_and_a_plausible_efficiency():
     # boundaries of the plausible 0.8-1 (project choice): 80 % is refused (exclusive), 100 % accepted
     with pytest.raises(ReportError, match="outside the plausible"):
         validate_report(aluminium(**over | {"current_efficiency": m(80, "%")}))
-    assert validate_report(aluminium(**over | {"current_efficiency": m(100, "%")})).aluminium.current_efficiency.value == 1
+    full = validate_report(aluminium(**over | {"current_efficiency": m(100, "%")}))
+    assert full.aluminium.current_efficiency.value == 1
 
 
 def test_sar_gwp_set():
@@ -105,13 +113,14 @@ def test_variance_of_a_fuel_and_a_kiln_by_hand():
     # 510.714; MgO 100000 x 0.02 x 1.1 x 0.02 = 44; non-carbonate CaO -100000 x 0.006 x 44/56 x 0.1 = -47.143
     # sum of squares 185933.44 + 1673400.96 + 46483.36 + 1115136 + 260829.08 + 1936 + 2222.45 = 3285941.29 t²
     rep = validate_report(cement() | {"fuels": [{"fuel": "raw_coal", "consumption": m(10_000, "t"),
-                                                 "carbon_content": m(0.6, "tC/t"), "oxidation_rate": m(0.98, "fraction")}]})
-    u = {"fuel.consumption": 0.02, "fuel.carbon_content": 0.06, "fuel.oxidation_rate": 0.01, "cement.clinker_output": 0.02,
-         "cement.clinker_cao": 0.01, "cement.clinker_mgo": 0.02, "cement.noncarbonate_cao": 0.1,
-         "cement.noncarbonate_mgo": 0.1}
+                                                 "carbon_content": m(0.6, "tC/t"),
+                                                 "oxidation_rate": m(0.98, "fraction")}]})
+    u = {"fuel.consumption": 0.02, "fuel.carbon_content": 0.06, "fuel.oxidation_rate": 0.01,
+         "cement.clinker_output": 0.02, "cement.clinker_cao": 0.01, "cement.clinker_mgo": 0.02,
+         "cement.noncarbonate_cao": 0.1, "cement.noncarbonate_mgo": 0.1}
     x = inputs_from_reports([rep], lambda report, parameter, item, p: u[parameter])
     var = co2_variance_t2(x)
-    col = dict(zip(INPUTS, var[0]))
+    col = dict(zip(INPUTS, var[0], strict=False))
     assert col["fuel_carbon_element"] == pytest.approx(1293.6**2, rel=1e-12)
     assert col["fuel_ncv"] == col["fuel_carbon_per_heat"] == 0  # element carbon used: NCV carries no CO2
     assert col["clinker_cao"] == pytest.approx((100_000 * 0.65 * 44 / 56 * 0.01) ** 2, rel=1e-12)
@@ -134,7 +143,7 @@ def test_two_fuels_are_independent_variables():
 
 def test_an_input_acting_on_the_co2_without_an_uncertainty_is_an_error():
     x = inputs_from_reports([validate_report(cement())])  # no uncertainty given
-    with pytest.raises(ValueError, match="clinker_t .cement.clinker_output. acts on the CO2 but has no uncertainty"):
+    with pytest.raises(ValueError, match=r"clinker_t .cement.clinker_output. acts on the CO2 but has no uncertainty"):
         co2_variance_t2(x)
 
 
@@ -142,10 +151,12 @@ def test_an_input_acting_on_the_co2_without_an_uncertainty_is_an_error():
 @given(st.lists(st.tuples(st.floats(0, 1e6), st.floats(0.1, 0.9), st.floats(0.001, 0.5)), min_size=1, max_size=6))
 def test_variance_scales_with_the_uncertainty_and_never_exceeds_the_fully_correlated_sum(rows):
     # property: doubling every u quadruples the variance; the independent sum is at most the correlated one
-    q, c, u = (np.array(v, np.float64) for v in zip(*rows))
-    base = dict(n_reports=1, fuel_report=np.zeros(len(rows), np.int64), fuel_consumption=q, fuel_ncv=np.full(len(rows), np.nan),
-                fuel_carbon_per_heat=np.full(len(rows), np.nan), fuel_carbon_element=c, fuel_oxidation=np.ones(len(rows)))
-    zero = {k: np.zeros(len(rows)) for k in ("fuel_carbon_element", "fuel_oxidation", "fuel_ncv", "fuel_carbon_per_heat")}
+    q, c, u = (np.array(v, np.float64) for v in zip(*rows, strict=False))
+    base = {"n_reports": 1, "fuel_report": np.zeros(len(rows), np.int64), "fuel_consumption": q,
+            "fuel_ncv": np.full(len(rows), np.nan), "fuel_carbon_per_heat": np.full(len(rows), np.nan),
+            "fuel_carbon_element": c, "fuel_oxidation": np.ones(len(rows))}
+    zero = {k: np.zeros(len(rows))
+            for k in ("fuel_carbon_element", "fuel_oxidation", "fuel_ncv", "fuel_carbon_per_heat")}
     one = co2_variance_t2(AccountingInputs(**base, uncertainty=zero | {"fuel_consumption": u})).sum()
     two = co2_variance_t2(AccountingInputs(**base, uncertainty=zero | {"fuel_consumption": 2 * u})).sum()
     assert two == pytest.approx(4 * one, rel=1e-9, abs=1e-9)

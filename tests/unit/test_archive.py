@@ -10,8 +10,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from streams.archive.store import Archive, ArchiveError, deadline_of
 from streams.archive.api import OPENAPI, make_app
+from streams.archive.store import Archive, ArchiveError, deadline_of
 
 FIG = {"co2_t": 60467.3, "measured_co2_t": 60467.3, "substituted_co2_t": 0.0, "cf4_t": 0.0, "c2f6_t": 0.0,
        "co2e_t": 60467.3, "operating_hours": 672, "completeness": 1.0, "alerts": []}

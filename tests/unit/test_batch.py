@@ -12,25 +12,40 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from schemas import BatchDecodeError, BatchError, ChannelSpec, Flag, ReadingBatch, UnsupportedSchemaVersion
 import schemas.batch
-from schemas.batch import (TS_MAX_NS, TS_MIN_NS, _check_columns, check_batch_columns, check_column_segments,
-                           decode_batch, encode_batch, peek_header)
+from schemas import (
+    BatchDecodeError,
+    BatchError,
+    ChannelSpec,
+    Flag,
+    ReadingBatch,
+    UnsupportedSchemaVersion,
+)
+from schemas.batch import (
+    TS_MAX_NS,
+    TS_MIN_NS,
+    _check_columns,
+    check_batch_columns,
+    check_column_segments,
+    decode_batch,
+    encode_batch,
+    peek_header,
+)
 
 T0 = 1_767_225_600 * 10**9  # 2026-01-01T00:00:00Z in ns
 
 
 def small_batch(**over) -> ReadingBatch:
-    cols = dict(
-        agent_id="gw-01",
-        source_id="kiln1",
-        seq=42,
-        channels=[("co2", "a05001", "%"), ("o2", "a19001", "%")],
-        ts_ns=[T0, T0, T0 + 5 * 10**9],
-        channel=[0, 1, 0],
-        value=[12.5, 8.25, float("nan")],
-        flag=[Flag.N, Flag.C, Flag.B],
-    )
+    cols = {
+        "agent_id": "gw-01",
+        "source_id": "kiln1",
+        "seq": 42,
+        "channels": [("co2", "a05001", "%"), ("o2", "a19001", "%")],
+        "ts_ns": [T0, T0, T0 + 5 * 10**9],
+        "channel": [0, 1, 0],
+        "value": [12.5, 8.25, float("nan")],
+        "flag": [Flag.N, Flag.C, Flag.B],
+    }
     cols.update(over)
     return ReadingBatch.from_columns(**cols)
 
@@ -81,7 +96,8 @@ def test_round_trip_keeps_everything_and_returns_read_only_columns():
 def test_batch_owns_its_columns():
     ts = np.array([T0], dtype=np.int64)
     b = ReadingBatch.from_columns(
-        agent_id="a", source_id="s", seq=0, channels=[("x", "a19001", "%")], ts_ns=ts, channel=[0], value=[1.0], flag=[0]
+        agent_id="a", source_id="s", seq=0, channels=[("x", "a19001", "%")], ts_ns=ts, channel=[0], value=[1.0],
+        flag=[0],
     )
     ts[0] = 0
     assert b.ts_ns[0] == T0
@@ -106,7 +122,8 @@ def batches(draw):
     nch = draw(st.integers(1, 6))
     chan_ids = draw(st.lists(st.text(printable, min_size=1, max_size=16), min_size=nch, max_size=nch, unique=True))
     channels = [
-        (cid, draw(st.from_regex(r"[A-Za-z0-9_-]{1,16}", fullmatch=True)), draw(st.text(printable, min_size=1, max_size=8)))
+        (cid, draw(st.from_regex(r"[A-Za-z0-9_-]{1,16}", fullmatch=True)),
+         draw(st.text(printable, min_size=1, max_size=8)))
         for cid in chan_ids
     ]
     n = draw(st.integers(0, 200))
@@ -172,7 +189,7 @@ def test_mutations_with_a_valid_checksum_decode_cleanly_or_raise_batch_decode_er
     rng = random.Random(20261123)
     seeds = [small_batch().encode(), small_batch(channels=[], ts_ns=[], channel=[], value=[], flag=[]).encode()]
     outcomes = {"ok": 0, "rejected": 0}
-    for i in range(20_000):
+    for _ in range(20_000):
         buf = bytearray(rng.choice(seeds))
         for _ in range(rng.randint(1, 4)):
             op = rng.random()
@@ -223,7 +240,7 @@ def test_bad_magic():
 def test_non_utf8_metadata_is_rejected_even_with_a_valid_checksum():
     buf = bytearray(small_batch().encode())
     buf[26] = 0xFF  # first byte of agent_id
-    with pytest.raises(BatchDecodeError, match="bad_metadata.*UTF-8"):
+    with pytest.raises(BatchDecodeError, match=r"bad_metadata.*UTF-8"):
         decode_batch(refresh_crc(buf))
 
 
@@ -241,27 +258,27 @@ def test_column_rules_apply_on_decode_too():
 @pytest.mark.parametrize(
     ("over", "reason"),
     [
-        (dict(channel=[0, 2, 0]), "bad_channel_index"),
-        (dict(flag=[0, 0, 8]), "bad_flag"),
-        (dict(flag=[0, 5, 0]), "bad_value"),  # NaN with flag N
-        (dict(value=[1.0, float("inf"), 2.0]), "bad_value"),
-        (dict(ts_ns=[1_767_225_600, T0, T0]), "bad_timestamp"),  # seconds, not ns
-        (dict(ts_ns=[1_767_225_600_000, T0, T0]), "bad_timestamp"),  # milliseconds
-        (dict(channel=[0, -1, 0]), "bad_column"),
-        (dict(flag=[0.0, 5.0, 7.0]), "bad_column"),
-        (dict(value=["a", "b", "c"]), "bad_column"),
-        (dict(ts_ns=[[T0], [T0], [T0]]), "bad_column"),
-        (dict(value=[1.0, 2.0]), "bad_column"),
-        (dict(channels=[("co2", "a05001", "%"), ("co2", "a19001", "%")]), "bad_metadata"),
-        (dict(channels=[("co2", "a05 001", "%"), ("o2", "a19001", "%")]), "bad_metadata"),
-        (dict(channels=[("co2", "a05001"), ("o2", "a19001", "%")]), "bad_metadata"),
-        (dict(channels=["abc", ("o2", "a19001", "%")]), "bad_metadata"),
-        (dict(agent_id=""), "bad_metadata"),
-        (dict(agent_id="gw\n01"), "bad_metadata"),
-        (dict(source_id="x" * 129), "bad_metadata"),
-        (dict(seq=-1), "bad_metadata"),
-        (dict(seq=2**64), "bad_metadata"),
-        (dict(seq=True), "bad_metadata"),
+        ({"channel": [0, 2, 0]}, "bad_channel_index"),
+        ({"flag": [0, 0, 8]}, "bad_flag"),
+        ({"flag": [0, 5, 0]}, "bad_value"),  # NaN with flag N
+        ({"value": [1.0, float("inf"), 2.0]}, "bad_value"),
+        ({"ts_ns": [1_767_225_600, T0, T0]}, "bad_timestamp"),  # seconds, not ns
+        ({"ts_ns": [1_767_225_600_000, T0, T0]}, "bad_timestamp"),  # milliseconds
+        ({"channel": [0, -1, 0]}, "bad_column"),
+        ({"flag": [0.0, 5.0, 7.0]}, "bad_column"),
+        ({"value": ["a", "b", "c"]}, "bad_column"),
+        ({"ts_ns": [[T0], [T0], [T0]]}, "bad_column"),
+        ({"value": [1.0, 2.0]}, "bad_column"),
+        ({"channels": [("co2", "a05001", "%"), ("co2", "a19001", "%")]}, "bad_metadata"),
+        ({"channels": [("co2", "a05 001", "%"), ("o2", "a19001", "%")]}, "bad_metadata"),
+        ({"channels": [("co2", "a05001"), ("o2", "a19001", "%")]}, "bad_metadata"),
+        ({"channels": ["abc", ("o2", "a19001", "%")]}, "bad_metadata"),
+        ({"agent_id": ""}, "bad_metadata"),
+        ({"agent_id": "gw\n01"}, "bad_metadata"),
+        ({"source_id": "x" * 129}, "bad_metadata"),
+        ({"seq": -1}, "bad_metadata"),
+        ({"seq": 2**64}, "bad_metadata"),
+        ({"seq": True}, "bad_metadata"),
     ],
 )
 def test_contract_violations_name_the_rule(over, reason):

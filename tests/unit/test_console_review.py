@@ -8,8 +8,20 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from streams.console.review import (ALERT_ACTIONS, ALERT_STATES, REVIEW_ACTIONS, ROLES, STATES, ReasonRequired,
-                                    TransitionError, actions_for, alert_state, alert_step, month_state, step)
+from streams.console.review import (
+    ALERT_ACTIONS,
+    ALERT_STATES,
+    REVIEW_ACTIONS,
+    ROLES,
+    STATES,
+    ReasonRequired,
+    TransitionError,
+    actions_for,
+    alert_state,
+    alert_step,
+    month_state,
+    step,
+)
 
 # The work plan's order, written out by hand: (state, action, role) -> next state, reason needed.
 EXPECTED = {

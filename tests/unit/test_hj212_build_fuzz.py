@@ -3,19 +3,30 @@
 from __future__ import annotations
 
 import random
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from schemas.hj212 import (DataRecord, Hj212Error, Reassembler, Version, build_data_upload, build_frame,
-                           build_heartbeat, build_response, crc16_hex, format_qn, parse_frame)
+from schemas.hj212 import (
+    DataRecord,
+    Hj212Error,
+    Reassembler,
+    Version,
+    build_data_upload,
+    build_frame,
+    build_heartbeat,
+    build_response,
+    crc16_hex,
+    format_qn,
+    parse_frame,
+)
 from schemas.quantities import QUANTITIES, Flag
 
 MN = "010000A8900016F000169DC0"
 CODES = sorted(c for c in QUANTITIES if c[0] in "aw")
-UTC = timezone.utc
+UTC = UTC
 
 # Magnitudes a CEMS sends (an N-type field has no exponent: 1e-300 would be written with 300 zeros).
 values = st.one_of(st.none(), st.floats(allow_nan=False, allow_infinity=False, min_value=-1e12, max_value=1e12)
@@ -51,7 +62,7 @@ def test_build_parse_round_trip(recs, t, cn, version, ack, limit):
     assert len(msgs) == 1
     got = msgs[0].records
     assert [g.code for g in got] == [x.code for x in recs]
-    for g, x in zip(got, recs):
+    for g, x in zip(got, recs, strict=False):
         for k in ("rtd", "min", "avg", "max", "cou", "zs_rtd", "zs_avg", "flag", "sample_time"):
             assert getattr(g, k) == getattr(x, k), k
         assert g.data_time == t
@@ -100,7 +111,7 @@ def test_answers_and_heartbeat():
     assert parse_frame(build_response("9013", qn=qn, pw="123456", mn=MN), strict=True).cn == "9013"
     hb = parse_frame(build_heartbeat(st="31", pw="123456", mn=MN, qn=qn), strict=True)
     assert (hb.cn, hb.flag, hb.version, hb.cp) == ("9015", 8, Version.HJ212_2025, "")
-    for bad in (dict(cn="9011"), dict(cn="9014", result=1), dict(cn="2011")):
+    for bad in ({"cn": "9011"}, {"cn": "9014", "result": 1}, {"cn": "2011"}):
         with pytest.raises(ValueError):
             build_response(qn=qn, pw="123456", mn=MN, **bad)
 
@@ -184,7 +195,8 @@ def test_fuzz_many_random_mutations_quickly():
 
 def test_fuzz_encrypted_frames_with_a_key():
     pytest.importorskip("cryptography", reason="SM4 comes from the cryptography package (the edge extra)")
-    from tests.unit.test_hj212_golden import A2_EX4_HEX, A2_KEY, encrypted_frame
+    from tests.fixtures import A2_EX4_HEX, A2_KEY, encrypted_frame
+
     seed = encrypted_frame("0234", A2_EX4_HEX, "g=N", "B541")
     rng = random.Random(2025)
     for _ in range(3000):

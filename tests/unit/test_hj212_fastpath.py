@@ -8,7 +8,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from schemas.hj212 import Hj212Error, Version
-from schemas.hj212.datarea import CHINA_TZ, DEFAULT_FLAGS, _fast_area, _general_area, parse_data_area
+from schemas.hj212.datarea import (
+    CHINA_TZ,
+    DEFAULT_FLAGS,
+    _fast_area,
+    _general_area,
+    parse_data_area,
+)
 
 CODES = ["a05001", "a19001", "a21026", "01", "30", "S01", "B02", "w01018", "x"]
 FIELDS = ["Rtd", "Avg", "Min", "Max", "Cou", "ZsRtd", "Flag", "EFlag", "SampleTime", "ValidNum", "SN"]

@@ -22,15 +22,23 @@ against the standard's own CRC vector first); frames copied whole keep their CRC
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime, timezone
 
 import pytest
 
-from schemas.hj212 import Hj212Error, Version, build_frame, crc16, crc16_hex, parse_frame
+from schemas.hj212 import (
+    Hj212Error,
+    Version,
+    build_frame,
+    crc16,
+    crc16_hex,
+    parse_frame,
+)
 from schemas.hj212.crc import _TABLE
 from schemas.quantities import Flag
+from tests.fixtures import A2_EX2_HEX, A2_EX4_HEX, A2_KEY, encrypted_frame
 
-UTC = timezone.utc
+UTC = UTC
 
 
 def utc(*a: int) -> datetime:
@@ -447,23 +455,7 @@ def test_utf8_text_counts_bytes():
     assert f.records[0].extra == {"Info": "烟气分析仪"}
 
 
-# --- HJ 212-2025 encrypted data areas (Appendix A.2, key = 16 bytes 0x30) ------------------------------------------
-
-A2_KEY = b"0" * 16  # "16 个 0x30"
-A2_HEAD = "QN=20240520210700000;ST=31;CN=2051;PW=123456;MN=010000A8900016F000169DC0;Flag=9;CP=&&"
-A2_EX2_HEX = ("E43E159ACFAB242CB53155FB8B9281A1A242577ABFAED881BE88B72D69FC55ED1A80119FAAC8B3CD33D285CC76F57F2CA7F88B95"
-              "73C6647E0F07E24609BD6B63EB20C5B9784F28E71D2F4994FF61D9E1C2B3075592B4D1E09C4D8BB27BE97B559E3DA6643781A6F4"
-              "77769DEEB009B10DFFF3426922725D607DC4480F0CAC5F70DB2587B124BCB281592721D6E4BC180A97E5E111499CBE822E31C8D7"
-              "761553543AA24207C290997BBDE64F9266BC5F529A172E381C1D898CA1A0D771A914A7B2D7467C70B94F1D4A7B0350A48DBF8B41")
-A2_EX4_HEX = ("E43E159ACFAB242CB53155FB8B9281A1A242577ABFAED881BE88B72D69FC55ED1A80119FAAC8B3CD33D285CC76F57F2CA7F88B95"
-              "73C6647E0F07E24609BD6B63EB20C5B9784F28E71D2F4994FF61D9E13B391A1D2A454B65388D5D9435DBF021528C7BF9755EF165"
-              "18710C0CAC0ADEF9C5156CD0A5A17674AC0ED2ABC40023E9EF70128554B82438E91ADCE98A0D03A4")
-
-
-def encrypted_frame(length: str, cipher_hex: str, tail: str, crc: str) -> bytes:
-    listed = ",".join(f"0x{cipher_hex[i:i + 2]}" for i in range(0, len(cipher_hex), 2))
-    return f"##{length}{A2_HEAD}{{{listed}}}{tail}&&{crc}\r\n".encode()
-
+# --- HJ 212-2025 encrypted data areas (Appendix A.2, key = 16 bytes 0x30; the examples are in tests/fixtures.py) ----
 
 def test_2025_encrypted_examples_decrypt_to_the_standard_plaintext():
     pytest.importorskip("cryptography", reason="SM4 comes from the cryptography package (the edge extra)")

@@ -16,9 +16,14 @@ from schemas.batch import ReadingBatch, decode_batch
 from schemas.errors import BatchDecodeError, BatchError
 from schemas.quantities import Flag
 from schemas.site import Entity
-from streams.kernels import get_policy
-from streams.kernels.aggregate import HOUR_NS, MINUTE_NS, hours_from_minutes, minutes_from_averages
 from streams.core.processor import Message, PartitionProcessor, Registry
+from streams.kernels import get_policy
+from streams.kernels.aggregate import (
+    HOUR_NS,
+    MINUTE_NS,
+    hours_from_minutes,
+    minutes_from_averages,
+)
 
 H0 = 1_772_323_200 * 10**9  # 2026-03-01T00:00Z, an hour boundary
 CN = get_policy("cn-hj75")
@@ -188,7 +193,7 @@ def message(b: ReadingBatch, offset: int, at_ns: int) -> Message:
     return Message(offset, data, envelope.headers(b.agent_id, b.seq, KEY, data), at_ns // 10**6)
 
 
-CHANNELS3 = CHANNELS + [("flow", "a00000", "m3/h")]
+CHANNELS3 = [*CHANNELS, ("flow", "a00000", "m3/h")]
 
 
 def minute_batch(seq: int, minute: int, co2: float = 10.0, period: int = 60) -> ReadingBatch:

@@ -3,19 +3,34 @@ frames in, events out, with hand-written frames and hand-computed expectations."
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import numpy as np
 import pytest
 
-from schemas.hj212 import DataRecord, SourceMap, build_data_upload, build_frame, build_heartbeat, parse_frame
-from schemas.hj212.session import Dedup, ReceiverSession, Refused, Registration, Reply, Seen, Upload
+from schemas.hj212 import (
+    DataRecord,
+    SourceMap,
+    build_data_upload,
+    build_frame,
+    build_heartbeat,
+    parse_frame,
+)
+from schemas.hj212.session import (
+    Dedup,
+    ReceiverSession,
+    Refused,
+    Registration,
+    Reply,
+    Seen,
+    Upload,
+)
 from schemas.quantities import Flag
 from schemas.site import EmissionSource
 
 MN = "010000A8900016F000169DC0"
 PW = "123456"
-T0 = datetime(2026, 3, 1, 0, 0, tzinfo=timezone.utc)  # 08:00 local (UTC+8)
+T0 = datetime(2026, 3, 1, 0, 0, tzinfo=UTC)  # 08:00 local (UTC+8)
 T0_NS = int(T0.timestamp()) * 10**9
 
 
@@ -101,7 +116,7 @@ def test_split_packets_are_answered_one_by_one_and_stored_as_one_message():
 
 
 def test_heartbeat_and_time_request_are_answered():
-    clock = datetime(2026, 3, 1, 1, 2, 3, tzinfo=timezone.utc)
+    clock = datetime(2026, 3, 1, 1, 2, 3, tzinfo=UTC)
     s = session(clock=lambda: clock)
     hb = build_heartbeat(st="31", pw=PW, mn=MN, qn="20260301090000000", ack=True)
     req = build_frame(st="31", cn="1013", pw=PW, mn=MN, qn="20260301090000001", flag=5, cp="PolId=a05001")

@@ -2,18 +2,27 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from schemas.hj212 import (DataRecord, FrameSplitter, Hj212Error, Reassembler, Version, build_data_upload,
-                           build_frame, crc16_hex, parse_frame)
+from schemas.hj212 import (
+    DataRecord,
+    FrameSplitter,
+    Hj212Error,
+    Reassembler,
+    Version,
+    build_data_upload,
+    build_frame,
+    crc16_hex,
+    parse_frame,
+)
 from schemas.quantities import Flag
 
 MN = "010000A8900016F000169DC0"
-T = datetime(2026, 3, 1, 8, 0, tzinfo=timezone.utc)
+T = datetime(2026, 3, 1, 8, 0, tzinfo=UTC)
 
 
 def small(i: int) -> bytes:
@@ -91,7 +100,7 @@ def test_reset_forgets_a_partial_frame():
 def test_any_chunking_and_garbage_yields_every_frame(order, data):
     frames = [FRAMES[i] for i in order]
     garbage = [data.draw(st.binary(max_size=12).filter(lambda b: b"#" not in b)) for _ in frames]
-    stream = b"".join(g + f for g, f in zip(garbage, frames))
+    stream = b"".join(g + f for g, f in zip(garbage, frames, strict=False))
     cuts = sorted(data.draw(st.lists(st.integers(0, len(stream)), max_size=10)))
     s = FrameSplitter()
     out, last = [], 0

@@ -1,4 +1,4 @@
-"""Data-quality and falsification indicators (streams/kernels/indicators.py): hand-built grids with
+"""Data-quality and falsification indicators (streams/kernels/indicators/): hand-built grids with
 hand-computed findings, and a seeded, noisy three-day plant that raises nothing until a fault is
 injected, after which exactly the expected findings appear."""
 
@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from pydantic import ValidationError
 
 from schemas.quantities import Flag
 from schemas.site import EmissionSource
@@ -18,8 +19,6 @@ from streams.kernels.indicators import (
     Findings,
     Grid,
     IndicatorPolicy,
-    _runs,
-    _window_max,
     calibration_maintenance,
     co2_o2_inconsistency,
     effective_co2max,
@@ -31,6 +30,7 @@ from streams.kernels.indicators import (
     repeated_profiles,
     scan,
 )
+from streams.kernels.indicators.grid import _runs, _window_max
 from streams.kernels.plausibility import series_bounds
 from streams.kernels.policy import POLICIES
 
@@ -70,11 +70,11 @@ def test_findings_concat_names_and_times():
 
 def test_policy_is_frozen_and_validated():
     p = IndicatorPolicy()
-    with pytest.raises(Exception):
+    with pytest.raises(ValidationError, match="frozen"):
         p.shift_z = 1.0  # frozen
-    with pytest.raises(Exception):
+    with pytest.raises(ValidationError, match="cm_max_day_share"):
         IndicatorPolicy(cm_max_day_share=1.5)  # a share above 1
-    with pytest.raises(Exception):
+    with pytest.raises(ValidationError, match="unknown_threshold"):
         IndicatorPolicy(unknown_threshold=1)  # extra fields are refused
 
 
@@ -153,7 +153,8 @@ def test_co2o2_pairs_from_sources():
         {"id": "t", "quantity": "a01012", "unit": "degC"},
     ])
     boiler = EmissionSource(id="b1", name="Boiler", duct_area_m2=20.0, channels=[
-        {"id": "co2", "quantity": "a05001", "unit": "%", "basis": "dry"}, {"id": "o2", "quantity": "a19001", "unit": "%"},
+        {"id": "co2", "quantity": "a05001", "unit": "%", "basis": "dry"},
+        {"id": "o2", "quantity": "a19001", "unit": "%"},
         {"id": "q", "quantity": "a00000", "unit": "m3/h", "basis": "standard_dry"}])
     series_of = {("kiln1", "co2"): 0, ("kiln1", "o2"): 1, ("kiln1", "v"): 2, ("b1", "co2"): 3, ("b1", "o2"): 4}
     p = CO2O2Pairs.from_sources([src, boiler], series_of, {"kiln1": 28.0, "b1": "coal"})

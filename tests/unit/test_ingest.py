@@ -9,10 +9,10 @@ import zlib
 import numpy as np
 import pytest
 
+import schemas.batch
 from edge_agent.outbox import sign
 from ingest.batches import REASONS, KeyRing, Rejection, check_message, check_messages, dead_letter_headers
 from ingest.sequence import SeqTracker
-import schemas.batch
 from schemas import Flag, ReadingBatch
 from schemas.batch import TS_MAX_NS, TS_MIN_NS
 
@@ -106,12 +106,12 @@ def test_sequence_tracker_matches_a_set_under_random_arrival():
 
 def old_missing(t: SeqTracker) -> int:
     """The original O(runs) formula of SeqTracker.missing."""
-    return sum(start - end for (_, end), (start, _) in zip([[0, t.contiguous]] + t.runs, t.runs))
+    return sum(start - end for (_, end), (start, _) in zip([[0, t.contiguous]] + t.runs, t.runs, strict=False))
 
 
 def test_sequence_tracker_missing_is_maintained_exactly():
     rng = random.Random(17)
-    for trial in range(200):
+    for _trial in range(200):
         t = SeqTracker()
         top = rng.choice([5, 30, 300])
         for _ in range(rng.randrange(1, 400)):

@@ -3,13 +3,21 @@ hand-computed means, and split/merge/order invariance."""
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from schemas.quantities import Flag
-from streams.kernels.aggregate import HOUR_NS, MINUTE_NS, Accumulator, hours_from_minutes, readings_to_minutes
+from streams.kernels.aggregate import (
+    HOUR_NS,
+    MINUTE_NS,
+    Accumulator,
+    hours_from_minutes,
+    readings_to_minutes,
+)
 from streams.kernels.policy import POLICIES, get_policy
 
 CN, EU, US = POLICIES["cn-hj75"], POLICIES["eu-mrr"], POLICIES["us-part75"]
@@ -43,7 +51,7 @@ def hour_from_minute_values(valid_minute_values: dict[int, float], policy=CN, pe
 def test_minute_mean_of_valid_samples_only():
     # 12 samples every 5 s with values 1..12, plus a calibration reading at :02 that must not count.
     # mean = (1 + 2 + ... + 12)/12 = 78/12 = 6.5
-    m = minutes(list(range(0, 60, 5)) + [2], list(range(1, 13)) + [999.0], [0] * 12 + [Flag.C])
+    m = minutes([*list(range(0, 60, 5)), 2], [*list(range(1, 13)), 999.0], [0] * 12 + [Flag.C])
     assert len(m) == 1 and m.valid[0]
     assert m.mean[0] == 6.5
     assert m.valid_parts[0] == 12 and m.part_flags[0, Flag.C] == 1
@@ -79,16 +87,17 @@ def test_five_second_data_jittered_around_the_slot_edges_is_valid():
     # with rounded times every 5-s slot holds one value, so even the opt-in slot rule accepts the minute
     assert bin(int(m.valid_slots[0])).count("1") == 12 and table.close(POLICIES["cn-hj75-slots"]).valid[0]
     # 0.6 s early is no longer jitter around this minute's first second: that reading belongs to the minute before
-    late = readings_to_minutes(np.zeros(2, np.int64), T0 + np.array([-600, 400]) * 10**6, np.ones(2), np.zeros(2, np.uint8))
+    late = readings_to_minutes(np.zeros(2, np.int64), T0 + np.array([-600, 400]) * 10**6, np.ones(2),
+                               np.zeros(2, np.uint8))
     assert (late.start_ns - T0).tolist() == [-60 * S, 0]
 
 
 def test_minute_label_needs_more_than_75_percent_normal():
     # 12 N + 4 C = 75.0 % normal: not "more than 75 %" -> D.  13 N + 4 C = 76.5 % -> N.
-    ts = list(range(0, 60, 5)) + [1, 2, 3, 4]
+    ts = [*list(range(0, 60, 5)), 1, 2, 3, 4]
     exactly = minutes(ts, [1.0] * 12 + [0.0] * 4, [0] * 12 + [Flag.C] * 4)
     assert exactly.label[0] == Flag.D and exactly.valid[0]
-    more = minutes(ts + [6], [1.0] * 12 + [0.0] * 4 + [1.0], [0] * 12 + [Flag.C] * 4 + [0])
+    more = minutes([*ts, 6], [1.0] * 12 + [0.0] * 4 + [1.0], [0] * 12 + [Flag.C] * 4 + [0])
     assert more.label[0] == Flag.N
 
 
@@ -102,8 +111,8 @@ def test_non_finite_and_huge_normal_readings_are_flagged_out_of_range():
 
 def test_cn_hour_needs_45_valid_minutes():
     # 44 valid minutes of value 10.0: invalid. 45: valid, mean 10.0.
-    assert not hour_from_minute_values({m: 10.0 for m in range(44)}).valid[0]
-    h = hour_from_minute_values({m: 10.0 for m in range(45)})
+    assert not hour_from_minute_values(dict.fromkeys(range(44), 10.0)).valid[0]
+    h = hour_from_minute_values(dict.fromkeys(range(45), 10.0))
     assert h.valid[0] and h.mean[0] == 10.0 and h.valid_parts[0] == 45
 
 
@@ -115,8 +124,8 @@ def test_cn_hour_mean_is_the_mean_of_valid_minute_means():
 
 def test_hour_label_more_than_75_percent_of_minutes_normal():
     # 45 N minutes of 60 = 75 % -> D; 46 -> N (HJ 212-2017 App. C)
-    assert hour_from_minute_values({m: 1.0 for m in range(45)}).label[0] == Flag.D
-    assert hour_from_minute_values({m: 1.0 for m in range(46)}).label[0] == Flag.N
+    assert hour_from_minute_values(dict.fromkeys(range(45), 1.0)).label[0] == Flag.D
+    assert hour_from_minute_values(dict.fromkeys(range(46), 1.0)).label[0] == Flag.N
 
 
 def test_eu_hour_needs_80_percent_of_possible_points_pro_rata():
@@ -153,15 +162,15 @@ def test_us_hour_needs_a_point_in_each_operating_quadrant():
     assert not hour_from_minute_values({0: 1.0, 15: 2.0, 45: 4.0}, policy=US).valid[0]
     # The analyser flagged F (instrument stopped, HJ 212-2017 Table 8) for the whole third quadrant: the DAHS
     # recorded readings there, so the quadrant counts, and without a valid point in it the hour is invalid.
-    stopped = {m: Flag.F for m in range(30, 45)}
+    stopped = dict.fromkeys(range(30, 45), Flag.F)
     h = hour_from_minute_values({0: 1.0, 15: 2.0, 45: 4.0}, policy=US, flag_of=stopped)
     assert not h.valid[0] and h.operating_slots[0] == 0b1111
 
 
 def test_an_instrument_stopped_most_of_the_hour_is_marked_so():
-    h = hour_from_minute_values({}, flag_of={m: Flag.F for m in range(60)})
+    h = hour_from_minute_values({}, flag_of=dict.fromkeys(range(60), Flag.F))
     assert h.instrument_stopped[0] and not h.valid[0]
-    h = hour_from_minute_values({m: 1.0 for m in range(31)}, flag_of={m: Flag.F for m in range(31, 60)})
+    h = hour_from_minute_values(dict.fromkeys(range(31), 1.0), flag_of=dict.fromkeys(range(31, 60), Flag.F))
     assert not h.instrument_stopped[0]  # 29 of 60 minutes under F: not more than half
 
 
@@ -212,7 +221,7 @@ def reading_streams(draw):
 def _batches(stream, cuts, order):
     series, ts, values, flags = stream
     bounds = [0, *sorted(cuts), len(ts)]
-    parts = [(i, slice(a, b)) for i, (a, b) in enumerate(zip(bounds, bounds[1:], strict=False))]
+    parts = [(i, slice(a, b)) for i, (a, b) in enumerate(itertools.pairwise(bounds))]
     return [(i, series[s], ts[s], values[s], flags[s]) for i, s in (parts[k] for k in order(len(parts)))]
 
 

@@ -93,7 +93,7 @@ def test_altitude_gives_the_barometric_pressure():
 
 def test_ambient_pressure_channel_is_used_when_configured():
     src = stack(ambient_pressure={"channel": "ba"},
-                channels=CHANNELS + [{"id": "ba", "quantity": "a01006", "unit": "kPa"}])
+                channels=[*CHANNELS, {"id": "ba", "quantity": "a01006", "unit": "kPa"}])
     e = one_stack_hours(source=src, values=VALUES | {"ba": 100.0})
     assert e.flow_m3_h[0, 0] == pytest.approx(Q_BASE, rel=1e-7)  # 100 kPa measured = the base case's constant
 
@@ -205,7 +205,7 @@ def test_velocity_below_the_default_threshold_is_stopped_and_above_it_runs():
 
 def test_operating_rules_from_temperature_or_run_status():
     src = stack(operating=[{"channel": "run", "above": 0.5}, {"channel": "t", "above": 60.0}],
-                channels=CHANNELS + [{"id": "run", "quantity": "xs0002", "unit": "1"}])
+                channels=[*CHANNELS, {"id": "run", "quantity": "xs0002", "unit": "1"}])
     hours = [{("kiln1", k): v for k, v in (VALUES | extra).items()}
              for extra in ({"run": 1.0}, {"run": 0.0, "t": 40.0}, {"run": 0.0, "t": 90.0})]
     e = run([src], hours, n_hours=3)

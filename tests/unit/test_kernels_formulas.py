@@ -47,7 +47,7 @@ def test_ppm_and_percent_to_mg_m3_eq20():
     # CO2: M = 12.011 + 2 x 15.999 = 44.009 g/mol; 44.009 / 22.4 = 1.9646875 exactly
     assert MOLAR_MASS_G_MOL["a05001"] == 44.009
     assert ppm_to_mg_m3(1000.0, 44.009, HJ) == pytest.approx(1964.6875, rel=1e-12)
-    # 10 vol% = 100000 ppm -> 196468.75 mg/m3 (cems-standards.md §1.9: about 1.96e5 with 44.01)
+    # 10 vol% = 100000 ppm -> 100000 x 1.9646875 = 196468.75 mg/m3 (docs/sources.md HJ212-D20)
     assert vol_pct_to_mg_m3(10.0, 44.009, HJ) == pytest.approx(196_468.75, rel=1e-12)
     # EU molar volume 22.414: 1000 x 44.009/22.414 = 1963.460337
     assert ppm_to_mg_m3(1000.0, 44.009, EU) == pytest.approx(1963.460337, rel=1e-9)
@@ -73,7 +73,8 @@ def test_flow_chain_eq29_31():
 
 
 def test_mass_rate_eq33_matches_the_hj212_example_frame():
-    # cems-standards.md §1.12: Cou = Avg x Qsnh x 1e-6 = 205120 x 299880 x 1e-6 = 61511.3856 kg
+    # docs/sources.md HJ212-D33, on an illustrative 2061 frame's figures (CO2 Avg 205120 mg/m3, flow Cou 299880 m3):
+    # Cou = Avg x Qsnh x 1e-6 = 205120 x 299880 x 1e-6 = 61511.3856 kg
     assert mass_rate_kg_h(205_120.0, 299_880.0) == pytest.approx(61_511.3856, rel=1e-12)
 
 

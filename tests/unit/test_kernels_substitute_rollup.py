@@ -11,8 +11,17 @@ from hypothesis import strategies as st
 
 from streams.kernels.policy import POLICIES
 from streams.kernels.rollup import rollup
-from streams.kernels.substitute import (MEASURED, METHODS, MISSING, OUT_OF_CONTROL, POLICY_NAMES, STOPPED, HourGrid,
-                                        MaxPotentialMissing, substitute)
+from streams.kernels.substitute import (
+    MEASURED,
+    METHODS,
+    MISSING,
+    OUT_OF_CONTROL,
+    POLICY_NAMES,
+    STOPPED,
+    HourGrid,
+    MaxPotentialMissing,
+    substitute,
+)
 
 CN, EU = POLICIES["cn-hj75"], POLICIES["eu-mrr"]
 SHANGHAI = ZoneInfo("Asia/Shanghai")
@@ -27,7 +36,8 @@ def grid(n_hours, gaps=(), status=MISSING, spikes=None, stopped=(), conc=None, f
     for a, b in gaps:
         s[a:b] = status
     s[list(stopped)] = STOPPED
-    row = (lambda x: None if x is None else np.asarray(x, float)[None])
+    def row(x):
+        return (None if x is None else np.asarray(x, float)[None])
     return HourGrid(s[None], mass[None], row(conc), row(flow), **kw)
 
 
@@ -102,7 +112,8 @@ def test_hj75_short_missing_run_takes_the_mean_of_the_hours_before_and_after_for
     c[53], q[53] = 11_000.0, 130_000.0  # the hour after
     c[50:53] = q[50:53] = np.nan
     sub = substitute(grid(100, [(50, 53)], MISSING, conc=c, flow=q), "hj75-2017")
-    # concentration (9,000 + 11,000)/2 = 10,000; flow (90,000 + 130,000)/2 = 110,000 -> 10,000 x 110,000 x 1e-6 = 1,100 kg
+    # concentration (9,000 + 11,000)/2 = 10,000; flow (90,000 + 130,000)/2 = 110,000
+    # -> 10,000 x 110,000 x 1e-6 = 1,100 kg
     assert sub.co2_mg_m3[0, 50:53].tolist() == [10_000.0] * 3 and sub.flow_m3_h[0, 50:53].tolist() == [110_000.0] * 3
     assert sub.co2_kg[0, 50:53] == pytest.approx([1100.0] * 3)
     assert set(names(sub.co2_method[0, 50:53])) == set(names(sub.flow_method[0, 50:53])) == {
@@ -118,7 +129,8 @@ def test_hj75_missing_flow_alone_keeps_the_measured_concentration():
     sub = substitute(grid(100, [(50, 51)], MISSING, conc=c, flow=q), "hj75-2017")
     # 12,000 x (80,000 + 120,000)/2 x 1e-6 = 12,000 x 100,000 x 1e-6 = 1,200 kg
     assert sub.co2_kg[0, 50] == pytest.approx(1200.0)
-    assert names(sub.co2_method[0, 50]) == ["none"] and names(sub.flow_method[0, 50]) == ["hj75-missing-before-after-mean"]
+    assert names(sub.co2_method[0, 50]) == ["none"]
+    assert names(sub.flow_method[0, 50]) == ["hj75-missing-before-after-mean"]
 
 
 def test_hj75_long_missing_run_takes_the_720_hour_maximum_of_each_part():
@@ -204,7 +216,8 @@ def test_us_long_gap_with_high_availability_takes_p90_or_average():
     # 1000 h, gap 900..929 (30 h): availability >= 900/930 = 96.8 % all through; lookback = 720 valid hours before 900:
     # 180..899; 90th percentile (linear) = 180 + 0.9 x 719 = 827.1; before/after (899 + 930)/2 = 914.5 -> the greater
     sub = substitute(us_grid(1000, (900, 930), np.arange(1000)), "us-part75")
-    assert sub.co2_mg_m3[0, 900] == pytest.approx(914.5) and set(names(sub.co2_method[0, 900:930])) == {"us75-p90-or-avg"}
+    assert sub.co2_mg_m3[0, 900] == pytest.approx(914.5)
+    assert set(names(sub.co2_method[0, 900:930])) == {"us75-p90-or-avg"}
     v = np.arange(1000.0)
     v[930] = 0.0  # a low value after the gap: the percentile wins, 827.1
     assert substitute(us_grid(1000, (900, 930), v), "us-part75").co2_mg_m3[0, 900] == pytest.approx(827.1)
@@ -224,7 +237,8 @@ def test_us_availability_is_computed_hourly_and_moves_the_gap_through_the_bands(
 
 def test_us_missing_max_potential_is_refused_never_a_zero_hour():
     g = us_grid(100, (40, 55), np.arange(100))
-    with pytest.raises(MaxPotentialMissing, match=r"maximum potential CO2 concentration.*78\.4%.*never filled with 0 t"):
+    with pytest.raises(MaxPotentialMissing,
+                       match=r"maximum potential CO2 concentration.*78\.4%.*never filled with 0 t"):
         substitute(g, "us-part75")
     sub = substitute(g, "us-part75", refuse="mark")  # for the monthly rollup: the hours stay missing, the month open
     assert sub.refused.tolist() == [True]
@@ -280,7 +294,8 @@ def test_none_leaves_missing_hours_missing_and_totals_measured_only():
     sub = substitute(g, "none")
     assert np.isnan(sub.co2_kg[0, 10:20]).all() and (sub.method == 0).all() and not sub.substituted.any()
     measured = g.status == MEASURED
-    days, months = rollup(np.nan_to_num(sub.co2_kg), measured, sub.substituted, g.status != STOPPED, start, SHANGHAI, CN)
+    _days, months = rollup(np.nan_to_num(sub.co2_kg), measured, sub.substituted, g.status != STOPPED, start,
+                           SHANGHAI, CN)
     # measured: 0 + 1 + ... + 47 - (10 + ... + 19) = 1128 - 145 = 983 kg; nothing substituted; 10 hours missing
     assert months.total[0, 0] == months.measured_total[0, 0] == 983.0 and months.missing_hours[0, 0] == 10
 

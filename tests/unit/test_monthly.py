@@ -10,12 +10,13 @@ import pytest
 
 from schemas.records import HourlyRecord, MonthlyRecord
 from schemas.site import Entity
-from streams.kernels import HOUR_NS, POLICIES
-from streams.kernels.substitute import Part75Limits
 from streams.core.monthly import MonthlyRollup, month_bounds
 from streams.core.processor import Registry
-from tests.unit.test_processor import MESSAGES, T0, final, offline_co2_kg, processor
+from streams.kernels import HOUR_NS, POLICIES
+from streams.kernels.substitute import Part75Limits
+from tests.fixtures import T0, final, offline_co2_kg, processor, two_stacks
 
+MESSAGES, _ = two_stacks()
 FEB = 1_769_875_200 * 10**9  # 2026-02-01T00:00 Asia/Shanghai = 2026-01-31T16:00Z
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 

@@ -13,17 +13,10 @@ from pathlib import Path
 import pytest
 
 from edge_agent.outbox import Outbox, OutboxFull, sign, verify
-from schemas import ReadingBatch, decode_batch
+from schemas import decode_batch
+from tests.fixtures import batch_bytes
 
 REPO = Path(__file__).resolve().parents[2]
-T0 = 1_767_225_600 * 10**9
-
-
-def batch_bytes(seq: int, n: int = 10) -> bytes:
-    return ReadingBatch.from_columns(
-        agent_id="gw-1", source_id="kiln1", seq=seq, channels=[("co2", "a05001", "%")],
-        ts_ns=[T0 + (seq * n + i) * 10**9 for i in range(n)], channel=[0] * n, value=[12.0] * n, flag=[0] * n,
-    ).encode()
 
 
 def test_put_read_ack_in_order(tmp_path):
@@ -79,7 +72,7 @@ CHILD = """
 import sys
 sys.path.insert(0, {repo!r})
 from edge_agent.outbox import Outbox
-from tests.unit.test_outbox import batch_bytes
+from tests.fixtures import batch_bytes
 ob = Outbox({dir!r})
 print("ready", flush=True)
 while True:

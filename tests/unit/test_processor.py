@@ -5,91 +5,18 @@ from __future__ import annotations
 
 import random
 
-import numpy as np
 import pytest
 
 from edge_agent.outbox import sign
-from edge_agent.simulator.generate import CHANNELS, Fault, simulate_stack, simulator_stack_model, source_config
+from edge_agent.simulator.generate import CHANNELS
 from ingest.batches import KeyRing
 from schemas import ReadingBatch
 from schemas.records import GapReport
-from schemas.site import Entity
-from streams.kernels import HOUR_NS, POLICIES, hourly_emissions, hours_from_minutes, readings_to_minutes
-from streams.core.processor import Message, PartitionProcessor, Registry, Settings
+from streams.core.processor import Message, PartitionProcessor, Registry
+from streams.kernels import HOUR_NS
+from tests.fixtures import KEYS, T0, final, offline_co2_kg, processor, run, site, two_stacks
 
-T0 = 1_767_225_600 * 10**9  # 2026-01-01T00:00:00Z
-HOURS, BATCH_S = 3, 5
-KEYS = {"gw-a": b"a" * 32, "gw-b": b"b" * 32}
-CN = POLICIES["cn-hj75"]
-
-
-def site() -> Entity:
-    return Entity.model_validate({"id": "plant", "name": "plant", "sector": "cement", "sources": [
-        source_config(f"stack{k}", f"stack {k}") for k in range(2)]})
-
-
-def stream() -> tuple[list[Message], dict]:
-    """Two agents, one stack each, 3 h at 1 Hz in 5-s batches, interleaved as one partition would hold them."""
-    per_agent, readings = [], {}
-    faults = (Fault("calibration", 3960, 840, "co2", 15.0),)  # span gas in minutes 6-19 of hour 1 of stack 1
-    for k, agent in enumerate(KEYS):
-        model = simulator_stack_model(k)
-        if k == 1:
-            model = type(model)(**{**model.__dict__, "faults": faults})
-        r, _ = simulate_stack(model, T0, HOURS * 3600, seed=k)
-        readings[f"stack{k}"] = r
-        names = list(CHANNELS)
-        msgs = []
-        for seq, start in enumerate(range(0, HOURS * 3600, BATCH_S)):
-            sl = slice(start, start + BATCH_S)
-            ts = np.repeat(T0 + np.arange(start, start + BATCH_S, dtype=np.int64) * 10**9, len(names))
-            value = np.stack([r[c][0][sl] for c in names], axis=1).ravel()
-            flag = np.stack([r[c][1][sl] for c in names], axis=1).ravel()
-            data = ReadingBatch.from_columns(
-                agent_id=agent, source_id=f"stack{k}", seq=seq, channels=[(c, *CHANNELS[c]) for c in names], ts_ns=ts,
-                channel=np.tile(np.arange(len(names)), BATCH_S), value=value, flag=flag).encode()
-            headers = {"cems-agent": agent.encode(), "cems-seq": str(seq).encode(), "cems-sig": sign(KEYS[agent], data)}
-            msgs.append((data, headers, (T0 + (start + BATCH_S) * 10**9) // 10**6 + 200))  # sent 0.2 s after the cut
-        per_agent.append(msgs)
-    merged = sorted((m for msgs in per_agent for m in msgs), key=lambda m: m[2])
-    return [Message(i, d, h, t) for i, (d, h, t) in enumerate(merged)], readings
-
-
-MESSAGES, READINGS = stream()
-
-
-def processor(**settings) -> PartitionProcessor:
-    return PartitionProcessor(Registry([site()]), KeyRing(keys=KEYS), Settings(**settings))
-
-
-def offline_co2_kg() -> np.ndarray:
-    """The kernels applied to all readings at once: [source, hour]."""
-    reg = Registry([site()])
-    parts = []
-    for s, r in READINGS.items():
-        for c, (value, flag) in r.items():
-            parts.append((np.full(value.size, reg.series_of[(s, c)]), T0 + np.arange(value.size) * 10**9, value, flag))
-    series, ts, value, flag = (np.concatenate(x) for x in zip(*parts, strict=True))
-    hours = hours_from_minutes(readings_to_minutes(series, ts, value, flag, bounds=reg.bounds).close(CN)).close(CN)
-    return hourly_emissions(hours, reg.n_series, reg.layout, T0, HOURS, CN.reference).co2_kg
-
-
-def final(records) -> dict:
-    """Latest revision per (source, hour), as a compacted topic or an InfluxDB point keeps it."""
-    out = {}
-    for r in records:
-        if (r.source_id, r.hour_start_ns) not in out or r.revision >= out[(r.source_id, r.hour_start_ns)].revision:
-            out[(r.source_id, r.hour_start_ns)] = r
-    return out
-
-
-def run(p: PartitionProcessor, messages, chunk: int = 200) -> list:
-    records = []
-    for i in range(0, len(messages), chunk):
-        out = p.process(messages[i : i + chunk])
-        assert not out.dead_letters, out.dead_letters[:1]
-        records += out.hourly
-    return records
+MESSAGES, _ = two_stacks()
 
 
 def test_undisturbed_stream_publishes_closed_hours_equal_to_offline_kernels():

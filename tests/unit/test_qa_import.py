@@ -9,8 +9,21 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ingest.qa import CSV_LAYOUTS, QaImportError, load_records, parse_bytes, parse_csv, parse_json
-from schemas.qa import ComparisonTest, DriftCheck, LinearityCheck, VelocityTraverse, qa_json_schema
+from ingest.qa import (
+    CSV_LAYOUTS,
+    QaImportError,
+    load_records,
+    parse_bytes,
+    parse_csv,
+    parse_json,
+)
+from schemas.qa import (
+    ComparisonTest,
+    DriftCheck,
+    LinearityCheck,
+    VelocityTraverse,
+    qa_json_schema,
+)
 
 DRIFT = """site_id,source_id,channel_id,quantity,unit,time,check,reference_value,measured_value,full_scale
 js-cement-001,kiln1-stack,co2,a05001,%,2026-03-01T08:00:00+08:00,zero,0,0.1,25
@@ -130,7 +143,7 @@ def test_header_rows_and_duplicates():
                           "['measured_value'], unknown []")
     with pytest.raises(QaImportError, match="empty file"):
         parse_csv("", "e.csv")
-    with pytest.raises(QaImportError, match="e.csv:1: \\(file\\): no data rows"):
+    with pytest.raises(QaImportError, match=r"e.csv:1: \(file\): no data rows"):
         parse_csv(DRIFT.split("\n")[0] + "\n\n", "e.csv")
     with pytest.raises(QaImportError) as exc:
         parse_csv(DRIFT + DRIFT.split("\n")[1] + ",extra\n", "d.csv")
@@ -156,7 +169,7 @@ def test_json_errors_name_file_line_and_field():
         "tags: 'drift_check', 'comparison_test', 'linearity_check', 'velocity_traverse'",
         f"qa.json:{len(lines) - 1}: (record): expected an object with a kind, got int",
     ]
-    with pytest.raises(QaImportError, match="q.json:1: \\(json\\): Expecting"):
+    with pytest.raises(QaImportError, match=r"q.json:1: \(json\): Expecting"):
         parse_json("[{", "q.json")
     with pytest.raises(QaImportError, match="duplicate key 'kind'"):
         parse_json('{"kind": "drift_check", "kind": "drift_check"}', "q.json")
@@ -165,11 +178,11 @@ def test_json_errors_name_file_line_and_field():
 
 
 def test_bytes_names_sizes_and_encodings(tmp_path):
-    with pytest.raises(QaImportError, match="x.txt: \\(file\\): expected a .csv or .json name"):
+    with pytest.raises(QaImportError, match=r"x.txt: \(file\): expected a .csv or .json name"):
         parse_bytes(b"", "x.txt")
     with pytest.raises(QaImportError, match="limit is 10"):
         parse_bytes(DRIFT.encode(), "d.csv", max_bytes=10)
-    with pytest.raises(QaImportError, match="d.csv: \\(file\\): not UTF-8"):
+    with pytest.raises(QaImportError, match=r"d.csv: \(file\): not UTF-8"):
         parse_bytes(b"\xff\xfe", "d.csv")
     assert len(parse_bytes(b"\xef\xbb\xbf" + DRIFT.encode(), "upload.CSV")) == 3
     with pytest.raises(QaImportError, match="cannot read"):
@@ -179,7 +192,8 @@ def test_bytes_names_sizes_and_encodings(tmp_path):
 
 
 def test_committed_schema_covers_every_kind():
-    kinds = {s["properties"]["kind"]["const"] for s in qa_json_schema()["$defs"].values() if "kind" in s.get("properties", {})}
+    kinds = {s["properties"]["kind"]["const"] for s in qa_json_schema()["$defs"].values()
+             if "kind" in s.get("properties", {})}
     assert kinds == set(CSV_LAYOUTS)
 
 

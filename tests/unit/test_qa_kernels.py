@@ -43,7 +43,7 @@ def stats(n, d, sd, rm, cem=None):
 # Nine runs of a CO2 analyser, % CO2. d_i = reference - CEMS.
 REF = [12.0, 12.2, 11.8, 12.1, 12.0, 11.9, 12.3, 12.0, 11.7]
 D = [0.1, 0.2, 0.0, 0.1, 0.3, 0.1, 0.2, 0.0, -0.1]
-CEMS = [r - d for r, d in zip(REF, D)]
+CEMS = [r - d for r, d in zip(REF, D, strict=False)]
 
 
 def test_paired_statistics_confidence_coefficient_and_relative_accuracy_by_hand():
@@ -68,8 +68,8 @@ def test_paired_statistics_confidence_coefficient_and_relative_accuracy_by_hand(
 
 def test_unused_runs_leave_the_statistics():
     # The same nine runs plus a tenth (reference 30, CEMS 0) marked unused, and padding in a second test.
-    ref = np.array([REF + [30.0], REF[:5] + [0.0] * 5])
-    cem = np.array([CEMS + [0.0], CEMS[:5] + [0.0] * 5])
+    ref = np.array([[*REF, 30.0], REF[:5] + [0.0] * 5])
+    cem = np.array([[*CEMS, 0.0], CEMS[:5] + [0.0] * 5])
     used = np.array([[True] * 9 + [False], [True] * 5 + [False] * 5])
     s = paired_statistics(ref, cem, used)
     assert s.n.tolist() == [9, 5]
@@ -116,7 +116,7 @@ def test_drift_at_the_part75_limit():
 def test_drift_refuses_what_it_cannot_judge():
     with pytest.raises(ValueError, match="full scale is missing for 1 of 2"):
         evaluate_drift(CN, "a05001", "span", [20.0, 20.0], [20.1, 20.1], unit="%", full_scale=[25.0, np.nan])
-    with pytest.raises(ValueError, match="1.0 %; the values are in mg/m3"):
+    with pytest.raises(ValueError, match=r"1.0 %; the values are in mg/m3"):
         evaluate_drift(US, "a05001", "span", [20.0], [20.1], unit="mg/m3")
     # EN 14181 sets no fixed drift limit (QAL3 control charts): nothing is judged, nothing passes
     _, v = evaluate_drift(EU, "a05001", "span", [20.0], [20.1], unit="%")
@@ -253,7 +253,7 @@ CO2_RATA = [
 
 @pytest.mark.parametrize("row", CO2_RATA, ids=[r[0] for r in CO2_RATA])
 def test_published_co2_rata_results(row):
-    name, n, t, d, sd, cc, cem, rm, ra, baf = row
+    _name, n, t, d, sd, cc, cem, rm, ra, baf = row
     assert t_value(n) == t
     # RA from the published d-bar, cc and RM-bar, rounded to two decimals as published.
     # Barry MS4A: (0.008 + 0.174) / 11.976 x 100 = 1.5197 -> 1.52
@@ -291,7 +291,7 @@ NOX_RATA = [
 
 @pytest.mark.parametrize("row", NOX_RATA, ids=[r[0] for r in NOX_RATA])
 def test_published_bias_adjustment_factors(row):
-    name, d, cc, cem, ra, alternative, baf = row
+    _name, d, cc, cem, ra, alternative, baf = row
     rm = cem + d
     # Big Brown: (0.867 + 0.077) / 67.467 x 100 = 1.3992 -> 1.40
     assert round(float(relative_accuracy(d, cc, rm)), 2) == ra

@@ -14,9 +14,9 @@ from schemas.alerts import Ack
 from schemas.quantities import Flag
 from schemas.site import Entity
 from streams.core.alerts import AlertBook, matches, review
+from streams.core.reconcile import MonthEvidence, ReconcilePolicy, hour_grid, reconcile_month
 from streams.kernels.aggregate import MINUTE_NS
 from streams.kernels.indicators import Grid, effective_co2max
-from streams.core.reconcile import MonthEvidence, ReconcilePolicy, hour_grid, reconcile_month
 
 CALIBRATION_SEED = 10_000  # a month of trusted history, for the sources' effective CO2max
 

@@ -13,8 +13,8 @@ from schemas.accounting import validate_report
 from schemas.alerts import Alert
 from schemas.records import MonthlyRecord
 from schemas.site import Entity
-from streams.kernels.indicators import Grid
 from streams.core.reconcile import MeterTotal, MonthEvidence, ReconcilePolicy, metered_totals, reconcile_month
+from streams.kernels.indicators import Grid
 
 FEB_MINUTES = 28 * 1440  # 40320
 

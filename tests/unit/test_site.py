@@ -211,7 +211,8 @@ def test_a_wet_co2_needs_the_moisture():
 
 
 def test_ambient_pressure_takes_exactly_one_form_and_a_real_channel():
-    both = GOOD.replace("    duct_area_m2: 7.0\n", "    duct_area_m2: 7.0\n    ambient_pressure: {kpa: 100, altitude_m: 10}\n")
+    both = GOOD.replace("    duct_area_m2: 7.0\n",
+                        "    duct_area_m2: 7.0\n    ambient_pressure: {kpa: 100, altitude_m: 10}\n")
     assert "give exactly one of channel, kpa or altitude_m (got ['kpa', 'altitude_m'])" in problems(both)
     ghost = GOOD.replace("    duct_area_m2: 7.0\n", "    duct_area_m2: 7.0\n    ambient_pressure: {channel: baro}\n")
     assert "ambient_pressure names channel 'baro', which source 'potline-1' does not have" in problems(ghost)
@@ -220,7 +221,8 @@ def test_ambient_pressure_takes_exactly_one_form_and_a_real_channel():
 
 
 def test_operating_evidence_must_name_a_channel_of_the_source_and_a_default_must_exist():
-    ghost = GOOD.replace("    duct_area_m2: 7.0\n", "    duct_area_m2: 7.0\n    operating: [{channel: fan, above: 1}]\n")
+    ghost = GOOD.replace("    duct_area_m2: 7.0\n",
+                         "    duct_area_m2: 7.0\n    operating: [{channel: fan, above: 1}]\n")
     assert "operating evidence names channel 'fan', which source 'potline-1' does not have" in problems(ghost)
     no_area = GOOD.replace("    duct_area_m2: 7.0\n", "")
     assert "no default operating rule applies" in problems(no_area)
