@@ -45,8 +45,11 @@ class WorkerMetrics:
         self.last_checkpoint = Gauge("cems_worker_last_checkpoint_timestamp_seconds", "Unix time the last "
                                      "checkpoint completed.", registry=r)
         self.output_failures = Counter("cems_worker_output_failures_total", "Failed attempts to store counted "
-                                       "output (retried until they succeed), by output: kafka, state, influxdb.",
-                                       ["output"], registry=r)
+                                       "output (retried until they succeed), by output: kafka (a partition's "
+                                       "transaction of outputs and state), influxdb.", ["output"], registry=r)
+        self.fenced_saves = Counter("cems_worker_fenced_saves_total", "Saves refused because another worker had "
+                                    "taken the partition over (this one was frozen past its session timeout): "
+                                    "its state and outputs were never committed.", ["partition"], registry=r)
 
     def handled(self, partition: int, out) -> None:
         """What one processor call made of a partition's messages (:class:`streams.core.processor.Output`)."""
