@@ -160,7 +160,7 @@ def offline_co2_kg():
 
 def final(records) -> dict:
     """Latest revision per (source, hour), as a compacted topic or an InfluxDB point keeps it."""
-    out = {}
+    out: dict = {}
     for r in records:
         if (r.source_id, r.hour_start_ns) not in out or r.revision >= out[(r.source_id, r.hour_start_ns)].revision:
             out[(r.source_id, r.hour_start_ns)] = r

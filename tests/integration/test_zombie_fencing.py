@@ -55,7 +55,8 @@ def expected(n: int) -> tuple[dict, dict]:
     """What one processor makes of the first ``n`` messages, no Kafka: hourly records (latest revision) and
     monthly totals (latest per key), by content."""
     p = processor()
-    hourly, monthly = [], {}
+    hourly: list = []
+    monthly: dict = {}
     for i in range(0, n, 200):
         out = p.process(MESSAGES[i : min(i + 200, n)])
         assert not out.dead_letters
