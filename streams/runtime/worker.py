@@ -237,8 +237,8 @@ class StreamWorker:
             if failure is None:
                 committed = await self._each(live, lambda c: asyncio.to_thread(c.writer.commit))
                 for c in live:
-                    if committed[c.tp] is None:
-                        self.states[c.tp] = opened[c.tp]
+                    if c.tp in committed and committed[c.tp] is None and self.writers.get(c.tp) is c.writer:
+                        self.states[c.tp] = opened[c.tp]  # (fenced now: left out of committed; moved away: dropped)
                 failure = next((r for r in committed.values() if isinstance(r, Exception)), None)
                 todo = [c for c in live if isinstance(committed.get(c.tp), Exception)]
             if failure is None or not todo:

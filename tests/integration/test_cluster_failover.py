@@ -1,15 +1,16 @@
 """A broker of a replicated cluster SIGKILLed mid-stream (issue 19): three KRaft nodes on loopback
-(``deploy/local/kafka-cluster.sh``: replication 3, ``min.insync.replicas=2``), three edge agents streaming three
+(``deploy/local/kafka-cluster.sh``: replication 3, ``min.insync.replicas=2``), three edge agents streaming two
 simulated days across a month end through their own outbox and uplink (``acks=all``), two stream workers. The node
 that leads the most of the pipeline's partitions is SIGKILLed while batches flow, its leaderships move to the other
 two (seen in the cluster's metadata), it is started again later and rejoins every ISR. The monthly and hourly records
 then equal an undisturbed run of the same batches through the processor; every batch number of every agent is in
 the readings topic, no gap report keeps a hole, nothing is dead-lettered, and the workers' metrics agree.
 
-Three days in about a minute: the agents' batch cutting is fed the simulated readings minute by minute, and their
+Two days in a minute or two: the agents' batch cutting is fed the simulated readings minute by minute, and their
 producer stamps each record with the simulated time its batch was cut (a live agent sends a batch as it cuts it; with
 the wall clock, the workers would see the readings as months late). Everything else is the agents' and workers' own
-code: outbox, uplink drain loop, acks=all and idempotence, faust consumer group, checkpoints.
+code: outbox, uplink drain loop, acks=all and idempotence, faust consumer group, transactional checkpoints (their
+transaction coordinator may be on the node killed too).
 
 The cluster is started by the module's fixture (about 15 s; the jars are kafka.sh's cache) and stopped after, unless
 it was running already. It runs beside the single broker the other tests use, never touching it.
@@ -44,14 +45,14 @@ from tests.fixtures import DEPLOY, caught_up, contents, final, free_port, scrape
 pytestmark = [pytest.mark.integration]
 
 CLUSTER = DEPLOY / "kafka-cluster.sh"
-START = 1_769_702_400 * 10**9  # 2026-01-30T00:00 Asia/Shanghai (2026-01-29T16:00Z)
-HOURS = 73  # January 30 and 31, February 1, and one hour of February 2, so that February 1's last hour closes
+START = 1_769_788_800 * 10**9  # 2026-01-31T00:00 Asia/Shanghai (2026-01-30T16:00Z)
+HOURS = 49  # January 31, February 1, and one hour of February 2, so that February 1's last hour closes
 H, STEP_S, BATCH_S = 3600, 5, 60  # a reading every 5 s, one batch a minute (the agent cuts what it buffered)
 MINUTES = HOURS * 60
 # One agent per readings partition (3): kafka-python's murmur2 partitioner puts gw-0, gw-6 and gw-2 on 0, 1 and 2.
 AGENTS = {"gw-0": b"0" * 32, "gw-6": b"6" * 32, "gw-2": b"2" * 32}
-FAULTS = {0: (Fault("comm_loss", 20 * H, 3 * H, "velocity"),),  # January hours to substitute
-          2: (Fault("calibration", 50 * H, 20 * 60, "co2", 15.0),)}  # a February hour short of valid minutes
+FAULTS = {0: (Fault("comm_loss", 10 * H, 3 * H, "velocity"),),  # January hours to substitute
+          2: (Fault("calibration", 30 * H, 20 * 60, "co2", 15.0),)}  # a February hour short of valid minutes
 PARTITIONS = 3
 LATENCY_MS = 200  # from a batch's last reading to its Kafka timestamp
 
