@@ -60,7 +60,7 @@ class Event:
 def worker(writers: dict) -> StreamWorker:
     """A worker holding ``writers``' partitions, without faust (only what ``_save`` uses)."""
     w = StreamWorker.__new__(StreamWorker)
-    w.cfg = SimpleNamespace(session_timeout_s=6.0)
+    w.cfg = SimpleNamespace(session_timeout_s=6.0)  # type: ignore[assignment]
     w.metrics, w.sink = WorkerMetrics(), None
     w.writers = dict(writers)
     w.states = {tp: PartitionState(f"r/{tp.partition}") for tp in writers}
