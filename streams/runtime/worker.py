@@ -55,7 +55,7 @@ from streams.runtime.state_store import (
 if TYPE_CHECKING:
     import faust
 
-__all__ = ["StreamWorker", "checkpoint_lag"]
+__all__ = ["Capture", "StreamWorker", "checkpoint_lag"]
 
 log = logging.getLogger(__name__)
 
@@ -140,16 +140,29 @@ class StreamWorker:
         for e in events:
             by_tp.setdefault(e.message.tp, []).append(e)
         for tp, evs in by_tp.items():
-            if time.monotonic() < self.held.get(tp, 0.0):  # another worker's now (a chunk taken before it moved)
-                continue
+            if tp in self.held:
+                if time.monotonic() < self.held[tp]:  # another worker's now (a chunk taken before it moved)
+                    continue
+                await self._no_successor(tp)
             proc = self.processors.get(tp) or await self._load(tp)
             msgs = [Message(e.message.offset, e.message.value, _headers(e.message.headers),
                             round(e.message.timestamp * 1000)) for e in evs if e.message.offset >= proc.next_offset]
             if msgs:
                 out = await asyncio.to_thread(proc.process, msgs)
+                if self.processors.get(tp) is not proc:  # moved away meanwhile: its next owner replays these
+                    continue
                 self.metrics.handled(tp.partition, out)
                 self._emit(tp, out)
             self.pending.setdefault(tp, []).extend(evs)
+
+    async def _no_successor(self, tp) -> None:
+        """A partition fenced two session timeouts ago is still delivered here: no other worker took it (the
+        transaction had timed out, e.g. the brokers were away). The consumer has read past the committed state, and
+        only a fresh assignment seeks back to it: stop, so that the supervisor restarts the worker."""
+        log.error("partition %s/%d: fenced, but no other worker took it over; exiting to rejoin the group",
+                  tp.topic, tp.partition, extra={"event": "fenced_without_successor", "partition": tp.partition})
+        await self.app.crash(RuntimeError(f"partition {tp.topic}/{tp.partition} fenced without a successor"))
+        raise asyncio.CancelledError
 
     def _emit(self, tp, out) -> None:
         """Queue a processor call's outputs for the partition's next checkpoint (its transaction)."""
@@ -221,7 +234,7 @@ class StreamWorker:
         acked only once everything it produced is stored. A fenced partition is dropped (its successor has it);
         any other failure aborts what is open and tries again, until it succeeds: counted output is never dropped."""
         started = time.perf_counter()
-        todo = captured
+        todo, done = captured, set()
         for n in itertools.count():
             todo = [c for c in todo if self.writers.get(c.tp) is c.writer]  # not moved away meanwhile
             opened = await self._each(todo, self._open)
@@ -239,14 +252,15 @@ class StreamWorker:
                 for c in live:
                     if c.tp in committed and committed[c.tp] is None and self.writers.get(c.tp) is c.writer:
                         self.states[c.tp] = opened[c.tp]  # (fenced now: left out of committed; moved away: dropped)
+                        done.add(c.tp)
                 failure = next((r for r in committed.values() if isinstance(r, Exception)), None)
                 todo = [c for c in live if isinstance(committed.get(c.tp), Exception)]
             if failure is None or not todo:
                 break
             await asyncio.gather(*(asyncio.to_thread(c.writer.abort) for c in todo))
             await asyncio.sleep(RETRY.delay(n))
-        for evs in events.values():
-            for e in evs:
+        for tp in done:  # a partition fenced or moved away acks nothing: its committed state does not cover them
+            for e in events.get(tp, ()):
                 e.ack()
         self.metrics.checkpointed(time.perf_counter() - started)
 
@@ -283,7 +297,7 @@ class StreamWorker:
     def _refused(self, tp, exc: Fenced) -> None:
         """Another worker took ``tp`` over while this one could not tell (frozen past its session timeout): its
         save is refused. Drop the partition; leave its events alone until the group assigns it here again (or,
-        should no successor exist, after two session timeouts)."""
+        should no successor appear within two session timeouts, it stops: :meth:`_no_successor`)."""
         self.metrics.fenced_saves.labels(str(tp.partition)).inc()
         log.warning("partition %s/%d: save refused, another worker has taken it over (%s); dropping it",
                     tp.topic, tp.partition, exc, extra={"event": "fenced", "partition": tp.partition})
