@@ -92,6 +92,10 @@ class WorkerConfig(BaseSettings):
     snapshot_interval_s: float = Field(default=5.0, gt=0, description="Checkpoint period; also the replay window.")
     session_timeout_s: float = Field(default=15.0, gt=1, description="A killed worker's partitions move after this.")
     datadir: Path = Path("/var/lib/cems/worker")
+    metrics_port: int | None = Field(default=None, ge=0, le=65535, description=(
+        "Prometheus metrics of the worker or the reconciler on http://metrics_address:metrics_port/metrics; None: "
+        "none. Two roles on one host: set it per process (CEMS_STREAM__METRICS_PORT)."))
+    metrics_address: str = Field(default="127.0.0.1", description="Where the metrics listen (0.0.0.0 in a container).")
     reconcile: ReconcileSettings = Field(default_factory=ReconcileSettings,
                                          description="For `cems reconcile` (the worker ignores it).")
 

@@ -160,7 +160,7 @@ def offline_co2_kg():
 
 def final(records) -> dict:
     """Latest revision per (source, hour), as a compacted topic or an InfluxDB point keeps it."""
-    out = {}
+    out: dict = {}
     for r in records:
         if (r.source_id, r.hour_start_ns) not in out or r.revision >= out[(r.source_id, r.hour_start_ns)].revision:
             out[(r.source_id, r.hour_start_ns)] = r
@@ -227,6 +227,36 @@ def caught_up(cfg) -> bool:
     from streams.runtime.worker import checkpoint_lag
 
     return not any(checkpoint_lag(cfg).values())
+
+
+def topic_records(cfg) -> tuple[dict, dict]:
+    """The worker config's hourly and monthly topics as compaction keeps them: the latest revision per
+    (source, hour), the latest record per source-month."""
+    from schemas.records import HourlyRecord, MonthlyRecord
+
+    hourly = final(HourlyRecord.from_json(r.value) for r in read_all(cfg, cfg.topics.hourly))
+    monthly = {}
+    for r in read_all(cfg, cfg.topics.monthly):
+        rec = MonthlyRecord.from_json(r.value)
+        monthly[rec.key] = rec
+    return hourly, monthly
+
+
+def contents(records: dict) -> dict:
+    """Records compared by what they say, not when or by whom they were made."""
+    return {k: r.content() for k, r in records.items()}
+
+
+def scrape(port: int) -> dict[tuple[str, tuple], float]:
+    """A Prometheus endpoint on 127.0.0.1:port, parsed: (sample name, sorted labels) -> value."""
+    import urllib.request
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
+        text = resp.read().decode()
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in text_string_to_metric_families(text) for s in family.samples}
 
 
 def start_worker(config_path: Path) -> subprocess.Popen:

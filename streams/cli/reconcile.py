@@ -88,11 +88,18 @@ def accounting_serve(config: Path | None, host: str, port: int) -> None:
 @click.option("--month", type=Month(), help="Only this local month.")
 @click.option("--every", type=Seconds(1.0, MAX_WAIT_S),
               help="Run again every this many seconds (until interrupted).")
-def reconcile(config: Path | None, month: str | None, every: float | None) -> None:
+@click.option("--metrics-port", type=click.IntRange(0, 65535),
+              help="With --every: Prometheus metrics here (over metrics_port).")
+def reconcile(config: Path | None, month: str | None, every: float | None, metrics_port: int | None) -> None:
     """Reconcile measured against reported data and publish the alerts that changed."""
+    from streams.runtime.metrics import serve
     from streams.runtime.reconciler import Reconciler
 
-    rec = Reconciler(_load(config))
+    cfg = _load(config)
+    rec = Reconciler(cfg)
+    if every is not None:  # a single run ends before anyone scrapes it
+        serve(rec.metrics.registry, cfg.metrics_port if metrics_port is None else metrics_port, cfg.metrics_address,
+              announce=lambda text: click.echo(text, err=True))
     while True:
         for a in rec.run(month):
             click.echo(f"{a.severity:<8} {a.reason:<8} {a.id}")

@@ -57,17 +57,24 @@ def stream() -> None:
 @click.argument("config", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--partitions", type=click.IntRange(1, 2**31 - 1), default=12, show_default=True,
               help="Partitions of readings, hourly and state topics.")
-@click.option("--replication", type=click.IntRange(1, 2**15 - 1), default=1, show_default=True)  # Kafka's int16
+@click.option("--replication", type=click.IntRange(1, 2**15 - 1), default=1, show_default=True,  # Kafka's int16
+              help="Replicas of every topic (production: 3).")
+@click.option("--min-insync-replicas", type=click.IntRange(min=1),
+              help="Replicas an acks=all write must reach [default: a majority from 3 replicas up (3 -> 2), else 1].")
 @click.option("--readings-retention-days", type=click.FloatRange(0, 36_525), default=14.0, show_default=True,
               help="Counted from each batch's creation time; 0: no time limit (for replaying history).")
-def topics(config: Path, partitions: int, replication: int, readings_retention_days: float) -> None:
+def topics(config: Path, partitions: int, replication: int, min_insync_replicas: int | None,
+           readings_retention_days: float) -> None:
     """Create the worker's topics (readings, dead letters, compacted hourly records and worker state)."""
-    from streams.runtime.topics import create_topics, topic_specs
+    from streams.runtime.topics import create_topics, default_min_insync, topic_specs
 
     cfg = _load(config)
     retention = readings_retention_days or None
-    created = create_topics(cfg, partitions, replication, retention)
-    for name, (n, configs) in topic_specs(cfg, partitions, retention).items():
+    isr = default_min_insync(replication) if min_insync_replicas is None else min_insync_replicas
+    if isr > replication:
+        raise click.BadParameter(f"{isr} is more than --replication {replication}", param_hint="--min-insync-replicas")
+    created = create_topics(cfg, partitions, replication, retention, isr)
+    for name, (n, configs) in topic_specs(cfg, partitions, retention, isr).items():
         state = "created" if name in created else "exists"
         click.echo(f"{name:<28} {state:<8} {n:>3} partition(s) {configs}")
 
@@ -76,7 +83,8 @@ def topics(config: Path, partitions: int, replication: int, readings_retention_d
 @click.argument("config", type=click.Path(dir_okay=False, path_type=Path), required=False)
 @click.option("--log-level", type=click.Choice(LOG_LEVELS, case_sensitive=False), default="INFO", show_default=True)
 @click.option("--log-format", type=click.Choice(["text", "json"]), default="text", show_default=True)
-def worker(config: Path | None, log_level: str, log_format: str) -> None:
+@click.option("--metrics-port", type=click.IntRange(0, 65535), help="Prometheus metrics here (over metrics_port).")
+def worker(config: Path | None, log_level: str, log_format: str, metrics_port: int | None) -> None:
     """Run a worker until SIGTERM/SIGINT. Workers with the same app_id share the readings partitions.
 
     Settings come from CONFIG and/or CEMS_STREAM__* environment variables, which override the file
@@ -85,6 +93,7 @@ def worker(config: Path | None, log_level: str, log_format: str) -> None:
     import signal
 
     from schemas.logs import configure_logging
+    from streams.runtime.metrics import serve
     from streams.runtime.worker import StreamWorker
 
     configure_logging(log_level, log_format)
@@ -101,6 +110,8 @@ def worker(config: Path | None, log_level: str, log_format: str) -> None:
             sink = InfluxSink(cfg.influx.url, cfg.influx.token.get_secret_value(), cfg.influx.org, cfg.influx.bucket,
                               max_retries=0)  # the worker owns the retries (streams.runtime.worker.RETRY)
         w = StreamWorker(cfg, sink=sink)
+        serve(w.metrics.registry, cfg.metrics_port if metrics_port is None else metrics_port, cfg.metrics_address,
+              announce=lambda text: click.echo(text, err=True))
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):

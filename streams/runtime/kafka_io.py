@@ -17,10 +17,14 @@ T = TypeVar("T")
 
 
 def consumer(conn: KafkaConnection, **options: Any):
-    """A kafka-python consumer outside any group, committing nothing (readers of compacted topics and state)."""
+    """A kafka-python consumer outside any group, committing nothing (readers of compacted topics and state).
+
+    Committed records only: the stream workers write their outputs in transactions, and a fenced worker's are
+    aborted (streams/runtime/state_store.py, "Fencing")."""
     from kafka import KafkaConsumer
 
-    return KafkaConsumer(**conn.producer_config(), group_id=None, enable_auto_commit=False, **options)
+    return KafkaConsumer(**conn.producer_config(), group_id=None, enable_auto_commit=False,
+                         **({"isolation_level": "read_committed"} | options))
 
 
 def producer(conn: KafkaConnection, **options: Any):

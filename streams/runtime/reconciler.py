@@ -20,6 +20,7 @@ from __future__ import annotations
 import csv
 import io
 import logging
+import time
 from collections import defaultdict
 from datetime import UTC, datetime
 
@@ -37,6 +38,7 @@ from streams.core.reconcile import MonthEvidence, metered_totals, reconcile_mont
 from streams.kernels.aggregate import MINUTE_NS
 from streams.kernels.indicators import NO_DATA, Grid
 from streams.runtime import kafka_io
+from streams.runtime.metrics import ReconcilerMetrics
 
 __all__ = ["Reconciler", "publish_reports", "read_acks", "read_alerts", "read_latest", "read_topic"]
 
@@ -74,10 +76,12 @@ class Reconciler:
         self.cfg = cfg
         self.entities = {e.id: e for e in load_sites(cfg.sites)}
         self.entity_of = {s.id: e.id for e in self.entities.values() for s in e.sources}
+        self.metrics = ReconcilerMetrics()  # served by `cems reconcile --every` when metrics_port is set
 
     def run(self, month: str | None = None) -> list[Alert]:
         """Reconcile every entity-month with a report, a closed CEMS month or ingest findings (or only
         ``month``); publish the alerts that changed and return them."""
+        started = time.perf_counter()
         cfg = self.cfg
         reports = read_latest(cfg, cfg.topics.accounting, AccountingReport.model_validate_json)
         monthly = read_latest(cfg, cfg.topics.monthly, MonthlyRecord.from_json)
@@ -102,6 +106,7 @@ class Reconciler:
             kafka_io.send_all(cfg.kafka, cfg.topics.alerts, [(a.id.encode(), a.to_json(), a.headers()) for a in out])
         log.info("reconciled %d entity-month(s): %d alert version(s) published", len(scopes), len(out),
                  extra={"event": "reconciled", "published": len(out)})
+        self.metrics.ran(out, time.perf_counter() - started)
         return out
 
     def _reconcile(self, entity_id, label, reports, monthly, signatures, holes) -> list[Alert]:

@@ -21,16 +21,27 @@ Why a crash or the log cleaner cannot lose state:
 
 Restoring reads the newest manifest (scanning back from the end over the pieces of an interrupted checkpoint) and
 then exactly the pieces it lists, checking each key.
+
+**Fencing** (a worker frozen past its session timeout, a "zombie", must never have a state or an output win over its
+successor's): every readings partition has one :class:`PartitionWriter`, a transactional producer whose transactional
+id names the partition. A worker that takes a partition over creates its writer *before* it reads the state: Kafka
+bumps the id's epoch, aborts the zombie's open transaction and refuses every later write of the zombie's producer
+(:class:`Fenced`). A checkpoint (the outputs since the last one, the state pieces, the manifest, the tombstones) is one
+transaction, and every reader of the state and of the output topics reads committed records only. So each committed
+state derives from the one its writer read after fencing every earlier writer, and nothing a zombie writes is ever
+seen.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 
-__all__ = ["PIECE_BYTES", "KafkaLog", "PartitionState", "read_manifest", "read_partition_state"]
+__all__ = ["PIECE_BYTES", "Fenced", "KafkaLog", "PartitionState", "PartitionWriter", "read_manifest",
+           "read_partition_state"]
 
 #: Largest piece of a segment in one state record (well below the state topic's ``max.message.bytes``).
 PIECE_BYTES = 4 * 2**20
@@ -64,9 +75,10 @@ class PartitionState:
             raise ValueError(f"state manifest {prefix}: unknown version {m.get('version')!r}")
         return cls(prefix, int(m["next_offset"]), m["segments"])
 
-    async def save(self, changed: dict[str, bytes | None], next_offset: int, send: Send) -> None:
-        """Write the changed segments, then the manifest, then tombstones for the segments gone. Nothing here
-        changes until the manifest is acknowledged, so a failed save can simply be repeated."""
+    async def write(self, changed: dict[str, bytes | None], next_offset: int, send: Send) -> PartitionState:
+        """Write the changed segments, then the manifest, then tombstones for the segments gone; return the new
+        state. ``self`` is left as it is: the new state holds only once what was written is committed (the worker
+        writes in a transaction, :class:`PartitionWriter`), and a failed write can simply be repeated from ``self``."""
         segments = {name: dict(entry) for name, entry in self.segments.items()}
         writes = []
         for name, data in changed.items():
@@ -86,18 +98,83 @@ class PartitionState:
         gone = [(name, self.segments[name]) for name, data in changed.items() if data is None and name in self.segments]
         new = PartitionState(self.prefix, next_offset, segments)
         await send(new.manifest_key, new.manifest())
-        self.next_offset, self.segments = next_offset, segments
         await asyncio.gather(*(send(self.key(name, slot, i), None) for name, entry in gone
                                for slot in (0, 1) for i in range(entry["pieces"][slot])))
+        return new
+
+    async def save(self, changed: dict[str, bytes | None], next_offset: int, send: Send) -> None:
+        """:meth:`write`, then adopt the new state (a log without transactions: acknowledged is committed)."""
+        new = await self.write(changed, next_offset, send)
+        self.next_offset, self.segments = new.next_offset, new.segments
+
+
+class Fenced(Exception):
+    """Another worker took the partition over since this writer was made: its writes are refused, for good."""
+
+
+class PartitionWriter:
+    """The one writer of a readings partition's outputs and state: a kafka-python transactional producer.
+
+    Blocking (the worker calls it in a thread). Made when a worker takes the partition on; making it fences every
+    earlier writer of ``transactional_id`` (which names the partition, the same in every worker of the app)."""
+
+    def __init__(self, kafka_config: dict, transactional_id: str, state_topic: str, partition: int) -> None:
+        from kafka import KafkaProducer
+
+        self.state_topic, self.partition = state_topic, partition
+        self.producer = KafkaProducer(**kafka_config, transactional_id=transactional_id, acks="all",
+                                      max_request_size=2 * PIECE_BYTES, linger_ms=5)
+        with _fencing():
+            self.producer.init_transactions()  # the earlier writer's open transaction is aborted
+
+    def begin(self, messages: list[tuple[str, dict]]) -> None:
+        """Open a transaction with ``(topic, send keywords)`` messages in it, each acknowledged."""
+        with _fencing():
+            self.producer.begin_transaction()
+            futures = [self.producer.send(topic, **kwargs) for topic, kwargs in messages]
+            self.producer.flush()
+            for f in futures:
+                f.get()
+
+    def send_state(self, key: bytes, value: bytes | None) -> int:
+        """One state record into the open transaction, to the readings partition's state partition: its offset."""
+        with _fencing():
+            return self.producer.send(self.state_topic, key=key, value=value, partition=self.partition).get().offset
+
+    def commit(self) -> None:
+        with _fencing():
+            self.producer.commit_transaction()
+
+    def abort(self) -> None:
+        """Abort the open transaction, if any (after a failure; a broker away may refuse even that: the
+        transaction then times out, or the next writer's fencing aborts it)."""
+        with suppress(Exception):  # best effort, see above
+            self.producer.abort_transaction()
+
+    def close(self) -> None:
+        self.producer.close(timeout=5)
+
+
+@contextmanager
+def _fencing() -> Iterator[None]:
+    """Kafka's "this producer's epoch is stale" errors as :class:`Fenced`."""
+    from kafka import errors
+
+    try:
+        yield
+    except (errors.ProducerFencedError, errors.InvalidProducerEpochError) as exc:
+        raise Fenced(f"{type(exc).__name__}: {exc}") from exc
 
 
 class KafkaLog:
-    """One state partition, read with a kafka-python consumer (no group; a whole piece fits one fetch)."""
+    """One state partition, read with a kafka-python consumer (no group; a whole piece fits one fetch; committed
+    records only: see Fencing above)."""
 
     def __init__(self, kafka_config: dict, topic: str, partition: int) -> None:
         from kafka import KafkaConsumer, TopicPartition
 
         self.consumer = KafkaConsumer(**kafka_config, group_id=None, enable_auto_commit=False,
+                                      isolation_level="read_committed",
                                       max_partition_fetch_bytes=2 * PIECE_BYTES, fetch_max_bytes=2 * PIECE_BYTES)
         self.tp = TopicPartition(topic, partition)
         self.consumer.assign([self.tp])

@@ -8,15 +8,23 @@ the compacted hourly topic (key ``source/hour``), monthly totals to the compacte
 dead-letter topic with their original bytes and headers, minute means, hourly records and monthly totals to InfluxDB
 when configured.
 
-Checkpoints make it exactly-once in effect. Every ``snapshot_interval_s`` the worker writes each
-processor's snapshot, which contains the next input offset, to partition *p* of the compacted state topic,
-waits for Kafka's acknowledgement, and only then acknowledges the events it covers, so the offset faust
-commits never passes the snapshot. A worker that starts, or is assigned a partition, loads the latest
-snapshot of that partition and skips events below its offset; events between the committed offset and
-the snapshot are therefore never counted twice, and events after it are replayed into the same state.
-Outputs produced between the snapshot and a crash are produced again identically on replay (same
-revision, same key): the compacted topic and InfluxDB keep one copy. Faust table writes are not used:
-faust refuses them inside ``take()`` (faust-streaming issue #497).
+Checkpoints make it exactly-once in effect. Every ``snapshot_interval_s`` the worker writes, per readings
+partition *p* and in one Kafka transaction, the outputs of the events handled since the last checkpoint and the
+processor's changed state with the next input offset (partition *p* of the compacted state topic,
+``streams/runtime/state_store.py``), commits it, and only then acknowledges the events it covers, so the offset faust
+commits never passes the saved state. A worker that starts, or is assigned a partition, loads the latest committed
+state of that partition and skips events below its offset; events between the committed offset and the state are
+therefore never counted twice, and events after it are replayed into the same state. Outputs are produced again
+identically on replay (same revision, same key): the compacted topics and InfluxDB keep one copy. Faust table writes
+are not used: faust refuses them inside ``take()`` (faust-streaming issue #497).
+
+Fencing: each partition's transactions go through its :class:`~streams.runtime.state_store.PartitionWriter`, made
+when the worker takes the partition on and before it reads the state. A worker frozen past its session timeout (a
+"zombie") that wakes and saves finds its writer fenced by its successor's: the save is refused (counted in
+``cems_worker_fenced_saves_total``), nothing it wrote is ever read (readers read committed records only), and it drops
+the partition until the group assigns it again. InfluxDB is not transactional: the sink's points of a checkpoint are
+written after its Kafka writes were accepted and before the commit, so a fenced worker writes none unless it is
+frozen in exactly that gap (docs/operations.md, "Fencing").
 
 QA records (``streams/runtime/qa_topic.py``) are read from the compacted QA topic when a partition is loaded and
 every :data:`QA_REFRESH_S`; the processors gate the hours they publish from then on by them (``docs/qa.md``).
@@ -27,8 +35,9 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import math
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ingest.batches import KeyRing, dead_letter_headers
 from schemas import envelope
@@ -38,12 +47,20 @@ from streams.core.processor import Message, PartitionProcessor, Registry
 from streams.core.qa import QaState
 from streams.runtime import kafka_io
 from streams.runtime.qa_topic import read_records
-from streams.runtime.state_store import PIECE_BYTES, KafkaLog, PartitionState, read_manifest, read_partition_state
+from streams.runtime.metrics import WorkerMetrics
+from streams.runtime.state_store import (
+    Fenced,
+    KafkaLog,
+    PartitionState,
+    PartitionWriter,
+    read_manifest,
+    read_partition_state,
+)
 
 if TYPE_CHECKING:
     import faust
 
-__all__ = ["StreamWorker", "checkpoint_lag"]
+__all__ = ["Capture", "StreamWorker", "checkpoint_lag"]
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +70,17 @@ QA_REFRESH_S = 300.0
 #: The pace of retrying counted output (Kafka sends, state saves, InfluxDB writes) while a service is away.
 RETRY = Backoff(initial_s=0.5, max_s=30.0)
 
+
+class Capture(NamedTuple):
+    """One partition's part of a checkpoint, taken under the handling lock."""
+
+    tp: Any  # faust TP
+    writer: PartitionWriter
+    state: PartitionState  # the committed state it builds on
+    changed: dict  # segment -> bytes (None: gone), PartitionProcessor.checkpoint()
+    next_offset: int
+    messages: list  # (topic, send keywords): the outputs since the last checkpoint
+
 class StreamWorker:
     def __init__(self, cfg: WorkerConfig, sink=None) -> None:
         import faust
@@ -61,23 +89,25 @@ class StreamWorker:
         self.registry = Registry(load_sites(cfg.sites))
         self.keys = KeyRing(cfg.keys_dir)
         self.sink = sink
+        self.metrics = WorkerMetrics()  # served by `cems stream worker` when metrics_port is set
         self.app = faust.App(
             cfg.app_id, **cfg.kafka.faust_settings(), store="memory://", web_enabled=False, datadir=str(cfg.datadir),
-            # state pieces are sent through faust but read with kafka-python (streams/runtime/state_store.py): the
-            # readings consumer keeps faust's default fetch size
-            consumer_auto_offset_reset="earliest", producer_max_request_size=2 * PIECE_BYTES,
+            # outputs and state go through each partition's transactional writer (streams/runtime/state_store.py),
+            # read with kafka-python: the readings consumer keeps faust's default fetch size
+            consumer_auto_offset_reset="earliest",
             topic_allow_declare=False, topic_disable_leader=True,
             stream_wait_empty=False,  # unacknowledged events are the next snapshot's business, not shutdown's
             broker_session_timeout=cfg.session_timeout_s, broker_heartbeat_interval=cfg.session_timeout_s / 5,
         )
         t = cfg.topics
-        self.readings, self.dlq = self._raw_topic(t.readings), self._raw_topic(t.dead_letter)
-        self.hourly, self.state = self._raw_topic(t.hourly), self._raw_topic(t.state)
-        self.monthly, self.gaps = self._raw_topic(t.monthly), self._raw_topic(t.gaps)
+        self.readings = self._raw_topic(t.readings)
         self.processors: dict = {}  # TP -> PartitionProcessor
-        self.states: dict = {}  # TP -> PartitionState (the manifest of its saved state)
+        self.states: dict = {}  # TP -> PartitionState (the manifest of its committed state)
+        self.writers: dict[Any, PartitionWriter] = {}  # TP -> its transactional writer
         self.pending: dict = {}  # TP -> events processed but not yet acknowledged (covered by the next snapshot)
-        self._sink_outs: list = []  # processor outputs for the sink, written by the next save
+        self.outputs: dict = {}  # TP -> (topic, send keywords) of those events, sent by the next save
+        self.sink_outs: dict = {}  # TP -> processor outputs of those events for the sink, written by the next save
+        self.held: dict = {}  # TP -> monotonic time until which its events are left alone (moved away or fenced)
         self._next_checkpoint = 0.0
         self._busy: asyncio.Lock | None = None  # handle() and a state capture never interleave (created in the loop)
         self._saving: asyncio.Task | None = None  # the save under way, if any
@@ -87,6 +117,7 @@ class StreamWorker:
         self.app.timer(cfg.snapshot_interval_s, name="cems-checkpoint")(self._tick)
         # faust types a receiver as (sender, *args, signal=...); this signal passes the revoked set as an argument
         self.app.on_partitions_revoked.connect(self._revoked)  # type: ignore[arg-type]
+        self.app.on_partitions_assigned.connect(self._assigned)  # type: ignore[arg-type]
 
     def _raw_topic(self, name: str) -> faust.TopicT:
         """A topic of bytes keys and values, as they are on the wire (the records carry their own encoding)."""
@@ -109,6 +140,7 @@ class StreamWorker:
     async def _tick(self) -> None:
         """Checkpoint on a timer too: when events stop coming, the ones already handled must still be
         acknowledged (faust holds back a stream whose events stay unacknowledged). Read the QA topic when due."""
+        self.metrics.set_lag(self._lags())
         if time.monotonic() >= self._next_checkpoint and any(self.pending.values()):
             async with self._lock():
                 self._start_save(await self._capture())
@@ -134,28 +166,45 @@ class StreamWorker:
         for e in events:
             by_tp.setdefault(e.message.tp, []).append(e)
         for tp, evs in by_tp.items():
+            if tp in self.held:
+                if time.monotonic() < self.held[tp]:  # another worker's now (a chunk taken before it moved)
+                    continue
+                await self._no_successor(tp)
             proc = self.processors.get(tp) or await self._load(tp)
             msgs = [Message(e.message.offset, e.message.value, _headers(e.message.headers),
                             round(e.message.timestamp * 1000)) for e in evs if e.message.offset >= proc.next_offset]
             if msgs:
                 out = await asyncio.to_thread(proc.process, msgs)
-                await self._emit(tp, out)
+                if self.processors.get(tp) is not proc:  # moved away meanwhile: its next owner replays these
+                    continue
+                self.metrics.handled(tp.partition, out)
+                self._emit(tp, out)
             self.pending.setdefault(tp, []).extend(evs)
 
-    async def _emit(self, tp, out) -> None:
-        sends = []
+    async def _no_successor(self, tp) -> None:
+        """A partition fenced two session timeouts ago is still delivered here: no other worker took it (the
+        transaction had timed out, e.g. the brokers were away). The consumer has read past the committed state, and
+        only a fresh assignment seeks back to it: stop, so that the supervisor restarts the worker."""
+        log.error("partition %s/%d: fenced, but no other worker took it over; exiting to rejoin the group",
+                  tp.topic, tp.partition, extra={"event": "fenced_without_successor", "partition": tp.partition})
+        await self.app.crash(RuntimeError(f"partition {tp.topic}/{tp.partition} fenced without a successor"))
+        raise asyncio.CancelledError
+
+    def _emit(self, tp, out) -> None:
+        """Queue a processor call's outputs for the partition's next checkpoint (its transaction)."""
+        t = self.cfg.topics
+        sends = self.outputs.setdefault(tp, [])
         for m, rejection in out.dead_letters:
             headers = list(m.headers.items()) + dead_letter_headers(
                 rejection, topic=tp.topic, partition=tp.partition, offset=m.offset)
-            sends.append((self.dlq, {"key": m.headers.get(envelope.AGENT), "value": m.value, "headers": headers}))
+            sends.append((t.dead_letter, {"key": m.headers.get(envelope.AGENT), "value": m.value, "headers": headers}))
             log.warning("dead-lettered %s/%d/%d: %s (%s)", tp.topic, tp.partition, m.offset, rejection.reason,
                         rejection.detail, extra={"event": "dead_letter", "reason": rejection.reason})
-        sends += [(self.hourly, {"key": r.key.encode(), "value": r.to_json()}) for r in out.hourly]
-        sends += [(self.monthly, {"key": r.key.encode(), "value": r.to_json()}) for r in out.monthly]
-        sends += [(self.gaps, {"key": r.key.encode(), "value": r.to_json()}) for r in out.gaps]
+        sends += [(t.hourly, {"key": r.key.encode(), "value": r.to_json()}) for r in out.hourly]
+        sends += [(t.monthly, {"key": r.key.encode(), "value": r.to_json()}) for r in out.monthly]
+        sends += [(t.gaps, {"key": r.key.encode(), "value": r.to_json()}) for r in out.gaps]
         if self.sink is not None and (out.hourly or out.monthly or out.minutes is not None):
-            self._sink_outs.append(out)  # written by the next save, outside the handling lock
-        await self._deliver(sends)
+            self.sink_outs.setdefault(tp, []).append(out)  # written by the next save, outside the handling lock
         for agent, holes in out.holes.items():
             log.warning("agent %s: %s", agent, f"batches missing: {holes[:5]}" if holes else "sequence complete again",
                         extra={"event": "sequence_holes", "agent": agent, "holes": holes[:20]})
@@ -172,32 +221,6 @@ class StreamWorker:
             if out.minutes is not None and len(out.minutes):
                 self.sink.write_minutes(minute_rows(self.registry, out.minutes))
         self.sink.flush()
-
-    async def _deliver(self, sends: list) -> None:
-        """Send and wait for Kafka's acknowledgement, retrying while the broker is away: the state already
-        counts these outputs, so they must get out before anything is acknowledged (a resend is harmless:
-        same key, same content)."""
-        async def once():
-            futures = [await topic.send(**kwargs) for topic, kwargs in sends]
-            await asyncio.gather(*futures)
-
-        if sends:
-            await self._retry(f"sending {len(sends)} message(s)", once)
-
-    async def _retry(self, what: str, attempt) -> None:
-        """Until it succeeds: the broker or the database may be away, and counted output is never dropped. Always
-        outside the handling lock (saves run in the background), at the project's one retry pace."""
-        for n in itertools.count():
-            try:
-                await attempt()
-                return
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                delay = RETRY.delay(n)
-                log.warning("%s failed (%s: %s); retrying in %.1f s", what, type(exc).__name__, exc, delay,
-                            extra={"event": "output_retry"})
-                await asyncio.sleep(delay)
 
     async def checkpoint(self) -> None:
         """Save everything handled so far and wait until it is saved and acknowledged (at shutdown: a clean
@@ -218,9 +241,10 @@ class StreamWorker:
         for tp, evs in self.pending.items():
             if evs and tp in self.processors:
                 proc = self.processors[tp]
-                captured.append((tp, self.states[tp], await asyncio.to_thread(proc.checkpoint), proc.next_offset))
+                captured.append(Capture(tp, self.writers[tp], self.states[tp], await asyncio.to_thread(proc.checkpoint),
+                                        proc.next_offset, self.outputs.pop(tp, [])))
         events, self.pending = self.pending, {}
-        outs, self._sink_outs = self._sink_outs, []
+        outs, self.sink_outs = self.sink_outs, {}
         self._next_checkpoint = time.monotonic() + self.cfg.snapshot_interval_s
         return captured, events, outs
 
@@ -230,29 +254,113 @@ class StreamWorker:
         if captured is not None:
             self._saving = asyncio.create_task(self._save(*captured))
 
-    async def _save(self, captured, events, outs) -> None:
-        """The sink's points of these events first, then each partition's state, then the acknowledgements: an
-        event is acked only once everything it produced is stored."""
-        if outs:
-            await self._retry("InfluxDB write", lambda: asyncio.to_thread(self._write_sink, outs))
-        await asyncio.gather(*(
-            self._retry(f"saving the state of {tp.topic}/{tp.partition}",
-                        lambda s=state, c=changed, o=offset, f=self._state_sender(tp.partition): s.save(c, o, f))
-            for tp, state, changed, offset in captured))
-        for evs in events.values():
-            for e in evs:
+    async def _save(self, captured: list[Capture], events: dict, outs: dict) -> None:
+        """Per partition, one transaction: its outputs, its state, its manifest; then the sink's points of the
+        partitions whose writes were accepted; then the commits; then the acknowledgements, so that an event is
+        acked only once everything it produced is stored. A fenced partition is dropped (its successor has it);
+        any other failure aborts what is open and tries again, until it succeeds: counted output is never dropped."""
+        started = time.perf_counter()
+        todo, done = captured, set()
+        for n in itertools.count():
+            todo = [c for c in todo if self.writers.get(c.tp) is c.writer]  # not moved away meanwhile
+            opened = await self._each(todo, self._open)
+            failure = next((r for r in opened.values() if isinstance(r, Exception)), None)
+            live = [c for c in todo if isinstance(opened.get(c.tp), PartitionState)]
+            sink = [o for c in live for o in outs.get(c.tp, ())]
+            if failure is None and sink:
+                try:
+                    await asyncio.to_thread(self._write_sink, sink)
+                except Exception as exc:
+                    self._failed("InfluxDB write", exc, "influxdb")
+                    failure = exc
+            if failure is None:
+                committed = await self._each(live, lambda c: asyncio.to_thread(c.writer.commit))
+                for c in live:
+                    if c.tp in committed and committed[c.tp] is None and self.writers.get(c.tp) is c.writer:
+                        self.states[c.tp] = opened[c.tp]  # (fenced now: left out of committed; moved away: dropped)
+                        done.add(c.tp)
+                failure = next((r for r in committed.values() if isinstance(r, Exception)), None)
+                todo = [c for c in live if isinstance(committed.get(c.tp), Exception)]
+            if failure is None or not todo:
+                break
+            await asyncio.gather(*(asyncio.to_thread(c.writer.abort) for c in todo))
+            await asyncio.sleep(RETRY.delay(n))
+        for tp in done:  # a partition fenced or moved away acks nothing: its committed state does not cover them
+            for e in events.get(tp, ()):
                 e.ack()
+        self.metrics.checkpointed(time.perf_counter() - started)
 
-    def _state_sender(self, partition: int):
+    async def _open(self, c: Capture) -> PartitionState:
+        """Begin the partition's transaction: its outputs and its new state, all accepted by Kafka (not yet
+        committed). Returns the state it will be once committed."""
+        await asyncio.to_thread(c.writer.begin, c.messages)
+
         async def send(key: bytes, value: bytes | None) -> int:
-            future = await self.state.send(key=key, value=value, partition=partition)
-            return (await future).offset
-        return send
+            return await asyncio.to_thread(c.writer.send_state, key, value)
+
+        return await c.state.write(c.changed, c.next_offset, send)
+
+    async def _each(self, captures: list[Capture], step) -> dict:
+        """``step`` for every partition at once: TP -> its result, or its failure. A fenced partition is dropped
+        here (and left out of the result); other failures are counted and logged for the caller to retry."""
+        results = await asyncio.gather(*(step(c) for c in captures), return_exceptions=True)
+        out = {}
+        for c, r in zip(captures, results, strict=True):
+            if isinstance(r, Fenced):
+                self._refused(c.tp, r)
+            elif isinstance(r, BaseException) and not isinstance(r, Exception):
+                raise r  # cancelled
+            else:
+                if isinstance(r, Exception):
+                    self._failed(f"saving {c.tp.topic}/{c.tp.partition}", r, "kafka")
+                out[c.tp] = r
+        return out
+
+    def _failed(self, what: str, exc: Exception, output: str) -> None:
+        self.metrics.output_failures.labels(output).inc()
+        log.warning("%s failed (%s: %s); retrying", what, type(exc).__name__, exc, extra={"event": "output_retry"})
+
+    def _refused(self, tp, exc: Fenced) -> None:
+        """Another worker took ``tp`` over while this one could not tell (frozen past its session timeout): its
+        save is refused. Drop the partition; leave its events alone until the group assigns it here again (or,
+        should no successor appear within two session timeouts, it stops: :meth:`_no_successor`)."""
+        self.metrics.fenced_saves.labels(str(tp.partition)).inc()
+        log.warning("partition %s/%d: save refused, another worker has taken it over (%s); dropping it",
+                    tp.topic, tp.partition, exc, extra={"event": "fenced", "partition": tp.partition})
+        self._drop(tp)
+        self.held[tp] = time.monotonic() + 2 * self.cfg.session_timeout_s
+
+    def _drop(self, tp) -> None:
+        """Forget a partition: its processor, state and unsaved work; its writer is closed."""
+        self.processors.pop(tp, None)
+        self.states.pop(tp, None)
+        self.pending.pop(tp, None)
+        self.outputs.pop(tp, None)
+        self.sink_outs.pop(tp, None)
+        writer = self.writers.pop(tp, None)
+        if writer is not None:
+            asyncio.get_running_loop().run_in_executor(None, writer.close)
+
+    def _lags(self) -> dict[int, int]:
+        """Per readings partition held here, the messages after the last one handled (for the metrics)."""
+        lags = {}
+        for tp, proc in self.processors.items():
+            try:
+                high = self.app.consumer.highwater(tp)
+            except Exception:  # moved away meanwhile, or nothing fetched yet
+                continue
+            if high is not None:
+                lags[tp.partition] = max(0, high - proc.next_offset)
+        return lags
 
     async def _load(self, tp) -> PartitionProcessor:
+        """Take a partition on: its writer first (fencing every earlier one), then its committed state; the QA
+        state as last read (read again when due)."""
         qa = self._qa if time.monotonic() - self._qa_read < QA_REFRESH_S else await self._read_qa()
         proc = PartitionProcessor(self.registry, self.keys, self.cfg.processing, qa)
         prefix = f"{tp.topic}/{tp.partition}"
+        self.writers[tp] = await asyncio.to_thread(PartitionWriter, self.cfg.kafka.producer_config(),
+                                                   f"{self.cfg.app_id}/{prefix}", self.cfg.topics.state, tp.partition)
         loaded = await asyncio.to_thread(self._read_state, tp.partition, prefix)
         self.states[tp], segments = loaded or (PartitionState(prefix), None)
         if segments is not None:
@@ -271,14 +379,24 @@ class StreamWorker:
             log.close()
 
     async def _revoked(self, app, revoked, **kwargs) -> None:
-        """A partition that moves away: finish the save under way (its next owner must find it complete, not
-        see it land later), then forget the partition; its next owner loads the last saved state."""
-        if self._saving is not None and not self._saving.done():
+        """Partitions that move away: save what they handled since the last checkpoint (a clean handover: the
+        next owner replays nothing; refused if a successor has them already), then forget them; their next owner
+        loads the last committed state."""
+        if any(self.pending.get(tp) for tp in revoked):
+            try:
+                await asyncio.wait_for(self.checkpoint(), timeout=self.cfg.session_timeout_s)
+            except TimeoutError:
+                log.warning("the handover checkpoint took longer than %.0f s; the next owner replays from the last "
+                            "one", self.cfg.session_timeout_s, extra={"event": "handover_timeout"})
+        elif self._saving is not None and not self._saving.done():
             await asyncio.wait([self._saving], timeout=self.cfg.session_timeout_s)
         for tp in revoked:
-            self.processors.pop(tp, None)
-            self.states.pop(tp, None)
-            self.pending.pop(tp, None)
+            self._drop(tp)
+            self.held[tp] = math.inf  # a chunk taken before the revocation is the next owner's
+
+    async def _assigned(self, app, assigned, **kwargs) -> None:
+        for tp in assigned:
+            self.held.pop(tp, None)
 
 
 def checkpoint_lag(cfg: WorkerConfig) -> dict[int, int]:
