@@ -46,8 +46,8 @@ from streams.core.backoff import Backoff
 from streams.core.processor import Message, PartitionProcessor, Registry
 from streams.core.qa import QaState
 from streams.runtime import kafka_io
-from streams.runtime.qa_topic import read_records
 from streams.runtime.metrics import WorkerMetrics
+from streams.runtime.qa_topic import read_records
 from streams.runtime.state_store import (
     Fenced,
     KafkaLog,
