@@ -514,7 +514,7 @@ class Hj212Server:
         elif len(ev.converted):
             agent = agent_id_of(ev.registration.mn)
             seq = await self.seqlog.take(agent, ev.converted.source_id)
-            data = ev.converted.batch(agent, seq).encode()
+            data = ev.converted.encode(agent, seq)
             try:
                 await self.sink.produce(data, agent.encode(),
                                         list(envelope.headers(agent, seq, self.keys[agent], data).items()))
