@@ -45,6 +45,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from schemas import envelope
 from schemas.configfile import yaml_env_first
 from schemas.hj212 import SourceMap
+from schemas.hj212.readings import Converted
 from schemas.hj212.session import Dedup, ReceiverSession, Refused, Registration, Reply, Seen, Upload
 from schemas.hj212.stream import MAX_FRAME_BYTES
 from schemas.kafka import KafkaConnection
@@ -505,6 +506,12 @@ class Hj212Server:
             self.connections.discard(task)
             writer.close()
 
+    @staticmethod
+    def encode(converted: Converted, agent: str, seq: int) -> bytes:
+        """An upload's signed bytes-to-be: its reading batch on the wire (``Converted.encode``: without numpy for
+        the handful of readings of an upload, byte for byte ``ReadingBatch.encode``)."""
+        return converted.encode(agent, seq)
+
     async def _upload(self, ev: Upload, session: ReceiverSession, writer: asyncio.StreamWriter,
                       received: float) -> None:
         m, cn = self.metrics, ev.message.frame.cn
@@ -514,7 +521,7 @@ class Hj212Server:
         elif len(ev.converted):
             agent = agent_id_of(ev.registration.mn)
             seq = await self.seqlog.take(agent, ev.converted.source_id)
-            data = ev.converted.encode(agent, seq)
+            data = self.encode(ev.converted, agent, seq)
             try:
                 await self.sink.produce(data, agent.encode(),
                                         list(envelope.headers(agent, seq, self.keys[agent], data).items()))
