@@ -355,9 +355,11 @@ def _loop_factory(kind: str):
     return asyncio.new_event_loop
 
 
-def run_receiver(n: int, seconds: float, rate: float, kafka: str | None, fast: bool, loop: str) -> list[dict]:
+def run_receiver(n: int, seconds: float, rate: float, kafka: str | None, fast: bool, loop: str,
+                 pyspy: str | None = None) -> list[dict]:
     """One receiver (a fresh server in this process on a fresh loop, a fresh generator process): the paced
-    phase, then saturation; one dict of figures per phase."""
+    phase, then saturation; one dict of figures per phase. ``pyspy``: record the saturation phase with py-spy
+    (``--format raw``) into that file."""
     import asyncio
     import multiprocessing as mp
     import resource
@@ -399,11 +401,20 @@ def run_receiver(n: int, seconds: float, rate: float, kafka: str | None, fast: b
             for name in (f"offered {rate:,.0f} frames/s", "saturation"):
                 before = registry.get_sample_value("cems_hj212_ack_seconds_count") or 0
                 buckets0 = _buckets(registry)
+                spy = None
+                if pyspy and name == "saturation":
+                    import subprocess
+
+                    spy = subprocess.Popen(["py-spy", "record", "--pid", str(os.getpid()), "--rate", "250",
+                                            "--duration", str(max(1, int(seconds) - 1)), "--format", "raw",
+                                            "--nonblocking", "-o", pyspy], stdout=subprocess.DEVNULL)
                 c0, w0 = time.process_time(), time.perf_counter()
                 parent.send("go")
                 count, wall, p50, p99, p999, exhausted = await recv()
                 cpu, elapsed = time.process_time() - c0, time.perf_counter() - w0
                 acked = (registry.get_sample_value("cems_hj212_ack_seconds_count") or 0) - before
+                if spy is not None:
+                    spy.wait()
                 results.append({"phase": name, "fps": count / wall, "cpu": cpu / elapsed,
                                 "per_cpu_s": acked / max(cpu, 1e-9), "us_per_frame": cpu / max(acked, 1) * 1e6,
                                 "p50": p50, "p99": p99, "p999": p999, "exhausted": exhausted,
@@ -417,7 +428,8 @@ def run_receiver(n: int, seconds: float, rate: float, kafka: str | None, fast: b
     return results
 
 
-def bench_receiver(n: int, seconds: float, rate: float, kafka: str | None, repeat: int, loops: list[str]) -> None:
+def bench_receiver(n: int, seconds: float, rate: float, kafka: str | None, repeat: int, loops: list[str],
+                   pyspy: str | None = None) -> None:
     """Every variant ``repeat`` times, interleaved (the other load of the shared machine falls on all alike):
     best (median) of the runs. Frames per CPU-second is the receiver's own CPU, so it moves less with that load
     than frames per second does."""
@@ -425,7 +437,8 @@ def bench_receiver(n: int, seconds: float, rate: float, kafka: str | None, repea
     runs: dict[str, list[list[dict]]] = {name: [] for name, *_ in variants}
     for r in range(repeat):
         for name, fast, loop in variants:
-            runs[name].append(run_receiver(n, seconds, rate, kafka, fast, loop))
+            last = r == repeat - 1 and name == variants[-1][0]
+            runs[name].append(run_receiver(n, seconds, rate, kafka, fast, loop, pyspy if last else None))
             sat = runs[name][-1][1]
             print(f"  run {r + 1}/{repeat}, {name}: saturation {sat['fps']:,.0f} frames/s, "
                   f"{sat['per_cpu_s']:,.0f} frames/CPU-s, load average {os.getloadavg()[0]:.1f}", flush=True)
@@ -480,6 +493,52 @@ def _quantile(after: dict, before: dict, q: float) -> str:
     return "-"
 
 
+#: Where a receiver's time goes, for a py-spy profile: (label, frame pattern), each sample counted once, in the
+#: first category (in this order) one of its frames matches: a CRC inside parse_frame is the parse's.
+PROFILE_PARTS = [
+    ("parse_frame: CRC, header, data area, times", r"^parse_frame \("),
+    ("session: split, MN/PW, reassembly, digest, answer frame", r"\(schemas/hj212/(session|stream|build|frame|crc)"),
+    ("conversion to reading columns (message_columns)", r"^message_columns \("),
+    ("batch encoding (encode_columns / from_columns + encode)", r"\(schemas/batch\.py"),
+    ("signature (HMAC-SHA256, envelope headers)", r"\(hmac\.py|\(schemas/envelope\.py"),
+    ("sequence log (take, fsync, acked)", r"^SeqLog\."),
+    ("metrics (prometheus_client)", r"\(prometheus_client/"),
+    ("asyncio streams (read, write, drain)", r"\(asyncio/streams\.py"),
+    ("the connection loop and _upload themselves", r"^Hj212Server\.(_connection|_upload|encode) "),
+    ("event loop (callbacks, selector, transports)", r"\(asyncio/|\(uvloop|\(selectors\.py"),
+]
+
+
+def summarise_profile(path: str) -> None:
+    """Shares of a py-spy raw profile (one collapsed stack per line) by :data:`PROFILE_PARTS`, then the top
+    functions by self time."""
+    import re
+    from collections import Counter
+
+    stacks: Counter[str] = Counter()
+    with open(path, encoding="utf-8", errors="replace") as lines:
+        for line in lines:
+            stack, _, count = line.rstrip("\n").rpartition(" ")
+            if stack:
+                stacks[stack] += int(count)
+    total = sum(stacks.values()) or 1
+    print(f"py-spy profile {path}: {total:,} samples of the receiver's process while on CPU")
+    share: Counter[str] = Counter()
+    compiled = [(label, re.compile(p)) for label, p in PROFILE_PARTS]
+    for stack, n in stacks.items():
+        frames = stack.split(";")
+        label = next((lb for lb, rx in compiled if any(rx.search(f) for f in frames)), "other")
+        share[label] += n
+    for label, _ in [*PROFILE_PARTS, ("other", "")]:
+        print(f"  {share[label] / total:6.1%}  {label}")
+    own: Counter[str] = Counter()
+    for stack, n in stacks.items():
+        own[stack.rsplit(";", 1)[-1]] += n
+    print("  top self time (innermost frame):")
+    for frame, n in own.most_common(15):
+        print(f"  {n / total:6.1%}    {frame}")
+
+
 def bench_codec(args: argparse.Namespace) -> None:
     print(f"codec: {args.frames} frames per codec run, {args.reference_frames} per reference run, best (median) of "
           f"{args.repeat}")
@@ -514,6 +573,8 @@ def main() -> None:
     ap.add_argument("--receiver-only", action="store_true")
     ap.add_argument("--receiver-repeat", type=int, default=3, help="runs of each receiver variant, interleaved")
     ap.add_argument("--loops", default="asyncio,uvloop", help="event loops to measure (uvloop: the optional extra)")
+    ap.add_argument("--pyspy", default=None, metavar="FILE", help="py-spy record (raw) of the last variant's last "
+                                                                   "saturation phase, summarised after the table")
     args = ap.parse_args()
     print(f"python {platform.python_version()} on {platform.machine()}, {os.cpu_count()} cores, load average "
           f"{os.getloadavg()[0]:.1f} at the start")
@@ -522,7 +583,10 @@ def main() -> None:
     if not args.codec_only:
         print()
         bench_receiver(args.connections, args.seconds, args.rate, args.kafka, args.receiver_repeat,
-                       args.loops.split(","))
+                       args.loops.split(","), args.pyspy)
+        if args.pyspy:
+            print()
+            summarise_profile(args.pyspy)
 
 
 if __name__ == "__main__":
