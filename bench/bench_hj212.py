@@ -408,16 +408,19 @@ def run_receiver(n: int, seconds: float, rate: float, kafka: str | None, fast: b
                     spy = subprocess.Popen(["py-spy", "record", "--pid", str(os.getpid()), "--rate", "250",
                                             "--duration", str(max(1, int(seconds) - 1)), "--format", "raw",
                                             "--nonblocking", "-o", pyspy], stdout=subprocess.DEVNULL)
-                c0, w0 = time.process_time(), time.perf_counter()
+                t0, w0, f0 = os.times(), time.perf_counter(), server.seqlog.fsyncs
                 parent.send("go")
                 count, wall, p50, p99, p999, exhausted = await recv()
-                cpu, elapsed = time.process_time() - c0, time.perf_counter() - w0
+                t1, elapsed = os.times(), time.perf_counter() - w0
+                user, system = t1.user - t0.user, t1.system - t0.system
+                cpu, fsyncs = user + system, server.seqlog.fsyncs - f0
                 acked = (registry.get_sample_value("cems_hj212_ack_seconds_count") or 0) - before
                 if spy is not None:
                     spy.wait()
                 results.append({"phase": name, "fps": count / wall, "cpu": cpu / elapsed,
                                 "per_cpu_s": acked / max(cpu, 1e-9), "us_per_frame": cpu / max(acked, 1) * 1e6,
                                 "p50": p50, "p99": p99, "p999": p999, "exhausted": exhausted,
+                                "system": system / max(cpu, 1e-9), "per_fsync": acked / max(fsyncs, 1),
                                 "server_p99": _quantile(_buckets(registry), buckets0, 0.99)})
             parent.send("done")
             gen.join(timeout=10)
@@ -463,6 +466,8 @@ def bench_receiver(n: int, seconds: float, rate: float, kafka: str | None, repea
                   f"{max(per) * READINGS_PER_FRAME:>10,.0f} ({statistics.median(per) * READINGS_PER_FRAME:,.0f})"
                   f"{min(us):>6.0f} ({statistics.median(us):.0f}){head:>14}{p50:>12.1f} / {p99:.1f} ms"
                   f"{'<= ' + phase[-1]['server_p99']:>15}")
+            print(f"{'':<33}{'':<25}system CPU {statistics.median(p['system'] for p in phase):.0%} of the "
+                  f"receiver's; {statistics.median(p['per_fsync'] for p in phase):.1f} frames per fsync")
             if any(p["exhausted"] for p in phase):
                 print(f"  warning: connections ran out of unique frames ({name}, {phase[0]['phase']})")
         sat = statistics.median(run[1]["per_cpu_s"] for run in runs[name])
@@ -497,12 +502,12 @@ def _quantile(after: dict, before: dict, q: float) -> str:
 #: first category (in this order) one of its frames matches: a CRC inside parse_frame is the parse's.
 PROFILE_PARTS = [
     ("parse_frame: CRC, header, data area, times", r"^parse_frame \("),
-    ("session: split, MN/PW, reassembly, digest, answer frame", r"\(schemas/hj212/(session|stream|build|frame|crc)"),
     ("conversion to reading columns (message_columns)", r"^message_columns \("),
     ("batch encoding (encode_columns / from_columns + encode)", r"\(schemas/batch\.py"),
     ("signature (HMAC-SHA256, envelope headers)", r"\(hmac\.py|\(schemas/envelope\.py"),
     ("sequence log (take, fsync, acked)", r"^SeqLog\."),
     ("metrics (prometheus_client)", r"\(prometheus_client/"),
+    ("session: split, MN/PW, reassembly, digest, answer frame", r"\(schemas/hj212/"),
     ("asyncio streams (read, write, drain)", r"\(asyncio/streams\.py"),
     ("the connection loop and _upload themselves", r"^Hj212Server\.(_connection|_upload|encode) "),
     ("event loop (callbacks, selector, transports)", r"\(asyncio/|\(uvloop|\(selectors\.py"),

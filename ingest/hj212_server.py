@@ -123,6 +123,7 @@ class SeqLog:
         self._log = open(self.dir / "seq.log", "ab")  # noqa: SIM115 - held open for the receiver's life
         self._pending: list[tuple[str, int, str, asyncio.Future]] = []
         self._flushing: asyncio.Task | None = None
+        self.fsyncs = 0  # how many numbers share one fsync: taken / fsyncs
 
     def _recover(self) -> None:
         try:
@@ -180,6 +181,7 @@ class SeqLog:
         self._log.write(data)
         self._log.flush()
         os.fsync(self._log.fileno())
+        self.fsyncs += 1
 
     def acked(self, agent: str, seq: int) -> None:
         self.inflight[agent].pop(seq, None)
