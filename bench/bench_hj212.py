@@ -345,16 +345,6 @@ NATIONAL_FPS, TARGET_HEADROOM = 1_000, 10
 READINGS_PER_FRAME = len(CODES)
 
 
-def _loop_factory(kind: str):
-    import asyncio
-
-    if kind == "uvloop":
-        import uvloop
-
-        return uvloop.new_event_loop
-    return asyncio.new_event_loop
-
-
 def run_receiver(n: int, seconds: float, rate: float, kafka: str | None, fast: bool, loop: str,
                  pyspy: str | None = None) -> list[dict]:
     """One receiver (a fresh server in this process on a fresh loop, a fresh generator process): the paced
@@ -367,7 +357,7 @@ def run_receiver(n: int, seconds: float, rate: float, kafka: str | None, fast: b
 
     from prometheus_client import CollectorRegistry
 
-    from ingest.hj212_server import Hj212Server, Hj212ServerConfig, KafkaSink, agent_id_of
+    from ingest.hj212_server import Hj212Server, Hj212ServerConfig, KafkaSink, agent_id_of, loop_factory
 
     resource.setrlimit(resource.RLIMIT_NOFILE, (max(4096, 2 * n + 256),) * 2)
     entity = bench_entity(n)
@@ -426,7 +416,7 @@ def run_receiver(n: int, seconds: float, rate: float, kafka: str | None, fast: b
             gen.join(timeout=10)
             await server.stop()
 
-        with asyncio.Runner(loop_factory=_loop_factory(loop)) as runner:
+        with asyncio.Runner(loop_factory=loop_factory(loop)) as runner:
             runner.run(run())
     return results
 
