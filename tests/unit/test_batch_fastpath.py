@@ -10,6 +10,9 @@ from hypothesis import strategies as st
 
 from schemas import BatchError, ChannelSpec, Flag, ReadingBatch
 from schemas.batch import SMALL_BATCH, TS_MAX_NS, TS_MIN_NS, _columns_struct, encode_columns
+from schemas.hj212 import build_frame
+from schemas.hj212.session import Registration, SourceMap, Upload
+from tests.unit.test_hj212_session import session, stack  # the session tests' source and session
 
 T0 = 1_767_225_600 * 10**9  # 2026-01-01T00:00:00Z in ns
 CHANNELS = (ChannelSpec("so2", "a21026", "mg/m3"), ChannelSpec("o2", "a19001", "%"), ChannelSpec("q", "a00000",
@@ -108,3 +111,27 @@ def test_valid_columns_take_the_fast_path(rows: list) -> None:
     assert _columns_struct.cache_info().currsize == 1
     assert data == ReadingBatch.from_columns(agent_id="a", source_id="s", seq=3, channels=CHANNELS, ts_ns=ts,
                                              channel=ch, value=val, flag=fl).encode()
+
+
+# --- what a receiver encodes: uploads through the session --------------------------------------------------------
+
+_CODES = ("a05001", "a19001", "a01014", "a01012", "a01013", "a01011", "a34013")  # the last: not a channel
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.tuples(st.sampled_from(_CODES), st.one_of(st.none(), st.floats(-1e6, 1e6, allow_nan=False)),
+                          st.one_of(st.none(), st.sampled_from(list(Flag)))), min_size=1, max_size=7,
+                unique_by=lambda r: r[0]),
+       st.sampled_from(["2011", "2051", "2061", "2031"]), st.sampled_from(["invalid", "valid"]))
+def test_an_upload_encodes_as_its_batch_encodes(records: list, cn: str, unflagged: str) -> None:
+    """Converted.encode (the receiver's path) == Converted.batch().encode(), for uploads of any values and flags,
+    missing values (NaN, flag repaired to D) and unflagged values (the site's rule)."""
+    name = "Rtd" if cn == "2011" else "Avg"
+    fields = [",".join([*([f"{code}-{name}={v!r}"] if v is not None else [f"{code}-{name}="]),
+                        *([f"{code}-Flag={f.name}"] if f is not None else [])]) for code, v, f in records]
+    raw = build_frame(st="31", cn=cn, pw="123456", mn="010000A8900016F000169DC0", qn="20260301080100000", flag=4,
+                      cp="DataTime=20260301080000;" + ";".join(fields))
+    reg = Registration(SourceMap.of(stack(unflagged=unflagged)), "123456")
+    events = session(reg).feed(raw, 0.0)
+    (up,) = [e for e in events if isinstance(e, Upload)]
+    assert up.converted.encode("hj212-X", 9) == up.converted.batch("hj212-X", 9).encode()
