@@ -1,7 +1,9 @@
 """HJ 212 throughput: the codec against a per-character reference parser, then the central receiver under load.
 
     python bench/bench_hj212.py [--frames 20000] [--reference-frames 2000] [--repeat 5]
-                                [--connections 1000] [--seconds 15] [--rate 1000] [--kafka HOST:PORT] [--codec-only]
+                                [--connections 1000] [--seconds 10] [--rate 1000] [--kafka HOST:PORT]
+                                [--codec-only | --receiver-only] [--receiver-repeat 3] [--loops asyncio,uvloop]
+                                [--pyspy FILE]
 
 Typical CEMS frames of 10 factors: a 2011 real-time frame (Rtd, ZsRtd for the pollutants, Flag) and a 2051 minute
 frame (Min/Avg/Max, Cou for the pollutants, CO2 and flow, ZsAvg, Flag), written by the codec's own builder. The
@@ -16,11 +18,17 @@ The receiver part runs ``ingest.hj212_server.Hj212Server`` in this process (one 
 thread) and a load generator in another process: ``--connections`` dataloggers, each registered with its own MN,
 send 2051 minute frames (10 factors, 860 bytes) and wait for each data answer, as dataloggers do. Two phases:
 the national load (``--rate`` frames/s spread over the connections, e.g. 1,000 connections at one frame a second),
-then saturation (each connection sends its next frame as soon as the previous one is answered). Printed per phase:
-frames acknowledged per second, the receiver's CPU (process time / wall time), frames per CPU-second (= per core),
-and the time to acknowledge (p50, p99) as the generator measures it (send to answer received) and as the receiver's
-histogram has it. Batches go to an in-memory counter by default (the receiver's own cost, with its fsync'd sequence
-log on the real disk), or to a real broker with ``--kafka``.
+then saturation (each connection sends its next frame as soon as the previous one is answered). Three variants,
+in the same run and interleaved ``--receiver-repeat`` times: the baseline (each upload's batch built with numpy by
+``ReadingBatch.from_columns`` and encoded, as before issue 16's speed work), the fast path on asyncio's loop, the
+fast path on uvloop (the optional ``hj212-fast`` extra). Printed per variant and phase, best (median): frames
+acknowledged per second, the receiver's CPU share, frames and readings per CPU-second of the receiver (user +
+system: what one core carries), µs of CPU per frame, the headroom at saturation over the national 1,000 frames/s,
+the system share and frames per fsync, and the time to acknowledge (p50, p99) as the generator measures it (send to
+answer received) and as the receiver's histogram has it. Batches go to an in-memory counter by default (the
+receiver's own cost, with its fsync'd sequence log on the real disk), or to a real broker with ``--kafka``.
+``--pyspy FILE`` records the last saturation phase with py-spy and prints where the time went
+(:data:`PROFILE_PARTS`).
 """
 
 from __future__ import annotations
