@@ -1,7 +1,9 @@
 """HJ 212 throughput: the codec against a per-character reference parser, then the central receiver under load.
 
     python bench/bench_hj212.py [--frames 20000] [--reference-frames 2000] [--repeat 5]
-                                [--connections 1000] [--seconds 15] [--rate 1000] [--kafka HOST:PORT] [--codec-only]
+                                [--connections 1000] [--seconds 10] [--rate 1000] [--kafka HOST:PORT]
+                                [--codec-only | --receiver-only] [--receiver-repeat 3] [--loops asyncio,uvloop]
+                                [--pyspy FILE]
 
 Typical CEMS frames of 10 factors: a 2011 real-time frame (Rtd, ZsRtd for the pollutants, Flag) and a 2051 minute
 frame (Min/Avg/Max, Cou for the pollutants, CO2 and flow, ZsAvg, Flag), written by the codec's own builder. The
@@ -16,11 +18,17 @@ The receiver part runs ``ingest.hj212_server.Hj212Server`` in this process (one 
 thread) and a load generator in another process: ``--connections`` dataloggers, each registered with its own MN,
 send 2051 minute frames (10 factors, 860 bytes) and wait for each data answer, as dataloggers do. Two phases:
 the national load (``--rate`` frames/s spread over the connections, e.g. 1,000 connections at one frame a second),
-then saturation (each connection sends its next frame as soon as the previous one is answered). Printed per phase:
-frames acknowledged per second, the receiver's CPU (process time / wall time), frames per CPU-second (= per core),
-and the time to acknowledge (p50, p99) as the generator measures it (send to answer received) and as the receiver's
-histogram has it. Batches go to an in-memory counter by default (the receiver's own cost, with its fsync'd sequence
-log on the real disk), or to a real broker with ``--kafka``.
+then saturation (each connection sends its next frame as soon as the previous one is answered). Three variants,
+in the same run and interleaved ``--receiver-repeat`` times: the baseline (each upload's batch built with numpy by
+``ReadingBatch.from_columns`` and encoded, as before issue 16's speed work), the fast path on asyncio's loop, the
+fast path on uvloop (the optional ``hj212-fast`` extra). Printed per variant and phase, best (median): frames
+acknowledged per second, the receiver's CPU share, frames and readings per CPU-second of the receiver (user +
+system: what one core carries), µs of CPU per frame, the headroom at saturation over the national 1,000 frames/s,
+the system share and frames per fsync, and the time to acknowledge (p50, p99) as the generator measures it (send to
+answer received) and as the receiver's histogram has it. Batches go to an in-memory counter by default (the
+receiver's own cost, with its fsync'd sequence log on the real disk), or to a real broker with ``--kafka``.
+``--pyspy FILE`` records the last saturation phase with py-spy and prints where the time went
+(:data:`PROFILE_PARTS`).
 """
 
 from __future__ import annotations
@@ -305,12 +313,18 @@ def _generator(port: int, n: int, seconds: float, rate: float, per_conn: int, pi
             count, lat = await phase(paced, t0, t0 + seconds)
             wall = time.perf_counter() - t0
             lat.sort()
-            pipe.send((count, wall, *(_nearest_rank(lat, q) for q in (0.5, 0.99, 0.999))))
+            exhausted = sum(u >= per_conn for u in used)
+            pipe.send((count, wall, *(_nearest_rank(lat, q) for q in (0.5, 0.99, 0.999)), exhausted))
             pipe.recv()
         for _, w in conns:
             w.close()
 
-    asyncio.run(main())
+    try:  # the load generator on the faster loop where installed: it shares the two cores with the receiver
+        import uvloop
+    except ImportError:
+        asyncio.run(main())
+    else:
+        uvloop.run(main())
 
 
 def _nearest_rank(ordered: list[float], q: float) -> float:
@@ -318,7 +332,32 @@ def _nearest_rank(ordered: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
 
 
-def bench_receiver(n: int, seconds: float, rate: float, kafka: str | None) -> None:
+def _baseline_encode(converted, agent: str, seq: int) -> bytes:
+    """Today's path before issue 16's speed work, for the comparison in the same run: the upload's batch built
+    with ``ReadingBatch.from_columns`` (numpy columns, each rule a numpy pass), then ``encode_batch``. The fast
+    path (``schemas.batch.encode_columns``) writes the same bytes (tests/unit/test_batch_fastpath.py)."""
+    return converted.batch(agent, seq).encode()
+
+
+#: (name, fast path, event loop): the receiver variants measured, the baseline first.
+VARIANTS = (("baseline (numpy batch, asyncio)", False, "asyncio"),
+            ("fast path, asyncio", True, "asyncio"),
+            ("fast path, uvloop", True, "uvloop"))
+#: Frames per second per connection the generator has unique minutes for at saturation (20,000 frames/s over
+#: 1,000 connections: above anything one core reaches).
+SATURATION_PER_CONN = 20
+#: The national load (about 20,000 stacks: minute data plus real-time data every 30 s) [frames/s], and the
+#: headroom over it that issue 16 asks of one core.
+NATIONAL_FPS, TARGET_HEADROOM = 1_000, 10
+#: Readings per frame of the generator's 2051 frames (one Avg per factor).
+READINGS_PER_FRAME = len(CODES)
+
+
+def run_receiver(n: int, seconds: float, rate: float, kafka: str | None, fast: bool, loop: str,
+                 pyspy: str | None = None) -> list[dict]:
+    """One receiver (a fresh server in this process on a fresh loop, a fresh generator process): the paced
+    phase, then saturation; one dict of figures per phase. ``pyspy``: record the saturation phase with py-spy
+    (``--format raw``) into that file."""
     import asyncio
     import multiprocessing as mp
     import resource
@@ -326,14 +365,15 @@ def bench_receiver(n: int, seconds: float, rate: float, kafka: str | None) -> No
 
     from prometheus_client import CollectorRegistry
 
-    from ingest.hj212_server import Hj212Server, Hj212ServerConfig, KafkaSink, agent_id_of
+    from ingest.hj212_server import Hj212Server, Hj212ServerConfig, KafkaSink, agent_id_of, loop_factory
 
     resource.setrlimit(resource.RLIMIT_NOFILE, (max(4096, 2 * n + 256),) * 2)
     entity = bench_entity(n)
     mns = [s.hj212.mn for s in entity.sources]
     keys = {agent_id_of(mn): b"k" * 32 for mn in mns}
     passwords = dict.fromkeys(mns, "123456")
-    per_conn = int(max(rate / n * seconds * 1.5, 1) + seconds * 60) + 10  # enough unique minutes for both phases
+    per_conn = int(max(rate / n * seconds * 1.5, 1) + seconds * SATURATION_PER_CONN) + 10  # unique minutes
+    results: list[dict] = []
     with tempfile.TemporaryDirectory(dir=str(Path(__file__).resolve().parent.parent)) as tmp:
         cfg = Hj212ServerConfig.model_validate({
             "listen": "127.0.0.1", "port": 0, "kafka": {"bootstrap_servers": kafka or "127.0.0.1:1"},
@@ -344,36 +384,97 @@ def bench_receiver(n: int, seconds: float, rate: float, kafka: str | None) -> No
 
         async def run() -> None:
             server = Hj212Server(cfg, [entity], keys, passwords, sink, registry)
+            if not fast:
+                server.encode = _baseline_encode  # type: ignore[method-assign]
             await server.start()
             parent, child = mp.Pipe()
             gen = mp.get_context("fork").Process(target=_generator, args=(server.port, n, seconds, rate, per_conn,
                                                                              child), daemon=True)
             gen.start()
-            loop = asyncio.get_running_loop()
-            recv = lambda: loop.run_in_executor(None, parent.recv)  # noqa: E731
+            ev_loop = asyncio.get_running_loop()
+            recv = lambda: ev_loop.run_in_executor(None, parent.recv)  # noqa: E731
             assert await recv() == "ready"
             parent.send("go")
             assert await recv() == "connected"
-            print(f"receiver: {n} connections open ({'Kafka ' + kafka if kafka else 'batches counted in memory'}; "
-                  f"sequence log fsync'd on disk)")
-            print(f"{'phase':<26}{'frames/s':>10}{'receiver CPU':>14}{'frames/CPU-s':>14}"
-                  f"{'ack p50 / p99 / p99.9 (client)':>34}{'p99 (server)':>14}")
             for name in (f"offered {rate:,.0f} frames/s", "saturation"):
                 before = registry.get_sample_value("cems_hj212_ack_seconds_count") or 0
                 buckets0 = _buckets(registry)
-                c0, w0 = time.process_time(), time.perf_counter()
+                spy = None
+                if pyspy and name == "saturation":
+                    import subprocess
+
+                    spy = subprocess.Popen(["py-spy", "record", "--pid", str(os.getpid()), "--rate", "250",
+                                            "--duration", str(max(1, int(seconds) - 1)), "--format", "raw",
+                                            "--nonblocking", "-o", pyspy], stdout=subprocess.DEVNULL)
+                t0, w0, f0 = os.times(), time.perf_counter(), server.seqlog.fsyncs
                 parent.send("go")
-                count, wall, p50, p99, p999 = await recv()
-                cpu, elapsed = time.process_time() - c0, time.perf_counter() - w0
+                count, wall, p50, p99, p999, exhausted = await recv()
+                t1, elapsed = os.times(), time.perf_counter() - w0
+                user, system = t1.user - t0.user, t1.system - t0.system
+                cpu, fsyncs = user + system, server.seqlog.fsyncs - f0
                 acked = (registry.get_sample_value("cems_hj212_ack_seconds_count") or 0) - before
-                server_p99 = _quantile(_buckets(registry), buckets0, 0.99)
-                print(f"{name:<26}{count / wall:>10,.0f}{cpu / elapsed:>13.0%} {acked / max(cpu, 1e-9):>13,.0f}"
-                      f"{p50 * 1e3:>14.1f} / {p99 * 1e3:.1f} / {p999 * 1e3:.1f} ms{'<= ' + server_p99:>14}")
+                if spy is not None:
+                    spy.wait()
+                results.append({"phase": name, "fps": count / wall, "cpu": cpu / elapsed,
+                                "per_cpu_s": acked / max(cpu, 1e-9), "us_per_frame": cpu / max(acked, 1) * 1e6,
+                                "p50": p50, "p99": p99, "p999": p999, "exhausted": exhausted,
+                                "system": system / max(cpu, 1e-9), "per_fsync": acked / max(fsyncs, 1),
+                                "server_p99": _quantile(_buckets(registry), buckets0, 0.99)})
             parent.send("done")
             gen.join(timeout=10)
             await server.stop()
 
-        asyncio.run(run())
+        with asyncio.Runner(loop_factory=loop_factory(loop)) as runner:
+            runner.run(run())
+    return results
+
+
+def bench_receiver(n: int, seconds: float, rate: float, kafka: str | None, repeat: int, loops: list[str],
+                   pyspy: str | None = None) -> None:
+    """Every variant ``repeat`` times, interleaved (the other load of the shared machine falls on all alike):
+    best (median) of the runs. Frames per CPU-second is the receiver's own CPU, so it moves less with that load
+    than frames per second does."""
+    variants = [v for v in VARIANTS if v[2] in loops]
+    runs: dict[str, list[list[dict]]] = {name: [] for name, *_ in variants}
+    for r in range(repeat):
+        for name, fast, loop in variants:
+            last = r == repeat - 1 and name == variants[-1][0]
+            runs[name].append(run_receiver(n, seconds, rate, kafka, fast, loop, pyspy if last else None))
+            sat = runs[name][-1][1]
+            print(f"  run {r + 1}/{repeat}, {name}: saturation {sat['fps']:,.0f} frames/s, "
+                  f"{sat['per_cpu_s']:,.0f} frames/CPU-s, load average {os.getloadavg()[0]:.1f}", flush=True)
+    print(f"receiver: {n} connections sending 2051 frames of {READINGS_PER_FRAME} readings "
+          f"({'Kafka ' + kafka if kafka else 'batches counted in memory'}; sequence log fsync'd on disk); "
+          f"best (median) of {repeat} runs of {seconds:g} s per phase")
+    print(f"{'variant':<33}{'phase':<25}{'frames/s':>16}{'CPU':>6}{'frames/CPU-s':>17}{'readings/CPU-s':>20}"
+          f"{'µs CPU/frame':>14}{'headroom':>14}{'ack p50 / p99 (client)':>27}{'p99 (server)':>15}")
+    base = None
+    for name, *_ in variants:
+        for i in (0, 1):
+            phase = [run[i] for run in runs[name]]
+            fps = [p["fps"] for p in phase]
+            per = [p["per_cpu_s"] for p in phase]
+            us = [p["us_per_frame"] for p in phase]
+            cpu = statistics.median(p["cpu"] for p in phase)
+            p50 = statistics.median(p["p50"] for p in phase) * 1e3
+            p99 = statistics.median(p["p99"] for p in phase) * 1e3
+            head = f"{max(per) / NATIONAL_FPS:.1f}x ({statistics.median(per) / NATIONAL_FPS:.1f}x)" if i else ""
+            print(f"{name:<33}{phase[0]['phase']:<25}{max(fps):>7,.0f} ({statistics.median(fps):,.0f})"
+                  f"{cpu:>6.0%}{max(per):>8,.0f} ({statistics.median(per):,.0f})"
+                  f"{max(per) * READINGS_PER_FRAME:>10,.0f} ({statistics.median(per) * READINGS_PER_FRAME:,.0f})"
+                  f"{min(us):>6.0f} ({statistics.median(us):.0f}){head:>14}{p50:>12.1f} / {p99:.1f} ms"
+                  f"{'<= ' + phase[-1]['server_p99']:>15}")
+            print(f"{'':<33}{'':<25}system CPU {statistics.median(p['system'] for p in phase):.0%} of the "
+                  f"receiver's; {statistics.median(p['per_fsync'] for p in phase):.1f} frames per fsync")
+            if any(p["exhausted"] for p in phase):
+                print(f"  warning: connections ran out of unique frames ({name}, {phase[0]['phase']})")
+        sat = statistics.median(run[1]["per_cpu_s"] for run in runs[name])
+        if base is None:
+            base = sat
+        else:
+            print(f"{'':<33}saturation: {sat / base:.2f}x the baseline's median frames/CPU-s")
+    print(f"headroom: frames per CPU-second at saturation over the national {NATIONAL_FPS:,} frames/s; the target "
+          f"is {TARGET_HEADROOM}x ({NATIONAL_FPS * TARGET_HEADROOM:,} frames/s on one core)")
 
 
 def _buckets(registry) -> dict[float, float]:
@@ -395,19 +496,55 @@ def _quantile(after: dict, before: dict, q: float) -> str:
     return "-"
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--frames", type=int, default=20_000)
-    ap.add_argument("--reference-frames", type=int, default=2_000)
-    ap.add_argument("--repeat", type=int, default=5)
-    ap.add_argument("--connections", type=int, default=1_000)
-    ap.add_argument("--seconds", type=float, default=15.0)
-    ap.add_argument("--rate", type=float, default=1_000.0, help="frames/s of the first phase (national: ~1,000)")
-    ap.add_argument("--kafka", default=None, help="produce to this broker instead of counting in memory")
-    ap.add_argument("--codec-only", action="store_true")
-    args = ap.parse_args()
-    print(f"python {platform.python_version()} on {platform.machine()}; {args.frames} frames per codec run, "
-          f"{args.reference_frames} per reference run, best (median) of {args.repeat}")
+#: Where a receiver's time goes, for a py-spy profile: (label, frame pattern), each sample counted once, in the
+#: first category (in this order) one of its frames matches: a CRC inside parse_frame is the parse's.
+PROFILE_PARTS = [
+    ("parse_frame: CRC, header, data area, times", r"^parse_frame \("),
+    ("conversion to reading columns (message_columns)", r"^message_columns \("),
+    ("batch encoding (encode_columns / from_columns + encode)", r"\(schemas/batch\.py"),
+    ("signature (HMAC-SHA256, envelope headers)", r"\(hmac\.py|\(schemas/envelope\.py"),
+    ("sequence log (take, fsync, acked)", r"^SeqLog\."),
+    ("metrics (prometheus_client)", r"\(prometheus_client/"),
+    ("session: split, MN/PW, reassembly, digest, answer frame", r"\(schemas/hj212/"),
+    ("asyncio streams (read, write, drain)", r"\(asyncio/streams\.py"),
+    ("the connection loop and _upload themselves", r"^Hj212Server\.(_connection|_upload|encode) "),
+    ("event loop (callbacks, selector, transports)", r"\(asyncio/|\(uvloop|\(selectors\.py"),
+]
+
+
+def summarise_profile(path: str) -> None:
+    """Shares of a py-spy raw profile (one collapsed stack per line) by :data:`PROFILE_PARTS`, then the top
+    functions by self time."""
+    import re
+    from collections import Counter
+
+    stacks: Counter[str] = Counter()
+    with open(path, encoding="utf-8", errors="replace") as lines:
+        for line in lines:
+            stack, _, count = line.rstrip("\n").rpartition(" ")
+            if stack:
+                stacks[stack] += int(count)
+    total = sum(stacks.values()) or 1
+    print(f"py-spy profile {path}: {total:,} samples of the receiver's process while on CPU")
+    share: Counter[str] = Counter()
+    compiled = [(label, re.compile(p)) for label, p in PROFILE_PARTS]
+    for stack, n in stacks.items():
+        frames = stack.split(";")
+        label = next((lb for lb, rx in compiled if any(rx.search(f) for f in frames)), "other")
+        share[label] += n
+    for label, _ in [*PROFILE_PARTS, ("other", "")]:
+        print(f"  {share[label] / total:6.1%}  {label}")
+    own: Counter[str] = Counter()
+    for stack, n in stacks.items():
+        own[stack.rsplit(";", 1)[-1]] += n
+    print("  top self time (innermost frame):")
+    for frame, n in own.most_common(15):
+        print(f"  {n / total:6.1%}    {frame}")
+
+
+def bench_codec(args: argparse.Namespace) -> None:
+    print(f"codec: {args.frames} frames per codec run, {args.reference_frames} per reference run, best (median) of "
+          f"{args.repeat}")
     print(f"{'frames':<34}{'bytes':>6}{'codec frames/s':>22}{'reference frames/s':>24}{'ratio':>8}")
     for name, make in (("2011 real-time, 10 factors", realtime), ("2051 minute, 10 factors", minute)):
         frames = [make(i) for i in range(args.frames)]
@@ -424,9 +561,35 @@ def main() -> None:
     best, med = stream_rate(frames, args.repeat)
     print(f"{'splitter + parse, 1460-byte reads':<34}{'':>6}{best:>13,.0f} ({med:,.0f})")
     print("target: 10,000 frames/s on one core (10x the national ~1,000 frames/s)")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--frames", type=int, default=20_000)
+    ap.add_argument("--reference-frames", type=int, default=2_000)
+    ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--connections", type=int, default=1_000)
+    ap.add_argument("--seconds", type=float, default=10.0)
+    ap.add_argument("--rate", type=float, default=1_000.0, help="frames/s of the first phase (national: ~1,000)")
+    ap.add_argument("--kafka", default=None, help="produce to this broker instead of counting in memory")
+    ap.add_argument("--codec-only", action="store_true")
+    ap.add_argument("--receiver-only", action="store_true")
+    ap.add_argument("--receiver-repeat", type=int, default=3, help="runs of each receiver variant, interleaved")
+    ap.add_argument("--loops", default="asyncio,uvloop", help="event loops to measure (uvloop: the optional extra)")
+    ap.add_argument("--pyspy", default=None, metavar="FILE", help="py-spy record (raw) of the last variant's last "
+                                                                   "saturation phase, summarised after the table")
+    args = ap.parse_args()
+    print(f"python {platform.python_version()} on {platform.machine()}, {os.cpu_count()} cores, load average "
+          f"{os.getloadavg()[0]:.1f} at the start")
+    if not args.receiver_only:
+        bench_codec(args)
     if not args.codec_only:
         print()
-        bench_receiver(args.connections, args.seconds, args.rate, args.kafka)
+        bench_receiver(args.connections, args.seconds, args.rate, args.kafka, args.receiver_repeat,
+                       args.loops.split(","), args.pyspy)
+        if args.pyspy:
+            print()
+            summarise_profile(args.pyspy)
 
 
 if __name__ == "__main__":

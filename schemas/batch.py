@@ -78,6 +78,7 @@ __all__ = [
     "check_column_segments",
     "decode_batch",
     "encode_batch",
+    "encode_columns",
     "peek_header",
 ]
 
@@ -440,6 +441,82 @@ def encode_batch(batch: ReadingBatch) -> bytes:
     _CRC.pack_into(out, off, zlib.crc32(memoryview(out)[:off]))
     return bytes(out)
 
+
+
+# --- a handful of readings, without numpy --------------------------------------------------------------------------
+
+#: Most readings :func:`encode_columns` writes without numpy: an HJ 212 upload holds 10-30. Past this, numpy's
+#: fixed cost per call is small next to its per-reading speed.
+SMALL_BATCH = 64
+_VALID_FLAGS = frozenset(f.value for f in Flag)
+_INT_TYPES = frozenset((int, Flag))  # what np.asarray turns into int64 exactly, as struct does
+_FLOAT_TYPES = frozenset((float,))
+
+
+@functools.lru_cache(maxsize=SMALL_BATCH + 1)
+def _columns_struct(n: int) -> struct.Struct:
+    """The four columns of ``n`` readings, in wire order (no padding between them: 8n + 8n + 2n + 1n bytes)."""
+    return struct.Struct(f"<{n}q{n}d{n}H{n}B")
+
+
+def encode_columns(*, agent_id: str, source_id: str, seq: int, channels: tuple[ChannelSpec, ...],
+                   ts_ns: Sequence[int], channel: Sequence[int], value: Sequence[float], flag: Sequence[int],
+                   period_s: int = 0) -> bytes:
+    """``ReadingBatch.from_columns(...).encode()`` of the same arguments, byte for byte, and the same
+    :class:`BatchError` for columns that break the contract; faster for a handful of readings.
+
+    Building a batch costs a dozen numpy calls (four columns coerced and copied, each rule one pass), about 80 µs
+    for the ten readings of an HJ 212 upload, which a receiver pays per frame. Here a small batch given as Python
+    lists (ints, floats) is checked with a few C-level passes (``min``, ``max``, set inclusion, one ``sum`` that
+    is NaN only when a value is) and packed with one :class:`struct.Struct`. It never raises an error of its own:
+    whatever it does not take for granted (more than :data:`SMALL_BATCH` readings, other types than ``int`` and
+    ``float``, any rule broken, a name the cache has not checked) goes through :meth:`ReadingBatch.from_columns`,
+    which accepts or refuses it. ``tests/unit/test_batch_fastpath.py`` holds the two equal (hypothesis).
+    """
+    n = len(ts_ns)
+    if _small_columns_ok(agent_id, source_id, seq, channels, ts_ns, channel, value, flag, period_s, n):
+        meta = _meta_bytes(agent_id, source_id, period_s, channels)
+        head = _FIXED.pack(MAGIC, PERIOD_VERSION if period_s else SCHEMA_VERSION, 0, n, len(meta), seq)
+        body = b"".join((head, meta, _columns_struct(n).pack(*ts_ns, *value, *channel, *flag)))
+        return body + _CRC.pack(zlib.crc32(body))
+    return ReadingBatch.from_columns(agent_id=agent_id, source_id=source_id, seq=seq, channels=channels, ts_ns=ts_ns,
+                                     channel=channel, value=value, flag=flag, period_s=period_s).encode()
+
+
+def _small_columns_ok(agent_id: object, source_id: object, seq: object, channels: object, ts_ns: Sequence[int],
+                      channel: Sequence[int], value: Sequence[float], flag: Sequence[int], period_s: object,
+                      n: int) -> bool:
+    """Whether :func:`encode_columns` may pack these columns itself: every rule of ``from_columns`` holds, and
+    the types are those whose bytes ``struct`` and numpy write alike. False is no verdict, only "ask numpy"."""
+    if not (type(ts_ns) is type(channel) is type(value) is type(flag) is list) or not n <= SMALL_BATCH \
+            or not len(channel) == len(value) == len(flag) == n:
+        return False
+    if type(seq) is not int or not 0 <= seq < 2**64 or type(period_s) is not int or not 0 <= period_s <= MAX_PERIOD_S:
+        return False
+    if type(channels) is not tuple or any(type(c) is not ChannelSpec for c in channels):
+        return False
+    try:
+        _check_names(agent_id, source_id, channels)
+    except (BatchError, TypeError):
+        return False
+    if n == 0:
+        return True
+    if not (set(map(type, ts_ns)) <= _INT_TYPES and set(map(type, channel)) <= _INT_TYPES
+            and set(map(type, flag)) <= _INT_TYPES and set(map(type, value)) <= _FLOAT_TYPES):
+        return False
+    if not (min(ts_ns) >= TS_MIN_NS and max(ts_ns) < TS_MAX_NS and min(channel) >= 0 and max(channel) < len(channels)
+            and set(flag) <= _VALID_FLAGS):
+        return False
+    total = sum(value)  # NaN if a value is NaN, or infinite (inf - inf is NaN too): then look closer
+    if total != total or total in (_INF, _NINF):
+        if _INF in value or _NINF in value:
+            return False
+        if any(v != v and f == _FLAG_N for v, f in zip(value, flag, strict=True)):
+            return False
+    return True
+
+
+_INF, _NINF = float("inf"), float("-inf")
 
 class _Header(NamedTuple):
     version: int

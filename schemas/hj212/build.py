@@ -63,8 +63,11 @@ def _number(value: float | int | str, key: str) -> str:
 def build_frame(*, st: str, cn: str, pw: str, mn: str, qn: str | None, flag: int, cp: str = "",
                 pnum: int | None = None, pno: int | None = None, resend: bool = False) -> bytes:
     """``##`` + length + data segment + CRC + ``<CR><LF>`` around the header fields and data area ``cp``."""
-    head = "".join(f"{k}={v};" for k, v in (("QN", qn), ("ST", st), ("CN", cn), ("PW", pw), ("MN", mn),
-                                            ("Flag", flag), ("PNUM", pnum), ("PNO", pno)) if v is not None)
+    if qn is not None and pnum is None and pno is None and None not in (st, cn, pw, mn, flag):
+        head = f"QN={qn};ST={st};CN={cn};PW={pw};MN={mn};Flag={flag};"  # every answer a receiver sends
+    else:  # fields given as None are left out (a 2005 frame has no QN and no Flag)
+        head = "".join(f"{k}={v};" for k, v in (("QN", qn), ("ST", st), ("CN", cn), ("PW", pw), ("MN", mn),
+                                                ("Flag", flag), ("PNUM", pnum), ("PNO", pno)) if v is not None)
     if resend:
         head += "RF=1;"
     segment = f"{head}CP=&&{cp}&&".encode()

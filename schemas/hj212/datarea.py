@@ -11,6 +11,7 @@ Times in HJ 212 are the site's local time (China, UTC+8, by default); they are r
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from collections.abc import Iterator, Mapping
@@ -159,7 +160,15 @@ class DataArea:
 
 
 def parse_time(text: str, *, tz: tzinfo = CHINA_TZ, strict: bool = True, what: str = "time") -> datetime:
-    """``YYYYMMDDhhmmss`` (lenient: also ``YYYYMMDDhhmmsszzz``, as some dataloggers send) local -> UTC datetime."""
+    """``YYYYMMDDhhmmss`` (lenient: also ``YYYYMMDDhhmmsszzz``, as some dataloggers send) local -> UTC datetime.
+
+    Cached: every datalogger of a site sends the same minute's DataTime, and QNs share their first 14 digits
+    (a refusal raises, so it is never cached)."""
+    return _parse_time(text, tz, strict, what)
+
+
+@functools.lru_cache(maxsize=4096)
+def _parse_time(text: str, tz: tzinfo, strict: bool, what: str) -> datetime:
     n = len(text)
     if not (n == 14 or (n == 17 and not strict)) or not text.isdigit() or not text.isascii():
         raise Hj212Error("field", f"{what}: {text!r} is not a {'14' if strict else '14- or 17'}-digit local time")

@@ -18,10 +18,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import cached_property
+from typing import cast
 
 import numpy as np
 
-from ..batch import ChannelSpec, ReadingBatch
+from ..batch import ChannelSpec, ReadingBatch, encode_columns
 from ..quantities import Flag
 from ..site import EmissionSource
 from .datarea import DataRecord
@@ -71,25 +73,49 @@ class SourceMap:
 
 @dataclass(frozen=True)
 class Converted:
-    """One upload as columns of one source, ready for :meth:`ReadingBatch.from_columns`."""
+    """One upload as columns of one source, kept as the Python lists the conversion builds: a receiver encodes them
+    straight to the wire (:meth:`encode`, no numpy for a handful of readings); ``ts_ns``, ``channel``, ``value``
+    and ``flag`` are the same columns as numpy arrays, made when first asked for."""
 
     source_id: str
     channels: tuple[ChannelSpec, ...]
     period_s: int
-    ts_ns: np.ndarray
-    channel: np.ndarray
-    value: np.ndarray
-    flag: np.ndarray
+    ts_list: list[int]  # ns since the epoch, UTC
+    channel_list: list[int]  # index into channels
+    value_list: list[float]  # NaN: no value
+    flag_list: list[int]  # Flag codes
     unmapped: tuple[str, ...] = field(default=())  # factor codes of records left out
     repaired: int = 0  # records whose flag was set to D (normal without a value, unknown letter)
 
     def __len__(self) -> int:
-        return int(self.ts_ns.size)
+        return len(self.ts_list)
+
+    @cached_property
+    def ts_ns(self) -> np.ndarray:
+        return np.array(self.ts_list, dtype=np.int64)
+
+    @cached_property
+    def channel(self) -> np.ndarray:
+        return np.array(self.channel_list, dtype=np.uint16)
+
+    @cached_property
+    def value(self) -> np.ndarray:
+        return np.array(self.value_list, dtype=np.float64)
+
+    @cached_property
+    def flag(self) -> np.ndarray:
+        return np.array(self.flag_list, dtype=np.uint8)
 
     def batch(self, agent_id: str, seq: int) -> ReadingBatch:
         return ReadingBatch.from_columns(agent_id=agent_id, source_id=self.source_id, seq=seq, channels=self.channels,
-                                         ts_ns=self.ts_ns, channel=self.channel, value=self.value, flag=self.flag,
-                                         period_s=self.period_s)
+                                         ts_ns=self.ts_list, channel=self.channel_list, value=self.value_list,
+                                         flag=self.flag_list, period_s=self.period_s)
+
+    def encode(self, agent_id: str, seq: int) -> bytes:
+        """``self.batch(agent_id, seq).encode()``, byte for byte (:func:`schemas.batch.encode_columns`)."""
+        return encode_columns(agent_id=agent_id, source_id=self.source_id, seq=seq, channels=self.channels,
+                              ts_ns=self.ts_list, channel=self.channel_list, value=self.value_list,
+                              flag=self.flag_list, period_s=self.period_s)
 
 
 _NO_VALUE = float("nan")
@@ -107,7 +133,11 @@ def message_columns(message: Message, source: SourceMap) -> Converted:
         raise ValueError(f"CN={cn} is not a data upload (2011, 2051, 2061, 2031)")
     period = period_of_upload(cn, source.min_interval_min)
     index, unflagged, at = source.index, int(source.unflagged), _POSITION[attr]
-    ts, chan, val, flg, unmapped = [], [], [], [], []
+    ts: list[int] = []
+    chan: list[int] = []
+    val: list[float] = []
+    flg: list[int] = []
+    unmapped: list[str] = []
     repaired = 0
     last_time, last_ns = None, 0
     for r in message.records:  # a frame holds 10-20 records: configuration-sized, not data-sized
@@ -115,7 +145,7 @@ def message_columns(message: Message, source: SourceMap) -> Converted:
         if i is None or r.data_time is None:  # no channel; or no DataTime, so nothing says when
             unmapped.append(r.code)
             continue
-        v = r[at]
+        v = cast("float | None", r[at])  # a numeric slot: a float or None
         if r.flag is not None:
             f = int(r.flag)
         elif r.flag_letter is None:
@@ -132,9 +162,7 @@ def message_columns(message: Message, source: SourceMap) -> Converted:
         chan.append(i)
         val.append(v)
         flg.append(f)
-    return Converted(source.source_id, source.channels, period, np.array(ts, dtype=np.int64),
-                     np.array(chan, dtype=np.uint16), np.array(val, dtype=np.float64), np.array(flg, dtype=np.uint8),
-                     tuple(unmapped), repaired)
+    return Converted(source.source_id, source.channels, period, ts, chan, val, flg, tuple(unmapped), repaired)
 
 
 def _ns(t: datetime) -> int:

@@ -231,8 +231,7 @@ class ReceiverSession:
         digest = Dedup.digest(message)
         duplicate = self.dedup.seen(reg.mn, digest)
         converted = message_columns(message, reg.source)
-        if converted.ts_ns.size and not (int(converted.ts_ns.min()) >= TS_MIN_NS
-                                         and int(converted.ts_ns.max()) < TS_MAX_NS):
+        if converted.ts_list and not (min(converted.ts_list) >= TS_MIN_NS and max(converted.ts_list) < TS_MAX_NS):
             events.append(Refused("bad_time", f"MN={frame.mn} CN={frame.cn} QN={frame.qn}: DataTime outside "
                                               f"2000-2199", b"".join(p.raw for p in message.parts), frame.mn))
             return

@@ -91,7 +91,7 @@ def serve(config: Path | None, log_level: str, log_format: str) -> None:
     import asyncio
     import signal
 
-    from ingest.hj212_server import Hj212Server, KafkaSink
+    from ingest.hj212_server import Hj212Server, KafkaSink, loop_factory
     from schemas.logs import configure_logging  # the CLI's log format, shared with the other commands
 
     configure_logging(log_level, log_format)
@@ -124,4 +124,5 @@ def serve(config: Path | None, log_level: str, log_format: str) -> None:
         finally:
             await server.stop()
 
-    asyncio.run(main())
+    with asyncio.Runner(loop_factory=loop_factory(cfg.event_loop)) as runner:  # uvloop where installed
+        runner.run(main())
