@@ -406,12 +406,12 @@ def run_receiver(n: int, seconds: float, rate: float, kafka: str | None, fast: b
                     spy = subprocess.Popen(["py-spy", "record", "--pid", str(os.getpid()), "--rate", "250",
                                             "--duration", str(max(1, int(seconds) - 1)), "--format", "raw",
                                             "--nonblocking", "-o", pyspy], stdout=subprocess.DEVNULL)
-                t0, w0, f0 = os.times(), time.perf_counter(), server.seqlog.fsyncs
+                t0, w0, f0 = os.times(), time.perf_counter(), server._seq.fsyncs
                 parent.send("go")
                 count, wall, p50, p99, p999, exhausted = await recv()
                 t1, elapsed = os.times(), time.perf_counter() - w0
                 user, system = t1.user - t0.user, t1.system - t0.system
-                cpu, fsyncs = user + system, server.seqlog.fsyncs - f0
+                cpu, fsyncs = user + system, server._seq.fsyncs - f0
                 acked = (registry.get_sample_value("cems_hj212_ack_seconds_count") or 0) - before
                 if spy is not None:
                     spy.wait()

@@ -38,7 +38,7 @@ from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -256,7 +256,7 @@ def aiokafka_settings(conn: KafkaConnection) -> dict:
         out["ssl_context"] = ctx
     if conn.sasl_mechanism:
         out |= {"sasl_mechanism": conn.sasl_mechanism, "sasl_plain_username": conn.sasl_username,
-                "sasl_plain_password": conn.sasl_password.get_secret_value()}
+                "sasl_plain_password": conn.sasl_password.get_secret_value() if conn.sasl_password else None}
     return out
 
 
@@ -265,7 +265,7 @@ class KafkaSink:
 
     def __init__(self, conn: KafkaConnection, topic: str, dead_letter_topic: str, *, timeout_s: float = 30.0) -> None:
         self.conn, self.topic, self.dlq, self.timeout_s = conn, topic, dead_letter_topic, timeout_s
-        self.producer = None
+        self.producer: Any = None  # an AIOKafkaProducer once started
 
     async def start(self) -> None:
         from aiokafka import AIOKafkaProducer
@@ -329,7 +329,8 @@ class _Metrics:
         return child
 
     def __init__(self, registry) -> None:
-        self._frames, self._batches = {}, {}
+        self._frames: dict[str, Any] = {}  # command -> its labelled counter child, made once
+        self._batches: dict[str, Any] = {}
         from prometheus_client import Counter, Gauge, Histogram
 
         r = registry
@@ -400,7 +401,22 @@ class Hj212Server:
 
     @property
     def port(self) -> int:
-        return self.server.sockets[0].getsockname()[1]
+        if self.server is None:
+            raise RuntimeError("the HJ 212 receiver is not started")
+        return int(self.server.sockets[0].getsockname()[1])
+
+    @property
+    def _seq(self) -> SeqLog:
+        """The sequence log, which exists from :meth:`start` on (every caller runs after it)."""
+        if self.seqlog is None:
+            raise RuntimeError("the HJ 212 receiver is not started")
+        return self.seqlog
+
+    @property
+    def _filler_queue(self) -> asyncio.Queue:
+        if self._fillers is None:
+            raise RuntimeError("the HJ 212 receiver is not started")
+        return self._fillers
 
     async def start(self) -> None:
         c = self.cfg
@@ -423,8 +439,8 @@ class Hj212Server:
             self.server.close()
         if self.connections:
             _, late = await asyncio.wait(self.connections, timeout=self.cfg.shutdown_grace_s)
-            for t in late:
-                t.cancel()
+            for pending in late:
+                pending.cancel()
             await asyncio.gather(*late, return_exceptions=True)
         for t in (self._filling, self._sweeper):
             if t is not None:
@@ -440,7 +456,7 @@ class Hj212Server:
         from schemas.batch import ReadingBatch
 
         while True:
-            agent, seq, source = await self._fillers.get()
+            agent, seq, source = await self._filler_queue.get()
             key = self.keys.get(agent)
             if key is None:
                 log.error("hj212: no key for %s: filler %d not produced", agent, seq)
@@ -456,7 +472,7 @@ class Hj212Server:
                     log.warning("hj212: filler %s/%d not produced (%s); retry in %g s", agent, seq, exc, backoff)
                     await asyncio.sleep(backoff)
                     backoff = min(backoff * 2, 60.0)
-            self.seqlog.acked(agent, seq)
+            self._seq.acked(agent, seq)
             self.metrics.fillers.inc()
 
     async def _sweep_idle(self) -> None:
@@ -478,6 +494,7 @@ class Hj212Server:
             writer.close()
             return
         task = asyncio.current_task()
+        assert task is not None  # a connection handler always runs in its own task
         self.connections.add(task)
         m.connections.inc()
         peer = writer.get_extra_info("peername")
@@ -544,7 +561,7 @@ class Hj212Server:
             m.duplicates.inc()
         elif len(ev.converted):
             agent = agent_id_of(ev.registration.mn)
-            seq = await self.seqlog.take(agent, ev.converted.source_id)
+            seq = await self._seq.take(agent, ev.converted.source_id)
             data = self.encode(ev.converted, agent, seq)
             try:
                 await self.sink.produce(data, agent.encode(),
@@ -553,9 +570,9 @@ class Hj212Server:
                 m.unacked.inc()
                 log.warning("hj212: batch %s/%d not produced (%s); upload left unanswered", agent, seq, exc,
                             extra={"event": "produce_failed", "mn": ev.registration.mn})
-                self._fillers.put_nowait((agent, seq, ev.converted.source_id))
+                self._filler_queue.put_nowait((agent, seq, ev.converted.source_id))
                 return
-            self.seqlog.acked(agent, seq)
+            self._seq.acked(agent, seq)
             m.batches_of(cn).inc()
         session.stored(ev)
         if ev.ack is not None:
