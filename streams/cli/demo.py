@@ -88,6 +88,9 @@ def demo(out: Path, reports: tuple[Path, ...], month: str, serve: bool, archive_
     started = time.perf_counter()
     clock = _demo_clock(month)
     files = list(reports) or sorted(DEMO_REPORTS.glob("*.csv"))
+    if not files:  # an installed copy without the source tree: never reconcile silently against nothing
+        raise click.BadParameter(f"the sample reports ({DEMO_REPORTS}) are not in this installation; give the "
+                                 "self-reported files with --reports FILE", param_hint="--reports")
     _check_reports(files, month, in_process=config is None)
     if serve:
         check_listen("127.0.0.1", port, "the archive API" if archive_api else "the review console", "'--port'")

@@ -138,6 +138,14 @@ def test_demo_reports_for_another_month_are_said_to_be_unused(tmp_path, monkeypa
             f"demo-aluminium, demo-cement, demo-steel in 2026-03)") in res.output
 
 
+def test_demo_without_its_sample_reports_asks_for_them(tmp_path, monkeypatch):
+    # an installed copy has no deploy/demo/reports: the demo must not reconcile silently against no report
+    monkeypatch.setattr(DEMO, "run_demo_plants", refuse)
+    monkeypatch.setattr(DEMO, "DEMO_REPORTS", tmp_path / "absent")
+    usage_error(cems("demo", "--no-serve", "--out", str(tmp_path / "o")), "are not in this installation; give the "
+                                                                          "self-reported files with --reports FILE")
+
+
 def test_demo_refuses_a_folder_as_reports_and_an_out_it_cannot_make(tmp_path, monkeypatch):
     monkeypatch.setattr(DEMO, "run_demo_plants", refuse)
     usage_error(cems("demo", "--no-serve", "--reports", str(tmp_path)), "is a directory")
