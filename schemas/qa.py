@@ -68,6 +68,12 @@ QA_QUANTITIES: dict[str, str] = {
 
 QaQuantity = Literal["a05001", "a19001", "a01014", "a00000", "a01011"]
 Finite = Annotated[float, Field(allow_inf_nan=False)]
+#: From when a test's result (a Kv, a bias adjustment factor) changes the figures.
+ApplyFrom = Annotated[AwareDatetime | None, Field(
+    description="From when the test's result changes the figures (ISO 8601 with a UTC offset): the "
+    "velocity-field coefficient Kv of a velocity test or traverse, or the bias adjustment factor where the "
+    "policy applies one. None: the result is recorded, no figure changes. Figures before it never change; a "
+    "date before the test was completed is a recomputation, refused unless asked for explicitly.")]
 
 
 class _Frozen(BaseModel):
@@ -154,13 +160,7 @@ class ComparisonTest(_Analyser):
     kind: Literal["comparison_test"] = "comparison_test"
     test_id: Identifier = Field(description="Test id, unique per site (the tester's report number).")
     runs: list[ComparisonRun] = Field(min_length=2, description="The runs; at least two used ones.")
-    apply_from: AwareDatetime | None = Field(
-        default=None,
-        description="From when the test's result changes the figures (ISO 8601 with a UTC offset): the "
-        "velocity-field coefficient Kv of a velocity test or traverse, or the bias adjustment factor where the "
-        "policy applies one. None: the result is recorded, no figure changes. Figures before it never change; a "
-        "date before the test was completed is a recomputation, refused unless asked for explicitly.",
-    )
+    apply_from: ApplyFrom = None
 
     @model_validator(mode="after")
     def _runs(self) -> Self:
@@ -227,13 +227,7 @@ class VelocityTraverse(_Frozen):
     source_id: Identifier = Field(description="Emission source (stack) id within the site.")
     channel_id: Identifier = Field(description="The velocity channel (a01011, m/s) whose Kv is determined.")
     runs: list[TraverseRun] = Field(min_length=1, description="The traverse runs.")
-    apply_from: AwareDatetime | None = Field(
-        default=None,
-        description="From when the test's result changes the figures (ISO 8601 with a UTC offset): the "
-        "velocity-field coefficient Kv of a velocity test or traverse, or the bias adjustment factor where the "
-        "policy applies one. None: the result is recorded, no figure changes. Figures before it never change; a "
-        "date before the test was completed is a recomputation, refused unless asked for explicitly.",
-    )
+    apply_from: ApplyFrom = None
 
     @model_validator(mode="after")
     def _runs(self) -> Self:

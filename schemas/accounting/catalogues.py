@@ -4,7 +4,9 @@ steel carbon-balance materials and the cell technologies, (their plausible value
 from __future__ import annotations
 
 from types import MappingProxyType
-from typing import Literal, NamedTuple, get_args
+from typing import Annotated, Literal, NamedTuple, get_args
+
+from pydantic import AfterValidator
 
 PARAMETERS: MappingProxyType[str, str] = MappingProxyType(
     {
@@ -40,6 +42,17 @@ PARAMETERS: MappingProxyType[str, str] = MappingProxyType(
         "power.net_generation": "energy",
     }
 )
+
+
+def _known_parameter(name: str) -> str:
+    if name not in PARAMETERS:
+        raise ValueError(f"unknown parameter {name!r}; known: {', '.join(PARAMETERS)}")
+    return name
+
+
+#: A parameter name of :data:`PARAMETERS` (a table row of defaults or plausible ranges names one), refused otherwise
+#: with the known names.
+ParameterName = Annotated[str, AfterValidator(_known_parameter)]
 #: Non-numeric parameters (a CSV row with a value and no unit or basis).
 SETTINGS = frozenset({"aluminium.cell_technology", "cement.raw_meal_contains_coal_gangue"})
 

@@ -17,12 +17,12 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Literal, TypeVar, cast
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, model_validator
 
 from ..configfile import parse_config
 from ..errors import ConfigError, Location, validation_problems
 from ..site import Sector
-from .catalogues import CO2_PARAMETERS, FUELS, MATERIALS, PARAMETERS
+from .catalogues import CO2_PARAMETERS, FUELS, MATERIALS, PARAMETERS, ParameterName
 from .plausibility import Plausibility, load_plausibility
 from .report import AccountingReport, ReportError, report_parts
 from .units import Param, _canonical, _Frozen
@@ -39,7 +39,7 @@ UNCERTAINTY_VERSION = "uncertainty-cn-2026"
 class DefaultValue(_Frozen):
     """One default with its source. ``value: null`` records that no sourced default exists."""
 
-    parameter: str
+    parameter: ParameterName
     item: str | None = None  # fuel/material id or qualifier (cell technology, coal_gangue); None = any
     sectors: list[Sector] | None = None  # None = every sector
     value: float | None = Field(allow_inf_nan=False)
@@ -54,13 +54,6 @@ class DefaultValue(_Frozen):
     uncertainty: float | None = Field(default=None, gt=0, allow_inf_nan=False)
     uncertainty_tag: Literal["P", "S", "U"] | None = None
     uncertainty_source: str = ""
-
-    @field_validator("parameter")
-    @classmethod
-    def _known_parameter(cls, name: str) -> str:
-        if name not in PARAMETERS:
-            raise ValueError(f"unknown parameter {name!r}; known: {', '.join(PARAMETERS)}")
-        return name
 
     @model_validator(mode="after")
     def _consistent(self) -> DefaultValue:
@@ -155,13 +148,6 @@ class MeasuredUncertainty(_Frozen):
     tag: Literal["P", "S", "U"]
     source: str = Field(min_length=1)  # docs/sources.md id(s)
     note: str = ""
-
-    @field_validator("parameter")
-    @classmethod
-    def _known_parameter(cls, name: str) -> str:
-        if name not in PARAMETERS:
-            raise ValueError(f"unknown parameter {name!r}; known: {', '.join(PARAMETERS)}")
-        return name
 
 
 class UncertaintyPolicy(_Frozen):

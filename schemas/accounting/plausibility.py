@@ -21,7 +21,7 @@ from typing import Literal
 from pydantic import Field, field_validator, model_validator
 
 from ..errors import Location
-from .catalogues import FUELS, MATERIALS, PARAMETERS
+from .catalogues import FUELS, MATERIALS, PARAMETERS, ParameterName
 from .report import AccountingReport, report_parts
 from .units import UNITS, Param, _Frozen
 
@@ -37,7 +37,7 @@ class PlausibleRange(_Frozen):
     """The values ``parameter`` may take, in the canonical ``unit`` of its kind: ``low <= value <= high`` (``low <
     value`` when ``low_open``). ``of`` restricts it to fuels of a family or materials of a phase."""
 
-    parameter: str
+    parameter: ParameterName
     of: Literal["solid", "liquid", "gas"] | None = None
     unit: str
     low: float = Field(allow_inf_nan=False)
@@ -46,13 +46,6 @@ class PlausibleRange(_Frozen):
     tag: Literal["P", "S", "U"]  # confidence of the source (docs/sources.md)
     source: str = Field(min_length=1)  # docs/sources.md id(s)
     note: str = ""
-
-    @field_validator("parameter")
-    @classmethod
-    def _known_parameter(cls, name: str) -> str:
-        if name not in PARAMETERS:
-            raise ValueError(f"unknown parameter {name!r}; known: {', '.join(PARAMETERS)}")
-        return name
 
     @model_validator(mode="after")
     def _consistent(self) -> PlausibleRange:
