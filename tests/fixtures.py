@@ -229,6 +229,18 @@ def caught_up(cfg) -> bool:
     return not any(checkpoint_lag(cfg).values())
 
 
+def worker_files(tmp_path: Path, keys: dict[str, bytes], site) -> dict:
+    """A worker's files under ``tmp_path``: the agents' keys (``keys/<agent>.key``) and the site file of ``site`` (a
+    :class:`schemas.site.Entity`), as the ``sites`` and ``keys_dir`` settings of a WorkerConfig."""
+    import yaml
+
+    (tmp_path / "keys").mkdir()
+    for agent, key in keys.items():
+        (tmp_path / "keys" / f"{agent}.key").write_bytes(key)
+    (tmp_path / "site.yaml").write_text(yaml.safe_dump(site.model_dump(mode="json"), sort_keys=False))
+    return {"sites": [tmp_path / "site.yaml"], "keys_dir": tmp_path / "keys"}
+
+
 def topic_records(cfg) -> tuple[dict, dict]:
     """The worker config's hourly and monthly topics as compaction keeps them: the latest revision per
     (source, hour), the latest record per source-month."""

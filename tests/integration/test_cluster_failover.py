@@ -40,7 +40,18 @@ from streams.config import Topics, WorkerConfig
 from streams.core.processor import Message, PartitionProcessor, Registry
 from streams.runtime import kafka_io
 from streams.runtime.topics import create_topics
-from tests.fixtures import DEPLOY, caught_up, contents, final, free_port, scrape, start_worker, topic_records, wait_for
+from tests.fixtures import (
+    DEPLOY,
+    caught_up,
+    contents,
+    final,
+    free_port,
+    scrape,
+    start_worker,
+    topic_records,
+    wait_for,
+    worker_files,
+)
 
 pytestmark = [pytest.mark.integration]
 
@@ -194,13 +205,9 @@ def total(samples: list[dict], name: str) -> float:
 
 def pipeline(tmp_path, conn: KafkaConnection) -> dict:
     """The workers' settings (keys, site file, a fresh set of topics) as WorkerConfig keywords."""
-    (tmp_path / "keys").mkdir()
-    for agent_id, key in AGENTS.items():
-        (tmp_path / "keys" / f"{agent_id}.key").write_bytes(key)
-    (tmp_path / "site.yaml").write_text(yaml.safe_dump(site().model_dump(mode="json"), sort_keys=False))
     tag = uuid.uuid4().hex[:8]
     return dict(kafka=conn, app_id=f"cems-cluster-{tag}", topics=Topics.prefixed(f"c.{tag}"),
-                sites=[tmp_path / "site.yaml"], keys_dir=tmp_path / "keys", snapshot_interval_s=1.0)
+                **worker_files(tmp_path, AGENTS, site()), snapshot_interval_s=1.0)
 
 
 def start_workers(tmp_path, settings: dict, n: int) -> tuple[list, list[int]]:

@@ -37,7 +37,7 @@ from streams.kernels import (
 from streams.kernels.substitute import MEASURED, MISSING, STOPPED, HourGrid
 from streams.runtime.topics import create_topics
 from streams.runtime.worker import checkpoint_lag
-from tests.fixtures import DEPLOY, caught_up, final, produce, read_all, start_worker, wait_for
+from tests.fixtures import DEPLOY, caught_up, final, produce, read_all, start_worker, wait_for, worker_files
 
 pytestmark = [pytest.mark.integration]
 
@@ -131,15 +131,10 @@ def run_undisturbed(messages) -> tuple[dict, dict]:
 
 
 def config(tmp_path, bootstrap) -> WorkerConfig:
-    (tmp_path / "keys").mkdir()
-    for agent, key in AGENTS.items():
-        (tmp_path / "keys" / f"{agent}.key").write_bytes(key)
-    (tmp_path / "site.yaml").write_text(yaml.safe_dump(site().model_dump(mode="json"), sort_keys=False))
     tag = uuid.uuid4().hex[:8]
     return WorkerConfig(kafka=KafkaConnection(bootstrap_servers=bootstrap), app_id=f"cems-month-{tag}",
-                        topics=Topics.prefixed(f"m.{tag}"),
-                        sites=[tmp_path / "site.yaml"], keys_dir=tmp_path / "keys", datadir=tmp_path / "faust",
-                        snapshot_interval_s=1.0)
+                        topics=Topics.prefixed(f"m.{tag}"), **worker_files(tmp_path, AGENTS, site()),
+                        datadir=tmp_path / "faust", snapshot_interval_s=1.0)
 
 
 def topic_records(cfg: WorkerConfig) -> tuple[dict, dict]:

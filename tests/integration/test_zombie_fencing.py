@@ -41,6 +41,7 @@ from tests.fixtures import (
     topic_records,
     two_stacks,
     wait_for,
+    worker_files,
 )
 
 pytestmark = [pytest.mark.integration]
@@ -78,13 +79,9 @@ def compacted_hourly(cfg: WorkerConfig) -> dict:
 
 
 def config(tmp_path, bootstrap: str) -> dict:
-    (tmp_path / "keys").mkdir()
-    for agent, key in KEYS.items():
-        (tmp_path / "keys" / f"{agent}.key").write_bytes(key)
-    (tmp_path / "site.yaml").write_text(yaml.safe_dump(site().model_dump(mode="json"), sort_keys=False))
     tag = uuid.uuid4().hex[:8]
     return dict(kafka=KafkaConnection(bootstrap_servers=bootstrap), app_id=f"cems-fence-{tag}",
-                topics=Topics.prefixed(f"f.{tag}"), sites=[tmp_path / "site.yaml"], keys_dir=tmp_path / "keys",
+                topics=Topics.prefixed(f"f.{tag}"), **worker_files(tmp_path, KEYS, site()),
                 snapshot_interval_s=SNAPSHOT_S, session_timeout_s=SESSION_S)
 
 
