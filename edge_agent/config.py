@@ -8,6 +8,7 @@ JSON Schema: ``schemas/json/gateway.schema.json`` (``cems schema export``).
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -45,9 +46,26 @@ class AgentSettings(Strict):
 
 
 class KafkaSettings(KafkaConnection):
-    """The uplink: where to send, and as whom."""
+    """The uplink: where to send, and as whom. The SASL password is best given as ``sasl_password_env``, the name of
+    an environment variable read when the file loads, so that it is in neither the file nor a log."""
 
     topic: str = "cems.readings.v1"
+    sasl_password_env: str | None = Field(
+        default=None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
+        description="Environment variable holding the SASL password (instead of sasl_password in the file).")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _password_from_environment(cls, data: Any) -> Any:
+        if not isinstance(data, dict) or not data.get("sasl_password_env"):
+            return data
+        name = data["sasl_password_env"]
+        if data.get("sasl_password") is not None:
+            raise ValueError("give sasl_password or sasl_password_env, not both")
+        value = os.environ.get(str(name))
+        if not value:
+            raise ValueError(f"sasl_password_env: environment variable {name} is not set")
+        return {**data, "sasl_password": value}
 
 
 class StatusWord(Strict):

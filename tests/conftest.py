@@ -36,6 +36,9 @@ INFLUX_URL = os.environ.get("CEMS_INFLUX_URL", "http://127.0.0.1:18086")
 INFLUX_ORG = os.environ.get("CEMS_INFLUX_ORG", "cems")
 INFLUX_TOKEN = os.environ.get("CEMS_INFLUX_TOKEN", "cems-local-operator-token")
 IN_CI = os.environ.get("CI", "").lower() == "true"
+# The example gateway file takes its SASL password from this variable (never from the file): tests and the processes
+# they start load that file, so it is set for the whole session (the example's broker is not reached by any test).
+os.environ.setdefault("CEMS_GW_KAFKA_PASSWORD", "example-gateway-password")
 
 
 def _require(service: str, reachable: bool, where: str) -> None:

@@ -239,3 +239,21 @@ def test_every_ip_address_is_a_host(ip):
     from edge_agent.fields import check_host
 
     assert check_host(str(ip)) == str(ip)
+
+
+def test_the_kafka_sasl_password_comes_from_the_environment_not_the_file(monkeypatch):
+    from edge_agent.config import KafkaSettings
+
+    sasl = {"bootstrap_servers": "broker:9094", "security_protocol": "SASL_SSL", "sasl_mechanism": "SCRAM-SHA-512",
+            "sasl_username": "gw-1", "sasl_password_env": "CEMS_TEST_GW_KAFKA_PW"}
+    monkeypatch.setenv("CEMS_TEST_GW_KAFKA_PW", "s3cret")
+    k = KafkaSettings.model_validate(sasl)
+    assert k.sasl_password is not None and k.sasl_password.get_secret_value() == "s3cret"
+    assert "s3cret" not in repr(k) and "s3cret" not in str(k.model_dump())  # a SecretStr: masked wherever printed
+    with pytest.raises(ValidationError, match="give sasl_password or sasl_password_env, not both"):
+        KafkaSettings.model_validate(sasl | {"sasl_password": "inline"})
+    monkeypatch.delenv("CEMS_TEST_GW_KAFKA_PW")
+    with pytest.raises(ValidationError, match="environment variable CEMS_TEST_GW_KAFKA_PW is not set"):
+        KafkaSettings.model_validate(sasl)
+    with pytest.raises(ValidationError, match="sasl_password_env"):
+        KafkaSettings.model_validate(sasl | {"sasl_password_env": "not a name"})
