@@ -57,7 +57,7 @@ def test_check_example_and_errors(tmp_path):
         in res.output
 
     def sasl_without_password(doc):
-        del doc["kafka"]["sasl_password"]
+        del doc["kafka"]["sasl_password_env"]  # the example names a variable; without it, no password
 
     res = runner.invoke(main, ["edge", "check", str(gateway_file(tmp_path, edit=sasl_without_password))])
     assert res.exit_code == 1 and "kafka: SASL_SSL needs sasl_mechanism, sasl_username and sasl_password" in res.output
