@@ -149,10 +149,17 @@ async def test_a_worker_frozen_past_its_session_timeout_cannot_overwrite_its_suc
         successor = ports[1 - owner]
         assert handled(successor) >= C - A  # it replayed [A, B) from the committed state and went on
 
+        mark = len(logs[owner].read_text())
         frozen.send_signal(signal.SIGCONT)
         frozen = None
-        assert await wait_for(lambda: refused(ports[owner]) >= 1, 60), logs[owner].read_text()[-3000:]
-        assert "save refused, another worker has taken it over" in logs[owner].read_text()
+        # Woken, the zombie either tries its stale save first, and is refused (fenced), or first learns from the group
+        # that its partition was revoked, and drops the unsaved save with it (then rejoins): which comes first is up
+        # to the scheduler. Either way nothing of the stale save may be visible (below).
+        def woke() -> bool:
+            return refused(ports[owner]) >= 1 or "Setting newly assigned partitions" in logs[owner].read_text()[mark:]
+        assert await wait_for(woke, 60), logs[owner].read_text()[-3000:]
+        if refused(ports[owner]) >= 1:
+            assert "save refused, another worker has taken it over" in logs[owner].read_text()
         # nothing of the stale save is visible: not its state (the newest committed manifest covers [0, C)), not its
         # outputs (the last record per hour key, what compaction keeps, is the successor's)
         assert newest_state_offset(cfg) >= C
