@@ -23,6 +23,16 @@ class Strict(BaseModel):
 #: A number that must be finite (``.nan`` and ``.inf`` are valid YAML floats, and no valid scale or limit).
 FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
 
+
+def _nonzero_scale(v: float) -> float:
+    if v == 0:
+        raise ValueError("scale 0 would turn every reading into the offset")
+    return v
+
+
+#: The factor of ``value = raw * scale + offset`` (Modbus points, OPC UA points): finite and never 0.
+Scale = Annotated[FiniteFloat, AfterValidator(_nonzero_scale)]
+
 # A label of a host name: letters, digits and hyphens, 1 to 63 characters, no hyphen at either end (RFC1123-2.1);
 # underscores are let through, as resolvers and container networks accept them in practice.
 _LABEL = re.compile(r"[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?")

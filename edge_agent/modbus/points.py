@@ -16,9 +16,9 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from ..fields import FiniteFloat, field_error
+from ..fields import FiniteFloat, Scale, field_error
 
 __all__ = ["WORDS", "ByteOrder", "DataType", "ModbusPoint", "RegisterType"]
 
@@ -84,20 +84,13 @@ class ModbusPoint(BaseModel):
     address: int = Field(ge=0, le=65535, description="0-based protocol address.")
     data_type: DataType = DataType.float32
     byte_order: ByteOrder = ByteOrder.ABCD
-    scale: FiniteFloat = Field(default=1.0, description="value = raw * scale + offset (never 0).")
+    scale: Scale = Field(default=1.0, description="value = raw * scale + offset (never 0).")
     offset: FiniteFloat = 0.0
     low: FiniteFloat | None = Field(default=None, description="Below this the reading is flagged T (out of range).")
     high: FiniteFloat | None = Field(default=None, description="Above this the reading is flagged T (out of range).")
     address_base: Literal[0, 1] = Field(
         default=0, description="1 if `address` was copied from a manual that counts registers from 1."
     )
-
-    @field_validator("scale")
-    @classmethod
-    def _nonzero(cls, v: float) -> float:
-        if v == 0:
-            raise ValueError("scale 0 would turn every reading into the offset")
-        return v
 
     @model_validator(mode="after")
     def _consistent(self) -> ModbusPoint:

@@ -25,7 +25,7 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from schemas.quantities import status_word_flag
 from schemas.site import Identifier
 
-from ..fields import FiniteFloat, Strict, check_host, field_error
+from ..fields import FiniteFloat, Scale, Strict, check_host, field_error
 
 __all__ = ["OpcUaDevice", "OpcUaPoint", "OpcUaSecurity", "OpcUaStatus", "validate_node_id"]
 
@@ -60,7 +60,7 @@ class OpcUaPoint(Strict):
                                                          "(a server publishing several stacks).")
     node_id: str = Field(description="Variable node id, e.g. 'ns=2;s=stack0.co2', 'ns=2;i=5' or "
                                      "'nsu=urn:cems:simulator;s=stack0.co2'.")
-    scale: FiniteFloat = Field(default=1.0, description="value = raw * scale + offset (raw in the server's units; "
+    scale: Scale = Field(default=1.0, description="value = raw * scale + offset (raw in the server's units; "
                                                         "never 0).")
     offset: FiniteFloat = Field(default=0.0, description="Added after scaling, in the channel's unit.")
     low: FiniteFloat | None = Field(default=None, description="Below this (after scaling) the reading is flagged T.")
@@ -70,13 +70,6 @@ class OpcUaPoint(Strict):
     @classmethod
     def _node_id(cls, v: str) -> str:
         return validate_node_id(v)
-
-    @field_validator("scale")
-    @classmethod
-    def _nonzero(cls, v: float) -> float:
-        if v == 0:
-            raise ValueError("scale 0 would turn every reading into the offset")
-        return v
 
     @model_validator(mode="after")
     def _range(self) -> OpcUaPoint:
