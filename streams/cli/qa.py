@@ -23,7 +23,9 @@ def qa_import(files: tuple[Path, ...], config: Path | None, check: bool) -> None
     """Validate CSV/JSON QA files, all files or nothing, and judge every record against the registered sites under
     the configured policy; then publish them to the QA topic, where the stream workers read them."""
     from ingest.qa import QaImportError, load_records
-    from streams.config import load_sites, load_worker_config
+    from schemas.errors import CemsError
+    from streams.cli.stream import _load
+    from streams.config import load_sites
     from streams.core.processor import Registry
     from streams.core.qa import QaState
     from streams.runtime.qa_topic import publish_records
@@ -35,8 +37,11 @@ def qa_import(files: tuple[Path, ...], config: Path | None, check: bool) -> None
         for p in exc.problems:
             click.echo(f"  {p}", err=True)
         sys.exit(1)
-    cfg = load_worker_config(config)
-    registry = Registry(load_sites(cfg.sites))
+    cfg = _load(config, given_as="-c/--config", reach_kafka=not check)  # --check publishes nothing
+    try:
+        registry = Registry(load_sites(cfg.sites))
+    except CemsError as exc:
+        raise click.ClickException(str(exc)) from None
     try:
         QaState(records, registry, cfg.processing.policy)  # what the workers will do with them, refused here first
     except ValueError as exc:

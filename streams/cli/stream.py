@@ -11,10 +11,11 @@ from schemas.errors import ConfigError
 from streams.cli.checks import LOG_LEVELS, kafka_reachable, missing_settings
 
 
-def _load(path: Path | None, given_as: str = "CONFIG"):
+def _load(path: Path | None, given_as: str = "CONFIG", *, reach_kafka: bool = True):
     """The central settings of ``path`` and/or the environment, with the broker they name answering. Without a
     file, a required setting the environment lacks is a usage error naming the file option (``given_as``) and
-    the variable; a broker that does not answer is an error within seconds (every caller talks to Kafka)."""
+    the variable; a broker that does not answer is an error within seconds (``reach_kafka``: for every caller that
+    talks to Kafka; a check of files against the settings does not)."""
     from streams.config import WorkerConfig, load_worker_config
 
     if path is None and (missing := missing_settings(WorkerConfig)):
@@ -26,8 +27,9 @@ def _load(path: Path | None, given_as: str = "CONFIG"):
     except ConfigError as exc:
         click.echo(str(exc), err=True)
         sys.exit(1)
-    kafka_reachable(cfg.kafka.bootstrap_servers, f"kafka.bootstrap_servers{f' in {path}' if path else ''} or "
-                                                 f"{_env('KAFKA__BOOTSTRAP_SERVERS')}")
+    if reach_kafka:
+        kafka_reachable(cfg.kafka.bootstrap_servers, f"kafka.bootstrap_servers{f' in {path}' if path else ''} or "
+                                                     f"{_env('KAFKA__BOOTSTRAP_SERVERS')}")
     return cfg
 
 

@@ -149,3 +149,9 @@ def test_cems_qa_import_check_judges_the_records_against_the_sites(tmp_path):
     stray.write_text(span(datetime(2026, 2, 1, tzinfo=UTC), 20.3, channel="nox").model_dump_json())
     result = CliRunner().invoke(cli, ["qa", "import", "-c", str(config), "--check", str(stray)])
     assert result.exit_code == 1 and "nothing imported: QA record plant/k1/nox: channel 'nox'" in result.output
+    # publishing needs the broker: one line within seconds, no traceback; no settings at all: a usage error naming
+    # the option and the variables (the central commands' shared loader)
+    result = CliRunner().invoke(cli, ["qa", "import", "-c", str(config), str(good)])
+    assert result.exit_code == 1 and "Kafka at 127.0.0.1:1 is not reachable" in result.output, result.output
+    result = CliRunner(env={"CEMS_STREAM__KAFKA__BOOTSTRAP_SERVERS": None}).invoke(cli, ["qa", "import", str(good)])
+    assert result.exit_code == 2 and "no central settings: give a config file as -c/--config" in result.output
