@@ -9,7 +9,9 @@ a redirect), so the pages and the API share one implementation of every action.
 from __future__ import annotations
 
 import json
+import logging
 import secrets
+import sqlite3
 from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
@@ -18,7 +20,7 @@ from urllib.parse import quote, urlencode
 import jinja2
 from aiohttp import web
 
-from streams.archive.store import Archive
+from streams.archive.store import Archive, StoreError
 from streams.core.figures import HOUR_STATUS
 
 from . import review
@@ -43,6 +45,8 @@ SESSION: web.RequestKey[str | None] = web.RequestKey("session")  # the session t
 VIA = web.RequestKey("via", str)  # "cookie" | "bearer"
 AUTH = web.AppKey("auth", Auth)
 SETTINGS = web.AppKey("settings", dict)
+
+log = logging.getLogger(__name__)
 
 _env = jinja2.Environment(loader=jinja2.FileSystemLoader(HERE / "templates"),
                           autoescape=jinja2.select_autoescape(["html"]), undefined=jinja2.StrictUndefined)
@@ -70,6 +74,16 @@ async def _errors(request: web.Request, handler):
         return _error(request, 413, f"request larger than {request.app[SETTINGS]['max_body']:,} bytes")
     except web.HTTPMethodNotAllowed:
         return _error(request, 405, "method not allowed")
+    except web.HTTPException:
+        raise  # redirects and the other answers aiohttp builds on purpose
+    except (StoreError, sqlite3.Error) as exc:  # the archive or the console's store unusable: not the request's fault
+        log.error("console: %s %s: store unavailable: %s", request.method, request.path, exc,
+                  extra={"event": "console_store_error"})
+        return _error(request, 503, "the archive or the console's store is unavailable; try again later")
+    except Exception:  # the last resort: every cause found is handled above; the traceback stays in the log
+        log.exception("console: unforeseen error on %s %s", request.method, request.path,
+                      extra={"event": "console_unforeseen_error"})
+        return _error(request, 500, "internal error (logged on the server)")
 
 
 def _error(request: web.Request, status: int, message: str) -> web.Response:

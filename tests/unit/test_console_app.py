@@ -7,6 +7,7 @@ import contextlib
 import json
 import os
 import re
+import sqlite3
 import stat
 from datetime import UTC, datetime
 from pathlib import Path
@@ -16,12 +17,12 @@ from aiohttp.test_utils import TestClient, TestServer
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from streams.archive.store import Archive
+from streams.archive.store import Archive, StoreError
 from streams.console.app import ROUTES, make_app
 from streams.console.auth import Auth, Limits, RateLimiter, load_secret
 from streams.console.openapi import OPENAPI
 from streams.console.policy import User
-from streams.console.service import BadRequest, sniff
+from streams.console.service import BadRequest, Console, sniff
 from streams.console.store import Store
 
 REPO = Path(__file__).resolve().parents[2]
@@ -419,3 +420,27 @@ async def test_hostile_path_and_body_values_never_give_a_500(client):
     r = await client.post("/api/v1/alerts/action", data=b"{not json", headers={"X-CSRF-Token": csrf,
                                                                              "Content-Type": "application/json"})
     assert r.status == 400
+
+
+@pytest.mark.parametrize(("failure", "status"), [(StoreError("row 7 does not decode"), 503),
+                                                  (sqlite3.OperationalError("database is locked"), 503),
+                                                  (KeyError("a bug"), 500)])
+async def test_a_failing_store_or_a_bug_gets_the_consoles_own_answer_never_a_traceback(client, monkeypatch, caplog,
+                                                                                       failure, status):
+    """What is not the request's fault: a damaged or locked store is 503 (try again), an unforeseen error 500, both
+    as the console's error page (or JSON on the API), logged on the server with what failed, nothing of it leaked."""
+    await login(client, "muni-sz")
+
+    def broken(*args, **kwargs):
+        raise failure
+
+    monkeypatch.setattr(Console, "entities", broken)
+    page = await client.get("/entities")
+    assert page.status == status
+    text = await page.text()
+    assert "Traceback" not in text and "a bug" not in text and "row 7" not in text
+    assert "<html" in text.lower()  # the console's page, with its navigation, not aiohttp's bare text
+    api = await client.get("/api/v1/entities")
+    assert api.status == status
+    assert set(await api.json()) == {"error"}
+    assert any(r.levelname == "ERROR" and "/entities" in r.getMessage() for r in caplog.records)
