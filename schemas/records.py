@@ -17,20 +17,30 @@ A gap report is keyed by agent id on the compacted topic ``cems.gaps.v1``: the b
 received below the agent's highest sequence number, re-published whenever that set changes (a hole opens,
 or a late batch fills it); an empty ``holes`` list says the sequence is complete again. Reconciliation reads
 it as a data-quality indicator (a gateway that loses or withholds batches).
+
+An indicator day is keyed by ``{source_id}/{UTC day, YYYY-MM-DD}`` on the compacted topic ``cems.indicators.v1``:
+the hour partials of the source's channels (``streams/kernels/indicators/hours.py``) for the hours of that UTC day
+the stream has closed, re-published with the next ``revision`` whenever an hour closes or late minutes change one.
+The reconciler reads them instead of the minutes (docs/decisions.md). Binary, not JSON: a month of a national
+population is 620,000 of them; one JSON header line, then each array's bytes (``fields`` gives name and dtype,
+every array is ``[channels, 24]``).
 """
 
 from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, cast
+
+import numpy as np
+from numpy.typing import NDArray
 
 if TYPE_CHECKING:
     from _typeshed import DataclassInstance
 
-__all__ = ["GapReport", "HourlyRecord", "MonthlyRecord"]
+__all__ = ["GapReport", "HourlyRecord", "IndicatorDay", "MonthlyRecord"]
 
 
 def _num(x: float | None) -> float | None:
@@ -157,3 +167,48 @@ class GapReport:
     def from_json(cls, data: bytes) -> GapReport:
         d = json.loads(data)
         return cls(**d | {"holes": [tuple(h) for h in d["holes"]]})
+
+
+@dataclass(frozen=True, eq=False)
+class IndicatorDay:
+    """Hour partials of one source over one UTC day (``streams/core/findings.py`` makes them)."""
+
+    entity_id: str
+    source_id: str
+    day_start_ns: int  # UTC midnight [ns since the epoch]
+    channels: list[str]  # channel ids, the arrays' rows
+    closed: int  # bit h: hour h of the day is closed (its partial is in the arrays)
+    stale: int  # bit h: minutes of hour h folded after its minutes were let go: its partial misses them
+    revision: int  # 0 for the first publication, +1 per later one
+    arrays: dict[str, NDArray[Any]] = field(default_factory=dict)  # name -> [channels, 24]
+
+    @property
+    def key(self) -> str:
+        return f"{self.source_id}/{self.day_iso}"
+
+    @property
+    def day_iso(self) -> str:
+        return datetime.fromtimestamp(self.day_start_ns // 10**9, UTC).strftime("%Y-%m-%d")
+
+    def to_bytes(self) -> bytes:
+        head = {"entity_id": self.entity_id, "source_id": self.source_id, "day_start_ns": self.day_start_ns,
+                "day": self.day_iso, "channels": self.channels, "closed": self.closed, "stale": self.stale,
+                "revision": self.revision, "fields": [[k, v.dtype.str] for k, v in self.arrays.items()]}
+        return b"".join([json.dumps(head, separators=(",", ":")).encode(), b"\n"]
+                        + [np.ascontiguousarray(v).tobytes() for v in self.arrays.values()])
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> IndicatorDay:
+        cut = data.index(b"\n")
+        head = json.loads(data[:cut])
+        shape = (len(head["channels"]), 24)
+        arrays, at = {}, cut + 1
+        for name, dtype in head["fields"]:
+            dt = np.dtype(dtype)
+            size = shape[0] * shape[1] * dt.itemsize
+            if at + size > len(data):
+                raise ValueError(f"indicator day {head['source_id']}/{head.get('day')}: {name} is cut short")
+            arrays[name] = np.frombuffer(data, dtype=dt, count=shape[0] * shape[1], offset=at).reshape(shape)
+            at += size
+        return cls(head["entity_id"], head["source_id"], int(head["day_start_ns"]), list(head["channels"]),
+                   int(head["closed"]), int(head["stale"]), int(head["revision"]), arrays)

@@ -1,0 +1,196 @@
+"""The indicators' evidence in the stream: each closed hour of each source reduced to its hour partials, published
+per source and UTC day (:class:`~schemas.records.IndicatorDay`) for the reconciler, which evaluates a month's
+indicators from them (:func:`streams.kernels.indicators.scan_hours`) instead of reading the minutes back.
+
+Pure, no Kafka: :class:`IndicatorStream` lives in the :class:`~streams.core.processor.PartitionProcessor`, is fed the
+minutes it closes (the ones the InfluxDB sink writes) and the sources' event-time "now", and its state is saved
+with the processor's (segments ``fmin:<hour>`` and ``fday:<day>``), so its records are exactly-once with the rest.
+
+* A source's closed minutes wait in a minute array of their hour. The hour closes when event time passes its end
+  plus the allowed lateness (the hourly records' rule, for meters too); its partial goes into the day record and
+  the day is published.
+* Minutes of a closed hour that fold later (an agent's hole filled, late data for a minute never closed) recompute
+  its partial from the kept minutes and publish the day again, while the hour's minutes are kept: ``keep_s`` past
+  the close. Minutes later than that set the hour's ``stale`` bit (its partial misses them); the reconciler then
+  recomputes that month from InfluxDB (``cems reconcile --recompute``; docs/reconciliation.md).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+
+import numpy as np
+
+from schemas.records import IndicatorDay
+from streams.core.state import json_array, npz_bytes
+from streams.kernels import HOUR_NS, PeriodTable
+from streams.kernels.aggregate import MINUTE_NS
+from streams.kernels.indicators import DEFAULT_POLICY, Grid, HourPartials, IndicatorPolicy, hour_partials
+from streams.kernels.indicators.grid import NO_DATA
+
+__all__ = ["DAY_NS", "IndicatorStream"]
+
+DAY_NS = 24 * HOUR_NS
+_PER_HOUR = HOUR_NS // MINUTE_NS
+
+
+class _Day:
+    """One source's UTC day: the partials of its closed hours."""
+
+    def __init__(self, arrays: dict[str, np.ndarray], closed: int = 0, stale: int = 0, revision: int = -1) -> None:
+        self.arrays, self.closed, self.stale, self.revision = arrays, closed, stale, revision
+
+
+class IndicatorStream:
+    def __init__(self, registry, *, lateness_s: float = 600.0, keep_s: float = 6 * 3600.0,
+                 policy: IndicatorPolicy = DEFAULT_POLICY) -> None:
+        self.registry, self.policy = registry, policy
+        self.sources = [s.id for s in registry.sources]
+        self.channels = [[c.id for c in s.channels] for s in registry.sources]
+        counts = np.bincount(registry.source_of_series, minlength=len(self.sources))
+        self.first_series = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
+        self._lateness, self._keep = int(lateness_s * 1e9), int(keep_s * 1e9)
+        self.minutes: dict[int, dict[int, tuple[np.ndarray, np.ndarray]]] = {}  # hour -> source -> (mean, flag)
+        self.days: dict[int, dict[int, _Day]] = {}  # UTC day start -> source -> its day
+        self._dirty: set[str] = set()
+
+    # -- one processor call --------------------------------------------------------------------------
+
+    def update(self, minutes: PeriodTable | None, now: np.ndarray) -> list[IndicatorDay]:
+        """Take the minutes the processor closed in this call; close the hours event time has passed (``now``: per
+        source [ns]); return the day records that changed."""
+        redo: set[tuple[int, int]] = set()  # (source, hour) whose partial is (re)computed
+        touched: set[tuple[int, int]] = set()  # (source, day) to publish
+        if minutes is not None and len(minutes):
+            self._absorb(minutes, redo, touched)
+        for h, by_source in self.minutes.items():
+            for s in by_source:
+                day = self.days.get(h // DAY_NS * DAY_NS, {}).get(s)
+                closed = day is not None and day.closed >> ((h % DAY_NS) // HOUR_NS) & 1
+                if not closed and h + HOUR_NS + self._lateness <= now[s]:
+                    redo.add((s, h))
+        if redo:
+            self._close(sorted(redo), touched)
+        out = []
+        for s, d in sorted(touched):
+            day = self.days[d][s]
+            day.revision += 1
+            out.append(IndicatorDay(self.registry.entity_of[self.sources[s]], self.sources[s], d, self.channels[s],
+                                    day.closed, day.stale, day.revision, dict(day.arrays)))
+            self._dirty.add(f"fday:{d}")
+        self._evict(now)
+        return out
+
+    def _absorb(self, minutes: PeriodTable, redo: set, touched: set) -> None:
+        series = minutes.series
+        src = self.registry.source_of_series[series]
+        row = series - self.first_series[src]
+        hour = minutes.start_ns // HOUR_NS * HOUR_NS
+        slot = (minutes.start_ns - hour) // MINUTE_NS
+        mean = np.where(minutes.valid & np.isfinite(minutes.mean), minutes.mean, np.nan)  # as InfluxDB holds them
+        key = src * (1 << 40) + hour // HOUR_NS
+        for k in np.unique(key).tolist():  # one (source, hour) at a time: a loop over hours, not readings
+            sel = key == k
+            s, h = int(k >> 40), int(k & ((1 << 40) - 1)) * HOUR_NS
+            d = h // DAY_NS * DAY_NS
+            day = self.days.get(d, {}).get(s)
+            bit = 1 << ((h - d) // HOUR_NS)
+            kept = self.minutes.get(h, {}).get(s)
+            if kept is None and day is not None and day.closed & bit:  # its minutes are gone: the partial misses these
+                day.stale |= bit
+                touched.add((s, d))
+                continue
+            if kept is None:
+                n = len(self.channels[s])
+                kept = self.minutes.setdefault(h, {})[s] = (np.full((n, _PER_HOUR), np.nan),
+                                                            np.full((n, _PER_HOUR), NO_DATA, dtype=np.uint8))
+            kept[0][row[sel], slot[sel]] = mean[sel]
+            kept[1][row[sel], slot[sel]] = minutes.label[sel]
+            self._dirty.add(f"fmin:{h}")
+            if day is not None and day.closed & bit:
+                redo.add((s, h))
+
+    def _close(self, redo: list[tuple[int, int]], touched: set) -> None:
+        """The partials of the (source, hour) pairs, from their kept minutes, into their days."""
+        means = [self.minutes[h][s][0] for s, h in redo]
+        flags = [self.minutes[h][s][1] for s, h in redo]
+        parts = hour_partials(Grid(np.concatenate(means), 0, MINUTE_NS, np.concatenate(flags)), self.policy)
+        at = 0
+        for (s, h), m in zip(redo, means, strict=True):
+            d = h // DAY_NS * DAY_NS
+            day = self.days.setdefault(d, {}).get(s)
+            if day is None:
+                empty = HourPartials.empty(len(self.channels[s]), 24, d)
+                day = self.days[d][s] = _Day({k: v.copy() for k, v in empty.arrays().items()})
+            j = (h - d) // HOUR_NS
+            for name, x in parts.arrays().items():
+                day.arrays[name][:, j] = x[at:at + len(m), 0]
+            day.closed |= 1 << j
+            at += len(m)
+            touched.add((s, d))
+
+    def _evict(self, now: np.ndarray) -> None:
+        """Let go of minutes ``keep_s`` after their hour closed, and of days once none of their minutes is kept."""
+        for h in list(self.minutes):
+            by_source = self.minutes[h]
+            for s in [s for s in by_source if h + HOUR_NS + self._lateness + self._keep <= now[s]]:
+                del by_source[s]
+                self._dirty.add(f"fmin:{h}")
+            if not by_source:
+                del self.minutes[h]
+        kept_days = {h // DAY_NS * DAY_NS for h in self.minutes}
+        for d in [d for d in self.days if d not in kept_days]:
+            by_source = self.days[d]
+            for s in [s for s in by_source if d + DAY_NS + self._lateness + self._keep <= now[s]]:
+                del by_source[s]
+                self._dirty.add(f"fday:{d}")
+            if not by_source:
+                del self.days[d]
+
+    # -- state -----------------------------------------------------------------------------------------
+
+    def segments(self, full: bool) -> tuple[dict[str, bytes], set[str]]:
+        """The segments changed since the last call (all if ``full``) and the names of the live ones."""
+        live = {f"fmin:{h}" for h in self.minutes} | {f"fday:{d}" for d in self.days}
+        out = {}
+        for name in sorted(live if full else self._dirty & live):
+            kind, t = name.split(":")
+            out[name] = self._minutes_segment(int(t)) if kind == "fmin" else self._day_segment(int(t))
+        if not full:
+            self._dirty = set()
+        return out, live
+
+    def _minutes_segment(self, h: int) -> bytes:
+        srcs = sorted(self.minutes[h])
+        return npz_bytes(sources=np.array(srcs, dtype=np.int64),
+                         mean=np.concatenate([self.minutes[h][s][0] for s in srcs]),
+                         flag=np.concatenate([self.minutes[h][s][1] for s in srcs]))
+
+    def _day_segment(self, d: int) -> bytes:
+        srcs = sorted(self.days[d])
+        days = [self.days[d][s] for s in srcs]
+        meta = {"sources": srcs, "closed": [x.closed for x in days], "stale": [x.stale for x in days],
+                "revision": [x.revision for x in days]}
+        return npz_bytes(meta=json_array(meta), **{name: np.concatenate([x.arrays[name] for x in days])
+                                                   for name in HourPartials.ARRAYS})
+
+    def restore_segments(self, segments: dict[str, bytes]) -> None:
+        self.minutes, self.days, self._dirty = {}, {}, set()
+        for name, data in segments.items():
+            kind, _, t = name.partition(":")
+            if kind not in ("fmin", "fday"):
+                continue
+            z = np.load(io.BytesIO(data))
+            if kind == "fmin":
+                srcs = z["sources"].tolist()
+                cuts = np.cumsum([0] + [len(self.channels[s]) for s in srcs])
+                self.minutes[int(t)] = {s: (z["mean"][a:b].copy(), z["flag"][a:b].copy())
+                                        for s, a, b in zip(srcs, cuts[:-1], cuts[1:], strict=True)}
+            else:
+                meta = json.loads(z["meta"].tobytes())
+                cuts = np.cumsum([0] + [len(self.channels[s]) for s in meta["sources"]])
+                self.days[int(t)] = {
+                    s: _Day({f: z[f][a:b].copy() for f in HourPartials.ARRAYS}, c, st, r)
+                    for s, a, b, c, st, r in zip(meta["sources"], cuts[:-1], cuts[1:], meta["closed"], meta["stale"],
+                                                 meta["revision"], strict=True)}
