@@ -133,11 +133,11 @@ class IndicatorStream:
     def _evict(self, now: np.ndarray) -> None:
         """Let go of minutes ``keep_s`` after their hour closed, and of days once none of their minutes is kept."""
         for h in list(self.minutes):
-            by_source = self.minutes[h]
-            for s in [s for s in by_source if h + HOUR_NS + self._lateness + self._keep <= now[s]]:
-                del by_source[s]
+            kept = self.minutes[h]
+            for s in [s for s in kept if h + HOUR_NS + self._lateness + self._keep <= now[s]]:
+                del kept[s]
                 self._dirty.add(f"fmin:{h}")
-            if not by_source:
+            if not kept:
                 del self.minutes[h]
         kept_days = {h // DAY_NS * DAY_NS for h in self.minutes}
         for d in [d for d in self.days if d not in kept_days]:
