@@ -29,7 +29,7 @@ from streams.kernels.aggregate import MINUTE_NS
 from streams.kernels.indicators import DEFAULT_POLICY, Grid, HourPartials, IndicatorPolicy, hour_partials
 from streams.kernels.indicators.grid import NO_DATA
 
-__all__ = ["DAY_NS", "IndicatorStream"]
+__all__ = ["DAY_NS", "IndicatorStream", "day_records", "month_partials"]
 
 DAY_NS = 24 * HOUR_NS
 _PER_HOUR = HOUR_NS // MINUTE_NS
@@ -194,3 +194,47 @@ class IndicatorStream:
                     s: _Day({f: z[f][a:b].copy() for f in HourPartials.ARRAYS}, c, st, r)
                     for s, a, b, c, st, r in zip(meta["sources"], cuts[:-1], cuts[1:], meta["closed"], meta["stale"],
                                                  meta["revision"], strict=True)}
+
+
+def month_partials(series: list[tuple[str, str]], start_ns: int, end_ns: int,
+                   days: list[IndicatorDay]) -> tuple[HourPartials, int]:
+    """An entity's hour partials over ``[start_ns, end_ns)`` (whole hours) from its day records, rows numbered as
+    ``series`` ((source id, channel id)); hours no record closed stay empty (an hour without minutes). Also the
+    number of stale hours in the range (partials that miss minutes: recompute from InfluxDB)."""
+    n_hours = (end_ns - start_ns) // HOUR_NS
+    out = HourPartials.empty(len(series), n_hours, start_ns)
+    arrays = out.arrays()
+    index = {key: i for i, key in enumerate(series)}
+    stale = 0
+    for day in days:  # a loop over records (one per source and day), not over readings
+        h0 = (day.day_start_ns - start_ns) // HOUR_NS
+        a, b = max(0, -h0), min(24, n_hours - h0)
+        if a >= b:
+            continue
+        pairs = [(j, index[(day.source_id, c)]) for j, c in enumerate(day.channels) if (day.source_id, c) in index]
+        if not pairs:
+            continue
+        src_rows, dst_rows = np.array(pairs, dtype=np.int64).T
+        for name, x in arrays.items():
+            x[dst_rows, h0 + a:h0 + b] = day.arrays[name][src_rows, a:b]
+        stale += bin(day.stale >> a & ((1 << (b - a)) - 1)).count("1")
+    return out, stale
+
+
+def day_records(entity_id: str, source_id: str, channels: list[str], parts: HourPartials,
+                revision: int = 0) -> list[IndicatorDay]:
+    """One source's hour partials (rows: ``channels``) cut into the day records the stream publishes, every hour
+    of ``parts`` closed. For tools and tests that hold a month of partials (a backfill from InfluxDB, the
+    benchmark); the stream makes its records hour by hour (:class:`IndicatorStream`)."""
+    n, h = parts.shape
+    first = parts.start_ns // DAY_NS * DAY_NS
+    out = []
+    for d in range(first, parts.start_ns + h * HOUR_NS, DAY_NS):  # a loop over days
+        a = (d - parts.start_ns) // HOUR_NS  # hour of parts at the day's hour 0 (negative: before parts)
+        lo, hi = max(0, -a), min(24, h - a)
+        arrays = HourPartials.empty(n, 24, d).arrays()
+        for name, x in parts.arrays().items():
+            arrays[name][:, lo:hi] = x[:, a + lo:a + hi]
+        out.append(IndicatorDay(entity_id, source_id, d, list(channels), ((1 << hi) - 1) & ~((1 << lo) - 1), 0,
+                                revision, arrays))
+    return out

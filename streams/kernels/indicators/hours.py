@@ -92,6 +92,10 @@ class HourPartials:
         return cls(start_ns, *(np.full((n_series, n_hours), f, dtype=d) for f, d in zip(cls.FILL, cls.DTYPES,
                                                                                            strict=True)))
 
+    def rows(self, index: list[int] | NDArray[np.int64]) -> HourPartials:
+        """The partials of the series ``index`` selects, in that order."""
+        return HourPartials(self.start_ns, *(getattr(self, name)[index] for name in self.ARRAYS))
+
     def arrays(self) -> dict[str, NDArray[np.generic]]:
         return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "start_ns"}
 
@@ -202,8 +206,8 @@ def scan_hours(parts: HourPartials, *, tz: ZoneInfo | str, policy: IndicatorPoli
         padded = np.full((n, days * 24), fill, dtype=x.dtype)
         padded[:, :h] = x
         moments.append(padded.reshape(n, days, 24))
-    out.append(low_variance_days(moments[0], moments[1], moments[2], per_day, typical_cv=typical_cv, policy=policy, start_ns=start,
-                                 period_ns=MINUTE_NS))
+    out.append(low_variance_days(moments[0], moments[1], moments[2], per_day, typical_cv=typical_cv, policy=policy,
+                                 start_ns=start, period_ns=MINUTE_NS))
     hours = parts.hours()
     if pairs is not None and pairs.co2.size:
         out.append(co2_o2_inconsistency(
