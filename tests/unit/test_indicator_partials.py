@@ -1,0 +1,216 @@
+"""The indicators from the stream's hour partials equal the indicators from the month's minute grid, bit for bit:
+the kernels (scan_hours against scan, meter totals from pieces), the stream's state (IndicatorStream through the
+processor, crashes and late data included), the day records and the reconciler's assembly of a local month."""
+
+from __future__ import annotations
+
+import random
+from zoneinfo import ZoneInfo
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from schemas.quantities import Flag
+from schemas.records import IndicatorDay
+from streams.core.findings import DAY_NS, day_records, month_partials
+from streams.core.monthly import month_range
+from streams.core.processor import Message
+from streams.kernels.aggregate import HOUR_NS, MINUTE_NS
+from streams.kernels.indicators import (
+    NO_DATA,
+    CO2O2Pairs,
+    Findings,
+    Grid,
+    HourPartials,
+    IndicatorPolicy,
+    hour_grid,
+    hour_partials,
+    scan,
+    scan_hours,
+)
+from streams.kernels.meters import metered_totals
+from tests.fixtures import T0, processor, two_stacks
+
+TZ = ZoneInfo("Asia/Shanghai")
+START, END = month_range("2026-03", TZ)  # local midnight 1 March = 2026-02-28T16:00Z; 31 days = 744 hours
+
+
+def same(a: Findings, b: Findings) -> None:
+    for f in Findings._FIELDS:
+        x, y = getattr(a, f), getattr(b, f)
+        assert x.shape == y.shape and np.array_equal(x, y, equal_nan=True), f
+
+
+def stream_month(x: np.ndarray, flag: np.ndarray, t0: int) -> HourPartials:
+    """What the reconciler assembles: each UTC hour reduced on its own (as the stream closes it), published as
+    day records of source "s" (channels c0..), then cut to the local month."""
+    n = x.shape[0]
+    hours = [hour_partials(Grid(x[:, i:i + 60], t0 + i * MINUTE_NS, MINUTE_NS, flag[:, i:i + 60]))
+             for i in range(0, x.shape[1], 60)]
+    whole = HourPartials(t0, *(np.concatenate([getattr(p, a) for p in hours], axis=1) for a in HourPartials.ARRAYS))
+    channels = [f"c{i}" for i in range(n)]
+    days = [IndicatorDay.from_bytes(d.to_bytes()) for d in day_records("e", "s", channels, whole)]
+    parts, stale = month_partials([("s", c) for c in channels], START, END, days)
+    assert stale == 0
+    return parts
+
+
+def plant() -> tuple[np.ndarray, np.ndarray, int]:
+    """A day either side of March (local), minutes of CO2 %, O2 %, a load-following flow, a coal totaliser [kg] and
+    a coal feeder [t/h], with every indicator provoked once."""
+    t0 = START - DAY_NS
+    m = (END - START + 2 * DAY_NS) // MINUTE_NS
+    rng = np.random.default_rng(5)
+    day_cycle = 1 + 0.1 * np.sin(np.arange(m) * 2 * np.pi / 1440)
+    co2 = 12.0 * day_cycle + rng.normal(0, 0.2, m)
+    o2 = 20.9 * (1 - co2 / 18.8) + rng.normal(0, 0.05, m)
+    flow = 100 * day_cycle + rng.normal(0, 2, m)
+    total = 1e6 + np.cumsum(np.full(m, 250.0))  # 250 kg a minute
+    feeder = 15.0 + rng.normal(0, 0.5, m)
+    x = np.stack([co2, o2, flow, total, feeder])
+    flag = np.full(x.shape, Flag.N, dtype=np.uint8)
+    at = (START - t0) // MINUTE_NS  # minute 0 of the local month on this grid
+    x[0, at - 20:at + 40] = 11.5  # flatline across the month start: the month sees 40 of its 60 minutes
+    x[0, at + 1000:at + 1100] = 12.25  # flatline of 100 minutes across an hour boundary
+    day3 = at + 3 * 1440
+    flag[0, day3 - 10:day3 + 20] = Flag.C  # a 30-minute calibration across local midnight (cm_run_long)
+    flag[1, at + 5 * 1440:at + 5 * 1440 + 200] = Flag.M  # 200 minutes of maintenance in a day (cm_day_share)
+    x[2, at + 9 * 1440:at + 10 * 1440] = 100.0 + rng.normal(0, 0.01, 1440)  # a far too quiet day (low_variance)
+    x[2, at + 14 * 1440:at + 15 * 1440] = x[2, at + 12 * 1440:at + 13 * 1440]  # a copied day (repeated_profile)
+    x[0, at + 20 * 1440:at + 20 * 1440 + 600] *= 1.25  # CO2 biased against the O2 for 10 hours (co2_o2)
+    x[1, at + 25 * 1440 + 7:] += 1.5  # a step of the O2 (level_shift)
+    x[:3, at + 2000:at + 2300] = np.nan  # a comm loss: no minutes at all
+    flag[:3, at + 2000:at + 2300] = NO_DATA
+    flag[:3, at + 4000:at + 4090] = Flag.F  # the source stopped: values, not operating
+    x[3, at + 7000:at + 9000] = np.nan  # the totaliser silent for a while: its difference loses nothing
+    x[4, at + 3000:at + 3600] = np.nan  # the feeder silent: a gap is unknown flow
+    flag[3:][np.isnan(x[3:])] = NO_DATA
+    return x, flag, t0
+
+
+def test_a_month_from_hour_partials_equals_the_month_from_its_minutes():
+    x, flag, t0 = plant()
+    at = (START - t0) // MINUTE_NS
+    m = (END - START) // MINUTE_NS
+    minutes = Grid(x[:, at:at + m], START, MINUTE_NS, flag[:, at:at + m])  # what InfluxDB returns for the month
+    pairs = CO2O2Pairs(np.array([0]), np.array([1]), np.array([18.8]), np.array([1.0]))
+    policy = IndicatorPolicy(shift_z=8.0)
+    old = scan(minutes, hour_grid(minutes), tz=TZ, policy=policy, pairs=pairs)
+    parts = stream_month(x, flag, t0)
+    new = scan_hours(parts, tz=TZ, policy=policy, pairs=pairs)
+    same(old, new)
+    found = {(r, s, int(v)) for r, s, v in zip(new.rule_name.tolist(), new.series.tolist(), new.value.tolist(),
+                                                strict=True) if r in ("flatline", "cm_run_long")}
+    # flatline: 40 minutes from the month start (the 20 before it are February's), 100 minutes across an hour;
+    # the calibration: 10 + 20 = 30 minutes across local midnight
+    assert {("flatline", 0, 40), ("flatline", 0, 100), ("cm_run_long", 0, 30)} <= found
+    rules = set(new.rule_name.tolist())
+    assert rules >= {"flatline", "cm_run_long", "cm_day_share", "low_variance", "repeated_profile",
+                     "co2_o2_inconsistent", "level_shift"}
+    share = new.value[(new.rule_name == "cm_day_share") & (new.series == 1)]
+    assert share.tolist() == [200 / 1440]  # 200 maintenance minutes of the day's 1440
+    # the meters: the same totals from the pieces as from the grid
+    series = [("s", f"c{i}") for i in range(5)]
+    channels = {("s", "c3"): ("xf0003", "kg"), ("s", "c4"): ("xf0001", "t/h")}
+    meters = {"s/c3": "fuel:coal", "s/c4": "fuel:coke"}
+    want = metered_totals(minutes, series, channels, meters)
+    assert metered_totals(parts, series, channels, meters) == want
+    # the totaliser: 250 kg a minute from the month's first minute to its last = 44,639 x 250 kg = 11,159.75 t
+    assert want["fuel:coal"].counted_total == pytest.approx(44_639 * 0.25)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(0, 2**32 - 1), st.floats(0.0, 0.6), st.floats(0.0, 0.3))
+def test_any_gaps_flags_and_repeats_give_the_same_findings(seed, gaps, repeats):
+    # two local days of three channels: random gaps (no minute), random F/C/M flags, random runs of repeats
+    rng = np.random.default_rng(seed)
+    m = 2 * 1440
+    x = np.round(rng.normal(10, 1, (3, m)), 1)
+    held = rng.random((3, m)) < repeats
+    for i in range(3):  # a held value repeats the previous minute's
+        idx = np.flatnonzero(held[i])
+        idx = idx[idx > 0]
+        for j in idx:
+            x[i, j] = x[i, j - 1]
+    flag = rng.choice(np.array([Flag.N, Flag.N, Flag.N, Flag.F, Flag.C, Flag.M], dtype=np.uint8), (3, m))
+    gap = rng.random((3, m)) < gaps
+    x[gap], flag[gap] = np.nan, NO_DATA
+    start = START
+    policy = IndicatorPolicy(flat_min_minutes=3, cm_max_run_minutes=2, lowvar_rel=0.9)
+    minutes = Grid(x, start, MINUTE_NS, flag)
+    old = scan(minutes, hour_grid(minutes), tz=TZ, policy=policy)
+    hours = [hour_partials(Grid(x[:, i:i + 60], start + i * MINUTE_NS, MINUTE_NS, flag[:, i:i + 60]), policy)
+             for i in range(0, m, 60)]
+    parts = HourPartials(start, *(np.concatenate([getattr(p, a) for p in hours], axis=1) for a in HourPartials.ARRAYS))
+    same(old, scan_hours(parts, tz=TZ, policy=policy))
+
+
+def test_hour_partials_by_hand():
+    # one hour: minutes 0-29 at 5.0 (29 repeats), 30-59 NaN except 59 = 7.0 flagged C; minute 0 flagged M
+    x = np.full((1, 60), np.nan)
+    x[0, :30], x[0, 59] = 5.0, 7.0
+    flag = np.full((1, 60), NO_DATA, dtype=np.uint8)
+    flag[0, :30], flag[0, 0], flag[0, 59] = Flag.N, Flag.M, Flag.C
+    p = hour_partials(Grid(x, T0, MINUTE_NS, flag))
+    assert p.mean[0, 0] == (30 * 5.0 + 7.0) / 31  # 157 / 31
+    assert p.repeats[0, 0] == (1 << 29) - 1  # transitions 0..28 repeat
+    assert p.cm[0, 0] == 1 | 1 << 59
+    assert p.head[0, 0] == 5.0 and p.tail[0, 0] == 7.0  # both valid and operating (C is not F)
+    assert (p.n_valid[0, 0], p.total[0, 0], p.first[0, 0], p.last[0, 0]) == (31, 157.0, 0, 59)
+    assert p.lv_count[0, 0] == 31 and p.lv_mean[0, 0] == 157 / 31
+    assert p.calibrating[0, 0] and p.operating[0, 0]
+    with pytest.raises(ValueError, match="whole hours"):
+        hour_partials(Grid(x[:, :30], T0, MINUTE_NS, flag[:, :30]))
+
+
+def test_a_day_record_round_trips_and_a_cut_one_is_refused():
+    parts = HourPartials.empty(2, 24, T0 // DAY_NS * DAY_NS)
+    (day,) = day_records("e", "s", ["a", "b"], parts)
+    assert day.closed == (1 << 24) - 1 and day.key == f"s/{day.day_iso}"
+    back = IndicatorDay.from_bytes(day.to_bytes())
+    assert back.channels == ["a", "b"] and all(np.array_equal(back.arrays[k], v, equal_nan=True)
+                                               for k, v in day.arrays.items())
+    with pytest.raises(ValueError, match="cut short"):
+        IndicatorDay.from_bytes(day.to_bytes()[:-8])
+
+
+def test_the_processor_publishes_the_partials_of_the_minutes_it_closes_through_crashes():
+    # two stacks, 3 hours of readings; the processor crashes and restores its saved segments at random
+    messages, _ = two_stacks()
+    rng = random.Random(3)
+    p, saved, pos = processor(), {}, 0
+    minutes, days = [], {}
+    while pos < len(messages):
+        if saved and rng.random() < 0.1:
+            p = processor()
+            p.restore(saved)
+            pos = p.next_offset  # the replay closes the same minutes again: InfluxDB rewrites identical points
+        n = rng.randrange(50, 400)
+        out = p.process([Message(m.offset, m.value, m.headers, m.timestamp_ms) for m in messages[pos:pos + n]])
+        pos += n
+        if out.minutes is not None:
+            minutes.append(out.minutes)
+        for d in out.indicators:
+            days[d.key] = d
+        if rng.random() < 0.3:
+            saved = {k: v for k, v in (saved | p.checkpoint()).items() if v is not None}
+    # the minutes as InfluxDB holds them (each minute written once or rewritten identically), as one grid
+    reg = p.registry
+    n_series = reg.n_series
+    grid_mean = np.full((n_series, 3 * 60), np.nan)
+    grid_flag = np.full((n_series, 3 * 60), NO_DATA, dtype=np.uint8)
+    for t in minutes:
+        i = (t.start_ns - T0) // MINUTE_NS
+        ok = (i >= 0) & (i < 180)
+        grid_mean[t.series[ok], i[ok]] = np.where(t.valid & np.isfinite(t.mean), t.mean, np.nan)[ok]
+        grid_flag[t.series[ok], i[ok]] = t.label[ok]
+    want = hour_partials(Grid(grid_mean[:, :120], T0, MINUTE_NS, grid_flag[:, :120]))  # hours 0 and 1 closed
+    for s, src in enumerate(reg.sources):
+        (day,) = [d for d in days.values() if d.source_id == src.id]
+        j = (T0 - day.day_start_ns) // HOUR_NS
+        assert day.closed >> j & 3 == 3 and not day.stale  # hours 0 and 1 closed, hour 2 still open
+        rows = np.flatnonzero(reg.source_of_series == s)
+        for name in HourPartials.ARRAYS:
+            assert np.array_equal(day.arrays[name][:, j:j + 2], getattr(want, name)[rows], equal_nan=True), name
