@@ -22,8 +22,8 @@ An indicator day is keyed by ``{source_id}/{UTC day, YYYY-MM-DD}`` on the compac
 the hour partials of the source's channels (``streams/kernels/indicators/hours.py``) for the hours of that UTC day
 the stream has closed, re-published with the next ``revision`` whenever an hour closes or late minutes change one.
 The reconciler reads them instead of the minutes (docs/decisions.md). Binary, not JSON: a month of a national
-population is 620,000 of them; one JSON header line, then each array's bytes (``fields`` gives name and dtype,
-every array is ``[channels, 24]``).
+population is 620,000 of them; one JSON header line, then each array's bytes (``fields`` gives name, dtype and
+rows: ``[channels, 24]`` for the indicators' fields, ``[meter_channels, 24]`` for the meters').
 """
 
 from __future__ import annotations
@@ -181,6 +181,8 @@ class IndicatorDay:
     stale: int  # bit h: minutes of hour h folded after its minutes were let go: its partial misses them
     revision: int  # 0 for the first publication, +1 per later one
     arrays: dict[str, NDArray[Any]] = field(default_factory=dict)  # name -> [channels, 24]
+    meter_channels: list[str] = field(default_factory=list)  # the meter channels (xf/xp/xe quantities) among them
+    meters: dict[str, NDArray[Any]] = field(default_factory=dict)  # name -> [meter_channels, 24]
 
     @property
     def key(self) -> str:
@@ -193,22 +195,25 @@ class IndicatorDay:
     def to_bytes(self) -> bytes:
         head = {"entity_id": self.entity_id, "source_id": self.source_id, "day_start_ns": self.day_start_ns,
                 "day": self.day_iso, "channels": self.channels, "closed": self.closed, "stale": self.stale,
-                "revision": self.revision, "fields": [[k, v.dtype.str] for k, v in self.arrays.items()]}
+                "revision": self.revision, "meter_channels": self.meter_channels,
+                "fields": [[k, v.dtype.str, 0] for k, v in self.arrays.items()]
+                + [[k, v.dtype.str, 1] for k, v in self.meters.items()]}
         return b"".join([json.dumps(head, separators=(",", ":")).encode(), b"\n"]
-                        + [np.ascontiguousarray(v).tobytes() for v in self.arrays.values()])
+                        + [np.ascontiguousarray(v).tobytes() for v in (*self.arrays.values(), *self.meters.values())])
 
     @classmethod
     def from_bytes(cls, data: bytes) -> IndicatorDay:
         cut = data.index(b"\n")
         head = json.loads(data[:cut])
-        shape = (len(head["channels"]), 24)
-        arrays, at = {}, cut + 1
-        for name, dtype in head["fields"]:
-            dt = np.dtype(dtype)
-            size = shape[0] * shape[1] * dt.itemsize
-            if at + size > len(data):
+        rows = (len(head["channels"]), len(head.get("meter_channels", [])))
+        groups: tuple[dict[str, NDArray[Any]], dict[str, NDArray[Any]]] = ({}, {})
+        at = cut + 1
+        for name, dtype, group in head["fields"]:
+            dt, count = np.dtype(dtype), rows[group] * 24
+            if at + count * dt.itemsize > len(data):
                 raise ValueError(f"indicator day {head['source_id']}/{head.get('day')}: {name} is cut short")
-            arrays[name] = np.frombuffer(data, dtype=dt, count=shape[0] * shape[1], offset=at).reshape(shape)
-            at += size
+            groups[group][name] = np.frombuffer(data, dtype=dt, count=count, offset=at).reshape(rows[group], 24)
+            at += count * dt.itemsize
         return cls(head["entity_id"], head["source_id"], int(head["day_start_ns"]), list(head["channels"]),
-                   int(head["closed"]), int(head["stale"]), int(head["revision"]), arrays)
+                   int(head["closed"]), int(head["stale"]), int(head["revision"]), groups[0],
+                   list(head.get("meter_channels", [])), groups[1])

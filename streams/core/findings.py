@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import io
 import json
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -29,7 +30,7 @@ from streams.kernels.aggregate import MINUTE_NS
 from streams.kernels.indicators import DEFAULT_POLICY, Grid, HourPartials, IndicatorPolicy, hour_partials
 from streams.kernels.indicators.grid import NO_DATA
 
-__all__ = ["DAY_NS", "IndicatorStream", "day_records", "month_partials"]
+__all__ = ["DAY_NS", "IndicatorStream", "day_records", "is_meter", "month_partials"]
 
 DAY_NS = 24 * HOUR_NS
 _PER_HOUR = HOUR_NS // MINUTE_NS
@@ -48,6 +49,7 @@ class IndicatorStream:
         self.registry, self.policy = registry, policy
         self.sources = [s.id for s in registry.sources]
         self.channels = [[c.id for c in s.channels] for s in registry.sources]
+        self.meter_rows = [[j for j, c in enumerate(s.channels) if is_meter(c.quantity)] for s in registry.sources]
         counts = np.bincount(registry.source_of_series, minlength=len(self.sources))
         self.first_series = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
         self._lateness, self._keep = int(lateness_s * 1e9), int(keep_s * 1e9)
@@ -76,8 +78,8 @@ class IndicatorStream:
         for s, d in sorted(touched):
             day = self.days[d][s]
             day.revision += 1
-            out.append(IndicatorDay(self.registry.entity_of[self.sources[s]], self.sources[s], d, self.channels[s],
-                                    day.closed, day.stale, day.revision, dict(day.arrays)))
+            out.append(_record(self.registry.entity_of[self.sources[s]], self.sources[s], d, self.channels[s],
+                               self.meter_rows[s], day.arrays, day.closed, day.stale, day.revision))
             self._dirty.add(f"fday:{d}")
         self._evict(now)
         return out
@@ -196,11 +198,29 @@ class IndicatorStream:
                                                  meta["revision"], strict=True)}
 
 
+def is_meter(quantity: str) -> bool:
+    """Fuel, material and electricity meters (schemas/quantities.py ``xf``, ``xp``, ``xe`` codes): the channels the
+    meter totals are made of, whose day records carry the meters' fields."""
+    return quantity[:2] in ("xf", "xp", "xe")
+
+
+def _record(entity_id: str, source_id: str, day_ns: int, channels: list[str], meter_rows: list[int],
+            arrays: dict[str, np.ndarray], closed: int, stale: int, revision: int) -> IndicatorDay:
+    def compact(name: str, x: np.ndarray) -> np.ndarray:
+        return x.astype(HourPartials.COMPACT[name]) if name in HourPartials.COMPACT else x.copy()
+
+    return IndicatorDay(entity_id, source_id, day_ns, list(channels), closed, stale, revision,
+                        {f: compact(f, arrays[f]) for f in HourPartials.INDICATOR_FIELDS},
+                        [channels[j] for j in meter_rows],
+                        {f: compact(f, arrays[f][meter_rows]) for f in HourPartials.METER_FIELDS})
+
+
 def month_partials(series: list[tuple[str, str]], start_ns: int, end_ns: int,
                    days: list[IndicatorDay]) -> tuple[HourPartials, int]:
     """An entity's hour partials over ``[start_ns, end_ns)`` (whole hours) from its day records, rows numbered as
-    ``series`` ((source id, channel id)); hours no record closed stay empty (an hour without minutes). Also the
-    number of stale hours in the range (partials that miss minutes: recompute from InfluxDB)."""
+    ``series`` ((source id, channel id)); hours no record closed stay empty (an hour without minutes), and so do
+    the meters' fields of channels that are no meters. Also the number of stale hours in the range (partials that
+    miss minutes: recompute from InfluxDB)."""
     n_hours = (end_ns - start_ns) // HOUR_NS
     out = HourPartials.empty(len(series), n_hours, start_ns)
     arrays = out.arrays()
@@ -211,23 +231,25 @@ def month_partials(series: list[tuple[str, str]], start_ns: int, end_ns: int,
         a, b = max(0, -h0), min(24, n_hours - h0)
         if a >= b:
             continue
-        pairs = [(j, index[(day.source_id, c)]) for j, c in enumerate(day.channels) if (day.source_id, c) in index]
-        if not pairs:
-            continue
-        src_rows, dst_rows = np.array(pairs, dtype=np.int64).T
-        for name, x in arrays.items():
-            x[dst_rows, h0 + a:h0 + b] = day.arrays[name][src_rows, a:b]
+        for channels, fields in ((day.channels, day.arrays), (day.meter_channels, day.meters)):
+            pairs = [(j, index[(day.source_id, c)]) for j, c in enumerate(channels) if (day.source_id, c) in index]
+            if pairs and fields:
+                src_rows, dst_rows = np.array(pairs, dtype=np.int64).T
+                for name, x in fields.items():
+                    arrays[name][dst_rows, h0 + a:h0 + b] = x[src_rows, a:b]
         stale += bin(day.stale >> a & ((1 << (b - a)) - 1)).count("1")
     return out, stale
 
 
 def day_records(entity_id: str, source_id: str, channels: list[str], parts: HourPartials,
-                revision: int = 0) -> list[IndicatorDay]:
-    """One source's hour partials (rows: ``channels``) cut into the day records the stream publishes, every hour
-    of ``parts`` closed. For tools and tests that hold a month of partials (a backfill from InfluxDB, the
-    benchmark); the stream makes its records hour by hour (:class:`IndicatorStream`)."""
+                meter_channels: Sequence[str] = (), revision: int = 0) -> list[IndicatorDay]:
+    """One source's hour partials (rows: ``channels``; ``meter_channels`` those that are meters) cut into the day
+    records the stream publishes, every hour of ``parts`` closed. For tools and tests that hold a month of
+    partials (a backfill from InfluxDB, the benchmark); the stream makes its records hour by hour
+    (:class:`IndicatorStream`)."""
     n, h = parts.shape
     first = parts.start_ns // DAY_NS * DAY_NS
+    meter_rows = [channels.index(c) for c in meter_channels]
     out = []
     for d in range(first, parts.start_ns + h * HOUR_NS, DAY_NS):  # a loop over days
         a = (d - parts.start_ns) // HOUR_NS  # hour of parts at the day's hour 0 (negative: before parts)
@@ -235,6 +257,6 @@ def day_records(entity_id: str, source_id: str, channels: list[str], parts: Hour
         arrays = HourPartials.empty(n, 24, d).arrays()
         for name, x in parts.arrays().items():
             arrays[name][:, lo:hi] = x[:, a + lo:a + hi]
-        out.append(IndicatorDay(entity_id, source_id, d, list(channels), ((1 << hi) - 1) & ~((1 << lo) - 1), 0,
-                                revision, arrays))
+        out.append(_record(entity_id, source_id, d, channels, meter_rows, arrays,
+                           ((1 << hi) - 1) & ~((1 << lo) - 1), 0, revision))
     return out

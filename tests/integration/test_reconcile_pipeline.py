@@ -23,7 +23,7 @@ from schemas.kafka import KafkaConnection
 from schemas.quantities import Flag
 from schemas.records import MonthlyRecord
 from streams.config import InfluxSettings, ReconcileSettings, Topics, WorkerConfig
-from streams.core.findings import day_records
+from streams.core.findings import day_records, is_meter
 from streams.kernels.indicators import Grid, hour_partials
 from streams.runtime.kafka_io import send_all
 from streams.runtime.reconciler import Reconciler, read_alerts
@@ -82,7 +82,8 @@ def publish_partials(cfg: WorkerConfig, sm, rows: MinuteRows) -> None:
     n = sm.minutes["co2"].size
     mean = np.where(rows.valid, rows.mean, np.nan).reshape(len(channels), n)
     grid = Grid(mean, sm.start_ns, 60 * 10**9, rows.label.reshape(len(channels), n))
-    days = day_records(sm.entity["id"], src["id"], channels, hour_partials(grid))
+    meters = [c["id"] for c in src["channels"] if is_meter(c["quantity"])]
+    days = day_records(sm.entity["id"], src["id"], channels, hour_partials(grid), meters)
     send_all(cfg.kafka, cfg.topics.indicators, [(d.key.encode(), d.to_bytes(), []) for d in days])
 
 

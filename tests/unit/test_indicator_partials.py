@@ -51,7 +51,7 @@ def stream_month(x: np.ndarray, flag: np.ndarray, t0: int) -> HourPartials:
              for i in range(0, x.shape[1], 60)]
     whole = HourPartials(t0, *(np.concatenate([getattr(p, a) for p in hours], axis=1) for a in HourPartials.ARRAYS))
     channels = [f"c{i}" for i in range(n)]
-    days = [IndicatorDay.from_bytes(d.to_bytes()) for d in day_records("e", "s", channels, whole)]
+    days = [IndicatorDay.from_bytes(d.to_bytes()) for d in day_records("e", "s", channels, whole, channels[3:])]
     parts, stale = month_partials([("s", c) for c in channels], START, END, days)
     assert stale == 0
     return parts
@@ -167,11 +167,16 @@ def test_hour_partials_by_hand():
 
 def test_a_day_record_round_trips_and_a_cut_one_is_refused():
     parts = HourPartials.empty(2, 24, T0 // DAY_NS * DAY_NS)
-    (day,) = day_records("e", "s", ["a", "b"], parts)
+    (day,) = day_records("e", "s", ["a", "b"], parts, ["b"])
     assert day.closed == (1 << 24) - 1 and day.key == f"s/{day.day_iso}"
     back = IndicatorDay.from_bytes(day.to_bytes())
-    assert back.channels == ["a", "b"] and all(np.array_equal(back.arrays[k], v, equal_nan=True)
-                                               for k, v in day.arrays.items())
+    assert back.channels == ["a", "b"] and back.meter_channels == ["b"]
+    assert all(np.array_equal(back.arrays[k], v, equal_nan=True) for k, v in day.arrays.items())
+    assert all(np.array_equal(back.meters[k], v, equal_nan=True) and v.shape == (1, 24) for k, v in day.meters.items())
+    # the indicators' 10 fields for 2 channels, the meters' 6 for 1, 24 hours each:
+    # (5 float64 + 2 uint64 = 56 B, 1 uint8 + 2 bool = 3 B) x 2 + (3 float64 = 24 B, 1 uint8 + 2 int8 = 3 B) x 1
+    # = 145 B per hour, 3,480 B a day, after the header line
+    assert len(day.to_bytes()) - day.to_bytes().index(b"\n") - 1 == 145 * 24
     with pytest.raises(ValueError, match="cut short"):
         IndicatorDay.from_bytes(day.to_bytes()[:-8])
 
@@ -212,5 +217,9 @@ def test_the_processor_publishes_the_partials_of_the_minutes_it_closes_through_c
         j = (T0 - day.day_start_ns) // HOUR_NS
         assert day.closed >> j & 3 == 3 and not day.stale  # hours 0 and 1 closed, hour 2 still open
         rows = np.flatnonzero(reg.source_of_series == s)
-        for name in HourPartials.ARRAYS:
+        for name in HourPartials.INDICATOR_FIELDS:
             assert np.array_equal(day.arrays[name][:, j:j + 2], getattr(want, name)[rows], equal_nan=True), name
+        meters = [j for j, c in enumerate(src.channels) if c.id in day.meter_channels]
+        assert meters and all(src.channels[j].quantity[0] == "x" for j in meters)  # the fixture's fuel meters
+        for name in HourPartials.METER_FIELDS:
+            assert np.array_equal(day.meters[name][:, j:j + 2], getattr(want, name)[rows[meters]], equal_nan=True)

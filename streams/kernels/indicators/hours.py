@@ -78,6 +78,12 @@ class HourPartials:
     DTYPES: ClassVar[tuple[type[np.generic], ...]] = (
         np.float64, np.bool_, np.bool_, np.uint64, np.uint64, np.float64, np.float64, np.int64, np.float64,
         np.float64, np.int64, np.float64, np.int64, np.float64, np.int64, np.float64)
+    #: The indicators' fields (every channel) and the meters' (only meter channels need them: ``METER_FIELDS``).
+    INDICATOR_FIELDS: ClassVar[tuple[str, ...]] = ARRAYS[:10]
+    METER_FIELDS: ClassVar[tuple[str, ...]] = ARRAYS[10:]
+    #: Types wide enough for what the fields hold, for records (counts <= 60, minutes < 60).
+    COMPACT: ClassVar[dict[str, type[np.generic]]] = {"lv_count": np.uint8, "n_valid": np.uint8, "first": np.int8,
+                                                      "last": np.int8}
     FILL: ClassVar[tuple[float, ...]] = (np.nan, 0, 0, 0, 0, np.nan, np.nan, 0, np.nan, 0.0, 0, 0.0, -1, np.nan, -1,
                                          np.nan)
 
