@@ -23,7 +23,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from schemas.records import IndicatorDay
+from schemas.records import INDICATOR_HOUR, METER_HOUR, IndicatorDay
 from streams.core.state import json_array, npz_bytes
 from streams.kernels import HOUR_NS, PeriodTable
 from streams.kernels.aggregate import MINUTE_NS
@@ -206,13 +206,14 @@ def is_meter(quantity: str) -> bool:
 
 def _record(entity_id: str, source_id: str, day_ns: int, channels: list[str], meter_rows: list[int],
             arrays: dict[str, np.ndarray], closed: int, stale: int, revision: int) -> IndicatorDay:
-    def compact(name: str, x: np.ndarray) -> np.ndarray:
-        return x.astype(HourPartials.COMPACT[name]) if name in HourPartials.COMPACT else x.copy()
-
-    return IndicatorDay(entity_id, source_id, day_ns, list(channels), closed, stale, revision,
-                        {f: compact(f, arrays[f]) for f in HourPartials.INDICATOR_FIELDS},
-                        [channels[j] for j in meter_rows],
-                        {f: compact(f, arrays[f][meter_rows]) for f in HourPartials.METER_FIELDS})
+    hours = np.empty((len(channels), 24), dtype=INDICATOR_HOUR)
+    for name in INDICATOR_HOUR.names or ():
+        hours[name] = arrays[name]
+    meters = np.empty((len(meter_rows), 24), dtype=METER_HOUR)
+    for name in METER_HOUR.names or ():
+        meters[name] = arrays[name][meter_rows]
+    return IndicatorDay(entity_id, source_id, day_ns, list(channels), closed, stale, revision, hours,
+                        [channels[j] for j in meter_rows], meters)
 
 
 def month_partials(series: list[tuple[str, str]], start_ns: int, end_ns: int,
@@ -226,18 +227,31 @@ def month_partials(series: list[tuple[str, str]], start_ns: int, end_ns: int,
     arrays = out.arrays()
     index = {key: i for i, key in enumerate(series)}
     stale = 0
-    for day in days:  # a loop over records (one per source and day), not over readings
-        h0 = (day.day_start_ns - start_ns) // HOUR_NS
-        a, b = max(0, -h0), min(24, n_hours - h0)
-        if a >= b:
-            continue
-        for channels, fields in ((day.channels, day.arrays), (day.meter_channels, day.meters)):
+    for group, layout in ((0, INDICATOR_HOUR), (1, METER_HOUR)):
+        pieces, rows, offsets = [], [], []  # per record: its hours of the channels asked for, their rows, its hour 0
+        for day in days:  # a loop over records (one per source and day), not over readings
+            h0 = (day.day_start_ns - start_ns) // HOUR_NS
+            if h0 >= n_hours or h0 + 24 <= 0:
+                continue
+            if group == 0:
+                a, b = max(0, -h0), min(24, n_hours - h0)
+                stale += bin(day.stale >> a & ((1 << (b - a)) - 1)).count("1")
+            channels, hours = (day.channels, day.hours) if group == 0 else (day.meter_channels, day.meter_hours)
             pairs = [(j, index[(day.source_id, c)]) for j, c in enumerate(channels) if (day.source_id, c) in index]
-            if pairs and fields:
-                src_rows, dst_rows = np.array(pairs, dtype=np.int64).T
-                for name, x in fields.items():
-                    arrays[name][dst_rows, h0 + a:h0 + b] = x[src_rows, a:b]
-        stale += bin(day.stale >> a & ((1 << (b - a)) - 1)).count("1")
+            if pairs:
+                j, r = zip(*pairs, strict=True)
+                pieces.append(hours if len(j) == len(channels) else hours[list(j)])
+                rows.append(np.array(r, dtype=np.int64))
+                offsets.append(np.full(len(r), h0, dtype=np.int64))
+        if not pieces:
+            continue
+        stacked = np.concatenate(pieces)  # [rows of every record, 24]: one scatter per field for the whole month
+        row = np.concatenate(rows)[:, None]
+        hour = np.concatenate(offsets)[:, None] + np.arange(24)
+        inside = (hour >= 0) & (hour < n_hours)
+        r_idx, h_idx = np.broadcast_to(row, hour.shape)[inside], hour[inside]
+        for name in layout.names or ():
+            arrays[name][r_idx, h_idx] = stacked[name][inside]
     return out, stale
 
 

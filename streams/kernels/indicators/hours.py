@@ -32,6 +32,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from schemas.quantities import Flag
+from schemas.records import INDICATOR_HOUR, METER_HOUR
 
 from ..aggregate import HOUR_NS, MINUTE_NS
 from .calibration import cm_findings
@@ -78,12 +79,9 @@ class HourPartials:
     DTYPES: ClassVar[tuple[type[np.generic], ...]] = (
         np.float64, np.bool_, np.bool_, np.uint64, np.uint64, np.float64, np.float64, np.int64, np.float64,
         np.float64, np.int64, np.float64, np.int64, np.float64, np.int64, np.float64)
-    #: The indicators' fields (every channel) and the meters' (only meter channels need them: ``METER_FIELDS``).
-    INDICATOR_FIELDS: ClassVar[tuple[str, ...]] = ARRAYS[:10]
-    METER_FIELDS: ClassVar[tuple[str, ...]] = ARRAYS[10:]
-    #: Types wide enough for what the fields hold, for records (counts <= 60, minutes < 60).
-    COMPACT: ClassVar[dict[str, type[np.generic]]] = {"lv_count": np.uint8, "n_valid": np.uint8, "first": np.int8,
-                                                      "last": np.int8}
+    #: The indicators' fields (every channel) and the meters' (meter channels only), as the day records carry them.
+    INDICATOR_FIELDS: ClassVar[tuple[str, ...]] = INDICATOR_HOUR.names or ()
+    METER_FIELDS: ClassVar[tuple[str, ...]] = METER_HOUR.names or ()
     FILL: ClassVar[tuple[float, ...]] = (np.nan, 0, 0, 0, 0, np.nan, np.nan, 0, np.nan, 0.0, 0, 0.0, -1, np.nan, -1,
                                          np.nan)
 
@@ -159,7 +157,16 @@ def _pack(bits: NDArray[np.bool_]) -> NDArray[np.uint64]:
 
 
 def _unpack(words: NDArray[np.uint64], k: int) -> NDArray[np.bool_]:
-    return np.asarray((words[..., None] & _BIT[:k]) != 0, dtype=bool)
+    """Bits 0..k-1 of each word as a trailing axis (little-endian bytes, least significant bit first)."""
+    little = np.ascontiguousarray(words, dtype="<u8")
+    bits = np.unpackbits(little.view(np.uint8).reshape(*words.shape, 8), axis=-1, bitorder="little")
+    return np.asarray(bits[..., :k], dtype=bool)
+
+
+def _renumber(found: Findings, rows: Ints) -> Findings:
+    """Findings on a subset of the series, numbered as on the whole grid."""
+    return Findings(found.rule, rows[found.series], found.start, found.end, found.value, found.threshold, found.ref,
+                    found.context, found.origin_ns, found.period_ns)
 
 
 def scan_hours(parts: HourPartials, *, tz: ZoneInfo | str, policy: IndicatorPolicy = DEFAULT_POLICY,
@@ -197,15 +204,19 @@ def scan_hours(parts: HourPartials, *, tz: ZoneInfo | str, policy: IndicatorPoli
         raise ValueError("scan_hours needs hours starting at a local midnight")
     if h == 0:
         return Findings.empty()
-    same = np.empty((n, h, PER_HOUR), dtype=bool)
-    same[:, :, :-1] = _unpack(parts.repeats, PER_HOUR - 1)
     a, b = parts.tail[:, :-1], parts.head[:, 1:]
-    same[:, :-1, -1] = repeats(a, np.isfinite(a), b, np.isfinite(b), policy)  # minute 59 -> the next hour's 0
-    same[:, -1, -1] = False
-    out = [flat_runs(same.reshape(n, -1)[:, :-1], policy=policy, start_ns=start, period_ns=MINUTE_NS)]
+    across = repeats(a, np.isfinite(a), b, np.isfinite(b), policy)  # minute 59 -> the next hour's minute 0
+    # the minute-level runs only on the series that have any (most have none): the same findings, less work
+    rows = np.flatnonzero(parts.repeats.any(axis=1) | across.any(axis=1))
+    same = np.zeros((rows.size, h, PER_HOUR), dtype=bool)
+    same[:, :, :-1] = _unpack(parts.repeats[rows], PER_HOUR - 1)
+    same[:, :-1, -1] = across[rows]
+    out = [_renumber(flat_runs(same.reshape(rows.size, -1)[:, :-1], policy=policy, start_ns=start,
+                               period_ns=MINUTE_NS), rows)]
     per_day = _DAY_S * 10**9 // MINUTE_NS
-    cm = _unpack(parts.cm, PER_HOUR).reshape(n, -1)
-    out.append(cm_findings(cm, per_day, policy=policy, start_ns=start, period_ns=MINUTE_NS))
+    rows = np.flatnonzero(parts.cm.any(axis=1))
+    cm = _unpack(parts.cm[rows], PER_HOUR).reshape(rows.size, -1)
+    out.append(_renumber(cm_findings(cm, per_day, policy=policy, start_ns=start, period_ns=MINUTE_NS), rows))
     days = -(-h // 24)
     moments = []
     for x, fill in ((parts.lv_count, 0), (parts.lv_mean, np.nan), (parts.lv_m2, 0.0)):
