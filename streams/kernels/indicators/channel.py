@@ -301,7 +301,7 @@ def low_variance_days(cnt: ArrayLike, mean: ArrayLike, m2: ArrayLike, periods_pe
 
     References
     ----------
-    Heuristic (:func:`low_variance`).
+    Heuristic (:func:`low_variance`); the combination of the pieces' moments, docs/sources.md ``CHAN-VAR`` [S].
     """
     n_i = np.asarray(cnt, dtype=np.int64)
     mu_i, m2_i = np.asarray(mean, dtype=np.float64), np.asarray(m2, dtype=np.float64)
