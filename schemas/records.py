@@ -223,8 +223,18 @@ class IndicatorDay:
 
     @classmethod
     def from_bytes(cls, data: bytes) -> IndicatorDay:
-        cut = data.index(b"\n")
-        head = json.loads(data[:cut])
+        """Decode a record; anything else is a ValueError that says what is wrong."""
+        try:
+            cut = data.index(b"\n")
+            head = json.loads(data[:cut])
+            return cls._decode(data, cut, head)
+        except (KeyError, TypeError, AttributeError) as exc:
+            raise ValueError(f"not an indicator day record: header field {exc} missing or of the wrong type") from None
+        except ValueError as exc:
+            raise ValueError(f"not an indicator day record: {exc}") from None
+
+    @classmethod
+    def _decode(cls, data: bytes, cut: int, head: dict[str, Any]) -> IndicatorDay:
         if head.get("layout") != 1:
             raise ValueError(f"indicator day {head.get('source_id')}/{head.get('day')}: unknown layout "
                              f"{head.get('layout')!r} (this reader knows 1)")

@@ -5,6 +5,7 @@ processor, crashes and late data included), the day records and the reconciler's
 from __future__ import annotations
 
 import random
+from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
 import numpy as np
@@ -31,6 +32,7 @@ from streams.kernels.indicators import (
     scan_hours,
 )
 from streams.kernels.meters import metered_totals
+from streams.runtime.reconciler import parse_minutes
 from tests.fixtures import T0, processor, two_stacks
 
 TZ = ZoneInfo("Asia/Shanghai")
@@ -224,3 +226,52 @@ def test_the_processor_publishes_the_partials_of_the_minutes_it_closes_through_c
         assert meters and all(src.channels[j].quantity[0] == "x" for j in meters)  # the fixture's fuel meters
         for name in HourPartials.METER_FIELDS:
             assert np.array_equal(day.meters[name][:, j:j + 2], getattr(want, name)[rows[meters]], equal_nan=True)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.binary(max_size=300), st.integers(0, 2000))
+def test_any_bytes_decode_or_are_refused_with_a_value_error(junk, cut):
+    (day,) = day_records("e", "s", ["a"], HourPartials.empty(1, 24, 0), ["a"])
+    for data in (junk, day.to_bytes()[:cut], day.to_bytes()[:cut] + junk):
+        try:
+            IndicatorDay.from_bytes(data)
+        except ValueError as exc:
+            assert str(exc).startswith("not an indicator day record")
+
+
+def flux(rows: list[tuple[int, str, str, float | None, str]]) -> bytes:
+    """A Flux CSV of one table (what the audit's query returns): _time, channel, flag, mean, source."""
+    lines = [",result,table,_time,channel,flag,mean,source"]
+    for t, source, channel, mean, letter in rows:
+        stamp = datetime.fromtimestamp(t // 10**9, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        lines.append(f",_result,0,{stamp},{channel},{letter},{'' if mean is None else repr(mean)},{source}")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode()
+
+
+def test_the_audit_parses_the_flux_csv_by_hand():
+    # two series over 3 minutes: s/a minute 0 = 1.5 N, minute 2 invalid (no mean) C; s/b minute 1 = 2.25 M;
+    # a row of another series and one outside the range are left out
+    data = flux([(T0, "s", "a", 1.5, "N"), (T0 + 2 * MINUTE_NS, "s", "a", None, "C"),
+                 (T0 + MINUTE_NS, "s", "b", 2.25, "M"), (T0, "x", "a", 9.0, "N"),
+                 (T0 + 3 * MINUTE_NS, "s", "a", 7.0, "N")])
+    g = parse_minutes(data, [("s", "a"), ("s", "b")], T0, T0 + 3 * MINUTE_NS)
+    assert np.array_equal(g.mean, [[1.5, np.nan, np.nan], [np.nan, 2.25, np.nan]], equal_nan=True)
+    assert g.flag.tolist() == [[Flag.N, NO_DATA, Flag.C], [NO_DATA, Flag.M, NO_DATA]]
+    assert np.isnan(parse_minutes(b"", [("s", "a")], T0, T0 + MINUTE_NS).mean).all()
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 1), st.integers(0, 59), st.one_of(st.none(), st.floats(-1e6, 1e6)),
+                          st.sampled_from([f.name for f in Flag])), max_size=80))
+def test_the_audit_parse_gives_the_grid_the_rows_say(cells):
+    # any rows: the last row of a (series, minute) wins, as the grid is filled in order
+    series = [("s", "a"), ("s", "b")]
+    want_mean = np.full((2, 60), np.nan)
+    want_flag = np.full((2, 60), NO_DATA, dtype=np.uint8)
+    rows = []
+    for i, minute, mean, letter in cells:
+        rows.append((T0 + minute * MINUTE_NS, *series[i], mean, letter))
+        want_mean[i, minute] = np.nan if mean is None else mean
+        want_flag[i, minute] = Flag[letter]
+    g = parse_minutes(flux(rows), series, T0, T0 + HOUR_NS)
+    assert np.array_equal(g.mean, want_mean, equal_nan=True) and np.array_equal(g.flag, want_flag)
