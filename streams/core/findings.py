@@ -4,7 +4,8 @@ indicators from them (:func:`streams.kernels.indicators.scan_hours`) instead of 
 
 Pure, no Kafka: :class:`IndicatorStream` lives in the :class:`~streams.core.processor.PartitionProcessor`, is fed the
 minutes it closes (the ones the InfluxDB sink writes) and the sources' event-time "now", and its state is saved
-with the processor's (segments ``fmin:<hour>`` and ``fday:<day>``), so its records are exactly-once with the rest.
+with the processor's (segments ``fmin:<hour>:<minute>`` and ``fpart:<hour>``), so its records are exactly-once with
+the rest.
 
 * A source's closed minutes wait in a minute array of their hour. The hour closes when event time passes its end
   plus the allowed lateness (the hourly records' rule, for meters too); its partial goes into the day record and
@@ -13,6 +14,8 @@ with the processor's (segments ``fmin:<hour>`` and ``fday:<day>``), so its recor
   its partial from the kept minutes and publish the day again, while the hour's minutes are kept: ``keep_s`` past
   the close. Minutes later than that set the hour's ``stale`` bit (its partial misses them); the reconciler then
   recomputes that month from InfluxDB (``cems reconcile --recompute``; docs/reconciliation.md).
+* A day's partials are kept until no minute of it can fold any more (past the processor's revision horizon), so a
+  late hour never publishes a day record that lacks the day's other hours.
 """
 
 from __future__ import annotations
@@ -36,25 +39,29 @@ DAY_NS = 24 * HOUR_NS
 _PER_HOUR = HOUR_NS // MINUTE_NS
 
 
-class _Day:
-    """One source's UTC day: the partials of its closed hours."""
-
-    def __init__(self, arrays: dict[str, np.ndarray], closed: int = 0, stale: int = 0, revision: int = -1) -> None:
-        self.arrays, self.closed, self.stale, self.revision = arrays, closed, stale, revision
-
-
 class IndicatorStream:
+    """The hour partials of one partition's sources, made as their hours close (module docstring).
+
+    State: the closed minutes of hours whose minutes are kept (``minutes``; saved as a journal of what each minute
+    of event time added, segments ``fmin:<hour>:<minute>``, so that a checkpoint writes what is new, not every kept
+    minute again), and the partials of closed hours (``parts``, segments ``fpart:<hour>``) while their day can still
+    change. Eviction follows the partition's event time (the lowest "now" of its sources), whole hours and whole days
+    at once, so a restore and a replay take the same decisions as the run that saved the state.
+    """
+
     def __init__(self, registry, *, lateness_s: float = 600.0, keep_s: float = 6 * 3600.0,
-                 policy: IndicatorPolicy = DEFAULT_POLICY) -> None:
+                 horizon_s: float = 2 * 86_400.0, policy: IndicatorPolicy = DEFAULT_POLICY) -> None:
         self.registry, self.policy = registry, policy
         self.sources = [s.id for s in registry.sources]
         self.channels = [[c.id for c in s.channels] for s in registry.sources]
         self.meter_rows = [[j for j, c in enumerate(s.channels) if is_meter(c.quantity)] for s in registry.sources]
         counts = np.bincount(registry.source_of_series, minlength=len(self.sources))
         self.first_series = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
-        self._lateness, self._keep = int(lateness_s * 1e9), int(keep_s * 1e9)
+        self._lateness, self._keep, self._horizon = int(lateness_s * 1e9), int(keep_s * 1e9), int(horizon_s * 1e9)
         self.minutes: dict[int, dict[int, tuple[np.ndarray, np.ndarray]]] = {}  # hour -> source -> (mean, flag)
-        self.days: dict[int, dict[int, _Day]] = {}  # UTC day start -> source -> its day
+        self.journal: dict[tuple[int, int], list[tuple[np.ndarray, ...]]] = {}  # (hour, minute of event time) -> adds
+        self.parts: dict[int, dict[int, tuple[dict[str, np.ndarray], bool, int]]] = {}  # hour -> source ->
+        #                                                                 (partial per field [rows], stale, version)
         self._dirty: set[str] = set()
 
     # -- one processor call --------------------------------------------------------------------------
@@ -64,27 +71,20 @@ class IndicatorStream:
         source [ns]); return the day records that changed."""
         redo: set[tuple[int, int]] = set()  # (source, hour) whose partial is (re)computed
         touched: set[tuple[int, int]] = set()  # (source, day) to publish
+        clock = int(now.min()) if now.size else 0
         if minutes is not None and len(minutes):
-            self._absorb(minutes, redo, touched)
+            self._absorb(minutes, clock // MINUTE_NS, redo, touched)
         for h, by_source in self.minutes.items():
             for s in by_source:
-                day = self.days.get(h // DAY_NS * DAY_NS, {}).get(s)
-                closed = day is not None and day.closed >> ((h % DAY_NS) // HOUR_NS) & 1
-                if not closed and h + HOUR_NS + self._lateness <= now[s]:
+                if s not in self.parts.get(h, {}) and h + HOUR_NS + self._lateness <= now[s]:
                     redo.add((s, h))
         if redo:
             self._close(sorted(redo), touched)
-        out = []
-        for s, d in sorted(touched):
-            day = self.days[d][s]
-            day.revision += 1
-            out.append(_record(self.registry.entity_of[self.sources[s]], self.sources[s], d, self.channels[s],
-                               self.meter_rows[s], day.arrays, day.closed, day.stale, day.revision))
-            self._dirty.add(f"fday:{d}")
-        self._evict(now)
+        out = [self._record(s, d) for s, d in sorted(touched)]
+        self._evict(clock)
         return out
 
-    def _absorb(self, minutes: PeriodTable, redo: set, touched: set) -> None:
+    def _absorb(self, minutes: PeriodTable, window: int, redo: set, touched: set) -> None:
         series = minutes.series
         src = self.registry.source_of_series[series]
         row = series - self.first_series[src]
@@ -95,107 +95,118 @@ class IndicatorStream:
         for k in np.unique(key).tolist():  # one (source, hour) at a time: a loop over hours, not readings
             sel = key == k
             s, h = int(k >> 40), int(k & ((1 << 40) - 1)) * HOUR_NS
-            d = h // DAY_NS * DAY_NS
-            day = self.days.get(d, {}).get(s)
-            bit = 1 << ((h - d) // HOUR_NS)
             kept = self.minutes.get(h, {}).get(s)
-            if kept is None and day is not None and day.closed & bit:  # its minutes are gone: the partial misses these
-                day.stale |= bit
-                touched.add((s, d))
+            part = self.parts.get(h, {}).get(s)
+            if kept is None and part is not None:  # its minutes are let go: the partial misses these
+                if not part[1]:
+                    self.parts[h][s] = (part[0], True, part[2] + 1)
+                    self._dirty.add(f"fpart:{h}")
+                    touched.add((s, h // DAY_NS * DAY_NS))
                 continue
-            if kept is None:
-                n = len(self.channels[s])
-                kept = self.minutes.setdefault(h, {})[s] = (np.full((n, _PER_HOUR), np.nan),
-                                                            np.full((n, _PER_HOUR), NO_DATA, dtype=np.uint8))
-            kept[0][row[sel], slot[sel]] = mean[sel]
-            kept[1][row[sel], slot[sel]] = minutes.label[sel]
-            self._dirty.add(f"fmin:{h}")
-            if day is not None and day.closed & bit:
+            entry = (np.full(int(sel.sum()), s, dtype=np.int64), row[sel], slot[sel], mean[sel], minutes.label[sel])
+            self._put(h, *entry)
+            self.journal.setdefault((h, window), []).append(entry)
+            self._dirty.add(f"fmin:{h}:{window}")
+            if part is not None:
                 redo.add((s, h))
 
+    def _put(self, h: int, src: np.ndarray, row: np.ndarray, slot: np.ndarray, mean: np.ndarray,
+             label: np.ndarray) -> None:
+        """Minutes of one source into its hour's minute arrays."""
+        s = int(src[0])
+        kept = self.minutes.setdefault(h, {}).get(s)
+        if kept is None:
+            n = len(self.channels[s])
+            kept = self.minutes[h][s] = (np.full((n, _PER_HOUR), np.nan), np.full((n, _PER_HOUR), NO_DATA, np.uint8))
+        kept[0][row, slot] = mean
+        kept[1][row, slot] = label
+
     def _close(self, redo: list[tuple[int, int]], touched: set) -> None:
-        """The partials of the (source, hour) pairs, from their kept minutes, into their days."""
+        """The partials of the (source, hour) pairs, from their kept minutes."""
         means = [self.minutes[h][s][0] for s, h in redo]
         flags = [self.minutes[h][s][1] for s, h in redo]
-        parts = hour_partials(Grid(np.concatenate(means), 0, MINUTE_NS, np.concatenate(flags)), self.policy)
+        parts = hour_partials(Grid(np.concatenate(means), 0, MINUTE_NS, np.concatenate(flags)), self.policy).arrays()
         at = 0
         for (s, h), m in zip(redo, means, strict=True):
-            d = h // DAY_NS * DAY_NS
-            day = self.days.setdefault(d, {}).get(s)
-            if day is None:
-                empty = HourPartials.empty(len(self.channels[s]), 24, d)
-                day = self.days[d][s] = _Day({k: v.copy() for k, v in empty.arrays().items()})
-            j = (h - d) // HOUR_NS
-            for name, x in parts.arrays().items():
-                day.arrays[name][:, j] = x[at:at + len(m), 0]
-            day.closed |= 1 << j
+            before = self.parts.setdefault(h, {}).get(s)
+            self.parts[h][s] = ({name: x[at:at + len(m), 0].copy() for name, x in parts.items()},
+                                False if before is None else before[1], 0 if before is None else before[2] + 1)
+            self._dirty.add(f"fpart:{h}")
             at += len(m)
-            touched.add((s, d))
+            touched.add((s, h // DAY_NS * DAY_NS))
 
-    def _evict(self, now: np.ndarray) -> None:
-        """Let go of minutes ``keep_s`` after their hour closed, and of days once none of their minutes is kept."""
-        for h in list(self.minutes):
-            kept = self.minutes[h]
-            for s in [s for s in kept if h + HOUR_NS + self._lateness + self._keep <= now[s]]:
-                del kept[s]
-                self._dirty.add(f"fmin:{h}")
-            if not kept:
-                del self.minutes[h]
-        kept_days = {h // DAY_NS * DAY_NS for h in self.minutes}
-        for d in [d for d in self.days if d not in kept_days]:
-            by_source = self.days[d]
-            for s in [s for s in by_source if d + DAY_NS + self._lateness + self._keep <= now[s]]:
-                del by_source[s]
-                self._dirty.add(f"fday:{d}")
-            if not by_source:
-                del self.days[d]
+    def _record(self, s: int, d: int) -> IndicatorDay:
+        """The day record of source ``s`` and UTC day ``d`` from its closed hours."""
+        arrays = HourPartials.empty(len(self.channels[s]), 24, d).arrays()
+        closed = stale = revision = 0
+        for j in range(24):  # the day's hours
+            part = self.parts.get(d + j * HOUR_NS, {}).get(s)
+            if part is None:
+                continue
+            for name, x in part[0].items():
+                arrays[name][:, j] = x
+            closed |= 1 << j
+            stale |= int(part[1]) << j
+            revision += part[2] + 1  # every publication of the day adds one
+        return _record(self.registry.entity_of[self.sources[s]], self.sources[s], d, self.channels[s],
+                       self.meter_rows[s], arrays, closed, stale, revision - 1)
+
+    def _evict(self, clock: int) -> None:
+        """Let go of an hour's minutes ``keep_s`` after it closed, and of a day's partials once no minute of it can
+        fold any more (the revision horizon), by the partition's event time."""
+        for h in [h for h in self.minutes if h + HOUR_NS + self._lateness + self._keep <= clock]:
+            del self.minutes[h]
+            for key in [key for key in self.journal if key[0] == h]:
+                del self.journal[key]
+                self._dirty.add(f"fmin:{h}:{key[1]}")
+        last = self._lateness + self._keep + self._horizon
+        for h in [h for h in self.parts if h // DAY_NS * DAY_NS + DAY_NS + last <= clock]:
+            del self.parts[h]
+            self._dirty.add(f"fpart:{h}")
 
     # -- state -----------------------------------------------------------------------------------------
 
     def segments(self, full: bool) -> tuple[dict[str, bytes], set[str]]:
         """The segments changed since the last call (all if ``full``) and the names of the live ones."""
-        live = {f"fmin:{h}" for h in self.minutes} | {f"fday:{d}" for d in self.days}
+        live = {f"fmin:{h}:{k}" for h, k in self.journal} | {f"fpart:{h}" for h in self.parts}
         out = {}
         for name in sorted(live if full else self._dirty & live):
-            kind, t = name.split(":")
-            out[name] = self._minutes_segment(int(t)) if kind == "fmin" else self._day_segment(int(t))
+            kind, *t = name.split(":")
+            out[name] = (self._journal_segment(int(t[0]), int(t[1])) if kind == "fmin"
+                         else self._parts_segment(int(t[0])))
         if not full:
             self._dirty = set()
         return out, live
 
-    def _minutes_segment(self, h: int) -> bytes:
-        srcs = sorted(self.minutes[h])
-        return npz_bytes(sources=np.array(srcs, dtype=np.int64),
-                         mean=np.concatenate([self.minutes[h][s][0] for s in srcs]),
-                         flag=np.concatenate([self.minutes[h][s][1] for s in srcs]))
+    def _journal_segment(self, h: int, k: int) -> bytes:
+        cols = [np.concatenate(c) for c in zip(*self.journal[(h, k)], strict=True)]
+        return npz_bytes(**dict(zip(("source", "row", "slot", "mean", "label"), cols, strict=True)))
 
-    def _day_segment(self, d: int) -> bytes:
-        srcs = sorted(self.days[d])
-        days = [self.days[d][s] for s in srcs]
-        meta = {"sources": srcs, "closed": [x.closed for x in days], "stale": [x.stale for x in days],
-                "revision": [x.revision for x in days]}
-        return npz_bytes(meta=json_array(meta), **{name: np.concatenate([x.arrays[name] for x in days])
+    def _parts_segment(self, h: int) -> bytes:
+        srcs = sorted(self.parts[h])
+        meta = {"sources": srcs, "stale": [self.parts[h][s][1] for s in srcs],
+                "version": [self.parts[h][s][2] for s in srcs]}
+        return npz_bytes(meta=json_array(meta), **{name: np.concatenate([self.parts[h][s][0][name] for s in srcs])
                                                    for name in HourPartials.ARRAYS})
 
     def restore_segments(self, segments: dict[str, bytes]) -> None:
-        self.minutes, self.days, self._dirty = {}, {}, set()
-        for name, data in segments.items():
-            kind, _, t = name.partition(":")
-            if kind not in ("fmin", "fday"):
-                continue
-            z = np.load(io.BytesIO(data))
-            if kind == "fmin":
-                srcs = z["sources"].tolist()
-                cuts = np.cumsum([0] + [len(self.channels[s]) for s in srcs])
-                self.minutes[int(t)] = {s: (z["mean"][a:b].copy(), z["flag"][a:b].copy())
-                                        for s, a, b in zip(srcs, cuts[:-1], cuts[1:], strict=True)}
-            else:
-                meta = json.loads(z["meta"].tobytes())
-                cuts = np.cumsum([0] + [len(self.channels[s]) for s in meta["sources"]])
-                self.days[int(t)] = {
-                    s: _Day({f: z[f][a:b].copy() for f in HourPartials.ARRAYS}, c, st, r)
-                    for s, a, b, c, st, r in zip(meta["sources"], cuts[:-1], cuts[1:], meta["closed"], meta["stale"],
-                                                 meta["revision"], strict=True)}
+        self.minutes, self.journal, self.parts, self._dirty = {}, {}, {}, set()
+        for name in sorted((n for n in segments if n.startswith("fmin:")), key=lambda n: int(n.split(":")[2])):
+            _, h, k = name.split(":")
+            z = np.load(io.BytesIO(segments[name]))
+            entry = tuple(z[c] for c in ("source", "row", "slot", "mean", "label"))
+            self.journal[(int(h), int(k))] = [entry]
+            for s in np.unique(entry[0]).tolist():  # replayed in the order of event time, as absorbed
+                sel = entry[0] == s
+                self._put(int(h), *(c[sel] for c in entry))
+        for name in (n for n in segments if n.startswith("fpart:")):
+            z = np.load(io.BytesIO(segments[name]))
+            meta = json.loads(z["meta"].tobytes())
+            cuts = np.cumsum([0] + [len(self.channels[s]) for s in meta["sources"]])
+            self.parts[int(name[6:])] = {
+                s: ({f: z[f][a:b].copy() for f in HourPartials.ARRAYS}, bool(st), int(v))
+                for s, a, b, st, v in zip(meta["sources"], cuts[:-1], cuts[1:], meta["stale"], meta["version"],
+                                          strict=True)}
 
 
 def is_meter(quantity: str) -> bool:

@@ -195,7 +195,8 @@ class PartitionProcessor:
         self._fold = int(settings.fold_lateness_s * 1e9)
         self.monthly = MonthlyRollup(registry, self.policy, settings.substitution, settings.substitution_lookback_h,
                                      self._horizon, settings.part75_limits)
-        self.findings = IndicatorStream(registry, lateness_s=settings.allowed_lateness_s)
+        self.findings = IndicatorStream(registry, lateness_s=settings.allowed_lateness_s,
+                                        horizon_s=settings.revision_horizon_s)
 
     # -- one chunk of messages -------------------------------------------------------------------
 

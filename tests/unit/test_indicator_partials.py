@@ -275,3 +275,43 @@ def test_the_audit_parse_gives_the_grid_the_rows_say(cells):
         want_flag[i, minute] = Flag[letter]
     g = parse_minutes(flux(rows), series, T0, T0 + HOUR_NS)
     assert np.array_equal(g.mean, want_mean, equal_nan=True) and np.array_equal(g.flag, want_flag)
+
+
+class Closed:
+    """The columns of a closed-minute table IndicatorStream reads (streams.kernels.aggregate.PeriodTable's)."""
+
+    def __init__(self, series, start_ns, mean, label):
+        self.series, self.start_ns = np.asarray(series, np.int64), np.asarray(start_ns, np.int64)
+        self.mean, self.label = np.asarray(mean, np.float64), np.asarray(label, np.uint8)
+        self.valid = np.isfinite(self.mean)
+
+    def __len__(self):
+        return self.series.size
+
+
+def test_late_minutes_recompute_the_hour_while_kept_and_mark_it_stale_after():
+    from streams.core.findings import IndicatorStream
+
+    reg = processor().registry
+    f = IndicatorStream(reg, lateness_s=600, keep_s=3600)
+    s0 = np.flatnonzero(reg.source_of_series == 0)[0]  # source 0's first channel
+    now = np.full(len(reg.sources), T0 + HOUR_NS + 11 * MINUTE_NS)  # hour 0 closes at its end + 10 min
+    first = Closed([s0] * 30, T0 + np.arange(30) * MINUTE_NS, np.arange(30.0), [Flag.N] * 30)
+    (day,) = [d for d in f.update(first, now) if d.source_id == reg.sources[0].id]
+    j = (T0 - day.day_start_ns) // HOUR_NS
+    assert day.closed == 1 << j and day.revision == 0
+    assert day.arrays["mean"][0, j] == 14.5  # minutes 0..29 hold 0..29: mean 435 / 30
+    # minutes 30..59 fold 20 minutes later (a hole filled): recomputed from the kept minutes, the next revision
+    late = Closed([s0] * 30, T0 + np.arange(30, 60) * MINUTE_NS, np.arange(30.0, 60.0), [Flag.N] * 30)
+    (day,) = f.update(late, now + 20 * MINUTE_NS)
+    assert day.arrays["mean"][0, j] == 29.5 and day.arrays["lv_count"][0, j] == 60 and day.revision == 1  # 1770 / 60
+    assert not day.stale
+    # an hour after the close the minutes are let go; a minute for the hour now marks it stale, figures unchanged
+    assert f.update(None, now + 2 * HOUR_NS) == [] and not f.minutes
+    (day,) = f.update(Closed([s0], [T0], [99.0], [Flag.N]), now + 2 * HOUR_NS)
+    assert day.stale == 1 << j and day.arrays["mean"][0, j] == 29.5 and day.revision == 2
+    # and the reconciler's assembly counts it
+    start = day.day_start_ns
+    _, stale = month_partials([(reg.sources[0].id, c.id) for c in reg.sources[0].channels], start, start + DAY_NS,
+                              [day])
+    assert stale == 1
