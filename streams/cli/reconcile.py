@@ -98,13 +98,14 @@ def reconcile(config: Path | None, month: str | None, every: float | None, metri
     from streams.runtime.metrics import serve
     from streams.runtime.reconciler import Reconciler
 
-    cfg = _load(config)
+    cfg = _load(config, reach_kafka=False)
     if recompute and cfg.influx is None:
-        raise click.UsageError("--recompute reads the minutes from InfluxDB: the config has no influx section")
+        raise click.UsageError("--recompute reads the minutes from InfluxDB: the settings have no influx section")
     if recompute:
         from schemas._optional import require
 
         require("pyarrow", extra="parquet", purpose="the InfluxDB recompute")
+    cfg = _load(config)  # now that the command line holds together: the broker must answer
     rec = Reconciler(cfg)
     if every is not None:  # a single run ends before anyone scrapes it
         serve(rec.metrics.registry, cfg.metrics_port if metrics_port is None else metrics_port, cfg.metrics_address,
