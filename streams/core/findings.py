@@ -21,13 +21,12 @@ the rest.
 from __future__ import annotations
 
 import io
-import json
 from collections.abc import Sequence
 
 import numpy as np
 
 from schemas.records import INDICATOR_HOUR, METER_HOUR, IndicatorDay
-from streams.core.state import json_array, npz_bytes
+from streams.core.state import npz_bytes
 from streams.kernels import HOUR_NS, PeriodTable
 from streams.kernels.aggregate import MINUTE_NS
 from streams.kernels.indicators import DEFAULT_POLICY, Grid, HourPartials, IndicatorPolicy, hour_partials
@@ -39,6 +38,55 @@ DAY_NS = 24 * HOUR_NS
 _PER_HOUR = HOUR_NS // MINUTE_NS
 
 
+class _Minutes:
+    """The kept minutes of one hour: one row per series that has any (sorted), 60 minutes each."""
+
+    def __init__(self) -> None:
+        self.series = np.zeros(0, dtype=np.int64)
+        self.sources = np.zeros(0, dtype=np.int64)  # the sources of those series (sorted), kept by the caller
+        self.mean = np.zeros((0, _PER_HOUR))
+        self.flag = np.zeros((0, _PER_HOUR), dtype=np.uint8)
+
+    def put(self, series: np.ndarray, slot: np.ndarray, mean: np.ndarray, label: np.ndarray) -> None:
+        new = np.setdiff1d(series, self.series)
+        if new.size:  # rows for series seen for the first time this hour
+            merged = np.union1d(self.series, new)
+            mean_all = np.full((merged.size, _PER_HOUR), np.nan)
+            flag_all = np.full((merged.size, _PER_HOUR), NO_DATA, dtype=np.uint8)
+            at = np.searchsorted(merged, self.series)
+            mean_all[at], flag_all[at] = self.mean, self.flag
+            self.series, self.mean, self.flag = merged, mean_all, flag_all
+        row = np.searchsorted(self.series, series)
+        self.mean[row, slot] = mean
+        self.flag[row, slot] = label
+
+
+class _Parts:
+    """The partials of one hour's closed sources: one row per series (sorted); per source closed, stale and the
+    number of times its partial was published before (dense over the registry's sources)."""
+
+    def __init__(self, n_sources: int) -> None:
+        self.series = np.zeros(0, dtype=np.int64)
+        self.fields = {f: np.zeros(0, dtype=d) for f, d in zip(HourPartials.ARRAYS, HourPartials.DTYPES,
+                                                               strict=True)}
+        self.closed = np.zeros(n_sources, dtype=bool)
+        self.stale = np.zeros(n_sources, dtype=bool)
+        self.version = np.zeros(n_sources, dtype=np.int64)
+
+    def put(self, series: np.ndarray, fields: dict[str, np.ndarray]) -> None:
+        merged = np.union1d(self.series, series)
+        if merged.size != self.series.size:
+            at = np.searchsorted(merged, self.series)
+            for f, d in zip(HourPartials.ARRAYS, HourPartials.DTYPES, strict=True):
+                x = np.zeros(merged.size, dtype=d)
+                x[at] = self.fields[f]
+                self.fields[f] = x
+            self.series = merged
+        row = np.searchsorted(self.series, series)
+        for f, x in fields.items():
+            self.fields[f][row] = x
+
+
 class IndicatorStream:
     """The hour partials of one partition's sources, made as their hours close (module docstring).
 
@@ -46,7 +94,8 @@ class IndicatorStream:
     of event time added, segments ``fmin:<hour>:<minute>``, so that a checkpoint writes what is new, not every kept
     minute again), and the partials of closed hours (``parts``, segments ``fpart:<hour>``) while their day can still
     change. Eviction follows the partition's event time (the lowest "now" of its sources), whole hours and whole days
-    at once, so a restore and a replay take the same decisions as the run that saved the state.
+    at once, so a restore and a replay take the same decisions as the run that saved the state. Work per call is a
+    few array operations per hour kept, not a loop over sources.
     """
 
     def __init__(self, registry, *, lateness_s: float = 600.0, keep_s: float = 6 * 3600.0,
@@ -55,13 +104,13 @@ class IndicatorStream:
         self.sources = [s.id for s in registry.sources]
         self.channels = [[c.id for c in s.channels] for s in registry.sources]
         self.meter_rows = [[j for j, c in enumerate(s.channels) if is_meter(c.quantity)] for s in registry.sources]
-        counts = np.bincount(registry.source_of_series, minlength=len(self.sources))
+        self.source_of = np.asarray(registry.source_of_series, dtype=np.int64)
+        counts = np.bincount(self.source_of, minlength=len(self.sources))
         self.first_series = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
         self._lateness, self._keep, self._horizon = int(lateness_s * 1e9), int(keep_s * 1e9), int(horizon_s * 1e9)
-        self.minutes: dict[int, dict[int, tuple[np.ndarray, np.ndarray]]] = {}  # hour -> source -> (mean, flag)
-        self.journal: dict[tuple[int, int], list[tuple[np.ndarray, ...]]] = {}  # (hour, minute of event time) -> adds
-        self.parts: dict[int, dict[int, tuple[dict[str, np.ndarray], bool, int]]] = {}  # hour -> source ->
-        #                                                                 (partial per field [rows], stale, version)
+        self.minutes: dict[int, _Minutes] = {}  # hour start -> its kept minutes
+        self.journal: dict[tuple[int, int], list[tuple[np.ndarray, ...]]] = {}  # (hour, event-time minute) -> adds
+        self.parts: dict[int, _Parts] = {}  # hour start -> the partials of its closed sources
         self._dirty: set[str] = set()
 
     # -- one processor call --------------------------------------------------------------------------
@@ -69,87 +118,102 @@ class IndicatorStream:
     def update(self, minutes: PeriodTable | None, now: np.ndarray) -> list[IndicatorDay]:
         """Take the minutes the processor closed in this call; close the hours event time has passed (``now``: per
         source [ns]); return the day records that changed."""
-        redo: set[tuple[int, int]] = set()  # (source, hour) whose partial is (re)computed
-        touched: set[tuple[int, int]] = set()  # (source, day) to publish
+        redo: dict[int, set[int]] = {}  # hour -> sources whose partial is (re)computed
+        touched: set[tuple[int, int]] = set()  # (day, source) to publish
         clock = int(now.min()) if now.size else 0
         if minutes is not None and len(minutes):
             self._absorb(minutes, clock // MINUTE_NS, redo, touched)
-        for h, by_source in self.minutes.items():
-            for s in by_source:
-                if s not in self.parts.get(h, {}) and h + HOUR_NS + self._lateness <= now[s]:
-                    redo.add((s, h))
-        if redo:
-            self._close(sorted(redo), touched)
-        out = [self._record(s, d) for s, d in sorted(touched)]
+        latest = int(now.max()) if now.size else 0
+        for h, kept in self.minutes.items():  # a loop over hours
+            if h + HOUR_NS + self._lateness > latest:
+                continue  # due for no source yet
+            srcs = kept.sources
+            closed = self.parts[h].closed[srcs] if h in self.parts else np.zeros(srcs.size, dtype=bool)
+            due = srcs[~closed & (h + HOUR_NS + self._lateness <= now[srcs])]
+            if due.size:
+                redo.setdefault(h, set()).update(due.tolist())
+        for h, due_sources in sorted(redo.items()):
+            self._close(h, np.array(sorted(due_sources), dtype=np.int64), touched)
+        out = self._records(touched)
         self._evict(clock)
         return out
 
-    def _absorb(self, minutes: PeriodTable, window: int, redo: set, touched: set) -> None:
-        series = minutes.series
-        src = self.registry.source_of_series[series]
-        row = series - self.first_series[src]
+    def _absorb(self, minutes: PeriodTable, window: int, redo: dict, touched: set) -> None:
         hour = minutes.start_ns // HOUR_NS * HOUR_NS
-        slot = (minutes.start_ns - hour) // MINUTE_NS
         mean = np.where(minutes.valid & np.isfinite(minutes.mean), minutes.mean, np.nan)  # as InfluxDB holds them
-        key = src * (1 << 40) + hour // HOUR_NS
-        for k in np.unique(key).tolist():  # one (source, hour) at a time: a loop over hours, not readings
-            sel = key == k
-            s, h = int(k >> 40), int(k & ((1 << 40) - 1)) * HOUR_NS
-            kept = self.minutes.get(h, {}).get(s)
-            part = self.parts.get(h, {}).get(s)
-            if kept is None and part is not None:  # its minutes are let go: the partial misses these
-                if not part[1]:
-                    self.parts[h][s] = (part[0], True, part[2] + 1)
-                    self._dirty.add(f"fpart:{h}")
-                    touched.add((s, h // DAY_NS * DAY_NS))
+        for h in np.unique(hour).tolist():  # a loop over hours
+            sel = hour == h
+            series, start = minutes.series[sel], minutes.start_ns[sel]
+            src = self.source_of[series]
+            kept = self.minutes.get(h)
+            has = np.isin(src, kept.sources) if kept is not None else np.zeros(src.size, dtype=bool)
+            parts = self.parts.get(h)
+            closed = parts.closed[src] if parts is not None else np.zeros(src.size, dtype=bool)
+            gone = closed & ~has  # minutes of a closed hour whose minutes are let go: its partial misses these
+            if gone.any() and parts is not None:
+                late = np.unique(src[gone])
+                fresh = late[~parts.stale[late]]
+                parts.stale[fresh] = True
+                parts.version[fresh] += 1
+                self._dirty.add(f"fpart:{h}")
+                touched.update((h // DAY_NS * DAY_NS, s) for s in fresh.tolist())
+            keep = ~gone
+            if not keep.any():
                 continue
-            entry = (np.full(int(sel.sum()), s, dtype=np.int64), row[sel], slot[sel], mean[sel], minutes.label[sel])
+            entry = (series[keep].astype(np.int32), ((start[keep] - h) // MINUTE_NS).astype(np.uint8),  # 14 B a minute
+                     mean[sel][keep], minutes.label[sel][keep].astype(np.uint8))
             self._put(h, *entry)
             self.journal.setdefault((h, window), []).append(entry)
             self._dirty.add(f"fmin:{h}:{window}")
-            if part is not None:
-                redo.add((s, h))
+            if (closed & keep).any():
+                redo.setdefault(h, set()).update(np.unique(src[closed & keep]).tolist())
 
-    def _put(self, h: int, src: np.ndarray, row: np.ndarray, slot: np.ndarray, mean: np.ndarray,
-             label: np.ndarray) -> None:
-        """Minutes of one source into its hour's minute arrays."""
-        s = int(src[0])
-        kept = self.minutes.setdefault(h, {}).get(s)
-        if kept is None:
-            n = len(self.channels[s])
-            kept = self.minutes[h][s] = (np.full((n, _PER_HOUR), np.nan), np.full((n, _PER_HOUR), NO_DATA, np.uint8))
-        kept[0][row, slot] = mean
-        kept[1][row, slot] = label
+    def _put(self, h: int, series: np.ndarray, slot: np.ndarray, mean: np.ndarray, label: np.ndarray) -> None:
+        kept = self.minutes.setdefault(h, _Minutes())
+        known = kept.series.size
+        kept.put(series, slot, mean, label)
+        if kept.series.size != known:
+            kept.sources = np.union1d(kept.sources, self.source_of[series])
 
-    def _close(self, redo: list[tuple[int, int]], touched: set) -> None:
-        """The partials of the (source, hour) pairs, from their kept minutes."""
-        means = [self.minutes[h][s][0] for s, h in redo]
-        flags = [self.minutes[h][s][1] for s, h in redo]
-        parts = hour_partials(Grid(np.concatenate(means), 0, MINUTE_NS, np.concatenate(flags)), self.policy).arrays()
-        at = 0
-        for (s, h), m in zip(redo, means, strict=True):
-            before = self.parts.setdefault(h, {}).get(s)
-            self.parts[h][s] = ({name: x[at:at + len(m), 0].copy() for name, x in parts.items()},
-                                False if before is None else before[1], 0 if before is None else before[2] + 1)
-            self._dirty.add(f"fpart:{h}")
-            at += len(m)
-            touched.add((s, h // DAY_NS * DAY_NS))
+    def _close(self, h: int, srcs: np.ndarray, touched: set) -> None:
+        """The partials of sources ``srcs`` in hour ``h``, from the kept minutes."""
+        kept = self.minutes[h]
+        rows = np.flatnonzero(np.isin(self.source_of[kept.series], srcs))
+        found = hour_partials(Grid(kept.mean[rows], 0, MINUTE_NS, kept.flag[rows]), self.policy).arrays()
+        parts = self.parts.setdefault(h, _Parts(len(self.sources)))
+        parts.put(kept.series[rows], {f: x[:, 0] for f, x in found.items()})
+        parts.version[srcs] += parts.closed[srcs]  # a partial published again
+        parts.closed[srcs] = True
+        self._dirty.add(f"fpart:{h}")
+        touched.update((h // DAY_NS * DAY_NS, s) for s in srcs.tolist())
 
-    def _record(self, s: int, d: int) -> IndicatorDay:
-        """The day record of source ``s`` and UTC day ``d`` from its closed hours."""
-        arrays = HourPartials.empty(len(self.channels[s]), 24, d).arrays()
-        closed = stale = revision = 0
-        for j in range(24):  # the day's hours
-            part = self.parts.get(d + j * HOUR_NS, {}).get(s)
-            if part is None:
-                continue
-            for name, x in part[0].items():
-                arrays[name][:, j] = x
-            closed |= 1 << j
-            stale |= int(part[1]) << j
-            revision += part[2] + 1  # every publication of the day adds one
-        return _record(self.registry.entity_of[self.sources[s]], self.sources[s], d, self.channels[s],
-                       self.meter_rows[s], arrays, closed, stale, revision - 1)
+    def _records(self, touched: set[tuple[int, int]]) -> list[IndicatorDay]:
+        """The day records of the touched (day, source) pairs, from the partials of the day's closed hours."""
+        out = []
+        for d in sorted({d for d, _ in touched}):  # a loop over days
+            srcs = np.array(sorted(s for dd, s in touched if dd == d), dtype=np.int64)
+            n = np.bincount(self.source_of, minlength=len(self.sources))[srcs]
+            rows = np.concatenate([self.first_series[s] + np.arange(k) for s, k in zip(srcs, n, strict=True)])
+            arrays = HourPartials.empty(rows.size, 24, d).arrays()
+            closed = np.zeros(srcs.size, dtype=np.int64)
+            stale, revision = closed.copy(), np.full(srcs.size, -1, dtype=np.int64)
+            for j in range(24):  # the day's hours
+                parts = self.parts.get(d + j * HOUR_NS)
+                if parts is None:
+                    continue
+                at = np.minimum(np.searchsorted(parts.series, rows), max(parts.series.size - 1, 0))
+                hit = (parts.series[at] == rows) if parts.series.size else np.zeros(rows.size, dtype=bool)
+                for f, x in arrays.items():
+                    x[hit, j] = parts.fields[f][at[hit]]
+                closed |= parts.closed[srcs].astype(np.int64) << j
+                stale |= parts.stale[srcs].astype(np.int64) << j
+                revision += np.where(parts.closed[srcs], parts.version[srcs] + 1, 0)  # every publication adds one
+            cuts = np.concatenate([[0], np.cumsum(n)])
+            for i, s in enumerate(srcs.tolist()):  # one record per source
+                part = {f: x[cuts[i]:cuts[i + 1]] for f, x in arrays.items()}
+                out.append(_record(self.registry.entity_of[self.sources[s]], self.sources[s], d, self.channels[s],
+                                   self.meter_rows[s], part, int(closed[i]), int(stale[i]), int(revision[i])))
+        return out
 
     def _evict(self, clock: int) -> None:
         """Let go of an hour's minutes ``keep_s`` after it closed, and of a day's partials once no minute of it can
@@ -158,11 +222,9 @@ class IndicatorStream:
             del self.minutes[h]
             for key in [key for key in self.journal if key[0] == h]:
                 del self.journal[key]
-                self._dirty.add(f"fmin:{h}:{key[1]}")
         last = self._lateness + self._keep + self._horizon
         for h in [h for h in self.parts if h // DAY_NS * DAY_NS + DAY_NS + last <= clock]:
             del self.parts[h]
-            self._dirty.add(f"fpart:{h}")
 
     # -- state -----------------------------------------------------------------------------------------
 
@@ -180,33 +242,28 @@ class IndicatorStream:
 
     def _journal_segment(self, h: int, k: int) -> bytes:
         cols = [np.concatenate(c) for c in zip(*self.journal[(h, k)], strict=True)]
-        return npz_bytes(**dict(zip(("source", "row", "slot", "mean", "label"), cols, strict=True)))
+        return npz_bytes(**dict(zip(("series", "slot", "mean", "label"), cols, strict=True)))
 
     def _parts_segment(self, h: int) -> bytes:
-        srcs = sorted(self.parts[h])
-        meta = {"sources": srcs, "stale": [self.parts[h][s][1] for s in srcs],
-                "version": [self.parts[h][s][2] for s in srcs]}
-        return npz_bytes(meta=json_array(meta), **{name: np.concatenate([self.parts[h][s][0][name] for s in srcs])
-                                                   for name in HourPartials.ARRAYS})
+        p = self.parts[h]
+        srcs = np.flatnonzero(p.closed)
+        return npz_bytes(series=p.series, sources=srcs, stale=p.stale[srcs], version=p.version[srcs], **p.fields)
 
     def restore_segments(self, segments: dict[str, bytes]) -> None:
         self.minutes, self.journal, self.parts, self._dirty = {}, {}, {}, set()
         for name in sorted((n for n in segments if n.startswith("fmin:")), key=lambda n: int(n.split(":")[2])):
             _, h, k = name.split(":")
             z = np.load(io.BytesIO(segments[name]))
-            entry = tuple(z[c] for c in ("source", "row", "slot", "mean", "label"))
+            entry = tuple(z[c] for c in ("series", "slot", "mean", "label"))
             self.journal[(int(h), int(k))] = [entry]
-            for s in np.unique(entry[0]).tolist():  # replayed in the order of event time, as absorbed
-                sel = entry[0] == s
-                self._put(int(h), *(c[sel] for c in entry))
+            self._put(int(h), *entry)  # in the order of event time, as absorbed
         for name in (n for n in segments if n.startswith("fpart:")):
             z = np.load(io.BytesIO(segments[name]))
-            meta = json.loads(z["meta"].tobytes())
-            cuts = np.cumsum([0] + [len(self.channels[s]) for s in meta["sources"]])
-            self.parts[int(name[6:])] = {
-                s: ({f: z[f][a:b].copy() for f in HourPartials.ARRAYS}, bool(st), int(v))
-                for s, a, b, st, v in zip(meta["sources"], cuts[:-1], cuts[1:], meta["stale"], meta["version"],
-                                          strict=True)}
+            p = self.parts[int(name[6:])] = _Parts(len(self.sources))
+            p.series = z["series"].copy()
+            p.fields = {f: z[f].copy() for f in HourPartials.ARRAYS}
+            srcs = z["sources"]
+            p.closed[srcs], p.stale[srcs], p.version[srcs] = True, z["stale"], z["version"]
 
 
 def is_meter(quantity: str) -> bool:
