@@ -104,7 +104,8 @@ class Population:
         self.temps = temps
 
     def batch(self, lo: int, hi: int):
-        entities, store, meters, cmax = [], {"accounting": [], "monthly": [], "indicators": []}, {}, {}
+        store: dict[str, list[bytes]] = {"accounting": [], "monthly": [], "indicators": []}
+        entities, meters, cmax = [], {}, {}
         for i in range(lo, hi):
             t = self.temps[i % len(self.temps)]
             n = int(self.stacks[i])
@@ -141,8 +142,11 @@ def reconciler(entities: list[Entity], store: dict, meters: dict, cmax: dict) ->
     cfg = WorkerConfig(kafka=KafkaConnection(bootstrap_servers="unused:1"), topics=Topics(), sites=[Path("unused")],
                        keys_dir=Path("unused"), reconcile=ReconcileSettings(meters=meters, co2max=cmax))
     topic = {cfg.topics.accounting: "accounting", cfg.topics.monthly: "monthly", cfg.topics.indicators: "indicators"}
-    rec_mod.read_latest = lambda _cfg, name, parse: [parse(v) for v in store.get(topic.get(name, ""), [])]
-    rec_mod.read_topic = lambda _cfg, _name: []
+    def read_latest(cfg: WorkerConfig, topic_name: str, parse):
+        return [parse(v) for v in store.get(topic.get(topic_name, ""), [])]
+
+    rec_mod.read_latest = read_latest  # type: ignore[assignment]  # served from memory: the reconciler, not Kafka
+    rec_mod.read_topic = lambda cfg, topic: []  # type: ignore[assignment]
     kafka_io.send_all = lambda *a, **k: None
     r = rec_mod.Reconciler.__new__(rec_mod.Reconciler)
     r.cfg, r.entities = cfg, {e.id: e for e in entities}
