@@ -149,6 +149,15 @@ def test_any_gaps_flags_and_repeats_give_the_same_findings(seed, gaps, repeats):
     same(old, scan_hours(parts, tz=TZ, policy=policy))
 
 
+def test_a_clean_day_without_repeats_or_flags_finds_nothing_either_way():
+    # noise that never repeats, every minute N: no minute-level run on either path (and no series to run them on)
+    x = START // MINUTE_NS % 7 + np.random.default_rng(2).normal(10, 1, (2, 1440))
+    minutes = Grid(x, START, MINUTE_NS)
+    parts = hour_partials(minutes)
+    assert not parts.repeats.any() and not parts.cm.any()
+    same(scan(minutes, hour_grid(minutes), tz=TZ), scan_hours(parts, tz=TZ))
+
+
 def test_hour_partials_by_hand():
     # one hour: minutes 0-29 at 5.0 (29 repeats), 30-59 NaN except 59 = 7.0 flagged C; minute 0 flagged M
     x = np.full((1, 60), np.nan)

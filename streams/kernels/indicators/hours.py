@@ -211,11 +211,11 @@ def scan_hours(parts: HourPartials, *, tz: ZoneInfo | str, policy: IndicatorPoli
     same = np.zeros((rows.size, h, PER_HOUR), dtype=bool)
     same[:, :, :-1] = _unpack(parts.repeats[rows], PER_HOUR - 1)
     same[:, :-1, -1] = across[rows]
-    out = [_renumber(flat_runs(same.reshape(rows.size, -1)[:, :-1], policy=policy, start_ns=start,
+    out = [_renumber(flat_runs(same.reshape(rows.size, h * PER_HOUR)[:, :-1], policy=policy, start_ns=start,
                                period_ns=MINUTE_NS), rows)]
     per_day = _DAY_S * 10**9 // MINUTE_NS
     rows = np.flatnonzero(parts.cm.any(axis=1))
-    cm = _unpack(parts.cm[rows], PER_HOUR).reshape(rows.size, -1)
+    cm = _unpack(parts.cm[rows], PER_HOUR).reshape(rows.size, h * PER_HOUR)
     out.append(_renumber(cm_findings(cm, per_day, policy=policy, start_ns=start, period_ns=MINUTE_NS), rows))
     days = -(-h // 24)
     moments = []
