@@ -17,6 +17,14 @@ A gap report is keyed by agent id on the compacted topic ``cems.gaps.v1``: the b
 received below the agent's highest sequence number, re-published whenever that set changes (a hole opens,
 or a late batch fills it); an empty ``holes`` list says the sequence is complete again. Reconciliation reads
 it as a data-quality indicator (a gateway that loses or withholds batches).
+
+An indicator day is keyed by ``{source_id}/{UTC day, YYYY-MM-DD}`` on the compacted topic ``cems.indicators.v1``:
+the hour partials of the source's channels (``streams/kernels/indicators/hours.py``) for the hours of that UTC day
+the stream has closed, re-published with the next ``revision`` whenever an hour closes or late minutes change one.
+The reconciler reads them instead of the minutes (docs/decisions.md). Binary, not JSON: a month of a national
+population is 620,000 of them; one JSON header line (``layout`` 1), then the hours of every channel as packed
+``INDICATOR_HOUR`` structs (``[channels, 24]``, 59 bytes each) and of the meter channels as ``METER_HOUR``
+(``[meter_channels, 24]``, 27 bytes each).
 """
 
 from __future__ import annotations
@@ -27,10 +35,13 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, cast
 
+import numpy as np
+from numpy.typing import NDArray
+
 if TYPE_CHECKING:
     from _typeshed import DataclassInstance
 
-__all__ = ["GapReport", "HourlyRecord", "MonthlyRecord"]
+__all__ = ["INDICATOR_HOUR", "METER_HOUR", "GapReport", "HourlyRecord", "IndicatorDay", "MonthlyRecord"]
 
 
 def _num(x: float | None) -> float | None:
@@ -157,3 +168,83 @@ class GapReport:
     def from_json(cls, data: bytes) -> GapReport:
         d = json.loads(data)
         return cls(**d | {"holes": [tuple(h) for h in d["holes"]]})
+
+
+#: One hour of one channel in an indicator day: the indicators' fields (every channel), packed
+#: (``streams/kernels/indicators/hours.py`` says what each holds).
+INDICATOR_HOUR = np.dtype([("mean", "<f8"), ("operating", "?"), ("calibrating", "?"), ("repeats", "<u8"),
+                           ("cm", "<u8"), ("head", "<f8"), ("tail", "<f8"), ("lv_count", "u1"), ("lv_mean", "<f8"),
+                           ("lv_m2", "<f8")])
+#: ... and the meters' fields (meter channels only).
+METER_HOUR = np.dtype([("n_valid", "u1"), ("total", "<f8"), ("first", "i1"), ("first_value", "<f8"), ("last", "i1"),
+                       ("last_value", "<f8")])
+
+
+@dataclass(frozen=True, eq=False)
+class IndicatorDay:
+    """Hour partials of one source over one UTC day (``streams/core/findings.py`` makes them)."""
+
+    entity_id: str
+    source_id: str
+    day_start_ns: int  # UTC midnight [ns since the epoch]
+    channels: list[str]  # channel ids, the rows of ``hours``
+    closed: int  # bit h: hour h of the day is closed (its partial is in the arrays)
+    stale: int  # bit h: minutes of hour h folded after its minutes were let go: its partial misses them
+    revision: int  # 0 for the first publication, +1 per later one
+    hours: NDArray[np.void]  # [channels, 24] of INDICATOR_HOUR
+    meter_channels: list[str]  # the meter channels (xf/xp/xe quantities) among the channels
+    meter_hours: NDArray[np.void]  # [meter_channels, 24] of METER_HOUR
+
+    @property
+    def key(self) -> str:
+        return f"{self.source_id}/{self.day_iso}"
+
+    @property
+    def day_iso(self) -> str:
+        return datetime.fromtimestamp(self.day_start_ns // 10**9, UTC).strftime("%Y-%m-%d")
+
+    @property
+    def arrays(self) -> dict[str, NDArray[Any]]:
+        """The indicators' fields, each ``[channels, 24]`` (views)."""
+        return {name: self.hours[name] for name in INDICATOR_HOUR.names or ()}
+
+    @property
+    def meters(self) -> dict[str, NDArray[Any]]:
+        """The meters' fields, each ``[meter_channels, 24]`` (views)."""
+        return {name: self.meter_hours[name] for name in METER_HOUR.names or ()}
+
+    def to_bytes(self) -> bytes:
+        head = {"entity_id": self.entity_id, "source_id": self.source_id, "day_start_ns": self.day_start_ns,
+                "day": self.day_iso, "channels": self.channels, "closed": self.closed, "stale": self.stale,
+                "revision": self.revision, "meter_channels": self.meter_channels, "layout": 1}
+        return b"".join([json.dumps(head, separators=(",", ":")).encode(), b"\n",
+                         np.ascontiguousarray(self.hours, INDICATOR_HOUR).tobytes(),
+                         np.ascontiguousarray(self.meter_hours, METER_HOUR).tobytes()])
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> IndicatorDay:
+        """Decode a record; anything else is a ValueError that says what is wrong."""
+        try:
+            cut = data.index(b"\n")
+            head = json.loads(data[:cut])
+            return cls._decode(data, cut, head)
+        except (KeyError, TypeError, AttributeError) as exc:
+            raise ValueError(f"not an indicator day record: header field {exc} missing or of the wrong type") from None
+        except ValueError as exc:
+            raise ValueError(f"not an indicator day record: {exc}") from None
+
+    @classmethod
+    def _decode(cls, data: bytes, cut: int, head: dict[str, Any]) -> IndicatorDay:
+        if head.get("layout") != 1:
+            raise ValueError(f"indicator day {head.get('source_id')}/{head.get('day')}: unknown layout "
+                             f"{head.get('layout')!r} (this reader knows 1)")
+        n, m = len(head["channels"]), len(head["meter_channels"])
+        if len(data) - cut - 1 != 24 * (n * INDICATOR_HOUR.itemsize + m * METER_HOUR.itemsize):
+            raise ValueError(f"indicator day {head['source_id']}/{head.get('day')}: {len(data) - cut - 1} bytes of "
+                             f"hours, not the {24 * (n * INDICATOR_HOUR.itemsize + m * METER_HOUR.itemsize)} its "
+                             f"{n} channel(s) and {m} meter(s) take")
+        hours = np.frombuffer(data, INDICATOR_HOUR, n * 24, cut + 1).reshape(n, 24)
+        meter_hours = np.frombuffer(data, METER_HOUR, m * 24, cut + 1 + n * 24 * INDICATOR_HOUR.itemsize)
+        return cls(head["entity_id"], head["source_id"], int(head["day_start_ns"]), list(head["channels"]),
+                   int(head["closed"]), int(head["stale"]), int(head["revision"]), hours, list(head["meter_channels"]),
+                   meter_hours.reshape(m, 24))

@@ -44,6 +44,8 @@ class Topics(_Strict):
     alerts: str = Field(default="cems.alerts.v1", description="Discrepancy and data-quality alerts (compacted).")
     alert_acks: str = Field(default="cems.alerts.ack.v1", description="Acknowledgements of alerts (compacted).")
     qa: str = Field(default="cems.qa.v1", description="QA records of the monitors (compacted; cems qa import).")
+    indicators: str = Field(default="cems.indicators.v1", description="Hour partials of the indicators per source "
+                            "and UTC day (compacted; what the reconciler reads instead of minutes).")
 
     @classmethod
     def prefixed(cls, prefix: str) -> Topics:

@@ -90,18 +90,28 @@ def accounting_serve(config: Path | None, host: str, port: int) -> None:
               help="Run again every this many seconds (until interrupted).")
 @click.option("--metrics-port", type=click.IntRange(0, 65535),
               help="With --every: Prometheus metrics here (over metrics_port).")
-def reconcile(config: Path | None, month: str | None, every: float | None, metrics_port: int | None) -> None:
+@click.option("--recompute", is_flag=True, help="Audit: evaluate from the minutes in InfluxDB instead of the stream's "
+              "hour partials, and raise stream_recompute_mismatch where the two differ (needs influx, pyarrow).")
+def reconcile(config: Path | None, month: str | None, every: float | None, metrics_port: int | None,
+              recompute: bool) -> None:
     """Reconcile measured against reported data and publish the alerts that changed."""
     from streams.runtime.metrics import serve
     from streams.runtime.reconciler import Reconciler
 
-    cfg = _load(config)
+    cfg = _load(config, reach_kafka=False)
+    if recompute and cfg.influx is None:
+        raise click.UsageError("--recompute reads the minutes from InfluxDB: the settings have no influx section")
+    if recompute:
+        from schemas._optional import require
+
+        require("pyarrow", extra="parquet", purpose="the InfluxDB recompute")
+    cfg = _load(config)  # now that the command line holds together: the broker must answer
     rec = Reconciler(cfg)
     if every is not None:  # a single run ends before anyone scrapes it
         serve(rec.metrics.registry, cfg.metrics_port if metrics_port is None else metrics_port, cfg.metrics_address,
               announce=lambda text: click.echo(text, err=True))
     while True:
-        for a in rec.run(month):
+        for a in rec.run(month, recompute=recompute):
             click.echo(f"{a.severity:<8} {a.reason:<8} {a.id}")
         if every is None:
             return

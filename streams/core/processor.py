@@ -47,8 +47,9 @@ from ingest.batches import KeyRing, Rejection, check_messages
 from ingest.sequence import SeqTracker
 from schemas.batch import ChannelSpec, ReadingBatch
 from schemas.quantities import unit_conversion
-from schemas.records import GapReport, HourlyRecord, MonthlyRecord
+from schemas.records import GapReport, HourlyRecord, IndicatorDay, MonthlyRecord
 from schemas.site import Channel, Entity
+from streams.core.findings import IndicatorStream
 from streams.core.monthly import MonthlyRollup
 from streams.core.state import json_array, npz_bytes
 from streams.kernels import (
@@ -138,6 +139,7 @@ class Output:
     duplicates: int = 0
     holes: dict[str, list[tuple[int, int]]] = field(default_factory=dict)  # agent -> missing seq ranges, when changed
     gaps: list[GapReport] = field(default_factory=list)  # the same, as records for the gaps topic
+    indicators: list[IndicatorDay] = field(default_factory=list)  # hour partials per source-day (core/findings.py)
     accepted: int = 0
     readings: int = 0
     not_fed: int = 0  # accepted batches whose period does not feed their source's figures (HJ 212: 2061, 2031...)
@@ -193,6 +195,8 @@ class PartitionProcessor:
         self._fold = int(settings.fold_lateness_s * 1e9)
         self.monthly = MonthlyRollup(registry, self.policy, settings.substitution, settings.substitution_lookback_h,
                                      self._horizon, settings.part75_limits)
+        self.findings = IndicatorStream(registry, lateness_s=settings.allowed_lateness_s,
+                                        horizon_s=settings.revision_horizon_s)
 
     # -- one chunk of messages -------------------------------------------------------------------
 
@@ -223,6 +227,7 @@ class PartitionProcessor:
             averaged = self._fold_means(means)
             out.minutes = averaged if out.minutes is None else concat_tables([out.minutes, averaged])
         out.hourly = self._publish(touched)
+        out.indicators = self.findings.update(out.minutes, np.maximum(self.watermark, self.clock_ns))
         if self.qa is not None:
             out.hourly = self.qa.gate(out.hourly)
         out.monthly = self.monthly.update(out.hourly)
@@ -533,7 +538,8 @@ class PartitionProcessor:
             arrays = {n: getattr(cells, n) for n in Accumulator._ARRAYS}
             out[f"hour:{h}"] = npz_bytes(meta=json_array(records), **arrays)
         monthly, monthly_live = self.monthly.segments(full)
-        return out | monthly, {"core"} | {f"hour:{h}" for h in live_hours} | monthly_live
+        findings, findings_live = self.findings.segments(full)
+        return out | monthly | findings, {"core"} | {f"hour:{h}" for h in live_hours} | monthly_live | findings_live
 
     def restore(self, state: bytes | dict[str, bytes]) -> None:
         """Resume from :meth:`snapshot`'s blob or from the saved segments."""
@@ -563,5 +569,6 @@ class PartitionProcessor:
                 r = HourlyRecord.from_json(text.encode())
                 self.published.setdefault(h, {})[self.registry.index[r.source_id]] = r
         self.monthly.restore_segments(state)
+        self.findings.restore_segments(state)
         self._saved, self._dirty_hours = set(state), set()
 

@@ -67,11 +67,21 @@ from streams.kernels.accounting import (
     co2_variance_t2,
     inputs_from_reports,
 )
-from streams.kernels.indicators import DEFAULT_POLICY, NEAR_DEADLINE, CO2O2Pairs, Grid, IndicatorPolicy, hour_grid, scan
+from streams.kernels.indicators import (
+    DEFAULT_POLICY,
+    NEAR_DEADLINE,
+    CO2O2Pairs,
+    Grid,
+    HourPartials,
+    IndicatorPolicy,
+    hour_grid,
+    scan,
+    scan_hours,
+)
 from streams.kernels.meters import TOTALISERS, MeterTotal, metered_totals
 
-__all__ = ["CEMS_TIER_UNCERTAINTY", "MeterTotal", "MonthEvidence", "ReconcilePolicy", "calculation_tolerance",
-           "metered_totals", "reconcile_month"]
+__all__ = ["CEMS_TIER_UNCERTAINTY", "MeterTotal", "MonthEvidence", "ReconcilePolicy", "audit_mismatch",
+           "calculation_tolerance", "metered_totals", "reconcile_month"]
 
 #: EU MRR 2018/2066 Annex VIII Table 1, CO2 emission sources: maximum permissible uncertainty per tier
 #: (``MRR-AVIII-T1`` [P]), a 95 % half-width like every uncertainty here.
@@ -134,6 +144,7 @@ class MonthEvidence:
     # "fuel:<id>", "material:<id>", "product" -> the edge meters' total (metered_totals), or a plain month total
     metered: Mapping[str, MeterTotal | float] = field(default_factory=dict)
     minutes: Grid | None = None  # the entity's channels, series numbered as in ``series``
+    partials: HourPartials | None = None  # ... or the month's hour partials from the stream (in place of minutes)
     hours: Grid | None = None
     series: list[tuple[str, str]] = field(default_factory=list)  # series -> (source id, channel id)
     co2max: Mapping[str, str | float] = field(default_factory=dict)  # source id -> fuel family or CO2max [vol %]
@@ -231,6 +242,33 @@ def reconcile_month(ev: MonthEvidence, policy: ReconcilePolicy = ReconcilePolicy
         a.add("sequence_holes", "warning", measured=ev.missing_batches, unit="batches",
               explanation=f"{ev.missing_batches} batch(es) are missing from the gateways' sequences: lost or "
                           f"withheld data (gap reports).")
+    return a.out
+
+
+def audit_mismatch(ev: MonthEvidence, stream: Sequence[Alert], audit: Sequence[Alert]) -> list[Alert]:
+    """``stream_recompute_mismatch``: the alerts of the stream's evidence (hour partials) and of the audit's
+    recompute from the minutes in InfluxDB (``cems reconcile --recompute``) differ. They cannot when both saw the
+    same minutes (the kernels give the same findings from either); a difference points at minutes InfluxDB holds
+    and the stream never closed into its partials, or the other way round (a lost write, a stale hour, an edit
+    in the database). The audit's alerts are the ones published; this one says that they differ and where."""
+    def content(a: Alert) -> tuple:
+        return a.rule, a.severity, a.measured, a.expected, a.deviation, a.allowed, a.coverage, a.evidence
+
+    mine, theirs = {a.id: a for a in stream}, {a.id: a for a in audit}
+    differ = sorted(k for k in mine.keys() | theirs.keys()
+                    if k not in mine or k not in theirs or content(mine[k]) != content(theirs[k]))
+    if not differ:
+        return []
+    rules = sorted({(theirs.get(k) or mine[k]).rule for k in differ})
+    only_stream = sum(k not in theirs for k in differ)
+    only_audit = sum(k not in mine for k in differ)
+    a = _Alerts(ev, ReconcilePolicy())
+    a.add("stream_recompute_mismatch", "warning", measured=len(differ), unit="alerts",
+          explanation=f"The recompute from the minutes in InfluxDB and the stream's hour partials disagree on "
+                      f"{len(differ)} alert(s) ({', '.join(rules)}): {only_audit} only in the recompute, "
+                      f"{only_stream} only from the stream, {len(differ) - only_audit - only_stream} with other "
+                      f"figures. The recompute's are published; compare the minutes the stream closed with the "
+                      f"database's.", evidence=tuple(differ[:8]))
     return a.out
 
 
@@ -509,18 +547,18 @@ def _indicators(ev: MonthEvidence, policy: ReconcilePolicy, a: _Alerts) -> None:
     quantity = {(s.id, c.id): c.quantity for s in ev.entity.sources for c in s.channels}
     keep = [i for i, key in enumerate(ev.series) if quantity.get(key) not in TOTALISERS]  # counters only grow
     minutes = None if ev.minutes is None else _rows(ev.minutes, keep)
-    if ev.hours is not None:
-        hours = _rows(ev.hours, keep)
-    elif minutes is not None:
-        hours = hour_grid(minutes)
-    else:  # neither grid: nothing to scan
+    if ev.partials is None and ev.hours is None and minutes is None:  # no evidence: nothing to scan
         return
     ev = replace(ev, series=[ev.series[i] for i in keep])
     series_of = {key: i for i, key in enumerate(ev.series)}
     sources = [s for s in ev.entity.sources if any(k[0] == s.id for k in ev.series)]
     pairs = CO2O2Pairs.from_sources(sources, series_of, ev.co2max, policy=policy.indicators) if ev.co2max else None
     tz = ZoneInfo(ev.entity.timezone)
-    found = scan(minutes, hours, tz=tz, policy=policy.indicators, pairs=pairs)
+    if ev.partials is not None:  # the stream's hour partials: the same findings as from the minutes
+        found = scan_hours(ev.partials.rows(keep), tz=tz, policy=policy.indicators, pairs=pairs)
+    else:
+        hours = _rows(ev.hours, keep) if ev.hours is not None else hour_grid(minutes) if minutes is not None else None
+        found = scan(minutes, hours, tz=tz, policy=policy.indicators, pairs=pairs)
     names, order = found.rule_name, ("low", "info", "warning", "critical")
     source_of = np.array([src for src, _ in ev.series] or [""], dtype=object)
     for rule in np.unique(names).tolist():

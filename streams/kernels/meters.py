@@ -26,13 +26,18 @@ from numpy.typing import ArrayLike, NDArray
 
 from schemas.quantities import REPORT_UNITS
 
-from .aggregate import HOUR_NS
+from .aggregate import HOUR_NS, MINUTE_NS
 from .indicators import Grid
+from .indicators.hours import HourPartials
 
-__all__ = ["TOTALISERS", "MeterRows", "MeterTotal", "meter_totals", "metered_totals"]
+__all__ = ["MINUTES_PER_HOUR", "TOTALISERS", "MeterPartials", "MeterRows", "MeterTotal", "meter_partials",
+           "meter_totals", "metered_totals", "totals_from_partials"]
 
 #: Meter quantities that count up (schemas/quantities.py): their month is a difference, never an integral.
 TOTALISERS: frozenset[str] = frozenset({"xf0003", "xf0004", "xp0002", "xe0002"})
+
+#: Minutes of an hour: the pieces a month of minutes is reduced in (the stream closes hours).
+MINUTES_PER_HOUR = 60
 
 
 class MeterTotal(NamedTuple):
@@ -89,21 +94,98 @@ def meter_totals(values: ArrayLike, totaliser: ArrayLike, factor: ArrayLike, per
     (project choice: a totaliser's month from its first and last valid readings).
     """
     x = np.atleast_2d(np.asarray(values, dtype=np.float64))
-    k, n = x.shape
+    n = x.shape[1]
+    per = MINUTES_PER_HOUR if n and n % MINUTES_PER_HOUR == 0 else max(n, 1)  # hours of minutes, as the stream
+    return totals_from_partials(meter_partials(x, per), per, totaliser, factor, period_ns)
+
+
+class MeterPartials(NamedTuple):
+    """Per meter row and piece of the grid (an hour of minutes, as the stream closes them): what its month needs."""
+
+    n_valid: NDArray[np.int64]  # periods with a value [1]
+    total: NDArray[np.float64]  # sum of their values [the meter's unit]
+    first: NDArray[np.int64]  # index in the piece of the first period with a value, -1 without
+    first_value: NDArray[np.float64]  # its value (NaN without) [the meter's unit]
+    last: NDArray[np.int64]  # ... of the last period with a value
+    last_value: NDArray[np.float64]
+
+
+def meter_partials(values: ArrayLike, per_piece: int) -> MeterPartials:
+    """Cut meter rows into pieces of ``per_piece`` periods and reduce each to :class:`MeterPartials`.
+
+    Parameters
+    ----------
+    values : array_like of float, shape (k, n_pieces x per_piece)
+        Period means [the meter's unit], NaN where a period has no valid mean.
+    per_piece : int
+        Periods per piece [1] (60: an hour of minutes).
+
+    Returns
+    -------
+    MeterPartials
+        Arrays of shape (k, n_pieces).
+
+    References
+    ----------
+    docs/sources.md ``REC-METER`` [U], ``METER-TOTALISER`` (:func:`meter_totals`).
+    """
+    x = np.atleast_2d(np.asarray(values, dtype=np.float64))
+    k = x.shape[0]
+    cube = x.reshape(k, -1, per_piece)
+    ok = np.isfinite(cube)
+    count = ok.sum(axis=2).astype(np.int64)
+    first = np.argmax(ok, axis=2)
+    last = per_piece - 1 - np.argmax(ok[:, :, ::-1], axis=2)
+    pick = np.take_along_axis
+    none = count == 0
+    return MeterPartials(
+        count, np.where(ok, cube, 0.0).sum(axis=2),
+        np.where(none, -1, first).astype(np.int64), np.where(none, np.nan, pick(cube, first[..., None], 2)[..., 0]),
+        np.where(none, -1, last).astype(np.int64), np.where(none, np.nan, pick(cube, last[..., None], 2)[..., 0]))
+
+
+def totals_from_partials(parts: MeterPartials, per_piece: int, totaliser: ArrayLike, factor: ArrayLike,
+                         period_ns: int) -> MeterRows:
+    """Month totals of meter rows from their pieces (:func:`meter_partials`): the figures of :func:`meter_totals`,
+    from the month grid or from the stream's hour partials alike.
+
+    Parameters
+    ----------
+    parts : MeterPartials
+        Arrays of shape (k, n_pieces), the pieces in time order covering the month.
+    per_piece : int
+        Periods per piece [1].
+    totaliser, factor, period_ns
+        As :func:`meter_totals`.
+
+    Returns
+    -------
+    MeterRows
+        As :func:`meter_totals`.
+
+    References
+    ----------
+    docs/sources.md ``REC-METER`` [U], ``METER-TOTALISER``.
+    """
+    count_p = np.atleast_2d(parts.n_valid)
+    k, pieces = count_p.shape
+    n = pieces * per_piece
     is_total = np.broadcast_to(np.asarray(totaliser, dtype=bool), (k,))
     f = np.broadcast_to(np.asarray(factor, dtype=np.float64), (k,))
-    if n == 0:
+    if pieces == 0:
         nothing = np.full(k, np.nan)
         return MeterRows(nothing, nothing.copy(), nothing.copy(), nothing.copy())
-    ok = np.isfinite(x)
-    count = ok.sum(axis=1)
+    has = count_p > 0
+    count = count_p.sum(axis=1)
     rows = np.arange(k)
-    first = np.argmax(ok, axis=1)
-    last = n - 1 - np.argmax(ok[:, ::-1], axis=1)
+    p0 = np.argmax(has, axis=1)
+    p1 = pieces - 1 - np.argmax(has[:, ::-1], axis=1)
+    first = p0 * per_piece + np.atleast_2d(parts.first)[rows, p0]
+    last = p1 * per_piece + np.atleast_2d(parts.last)[rows, p1]
     coverage = count / n
     with np.errstate(invalid="ignore", divide="ignore"):
-        difference = (x[rows, last] - x[rows, first]) * f
-        integral = np.where(ok, x, 0.0).sum(axis=1) * period_ns / HOUR_NS * f
+        difference = (np.atleast_2d(parts.last_value)[rows, p1] - np.atleast_2d(parts.first_value)[rows, p0]) * f
+        integral = np.ascontiguousarray(np.atleast_2d(parts.total)).sum(axis=1) * period_ns / HOUR_NS * f
         counted = np.where(is_total, difference, integral)
         month = np.where(is_total, difference, integral / coverage)
     share = np.where(is_total, (last - first) / max(n - 1, 1), coverage)
@@ -113,15 +195,16 @@ def meter_totals(values: ArrayLike, totaliser: ArrayLike, factor: ArrayLike, per
                      np.where(empty, nan, share))
 
 
-def metered_totals(minutes: Grid, series: Sequence[tuple[str, str]],
+def metered_totals(minutes: Grid | HourPartials, series: Sequence[tuple[str, str]],
                    channels: Mapping[tuple[str, str], tuple[str, str]],
                    meters: Mapping[str, str]) -> dict[str, MeterTotal]:
     """Month totals of the configured meters from the month's minute grid, by what they measure.
 
     Parameters
     ----------
-    minutes : Grid
-        The entity's minute grid over the month; row ``i`` is the series ``series[i]`` [the channel's unit].
+    minutes : Grid or HourPartials
+        The entity's minute grid over the month, or its hour partials (the stream's, :mod:`.indicators.hours`);
+        row ``i`` is the series ``series[i]`` [the channel's unit].
     series : sequence of (str, str)
         (source id, channel id) of each grid row.
     channels : mapping of (str, str) to (str, str)
@@ -152,8 +235,13 @@ def metered_totals(minutes: Grid, series: Sequence[tuple[str, str]],
         picked.append((measures, row, quantity in TOTALISERS, REPORT_UNITS.get(unit, (unit, 1.0))[1]))
     if not picked:
         return {}
-    rows = meter_totals(minutes.mean[[p[1] for p in picked]], [p[2] for p in picked], [p[3] for p in picked],
-                        minutes.period_ns)
+    rows_of = [p[1] for p in picked]
+    if isinstance(minutes, Grid):
+        rows = meter_totals(minutes.mean[rows_of], [p[2] for p in picked], [p[3] for p in picked], minutes.period_ns)
+    else:  # the stream's hour partials of the month
+        pieces = MeterPartials(*(getattr(minutes, name)[rows_of] for name in MeterPartials._fields))
+        rows = totals_from_partials(pieces, MINUTES_PER_HOUR, [p[2] for p in picked], [p[3] for p in picked],
+                                    MINUTE_NS)
     parts: dict[str, list[int]] = {}
     for j, (measures, *_) in enumerate(picked):
         if np.isfinite(rows.coverage[j]):

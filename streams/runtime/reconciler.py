@@ -7,8 +7,14 @@ corrected report arrives); ``--every SECONDS`` keeps it running. What it reads:
 * the accounting topic (the last report per entity, source and month; ``cems accounting import|serve``);
 * the monthly topic: the CEMS CO2 of each source and month, compared only once the month is ``closed`` (an open
   month is not a month's figure yet);
-* InfluxDB ``cems_minute``: the entity's channels over the local month, as minute grids for the indicators and
-  for the edge meters' totals (``reconcile.meters`` in the config says which channel measures what);
+* the indicators topic: the stream's hour partials per source and UTC day (``schemas.records.IndicatorDay``), from
+  which the month's indicators and the edge meters' totals are evaluated (``reconcile.meters`` in the config says
+  which channel measures what), exactly as from the minutes; the minutes are never read back for a normal run;
+* InfluxDB ``cems_minute`` only for an audit (``recompute=True``, ``cems reconcile --recompute``): the entity's
+  minutes over the local month, parsed column-wise (pyarrow), reduced to hour partials by the same kernel, and
+  reconciled; where its alerts differ from the stream's, ``stream_recompute_mismatch`` says so. A month holding a
+  stale hour (minutes the stream folded after it let the hour's minutes go) is recomputed the same way when
+  InfluxDB is configured;
 * the dead-letter topic (``bad_signature`` per entity and month) and the gap reports (``sequence_holes``).
 
 It publishes through :class:`~streams.core.alerts.AlertBook`, read back from the compacted alerts topic first, so a
@@ -17,7 +23,6 @@ rerun publishes nothing that did not change: restarts and reruns never repeat an
 
 from __future__ import annotations
 
-import csv
 import io
 import logging
 import time
@@ -27,20 +32,22 @@ from datetime import UTC, datetime
 import numpy as np
 
 from schemas import envelope
+from schemas._optional import needs_extra
 from schemas.accounting import AccountingReport
 from schemas.alerts import Ack, Alert
 from schemas.quantities import Flag
-from schemas.records import GapReport, MonthlyRecord
+from schemas.records import GapReport, IndicatorDay, MonthlyRecord
 from streams.config import WorkerConfig, load_sites
 from streams.core.alerts import AlertBook
+from streams.core.findings import DAY_NS, month_partials
 from streams.core.monthly import month_bounds, month_range
-from streams.core.reconcile import MonthEvidence, metered_totals, reconcile_month
-from streams.kernels.aggregate import MINUTE_NS
-from streams.kernels.indicators import NO_DATA, Grid
+from streams.core.reconcile import MonthEvidence, audit_mismatch, metered_totals, reconcile_month
+from streams.kernels.aggregate import HOUR_NS, MINUTE_NS
+from streams.kernels.indicators import NO_DATA, Grid, HourPartials, hour_partials
 from streams.runtime import kafka_io
 from streams.runtime.metrics import ReconcilerMetrics
 
-__all__ = ["Reconciler", "publish_reports", "read_acks", "read_alerts", "read_latest", "read_topic"]
+__all__ = ["Reconciler", "parse_minutes", "publish_reports", "read_acks", "read_alerts", "read_latest", "read_topic"]
 
 log = logging.getLogger(__name__)
 
@@ -78,13 +85,18 @@ class Reconciler:
         self.entity_of = {s.id: e.id for e in self.entities.values() for s in e.sources}
         self.metrics = ReconcilerMetrics()  # served by `cems reconcile --every` when metrics_port is set
 
-    def run(self, month: str | None = None) -> list[Alert]:
+    def run(self, month: str | None = None, *, recompute: bool = False) -> list[Alert]:
         """Reconcile every entity-month with a report, a closed CEMS month or ingest findings (or only
-        ``month``); publish the alerts that changed and return them."""
+        ``month``); publish the alerts that changed and return them. ``recompute``: the audit, from the minutes in
+        InfluxDB instead of the stream's hour partials, with ``stream_recompute_mismatch`` where they differ."""
+        if recompute and self.cfg.influx is None:
+            raise ValueError("a recompute reads the minutes from InfluxDB: the config has no influx section")
         started = time.perf_counter()
         cfg = self.cfg
         reports = read_latest(cfg, cfg.topics.accounting, AccountingReport.model_validate_json)
         monthly = read_latest(cfg, cfg.topics.monthly, MonthlyRecord.from_json)
+        self._days = self._indicator_days()
+        self._recompute = recompute
         signatures = self._signature_failures()
         holes = self._missing_batches()
         scopes: dict[tuple[str, str], list[AccountingReport]] = defaultdict(list)
@@ -111,12 +123,26 @@ class Reconciler:
 
     def _reconcile(self, entity_id, label, reports, monthly, signatures, holes) -> list[Alert]:
         entity = self.entities[entity_id]
-        settings = self.cfg.reconcile
         start, end = month_range(label, entity.tz)
-        grid, series = self._minutes(entity, start, end)
+        series = [(s.id, c.id) for s in entity.sources for c in s.channels]
+        days = self._days.get((entity_id, label), [])
+        partials, stale = month_partials(series, start, end, days) if start % HOUR_NS == 0 else (None, 0)
+        if self._recompute or (stale and self.cfg.influx is not None) or (partials is None and self.cfg.influx):
+            grid = self._minutes(entity, series, start, end)
+            audit = self._alerts(entity, label, reports, monthly, signatures, holes, series, grid)
+            if partials is None or not days:
+                return audit
+            stream = self._alerts(entity, label, reports, monthly, signatures, holes, series, partials)
+            return audit + audit_mismatch(MonthEvidence(entity=entity, month=label), stream, audit)
+        return self._alerts(entity, label, reports, monthly, signatures, holes, series, partials if days else None)
+
+    def _alerts(self, entity, label, reports, monthly, signatures, holes, series,
+                evidence: Grid | HourPartials | None) -> list[Alert]:
+        """The alerts of one entity-month from the minute grid (audit) or the stream's hour partials."""
+        settings = self.cfg.reconcile
         channels = {(s.id, c.id): (c.quantity, c.unit) for s in entity.sources for c in s.channels}
         co2max = {s: v for s, v in settings.co2max.items() if s in {src.id for src in entity.sources}}
-        by_source = {m.source_id: m for m in monthly if m.entity_id == entity_id and m.month == label}
+        by_source = {m.source_id: m for m in monthly if m.entity_id == entity.id and m.month == label}
         bundles = []
         for i, report in enumerate(reports or [None]):
             scope = [report.source_id] if report is not None and report.source_id else [s.id for s in entity.sources]
@@ -128,53 +154,56 @@ class Reconciler:
             first = i == 0  # indicators and ingest findings once per entity-month
             bundles.append(MonthEvidence(
                 entity=entity, month=label, report=report, monthly=records,
-                metered=metered_totals(grid, series, channels, meters) if grid is not None else {},
-                minutes=grid if first else None, series=series, co2max=co2max,
-                signature_failures=signatures.get((entity_id, label), 0) if first else 0,
-                missing_batches=holes.get((entity_id, label), 0) if first else 0,
+                metered=metered_totals(evidence, series, channels, meters) if evidence is not None else {},
+                minutes=evidence if first and isinstance(evidence, Grid) else None,
+                partials=evidence if first and isinstance(evidence, HourPartials) else None,
+                series=series, co2max=co2max,
+                signature_failures=signatures.get((entity.id, label), 0) if first else 0,
+                missing_batches=holes.get((entity.id, label), 0) if first else 0,
                 evidence={"measured_vs_calculated": f"{self.cfg.topics.monthly}:{scope[0]}/{label}",
                           "insufficient_measured_data": f"{self.cfg.topics.monthly}:{scope[0]}/{label}",
                           "bad_signature": f"{self.cfg.topics.dead_letter}:reason=bad_signature",
                           "sequence_holes": f"{self.cfg.topics.gaps}"}))
         return [a for ev in bundles for a in reconcile_month(ev, settings.policy)]
 
-    def _minutes(self, entity, start: int, end: int) -> tuple[Grid | None, list[tuple[str, str]]]:
-        """The entity's minute means over [start, end) from InfluxDB, as a grid (None without InfluxDB)."""
-        series = [(s.id, c.id) for s in entity.sources for c in s.channels]
-        if self.cfg.influx is None or not series:
-            return None, series
+    def _indicator_days(self) -> dict[tuple[str, str], list[IndicatorDay]]:
+        """The stream's day records (newest per key) by entity and every local month a UTC day overlaps."""
+        out: dict[tuple[str, str], list[IndicatorDay]] = defaultdict(list)
+        bad = 0
+        for day in read_latest(self.cfg, self.cfg.topics.indicators, _or_none):
+            if day is None:
+                bad += 1
+                continue
+            entity = self.entities.get(day.entity_id)
+            if entity is None:
+                continue
+            first, _, _ = month_bounds(day.day_start_ns, entity.tz)
+            last, _, _ = month_bounds(day.day_start_ns + DAY_NS - 1, entity.tz)
+            for label in dict.fromkeys((first, last)):
+                out[(day.entity_id, label)].append(day)
+        if bad:  # a record no worker of this version wrote: its hours are left out (the audit reads the minutes)
+            log.error("%d record(s) on %s could not be decoded and were left out", bad, self.cfg.topics.indicators,
+                      extra={"event": "bad_indicator_records", "count": bad})
+        return out
+
+    def _minutes(self, entity, series: list[tuple[str, str]], start: int, end: int) -> Grid | HourPartials:
+        """The entity's minute means over [start, end) from InfluxDB (the audit), reduced to hour partials by the
+        stream's own kernel where the month starts on a whole hour (else the minute grid itself)."""
+        assert self.cfg.influx is not None
         flux = f'''from(bucket: "{self.cfg.influx.bucket}")
   |> range(start: {_rfc3339(start)}, stop: {_rfc3339(end)})
   |> filter(fn: (r) => r._measurement == "cems_minute" and r.entity == "{entity.id}")
   |> filter(fn: (r) => r._field == "mean" or r._field == "flag")
   |> pivot(rowKey: ["_time"], columnKey: ["_field"], valueColumn: "_value")
-  |> keep(columns: ["_time", "source", "channel", "mean", "flag"])'''
-        n = (end - start) // MINUTE_NS
-        mean = np.full((len(series), n), np.nan)
-        flag = np.full((len(series), n), NO_DATA, dtype=np.uint8)
-        index = {key: i for i, key in enumerate(series)}
-        letters = {f.name: int(f) for f in Flag}
+  |> keep(columns: ["_time", "source", "channel", "mean", "flag"])
+  |> group()'''
         from influxdb_client import Dialect, InfluxDBClient
 
         with InfluxDBClient(url=self.cfg.influx.url, token=self.cfg.influx.token.get_secret_value(),
                             org=self.cfg.influx.org, timeout=120_000) as client:
-            text = client.query_api().query_raw(flux, dialect=Dialect(header=True, annotations=[])).data.decode()
-        header: dict[str, int] = {}  # column name -> index, of the result table being read
-        for row in csv.reader(io.StringIO(text)):  # one header row per result table, then its rows
-            if not row:
-                continue
-            if "_time" in row:
-                header = {name: k for k, name in enumerate(row)}
-                continue
-            i = index.get((row[header["source"]], row[header["channel"]]))
-            if i is None:
-                continue
-            t = (_ns(row[header["_time"]]) - start) // MINUTE_NS
-            if 0 <= t < n:
-                if row[header["mean"]]:
-                    mean[i, t] = float(row[header["mean"]])
-                flag[i, t] = letters.get(row[header["flag"]], NO_DATA)
-        return Grid(mean, start, MINUTE_NS, flag), series
+            data = client.query_api().query_raw(flux, dialect=Dialect(header=True, annotations=[])).data
+        grid = parse_minutes(data, series, start, end)
+        return hour_partials(grid) if start % HOUR_NS == 0 else grid
 
     def _signature_failures(self) -> dict[tuple[str, str], int]:
         """Dead letters with reason bad_signature, per entity (configured agent, else the claimed source) and
@@ -211,13 +240,56 @@ class Reconciler:
         return dict(out)
 
 
+def _or_none(data: bytes) -> IndicatorDay | None:
+    try:
+        return IndicatorDay.from_bytes(data)
+    except ValueError:
+        return None
+
+
+def parse_minutes(data: bytes, series: list[tuple[str, str]], start: int, end: int) -> Grid:
+    """A Flux CSV of minute means (one table: ``_time``, ``source``, ``channel``, ``mean``, ``flag``) -> the minute
+    grid of ``series`` over ``[start, end)``, parsed column-wise with pyarrow (no loop per row)."""
+    n = (end - start) // MINUTE_NS
+    mean = np.full((len(series), n), np.nan)
+    flag = np.full((len(series), n), NO_DATA, dtype=np.uint8)
+    if not data.strip():
+        return Grid(mean, start, MINUTE_NS, flag)
+    with needs_extra("parquet", "the InfluxDB recompute (pyarrow's CSV reader)"):
+        import pyarrow as pa
+        from pyarrow import csv as pacsv
+
+    table = pacsv.read_csv(io.BytesIO(data), convert_options=pacsv.ConvertOptions(
+        column_types={"_time": pa.timestamp("ns", tz="UTC"), "mean": pa.float64(), "flag": pa.string(),
+                      "source": pa.string(), "channel": pa.string()},
+        include_columns=["_time", "source", "channel", "mean", "flag"], include_missing_columns=True))
+    if table.num_rows == 0:
+        return Grid(mean, start, MINUTE_NS, flag)
+    row = _codes(table["source"], table["channel"], {key: i for i, key in enumerate(series)})
+    known = row >= 0
+    t = (table["_time"].cast(pa.int64()).to_numpy(zero_copy_only=False) - start) // MINUTE_NS
+    keep = known & (t >= 0) & (t < n)
+    values = table["mean"].to_numpy(zero_copy_only=False).astype(np.float64)  # nulls -> NaN
+    lookup = {f.name: int(f) for f in Flag}
+    letters = table["flag"].combine_chunks().dictionary_encode()
+    codes = np.array([lookup.get(x, NO_DATA) for x in letters.dictionary.to_pylist()] + [NO_DATA], dtype=np.uint8)
+    codes = codes[letters.indices.fill_null(len(codes) - 1).to_numpy()]  # per distinct letter, not per row
+    mean[row[keep], t[keep]] = values[keep]
+    flag[row[keep], t[keep]] = codes[keep]
+    return Grid(mean, start, MINUTE_NS, flag)
+
+
+def _codes(source, channel, index: dict[tuple[str, str], int]) -> np.ndarray:
+    """Grid row of each (source, channel) cell of two arrow string columns, -1 for a series not asked for; the
+    lookup runs once per distinct source and channel."""
+    s, c = source.combine_chunks().dictionary_encode(), channel.combine_chunks().dictionary_encode()
+    names_s, names_c = s.dictionary.to_pylist(), c.dictionary.to_pylist()
+    table = np.full((len(names_s) + 1, len(names_c) + 1), -1, dtype=np.int64)  # the last row/column: null
+    for i, a in enumerate(names_s):
+        for j, b in enumerate(names_c):
+            table[i, j] = index.get((a, b), -1)
+    return table[s.indices.fill_null(len(names_s)).to_numpy(), c.indices.fill_null(len(names_c)).to_numpy()]
+
+
 def _rfc3339(ns: int) -> str:
     return datetime.fromtimestamp(ns // 10**9, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _ns(text: str) -> int:
-    """RFC 3339 from InfluxDB (UTC, optional fraction) -> ns."""
-    text = text.rstrip("Z")
-    whole, _, frac = text.partition(".")
-    base = int(datetime.strptime(whole, "%Y-%m-%dT%H:%M:%S").replace(tzinfo=UTC).timestamp())
-    return base * 10**9 + int((frac + "000000000")[:9])

@@ -48,6 +48,7 @@ def topic_specs(cfg: WorkerConfig, partitions: int, readings_retention_days: flo
         t.dead_letter: (1, every | {"retention.ms": str(90 * _DAY_MS)}),  # long enough to investigate and replay
         t.hourly: (partitions, compacted),
         t.monthly: (partitions, compacted),
+        t.indicators: (partitions, compacted),  # one record per source and UTC day, the last revision
         t.gaps: (1, compacted),  # one report per agent, small
         t.state: (partitions, compacted | {"max.message.bytes": str(MAX_STATE_BYTES)}),
         t.accounting: (1, compacted),  # one report per entity, source and month

@@ -203,6 +203,7 @@ class StreamWorker:
         sends += [(t.hourly, {"key": r.key.encode(), "value": r.to_json()}) for r in out.hourly]
         sends += [(t.monthly, {"key": r.key.encode(), "value": r.to_json()}) for r in out.monthly]
         sends += [(t.gaps, {"key": r.key.encode(), "value": r.to_json()}) for r in out.gaps]
+        sends += [(t.indicators, {"key": r.key.encode(), "value": r.to_bytes()}) for r in out.indicators]
         if self.sink is not None and (out.hourly or out.monthly or out.minutes is not None):
             self.sink_outs.setdefault(tp, []).append(out)  # written by the next save, outside the handling lock
         for agent, holes in out.holes.items():

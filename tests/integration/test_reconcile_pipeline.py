@@ -1,6 +1,7 @@
 """Reconciliation through the real broker and InfluxDB: a report posted to the HTTP intake, a closed CEMS month on
-the monthly topic, a month of minute means (analysers and meter totalisers) in InfluxDB, a forged batch in the
-dead letters; the reconciler raises exactly the injected alerts once, `cems alerts` routes, lists and
+the monthly topic, a month of minute means (analysers and meter totalisers) in InfluxDB and as the stream's hour
+partials on the indicators topic, a forged batch in the dead letters; the reconciler raises exactly the injected
+alerts once from the partials, the audit from InfluxDB (--recompute) finds the same, `cems alerts` routes, lists and
 acknowledges them."""
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ from schemas.kafka import KafkaConnection
 from schemas.quantities import Flag
 from schemas.records import MonthlyRecord
 from streams.config import InfluxSettings, ReconcileSettings, Topics, WorkerConfig
+from streams.core.findings import day_records, is_meter
+from streams.kernels.indicators import Grid, hour_partials
 from streams.runtime.kafka_io import send_all
 from streams.runtime.reconciler import Reconciler, read_alerts
 from streams.runtime.topics import create_topics
@@ -48,7 +51,7 @@ def config(tmp_path: Path, bootstrap: str, influx: dict, sm) -> WorkerConfig:
                                     co2max={source: "coal"}, intake_token="intake-test-token"))
 
 
-def write_minutes(cfg: WorkerConfig, sm) -> None:
+def write_minutes(cfg: WorkerConfig, sm) -> MinuteRows:
     entity, src = sm.entity, sm.entity["sources"][0]
     n = sm.minutes["co2"].size
     start = sm.start_ns + np.arange(n, dtype=np.int64) * 60 * 10**9
@@ -69,6 +72,19 @@ def write_minutes(cfg: WorkerConfig, sm) -> None:
     with InfluxSink(cfg.influx.url, cfg.influx.token.get_secret_value(), cfg.influx.org, cfg.influx.bucket) as sink:
         sink.write_minutes(MinuteRows.concat(parts))
         sink.flush()
+    return MinuteRows.concat(parts)
+
+
+def publish_partials(cfg: WorkerConfig, sm, rows: MinuteRows) -> None:
+    """The stream's day records of the same minutes (what IndicatorStream publishes as the hours close)."""
+    src = sm.entity["sources"][0]
+    channels = [c["id"] for c in src["channels"]]
+    n = sm.minutes["co2"].size
+    mean = np.where(rows.valid, rows.mean, np.nan).reshape(len(channels), n)
+    grid = Grid(mean, sm.start_ns, 60 * 10**9, rows.label.reshape(len(channels), n))
+    meters = [c["id"] for c in src["channels"] if is_meter(c["quantity"])]
+    days = day_records(sm.entity["id"], src["id"], channels, hour_partials(grid), meters)
+    send_all(cfg.kafka, cfg.topics.indicators, [(d.key.encode(), d.to_bytes(), []) for d in days])
 
 
 def closed_month(sm) -> MonthlyRecord:
@@ -117,7 +133,7 @@ def test_reconciler_raises_the_injected_alerts_once_and_reviewers_see_their_regi
     sm = simulate_month("power", 2, ("fuel_underreport", "stuck_channel"), entity_id=f"sim-power-{tag}")
     cfg = config(tmp_path, kafka_bootstrap, influx_settings, sm)
     create_topics(cfg, partitions=1, readings_retention_days=None)
-    write_minutes(cfg, sm)
+    publish_partials(cfg, sm, write_minutes(cfg, sm))
     m = closed_month(sm)
     send_all(cfg.kafka, cfg.topics.monthly, [(m.key.encode(), m.to_json(), [])])
     value, headers = forged_batch(sm)
@@ -155,6 +171,8 @@ def test_reconciler_raises_the_injected_alerts_once_and_reviewers_see_their_regi
     fuel = next(a for a in published if a.rule == "fuel_metered_vs_reported")
     assert fuel.expected == pytest.approx(sm.metered["fuel:raw_coal"], rel=1e-6)  # the totaliser's difference
     assert Reconciler(cfg).run() == []  # a rerun (or a restarted reconciler) repeats nothing
+    # the audit from the minutes in InfluxDB: the same alerts, so nothing to publish and no mismatch
+    assert Reconciler(cfg).run(recompute=True) == []
     assert len(read_alerts(cfg)) == 3
 
     # the monthly archive pulls the month: CEMS figures, calculated CO2, the alerts; once

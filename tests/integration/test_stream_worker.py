@@ -13,7 +13,7 @@ import yaml
 
 from edge_agent.outbox import sign
 from schemas.kafka import KafkaConnection
-from schemas.records import HourlyRecord
+from schemas.records import HourlyRecord, IndicatorDay
 from streams.config import Topics, WorkerConfig
 from streams.runtime.topics import create_topics
 from streams.runtime.worker import StreamWorker
@@ -67,6 +67,14 @@ async def test_worker_publishes_the_processors_records_and_dead_letters(tmp_path
     dlq = read_all(cfg, cfg.topics.dead_letter)
     assert [dict(r.headers)["cems-dlq-reason"] for r in dlq] == [b"bad_signature"]
     assert dlq[0].value == MESSAGES[5].value  # the original bytes, for investigation or replay
+    # the indicators' day records, through the same transactions: the last per key equals the processor's offline
+    offline = {}
+    for d in processor().process(MESSAGES).indicators:
+        offline[d.key] = d
+    online = {r.key.decode(): IndicatorDay.from_bytes(r.value) for r in read_all(cfg, cfg.topics.indicators)}
+    assert online.keys() == offline.keys() and len(online) == 2  # two stacks, one UTC day
+    for key, d in offline.items():
+        assert online[key].closed == d.closed and online[key].hours.tobytes() == d.hours.tobytes()
 
 
 @pytest.mark.timeout(180)

@@ -209,6 +209,16 @@ def test_an_unreachable_broker_is_one_line_within_seconds(command, tmp_path, no_
     assert "Traceback" not in res.output
 
 
+def test_a_recompute_without_influxdb_is_a_usage_error_before_the_broker(tmp_path, no_central_env):
+    # the audit reads minutes from InfluxDB; the config names none (and no broker answers: the usage error comes first)
+    config = worker_config(tmp_path, f"127.0.0.1:{free_port()}")
+    lines = config.read_text().splitlines()
+    at = next(i for i, line in enumerate(lines) if line.startswith("influx:"))
+    config.write_text("\n".join(lines[:at] + lines[at + 5:]))  # the example's influx section (5 lines) left out
+    usage_error(cems("reconcile", str(config), "--recompute"),
+                "--recompute reads the minutes from InfluxDB: the settings have no influx section")
+
+
 def test_broker_addresses_that_do_not_resolve_or_parse():
     import click
 

@@ -39,8 +39,8 @@ def test_every_topic_carries_min_insync_and_the_compacted_ones_compact(tmp_path)
     assert set(specs) == set(cfg.topics.model_dump().values())
     assert {name: c["min.insync.replicas"] for name, (_, c) in specs.items()} == dict.fromkeys(specs, "2")
     compacted = {name for name, (_, c) in specs.items() if c.get("cleanup.policy") == "compact"}
-    assert compacted == {"u.hourly", "u.monthly", "u.gaps", "u.state", "u.accounting", "u.alerts", "u.alert_acks",
-                         "u.qa"}  # QA records (qa-gate): one version per record key
+    assert compacted == {"u.hourly", "u.monthly", "u.indicators", "u.gaps", "u.state", "u.accounting", "u.alerts",
+                         "u.alert_acks", "u.qa"}  # QA records (qa-gate): one version per record key
     assert specs["u.readings"] == (12, {"min.insync.replicas": "2", "retention.ms": str(14 * 86_400_000)})
     assert specs["u.state"][0] == 12  # state partition p holds readings partition p's state
     assert specs["u.state"][1]["max.message.bytes"] == str(64 * 2**20)

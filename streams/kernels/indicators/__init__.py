@@ -10,7 +10,8 @@ over the two directions of a range check).
 
 Modules, one per family: :mod:`.grid` (grids, findings, shared helpers), :mod:`.policy` (thresholds),
 :mod:`.channel` (flatline, out of range, low variance), :mod:`.co2_o2`, :mod:`.level_shift`,
-:mod:`.profiles` (repeated profiles), :mod:`.calibration` (C/M flags) and :mod:`.scan`.
+:mod:`.profiles` (repeated profiles), :mod:`.calibration` (C/M flags), :mod:`.scan`, and :mod:`.hours` (the
+same findings from the hour partials the stream closes, for the reconciliation at national scale).
 
 Rules, with their sources (docs/sources.md ids and confidence tags); every threshold is in
 :class:`IndicatorPolicy`, and those marked *heuristic* are this project's choice, not a rule of
@@ -47,6 +48,7 @@ from .grid import (
     Grid,
     hour_grid,
 )
+from .hours import HourPartials, hour_partials, scan_hours
 from .level_shift import level_shifts
 from .policy import CO2MAX_PCT, DEFAULT_POLICY, IndicatorPolicy
 from .profiles import repeated_profiles
@@ -62,16 +64,19 @@ __all__ = [
     "CO2O2Pairs",
     "Findings",
     "Grid",
+    "HourPartials",
     "IndicatorPolicy",
     "calibration_maintenance",
     "co2_o2_inconsistency",
     "effective_co2max",
     "flatline",
     "hour_grid",
+    "hour_partials",
     "implied_co2_pct",
     "level_shifts",
     "low_variance",
     "out_of_range",
     "repeated_profiles",
     "scan",
+    "scan_hours",
 ]

@@ -8,7 +8,7 @@ from numpy.typing import ArrayLike
 from schemas.quantities import Flag
 
 from ..aggregate import MINUTE_NS
-from .grid import Findings, _as2d, _day_cube, _findings, _runs
+from .grid import Bools, Findings, _as2d, _day_cube, _findings, _runs
 from .policy import DEFAULT_POLICY, IndicatorPolicy
 
 # -- 7. calibration and maintenance flags ---------------------------------------------------------
@@ -54,7 +54,37 @@ def calibration_maintenance(flag: ArrayLike, periods_per_day: int, *, policy: In
     ``HJ212-D25`` [P] (for scale: 20 valid hours make a day); the day share is heuristic.
     """
     f = _as2d(flag, np.uint8)
-    cm = (f == Flag.C) | (f == Flag.M)
+    return cm_findings((f == Flag.C) | (f == Flag.M), periods_per_day, policy=policy, start_ns=start_ns,
+                       period_ns=period_ns)
+
+
+def cm_findings(cm: Bools, periods_per_day: int, *, policy: IndicatorPolicy = DEFAULT_POLICY, start_ns: int = 0,
+                period_ns: int = MINUTE_NS) -> Findings:
+    """``cm_day_share`` and ``cm_run_long`` from the mask of periods flagged C or M (the stream's hour partials
+    carry it as bits, :mod:`.hours`).
+
+    Parameters
+    ----------
+    cm : ndarray of bool, shape (n_series, n_periods)
+        Periods whose dominant flag is C or M, the grid starting at a local midnight.
+    periods_per_day : int
+        Periods in a day [1].
+    policy : IndicatorPolicy
+        ``cm_max_day_share`` [fraction of a day], ``cm_max_run_minutes`` [min].
+    start_ns : int
+        Start of period 0 of the grid [ns since the epoch].
+    period_ns : int
+        Period length of the grid [ns].
+
+    Returns
+    -------
+    Findings
+        As :func:`calibration_maintenance`.
+
+    References
+    ----------
+    As :func:`calibration_maintenance`.
+    """
     rows, s, e = _runs(cm)
     per_min = period_ns / MINUTE_NS
     minutes = (e - s) * per_min
