@@ -38,13 +38,14 @@ from __future__ import annotations
 
 import io
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal, NamedTuple
 
 import numpy as np
 
 from ingest.batches import KeyRing, Rejection, check_messages
 from ingest.sequence import SeqTracker
+from schemas.agent_batch import AgentBatch
 from schemas.batch import ChannelSpec, ReadingBatch
 from schemas.quantities import unit_conversion
 from schemas.records import GapReport, HourlyRecord, MonthlyRecord
@@ -206,12 +207,10 @@ class PartitionProcessor:
         for m, c in zip(messages, checked, strict=True):
             self.next_offset = max(self.next_offset, m.offset + 1)
             self.clock_ns = max(self.clock_ns, m.timestamp_ms * 1_000_000)
-            batch = self._accept(m, c, out)
-            if batch is None:
-                continue
-            (means if self.registry.feed_period_s[batch.source] else parts).append(batch.columns)
-            touched.update((batch.source, h) for h in range(batch.first_ns // HOUR_NS * HOUR_NS,
-                                                            batch.last_ns + ROUND_NS + 1, HOUR_NS))
+            for batch in self._accept(m, c, out):
+                (means if self.registry.feed_period_s[batch.source] else parts).append(batch.columns)
+                touched.update((batch.source, h) for h in range(batch.first_ns // HOUR_NS * HOUR_NS,
+                                                                batch.last_ns + ROUND_NS + 1, HOUR_NS))
         if parts:
             series, ts, value, flag = (np.concatenate(c) for c in zip(*parts, strict=True))
             out.readings = int(ts.size)
@@ -231,34 +230,53 @@ class PartitionProcessor:
         self._evict()
         return out
 
-    def _accept(self, m: Message, checked, out: Output) -> _Accepted | None:
+    def _accept(self, m: Message, checked, out: Output) -> list[_Accepted]:
+        """A checked message's batches that pass every check (one, or one per source of an agent batch, wire
+        version 3); dead letters, duplicates and counts go into ``out``. The sequence number is the message's: a
+        repeat drops every section; it is recorded once if any section is absorbed or counted, and, as for a
+        single batch, not when every section is refused (the gap report then shows it)."""
         if isinstance(checked, Rejection):
             out.dead_letters.append((m, checked))
-            return None
-        b = checked
-        tracker = self.trackers.setdefault(b.agent_id, SeqTracker())
-        if tracker.seen(b.seq):
+            return []
+        sectioned = isinstance(checked, AgentBatch)
+        sections = checked.sections if sectioned else (checked,)
+        tracker = self.trackers.setdefault(checked.agent_id, SeqTracker())
+        if tracker.seen(checked.seq):
             out.duplicates += 1
-            return None
+            return []
+        accepted, recorded = [], []
+        for b in sections:
+            verdict = self._section(m, b, out)
+            if isinstance(verdict, Rejection):
+                if sectioned:  # the other sections are absorbed: say which one this is
+                    verdict = replace(verdict, detail=f"source {b.source_id!r}: {verdict.detail}",
+                                      source_id=b.source_id)
+                out.dead_letters.append((m, verdict))
+                continue
+            src, batch = verdict
+            recorded.append(src)
+            if batch is not None:
+                accepted.append(batch)
+        if recorded or not sections:
+            self._record_seq(checked.agent_id, checked.seq, tracker, recorded, out)
+        return accepted
+
+    def _section(self, m: Message, b: ReadingBatch, out: Output) -> Rejection | tuple[int, _Accepted | None]:
+        """One batch of a new sequence number: refused, or its source and (with readings to absorb) its columns."""
         src = self.registry.index.get(b.source_id)
         if src is None:
-            unknown = Rejection("unknown_source", f"source {b.source_id!r} is in no registered site file")
-            out.dead_letters.append((m, unknown))
-            return None
+            return Rejection("unknown_source", f"source {b.source_id!r} is in no registered site file")
         table = self._table(b.source_id, b.channels)
         span = (int(b.ts_ns.min()), int(b.ts_ns.max())) if b.ts_ns.size else None
         reject = self._judge(m, b, src, table, span)
         if isinstance(reject, str):  # "not_fed" or "repeat": counted, sequence recorded, nothing absorbed
             out.not_fed += reject == "not_fed"
             out.duplicates += reject == "repeat"
-            self._record_seq(b, tracker, src, out)
-            return None
+            return src, None
         if reject is not None:
-            out.dead_letters.append((m, reject))
-            return None
-        self._record_seq(b, tracker, src, out)
+            return reject
         if span is None:
-            return None
+            return src, None
         first, last = span
         self.watermark[src] = max(self.watermark[src], last)
         if self.closed_upto[src] == _NEVER:  # a source's first data: its hours count from here on
@@ -267,7 +285,7 @@ class PartitionProcessor:
         if table.convert is not None:  # to the site file's units, per reading by its channel's factors
             scale, offset = table.convert
             value = value * scale[b.channel] + offset[b.channel]
-        return _Accepted(src, (table.series[b.channel], b.ts_ns, value, b.flag), first, last)
+        return src, _Accepted(src, (table.series[b.channel], b.ts_ns, value, b.flag), first, last)
 
     def _judge(self, m: Message, b: ReadingBatch, src: int, table: _ChannelMap,
                span: tuple[int, int] | None) -> Rejection | _Counted | None:
@@ -294,13 +312,13 @@ class PartitionProcessor:
                                               f"first at {first} ns or later")
         return None
 
-    def _record_seq(self, b, tracker: SeqTracker, src: int, out: Output) -> None:
+    def _record_seq(self, agent_id: str, seq: int, tracker: SeqTracker, srcs: list[int], out: Output) -> None:
         before = tracker.missing
-        tracker.add(b.seq)
-        mine = self.sources_of_agent.setdefault(b.agent_id, set())
-        mine.add(src)
+        tracker.add(seq)
+        mine = self.sources_of_agent.setdefault(agent_id, set())
+        mine.update(srcs)
         if tracker.missing != before:  # a hole opened (seq skipped ahead) or closed (a late batch filled it)
-            out.holes[b.agent_id] = tracker.holes()
+            out.holes[agent_id] = tracker.holes()
         if tracker.missing or tracker.missing != before:
             self.hole_open[list(mine)] = tracker.missing > 0
         out.accepted += 1
