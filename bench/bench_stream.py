@@ -526,9 +526,12 @@ def phase(bootstrap: str, reg, key: bytes, args, wire: int, influx: dict | None)
           f"{n * len(CHANNELS):,} readings/s; {args.partitions} partitions, {args.workers} worker process(es), "
           f"InfluxDB {'bucket ' + bucket if bucket else 'off'}" + (" (null worker)" if args.null_worker else ""),
           flush=True)
+    t_built = time.perf_counter()
     for p in workers:
         p.start()
     pids = {wreport.get(True, 600)[1] for _ in workers}
+    print(f"workers          : pid {', '.join(map(str, sorted(pids)))} (started in {time.perf_counter() - t_built:.0f} s)",
+          flush=True)
     for p in procs:
         p.start()
     sampler = KafkaConsumer(**cfg.kafka.producer_config(), group_id=None, enable_auto_commit=False)

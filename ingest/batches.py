@@ -28,9 +28,11 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from schemas import envelope
 from schemas.agent_batch import AgentBatch, decode_message
-from schemas.batch import AGENT_VERSION, ReadingBatch, check_batch_columns
+from schemas.batch import AGENT_VERSION, ReadingBatch, check_column_segments
 from schemas.errors import BatchDecodeError, UnsupportedSchemaVersion
 
 __all__ = ["REASONS", "KeyRing", "Rejection", "check_message", "check_messages", "dead_letter_headers"]
@@ -154,8 +156,7 @@ def check_messages(items: list[tuple[bytes, dict[str, bytes]]],
         return out  # type: ignore[return-value]  # every entry is set
 
     # -- the readings of every decoded batch at once; those that fail, decoded again alone for the error --
-    sections = [(j, s) for j, d in enumerate(decoded) for s in d[1].sections]
-    for j in sorted({sections[k][0] for k in check_batch_columns([s for _, s in sections])}):
+    for j in _failing_columns([d[1] for d in decoded]):
         i = decoded[j][0]
         try:
             batch = decode_message(items[i][0])
@@ -176,6 +177,33 @@ def check_messages(items: list[tuple[bytes, dict[str, bytes]]],
         else:
             out[i] = _as_checked(batch)
     return out  # type: ignore[return-value]
+
+
+#: _failing_columns checks about this many readings at a time (as schemas.batch.check_batch_columns: in cache).
+_GROUP_READINGS = 65_536
+
+
+def _failing_columns(batches: list[AgentBatch]) -> list[int]:
+    """Indices (ascending) of the messages some of whose readings break the per-reading rules: every section of
+    every message checked together (:func:`schemas.batch.check_column_segments`), in groups of messages."""
+    failing: list[int] = []
+    start = 0
+    while start < len(batches):
+        stop, size = start + 1, len(batches[start])
+        while stop < len(batches) and size + len(batches[stop]) <= _GROUP_READINGS:
+            size += len(batches[stop])
+            stop += 1
+        group = batches[start:stop]
+        ends = np.cumsum([len(b) for b in group]) - np.array([len(b) for b in group])  # each message's first reading
+        offsets = np.concatenate([np.zeros(1, np.int64)] + [b.offsets[1:] + e for b, e in zip(group, ends.tolist(),
+                                                                                                strict=True)])
+        owner = np.repeat(np.arange(len(group)), [len(b.channels) for b in group])
+        bad = check_column_segments(offsets, [len(c) for b in group for c in b.channels],
+                                    *(np.concatenate([getattr(b, name) for b in group])
+                                      for name in ("ts_ns", "channel", "value", "flag")))
+        failing += sorted({start + int(owner[k]) for k in bad.tolist()})
+        start = stop
+    return failing
 
 
 def dead_letter_headers(rejection: Rejection, *, topic: str, partition: int, offset: int,

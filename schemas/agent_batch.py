@@ -35,15 +35,15 @@ here.
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import struct
 import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
+from numpy.typing import NDArray
 
 from .batch import (
     _BYTES_PER_READING,
@@ -82,22 +82,45 @@ MAX_SECTIONS = 65_535
 class AgentBatch:
     """One agent's readings of one interval: a sequence number and one section (a batch) per source.
 
+    The columns are the message's, every section's readings one after the other (``offsets``); :attr:`sections`
+    gives them as :class:`~schemas.batch.ReadingBatch` views. A consumer that handles the whole message at once
+    (the stream processor) reads the columns and the section table without building those objects.
+
     Parameters
     ----------
     agent_id : str
         The sending edge agent.
     seq : int
         Per-agent sequence number of the message, [0, 2**64); every section carries it too.
-    sections : tuple of ReadingBatch
-        One per source (unique source ids), each with this agent id and sequence number.
+    source_ids : tuple of str
+        The source of each section (unique).
+    periods : tuple of int
+        Each section's ``period_s`` [s]: 0 for samples, else the averaging period of its means.
+    channels : tuple of tuple of ChannelSpec
+        Each section's channel table; its readings' ``channel`` index into it.
+    offsets : ndarray of int64
+        Section ``k`` is readings ``[offsets[k], offsets[k + 1])``; ``offsets[0] == 0``, ``offsets[-1] == n``.
+    ts_ns, channel, value, flag : ndarray
+        The readings, as in a :class:`~schemas.batch.ReadingBatch` (ns since the epoch, UTC; table index; the
+        channel's unit; HJ 212 flag code).
     version : int
         The wire version the message came in (3; 1 or 2 for a single batch read by :func:`decode_message`).
+    meta : bytes
+        The encoded metadata block (the same for every interval of an agent whose sources send alike: a cache key).
     """
 
     agent_id: str
     seq: int
-    sections: tuple[ReadingBatch, ...]
+    source_ids: tuple[str, ...]
+    periods: tuple[int, ...]
+    channels: tuple[tuple[ChannelSpec, ...], ...]
+    offsets: NDArray[np.int64]
+    ts_ns: NDArray[np.int64]
+    channel: NDArray[np.uint16]
+    value: NDArray[np.float64]
+    flag: NDArray[np.uint8]
     version: int = AGENT_VERSION
+    meta: bytes = b""
 
     @classmethod
     def from_sections(cls, *, agent_id: str, seq: int, sections: Iterable[ReadingBatch]) -> AgentBatch:
@@ -114,13 +137,32 @@ class AgentBatch:
             if s.source_id in seen:
                 raise BatchError("bad_metadata", f"source {s.source_id!r} has two sections; one per source")
             seen.add(s.source_id)
-        if sum(len(s) for s in secs) > _MAX_U32:
+        counts = [len(s) for s in secs]
+        if sum(counts) > _MAX_U32:
             raise BatchError("bad_column", f"more than {_MAX_U32} readings in one message")
-        seq = int(seq)
-        return cls(agent_id, seq, tuple(dataclasses.replace(s, seq=seq, version=AGENT_VERSION) for s in secs))
+        offsets = np.zeros(len(secs) + 1, dtype=np.int64)
+        np.cumsum(counts, out=offsets[1:])
+        cols: dict[str, Any] = {
+            name: np.concatenate([getattr(s, name) for s in secs]).astype(dtype) if secs else np.zeros(0, dtype)
+            for name, dtype in _COLUMNS}
+        for arr in (offsets, *cols.values()):
+            arr.setflags(write=False)
+        sources = tuple((s.source_id, s.period_s, n, s.channels) for s, n in zip(secs, counts, strict=True))
+        return cls(agent_id, int(seq), tuple(s.source_id for s in secs), tuple(s.period_s for s in secs),
+                   tuple(s.channels for s in secs), offsets, **cols, meta=_meta_bytes(agent_id, sources))
 
     def __len__(self) -> int:
-        return sum(len(s) for s in self.sections)
+        return int(self.ts_ns.shape[0])
+
+    @functools.cached_property
+    def sections(self) -> tuple[ReadingBatch, ...]:
+        """Each section as a batch of its source (views of the message's columns; ``version`` as the message's)."""
+        bounds = self.offsets.tolist()
+        return tuple(
+            ReadingBatch(self.agent_id, source_id, self.seq, chans, self.ts_ns[a:b], self.channel[a:b],
+                         self.value[a:b], self.flag[a:b], self.version, period_s)
+            for source_id, period_s, chans, a, b in zip(self.source_ids, self.periods, self.channels, bounds,
+                                                        bounds[1:], strict=False))
 
     def equals(self, other: AgentBatch) -> bool:
         """Exact equality, NaN equal to NaN (what a round trip must preserve)."""
@@ -129,6 +171,19 @@ class AgentBatch:
 
     def encode(self) -> bytes:
         return encode_agent_batch(self)
+
+
+_COLUMNS = (("ts_ns", _TS), ("value", _VALUE), ("channel", _CHANNEL), ("flag", _FLAG))  # wire order
+
+
+def _single(b: ReadingBatch) -> AgentBatch:
+    """A version-1 or -2 batch as an agent batch of one section (the same arrays)."""
+    offsets = np.array([0, len(b)], dtype=np.int64)
+    offsets.setflags(write=False)
+    out = AgentBatch(b.agent_id, b.seq, (b.source_id,), (b.period_s,), (b.channels,), offsets, b.ts_ns, b.channel,
+                     b.value, b.flag, b.version)
+    out.__dict__["sections"] = (b,)  # the batch itself, not a copy of it
+    return out
 
 
 @functools.lru_cache(maxsize=16_384)
@@ -149,18 +204,18 @@ def _meta_bytes(agent_id: str, sections: tuple[tuple[str, int, int, tuple[Channe
 
 def encode_agent_batch(batch: AgentBatch) -> bytes:
     """Serialise an agent batch to wire version 3 (module docstring)."""
-    secs = batch.sections
-    meta = _meta_bytes(batch.agent_id, tuple((s.source_id, s.period_s, len(s), s.channels) for s in secs))
+    counts = np.diff(batch.offsets).tolist()
+    meta = _meta_bytes(batch.agent_id, tuple(zip(batch.source_ids, batch.periods, counts, batch.channels,
+                                                 strict=True)))
     n = len(batch)
     head = _FIXED.pack(MAGIC, AGENT_VERSION, 0, n, len(meta), batch.seq)
     off = len(head) + len(meta)
     out = bytearray(off + n * _BYTES_PER_READING + _CRC.size)
     out[: len(head)] = head
     out[len(head) : off] = meta
-    for name, dtype in (("ts_ns", _TS), ("value", _VALUE), ("channel", _CHANNEL), ("flag", _FLAG)):
+    for name, dtype in _COLUMNS:
         view = np.frombuffer(out, dtype=dtype, count=n, offset=off)
-        if secs:
-            np.concatenate([getattr(s, name) for s in secs], out=view)
+        view[...] = getattr(batch, name)
         off += view.nbytes
     _CRC.pack_into(out, off, zlib.crc32(memoryview(out)[:off]))
     return bytes(out)
@@ -219,8 +274,7 @@ def decode_message(data: object, *, check_columns: bool = True) -> AgentBatch:
             raise BatchDecodeError("bad_input", f"expected bytes, got {type(data).__name__}") from None
     h = _read_fixed(data[: _FIXED.size + _CRC.size])
     if h.version != AGENT_VERSION:
-        single = decode_batch(data, check_columns=check_columns)
-        return AgentBatch(single.agent_id, single.seq, (single,), single.version)
+        return _single(decode_batch(data, check_columns=check_columns))
     n = h.n
     cols_at = _FIXED.size + h.meta_len
     expected = cols_at + n * _BYTES_PER_READING + _CRC.size
@@ -230,7 +284,7 @@ def decode_message(data: object, *, check_columns: bool = True) -> AgentBatch:
     (stored,) = _CRC.unpack_from(data, len(data) - _CRC.size)
     if zlib.crc32(memoryview(data)[: -_CRC.size]) != stored:
         raise BatchDecodeError("checksum", "CRC-32 mismatch: the batch was corrupted in transit or storage")
-    agent_id, sections = _metadata(data[_FIXED.size : cols_at])
+    agent_id, sections = _metadata(data[_FIXED.size : cols_at])  # cached: sliced again below only when new
     counts = [s[2] for s in sections]
     if sum(counts) != n:
         raise BatchDecodeError("bad_metadata", f"the sections hold {sum(counts)} readings, the header says {n}")
@@ -249,9 +303,7 @@ def decode_message(data: object, *, check_columns: bool = True) -> AgentBatch:
                 _check_columns(len(sections[k][3]), ts_ns[a:b], channel[a:b], value[a:b], flag[a:b])
             except BatchError as exc:
                 raise BatchDecodeError(exc.reason, f"section {k} ({sections[k][0]!r}): {exc.detail}") from None
-    bounds = offsets.tolist()
-    secs = tuple(
-        ReadingBatch(agent_id, source_id, h.seq, channels, ts_ns[a:b], channel[a:b], value[a:b], flag[a:b],
-                     AGENT_VERSION, period_s)
-        for (source_id, period_s, _, channels), a, b in zip(sections, bounds, bounds[1:], strict=False))
-    return AgentBatch(agent_id, h.seq, secs)
+    offsets.setflags(write=False)
+    meta = data[_FIXED.size : cols_at]
+    return AgentBatch(agent_id, h.seq, tuple(s[0] for s in sections), tuple(s[1] for s in sections),
+                      tuple(s[3] for s in sections), offsets, ts_ns, channel, value, flag, AGENT_VERSION, meta)

@@ -145,6 +145,10 @@ class Output:
 
 
 _NEVER = np.iinfo(np.int64).min // 2
+
+
+def _flat(parts: list[np.ndarray], dtype) -> np.ndarray:
+    return np.concatenate(parts).astype(dtype, copy=False) if parts else np.zeros(0, dtype)
 #: Outcomes of a batch that is counted and sequenced but not absorbed: data that do not feed the figures, the same
 #: minutes again.
 _Counted = Literal["not_fed", "repeat"]
@@ -160,12 +164,24 @@ class _ChannelMap(NamedTuple):
 
 
 class _Accepted(NamedTuple):
-    """A batch that passed every check: its source (index), its readings as series columns, and their time span."""
+    """Readings that passed every check, as series columns, and per source (index) their time span: one batch, or
+    the clean sections of an agent batch together."""
 
-    source: int
     columns: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]  # series, ts_ns, value, flag
-    first_ns: int
-    last_ns: int
+    spans: list[tuple[int, int, int]]  # (source, first ns, last ns)
+    means: bool  # period means (HJ 212) for a source whose figures they feed; else samples
+
+
+class _Plan(NamedTuple):
+    """An agent batch's section table against the site files, the same every interval (cached): what can be absorbed
+    as a whole, vectorised, and how its channels map to series."""
+
+    source: np.ndarray  # per section: source index, -1 unknown
+    clean: np.ndarray  # per section: known source, channel table accepted, samples feeding a samples source, readings
+    counts: np.ndarray  # per section: readings
+    base: np.ndarray  # per section: its channel 0 in ``series``
+    series: np.ndarray  # every section's channels' series numbers, one after the other
+    convert: tuple[np.ndarray, np.ndarray] | None  # (scale, offset) of those channels; None: all in the site's units
 
 
 class PartitionProcessor:
@@ -185,6 +201,7 @@ class PartitionProcessor:
         self.closed_upto = np.full(len(registry.sources), _NEVER, dtype=np.int64)  # hours before this are published
         self.next_offset = 0
         self._tables: dict = {}
+        self._plans: dict = {}  # agent batch section tables -> _Plan
         self._dirty_hours: set[int] = set()  # hours whose cells or records changed since the last checkpoint
         self._chunk_means: dict[int, set[int]] = {}  # HJ 212 means accepted in the current chunk: source -> minutes
         self._saved: set[str] = set()  # segments the last checkpoint left saved
@@ -208,9 +225,9 @@ class PartitionProcessor:
             self.next_offset = max(self.next_offset, m.offset + 1)
             self.clock_ns = max(self.clock_ns, m.timestamp_ms * 1_000_000)
             for batch in self._accept(m, c, out):
-                (means if self.registry.feed_period_s[batch.source] else parts).append(batch.columns)
-                touched.update((batch.source, h) for h in range(batch.first_ns // HOUR_NS * HOUR_NS,
-                                                                batch.last_ns + ROUND_NS + 1, HOUR_NS))
+                (means if batch.means else parts).append(batch.columns)
+                for src, first, last in batch.spans:
+                    touched.update((src, h) for h in range(first // HOUR_NS * HOUR_NS, last + ROUND_NS + 1, HOUR_NS))
         if parts:
             series, ts, value, flag = (np.concatenate(c) for c in zip(*parts, strict=True))
             out.readings = int(ts.size)
@@ -238,13 +255,21 @@ class PartitionProcessor:
         if isinstance(checked, Rejection):
             out.dead_letters.append((m, checked))
             return []
-        sectioned = isinstance(checked, AgentBatch)
-        sections = checked.sections if sectioned else (checked,)
         tracker = self.trackers.setdefault(checked.agent_id, SeqTracker())
         if tracker.seen(checked.seq):
             out.duplicates += 1
             return []
-        accepted, recorded = [], []
+        sectioned = isinstance(checked, AgentBatch)
+        accepted: list[_Accepted] = []
+        recorded: list[int] = []
+        if sectioned:  # the clean sections at once; the others (if any) one by one below
+            whole, unusual = self._absorb_clean(m, checked)
+            if whole is not None:
+                accepted.append(whole)
+                recorded += [s for s, _, _ in whole.spans]
+            sections = [checked.sections[k] for k in unusual]
+        else:
+            sections = [checked]
         for b in sections:
             verdict = self._section(m, b, out)
             if isinstance(verdict, Rejection):
@@ -257,7 +282,7 @@ class PartitionProcessor:
             recorded.append(src)
             if batch is not None:
                 accepted.append(batch)
-        if recorded or not sections:
+        if recorded or (sectioned and not checked.source_ids):
             self._record_seq(checked.agent_id, checked.seq, tracker, recorded, out)
         return accepted
 
@@ -285,7 +310,75 @@ class PartitionProcessor:
         if table.convert is not None:  # to the site file's units, per reading by its channel's factors
             scale, offset = table.convert
             value = value * scale[b.channel] + offset[b.channel]
-        return src, _Accepted(src, (table.series[b.channel], b.ts_ns, value, b.flag), first, last)
+        return src, _Accepted((table.series[b.channel], b.ts_ns, value, b.flag), [(src, first, last)],
+                              bool(self.registry.feed_period_s[src]))
+
+    # -- agent batches (wire version 3): the sections of a message that need nothing special, vectorised ----------
+
+    def _absorb_clean(self, m: Message, ab: AgentBatch) -> tuple[_Accepted | None, list[int]]:
+        """An agent batch's clean sections (known source and table, samples, readings, none future, too late or near
+        a folded minute) absorbed together, a handful of numpy calls for the whole message instead of a batch's
+        checks per section; and the indices of the other sections, for the exact per-section path (:meth:`_section`,
+        whose verdict they get). The result is the same as every section through :meth:`_section`: the screen only
+        sends on what it cannot tell is clean, and sources are unique within a message."""
+        plan = self._plan(ab)
+        clean, src, counts = plan.clean.copy(), plan.source, plan.counts
+        if clean.any():
+            first, last = np.zeros(src.size, np.int64), np.zeros(src.size, np.int64)
+            starts = ab.offsets[:-1][clean]
+            first[clean] = np.minimum.reduceat(ab.ts_ns, starts)  # segments end where the next clean one starts:
+            last[clean] = np.maximum.reduceat(ab.ts_ns, starts)  # only empty (unclean) sections lie between
+            known = np.maximum(src, 0)
+            wm = self.watermark[known]
+            clean &= last <= m.timestamp_ms * 1_000_000 + self._skew  # else future_timestamp
+            clean &= first >= np.maximum(wm, self.clock_ns) - self._horizon  # else too_late
+            clean &= first // MINUTE_NS * MINUTE_NS + MINUTE_NS + self._fold > wm  # else maybe minute_closed
+        unusual = np.flatnonzero(~clean).tolist()
+        if not clean.any():
+            return None, unusual
+        ks = np.flatnonzero(clean)
+        srcs, f, la = src[ks], first[ks], last[ks]
+        self.watermark[srcs] = np.maximum(self.watermark[srcs], la)
+        new = self.closed_upto[srcs] == _NEVER  # a source's first data: its hours count from here on
+        self.closed_upto[srcs[new]] = f[new] // HOUR_NS * HOUR_NS
+        at = ab.channel + np.repeat(plan.base, counts)  # each reading's channel in the plan's table
+        value = ab.value
+        if plan.convert is not None:  # to the site file's units, per reading by its channel's factors
+            value = value * plan.convert[0][at] + plan.convert[1][at]
+        columns = (plan.series[at], ab.ts_ns, value, ab.flag)
+        if unusual:
+            keep = np.repeat(clean, counts)
+            columns = tuple(c[keep] for c in columns)  # type: ignore[assignment]
+        return _Accepted(columns, list(zip(srcs.tolist(), f.tolist(), la.tolist(), strict=True)), False), unusual
+
+    def _plan(self, ab: AgentBatch) -> _Plan:
+        """:class:`_Plan` of an agent batch's section table, cached on its metadata bytes (which hold the table and
+        the reading counts, so an agent repeats them every interval)."""
+        key = ab.meta or (ab.source_ids, ab.channels, ab.offsets.tobytes())
+        plan = self._plans.get(key)
+        if plan is None:
+            counts = np.diff(ab.offsets)
+            src, clean, series, scale, offset = [], [], [], [], []
+            for sid, period, chans, n in zip(ab.source_ids, ab.periods, ab.channels, counts.tolist(), strict=True):
+                s = self.registry.index.get(sid, -1)
+                table = self._table(sid, chans) if s >= 0 else None
+                src.append(s)
+                clean.append(table is not None and table.refusal is None and period == 0 and n > 0
+                             and not self.registry.feed_period_s[s])
+                series.append(table.series if table is not None else np.full(len(chans), -1, np.int64))
+                conv = table.convert if table is not None and table.convert is not None else None
+                scale.append(conv[0] if conv else np.ones(len(chans)))
+                offset.append(conv[1] if conv else np.zeros(len(chans)))
+            sizes = [len(c) for c in ab.channels]
+            base = np.zeros(len(sizes), np.int64)
+            np.cumsum(sizes[:-1], out=base[1:])
+            sc, of = _flat(scale, np.float64), _flat(offset, np.float64)
+            plan = _Plan(np.array(src, np.int64), np.array(clean, bool), counts, base, _flat(series, np.int64),
+                         None if (sc == 1.0).all() and (of == 0.0).all() else (sc, of))
+            if len(self._plans) > 100_000:
+                self._plans.clear()
+            self._plans[key] = plan
+        return plan
 
     def _judge(self, m: Message, b: ReadingBatch, src: int, table: _ChannelMap,
                span: tuple[int, int] | None) -> Rejection | _Counted | None:

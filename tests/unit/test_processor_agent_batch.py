@@ -7,6 +7,9 @@ from __future__ import annotations
 import struct
 import zlib
 
+import numpy as np
+import pytest
+
 from edge_agent.outbox import sign
 from ingest.batches import KeyRing, dead_letter_headers
 from schemas.agent_batch import AgentBatch
@@ -131,3 +134,32 @@ def test_a_bad_reading_refuses_the_whole_agent_batch():
     ((_, rejection),) = out.dead_letters
     assert rejection.reason == "undecodable" and rejection.source_id is None
     assert "section 1 ('stack1'): reading 5: flag code 42" in rejection.detail and out.readings == 0
+
+
+def test_unusual_sections_take_the_exact_path_beside_clean_ones():
+    msgs = stream(lambda k: 3)
+    p = processor()
+    for i in range(0, 200, 50):
+        assert not p.process(msgs[i : i + 50]).dead_letters
+    # seq 200: stack0's readings of interval 10 again (its minutes are folded by now) beside stack1's of interval 200
+    old0, new1 = intervals()[10][0], intervals()[200][1]
+    out = p.process([_message(200, _agent([old0, new1], 200), 200, intervals()[200][2])])
+    assert [(r.reason, r.source_id) for _, r in out.dead_letters] == [("minute_closed", "stack0")]
+    assert out.readings == 5 * 10 and out.accepted == 1 and not out.holes  # stack1 absorbed, seq 200 recorded
+
+
+def test_a_section_in_another_unit_is_converted_as_a_single_batch_is():
+    """Every agent batch carries stack0's CO2 in ppm (1 % = 10,000 ppm, SI-UNITS): the same figures as in %."""
+    def ppm(b: ReadingBatch) -> ReadingBatch:
+        co2 = b.channel == [c.id for c in b.channels].index("co2")
+        chans = tuple(c._replace(unit="ppm") if c.id == "co2" else c for c in b.channels)
+        return ReadingBatch.from_columns(agent_id=AGENT, source_id=b.source_id, seq=0, channels=chans, ts_ns=b.ts_ns,
+                                         channel=b.channel, value=np.where(co2, b.value * 10_000, b.value), flag=b.flag)
+
+    msgs = [_message(seq, _agent([ppm(b0), b1], seq), seq, sent_ms)
+            for seq, (b0, b1, sent_ms) in enumerate(intervals())]
+    got, _, _ = figures(msgs)
+    reference, _, _ = figures(stream(lambda k: 1))
+    assert got.keys() == reference.keys()
+    for k, r in reference.items():  # x 10,000 then x 0.0001 in floating point: equal to within rounding
+        assert got[k].co2_kg == pytest.approx(r.co2_kg, rel=1e-12) and got[k].readings == r.readings
