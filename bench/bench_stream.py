@@ -164,12 +164,57 @@ def main() -> None:
     print(f"kernels only     : {n_readings / kernel_s:12,.0f} readings/s  (same readings pre-decoded: the floor)")
     print(f"per message      : {1e6 * (processor_s - kernel_s) / len(msgs):.1f} us of checks, decode and routing")
     print(f"minute state     : {proc.minutes.nbytes / 2**20:.0f} MiB for {len(proc.minutes):,} open channel-minutes")
+
+    # the same readings as agent batches (wire version 3): one message per agent of --stacks-per-agent sources
+    v3, per_chunk = agent_messages(msgs, args.sources, args.stacks_per_agent, key), round(2000 / args.stacks_per_agent)
+    proc = PartitionProcessor(reg, KeyRing(keys={f"ga{a}": key for a in range(len(v3[0][1]))}))
+    v3 = [m for _, ms in v3 for m in ms]
+    t = time.perf_counter()
+    for i in range(0, len(v3), per_chunk):
+        out = proc.process(v3[i : i + per_chunk])
+        assert not out.dead_letters and out.readings
+    agent_s = time.perf_counter() - t
+    print(f"processor, v3    : {n_readings / agent_s:12,.0f} readings/s  {len(v3) / agent_s:9,.0f} messages/s "
+          f"(agent batches of {args.stacks_per_agent:g} sources on average, {per_chunk} a call: {len(v3):,} messages; "
+          f"{processor_s / agent_s:.1f}x the batch per source above)")
     if args.broker:
         import asyncio
 
         rate = asyncio.run(through_broker(args.broker, reg, msgs, key, args.sources))
         print(f"through Kafka    : {n_readings / rate:12,.0f} readings/s  {len(msgs) / rate:9,.0f} messages/s "
               f"(one faust worker draining a {len(msgs):,}-message backlog, {rate:.1f} s)")
+
+
+def agent_messages(msgs: list[Message], n_sources: int, per_agent: float, key: bytes):
+    """:func:`messages` regrouped: per 5-s interval, one agent batch per agent of its sources' batches."""
+    from schemas import decode_batch
+    from schemas.agent_batch import AgentBatch
+
+    agents = agents_of(n_sources, per_agent)
+    intervals: dict[int, list] = {}
+    for m in msgs:
+        b = decode_batch(m.value)
+        intervals.setdefault(b.seq, []).append((b, m.timestamp_ms))
+    out = []
+    for seq, got in sorted(intervals.items()):
+        by_source = {int(b.source_id[1:]): (b, t) for b, t in got}
+        ms = []
+        for a, sources in enumerate(agents):
+            sections = [ReadingBatch.from_columns(agent_id=f"ga{a}", source_id=f"s{s}", seq=seq, channels=CHANNELS,
+                                                  ts_ns=by_source[s][0].ts_ns, channel=by_source[s][0].channel,
+                                                  value=by_source[s][0].value, flag=by_source[s][0].flag)
+                        for s in sources]
+            data = AgentBatch.from_sections(agent_id=f"ga{a}", seq=seq, sections=sections).encode()
+            headers = {"cems-agent": f"ga{a}".encode(), "cems-seq": str(seq).encode(),
+                       "cems-sig": hmac.new(key, data, hashlib.sha256).digest()}
+            ms.append(Message(0, data, headers, by_source[sources[0]][1]))
+        out.append((seq, ms))
+    offset = 0
+    for _, ms in out:  # offsets in log order
+        for i, m in enumerate(ms):
+            ms[i] = Message(offset, m.value, m.headers, m.timestamp_ms)
+            offset += 1
+    return out
 
 
 def broker_config(bootstrap: str, reg, key: bytes, agent_ids: list[str], partitions: int,
@@ -530,8 +575,8 @@ def phase(bootstrap: str, reg, key: bytes, args, wire: int, influx: dict | None)
     for p in workers:
         p.start()
     pids = {wreport.get(True, 600)[1] for _ in workers}
-    print(f"workers          : pid {', '.join(map(str, sorted(pids)))} (started in {time.perf_counter() - t_built:.0f} s)",
-          flush=True)
+    print(f"workers          : pid {', '.join(map(str, sorted(pids)))} "
+          f"(started in {time.perf_counter() - t_built:.0f} s)", flush=True)
     for p in procs:
         p.start()
     sampler = KafkaConsumer(**cfg.kafka.producer_config(), group_id=None, enable_auto_commit=False)

@@ -40,7 +40,7 @@ import struct
 import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, NamedTuple, cast
 
 import numpy as np
 from numpy.typing import NDArray
@@ -224,10 +224,22 @@ def encode_agent_batch(batch: AgentBatch) -> bytes:
 _Section = tuple[str, int, int, tuple[ChannelSpec, ...]]  # source id, period_s, readings, channel table
 
 
+class _Table(NamedTuple):
+    """A version-3 metadata block, parsed and validated."""
+
+    agent_id: str
+    sections: tuple[_Section, ...]
+    source_ids: tuple[str, ...]
+    periods: tuple[int, ...]
+    channels: tuple[tuple[ChannelSpec, ...], ...]
+    offsets: NDArray[np.int64]  # read-only: shared by every message with this block
+    n_channels: list[int]
+
+
 @functools.lru_cache(maxsize=16_384)
-def _metadata(meta: bytes) -> tuple[str, tuple[_Section, ...]]:
-    """Agent and sections from a version-3 metadata block, validated; cached on the exact bytes (an agent repeats
-    them every interval)."""
+def _metadata(meta: bytes) -> _Table:
+    """Agent and sections from a version-3 metadata block, validated, and the section table as the decoder hands it
+    on; cached on the exact bytes (an agent repeats them every interval), so a message costs no Python per section."""
     r = _Reader(meta, 0, len(meta))
     agent_id = r.text(2, "agent_id")
     sections: list[_Section] = []
@@ -256,7 +268,11 @@ def _metadata(meta: bytes) -> tuple[str, tuple[_Section, ...]]:
         raise BatchDecodeError("bad_metadata", "metadata padding is not 0-7 zero bytes")
     if not sections:
         _check_header(agent_id, "-", 0, ())
-    return agent_id, tuple(sections)
+    offsets = np.zeros(len(sections) + 1, dtype=np.int64)
+    np.cumsum([s[2] for s in sections], out=offsets[1:])
+    offsets.setflags(write=False)
+    return _Table(agent_id, tuple(sections), tuple(s[0] for s in sections), tuple(s[1] for s in sections),
+                  tuple(s[3] for s in sections), offsets, [len(s[3]) for s in sections])
 
 
 def decode_message(data: object, *, check_columns: bool = True) -> AgentBatch:
@@ -284,26 +300,23 @@ def decode_message(data: object, *, check_columns: bool = True) -> AgentBatch:
     (stored,) = _CRC.unpack_from(data, len(data) - _CRC.size)
     if zlib.crc32(memoryview(data)[: -_CRC.size]) != stored:
         raise BatchDecodeError("checksum", "CRC-32 mismatch: the batch was corrupted in transit or storage")
-    agent_id, sections = _metadata(data[_FIXED.size : cols_at])  # cached: sliced again below only when new
-    counts = [s[2] for s in sections]
-    if sum(counts) != n:
-        raise BatchDecodeError("bad_metadata", f"the sections hold {sum(counts)} readings, the header says {n}")
+    meta = data[_FIXED.size : cols_at]
+    table = _metadata(meta)
+    offsets = table.offsets
+    if int(offsets[-1]) != n:
+        raise BatchDecodeError("bad_metadata", f"the sections hold {int(offsets[-1])} readings, the header says {n}")
     ts_ns = np.frombuffer(data, _TS, n, cols_at)
     value = np.frombuffer(data, _VALUE, n, cols_at + 8 * n)
     channel = np.frombuffer(data, _CHANNEL, n, cols_at + 16 * n)
     flag = np.frombuffer(data, _FLAG, n, cols_at + 18 * n)
-    offsets = np.zeros(len(sections) + 1, dtype=np.int64)
-    np.cumsum(counts, out=offsets[1:])
     if check_columns and n:
-        bad = check_column_segments(offsets, [len(s[3]) for s in sections], ts_ns, channel, value, flag)
+        bad = check_column_segments(offsets, table.n_channels, ts_ns, channel, value, flag)
         if bad.size:  # the first failing section, checked alone for the reason and the reading
             k = int(bad[0])
             a, b = int(offsets[k]), int(offsets[k + 1])
             try:
-                _check_columns(len(sections[k][3]), ts_ns[a:b], channel[a:b], value[a:b], flag[a:b])
+                _check_columns(table.n_channels[k], ts_ns[a:b], channel[a:b], value[a:b], flag[a:b])
             except BatchError as exc:
-                raise BatchDecodeError(exc.reason, f"section {k} ({sections[k][0]!r}): {exc.detail}") from None
-    offsets.setflags(write=False)
-    meta = data[_FIXED.size : cols_at]
-    return AgentBatch(agent_id, h.seq, tuple(s[0] for s in sections), tuple(s[1] for s in sections),
-                      tuple(s[3] for s in sections), offsets, ts_ns, channel, value, flag, AGENT_VERSION, meta)
+                raise BatchDecodeError(exc.reason, f"section {k} ({table.source_ids[k]!r}): {exc.detail}") from None
+    return AgentBatch(table.agent_id, h.seq, table.source_ids, table.periods, table.channels, offsets, ts_ns, channel,
+                      value, flag, AGENT_VERSION, meta)

@@ -176,12 +176,16 @@ class _Plan(NamedTuple):
     """An agent batch's section table against the site files, the same every interval (cached): what can be absorbed
     as a whole, vectorised, and how its channels map to series."""
 
-    source: np.ndarray  # per section: source index, -1 unknown
-    clean: np.ndarray  # per section: known source, channel table accepted, samples feeding a samples source, readings
-    counts: np.ndarray  # per section: readings
-    base: np.ndarray  # per section: its channel 0 in ``series``
-    series: np.ndarray  # every section's channels' series numbers, one after the other
-    convert: tuple[np.ndarray, np.ndarray] | None  # (scale, offset) of those channels; None: all in the site's units
+    clean: np.ndarray  # indices of the sections that are known sources with an accepted channel table, samples
+    # feeding a samples source, and readings: the candidates for absorbing at once
+    unclean: list[int]  # the other sections, for the exact path
+    source: np.ndarray  # source index of each clean section
+    starts: np.ndarray  # first reading of each non-empty section (ascending: the segments for reduceat)
+    pick: np.ndarray  # each clean section's place among the non-empty ones
+    series: np.ndarray  # series number of every section's channels, one table after the other (-1: unknown)
+    base: np.ndarray  # per reading: where its section's channels start in ``series``
+    convert: tuple[np.ndarray, np.ndarray] | None  # (scale, offset) beside ``series``; None: all in the site's units
+    counts: np.ndarray  # readings of each section
 
 
 class PartitionProcessor:
@@ -322,34 +326,37 @@ class PartitionProcessor:
         whose verdict they get). The result is the same as every section through :meth:`_section`: the screen only
         sends on what it cannot tell is clean, and sources are unique within a message."""
         plan = self._plan(ab)
-        clean, src, counts = plan.clean.copy(), plan.source, plan.counts
-        if clean.any():
-            first, last = np.zeros(src.size, np.int64), np.zeros(src.size, np.int64)
-            starts = ab.offsets[:-1][clean]
-            first[clean] = np.minimum.reduceat(ab.ts_ns, starts)  # segments end where the next clean one starts:
-            last[clean] = np.maximum.reduceat(ab.ts_ns, starts)  # only empty (unclean) sections lie between
-            known = np.maximum(src, 0)
-            wm = self.watermark[known]
-            clean &= last <= m.timestamp_ms * 1_000_000 + self._skew  # else future_timestamp
-            clean &= first >= np.maximum(wm, self.clock_ns) - self._horizon  # else too_late
-            clean &= first // MINUTE_NS * MINUTE_NS + MINUTE_NS + self._fold > wm  # else maybe minute_closed
-        unusual = np.flatnonzero(~clean).tolist()
-        if not clean.any():
-            return None, unusual
-        ks = np.flatnonzero(clean)
-        srcs, f, la = src[ks], first[ks], last[ks]
-        self.watermark[srcs] = np.maximum(self.watermark[srcs], la)
+        if not plan.clean.size:
+            return None, plan.unclean
+        first = np.minimum.reduceat(ab.ts_ns, plan.starts)[plan.pick]  # per non-empty section, then the clean ones
+        last = np.maximum.reduceat(ab.ts_ns, plan.starts)[plan.pick]
+        srcs = plan.source
+        wm = self.watermark[srcs]
+        ok = ((last <= m.timestamp_ms * 1_000_000 + self._skew)  # else future_timestamp
+              & (first >= np.maximum(wm, self.clock_ns) - self._horizon)  # else too_late
+              & (first // MINUTE_NS * MINUTE_NS + MINUTE_NS + self._fold > wm))  # else maybe minute_closed
+        unusual, absorbed = plan.unclean, plan.clean
+        if not ok.all():
+            if not ok.any():
+                return None, list(range(plan.counts.size))
+            unusual = sorted(unusual + plan.clean[~ok].tolist())
+            absorbed, srcs, first, last, wm = absorbed[ok], srcs[ok], first[ok], last[ok], wm[ok]
+        self.watermark[srcs] = np.maximum(wm, last)
         new = self.closed_upto[srcs] == _NEVER  # a source's first data: its hours count from here on
-        self.closed_upto[srcs[new]] = f[new] // HOUR_NS * HOUR_NS
-        at = ab.channel + np.repeat(plan.base, counts)  # each reading's channel in the plan's table
+        if new.any():
+            self.closed_upto[srcs[new]] = first[new] // HOUR_NS * HOUR_NS
+        at = ab.channel + plan.base  # each reading's channel in the flattened table
         value = ab.value
         if plan.convert is not None:  # to the site file's units, per reading by its channel's factors
-            value = value * plan.convert[0][at] + plan.convert[1][at]
+            scale, offset = plan.convert
+            value = value * scale[at] + offset[at]
         columns = (plan.series[at], ab.ts_ns, value, ab.flag)
         if unusual:
-            keep = np.repeat(clean, counts)
+            whole = np.zeros(plan.counts.size, bool)
+            whole[absorbed] = True
+            keep = np.repeat(whole, plan.counts)
             columns = tuple(c[keep] for c in columns)  # type: ignore[assignment]
-        return _Accepted(columns, list(zip(srcs.tolist(), f.tolist(), la.tolist(), strict=True)), False), unusual
+        return _Accepted(columns, list(zip(srcs.tolist(), first.tolist(), last.tolist(), strict=True)), False), unusual
 
     def _plan(self, ab: AgentBatch) -> _Plan:
         """:class:`_Plan` of an agent batch's section table, cached on its metadata bytes (which hold the table and
@@ -357,28 +364,34 @@ class PartitionProcessor:
         key = ab.meta or (ab.source_ids, ab.channels, ab.offsets.tobytes())
         plan = self._plans.get(key)
         if plan is None:
-            counts = np.diff(ab.offsets)
-            src, clean, series, scale, offset = [], [], [], [], []
-            for sid, period, chans, n in zip(ab.source_ids, ab.periods, ab.channels, counts.tolist(), strict=True):
-                s = self.registry.index.get(sid, -1)
-                table = self._table(sid, chans) if s >= 0 else None
-                src.append(s)
-                clean.append(table is not None and table.refusal is None and period == 0 and n > 0
-                             and not self.registry.feed_period_s[s])
-                series.append(table.series if table is not None else np.full(len(chans), -1, np.int64))
-                conv = table.convert if table is not None and table.convert is not None else None
-                scale.append(conv[0] if conv else np.ones(len(chans)))
-                offset.append(conv[1] if conv else np.zeros(len(chans)))
-            sizes = [len(c) for c in ab.channels]
-            base = np.zeros(len(sizes), np.int64)
-            np.cumsum(sizes[:-1], out=base[1:])
-            sc, of = _flat(scale, np.float64), _flat(offset, np.float64)
-            plan = _Plan(np.array(src, np.int64), np.array(clean, bool), counts, base, _flat(series, np.int64),
-                         None if (sc == 1.0).all() and (of == 0.0).all() else (sc, of))
-            if len(self._plans) > 100_000:
+            if len(self._plans) >= 100_000:
                 self._plans.clear()
-            self._plans[key] = plan
+            plan = self._plans[key] = self._make_plan(ab)
         return plan
+
+    def _make_plan(self, ab: AgentBatch) -> _Plan:
+        counts = np.diff(ab.offsets)
+        clean, src, series, scale, offset = [], [], [], [], []
+        for k, (sid, period, chans, n) in enumerate(zip(ab.source_ids, ab.periods, ab.channels, counts.tolist(),
+                                                        strict=True)):
+            s = self.registry.index.get(sid, -1)
+            table = self._table(sid, chans) if s >= 0 else None
+            if table is not None and table.refusal is None and period == 0 and n > 0 \
+                    and not self.registry.feed_period_s[s]:
+                clean.append(k)
+                src.append(s)
+            series.append(table.series if table is not None else np.full(len(chans), -1, np.int64))
+            conv = table.convert if table is not None else None
+            scale.append(conv[0] if conv is not None else np.ones(len(chans)))
+            offset.append(conv[1] if conv is not None else np.zeros(len(chans)))
+        sizes = np.array([len(c) for c in ab.channels], np.int64)
+        place = np.cumsum(counts > 0) - 1  # a non-empty section's place among the non-empty ones
+        sc, of = _flat(scale, np.float64), _flat(offset, np.float64)
+        taken = set(clean)
+        return _Plan(np.array(clean, np.int64), [k for k in range(counts.size) if k not in taken],
+                     np.array(src, np.int64), ab.offsets[:-1][counts > 0], place[clean], _flat(series, np.int64),
+                     np.repeat(np.cumsum(sizes) - sizes, counts).astype(np.intp),
+                     None if (sc == 1.0).all() and (of == 0.0).all() else (sc, of), counts)
 
     def _judge(self, m: Message, b: ReadingBatch, src: int, table: _ChannelMap,
                span: tuple[int, int] | None) -> Rejection | _Counted | None:

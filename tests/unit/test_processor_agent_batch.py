@@ -116,6 +116,13 @@ def test_a_refused_section_is_dead_lettered_with_its_source_and_the_others_absor
     assert dead is m and rejection.reason == "unknown_source" and rejection.source_id == "stack1"
     assert rejection.detail.startswith("source 'stack1': ")
     assert out.readings == 5 * 10 and out.accepted == 1 and not out.holes  # stack0 absorbed, seq 0 recorded
+    assert p.watermark[0] == b0.ts_ns.max()  # stack0's own newest reading
+    # a refused section after the clean one, holding later readings: each keeps its own span
+    late1 = intervals()[300][1]
+    q = PartitionProcessor(other, KeyRing(keys={AGENT: KEY}))
+    out = q.process([_message(0, _agent([b0, late1], 0), 0, intervals()[300][2])])
+    assert [r.source_id for _, r in out.dead_letters] == ["stack1"] and out.readings == 5 * 10
+    assert q.watermark[0] == b0.ts_ns.max() and q.closed_upto[0] == T0  # not stack1's 25 minutes later
     headers = dict(dead_letter_headers(rejection, topic="r", partition=0, offset=0, now_s=0.0))
     assert headers["cems-dlq-section"] == b"stack1" and headers["cems-dlq-reason"] == b"unknown_source"
     # every section refused: nothing recorded, as for a refused single batch (the gap report shows it)
