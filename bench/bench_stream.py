@@ -53,6 +53,7 @@ import itertools
 import logging
 import os
 import struct
+import subprocess
 import sys
 import time
 import zlib
@@ -120,6 +121,8 @@ def main() -> None:
     ap.add_argument("--stacks-per-agent", type=float, default=STACKS_PER_AGENT,
                     help="Realtime: stacks behind one gateway agent, on average.")
     ap.add_argument("--no-influx", action="store_true", help="Realtime: without the InfluxDB sink.")
+    ap.add_argument("--profile", type=float, default=0.0, metavar="SECONDS",
+                    help="Realtime: py-spy each worker for SECONDS after the warm-up (--gil) and summarise it.")
     ap.add_argument("--producers", type=int, default=1, help="Realtime: producer processes.")
     ap.add_argument("--warmup", type=float, default=10.0, help="Realtime: seconds left out of the statistics.")
     ap.add_argument("--drain", type=float, default=60.0, help="Realtime: longest wait for the worker afterwards.")
@@ -513,7 +516,7 @@ def worker_process(cfg, n_sources: int, null: bool, influx: dict | None, control
                 await asyncio.sleep(1.0)
                 ru = resource.getrusage(resource.RUSAGE_SELF)
                 report.put(("at", os.getpid(), time.time(), dict(worker.position), dict(worker.covered),
-                            ru.ru_utime + ru.ru_stime))
+                            ru.ru_utime + ru.ru_stime, _assigned(worker)))
         finally:
             await worker.app.stop()
             if sink is not None:
@@ -525,6 +528,13 @@ def worker_process(cfg, n_sources: int, null: bool, influx: dict | None, control
                     np.array(worker.snaps), np.array(worker.checkpoints), warnings.n, warnings.first))
 
     asyncio.run(main())
+
+
+def _assigned(worker) -> int:
+    try:
+        return sum(tp.topic == worker.cfg.topics.readings for tp in worker.app.consumer.assignment())
+    except Exception:  # not started yet
+        return 0
 
 
 def _influx_settings() -> dict | None:
@@ -571,19 +581,14 @@ def phase(bootstrap: str, reg, key: bytes, args, wire: int, influx: dict | None)
           f"{n * len(CHANNELS):,} readings/s; {args.partitions} partitions, {args.workers} worker process(es), "
           f"InfluxDB {'bucket ' + bucket if bucket else 'off'}" + (" (null worker)" if args.null_worker else ""),
           flush=True)
-    t_built = time.perf_counter()
-    for p in workers:
-        p.start()
-    pids = {wreport.get(True, 600)[1] for _ in workers}
-    print(f"workers          : pid {', '.join(map(str, sorted(pids)))} "
-          f"(started in {time.perf_counter() - t_built:.0f} s)", flush=True)
+    pids = _start_workers(workers, wreport)
     for p in procs:
         p.start()
     sampler = KafkaConsumer(**cfg.kafka.producer_config(), group_id=None, enable_auto_commit=False)
     tps = [TopicPartition(cfg.topics.readings, p) for p in range(args.partitions)]
     reports = _WorkerReports(wreport, pids)
     try:
-        time.sleep(3.0)  # the group settles with every worker in it
+        _settle(reports, cfg, args.partitions)
         for _ in procs:
             assert report.get(True, 600)[0] == "ready"
         start = time.time() + 1.0
@@ -595,17 +600,7 @@ def phase(bootstrap: str, reg, key: bytes, args, wire: int, influx: dict | None)
             q.put((start, event_offset))
         print(f"started          : producing from {time.strftime('%H:%M:%S')}; event time {event_offset / -1e9:.0f} s "
               f"behind the clock, so that an hour closes {args.realtime / 2:.0f} s into the run", flush=True)
-        samples, done, deadline = [], [], start + args.realtime + args.drain
-        while time.time() < deadline:
-            time.sleep(1.0)
-            ends = sampler.end_offsets(tps)
-            reports.drain()
-            samples.append((time.time() - start, sum(ends.values()), reports.total(reports.position),
-                            reports.total(reports.covered), _machine_busy()))
-            while not report.empty():
-                done.append(report.get())
-            if len(done) == len(procs) and samples[-1][3] >= sum(d[1] for d in done):
-                break  # everything produced is handled and covered by a save
+        samples, done, profiled = _sample(args, wire, start, sampler, tps, reports, report, len(procs), pids)
         final_lag = checkpoint_lag(cfg)
         dlq = sum(sampler.end_offsets([TopicPartition(cfg.topics.dead_letter, 0)]).values())
     finally:
@@ -625,8 +620,67 @@ def phase(bootstrap: str, reg, key: bytes, args, wire: int, influx: dict | None)
             print(f"could not delete the run's topics ({type(exc).__name__}: {exc})")
         if bucket is not None:
             _bucket(influx, bucket, create=False)
+    _summarise_profiles(profiled, wire, pids)
     return report_phase(args, wire, cfg, start, np.array(samples), done, reports.finals, reports.cpu, final_lag, dlq,
                         msgs_per_s)
+
+
+def _sample(args, wire: int, start: float, sampler, tps, reports: _WorkerReports, report, n_producers: int, pids):
+    """Every second until all is produced and saved (or ``--drain`` s after producing): (t, produced, handled,
+    covered by saves, machine CPU s); the producers' reports; the py-spy processes (``--profile``)."""
+    samples, done, deadline = [], [], start + args.realtime + args.drain
+    profiled: list = []
+    while time.time() < deadline:
+        time.sleep(1.0)
+        ends = sampler.end_offsets(tps)
+        reports.drain()
+        samples.append((time.time() - start, sum(ends.values()), reports.total(reports.position),
+                        reports.total(reports.covered), _machine_busy()))
+        while not report.empty():
+            done.append(report.get())
+        if len(done) == n_producers and samples[-1][3] >= sum(d[1] for d in done):
+            break  # everything produced is handled and covered by a save
+        if args.profile and not profiled and time.time() > start + args.warmup:
+            profiled = [subprocess.Popen([str(Path(sys.executable).with_name("py-spy")), "record", "--pid", str(pid),
+                                          "--rate", "50", "--duration", str(args.profile), "--gil", "--format", "raw",
+                                          "-o", f"/tmp/cems-bench-{wire}-{pid}.raw"],
+                                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for pid in pids]
+    return samples, done, profiled
+
+
+def _start_workers(workers: list, wreport) -> set[int]:
+    t = time.perf_counter()
+    for p in workers:
+        p.start()
+    pids: set[int] = set()
+    while len(pids) < len(workers):  # each worker's "up" (the first reports of the others may come in between)
+        r = wreport.get(True, 600)
+        pids |= {r[1]} if r[0] == "up" else set()
+    print(f"workers          : pid {', '.join(map(str, sorted(pids)))} (started in {time.perf_counter() - t:.0f} s)",
+          flush=True)
+    return pids
+
+
+def _summarise_profiles(profiled: list, wire: int, pids) -> None:
+    for spy in profiled:
+        spy.wait(60)
+    if profiled:
+        from bench.pyspy_summary import summarise
+
+        for pid in pids:
+            summarise(f"/tmp/cems-bench-{wire}-{pid}.raw")
+
+
+def _settle(reports: _WorkerReports, cfg, partitions: int) -> None:
+    """Wait (at most 2 minutes) until every worker holds partitions and together all of them: a rebalance while
+    producing would be measured as lag."""
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        time.sleep(1.0)
+        reports.drain()
+        if all(reports.held.values()) and sum(reports.held.values()) >= partitions:
+            return
+    print(f"(the group did not settle: partitions held per worker {reports.held})")
 
 
 class _WorkerReports:
@@ -637,13 +691,14 @@ class _WorkerReports:
         self.position: dict[int, dict] = {pid: {} for pid in pids}
         self.covered: dict[int, dict] = {pid: {} for pid in pids}
         self.cpu: dict[int, list] = {pid: [] for pid in pids}  # pid -> [(t, cpu s)]
+        self.held: dict[int, int] = dict.fromkeys(pids, 0)  # pid -> readings partitions assigned to it
         self.finals: list = []
 
     def drain(self) -> None:
         while not self.queue.empty():
             r = self.queue.get()
-            if r[0] == "at":
-                _, pid, at, pos, cov, c = r
+            if r[0] == "at" and r[1] in self.cpu:
+                _, pid, at, pos, cov, c, self.held[pid] = r
                 self.position[pid], self.covered[pid] = pos, cov
                 self.cpu[pid].append((at, c))
             elif r[0] == "final":
