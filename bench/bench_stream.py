@@ -641,10 +641,11 @@ def _sample(args, wire: int, start: float, sampler, tps, reports: _WorkerReports
         if len(done) == n_producers and samples[-1][3] >= sum(d[1] for d in done):
             break  # everything produced is handled and covered by a save
         if args.profile and not profiled and time.time() > start + args.warmup:
-            profiled = [subprocess.Popen([str(Path(sys.executable).with_name("py-spy")), "record", "--pid", str(pid),
-                                          "--rate", "50", "--duration", str(args.profile), "--gil", "--format", "raw",
+            spy = str(Path(sys.executable).with_name("py-spy"))
+            profiled = [subprocess.Popen([spy, "record", "--pid", str(pid), "--rate", "50", "--duration",
+                                          str(int(args.profile)), "--gil", "--format", "raw",
                                           "-o", f"/tmp/cems-bench-{wire}-{pid}.raw"],
-                                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for pid in pids]
+                                         stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT) for pid in pids]
     return samples, done, profiled
 
 
@@ -668,7 +669,11 @@ def _summarise_profiles(profiled: list, wire: int, pids) -> None:
         from bench.pyspy_summary import summarise
 
         for pid in pids:
-            summarise(f"/tmp/cems-bench-{wire}-{pid}.raw")
+            raw = Path(f"/tmp/cems-bench-{wire}-{pid}.raw")
+            if raw.exists():
+                summarise(str(raw))
+            else:
+                print(f"py-spy of {pid}: no profile")
 
 
 def _settle(reports: _WorkerReports, cfg, partitions: int) -> None:
