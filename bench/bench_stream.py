@@ -220,9 +220,10 @@ def agent_messages(msgs: list[Message], n_sources: int, per_agent: float, key: b
     return out
 
 
-def broker_config(bootstrap: str, reg, key: bytes, agent_ids: list[str], partitions: int,
+def broker_config(bootstrap: str, reg, key: bytes, agent_ids: int | list[str], partitions: int,
                   placeholders: bool = False):
-    """Site files and agent keys in a temporary directory; fresh uuid-tagged topics; the worker config.
+    """Site files and agent keys in a temporary directory; fresh uuid-tagged topics; the worker config. ``agent_ids``:
+    the agents, or their number (``gw0``, ``gw1``... as :func:`messages` names them).
     ``placeholders``: empty site files, for workers handed the site models (:func:`worker_process`)."""
     import tempfile
     import uuid
@@ -235,7 +236,7 @@ def broker_config(bootstrap: str, reg, key: bytes, agent_ids: list[str], partiti
 
     tmp = Path(tempfile.mkdtemp(prefix="cems-bench-"))
     (tmp / "keys").mkdir()
-    for agent in agent_ids:
+    for agent in [f"gw{s}" for s in range(agent_ids)] if isinstance(agent_ids, int) else agent_ids:
         (tmp / "keys" / f"{agent}.key").write_bytes(key)
     sites = []
     for e, entity in enumerate(reg.entities.values()):
@@ -267,7 +268,7 @@ async def through_broker(bootstrap: str, reg, msgs, key: bytes, n_sources: int) 
 
     from streams.runtime.worker import StreamWorker, checkpoint_lag
 
-    cfg = broker_config(bootstrap, reg, key, [f"gw{s}" for s in range(n_sources)], partitions=2)
+    cfg = broker_config(bootstrap, reg, key, n_sources, partitions=2)
     producer = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=50, batch_size=1 << 20)
     t = time.perf_counter()
     for m in msgs:
@@ -619,7 +620,7 @@ def phase(bootstrap: str, reg, key: bytes, args, wire: int, influx: dict | None)
         except Exception as exc:  # a broker gone away must not hide the measurements
             print(f"could not delete the run's topics ({type(exc).__name__}: {exc})")
         if bucket is not None:
-            _bucket(influx, bucket, create=False)
+            _bucket(influx or {}, bucket, create=False)
     _summarise_profiles(profiled, wire, pids)
     return report_phase(args, wire, cfg, start, np.array(samples), done, reports.finals, reports.cpu, final_lag, dlq,
                         msgs_per_s)
@@ -768,7 +769,8 @@ def report_phase(args, wire: int, cfg, start: float, samples: np.ndarray, done: 
              else "(never caught up within --drain)"))
     print(f"  save lag       : max {snap_lag[w].max():,.0f} messages, at the end of producing {snap_lag[i1]:,.0f}"
           + ("" if args.null_worker else f"; checkpoint_lag() at the end {sum(final_lag.values())}"))
-    lat, dur = [], []
+    lat: list[np.ndarray] = []
+    dur: list[np.ndarray] = []
     calls, snaps, saves, warned = [], [], [], 0
     for _, _, latency, durable, c, sn, sv, nwarn, first in finals:
         for (produced_at, latency_s), out in ((latency, lat), (durable, dur)):
