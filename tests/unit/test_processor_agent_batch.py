@@ -170,3 +170,14 @@ def test_a_section_in_another_unit_is_converted_as_a_single_batch_is():
     assert got.keys() == reference.keys()
     for k, r in reference.items():  # x 10,000 then x 0.0001 in floating point: equal to within rounding
         assert got[k].co2_kg == pytest.approx(r.co2_kg, rel=1e-12) and got[k].readings == r.readings
+
+
+def test_an_empty_agent_batch_fills_its_sequence_number():
+    msgs = stream(lambda k: 3)[:3]
+    b2 = intervals()[2]
+    empty = _message(1, AgentBatch.from_sections(agent_id=AGENT, seq=1, sections=[]).encode(), 1, b2[2])
+    p = processor()
+    out = p.process([msgs[0], msgs[2]])  # seq 1 missing
+    assert out.holes == {AGENT: [(1, 1)]}
+    out = p.process([empty])  # e.g. a number taken and never filled, sent empty: the hole closes, nothing absorbed
+    assert out.holes == {AGENT: []} and out.readings == 0 and out.accepted == 1 and not out.dead_letters
