@@ -28,14 +28,14 @@ import struct
 import sys
 import time
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from ingest.batches import KeyRing, Rejection, check_message, check_messages
+from ingest.batches import KeyRing, check_message, check_messages
 from schemas.batch import _FIXED, ReadingBatch, _encode_meta, check_batch_columns, decode_batch, encode_batch
 from schemas.quantities import FLAG_IS_VALID_CODE, Flag
 
@@ -121,7 +121,7 @@ def decode_chunk(values: list[bytes]) -> list[ReadingBatch]:
     return bs
 
 
-def _accepted(results: list[ReadingBatch | Rejection]) -> list[ReadingBatch]:
+def _accepted(results: Sequence[object]) -> list[ReadingBatch]:
     """The checked batches; none may have been rejected (the messages are made valid)."""
     batches = [r for r in results if isinstance(r, ReadingBatch)]
     assert len(batches) == len(results), "a valid message was rejected"

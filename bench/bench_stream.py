@@ -11,28 +11,31 @@ With ``--broker`` it also drains the same messages, produced beforehand as a bac
 broker and one in-process faust worker (2 partitions), timed until the worker's snapshots cover every offset:
 the sustained rate one worker reaches, broker, faust, checkpoints and compacted outputs included.
 
-    python bench/bench_stream.py --realtime 120 [--batch-s 5] [--sources 20000] [--partitions 2] [--producers 1]
-                                 [--preloaded-sites] [--null-worker] [--warmup 10] [--drain 60]
+    python bench/bench_stream.py --realtime 120 [--batch-s 10|5|1] [--workers 1|2] [--wire 1 3] [--sources 20000]
+                                 [--stacks-per-agent 5.4] [--partitions 12] [--producers 1] [--no-influx]
+                                 [--null-worker] [--warmup 10] [--drain 60]
 
-Real time through the broker (``--broker``, default 127.0.0.1:19092; fresh uuid-tagged topics, deleted
-afterwards). Producer processes (kafka-python, linger 10 ms) send the national shape as it happens: every
-source one signed batch every ``--batch-s`` seconds holding its previous ``--batch-s`` seconds of 1-Hz
-readings (event time = now, Kafka timestamp = produce time), sources staggered over 0.1-s ticks so the load is
-smooth. Each producer encodes one template batch per source up front and per send only restamps it (sequence
-number, timestamps, CRC) and signs it, so producing costs little CPU; it reports the rate it reached and how
-far it fell behind its schedule. One faust worker runs in this process (:class:`StreamWorker`, timed by a
-subclass). Reported, over the steady state (after ``--warmup`` s, while producing): readings/s and
-messages/s handled, the worker process's CPU; consumer lag sampled every second (end offsets minus handled
-offsets; and minus the offsets the last snapshots cover) with its trend and whether it caught up within
-``--drain`` s after producing stopped; latency from produce to the updated minute state (``handle()``
-returned) and to the covering checkpoint; process() cost against the open state; bytes each partition's
-checkpoint writes (the segments that changed), checkpoint() and whole-checkpoint times. A gateway
-holding readings for its batch adds up to ``--batch-s`` s before the produce time: reported, not measured.
+Real time through the broker (``--broker``, default 127.0.0.1:19092), today's path and the new one side by side in
+one run: ``--wire 1`` (each agent sends one signed batch per source every ``--batch-s`` seconds) and ``--wire 3``
+(one agent batch per agent and interval, all its sources as sections: wire format version 3), one after the other,
+each through fresh uuid-tagged topics (deleted afterwards), ``--workers`` fresh worker processes (faust
+:class:`StreamWorker`, timed by a subclass, handed the site models instead of parsing 20,000 sources' files) and,
+unless ``--no-influx``, the InfluxDB sink into a fresh bucket (``CEMS_INFLUX_URL``, ``_TOKEN``, ``_ORG``: the
+minute means, hourly records and monthly totals; deleted afterwards). The shape: ``--sources`` stacks x 8 channels
+at 1 Hz behind gateways of ``--stacks-per-agent`` stacks on average (5.4: 20,000 stacks at about 3,700 entities, an
+assumption: 3,704 agents of 5 or 6 stacks). Producer processes (kafka-python, linger 10 ms) send as it happens,
+agents staggered over 0.1-s ticks; each encodes one template per message up front and per send only restamps it
+(sequence number, timestamps, CRC) and signs it. Event time runs behind the clock so that an hour closes half-way
+through producing (every source publishes an hourly record and a monthly total, as at every hour in service; Kafka
+timestamps carry the same offset, and latencies are taken against the real produce time). Reported per path, over
+the steady state (after ``--warmup`` s, while producing): readings/s offered and handled, the share of the load kept
+up with, consumer lag and its trend, p50/p99 latency from produce to the updated minute state (``handle()``
+returned) and to the save that covers it, CPU per worker process (% of a core), µs per message and per reading, the
+processor's own share, saves; then one table of both paths. A gateway holding readings for its batch adds up to
+``--batch-s`` s before the produce time: reported, not measured.
 
 ``--null-worker``: handle() only collects events for acknowledgement, which measures faust and Kafka alone.
-``--preloaded-sites``: the worker gets the site models instead of parsing the site files, which takes
-minutes at 20,000 sources (reported without it). Profile the worker from outside while it runs, e.g.
-``py-spy record --pid PID --gil --format raw -o w.raw`` (the PID is printed), then
+Profile a worker from outside while it runs, e.g. ``py-spy record --pid PID --gil --format raw -o w.raw``, then
 ``python bench/pyspy_summary.py w.raw``.
 
 Caution: with 20,000 sources on 2 partitions each state message is tens of MiB (about 15 MiB more per minute
@@ -46,9 +49,11 @@ from __future__ import annotations
 import argparse
 import hashlib
 import hmac
+import itertools
 import logging
 import os
 import struct
+import subprocess
 import sys
 import time
 import zlib
@@ -108,20 +113,25 @@ def main() -> None:
     ap.add_argument("--realtime", type=float, default=None, metavar="SECONDS",
                     help="Produce the national shape in real time for SECONDS and measure one worker (only this).")
     ap.add_argument("--batch-s", type=int, default=5, help="Realtime: seconds of readings per agent batch.")
-    ap.add_argument("--partitions", type=int, default=2, help="Realtime: readings partitions.")
+    ap.add_argument("--partitions", type=int, default=12, help="Realtime: readings partitions.")
+    ap.add_argument("--workers", type=int, default=1, help="Realtime: worker processes sharing the partitions.")
+    ap.add_argument("--wire", type=int, nargs="+", choices=(1, 3), default=[1, 3],
+                    help="Realtime: the paths to run, one after the other (1: a batch per source, today's; 3: one "
+                         "agent batch per interval).")
+    ap.add_argument("--stacks-per-agent", type=float, default=STACKS_PER_AGENT,
+                    help="Realtime: stacks behind one gateway agent, on average.")
+    ap.add_argument("--no-influx", action="store_true", help="Realtime: without the InfluxDB sink.")
+    ap.add_argument("--profile", type=float, default=0.0, metavar="SECONDS",
+                    help="Realtime: py-spy each worker for SECONDS after the warm-up (--gil) and summarise it.")
     ap.add_argument("--producers", type=int, default=1, help="Realtime: producer processes.")
     ap.add_argument("--warmup", type=float, default=10.0, help="Realtime: seconds left out of the statistics.")
     ap.add_argument("--drain", type=float, default=60.0, help="Realtime: longest wait for the worker afterwards.")
     ap.add_argument("--null-worker", action="store_true",
                     help="Realtime: handle() only takes and acknowledges events (the faust and Kafka floor).")
-    ap.add_argument("--preloaded-sites", action="store_true",
-                    help="Realtime: hand the worker the site models instead of parsing the site files (minutes).")
     args = ap.parse_args()
     key = b"k" * 32
     if args.realtime:
-        import asyncio
-
-        asyncio.run(realtime(args.broker or "127.0.0.1:19092", registry(args.sources), key, args))
+        realtime(args.broker or "127.0.0.1:19092", registry(args.sources), key, args)
         return
     t = time.perf_counter()
     reg = registry(args.sources)
@@ -157,6 +167,19 @@ def main() -> None:
     print(f"kernels only     : {n_readings / kernel_s:12,.0f} readings/s  (same readings pre-decoded: the floor)")
     print(f"per message      : {1e6 * (processor_s - kernel_s) / len(msgs):.1f} us of checks, decode and routing")
     print(f"minute state     : {proc.minutes.nbytes / 2**20:.0f} MiB for {len(proc.minutes):,} open channel-minutes")
+
+    # the same readings as agent batches (wire version 3): one message per agent of --stacks-per-agent sources
+    v3, per_chunk = agent_messages(msgs, args.sources, args.stacks_per_agent, key), round(2000 / args.stacks_per_agent)
+    proc = PartitionProcessor(reg, KeyRing(keys={f"ga{a}": key for a in range(len(v3[0][1]))}))
+    v3 = [m for _, ms in v3 for m in ms]
+    t = time.perf_counter()
+    for i in range(0, len(v3), per_chunk):
+        out = proc.process(v3[i : i + per_chunk])
+        assert not out.dead_letters and out.readings
+    agent_s = time.perf_counter() - t
+    print(f"processor, v3    : {n_readings / agent_s:12,.0f} readings/s  {len(v3) / agent_s:9,.0f} messages/s "
+          f"(agent batches of {args.stacks_per_agent:g} sources on average, {per_chunk} a call: {len(v3):,} messages; "
+          f"{processor_s / agent_s:.1f}x the batch per source above)")
     if args.broker:
         import asyncio
 
@@ -165,8 +188,43 @@ def main() -> None:
               f"(one faust worker draining a {len(msgs):,}-message backlog, {rate:.1f} s)")
 
 
-def broker_config(bootstrap: str, reg, key: bytes, n_sources: int, partitions: int):
-    """Site files and agent keys in a temporary directory; fresh uuid-tagged topics; the worker config."""
+def agent_messages(msgs: list[Message], n_sources: int, per_agent: float, key: bytes):
+    """:func:`messages` regrouped: per 5-s interval, one agent batch per agent of its sources' batches."""
+    from schemas import decode_batch
+    from schemas.agent_batch import AgentBatch
+
+    agents = agents_of(n_sources, per_agent)
+    intervals: dict[int, list] = {}
+    for m in msgs:
+        b = decode_batch(m.value)
+        intervals.setdefault(b.seq, []).append((b, m.timestamp_ms))
+    out = []
+    for seq, got in sorted(intervals.items()):
+        by_source = {int(b.source_id[1:]): (b, t) for b, t in got}
+        ms = []
+        for a, sources in enumerate(agents):
+            sections = [ReadingBatch.from_columns(agent_id=f"ga{a}", source_id=f"s{s}", seq=seq, channels=CHANNELS,
+                                                  ts_ns=by_source[s][0].ts_ns, channel=by_source[s][0].channel,
+                                                  value=by_source[s][0].value, flag=by_source[s][0].flag)
+                        for s in sources]
+            data = AgentBatch.from_sections(agent_id=f"ga{a}", seq=seq, sections=sections).encode()
+            headers = {"cems-agent": f"ga{a}".encode(), "cems-seq": str(seq).encode(),
+                       "cems-sig": hmac.new(key, data, hashlib.sha256).digest()}
+            ms.append(Message(0, data, headers, by_source[sources[0]][1]))
+        out.append((seq, ms))
+    offset = 0
+    for _, ms in out:  # offsets in log order
+        for i, m in enumerate(ms):
+            ms[i] = Message(offset, m.value, m.headers, m.timestamp_ms)
+            offset += 1
+    return out
+
+
+def broker_config(bootstrap: str, reg, key: bytes, agent_ids: int | list[str], partitions: int,
+                  placeholders: bool = False):
+    """Site files and agent keys in a temporary directory; fresh uuid-tagged topics; the worker config. ``agent_ids``:
+    the agents, or their number (``gw0``, ``gw1``... as :func:`messages` names them).
+    ``placeholders``: empty site files, for workers handed the site models (:func:`worker_process`)."""
     import tempfile
     import uuid
 
@@ -178,12 +236,12 @@ def broker_config(bootstrap: str, reg, key: bytes, n_sources: int, partitions: i
 
     tmp = Path(tempfile.mkdtemp(prefix="cems-bench-"))
     (tmp / "keys").mkdir()
-    for s in range(n_sources):
-        (tmp / "keys" / f"gw{s}.key").write_bytes(key)
+    for agent in [f"gw{s}" for s in range(agent_ids)] if isinstance(agent_ids, int) else agent_ids:
+        (tmp / "keys" / f"{agent}.key").write_bytes(key)
     sites = []
     for e, entity in enumerate(reg.entities.values()):
         sites.append(tmp / f"site{e}.yaml")
-        sites[-1].write_text(yaml.safe_dump(entity.model_dump(mode="json"), sort_keys=False))
+        sites[-1].write_text("" if placeholders else yaml.safe_dump(entity.model_dump(mode="json"), sort_keys=False))
     tag = uuid.uuid4().hex[:8]
     cfg = WorkerConfig(kafka=KafkaConnection(bootstrap_servers=bootstrap), app_id=f"cems-bench-{tag}",
                        topics=Topics(readings=f"b.{tag}.readings", dead_letter=f"b.{tag}.dlq",
@@ -232,12 +290,22 @@ async def through_broker(bootstrap: str, reg, msgs, key: bytes, n_sources: int) 
 
 # -- realtime ---------------------------------------------------------------------------------------
 
-TICKS = 10  # producer ticks per second: sources are staggered over batch_s * TICKS ticks
+TICKS = 10  # producer ticks per second: agents are staggered over batch_s * TICKS ticks
+#: Stacks per gateway agent in the national shape: 20,000 stacks at about 3,700 reporting entities (assumed: the
+#: bench has no census of gateways; an entity's stacks behind one gateway).
+STACKS_PER_AGENT = 5.4
+
+
+def agents_of(n_sources: int, per_agent: float) -> list[list[int]]:
+    """Sources of each agent: consecutive runs of ``per_agent`` on average (5.4: runs of 5 and 6)."""
+    bounds = np.unique(np.minimum(np.floor(np.arange(n_sources + per_agent + 1, step=per_agent)), n_sources))
+    return [list(range(int(a), int(b))) for a, b in itertools.pairwise(bounds) if b > a]
 
 
 def restamp(template: bytes, seq: int, shift_ns: int) -> bytes:
     """``template`` with another sequence number and every timestamp shifted by ``shift_ns``, CRC redone
-    (wire layout version 1, ``schemas/batch.py``: seq at byte 16, ts_ns column right after the metadata)."""
+    (the framing of every wire version, ``schemas/batch.py``: seq at byte 16, ts_ns column right after the
+    metadata, all readings of all sections in one column)."""
     buf = bytearray(template)
     n, meta_len = struct.unpack_from("<II", buf, 8)
     struct.pack_into("<Q", buf, 16, seq)
@@ -248,46 +316,67 @@ def restamp(template: bytes, seq: int, shift_ns: int) -> bytes:
     return bytes(buf)
 
 
-def produce(bootstrap: str, topic: str, sources: list[int], batch_s: int, seconds: float, key: bytes,
-            go, report, linger_ms: int = 10) -> None:
-    """Producer process: one template batch per source, then in real time from the start time ``go`` sends,
-    each restamped (seq = round, readings = the batch_s seconds before the send) and signed."""
+def templates_of(agents: list[list[int]], batch_s: int, wire: int, seed: int) -> list[tuple[bytes, list[bytes]]]:
+    """Per agent: its id and the template messages of one interval (readings of the batch_s seconds before T0):
+    one per source (wire 1) or one agent batch (wire 3)."""
+    from schemas.agent_batch import AgentBatch
+
+    rng = np.random.default_rng(seed)
+    ch = np.tile(np.arange(len(CHANNELS), dtype=np.uint16), batch_s)
+    ts = np.repeat(T0 + (np.arange(batch_s, dtype=np.int64) - batch_s) * 10**9, len(CHANNELS))
+    out = []
+    for a, sources in enumerate(agents):
+        agent = f"ga{a}"
+        batches = [ReadingBatch.from_columns(
+            agent_id=agent, source_id=f"s{s}", seq=0, channels=CHANNELS, ts_ns=ts, channel=ch,
+            value=np.tile(TYPICAL, batch_s) * (1 + 0.01 * rng.standard_normal(ch.size)),
+            flag=np.zeros(ch.size, np.uint8)) for s in sources]
+        if wire == 3:
+            out.append((agent.encode(), [AgentBatch.from_sections(agent_id=agent, seq=0, sections=batches).encode()]))
+        else:
+            out.append((agent.encode(), [b.encode() for b in batches]))
+    return out
+
+
+def produce(bootstrap: str, topic: str, agents: list[list[int]], batch_s: int, wire: int, seconds: float,
+            key: bytes, go, report, linger_ms: int = 10) -> None:
+    """Producer process: template messages per agent, then in real time from the start time ``go`` gives (with an
+    event-time offset) sends each agent's interval, restamped (readings = the batch_s seconds before the send, plus
+    the offset; Kafka timestamp = the send time plus the offset; sequence numbers counting per agent: one per source
+    and interval with wire 1, one per interval with wire 3) and signed."""
     from kafka import KafkaProducer
 
-    from schemas import decode_batch
+    from schemas.agent_batch import decode_message
 
-    rng = np.random.default_rng(sources[0] if sources else 0)
-    ch = np.tile(np.arange(len(CHANNELS), dtype=np.uint16), batch_s)
-    ts = np.repeat(T0 + (np.arange(batch_s, dtype=np.int64) - batch_s) * 10**9, len(CHANNELS))  # the s before T0
     period = batch_s * TICKS
-    templates: dict[int, bytes] = {}  # source -> its batch, to restamp
-    due: list[list[tuple[int, bytes]]] = [[] for _ in range(period)]  # tick of the period -> (source, agent)
-    for s in sources:
-        value = np.tile(TYPICAL, batch_s) * (1 + 0.01 * rng.standard_normal(ch.size))
-        templates[s] = ReadingBatch.from_columns(agent_id=f"gw{s}", source_id=f"s{s}", seq=0, channels=CHANNELS,
-                                                 ts_ns=ts, channel=ch, value=value,
-                                                 flag=np.zeros(ch.size, np.uint8)).encode()
-        due[s % period].append((s, f"gw{s}".encode()))
-    b = decode_batch(restamp(templates[sources[0]], 7, 10**9))  # the restamped bytes are a valid batch
-    assert b.seq == 7 and np.array_equal(b.ts_ns, ts + 10**9)
+    templates = templates_of(agents, batch_s, wire, agents[0][0] if agents else 0)
+    due: list[list[int]] = [[] for _ in range(period)]  # tick of the period -> agents
+    for a in range(len(agents)):
+        due[a % period].append(a)
+    m = decode_message(restamp(templates[0][1][0], 7, 10**9))  # the restamped bytes are a valid message
+    assert m.seq == 7 and int(m.sections[0].ts_ns[0]) == T0 - batch_s * 10**9 + 10**9
     producer = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=linger_ms, batch_size=1 << 19, acks=1)
     producer.partitions_for(topic)  # metadata before the clock starts
-    report.put(("ready", len(sources)))
-    start = go.get()
+    report.put(("ready", len(agents)))
+    start, event_offset_ns = go.get()
+    offset_ms = event_offset_ns // 10**6
     cpu0, sent, behind = time.process_time(), 0, 0.0
     for k in range(int(seconds * TICKS)):
         wait = start + k / TICKS - time.time()
         if wait > 0:
             time.sleep(wait)
         behind = max(behind, -wait)
-        seq, phase = divmod(k, period)
-        shift = int(start * 1e9) + k * (10**9 // TICKS) - T0
-        for s, agent in due[phase]:
-            data = restamp(templates[s], seq, shift)
-            producer.send(topic, key=agent, value=data, headers=[
-                ("cems-agent", agent), ("cems-seq", str(seq).encode()),
-                ("cems-sig", hmac.new(key, data, hashlib.sha256).digest())])
-            sent += 1
+        rnd, phase = divmod(k, period)
+        shift = int(start * 1e9) + k * (10**9 // TICKS) - T0 + event_offset_ns
+        for a in due[phase]:
+            agent, msgs = templates[a]
+            for j, template in enumerate(msgs):
+                seq = rnd * len(msgs) + j
+                data = restamp(template, seq, shift)
+                producer.send(topic, key=agent, value=data, timestamp_ms=int(time.time() * 1000) + offset_ms, headers=[
+                    ("cems-agent", agent), ("cems-seq", str(seq).encode()),
+                    ("cems-sig", hmac.new(key, data, hashlib.sha256).digest())])
+                sent += 1
     producer.flush()
     report.put(("done", sent, time.time() - start, behind, time.process_time() - cpu0))
     producer.close()
@@ -302,22 +391,20 @@ def _machine_busy() -> float:
     return (sum(f[:8]) - f[3] - f[4]) / os.sysconf("SC_CLK_TCK")
 
 
-def _stats(x) -> str:
+def _pct(x, q: float) -> float:
     x = np.asarray(x, dtype=float)
-    if not x.size:
-        return "n/a"
-    return f"p50 {np.percentile(x, 50):6.2f} s  p99 {np.percentile(x, 99):6.2f} s  max {x.max():6.2f} s"
+    return float(np.percentile(x, q)) if x.size else float("nan")
 
 
 def timed_worker(null: bool = False):
     """A :class:`StreamWorker` that records, per handled event, the latency from its Kafka timestamp (the produce
-    time) to the updated minute state, the same to the snapshot covering it, and every process() and snapshot()
+    time) to the updated minute state, the same to the save covering it, and every process() and checkpoint()
     call. ``null``: handle() only collects events for acknowledgement (the faust and Kafka floor)."""
     from streams.runtime.worker import StreamWorker
 
     class Timed(StreamWorker):
-        def __init__(self, cfg) -> None:
-            super().__init__(cfg)
+        def __init__(self, cfg, sink=None) -> None:
+            super().__init__(cfg, sink=sink)
             self.latency: list[tuple[np.ndarray, np.ndarray]] = []  # (produced at, to the minute state) [s]
             self.durable: list[tuple[np.ndarray, np.ndarray]] = []  # (produced at, to the saved state) [s]
             self.calls: list[tuple[float, int, float, int, int, int, int]] = []  # process() calls
@@ -325,6 +412,7 @@ def timed_worker(null: bool = False):
             self.checkpoints: list[tuple[float, float]] = []  # saves: (at, duration [s])
             self.position: dict[int, int] = {}  # partition -> next offset handled
             self.covered: dict[int, int] = {}  # partition -> next offset covered by a saved state
+            self.event_offset_s = 0.0  # Kafka timestamps are the produce time plus this (event time in the past)
 
         async def handle(self, events) -> None:
             if null:
@@ -337,11 +425,11 @@ def timed_worker(null: bool = False):
             for e in events:
                 p = e.message.tp.partition
                 self.position[p] = max(self.position.get(p, 0), e.message.offset + 1)
-            produced = np.array([e.message.timestamp for e in events])
+            produced = np.array([e.message.timestamp for e in events]) - self.event_offset_s
             self.latency.append((produced, time.time() - produced))
 
         async def _save(self, captured, events, outs) -> None:
-            produced = np.array([e.message.timestamp for evs in events.values() for e in evs])
+            produced = np.array([e.message.timestamp for evs in events.values() for e in evs]) - self.event_offset_s
             covered = {tp.partition: max(e.message.offset for e in evs) + 1 for tp, evs in events.items() if evs}
             t = time.perf_counter()
             await super()._save(captured, events, outs)
@@ -389,89 +477,264 @@ class _Warnings(logging.Handler):
         self.first = self.first or f"{record.name}: {record.getMessage()}"[:200]
 
 
-async def realtime(bootstrap: str, reg, key: bytes, args) -> None:
+def worker_process(cfg, n_sources: int, null: bool, influx: dict | None, control, report) -> None:
+    """One worker process: the site models handed over (parsing 20,000 sources' files takes minutes), the InfluxDB
+    sink when given; every second its handled and saved offsets and CPU time to ``report``; its latencies and calls
+    at the end (``control`` says when)."""
     import asyncio
-    import multiprocessing as mp
+    import queue
     import resource
+
+    import streams.runtime.worker
+
+    warnings = _Warnings()
+    reg = registry(n_sources)
+    parsed = {cfg.sites[0] / f"site{e}.yaml": entity for e, entity in enumerate(reg.entities.values())}
+
+    def preloaded(paths: list[Path]) -> list[Entity]:  # streams.config.load_sites, without the parsing
+        return [parsed[f] for p in paths for f in sorted(p.glob("*.yaml"))]
+
+    streams.runtime.worker.load_sites = preloaded
+
+    async def main() -> None:
+        sink = None
+        if influx is not None:
+            from streams.sinks.influx import InfluxSink
+
+            sink = InfluxSink(influx["url"], influx["token"], influx["org"], influx["bucket"])
+        worker = timed_worker(null)(cfg, sink=sink)
+        await worker.app.start()
+        report.put(("up", os.getpid()))
+        try:
+            while True:
+                try:
+                    order = control.get_nowait()
+                    if order == "stop":
+                        break
+                    worker.event_offset_s = order  # the producers' event-time offset [s]
+                except queue.Empty:
+                    pass
+                await asyncio.sleep(1.0)
+                ru = resource.getrusage(resource.RUSAGE_SELF)
+                report.put(("at", os.getpid(), time.time(), dict(worker.position), dict(worker.covered),
+                            ru.ru_utime + ru.ru_stime, _assigned(worker)))
+        finally:
+            await worker.app.stop()
+            if sink is not None:
+                sink.close()
+        def cat(pairs):
+            return tuple(np.concatenate(x) for x in zip(*pairs, strict=True)) if pairs else (np.zeros(0),) * 2
+
+        report.put(("final", os.getpid(), cat(worker.latency), cat(worker.durable), np.array(worker.calls),
+                    np.array(worker.snaps), np.array(worker.checkpoints), warnings.n, warnings.first))
+
+    asyncio.run(main())
+
+
+def _assigned(worker) -> int:
+    try:
+        return sum(tp.topic == worker.cfg.topics.readings for tp in worker.app.consumer.assignment())
+    except Exception:  # not started yet
+        return 0
+
+
+def _influx_settings() -> dict | None:
+    names = {"url": "CEMS_INFLUX_URL", "token": "CEMS_INFLUX_TOKEN", "org": "CEMS_INFLUX_ORG"}
+    got = {k: os.environ.get(v) for k, v in names.items()}
+    return None if None in got.values() else got
+
+
+def phase(bootstrap: str, reg, key: bytes, args, wire: int, influx: dict | None) -> dict:
+    """One path (wire 1: a batch per source; wire 3: an agent batch) through fresh topics, fresh workers and a fresh
+    InfluxDB bucket: produce for ``--realtime`` s, wait until everything is saved (at most ``--drain`` s)."""
+    import multiprocessing as mp
     import shutil
+    import uuid
 
     from kafka import KafkaConsumer, TopicPartition
 
     from streams.runtime.worker import checkpoint_lag
 
-    warnings = _Warnings()
     n, bs = args.sources, args.batch_s
-    cfg = broker_config(bootstrap, reg, key, n, args.partitions)
+    agents = agents_of(n, args.stacks_per_agent)
+    cfg = broker_config(bootstrap, reg, key, [f"ga{a}" for a in range(len(agents))], args.partitions,
+                        placeholders=True)
+    bucket = None
+    if influx is not None:
+        bucket = f"bench-{uuid.uuid4().hex[:8]}"
+        _bucket(influx, bucket, create=True)
     ctx = mp.get_context("spawn")  # not fork: this process runs threads (kafka clients)
-    report, gos = ctx.Queue(), [ctx.Queue() for _ in range(args.producers)]
-    procs = [ctx.Process(target=produce, args=(bootstrap, cfg.topics.readings, list(range(i, n, args.producers)),
-                                               bs, args.realtime, key, gos[i], report), daemon=True)
+    report, wreport = ctx.Queue(), ctx.Queue()
+    gos, controls = [ctx.Queue() for _ in range(args.producers)], [ctx.Queue() for _ in range(args.workers)]
+    # event time: an hour ends (plus the allowed lateness) half-way through producing, so every source publishes
+    # an hourly record (and its monthly total) during the run, as on every hour in service
+    lateness_ns = int(cfg.processing.allowed_lateness_s * 1e9)
+    procs = [ctx.Process(target=produce, args=(bootstrap, cfg.topics.readings, agents[i :: args.producers], bs, wire,
+                                               args.realtime, key, gos[i], report), daemon=True)
              for i in range(args.producers)]
+    sink = influx and {**influx, "bucket": bucket}
+    workers = [ctx.Process(target=worker_process, args=(cfg, n, args.null_worker, sink, controls[i], wreport),
+                           daemon=True) for i in range(args.workers)]
+    msgs_per_s = (n if wire == 1 else len(agents)) / bs
+    print(f"\n== wire {wire} ({'one batch per source' if wire == 1 else 'one agent batch per interval'}): "
+          f"{len(agents):,} agents, {n:,} sources x {len(CHANNELS)} channels at 1 Hz, {bs}-s batches: offered "
+          f"{msgs_per_s:,.0f} messages/s ({n * len(CHANNELS) / msgs_per_s:,.0f} readings each), "
+          f"{n * len(CHANNELS):,} readings/s; {args.partitions} partitions, {args.workers} worker process(es), "
+          f"InfluxDB {'bucket ' + bucket if bucket else 'off'}" + (" (null worker)" if args.null_worker else ""),
+          flush=True)
+    pids = _start_workers(workers, wreport)
     for p in procs:
         p.start()
-    print(f"realtime         : {n:,} sources x {len(CHANNELS)} channels at 1 Hz, one batch per source every {bs} s "
-          f"({bs * len(CHANNELS)} readings): offered {n / bs:,.0f} messages/s, {n * len(CHANNELS):,} readings/s; "
-          f"{args.partitions} partitions, {args.producers} producer process(es), worker pid {os.getpid()}"
-          + (" (null worker)" if args.null_worker else ""))
-    t = time.perf_counter()
-    if args.preloaded_sites:  # startup only: the worker parses 12.7 MB of YAML for 20,000 sources otherwise
-        import streams.runtime.worker
-
-        parsed = {cfg.sites[0] / f"site{e}.yaml": entity for e, entity in enumerate(reg.entities.values())}
-
-        def preloaded(paths: list[Path]) -> list[Entity]:  # streams.config.load_sites, without the parsing
-            return [parsed[f] for p in paths for f in sorted(p.glob("*.yaml"))]
-
-        streams.runtime.worker.load_sites = preloaded
-    worker = timed_worker(args.null_worker)(cfg)
-    built = time.perf_counter() - t
-    await worker.app.start()
     sampler = KafkaConsumer(**cfg.kafka.producer_config(), group_id=None, enable_auto_commit=False)
     tps = [TopicPartition(cfg.topics.readings, p) for p in range(args.partitions)]
+    reports = _WorkerReports(wreport, pids)
     try:
-        for _ in range(600):
-            if worker.app.consumer.assignment():
-                break
-            await asyncio.sleep(0.1)
+        _settle(reports, cfg, args.partitions)
         for _ in procs:
-            assert (await asyncio.to_thread(report.get, True, 300))[0] == "ready"
+            assert report.get(True, 600)[0] == "ready"
         start = time.time() + 1.0
+        hour_end = (int(start * 1e9) - lateness_ns) // 3_600_000_000_000 * 3_600_000_000_000
+        event_offset = hour_end + lateness_ns - int(args.realtime / 2 * 1e9) - int(start * 1e9)
+        for q in controls:
+            q.put(event_offset / 1e9)
         for q in gos:
-            q.put(start)
-        print(f"started          : worker built in {built:.1f} s (site files, keys), assigned and started in "
-              f"{time.perf_counter() - t - built:.1f} s; producing from {time.strftime('%H:%M:%S')}", flush=True)
-        samples = []  # every second: t, produced, handled, covered by snapshots, CPU s of this process, of the machine
-        done, deadline = [], start + args.realtime + args.drain
-        while time.time() < deadline:
-            await asyncio.sleep(1.0)
-            ends = await asyncio.to_thread(sampler.end_offsets, tps)
-            ru = resource.getrusage(resource.RUSAGE_SELF)
-            samples.append((time.time() - start, sum(ends.values()), sum(worker.position.values()),
-                            sum(worker.covered.values()), ru.ru_utime + ru.ru_stime, _machine_busy()))
-            while not report.empty():
-                done.append(report.get())
-            if len(done) == len(procs) and samples[-1][3] >= sum(d[1] for d in done):
-                break  # everything produced is handled and covered by a snapshot
-        final_lag = await asyncio.to_thread(checkpoint_lag, cfg)
-        dlq = sum((await asyncio.to_thread(sampler.end_offsets, [TopicPartition(cfg.topics.dead_letter, 0)])).values())
+            q.put((start, event_offset))
+        print(f"started          : producing from {time.strftime('%H:%M:%S')}; event time {event_offset / -1e9:.0f} s "
+              f"behind the clock, so that an hour closes {args.realtime / 2:.0f} s into the run", flush=True)
+        samples, done, profiled = _sample(args, wire, start, sampler, tps, reports, report, len(procs), pids)
+        final_lag = checkpoint_lag(cfg)
+        dlq = sum(sampler.end_offsets([TopicPartition(cfg.topics.dead_letter, 0)]).values())
     finally:
         sampler.close()
-        await worker.app.stop()
-        for p in procs:
+        for q in controls:
+            q.put("stop")
+        t_stop = time.time()
+        while len(reports.finals) < len(workers) and time.time() < t_stop + 120:
+            time.sleep(0.2)
+            reports.drain()
+        for p in procs + workers:
             p.join(5)
         shutil.rmtree(cfg.keys_dir.parent, ignore_errors=True)
         try:
-            await asyncio.to_thread(delete_topics, cfg)  # the state topic alone holds gigabytes of snapshots
+            delete_topics(cfg)  # the state topic alone holds gigabytes of snapshots
         except Exception as exc:  # a broker gone away must not hide the measurements
             print(f"could not delete the run's topics ({type(exc).__name__}: {exc})")
-    if warnings.n:
-        print(f"WARNING          : {warnings.n} client warning(s) during the run, first: {warnings.first}")
-    report_realtime(args, cfg, worker, start, np.array(samples), done, final_lag, dlq)
+        if bucket is not None:
+            _bucket(influx or {}, bucket, create=False)
+    _summarise_profiles(profiled, wire, pids)
+    return report_phase(args, wire, cfg, start, np.array(samples), done, reports.finals, reports.cpu, final_lag, dlq,
+                        msgs_per_s)
 
 
-def report_realtime(args, cfg, worker, start: float, samples: np.ndarray, done: list, final_lag, dlq: int) -> None:
-    per_msg = args.batch_s * len(CHANNELS)
-    t, produced, handled, covered, cpu, busy = samples.T
+def _sample(args, wire: int, start: float, sampler, tps, reports: _WorkerReports, report, n_producers: int, pids):
+    """Every second until all is produced and saved (or ``--drain`` s after producing): (t, produced, handled,
+    covered by saves, machine CPU s); the producers' reports; the py-spy processes (``--profile``)."""
+    samples, done, deadline = [], [], start + args.realtime + args.drain
+    profiled: list = []
+    while time.time() < deadline:
+        time.sleep(1.0)
+        ends = sampler.end_offsets(tps)
+        reports.drain()
+        samples.append((time.time() - start, sum(ends.values()), reports.total(reports.position),
+                        reports.total(reports.covered), _machine_busy()))
+        while not report.empty():
+            done.append(report.get())
+        if len(done) == n_producers and samples[-1][3] >= sum(d[1] for d in done):
+            break  # everything produced is handled and covered by a save
+        if args.profile and not profiled and time.time() > start + args.warmup:
+            spy = str(Path(sys.executable).with_name("py-spy"))
+            profiled = [subprocess.Popen([spy, "record", "--pid", str(pid), "--rate", "50", "--duration",
+                                          str(int(args.profile)), "--gil", "--format", "raw",
+                                          "-o", f"/tmp/cems-bench-{wire}-{pid}.raw"],
+                                         stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT) for pid in pids]
+    return samples, done, profiled
+
+
+def _start_workers(workers: list, wreport) -> set[int]:
+    t = time.perf_counter()
+    for p in workers:
+        p.start()
+    pids: set[int] = set()
+    while len(pids) < len(workers):  # each worker's "up" (the first reports of the others may come in between)
+        r = wreport.get(True, 600)
+        pids |= {r[1]} if r[0] == "up" else set()
+    print(f"workers          : pid {', '.join(map(str, sorted(pids)))} (started in {time.perf_counter() - t:.0f} s)",
+          flush=True)
+    return pids
+
+
+def _summarise_profiles(profiled: list, wire: int, pids) -> None:
+    for spy in profiled:
+        spy.wait(60)
+    if profiled:
+        from bench.pyspy_summary import summarise
+
+        for pid in pids:
+            raw = Path(f"/tmp/cems-bench-{wire}-{pid}.raw")
+            if raw.exists():
+                summarise(str(raw))
+            else:
+                print(f"py-spy of {pid}: no profile")
+
+
+def _settle(reports: _WorkerReports, cfg, partitions: int) -> None:
+    """Wait (at most 2 minutes) until every worker holds partitions and together all of them: a rebalance while
+    producing would be measured as lag."""
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        time.sleep(1.0)
+        reports.drain()
+        if all(reports.held.values()) and sum(reports.held.values()) >= partitions:
+            return
+    print(f"(the group did not settle: partitions held per worker {reports.held})")
+
+
+class _WorkerReports:
+    """What the worker processes report: per worker its handled and saved offsets per partition, its CPU time."""
+
+    def __init__(self, queue, pids) -> None:
+        self.queue = queue
+        self.position: dict[int, dict] = {pid: {} for pid in pids}
+        self.covered: dict[int, dict] = {pid: {} for pid in pids}
+        self.cpu: dict[int, list] = {pid: [] for pid in pids}  # pid -> [(t, cpu s)]
+        self.held: dict[int, int] = dict.fromkeys(pids, 0)  # pid -> readings partitions assigned to it
+        self.finals: list = []
+
+    def drain(self) -> None:
+        while not self.queue.empty():
+            r = self.queue.get()
+            if r[0] == "at" and r[1] in self.cpu:
+                _, pid, at, pos, cov, c, self.held[pid] = r
+                self.position[pid], self.covered[pid] = pos, cov
+                self.cpu[pid].append((at, c))
+            elif r[0] == "final":
+                self.finals.append(r)
+
+    @staticmethod
+    def total(per: dict[int, dict]) -> int:
+        """Offsets summed over partitions, each partition's furthest (a partition moves between workers)."""
+        merged: dict[int, int] = {}
+        for d in per.values():
+            for part, off in d.items():
+                merged[part] = max(merged.get(part, 0), off)
+        return sum(merged.values())
+
+
+def _bucket(influx: dict, name: str, create: bool) -> None:
+    from influxdb_client import InfluxDBClient
+
+    with InfluxDBClient(url=influx["url"], token=influx["token"], org=influx["org"]) as client:
+        api = client.buckets_api()
+        if create:
+            api.create_bucket(bucket_name=name, org=influx["org"])
+        else:
+            api.delete_bucket(api.find_bucket_by_name(name))
+
+
+def report_phase(args, wire: int, cfg, start: float, samples: np.ndarray, done: list, finals: list, cpu: dict,
+                 final_lag, dlq: int, msgs_per_s: float) -> dict:
+    per_msg = args.sources * len(CHANNELS) / msgs_per_s  # readings per message
+    t, produced, handled, covered, busy = samples.T
     lag, snap_lag = produced - handled, produced - covered
     if len(done) == args.producers:
         sent, el = sum(d[1] for d in done), max(d[2] for d in done)
@@ -484,53 +747,84 @@ def report_realtime(args, cfg, worker, start: float, samples: np.ndarray, done: 
     i0, i1 = np.flatnonzero(w)[[0, -1]]
     dt = t[i1] - t[i0]
     rate, offered = (handled[i1] - handled[i0]) / dt, (produced[i1] - produced[i0]) / dt
-    print(f"worker           : {rate * per_msg:,.0f} readings/s  {rate:,.0f} messages/s processed over "
-          f"t={t[i0]:.0f}-{t[i1]:.0f} s (produced meanwhile: {offered:,.0f} messages/s; target 160,000 readings/s = "
-          f"{rate * per_msg / 160_000:.0%}); CPU: worker process {(cpu[i1] - cpu[i0]) / dt:.0%} of a core "
-          f"({(cpu[i1] - cpu[i0]) / max(handled[i1] - handled[i0], 1) * 1e6:.0f} us per message), whole machine "
-          f"{(busy[i1] - busy[i0]) / dt:.0%} of {os.cpu_count()} cores")
+    t0, t1 = start + t[i0], start + t[i1]
+    cores = []
+    for series in cpu.values():  # each worker's CPU over the same window
+        a = np.array(series)
+        if len(a) >= 2:
+            c0, c1 = np.interp([t0, t1], a[:, 0], a[:, 1])
+            cores.append((c1 - c0) / dt)
+    us_msg = sum(cores) / max(rate, 1e-9) * 1e6
+    print(f"workers          : {rate * per_msg:,.0f} readings/s  {rate:,.0f} messages/s handled over "
+          f"t={t[i0]:.0f}-{t[i1]:.0f} s (produced meanwhile: {offered:,.0f} messages/s = {offered * per_msg:,.0f} "
+          f"readings/s; kept up with {rate / max(offered, 1e-9):.0%}); CPU per worker "
+          + ", ".join(f"{c:.0%}" for c in cores) + f" of a core; {us_msg:,.0f} us per message, "
+          f"{us_msg / per_msg:.1f} us per reading; whole machine {(busy[i1] - busy[i0]) / dt:.0%} of "
+          f"{os.cpu_count()} cores")
     slope = np.polyfit(t[w], lag[w], 1)[0]
     caught = np.flatnonzero((t > args.realtime) & (lag <= 0))
     print(f"consumer lag     : max {lag[w].max():,.0f} messages ({lag[w].max() / max(offered, 1):.1f} s of input), "
           f"at the end of producing {lag[i1]:,.0f}; trend {slope:+,.0f} messages/s "
           + (f"(caught up {t[caught[0]] - args.realtime:.0f} s after producing stopped)" if caught.size
              else "(never caught up within --drain)"))
-    print(f"  snapshot lag   : max {snap_lag[w].max():,.0f} messages, at the end of producing {snap_lag[i1]:,.0f}"
-          + ("" if args.null_worker else f"; checkpoint_lag() at the end {final_lag}"))
-    step = max(1, len(t) // 12)
-    print("  time series    : " + "  ".join(f"t={t[i]:.0f}:{lag[i]:,.0f}" for i in range(0, len(t), step)))
+    print(f"  save lag       : max {snap_lag[w].max():,.0f} messages, at the end of producing {snap_lag[i1]:,.0f}"
+          + ("" if args.null_worker else f"; checkpoint_lag() at the end {sum(final_lag.values())}"))
+    lat: list[np.ndarray] = []
+    dur: list[np.ndarray] = []
+    calls, snaps, saves, warned = [], [], [], 0
+    for _, _, latency, durable, c, sn, sv, nwarn, first in finals:
+        for (produced_at, latency_s), out in ((latency, lat), (durable, dur)):
+            keep = (produced_at >= start + args.warmup) & (produced_at <= start + args.realtime)
+            out.append(latency_s[keep])
+        calls += [c] if c.size else []
+        snaps += [sn] if sn.size else []
+        saves += [sv] if sv.size else []
+        if nwarn:
+            warned += nwarn
+            print(f"WARNING          : {nwarn} client warning(s) in a worker, first: {first}")
+    lat_all = np.concatenate(lat) if lat else np.zeros(0)
+    dur_all = np.concatenate(dur) if dur else np.zeros(0)
+    print(f"latency          : produce -> minute state updated: p50 {_pct(lat_all, 50):.2f} s  p99 "
+          f"{_pct(lat_all, 99):.2f} s  max {lat_all.max() if lat_all.size else float('nan'):.2f} s")
+    print(f"                   produce -> covered by a save   : p50 {_pct(dur_all, 50):.2f} s  p99 "
+          f"{_pct(dur_all, 99):.2f} s;  plus the gateway's batching before produce: up to {args.batch_s} s")
+    if calls:
+        c_t, c_n, c_dt, _, c_readings, c_dead, c_dup = np.concatenate(calls).T
+        print(f"process()        : {c_t.size:,} calls, {c_n.mean():,.0f} messages each, "
+              f"{c_dt.sum() / c_n.sum() * 1e6:.0f} us/message, "
+              f"{c_dt.sum() / max(c_readings.sum(), 1) * 1e6:.2f} us/reading; readings "
+              f"{c_readings.sum():,.0f}, dead letters {c_dead.sum():,.0f} (DLQ topic {dlq}), duplicates "
+              f"{c_dup.sum():,.0f}")
+    if saves:
+        k_dt = np.concatenate(saves)[:, 1]
+        p_size = np.concatenate(snaps)[:, 1]
+        print(f"saves            : {k_dt.size} (every {cfg.snapshot_interval_s:g} s), median/max "
+              f"{np.median(k_dt) * 1e3:.0f} / {k_dt.max() * 1e3:.0f} ms; bytes per partition save median "
+              f"{np.median(p_size) / 2**20:.1f} MiB")
+    return {"wire": wire, "messages/s": offered, "readings/s offered": offered * per_msg,
+            "readings/s handled": rate * per_msg,
+            "kept up": min(1.0, rate / max(offered, 1e-9)),  # above 1: a backlog caught up
+            "p50": _pct(lat_all, 50), "p99": _pct(lat_all, 99), "cpu": cores, "us/msg": us_msg,
+            "us/reading": us_msg / per_msg, "caught up": bool(caught.size)}
 
-    def window(pairs):  # latencies of the events produced after the warm-up, while producing
-        produced_at, latency = (np.concatenate(x) for x in zip(*pairs, strict=True)) if pairs else ([], [])
-        keep = (np.asarray(produced_at) >= start + args.warmup) & (np.asarray(produced_at) <= start + args.realtime)
-        return np.asarray(latency)[keep]
 
-    print(f"latency          : produce -> minute state updated: {_stats(window(worker.latency))}")
-    print(f"                   produce -> covered by a snapshot : {_stats(window(worker.durable))}")
-    print(f"                   plus the gateway's batching before produce: up to {args.batch_s} s "
-          f"(mean {args.batch_s / 2:g} s) per reading")
-    if worker.calls:
-        c_t, c_n, c_dt, c_cells, c_readings, c_dead, c_dup = np.array(worker.calls).T
-        thirds = np.array_split(np.arange(c_t.size), 3)
-        print(f"process()        : {c_t.size:,} calls, {c_n.mean():,.0f} messages each; "
-              f"{c_dt.sum() / c_n.sum() * 1e6:.0f} us/message overall, by thirds of the run "
-              + " / ".join(f"{c_dt[i].sum() / c_n[i].sum() * 1e6:.0f}" for i in thirds)
-              + " us (open minute cells " + " / ".join(f"{c_cells[i].mean():,.0f}" for i in thirds)
-              + f"); {c_dt.sum() / (c_t[-1] - start):.0%} of wall time; readings {c_readings.sum():,.0f} of "
-              f"{c_n.sum() * per_msg:,.0f}, dead letters {c_dead.sum():,.0f} (DLQ topic {dlq}), "
-              f"duplicates {c_dup.sum():,.0f}")
-    if worker.snaps:
-        p_t, p_size, p_dt, _ = np.array(worker.snaps).T
-        k_t, k_dt = np.array(worker.checkpoints).T
-        late = p_t >= (p_t[0] + p_t[-1]) / 2
-        print(f"checkpoints      : {p_t.size} partition saves (every {cfg.snapshot_interval_s:g} s per partition); "
-              f"bytes written per save first/median of the second half/max {p_size[0] / 2**20:.1f} / "
-              f"{np.median(p_size[late]) / 2**20:.1f} / {p_size.max() / 2**20:.1f} MiB (changed segments only: the "
-              f"core with the open minutes, the hours still folding, streams/runtime/state_store.py); checkpoint() "
-              f"first/last/max {p_dt[0] * 1e3:.0f} / {p_dt[-1] * 1e3:.0f} / {p_dt.max() * 1e3:.0f} ms; whole "
-              f"save (every partition, sent, acked, in the background) median/p90/max {np.median(k_dt) * 1e3:.0f} / "
-              f"{np.percentile(k_dt, 90) * 1e3:.0f} / {k_dt.max() * 1e3:.0f} ms, {k_dt.sum() / (k_t[-1] - start):.0%} "
-              f"of wall time")
+def realtime(bootstrap: str, reg, key: bytes, args) -> None:
+    influx = None if args.no_influx else _influx_settings()
+    if not args.no_influx and influx is None:
+        raise SystemExit("the InfluxDB sink needs CEMS_INFLUX_URL, _TOKEN and _ORG (deploy/local/services.sh env), "
+                         "or --no-influx")
+    print(f"machine          : {os.cpu_count()} cores, load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    results = [phase(bootstrap, reg, key, args, wire, influx) for wire in args.wire]
+    print(f"\n{args.batch_s}-s batches, {args.workers} worker(s), InfluxDB {'on' if influx else 'off'}; "
+          f"load average after {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    print(f"{'path':<28}{'msg/s':>8}{'offered r/s':>13}{'handled r/s':>13}{'kept up':>9}{'p50 s':>7}{'p99 s':>7}"
+          f"{'CPU/worker':>14}{'us/msg':>8}{'us/rdg':>8}")
+    for r in results:
+        name = "v1: a batch per source" if r["wire"] == 1 else "v3: an agent batch"
+        print(f"{name:<28}{r['messages/s']:>8,.0f}{r['readings/s offered']:>13,.0f}{r['readings/s handled']:>13,.0f}"
+              f"{r['kept up']:>9.0%}{r['p50']:>7.2f}{r['p99']:>7.2f}"
+              f"{' '.join(f'{c:.0%}' for c in r['cpu']):>14}{r['us/msg']:>8,.0f}{r['us/reading']:>8.2f}")
+
 
 if __name__ == "__main__":
     main()

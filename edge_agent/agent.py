@@ -7,8 +7,10 @@ Three kinds of asyncio tasks share one process:
   readings, flagged B (communication failure), so a gap is recorded rather than silent; the
   connection is retried with exponential backoff (1 s doubling to 60 s, :mod:`.backoff`). The analyser's status word,
   when configured, flags every normal reading of the cycle (calibration, maintenance, fault...);
-* the batcher: every ``batch_interval_s`` it turns each source's buffered readings into one
-  :class:`~schemas.batch.ReadingBatch` and stores it in the outbox under the next sequence number;
+* the batcher: every ``batch_interval_s`` it turns the buffered readings of every source into one agent batch
+  (:mod:`schemas.agent_batch`, wire version 3: a section per source) and stores it in the outbox under the next
+  sequence number; with ``agent.wire_version: 1``, one :class:`~schemas.batch.ReadingBatch` per source, each
+  under its own number, for a centre that does not read version 3 yet;
 * the uplink: drains the outbox in a worker thread (kafka-python is synchronous), backing off while
   the broker is unreachable.
 
@@ -28,6 +30,7 @@ from collections.abc import Callable
 import numpy as np
 
 from schemas._optional import require
+from schemas.agent_batch import AgentBatch
 from schemas.batch import ChannelSpec, ReadingBatch
 from schemas.quantities import Flag
 
@@ -56,12 +59,22 @@ class _SourceBuffer:
     def columns(self) -> list[np.ndarray]:
         return [np.concatenate(c) for c in zip(*self.parts, strict=True)]
 
-    def encoder(self, agent_id: str, ts_ns: np.ndarray, channel: np.ndarray, value: np.ndarray,
-                flag: np.ndarray) -> Callable[[int], bytes]:
-        """The encoded batch of these columns under the sequence number the outbox gives it."""
-        return lambda seq: ReadingBatch.from_columns(agent_id=agent_id, source_id=self.source_id, seq=seq,
-                                                     channels=self.channels, ts_ns=ts_ns, channel=channel, value=value,
-                                                     flag=flag).encode()
+    def batch(self, agent_id: str, seq: int, columns: list[np.ndarray]) -> ReadingBatch:
+        """These columns (:meth:`columns`) as this source's batch."""
+        ts_ns, channel, value, flag = columns
+        return ReadingBatch.from_columns(agent_id=agent_id, source_id=self.source_id, seq=seq, channels=self.channels,
+                                         ts_ns=ts_ns, channel=channel, value=value, flag=flag)
+
+
+def _encoder(agent_id: str, cut: list[tuple[_SourceBuffer, list[np.ndarray]]],
+             wire_version: int) -> Callable[[int], bytes]:
+    """The encoded batch of these sources' columns under the sequence number the outbox gives it: one agent batch
+    (version 3), or the one source's batch (version 1)."""
+    if wire_version == 1:
+        (buf, cols), = cut
+        return lambda seq: buf.batch(agent_id, seq, cols).encode()
+    return lambda seq: AgentBatch.from_sections(agent_id=agent_id, seq=seq, sections=[
+        buf.batch(agent_id, seq, cols) for buf, cols in cut]).encode()
 
 
 class _Route:
@@ -203,14 +216,14 @@ class EdgeAgent:
             await driver.close()
 
     def cut_batches(self) -> int:
-        """Move every source's buffered readings into the outbox; return how many batches were stored."""
+        """Move every source's buffered readings into the outbox, as one agent batch or (``wire_version: 1``) one
+        batch per source; return how many batches were stored."""
+        agent_id, wire = self.cfg.agent.id, self.cfg.agent.wire_version
+        cut = [(buf, buf.columns()) for buf in self.buffers.values() if buf.parts]
         stored = 0
-        for buf in self.buffers.values():
-            if not buf.parts:
-                continue
-            ts, channel, value, flag = buf.columns()
+        for group in ([cut] if wire == 3 and cut else [[c] for c in cut]):
             try:
-                self.outbox.put(buf.encoder(self.cfg.agent.id, ts, channel, value, flag))
+                self.outbox.put(_encoder(agent_id, group, wire))
             except OutboxFull as exc:
                 if not self.outbox_full:
                     log.error("ALARM outbox full: %s; readings stay in memory until it drains", exc,
@@ -218,11 +231,12 @@ class EdgeAgent:
                 self.outbox_full = True
                 self.metrics.outbox_full.set(1)
                 return stored
-            buf.parts.clear()
             stored += 1
             self.metrics.batches_stored.inc()
-            if self.hj212_uplink is not None:
-                self.hj212_uplink.add(buf.source_id, [c.id for c in buf.channels], 0, ts, channel, value, flag)
+            for buf, (ts, channel, value, flag) in group:
+                buf.parts.clear()
+                if self.hj212_uplink is not None:
+                    self.hj212_uplink.add(buf.source_id, [c.id for c in buf.channels], 0, ts, channel, value, flag)
         self.outbox_full = False
         self.metrics.outbox_full.set(0)
         self._observe_outbox()

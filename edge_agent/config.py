@@ -43,6 +43,9 @@ class AgentSettings(Strict):
     outbox_dir: Path = Field(default=Path("/var/lib/cems/outbox"))
     outbox_max_bytes: int = Field(default=2 * 2**30, gt=0)
     batch_interval_s: float = Field(default=5.0, gt=0, le=3600, description="Readings are cut into a batch this often.")
+    wire_version: Literal[1, 3] = Field(default=3, description=(
+        "3: one agent batch per interval holding every source (docs/wire-format.md, version 3; the centre reads it "
+        "since wire format 3). 1: one batch per source and interval, for a centre that does not read version 3 yet."))
 
 
 class KafkaSettings(KafkaConnection):

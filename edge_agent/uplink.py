@@ -19,7 +19,7 @@ import time
 
 from schemas import envelope
 from schemas._optional import require
-from schemas.batch import decode_batch
+from schemas.agent_batch import decode_message
 from schemas.errors import BatchDecodeError
 
 from .outbox import Outbox
@@ -85,7 +85,7 @@ class KafkaUplink:
                 break
             data = self.outbox.read(seq)
             try:
-                decode_batch(data)  # checksum and framing: a corrupt file is never sent
+                decode_message(data)  # checksum and framing (any wire version): a corrupt file is never sent
             except BatchDecodeError as exc:  # a corrupted file: keep it for inspection, never send it
                 log.error("uplink: outbox batch %d is corrupt (%s); kept, not sent", seq, exc,
                           extra={"event": "corrupt_batch", "seq": seq})

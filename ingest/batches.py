@@ -15,6 +15,11 @@ batch's own header must agree with the message headers (agent id, sequence numbe
 readings of all of them in a few vectorised passes (:func:`schemas.batch.check_batch_columns`) instead of
 batch by batch: for small batches (5 s of 8 channels) those per-batch numpy calls were about half the
 cost of checking a message (``python bench/bench_codec.py --only-messages``).
+
+Both read every wire version: a version-1 or -2 message gives its :class:`~schemas.batch.ReadingBatch`, a version-3
+agent batch (one message per agent and interval, :mod:`schemas.agent_batch`) an
+:class:`~schemas.agent_batch.AgentBatch` of one section per source, checked with the same rules (one bad reading
+in any section refuses the whole message: the agent signed it as one).
 """
 
 from __future__ import annotations
@@ -23,8 +28,11 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from schemas import envelope
-from schemas.batch import ReadingBatch, check_batch_columns, decode_batch
+from schemas.agent_batch import AgentBatch, decode_message
+from schemas.batch import AGENT_VERSION, ReadingBatch, check_column_segments
 from schemas.errors import BatchDecodeError, UnsupportedSchemaVersion
 
 __all__ = ["REASONS", "KeyRing", "Rejection", "check_message", "check_messages", "dead_letter_headers"]
@@ -44,6 +52,12 @@ REASONS = {
 class Rejection:
     reason: str  # a key of REASONS
     detail: str
+    source_id: str | None = None  # the section refused, when only one source of an agent batch is
+
+
+def _as_checked(batch: AgentBatch) -> ReadingBatch | AgentBatch:
+    """A single batch (versions 1 and 2) as itself, an agent batch (version 3) whole."""
+    return batch if batch.version == AGENT_VERSION else batch.sections[0]
 
 
 class KeyRing:
@@ -78,7 +92,7 @@ def _header(headers: dict[str, bytes], name: str) -> bytes | None:
     return value if isinstance(value, _BYTES) and value else None
 
 
-def check_message(value: bytes, headers: dict[str, bytes], keys: KeyRing) -> ReadingBatch | Rejection:
+def check_message(value: bytes, headers: dict[str, bytes], keys: KeyRing) -> ReadingBatch | AgentBatch | Rejection:
     """Verify and decode one readings-topic message; never raises on bad input."""
     agent, seq_text, sig = (_header(headers, h) for h in (envelope.AGENT, envelope.SEQ, envelope.SIG))
     if agent is None or seq_text is None or sig is None or not seq_text.isdigit():
@@ -90,7 +104,7 @@ def check_message(value: bytes, headers: dict[str, bytes], keys: KeyRing) -> Rea
     if not envelope.verify(key, value, sig):
         return Rejection("bad_signature", f"agent {agent_id!r} seq {seq_text.decode()}: signature does not verify")
     try:
-        batch = decode_batch(value)
+        batch = decode_message(value)
     except UnsupportedSchemaVersion as exc:
         return Rejection("unsupported_version", exc.detail)
     except BatchDecodeError as exc:
@@ -98,10 +112,11 @@ def check_message(value: bytes, headers: dict[str, bytes], keys: KeyRing) -> Rea
     if batch.agent_id != agent_id or batch.seq != int(seq_text):
         return Rejection("header_mismatch", f"headers say {agent_id!r} seq {int(seq_text)}, "
                                             f"the batch says {batch.agent_id!r} seq {batch.seq}")
-    return batch
+    return _as_checked(batch)
 
 
-def check_messages(items: list[tuple[bytes, dict[str, bytes]]], keys: KeyRing) -> list[ReadingBatch | Rejection]:
+def check_messages(items: list[tuple[bytes, dict[str, bytes]]],
+                   keys: KeyRing) -> list[ReadingBatch | AgentBatch | Rejection]:
     """:func:`check_message` of each ``(value, headers)``, in order, with the column checks done once for all.
 
     The result equals ``[check_message(v, h, keys) for v, h in items]``: the same batches and the same
@@ -110,8 +125,8 @@ def check_messages(items: list[tuple[bytes, dict[str, bytes]]], keys: KeyRing) -
     consistency check, as in :func:`check_message`); a batch whose readings fail is decoded again alone,
     which raises the usual error for its rejection detail. Never raises on bad input.
     """
-    out: list[ReadingBatch | Rejection | None] = [None] * len(items)
-    decoded: list[tuple[int, ReadingBatch, str, bytes]] = []  # (index, batch, agent id, seq header)
+    out: list[ReadingBatch | AgentBatch | Rejection | None] = [None] * len(items)
+    decoded: list[tuple[int, AgentBatch, str, bytes]] = []  # (index, batch, agent id, seq header)
     for i, (value, headers) in enumerate(items):
         # -- as check_message, up to the decode --
         agent, seq_text = _header(headers, envelope.AGENT), _header(headers, envelope.SEQ)
@@ -129,7 +144,7 @@ def check_messages(items: list[tuple[bytes, dict[str, bytes]]], keys: KeyRing) -
                                f"agent {agent_id!r} seq {seq_text.decode()}: signature does not verify")
             continue
         try:
-            batch = decode_batch(value, check_columns=False)
+            batch = decode_message(value, check_columns=False)
         except UnsupportedSchemaVersion as exc:
             out[i] = Rejection("unsupported_version", exc.detail)
             continue
@@ -141,11 +156,10 @@ def check_messages(items: list[tuple[bytes, dict[str, bytes]]], keys: KeyRing) -
         return out  # type: ignore[return-value]  # every entry is set
 
     # -- the readings of every decoded batch at once; those that fail, decoded again alone for the error --
-    failing = check_batch_columns([d[1] for d in decoded])
-    for j in failing:
+    for j in _failing_columns([d[1] for d in decoded]):
         i = decoded[j][0]
         try:
-            batch = decode_batch(items[i][0])
+            batch = decode_message(items[i][0])
         except UnsupportedSchemaVersion as exc:  # not after a successful decode; here only to mirror check_message
             out[i] = Rejection("unsupported_version", exc.detail)
         except BatchDecodeError as exc:
@@ -161,16 +175,46 @@ def check_messages(items: list[tuple[bytes, dict[str, bytes]]], keys: KeyRing) -
             out[i] = Rejection("header_mismatch", f"headers say {agent_id!r} seq {int(seq_text)}, "
                                                   f"the batch says {batch.agent_id!r} seq {batch.seq}")
         else:
-            out[i] = batch
+            out[i] = _as_checked(batch)
     return out  # type: ignore[return-value]
+
+
+#: _failing_columns checks about this many readings at a time (as schemas.batch.check_batch_columns: in cache).
+_GROUP_READINGS = 65_536
+
+
+def _failing_columns(batches: list[AgentBatch]) -> list[int]:
+    """Indices (ascending) of the messages some of whose readings break the per-reading rules: every section of
+    every message checked together (:func:`schemas.batch.check_column_segments`), in groups of messages."""
+    failing: list[int] = []
+    start = 0
+    while start < len(batches):
+        stop, size = start + 1, len(batches[start])
+        while stop < len(batches) and size + len(batches[stop]) <= _GROUP_READINGS:
+            size += len(batches[stop])
+            stop += 1
+        group = batches[start:stop]
+        ends = np.cumsum([len(b) for b in group]) - np.array([len(b) for b in group])  # each message's first reading
+        offsets = np.concatenate([np.zeros(1, np.int64)] + [b.offsets[1:] + e for b, e in zip(group, ends.tolist(),
+                                                                                                strict=True)])
+        owner = np.repeat(np.arange(len(group)), [len(b.channels) for b in group])
+        bad = check_column_segments(offsets, [len(c) for b in group for c in b.channels],
+                                    *(np.concatenate([getattr(b, name) for b in group])
+                                      for name in ("ts_ns", "channel", "value", "flag")))
+        failing += sorted({start + int(owner[k]) for k in bad.tolist()})
+        start = stop
+    return failing
 
 
 def dead_letter_headers(rejection: Rejection, *, topic: str, partition: int, offset: int,
                         now_s: float | None = None) -> list[tuple[str, bytes]]:
     """Headers added to a dead-lettered message (its value and original headers are kept as they were)."""
-    return [
+    out = [
         ("cems-dlq-reason", rejection.reason.encode()),
         ("cems-dlq-detail", rejection.detail.encode("utf-8", "replace")[:4096]),
         ("cems-dlq-source", f"{topic}/{partition}/{offset}".encode()),
         ("cems-dlq-at", f"{time.time() if now_s is None else now_s:.3f}".encode()),
     ]
+    if rejection.source_id is not None:  # one section of an agent batch: the others were absorbed
+        out.append(("cems-dlq-section", rejection.source_id.encode()))
+    return out

@@ -41,6 +41,10 @@ Version 2 (HJ 212 period data) is version 1 with one more metadata field, ``peri
 1-86400. A batch of samples (``period_s == 0``) is written as version 1, byte for byte as before, so centres and
 tools that read only version 1 keep reading what agents send them; only period batches need a version-2 reader.
 
+Version 3 (:mod:`schemas.agent_batch`) is one message per agent and interval holding every source's readings as
+sections of the same columns; :func:`decode_batch` refuses it (``unsupported_version``: it is not one batch) and
+:func:`schemas.agent_batch.decode_message` reads all three.
+
 Versioning: the decoder keeps reading every version it ever wrote, so old agents keep working; a
 newer version raises :class:`~schemas.errors.UnsupportedSchemaVersion` for ingest to dead-letter.
 """
@@ -67,6 +71,7 @@ if TYPE_CHECKING:
     from typing_extensions import Buffer
 
 __all__ = [
+    "AGENT_VERSION",
     "MAGIC",
     "MAX_PERIOD_S",
     "PERIOD_VERSION",
@@ -85,7 +90,9 @@ __all__ = [
 MAGIC = b"CEMB"
 SCHEMA_VERSION = 1  # what a batch of samples is written as
 PERIOD_VERSION = 2  # a batch of period means (period_s > 0): version 1 + period_s in the metadata
-SUPPORTED_VERSIONS = (1, 2)
+AGENT_VERSION = 3  # an agent batch: every source of one agent and interval in one message (schemas.agent_batch)
+SUPPORTED_VERSIONS = (1, 2, 3)
+_BATCH_VERSIONS = (1, 2)  # what decode_batch returns as one ReadingBatch
 #: Longest averaging period a batch may declare [s]: a day (HJ 212 2031 daily data).
 MAX_PERIOD_S = 86_400
 
@@ -620,6 +627,8 @@ def decode_batch(data: object, *, check_columns: bool = True) -> ReadingBatch:
         except TypeError:
             raise BatchDecodeError("bad_input", f"expected bytes, got {type(data).__name__}") from None
     h = _read_fixed(data)
+    if h.version not in _BATCH_VERSIONS:  # an agent batch of several sources: schemas.agent_batch.decode_message
+        raise UnsupportedSchemaVersion(h.version, _BATCH_VERSIONS)
     n = h.n
     cols_at = _FIXED.size + h.meta_len
     expected = cols_at + n * _BYTES_PER_READING + _CRC.size

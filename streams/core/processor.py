@@ -38,13 +38,14 @@ from __future__ import annotations
 
 import io
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal, NamedTuple
 
 import numpy as np
 
 from ingest.batches import KeyRing, Rejection, check_messages
 from ingest.sequence import SeqTracker
+from schemas.agent_batch import AgentBatch
 from schemas.batch import ChannelSpec, ReadingBatch
 from schemas.quantities import unit_conversion
 from schemas.records import GapReport, HourlyRecord, IndicatorDay, MonthlyRecord
@@ -146,6 +147,10 @@ class Output:
 
 
 _NEVER = np.iinfo(np.int64).min // 2
+
+
+def _flat(parts: list[np.ndarray], dtype) -> np.ndarray:
+    return np.concatenate(parts).astype(dtype, copy=False) if parts else np.zeros(0, dtype)
 #: Outcomes of a batch that is counted and sequenced but not absorbed: data that do not feed the figures, the same
 #: minutes again.
 _Counted = Literal["not_fed", "repeat"]
@@ -161,12 +166,28 @@ class _ChannelMap(NamedTuple):
 
 
 class _Accepted(NamedTuple):
-    """A batch that passed every check: its source (index), its readings as series columns, and their time span."""
+    """Readings that passed every check, as series columns, and per source (index) their time span: one batch, or
+    the clean sections of an agent batch together."""
 
-    source: int
     columns: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]  # series, ts_ns, value, flag
-    first_ns: int
-    last_ns: int
+    spans: list[tuple[int, int, int]]  # (source, first ns, last ns)
+    means: bool  # period means (HJ 212) for a source whose figures they feed; else samples
+
+
+class _Plan(NamedTuple):
+    """An agent batch's section table against the site files, the same every interval (cached): what can be absorbed
+    as a whole, vectorised, and how its channels map to series."""
+
+    clean: np.ndarray  # indices of the sections that are known sources with an accepted channel table, samples
+    # feeding a samples source, and readings: the candidates for absorbing at once
+    unclean: list[int]  # the other sections, for the exact path
+    source: np.ndarray  # source index of each clean section
+    starts: np.ndarray  # first reading of each non-empty section (ascending: the segments for reduceat)
+    pick: np.ndarray  # each clean section's place among the non-empty ones
+    series: np.ndarray  # series number of every section's channels, one table after the other (-1: unknown)
+    base: np.ndarray  # per reading: where its section's channels start in ``series``
+    convert: tuple[np.ndarray, np.ndarray] | None  # (scale, offset) beside ``series``; None: all in the site's units
+    counts: np.ndarray  # readings of each section
 
 
 class PartitionProcessor:
@@ -186,6 +207,7 @@ class PartitionProcessor:
         self.closed_upto = np.full(len(registry.sources), _NEVER, dtype=np.int64)  # hours before this are published
         self.next_offset = 0
         self._tables: dict = {}
+        self._plans: dict = {}  # agent batch section tables -> _Plan
         self._dirty_hours: set[int] = set()  # hours whose cells or records changed since the last checkpoint
         self._chunk_means: dict[int, set[int]] = {}  # HJ 212 means accepted in the current chunk: source -> minutes
         self._saved: set[str] = set()  # segments the last checkpoint left saved
@@ -210,12 +232,10 @@ class PartitionProcessor:
         for m, c in zip(messages, checked, strict=True):
             self.next_offset = max(self.next_offset, m.offset + 1)
             self.clock_ns = max(self.clock_ns, m.timestamp_ms * 1_000_000)
-            batch = self._accept(m, c, out)
-            if batch is None:
-                continue
-            (means if self.registry.feed_period_s[batch.source] else parts).append(batch.columns)
-            touched.update((batch.source, h) for h in range(batch.first_ns // HOUR_NS * HOUR_NS,
-                                                            batch.last_ns + ROUND_NS + 1, HOUR_NS))
+            for batch in self._accept(m, c, out):
+                (means if batch.means else parts).append(batch.columns)
+                for src, first, last in batch.spans:
+                    touched.update((src, h) for h in range(first // HOUR_NS * HOUR_NS, last + ROUND_NS + 1, HOUR_NS))
         if parts:
             series, ts, value, flag = (np.concatenate(c) for c in zip(*parts, strict=True))
             out.readings = int(ts.size)
@@ -236,34 +256,61 @@ class PartitionProcessor:
         self._evict()
         return out
 
-    def _accept(self, m: Message, checked, out: Output) -> _Accepted | None:
+    def _accept(self, m: Message, checked, out: Output) -> list[_Accepted]:
+        """A checked message's batches that pass every check (one, or one per source of an agent batch, wire
+        version 3); dead letters, duplicates and counts go into ``out``. The sequence number is the message's: a
+        repeat drops every section; it is recorded once if any section is absorbed or counted, and, as for a
+        single batch, not when every section is refused (the gap report then shows it)."""
         if isinstance(checked, Rejection):
             out.dead_letters.append((m, checked))
-            return None
-        b = checked
-        tracker = self.trackers.setdefault(b.agent_id, SeqTracker())
-        if tracker.seen(b.seq):
+            return []
+        tracker = self.trackers.setdefault(checked.agent_id, SeqTracker())
+        if tracker.seen(checked.seq):
             out.duplicates += 1
-            return None
+            return []
+        sectioned = isinstance(checked, AgentBatch)
+        accepted: list[_Accepted] = []
+        recorded: list[int] = []
+        if sectioned:  # the clean sections at once; the others (if any) one by one below
+            whole, unusual = self._absorb_clean(m, checked)
+            if whole is not None:
+                accepted.append(whole)
+                recorded += [s for s, _, _ in whole.spans]
+            sections = [checked.sections[k] for k in unusual]
+        else:
+            sections = [checked]
+        for b in sections:
+            verdict = self._section(m, b, out)
+            if isinstance(verdict, Rejection):
+                if sectioned:  # the other sections are absorbed: say which one this is
+                    verdict = replace(verdict, detail=f"source {b.source_id!r}: {verdict.detail}",
+                                      source_id=b.source_id)
+                out.dead_letters.append((m, verdict))
+                continue
+            src, batch = verdict
+            recorded.append(src)
+            if batch is not None:
+                accepted.append(batch)
+        if recorded or (sectioned and not checked.source_ids):
+            self._record_seq(checked.agent_id, checked.seq, tracker, recorded, out)
+        return accepted
+
+    def _section(self, m: Message, b: ReadingBatch, out: Output) -> Rejection | tuple[int, _Accepted | None]:
+        """One batch of a new sequence number: refused, or its source and (with readings to absorb) its columns."""
         src = self.registry.index.get(b.source_id)
         if src is None:
-            unknown = Rejection("unknown_source", f"source {b.source_id!r} is in no registered site file")
-            out.dead_letters.append((m, unknown))
-            return None
+            return Rejection("unknown_source", f"source {b.source_id!r} is in no registered site file")
         table = self._table(b.source_id, b.channels)
         span = (int(b.ts_ns.min()), int(b.ts_ns.max())) if b.ts_ns.size else None
         reject = self._judge(m, b, src, table, span)
         if isinstance(reject, str):  # "not_fed" or "repeat": counted, sequence recorded, nothing absorbed
             out.not_fed += reject == "not_fed"
             out.duplicates += reject == "repeat"
-            self._record_seq(b, tracker, src, out)
-            return None
+            return src, None
         if reject is not None:
-            out.dead_letters.append((m, reject))
-            return None
-        self._record_seq(b, tracker, src, out)
+            return reject
         if span is None:
-            return None
+            return src, None
         first, last = span
         self.watermark[src] = max(self.watermark[src], last)
         if self.closed_upto[src] == _NEVER:  # a source's first data: its hours count from here on
@@ -272,7 +319,84 @@ class PartitionProcessor:
         if table.convert is not None:  # to the site file's units, per reading by its channel's factors
             scale, offset = table.convert
             value = value * scale[b.channel] + offset[b.channel]
-        return _Accepted(src, (table.series[b.channel], b.ts_ns, value, b.flag), first, last)
+        return src, _Accepted((table.series[b.channel], b.ts_ns, value, b.flag), [(src, first, last)],
+                              bool(self.registry.feed_period_s[src]))
+
+    # -- agent batches (wire version 3): the sections of a message that need nothing special, vectorised ----------
+
+    def _absorb_clean(self, m: Message, ab: AgentBatch) -> tuple[_Accepted | None, list[int]]:
+        """An agent batch's clean sections (known source and table, samples, readings, none future, too late or near
+        a folded minute) absorbed together, a handful of numpy calls for the whole message instead of a batch's
+        checks per section; and the indices of the other sections, for the exact per-section path (:meth:`_section`,
+        whose verdict they get). The result is the same as every section through :meth:`_section`: the screen only
+        sends on what it cannot tell is clean, and sources are unique within a message."""
+        plan = self._plan(ab)
+        if not plan.clean.size:
+            return None, plan.unclean
+        first = np.minimum.reduceat(ab.ts_ns, plan.starts)[plan.pick]  # per non-empty section, then the clean ones
+        last = np.maximum.reduceat(ab.ts_ns, plan.starts)[plan.pick]
+        srcs = plan.source
+        wm = self.watermark[srcs]
+        ok = ((last <= m.timestamp_ms * 1_000_000 + self._skew)  # else future_timestamp
+              & (first >= np.maximum(wm, self.clock_ns) - self._horizon)  # else too_late
+              & (first // MINUTE_NS * MINUTE_NS + MINUTE_NS + self._fold > wm))  # else maybe minute_closed
+        unusual, absorbed = plan.unclean, plan.clean
+        if not ok.all():
+            if not ok.any():
+                return None, list(range(plan.counts.size))
+            unusual = sorted(unusual + plan.clean[~ok].tolist())
+            absorbed, srcs, first, last, wm = absorbed[ok], srcs[ok], first[ok], last[ok], wm[ok]
+        self.watermark[srcs] = np.maximum(wm, last)
+        new = self.closed_upto[srcs] == _NEVER  # a source's first data: its hours count from here on
+        if new.any():
+            self.closed_upto[srcs[new]] = first[new] // HOUR_NS * HOUR_NS
+        at = ab.channel + plan.base  # each reading's channel in the flattened table
+        value = ab.value
+        if plan.convert is not None:  # to the site file's units, per reading by its channel's factors
+            scale, offset = plan.convert
+            value = value * scale[at] + offset[at]
+        columns = (plan.series[at], ab.ts_ns, value, ab.flag)
+        if unusual:
+            whole = np.zeros(plan.counts.size, bool)
+            whole[absorbed] = True
+            keep = np.repeat(whole, plan.counts)
+            columns = tuple(c[keep] for c in columns)  # type: ignore[assignment]
+        return _Accepted(columns, list(zip(srcs.tolist(), first.tolist(), last.tolist(), strict=True)), False), unusual
+
+    def _plan(self, ab: AgentBatch) -> _Plan:
+        """:class:`_Plan` of an agent batch's section table, cached on its metadata bytes (which hold the table and
+        the reading counts, so an agent repeats them every interval)."""
+        key = ab.meta or (ab.source_ids, ab.channels, ab.offsets.tobytes())
+        plan = self._plans.get(key)
+        if plan is None:
+            if len(self._plans) >= 100_000:
+                self._plans.clear()
+            plan = self._plans[key] = self._make_plan(ab)
+        return plan
+
+    def _make_plan(self, ab: AgentBatch) -> _Plan:
+        counts = np.diff(ab.offsets)
+        clean, src, series, scale, offset = [], [], [], [], []
+        for k, (sid, period, chans, n) in enumerate(zip(ab.source_ids, ab.periods, ab.channels, counts.tolist(),
+                                                        strict=True)):
+            s = self.registry.index.get(sid, -1)
+            table = self._table(sid, chans) if s >= 0 else None
+            if table is not None and table.refusal is None and period == 0 and n > 0 \
+                    and not self.registry.feed_period_s[s]:
+                clean.append(k)
+                src.append(s)
+            series.append(table.series if table is not None else np.full(len(chans), -1, np.int64))
+            conv = table.convert if table is not None else None
+            scale.append(conv[0] if conv is not None else np.ones(len(chans)))
+            offset.append(conv[1] if conv is not None else np.zeros(len(chans)))
+        sizes = np.array([len(c) for c in ab.channels], np.int64)
+        place = np.cumsum(counts > 0) - 1  # a non-empty section's place among the non-empty ones
+        sc, of = _flat(scale, np.float64), _flat(offset, np.float64)
+        taken = set(clean)
+        return _Plan(np.array(clean, np.int64), [k for k in range(counts.size) if k not in taken],
+                     np.array(src, np.int64), ab.offsets[:-1][counts > 0], place[clean], _flat(series, np.int64),
+                     np.repeat(np.cumsum(sizes) - sizes, counts).astype(np.intp),
+                     None if (sc == 1.0).all() and (of == 0.0).all() else (sc, of), counts)
 
     def _judge(self, m: Message, b: ReadingBatch, src: int, table: _ChannelMap,
                span: tuple[int, int] | None) -> Rejection | _Counted | None:
@@ -299,13 +423,13 @@ class PartitionProcessor:
                                               f"first at {first} ns or later")
         return None
 
-    def _record_seq(self, b, tracker: SeqTracker, src: int, out: Output) -> None:
+    def _record_seq(self, agent_id: str, seq: int, tracker: SeqTracker, srcs: list[int], out: Output) -> None:
         before = tracker.missing
-        tracker.add(b.seq)
-        mine = self.sources_of_agent.setdefault(b.agent_id, set())
-        mine.add(src)
+        tracker.add(seq)
+        mine = self.sources_of_agent.setdefault(agent_id, set())
+        mine.update(srcs)
         if tracker.missing != before:  # a hole opened (seq skipped ahead) or closed (a late batch filled it)
-            out.holes[b.agent_id] = tracker.holes()
+            out.holes[agent_id] = tracker.holes()
         if tracker.missing or tracker.missing != before:
             self.hole_open[list(mine)] = tracker.missing > 0
         out.accepted += 1

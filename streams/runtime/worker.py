@@ -98,6 +98,7 @@ class StreamWorker:
             topic_allow_declare=False, topic_disable_leader=True,
             stream_wait_empty=False,  # unacknowledged events are the next snapshot's business, not shutdown's
             broker_session_timeout=cfg.session_timeout_s, broker_heartbeat_interval=cfg.session_timeout_s / 5,
+            monitor=_quiet_monitor(),
         )
         t = cfg.topics
         self.readings = self._raw_topic(t.readings)
@@ -438,6 +439,28 @@ def minute_rows(registry: Registry, table):
         quantity=np.array([c.quantity for c in channels], dtype=object),
         unit=np.array([c.unit for c in channels], dtype=object), start_ns=table.start_ns, mean=table.mean,
         valid=table.valid, label=table.label, n=table.sample_flags.sum(axis=1))
+
+
+def _quiet_monitor():
+    """faust's monitor without its bookkeeping per message and event (four hooks on every one: counters, clocks, a
+    stream's name looked up); nothing here reads it (the web views are off; the worker's metrics are its own). Its
+    other duties (end offsets, commits) stay."""
+    from faust.sensors.monitor import Monitor
+
+    class QuietMonitor(Monitor):
+        def on_message_in(self, tp, offset, message) -> None:
+            pass
+
+        def on_stream_event_in(self, tp, offset, stream, event) -> None:
+            return None
+
+        def on_stream_event_out(self, tp, offset, stream, event, state=None) -> None:
+            pass
+
+        def on_message_out(self, tp, offset, message) -> None:
+            pass
+
+    return QuietMonitor()
 
 
 def _headers(headers) -> dict[str, bytes]:

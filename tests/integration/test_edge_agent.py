@@ -16,7 +16,8 @@ from edge_agent.config import GatewayConfig
 from edge_agent.modbus.decode import encode_value
 from edge_agent.modbus.points import ByteOrder, DataType
 from edge_agent.outbox import verify
-from schemas import Flag, decode_batch
+from schemas import Flag
+from schemas.agent_batch import decode_message
 from tests.integration.test_edge_cli import EXAMPLE
 from tests.integration.test_modbus_tcp import start_server
 from tests.integration.test_uplink import read_topic
@@ -35,11 +36,13 @@ def registers() -> list[int]:
     return regs
 
 
-async def test_agent_polls_flags_batches_and_delivers(tmp_path, kafka_bootstrap):
+@pytest.mark.parametrize("wire_version", [3, 1])  # the default (an agent batch per interval), and one per source
+async def test_agent_polls_flags_batches_and_delivers(tmp_path, kafka_bootstrap, wire_version):
     server, task, port = await start_server(registers(), [False] * 8)
     doc = yaml.safe_load(EXAMPLE.read_text())
     topic = f"cems.test.agent.{uuid.uuid4().hex[:8]}"
-    doc["agent"] |= {"key_file": str(tmp_path / "key"), "outbox_dir": str(tmp_path / "outbox"), "batch_interval_s": 0.5}
+    doc["agent"] |= {"key_file": str(tmp_path / "key"), "outbox_dir": str(tmp_path / "outbox"), "batch_interval_s": 0.5,
+                     "wire_version": wire_version}
     doc["kafka"] = {"bootstrap_servers": kafka_bootstrap, "topic": topic}
     doc["devices"] = doc["devices"][:1]  # the Modbus TCP analyser rack only
     doc["devices"][0] |= {"host": "127.0.0.1", "port": port, "poll_interval_s": 0.1, "timeout_s": 0.5}
@@ -67,7 +70,9 @@ async def test_agent_polls_flags_batches_and_delivers(tmp_path, kafka_bootstrap)
     assert m.value("cems_edge_requests_total", device="cems-kiln1") > 10
     assert m.value("cems_edge_request_errors_total", device="cems-kiln1", kind="comm") > 0
     records = read_topic(kafka_bootstrap, topic, n_batches)
-    batches = [decode_batch(r.value) for r in records]
+    messages = [decode_message(r.value) for r in records]
+    assert {m.version for m in messages} == {wire_version}
+    batches = [b for m in messages for b in m.sections]  # one source: one section per agent batch
     assert sorted(b.seq for b in batches) == list(range(n_batches)) and n_batches >= 6
     assert all(verify(KEY, r.value, dict(r.headers)["cems-sig"]) for r in records)
     ts = np.concatenate([b.ts_ns for b in batches])

@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 from edge_agent.outbox import Outbox, verify
-from schemas import decode_batch
+from schemas.agent_batch import decode_message
 from tests.integration.test_edge_agent import KEY, registers
 from tests.integration.test_edge_cli import CEMS, EXAMPLE
 from tests.integration.test_modbus_tcp import start_server
@@ -53,7 +53,7 @@ def assert_all_delivered(bootstrap, topic, outbox_dir):
     n = Outbox(outbox_dir).next_seq
     assert Outbox(outbox_dir).pending() == []
     records = read_topic(bootstrap, topic)  # everything in the topic (up to its end: nothing more is coming)
-    seqs = {decode_batch(r.value).seq for r in records}
+    seqs = {decode_message(r.value).seq for r in records}
     assert seqs == set(range(n)), f"missing {sorted(set(range(n)) - seqs)[:10]}"
     assert all(verify(KEY, r.value, dict(r.headers)["cems-sig"]) for r in records)
     return n, len(records)

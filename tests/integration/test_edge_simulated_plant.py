@@ -20,7 +20,8 @@ from edge_agent.config import GatewayConfig
 from edge_agent.simulator.generate import simulate_stack, simulator_stack_model
 from edge_agent.simulator.modbus_server import ModbusSimulator
 from edge_agent.simulator.opcua_server import OpcUaSimulator
-from schemas import Flag, decode_batch
+from schemas import Flag
+from schemas.agent_batch import decode_message
 from streams.cli import main
 from tests.integration.test_modbus_tcp import free_port
 from tests.integration.test_uplink import read_topic
@@ -64,7 +65,9 @@ async def test_agent_reads_modbus_and_opcua_simulators_into_kafka(tmp_path, kafk
     await asyncio.gather(*servers, return_exceptions=True)
 
     assert agent.outbox.count == 0
-    batches = [decode_batch(r.value) for r in read_topic(kafka_bootstrap, topic, agent.outbox.next_seq)]
+    messages = [decode_message(r.value) for r in read_topic(kafka_bootstrap, topic, agent.outbox.next_seq)]
+    batches = [b for m in messages for b in m.sections]  # one agent batch per interval, a section per stack
+    assert {m.version for m in messages} == {3} and max(len(m.sections) for m in messages) == 2
     assert {b.seq for b in batches} == set(range(agent.outbox.next_seq))
     by_source = {s: [b for b in batches if b.source_id == s] for s in ("stack0", "stack1")}
     assert all(by_source.values())

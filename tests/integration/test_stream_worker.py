@@ -78,6 +78,35 @@ async def test_worker_publishes_the_processors_records_and_dead_letters(tmp_path
 
 
 @pytest.mark.timeout(180)
+async def test_agent_batches_through_the_worker_give_the_records_of_a_batch_per_source(tmp_path, kafka_bootstrap):
+    """gw-a sends both stacks as one agent batch (wire version 3) per 5-s interval: the worker publishes the hourly
+    records the processor makes of the same readings sent as one batch per source."""
+    from schemas.agent_batch import AgentBatch
+    from schemas.batch import ReadingBatch, decode_batch
+    from streams.core.processor import Message
+
+    by_seq: dict = {}
+    for m in MESSAGES:
+        b = decode_batch(m.value)
+        by_seq.setdefault(b.seq, []).append((b, m.timestamp_ms))
+    agent_batches = []
+    for seq, got in sorted(by_seq.items()):
+        sections = [ReadingBatch.from_columns(agent_id="gw-a", source_id=b.source_id, seq=seq, channels=b.channels,
+                                              ts_ns=b.ts_ns, channel=b.channel, value=b.value, flag=b.flag)
+                    for b, _ in sorted(got, key=lambda x: x[0].source_id)]
+        data = AgentBatch.from_sections(agent_id="gw-a", seq=seq, sections=sections).encode()
+        agent_batches.append(Message(seq, data, {"cems-agent": b"gw-a", "cems-seq": str(seq).encode(),
+                                                 "cems-sig": sign(KEYS["gw-a"], data)}, max(t for _, t in got)))
+    cfg = worker_config(tmp_path, kafka_bootstrap)
+    create_topics(cfg, partitions=2, readings_retention_days=None)
+    produce(cfg, agent_batches)
+    await run_worker_until_records(cfg, agent_batches)
+    reference = final(run(processor(), MESSAGES))
+    assert {k: r.content() for k, r in hourly(cfg).items()} == {k: r.content() for k, r in reference.items()}
+    assert read_all(cfg, cfg.topics.dead_letter) == []
+
+
+@pytest.mark.timeout(180)
 async def test_worker_writes_hourly_records_and_minute_means_to_influxdb(tmp_path, kafka_bootstrap, influx):
     """The same run with the InfluxDB sink: one point per (source, hour) with the record's figures, and the
     minute means behind it (60 minutes x channels per hour)."""

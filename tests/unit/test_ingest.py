@@ -52,7 +52,7 @@ def test_signed_but_undecodable_or_inconsistent():
     data, headers = message()
     truncated = data[:-3]
     assert check_message(truncated, headers | {"cems-sig": sign(KEY, truncated)}, keys).reason == "undecodable"
-    newer = data[:4] + bytes([data[4] + 2]) + data[5:]  # version (uint16 LE after the magic) 1 -> 3 (2 exists)
+    newer = data[:4] + bytes([data[4] + 3]) + data[5:]  # version (uint16 LE after the magic) 1 -> 4 (2, 3 exist)
     assert check_message(newer, headers | {"cems-sig": sign(KEY, newer)}, keys).reason == "unsupported_version"
     assert check_message(*message(batch_seq=8), keys).reason == "header_mismatch"
     assert check_message(*message(batch_agent="gw-9"), keys).reason == "header_mismatch"
@@ -191,7 +191,7 @@ def chunk_of_messages(rng: np.random.Generator, size: int) -> list[tuple[bytes, 
         elif case < 0.85:
             data = data[: int(rng.integers(0, len(data)))]  # truncated (or foreign), signed
         elif case < 0.88:
-            data = data[:4] + bytes([3]) + data[5:]  # version 3 (unknown), signed
+            data = data[:4] + bytes([4]) + data[5:]  # version 4 (unknown), signed
         elif case < 0.91:
             data = data[:-1] + bytes([data[-1] ^ 1])  # CRC broken, signed
         elif case < 0.95:
