@@ -18,17 +18,20 @@ The receiver part runs ``ingest.hj212_server.Hj212Server`` in this process (one 
 thread) and a load generator in another process: ``--connections`` dataloggers, each registered with its own MN,
 send 2051 minute frames (10 factors, 860 bytes) and wait for each data answer, as dataloggers do. Two phases:
 the national load (``--rate`` frames/s spread over the connections, e.g. 1,000 connections at one frame a second),
-then saturation (each connection sends its next frame as soon as the previous one is answered). Three variants,
-in the same run and interleaved ``--receiver-repeat`` times: the baseline (each upload's batch built with numpy by
-``ReadingBatch.from_columns`` and encoded, as before issue 16's speed work), the fast path on asyncio's loop, the
-fast path on uvloop (the optional ``hj212-fast`` extra). Printed per variant and phase, best (median): frames
-acknowledged per second, the receiver's CPU share, frames and readings per CPU-second of the receiver (user +
-system: what one core carries), µs of CPU per frame, the headroom at saturation over the national 1,000 frames/s,
-the system share and frames per fsync, and the time to acknowledge (p50, p99) as the generator measures it (send to
-answer received) and as the receiver's histogram has it. Batches go to an in-memory counter by default (the
-receiver's own cost, with its fsync'd sequence log on the real disk), or to a real broker with ``--kafka``.
-``--pyspy FILE`` records the last saturation phase with py-spy and prints where the time went
-(:data:`PROFILE_PARTS`).
+then saturation (each connection sends its next frame as soon as the previous one is answered). Five variants, in
+the same run and interleaved ``--receiver-repeat`` times: the baseline (the shell before the ``asyncio.Protocol``
+one: a coroutine per connection over StreamReader/StreamWriter, each upload stored by its own connection, kept here
+in :func:`streams_shell_server`), ``cems hj212 serve`` as it is on asyncio's loop and on uvloop (the optional
+``hj212-fast`` extra), and the floor: a bare ``asyncio.Protocol`` that answers every frame at once without parsing
+anything (:func:`echo_floor_server`), on each loop: what no Python receiver on that loop gets below. Printed per
+variant and phase, best (median): frames acknowledged per second, the receiver's CPU share, frames and readings
+per CPU-second of the receiver (user + system: what one core carries), µs of CPU per frame, the headroom at
+saturation over the national 1,000 frames/s, the system share, frames per fsync and per store pass, and the time
+to acknowledge (p50, p99) as the generator measures it (send to answer received) and as the receiver's histogram
+has it. Batches go to an in-memory counter by default (the receiver's own cost, with its fsync'd sequence log on
+the real disk), or to a real broker with ``--kafka``.
+``--pyspy FILE`` records the last saturation phase of the receiver (the first ``cems hj212 serve`` variant) with
+py-spy and prints where the time went (:data:`PROFILE_PARTS`).
 """
 
 from __future__ import annotations
@@ -663,9 +666,11 @@ PROFILE_PARTS = [
     ("sequence log (take, fsync, acked)", r"^SeqLog\."),
     ("metrics (prometheus_client)", r"\(prometheus_client/"),
     ("session: split, MN/PW, reassembly, digest, answer frame", r"\(schemas/hj212/"),
-    ("asyncio streams (read, write, drain)", r"\(asyncio/streams\.py"),
-    ("the connection loop and _upload themselves", r"^Hj212Server\.(_connection|_upload|encode) "),
-    ("event loop (callbacks, selector, transports)", r"\(asyncio/|\(uvloop|\(selectors\.py"),
+    ("transport: socket reads and writes (asyncio's selector transport)", r"\(asyncio/selector_events\.py"),
+    ("the connection (Protocol) and the storer themselves", r"^_Connection\.|^Hj212Server\.(_store|_produce|"
+                                                            r"_hand_over|_schedule_store|_store_pass|encode) "),
+    ("event loop (callbacks, selector, transports, socket calls)", r"\(asyncio/|\(uvloop|\(selectors\.py|"
+                                                                   r"^Runner\.run "),
 ]
 
 
