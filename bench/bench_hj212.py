@@ -588,12 +588,12 @@ def run_receiver(n: int, seconds: float, rate: float, kafka: str | None, shell: 
 
 
 def bench_receiver(n: int, seconds: float, rate: float, kafka: str | None, repeat: int, loops: list[str],
-                   pyspy: str | None = None) -> None:
+                   pyspy: str | None = None, shells: tuple[str, ...] = ("streams", "protocol", "echo")) -> None:
     """Every variant ``repeat`` times, interleaved (the other load of the shared machine falls on all alike):
     best (median) of the runs. Frames per CPU-second is the receiver's own CPU, so it moves less with that load
     than frames per second does."""
-    variants = [v for v in VARIANTS if v[2] in loops]
-    profiled = next(name for name, shell, _ in variants if shell == "protocol")  # the receiver as it is
+    variants = [v for v in VARIANTS if v[2] in loops and v[1] in shells]
+    profiled = next((name for name, shell, _ in variants if shell == "protocol"), None)  # the receiver as it is
     runs: dict[str, list[list[dict]]] = {name: [] for name, *_ in variants}
     for r in range(repeat):
         for name, shell, loop in variants:
@@ -738,6 +738,9 @@ def main() -> None:
     ap.add_argument("--receiver-only", action="store_true")
     ap.add_argument("--receiver-repeat", type=int, default=3, help="runs of each receiver variant, interleaved")
     ap.add_argument("--loops", default="asyncio,uvloop", help="event loops to measure (uvloop: the optional extra)")
+    ap.add_argument("--shells", default="streams,protocol,echo",
+                    help="receiver variants: streams (the shell before, the baseline), protocol (cems hj212 serve), "
+                         "echo (the floor)")
     ap.add_argument("--pyspy", default=None, metavar="FILE", help="py-spy record (raw) of the last variant's last "
                                                                    "saturation phase, summarised after the table")
     args = ap.parse_args()
@@ -748,7 +751,7 @@ def main() -> None:
     if not args.codec_only:
         print()
         bench_receiver(args.connections, args.seconds, args.rate, args.kafka, args.receiver_repeat,
-                       args.loops.split(","), args.pyspy)
+                       args.loops.split(","), args.pyspy, tuple(args.shells.split(",")))
         if args.pyspy:
             print()
             summarise_profile(args.pyspy)
