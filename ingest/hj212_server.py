@@ -23,8 +23,11 @@ messages) go to the dead-letter topic with their reason and the original bytes, 
 Limits (no byte stream can crash the receiver or grow its memory without bound): frame size (the splitter drops a
 candidate growing past ``max_frame_bytes``), read size per call, split messages held per connection
 (``split_messages`` x ``split_packets`` frames), ``max_connections`` (more are closed at once), ``idle_timeout_s``,
-and ``max_refusals`` refused frames in a row before a connection is closed. The memory of one connection is below
-``max_frame_bytes x (1 + split_messages x split_packets) + read_bytes``. Central code: never imports ``edge_agent``.
+and ``max_refusals`` refused frames in a row before a connection is closed. A connection stops reading while one of
+its reads is being carried out or its write buffer is full (:class:`_Connection`), so its memory is below
+``max_frame_bytes x (1 + split_messages x split_packets) + 2 x read_bytes`` and its write buffer's high-water mark.
+Uploads are stored once per pass of the event loop, all together (one fsync, one ``produce_many``), each still its
+own batch, answered after its own acknowledgement (docs/decisions.md). Central code: never imports ``edge_agent``.
 """
 
 from __future__ import annotations
