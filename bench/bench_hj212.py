@@ -18,17 +18,20 @@ The receiver part runs ``ingest.hj212_server.Hj212Server`` in this process (one 
 thread) and a load generator in another process: ``--connections`` dataloggers, each registered with its own MN,
 send 2051 minute frames (10 factors, 860 bytes) and wait for each data answer, as dataloggers do. Two phases:
 the national load (``--rate`` frames/s spread over the connections, e.g. 1,000 connections at one frame a second),
-then saturation (each connection sends its next frame as soon as the previous one is answered). Three variants,
-in the same run and interleaved ``--receiver-repeat`` times: the baseline (each upload's batch built with numpy by
-``ReadingBatch.from_columns`` and encoded, as before issue 16's speed work), the fast path on asyncio's loop, the
-fast path on uvloop (the optional ``hj212-fast`` extra). Printed per variant and phase, best (median): frames
-acknowledged per second, the receiver's CPU share, frames and readings per CPU-second of the receiver (user +
-system: what one core carries), µs of CPU per frame, the headroom at saturation over the national 1,000 frames/s,
-the system share and frames per fsync, and the time to acknowledge (p50, p99) as the generator measures it (send to
-answer received) and as the receiver's histogram has it. Batches go to an in-memory counter by default (the
-receiver's own cost, with its fsync'd sequence log on the real disk), or to a real broker with ``--kafka``.
-``--pyspy FILE`` records the last saturation phase with py-spy and prints where the time went
-(:data:`PROFILE_PARTS`).
+then saturation (each connection sends its next frame as soon as the previous one is answered). Five variants, in
+the same run and interleaved ``--receiver-repeat`` times: the baseline (the shell before the ``asyncio.Protocol``
+one: a coroutine per connection over StreamReader/StreamWriter, each upload stored by its own connection, kept here
+in :func:`streams_shell_server`), ``cems hj212 serve`` as it is on asyncio's loop and on uvloop (the optional
+``hj212-fast`` extra), and the floor: a bare ``asyncio.Protocol`` that answers every frame at once without parsing
+anything (:func:`echo_floor_server`), on each loop: what no Python receiver on that loop gets below. Printed per
+variant and phase, best (median): frames acknowledged per second, the receiver's CPU share, frames and readings
+per CPU-second of the receiver (user + system: what one core carries), µs of CPU per frame, the headroom at
+saturation over the national 1,000 frames/s, the system share, frames per fsync and per store pass, and the time
+to acknowledge (p50, p99) as the generator measures it (send to answer received) and as the receiver's histogram
+has it. Batches go to an in-memory counter by default (the receiver's own cost, with its fsync'd sequence log on
+the real disk), or to a real broker with ``--kafka``.
+``--pyspy FILE`` records the last saturation phase of the receiver (the first ``cems hj212 serve`` variant) with
+py-spy and prints where the time went (:data:`PROFILE_PARTS`).
 """
 
 from __future__ import annotations
@@ -247,6 +250,10 @@ class CountingSink:
     async def produce(self, value, key, headers) -> None:
         self.batches += 1
 
+    async def produce_many(self, records) -> list:
+        self.batches += len(records)
+        return [None] * len(records)
+
     async def dead_letter(self, value, headers) -> None:
         self.dead += 1
 
@@ -332,17 +339,168 @@ def _nearest_rank(ordered: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
 
 
-def _baseline_encode(converted, agent: str, seq: int) -> bytes:
-    """Today's path before issue 16's speed work, for the comparison in the same run: the upload's batch built
-    with ``ReadingBatch.from_columns`` (numpy columns, each rule a numpy pass), then ``encode_batch``. The fast
-    path (``schemas.batch.encode_columns``) writes the same bytes (tests/unit/test_batch_fastpath.py)."""
-    return converted.batch(agent, seq).encode()
+def streams_shell_server():  # noqa: C901 - the previous shell, kept whole for the comparison
+    """``Hj212Server`` with the shell it had before the ``asyncio.Protocol`` one, for the comparison in the same
+    run: a coroutine per connection over ``StreamReader``/``StreamWriter``, each upload's sequence number, batch
+    and produce awaited by its own connection, and ``drain`` after every read (the code of ``ingest/
+    hj212_server.py`` as it was, kept here only). The codec, session, encoding and sinks are today's."""
+    import asyncio
+
+    from ingest.hj212_server import Hj212Server, agent_id_of
+    from schemas import envelope
+    from schemas.hj212.session import ReceiverSession, Refused, Reply, Seen
+
+    class StreamsShell(Hj212Server):
+        async def start(self) -> None:
+            c = self.cfg
+            self._loop = asyncio.get_running_loop()
+            self._tasks: set[asyncio.Task] = set()
+            self._last_read: dict[asyncio.Task, tuple[float, asyncio.StreamWriter]] = {}
+            self._idled: set[asyncio.Task] = set()
+            await super().start()
+            assert self.server is not None
+            self.server.close()  # the Protocol server's: this shell listens with a stream server instead
+            self.server = await asyncio.start_server(self._stream_connection, c.listen, 0, limit=c.read_bytes,
+                                                     backlog=min(c.max_connections, 4096))
+
+        async def stop(self) -> None:
+            self._stopping = True
+            if self.server is not None:
+                self.server.close()
+            if self._tasks:
+                _, late = await asyncio.wait(self._tasks, timeout=self.cfg.shutdown_grace_s)
+                for pending in late:
+                    pending.cancel()
+                await asyncio.gather(*late, return_exceptions=True)
+            await super().stop()
+
+        async def _stream_connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            c, m = self.cfg, self.metrics
+            if self._stopping or len(self._tasks) >= c.max_connections:
+                m.rejected_connections.inc()
+                writer.close()
+                return
+            task = asyncio.current_task()
+            assert task is not None
+            self._tasks.add(task)
+            m.connections.inc()
+            peer = writer.get_extra_info("peername")
+            peer = f"{peer[0]}:{peer[1]}" if peer else "?"
+            session = ReceiverSession(self.registrations.get, dedup=self.dedup, strict=c.strict,
+                                      max_frame_bytes=c.max_frame_bytes, max_messages=c.split_messages,
+                                      max_packets=c.split_packets)
+            refusals, garbage, why = 0, 0, "eof"
+            loop = asyncio.get_running_loop()
+            try:
+                while not self._stopping:
+                    self._last_read[task] = (loop.time(), writer)
+                    data = await reader.read(c.read_bytes)
+                    if not data:
+                        break
+                    received = time.perf_counter()
+                    for ev in session.feed(data, time.monotonic()):
+                        if isinstance(ev, Refused):
+                            refusals += 1
+                            await self._dead_letter(ev, peer)
+                            if refusals >= c.max_refusals:
+                                break
+                            continue
+                        refusals = 0
+                        if isinstance(ev, Reply):
+                            writer.write(ev.raw)
+                        elif isinstance(ev, Seen):
+                            m.frames_of(ev.frame.cn).inc()
+                        else:
+                            await self._stream_upload(ev, session, writer, received)
+                    if session.splitter.garbage_bytes != garbage:
+                        m.garbage.inc(session.splitter.garbage_bytes - garbage)
+                        garbage = session.splitter.garbage_bytes
+                    if refusals >= c.max_refusals:
+                        why = "refusals"
+                        break
+                    await writer.drain()
+            except (ConnectionError, OSError):
+                why = "reset"
+            except asyncio.CancelledError:
+                why = "shutdown"
+                raise
+            finally:
+                self._last_read.pop(task, None)
+                m.closed.labels(why).inc()
+                m.connections.dec()
+                self._tasks.discard(task)
+                writer.close()
+
+        async def _stream_upload(self, ev, session, writer, received: float) -> None:
+            m, cn = self.metrics, ev.message.frame.cn
+            m.frames_of(cn).inc(len(ev.message.parts))
+            if ev.duplicate:
+                m.duplicates.inc()
+            elif len(ev.converted):
+                agent = agent_id_of(ev.registration.mn)
+                seq = await self._seq.take(agent, ev.converted.source_id)
+                data = self.encode(ev.converted, agent, seq)
+                try:
+                    await self.sink.produce(data, agent.encode(),
+                                            list(envelope.headers(agent, seq, self.keys[agent], data).items()))
+                except Exception:
+                    m.unacked.inc()
+                    self._filler_queue.put_nowait((agent, seq, ev.converted.source_id))
+                    return
+                self._seq.acked(agent, seq)
+                m.batches_of(cn).inc()
+            session.stored(ev)
+            if ev.ack is not None:
+                writer.write(ev.ack)
+                m.ack_seconds.observe(time.perf_counter() - received)
+
+    return StreamsShell
 
 
-#: (name, fast path, event loop): the receiver variants measured, the baseline first.
-VARIANTS = (("baseline (numpy batch, asyncio)", False, "asyncio"),
-            ("fast path, asyncio", True, "asyncio"),
-            ("fast path, uvloop", True, "uvloop"))
+def echo_floor_server():
+    """The floor of any Python receiver on this loop: an ``asyncio.Protocol`` that answers every ``<CR><LF>``-ended
+    frame at once with a fixed 9014-sized answer, parsing, storing and counting nothing (its own histogram only,
+    so the benchmark reads it like the others)."""
+    import asyncio
+
+    from ingest.hj212_server import Hj212Server
+
+    answer = b"##0091QN=20260301080100000;ST=91;CN=9014;PW=123456;MN=000000000000000000000000;Flag=4;CP=&&&&0000\r\n"
+
+    class Echo(asyncio.Protocol):
+        def __init__(self, server) -> None:
+            self.server, self.buf = server, b""
+
+        def connection_made(self, transport) -> None:
+            self.transport = transport
+
+        def data_received(self, data: bytes) -> None:
+            buf = self.buf + data
+            received = time.perf_counter()
+            while (end := buf.find(b"\r\n")) >= 0:
+                buf = buf[end + 2:]
+                self.transport.write(answer)
+                self.server.metrics.ack_seconds.observe(time.perf_counter() - received)
+            self.buf = buf
+
+    class EchoFloor(Hj212Server):
+        async def start(self) -> None:
+            await super().start()
+            assert self.server is not None
+            self.server.close()
+            self.server = await self._loop.create_server(lambda: Echo(self), self.cfg.listen, 0, backlog=4096)
+
+    return EchoFloor
+
+
+#: (name, shell, event loop): the receiver variants measured, the baseline first. ``streams``: the shell before
+#: (:func:`streams_shell_server`); ``protocol``: ``cems hj212 serve`` as it is; ``echo``: the floor
+#: (:func:`echo_floor_server`).
+VARIANTS = (("before: streams shell, asyncio", "streams", "asyncio"),
+            ("now: Protocol shell, asyncio", "protocol", "asyncio"),
+            ("now: Protocol shell, uvloop", "protocol", "uvloop"),
+            ("floor: bare Protocol, asyncio", "echo", "asyncio"),
+            ("floor: bare Protocol, uvloop", "echo", "uvloop"))
 #: Frames per second per connection the generator has unique minutes for at saturation (20,000 frames/s over
 #: 1,000 connections: above anything one core reaches).
 SATURATION_PER_CONN = 20
@@ -353,7 +511,7 @@ NATIONAL_FPS, TARGET_HEADROOM = 1_000, 10
 READINGS_PER_FRAME = len(CODES)
 
 
-def run_receiver(n: int, seconds: float, rate: float, kafka: str | None, fast: bool, loop: str,
+def run_receiver(n: int, seconds: float, rate: float, kafka: str | None, shell: str, loop: str,
                  pyspy: str | None = None) -> list[dict]:
     """One receiver (a fresh server in this process on a fresh loop, a fresh generator process): the paced
     phase, then saturation; one dict of figures per phase. ``pyspy``: record the saturation phase with py-spy
@@ -383,9 +541,8 @@ def run_receiver(n: int, seconds: float, rate: float, kafka: str | None, fast: b
         registry = CollectorRegistry()
 
         async def run() -> None:
-            server = Hj212Server(cfg, [entity], keys, passwords, sink, registry)
-            if not fast:
-                server.encode = _baseline_encode  # type: ignore[method-assign]
+            kind = {"protocol": Hj212Server, "streams": streams_shell_server(), "echo": echo_floor_server()}[shell]
+            server = kind(cfg, [entity], keys, passwords, sink, registry)
             await server.start()
             parent, child = mp.Pipe()
             gen = mp.get_context("fork").Process(target=_generator, args=(server.port, n, seconds, rate, per_conn,
@@ -406,12 +563,12 @@ def run_receiver(n: int, seconds: float, rate: float, kafka: str | None, fast: b
                     spy = subprocess.Popen(["py-spy", "record", "--pid", str(os.getpid()), "--rate", "250",
                                             "--duration", str(max(1, int(seconds) - 1)), "--format", "raw",
                                             "--nonblocking", "-o", pyspy], stdout=subprocess.DEVNULL)
-                t0, w0, f0 = os.times(), time.perf_counter(), server._seq.fsyncs
+                t0, w0, f0, s0 = os.times(), time.perf_counter(), server._seq.fsyncs, server.store_passes
                 parent.send("go")
                 count, wall, p50, p99, p999, exhausted = await recv()
                 t1, elapsed = os.times(), time.perf_counter() - w0
                 user, system = t1.user - t0.user, t1.system - t0.system
-                cpu, fsyncs = user + system, server._seq.fsyncs - f0
+                cpu, fsyncs, passes = user + system, server._seq.fsyncs - f0, server.store_passes - s0
                 acked = (registry.get_sample_value("cems_hj212_ack_seconds_count") or 0) - before
                 if spy is not None:
                     spy.wait()
@@ -419,6 +576,7 @@ def run_receiver(n: int, seconds: float, rate: float, kafka: str | None, fast: b
                                 "per_cpu_s": acked / max(cpu, 1e-9), "us_per_frame": cpu / max(acked, 1) * 1e6,
                                 "p50": p50, "p99": p99, "p999": p999, "exhausted": exhausted,
                                 "system": system / max(cpu, 1e-9), "per_fsync": acked / max(fsyncs, 1),
+                                "per_pass": acked / passes if passes else float("nan"),
                                 "server_p99": _quantile(_buckets(registry), buckets0, 0.99)})
             parent.send("done")
             gen.join(timeout=10)
@@ -430,16 +588,17 @@ def run_receiver(n: int, seconds: float, rate: float, kafka: str | None, fast: b
 
 
 def bench_receiver(n: int, seconds: float, rate: float, kafka: str | None, repeat: int, loops: list[str],
-                   pyspy: str | None = None) -> None:
+                   pyspy: str | None = None, shells: tuple[str, ...] = ("streams", "protocol", "echo")) -> None:
     """Every variant ``repeat`` times, interleaved (the other load of the shared machine falls on all alike):
     best (median) of the runs. Frames per CPU-second is the receiver's own CPU, so it moves less with that load
     than frames per second does."""
-    variants = [v for v in VARIANTS if v[2] in loops]
+    variants = [v for v in VARIANTS if v[2] in loops and v[1] in shells]
+    profiled = next((name for name, shell, _ in variants if shell == "protocol"), None)  # the receiver as it is
     runs: dict[str, list[list[dict]]] = {name: [] for name, *_ in variants}
     for r in range(repeat):
-        for name, fast, loop in variants:
-            last = r == repeat - 1 and name == variants[-1][0]
-            runs[name].append(run_receiver(n, seconds, rate, kafka, fast, loop, pyspy if last else None))
+        for name, shell, loop in variants:
+            last = r == repeat - 1 and name == profiled
+            runs[name].append(run_receiver(n, seconds, rate, kafka, shell, loop, pyspy if last else None))
             sat = runs[name][-1][1]
             print(f"  run {r + 1}/{repeat}, {name}: saturation {sat['fps']:,.0f} frames/s, "
                   f"{sat['per_cpu_s']:,.0f} frames/CPU-s, load average {os.getloadavg()[0]:.1f}", flush=True)
@@ -465,7 +624,8 @@ def bench_receiver(n: int, seconds: float, rate: float, kafka: str | None, repea
                   f"{min(us):>6.0f} ({statistics.median(us):.0f}){head:>14}{p50:>12.1f} / {p99:.1f} ms"
                   f"{'<= ' + phase[-1]['server_p99']:>15}")
             print(f"{'':<33}{'':<25}system CPU {statistics.median(p['system'] for p in phase):.0%} of the "
-                  f"receiver's; {statistics.median(p['per_fsync'] for p in phase):.1f} frames per fsync")
+                  f"receiver's; {statistics.median(p['per_fsync'] for p in phase):.1f} frames per fsync, "
+                  f"{statistics.median(p['per_pass'] for p in phase):.1f} per store pass (one produce_many)")
             if any(p["exhausted"] for p in phase):
                 print(f"  warning: connections ran out of unique frames ({name}, {phase[0]['phase']})")
         sat = statistics.median(run[1]["per_cpu_s"] for run in runs[name])
@@ -506,9 +666,11 @@ PROFILE_PARTS = [
     ("sequence log (take, fsync, acked)", r"^SeqLog\."),
     ("metrics (prometheus_client)", r"\(prometheus_client/"),
     ("session: split, MN/PW, reassembly, digest, answer frame", r"\(schemas/hj212/"),
-    ("asyncio streams (read, write, drain)", r"\(asyncio/streams\.py"),
-    ("the connection loop and _upload themselves", r"^Hj212Server\.(_connection|_upload|encode) "),
-    ("event loop (callbacks, selector, transports)", r"\(asyncio/|\(uvloop|\(selectors\.py"),
+    ("transport: socket reads and writes (asyncio's selector transport)", r"\(asyncio/selector_events\.py"),
+    ("the connection (Protocol) and the storer themselves", r"^_Connection\.|^Hj212Server\.(_store|_produce|"
+                                                            r"_hand_over|_schedule_store|_store_pass|encode) "),
+    ("event loop (callbacks, selector, transports, socket calls)", r"\(asyncio/|\(uvloop|\(selectors\.py|"
+                                                                   r"^Runner\.run "),
 ]
 
 
@@ -576,6 +738,9 @@ def main() -> None:
     ap.add_argument("--receiver-only", action="store_true")
     ap.add_argument("--receiver-repeat", type=int, default=3, help="runs of each receiver variant, interleaved")
     ap.add_argument("--loops", default="asyncio,uvloop", help="event loops to measure (uvloop: the optional extra)")
+    ap.add_argument("--shells", default="streams,protocol,echo",
+                    help="receiver variants: streams (the shell before, the baseline), protocol (cems hj212 serve), "
+                         "echo (the floor)")
     ap.add_argument("--pyspy", default=None, metavar="FILE", help="py-spy record (raw) of the last variant's last "
                                                                    "saturation phase, summarised after the table")
     args = ap.parse_args()
@@ -586,7 +751,7 @@ def main() -> None:
     if not args.codec_only:
         print()
         bench_receiver(args.connections, args.seconds, args.rate, args.kafka, args.receiver_repeat,
-                       args.loops.split(","), args.pyspy)
+                       args.loops.split(","), args.pyspy, tuple(args.shells.split(",")))
         if args.pyspy:
             print()
             summarise_profile(args.pyspy)

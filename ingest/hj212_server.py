@@ -23,8 +23,11 @@ messages) go to the dead-letter topic with their reason and the original bytes, 
 Limits (no byte stream can crash the receiver or grow its memory without bound): frame size (the splitter drops a
 candidate growing past ``max_frame_bytes``), read size per call, split messages held per connection
 (``split_messages`` x ``split_packets`` frames), ``max_connections`` (more are closed at once), ``idle_timeout_s``,
-and ``max_refusals`` refused frames in a row before a connection is closed. The memory of one connection is below
-``max_frame_bytes x (1 + split_messages x split_packets) + read_bytes``. Central code: never imports ``edge_agent``.
+and ``max_refusals`` refused frames in a row before a connection is closed. A connection stops reading while one of
+its reads is being carried out or its write buffer is full (:class:`_Connection`), so its memory is below
+``max_frame_bytes x (1 + split_messages x split_packets) + 2 x read_bytes`` and its write buffer's high-water mark.
+Uploads are stored once per pass of the event loop, all together (one fsync, one ``produce_many``), each still its
+own batch, answered after its own acknowledgement (docs/decisions.md). Central code: never imports ``edge_agent``.
 """
 
 from __future__ import annotations
@@ -38,7 +41,7 @@ from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, cast
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -47,7 +50,7 @@ from schemas import envelope
 from schemas.configfile import yaml_env_first
 from schemas.hj212 import SourceMap
 from schemas.hj212.readings import Converted
-from schemas.hj212.session import Dedup, ReceiverSession, Refused, Registration, Reply, Seen, Upload
+from schemas.hj212.session import Dedup, Event, ReceiverSession, Refused, Registration, Reply, Seen, Upload
 from schemas.hj212.stream import MAX_FRAME_BYTES
 from schemas.kafka import KafkaConnection
 from schemas.site import Entity
@@ -143,7 +146,7 @@ class SeqLog:
         self.inflight: dict[str, dict[int, str]] = defaultdict(dict)  # agent -> seq -> source
         self._recover()
         self._log = open(self.dir / "seq.log", "ab")  # noqa: SIM115 - held open for the receiver's life
-        self._pending: list[tuple[str, int, str, asyncio.Future]] = []
+        self._pending: list[tuple[str, asyncio.Future]] = []  # log lines, whoever waits for them
         self._flushing: asyncio.Task | None = None
         self.fsyncs = 0  # how many numbers share one fsync: taken / fsyncs
 
@@ -175,27 +178,35 @@ class SeqLog:
 
     async def take(self, agent: str, source: str) -> int:
         """The agent's next number, once it is durably recorded."""
-        seq = self.next.get(agent, 0)
-        self.next[agent] = seq + 1
-        self.inflight[agent][seq] = source
+        return (await self.take_many([(agent, source)]))[0]
+
+    async def take_many(self, wanted: list[tuple[str, str]]) -> list[int]:
+        """The next number of each (agent, source), in order (an agent named twice gets two), once all are durably
+        recorded: one fsync for the lot, shared with every other ``take`` waiting meanwhile."""
+        seqs = []
+        for agent, source in wanted:
+            seq = self.next.get(agent, 0)
+            self.next[agent] = seq + 1
+            self.inflight[agent][seq] = source
+            seqs.append(seq)
         fut = asyncio.get_running_loop().create_future()
-        self._pending.append((agent, seq, source, fut))
+        self._pending.append(("".join(f"T {a} {s} {src}\n" for (a, src), s in zip(wanted, seqs, strict=True)), fut))
         if self._flushing is None or self._flushing.done():
             self._flushing = asyncio.create_task(self._flush())
         await fut
-        return seq
+        return seqs
 
     async def _flush(self) -> None:
         while self._pending:
             batch, self._pending = self._pending, []
-            lines = "".join(f"T {a} {s} {src}\n" for a, s, src, _ in batch).encode()
             try:
-                self._write_sync(lines)  # in the loop: a thread hand-off cost more CPU than the fsync's wait
-            except OSError as exc:
-                for *_, fut in batch:
-                    fut.set_exception(exc)
+                self._write_sync("".join(lines for lines, _ in batch).encode())  # in the loop: a thread hand-off
+            except OSError as exc:                                              # cost more CPU than the fsync's wait
+                for _, fut in batch:
+                    if not fut.done():
+                        fut.set_exception(exc)
                 continue
-            for *_, fut in batch:
+            for _, fut in batch:
                 if not fut.done():
                     fut.set_result(None)
 
@@ -237,9 +248,16 @@ class SeqLog:
 # --- where batches go ---------------------------------------------------------------------------------------------
 
 
+#: One record for the readings topic: (value, key, headers).
+Record = tuple[bytes, bytes, list[tuple[str, bytes]]]
+
+
 class Sink(Protocol):
     async def start(self) -> None: ...
     async def produce(self, value: bytes, key: bytes, headers: list[tuple[str, bytes]]) -> None: ...
+    async def produce_many(self, records: list[Record]) -> list[BaseException | None]:
+        """Every record, durably; per record None (stored) or why not, in order."""
+        ...
     async def dead_letter(self, value: bytes, headers: list[tuple[str, bytes]]) -> None: ...
     async def stop(self) -> None: ...
 
@@ -279,6 +297,26 @@ class KafkaSink:
         fut = await self.producer.send(self.topic, value=value, key=key, headers=headers)
         await asyncio.wait_for(fut, self.timeout_s)
 
+    async def produce_many(self, records: list[Record]) -> list[BaseException | None]:
+        """All records handed to the producer first (one linger, few requests), then their acknowledgements awaited
+        together, within ``timeout_s``."""
+        out: list[BaseException | None] = [None] * len(records)
+        sent: list[tuple[int, asyncio.Future]] = []
+        for i, (value, key, headers) in enumerate(records):
+            try:
+                sent.append((i, await self.producer.send(self.topic, value=value, key=key, headers=headers)))
+            except Exception as exc:
+                out[i] = exc
+        if sent:
+            _, late = await asyncio.wait([f for _, f in sent], timeout=self.timeout_s)
+            for i, fut in sent:
+                if fut in late:
+                    fut.cancel()
+                    out[i] = TimeoutError(f"no acknowledgement from Kafka within {self.timeout_s:g} s")
+                elif fut.exception() is not None:
+                    out[i] = fut.exception()
+        return out
+
     async def dead_letter(self, value: bytes, headers: list[tuple[str, bytes]]) -> None:
         await self.producer.send(self.dlq, value=value, headers=headers)  # not awaited further: best effort
 
@@ -303,6 +341,12 @@ class MemorySink:
         if self.fail:
             raise ConnectionError("sink down")
         self.records.append((value, key, headers))
+
+    async def produce_many(self, records: list[Record]) -> list[BaseException | None]:
+        if self.fail:
+            return [ConnectionError("sink down") for _ in records]
+        self.records.extend(records)
+        return [None] * len(records)
 
     async def dead_letter(self, value: bytes, headers: list[tuple[str, bytes]]) -> None:
         self.dead_letters.append((value, headers))
@@ -357,6 +401,200 @@ class _Metrics:
                                      registry=r)
 
 
+# --- one connection -----------------------------------------------------------------------------------------------
+
+_NO_EVENTS: list[Event] = []
+
+
+class _Connection(asyncio.BufferedProtocol):
+    """One datalogger's connection: bytes read straight into a buffer of ``read_bytes`` (no stream reader), the
+    session's events carried out in order as they come.
+
+    Carrying out an event never waits, except for an upload that must be stored: it goes to the server's storer
+    (:meth:`Hj212Server._hand_over`), and the events after it wait until the storer calls :meth:`upload_done` (the
+    answer only after Kafka's acknowledgement). Reading is paused (``pause_reading``: TCP's own flow control then
+    holds the datalogger) while one read is still being carried out, while its dead letters are not yet handed to
+    Kafka, or while the transport's write buffer is full; the read that arrives meanwhile is held, one at most. So
+    a connection holds at most one buffer, one held read, the session's bounded state and its pending answers.
+    """
+
+    def __init__(self, server: Hj212Server) -> None:
+        self.server = server
+        self.transport: asyncio.Transport | None = None
+        self.session: ReceiverSession | None = None
+        self.peer = "?"
+        self.last = 0.0  # loop time of the last read, for the idle sweeper
+        self.received = 0.0  # perf_counter at the read being carried out (the answer time's start)
+        self.events: list[Event] = _NO_EVENTS
+        self.next_event = 0
+        self.held: bytes | None = None  # a read that came while the previous one was being carried out
+        self.outstanding = 0  # uploads and dead letters with the server, not yet done
+        self.reading = True
+        self.write_paused = False
+        self.eof = False
+        self.refusals = 0
+        self.garbage = 0
+        self.why: str | None = None  # why the receiver closes it; None: the datalogger did
+        self.open = False  # counted in the connections (not refused at once)
+        self._buffer = memoryview(bytearray(server.cfg.read_bytes))
+
+    # -- asyncio's side
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        srv, c = self.server, self.server.cfg
+        self.transport = cast("asyncio.Transport", transport)  # a TCP server's (uvloop's is no subclass of it)
+        if srv._stopping or len(srv.connections) >= c.max_connections:
+            srv.metrics.rejected_connections.inc()
+            self.transport.close()
+            return
+        self.open = True
+        srv.connections.add(self)
+        srv.metrics.connections.inc()
+        peer = self.transport.get_extra_info("peername")
+        self.peer = f"{peer[0]}:{peer[1]}" if peer else "?"
+        self.session = ReceiverSession(srv.registrations.get, dedup=srv.dedup, strict=c.strict,
+                                       max_frame_bytes=c.max_frame_bytes, max_messages=c.split_messages,
+                                       max_packets=c.split_packets)
+        self.last = srv._loop.time()
+
+    def get_buffer(self, sizehint: int) -> memoryview:
+        return self._buffer
+
+    def buffer_updated(self, nbytes: int) -> None:
+        data = bytes(self._buffer[:nbytes])  # the buffer is read into again
+        if not self.open or self.why is not None:
+            return
+        self.last = self.server._loop.time()
+        if self._busy():
+            self.held = data if self.held is None else self.held + data  # reading is paused from here on
+            self._pause()
+            return
+        self._feed(data)
+
+    def eof_received(self) -> bool:
+        self.eof = True
+        if not self._busy():
+            self.close("eof")
+        return True  # half-open: an answer being stored can still be written
+
+    def pause_writing(self) -> None:
+        self.write_paused = True
+        self._pause()
+
+    def resume_writing(self) -> None:
+        self.write_paused = False
+        self._continue()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.open:
+            return
+        self.open = False
+        srv = self.server
+        srv.metrics.closed.labels(self.why or ("reset" if exc is not None else "eof")).inc()
+        srv.metrics.connections.dec()
+        srv.connections.discard(self)
+        self.events, self.held = _NO_EVENTS, None
+        if srv._stopping and not srv.connections and srv._all_closed is not None and not srv._all_closed.done():
+            srv._all_closed.set_result(None)
+
+    # -- the receiver's side
+
+    def close(self, why: str, *, abort: bool = False) -> None:
+        """Close (answers written first, unless ``abort``); ``why`` is the metric's label."""
+        if self.why is None:
+            self.why = why
+        if self.transport is not None:
+            self.transport.abort() if abort else self.transport.close()
+
+    def shutdown(self) -> None:
+        """The receiver stops: close now if nothing is being stored, else once it is (:meth:`_continue`)."""
+        if not self._busy():
+            self.close("shutdown")
+
+    def _busy(self) -> bool:
+        return self.outstanding > 0 or self.next_event < len(self.events) or self.write_paused
+
+    def _pause(self) -> None:
+        if self.reading and self.transport is not None:
+            self.reading = False
+            self.transport.pause_reading()
+
+    def _feed(self, data: bytes) -> None:
+        session = self.session
+        assert session is not None  # set in connection_made for every open connection
+        self.received = time.perf_counter()
+        self.events, self.next_event = session.feed(data, time.monotonic()), 0
+        garbage = session.splitter.garbage_bytes
+        if garbage != self.garbage:
+            self.server.metrics.garbage.inc(garbage - self.garbage)
+            self.garbage = garbage
+        self._run()
+
+    def _run(self) -> None:
+        """Carry out the events of the current read, in order, until one must wait for the storer."""
+        srv, events = self.server, self.events
+        transport = self.transport
+        assert transport is not None
+        while self.next_event < len(events):
+            ev = events[self.next_event]
+            self.next_event += 1
+            kind = type(ev)
+            if kind is Refused:
+                self.refusals += 1
+                srv._hand_over_refusal(ev, self)  # type: ignore[arg-type]
+                if self.refusals >= srv.cfg.max_refusals:
+                    self.events = _NO_EVENTS
+                    self.close("refusals")
+                    return
+                continue
+            self.refusals = 0
+            if kind is Reply:
+                transport.write(ev.raw)  # type: ignore[union-attr]
+            elif kind is Seen:
+                srv.metrics.frames_of(ev.frame.cn).inc()  # type: ignore[union-attr]
+            elif srv._hand_over(ev, self):  # type: ignore[arg-type]
+                return  # upload_done carries on
+        self.events = _NO_EVENTS
+        self._continue()
+
+    def upload_done(self, ev: Upload, stored: bool) -> None:
+        """The storer is done with ``ev``: answer it if Kafka has it, then carry on."""
+        self.outstanding -= 1
+        if stored:
+            self.answer(ev)
+        if self.open and self.why is None:
+            self._run() if self.next_event < len(self.events) else self._continue()
+
+    def answer(self, ev: Upload) -> None:
+        """``ev`` is stored (or needs no storing): remember it, send its answer."""
+        assert self.session is not None
+        self.session.stored(ev)
+        if ev.ack is not None and self.open and self.transport is not None and not self.transport.is_closing():
+            self.transport.write(ev.ack)
+            self.server.metrics.ack_seconds.observe(time.perf_counter() - self.received)
+
+    def dead_letter_done(self) -> None:
+        self.outstanding -= 1
+        if self.open and self.why is None:
+            self._continue()
+
+    def _continue(self) -> None:
+        """Nothing of the current read is left: the held read next, else read again (or close: EOF, shutdown)."""
+        if self._busy() or not self.open or self.why is not None:
+            return
+        if self.held is not None:
+            data, self.held = self.held, None
+            self._feed(data)
+            return
+        if self.eof:
+            self.close("eof")
+        elif self.server._stopping:
+            self.close("shutdown")
+        elif not self.reading and self.transport is not None:
+            self.reading = True
+            self.transport.resume_reading()
+
+
 # --- the server ---------------------------------------------------------------------------------------------------
 
 
@@ -391,13 +629,19 @@ class Hj212Server:
         self.dedup = Dedup()
         self.seqlog: SeqLog | None = None
         self.server: asyncio.Server | None = None
-        self.connections: set[asyncio.Task] = set()
-        self._last_read: dict[asyncio.Task, tuple[float, asyncio.StreamWriter]] = {}  # for the idle sweeper
-        self._idled: set[asyncio.Task] = set()
+        self.connections: set[_Connection] = set()
+        self._loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]  # the running loop, from start()
         self._sweeper: asyncio.Task | None = None
         self._fillers: asyncio.Queue | None = None
         self._filling: asyncio.Task | None = None
         self._stopping = False
+        self._all_closed: asyncio.Future | None = None
+        # The storer: what the connections handed over during one pass of the event loop, stored together.
+        self._uploads: list[tuple[Upload, _Connection]] = []
+        self._refusals: list[tuple[Refused, _Connection]] = []
+        self._store_scheduled = False
+        self._storing: set[asyncio.Task] = set()
+        self.store_passes = 0  # how many uploads share a pass: uploads / store_passes
 
     @property
     def port(self) -> int:
@@ -420,6 +664,7 @@ class Hj212Server:
 
     async def start(self) -> None:
         c = self.cfg
+        self._loop = asyncio.get_running_loop()
         self.seqlog = SeqLog(c.state_dir)
         await self.sink.start()
         self._fillers = asyncio.Queue()
@@ -427,8 +672,8 @@ class Hj212Server:
             self._fillers.put_nowait(item)
         self._filling = asyncio.create_task(self._fill())
         self._sweeper = asyncio.create_task(self._sweep_idle())
-        self.server = await asyncio.start_server(self._connection, c.listen, c.port, limit=c.read_bytes,
-                                                 backlog=min(c.max_connections, 4096))
+        self.server = await self._loop.create_server(lambda: _Connection(self), c.listen, c.port,
+                                                     backlog=min(c.max_connections, 4096))
         log.info("hj212: listening on %s:%d for %d MN(s)", c.listen, self.port, len(self.registrations),
                  extra={"event": "listening"})
 
@@ -438,11 +683,17 @@ class Hj212Server:
         if self.server is not None:
             self.server.close()
         if self.connections:
-            _, late = await asyncio.wait(self.connections, timeout=self.cfg.shutdown_grace_s)
-            for pending in late:
-                pending.cancel()
-            await asyncio.gather(*late, return_exceptions=True)
-        for t in (self._filling, self._sweeper):
+            self._all_closed = self._loop.create_future()
+            for conn in list(self.connections):
+                conn.shutdown()
+            if self.connections:
+                try:
+                    await asyncio.wait_for(asyncio.shield(self._all_closed), self.cfg.shutdown_grace_s)
+                except TimeoutError:
+                    for conn in list(self.connections):
+                        conn.close("shutdown", abort=True)
+                    await asyncio.sleep(0)  # connection_lost runs
+        for t in (self._filling, self._sweeper, *self._storing):
             if t is not None:
                 t.cancel()
                 await asyncio.gather(t, return_exceptions=True)
@@ -478,74 +729,12 @@ class Hj212Server:
     async def _sweep_idle(self) -> None:
         """Close connections silent for ``idle_timeout_s`` (one timer for all, not one per read)."""
         period = min(1.0, self.cfg.idle_timeout_s / 4)
-        loop = asyncio.get_running_loop()
         while True:
             await asyncio.sleep(period)
-            limit = loop.time() - self.cfg.idle_timeout_s
-            for task, (last, writer) in list(self._last_read.items()):
-                if last < limit and task not in self._idled:
-                    self._idled.add(task)
-                    writer.transport.abort()
-
-    async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        c, m = self.cfg, self.metrics
-        if self._stopping or len(self.connections) >= c.max_connections:
-            m.rejected_connections.inc()
-            writer.close()
-            return
-        task = asyncio.current_task()
-        assert task is not None  # a connection handler always runs in its own task
-        self.connections.add(task)
-        m.connections.inc()
-        peer = writer.get_extra_info("peername")
-        peer = f"{peer[0]}:{peer[1]}" if peer else "?"
-        session = ReceiverSession(self.registrations.get, dedup=self.dedup, strict=c.strict,
-                                  max_frame_bytes=c.max_frame_bytes, max_messages=c.split_messages,
-                                  max_packets=c.split_packets)
-        refusals, garbage, why = 0, 0, "eof"
-        loop = asyncio.get_running_loop()
-        try:
-            while not self._stopping:
-                self._last_read[task] = (loop.time(), writer)
-                data = await reader.read(c.read_bytes)
-                if not data:
-                    break
-                received = time.perf_counter()
-                for ev in session.feed(data, time.monotonic()):
-                    if isinstance(ev, Refused):
-                        refusals += 1
-                        await self._refused(ev, peer)
-                        if refusals >= c.max_refusals:
-                            break
-                        continue
-                    refusals = 0
-                    if isinstance(ev, Reply):
-                        writer.write(ev.raw)
-                    elif isinstance(ev, Seen):
-                        m.frames_of(ev.frame.cn).inc()
-                    else:
-                        await self._upload(ev, session, writer, received)
-                if session.splitter.garbage_bytes != garbage:
-                    m.garbage.inc(session.splitter.garbage_bytes - garbage)
-                    garbage = session.splitter.garbage_bytes
-                if refusals >= c.max_refusals:
-                    why = "refusals"
-                    break
-                await writer.drain()
-        except (ConnectionError, OSError):
-            why = "reset"
-        except asyncio.CancelledError:
-            why = "shutdown"
-            raise
-        finally:
-            if task in self._idled:
-                why = "idle"
-                self._idled.discard(task)
-            self._last_read.pop(task, None)
-            m.closed.labels(why).inc()
-            m.connections.dec()
-            self.connections.discard(task)
-            writer.close()
+            limit = self._loop.time() - self.cfg.idle_timeout_s
+            for conn in list(self.connections):
+                if conn.last < limit and conn.why is None:
+                    conn.close("idle", abort=True)
 
     @staticmethod
     def encode(converted: Converted, agent: str, seq: int) -> bytes:
@@ -553,33 +742,97 @@ class Hj212Server:
         the handful of readings of an upload, byte for byte ``ReadingBatch.encode``)."""
         return converted.encode(agent, seq)
 
-    async def _upload(self, ev: Upload, session: ReceiverSession, writer: asyncio.StreamWriter,
-                      received: float) -> None:
-        m, cn = self.metrics, ev.message.frame.cn
-        m.frames_of(cn).inc(len(ev.message.parts))
-        if ev.duplicate:
-            m.duplicates.inc()
-        elif len(ev.converted):
-            agent = agent_id_of(ev.registration.mn)
-            seq = await self._seq.take(agent, ev.converted.source_id)
-            data = self.encode(ev.converted, agent, seq)
-            try:
-                await self.sink.produce(data, agent.encode(),
-                                        list(envelope.headers(agent, seq, self.keys[agent], data).items()))
-            except Exception as exc:
+    # -- the storer: uploads and dead letters of every connection, stored once per pass of the event loop
+
+    def _hand_over(self, ev: Upload, conn: _Connection) -> bool:
+        """An upload of ``conn``: True when it went to the storer (``conn.upload_done`` follows), False when it
+        needed no storing (a duplicate, no readings) and was answered at once."""
+        m = self.metrics
+        m.frames_of(ev.message.frame.cn).inc(len(ev.message.parts))
+        if ev.duplicate or not len(ev.converted):
+            if ev.duplicate:
+                m.duplicates.inc()
+            conn.answer(ev)
+            return False
+        conn.outstanding += 1
+        self._uploads.append((ev, conn))
+        self._schedule_store()
+        return True
+
+    def _hand_over_refusal(self, ev: Refused, conn: _Connection) -> None:
+        conn.outstanding += 1
+        self._refusals.append((ev, conn))
+        self._schedule_store()
+
+    def _schedule_store(self) -> None:
+        if not self._store_scheduled:
+            self._store_scheduled = True
+            self._loop.call_soon(self._store_pass)  # after every read of this pass of the loop
+
+    def _store_pass(self) -> None:
+        self._store_scheduled = False
+        uploads, self._uploads = self._uploads, []
+        refusals, self._refusals = self._refusals, []
+        task = self._loop.create_task(self._store(uploads, refusals))
+        self._storing.add(task)
+        task.add_done_callback(self._storing.discard)
+
+    async def _store(self, uploads: list[tuple[Upload, _Connection]],
+                     refusals: list[tuple[Refused, _Connection]]) -> None:
+        """Store uploads (one batch each: sequence numbers under one fsync, one ``produce_many``), answer those
+        Kafka acknowledged; then hand the refused frames to the dead-letter topic."""
+        done: list[bool] = []
+        try:
+            if uploads:
+                self.store_passes += 1
+                done = await self._produce(uploads)
+        finally:  # whatever happened, each connection hears back (a cancelled pass: nothing stored)
+            for i, (ev, conn) in enumerate(uploads):
+                conn.upload_done(ev, i < len(done) and done[i])
+        handed = 0
+        try:
+            for refused, conn in refusals:
+                await self._dead_letter(refused, conn.peer)
+                handed += 1
+                conn.dead_letter_done()
+        finally:  # cancelled (shutdown): the others hear back too
+            for _, conn in refusals[handed:]:
+                conn.dead_letter_done()
+
+    async def _produce(self, uploads: list[tuple[Upload, _Connection]]) -> list[bool]:
+        m = self.metrics
+        agents = [agent_id_of(ev.registration.mn) for ev, _ in uploads]
+        try:
+            seqs = await self._seq.take_many([(a, ev.converted.source_id) for a, (ev, _) in
+                                              zip(agents, uploads, strict=True)])
+        except OSError as exc:
+            log.error("hj212: sequence log not written (%s): %d upload(s) left unanswered", exc, len(uploads))
+            m.unacked.inc(len(uploads))
+            return [False] * len(uploads)
+        results: list[BaseException | None]
+        try:
+            records: list[Record] = []
+            for (ev, _), agent, seq in zip(uploads, agents, seqs, strict=True):
+                data = self.encode(ev.converted, agent, seq)
+                records.append((data, agent.encode(),
+                                list(envelope.headers(agent, seq, self.keys[agent], data).items())))
+            results = await self.sink.produce_many(records)
+        except Exception as exc:  # the numbers are taken: fillers below, whatever went wrong
+            results = [exc] * len(uploads)
+        done = []
+        for (ev, _), agent, seq, failure in zip(uploads, agents, seqs, results, strict=True):
+            if failure is None:
+                self._seq.acked(agent, seq)
+                m.batches_of(ev.message.frame.cn).inc()
+            else:
                 m.unacked.inc()
-                log.warning("hj212: batch %s/%d not produced (%s); upload left unanswered", agent, seq, exc,
+                log.warning("hj212: batch %s/%d not produced (%s); upload left unanswered", agent, seq, failure,
                             extra={"event": "produce_failed", "mn": ev.registration.mn})
                 self._filler_queue.put_nowait((agent, seq, ev.converted.source_id))
-                return
-            self._seq.acked(agent, seq)
-            m.batches_of(cn).inc()
-        session.stored(ev)
-        if ev.ack is not None:
-            writer.write(ev.ack)
-            m.ack_seconds.observe(time.perf_counter() - received)
+            done.append(failure is None)
+        return done
 
-    async def _refused(self, ev: Refused, peer: str) -> None:
+    async def _dead_letter(self, ev: Refused, peer: str) -> None:
         reason = ev.reason if ev.reason in ("unknown_mn", "bad_password", "crc") else "undecodable"
         detail = ev.detail if reason != "undecodable" else f"{ev.reason}: {ev.detail}"
         self.metrics.refused.labels(reason).inc()

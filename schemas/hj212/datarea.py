@@ -14,10 +14,11 @@ from __future__ import annotations
 import functools
 import math
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone, tzinfo
 from enum import IntEnum
+from operator import itemgetter
 from types import MappingProxyType
 from typing import Any, NamedTuple
 
@@ -310,6 +311,9 @@ def _fast_area(cp: str, version: Version | None, strict: bool, tz: tzinfo,
     returns None and the general parser reads the area from the start, so results and refusals are the same
     either way (``tests/unit/test_hj212_fastpath.py`` holds the two equal).
     """
+    shaped = _shaped_area(cp, strict, tz, letters)
+    if shaped is not None:
+        return shaped
     recs: dict[str, list[Any]] = {}
     texts: list[str] = []
     slots: list[tuple[list[Any], int]] = []
@@ -534,3 +538,115 @@ def _data_flag(code: str, text: str, letters: Mapping[str, Flag], flags: FlagTab
     else:
         notes.append(f"{code}-Flag={text!r} is not an HJ 212 data flag: marked unknown")
     return flag
+
+
+# --- data areas of a known shape --------------------------------------------------------------------------------
+#
+# A datalogger sends the same keys in the same order in every frame; only the values change. The shape of an area
+# (its separators and its keys) is therefore looked up once per frame, and what the item loop of _fast_area would
+# find out about it (which value is which record's number or flag, where the DataTime is) is worked out once per
+# shape and kept: a frame of a known shape is then read with C-level operations (split, slicing, itemgetter,
+# one regular expression over all its numbers, one map(float)).
+
+#: bytes.translate's delete table that keeps only the three separators of a data area.
+_ALL_BUT_SEPARATORS = bytes(b for b in range(256) if b not in b"=,;")
+_NO_EXTRA: Mapping[str, str] = MappingProxyType({})
+
+
+class _Shape(NamedTuple):
+    """How to read an area of one shape. ``values`` (every item's value, in order) are picked by position."""
+
+    numbers: tuple[int, ...]  # value positions of the numeric fields, in order
+    letters: tuple[int, ...]  # value positions of the Flag fields, in order
+    time_at: int  # value position of DataTime, -1: none
+    codes: tuple[str, ...]  # the records' factor codes, in order of first appearance
+    records: tuple[Callable[[list[Any]], tuple[Any, ...]], ...]  # each picks a record's fields from the source:
+    # [None, DataTime, no extra, *codes, *letters, *flags, *numbers]
+
+
+_SHAPES: dict[tuple[bytes, tuple[str, ...]], _Shape | None] = {}
+
+
+def _picker(positions: tuple[int, ...]) -> Callable[[list[Any]], tuple[Any, ...]]:
+    """The items at ``positions`` as a tuple (``itemgetter`` returns a bare item for one position)."""
+    if len(positions) == 1:
+        (p,) = positions
+        return lambda seq: (seq[p],)
+    return itemgetter(*positions)
+
+
+def _shape_of(seps: bytes, keys: tuple[str, ...]) -> _Shape | None:
+    """The reading of a shape of only ``key=value`` items of numeric and Flag fields of current (2017) factor codes,
+    each given once, and one DataTime at most; None for any other (the item loop reads those)."""
+    n = len(keys)
+    if len(seps) != 2 * n - 1 or seps[0::2] != b"=" * n or seps[1::2].strip(b",;") or len(set(keys)) != n:
+        return None
+    numbers: list[tuple[int, str, int]] = []  # (value position, code, slot)
+    letters: list[tuple[int, str]] = []
+    time_at = -1
+    codes: dict[str, None] = {}
+    for at, key in enumerate(keys):
+        if key == "DataTime":
+            time_at = at
+            continue
+        code, dash, name = key.partition("-")
+        slot = _SLOT.get(name)
+        if not code or not dash or code in LEGACY_CODES or (slot is None and name != "Flag"):
+            return None
+        codes.setdefault(code)
+        if slot is None:
+            letters.append((at, code))
+        else:
+            numbers.append((at, code, slot))
+    first_letter = 3 + len(codes)
+    first_flag = first_letter + len(letters)
+    first_number = first_flag + len(letters)
+    fields = {code: [3 + k, 0, 1, *([0] * (_N_SLOTS - 4)), 2] for k, code in enumerate(codes)}
+    for k, (_, code) in enumerate(letters):
+        fields[code][_LETTER] = first_letter + k
+        fields[code][_FLAG] = first_flag + k
+    for k, (_, code, slot) in enumerate(numbers):
+        fields[code][slot] = first_number + k
+    return _Shape(tuple(at for at, *_ in numbers), tuple(at for at, _ in letters), time_at, tuple(codes),
+                  tuple(_picker(tuple(f)) for f in fields.values()))
+
+
+def _shaped_area(cp: str, strict: bool, tz: tzinfo, letters: Mapping[str, Flag]) -> DataArea | None:
+    """An area of a known shape (:func:`_shape_of`), or None for the item loop of :func:`_fast_area` to read."""
+    seps = cp.encode().translate(None, _ALL_BUT_SEPARATORS)
+    parts = cp.replace(";", "=").replace(",", "=").split("=")
+    if len(parts) % 2:
+        return None
+    keys, values = tuple(parts[0::2]), parts[1::2]
+    shape_key = (seps, keys)
+    try:
+        shape = _SHAPES[shape_key]
+    except KeyError:
+        if len(_SHAPES) > 4096:
+            _SHAPES.clear()
+        shape = _SHAPES[shape_key] = _shape_of(seps, keys)
+    if shape is None:
+        return None
+    texts = [values[at] for at in shape.numbers]
+    if texts:
+        if (_N_NUMBERS if strict else _PLAIN_NUMBERS).fullmatch(",".join(texts)) is None:
+            return None
+        numbers = list(map(float, texts))
+        if _INF in numbers or _NINF in numbers:
+            return None
+    else:
+        numbers = []
+    written = [values[at] for at in shape.letters]
+    flags = list(map(letters.get, written))
+    if None in flags:
+        return None
+    params: dict[str, object] = {}
+    data_time = None
+    if shape.time_at >= 0:
+        try:
+            data_time = params["DataTime"] = parse_time(values[shape.time_at], tz=tz, strict=strict, what="DataTime")
+        except Hj212Error:
+            return None
+    source = [None, data_time, _NO_EXTRA, *shape.codes, *written, *flags, *numbers]
+    make = tuple.__new__
+    return DataArea(data_time, tuple([make(DataRecord, pick(source)) for pick in shape.records]), params)

@@ -120,6 +120,7 @@ class Converted:
 
 _NO_VALUE = float("nan")
 _D, _N = int(Flag.D), int(Flag.N)
+_FLAG_CODE = {f: int(f) for f in Flag}  # a dict look-up is cheaper than int() of an IntEnum
 
 
 def message_columns(message: Message, source: SourceMap) -> Converted:
@@ -140,14 +141,17 @@ def message_columns(message: Message, source: SourceMap) -> Converted:
     unmapped: list[str] = []
     repaired = 0
     last_time, last_ns = None, 0
+    codes = _FLAG_CODE
     for r in message.records:  # a frame holds 10-20 records: configuration-sized, not data-sized
         i = index.get(r.code)
-        if i is None or r.data_time is None:  # no channel; or no DataTime, so nothing says when
+        t = r.data_time
+        if i is None or t is None:  # no channel; or no DataTime, so nothing says when
             unmapped.append(r.code)
             continue
         v = cast("float | None", r[at])  # a numeric slot: a float or None
-        if r.flag is not None:
-            f = int(r.flag)
+        flag = r.flag
+        if flag is not None:
+            f = codes[flag]
         elif r.flag_letter is None:
             f = unflagged
         else:  # a letter no edition defines
@@ -156,8 +160,8 @@ def message_columns(message: Message, source: SourceMap) -> Converted:
             v = _NO_VALUE
             if f == _N:
                 f, repaired = _D, repaired + 1
-        if r.data_time is not last_time:  # the records of one data area share their DataTime
-            last_time, last_ns = r.data_time, _ns(r.data_time)
+        if t is not last_time:  # the records of one data area share their DataTime
+            last_time, last_ns = t, _ns(t)
         ts.append(last_ns)
         chan.append(i)
         val.append(v)
@@ -166,8 +170,17 @@ def message_columns(message: Message, source: SourceMap) -> Converted:
 
 
 def _ns(t: datetime) -> int:
-    """Aware datetime -> ns since the epoch, exactly (HJ 212 times are whole seconds, 17-digit ones milliseconds)."""
-    return (t - _EPOCH) // _US * 1000
+    """Aware datetime -> ns since the epoch, exactly (HJ 212 times are whole seconds, 17-digit ones milliseconds).
+    Cached: the codec's times are cached too, so every datalogger of a site sends the same minute's."""
+    ns = _NS.get(t)
+    if ns is None:
+        if len(_NS) > 4096:
+            _NS.clear()
+        ns = _NS[t] = (t - _EPOCH) // _US * 1000
+    return ns
+
+
+_NS: dict[datetime, int] = {}
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)

@@ -45,6 +45,9 @@ class FrameSplitter:
     def feed(self, data: bytes) -> list[bytes]:
         """Add received bytes; return the frames completed by them, in order (often none, or several)."""
         buf = self._buf
+        if not buf and type(data) is bytes and self._whole(data):  # one whole frame, as a datalogger sends it
+            self.frames += 1
+            return [data]
         buf += data
         out: list[bytes] = []
         while True:
@@ -71,6 +74,15 @@ class FrameSplitter:
             del buf[:end]
             self._scanned = 0
             self.frames += 1
+
+    def _whole(self, data: bytes) -> bool:
+        """Whether ``data`` is exactly one frame whose length field puts its ``<CR><LF>`` at the end (what the
+        general loop would cut as the only frame, leaving nothing)."""
+        n = len(data)
+        if n > self.max_frame_bytes or data[:2] != b"##" or data[-2:] != b"\r\n":
+            return False
+        digits = data[2:6]
+        return len(digits) == 4 and digits.isdigit() and int(digits) + 12 == n
 
     def _frame_end(self, buf: bytearray) -> int | None:
         """Where the frame starting at 0 ends: > 0 cut there; < 0 drop that many bytes; None: wait for more."""

@@ -201,8 +201,9 @@ async def test_random_and_mutated_byte_streams_never_crash_it(tmp_path):
             writer.close()
 
         await asyncio.gather(*(blast(rng.randrange(10**9)) for _ in range(20)))
-        for _conn in list(server.connections):  # nothing held beyond the frame limit (plus one read)
-            pass
+        for conn in list(server.connections):  # nothing held beyond the frame limit, plus one read
+            assert conn.session is not None and conn.session.splitter.pending_bytes <= cfg.max_frame_bytes
+            assert conn.held is None or len(conn.held) <= cfg.read_bytes
         logger = SimulatedDatalogger("127.0.0.1", server.port, mn_of(1), passwords[mn_of(1)])
         assert await logger.send([minute(1, 0)]) == 1  # still serving
     finally:

@@ -25,6 +25,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timezone
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from schemas.hj212 import (
     Hj212Error,
@@ -86,6 +88,30 @@ def test_crc_is_not_modbus_and_table_matches_bitwise_definition():
     # T[0] = 0 and T[1] = 0xC0C1: x=1 shifts out its 1 at round 1 -> 0xA001, then 7 rounds of the polynomial
     assert _TABLE[0] == 0 and _TABLE[1] == 0xC0C1
     assert crc16(b"123456789") != 0x4B37  # CRC-16/MODBUS check value: a different algorithm
+
+
+def _bitwise_crc(data: bytes) -> int:
+    """HJ 212-2017 Appendix A as printed: one byte at a time, eight shift/XOR rounds each."""
+    r = 0xFFFF
+    for b in data:
+        r = (r >> 8) ^ b
+        for _ in range(8):
+            r = (r >> 1) ^ 0xA001 if r & 1 else r >> 1
+    return r
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.binary(min_size=0, max_size=2100))
+def test_the_folded_crc_is_the_bitwise_definition_for_any_bytes(data: bytes) -> None:
+    """crc16 folds the data into eight lanes (the high-byte step has order 8): any length, any bytes, equal to the
+    loop of the standard, including lengths around the loop/fold switch (16) and the 64-bit word boundaries."""
+    assert crc16(data) == _bitwise_crc(data)
+
+
+def test_the_folded_crc_at_every_length_up_to_300_and_the_longest_segment() -> None:
+    for n in [*range(300), 9999]:
+        data = bytes((7 * k + n) % 256 for k in range(n))
+        assert crc16(data) == _bitwise_crc(data), n
 
 
 def test_build_frame_reproduces_the_standard_example():
