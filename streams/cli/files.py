@@ -120,26 +120,47 @@ def batch() -> None:
 @click.argument("file", type=click.File("rb"))
 @click.option("--csv", "as_csv", is_flag=True, help="Print every reading as CSV instead of a summary.")
 def batch_inspect(file, as_csv: bool) -> None:
-    """Decode a batch file (for example a dead-lettered message) and describe it."""
-    import numpy as np
-
-    from schemas.batch import decode_batch
-    from schemas.quantities import flag_letters
+    """Decode a batch file of any wire version (for example a dead-lettered message) and describe it: an agent
+    batch (version 3) source by source."""
+    from schemas.agent_batch import decode_message
 
     try:
-        b = decode_batch(file.read())
+        m = decode_message(file.read())
     except BatchDecodeError as exc:
         click.echo(f"{file.name}: not a valid batch: {exc}", err=True)
         sys.exit(1)
+    if m.version != 3:
+        _inspect_section(m.sections[0], as_csv, with_source=False)
+        return
+    if as_csv:
+        click.echo("time_utc,source,channel,value,flag")
+    else:
+        click.echo(f"schema v{m.version}  agent {m.agent_id}  seq {m.seq}  sources {len(m.sections)}  "
+                   f"readings {len(m)}")
+    for section in m.sections:
+        _inspect_section(section, as_csv, with_source=True)
+
+
+def _inspect_section(b, as_csv: bool, with_source: bool) -> None:
+    """One batch (or one source's section of an agent batch) as CSV rows or a summary."""
+    import numpy as np
+
+    from schemas.quantities import flag_letters
+
     letters = flag_letters(b.flag)
     if as_csv:
         ids = np.array([c.id for c in b.channels] or [""])[b.channel]
-        click.echo("time_utc,channel,value,flag")
         times = np.datetime_as_string(b.timestamps, unit="ms")
+        if not with_source:
+            click.echo("time_utc,channel,value,flag")
+        prefix = f"{b.source_id}," if with_source else ""
         for row in zip(times, ids, b.value.tolist(), letters, strict=True):  # Python floats: 13.76, not np.float64
-            click.echo("{},{},{!r},{}".format(*row))
+            click.echo(f"{row[0]},{prefix}{row[1]},{row[2]!r},{row[3]}")
         return
-    click.echo(f"schema v{b.version}  agent {b.agent_id}  source {b.source_id}  seq {b.seq}  readings {len(b)}")
+    if with_source:
+        click.echo(f"source {b.source_id}  period_s {b.period_s}  readings {len(b)}")
+    else:
+        click.echo(f"schema v{b.version}  agent {b.agent_id}  source {b.source_id}  seq {b.seq}  readings {len(b)}")
     if len(b):
         first, last = np.datetime_as_string(b.timestamps[[b.ts_ns.argmin(), b.ts_ns.argmax()]], unit="s")
         click.echo(f"time span {first}Z .. {last}Z")

@@ -208,7 +208,7 @@ class Reconciler:
     def _signature_failures(self) -> dict[tuple[str, str], int]:
         """Dead letters with reason bad_signature, per entity (configured agent, else the claimed source) and
         local month (of the claimed readings, else of the dead-lettering)."""
-        from schemas.batch import decode_batch
+        from schemas.agent_batch import decode_message
 
         out: dict[tuple[str, str], int] = defaultdict(int)
         for r in read_topic(self.cfg, self.cfg.topics.dead_letter):
@@ -218,8 +218,9 @@ class Reconciler:
             agent = headers.get(envelope.AGENT, b"").decode("utf-8", "replace")
             entity_id, when = self.cfg.reconcile.agent_entities.get(agent), r.timestamp * 1_000_000
             try:  # what the batch claims (not trusted, but the best place and time to file it under)
-                batch = decode_batch(r.value)
-                entity_id = entity_id or self.entity_of.get(batch.source_id)
+                batch = decode_message(r.value)  # any wire version; an agent batch under its first source
+                entity_id = entity_id or next((self.entity_of[s] for s in batch.source_ids if s in self.entity_of),
+                                              None)
                 when = int(batch.ts_ns.min()) if batch.ts_ns.size else when
             except Exception:
                 pass

@@ -20,7 +20,7 @@ import yaml
 
 from ingest.accounting import load_reports
 from schemas import envelope
-from schemas.batch import decode_batch
+from schemas.agent_batch import decode_message
 from schemas.records import HourlyRecord, MonthlyRecord
 from schemas.site import Entity
 from streams.archive.store import Archive
@@ -78,7 +78,7 @@ def _produce(cfg: WorkerConfig, files: list[Path], keys_dir: Path) -> int:
     rows = []
     for path in files:
         data = path.read_bytes()
-        b = decode_batch(data)
+        b = decode_message(data)  # any wire version: the worker reads them all
         key = keys.setdefault(b.agent_id, secrets.token_bytes(32))
         stamp_ms = (int(b.ts_ns.max()) // 10**6 + 1000) if b.ts_ns.size else 0
         rows.append((stamp_ms, b.agent_id, data, envelope.headers(b.agent_id, b.seq, key, data)))

@@ -19,6 +19,7 @@ from streams.cli import main
 from tests.fixtures import REPO, batch_bytes, free_port
 
 WORKER_EXAMPLE = REPO / "deploy" / "examples" / "worker.yaml"
+T0 = 1_767_225_600 * 10**9  # 2026-01-01T00:00:00Z
 DEMO = importlib.import_module("streams.cli.demo")  # the module: streams.cli.demo is also the command's name
 DEMO_REPORT = REPO / "deploy" / "demo" / "reports" / "demo-cement-2026-02.csv"
 
@@ -321,6 +322,31 @@ def test_batch_inspect_csv_prints_plain_numbers(tmp_path):
     assert res.exit_code == 0, res.output
     assert res.output.splitlines() == ["time_utc,channel,value,flag", "2026-01-01T00:00:00.000,co2,12.0,N",
                                        "2026-01-01T00:00:01.000,co2,12.0,N"]
+
+
+def test_batch_inspect_reads_an_agent_batch_source_by_source(tmp_path):
+    """A gateway's default message (wire version 3: one per agent and interval), e.g. a dead letter, described per
+    source: the summary names the agent, seq and each section; the CSV has a source column."""
+    from schemas import ReadingBatch
+    from schemas.agent_batch import AgentBatch
+
+    def section(source_id: str, value: float) -> ReadingBatch:
+        return ReadingBatch.from_columns(agent_id="gw-1", source_id=source_id, seq=7,
+                                         channels=[("co2", "a05001", "%")], ts_ns=[T0], channel=[0], value=[value],
+                                         flag=[0])
+
+    path = tmp_path / "agent.batch"
+    path.write_bytes(AgentBatch.from_sections(agent_id="gw-1", seq=7,
+                                              sections=[section("kiln1", 12.5), section("kiln2", 9.0)]).encode())
+    res = cems("batch", "inspect", "--csv", str(path))
+    assert res.exit_code == 0, res.output
+    assert res.output.splitlines() == ["time_utc,source,channel,value,flag", "2026-01-01T00:00:00.000,kiln1,co2,12.5,N",
+                                       "2026-01-01T00:00:00.000,kiln2,co2,9.0,N"]
+    res = cems("batch", "inspect", str(path))
+    assert res.exit_code == 0, res.output
+    lines = res.output.splitlines()
+    assert lines[0] == "schema v3  agent gw-1  seq 7  sources 2  readings 2"
+    assert lines[1] == "source kiln1  period_s 0  readings 1" and "source kiln2  period_s 0  readings 1" in lines
 
 
 def test_schema_export_to_a_file(tmp_path):
