@@ -9,7 +9,6 @@ import logging
 import os
 import random
 import signal
-import subprocess
 import sys
 import uuid
 from pathlib import Path
@@ -27,7 +26,6 @@ from tests.integration.test_uplink import read_topic
 pytestmark = pytest.mark.integration
 logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
 REPO = Path(__file__).resolve().parents[2]
-DEPLOY = REPO / "deploy" / "local"
 
 
 def gateway(tmp_path, port, bootstrap, topic) -> Path:
@@ -81,7 +79,8 @@ async def test_sigkill_at_random_moments_loses_nothing(tmp_path, kafka_bootstrap
     assert n >= 10 and received >= n
 
 
-async def test_broker_stopped_and_restarted_mid_stream(tmp_path, kafka_bootstrap):
+async def test_broker_stopped_and_restarted_mid_stream(tmp_path, private_kafka):
+    kafka_bootstrap = private_kafka.bootstrap  # the test's own broker: stopping it disturbs no other test
     server, task, port = await start_server(registers(), [False] * 8)
     topic = f"cems.test.outage.{uuid.uuid4().hex[:8]}"
     config = gateway(tmp_path, port, kafka_bootstrap, topic)
@@ -95,13 +94,11 @@ async def test_broker_stopped_and_restarted_mid_stream(tmp_path, kafka_bootstrap
     agent = await start_agent(config)
     try:
         assert await wait_for(lambda: stored() >= 5, 60), "the agent stored nothing"  # streaming, then...
-        await asyncio.to_thread(subprocess.run, [str(DEPLOY / "kafka.sh"), "stop"], check=True)
+        await asyncio.to_thread(private_kafka.stop)
         # batches pile up in the outbox
         assert await wait_for(lambda: len(list((tmp_path / "outbox").glob("*.batch"))) >= 5, 60)
-        await asyncio.to_thread(subprocess.run, [str(DEPLOY / "kafka.sh"), "start", "--keep-data"], check=True)
+        await asyncio.to_thread(private_kafka.start)
     finally:
-        # the broker must be back for the rest of the suite whatever happened
-        await asyncio.to_thread(subprocess.run, [str(DEPLOY / "kafka.sh"), "start", "--keep-data"])
         # give the agent time to drain after the outage (its uplink backs off up to 60 s)
         await wait_for(lambda: not list((tmp_path / "outbox").glob("*.batch")), 60)
         agent.send_signal(signal.SIGTERM)
