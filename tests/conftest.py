@@ -47,6 +47,55 @@ IN_CI = os.environ.get("CI", "").lower() == "true"
 os.environ.setdefault("CEMS_GW_KAFKA_PASSWORD", "example-gateway-password")
 
 
+# The test files that take a minute or more, longest first. pytest-xdist hands whole files to its workers in collection
+# order (deploy/local/run-tests.sh: --dist loadfile --no-loadscope-reorder), so these start at once, side by side, and
+# the many short files fill the gaps around them; started last, one of them alone would set the suite's time. A new
+# file that takes over a minute belongs here (by its run time with --durations).
+SLOW_FIRST = (
+    "tests/integration/test_stream_month.py",
+    "tests/integration/test_demo.py",
+    "tests/integration/test_cluster_failover.py",
+    "tests/integration/test_console_browser.py",
+    "tests/integration/test_hj212_equivalence.py",
+    "tests/integration/test_zombie_fencing.py",
+    "tests/integration/test_edge_outage_day.py",
+    "tests/integration/test_edge_crash.py",
+    "tests/integration/test_reconcile_pipeline.py",
+    "tests/integration/test_plant_quirks.py",
+    "tests/unit/test_hj212_fastpath.py",
+)
+
+
+def pytest_collection_modifyitems(items) -> None:
+    """:data:`SLOW_FIRST` first, everything else after in its collection order (whole files move: their module
+    fixtures are made once)."""
+    rank = {path: i for i, path in enumerate(SLOW_FIRST)}
+    items.sort(key=lambda item: rank.get(item.nodeid.split("::", 1)[0], len(rank)))
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config, log):
+    """``--dist loadfile``, except that a worker busy with a :data:`SLOW_FIRST` file is never handed another one
+    while a short file waits: xdist sends a worker its next file before the current one ends (a worker holds its last
+    test until it knows the next), and two slow files queued on one worker would run one after the other."""
+    if config.getoption("dist") != "loadfile":
+        return None
+    from xdist.scheduler import LoadFileScheduling
+
+    slow = set(SLOW_FIRST)
+
+    class SlowFilesApart(LoadFileScheduling):
+        def _assign_work_unit(self, node) -> None:
+            busy = any(path in slow and not all(done.values())
+                       for path, done in self.assigned_work.get(node, {}).items())
+            short = next((path for path in self.workqueue if path not in slow), None)
+            if busy and short is not None:
+                self.workqueue.move_to_end(short, last=False)
+            super()._assign_work_unit(node)
+
+    return SlowFilesApart(config, log)
+
+
 def _require(service: str, reachable: bool, where: str) -> None:
     if reachable:
         return

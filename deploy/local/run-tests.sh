@@ -36,6 +36,9 @@ setup_venv() {
         quietly .venv/pip-install.log .venv/bin/python -m pip install -e ".[all,test,lint]"
         echo "$want" >"$stamp"
     fi
+    # ./cems's own stamp (the project's hash, the extras it may install): every extra is in, so the tests' ./cems
+    # commands never reinstall the package, least of all several at once under pytest-xdist.
+    printf '%s %s\n' "$want" "central console edge opcua parquet sm4" >.venv/.cems-extras
 }
 step "python environment (.venv)" setup_venv
 
@@ -68,6 +71,6 @@ trap cleanup EXIT
 eval "$(deploy/local/services.sh env | sed 's/^/export /')"
 t=$(_t0)
 rc=0
-.venv/bin/python -m pytest -n "${CEMS_TEST_WORKERS:-4}" --dist loadfile "$@" || rc=$?
+.venv/bin/python -m pytest -n "${CEMS_TEST_WORKERS:-4}" --dist loadfile --no-loadscope-reorder "$@" || rc=$?
 log "pytest: exit $rc in $(_since "$t") s"
 exit "$rc"

@@ -18,6 +18,7 @@ import yaml
 
 from edge_agent.outbox import Outbox, verify
 from schemas import decode_batch
+from tests.fixtures import wait_for
 from tests.integration.test_edge_agent import KEY, registers
 from tests.integration.test_edge_cli import CEMS, EXAMPLE
 from tests.integration.test_modbus_tcp import start_server
@@ -38,6 +39,13 @@ def gateway(tmp_path, port, bootstrap, topic) -> Path:
     path = tmp_path / "gateway.yaml"
     path.write_text(yaml.safe_dump(doc))
     return path
+
+
+def stored(outbox: Path) -> int:
+    """Batches stored so far, from the names alone (opening an Outbox would touch its files)."""
+    names = [int(p.stem) for p in outbox.glob("*.batch")]
+    kept = outbox / "next_seq"  # written before the newest batch is acknowledged and removed
+    return max([n + 1 for n in names] + [int(kept.read_text() or 0) if kept.exists() else 0])
 
 
 async def start_agent(config: Path):
@@ -68,8 +76,10 @@ async def test_sigkill_at_random_moments_loses_nothing(tmp_path, kafka_bootstrap
             await asyncio.sleep(rng.uniform(2.0, 4.0))
             agent.send_signal(signal.SIGKILL)
             await agent.wait()
-        agent = await start_agent(config)  # the last run ends cleanly
-        await asyncio.sleep(3.0)
+        before = stored(tmp_path / "outbox")
+        agent = await start_agent(config)  # the last run ends cleanly: SIGTERM once it stored ~3 s of batches of its
+        # own (it runs and has its handler in place, however slow its start on a loaded machine)
+        assert await wait_for(lambda: stored(tmp_path / "outbox") >= before + 10, 60), "the agent stored nothing"
         agent.send_signal(signal.SIGTERM)
         assert await asyncio.wait_for(agent.wait(), 60) == 0
     finally:
@@ -84,16 +94,9 @@ async def test_broker_stopped_and_restarted_mid_stream(tmp_path, private_kafka):
     server, task, port = await start_server(registers(), [False] * 8)
     topic = f"cems.test.outage.{uuid.uuid4().hex[:8]}"
     config = gateway(tmp_path, port, kafka_bootstrap, topic)
-    from tests.fixtures import wait_for
-
-    def stored() -> int:  # batches stored so far, from the names alone (opening an Outbox would touch its files)
-        names = [int(p.stem) for p in (tmp_path / "outbox").glob("*.batch")]
-        kept = tmp_path / "outbox" / "next_seq"  # written before the newest batch is acknowledged and removed
-        return max([n + 1 for n in names] + [int(kept.read_text() or 0) if kept.exists() else 0])
-
     agent = await start_agent(config)
     try:
-        assert await wait_for(lambda: stored() >= 5, 60), "the agent stored nothing"  # streaming, then...
+        assert await wait_for(lambda: stored(tmp_path / "outbox") >= 5, 60), "the agent stored nothing"  # streaming...
         await asyncio.to_thread(private_kafka.stop)
         # batches pile up in the outbox
         assert await wait_for(lambda: len(list((tmp_path / "outbox").glob("*.batch"))) >= 5, 60)
