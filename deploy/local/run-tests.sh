@@ -4,7 +4,7 @@
 #   2. the real Kafka broker and InfluxDB server on 127.0.0.1 (fetched/built once, cached; see services.sh),
 #   3. the static checks: ruff, lint-imports and mypy, configured in pyproject.toml (CEMS_SKIP_CHECKS=1 skips them
 #      for a quick local loop; CI never sets it),
-#   4. pytest in parallel: $CEMS_TEST_WORKERS pytest-xdist workers (default 4 on any machine: most integration time is
+#   4. pytest in parallel: $CEMS_TEST_WORKERS pytest-xdist workers (default 6 on any machine: most integration time is
 #      waiting on brokers, timeouts and subprocesses, not CPU), each test file on one worker (--dist loadfile: a
 #      module's fixtures are made once). Extra arguments are passed through and come last, e.g. `-k kafka`,
 #      `tests/unit`, or `-n 0` for one process (serially, in file order).
@@ -76,6 +76,6 @@ unset PYTHONDONTWRITEBYTECODE
 export PYTHONPYCACHEPREFIX="$PWD/.venv/pycache"
 t=$(_t0)
 rc=0
-.venv/bin/python -m pytest -n "${CEMS_TEST_WORKERS:-4}" --dist loadfile --no-loadscope-reorder "$@" || rc=$?
+.venv/bin/python -m pytest -n "${CEMS_TEST_WORKERS:-6}" --dist loadfile --no-loadscope-reorder "$@" || rc=$?
 log "pytest: exit $rc in $(_since "$t") s"
 exit "$rc"
