@@ -32,6 +32,74 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def worker_index() -> int:
+    """This pytest process's index among pytest-xdist's workers (``gw0`` is 0), 0 without xdist."""
+    return int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw") or 0)
+
+
+@functools.cache
+def _port_blocks():
+    """The blocks of :func:`private_ports`: 100 ports per xdist worker from 21000 up, handed out in order."""
+    return iter(range(21_000 + 100 * worker_index(), 21_100 + 100 * worker_index()))
+
+
+def private_ports(n: int) -> list[int]:
+    """``n`` free TCP ports on 127.0.0.1 for a server a test starts, stops and starts again on the same ports (a
+    private broker): below the kernel's ephemeral range (32768 up), where no client socket and no :func:`free_port`
+    takes them while the server is down, and disjoint between xdist workers. Ports some other process holds now are
+    passed over."""
+    ports: list[int] = []
+    for port in _port_blocks():
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        ports.append(port)
+        if len(ports) == n:
+            return ports
+    raise RuntimeError(f"no {n} free ports left in this worker's block (21000 + 100 x {worker_index()})")
+
+
+class PrivateKafka:
+    """A single Kafka broker of one test's own (``deploy/local/kafka.sh`` on private ports and run directory), for
+    the tests that stop, kill or restart their broker: the shared one, and every test using it, never notices. The
+    same listeners as the shared broker (PLAINTEXT, SASL_SSL with the same test user); see the ``private_kafka``
+    fixture."""
+
+    def __init__(self, run_dir: Path) -> None:
+        plain, controller, sasl = private_ports(3)
+        self.bootstrap = f"127.0.0.1:{plain}"
+        self.sasl_bootstrap = f"127.0.0.1:{sasl}"
+        self.cafile = run_dir / "kafka" / "tls" / "ca.pem"
+        self.log = run_dir / "kafka" / "broker.log"
+        # the serial collector and C1 only, as kafka-cluster.sh's nodes: half the CPU of a start (3 s rather than 6 s)
+        # for a broker that lives a minute and moves little, on a machine the tests keep busy
+        self.env = {**os.environ, "CEMS_RUN": str(run_dir), "CEMS_KAFKA_PORT": str(plain),
+                    "CEMS_KAFKA_CONTROLLER_PORT": str(controller), "CEMS_KAFKA_SASL_PORT": str(sasl),
+                    "CEMS_KAFKA_JVM": "-Xms64m -Xmx768m -XX:+UseSerialGC -XX:TieredStopAtLevel=1"}
+
+    def kafka_sh(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+        """``deploy/local/kafka.sh ARGS`` on this broker (an error shows the script's output)."""
+        run = subprocess.run([str(DEPLOY / "kafka.sh"), *args], env=self.env, capture_output=True, text=True,
+                             timeout=300)
+        if check and run.returncode:
+            raise RuntimeError(f"kafka.sh {' '.join(args)} failed ({run.returncode}):\n{run.stderr[-3000:]}")
+        return run
+
+    def start(self) -> None:
+        """Start it again on its kept log directory (after :meth:`stop` or :meth:`kill`); returns once it serves."""
+        self.kafka_sh("start", "--keep-data")
+
+    def stop(self) -> None:
+        """Controlled shutdown (SIGTERM); returns once the process is gone."""
+        self.kafka_sh("stop")
+
+    def kill(self) -> None:
+        """SIGKILL; returns once the process is gone."""
+        self.kafka_sh("kill")
+
+
 def cems_command(*args: str) -> list[str]:
     """The argv of ``cems ARGS`` of this checkout (``python -m streams.cli`` does not start it: streams/cli is a
     package without ``__main__``)."""
@@ -223,10 +291,12 @@ def read_topic(bootstrap: str, topic: str, expected: int | None = None, idle_s: 
 
 
 def caught_up(cfg) -> bool:
-    """Every readings partition's newest snapshot covers everything produced to it."""
+    """Every readings partition's newest snapshot covers everything produced to it (no partitions at all: the
+    metadata request failed, as it can on a loaded machine, and nothing is known yet)."""
     from streams.runtime.worker import checkpoint_lag
 
-    return not any(checkpoint_lag(cfg).values())
+    lag = checkpoint_lag(cfg)
+    return bool(lag) and not any(lag.values())
 
 
 def worker_files(tmp_path: Path, keys: dict[str, bytes], site) -> dict:

@@ -12,8 +12,9 @@
 #   deploy/local/kafka-cluster.sh check              exit 0 when every node accepts connections
 #   deploy/local/kafka-cluster.sh status | env       env: CEMS_CLUSTER_BOOTSTRAP and the node ports
 #
-# Ports: node N's client listener is CEMS_CLUSTER_PORTS' Nth entry (default 29092 29192 29292), its controller the
-# next port up (29093 29193 29293). State: $CEMS_RUN/kafka-cluster/nodeN/{data,server.properties,broker.log,pid}.
+# Ports: node N's client listener is CEMS_CLUSTER_PORTS' Nth entry (default 29092 29192 29292), its controller
+# CEMS_CLUSTER_CONTROLLER_PORTS' Nth (default: the next port up, 29093 29193 29293). State:
+# $CEMS_RUN/kafka-cluster/nodeN/{data,server.properties,broker.log,pid} (a test's own cluster: its own CEMS_RUN).
 SERVICE=kafka-cluster
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
@@ -22,10 +23,15 @@ HOME_DIR="$CEMS_CACHE/kafka-$KAFKA_VERSION"  # kafka.sh fetch fills it
 CLUSTER_DIR="$CEMS_RUN/kafka-cluster"
 read -r -a PORTS <<<"${CEMS_CLUSTER_PORTS:-29092 29192 29292}"
 NODES=(1 2 3)
+read -r -a CONTROLLER_PORTS <<<"${CEMS_CLUSTER_CONTROLLER_PORTS:-}"
 [ "${#PORTS[@]}" -eq 3 ] || die "CEMS_CLUSTER_PORTS must name three ports (got '${PORTS[*]}')"
+[[ "${#CONTROLLER_PORTS[@]}" =~ ^[03]$ ]] ||
+    die "CEMS_CLUSTER_CONTROLLER_PORTS must name three ports or none (got '${CONTROLLER_PORTS[*]}')"
 
 port_of() { echo "${PORTS[$(($1 - 1))]}"; }
-controller_port_of() { echo $(($(port_of "$1") + 1)); }
+controller_port_of() {
+    if [ "${#CONTROLLER_PORTS[@]}" -eq 3 ]; then echo "${CONTROLLER_PORTS[$(($1 - 1))]}"; else echo $(($(port_of "$1") + 1)); fi
+}
 node_dir() { echo "$CLUSTER_DIR/node$1"; }
 pidfile() { echo "$(node_dir "$1")/pid"; }
 bootstrap() {

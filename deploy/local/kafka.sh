@@ -64,8 +64,9 @@ L4J
 
 java_opts() {
     # maxCachedBufferSize: without it every network thread keeps a direct buffer as large as the largest request it
-    # read (worker snapshots are megabytes), and the broker ran out of direct memory (768 MB) under a benchmark
-    echo "-Xms256m -Xmx768m -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -Djava.awt.headless=true" \
+    # read (worker snapshots are megabytes), and the broker ran out of direct memory (768 MB) under a benchmark.
+    # CEMS_KAFKA_JVM replaces the heap, collector and JIT settings (a test's own short-lived broker: see tests/).
+    echo "${CEMS_KAFKA_JVM:--Xms256m -Xmx768m -XX:+UseG1GC -XX:MaxGCPauseMillis=20} -Djava.awt.headless=true" \
          "-Djdk.nio.maxCachedBufferSize=262144 -Dlog4j2.configurationFile=$HOME_DIR/log4j2.properties"
 }
 

@@ -109,7 +109,7 @@ async def _work_until_saved(cfg: WorkerConfig, progress: Callable[[str], None], 
             await asyncio.sleep(3)
             lag = await asyncio.to_thread(checkpoint_lag, cfg)
             progress(f"  stream worker: {sum(lag.values()):,} batches not yet saved")
-            if not any(lag.values()):
+            if lag and not any(lag.values()):  # no partitions: the metadata request failed (loaded machine)
                 return
         raise TimeoutError(f"the worker did not catch up within {timeout_s:.0f} s")
     finally:

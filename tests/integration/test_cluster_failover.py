@@ -12,13 +12,15 @@ the wall clock, the workers would see the readings as months late). Everything e
 code: outbox, uplink drain loop, acks=all and idempotence, faust consumer group, transactional checkpoints (their
 transaction coordinator may be on the node killed too).
 
-The cluster is started by the module's fixture (about 15 s; the jars are kafka.sh's cache) and stopped after, unless
-it was running already. It runs beside the single broker the other tests use, never touching it.
+The cluster is the module's own: started by its fixture on private ports and in a private run directory (about 15 s;
+the jars are kafka.sh's cache) and stopped after. It runs beside the single broker the other tests use, and beside
+any other run's cluster, never touching them.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import subprocess
 import time
 import uuid
@@ -46,6 +48,7 @@ from tests.fixtures import (
     contents,
     final,
     free_port,
+    private_ports,
     scrape,
     start_worker,
     topic_records,
@@ -86,26 +89,29 @@ def simulated_send_time(monkeypatch):
     monkeypatch.setattr(kafka, "KafkaProducer", Stamped)
 
 
+CLUSTER_ENV: dict[str, str] = {}  # the module's cluster: its ports and run directory (set by ``bootstrap``)
+
+
 def cluster(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([str(CLUSTER), *args], capture_output=True, text=True, timeout=180)
+    return subprocess.run([str(CLUSTER), *args], capture_output=True, text=True, timeout=180, env=CLUSTER_ENV or None)
 
 
 @pytest.fixture(scope="module")
-def bootstrap():
-    """The cluster's bootstrap servers; started here (and stopped after) unless it runs already."""
-    running = cluster("check").returncode == 0
-    if not running:
+def bootstrap(tmp_path_factory, kafka_bootstrap):
+    """The bootstrap servers of the module's own cluster, started here and stopped after (``kafka_bootstrap``: it
+    uses the jars the shared broker's kafka.sh fetched)."""
+    clients, controllers = private_ports(3), private_ports(3)
+    CLUSTER_ENV.update(os.environ, CEMS_RUN=str(tmp_path_factory.mktemp("cluster-run")),
+                       CEMS_CLUSTER_PORTS=" ".join(map(str, clients)),
+                       CEMS_CLUSTER_CONTROLLER_PORTS=" ".join(map(str, controllers)))
+    try:
         up = cluster("up")
         assert up.returncode == 0, f"kafka-cluster.sh up failed:\n{up.stderr[-3000:]}"
-    env = dict(line.split("=", 1) for line in cluster("env").stdout.splitlines())
-    try:
+        env = dict(line.split("=", 1) for line in cluster("env").stdout.splitlines())
         yield env["CEMS_CLUSTER_BOOTSTRAP"]
     finally:
-        if not running:
-            cluster("down")
-        else:  # leave it as we found it, every node up (the test may have failed with one down)
-            for n in (1, 2, 3):
-                cluster("start", str(n))
+        cluster("down")
+        CLUSTER_ENV.clear()
 
 
 def site() -> Entity:

@@ -14,6 +14,7 @@ from click.testing import CliRunner
 from edge_agent.modbus.decode import encode_value
 from edge_agent.modbus.points import ByteOrder, DataType
 from streams.cli import main
+from tests.fixtures import wait_until
 from tests.integration.test_modbus_tcp import free_port
 
 pytestmark = pytest.mark.integration
@@ -134,7 +135,6 @@ def test_run_logs_json_events_for_an_unreachable_device_and_broker(tmp_path):
     import signal
     import subprocess
     import sys
-    import time
 
     def edit(doc):
         doc["agent"] |= {"outbox_dir": str(tmp_path / "outbox"), "batch_interval_s": 0.5}
@@ -147,9 +147,19 @@ def test_run_logs_json_events_for_an_unreachable_device_and_broker(tmp_path):
     proc = subprocess.Popen([sys.executable, "-c", CEMS, "edge", "run", str(path), "--metrics-port", "0",
                              "--log-format", "json"], cwd=repo, env={**os.environ, "PYTHONPATH": str(repo)},
                             stderr=subprocess.PIPE, text=True)
-    time.sleep(4.0)
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(iter(proc.stderr.readline, "")), daemon=True)
+    reader.start()
+
+    def events_logged() -> set:
+        return {json.loads(line).get("event") for line in list(lines) if line.startswith("{")}
+
+    # SIGTERM once both have been logged (the agent runs, its handler is in place), however slow its start is
+    assert wait_until(lambda: {"unreachable", "broker_unreachable"} <= events_logged(), 60), "".join(lines)
     proc.send_signal(signal.SIGTERM)
-    _, err = proc.communicate(timeout=30)  # the last drain gives up on the broker after 10 s
+    proc.wait(timeout=30)  # the last drain gives up on the broker after 10 s
+    reader.join(timeout=10)
+    err = "".join(lines)
     assert proc.returncode == 0, err
     docs = [json.loads(line) for line in err.splitlines() if line.startswith("{")]
     assert len(docs) == len([ln for ln in err.splitlines() if ln.strip()]), err  # nothing but JSON lines

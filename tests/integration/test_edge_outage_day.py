@@ -1,15 +1,13 @@
 """A day-long broker outage at 1 Hz: every reading of the day waits on disk, and after the broker returns
 the outbox drains in order, complete, signed. The day is compressed: the agent's own batch cutting is
-fed a simulated day (10 channels at 1 Hz, 5 s batches = 17,280 fsync'd batches) while the real broker
-is stopped; then the broker is restarted and the same agent drains. Prints the disk the day took and
-the drain rate."""
+fed a simulated day (10 channels at 1 Hz, 5 s batches = 17,280 fsync'd batches) while a real broker (the
+test's own: ``private_kafka``) is stopped; then the broker is restarted and the same agent drains. Prints
+the disk the day took and the drain rate."""
 
 from __future__ import annotations
 
-import subprocess
 import time
 import uuid
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -23,17 +21,13 @@ from schemas import decode_batch
 from tests.integration.test_uplink import read_topic
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
-DEPLOY = Path(__file__).resolve().parents[2] / "deploy" / "local"
 T0 = 1_767_225_600 * 10**9  # 2026-01-01T00:00:00Z
 DAY, BATCH_S = 86_400, 5
 KEY = b"d" * 32
 
 
-def kafka(*args: str) -> None:
-    subprocess.run([str(DEPLOY / "kafka.sh"), *args], check=True, capture_output=True)
-
-
-def test_day_long_outage_is_kept_on_disk_and_drained_in_order(tmp_path, fast_tmp, kafka_bootstrap):
+def test_day_long_outage_is_kept_on_disk_and_drained_in_order(tmp_path, fast_tmp, private_kafka):
+    kafka_bootstrap = private_kafka.bootstrap
     topic = f"cems.test.dayoutage.{uuid.uuid4().hex[:8]}"
     (tmp_path / "key").write_bytes(KEY)
     # The outbox on tmpfs where there is one: its 34,560 fsyncs (file and directory per batch) cost about a minute on
@@ -56,7 +50,7 @@ def test_day_long_outage_is_kept_on_disk_and_drained_in_order(tmp_path, fast_tmp
     channel = np.tile(np.arange(len(order), dtype=np.uint16), BATCH_S)
     ts = np.repeat(T0 + np.arange(DAY, dtype=np.int64) * 10**9, len(order))
 
-    kafka("stop")
+    private_kafka.stop()
     try:
         for start in range(0, DAY, BATCH_S):  # the agent's batch cutting, once per 5 s of the day
             rows = slice(start * len(order), (start + BATCH_S) * len(order))
@@ -68,7 +62,7 @@ def test_day_long_outage_is_kept_on_disk_and_drained_in_order(tmp_path, fast_tmp
         print(f"\na day at 1 Hz x {len(order)} channels: {n} batches, "
               f"{agent.outbox.size_bytes / 2**20:.1f} MiB on disk")
     finally:
-        kafka("start", "--keep-data")
+        private_kafka.start()
 
     t = time.perf_counter()
     while agent.outbox.count:

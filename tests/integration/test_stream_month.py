@@ -1,7 +1,8 @@
-"""Exactly-once in effect over a simulated month (issue 5): three stacks, February 2026 (local), through the real
-broker and a worker process that is SIGKILLed three times, fed redelivered batches, lives through a broker restart
-and receives two outages' data late (one revising hours inside the month, one revising the closed month). The
-final hourly and monthly records equal an undisturbed run of the same code and the kernels applied offline."""
+"""Exactly-once in effect over a simulated month (issue 5): three stacks, February 2026 (local), through a real
+broker (the test's own, ``private_kafka``) and a worker process that is SIGKILLed three times, fed redelivered
+batches, lives through a broker restart and receives two outages' data late (one revising hours inside the month,
+one revising the closed month). The final hourly and monthly records equal an undisturbed run of the same code and
+the kernels applied offline."""
 
 from __future__ import annotations
 
@@ -37,7 +38,7 @@ from streams.kernels import (
 from streams.kernels.substitute import MEASURED, MISSING, STOPPED, HourGrid
 from streams.runtime.topics import create_topics
 from streams.runtime.worker import checkpoint_lag
-from tests.fixtures import DEPLOY, caught_up, final, produce, read_all, start_worker, wait_for, worker_files
+from tests.fixtures import caught_up, final, produce, read_all, start_worker, wait_for, worker_files
 
 pytestmark = [pytest.mark.integration]
 
@@ -152,8 +153,9 @@ def contents(records: dict) -> dict:
 
 @pytest.mark.timeout(1200)
 async def test_a_month_through_kills_duplicates_late_data_and_a_broker_restart_equals_the_kernels(month, tmp_path,
-                                                                                                   kafka_bootstrap):
+                                                                                                   private_kafka):
     messages, readings = month
+    kafka_bootstrap = private_kafka.bootstrap  # restarted below: the test's own broker, no other test sees it
     # The reference, the processor run undisturbed in this process and the kernels applied offline, is worked out in
     # a thread while the disturbed run goes through the broker and the worker process (they share only the messages,
     # which nobody changes); it is checked, and the disturbed run against it, once both are done.
@@ -204,11 +206,9 @@ async def test_a_month_through_kills_duplicates_late_data_and_a_broker_restart_e
                 worker = start_worker(path)
             if i == 3:  # the broker goes away and comes back while the worker is consuming
                 assert await wait_for(lambda: caught_up(cfg), 300), "worker never caught up before the broker restart"
-                await asyncio.to_thread(subprocess.run, [str(DEPLOY / "kafka.sh"), "stop"], check=True,
-                                        capture_output=True)
+                await asyncio.to_thread(private_kafka.stop)
                 await asyncio.sleep(3)  # the outage itself (the worker's clients find the broker gone)
-                await asyncio.to_thread(subprocess.run, [str(DEPLOY / "kafka.sh"), "start", "--keep-data"],
-                                        check=True, capture_output=True)
+                await asyncio.to_thread(private_kafka.start)
         await late(late_c)
 
         (ref_hourly, ref_monthly), (co2_kg, months) = await reference
@@ -243,7 +243,7 @@ async def test_a_month_through_kills_duplicates_late_data_and_a_broker_restart_e
                     {k: (got_monthly.get(k), r) for k, r in ref_monthly.items()},
                     path.with_suffix(".log").read_text()[-3000:])
     finally:
-        subprocess.run([str(DEPLOY / "kafka.sh"), "start", "--keep-data"], capture_output=True)  # whatever happened
+        private_kafka.kafka_sh("start", "--keep-data", check=False)  # whatever happened: the checks below read it
         worker.send_signal(signal.SIGTERM)
         try:
             worker.wait(60)
