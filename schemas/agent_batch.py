@@ -59,6 +59,7 @@ from .batch import (
     MAX_PERIOD_S,
     ChannelSpec,
     ReadingBatch,
+    _channel_table,
     _check_columns,
     _check_header,
     _pad8,
@@ -194,10 +195,7 @@ def _meta_bytes(agent_id: str, sections: tuple[tuple[str, int, int, tuple[Channe
     for source_id, period_s, n, channels in sections:
         raw = source_id.encode("utf-8")
         parts += [struct.pack("<H", len(raw)), raw, struct.pack("<IIH", period_s, n, len(channels))]
-        for c in channels:
-            for text in c:
-                raw = text.encode("utf-8")
-                parts += [struct.pack("<B", len(raw)), raw]
+        parts += _channel_table(channels)
     meta = b"".join(parts)
     return meta + bytes(_pad8(_FIXED.size + len(meta)))
 
@@ -266,8 +264,13 @@ def _metadata(meta: bytes) -> _Table:
         sections.append((source_id, period_s, n, channels))
     if len(meta) - r.pos >= 8 or any(meta[r.pos :]):
         raise BatchDecodeError("bad_metadata", "metadata padding is not 0-7 zero bytes")
-    if not sections:
-        _check_header(agent_id, "-", 0, ())
+    if not sections:  # the agent id is checked with the first section's; an empty batch checks it alone
+        try:
+            _check_header(agent_id, "-", 0, ())
+        except BatchDecodeError:
+            raise
+        except BatchError as exc:
+            raise BatchDecodeError(exc.reason, exc.detail) from None
     offsets = np.zeros(len(sections) + 1, dtype=np.int64)
     np.cumsum([s[2] for s in sections], out=offsets[1:])
     offsets.setflags(write=False)

@@ -422,12 +422,20 @@ def _meta_bytes(agent_id: str, source_id: str, period_s: int, channels: tuple[Ch
     if period_s:  # version 2
         parts.append(struct.pack("<I", period_s))
     parts.append(struct.pack("<H", len(channels)))
+    parts += _channel_table(channels)
+    meta = b"".join(parts)
+    return meta + bytes(_pad8(_FIXED.size + len(meta)))
+
+
+def _channel_table(channels: tuple[ChannelSpec, ...]) -> list[bytes]:
+    """A channel table's entries as on the wire (id, quantity, unit: each a u8 length and UTF-8), shared with the
+    sections of an agent batch (schemas/agent_batch.py)."""
+    parts: list[bytes] = []
     for c in channels:
         for text in c:
             raw = text.encode("utf-8")
             parts += [struct.pack("<B", len(raw)), raw]
-    meta = b"".join(parts)
-    return meta + bytes(_pad8(_FIXED.size + len(meta)))
+    return parts
 
 
 def encode_batch(batch: ReadingBatch) -> bytes:

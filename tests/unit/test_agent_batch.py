@@ -173,3 +173,13 @@ def test_columns_are_views_of_the_message():
     back = decode_message(bytes(data))
     assert [len(s) for s in back.sections] == [4, 2]
     assert np.array_equal(back.sections[1].value, [10.0, 11.0]) and not back.sections[1].value.flags.writeable
+
+
+def test_an_empty_agent_batch_with_a_control_character_in_its_agent_id_is_a_decode_error():
+    """Found by the mutation fuzz: the agent id of a batch without sections was checked outside the decode error's
+    net, so a flipped byte gave a BatchError (not the one exception decode_message promises)."""
+    data = bytearray(AgentBatch.from_sections(agent_id="gw-π", seq=0, sections=[]).encode())
+    at = data.index(b"gw-")
+    data[at] = 0  # 'g' -> NUL: a control character
+    with pytest.raises(BatchDecodeError, match=r"agent_id .* contains control or unprintable characters"):
+        decode_message(refresh_crc(data))
