@@ -34,7 +34,8 @@ from edge_agent.config import GatewayConfig
 from edge_agent.simulator.generate import Fault, simulate_stack, simulator_stack_model, source_config
 from edge_agent.simulator.modbus_server import gateway_points
 from ingest.batches import KeyRing
-from schemas import ReadingBatch, decode_batch, envelope
+from schemas import ReadingBatch, envelope
+from schemas.agent_batch import decode_message
 from schemas.kafka import KafkaConnection
 from schemas.records import GapReport
 from schemas.site import Entity
@@ -73,7 +74,7 @@ LATENCY_MS = 200  # from a batch's last reading to its Kafka timestamp
 
 def cut_time_ms(batch: bytes) -> int:
     """The simulated moment a batch was cut and sent: its last reading, plus the latency."""
-    return int(decode_batch(batch).ts_ns.max()) // 10**6 + LATENCY_MS
+    return int(decode_message(batch).ts_ns.max()) // 10**6 + LATENCY_MS  # any wire version (the agent's: 3)
 
 
 @pytest.fixture

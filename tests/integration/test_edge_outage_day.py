@@ -17,7 +17,7 @@ from edge_agent.config import GatewayConfig
 from edge_agent.outbox import verify
 from edge_agent.simulator.generate import simulate_stack, simulator_stack_model, source_config
 from edge_agent.simulator.modbus_server import gateway_points
-from schemas import decode_batch
+from schemas.agent_batch import decode_message
 from tests.integration.test_uplink import read_topic
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
@@ -75,7 +75,9 @@ def test_day_long_outage_is_kept_on_disk_and_drained_in_order(tmp_path, fast_tmp
     seqs = [int(dict(r.headers)["cems-seq"]) for r in records]
     assert seqs == list(range(n))  # one partition per source: Kafka holds them in sequence order, none twice
     assert all(verify(KEY, r.value, dict(r.headers)["cems-sig"]) for r in records)
-    batches = [decode_batch(r.value) for r in records]
+    messages = [decode_message(r.value) for r in records]  # the agent's wire version (3: one section, stack0)
+    assert all(m.source_ids == ("stack0",) for m in messages)
+    batches = [m.sections[0] for m in messages]
     got_ts = np.concatenate([b.ts_ns for b in batches])
     got_value = np.concatenate([b.value for b in batches])
     np.testing.assert_array_equal(got_ts, ts)  # every second of the day, every channel, once
