@@ -532,7 +532,7 @@ def run_receiver(n: int, seconds: float, rate: float, kafka: str | None, shell: 
     passwords = dict.fromkeys(mns, "123456")
     per_conn = int(max(rate / n * seconds * 1.5, 1) + seconds * SATURATION_PER_CONN) + 10  # unique minutes
     results: list[dict] = []
-    with tempfile.TemporaryDirectory(dir=str(Path(__file__).resolve().parent.parent)) as tmp:
+    with tempfile.TemporaryDirectory(prefix="cems-bench-hj212-") as tmp:  # never in the repository
         cfg = Hj212ServerConfig.model_validate({
             "listen": "127.0.0.1", "port": 0, "kafka": {"bootstrap_servers": kafka or "127.0.0.1:1"},
             "topic": f"cems.bench.hj212.{os.getpid()}", "sites": [tmp], "keys_dir": tmp, "passwords_dir": tmp,
