@@ -40,7 +40,7 @@ import struct
 import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, NamedTuple, cast
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 from numpy.typing import NDArray
@@ -59,10 +59,13 @@ from .batch import (
     MAX_PERIOD_S,
     ChannelSpec,
     ReadingBatch,
+    _as_bytes,
     _channel_table,
     _check_columns,
+    _check_frame,
     _check_header,
     _pad8,
+    _read_columns,
     _read_fixed,
     _Reader,
     check_column_segments,
@@ -71,7 +74,7 @@ from .batch import (
 from .errors import BatchDecodeError, BatchError
 
 if TYPE_CHECKING:
-    from typing_extensions import Buffer
+    pass
 
 __all__ = ["AGENT_VERSION", "MAX_SECTIONS", "AgentBatch", "decode_message", "encode_agent_batch"]
 
@@ -286,32 +289,18 @@ def decode_message(data: object, *, check_columns: bool = True) -> AgentBatch:
     is not a complete, valid batch, never a partial result. ``check_columns=False`` skips the per-reading rules, for
     a caller that checks many messages' sections at once (:func:`schemas.batch.check_batch_columns`).
     """
-    if not isinstance(data, bytes):
-        try:
-            data = memoryview(cast("Buffer", data)).tobytes()
-        except TypeError:
-            raise BatchDecodeError("bad_input", f"expected bytes, got {type(data).__name__}") from None
+    data = _as_bytes(data)
     h = _read_fixed(data[: _FIXED.size + _CRC.size])
     if h.version != AGENT_VERSION:
         return _single(decode_batch(data, check_columns=check_columns))
     n = h.n
-    cols_at = _FIXED.size + h.meta_len
-    expected = cols_at + n * _BYTES_PER_READING + _CRC.size
-    if len(data) != expected:
-        kind = "truncated" if len(data) < expected else "trailing_bytes"
-        raise BatchDecodeError(kind, f"header announces {n} readings in {expected} bytes, got {len(data)} bytes")
-    (stored,) = _CRC.unpack_from(data, len(data) - _CRC.size)
-    if zlib.crc32(memoryview(data)[: -_CRC.size]) != stored:
-        raise BatchDecodeError("checksum", "CRC-32 mismatch: the batch was corrupted in transit or storage")
+    cols_at = _check_frame(data, h)
     meta = data[_FIXED.size : cols_at]
     table = _metadata(meta)
     offsets = table.offsets
     if int(offsets[-1]) != n:
         raise BatchDecodeError("bad_metadata", f"the sections hold {int(offsets[-1])} readings, the header says {n}")
-    ts_ns = np.frombuffer(data, _TS, n, cols_at)
-    value = np.frombuffer(data, _VALUE, n, cols_at + 8 * n)
-    channel = np.frombuffer(data, _CHANNEL, n, cols_at + 16 * n)
-    flag = np.frombuffer(data, _FLAG, n, cols_at + 18 * n)
+    ts_ns, value, channel, flag = _read_columns(data, n, cols_at)
     if check_columns and n:
         bad = check_column_segments(offsets, table.n_channels, ts_ns, channel, value, flag)
         if bad.size:  # the first failing section, checked alone for the reason and the reading

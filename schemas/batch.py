@@ -540,6 +540,38 @@ class _Header(NamedTuple):
     seq: int
 
 
+def _as_bytes(data: object) -> bytes:
+    """The bytes of any buffer (a Kafka record's value may be a memoryview); anything else is ``bad_input``."""
+    if isinstance(data, bytes):
+        return data
+    try:
+        return memoryview(cast("Buffer", data)).tobytes()  # not bytes(data): bytes(5) would be five zero bytes
+    except TypeError:
+        raise BatchDecodeError("bad_input", f"expected bytes, got {type(data).__name__}") from None
+
+
+def _check_frame(data: bytes, h: _Header) -> int:
+    """The length the fixed header announces and the CRC-32 over everything before it, for every wire version;
+    returns where the columns start."""
+    cols_at = _FIXED.size + h.meta_len
+    expected = cols_at + h.n * _BYTES_PER_READING + _CRC.size
+    if len(data) != expected:
+        kind = "truncated" if len(data) < expected else "trailing_bytes"
+        raise BatchDecodeError(kind, f"header announces {h.n} readings in {expected} bytes, got {len(data)} bytes")
+    body = memoryview(data)[: -_CRC.size]
+    (stored,) = _CRC.unpack_from(data, len(body))
+    if zlib.crc32(body) != stored:
+        raise BatchDecodeError("checksum", "CRC-32 mismatch: the batch was corrupted in transit or storage")
+    return cols_at
+
+
+def _read_columns(data: bytes, n: int, cols_at: int) -> tuple[NDArray[np.int64], NDArray[np.float64],
+                                                             NDArray[np.uint16], NDArray[np.uint8]]:
+    """The four reading columns as read-only views of the message (ts_ns, value, channel, flag: wire order)."""
+    return (np.frombuffer(data, _TS, n, cols_at), np.frombuffer(data, _VALUE, n, cols_at + 8 * n),
+            np.frombuffer(data, _CHANNEL, n, cols_at + 16 * n), np.frombuffer(data, _FLAG, n, cols_at + 18 * n))
+
+
 def _read_fixed(buf: bytes) -> _Header:
     if buf[:4] != MAGIC[: len(buf)]:  # say "not a batch" before "too short" when both are true
         raise BatchDecodeError("bad_magic", f"starts with {buf[:4]!r}, not {MAGIC!r}: not a CEMS reading batch")
@@ -629,31 +661,16 @@ def decode_batch(data: object, *, check_columns: bool = True) -> ReadingBatch:
     :func:`check_batch_columns` and drops (or re-decodes, for the error) those that fail. Nothing else
     changes: the same errors for everything before, and the same batch when the columns are valid.
     """
-    if not isinstance(data, bytes):
-        try:
-            data = memoryview(cast("Buffer", data)).tobytes()  # not bytes(data): bytes(5) would be five zero bytes
-        except TypeError:
-            raise BatchDecodeError("bad_input", f"expected bytes, got {type(data).__name__}") from None
+    data = _as_bytes(data)
     h = _read_fixed(data)
     if h.version not in _BATCH_VERSIONS:  # an agent batch of several sources: schemas.agent_batch.decode_message
         raise UnsupportedSchemaVersion(h.version, _BATCH_VERSIONS)
     n = h.n
-    cols_at = _FIXED.size + h.meta_len
-    expected = cols_at + n * _BYTES_PER_READING + _CRC.size
-    if len(data) != expected:
-        kind = "truncated" if len(data) < expected else "trailing_bytes"
-        raise BatchDecodeError(kind, f"header announces {n} readings in {expected} bytes, got {len(data)} bytes")
-    body = memoryview(data)[:-_CRC.size]
-    (stored,) = _CRC.unpack_from(data, len(body))
-    if zlib.crc32(body) != stored:
-        raise BatchDecodeError("checksum", "CRC-32 mismatch: the batch was corrupted in transit or storage")
+    cols_at = _check_frame(data, h)
 
     agent_id, source_id, period_s, channels = _metadata(data[_FIXED.size : cols_at], h.version)
 
-    ts_ns = np.frombuffer(data, _TS, n, cols_at)
-    value = np.frombuffer(data, _VALUE, n, cols_at + 8 * n)
-    channel = np.frombuffer(data, _CHANNEL, n, cols_at + 16 * n)
-    flag = np.frombuffer(data, _FLAG, n, cols_at + 18 * n)
+    ts_ns, value, channel, flag = _read_columns(data, n, cols_at)
     if check_columns:
         try:
             _check_columns(len(channels), ts_ns, channel, value, flag)
