@@ -172,6 +172,8 @@ class StreamWorker:
                     continue
                 await self._no_successor(tp)
             proc = self.processors.get(tp) or await self._load(tp)
+            if proc is None:  # revoked while it was being loaded: its next owner has these events
+                continue
             msgs = [Message(e.message.offset, e.message.value, _headers(e.message.headers),
                             round(e.message.timestamp * 1000)) for e in evs if e.message.offset >= proc.next_offset]
             if msgs:
@@ -355,15 +357,22 @@ class StreamWorker:
                 lags[tp.partition] = max(0, high - proc.next_offset)
         return lags
 
-    async def _load(self, tp) -> PartitionProcessor:
+    async def _load(self, tp) -> PartitionProcessor | None:
         """Take a partition on: its writer first (fencing every earlier one), then its committed state; the QA
-        state as last read (read again when due)."""
+        state as last read (read again when due). None if the partition was revoked while this waited (a rebalance
+        callback runs between the awaits): a processor without its writer would crash the next capture."""
         qa = self._qa if time.monotonic() - self._qa_read < QA_REFRESH_S else await self._read_qa()
         proc = PartitionProcessor(self.registry, self.keys, self.cfg.processing, qa)
         prefix = f"{tp.topic}/{tp.partition}"
-        self.writers[tp] = await asyncio.to_thread(PartitionWriter, self.cfg.kafka.producer_config(),
-                                                   f"{self.cfg.app_id}/{prefix}", self.cfg.topics.state, tp.partition)
+        writer = await asyncio.to_thread(PartitionWriter, self.cfg.kafka.producer_config(),
+                                         f"{self.cfg.app_id}/{prefix}", self.cfg.topics.state, tp.partition)
+        if tp in self.held:  # revoked meanwhile
+            await asyncio.to_thread(writer.close)
+            return None
+        self.writers[tp] = writer
         loaded = await asyncio.to_thread(self._read_state, tp.partition, prefix)
+        if self.writers.get(tp) is not writer or tp in self.held:  # revoked meanwhile (_drop closed the writer)
+            return None
         self.states[tp], segments = loaded or (PartitionState(prefix), None)
         if segments is not None:
             proc.restore(segments)
