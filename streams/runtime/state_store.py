@@ -123,7 +123,7 @@ class PartitionWriter:
 
         self.state_topic, self.partition = state_topic, partition
         self.producer = KafkaProducer(**kafka_config, transactional_id=transactional_id, acks="all",
-                                      max_request_size=2 * PIECE_BYTES, linger_ms=5)
+                                      max_request_size=2 * PIECE_BYTES, linger_ms=5, kafka_client=_coordinator_safe())
         with _fencing():
             self.producer.init_transactions()  # the earlier writer's open transaction is aborted
 
@@ -153,6 +153,35 @@ class PartitionWriter:
 
     def close(self) -> None:
         self.producer.close(timeout=5)
+
+
+def _coordinator_safe():
+    """kafka-python's network client, with ``await_ready`` answering False for a node it cannot reach.
+
+    Why: kafka-python 3.0.12's sender checks ``if not await_ready(coordinator)`` to look the transaction
+    coordinator up again and re-queue the request, but ``await_ready`` raises instead of answering False; the
+    sender's ``except`` branch then looks the coordinator up and *drops* the request (``target_node`` is already
+    set, so it is not retried). When the coordinator's node dies during a transaction, the AddPartitionsToTxn
+    request that was in flight is lost, the partitions it named are never added, and the producer spins on
+    "0 produce requests" for good, even after the node is back: the partition's checkpoints stop and its outputs
+    with them (seen when the cluster failover test killed the node that coordinated a writer). Answering False
+    takes the sender's own retry path: look up, re-queue, send to the new coordinator once Kafka has moved it."""
+    from kafka import errors
+    from kafka.net.compat import KafkaNetClient
+
+    class CoordinatorSafeClient(KafkaNetClient):
+        def await_ready(self, node_id, timeout_ms=30000) -> bool:
+            try:
+                return super().await_ready(node_id, timeout_ms=timeout_ms)
+            except errors.KafkaConnectionError:
+                return False
+
+        def send_and_receive(self, node_id, request, timeout_ms=30000):
+            if not self.await_ready(node_id, timeout_ms=timeout_ms):  # raising here, as the base class does
+                raise errors.KafkaConnectionError(f"Node {node_id} not ready after {timeout_ms} ms")
+            return super().send_and_receive(node_id, request, timeout_ms=timeout_ms)
+
+    return CoordinatorSafeClient
 
 
 @contextmanager
