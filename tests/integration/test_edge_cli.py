@@ -183,7 +183,10 @@ def test_simulate_announces_only_what_listens(tmp_path):
     proc = subprocess.Popen([sys.executable, "-c", CEMS, "edge", "simulate", "--seconds", "5",
                              "--modbus-port", str(modbus), "--opcua-port", str(opcua), "--gateway-out", str(gateway)],
                             cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(repo)}, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True,
+                            # Ctrl-C as at a terminal: a shell's background job (a CI runner's, `cmd &`) starts with
+                            # SIGINT ignored, which the child inherits, and Python then never raises KeyboardInterrupt
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         lines = [proc.stdout.readline().strip() for _ in range(3)]
         assert lines[0].startswith(f"Modbus TCP on 127.0.0.1:{modbus} ")
@@ -193,7 +196,10 @@ def test_simulate_announces_only_what_listens(tmp_path):
         assert lines[2].startswith(f"wrote {gateway}")
     finally:
         proc.send_signal(signal.SIGINT)
-        _, err = proc.communicate(timeout=30)
+        try:
+            _, err = proc.communicate(timeout=60)  # about 2 s
+        finally:
+            proc.kill()  # never left behind
     assert "Traceback" not in err, err
     res = CliRunner().invoke(main, ["edge", "check", str(gateway)])
     assert res.exit_code == 0 and "2 device(s)" in res.output, res.output
