@@ -203,7 +203,7 @@ class KafkaLog:
         from kafka import KafkaConsumer, TopicPartition
 
         self.consumer = KafkaConsumer(**kafka_config, group_id=None, enable_auto_commit=False,
-                                      isolation_level="read_committed",
+                                      isolation_level="read_committed", fetch_max_wait_ms=20,  # ranges, not a feed
                                       max_partition_fetch_bytes=2 * PIECE_BYTES, fetch_max_bytes=2 * PIECE_BYTES)
         self.tp = TopicPartition(topic, partition)
         self.consumer.assign([self.tp])
@@ -215,8 +215,10 @@ class KafkaLog:
         """(offset, key, value) with ``start <= offset < stop`` (fewer where compaction removed some)."""
         self.consumer.seek(self.tp, start)
         out, idle = [], 0
-        while self.consumer.position(self.tp) < stop and idle < 20:
-            batch = self.consumer.poll(timeout_ms=1000).get(self.tp, [])
+        # Short polls: a range may hold only transaction markers (the last record of every checkpoint is one), which
+        # poll never returns; it waits its whole timeout and moves the position past them. 20 s of patience in all.
+        while self.consumer.position(self.tp) < stop and idle < 800:
+            batch = self.consumer.poll(timeout_ms=25).get(self.tp, [])
             idle = 0 if batch else idle + 1
             out += [(r.offset, r.key, r.value) for r in batch if start <= r.offset < stop]
         if self.consumer.position(self.tp) < stop:

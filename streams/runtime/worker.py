@@ -392,7 +392,20 @@ class StreamWorker:
     async def _revoked(self, app, revoked, **kwargs) -> None:
         """Partitions that move away: save what they handled since the last checkpoint (a clean handover: the
         next owner replays nothing; refused if a successor has them already), then forget them; their next owner
-        loads the last committed state."""
+        loads the last committed state.
+
+        First they are held (no chunk takes them on again) and the chunk being handled, if any, ends: a partition
+        being loaded makes its writer, and a writer made after the successor's would fence the successor. The group's
+        rebalance waits for this callback, so once it returns no writer of these partitions is being made here."""
+        for tp in revoked:
+            self.held[tp] = math.inf  # a chunk taken before the revocation is the next owner's
+        try:
+            async with asyncio.timeout(self.cfg.session_timeout_s):
+                async with self._lock():
+                    pass
+        except TimeoutError:
+            log.warning("the chunk being handled took longer than %.0f s to end; handing over anyway",
+                        self.cfg.session_timeout_s, extra={"event": "handover_timeout"})
         if any(self.pending.get(tp) for tp in revoked):
             try:
                 await asyncio.wait_for(self.checkpoint(), timeout=self.cfg.session_timeout_s)
@@ -403,7 +416,6 @@ class StreamWorker:
             await asyncio.wait([self._saving], timeout=self.cfg.session_timeout_s)
         for tp in revoked:
             self._drop(tp)
-            self.held[tp] = math.inf  # a chunk taken before the revocation is the next owner's
 
     async def _assigned(self, app, assigned, **kwargs) -> None:
         for tp in assigned:

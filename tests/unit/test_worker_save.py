@@ -134,3 +134,45 @@ def test_an_influxdb_failure_aborts_and_retries_every_open_transaction(monkeypat
     assert w0.calls == ["begin", "state", "state", "abort", "begin", "state", "state", "commit"]
     assert w.metrics.value("cems_worker_output_failures_total", output="influxdb") == 1
     assert w.states[P0].next_offset == 5
+
+
+def test_a_revocation_waits_for_the_partition_being_loaded_and_the_load_installs_nothing(monkeypatch):
+    """A partition revoked while a chunk is taking it on: the revocation returns only after that load has ended (the
+    group's rebalance waits for it, so the successor's writer is made after this one, never before: a later writer
+    fences the earlier), and the load closes the writer it made and installs nothing."""
+    import threading
+    import time
+
+    made, release = [], threading.Event()
+
+    def blocking_writer(*args) -> Writer:  # making a writer fences the earlier ones: here it waits until released
+        release.wait(10)
+        made.append(Writer())
+        return made[-1]
+
+    monkeypatch.setattr(worker_module, "PartitionWriter", blocking_writer)
+    monkeypatch.setattr(worker_module, "PartitionProcessor", lambda *args: object())
+    tp = TP("r", 0)
+    w = worker({})
+    w.cfg = SimpleNamespace(session_timeout_s=6.0, app_id="app", topics=SimpleNamespace(state="s"),  # type: ignore[assignment]
+                            kafka=SimpleNamespace(producer_config=dict), processing=None)
+    w.registry = w.keys = None  # type: ignore[assignment]
+    w._qa, w._qa_read, w._busy, w._saving = None, time.monotonic(), None, None
+
+    async def run():
+        async def chunk():
+            async with w._lock():
+                return await w._load(tp)
+
+        load = asyncio.create_task(chunk())
+        await asyncio.sleep(0.05)  # the load is making its writer
+        revoke = asyncio.create_task(w._revoked(None, {tp}))
+        await asyncio.sleep(0.05)
+        waited = not revoke.done()
+        release.set()
+        return waited, await load, await revoke
+
+    waited, loaded, _ = asyncio.run(run())
+    assert waited and loaded is None
+    assert [m.calls for m in made] == [["close"]]
+    assert tp not in w.processors and tp not in w.writers and w.held == {tp: float("inf")}
