@@ -84,7 +84,8 @@ def _produce(cfg: WorkerConfig, files: list[Path], keys_dir: Path) -> int:
         rows.append((stamp_ms, b.agent_id, data, envelope.headers(b.agent_id, b.seq, key, data)))
     for agent, key in keys.items():
         (keys_dir / f"{agent}.key").write_bytes(key)
-    producer = kafka_io.producer(cfg.kafka, linger_ms=20, max_request_size=8 * 2**20)
+    # big batches: a recording is sent as fast as the broker takes it, not a message a request (16 KB by default)
+    producer = kafka_io.producer(cfg.kafka, linger_ms=20, batch_size=2**20, max_request_size=8 * 2**20)
     try:
         for stamp_ms, agent, data, headers in sorted(rows, key=lambda r: r[0]):
             producer.send(cfg.topics.readings, key=agent.encode(), value=data, headers=list(headers.items()),
