@@ -2,11 +2,12 @@
 
 Recorded reading batches (files in the wire format, versions 1-3 in any mix, e.g. an edge outbox's ``*.batch``) go as
 signed messages through the same :class:`~streams.core.processor.PartitionProcessor` the faust worker drives, so the
-hourly and monthly records, sequence numbers and section refusals are the stream's; the closed minutes become the grids of the data-quality indicators and the meters' totals;
-the self-reported files are reconciled by :func:`streams.core.reconcile.reconcile_month`; every closed month lands in
-the file-based :class:`~streams.archive.store.Archive` (SQLite), which ``cems archive serve`` and ``cems console
-serve`` put on localhost. The demo (``streams/cli/demo.py``) records its simulated plants as an edge outbox and
-comes through here like any recording.
+hourly and monthly records, sequence numbers and section refusals are the stream's; the closed minutes become the
+grids of the data-quality indicators and the meters' totals; the self-reported files are reconciled by
+:func:`streams.core.reconcile.reconcile_month`; every closed month lands in the file-based
+:class:`~streams.archive.store.Archive` (SQLite), which ``cems archive serve`` and ``cems console serve`` put on
+localhost. The demo (``streams/cli/demo.py``) records its simulated plants as an edge outbox and comes through here
+like any recording.
 """
 
 from __future__ import annotations
