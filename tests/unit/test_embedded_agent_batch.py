@@ -302,3 +302,28 @@ def test_the_cli_on_a_garbage_version_3_file_names_it_and_gives_no_traceback(fuz
                                         str(bad.parent), "--out", str(tmp_path / "out")])
     assert run.exit_code == 0 and run.exception is None, run.output
     assert f"  {bad}: undecodable: " in run.output and "Traceback" not in run.output
+
+
+def test_an_agent_whose_sources_are_in_two_site_files_shows_no_false_hole(outboxes, v3_run):
+    """stack0 in one site file, stack1 in another, one agent sending both: each entity's processor reads its own
+    sections. Intervals 400-499 hold stack0 only (100 messages, numbers 400-499, none for plant-b): plant-b is given
+    them as empty messages, so its sequence shows no hole, and its readings are stack1's of the other intervals:
+    800 x 5 s x 10 channels = 40,000; plant-a has all of stack0's, 900 x 50 = 45,000."""
+    import shutil
+    import tempfile
+
+    whole = site()
+    a = whole.model_copy(update={"id": "plant-a", "sources": whole.sources[:1]})
+    b = whole.model_copy(update={"id": "plant-b", "sources": whole.sources[1:]})
+    with tempfile.TemporaryDirectory() as tmp:
+        outbox = Path(tmp) / "outbox"
+        shutil.copytree(outboxes["v3"], outbox)
+        for k in range(400, 500):
+            (outbox / f"{k:020d}.batch").write_bytes(_agent([intervals()[k][0]], k))
+        rec = run_batches([a, b], files(outbox))
+    assert rec.dead_letters == [] and rec.holes == {}
+    assert [(r.entity.id, r.readings) for r in rec.results] == [("plant-a", 45_000), ("plant-b", 40_000)]
+    def stack0(results) -> dict:  # stack0's hour records, less the entity they are filed under
+        return {r.key: r.content()[1:] for res in results for r in res.hourly if r.source_id == "stack0"}
+
+    assert stack0(rec.results) == stack0(v3_run.results) and len(stack0(rec.results)) == 1  # hour 0, as in one file
