@@ -81,9 +81,12 @@ def _summary(rec, out: Path) -> None:
         click.echo(f"{rec.repeats:,} file(s) repeat another byte for byte (same agent and seq): read once")
     if rec.dead_letters:
         reasons = ", ".join(f"{reason} {n}" for reason, n in rec.by_reason().items())
-        click.echo(f"dead-lettered {len(rec.dead_letters):,} batch file(s) into {out / 'dead-letter'} ({reasons}):")
-        for d in sorted(rec.dead_letters, key=lambda d: str(d.path))[:20]:
-            click.echo(f"  {d.path}: {d.reason}: {d.detail}")
+        sections = sum(d.section is not None for d in rec.dead_letters)  # of version-3 files, the rest of them read
+        what = (f"{len(rec.dead_letters) - sections:,} batch file(s)"
+                + (f" and {sections:,} section(s) of version-3 files" if sections else ""))
+        click.echo(f"dead-lettered {what} into {out / 'dead-letter'} ({reasons}):")
+        for d in sorted(rec.dead_letters, key=lambda d: (str(d.path), d.section or ""))[:20]:
+            click.echo(f"  {d.path}{f' (section {d.section})' if d.section else ''}: {d.reason}: {d.detail}")
         if len(rec.dead_letters) > 20:
             click.echo(f"  ... and {len(rec.dead_letters) - 20} more (each with its .json in the folder)")
 

@@ -1,16 +1,18 @@
 """The whole pipeline in one process, with no Kafka and no InfluxDB: for a single site, a first look, or the demo.
 
-Recorded reading batches (files in the wire format, e.g. an edge outbox's ``*.batch``) go as signed messages through
-the same :class:`~streams.core.processor.PartitionProcessor` the faust worker drives, so the hourly and monthly
-records are the stream's; the closed minutes become the grids of the data-quality indicators and the meters' totals;
-the self-reported files are reconciled by :func:`streams.core.reconcile.reconcile_month`; every closed month lands in
-the file-based :class:`~streams.archive.store.Archive` (SQLite), which ``cems archive serve`` and ``cems console
-serve`` put on localhost. The demo (``streams/cli/demo.py``) records its simulated plants as an edge outbox and
-comes through here like any recording.
+Recorded reading batches (files in the wire format, versions 1-3 in any mix, e.g. an edge outbox's ``*.batch``) go as
+signed messages through the same :class:`~streams.core.processor.PartitionProcessor` the faust worker drives, so the
+hourly and monthly records, sequence numbers and section refusals are the stream's; the closed minutes become the
+grids of the data-quality indicators and the meters' totals; the self-reported files are reconciled by
+:func:`streams.core.reconcile.reconcile_month`; every closed month lands in the file-based
+:class:`~streams.archive.store.Archive` (SQLite), which ``cems archive serve`` and ``cems console serve`` put on
+localhost. The demo (``streams/cli/demo.py``) records its simulated plants as an edge outbox and comes through here
+like any recording.
 """
 
 from __future__ import annotations
 
+import bisect
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -22,7 +24,8 @@ from ingest.accounting import load_reports
 from ingest.batches import KeyRing, Rejection
 from schemas import envelope
 from schemas.accounting import AccountingReport
-from schemas.batch import ReadingBatch
+from schemas.agent_batch import AgentBatch, decode_message
+from schemas.batch import AGENT_VERSION, ReadingBatch
 from schemas.errors import BatchDecodeError, UnsupportedSchemaVersion
 from schemas.records import HourlyRecord, MonthlyRecord
 from schemas.site import Entity
@@ -75,12 +78,14 @@ RECORDING_REASONS = {
 
 @dataclass(frozen=True)
 class DeadLetter:
-    """A batch file the run did not use: where it was, why (a reason code), what exactly, and its bytes as read."""
+    """A batch file the run did not use, or one section of a version-3 file whose other sections it did: where it
+    was, why (a reason code), what exactly, its bytes as read (the whole file's), and the section's source id."""
 
     path: Path
     reason: str
     detail: str
     data: bytes
+    section: str | None = None  # the source of the one section refused (the stream's ``cems-dlq-section``)
 
 
 @dataclass
@@ -93,7 +98,7 @@ class Recording:
     holes: dict[str, list[tuple[int, int]]] = field(default_factory=dict)  # agent -> sequence ranges not recorded
 
     def by_reason(self) -> dict[str, int]:
-        """Dead-lettered files per reason code, most frequent first."""
+        """Dead letters (files, and single sections of version-3 files) per reason code, most frequent first."""
         counts: dict[str, int] = {}
         for d in self.dead_letters:
             counts[d.reason] = counts.get(d.reason, 0) + 1
@@ -164,14 +169,21 @@ def other_files(paths: list[Path]) -> list[Path]:
 class _Read(NamedTuple):
     path: Path
     data: bytes
-    batch: ReadingBatch
+    msg: AgentBatch  # any wire version, as schemas.agent_batch.decode_message reads it (versions 1-2: one section)
+
+
+def _unknown_section(path: Path, data: bytes, source_id: str) -> DeadLetter:
+    """A version-3 section whose source is in no site file: that section refused, as the stream processor refuses it
+    (the detail prefixed with the source, the section named), the file's other sections read."""
+    return DeadLetter(path, "unknown_source", f"source {source_id!r}: in none of the site files", data, source_id)
 
 
 def _read_files(files: list[Path], entity_of: dict[str, Entity]) -> tuple[list[_Read], list[DeadLetter], int]:
-    """Every file read and decoded once: the batches of known sources, the files refused (unreadable,
-    undecodable, an unknown source, a sequence number reused for other bytes), and how many repeated another."""
-    from schemas.batch import decode_batch
-
+    """Every file read and decoded once, wire versions 1-3 in any mix: the messages with a known source, the files
+    refused (unreadable, undecodable, no known source, a sequence number reused for other bytes), the sections of
+    version-3 files refused (a source in no site file: that section only), and how many files repeated another.
+    A sequence number is the agent's whatever the version (``docs/wire-format.md``): one per version-3 message, which
+    holds several sources, so a repeat is the same agent and number, as on the stream."""
     good: list[_Read] = []
     dead: list[DeadLetter] = []
     seen: dict[tuple[str, int], _Read] = {}
@@ -183,25 +195,31 @@ def _read_files(files: list[Path], entity_of: dict[str, Entity]) -> tuple[list[_
             dead.append(DeadLetter(path, "unreadable", exc.strerror or str(exc), b""))
             continue
         try:
-            b = decode_batch(data)
+            msg = decode_message(data)
         except UnsupportedSchemaVersion as exc:
             dead.append(DeadLetter(path, "unsupported_version", exc.detail, data))
             continue
         except BatchDecodeError as exc:
             dead.append(DeadLetter(path, "undecodable", f"{exc.reason}: {exc.detail}", data))
             continue
-        if b.source_id not in entity_of:
-            dead.append(DeadLetter(path, "unknown_source", f"source {b.source_id!r} is in none of the site files",
+        sectioned = msg.version == AGENT_VERSION
+        unknown = [s for s in msg.source_ids if s not in entity_of]
+        if unknown and not sectioned:
+            dead.append(DeadLetter(path, "unknown_source", f"source {unknown[0]!r} is in none of the site files",
                                    data))
             continue
-        first = seen.setdefault((b.agent_id, b.seq), _Read(path, data, b))
+        if unknown and len(unknown) == len(msg.source_ids):  # no section to read: refused before it takes a number
+            dead += [_unknown_section(path, data, s) for s in unknown]
+            continue
+        first = seen.setdefault((msg.agent_id, msg.seq), _Read(path, data, msg))
         if first.path != path:
             if first.data == data:
                 repeats += 1
             else:
-                dead.append(DeadLetter(path, "seq_reused", f"agent {b.agent_id!r} seq {b.seq} is also {first.path}, "
-                                                           "with other bytes (that one is read)", data))
+                dead.append(DeadLetter(path, "seq_reused", f"agent {msg.agent_id!r} seq {msg.seq} is also "
+                                                           f"{first.path}, with other bytes (that one is read)", data))
             continue
+        dead += [_unknown_section(path, data, s) for s in unknown]
         good.append(first)
     return good, dead, repeats
 
@@ -242,34 +260,67 @@ def repeated_readings(batches: list[ReadingBatch]) -> dict[int, tuple[int, int]]
     return {int(k): (int(counts[k]), int(first[k])) for k in np.flatnonzero(counts)}
 
 
+class _Part(NamedTuple):
+    """What one recorded message gives one entity's processor: its sections of the entity's sources that the
+    recording did not refuse (a version-1 or -2 file: its one batch)."""
+
+    read: _Read
+    sections: tuple[ReadingBatch, ...]
+
+    @property
+    def readings(self) -> int:
+        return sum(s.ts_ns.size for s in self.sections)
+
+    def first_ns(self) -> int:
+        return min(int(s.ts_ns.min()) for s in self.sections if s.ts_ns.size)
+
+    def wire(self) -> bytes:
+        """The bytes the processor is given: the file's own when they are all this entity's, else a version-3 message
+        of the same agent and number with only the sections it is to read (none: an empty message, which takes its
+        number as an empty batch does). Local files are signed in process anyway; a dead letter keeps the file's."""
+        msg = self.read.msg
+        if len(self.sections) == len(msg.sections):
+            return self.read.data
+        return AgentBatch.from_sections(agent_id=msg.agent_id, seq=msg.seq, sections=self.sections).encode()
+
+
 def _produced_ms(r: _Read) -> int:
-    """When a recorded batch is taken as produced [ms]: one second after its newest reading."""
-    return int(r.batch.ts_ns.max()) // 10**6 + 1000
+    """When a recorded message is taken as produced [ms]: one second after its newest reading (of any section)."""
+    return int(r.msg.ts_ns.max()) // 10**6 + 1000
 
 
-def _with_empty(rows: list[_Read], produced: list[int], empty: list[_Read]) -> tuple[list[_Read], list[int]]:
-    """Batches without readings put among the others after their agent's batch numbered just below (produced at
-    the same time), so that their sequence numbers are taken in order and never show as a hole."""
+def _with_empty(rows: list[_Part], produced: list[int], empty: list[_Part]) -> tuple[list[_Part], list[int]]:
+    """Messages without readings for the entity put among the others after their agent's message numbered just below
+    (produced at the same time), so that their sequence numbers are taken in order and never show as a hole."""
     if not empty:
         return rows, produced
-    out = list(zip(rows, produced, strict=True))
-    for e in sorted(empty, key=lambda r: (r.batch.agent_id, r.batch.seq)):
-        agent, seq = e.batch.agent_id, e.batch.seq
-        below = [(r.batch.seq, k) for k, (r, _) in enumerate(out) if r.batch.agent_id == agent and r.batch.seq < seq]
-        k = max(below)[1] + 1 if below else 0
-        out.insert(k, (e, out[k - 1][1] if k else out[0][1]))
+    below: dict[str, tuple[list[int], list[int]]] = {}  # agent -> its rows' sequence numbers (ascending), positions
+    for k, p in sorted(enumerate(rows), key=lambda kp: (kp[1].read.msg.agent_id, kp[1].read.msg.seq)):
+        seqs, at = below.setdefault(p.read.msg.agent_id, ([], []))
+        seqs.append(p.read.msg.seq)
+        at.append(k)
+    after: dict[int, list[_Part]] = {}  # row position (-1: before the first row) -> empties, in sequence order
+    for e in sorted(empty, key=lambda p: (p.read.msg.agent_id, p.read.msg.seq)):
+        seqs, at = below.get(e.read.msg.agent_id, ([], []))
+        i = bisect.bisect_left(seqs, e.read.msg.seq)
+        after.setdefault(at[i - 1] if i else -1, []).append(e)
+    out = [(e, produced[0]) for e in after.get(-1, ())]
+    for k, (r, t) in enumerate(zip(rows, produced, strict=True)):
+        out += [(r, t)] + [(e, t) for e in after.get(k, ())]
     return [r for r, _ in out], [t for _, t in out]
 
 
 def run_batches(entities: list[Entity], files: list[Path], meters: dict[str, str] | None = None,
                 settings: Settings = Settings(), qa_records: list | None = None,
                 qa_recompute: bool = False) -> Recording:
-    """Recorded reading batches (files in the wire format, e.g. an edge outbox's ``*.batch``) through the
-    processor, per entity; every file that cannot be used is a :class:`DeadLetter` with its reason, and the rest
-    are processed as if it had never been there.
+    """Recorded reading batches (files in the wire format, versions 1-3 in any mix, e.g. an edge outbox's
+    ``*.batch``) through the processor, per entity; every file that cannot be used is a :class:`DeadLetter` with its
+    reason, and the rest are processed as if it had never been there. A version-3 file (an agent batch: one
+    message, one sequence number, a section per source) whose refusal concerns one source loses that section only,
+    as on the stream: the dead letter names the section (``DeadLetter.section``), the other sections are read.
 
     Local files are trusted as they are: they are signed here with a key of this run (the signature guards the
-    network, not the disk). Each batch is stamped as produced one second after its newest reading. Months close by
+    network, not the disk). Each message is stamped as produced one second after its newest reading. Months close by
     the data's own clock, as on the stream: a month whose end plus the allowed lateness the recording does not
     reach stays open (a recording of part of a month is never a whole month). ``qa_records``: QA records
     (``ingest.qa.load_records``) of the entities' analysers, which gate their hours."""
@@ -281,37 +332,64 @@ def run_batches(entities: list[Entity], files: list[Path], meters: dict[str, str
     key = secrets.token_bytes(32)
     entity_of = {s.id: e for e in entities for s in e.sources}
     good, dead, repeats = _read_files(files, entity_of)
-    by_entity: dict[str, list[_Read]] = {e.id: [] for e in entities}
+    sections_of: list[dict[str, list[ReadingBatch]]] = []  # per message: entity id -> its sections of the entity
     for r in good:
-        by_entity[entity_of[r.batch.source_id].id].append(r)
+        mine: dict[str, list[ReadingBatch]] = {}
+        for s in r.msg.sections:
+            if s.source_id in entity_of:
+                mine.setdefault(entity_of[s.source_id].id, []).append(s)
+        sections_of.append(mine)
+    order: dict[str, list[int]] = {}  # entity id -> its messages with readings, in the order they are processed
+    refused: set[tuple[int, str]] = set()  # (message, source): the same readings again under a new number
+    for entity in entities:
+        order[entity.id] = sorted(
+            (i for i, m in enumerate(sections_of) if any(s.ts_ns.size for s in m.get(entity.id, ()))),
+            key=lambda i: (_produced_ms(good[i]), good[i].msg.agent_id, good[i].msg.seq))  # a replay's seq is higher
+        by_source: dict[str, list[tuple[int, ReadingBatch]]] = {}
+        for i in order[entity.id]:
+            for s in sections_of[i][entity.id]:
+                by_source.setdefault(s.source_id, []).append((i, s))
+        for source_id, mine_s in by_source.items():  # counted once: the later batch (or section) is refused
+            for j, (count, first) in repeated_readings([s for _, s in mine_s]).items():
+                i, s = mine_s[j]
+                r = good[i]
+                detail = (f"{count} of its {s.ts_ns.size} readings were given by {good[mine_s[first][0]].path} "
+                          f"already (source {source_id!r}, agent {r.msg.agent_id!r} seq {r.msg.seq})")
+                if r.msg.version == AGENT_VERSION:
+                    dead.append(DeadLetter(r.path, "duplicate_readings", f"source {source_id!r}: {detail}", r.data,
+                                           source_id))
+                else:
+                    dead.append(DeadLetter(r.path, "duplicate_readings", detail, r.data))
+                refused.add((i, source_id))
+    kept = [{e: tuple(s for s in secs if (i, s.source_id) not in refused) for e, secs in m.items()}
+            for i, m in enumerate(sections_of)]
+    # a message takes its number if any section of it is read (the stream's rule), or if it has none (empty)
+    numbered = [not r.msg.source_ids or any(kept[i].values()) for i, r in enumerate(good)]
     results: list[PlantResult] = []
     holes: dict[str, list[tuple[int, int]]] = {}
     for entity in entities:
-        rows = sorted((r for r in by_entity[entity.id] if r.batch.ts_ns.size),
-                      key=lambda r: (_produced_ms(r), r.batch.agent_id, r.batch.seq))  # a replay's new seq is higher
-        empty = [r for r in by_entity[entity.id] if not r.batch.ts_ns.size]  # nothing to absorb; their numbers count
-        refused: set[int] = set()
-        for s in entity.sources:  # the same readings again under a new sequence number: counted once
-            mine = [i for i, r in enumerate(rows) if r.batch.source_id == s.id]
-            for j, (count, first) in repeated_readings([rows[i].batch for i in mine]).items():
-                r = rows[mine[j]]
-                dead.append(DeadLetter(r.path, "duplicate_readings", (
-                    f"{count} of its {r.batch.ts_ns.size} readings were given by {rows[mine[first]].path} already "
-                    f"(source {s.id!r}, agent {r.batch.agent_id!r} seq {r.batch.seq})"), r.data))
-                refused.add(mine[j])
-        rows = [r for i, r in enumerate(rows) if i not in refused]
+        rows = [_Part(good[i], kept[i][entity.id]) for i in order[entity.id]]
+        rows = [p for p in rows if p.readings]
         if not rows:
             continue
-        _, start, _ = month_bounds(min(int(r.batch.ts_ns.min()) for r in rows), entity.tz)
-        _, _, end = month_bounds(_produced_ms(rows[-1]) * 10**6 - 1, entity.tz)
-        produced = [_produced_ms(r) for r in rows]
+        agents = {p.read.msg.agent_id for p in rows}
+        taken = {id(p.read) for p in rows}
+        # nothing to absorb, but their numbers count: empty batches, and the entity's agents' messages for other
+        # entities only (an agent whose sources are in several site files), so that its sequence shows no false hole
+        empty = [_Part(r, kept[i].get(entity.id, ())) for i, r in enumerate(good)
+                 if numbered[i] and id(r) not in taken and (entity.id in sections_of[i] or r.msg.agent_id in agents)]
+        _, start, _ = month_bounds(min(p.first_ns() for p in rows), entity.tz)
+        _, _, end = month_bounds(_produced_ms(rows[-1].read) * 10**6 - 1, entity.tz)
+        produced = [_produced_ms(p.read) for p in rows]
         rows, produced = _with_empty(rows, produced, empty)
-        messages = [Message(i, r.data, envelope.headers(r.batch.agent_id, r.batch.seq, key, r.data), t)
-                    for i, (r, t) in enumerate(zip(rows, produced, strict=True))]
-        agents = {r.batch.agent_id for r in rows}
+        messages = []
+        for i, (p, t) in enumerate(zip(rows, produced, strict=True)):
+            data = p.wire()
+            messages.append(Message(i, data, envelope.headers(p.read.msg.agent_id, p.read.msg.seq, key, data), t))
+        agents |= {p.read.msg.agent_id for p in rows}
         qa = [r for r in qa_records or () if r.site_id == entity.id]
         res = process_entity(entity, messages, dict.fromkeys(agents, key), start, end, settings, qa, qa_recompute)
-        dead += [DeadLetter(rows[offset].path, rej.reason, rej.detail, rows[offset].data)
+        dead += [DeadLetter(rows[offset].read.path, rej.reason, rej.detail, rows[offset].read.data, rej.source_id)
                  for offset, rej in res.dead_letters]
         holes |= res.holes
         res.meters = dict(meters or {})
@@ -334,7 +412,8 @@ def run_recorded(entities: list[Entity], files: list[Path], meters: dict[str, st
 def write_dead_letters(dead_letters: list[DeadLetter], directory: Path) -> None:
     """Each dead letter into ``directory`` (made afresh: a run's dead letters, not an accumulation): its bytes as
     read under a numbered copy of its name, and beside it ``<name>.json`` with the file it came from, the reason
-    code and the detail, for ``cems batch inspect`` and for sending it again once mended."""
+    code, the detail and (one section of a version-3 file) the section's source, for ``cems batch inspect`` and for
+    sending it again once mended."""
     import json
     import shutil
 
@@ -347,7 +426,8 @@ def write_dead_letters(dead_letters: list[DeadLetter], directory: Path) -> None:
         name = f"{k:05d}-{d.path.name}"
         (directory / name).write_bytes(d.data)
         (directory / f"{name}.json").write_text(json.dumps(
-            {"file": str(d.path), "reason": d.reason, "detail": d.detail, "bytes": len(d.data)}, indent=1) + "\n",
+            {"file": str(d.path), "reason": d.reason, "detail": d.detail, "bytes": len(d.data)}
+            | ({"section": d.section} if d.section is not None else {}), indent=1) + "\n",
             encoding="utf-8")
 
 
