@@ -318,8 +318,9 @@ def test_an_agent_whose_sources_are_in_two_site_files_shows_no_false_hole(outbox
     with tempfile.TemporaryDirectory() as tmp:
         outbox = Path(tmp) / "outbox"
         shutil.copytree(outboxes["v3"], outbox)
+        every = intervals()
         for k in range(400, 500):
-            (outbox / f"{k:020d}.batch").write_bytes(_agent([intervals()[k][0]], k))
+            (outbox / f"{k:020d}.batch").write_bytes(_agent([every[k][0]], k))
         rec = run_batches([a, b], files(outbox))
     assert rec.dead_letters == [] and rec.holes == {}
     assert [(r.entity.id, r.readings) for r in rec.results] == [("plant-a", 45_000), ("plant-b", 40_000)]
