@@ -40,7 +40,7 @@ import struct
 import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 from numpy.typing import NDArray
@@ -72,9 +72,6 @@ from .batch import (
     decode_batch,
 )
 from .errors import BatchDecodeError, BatchError
-
-if TYPE_CHECKING:
-    pass
 
 __all__ = ["AGENT_VERSION", "MAX_SECTIONS", "AgentBatch", "decode_message", "encode_agent_batch"]
 

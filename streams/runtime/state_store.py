@@ -35,6 +35,7 @@ seen.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager, suppress
@@ -155,6 +156,7 @@ class PartitionWriter:
         self.producer.close(timeout=5)
 
 
+@functools.cache  # one class for every writer
 def _coordinator_safe():
     """kafka-python's network client, with ``await_ready`` answering False for a node it cannot reach.
 

@@ -371,7 +371,7 @@ class StreamWorker:
             return None
         self.writers[tp] = writer
         loaded = await asyncio.to_thread(self._read_state, tp.partition, prefix)
-        if self.writers.get(tp) is not writer or tp in self.held:  # revoked meanwhile (_drop closed the writer)
+        if self.writers.get(tp) is not writer or tp in self.held:  # revoked meanwhile: _revoked's _drop closes it
             return None
         self.states[tp], segments = loaded or (PartitionState(prefix), None)
         if segments is not None:
