@@ -1,7 +1,7 @@
 """The receiver's per-frame shortcuts against the code they stand in for: a header read once and then known but for
 its QN (``frame._known_header``) gives the frame or the refusal a fresh reading gives, for any header and any QN,
 in both modes; an answer from its remembered text (``ReceiverSession._answer``) is the bytes ``build_response``
-writes."""
+writes; and the premise of the shaped area's lenient number check."""
 
 from __future__ import annotations
 
@@ -103,3 +103,21 @@ def test_an_answer_from_its_remembered_text_is_the_built_one(cn: str, pw: str, m
         else:  # no QN: the receiver's own time, same layout
             assert answer.startswith(b"##") and b";ST=91;CN=" + cn.encode() in answer
     assert (cn, pw, mn, written) in _ANSWER_RESTS
+
+
+def test_over_the_number_alphabet_float_reads_exactly_the_plain_numbers() -> None:
+    """The premise of the shaped area's lenient number check (``datarea._NUMBER_CHARS``): every string of at most
+    5 of the characters 0 9 . + - (3,906 of them) is read by float() exactly when _PLAIN_NUMBERS allows it."""
+    import itertools
+
+    from schemas.hj212.datarea import _PLAIN_NUMBERS
+
+    for n in range(6):
+        for chars in itertools.product("09.+-", repeat=n):
+            text = "".join(chars)
+            try:
+                float(text)
+                reads = True
+            except ValueError:
+                reads = False
+            assert reads == (_PLAIN_NUMBERS.fullmatch(text) is not None), text
