@@ -490,7 +490,7 @@ def encode_columns(*, agent_id: str, source_id: str, seq: int, channels: tuple[C
     """
     n = len(ts_ns)
     if _small_columns_ok(agent_id, source_id, seq, channels, ts_ns, channel, value, flag, period_s, n):
-        meta = _meta_bytes(agent_id, source_id, period_s, channels)
+        meta = _checked_meta(agent_id, source_id, period_s, channels)
         head = _FIXED.pack(MAGIC, PERIOD_VERSION if period_s else SCHEMA_VERSION, 0, n, len(meta), seq)
         body = b"".join((head, meta, _columns_struct(n).pack(*ts_ns, *value, *channel, *flag)))
         return body + _CRC.pack(zlib.crc32(body))
@@ -508,18 +508,15 @@ def _small_columns_ok(agent_id: object, source_id: object, seq: object, channels
         return False
     if type(seq) is not int or not 0 <= seq < 2**64 or type(period_s) is not int or not 0 <= period_s <= MAX_PERIOD_S:
         return False
-    if type(channels) is not tuple or any(type(c) is not ChannelSpec for c in channels):
-        return False
-    try:
-        _check_names(agent_id, source_id, channels)
-    except (BatchError, TypeError):
+    if not _names_ok(agent_id, source_id, period_s, channels):
         return False
     if n == 0:
         return True
     if not (set(map(type, ts_ns)) <= _INT_TYPES and set(map(type, channel)) <= _INT_TYPES
             and set(map(type, flag)) <= _INT_TYPES and set(map(type, value)) <= _FLOAT_TYPES):
         return False
-    if not (min(ts_ns) >= TS_MIN_NS and max(ts_ns) < TS_MAX_NS and min(channel) >= 0 and max(channel) < len(channels)
+    if not (min(ts_ns) >= TS_MIN_NS and max(ts_ns) < TS_MAX_NS and min(channel) >= 0
+            and max(channel) < len(cast("tuple[ChannelSpec, ...]", channels))
             and set(flag) <= _VALID_FLAGS):
         return False
     total = sum(value)  # NaN if a value is NaN, or infinite (inf - inf is NaN too): then look closer
@@ -532,6 +529,39 @@ def _small_columns_ok(agent_id: object, source_id: object, seq: object, channels
 
 
 _INF, _NINF = float("inf"), float("-inf")
+
+#: (agent id, source id, period, id of the channel table) -> (that table, its metadata block), for names checked
+#: good: a receiver passes the same channel tuple with every upload of a source, and hashing a table of ten
+#: ChannelSpec tuples for the lru_caches (their hashes are not kept) cost about 4 of encode_columns' 6 µs. The
+#: table is held in the value, so its id cannot be reused while the entry lives; a hit needs that very object.
+_CHECKED: dict[tuple[object, object, int, int], tuple[tuple[ChannelSpec, ...], bytes]] = {}
+
+
+def _names_ok(agent_id: object, source_id: object, period_s: int, channels: object) -> bool:
+    """Whether the names and the channel table are valid (remembered for the table object once checked)."""
+    try:
+        hit = _CHECKED.get((agent_id, source_id, period_s, id(channels)))
+    except TypeError:  # an unhashable name: from_columns says what is wrong
+        return False
+    if hit is not None and hit[0] is channels:
+        return True
+    if type(channels) is not tuple or any(type(c) is not ChannelSpec for c in channels):
+        return False
+    try:
+        _check_names(agent_id, source_id, channels)
+    except (BatchError, TypeError):
+        return False
+    if len(_CHECKED) >= 65_536:
+        _CHECKED.clear()
+    _CHECKED[(agent_id, source_id, period_s, id(channels))] = (
+        channels, _meta_bytes(cast("str", agent_id), cast("str", source_id), period_s, channels))
+    return True
+
+
+def _checked_meta(agent_id: str, source_id: str, period_s: int, channels: tuple[ChannelSpec, ...]) -> bytes:
+    """The metadata block of names :func:`_names_ok` accepted."""
+    return _CHECKED[(agent_id, source_id, period_s, id(channels))][1]
+
 
 class _Header(NamedTuple):
     version: int

