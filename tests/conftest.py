@@ -73,6 +73,42 @@ def pytest_collection_modifyitems(items) -> None:
     items.sort(key=lambda item: rank.get(item.nodeid.split("::", 1)[0], len(rank)))
 
 
+# CEMS_TEST_COST=FILE appends one JSON line per test file to FILE: its wall time and the CPU seconds of the pytest
+# process and of the child processes it waited for, from the file's first test to its last (each file runs on one
+# worker, --dist loadfile). What the suite's time is spent on; sort by cpu to see where it goes.
+_COST_FILE = os.environ.get("CEMS_TEST_COST")
+_cost_open: dict[str, tuple[float, float, float]] = {}
+
+
+def _cpu() -> tuple[float, float]:
+    import resource
+
+    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime, kids.ru_utime + kids.ru_stime
+
+
+def pytest_runtest_logstart(nodeid, location) -> None:
+    if _COST_FILE:
+        path = nodeid.split("::", 1)[0]
+        if path not in _cost_open:
+            for other in list(_cost_open):
+                _cost_close(other)
+            _cost_open[path] = (time.monotonic(), *_cpu())
+
+
+def _cost_close(path: str) -> None:
+    t0, me0, kids0 = _cost_open.pop(path)
+    me, kids = _cpu()
+    with open(_COST_FILE, "a", encoding="utf-8") as f:  # type: ignore[arg-type]
+        f.write(json.dumps({"file": path, "wall": round(time.monotonic() - t0, 1), "cpu": round(me - me0, 1),
+                            "children_cpu": round(kids - kids0, 1)}) + "\n")
+
+
+def pytest_sessionfinish(session) -> None:
+    for path in list(_cost_open):
+        _cost_close(path)
+
+
 @pytest.hookimpl(optionalhook=True)
 def pytest_xdist_make_scheduler(config, log):
     """``--dist loadfile``, except that a worker busy with a :data:`SLOW_FIRST` file is never handed another one
