@@ -87,13 +87,14 @@ def _cpu() -> tuple[float, float]:
     return me.ru_utime + me.ru_stime, kids.ru_utime + kids.ru_stime
 
 
-def pytest_runtest_logstart(nodeid, location) -> None:
-    if _COST_FILE:
-        path = nodeid.split("::", 1)[0]
-        if path not in _cost_open:
-            for other in list(_cost_open):
-                _cost_close(other)
-            _cost_open[path] = (time.monotonic(), *_cpu())
+def pytest_runtest_setup(item) -> None:
+    """A file's costs start at its first test's setup (which runs where the test runs, not in xdist's controlling
+    process, which only logs it)."""
+    path = item.nodeid.split("::", 1)[0]
+    if _COST_FILE and path not in _cost_open:
+        for other in list(_cost_open):
+            _cost_close(other)
+        _cost_open[path] = (time.monotonic(), *_cpu())
 
 
 def _cost_close(path: str) -> None:
