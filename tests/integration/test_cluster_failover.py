@@ -369,8 +369,8 @@ def diagnosis(tmp_path, got_hourly: dict, got_monthly: dict, ref_hourly: dict, r
     """What differs, per source, and the workers' own account (the pipeline's log lines, not the clients' retries)."""
     def per_source(got: dict, ref: dict) -> dict:
         wrong = [k for k, r in ref.items() if k not in got or got[k].content() != r.content()]
-        return {s: sorted(k for k in wrong if k.startswith(s + "/"))[:6]
-                for s in sorted({k.split("/")[0] for k in wrong})}
+        of = {k: k[0] if isinstance(k, tuple) else k.split("/")[0] for k in wrong}  # hourly: (source, hour); monthly
+        return {s: sorted(k for k in wrong if of[k] == s)[:6] for s in sorted(set(of.values()))}
 
     lines = [f"hourly: {len(got_hourly)} of {len(ref_hourly)}; wrong or missing: {per_source(got_hourly, ref_hourly)}",
              f"monthly wrong or missing: {per_source(got_monthly, ref_monthly)}"]
