@@ -74,10 +74,10 @@ def pytest_collection_modifyitems(items) -> None:
 
 
 # CEMS_TEST_COST=FILE appends one JSON line per test file to FILE: its wall time and the CPU seconds of the pytest
-# process and of the child processes it waited for, from the file's first test to its last (each file runs on one
-# worker, --dist loadfile). What the suite's time is spent on; sort by cpu to see where it goes.
+# process and of the child processes it waited for, from the file's first test's setup to the next file's (or the
+# session's end): each file runs on one worker, --dist loadfile. What the suite's time is spent on; sort by cpu.
 _COST_FILE = os.environ.get("CEMS_TEST_COST")
-_cost_open: dict[str, tuple[float, float, float]] = {}
+_cost_now: tuple[str, float, float, float] | None = None  # the file being run: (path, monotonic, cpu, children's)
 
 
 def _cpu() -> tuple[float, float]:
@@ -87,27 +87,30 @@ def _cpu() -> tuple[float, float]:
     return me.ru_utime + me.ru_stime, kids.ru_utime + kids.ru_stime
 
 
+def _cost_close() -> None:
+    """Write the cost of the file being run, if any."""
+    global _cost_now
+    if _cost_now is not None:
+        path, t0, me0, kids0 = _cost_now
+        me, kids = _cpu()
+        with open(_COST_FILE, "a", encoding="utf-8") as f:  # type: ignore[arg-type]
+            f.write(json.dumps({"file": path, "wall": round(time.monotonic() - t0, 1), "cpu": round(me - me0, 1),
+                                "children_cpu": round(kids - kids0, 1)}) + "\n")
+        _cost_now = None
+
+
 def pytest_runtest_setup(item) -> None:
     """A file's costs start at its first test's setup (which runs where the test runs, not in xdist's controlling
     process, which only logs it)."""
+    global _cost_now
     path = item.nodeid.split("::", 1)[0]
-    if _COST_FILE and path not in _cost_open:
-        for other in list(_cost_open):
-            _cost_close(other)
-        _cost_open[path] = (time.monotonic(), *_cpu())
-
-
-def _cost_close(path: str) -> None:
-    t0, me0, kids0 = _cost_open.pop(path)
-    me, kids = _cpu()
-    with open(_COST_FILE, "a", encoding="utf-8") as f:  # type: ignore[arg-type]
-        f.write(json.dumps({"file": path, "wall": round(time.monotonic() - t0, 1), "cpu": round(me - me0, 1),
-                            "children_cpu": round(kids - kids0, 1)}) + "\n")
+    if _COST_FILE and (_cost_now is None or _cost_now[0] != path):
+        _cost_close()
+        _cost_now = (path, time.monotonic(), *_cpu())
 
 
 def pytest_sessionfinish(session) -> None:
-    for path in list(_cost_open):
-        _cost_close(path)
+    _cost_close()
 
 
 @pytest.hookimpl(optionalhook=True)
